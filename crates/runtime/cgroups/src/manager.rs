@@ -1,0 +1,784 @@
+//! [`Manager`]: one container's cgroup in every hierarchy of the host.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use oci_spec::runtime::{LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxResources};
+use tracing::{debug, warn};
+
+use crate::resources::{cpu_max_value, device_rule, shares_to_weight, swap_to_v2, v2_limit};
+use crate::stats::{collect_v1, collect_v2, parse_keyed, parse_u64, Stats};
+use crate::{normalize_cgroups_path, CgroupIo, Error, Hierarchy, HostIo, Result};
+
+/// How long `freeze` waits for the kernel to reach the requested state.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `destroy` retries a busy cgroup (its last processes exiting).
+const DESTROY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The cgroup version a [`Manager`] drives. Hybrid hosts are [`Version::V1`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Legacy per-controller hierarchies (also hybrid hosts).
+    V1,
+    /// The unified hierarchy.
+    V2,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        })
+    }
+}
+
+/// The container's directory in one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupDir {
+    /// The v1 controllers of this hierarchy (`["cpu", "cpuacct"]`,
+    /// `["name=systemd"]`); empty for a cgroup2 hierarchy.
+    pub controllers: Vec<String>,
+    /// True for the cgroup2 hierarchy (v2, or the `unified` mount of hybrid).
+    pub unified: bool,
+    /// Where the hierarchy is mounted on the host. Its file name
+    /// (`cpu,cpuacct`) is the name to use inside the container's
+    /// `/sys/fs/cgroup`.
+    pub mount_point: PathBuf,
+    /// The container's cgroup directory on the host.
+    pub path: PathBuf,
+}
+
+/// One container's cgroup: the same relative path below every hierarchy.
+///
+/// Built from a detected [`Hierarchy`] and the spec's `cgroupsPath`. Cheap to
+/// rebuild: it holds no state besides paths, so `strato delete` can construct
+/// a fresh one and call [`Manager::destroy`].
+#[derive(Debug, Clone)]
+pub struct Manager {
+    version: Version,
+    relative: PathBuf,
+    dirs: Vec<CgroupDir>,
+    io: Arc<dyn CgroupIo>,
+}
+
+impl Manager {
+    /// A manager for `cgroups_path` on the real host.
+    ///
+    /// Fails if the path has `..` components or names the root cgroup.
+    pub fn new(hierarchy: &Hierarchy, cgroups_path: &Path) -> Result<Self> {
+        Self::with_io(hierarchy, cgroups_path, Arc::new(HostIo))
+    }
+
+    /// A manager whose OS effects go through `io` (e.g. [`crate::fake::TreeIo`]).
+    pub fn with_io(
+        hierarchy: &Hierarchy,
+        cgroups_path: &Path,
+        io: Arc<dyn CgroupIo>,
+    ) -> Result<Self> {
+        let relative = normalize_cgroups_path(cgroups_path)?;
+        let (version, dirs) = match hierarchy {
+            Hierarchy::V1 { mounts, unified } => {
+                let mut dirs: Vec<CgroupDir> = mounts
+                    .iter()
+                    .map(|m| CgroupDir {
+                        controllers: m.controllers.clone(),
+                        unified: false,
+                        mount_point: m.mount_point.clone(),
+                        path: m.mount_point.join(&relative),
+                    })
+                    .collect();
+                if let Some(u) = unified {
+                    dirs.push(CgroupDir {
+                        controllers: Vec::new(),
+                        unified: true,
+                        mount_point: u.clone(),
+                        path: u.join(&relative),
+                    });
+                }
+                (Version::V1, dirs)
+            }
+            Hierarchy::V2 { mount_point } => (
+                Version::V2,
+                vec![CgroupDir {
+                    controllers: Vec::new(),
+                    unified: true,
+                    mount_point: mount_point.clone(),
+                    path: mount_point.join(&relative),
+                }],
+            ),
+        };
+        Ok(Self {
+            version,
+            relative,
+            dirs,
+            io,
+        })
+    }
+
+    /// The cgroup version driven.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The normalized, relative `cgroupsPath` (e.g. `strato/<id>`).
+    pub fn cgroups_path(&self) -> &Path {
+        &self.relative
+    }
+
+    /// The container's directory in every hierarchy: one per v1 hierarchy
+    /// (plus the unified one on hybrid hosts), or the single v2 directory.
+    /// This is what to bind-mount into the container's `/sys/fs/cgroup`.
+    pub fn paths(&self) -> &[CgroupDir] {
+        &self.dirs
+    }
+
+    /// The container's directory for `controller` (`memory`, `cpu`,
+    /// `name=systemd`). On v2 every controller lives in the single directory.
+    pub fn path(&self, controller: &str) -> Option<&Path> {
+        match self.version {
+            Version::V2 => self.dirs.first().map(|d| d.path.as_path()),
+            Version::V1 => self.v1_dir(controller).map(|d| d.path.as_path()),
+        }
+    }
+
+    fn v1_dir(&self, controller: &str) -> Option<&CgroupDir> {
+        self.dirs
+            .iter()
+            .find(|d| d.controllers.iter().any(|c| c == controller))
+    }
+
+    /// The directory for a v1 controller, or an error naming what needed it.
+    fn require(&self, controller: &'static str, action: &'static str) -> Result<&Path> {
+        self.path(controller)
+            .ok_or(Error::MissingController { controller, action })
+    }
+
+    /// The directory whose `cgroup.procs` lists the container's processes.
+    fn procs_dir(&self) -> Option<&Path> {
+        match self.version {
+            Version::V2 => self.path(""),
+            Version::V1 => ["freezer", "pids", "memory", "cpu"]
+                .iter()
+                .find_map(|c| self.path(c))
+                .or_else(|| self.dirs.first().map(|d| d.path.as_path())),
+        }
+    }
+
+    // ----- file helpers -------------------------------------------------
+
+    fn write(&self, dir: &Path, file: &str, value: &str) -> Result<()> {
+        let path = dir.join(file);
+        debug!(path = %path.display(), value, "cgroup write");
+        self.io.write(&path, value).map_err(|source| Error::Write {
+            path,
+            value: value.to_owned(),
+            source,
+        })
+    }
+
+    fn read(&self, dir: &Path, file: &str) -> Result<String> {
+        let path = dir.join(file);
+        self.io
+            .read(&path)
+            .map_err(|source| Error::Read { path, source })
+    }
+
+    /// Reads a file that may legitimately be absent.
+    fn read_opt(&self, dir: &Path, file: &str) -> Result<Option<String>> {
+        match self.read(dir, file) {
+            Ok(s) => Ok(Some(s)),
+            Err(Error::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ----- lifecycle ----------------------------------------------------
+
+    /// Creates the container's directory in every hierarchy, with any missing
+    /// parents. Idempotent.
+    ///
+    /// On v1 cpuset hierarchies every level whose `cpuset.cpus`/`cpuset.mems`
+    /// is empty gets its parent's value, or adding tasks would fail. On v2
+    /// the controllers available at each ancestor are enabled in its
+    /// `cgroup.subtree_control` (failures there are logged, not fatal).
+    pub fn create(&self) -> Result<()> {
+        for dir in &self.dirs {
+            let cpuset = dir.controllers.iter().any(|c| c == "cpuset");
+            let enable = self.version == Version::V2;
+            let mut cur = dir.mount_point.clone();
+            for part in self.relative.components() {
+                if enable {
+                    self.enable_controllers(&cur);
+                }
+                let parent = cur.clone();
+                cur.push(part);
+                match self.io.create_dir(&cur) {
+                    Ok(()) => debug!(path = %cur.display(), "created cgroup"),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(source) => return Err(Error::Create { path: cur, source }),
+                }
+                if cpuset {
+                    self.inherit_cpuset(&parent, &cur)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `cpuset.cpus` and `cpuset.mems` from `parent` when empty in `dir`.
+    fn inherit_cpuset(&self, parent: &Path, dir: &Path) -> Result<()> {
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = self.read_opt(dir, file)?.unwrap_or_default();
+            if !own.trim().is_empty() {
+                continue;
+            }
+            let from_parent = self.read_opt(parent, file)?.unwrap_or_default();
+            let value = from_parent.trim();
+            if !value.is_empty() {
+                self.write(dir, file, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Enables in `dir`'s subtree every controller `dir` has (v2 only).
+    fn enable_controllers(&self, dir: &Path) {
+        let available = match self.read_opt(dir, "cgroup.controllers") {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(error = %e, "cannot list cgroup controllers");
+                return;
+            }
+        };
+        let enabled = self
+            .read_opt(dir, "cgroup.subtree_control")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        for c in available.split_whitespace() {
+            if enabled.split_whitespace().any(|e| e == c) {
+                continue;
+            }
+            if let Err(e) = self.write(dir, "cgroup.subtree_control", &format!("+{c}")) {
+                warn!(error = %e, controller = c, "cannot enable cgroup controller");
+            }
+        }
+    }
+
+    /// Moves process `pid` into the container's cgroup in every hierarchy.
+    pub fn add_task(&self, pid: i32) -> Result<()> {
+        if pid <= 0 {
+            return Err(Error::InvalidResources(format!(
+                "pid {pid} is not a process id"
+            )));
+        }
+        let value = pid.to_string();
+        for dir in &self.dirs {
+            self.write(&dir.path, "cgroup.procs", &value)?;
+        }
+        Ok(())
+    }
+
+    /// The processes in the container's cgroup (not in its child cgroups).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let Some(dir) = self.procs_dir() else {
+            return Ok(Vec::new());
+        };
+        let text = self.read(dir, "cgroup.procs")?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .filter(|p| *p > 0)
+            .collect())
+    }
+
+    /// Freezes (`true`) or thaws (`false`) every process, returning once the
+    /// kernel reports the state reached.
+    ///
+    /// v1 uses `freezer.state` (`FROZEN`/`THAWED`); v2 writes `cgroup.freeze`
+    /// and polls the `frozen` line of `cgroup.events`.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        match self.version {
+            Version::V1 => {
+                let dir = self.require("freezer", "freeze or thaw the container")?;
+                let state = if frozen { "FROZEN" } else { "THAWED" };
+                let result = self.poll(dir, "freezer.state", state, || {
+                    // Re-writing nudges tasks stuck in FREEZING (as runc does).
+                    self.write(dir, "freezer.state", state)?;
+                    Ok(self.read(dir, "freezer.state")?.trim() == state)
+                });
+                if result.is_err() && frozen {
+                    let _ = self.write(dir, "freezer.state", "THAWED");
+                }
+                result
+            }
+            Version::V2 => {
+                let dir = self.procs_dir().unwrap_or(Path::new("/"));
+                let want = if frozen { 1 } else { 0 };
+                self.write(dir, "cgroup.freeze", &want.to_string())?;
+                let state = if frozen { "frozen 1" } else { "frozen 0" };
+                let result = self.poll(dir, "cgroup.events", state, || {
+                    let events = parse_keyed(&self.read(dir, "cgroup.events")?);
+                    Ok(events.get("frozen") == Some(&want))
+                });
+                if result.is_err() && frozen {
+                    let _ = self.write(dir, "cgroup.freeze", "0");
+                }
+                result
+            }
+        }
+    }
+
+    /// Calls `done` with growing sleeps until it returns true or time runs out.
+    fn poll(
+        &self,
+        dir: &Path,
+        file: &str,
+        state: &'static str,
+        mut done: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        let deadline = Instant::now() + FREEZE_TIMEOUT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if done()? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::FreezeTimeout {
+                    path: dir.join(file),
+                    state,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` to every process of the cgroup.
+    ///
+    /// The cgroup is frozen first so no process can fork away from the
+    /// signal, then thawed so the signal is delivered. Without a freezer
+    /// (v1 host lacking it) processes are signalled unfrozen. On v2, SIGKILL
+    /// uses `cgroup.kill` when the kernel has it. Processes that are already
+    /// gone are not an error.
+    pub fn kill_all(&self, signal: Signal) -> Result<()> {
+        if self.version == Version::V2 && signal == Signal::SIGKILL {
+            if let Some(dir) = self.procs_dir() {
+                if self.io.exists(&dir.join("cgroup.kill")) {
+                    return self.write(dir, "cgroup.kill", "1");
+                }
+            }
+        }
+        let frozen = match self.freeze(true) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "signalling processes without freezing them");
+                false
+            }
+        };
+        let mut result = Ok(());
+        match self.pids() {
+            Ok(pids) => {
+                for pid in pids {
+                    match self.io.kill(pid, signal) {
+                        Ok(()) => {}
+                        Err(e) if e.raw_os_error() == Some(Errno::ESRCH as i32) => {}
+                        Err(source) => {
+                            if result.is_ok() {
+                                result = Err(Error::Kill {
+                                    pid,
+                                    signal,
+                                    source,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => result = Err(e),
+        }
+        if frozen {
+            let thawed = self.freeze(false);
+            result = result.and(thawed);
+        }
+        result
+    }
+
+    /// Removes the container's directory (and any child cgroups made inside
+    /// it) from every hierarchy. Parents are left alone: they may be shared.
+    ///
+    /// A directory that is still busy (processes exiting) is retried for a
+    /// short while; one that is already gone counts as removed. Every
+    /// hierarchy is attempted; the first error is returned.
+    pub fn destroy(&self) -> Result<()> {
+        let mut result = Ok(());
+        for dir in &self.dirs {
+            if let Err(e) = self.remove_tree(&dir.path) {
+                warn!(error = %e, "cannot remove cgroup");
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+
+    fn remove_tree(&self, path: &Path) -> Result<()> {
+        match self.io.subdirs(path) {
+            Ok(children) => {
+                for child in children {
+                    self.remove_tree(&child)?;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(Error::Remove {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        }
+        let deadline = Instant::now() + DESTROY_TIMEOUT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.io.remove_dir(path) {
+                Ok(()) => {
+                    debug!(path = %path.display(), "removed cgroup");
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e)
+                    if e.raw_os_error() == Some(Errno::EBUSY as i32)
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(source) => {
+                    return Err(Error::Remove {
+                        path: path.to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    // ----- resources ----------------------------------------------------
+
+    /// Writes the limits of `resources` to the cgroup files.
+    ///
+    /// Handled: memory (limit, reservation, swap; v1 also swappiness and
+    /// disableOOMKiller), cpu (shares/weight, quota, period, burst, idle,
+    /// cpus, mems; v1 also realtime), pids, v1 devices, and on v2 the
+    /// `unified` map. Device rules on v2 need an eBPF program attached to the
+    /// cgroup, which this crate does not do yet: they are skipped with a
+    /// warning. Block I/O, hugepages, network and rdma are not applied yet
+    /// and are logged.
+    ///
+    /// Device rules are written as given: the caller adds the default
+    /// allowed devices (`/dev/null` & co.) to the spec's list. `None` leaves
+    /// the device controller untouched.
+    ///
+    /// A value the kernel refuses is an error naming the file and value.
+    pub fn apply(&self, resources: &LinuxResources) -> Result<()> {
+        if let Some(mem) = resources.memory() {
+            match self.version {
+                Version::V1 => self.memory_v1(mem)?,
+                Version::V2 => self.memory_v2(mem)?,
+            }
+        }
+        if let Some(cpu) = resources.cpu() {
+            match self.version {
+                Version::V1 => self.cpu_v1(cpu)?,
+                Version::V2 => self.cpu_v2(cpu)?,
+            }
+            self.cpuset(cpu)?;
+        }
+        if let Some(pids) = resources.pids() {
+            let dir = self.require("pids", "apply pids.limit")?;
+            let limit = pids.limit();
+            let value = if limit > 0 {
+                limit.to_string()
+            } else {
+                "max".to_owned()
+            };
+            self.write(dir, "pids.max", &value)?;
+        }
+        if let Some(rules) = resources.devices() {
+            match self.version {
+                Version::V1 => self.devices_v1(rules)?,
+                Version::V2 => {
+                    if !rules.is_empty() {
+                        warn!("device cgroup rules need eBPF on cgroup v2; not applied");
+                    }
+                }
+            }
+        }
+        if let Some(unified) = resources.unified().as_ref().filter(|u| !u.is_empty()) {
+            if self.version == Version::V1 {
+                return Err(Error::Unsupported {
+                    what: "linux.resources.unified".to_owned(),
+                    version: self.version,
+                });
+            }
+            let dir = self.procs_dir().unwrap_or(Path::new("/"));
+            let mut keys: Vec<_> = unified.iter().collect();
+            keys.sort();
+            for (file, value) in keys {
+                if file.is_empty() || file.contains('/') || file.starts_with('.') {
+                    return Err(Error::InvalidResources(format!(
+                        "unified key {file:?} is not a cgroup file name"
+                    )));
+                }
+                self.write(dir, file, value)?;
+            }
+        }
+        let ignored = [
+            ("blockIO", resources.block_io().is_some()),
+            ("hugepageLimits", resources.hugepage_limits().is_some()),
+            ("network", resources.network().is_some()),
+            ("rdma", resources.rdma().is_some()),
+        ];
+        for (what, set) in ignored {
+            if set {
+                warn!(
+                    resource = what,
+                    "cgroup resource not supported yet; ignored"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn memory_v1(&self, mem: &LinuxMemory) -> Result<()> {
+        let limit = mem.limit().unwrap_or(0);
+        let mut swap = mem.swap().unwrap_or(0);
+        let reservation = mem.reservation().unwrap_or(0);
+        let wants = limit != 0
+            || swap != 0
+            || reservation != 0
+            || mem.swappiness().is_some()
+            || mem.disable_oom_killer() == Some(true);
+        if !wants {
+            return Ok(());
+        }
+        let dir = self.require("memory", "apply memory limits")?;
+        let has_memsw = self.io.exists(&dir.join("memory.memsw.limit_in_bytes"));
+        if limit == -1 && swap == 0 && has_memsw {
+            swap = -1;
+        }
+        if swap != 0 && !has_memsw {
+            warn!(
+                swap,
+                "memory.memsw.limit_in_bytes does not exist (swap accounting is off); swap limit ignored"
+            );
+            swap = 0;
+        }
+        let set_limit = || self.write(dir, "memory.limit_in_bytes", &limit.to_string());
+        let set_swap = || self.write(dir, "memory.memsw.limit_in_bytes", &swap.to_string());
+        if limit != 0 && swap != 0 {
+            // The kernel insists on limit <= memsw at every step, so the order
+            // depends on whether the limits grow or shrink (as in runc).
+            let current = parse_u64(&self.read(dir, "memory.limit_in_bytes")?).unwrap_or(0);
+            if swap == -1 || current < swap as u64 {
+                set_swap()?;
+                set_limit()?;
+            } else {
+                set_limit()?;
+                set_swap()?;
+            }
+        } else {
+            if limit != 0 {
+                set_limit()?;
+            }
+            if swap != 0 {
+                set_swap()?;
+            }
+        }
+        if reservation != 0 {
+            self.write(dir, "memory.soft_limit_in_bytes", &reservation.to_string())?;
+        }
+        if let Some(s) = mem.swappiness() {
+            if s > 100 {
+                return Err(Error::InvalidResources(format!(
+                    "memory.swappiness {s} is above 100"
+                )));
+            }
+            self.write(dir, "memory.swappiness", &s.to_string())?;
+        }
+        if mem.disable_oom_killer() == Some(true) {
+            self.write(dir, "memory.oom_control", "1")?;
+        }
+        Ok(())
+    }
+
+    fn memory_v2(&self, mem: &LinuxMemory) -> Result<()> {
+        let dir = self.procs_dir().unwrap_or(Path::new("/"));
+        let limit = mem.limit().unwrap_or(0);
+        if let Some(swap) = swap_to_v2(mem.swap().unwrap_or(0), limit)? {
+            if self.io.exists(&dir.join("memory.swap.max")) {
+                self.write(dir, "memory.swap.max", &v2_limit(swap))?;
+            } else {
+                warn!(swap, "memory.swap.max does not exist; swap limit ignored");
+            }
+        }
+        if limit != 0 {
+            self.write(dir, "memory.max", &v2_limit(limit))?;
+        }
+        if let Some(r) = mem.reservation().filter(|r| *r != 0) {
+            self.write(dir, "memory.low", &v2_limit(r))?;
+        }
+        if mem.swappiness().is_some() || mem.disable_oom_killer() == Some(true) {
+            warn!("memory.swappiness and disableOOMKiller do not exist on cgroup v2; ignored");
+        }
+        Ok(())
+    }
+
+    fn cpu_v1(&self, cpu: &LinuxCpu) -> Result<()> {
+        let shares = cpu.shares().filter(|s| *s != 0);
+        let quota = cpu.quota().filter(|q| *q != 0);
+        let period = cpu.period().filter(|p| *p != 0);
+        let rt_period = cpu.realtime_period().filter(|p| *p != 0);
+        let rt_runtime = cpu.realtime_runtime().filter(|r| *r != 0);
+        if shares.is_none()
+            && quota.is_none()
+            && period.is_none()
+            && rt_period.is_none()
+            && rt_runtime.is_none()
+            && cpu.burst().is_none()
+            && cpu.idle().is_none()
+        {
+            return Ok(());
+        }
+        let dir = self.require("cpu", "apply cpu limits")?;
+        if let Some(s) = shares {
+            self.write(dir, "cpu.shares", &s.to_string())?;
+        }
+        let mut quota_written = false;
+        if let Some(p) = period {
+            match self.write(dir, "cpu.cfs_period_us", &p.to_string()) {
+                Ok(()) => {}
+                // A shorter period can be refused until the quota fits it.
+                Err(Error::Write { source, .. })
+                    if quota.is_some() && source.raw_os_error() == Some(Errno::EINVAL as i32) =>
+                {
+                    if let Some(q) = quota {
+                        self.write(dir, "cpu.cfs_quota_us", &q.to_string())?;
+                        quota_written = true;
+                    }
+                    self.write(dir, "cpu.cfs_period_us", &p.to_string())?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(q) = quota.filter(|_| !quota_written) {
+            self.write(dir, "cpu.cfs_quota_us", &q.to_string())?;
+        }
+        if let Some(b) = cpu.burst() {
+            self.write(dir, "cpu.cfs_burst_us", &b.to_string())?;
+        }
+        if let Some(p) = rt_period {
+            self.write(dir, "cpu.rt_period_us", &p.to_string())?;
+        }
+        if let Some(r) = rt_runtime {
+            self.write(dir, "cpu.rt_runtime_us", &r.to_string())?;
+        }
+        if let Some(i) = cpu.idle() {
+            self.write(dir, "cpu.idle", &i.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn cpu_v2(&self, cpu: &LinuxCpu) -> Result<()> {
+        let dir = self.procs_dir().unwrap_or(Path::new("/"));
+        if cpu.realtime_period().is_some_and(|p| p != 0)
+            || cpu.realtime_runtime().is_some_and(|r| r != 0)
+        {
+            return Err(Error::Unsupported {
+                what: "realtime cpu scheduling (realtimePeriod/realtimeRuntime)".to_owned(),
+                version: self.version,
+            });
+        }
+        if let Some(s) = cpu.shares().filter(|s| *s != 0) {
+            self.write(dir, "cpu.weight", &shares_to_weight(s).to_string())?;
+        }
+        if let Some(max) = cpu_max_value(cpu.quota(), cpu.period()) {
+            self.write(dir, "cpu.max", &max)?;
+        }
+        if let Some(b) = cpu.burst() {
+            self.write(dir, "cpu.max.burst", &b.to_string())?;
+        }
+        if let Some(i) = cpu.idle() {
+            self.write(dir, "cpu.idle", &i.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn cpuset(&self, cpu: &LinuxCpu) -> Result<()> {
+        let cpus = cpu.cpus().as_deref().filter(|s| !s.is_empty());
+        let mems = cpu.mems().as_deref().filter(|s| !s.is_empty());
+        if cpus.is_none() && mems.is_none() {
+            return Ok(());
+        }
+        let dir = self.require("cpuset", "apply cpu.cpus/cpu.mems")?;
+        if let Some(c) = cpus {
+            self.write(dir, "cpuset.cpus", c)?;
+        }
+        if let Some(m) = mems {
+            self.write(dir, "cpuset.mems", m)?;
+        }
+        Ok(())
+    }
+
+    fn devices_v1(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+        let dir = self.require("devices", "apply device rules")?;
+        self.write(dir, "devices.deny", "a")?;
+        for rule in rules {
+            let file = if rule.allow() {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            self.write(dir, file, &device_rule(rule))?;
+        }
+        Ok(())
+    }
+
+    // ----- stats --------------------------------------------------------
+
+    /// Current usage, shaped like runc's `events --stats` data.
+    ///
+    /// Counters whose files are missing read as zero; the only error is a
+    /// cgroup directory that does not exist (container gone or not created).
+    pub fn stats(&self) -> Result<Stats> {
+        let Some(main) = self.procs_dir() else {
+            return Ok(Stats::default());
+        };
+        if !self.io.exists(main) {
+            return Err(Error::Read {
+                path: main.to_owned(),
+                source: io::Error::from(Errno::ENOENT),
+            });
+        }
+        let read_in = |dir: &Path, file: &str| self.read_opt(dir, file).ok().flatten();
+        Ok(match self.version {
+            Version::V1 => {
+                let clk_tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| u64::try_from(t).ok())
+                    .unwrap_or(100);
+                collect_v1(&|c, f| self.path(c).and_then(|d| read_in(d, f)), clk_tck)
+            }
+            Version::V2 => collect_v2(&|f| read_in(main, f)),
+        })
+    }
+}

@@ -1,0 +1,650 @@
+//! Unit tests: compile profiles and run the program through `Filter::evaluate`.
+
+use super::*;
+use oci_spec::runtime::{LinuxSeccompArgBuilder, LinuxSyscall};
+
+fn nr(name: &str) -> i32 {
+    syscalls::Sysno::from_str(name).unwrap().id()
+}
+
+fn arch() -> u32 {
+    native_audit_arch().unwrap()
+}
+
+fn errno(e: i32) -> u32 {
+    bpf::RET_ERRNO | e as u32
+}
+
+fn rule(names: &[&str], action: LinuxSeccompAction) -> LinuxSyscall {
+    let mut r = LinuxSyscall::default();
+    r.set_names(names.iter().map(|s| s.to_string()).collect());
+    r.set_action(action);
+    r
+}
+
+fn with_args(
+    mut r: LinuxSyscall,
+    args: &[(usize, LinuxSeccompOperator, u64, Option<u64>)],
+) -> LinuxSyscall {
+    r.set_args(Some(
+        args.iter()
+            .map(|&(index, op, value, value_two)| {
+                let b = LinuxSeccompArgBuilder::default()
+                    .index(index)
+                    .op(op)
+                    .value(value);
+                match value_two {
+                    Some(v) => b.value_two(v),
+                    None => b,
+                }
+                .build()
+                .unwrap()
+            })
+            .collect(),
+    ));
+    r
+}
+
+fn profile(default: LinuxSeccompAction, rules: Vec<LinuxSyscall>) -> LinuxSeccomp {
+    let mut p = LinuxSeccomp::default();
+    p.set_default_action(default);
+    p.set_syscalls(Some(rules));
+    p
+}
+
+fn eval(f: &Filter, name: &str, args: [u64; 6]) -> u32 {
+    f.evaluate(arch(), nr(name), args)
+}
+
+const NO_ARGS: [u64; 6] = [0; 6];
+
+/// Every jump lands inside the program and the last instruction returns, as the
+/// kernel's verifier demands.
+fn assert_well_formed(f: &Filter) {
+    let p = f.instructions();
+    assert!(!p.is_empty() && p.len() <= bpf::MAX_INSNS);
+    assert_eq!(p.last().unwrap().code, bpf::RET_K);
+    for (i, insn) in p.iter().enumerate() {
+        let targets: Vec<usize> = match insn.code {
+            bpf::JA => vec![insn.k as usize],
+            bpf::JEQ_K | bpf::JGT_K | bpf::JGE_K => vec![insn.jt.into(), insn.jf.into()],
+            bpf::LD_ABS | bpf::AND_K | bpf::RET_K => vec![],
+            other => panic!("unexpected opcode {other:#x} at {i}"),
+        };
+        for t in targets {
+            assert!(i + 1 + t < p.len(), "jump at {i} leaves the program");
+        }
+    }
+}
+
+#[test]
+fn action_mapping() {
+    let cases = [
+        (LinuxSeccompAction::ScmpActAllow, None, bpf::RET_ALLOW),
+        (LinuxSeccompAction::ScmpActErrno, None, errno(libc::EPERM)),
+        (
+            LinuxSeccompAction::ScmpActErrno,
+            Some(13),
+            errno(libc::EACCES),
+        ),
+        (LinuxSeccompAction::ScmpActKill, None, bpf::RET_KILL_THREAD),
+        (
+            LinuxSeccompAction::ScmpActKillThread,
+            None,
+            bpf::RET_KILL_THREAD,
+        ),
+        (
+            LinuxSeccompAction::ScmpActKillProcess,
+            None,
+            bpf::RET_KILL_PROCESS,
+        ),
+        (LinuxSeccompAction::ScmpActTrap, None, bpf::RET_TRAP),
+        (LinuxSeccompAction::ScmpActTrace, None, bpf::RET_TRACE | 1),
+        (
+            LinuxSeccompAction::ScmpActTrace,
+            Some(7),
+            bpf::RET_TRACE | 7,
+        ),
+        (LinuxSeccompAction::ScmpActLog, None, bpf::RET_LOG),
+    ];
+    for (action, errno_ret, want) in cases {
+        let mut r = rule(&["mkdir"], action);
+        r.set_errno_ret(errno_ret);
+        let f = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![r])).unwrap();
+        assert_well_formed(&f);
+        assert_eq!(eval(&f, "mkdir", NO_ARGS), want, "{action:?} {errno_ret:?}");
+        assert_eq!(eval(&f, "getpid", NO_ARGS), bpf::RET_ALLOW);
+    }
+}
+
+#[test]
+fn default_action_and_default_errno() {
+    let mut p = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![rule(&["getpid"], LinuxSeccompAction::ScmpActAllow)],
+    );
+    let f = compile(&p).unwrap();
+    assert_eq!(eval(&f, "mkdir", NO_ARGS), errno(libc::EPERM));
+    assert_eq!(eval(&f, "getpid", NO_ARGS), bpf::RET_ALLOW);
+
+    p.set_default_errno_ret(Some(libc::ENOSYS as u32));
+    let f = compile(&p).unwrap();
+    assert_eq!(eval(&f, "mkdir", NO_ARGS), errno(libc::ENOSYS));
+}
+
+#[test]
+fn empty_or_missing_syscalls_apply_the_default_to_everything() {
+    let mut p = profile(LinuxSeccompAction::ScmpActKillProcess, vec![]);
+    let f = compile(&p).unwrap();
+    assert_well_formed(&f);
+    for name in ["read", "write", "mkdir", "exit_group"] {
+        assert_eq!(eval(&f, name, NO_ARGS), bpf::RET_KILL_PROCESS);
+    }
+    p.set_syscalls(None);
+    let g = compile(&p).unwrap();
+    assert_eq!(f, g);
+}
+
+#[test]
+fn unknown_syscall_names_are_skipped() {
+    let known = profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno)],
+    );
+    let with_unknown = profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![
+            rule(
+                &["no_such_syscall", "mkdir", "chown32"],
+                LinuxSeccompAction::ScmpActErrno,
+            ),
+            rule(
+                &["another_made_up_one"],
+                LinuxSeccompAction::ScmpActKillProcess,
+            ),
+        ],
+    );
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(compile(&known).unwrap(), compile(&with_unknown).unwrap());
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (known, with_unknown);
+}
+
+#[test]
+fn notify_is_refused_with_a_clear_error() {
+    let p = profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![rule(&["mkdir", "rmdir"], LinuxSeccompAction::ScmpActNotify)],
+    );
+    let err = compile(&p).unwrap_err();
+    assert!(matches!(err, SeccompError::NotifyUnsupported { .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("SCMP_ACT_NOTIFY") && msg.contains("mkdir,rmdir"),
+        "{msg}"
+    );
+
+    let p = profile(LinuxSeccompAction::ScmpActNotify, vec![]);
+    let msg = compile(&p).unwrap_err().to_string();
+    assert!(msg.contains("defaultAction"), "{msg}");
+}
+
+#[test]
+fn invalid_inputs_are_refused() {
+    let mut r = rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno);
+    r.set_errno_ret(Some(70_000));
+    let err = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![r])).unwrap_err();
+    assert!(
+        matches!(err, SeccompError::ReturnDataTooLarge { value: 70_000, .. }),
+        "{err}"
+    );
+
+    let r = with_args(
+        rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno),
+        &[(6, LinuxSeccompOperator::ScmpCmpEq, 0, None)],
+    );
+    let err = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![r])).unwrap_err();
+    assert!(
+        matches!(err, SeccompError::ArgIndexOutOfRange { index: 6, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("mkdir"));
+}
+
+/// 64-bit comparisons against values straddling the 32-bit halves.
+#[test]
+fn arg_operators() {
+    use LinuxSeccompOperator as Op;
+    let v: u64 = 0x0000_0001_0000_0005;
+    let probes: [u64; 9] = [
+        0,
+        5,
+        6,
+        0xffff_ffff,
+        0x0000_0001_0000_0000,
+        0x0000_0001_0000_0004,
+        v,
+        0x0000_0001_0000_0006,
+        u64::MAX,
+    ];
+    let ops: [(Op, fn(u64, u64) -> bool); 6] = [
+        (Op::ScmpCmpEq, |a, b| a == b),
+        (Op::ScmpCmpNe, |a, b| a != b),
+        (Op::ScmpCmpLt, |a, b| a < b),
+        (Op::ScmpCmpLe, |a, b| a <= b),
+        (Op::ScmpCmpGt, |a, b| a > b),
+        (Op::ScmpCmpGe, |a, b| a >= b),
+    ];
+    for (op, holds) in ops {
+        for index in [0usize, 3, 5] {
+            let r = with_args(
+                rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno),
+                &[(index, op, v, None)],
+            );
+            let f = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![r])).unwrap();
+            assert_well_formed(&f);
+            for a in probes {
+                let mut args = [0xdead_beef_u64; 6];
+                args[index] = a;
+                let want = if holds(a, v) {
+                    errno(libc::EPERM)
+                } else {
+                    bpf::RET_ALLOW
+                };
+                assert_eq!(
+                    eval(&f, "mkdir", args),
+                    want,
+                    "{op:?} arg{index}={a:#x} vs {v:#x}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn masked_eq_uses_value_as_mask_and_value_two_as_datum() {
+    let mask = 0xff00_0000_0000_00f0_u64;
+    let r = with_args(
+        rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno),
+        &[(
+            1,
+            LinuxSeccompOperator::ScmpCmpMaskedEq,
+            mask,
+            Some(0x1200_0000_0000_0030),
+        )],
+    );
+    let f = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![r])).unwrap();
+    let at = |a: u64| eval(&f, "mkdir", [0, a, 0, 0, 0, 0]);
+    assert_eq!(at(0x1200_0000_0000_0030), errno(libc::EPERM));
+    assert_eq!(at(0x12ff_ffff_ffff_ff3f), errno(libc::EPERM));
+    assert_eq!(at(0x1300_0000_0000_0030), bpf::RET_ALLOW);
+    assert_eq!(at(0x1200_0000_0000_0040), bpf::RET_ALLOW);
+
+    // Missing valueTwo means 0: Docker's "clone without namespace flags".
+    let r = with_args(
+        rule(&["clone"], LinuxSeccompAction::ScmpActAllow),
+        &[(0, LinuxSeccompOperator::ScmpCmpMaskedEq, 0x7e02_0000, None)],
+    );
+    let f = compile(&profile(LinuxSeccompAction::ScmpActErrno, vec![r])).unwrap();
+    let clone = |flags: u64| eval(&f, "clone", [flags, 0, 0, 0, 0, 0]);
+    assert_eq!(clone(libc::SIGCHLD as u64 | 0x0100_0000), bpf::RET_ALLOW);
+    assert_eq!(clone(libc::CLONE_NEWNS as u64), errno(libc::EPERM));
+    assert_eq!(clone(libc::CLONE_NEWUSER as u64 | 17), errno(libc::EPERM));
+}
+
+#[test]
+fn conditions_in_a_rule_are_anded_and_rules_are_ored() {
+    use LinuxSeccompOperator as Op;
+    let both = with_args(
+        rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno),
+        &[(0, Op::ScmpCmpEq, 1, None), (1, Op::ScmpCmpGe, 10, None)],
+    );
+    let other = with_args(
+        rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno),
+        &[(2, Op::ScmpCmpEq, 7, None)],
+    );
+    let f = compile(&profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![both, other],
+    ))
+    .unwrap();
+    assert_well_formed(&f);
+    let deny = errno(libc::EPERM);
+    assert_eq!(eval(&f, "mkdir", [1, 10, 0, 0, 0, 0]), deny);
+    assert_eq!(eval(&f, "mkdir", [1, 9, 0, 0, 0, 0]), bpf::RET_ALLOW);
+    assert_eq!(eval(&f, "mkdir", [2, 10, 0, 0, 0, 0]), bpf::RET_ALLOW);
+    assert_eq!(eval(&f, "mkdir", [0, 0, 7, 0, 0, 0]), deny);
+    assert_eq!(eval(&f, "mkdir", [1, 99, 7, 0, 0, 0]), deny);
+}
+
+#[test]
+fn conditional_rules_win_over_syscall_wide_rules_in_any_order() {
+    use LinuxSeccompOperator as Op;
+    let wide = rule(&["personality"], LinuxSeccompAction::ScmpActErrno);
+    let narrow = with_args(
+        rule(&["personality"], LinuxSeccompAction::ScmpActAllow),
+        &[(0, Op::ScmpCmpEq, 0, None)],
+    );
+    for rules in [vec![wide.clone(), narrow.clone()], vec![narrow, wide]] {
+        let f = compile(&profile(LinuxSeccompAction::ScmpActKillProcess, rules)).unwrap();
+        assert_eq!(eval(&f, "personality", NO_ARGS), bpf::RET_ALLOW);
+        assert_eq!(
+            eval(&f, "personality", [8, 0, 0, 0, 0, 0]),
+            errno(libc::EPERM)
+        );
+        assert_eq!(eval(&f, "getpid", NO_ARGS), bpf::RET_KILL_PROCESS);
+    }
+    // Among conditional rules, the first in profile order wins.
+    let first = with_args(
+        rule(&["mkdir"], LinuxSeccompAction::ScmpActTrap),
+        &[(0, Op::ScmpCmpGt, 5, None)],
+    );
+    let second = with_args(
+        rule(&["mkdir"], LinuxSeccompAction::ScmpActLog),
+        &[(0, Op::ScmpCmpGt, 1, None)],
+    );
+    let f = compile(&profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![first, second],
+    ))
+    .unwrap();
+    assert_eq!(eval(&f, "mkdir", [6, 0, 0, 0, 0, 0]), bpf::RET_TRAP);
+    assert_eq!(eval(&f, "mkdir", [3, 0, 0, 0, 0, 0]), bpf::RET_LOG);
+    assert_eq!(eval(&f, "mkdir", [1, 0, 0, 0, 0, 0]), bpf::RET_ALLOW);
+}
+
+#[test]
+fn multi_action_profile_in_one_program() {
+    let mut enosys = rule(&["clone3"], LinuxSeccompAction::ScmpActErrno);
+    enosys.set_errno_ret(Some(libc::ENOSYS as u32));
+    let mut eacces = rule(&["mkdir", "rmdir"], LinuxSeccompAction::ScmpActErrno);
+    eacces.set_errno_ret(Some(libc::EACCES as u32));
+    let p = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![
+            rule(
+                &["read", "write", "getpid"],
+                LinuxSeccompAction::ScmpActAllow,
+            ),
+            enosys,
+            eacces,
+            rule(&["getppid"], LinuxSeccompAction::ScmpActLog),
+            rule(&["gettid"], LinuxSeccompAction::ScmpActKillProcess),
+            rule(&["kill"], LinuxSeccompAction::ScmpActTrap),
+            rule(&["tkill"], LinuxSeccompAction::ScmpActTrace),
+        ],
+    );
+    let f = compile(&p).unwrap();
+    assert_well_formed(&f);
+    let expect = [
+        ("read", bpf::RET_ALLOW),
+        ("write", bpf::RET_ALLOW),
+        ("getpid", bpf::RET_ALLOW),
+        ("clone3", errno(libc::ENOSYS)),
+        ("mkdir", errno(libc::EACCES)),
+        ("rmdir", errno(libc::EACCES)),
+        ("getppid", bpf::RET_LOG),
+        ("gettid", bpf::RET_KILL_PROCESS),
+        ("kill", bpf::RET_TRAP),
+        ("tkill", bpf::RET_TRACE | libc::EPERM as u32),
+        ("getuid", errno(libc::EPERM)),
+    ];
+    for (name, want) in expect {
+        assert_eq!(eval(&f, name, NO_ARGS), want, "{name}");
+    }
+}
+
+#[test]
+fn foreign_architectures_and_x32_are_killed() {
+    let p = profile(LinuxSeccompAction::ScmpActAllow, vec![]);
+    let f = compile(&p).unwrap();
+    assert_eq!(
+        f.evaluate(audit_arch::RISCV64 ^ 1, 0, NO_ARGS),
+        bpf::RET_KILL_PROCESS
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        // No compat section unless the profile lists SCMP_ARCH_X86.
+        assert_eq!(
+            f.evaluate(audit_arch::I386, 20, NO_ARGS),
+            bpf::RET_KILL_PROCESS
+        );
+        // x32 getpid: 39 | __X32_SYSCALL_BIT.
+        assert_eq!(
+            f.evaluate(audit_arch::X86_64, 0x4000_0027, NO_ARGS),
+            bpf::RET_KILL_PROCESS
+        );
+        assert_eq!(f.evaluate(audit_arch::X86_64, 39, NO_ARGS), bpf::RET_ALLOW);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn compat_x86_section_uses_the_i386_table() {
+    let mut p = profile(
+        LinuxSeccompAction::ScmpActErrno,
+        vec![rule(
+            &["getpid", "_llseek"],
+            LinuxSeccompAction::ScmpActAllow,
+        )],
+    );
+    p.set_architectures(Some(vec![
+        Arch::ScmpArchX86_64,
+        Arch::ScmpArchX86,
+        Arch::ScmpArchX32,
+    ]));
+    let f = compile(&p).unwrap();
+    assert_well_formed(&f);
+    // i386: getpid = 20, _llseek = 140, mkdir = 39.
+    assert_eq!(f.evaluate(audit_arch::I386, 20, NO_ARGS), bpf::RET_ALLOW);
+    assert_eq!(f.evaluate(audit_arch::I386, 140, NO_ARGS), bpf::RET_ALLOW);
+    assert_eq!(
+        f.evaluate(audit_arch::I386, 39, NO_ARGS),
+        errno(libc::EPERM)
+    );
+    // x86_64: getpid = 39, mkdir = 83.
+    assert_eq!(f.evaluate(audit_arch::X86_64, 39, NO_ARGS), bpf::RET_ALLOW);
+    assert_eq!(
+        f.evaluate(audit_arch::X86_64, 83, NO_ARGS),
+        errno(libc::EPERM)
+    );
+    assert_eq!(
+        f.evaluate(audit_arch::X86_64, 0x4000_0027, NO_ARGS),
+        bpf::RET_KILL_PROCESS
+    );
+}
+
+#[test]
+fn long_bodies_use_far_jumps() {
+    // 100 conditional rules on mkdir: a body far longer than an 8-bit jump.
+    let rules: Vec<_> = (0..100)
+        .map(|i| {
+            with_args(
+                rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno),
+                &[(0, LinuxSeccompOperator::ScmpCmpEq, 1000 + i, None)],
+            )
+        })
+        .chain([rule(&["rmdir"], LinuxSeccompAction::ScmpActKillProcess)])
+        .collect();
+    let f = compile(&profile(LinuxSeccompAction::ScmpActAllow, rules)).unwrap();
+    assert_well_formed(&f);
+    assert!(f.instructions().len() > 500);
+    assert_eq!(eval(&f, "mkdir", [1050, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+    assert_eq!(eval(&f, "mkdir", [1100, 0, 0, 0, 0, 0]), bpf::RET_ALLOW);
+    assert_eq!(eval(&f, "rmdir", NO_ARGS), bpf::RET_KILL_PROCESS);
+    assert_eq!(eval(&f, "getpid", NO_ARGS), bpf::RET_ALLOW);
+}
+
+#[test]
+fn too_large_and_too_complex_are_errors_not_broken_programs() {
+    let rules: Vec<_> = (0..1000)
+        .map(|i| {
+            with_args(
+                rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno),
+                &[(0, LinuxSeccompOperator::ScmpCmpEq, i, None)],
+            )
+        })
+        .collect();
+    let err = compile(&profile(LinuxSeccompAction::ScmpActAllow, rules)).unwrap_err();
+    assert!(matches!(err, SeccompError::ProgramTooLarge { .. }), "{err}");
+
+    let conds: Vec<_> = (0..80)
+        .map(|i| (0usize, LinuxSeccompOperator::ScmpCmpNe, i, None))
+        .collect();
+    let r = with_args(rule(&["mkdir"], LinuxSeccompAction::ScmpActErrno), &conds);
+    let err = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![r])).unwrap_err();
+    assert!(
+        matches!(err, SeccompError::RuleTooComplex { count: 80, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn flags_are_passed_through() {
+    let mut p = profile(LinuxSeccompAction::ScmpActAllow, vec![]);
+    p.set_flags(Some(vec![
+        LinuxSeccompFilterFlag::SeccompFilterFlagLog,
+        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow,
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
+    ]));
+    let f = compile(&p).unwrap();
+    assert_eq!(
+        f.flags(),
+        u64::from(libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW)
+    );
+}
+
+#[test]
+fn oci_json_profile_compiles() {
+    let json = r#"{
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
+        "syscalls": [
+            {"names": ["getpid", "write"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 17}
+        ]
+    }"#;
+    let p: LinuxSeccomp = serde_json::from_str(json).unwrap();
+    let f = compile(&p).unwrap();
+    assert_eq!(eval(&f, "getpid", NO_ARGS), bpf::RET_ALLOW);
+    assert_eq!(eval(&f, "personality", [8, 0, 0, 0, 0, 0]), bpf::RET_ALLOW);
+    assert_eq!(eval(&f, "personality", NO_ARGS), errno(libc::EPERM));
+    assert_eq!(eval(&f, "mkdir", NO_ARGS), errno(libc::EEXIST));
+}
+
+#[test]
+fn default_profile_semantics() {
+    let f = compile(&default_profile()).unwrap();
+    assert_well_formed(&f);
+    let deny = errno(libc::EPERM);
+    for name in [
+        "read", "write", "openat", "execve", "mkdir", "wait4", "chroot", "ptrace",
+    ] {
+        assert_eq!(eval(&f, name, NO_ARGS), bpf::RET_ALLOW, "{name}");
+    }
+    for name in [
+        "mount",
+        "umount2",
+        "unshare",
+        "setns",
+        "reboot",
+        "init_module",
+        "bpf",
+        "kexec_load",
+    ] {
+        assert_eq!(eval(&f, name, NO_ARGS), deny, "{name}");
+    }
+    assert_eq!(eval(&f, "clone3", NO_ARGS), errno(libc::ENOSYS));
+    let sigchld = libc::SIGCHLD as u64;
+    assert_eq!(eval(&f, "clone", [sigchld, 0, 0, 0, 0, 0]), bpf::RET_ALLOW);
+    let thread = (libc::CLONE_VM
+        | libc::CLONE_FS
+        | libc::CLONE_FILES
+        | libc::CLONE_SIGHAND
+        | libc::CLONE_THREAD) as u64;
+    assert_eq!(eval(&f, "clone", [thread, 0, 0, 0, 0, 0]), bpf::RET_ALLOW);
+    for ns in [
+        libc::CLONE_NEWNS,
+        libc::CLONE_NEWUSER,
+        libc::CLONE_NEWPID,
+        libc::CLONE_NEWNET,
+    ] {
+        assert_eq!(
+            eval(&f, "clone", [ns as u64 | sigchld, 0, 0, 0, 0, 0]),
+            deny
+        );
+    }
+    for p in [0u64, 8, 0x20000, 0x20008, 0xffff_ffff] {
+        assert_eq!(
+            eval(&f, "personality", [p, 0, 0, 0, 0, 0]),
+            bpf::RET_ALLOW,
+            "{p:#x}"
+        );
+    }
+    assert_eq!(eval(&f, "personality", [0x0040_0000, 0, 0, 0, 0, 0]), deny);
+    assert_eq!(
+        eval(&f, "socket", [libc::AF_INET as u64, 1, 0, 0, 0, 0]),
+        bpf::RET_ALLOW
+    );
+    assert_eq!(
+        eval(&f, "socket", [libc::AF_VSOCK as u64, 1, 0, 0, 0, 0]),
+        deny
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert_eq!(eval(&f, "arch_prctl", NO_ARGS), bpf::RET_ALLOW);
+        // The i386 section is there too: getpid (20) allowed, mount (21) denied.
+        assert_eq!(f.evaluate(audit_arch::I386, 20, NO_ARGS), bpf::RET_ALLOW);
+        assert_eq!(f.evaluate(audit_arch::I386, 21, NO_ARGS), deny);
+    }
+}
+
+#[test]
+fn default_profile_capabilities() {
+    let caps = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let admin = compile(&default_profile_for(&caps(&["sys_admin"]))).unwrap();
+    for name in [
+        "mount",
+        "umount2",
+        "unshare",
+        "setns",
+        "clone3",
+        "sethostname",
+    ] {
+        assert_eq!(eval(&admin, name, NO_ARGS), bpf::RET_ALLOW, "{name}");
+    }
+    let ns = (libc::CLONE_NEWNS | libc::SIGCHLD) as u64;
+    assert_eq!(eval(&admin, "clone", [ns, 0, 0, 0, 0, 0]), bpf::RET_ALLOW);
+    // Without CAP_SYS_CHROOT (not asked for here), chroot is denied.
+    assert_eq!(eval(&admin, "chroot", NO_ARGS), errno(libc::EPERM));
+
+    let none = compile(&default_profile_for(&[])).unwrap();
+    assert_eq!(eval(&none, "chroot", NO_ARGS), errno(libc::EPERM));
+    assert_eq!(eval(&none, "getpid", NO_ARGS), bpf::RET_ALLOW);
+
+    let gated = [
+        ("CAP_SYS_PTRACE", "kcmp"),
+        ("CAP_SYS_MODULE", "finit_module"),
+        ("CAP_SYS_BOOT", "reboot"),
+        ("CAP_SYS_TIME", "clock_settime"),
+        ("CAP_SYS_CHROOT", "chroot"),
+        ("CAP_SYS_PACCT", "acct"),
+        ("CAP_SYS_NICE", "mbind"),
+        ("CAP_SYSLOG", "syslog"),
+        ("CAP_BPF", "bpf"),
+        ("CAP_PERFMON", "perf_event_open"),
+        ("CAP_DAC_READ_SEARCH", "open_by_handle_at"),
+        ("CAP_SYS_TTY_CONFIG", "vhangup"),
+    ];
+    for (cap, name) in gated {
+        let f = compile(&default_profile_for(&caps(&[cap]))).unwrap();
+        assert_eq!(eval(&f, name, NO_ARGS), bpf::RET_ALLOW, "{cap} {name}");
+        assert_eq!(
+            eval(&none, name, NO_ARGS),
+            errno(libc::EPERM),
+            "{name} without {cap}"
+        );
+    }
+}

@@ -32,6 +32,9 @@
 //! choice that gives the same cgroup no matter which process asks). Paths
 //! with `..` components are rejected.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod detect;
 pub mod fake;
 mod io;

@@ -64,6 +64,9 @@ pub struct Manager {
     version: Version,
     relative: PathBuf,
     dirs: Vec<CgroupDir>,
+    /// Index in `dirs` of the directory whose `cgroup.procs` is authoritative
+    /// (and, on v2, which holds every controller).
+    primary: usize,
     io: Arc<dyn CgroupIo>,
 }
 
@@ -113,10 +116,24 @@ impl Manager {
                 }],
             ),
         };
+        let has = |c: &str| {
+            dirs.iter()
+                .position(|d| d.controllers.iter().any(|x| x == c))
+        };
+        let primary = ["freezer", "pids", "memory", "cpu"]
+            .iter()
+            .find_map(|c| has(c))
+            .unwrap_or(0);
+        if dirs.is_empty() {
+            return Err(Error::NoHierarchy {
+                root: PathBuf::from("(empty v1 hierarchy list)"),
+            });
+        }
         Ok(Self {
             version,
             relative,
             dirs,
+            primary,
             io,
         })
     }
@@ -159,15 +176,10 @@ impl Manager {
             .ok_or(Error::MissingController { controller, action })
     }
 
-    /// The directory whose `cgroup.procs` lists the container's processes.
-    fn procs_dir(&self) -> Option<&Path> {
-        match self.version {
-            Version::V2 => self.path(""),
-            Version::V1 => ["freezer", "pids", "memory", "cpu"]
-                .iter()
-                .find_map(|c| self.path(c))
-                .or_else(|| self.dirs.first().map(|d| d.path.as_path())),
-        }
+    /// The directory whose `cgroup.procs` lists the container's processes;
+    /// on v2 the one directory of the container.
+    fn main_dir(&self) -> &Path {
+        &self.dirs[self.primary].path
     }
 
     // ----- file helpers -------------------------------------------------
@@ -288,10 +300,7 @@ impl Manager {
 
     /// The processes in the container's cgroup (not in its child cgroups).
     pub fn pids(&self) -> Result<Vec<i32>> {
-        let Some(dir) = self.procs_dir() else {
-            return Ok(Vec::new());
-        };
-        let text = self.read(dir, "cgroup.procs")?;
+        let text = self.read(self.main_dir(), "cgroup.procs")?;
         Ok(text
             .lines()
             .filter_map(|l| l.trim().parse::<i32>().ok())
@@ -320,7 +329,7 @@ impl Manager {
                 result
             }
             Version::V2 => {
-                let dir = self.procs_dir().unwrap_or(Path::new("/"));
+                let dir = self.main_dir();
                 let want = if frozen { 1 } else { 0 };
                 self.write(dir, "cgroup.freeze", &want.to_string())?;
                 let state = if frozen { "frozen 1" } else { "frozen 0" };
@@ -370,10 +379,9 @@ impl Manager {
     /// gone are not an error.
     pub fn kill_all(&self, signal: Signal) -> Result<()> {
         if self.version == Version::V2 && signal == Signal::SIGKILL {
-            if let Some(dir) = self.procs_dir() {
-                if self.io.exists(&dir.join("cgroup.kill")) {
-                    return self.write(dir, "cgroup.kill", "1");
-                }
+            let dir = self.main_dir();
+            if self.io.exists(&dir.join("cgroup.kill")) {
+                return self.write(dir, "cgroup.kill", "1");
             }
         }
         let frozen = match self.freeze(true) {
@@ -529,7 +537,7 @@ impl Manager {
                     version: self.version,
                 });
             }
-            let dir = self.procs_dir().unwrap_or(Path::new("/"));
+            let dir = self.main_dir();
             let mut keys: Vec<_> = unified.iter().collect();
             keys.sort();
             for (file, value) in keys {
@@ -587,8 +595,11 @@ impl Manager {
         if limit != 0 && swap != 0 {
             // The kernel insists on limit <= memsw at every step, so the order
             // depends on whether the limits grow or shrink (as in runc).
-            let current = parse_u64(&self.read(dir, "memory.limit_in_bytes")?).unwrap_or(0);
-            if swap == -1 || current < swap as u64 {
+            let current = self
+                .read_opt(dir, "memory.limit_in_bytes")?
+                .and_then(|s| parse_u64(&s))
+                .unwrap_or(0);
+            if u64::try_from(swap).map_or(true, |s| current < s) {
                 set_swap()?;
                 set_limit()?;
             } else {
@@ -621,7 +632,7 @@ impl Manager {
     }
 
     fn memory_v2(&self, mem: &LinuxMemory) -> Result<()> {
-        let dir = self.procs_dir().unwrap_or(Path::new("/"));
+        let dir = self.main_dir();
         let limit = mem.limit().unwrap_or(0);
         if let Some(swap) = swap_to_v2(mem.swap().unwrap_or(0), limit)? {
             if self.io.exists(&dir.join("memory.swap.max")) {
@@ -698,7 +709,7 @@ impl Manager {
     }
 
     fn cpu_v2(&self, cpu: &LinuxCpu) -> Result<()> {
-        let dir = self.procs_dir().unwrap_or(Path::new("/"));
+        let dir = self.main_dir();
         if cpu.realtime_period().is_some_and(|p| p != 0)
             || cpu.realtime_runtime().is_some_and(|r| r != 0)
         {
@@ -759,9 +770,7 @@ impl Manager {
     /// Counters whose files are missing read as zero; the only error is a
     /// cgroup directory that does not exist (container gone or not created).
     pub fn stats(&self) -> Result<Stats> {
-        let Some(main) = self.procs_dir() else {
-            return Ok(Stats::default());
-        };
+        let main = self.main_dir();
         if !self.io.exists(main) {
             return Err(Error::Read {
                 path: main.to_owned(),
@@ -782,3 +791,6 @@ impl Manager {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

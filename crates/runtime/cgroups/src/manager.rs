@@ -219,6 +219,7 @@ impl Manager {
     /// is empty gets its parent's value, or adding tasks would fail. On v2
     /// the controllers available at each ancestor are enabled in its
     /// `cgroup.subtree_control` (failures there are logged, not fatal).
+    #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn create(&self) -> Result<()> {
         for dir in &self.dirs {
             let cpuset = dir.controllers.iter().any(|c| c == "cpuset");
@@ -285,6 +286,7 @@ impl Manager {
     }
 
     /// Moves process `pid` into the container's cgroup in every hierarchy.
+    #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn add_task(&self, pid: i32) -> Result<()> {
         if pid <= 0 {
             return Err(Error::InvalidResources(format!(
@@ -313,6 +315,7 @@ impl Manager {
     ///
     /// v1 uses `freezer.state` (`FROZEN`/`THAWED`); v2 writes `cgroup.freeze`
     /// and polls the `frozen` line of `cgroup.events`.
+    #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn freeze(&self, frozen: bool) -> Result<()> {
         match self.version {
             Version::V1 => {
@@ -377,6 +380,7 @@ impl Manager {
     /// (v1 host lacking it) processes are signalled unfrozen. On v2, SIGKILL
     /// uses `cgroup.kill` when the kernel has it. Processes that are already
     /// gone are not an error.
+    #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn kill_all(&self, signal: Signal) -> Result<()> {
         if self.version == Version::V2 && signal == Signal::SIGKILL {
             let dir = self.main_dir();
@@ -425,6 +429,7 @@ impl Manager {
     /// A directory that is still busy (processes exiting) is retried for a
     /// short while; one that is already gone counts as removed. Every
     /// hierarchy is attempted; the first error is returned.
+    #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn destroy(&self) -> Result<()> {
         let mut result = Ok(());
         for dir in &self.dirs {
@@ -496,6 +501,7 @@ impl Manager {
     /// the device controller untouched.
     ///
     /// A value the kernel refuses is an error naming the file and value.
+    #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn apply(&self, resources: &LinuxResources) -> Result<()> {
         if let Some(mem) = resources.memory() {
             match self.version {

@@ -156,8 +156,8 @@ impl Filter {
     }
 
     /// The `SECCOMP_FILTER_FLAG_*` bits passed to `seccomp(2)`.
-    pub fn flags(&self) -> u64 {
-        u64::from(self.flags)
+    pub fn flags(&self) -> libc::c_ulong {
+        self.flags
     }
 
     /// Runs the program as the kernel would on one syscall, and returns the raw

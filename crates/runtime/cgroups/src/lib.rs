@@ -141,6 +141,9 @@ pub enum Error {
         /// What was attempted.
         action: &'static str,
     },
+    /// A process id that cannot name a process.
+    #[error("invalid pid {0}: a process id must be positive")]
+    InvalidPid(i32),
     /// The resources in the spec are inconsistent.
     #[error("invalid resources: {0}")]
     InvalidResources(String),

@@ -289,9 +289,7 @@ impl Manager {
     #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn add_task(&self, pid: i32) -> Result<()> {
         if pid <= 0 {
-            return Err(Error::InvalidResources(format!(
-                "pid {pid} is not a process id"
-            )));
+            return Err(Error::InvalidPid(pid));
         }
         let value = pid.to_string();
         for dir in &self.dirs {

@@ -112,7 +112,11 @@ fn action_mapping() {
         r.set_errno_ret(errno_ret);
         let f = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![r])).unwrap();
         assert_well_formed(&f);
-        assert_eq!(eval(&f, "mkdirat", NO_ARGS), want, "{action:?} {errno_ret:?}");
+        assert_eq!(
+            eval(&f, "mkdirat", NO_ARGS),
+            want,
+            "{action:?} {errno_ret:?}"
+        );
         assert_eq!(eval(&f, "getpid", NO_ARGS), bpf::RET_ALLOW);
     }
 }
@@ -172,7 +176,10 @@ fn unknown_syscall_names_are_skipped() {
 fn notify_is_refused_with_a_clear_error() {
     let p = profile(
         LinuxSeccompAction::ScmpActAllow,
-        vec![rule(&["mkdirat", "unlinkat"], LinuxSeccompAction::ScmpActNotify)],
+        vec![rule(
+            &["mkdirat", "unlinkat"],
+            LinuxSeccompAction::ScmpActNotify,
+        )],
     );
     let err = compile(&p).unwrap_err();
     assert!(matches!(err, SeccompError::NotifyUnsupported { .. }));
@@ -468,7 +475,10 @@ fn long_bodies_use_far_jumps() {
     let f = compile(&profile(LinuxSeccompAction::ScmpActAllow, rules)).unwrap();
     assert_well_formed(&f);
     assert!(f.instructions().len() > 500);
-    assert_eq!(eval(&f, "mkdirat", [1050, 0, 0, 0, 0, 0]), errno(libc::EPERM));
+    assert_eq!(
+        eval(&f, "mkdirat", [1050, 0, 0, 0, 0, 0]),
+        errno(libc::EPERM)
+    );
     assert_eq!(eval(&f, "mkdirat", [1100, 0, 0, 0, 0, 0]), bpf::RET_ALLOW);
     assert_eq!(eval(&f, "unlinkat", NO_ARGS), bpf::RET_KILL_PROCESS);
     assert_eq!(eval(&f, "getpid", NO_ARGS), bpf::RET_ALLOW);
@@ -646,4 +656,151 @@ fn default_profile_capabilities() {
             "{name} without {cap}"
         );
     }
+}
+
+/// Small deterministic PRNG (xorshift64*), so the differential test needs no
+/// extra dependency and a failure is reproducible from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+}
+
+/// The documented semantics, written directly: conditional rules in profile
+/// order, then the first syscall-wide rule, then the default.
+fn reference(p: &LinuxSeccomp, name: &str, args: [u64; 6]) -> u32 {
+    use LinuxSeccompOperator as Op;
+    let ret = |action, errno_ret| action_ret(action, errno_ret, String::new).unwrap();
+    let rules: Vec<&LinuxSyscall> = p
+        .syscalls()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| r.names().iter().any(|n| n == name))
+        .collect();
+    let conds = |r: &LinuxSyscall| r.args().clone().unwrap_or_default();
+    for r in rules.iter().filter(|r| !conds(r).is_empty()) {
+        let all = conds(r).iter().all(|c| {
+            let (a, v) = (args[c.index()], c.value());
+            match c.op() {
+                Op::ScmpCmpEq => a == v,
+                Op::ScmpCmpNe => a != v,
+                Op::ScmpCmpLt => a < v,
+                Op::ScmpCmpLe => a <= v,
+                Op::ScmpCmpGt => a > v,
+                Op::ScmpCmpGe => a >= v,
+                Op::ScmpCmpMaskedEq => a & v == c.value_two().unwrap_or(0),
+            }
+        });
+        if all {
+            return ret(r.action(), r.errno_ret());
+        }
+    }
+    match rules.iter().find(|r| conds(r).is_empty()) {
+        Some(r) => ret(r.action(), r.errno_ret()),
+        None => ret(p.default_action(), p.default_errno_ret()),
+    }
+}
+
+#[test]
+fn random_profiles_agree_with_the_reference_semantics() {
+    use LinuxSeccompOperator as Op;
+    let names = ["read", "write", "mkdirat", "getpid", "personality", "clone"];
+    let actions = [
+        LinuxSeccompAction::ScmpActAllow,
+        LinuxSeccompAction::ScmpActErrno,
+        LinuxSeccompAction::ScmpActKillProcess,
+        LinuxSeccompAction::ScmpActKillThread,
+        LinuxSeccompAction::ScmpActTrap,
+        LinuxSeccompAction::ScmpActTrace,
+        LinuxSeccompAction::ScmpActLog,
+    ];
+    let ops = [
+        Op::ScmpCmpEq,
+        Op::ScmpCmpNe,
+        Op::ScmpCmpLt,
+        Op::ScmpCmpLe,
+        Op::ScmpCmpGt,
+        Op::ScmpCmpGe,
+        Op::ScmpCmpMaskedEq,
+    ];
+    let values = [
+        0,
+        1,
+        2,
+        0x7fff_ffff,
+        0xffff_ffff,
+        1 << 32,
+        (1 << 32) + 1,
+        0xffff_ffff_0000_0000,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+    let seed = 0x5eed_0f5e_cc0a_1b00_u64;
+    let mut rng = Rng(seed);
+    for case in 0..1500 {
+        let mut rules = Vec::new();
+        for _ in 0..1 + rng.below(6) {
+            let mut r = rule(&[rng.pick(&names)], rng.pick(&actions));
+            if rng.below(3) == 0 {
+                r.set_errno_ret(Some(rng.below(200) as u32));
+            }
+            let n_conds = rng.below(4);
+            if n_conds > 0 || rng.below(4) == 0 {
+                let conds: Vec<_> = (0..n_conds)
+                    .map(|_| {
+                        let value_two = rng.below(2) == 0;
+                        (
+                            rng.below(6),
+                            rng.pick(&ops),
+                            rng.pick(&values),
+                            value_two.then(|| rng.pick(&values)),
+                        )
+                    })
+                    .collect();
+                r = with_args(r, &conds);
+            }
+            rules.push(r);
+        }
+        let mut p = profile(rng.pick(&actions), rules);
+        if rng.below(2) == 0 {
+            p.set_default_errno_ret(Some(rng.below(200) as u32));
+        }
+        let f = compile(&p).unwrap();
+        assert_well_formed(&f);
+        for _ in 0..40 {
+            let name = rng.pick(&names);
+            let args = [0; 6].map(|_: u64| {
+                if rng.below(4) == 0 {
+                    rng.next()
+                } else {
+                    rng.pick(&values)
+                }
+            });
+            assert_eq!(
+                eval(&f, name, args),
+                reference(&p, name, args),
+                "seed {seed:#x} case {case}: {name}{args:x?}\n{p:#?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn default_profile_size() {
+    let f = compile(&default_profile()).unwrap();
+    // Two sections (x86_64 and i386) on x86_64, one elsewhere; far below 4096.
+    assert!(f.instructions().len() < 2000, "{}", f.instructions().len());
+    eprintln!("default profile: {} instructions", f.instructions().len());
 }

@@ -100,13 +100,18 @@ fn configured_mounts_are_present() {
     let root = find("/");
     assert!(root.2.split(',').any(|o| o == "ro"), "/ not ro: {root:?}");
     assert!(
-        mounts.iter().any(|(d, _, _)| d.starts_with("/sys/fs/cgroup")),
+        mounts
+            .iter()
+            .any(|(d, _, _)| d.starts_with("/sys/fs/cgroup")),
         "no cgroup mount:\n{}",
         out.stdout
     );
     let shm = find("/dev/shm");
     for opt in ["nosuid", "noexec", "nodev"] {
-        assert!(shm.2.split(',').any(|o| o == opt), "/dev/shm lacks {opt}: {shm:?}");
+        assert!(
+            shm.2.split(',').any(|o| o == opt),
+            "/dev/shm lacks {opt}: {shm:?}"
+        );
     }
 }
 
@@ -138,15 +143,13 @@ fn masked_and_readonly_paths() {
     let masked = b.config["linux"]["maskedPaths"].as_array_mut().unwrap();
     masked.push(json!("/etc/secret"));
     masked.push(json!("/secretdir"));
-    b.sh(
-        r#"
+    b.sh(r#"
         echo "secret=[$(cat /etc/secret)]"
         echo "secretdir=[$(ls -A /secretdir)]"
         if [ -e /proc/kcore ]; then echo "kcore=$(wc -c < /proc/kcore)"; else echo kcore=0; fi
         if [ -d /proc/acpi ]; then echo "acpi=[$(ls -A /proc/acpi)]"; else echo "acpi=[]"; fi
         grep -E ' /proc/sys ' /proc/self/mounts | tail -n 1
-        "#,
-    );
+        "#);
     let out = ctx.run(&b, &id).ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], "secret=[]", "{out}");
@@ -157,7 +160,10 @@ fn masked_and_readonly_paths() {
         .get(4)
         .and_then(|l| l.split_whitespace().nth(3))
         .unwrap_or_else(|| panic!("/proc/sys is not a mount of its own: {out}"));
-    assert!(opts.split(',').any(|o| o == "ro"), "/proc/sys not ro: {out}");
+    assert!(
+        opts.split(',').any(|o| o == "ro"),
+        "/proc/sys not ro: {out}"
+    );
 }
 
 fn caps_inside(ctx: &Ctx, caps: &[&str]) -> (u64, u64, u64, String) {
@@ -175,7 +181,12 @@ fn caps_inside(ctx: &Ctx, caps: &[&str]) -> (u64, u64, u64, String) {
         )
         .unwrap()
     };
-    (hex("CapBnd"), hex("CapEff"), hex("CapPrm"), out.stdout.clone())
+    (
+        hex("CapBnd"),
+        hex("CapEff"),
+        hex("CapPrm"),
+        out.stdout.clone(),
+    )
 }
 
 #[test]
@@ -392,7 +403,11 @@ fn memory_limit_kills_a_process_that_exceeds_it() {
     b.args(&["tail", "/dev/zero"]);
     memory_limit_config(&mut b, 32 << 20);
     let out = ctx.run(&b, &id);
-    assert_eq!(out.code(), Some(137), "want SIGKILL by the OOM killer: {out}");
+    assert_eq!(
+        out.code(),
+        Some(137),
+        "want SIGKILL by the OOM killer: {out}"
+    );
     ctx.assert_gone(&id, None);
 }
 
@@ -420,7 +435,11 @@ fn pids_limit_stops_a_fork_loop() {
     )
     .set("/linux/resources/pids/limit", json!(10));
     let out = ctx.run(&b, &id).ok();
-    let started = out.stdout.lines().filter(|l| l.starts_with("started")).count();
+    let started = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("started"))
+        .count();
     assert!(
         started < 10,
         "{started} sleeps started under pids limit 10: {out}"
@@ -449,7 +468,10 @@ fn resource_limits_are_written_to_the_hosts_cgroup() {
         read_cgroup_file(&id, ("memory", "memory.limit_in_bytes"), "memory.max"),
         (64u64 << 20).to_string()
     );
-    assert_eq!(read_cgroup_file(&id, ("pids", "pids.max"), "pids.max"), "42");
+    assert_eq!(
+        read_cgroup_file(&id, ("pids", "pids.max"), "pids.max"),
+        "42"
+    );
     if cgroup_v2() {
         assert_eq!(
             read_cgroup_file(&id, ("cpu", "cpu.cfs_quota_us"), "cpu.max"),
@@ -635,10 +657,18 @@ fn lifecycle_create_start_kill_delete() {
     assert_eq!(st["status"], json!("created"), "{st}");
     assert!(st["ociVersion"].is_string(), "{st}");
     assert_eq!(Path::new(st["bundle"].as_str().unwrap()), b.dir, "{st}");
-    assert_eq!(st["annotations"]["org.strato.test"], json!("lifecycle"), "{st}");
+    assert_eq!(
+        st["annotations"]["org.strato.test"],
+        json!("lifecycle"),
+        "{st}"
+    );
     let pid = st["pid"].as_i64().unwrap() as i32;
     assert!(pid > 0 && proc_alive(pid), "{st}");
-    let from_file: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let from_file: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(from_file, pid, "--pid-file disagrees with state");
     assert!(ctx.list_ids().contains(&id));
     // Created means the user process has not been exec'd yet.
@@ -782,7 +812,11 @@ fn detached_run_and_force_delete_leave_nothing() {
     .ok();
     assert_eq!(ctx.status(&id), "running");
     let pid = ctx.pid(&id);
-    let from_file: i32 = fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let from_file: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(from_file, pid);
     let procs = ctx.rt(&["ps", "--format", "json", &id]).ok().json();
     let all: Vec<i32> = procs
@@ -794,7 +828,10 @@ fn detached_run_and_force_delete_leave_nothing() {
     ctx.rt(&["delete", "--force", &id]).ok();
     ctx.assert_gone(&id, Some(pid));
     for p in all {
-        assert!(!proc_alive(p), "container process {p} survived delete --force");
+        assert!(
+            !proc_alive(p),
+            "container process {p} survived delete --force"
+        );
     }
 }
 
@@ -846,10 +883,19 @@ fn exec_joins_the_running_container() {
     ctx.create_start(&b, &id);
 
     let out = ctx
-        .rt(&["exec", &id, "sh", "-c", "cat /proc/1/comm; hostname; echo $$"])
+        .rt(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "cat /proc/1/comm; hostname; echo $$",
+        ])
         .ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines[0], "sleep", "exec must see the container's pid 1: {out}");
+    assert_eq!(
+        lines[0], "sleep",
+        "exec must see the container's pid 1: {out}"
+    );
     assert_eq!(lines[1], "exec-box", "{out}");
     let p: i32 = lines[2].parse().unwrap();
     assert!(p > 1, "exec'd process is pid {p} in the container: {out}");
@@ -858,8 +904,17 @@ fn exec_joins_the_running_container() {
 
     let out = ctx
         .rt(&[
-            "exec", "--env", "FOO=bar", "--cwd", "/home/app", "--user", "1000:1000", &id, "sh",
-            "-c", "echo $FOO; pwd; id -u; id -g",
+            "exec",
+            "--env",
+            "FOO=bar",
+            "--cwd",
+            "/home/app",
+            "--user",
+            "1000:1000",
+            &id,
+            "sh",
+            "-c",
+            "echo $FOO; pwd; id -u; id -g",
         ])
         .ok();
     assert_eq!(out.out(), "bar\n/home/app\n1000\n1000");
@@ -956,7 +1011,10 @@ fn list_shows_every_container() {
     assert_eq!(ids.len(), 2, "{ids:?}");
 
     let table = ctx.rt(&["list"]).ok();
-    assert!(table.stdout.contains(&a) && table.stdout.contains(&b_id), "{table}");
+    assert!(
+        table.stdout.contains(&a) && table.stdout.contains(&b_id),
+        "{table}"
+    );
 
     let v = ctx.rt(&["list", "--format", "json"]).ok().json();
     let arr = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
@@ -1135,9 +1193,50 @@ fn verbs_on_a_missing_container_fail_cleanly() {
     ] {
         let mut args: Vec<&str> = verb.clone();
         args.push("it-does-not-exist");
-        ctx.rt(&args)
-            .failed()
-            .stderr_mentions(&["it-does-not-exist", "not exist", "no such", "not found"]);
+        ctx.rt(&args).failed().stderr_mentions(&[
+            "it-does-not-exist",
+            "not exist",
+            "no such",
+            "not found",
+        ]);
     }
     ctx.assert_state_root_empty();
+}
+
+#[test]
+fn log_file_records_errors_in_the_requested_format() {
+    let ctx = Ctx::new("logfile");
+    for format in ["json", "text"] {
+        let id = ctx.id();
+        let b = ctx.bundle(&id);
+        b.write();
+        fs::remove_dir_all(b.rootfs()).unwrap();
+        let log = ctx.dir().join(format!("runtime-{format}.log"));
+        let out = ctx
+            .rt(&[
+                "--log",
+                log.to_str().unwrap(),
+                "--log-format",
+                format,
+                "create",
+                "--bundle",
+                b.path_str(),
+                &id,
+            ])
+            .failed();
+        let text = fs::read_to_string(&log)
+            .unwrap_or_else(|e| panic!("no log file {} ({e}): {out}", log.display()));
+        assert!(
+            text.to_lowercase().contains("rootfs"),
+            "{format} log does not name the problem: {text:?}\n{out}"
+        );
+        if format == "json" {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line:?}"));
+                assert!(v.is_object(), "log line is not an object: {line:?}");
+            }
+        }
+        ctx.assert_gone(&id, None);
+    }
 }

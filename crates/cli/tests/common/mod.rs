@@ -532,7 +532,10 @@ pub fn proc_alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
             // Field 3 is the state; after the `)` of the comm.
-            let st = s.rsplit_once(')').map(|(_, r)| r.trim_start()).unwrap_or("");
+            let st = s
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
             !st.starts_with('Z') && !st.starts_with('X')
         }
         Err(_) => false,
@@ -862,7 +865,9 @@ pub fn recv_console(listener: &std::os::unix::net::UnixListener) -> std::os::fd:
     use std::io::IoSliceMut;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-    listener.set_nonblocking(true).expect("nonblocking listener");
+    listener
+        .set_nonblocking(true)
+        .expect("nonblocking listener");
     let deadline = Instant::now() + CMD_TIMEOUT;
     let stream = loop {
         match listener.accept() {

@@ -21,7 +21,7 @@
 //!   keeps the newest filter's, which is an accident of load order.
 //!
 //! seccompiler's own loader also always sets `no_new_privs`, which the runtime
-//! must decide from the config. The generator here is about 200 lines, emits one
+//! must decide from the config. The generator here is a few hundred lines, emits one
 //! program, is checked instruction by instruction by the unit tests through
 //! [`Filter::evaluate`] (a classic-BPF interpreter), and by `tests/kernel.rs`
 //! against the real kernel.
@@ -509,8 +509,10 @@ fn compile_section(
         match u8::try_from(body.len()) {
             Ok(len) => code.push(bpf::jump(bpf::JEQ_K, *nr, 0, len)),
             Err(_) => {
+                // Body too long for an 8-bit jump: "equal → skip the ja", else jump
+                // over the body with a 32-bit ja. (Oversized bodies are refused just
+                // below, so saturating never yields a program.)
                 code.push(bpf::jump(bpf::JEQ_K, *nr, 1, 0));
-                // Bounded by MAX_INSNS check in `compile` only later; saturate here.
                 code.push(stmt(bpf::JA, u32::try_from(body.len()).unwrap_or(u32::MAX)));
             }
         }
@@ -659,6 +661,13 @@ fn compile_cond(cond: &Cond, rest: usize) -> Option<Vec<Instruction>> {
 /// Does not set `no_new_privs`: the caller decides that from the config, and
 /// without it must hold `CAP_SYS_ADMIN`. Safe to call in a forked child of a
 /// multi-threaded process: it allocates nothing, takes no lock and logs nothing.
+///
+/// The filter applies to the calling thread (all threads with
+/// `SECCOMP_FILTER_FLAG_TSYNC`) and everything it later forks or executes, from
+/// the next syscall on: every syscall the runtime still makes before `execve`
+/// (`capset`, `setuid`, `close`, `execve` itself...) must be allowed by the
+/// profile, so call it as late as possible. Filters stack: installing twice
+/// applies both, the most restrictive result winning.
 pub fn install(filter: &Filter) -> Result<(), SeccompError> {
     let prog = libc::sock_fprog {
         // `compile` never makes more than MAX_INSNS (4096) instructions.

@@ -220,6 +220,8 @@ fn personality_only_with_allowed_arg(_: &Path) -> Check {
 }
 
 /// One program, five actions: ALLOW, two ERRNOs, LOG, and KILL_PROCESS last.
+/// The profile does not allow `seccomp` itself, which stacked per-action filters
+/// could not load; one program is one `seccomp(2)` call.
 fn multi_action_profile(dir: &Path) -> Check {
     let p = profile(
         LinuxSeccompAction::ScmpActErrno,
@@ -420,6 +422,75 @@ fn unlisted_compat_arch_is_killed(_: &Path) -> Check {
     Err("survived an i386 syscall without SCMP_ARCH_X86".into())
 }
 
+/// `struct __user_cap_header_struct` / `__user_cap_data_struct` for capget/capset.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const CAP_SYS_ADMIN: u32 = 21;
+
+fn drop_effective_cap_sys_admin() -> Check {
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    let hdr = &mut header as *mut CapHeader as libc::c_long;
+    expect_ok(
+        "capget",
+        sys(libc::SYS_capget, [hdr, data.as_mut_ptr() as _, 0]),
+    )?;
+    data[0].effective &= !(1 << CAP_SYS_ADMIN);
+    expect_ok(
+        "capset",
+        sys(libc::SYS_capset, [hdr, data.as_ptr() as _, 0]),
+    )
+}
+
+/// `install` leaves no_new_privs to the caller: without it and without
+/// CAP_SYS_ADMIN the kernel refuses (proving install did not set it), with it
+/// the same filter loads.
+fn install_leaves_no_new_privs_to_the_caller(dir: &Path) -> Check {
+    let filter = compile(&profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![rule(&["mkdirat"], LinuxSeccompAction::ScmpActErrno, None)],
+    ))
+    .map_err(|e| e.to_string())?;
+    drop_effective_cap_sys_admin()?;
+    match install(&filter) {
+        Err(
+            e @ strato_seccomp::SeccompError::Install {
+                errno: Errno::EACCES,
+            },
+        ) => {
+            if !e.to_string().contains("no_new_privs") {
+                return Err(format!("unhelpful error: {e}"));
+            }
+        }
+        other => return Err(format!("install without NNP/CAP_SYS_ADMIN: {other:?}")),
+    }
+    if no_new_privs() != 0 {
+        return Err("install set no_new_privs".into());
+    }
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes integers only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(format!("PR_SET_NO_NEW_PRIVS: {}", Errno::last()));
+    }
+    install(&filter).map_err(|e| format!("install with NNP: {e}"))?;
+    expect_errno("mkdirat", mkdir(&dir.join("x")), Errno::EPERM)
+}
+
 fn scenarios() -> Vec<Scenario> {
     let sigsys = End::Signal(Signal::SIGSYS);
     let mut all = vec![
@@ -427,6 +498,11 @@ fn scenarios() -> Vec<Scenario> {
             name: "errno_denies_mkdir_and_allows_the_rest",
             end: End::Exit0,
             run: errno_denies_mkdir_and_allows_the_rest,
+        },
+        Scenario {
+            name: "install_leaves_no_new_privs_to_the_caller",
+            end: End::Exit0,
+            run: install_leaves_no_new_privs_to_the_caller,
         },
         Scenario {
             name: "errno_ret_is_returned",
@@ -526,6 +602,12 @@ fn run_in_child(s: &Scenario, dir: &Path) -> Result<(), String> {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        for s in scenarios() {
+            println!("{}: test", s.name);
+        }
+        return;
+    }
     let filters: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))

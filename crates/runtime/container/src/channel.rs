@@ -1,0 +1,141 @@
+//! The synchronisation channel between the runtime and the processes it forks.
+//!
+//! A `SOCK_SEQPACKET` socketpair keeps message boundaries; both ends are
+//! close-on-exec, so a successful `execve` in the container closes the child's end
+//! and the runtime reads end-of-file.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+
+/// One message of the setup protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// Parent → child: carry on.
+    Go,
+    /// Intermediate child → parent: a new user namespace exists; write its id maps.
+    MapIds,
+    /// Intermediate child → parent: the container process's pid (host view).
+    Pid(i32),
+    /// Container → parent: mounts are done, run createRuntime hooks now.
+    RunCreateRuntimeHooks,
+    /// Container → parent: set up and about to wait for `start` (or exec).
+    Ready,
+    /// Either side: what failed.
+    Error(String),
+}
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Msg::Go => vec![b'G'],
+            Msg::MapIds => vec![b'M'],
+            Msg::Pid(p) => {
+                let mut v = vec![b'P'];
+                v.extend_from_slice(&p.to_le_bytes());
+                v
+            }
+            Msg::RunCreateRuntimeHooks => vec![b'H'],
+            Msg::Ready => vec![b'R'],
+            Msg::Error(s) => {
+                let mut v = vec![b'E'];
+                v.extend_from_slice(s.as_bytes());
+                v
+            }
+        }
+    }
+
+    fn decode(b: &[u8]) -> io::Result<Msg> {
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed sync message");
+        Ok(match b.first().ok_or_else(bad)? {
+            b'G' => Msg::Go,
+            b'M' => Msg::MapIds,
+            b'P' => Msg::Pid(i32::from_le_bytes(
+                b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+            )),
+            b'H' => Msg::RunCreateRuntimeHooks,
+            b'R' => Msg::Ready,
+            b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
+            _ => return Err(bad()),
+        })
+    }
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Creates a connected pair (parent end, child end).
+pub fn pair() -> io::Result<(Channel, Channel)> {
+    let (a, b) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> io::Result<()> {
+        let buf = msg.encode();
+        socket::send(self.fd.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)?;
+        Ok(())
+    }
+
+    /// Receives one message; `None` at end-of-file (the peer exited or exec'd).
+    pub fn recv(&self) -> io::Result<Option<Msg>> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => return Msg::decode(&buf[..n]).map(Some),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Receives and insists on `want`; an `Error` message becomes the error.
+    pub fn expect(&self, want: &Msg) -> Result<(), String> {
+        match self.recv() {
+            Ok(Some(m)) if &m == want => Ok(()),
+            Ok(Some(Msg::Error(e))) => Err(e),
+            Ok(Some(m)) => Err(format!("unexpected sync message {m:?}, wanted {want:?}")),
+            Ok(None) => Err(format!("peer exited before sending {want:?}")),
+            Err(e) => Err(format!("sync channel: {e}")),
+        }
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let (a, b) = pair().unwrap();
+        for m in [
+            Msg::Go,
+            Msg::MapIds,
+            Msg::Pid(12345),
+            Msg::RunCreateRuntimeHooks,
+            Msg::Ready,
+            Msg::Error("boom: x".into()),
+        ] {
+            a.send(&m).unwrap();
+            assert_eq!(b.recv().unwrap(), Some(m));
+        }
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}

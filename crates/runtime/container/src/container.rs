@@ -1,0 +1,616 @@
+//! The lifecycle operations behind the runc-compatible verbs.
+
+use std::fs;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::Signal;
+use nix::sys::stat::Mode as Mode_;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources, Process, Spec};
+use strato_cgroups::{Hierarchy, Manager};
+
+use crate::error::{Error, IoContext, Result};
+use crate::hooks::{self, HookKind};
+use crate::launch::{self, Launch, NsPlan, Role};
+use crate::process::ProcessPlan;
+use crate::rootfs::CgroupView;
+use crate::state::{self, State, Status, Store, EXEC_FIFO};
+
+/// The default directory of container state.
+pub const DEFAULT_ROOT: &str = "/run/strato/runtime";
+const PAUSED_MARK: &str = "paused";
+
+/// Options of `create` and `run`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// A complete process.json; when set, the fields below are ignored.
+    pub process: Option<Process>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<(u32, u32)>,
+    pub additional_gids: Vec<u32>,
+    pub tty: bool,
+    pub no_new_privs: bool,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub detach: bool,
+    pub preserve_fds: u32,
+}
+
+/// Runs containers whose state lives under one root directory.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    store: Store,
+}
+
+/// Undoes a half-done create unless disarmed.
+struct Cleanup<'a> {
+    store: &'a Store,
+    id: &'a str,
+    cgroup: Option<Manager>,
+    armed: bool,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(cg) = &self.cgroup {
+            let _ = cg.kill_all(Signal::SIGKILL);
+            if let Err(e) = cg.destroy() {
+                tracing::warn!(error = %e, "cleanup: remove cgroup");
+            }
+        }
+        if let Err(e) = self.store.remove(self.id) {
+            tracing::warn!(error = %e, "cleanup: remove state");
+        }
+    }
+}
+
+fn cgroup_manager(path: &Path) -> Result<Manager> {
+    let hierarchy = host_hierarchy()?;
+    Manager::new(&hierarchy, path).map_err(|e| Error::Cgroup(e.to_string()))
+}
+
+fn host_hierarchy() -> Result<Hierarchy> {
+    strato_cgroups::detect(Path::new("/sys/fs/cgroup")).map_err(|e| Error::Cgroup(e.to_string()))
+}
+
+fn cgroup_view(cg: &Manager) -> CgroupView {
+    match cg.version() {
+        strato_cgroups::Version::V2 => CgroupView::V2,
+        strato_cgroups::Version::V1 => CgroupView::V1(
+            cg.paths()
+                .iter()
+                .filter(|d| !d.unified)
+                .filter_map(|d| {
+                    let name = d.mount_point.file_name()?.to_str()?.to_string();
+                    Some((name, d.path.clone()))
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn cgroups_path_of(spec: &Spec, id: &str) -> PathBuf {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from(format!("/strato/{id}")))
+}
+
+/// The spec's resources with the device rules every container needs appended
+/// (after the spec's own, so they can't be denied away): the default device
+/// nodes, ptys, tun, mknod of anything, and the config's linux.devices.
+pub fn effective_resources(spec: &Spec) -> LinuxResources {
+    let linux = spec.linux().as_ref();
+    let mut res = linux
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    let mut rules = res.devices().clone().unwrap_or_default();
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    rules.push(rule(LinuxDeviceType::C, None, None, "m"));
+    rules.push(rule(LinuxDeviceType::B, None, None, "m"));
+    for d in crate::rootfs::default_devices() {
+        rules.push(rule(
+            LinuxDeviceType::C,
+            Some(d.major()),
+            Some(d.minor()),
+            "rwm",
+        ));
+    }
+    rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm")); // /dev/pts/*
+    rules.push(rule(LinuxDeviceType::C, Some(5), Some(2), "rwm")); // /dev/ptmx
+    rules.push(rule(LinuxDeviceType::C, Some(10), Some(200), "rwm")); // /dev/net/tun
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        if matches!(
+            d.typ(),
+            LinuxDeviceType::C | LinuxDeviceType::B | LinuxDeviceType::U
+        ) {
+            let typ = if d.typ() == LinuxDeviceType::B {
+                LinuxDeviceType::B
+            } else {
+                LinuxDeviceType::C
+            };
+            rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
+        }
+    }
+    res.set_devices(Some(rules));
+    res
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("strato-tmp");
+    fs::write(&tmp, pid.to_string()).ctx(|| format!("write pid file {}", tmp.display()))?;
+    fs::rename(&tmp, path).ctx(|| format!("write pid file {}", path.display()))
+}
+
+/// The console for a process with a terminal: the caller's socket, or (for a
+/// foreground process) a socketpair whose other end we keep to relay the pty.
+fn console_for(
+    terminal: bool,
+    socket: Option<&Path>,
+    foreground: bool,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    if !terminal {
+        if socket.is_some() {
+            return Err(Error::Usage(
+                "--console-socket was given but process.terminal is false: set terminal to true or drop the flag".into(),
+            ));
+        }
+        return Ok((None, None));
+    }
+    if let Some(path) = socket {
+        let s = UnixStream::connect(path)
+            .ctx(|| format!("connect to console socket {}", path.display()))?;
+        return Ok((Some(OwnedFd::from(s)), None));
+    }
+    if !foreground {
+        return Err(Error::Usage(
+            "process.terminal is true: pass --console-socket, or set terminal to false".into(),
+        ));
+    }
+    let (a, b) = UnixStream::pair().ctx(|| "create console socketpair".into())?;
+    Ok((Some(OwnedFd::from(b)), Some(OwnedFd::from(a))))
+}
+
+/// How a container is brought up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `create`: park on the exec fifo until `start`.
+    Create,
+    /// `run -d`: start at once and return.
+    RunDetached,
+    /// `run`: start at once and wait.
+    RunForeground,
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Runtime {
+        Runtime {
+            store: Store::new(root),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// `create`: sets the container up and leaves it waiting for `start`.
+    pub fn create(&self, opts: &CreateOptions) -> Result<State> {
+        self.create_inner(opts, Mode::Create).map(|(s, _)| s)
+    }
+
+    /// `run`: create and start; with `detach`, returns once the process runs,
+    /// else waits and returns its exit code (the container is deleted).
+    pub fn run(&self, opts: &CreateOptions, detach: bool) -> Result<i32> {
+        let mode = if detach {
+            Mode::RunDetached
+        } else {
+            crate::foreground::block_signals()?;
+            Mode::RunForeground
+        };
+        let (state, master) = self.create_inner(opts, mode)?;
+        self.poststart(&state);
+        if detach {
+            return Ok(0);
+        }
+        let code = crate::foreground::wait(state.pid, master);
+        let cleanup = self.delete(&state.id, true);
+        let code = code?;
+        cleanup?;
+        Ok(code)
+    }
+
+    fn poststart(&self, state: &State) {
+        let status = self.store.status(state);
+        if let Err(e) = hooks::run(&state.spec, HookKind::Poststart, &state.oci_state(status)) {
+            tracing::warn!(error = %e, "poststart hook failed");
+            eprintln!("strato: warning: {e}");
+        }
+    }
+
+    fn create_inner(&self, opts: &CreateOptions, mode: Mode) -> Result<(State, Option<OwnedFd>)> {
+        crate::spec::validate_id(&opts.id)?;
+        let bundle = crate::spec::load(&opts.bundle)?;
+        let spec = &bundle.spec;
+        let config = bundle.dir.join("config.json");
+        let process = spec
+            .process()
+            .as_ref()
+            .ok_or_else(|| Error::config(&config, "process is missing"))?;
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let mut plan = ProcessPlan::new(process, seccomp)
+            .map_err(|e| Error::config(&config, e.to_string()))?;
+        plan.preserve_fds = opts.preserve_fds;
+        let (console, master) = console_for(
+            plan.terminal,
+            opts.console_socket.as_deref(),
+            mode == Mode::RunForeground,
+        )?;
+
+        let dir = self.store.claim(&opts.id)?;
+        let mut cleanup = Cleanup {
+            store: &self.store,
+            id: &opts.id,
+            cgroup: None,
+            armed: true,
+        };
+        let cg = cgroup_manager(&cgroups_path_of(spec, &opts.id))?;
+        cg.create().map_err(|e| Error::Cgroup(e.to_string()))?;
+        cleanup.cgroup = Some(cg.clone());
+        cg.apply(&effective_resources(spec))
+            .map_err(|e| Error::Cgroup(e.to_string()))?;
+        let view = cgroup_view(&cg);
+
+        let fifo_dir = if mode == Mode::Create {
+            let fifo = dir.join(EXEC_FIFO);
+            nix::unistd::mkfifo(&fifo, Mode_::from_bits_truncate(0o622))
+                .ctx(|| format!("create {}", fifo.display()))?;
+            // mkfifo honours the umask; the container user must be able to open it.
+            nix::sys::stat::fchmodat(
+                None,
+                &fifo,
+                Mode_::from_bits_truncate(0o622),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .ctx(|| format!("chmod {}", fifo.display()))?;
+            let fd = nix::fcntl::open(
+                &dir,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode_::empty(),
+            )
+            .ctx(|| format!("open {}", dir.display()))?;
+            // SAFETY: `open` just returned this descriptor; we own it.
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        } else {
+            None
+        };
+
+        let mut st = State {
+            id: opts.id.clone(),
+            pid: 0,
+            pid_start: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: state::now_rfc3339(),
+            cgroups_path: cg.cgroups_path().to_path_buf(),
+            spec: spec.clone(),
+        };
+        let base = st.clone();
+        let hook_state = move |pid: i32| {
+            let mut s = base.clone();
+            s.pid = pid;
+            s.oci_state(Status::Creating)
+        };
+        let add = |pid: i32| cg.add_task(pid).map_err(|e| Error::Cgroup(e.to_string()));
+        launch::become_subreaper()?;
+        let launched = launch::launch(Launch {
+            ns: NsPlan::for_spec(spec),
+            plan,
+            role: Role::Init {
+                spec,
+                rootfs: &bundle.rootfs,
+                bundle: &bundle.dir,
+                cgroup: &view,
+                fifo_dir,
+            },
+            console,
+            add_to_cgroup: &add,
+            hook_state: &hook_state,
+        })?;
+        st.pid = launched.pid;
+        st.pid_start = state::process_start_time(launched.pid).unwrap_or(0);
+        self.store.save(&st)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, st.pid)?;
+        }
+        let master = match master {
+            Some(sock) => Some(crate::foreground::receive_master(&sock)?),
+            None => None,
+        };
+        cleanup.armed = false;
+        Ok((st, master))
+    }
+
+    /// Loads a container's state and its current status.
+    pub fn load(&self, id: &str) -> Result<(State, Status)> {
+        let st = self.store.load(id)?;
+        let mut status = self.store.status(&st);
+        if status == Status::Running && self.store.dir(id).join(PAUSED_MARK).exists() {
+            status = Status::Paused;
+        }
+        Ok((st, status))
+    }
+
+    /// `start`: lets a created container run its process.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let (st, status) = self.load(id)?;
+        if status != Status::Created {
+            return Err(Error::State {
+                id: id.to_string(),
+                status: status.to_string(),
+                msg: "only a created container can be started".into(),
+            });
+        }
+        let fifo = self.store.dir(id).join(EXEC_FIFO);
+        let fd = nix::fcntl::open(
+            &fifo,
+            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+            Mode_::empty(),
+        )
+        .ctx(|| format!("open {}", fifo.display()))?;
+        // SAFETY: `open` just returned this descriptor; we own it.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut byte = [0u8; 1];
+        loop {
+            let mut pfd = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&fd),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16));
+            match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut byte) {
+                Ok(1) => break,
+                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+                Err(e) => return Err(Error::io(format!("read {}", fifo.display()), e.into())),
+            }
+            if !st.init_alive() {
+                return Err(Error::State {
+                    id: id.to_string(),
+                    status: "stopped".into(),
+                    msg: "the container process exited before it was started".into(),
+                });
+            }
+        }
+        fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
+        self.poststart(&st);
+        Ok(())
+    }
+
+    /// `state`: the OCI state document.
+    pub fn state(&self, id: &str) -> Result<serde_json::Value> {
+        let (st, status) = self.load(id)?;
+        Ok(st.oci_state(status))
+    }
+
+    /// Every container with its status.
+    pub fn list(&self) -> Result<Vec<(State, Status)>> {
+        let mut out = Vec::new();
+        for id in self.store.ids()? {
+            match self.load(&id) {
+                Ok(s) => out.push(s),
+                Err(e) => tracing::warn!(id, error = %e, "skipping unreadable container"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `kill`: signals the container process, or every process with `all`.
+    pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
+        let (st, status) = self.load(id)?;
+        if all {
+            let cg = cgroup_manager(&st.cgroups_path)?;
+            return cg
+                .kill_all(signal)
+                .map_err(|e| Error::Cgroup(e.to_string()));
+        }
+        if status == Status::Stopped {
+            return Err(Error::State {
+                id: id.to_string(),
+                status: status.to_string(),
+                msg: "there is no process to signal".into(),
+            });
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), signal)
+            .ctx(|| format!("send {signal} to container {id:?} (pid {})", st.pid))
+    }
+
+    /// `delete`: removes a stopped (or, with `force`, any) container.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let (st, status) = self.load(id)?;
+        if matches!(status, Status::Running | Status::Paused) && !force {
+            return Err(Error::State {
+                id: id.to_string(),
+                status: status.to_string(),
+                msg: "stop it first, or delete with --force".into(),
+            });
+        }
+        let cg = cgroup_manager(&st.cgroups_path)?;
+        if status != Status::Stopped {
+            if status == Status::Paused {
+                let _ = cg.freeze(false);
+            }
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), Signal::SIGKILL);
+        }
+        // Processes outside a private pid namespace outlive the init: kill them too.
+        let _ = cg.kill_all(Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while st.init_alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;
+        let stopped = st.oci_state(Status::Stopped);
+        self.store.remove(id)?;
+        if let Err(e) = hooks::run(&st.spec, HookKind::Poststop, &stopped) {
+            tracing::warn!(error = %e, "poststop hook failed");
+            eprintln!("strato: warning: {e}");
+        }
+        Ok(())
+    }
+
+    /// `ps`: the host pids of every process in the container's cgroup.
+    pub fn ps(&self, id: &str) -> Result<Vec<i32>> {
+        let (st, _) = self.load(id)?;
+        cgroup_manager(&st.cgroups_path)?
+            .pids()
+            .map_err(|e| Error::Cgroup(e.to_string()))
+    }
+
+    /// `events --stats`: one statistics sample.
+    pub fn stats(&self, id: &str) -> Result<serde_json::Value> {
+        let (st, _) = self.load(id)?;
+        let stats = cgroup_manager(&st.cgroups_path)?
+            .stats()
+            .map_err(|e| Error::Cgroup(e.to_string()))?;
+        Ok(serde_json::json!({"type": "stats", "id": id, "data": stats}))
+    }
+
+    /// `pause` / `resume`: freezes or thaws every process of the container.
+    pub fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
+        let (st, status) = self.load(id)?;
+        let want = if paused {
+            Status::Running
+        } else {
+            Status::Paused
+        };
+        if status != want {
+            return Err(Error::State {
+                id: id.to_string(),
+                status: status.to_string(),
+                msg: format!(
+                    "only a {want} container can be {}",
+                    if paused { "paused" } else { "resumed" }
+                ),
+            });
+        }
+        cgroup_manager(&st.cgroups_path)?
+            .freeze(paused)
+            .map_err(|e| Error::Cgroup(e.to_string()))?;
+        let mark = self.store.dir(id).join(PAUSED_MARK);
+        if paused {
+            fs::write(&mark, b"").ctx(|| format!("write {}", mark.display()))
+        } else {
+            fs::remove_file(&mark).ctx(|| format!("remove {}", mark.display()))
+        }
+    }
+
+    /// `exec`: runs another process in a running container. Returns its exit
+    /// code, or 0 at once with `detach`.
+    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
+        let (st, status) = self.load(id)?;
+        if !matches!(status, Status::Running | Status::Created) {
+            return Err(Error::State {
+                id: id.to_string(),
+                status: status.to_string(),
+                msg: "exec needs a running container".into(),
+            });
+        }
+        let process = match &opts.process {
+            Some(p) => p.clone(),
+            None => exec_process(&st.spec, opts)?,
+        };
+        let seccomp = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let mut plan = ProcessPlan::new(&process, seccomp)?;
+        plan.preserve_fds = opts.preserve_fds;
+        if !opts.detach {
+            crate::foreground::block_signals()?;
+        }
+        let (console, master) =
+            console_for(plan.terminal, opts.console_socket.as_deref(), !opts.detach)?;
+        let cg = cgroup_manager(&st.cgroups_path)?;
+        let add = |pid: i32| cg.add_task(pid).map_err(|e| Error::Cgroup(e.to_string()));
+        let hook_state = |_pid: i32| serde_json::Value::Null;
+        launch::become_subreaper()?;
+        let launched = launch::launch(Launch {
+            ns: NsPlan::for_process(st.pid),
+            plan,
+            role: Role::Exec,
+            console,
+            add_to_cgroup: &add,
+            hook_state: &hook_state,
+        })?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, launched.pid)?;
+        }
+        if opts.detach {
+            return Ok(0);
+        }
+        let master = match master {
+            Some(sock) => Some(crate::foreground::receive_master(&sock)?),
+            None => None,
+        };
+        crate::foreground::wait(launched.pid, master)
+    }
+}
+
+/// The process of an `exec` without process.json: the container's own process
+/// settings with the given command, env, cwd, user and terminal.
+fn exec_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
+    if opts.args.is_empty() {
+        return Err(Error::Usage(
+            "exec needs a command: strato runtime exec ID CMD [ARG...]".into(),
+        ));
+    }
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(opts.args.clone()));
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &opts.env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &opts.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some((uid, gid)) = opts.user {
+        let mut u = p.user().clone();
+        u.set_uid(uid);
+        u.set_gid(gid);
+        u.set_additional_gids(Some(opts.additional_gids.clone()).filter(|g| !g.is_empty()));
+        p.set_user(u);
+    }
+    p.set_terminal(Some(opts.tty));
+    if opts.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}

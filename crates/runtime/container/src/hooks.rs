@@ -1,0 +1,121 @@
+//! Running OCI hooks: each gets the container state on stdin and must exit 0.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::{Hook, Spec};
+
+use crate::error::{Error, Result};
+
+/// The hook points of the runtime spec, in lifecycle order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookKind {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    StartContainer,
+    Poststart,
+    Poststop,
+}
+
+impl HookKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HookKind::Prestart => "prestart",
+            HookKind::CreateRuntime => "createRuntime",
+            HookKind::CreateContainer => "createContainer",
+            HookKind::StartContainer => "startContainer",
+            HookKind::Poststart => "poststart",
+            HookKind::Poststop => "poststop",
+        }
+    }
+}
+
+/// The hooks of `kind` in `spec`, in order (prestart is folded into createRuntime,
+/// running first, as the spec says).
+pub fn hooks_of(spec: &Spec, kind: HookKind) -> Vec<Hook> {
+    let Some(h) = spec.hooks().as_ref() else {
+        return Vec::new();
+    };
+    #[allow(deprecated)]
+    let list = match kind {
+        HookKind::Prestart => h.prestart().clone(),
+        HookKind::CreateRuntime => {
+            let mut v = h.prestart().clone().unwrap_or_default();
+            v.extend(h.create_runtime().clone().unwrap_or_default());
+            Some(v)
+        }
+        HookKind::CreateContainer => h.create_container().clone(),
+        HookKind::StartContainer => h.start_container().clone(),
+        HookKind::Poststart => h.poststart().clone(),
+        HookKind::Poststop => h.poststop().clone(),
+    };
+    list.unwrap_or_default()
+}
+
+/// Runs every hook of `kind`, stopping at the first failure.
+pub fn run(spec: &Spec, kind: HookKind, state: &serde_json::Value) -> Result<()> {
+    let hooks = hooks_of(spec, kind);
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let input = serde_json::to_vec(state).unwrap_or_default();
+    for hook in &hooks {
+        run_one(hook, kind, &input)?;
+    }
+    Ok(())
+}
+
+fn run_one(hook: &Hook, kind: HookKind, input: &[u8]) -> Result<()> {
+    let fail = |msg: String| Error::Hook {
+        kind: kind.name().to_string(),
+        path: hook.path().clone(),
+        msg,
+    };
+    let mut cmd = Command::new(hook.path());
+    if let Some(args) = hook.args() {
+        if let Some(argv0) = args.first() {
+            cmd.arg0(argv0);
+        }
+        cmd.args(args.iter().skip(1));
+    }
+    cmd.env_clear();
+    for kv in hook.env().iter().flatten() {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| fail(format!("start: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine.
+        let _ = stdin.write_all(input);
+    }
+    let deadline = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_secs(t as u64));
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) => {}
+            Err(e) => return Err(fail(format!("wait: {e}"))),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(format!(
+                "timed out after {}s",
+                hook.timeout().unwrap_or_default()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    if status.success() {
+        Ok(())
+    } else {
+        Err(fail(format!("exited with {status}")))
+    }
+}

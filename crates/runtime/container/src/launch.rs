@@ -1,0 +1,556 @@
+//! Forking a container's processes into their namespaces.
+//!
+//! The runtime (P) forks an intermediate child (C1) that joins or creates the
+//! namespaces and forks the container process (C2), so that C2 lands inside a
+//! new pid namespace as its pid 1. C1 exits at once; P is a child subreaper and
+//! adopts C2. All three talk over a [`Channel`]:
+//!
+//! ```text
+//! P: fork C1, put it in the cgroup ─ Go ─▶ C1: setns paths, unshare(user)
+//!                          ◀─ MapIds ─ C1 (only with a new user namespace)
+//! P: write uid/gid maps        ─ Go ─▶ C1: unshare(rest), fork C2
+//!                          ◀─ Pid ── C1 exits
+//! P                            ─ Go ─▶ C2: mounts
+//!                          ◀─ RunCreateRuntimeHooks ─ C2
+//! P: createRuntime hooks       ─ Go ─▶ C2: createContainer hooks, pivot_root,
+//!                                        process settings
+//!                          ◀─ Ready ─ C2: wait for `start`, exec
+//! ```
+//!
+//! Fork safety: P must be single-threaded when it forks ([`ensure_single_threaded`]),
+//! so the children may run ordinary Rust code. Callers that have threads (the
+//! engine) execute `strato runtime …` instead of calling this module.
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+
+use crate::channel::{self, Channel, Msg};
+use crate::error::{Error, IoContext, Result};
+use crate::hooks::{self, HookKind};
+use crate::process::{self, ProcessPlan};
+use crate::rootfs::{self, CgroupView, RootfsContext};
+use crate::spec::ns_name;
+use crate::syscall::{Linux, Syscall};
+
+/// Which namespaces to join by path and which to create.
+#[derive(Debug, Clone)]
+pub struct NsPlan {
+    /// Namespaces to join, user first, mount last.
+    pub join: Vec<(CloneFlags, PathBuf)>,
+    /// Create a new user namespace (before the others).
+    pub new_user: bool,
+    /// Other namespaces to create.
+    pub new: CloneFlags,
+    pub uid_map: String,
+    pub gid_map: String,
+}
+
+impl Default for NsPlan {
+    fn default() -> Self {
+        NsPlan {
+            join: Vec::new(),
+            new_user: false,
+            new: CloneFlags::empty(),
+            uid_map: String::new(),
+            gid_map: String::new(),
+        }
+    }
+}
+
+fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        // CLONE_NEWTIME
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(0x80),
+    }
+}
+
+fn join_order(f: CloneFlags) -> u8 {
+    if f == CloneFlags::CLONE_NEWUSER {
+        0
+    } else if f == CloneFlags::CLONE_NEWNS {
+        2
+    } else {
+        1
+    }
+}
+
+fn id_map(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+impl NsPlan {
+    /// The namespaces of a new container, from its spec.
+    pub fn for_spec(spec: &Spec) -> NsPlan {
+        let mut plan = NsPlan::default();
+        let linux = spec.linux().as_ref();
+        for ns in linux
+            .and_then(|l| l.namespaces().as_ref())
+            .into_iter()
+            .flatten()
+        {
+            let flag = clone_flag(ns.typ());
+            match ns.path() {
+                Some(p) => plan.join.push((flag, p.clone())),
+                None if flag == CloneFlags::CLONE_NEWUSER => plan.new_user = true,
+                None => plan.new |= flag,
+            }
+        }
+        plan.join.sort_by_key(|(f, _)| join_order(*f));
+        if let Some(l) = linux {
+            plan.uid_map = id_map(l.uid_mappings().as_deref().unwrap_or(&[]));
+            plan.gid_map = id_map(l.gid_mappings().as_deref().unwrap_or(&[]));
+        }
+        plan
+    }
+
+    /// The namespaces of running process `pid` that differ from ours: what
+    /// `exec` joins.
+    pub fn for_process(pid: i32) -> NsPlan {
+        let mut plan = NsPlan::default();
+        for (name, flag) in [
+            ("user", CloneFlags::CLONE_NEWUSER),
+            ("ipc", CloneFlags::CLONE_NEWIPC),
+            ("uts", CloneFlags::CLONE_NEWUTS),
+            ("net", CloneFlags::CLONE_NEWNET),
+            ("pid", CloneFlags::CLONE_NEWPID),
+            ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+            ("mnt", CloneFlags::CLONE_NEWNS),
+        ] {
+            let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+            let ours = fs::read_link(format!("/proc/self/ns/{name}")).ok();
+            if fs::read_link(&theirs).ok() != ours {
+                plan.join.push((flag, theirs));
+            }
+        }
+        plan
+    }
+
+    fn in_userns(&self) -> bool {
+        self.new_user
+            || self
+                .join
+                .iter()
+                .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+    }
+}
+
+/// What C2 becomes.
+pub enum Role<'a> {
+    /// A new container's init process.
+    Init {
+        spec: &'a Spec,
+        rootfs: &'a Path,
+        bundle: &'a Path,
+        cgroup: &'a CgroupView,
+        /// The container's state directory, to reach `exec.fifo` after
+        /// pivot_root; `None` for `run`, which starts at once.
+        fifo_dir: Option<OwnedFd>,
+    },
+    /// A process joining a running container.
+    Exec,
+}
+
+/// One launch of C1/C2.
+pub struct Launch<'a> {
+    pub ns: NsPlan,
+    pub plan: ProcessPlan,
+    pub role: Role<'a>,
+    /// A connected console socket, when the process has a terminal.
+    pub console: Option<OwnedFd>,
+    /// Adds a pid to the container's cgroup (called in P for C1).
+    pub add_to_cgroup: &'a dyn Fn(i32) -> Result<()>,
+    /// State for createRuntime hooks (called in P with C2's pid).
+    pub hook_state: &'a dyn Fn(i32) -> serde_json::Value,
+}
+
+/// Fails unless this process has exactly one thread (fork safety).
+pub fn ensure_single_threaded() -> Result<()> {
+    let n = fs::read_dir("/proc/self/task")
+        .ctx(|| "read /proc/self/task".to_string())?
+        .count();
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(Error::Init(format!(
+            "the runtime must fork from a single-threaded process, this one has {n} threads: run `strato runtime` as its own process"
+        )))
+    }
+}
+
+/// Makes this process adopt orphaned descendants (C2 after C1 exits).
+pub fn become_subreaper() -> Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(Error::io(
+            "prctl(PR_SET_CHILD_SUBREAPER)",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// A launched process: C2's host pid.
+#[derive(Debug)]
+pub struct Launched {
+    pub pid: i32,
+}
+
+/// Forks C1 and C2 and drives the protocol until C2 is ready (init) or has
+/// executed (exec). On error every forked process is killed and reaped.
+pub fn launch(l: Launch) -> Result<Launched> {
+    ensure_single_threaded()?;
+    let (parent, child) = channel::pair().ctx(|| "create sync socketpair".into())?;
+    // SAFETY: this process is single-threaded (checked above), so the child may
+    // run arbitrary code: no lock can be held by a thread that does not exist.
+    let c1 = match unsafe { nix::unistd::fork() }.ctx(|| "fork".into())? {
+        ForkResult::Child => {
+            drop(parent);
+            intermediate(&l, &child)
+        }
+        ForkResult::Parent { child: pid } => pid,
+    };
+    drop(child);
+    let mut c2: Option<Pid> = None;
+    let result = drive(&l, &parent, c1, &mut c2);
+    if result.is_err() {
+        for pid in [Some(c1), c2].into_iter().flatten() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = waitpid(pid, None);
+        }
+    }
+    result.map(|pid| Launched { pid })
+}
+
+fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32> {
+    let init_err = |e: String| Error::Init(e);
+    (l.add_to_cgroup)(c1.as_raw())?;
+    ch.send(&Msg::Go).ctx(|| "sync with child".into())?;
+    if l.ns.new_user {
+        ch.expect(&Msg::MapIds).map_err(init_err)?;
+        write_id_maps(c1.as_raw(), &l.ns)?;
+        ch.send(&Msg::Go).ctx(|| "sync with child".into())?;
+    }
+    let pid = match ch.recv() {
+        Ok(Some(Msg::Pid(p))) => p,
+        Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
+        Ok(other) => return Err(Error::Init(format!("unexpected sync message {other:?}"))),
+        Err(e) => return Err(Error::io("sync with child", e)),
+    };
+    *c2 = Some(Pid::from_raw(pid));
+    match waitpid(c1, None) {
+        Ok(WaitStatus::Exited(_, 0)) => {}
+        Ok(status) => {
+            return Err(Error::Init(format!(
+                "namespace setup process ended with {status:?}"
+            )))
+        }
+        Err(e) => return Err(Error::io("wait for namespace setup process", e.into())),
+    }
+    ch.send(&Msg::Go)
+        .ctx(|| "sync with container process".into())?;
+    match l.role {
+        Role::Init { spec, .. } => loop {
+            match ch.recv() {
+                Ok(Some(Msg::RunCreateRuntimeHooks)) => {
+                    hooks::run(spec, HookKind::CreateRuntime, &(l.hook_state)(pid))?;
+                    ch.send(&Msg::Go)
+                        .ctx(|| "sync with container process".into())?;
+                }
+                Ok(Some(Msg::Ready)) => return Ok(pid),
+                Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
+                Ok(Some(m)) => return Err(Error::Init(format!("unexpected sync message {m:?}"))),
+                Ok(None) => {
+                    return Err(Error::Init("container process exited during setup".into()))
+                }
+                Err(e) => return Err(Error::io("sync with container process", e)),
+            }
+        },
+        Role::Exec => match ch.recv() {
+            Ok(None) => Ok(pid),
+            Ok(Some(Msg::Error(e))) => Err(Error::Init(e)),
+            Ok(Some(m)) => Err(Error::Init(format!("unexpected sync message {m:?}"))),
+            Err(e) => Err(Error::io("sync with exec process", e)),
+        },
+    }
+}
+
+fn write_id_maps(pid: i32, ns: &NsPlan) -> Result<()> {
+    let uid = format!("/proc/{pid}/uid_map");
+    fs::write(&uid, &ns.uid_map).ctx(|| format!("write {uid} ({:?})", ns.uid_map.trim()))?;
+    let gid = format!("/proc/{pid}/gid_map");
+    fs::write(&gid, &ns.gid_map).ctx(|| format!("write {gid} ({:?})", ns.gid_map.trim()))
+}
+
+/// Ends a child: reports `err` to P (or to stderr when P is gone) and exits.
+fn die(ch: &Channel, err: String, code: i32) -> ! {
+    if ch.send(&Msg::Error(err.clone())).is_err() {
+        eprintln!("strato: {err}");
+    }
+    // SAFETY: _exit ends the process without running atexit handlers or
+    // unwinding, which is what a forked child must do.
+    unsafe { libc::_exit(code) }
+}
+
+/// C1: namespaces, then fork C2.
+fn intermediate(l: &Launch, ch: &Channel) -> ! {
+    match setup_namespaces(l, ch) {
+        Ok(()) => {}
+        Err(e) => die(ch, e, 1),
+    }
+    // SAFETY: C1 is a fork of a single-threaded process and is itself single-threaded.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Child) => container_process(l, ch),
+        Ok(ForkResult::Parent { child }) => {
+            let code = if ch.send(&Msg::Pid(child.as_raw())).is_ok() {
+                0
+            } else {
+                1
+            };
+            // SAFETY: see `die`.
+            unsafe { libc::_exit(code) }
+        }
+        Err(e) => die(ch, format!("fork container process: {e}"), 1),
+    }
+}
+
+fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String> {
+    ch.expect(&Msg::Go)?;
+    if let Some(adj) = l.plan.oom_score_adj {
+        // Inherited by C2; written here while the host's /proc is still ours.
+        fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| format!("set process.oomScoreAdj {adj}: {e}"))?;
+    }
+    // Open every path first: joining the mount namespace changes what paths mean.
+    let mut fds = Vec::new();
+    for (flag, path) in &l.ns.join {
+        let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| format!("open namespace {}: {e}", path.display()))?;
+        // SAFETY: `open` just returned this descriptor; we own it.
+        fds.push((*flag, path, unsafe { OwnedFd::from_raw_fd(fd) }));
+    }
+    for (flag, path, fd) in &fds {
+        nix::sched::setns(fd.as_fd(), *flag)
+            .map_err(|e| format!("join namespace {}: {e}", path.display()))?;
+    }
+    drop(fds);
+    if l.ns.new_user {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| format!("create user namespace: {e}"))?;
+        ch.send(&Msg::MapIds).map_err(|e| e.to_string())?;
+        ch.expect(&Msg::Go)?;
+    }
+    if l.ns.in_userns() {
+        let root_g = nix::unistd::Gid::from_raw(0);
+        let root_u = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresgid(root_g, root_g, root_g).map_err(|e| {
+            format!("become root in the user namespace (gid 0 must be mapped): {e}")
+        })?;
+        nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| {
+            format!("become root in the user namespace (uid 0 must be mapped): {e}")
+        })?;
+    }
+    if !l.ns.new.is_empty() {
+        nix::sched::unshare(l.ns.new)
+            .map_err(|e| format!("create namespaces {}: {e}", flag_names(l.ns.new)))?;
+    }
+    Ok(())
+}
+
+fn flag_names(f: CloneFlags) -> String {
+    [
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Time,
+    ]
+    .into_iter()
+    .filter(|t| f.contains(clone_flag(*t)))
+    .map(ns_name)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// C2: becomes the container process; never returns.
+fn container_process(l: &Launch, ch: &Channel) -> ! {
+    if let Err(e) = ch.expect(&Msg::Go) {
+        die(ch, e, 1)
+    }
+    process::reset_signals();
+    let res = match &l.role {
+        Role::Init {
+            spec,
+            rootfs,
+            bundle,
+            cgroup,
+            fifo_dir,
+        } => init_setup(l, ch, spec, rootfs, bundle, cgroup, fifo_dir.as_ref()),
+        Role::Exec => exec_setup(l),
+    };
+    if let Err(e) = res {
+        die(ch, e, 1)
+    }
+    let err = process::exec(&l.plan);
+    let code = if err.contains("not found") { 127 } else { 126 };
+    die(ch, err, code)
+}
+
+fn exec_setup(l: &Launch) -> std::result::Result<(), String> {
+    if l.plan.terminal {
+        let sock = l
+            .console
+            .as_ref()
+            .ok_or("process.terminal is true but no console socket was given")?;
+        process::setup_console(sock.as_raw_fd(), l.plan.console_size)?;
+    }
+    process::apply(&l.plan, l.ns.in_userns())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn init_setup(
+    l: &Launch,
+    ch: &Channel,
+    spec: &Spec,
+    rootfs: &Path,
+    bundle: &Path,
+    cgroup: &CgroupView,
+    fifo_dir: Option<&OwnedFd>,
+) -> std::result::Result<(), String> {
+    let sys = Linux;
+    let s = |e: Error| e.to_string();
+    // Our pid as the host sees it: /proc is still the host's here.
+    let host_pid: i32 = fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0);
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        sys.sethostname(h)
+            .map_err(|e| format!("set hostname {h:?}: {e}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        sys.setdomainname(d)
+            .map_err(|e| format!("set domainname {d:?}: {e}"))?;
+    }
+    let ctx = RootfsContext {
+        rootfs,
+        bundle,
+        spec,
+        cgroup,
+        userns: l.ns.in_userns(),
+    };
+    rootfs::prepare(&sys, &ctx).map_err(s)?;
+    ch.send(&Msg::RunCreateRuntimeHooks)
+        .map_err(|e| e.to_string())?;
+    ch.expect(&Msg::Go)?;
+    hooks::run(spec, HookKind::CreateContainer, &(l.hook_state)(host_pid)).map_err(s)?;
+    rootfs::pivot(&sys, rootfs).map_err(s)?;
+    rootfs::finish(&sys, spec).map_err(s)?;
+    if l.plan.terminal {
+        let sock = l.console.as_ref().ok_or(
+            "process.terminal is true but no console socket was given: pass --console-socket",
+        )?;
+        process::setup_console(sock.as_raw_fd(), l.plan.console_size)?;
+    }
+    process::apply(&l.plan, l.ns.in_userns())?;
+    ch.send(&Msg::Ready).map_err(|e| e.to_string())?;
+    if let Some(dir) = fifo_dir {
+        wait_for_start(dir.as_raw_fd())?;
+    }
+    hooks::run(spec, HookKind::StartContainer, &(l.hook_state)(host_pid)).map_err(s)?;
+    Ok(())
+}
+
+/// Blocks until `start` opens the exec fifo for reading, then tells it we go on.
+fn wait_for_start(dir: RawFd) -> std::result::Result<(), String> {
+    let fd = nix::fcntl::openat(
+        Some(dir),
+        crate::state::EXEC_FIFO,
+        OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open exec fifo: {e}"))?;
+    // SAFETY: `openat` just returned this descriptor; we own it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    nix::unistd::write(&fd, b"0").map_err(|e| format!("write exec fifo: {e}"))?;
+    Ok(())
+}
+
+/// Waits for `pid` (a child or adopted descendant) and returns its exit code
+/// the shell way: the status, or 128 + signal.
+pub fn exit_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, code) => Some(code),
+        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_orders_joins_user_first_mount_last() {
+        let spec = crate::spec::parse(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[
+                {"type":"mount","path":"/proc/1/ns/mnt"},{"type":"network","path":"/proc/1/ns/net"},
+                {"type":"user","path":"/proc/1/ns/user"},{"type":"pid"},{"type":"uts"}]}}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        let plan = NsPlan::for_spec(&spec);
+        let order: Vec<_> = plan.join.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            order,
+            vec![
+                CloneFlags::CLONE_NEWUSER,
+                CloneFlags::CLONE_NEWNET,
+                CloneFlags::CLONE_NEWNS
+            ]
+        );
+        assert_eq!(
+            plan.new,
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS
+        );
+        assert!(!plan.new_user);
+    }
+
+    #[test]
+    fn id_maps_render_as_proc_expects() {
+        let spec = crate::spec::parse(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[{"type":"user"}],
+              "uidMappings":[{"containerID":0,"hostID":100000,"size":65536}],
+              "gidMappings":[{"containerID":0,"hostID":100000,"size":65536}]}}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        let plan = NsPlan::for_spec(&spec);
+        assert!(plan.new_user);
+        assert_eq!(plan.uid_map, "0 100000 65536\n");
+    }
+
+    #[test]
+    fn joining_own_namespaces_is_a_no_op() {
+        let plan = NsPlan::for_process(std::process::id() as i32);
+        assert!(plan.join.is_empty(), "{:?}", plan.join);
+    }
+}

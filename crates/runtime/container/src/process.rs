@@ -1,0 +1,473 @@
+//! The container process's own settings (user, capabilities, rlimits, seccomp,
+//! terminal) and the final `execve`.
+//!
+//! A [`ProcessPlan`] is computed in the runtime before it forks, so that the
+//! forked child only applies ready values. The child is a fork of a
+//! single-threaded process, so allocating there is sound; still, the work done
+//! after the fork is kept to system calls and small conversions.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, CapsHashSet};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{Capabilities, Process};
+
+use crate::error::{Error, Result};
+
+/// The default PATH used to find the command when the process env has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Capability sets to apply; `None` leaves a set as inherited.
+#[derive(Debug, Clone, Default)]
+pub struct CapsPlan {
+    pub bounding: Option<CapsHashSet>,
+    pub effective: Option<CapsHashSet>,
+    pub inheritable: Option<CapsHashSet>,
+    pub permitted: Option<CapsHashSet>,
+    pub ambient: Option<CapsHashSet>,
+}
+
+/// Everything needed to turn the forked child into the container's process.
+#[derive(Debug)]
+pub struct ProcessPlan {
+    pub args: Vec<CString>,
+    pub env: Vec<CString>,
+    pub path_var: String,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: u32,
+    pub no_new_privileges: bool,
+    pub caps: Option<CapsPlan>,
+    pub rlimits: Vec<(libc::c_int, u64, u64)>,
+    pub oom_score_adj: Option<i32>,
+    pub terminal: bool,
+    pub console_size: Option<(u16, u16)>,
+    pub seccomp: Option<strato_seccomp::Filter>,
+    /// File descriptors 3..3+N are passed to the process (`--preserve-fds`).
+    pub preserve_fds: u32,
+}
+
+fn cstring(what: &str, s: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::Usage(format!("{what} {s:?} contains a NUL byte")))
+}
+
+/// Converts OCI capability names to the `caps` crate's set, skipping (with a
+/// warning) capabilities this kernel/library does not know.
+pub fn caps_set(set: &Capabilities) -> CapsHashSet {
+    set.iter()
+        .filter_map(|c| {
+            let name = format!("CAP_{c}");
+            match name.parse::<caps::Capability>() {
+                Ok(cap) => Some(cap),
+                Err(_) => {
+                    tracing::warn!(capability = %name, "unknown capability ignored");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::c_int> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    } as libc::c_int)
+}
+
+impl ProcessPlan {
+    /// Builds the plan from the spec's `process` (and `linux.seccomp`).
+    pub fn new(
+        process: &Process,
+        seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    ) -> Result<ProcessPlan> {
+        let args = process
+            .args()
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| Error::Usage("process.args is empty: give the command to run".into()))?
+            .iter()
+            .map(|a| cstring("process.args entry", a))
+            .collect::<Result<Vec<_>>>()?;
+        let env_list = process.env().clone().unwrap_or_default();
+        let path_var = env_list
+            .iter()
+            .find_map(|kv| kv.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+            .to_string();
+        let env = env_list
+            .iter()
+            .map(|kv| cstring("process.env entry", kv))
+            .collect::<Result<Vec<_>>>()?;
+        let user = process.user();
+        let caps = process.capabilities().as_ref().map(|c| CapsPlan {
+            bounding: c.bounding().as_ref().map(caps_set),
+            effective: c.effective().as_ref().map(caps_set),
+            inheritable: c.inheritable().as_ref().map(caps_set),
+            permitted: c.permitted().as_ref().map(caps_set),
+            ambient: c.ambient().as_ref().map(caps_set),
+        });
+        let mut rlimits = Vec::new();
+        for rl in process.rlimits().iter().flatten() {
+            let name = rl.typ().to_string();
+            let res = rlimit_resource(&name).ok_or_else(|| {
+                Error::Usage(format!("process.rlimits: {name} is not a Linux rlimit"))
+            })?;
+            if rl.soft() > rl.hard() {
+                return Err(Error::Usage(format!(
+                    "process.rlimits: {name} soft limit {} is above its hard limit {}",
+                    rl.soft(),
+                    rl.hard()
+                )));
+            }
+            rlimits.push((res, rl.soft(), rl.hard()));
+        }
+        let seccomp = match seccomp {
+            Some(s) => Some(strato_seccomp::compile(s).map_err(|e| Error::Seccomp(e.to_string()))?),
+            None => None,
+        };
+        Ok(ProcessPlan {
+            args,
+            env,
+            path_var,
+            cwd: process.cwd().clone(),
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask().unwrap_or(0o022),
+            no_new_privileges: process.no_new_privileges().unwrap_or(false),
+            caps,
+            rlimits,
+            oom_score_adj: process.oom_score_adj(),
+            terminal: process.terminal().unwrap_or(false),
+            console_size: process
+                .console_size()
+                .as_ref()
+                .map(|b| (b.height() as u16, b.width() as u16)),
+            seccomp,
+            preserve_fds: 0,
+        })
+    }
+}
+
+fn os<T>(what: &str, r: nix::Result<T>) -> std::result::Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+/// Applies rlimits, seccomp (when it must precede dropping privileges), the
+/// capability bounding set, user and groups, capabilities, umask and cwd.
+/// Runs in the forked child.
+pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), String> {
+    for &(res, soft, hard) in &plan.rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: `lim` is a valid rlimit struct for the duration of the call.
+        if unsafe { libc::setrlimit(res as _, &lim) } != 0 {
+            return Err(format!(
+                "setrlimit({res}, {soft}, {hard}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it now.
+    if !plan.no_new_privileges {
+        if let Some(f) = &plan.seccomp {
+            strato_seccomp::install(f).map_err(|e| format!("load seccomp filter: {e}"))?;
+        }
+    }
+    if let Some(c) = &plan.caps {
+        if let Some(b) = &c.bounding {
+            for cap in caps::all() {
+                if !b.contains(&cap) {
+                    match caps::drop(None, CapSet::Bounding, cap) {
+                        Ok(()) => {}
+                        // Not known to this kernel: nothing to drop.
+                        Err(_) if !caps::runtime::thread_all_supported().contains(&cap) => {}
+                        Err(e) => return Err(format!("drop {cap} from the bounding set: {e}")),
+                    }
+                }
+            }
+        }
+    }
+    // Keep permitted capabilities across the uid change.
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
+        return Err(format!(
+            "prctl(PR_SET_KEEPCAPS): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let gids: Vec<Gid> = plan
+        .additional_gids
+        .iter()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    match nix::unistd::setgroups(&gids) {
+        Ok(()) => {}
+        // setgroups is denied in a user namespace whose gid map was written
+        // with setgroups "deny": fine when no groups were asked for.
+        Err(nix::errno::Errno::EPERM) if in_userns && gids.is_empty() => {}
+        Err(e) => return Err(format!("setgroups({:?}): {e}", plan.additional_gids)),
+    }
+    let gid = Gid::from_raw(plan.gid);
+    let uid = Uid::from_raw(plan.uid);
+    os(
+        &format!("setresgid({})", plan.gid),
+        nix::unistd::setresgid(gid, gid, gid),
+    )?;
+    os(
+        &format!("setresuid({})", plan.uid),
+        nix::unistd::setresuid(uid, uid, uid),
+    )?;
+    // SAFETY: plain prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    if let Some(c) = &plan.caps {
+        let empty = CapsHashSet::new();
+        // Each capset call must keep effective ⊆ permitted: widen nothing,
+        // narrow inheritable and effective before permitted.
+        caps::set(
+            None,
+            CapSet::Inheritable,
+            c.inheritable.as_ref().unwrap_or(&empty),
+        )
+        .map_err(|e| format!("set inheritable capabilities: {e}"))?;
+        caps::set(
+            None,
+            CapSet::Effective,
+            c.effective.as_ref().unwrap_or(&empty),
+        )
+        .map_err(|e| format!("set effective capabilities: {e}"))?;
+        caps::set(
+            None,
+            CapSet::Permitted,
+            c.permitted.as_ref().unwrap_or(&empty),
+        )
+        .map_err(|e| format!("set permitted capabilities: {e}"))?;
+        if let Some(amb) = &c.ambient {
+            for cap in amb {
+                caps::raise(None, CapSet::Ambient, *cap)
+                    .map_err(|e| format!("raise ambient capability {cap}: {e}"))?;
+            }
+        }
+    }
+    // SAFETY: umask only sets the process file mode creation mask.
+    unsafe { libc::umask(plan.umask as libc::mode_t) };
+    os(
+        &format!("chdir to process.cwd {}", plan.cwd.display()),
+        nix::unistd::chdir(&plan.cwd),
+    )?;
+    if plan.no_new_privileges {
+        // SAFETY: plain prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(format!(
+                "prctl(PR_SET_NO_NEW_PRIVS): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves the command through PATH, loads a seccomp filter that waited for
+/// no_new_privs, and executes. Returns only on failure.
+pub fn exec(plan: &ProcessPlan) -> String {
+    if plan.no_new_privileges {
+        if let Some(f) = &plan.seccomp {
+            if let Err(e) = strato_seccomp::install(f) {
+                return format!("load seccomp filter: {e}");
+            }
+        }
+    }
+    // Everything from fd 3 on (but the preserved ones) closes on exec.
+    let first = 3 + plan.preserve_fds;
+    // SAFETY: close_range only flags descriptors; no memory is passed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    let arg0 = plan.args[0].to_string_lossy().into_owned();
+    let path = match find_executable(&arg0, &plan.path_var) {
+        Some(p) => p,
+        None => {
+            return format!(
+                "exec {arg0:?}: executable file not found in $PATH ({})",
+                plan.path_var
+            )
+        }
+    };
+    let Ok(cpath) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return format!("exec {arg0:?}: path contains a NUL byte");
+    };
+    let err = nix::unistd::execve(&cpath, &plan.args, &plan.env).unwrap_err();
+    format!("exec {}: {err}", path.display())
+}
+
+/// `cmd` itself when it has a slash, else the first executable match in `path_var`.
+pub fn find_executable(cmd: &str, path_var: &str) -> Option<PathBuf> {
+    if cmd.contains('/') {
+        return Some(PathBuf::from(cmd));
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(cmd))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Resets what a process inherits from the runtime but must not keep: blocked
+/// signals and ignored SIGPIPE (Rust ignores it at start-up).
+pub fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let _ = SigSet::empty().thread_set_mask();
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in [
+        Signal::SIGPIPE,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGCHLD,
+    ] {
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        let _ = unsafe { sigaction(sig, &dfl) };
+    }
+}
+
+/// Opens a pseudo-terminal in the container, sends its master to the console
+/// socket (runc's protocol: one message carrying the fd, with the pty name as
+/// data), and makes the slave the controlling terminal and stdio.
+pub fn setup_console(socket: RawFd, size: Option<(u16, u16)>) -> std::result::Result<(), String> {
+    use nix::fcntl::OFlag;
+    let master = os(
+        "open /dev/ptmx",
+        nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC),
+    )?;
+    os("grantpt", nix::pty::grantpt(&master))?;
+    os("unlockpt", nix::pty::unlockpt(&master))?;
+    let name = os("ptsname", nix::pty::ptsname_r(&master))?;
+    let slave = nix::fcntl::open(
+        name.as_str(),
+        OFlag::O_RDWR | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| format!("open {name}: {e}"))?;
+    // SAFETY: `open` just returned this descriptor and nothing else owns it.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    if let Some((rows, cols)) = size {
+        let ws = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize struct that lives across the call.
+        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    let fds = [master.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(name.as_bytes())];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    os(
+        "send the pty master to the console socket",
+        sendmsg::<()>(socket, &iov, &cmsg, MsgFlags::empty(), None),
+    )?;
+    drop(master);
+    os("setsid", nix::unistd::setsid())?;
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {
+        return Err(format!(
+            "set controlling terminal: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    for target in 0..3 {
+        os(
+            "dup2 the pty to stdio",
+            nix::unistd::dup2(slave.as_raw_fd(), target),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executable_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("tool");
+        std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path_var = format!("/nonexistent:{}", dir.path().display());
+        assert_eq!(find_executable("tool", &path_var), Some(bin));
+        assert_eq!(find_executable("nope", &path_var), None);
+        assert_eq!(find_executable("./x", ""), Some(PathBuf::from("./x")));
+    }
+
+    #[test]
+    fn plan_from_process() {
+        let p: Process = serde_json::from_str(
+            r#"{"args":["sh","-c","true"],"cwd":"/tmp","user":{"uid":1000,"gid":100,"additionalGids":[5]},
+                "env":["PATH=/bin","A=b"],"noNewPrivileges":true,
+                "capabilities":{"bounding":["CAP_KILL","CAP_NET_BIND_SERVICE"],"effective":["CAP_KILL"]},
+                "rlimits":[{"type":"RLIMIT_NOFILE","hard":1024,"soft":512}]}"#,
+        )
+        .unwrap();
+        let plan = ProcessPlan::new(&p, None).unwrap();
+        assert_eq!(plan.path_var, "/bin");
+        assert_eq!(plan.uid, 1000);
+        assert_eq!(plan.additional_gids, vec![5]);
+        assert_eq!(
+            plan.rlimits,
+            vec![(libc::RLIMIT_NOFILE as libc::c_int, 512, 1024)]
+        );
+        let caps = plan.caps.unwrap();
+        assert_eq!(caps.bounding.unwrap().len(), 2);
+        assert!(caps
+            .effective
+            .unwrap()
+            .contains(&caps::Capability::CAP_KILL));
+        assert!(caps.permitted.is_none());
+    }
+
+    #[test]
+    fn soft_above_hard_is_refused() {
+        let p: Process = serde_json::from_str(
+            r#"{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0},"rlimits":[{"type":"RLIMIT_NOFILE","hard":10,"soft":20}]}"#,
+        )
+        .unwrap();
+        let err = ProcessPlan::new(&p, None).unwrap_err().to_string();
+        assert!(err.contains("RLIMIT_NOFILE"), "{err}");
+    }
+}

@@ -1,0 +1,814 @@
+//! Building the container's filesystem view: mounts, devices, pivot_root, masked
+//! and read-only paths. Every effect goes through [`Syscall`].
+
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+
+use crate::error::{Error, Result};
+use crate::syscall::Syscall;
+
+/// How the container's cgroup is exposed at a `cgroup` mount.
+#[derive(Debug, Clone)]
+pub enum CgroupView {
+    /// cgroup v1: one host directory per hierarchy (named like its mount point,
+    /// e.g. "memory" or "cpu,cpuacct"), bind-mounted under a tmpfs.
+    V1(Vec<(String, PathBuf)>),
+    /// cgroup v2: a fresh cgroup2 mount (shows the cgroup namespace's root).
+    V2,
+}
+
+/// What mounting a rootfs needs besides the spec.
+pub struct RootfsContext<'a> {
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub spec: &'a Spec,
+    pub cgroup: &'a CgroupView,
+    /// In a new user namespace device nodes can't be created: they are bind-mounted.
+    pub userns: bool,
+}
+
+/// Parsed `mounts[].options`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    pub flags: MsFlags,
+    pub propagation: Vec<MsFlags>,
+    pub data: Vec<String>,
+    pub bind: bool,
+    pub recursive: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            flags: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: Vec::new(),
+            bind: false,
+            recursive: false,
+        }
+    }
+}
+
+/// Splits mount(8)-style options into flags, propagation changes and fs data.
+pub fn parse_options(options: &[String]) -> MountOptions {
+    let mut out = MountOptions::default();
+    for opt in options {
+        let (set, clear) = match opt.as_str() {
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "remount" => (MsFlags::MS_REMOUNT, MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            "bind" => {
+                out.bind = true;
+                continue;
+            }
+            "rbind" => {
+                out.bind = true;
+                out.recursive = true;
+                continue;
+            }
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
+            | "runbindable" => {
+                out.propagation
+                    .push(propagation_flags(opt).unwrap_or(MsFlags::MS_PRIVATE));
+                continue;
+            }
+            // Accepted by runc and containerd, meaningless here.
+            "tmpcopyup" | "idmap" | "ridmap" => continue,
+            _ => {
+                out.data.push(opt.clone());
+                continue;
+            }
+        };
+        out.flags |= set;
+        out.flags &= !clear;
+    }
+    out
+}
+
+/// The mount(2) flags of a propagation name (`rslave` → MS_SLAVE|MS_REC).
+pub fn propagation_flags(name: &str) -> Option<MsFlags> {
+    let (rec, base) = match name.strip_prefix('r') {
+        Some(b) if b != "" => (MsFlags::MS_REC, b),
+        _ => (MsFlags::empty(), name),
+    };
+    let f = match base {
+        "private" => MsFlags::MS_PRIVATE,
+        "shared" => MsFlags::MS_SHARED,
+        "slave" => MsFlags::MS_SLAVE,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        _ => return None,
+    };
+    Some(f | rec)
+}
+
+/// Joins `unsafe_path` to `root` resolving symlinks as if `root` were `/`, so no
+/// symlink inside the rootfs can point a mount outside it.
+pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
+    let mut pending: Vec<std::ffi::OsString> = unsafe_path
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut resolved: Vec<std::ffi::OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate: PathBuf = std::iter::once(root.as_os_str())
+            .chain(resolved.iter().map(|s| s.as_os_str()))
+            .chain(std::iter::once(part.as_os_str()))
+            .collect();
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(Error::Init(format!(
+                        "too many symlinks resolving {} in the rootfs",
+                        unsafe_path.display()
+                    )));
+                }
+                let target = std::fs::read_link(&candidate)
+                    .map_err(|e| Error::io(format!("readlink {}", candidate.display()), e))?;
+                if target.is_absolute() {
+                    resolved.clear();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => pending.push(n.to_os_string()),
+                        Component::ParentDir => pending.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => resolved.push(part),
+        }
+    }
+    Ok(std::iter::once(root.as_os_str())
+        .chain(resolved.iter().map(|s| s.as_os_str()))
+        .collect())
+}
+
+fn mnt_err(what: &str, target: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", target.display()), e)
+}
+
+/// Mounts everything the spec asks for under the rootfs, before pivot_root.
+pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
+    let linux = ctx.spec.linux().as_ref();
+    let prop = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .unwrap_or("rslave");
+    let prop_flags = propagation_flags(prop).ok_or_else(|| {
+        Error::Init(format!(
+            "linux.rootfsPropagation {prop:?} is not one of private, shared, slave, unbindable (r-prefixed too)"
+        ))
+    })?;
+    // Keep our mounts from propagating back to the host.
+    sys.mount(
+        None,
+        Path::new("/"),
+        None,
+        prop_flags | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| mnt_err("set propagation of", Path::new("/"), e))?;
+    // pivot_root needs the new root to be a mount point.
+    sys.mount(
+        Some(ctx.rootfs),
+        ctx.rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| mnt_err("bind mount rootfs", ctx.rootfs, e))?;
+
+    let mounts = ctx.spec.mounts().clone().unwrap_or_default();
+    for m in &mounts {
+        mount_one(sys, ctx, m)?;
+    }
+    let dev_mounted = mounts.iter().any(|m| m.destination() == Path::new("/dev"));
+    if dev_mounted {
+        for d in default_devices() {
+            create_device(sys, ctx, &d)?;
+        }
+        default_symlinks(sys, ctx.rootfs)?;
+    }
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        create_device(sys, ctx, d)?;
+    }
+    if mounts
+        .iter()
+        .any(|m| m.destination() == Path::new("/dev/pts"))
+    {
+        let ptmx = ctx.rootfs.join("dev/ptmx");
+        if std::fs::symlink_metadata(&ptmx).is_ok() {
+            let _ = std::fs::remove_file(&ptmx);
+        }
+        sys.symlink(Path::new("pts/ptmx"), &ptmx)
+            .map_err(|e| mnt_err("symlink", &ptmx, e))?;
+    }
+    Ok(())
+}
+
+fn mount_one(sys: &dyn Syscall, ctx: &RootfsContext, m: &Mount) -> Result<()> {
+    let dest = secure_join(ctx.rootfs, m.destination())?;
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().as_deref().unwrap_or("none");
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(sys, ctx, &dest, &opts);
+    }
+    let data = (!opts.data.is_empty()).then(|| opts.data.join(","));
+    if opts.bind || typ == "bind" {
+        let src = m.source().as_ref().ok_or_else(|| {
+            Error::Init(format!(
+                "bind mount {} has no source",
+                m.destination().display()
+            ))
+        })?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            ctx.bundle.join(src)
+        };
+        let md = std::fs::metadata(&src).map_err(|e| {
+            Error::io(
+                format!(
+                    "bind mount source {} for {}",
+                    src.display(),
+                    m.destination().display()
+                ),
+                e,
+            )
+        })?;
+        if md.is_dir() {
+            sys.mkdir_all(&dest, 0o755)
+                .map_err(|e| mnt_err("create mount point", &dest, e))?;
+        } else {
+            if let Some(parent) = dest.parent() {
+                sys.mkdir_all(parent, 0o755)
+                    .map_err(|e| mnt_err("create mount point", parent, e))?;
+            }
+            sys.touch(&dest)
+                .map_err(|e| mnt_err("create mount point", &dest, e))?;
+        }
+        let mut flags = MsFlags::MS_BIND;
+        if opts.recursive {
+            flags |= MsFlags::MS_REC;
+        }
+        sys.mount(Some(&src), &dest, None, flags, None)
+            .map_err(|e| mnt_err(&format!("bind mount {} on", src.display()), &dest, e))?;
+        let extra = opts.flags & !MsFlags::MS_REMOUNT;
+        if !extra.is_empty() {
+            let keep = sys.mount_flags(&dest).unwrap_or(MsFlags::empty());
+            sys.mount(
+                None,
+                &dest,
+                None,
+                flags | MsFlags::MS_REMOUNT | extra | keep,
+                None,
+            )
+            .map_err(|e| mnt_err("remount", &dest, e))?;
+        }
+    } else {
+        sys.mkdir_all(&dest, 0o755)
+            .map_err(|e| mnt_err("create mount point", &dest, e))?;
+        let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
+        let res = sys.mount(Some(&source), &dest, Some(typ), opts.flags, data.as_deref());
+        match res {
+            Ok(()) => {}
+            // sysfs can't be mounted in a user namespace without its own network
+            // namespace: show the host's, read-only, like runc does.
+            Err(e) if typ == "sysfs" && e.raw_os_error() == Some(libc::EPERM) => {
+                sys.mount(
+                    Some(Path::new("/sys")),
+                    &dest,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .map_err(|e| mnt_err("bind mount /sys on", &dest, e))?;
+                let keep = sys.mount_flags(&dest).unwrap_or(MsFlags::empty());
+                sys.mount(
+                    None,
+                    &dest,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+                    None,
+                )
+                .map_err(|e| mnt_err("remount", &dest, e))?;
+            }
+            Err(e) => return Err(mnt_err(&format!("mount {typ} on"), &dest, e)),
+        }
+    }
+    for p in &opts.propagation {
+        sys.mount(None, &dest, None, *p, None)
+            .map_err(|e| mnt_err("set propagation of", &dest, e))?;
+    }
+    Ok(())
+}
+
+fn mount_cgroup(
+    sys: &dyn Syscall,
+    ctx: &RootfsContext,
+    dest: &Path,
+    opts: &MountOptions,
+) -> Result<()> {
+    sys.mkdir_all(dest, 0o755)
+        .map_err(|e| mnt_err("create mount point", dest, e))?;
+    let flags = opts.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match ctx.cgroup {
+        CgroupView::V2 => sys
+            .mount(
+                Some(Path::new("cgroup2")),
+                dest,
+                Some("cgroup2"),
+                flags,
+                None,
+            )
+            .map_err(|e| mnt_err("mount cgroup2 on", dest, e)),
+        CgroupView::V1(hierarchies) => {
+            let base = flags & !MsFlags::MS_RDONLY;
+            sys.mount(
+                Some(Path::new("tmpfs")),
+                dest,
+                Some("tmpfs"),
+                base,
+                Some("mode=755"),
+            )
+            .map_err(|e| mnt_err("mount tmpfs on", dest, e))?;
+            for (name, host) in hierarchies {
+                let target = dest.join(name);
+                sys.mkdir_all(&target, 0o755)
+                    .map_err(|e| mnt_err("create mount point", &target, e))?;
+                sys.mount(
+                    Some(host),
+                    &target,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .map_err(|e| mnt_err(&format!("bind mount {} on", host.display()), &target, e))?;
+                sys.mount(
+                    None,
+                    &target,
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags,
+                    None,
+                )
+                .map_err(|e| mnt_err("remount", &target, e))?;
+                // Co-mounted controllers ("cpu,cpuacct") are reachable by each name.
+                if name.contains(',') {
+                    for part in name.split(',') {
+                        let link = dest.join(part);
+                        sys.symlink(Path::new(name), &link)
+                            .map_err(|e| mnt_err("symlink", &link, e))?;
+                    }
+                }
+            }
+            if flags.contains(MsFlags::MS_RDONLY) {
+                sys.mount(
+                    None,
+                    dest,
+                    None,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+                    Some("mode=755"),
+                )
+                .map_err(|e| mnt_err("remount", dest, e))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The devices every container gets when its /dev is a fresh mount.
+pub fn default_devices() -> Vec<LinuxDevice> {
+    let dev = |path: &str, major: i64, minor: i64| {
+        let mut d = LinuxDevice::default();
+        d.set_path(PathBuf::from(path));
+        d.set_typ(LinuxDeviceType::C);
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_file_mode(Some(0o666));
+        d.set_uid(Some(0));
+        d.set_gid(Some(0));
+        d
+    };
+    vec![
+        dev("/dev/null", 1, 3),
+        dev("/dev/zero", 1, 5),
+        dev("/dev/full", 1, 7),
+        dev("/dev/random", 1, 8),
+        dev("/dev/urandom", 1, 9),
+        dev("/dev/tty", 5, 0),
+    ]
+}
+
+fn create_device(sys: &dyn Syscall, ctx: &RootfsContext, d: &LinuxDevice) -> Result<()> {
+    let dest = secure_join(ctx.rootfs, d.path())?;
+    if let Some(parent) = dest.parent() {
+        sys.mkdir_all(parent, 0o755)
+            .map_err(|e| mnt_err("create directory", parent, e))?;
+    }
+    if std::fs::symlink_metadata(&dest).is_ok() {
+        // An existing node (e.g. a bind-mounted one) is kept.
+        let _ = std::fs::remove_file(&dest);
+    }
+    if ctx.userns {
+        sys.touch(&dest)
+            .map_err(|e| mnt_err("create device mount point", &dest, e))?;
+        return sys
+            .mount(Some(d.path()), &dest, None, MsFlags::MS_BIND, None)
+            .map_err(|e| {
+                mnt_err(
+                    &format!("bind mount device {} on", d.path().display()),
+                    &dest,
+                    e,
+                )
+            });
+    }
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(Error::Init(format!(
+                "linux.devices: {} has type \"a\", which is only valid in cgroup rules",
+                d.path().display()
+            )))
+        }
+    };
+    let perm = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666) & 0o7777);
+    let dev = nix::sys::stat::makedev(d.major() as u64, d.minor() as u64);
+    sys.mknod(&dest, kind, perm, dev)
+        .map_err(|e| mnt_err("mknod", &dest, e))?;
+    sys.chown(&dest, d.uid(), d.gid())
+        .map_err(|e| mnt_err("chown", &dest, e))
+}
+
+fn default_symlinks(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
+    let mut links = vec![
+        ("/proc/self/fd", "dev/fd"),
+        ("/proc/self/fd/0", "dev/stdin"),
+        ("/proc/self/fd/1", "dev/stdout"),
+        ("/proc/self/fd/2", "dev/stderr"),
+    ];
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "dev/core"));
+    }
+    for (target, link) in links {
+        let link = rootfs.join(link);
+        if std::fs::symlink_metadata(&link).is_ok() {
+            continue;
+        }
+        sys.symlink(Path::new(target), &link)
+            .map_err(|e| mnt_err("symlink", &link, e))?;
+    }
+    Ok(())
+}
+
+/// Makes the rootfs the root: `pivot_root(".", ".")` then detaches the old root.
+pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
+    sys.chdir(rootfs).map_err(|e| mnt_err("chdir", rootfs, e))?;
+    let dot = Path::new(".");
+    sys.pivot_root(dot, dot)
+        .map_err(|e| mnt_err("pivot_root into", rootfs, e))?;
+    // The old root is stacked under the new one; make sure unmounting it can't
+    // propagate to the host, then detach it.
+    sys.mount(None, dot, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
+        .map_err(|e| mnt_err("make old root slave", dot, e))?;
+    sys.umount2(dot, MntFlags::MNT_DETACH)
+        .map_err(|e| mnt_err("unmount old root", dot, e))?;
+    sys.chdir(Path::new("/"))
+        .map_err(|e| mnt_err("chdir", Path::new("/"), e))
+}
+
+/// After pivot_root: masked paths, read-only paths, read-only root, sysctls.
+pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        mask_path(sys, Path::new(p))?;
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        readonly_path(sys, Path::new(p))?;
+    }
+    if let Some(prop) = linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        if let Some(f) = propagation_flags(prop) {
+            sys.mount(None, Path::new("/"), None, f, None)
+                .map_err(|e| mnt_err("set propagation of", Path::new("/"), e))?;
+        }
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        let root = Path::new("/");
+        let keep = sys.mount_flags(root).unwrap_or(MsFlags::empty());
+        sys.mount(
+            None,
+            root,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | keep,
+            None,
+        )
+        .map_err(|e| mnt_err("remount read-only", root, e))?;
+    }
+    let mut sysctls: Vec<_> = linux
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctls.sort();
+    for (key, value) in sysctls {
+        if key.is_empty() || key.contains("..") || key.starts_with(['.', '/']) {
+            return Err(Error::Init(format!(
+                "linux.sysctl key {key:?} is not valid"
+            )));
+        }
+        // sysctl(8) notation: '.' separates levels, '/' stands for a '.' in a name.
+        let rel: String = key
+            .chars()
+            .map(|c| match c {
+                '.' => '/',
+                '/' => '.',
+                c => c,
+            })
+            .collect();
+        let path = PathBuf::from("/proc/sys").join(rel);
+        sys.write(&path, value.as_bytes())
+            .map_err(|e| Error::io(format!("set sysctl {key}={value} ({})", path.display()), e))?;
+    }
+    Ok(())
+}
+
+fn mask_path(sys: &dyn Syscall, path: &Path) -> Result<()> {
+    let md = match std::fs::metadata(path) {
+        Ok(md) => md,
+        Err(_) => return Ok(()),
+    };
+    let res = if md.is_dir() {
+        sys.mount(
+            Some(Path::new("tmpfs")),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None,
+        )
+    } else {
+        sys.mount(
+            Some(Path::new("/dev/null")),
+            path,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+    };
+    res.map_err(|e| mnt_err("mask", path, e))
+}
+
+fn readonly_path(sys: &dyn Syscall, path: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    sys.mount(
+        Some(path),
+        path,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+    .map_err(|e| mnt_err("bind mount", path, e))?;
+    let keep = sys.mount_flags(path).unwrap_or(MsFlags::empty());
+    sys.mount(
+        None,
+        path,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | keep,
+        None,
+    )
+    .map_err(|e| mnt_err("remount read-only", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::{Call, Recorder};
+
+    fn opts(list: &[&str]) -> MountOptions {
+        parse_options(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn options_split_into_flags_and_data() {
+        let o = opts(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(o.data, vec!["mode=755", "size=65536k"]);
+        assert!(!o.bind);
+        let o = opts(&["rbind", "ro", "rprivate"]);
+        assert!(o.bind && o.recursive);
+        assert_eq!(o.flags, MsFlags::MS_RDONLY);
+        assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
+        let o = opts(&["ro", "rw"]);
+        assert_eq!(o.flags, MsFlags::empty());
+    }
+
+    #[test]
+    fn propagation_names() {
+        assert_eq!(
+            propagation_flags("rslave"),
+            Some(MsFlags::MS_SLAVE | MsFlags::MS_REC)
+        );
+        assert_eq!(propagation_flags("shared"), Some(MsFlags::MS_SHARED));
+        assert_eq!(propagation_flags("bogus"), None);
+    }
+
+    #[test]
+    fn secure_join_keeps_symlinks_inside() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../..", r.join("a/up")).unwrap();
+        std::os::unix::fs::symlink("b", r.join("a/rel")).unwrap();
+        assert_eq!(
+            secure_join(r, Path::new("/abs/passwd")).unwrap(),
+            r.join("etc/passwd")
+        );
+        assert_eq!(secure_join(r, Path::new("/a/up/x")).unwrap(), r.join("x"));
+        assert_eq!(secure_join(r, Path::new("/../../x")).unwrap(), r.join("x"));
+        assert_eq!(
+            secure_join(r, Path::new("/a/rel/c")).unwrap(),
+            r.join("a/b/c")
+        );
+    }
+
+    #[test]
+    fn secure_join_stops_symlink_loops() {
+        let root = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("loop", root.path().join("loop")).unwrap();
+        assert!(secure_join(root.path(), Path::new("/loop/x")).is_err());
+    }
+
+    fn spec_with(json: &str) -> Spec {
+        crate::spec::parse(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn prepare_orders_propagation_rootfs_bind_then_mounts() {
+        let root = tempfile::tempdir().unwrap();
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","mounts":[
+                {"destination":"/proc","type":"proc","source":"proc"},
+                {"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]}
+            ]}"#,
+        );
+        let rec = Recorder::default();
+        let ctx = RootfsContext {
+            rootfs: root.path(),
+            bundle: root.path(),
+            spec: &spec,
+            cgroup: &CgroupView::V2,
+            userns: false,
+        };
+        prepare(&rec, &ctx).unwrap();
+        let calls = rec.calls();
+        assert!(matches!(&calls[0], Call::Mount { target, flags, .. }
+            if target == Path::new("/") && *flags == MsFlags::MS_SLAVE | MsFlags::MS_REC));
+        assert!(matches!(&calls[1], Call::Mount { target, flags, .. }
+            if target == root.path() && flags.contains(MsFlags::MS_BIND)));
+        let proc_mount = calls
+            .iter()
+            .position(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "proc"))
+            .unwrap();
+        let dev_mount = calls.iter().position(|c| matches!(c, Call::Mount { fstype: Some(t), data: Some(d), .. } if t == "tmpfs" && d == "mode=755")).unwrap();
+        assert!(proc_mount < dev_mount);
+        let nodes: Vec<_> = calls
+            .iter()
+            .filter(|c| matches!(c, Call::Mknod(..)))
+            .collect();
+        assert_eq!(nodes.len(), 6, "default devices: {nodes:?}");
+        assert!(calls.contains(&Call::Symlink(
+            "/proc/self/fd".into(),
+            root.path().join("dev/fd")
+        )));
+    }
+
+    #[test]
+    fn userns_binds_devices_instead_of_mknod() {
+        let root = tempfile::tempdir().unwrap();
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/dev","type":"tmpfs","source":"tmpfs"}]}"#,
+        );
+        let rec = Recorder::default();
+        let ctx = RootfsContext {
+            rootfs: root.path(),
+            bundle: root.path(),
+            spec: &spec,
+            cgroup: &CgroupView::V2,
+            userns: true,
+        };
+        prepare(&rec, &ctx).unwrap();
+        let calls = rec.calls();
+        assert!(!calls.iter().any(|c| matches!(c, Call::Mknod(..))));
+        assert!(calls.iter().any(
+            |c| matches!(c, Call::Mount { source: Some(s), .. } if s == Path::new("/dev/null"))
+        ));
+    }
+
+    #[test]
+    fn v1_cgroup_mount_binds_each_hierarchy() {
+        let root = tempfile::tempdir().unwrap();
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup","options":["ro"]}]}"#,
+        );
+        let view = CgroupView::V1(vec![
+            ("memory".into(), "/sys/fs/cgroup/memory/x".into()),
+            ("cpu,cpuacct".into(), "/sys/fs/cgroup/cpu,cpuacct/x".into()),
+        ]);
+        let rec = Recorder::default();
+        let ctx = RootfsContext {
+            rootfs: root.path(),
+            bundle: root.path(),
+            spec: &spec,
+            cgroup: &view,
+            userns: false,
+        };
+        prepare(&rec, &ctx).unwrap();
+        let calls = rec.calls();
+        let dest = root.path().join("sys/fs/cgroup");
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { source: Some(s), target, .. } if s == Path::new("/sys/fs/cgroup/memory/x") && *target == dest.join("memory"))));
+        assert!(calls.contains(&Call::Symlink("cpu,cpuacct".into(), dest.join("cpu"))));
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, flags, .. } if *target == dest && flags.contains(MsFlags::MS_RDONLY) && flags.contains(MsFlags::MS_REMOUNT))));
+    }
+
+    #[test]
+    fn pivot_sequence() {
+        let rec = Recorder::default();
+        pivot(&rec, Path::new("/r")).unwrap();
+        let calls = rec.calls();
+        assert_eq!(calls[0], Call::Chdir("/r".into()));
+        assert_eq!(calls[1], Call::PivotRoot(".".into(), ".".into()));
+        assert_eq!(calls[3], Call::Umount(".".into(), MntFlags::MNT_DETACH));
+        assert_eq!(calls[4], Call::Chdir("/".into()));
+    }
+
+    #[test]
+    fn finish_remounts_root_readonly_and_writes_sysctls() {
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","root":{"path":"r","readonly":true},"linux":{"sysctl":{"net.ipv4.ip_forward":"1"}}}"#,
+        );
+        let rec = Recorder::default();
+        finish(&rec, &spec).unwrap();
+        let calls = rec.calls();
+        assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, flags, .. } if target == Path::new("/") && flags.contains(MsFlags::MS_RDONLY))));
+        assert!(calls.contains(&Call::Write(
+            "/proc/sys/net/ipv4/ip_forward".into(),
+            b"1".to_vec()
+        )));
+    }
+}

@@ -1,0 +1,338 @@
+//! Loading and validating a bundle's `config.json`.
+//!
+//! Everything that can be checked before a process is forked is checked here, so
+//! that a bad bundle is refused before any state, cgroup or mount exists.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::error::{Error, IoContext, Result};
+
+/// A bundle whose configuration parsed and passed validation.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// Absolute, canonical bundle directory.
+    pub dir: PathBuf,
+    /// The parsed configuration.
+    pub spec: Spec,
+    /// Absolute, canonical path of the root filesystem.
+    pub rootfs: PathBuf,
+}
+
+/// Reads `config.json` from `dir` and validates it for `create`/`run`.
+pub fn load(dir: &Path) -> Result<Bundle> {
+    let dir = dir
+        .canonicalize()
+        .ctx(|| format!("bundle {}", dir.display()))?;
+    let path = dir.join("config.json");
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::config(
+                &path,
+                "not found: pass the bundle directory with --bundle, or create one with `strato runtime spec`",
+            ))
+        }
+        Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
+    };
+    let spec = parse(BufReader::new(file)).map_err(|msg| Error::config(&path, msg))?;
+    let rootfs = resolve_rootfs(&dir, &spec).map_err(|msg| Error::config(&path, msg))?;
+    validate(&spec).map_err(|msg| Error::config(&path, msg))?;
+    Ok(Bundle { dir, spec, rootfs })
+}
+
+/// Parses a configuration, naming the JSON path of the first fault.
+pub fn parse<R: std::io::Read>(reader: R) -> std::result::Result<Spec, String> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        if at == "." {
+            format!("invalid JSON: {}", e.inner())
+        } else {
+            format!("{at}: {}", e.inner())
+        }
+    })?;
+    Ok(spec)
+}
+
+/// Checks the parts of the configuration that the runtime relies on.
+pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
+    let version = spec.version();
+    if version.is_empty() {
+        return Err(
+            "ociVersion is missing: set it to the runtime-spec version, e.g. \"1.2.0\"".into(),
+        );
+    }
+    if !version.starts_with("1.") {
+        return Err(format!(
+            "ociVersion {version:?} is not supported: strato implements runtime-spec 1.x"
+        ));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or("process is missing: a container needs a process to run")?;
+    match process.args() {
+        Some(args) if !args.is_empty() && !args[0].is_empty() => {}
+        _ => return Err("process.args is empty: give the command to run".into()),
+    }
+    if !process.cwd().is_absolute() {
+        return Err(format!(
+            "process.cwd {:?} must be an absolute path",
+            process.cwd().display()
+        ));
+    }
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or("linux is missing: strato runs Linux containers only")?;
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    let mut seen = Vec::new();
+    for ns in &namespaces {
+        if seen.contains(&ns.typ()) {
+            return Err(format!(
+                "linux.namespaces lists {} twice",
+                ns_name(ns.typ())
+            ));
+        }
+        seen.push(ns.typ());
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                return Err(format!(
+                    "linux.namespaces: path {:?} of the {} namespace must be absolute",
+                    p.display(),
+                    ns_name(ns.typ())
+                ));
+            }
+        }
+    }
+    if !seen.contains(&LinuxNamespaceType::Mount) {
+        return Err(
+            "linux.namespaces has no mount namespace: strato needs one to pivot into the rootfs"
+                .into(),
+        );
+    }
+    if spec.hostname().as_deref().is_some_and(|h| !h.is_empty())
+        && !seen.contains(&LinuxNamespaceType::Uts)
+    {
+        return Err(
+            "hostname is set but linux.namespaces has no uts namespace: add {\"type\": \"uts\"}"
+                .into(),
+        );
+    }
+    let has_userns = seen.contains(&LinuxNamespaceType::User);
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    let new_userns = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    if new_userns && !maps {
+        return Err("a new user namespace needs linux.uidMappings and linux.gidMappings".into());
+    }
+    if maps && !has_userns {
+        return Err("linux.uidMappings are set but linux.namespaces has no user namespace".into());
+    }
+    for m in spec.mounts().iter().flatten() {
+        if !m.destination().is_absolute() {
+            return Err(format!(
+                "mounts: destination {:?} must be an absolute path",
+                m.destination().display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Resolves `root.path` against the bundle. A relative path must stay inside the bundle.
+fn resolve_rootfs(bundle: &Path, spec: &Spec) -> std::result::Result<PathBuf, String> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or("root is missing: set root.path to the container's root filesystem")?;
+    let path = root.path();
+    if path.as_os_str().is_empty() {
+        return Err("root.path is empty: set it to the container's root filesystem".into());
+    }
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        if path.components().any(|c| matches!(c, Component::ParentDir)) && !lexically_inside(path) {
+            return Err(format!(
+                "root.path {:?} escapes the bundle {}: use a directory inside the bundle or an absolute path",
+                path.display(),
+                bundle.display()
+            ));
+        }
+        bundle.join(path)
+    };
+    let canonical = joined.canonicalize().map_err(|e| {
+        format!(
+            "root.path {:?} ({}): {e}: create the root filesystem first",
+            path.display(),
+            joined.display()
+        )
+    })?;
+    if !path.is_absolute() && !canonical.starts_with(bundle) {
+        return Err(format!(
+            "root.path {:?} resolves to {}, outside the bundle {}: use a directory inside the bundle or an absolute path",
+            path.display(),
+            canonical.display(),
+            bundle.display()
+        ));
+    }
+    if !canonical.is_dir() {
+        return Err(format!(
+            "root.path {} is not a directory",
+            canonical.display()
+        ));
+    }
+    Ok(canonical)
+}
+
+/// Whether a relative path never climbs above its start (`a/../b` is fine, `../a` is not).
+fn lexically_inside(path: &Path) -> bool {
+    let mut depth: i64 = 0;
+    for c in path.components() {
+        match c {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
+}
+
+/// The short name of a namespace type as used in /proc/PID/ns and in config.json.
+pub fn ns_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// Validates a container id like runc does.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 1024
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_+-.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidId(id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{
+        "ociVersion": "1.0.2",
+        "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+        "root": {"path": "rootfs"},
+        "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}
+    }"#;
+
+    fn bundle_with(config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        dir
+    }
+
+    #[test]
+    fn minimal_bundle_loads() {
+        let dir = bundle_with(MINIMAL);
+        let b = load(dir.path()).unwrap();
+        assert_eq!(b.rootfs, dir.path().canonicalize().unwrap().join("rootfs"));
+    }
+
+    #[test]
+    fn wrong_type_names_the_json_path() {
+        let dir = bundle_with(&MINIMAL.replace(r#"["sh"]"#, r#""sh""#));
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
+        assert!(err.contains("process.args"), "{err}");
+    }
+
+    #[test]
+    fn missing_version_is_refused() {
+        let dir = bundle_with(&MINIMAL.replace(r#""ociVersion": "1.0.2","#, ""));
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("ociVersion is missing"), "{err}");
+    }
+
+    #[test]
+    fn missing_config_says_how_to_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.json: not found"), "{err}");
+    }
+
+    #[test]
+    fn missing_rootfs_is_refused() {
+        let dir = bundle_with(MINIMAL);
+        std::fs::remove_dir(dir.path().join("rootfs")).unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("root.path \"rootfs\""), "{err}");
+    }
+
+    #[test]
+    fn escaping_rootfs_is_refused() {
+        let dir = bundle_with(&MINIMAL.replace(r#""path": "rootfs""#, r#""path": "../../etc""#));
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("escapes the bundle"), "{err}");
+    }
+
+    #[test]
+    fn escaping_rootfs_through_a_symlink_is_refused() {
+        let dir = bundle_with(&MINIMAL.replace(r#""path": "rootfs""#, r#""path": "link""#));
+        std::os::unix::fs::symlink("/etc", dir.path().join("link")).unwrap();
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("outside the bundle"), "{err}");
+    }
+
+    #[test]
+    fn no_mount_namespace_is_refused() {
+        let dir = bundle_with(&MINIMAL.replace(r#"{"type": "mount"}, "#, ""));
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("no mount namespace"), "{err}");
+    }
+
+    #[test]
+    fn hostname_needs_uts() {
+        let dir = bundle_with(&MINIMAL.replace(r#""root""#, r#""hostname": "h", "root""#));
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("uts"), "{err}");
+    }
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("abc-1.2_x+y").is_ok());
+        for bad in ["", "a/b", "..", "a b", "ä"] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lexical() {
+        assert!(lexically_inside(Path::new("a/../b")));
+        assert!(!lexically_inside(Path::new("../a")));
+        assert!(!lexically_inside(Path::new("a/../../b")));
+    }
+}

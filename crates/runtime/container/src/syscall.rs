@@ -1,0 +1,232 @@
+//! The narrow interface through which container setup touches the kernel.
+//!
+//! [`Linux`] performs the calls; [`Recorder`] only records them, so the order and
+//! arguments of a rootfs setup can be unit-tested without root.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sys::stat::{Mode, SFlag};
+
+/// Mount-namespace and filesystem effects of container setup.
+pub trait Syscall {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()>;
+    fn umount2(&self, target: &Path, flags: MntFlags) -> io::Result<()>;
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    fn chdir(&self, path: &Path) -> io::Result<()>;
+    fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()>;
+    fn touch(&self, path: &Path) -> io::Result<()>;
+    fn mknod(&self, path: &Path, kind: SFlag, perm: Mode, dev: u64) -> io::Result<()>;
+    fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()>;
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
+    fn write(&self, path: &Path, data: &[u8]) -> io::Result<()>;
+    fn sethostname(&self, name: &str) -> io::Result<()>;
+    fn setdomainname(&self, name: &str) -> io::Result<()>;
+    /// The mount flags (nosuid, nodev, noexec, rdonly, atime flags) of the mount holding `path`.
+    fn mount_flags(&self, path: &Path) -> io::Result<MsFlags>;
+}
+
+/// The real kernel.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Linux;
+
+impl Syscall for Linux {
+    fn mount_flags(&self, path: &Path) -> io::Result<MsFlags> {
+        use nix::sys::statvfs::FsFlags;
+        let st = nix::sys::statvfs::statvfs(path).map_err(io::Error::from)?;
+        let f = st.flags();
+        let mut out = MsFlags::empty();
+        for (from, to) in [
+            (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+            (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+            (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+            (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ] {
+            if f.contains(from) {
+                out |= to;
+            }
+        }
+        Ok(out)
+    }
+
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        nix::mount::mount(source, target, fstype, flags, data).map_err(io::Error::from)
+    }
+
+    fn umount2(&self, target: &Path, flags: MntFlags) -> io::Result<()> {
+        nix::mount::umount2(target, flags).map_err(io::Error::from)
+    }
+
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        nix::unistd::pivot_root(new_root, put_old).map_err(io::Error::from)
+    }
+
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        nix::unistd::chdir(path).map_err(io::Error::from)
+    }
+
+    fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+    }
+
+    fn touch(&self, path: &Path) -> io::Result<()> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map(|_| ())
+    }
+
+    fn mknod(&self, path: &Path, kind: SFlag, perm: Mode, dev: u64) -> io::Result<()> {
+        nix::sys::stat::mknod(path, kind, perm, dev).map_err(io::Error::from)
+    }
+
+    fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        std::os::unix::fs::chown(path, uid, gid)
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
+        std::os::unix::fs::symlink(target, link)
+    }
+
+    fn write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        std::fs::write(path, data)
+    }
+
+    fn sethostname(&self, name: &str) -> io::Result<()> {
+        nix::unistd::sethostname(name).map_err(io::Error::from)
+    }
+
+    fn setdomainname(&self, name: &str) -> io::Result<()> {
+        // SAFETY: the pointer and length describe `name`, which outlives the call;
+        // setdomainname only reads that many bytes.
+        let rc = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+/// One recorded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Mount {
+        source: Option<PathBuf>,
+        target: PathBuf,
+        fstype: Option<String>,
+        flags: MsFlags,
+        data: Option<String>,
+    },
+    Umount(PathBuf, MntFlags),
+    PivotRoot(PathBuf, PathBuf),
+    Chdir(PathBuf),
+    MkdirAll(PathBuf),
+    Touch(PathBuf),
+    Mknod(PathBuf, u64),
+    Chown(PathBuf, Option<u32>, Option<u32>),
+    Symlink(PathBuf, PathBuf),
+    Write(PathBuf, Vec<u8>),
+    Hostname(String),
+    Domainname(String),
+}
+
+/// A fake that records every call and succeeds.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    pub calls: RefCell<Vec<Call>>,
+}
+
+impl Recorder {
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    fn push(&self, c: Call) -> io::Result<()> {
+        self.calls.borrow_mut().push(c);
+        Ok(())
+    }
+}
+
+impl Syscall for Recorder {
+    fn mount_flags(&self, _path: &Path) -> io::Result<MsFlags> {
+        Ok(MsFlags::empty())
+    }
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> io::Result<()> {
+        self.push(Call::Mount {
+            source: source.map(Path::to_path_buf),
+            target: target.to_path_buf(),
+            fstype: fstype.map(str::to_string),
+            flags,
+            data: data.map(str::to_string),
+        })
+    }
+    fn umount2(&self, target: &Path, flags: MntFlags) -> io::Result<()> {
+        self.push(Call::Umount(target.to_path_buf(), flags))
+    }
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        self.push(Call::PivotRoot(
+            new_root.to_path_buf(),
+            put_old.to_path_buf(),
+        ))
+    }
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        self.push(Call::Chdir(path.to_path_buf()))
+    }
+    fn mkdir_all(&self, path: &Path, _mode: u32) -> io::Result<()> {
+        self.push(Call::MkdirAll(path.to_path_buf()))
+    }
+    fn touch(&self, path: &Path) -> io::Result<()> {
+        self.push(Call::Touch(path.to_path_buf()))
+    }
+    fn mknod(&self, path: &Path, _kind: SFlag, _perm: Mode, dev: u64) -> io::Result<()> {
+        self.push(Call::Mknod(path.to_path_buf(), dev))
+    }
+    fn chown(&self, path: &Path, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        self.push(Call::Chown(path.to_path_buf(), uid, gid))
+    }
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
+        self.push(Call::Symlink(target.to_path_buf(), link.to_path_buf()))
+    }
+    fn write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.push(Call::Write(path.to_path_buf(), data.to_vec()))
+    }
+    fn sethostname(&self, name: &str) -> io::Result<()> {
+        self.push(Call::Hostname(name.to_string()))
+    }
+    fn setdomainname(&self, name: &str) -> io::Result<()> {
+        self.push(Call::Domainname(name.to_string()))
+    }
+}

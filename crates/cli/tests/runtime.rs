@@ -369,7 +369,10 @@ fn terminal_via_console_socket() {
         sock.to_str().unwrap(),
         &id,
     ]);
-    let master = recv_console(&listener);
+    let master = match recv_console(&listener) {
+        Ok(m) => m,
+        Err(e) => panic!("{e}; the runtime said: {}", create.wait()),
+    };
     create.wait().ok();
     let mut master = fs::File::from(master);
     let reader = master.try_clone().unwrap();

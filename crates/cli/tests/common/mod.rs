@@ -858,9 +858,11 @@ pub fn status_field<'a>(status: &'a str, field: &str) -> Option<&'a str> {
 // console socket
 
 /// Accepts one connection on a `--console-socket` listener and receives the
-/// pty master the runtime sends over it (SCM_RIGHTS).
-#[track_caller]
-pub fn recv_console(listener: &std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+/// pty master the runtime sends over it (SCM_RIGHTS). Errors say what went
+/// wrong, for the caller to show next to the runtime's own output.
+pub fn recv_console(
+    listener: &std::os::unix::net::UnixListener,
+) -> Result<std::os::fd::OwnedFd, String> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     use std::io::IoSliceMut;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -873,13 +875,12 @@ pub fn recv_console(listener: &std::os::unix::net::UnixListener) -> std::os::fd:
         match listener.accept() {
             Ok((s, _)) => break s,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(
-                    Instant::now() < deadline,
-                    "the runtime never connected to the console socket"
-                );
+                if Instant::now() > deadline {
+                    return Err("the runtime never connected to the console socket".into());
+                }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(e) => panic!("accept on console socket: {e}"),
+            Err(e) => return Err(format!("accept on console socket: {e}")),
         }
     };
     stream.set_nonblocking(false).expect("blocking stream");
@@ -895,8 +896,9 @@ pub fn recv_console(listener: &std::os::unix::net::UnixListener) -> std::os::fd:
         Some(&mut cmsg),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )
-    .expect("recvmsg on console socket");
-    for c in msg.cmsgs().expect("control messages") {
+    .map_err(|e| format!("recvmsg on console socket: {e}"))?;
+    let bytes = msg.bytes;
+    for c in msg.cmsgs().map_err(|e| format!("control messages: {e}"))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(&fd) = fds.first() {
                 for extra in &fds[1..] {
@@ -905,11 +907,13 @@ pub fn recv_console(listener: &std::os::unix::net::UnixListener) -> std::os::fd:
                     drop(unsafe { OwnedFd::from_raw_fd(*extra) });
                 }
                 // SAFETY: as above; this fd is ours alone from here on.
-                return unsafe { OwnedFd::from_raw_fd(fd) };
+                return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
             }
         }
     }
-    panic!("the console socket message carried no file descriptor");
+    Err(format!(
+        "the console socket message ({bytes} bytes) carried no file descriptor"
+    ))
 }
 
 /// Reads a pty master until the slave side is closed everywhere (EIO) or

@@ -518,9 +518,35 @@ pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
         .map_err(|e| mnt_err("chdir", Path::new("/"), e))
 }
 
-/// After pivot_root: masked paths, read-only paths, read-only root, sysctls.
+/// After pivot_root: sysctls, masked paths, read-only paths, read-only root.
 pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
+    // Sysctls first: /proc/sys becomes read-only below.
+    let mut sysctls: Vec<_> = linux
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    sysctls.sort();
+    for (key, value) in sysctls {
+        if key.is_empty() || key.contains("..") || key.starts_with(['.', '/']) {
+            return Err(Error::Init(format!(
+                "linux.sysctl key {key:?} is not valid"
+            )));
+        }
+        // sysctl(8) notation: '.' separates levels, '/' stands for a '.' in a name.
+        let rel: String = key
+            .chars()
+            .map(|c| match c {
+                '.' => '/',
+                '/' => '.',
+                c => c,
+            })
+            .collect();
+        let path = PathBuf::from("/proc/sys").join(rel);
+        sys.write(&path, value.as_bytes())
+            .map_err(|e| Error::io(format!("set sysctl {key}={value} ({})", path.display()), e))?;
+    }
     for p in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
@@ -557,31 +583,6 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
             None,
         )
         .map_err(|e| mnt_err("remount read-only", root, e))?;
-    }
-    let mut sysctls: Vec<_> = linux
-        .and_then(|l| l.sysctl().clone())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    sysctls.sort();
-    for (key, value) in sysctls {
-        if key.is_empty() || key.contains("..") || key.starts_with(['.', '/']) {
-            return Err(Error::Init(format!(
-                "linux.sysctl key {key:?} is not valid"
-            )));
-        }
-        // sysctl(8) notation: '.' separates levels, '/' stands for a '.' in a name.
-        let rel: String = key
-            .chars()
-            .map(|c| match c {
-                '.' => '/',
-                '/' => '.',
-                c => c,
-            })
-            .collect();
-        let path = PathBuf::from("/proc/sys").join(rel);
-        sys.write(&path, value.as_bytes())
-            .map_err(|e| Error::io(format!("set sysctl {key}={value} ({})", path.display()), e))?;
     }
     Ok(())
 }

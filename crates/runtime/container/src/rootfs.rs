@@ -114,7 +114,7 @@ pub fn parse_options(options: &[String]) -> MountOptions {
 /// The mount(2) flags of a propagation name (`rslave` → MS_SLAVE|MS_REC).
 pub fn propagation_flags(name: &str) -> Option<MsFlags> {
     let (rec, base) = match name.strip_prefix('r') {
-        Some(b) if b != "" => (MsFlags::MS_REC, b),
+        Some(b) if !b.is_empty() => (MsFlags::MS_REC, b),
         _ => (MsFlags::empty(), name),
     };
     let f = match base {

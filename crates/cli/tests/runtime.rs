@@ -1092,19 +1092,6 @@ fn config_missing_required_fields_is_refused() {
     ctx.assert_state_root_empty_after_cleanup(&id);
 }
 
-trait CleanupExt {
-    fn assert_state_root_empty_after_cleanup(&self, id: &str);
-}
-
-impl CleanupExt for Ctx {
-    /// Force-deletes `id` (if it got created) and checks nothing remains.
-    fn assert_state_root_empty_after_cleanup(&self, id: &str) {
-        let _ = self.rt(&["delete", "--force", id]);
-        self.assert_gone(id, None);
-        self.assert_state_root_empty();
-    }
-}
-
 #[test]
 fn missing_rootfs_is_refused() {
     let ctx = Ctx::new("norootfs");

@@ -436,12 +436,16 @@ impl Ctx {
     /// dir under any hierarchy, and (if given) no process with that pid.
     #[track_caller]
     pub fn assert_gone(&self, id: &str, pid: Option<i32>) {
-        let state = self.root.join(id);
-        assert!(
-            !state.exists(),
-            "state dir {} left behind for {id}",
-            state.display()
-        );
+        // Whatever the runtime's layout, nothing under --root may still be
+        // named after the container.
+        for p in entries_under(&self.root, 3) {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            assert!(
+                !(name == id || name.starts_with(&format!("{id}."))),
+                "state {} left behind for {id}",
+                p.display()
+            );
+        }
         for d in cgroup_dirs(&cgroups_path(id)) {
             assert!(!d.exists(), "cgroup {} left behind for {id}", d.display());
         }
@@ -462,6 +466,15 @@ impl Ctx {
             !self.list_ids().iter().any(|l| l == id),
             "{id} still listed by `list -q`"
         );
+    }
+
+    /// Force-deletes `id` (in case the runtime accepted what it was given)
+    /// and checks that nothing of it remains and the state root is empty.
+    #[track_caller]
+    pub fn assert_state_root_empty_after_cleanup(&self, id: &str) {
+        let _ = self.rt(&["delete", "--force", id]);
+        self.assert_gone(id, None);
+        self.assert_state_root_empty();
     }
 
     /// Asserts the state root holds no container at all.
@@ -491,14 +504,13 @@ impl Drop for Ctx {
             }
         }
         for id in ids {
-            if self.root.join(&id).exists() {
-                let (mut cmd, _) = self.command(&["delete", "--force", &id]);
-                let _ = cmd
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-            }
+            // Unconditionally: the runtime's state layout is its own business.
+            let (mut cmd, _) = self.command(&["delete", "--force", &id]);
+            let _ = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
             // Last resort for a runtime that lost track of its cgroups:
             // kill what is left in them and remove the dirs, so one broken
             // test does not poison the next run.
@@ -510,6 +522,25 @@ impl Drop for Ctx {
             }
         }
     }
+}
+
+/// Every path below `dir`, at most `depth` levels deep (symlinks not
+/// followed).
+fn entries_under(dir: &Path, depth: u32) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if depth == 0 {
+        return out;
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(entries_under(&p, depth - 1));
+            }
+            out.push(p);
+        }
+    }
+    out
 }
 
 fn kill_cgroup(dir: &Path) {

@@ -86,8 +86,11 @@ impl Manager {
     ) -> Result<Self> {
         let relative = normalize_cgroups_path(cgroups_path)?;
         let (version, dirs) = match hierarchy {
-            Hierarchy::V1 { mounts, unified } => {
-                let mut dirs: Vec<CgroupDir> = mounts
+            // The controller-less cgroup2 of a hybrid host is left alone: it
+            // limits nothing, and joining it costs every container an RCU
+            // grace period (cgroup.procs takes the global threadgroup lock).
+            Hierarchy::V1 { mounts, .. } => {
+                let dirs: Vec<CgroupDir> = mounts
                     .iter()
                     .map(|m| CgroupDir {
                         controllers: m.controllers.clone(),
@@ -96,14 +99,6 @@ impl Manager {
                         path: m.mount_point.join(&relative),
                     })
                     .collect();
-                if let Some(u) = unified {
-                    dirs.push(CgroupDir {
-                        controllers: Vec::new(),
-                        unified: true,
-                        mount_point: u.clone(),
-                        path: u.join(&relative),
-                    });
-                }
                 (Version::V1, dirs)
             }
             Hierarchy::V2 { mount_point } => (
@@ -149,7 +144,8 @@ impl Manager {
     }
 
     /// The container's directory in every hierarchy: one per v1 hierarchy
-    /// (plus the unified one on hybrid hosts), or the single v2 directory.
+    /// (not the controller-less unified one of hybrid hosts), or the single
+    /// v2 directory.
     /// This is what to bind-mount into the container's `/sys/fs/cgroup`.
     pub fn paths(&self) -> &[CgroupDir] {
         &self.dirs
@@ -283,6 +279,22 @@ impl Manager {
                 warn!(error = %e, controller = c, "cannot enable cgroup controller");
             }
         }
+    }
+
+    /// Moves the calling process into the container's cgroup in every
+    /// hierarchy. The caller must be single-threaded (a freshly forked child).
+    ///
+    /// On v1 this writes `0` ("the current thread") to each `tasks` file: a
+    /// single-thread move of `current` skips the kernel's global threadgroup
+    /// lock, whose first writer after a quiet spell waits for an RCU grace
+    /// period (8-20 ms here). On v2 there is no such file for domain cgroups,
+    /// so it writes `0` to `cgroup.procs`.
+    pub fn enter(&self) -> Result<()> {
+        for dir in &self.dirs {
+            let file = if dir.unified { "cgroup.procs" } else { "tasks" };
+            self.write(&dir.path, file, "0")?;
+        }
+        Ok(())
     }
 
     /// Moves process `pid` into the container's cgroup in every hierarchy.

@@ -244,7 +244,9 @@ impl Runtime {
             return Ok(0);
         }
         let code = crate::foreground::wait(state.pid, master);
+        tracing::debug!(?code, "container process exited");
         let cleanup = self.delete(&state.id, true);
+        tracing::debug!("container deleted");
         let code = code?;
         cleanup?;
         Ok(code)
@@ -277,6 +279,7 @@ impl Runtime {
             mode == Mode::RunForeground,
         )?;
 
+        tracing::debug!(id = %opts.id, "bundle loaded");
         let dir = self.store.claim(&opts.id)?;
         let mut cleanup = Cleanup {
             store: &self.store,
@@ -290,6 +293,7 @@ impl Runtime {
         cg.apply(&effective_resources(spec))
             .map_err(|e| Error::Cgroup(e.to_string()))?;
         let view = cgroup_view(&cg);
+        tracing::debug!(cgroup = %cg.cgroups_path().display(), "cgroup ready");
 
         let fifo_dir = if mode == Mode::Create {
             let fifo = dir.join(EXEC_FIFO);
@@ -331,7 +335,7 @@ impl Runtime {
             s.pid = pid;
             s.oci_state(Status::Creating)
         };
-        let add = |pid: i32| cg.add_task(pid).map_err(|e| Error::Cgroup(e.to_string()));
+        let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
         launch::become_subreaper()?;
         let launched = launch::launch(Launch {
             ns: NsPlan::for_spec(spec),
@@ -344,9 +348,10 @@ impl Runtime {
                 fifo_dir,
             },
             console,
-            add_to_cgroup: &add,
+            enter_cgroup: &enter,
             hook_state: &hook_state,
         })?;
+        tracing::debug!(pid = launched.pid, "container process ready");
         st.pid = launched.pid;
         st.pid_start = state::process_start_time(launched.pid).unwrap_or(0);
         self.store.save(&st)?;
@@ -471,12 +476,16 @@ impl Runtime {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), Signal::SIGKILL);
         }
         // Processes outside a private pid namespace outlive the init: kill them too.
-        let _ = cg.kill_all(Signal::SIGKILL);
+        if cg.pids().map(|p| !p.is_empty()).unwrap_or(true) {
+            let _ = cg.kill_all(Signal::SIGKILL);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while st.init_alive() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
+        tracing::debug!("container processes gone");
         cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;
+        tracing::debug!("cgroup removed");
         let stopped = st.oci_state(Status::Stopped);
         self.store.remove(id)?;
         if let Err(e) = hooks::run(&st.spec, HookKind::Poststop, &stopped) {
@@ -556,7 +565,7 @@ impl Runtime {
         let (console, master) =
             console_for(plan.terminal, opts.console_socket.as_deref(), !opts.detach)?;
         let cg = cgroup_manager(&st.cgroups_path)?;
-        let add = |pid: i32| cg.add_task(pid).map_err(|e| Error::Cgroup(e.to_string()));
+        let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
         let hook_state = |_pid: i32| serde_json::Value::Null;
         launch::become_subreaper()?;
         let launched = launch::launch(Launch {
@@ -564,7 +573,7 @@ impl Runtime {
             plan,
             role: Role::Exec,
             console,
-            add_to_cgroup: &add,
+            enter_cgroup: &enter,
             hook_state: &hook_state,
         })?;
         if let Some(p) = &opts.pid_file {

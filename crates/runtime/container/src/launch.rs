@@ -6,7 +6,8 @@
 //! adopts C2. All three talk over a [`Channel`]:
 //!
 //! ```text
-//! P: fork C1, put it in the cgroup ─ Go ─▶ C1: setns paths, unshare(user)
+//! P: fork C1                          C1: enter the cgroup, setns paths,
+//!                                          unshare(user)
 //!                          ◀─ MapIds ─ C1 (only with a new user namespace)
 //! P: write uid/gid maps        ─ Go ─▶ C1: unshare(rest), fork C2
 //!                          ◀─ Pid ── C1 exits
@@ -174,8 +175,9 @@ pub struct Launch<'a> {
     pub role: Role<'a>,
     /// A connected console socket, when the process has a terminal.
     pub console: Option<OwnedFd>,
-    /// Adds a pid to the container's cgroup (called in P for C1).
-    pub add_to_cgroup: &'a dyn Fn(i32) -> Result<()>,
+    /// Moves the calling process into the container's cgroup (called in C1,
+    /// which C2 then inherits).
+    pub enter_cgroup: &'a dyn Fn() -> Result<()>,
     /// State for createRuntime hooks (called in P with C2's pid).
     pub hook_state: &'a dyn Fn(i32) -> serde_json::Value,
 }
@@ -240,8 +242,6 @@ pub fn launch(l: Launch) -> Result<Launched> {
 
 fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32> {
     let init_err = |e: String| Error::Init(e);
-    (l.add_to_cgroup)(c1.as_raw())?;
-    ch.send(&Msg::Go).ctx(|| "sync with child".into())?;
     if l.ns.new_user {
         ch.expect(&Msg::MapIds).map_err(init_err)?;
         write_id_maps(c1.as_raw(), &l.ns)?;
@@ -331,7 +331,9 @@ fn intermediate(l: &Launch, ch: &Channel) -> ! {
 }
 
 fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String> {
-    ch.expect(&Msg::Go)?;
+    // Before unsharing the cgroup namespace, whose root is the cgroup we are in.
+    (l.enter_cgroup)().map_err(|e| e.to_string())?;
+    tracing::debug!("namespace setup: in cgroup");
     if let Some(adj) = l.plan.oom_score_adj {
         // Inherited by C2; written here while the host's /proc is still ours.
         fs::write("/proc/self/oom_score_adj", adj.to_string())
@@ -457,13 +459,16 @@ fn init_setup(
         cgroup,
         userns: l.ns.in_userns(),
     };
+    tracing::debug!("container process: mounting");
     rootfs::prepare(&sys, &ctx).map_err(s)?;
     ch.send(&Msg::RunCreateRuntimeHooks)
         .map_err(|e| e.to_string())?;
     ch.expect(&Msg::Go)?;
     hooks::run(spec, HookKind::CreateContainer, &(l.hook_state)(host_pid)).map_err(s)?;
+    tracing::debug!("container process: pivot_root");
     rootfs::pivot(&sys, rootfs).map_err(s)?;
     rootfs::finish(&sys, spec).map_err(s)?;
+    tracing::debug!("container process: rootfs done");
     if l.plan.terminal {
         let sock = l.console.as_ref().ok_or(
             "process.terminal is true but no console socket was given: pass --console-socket",

@@ -112,10 +112,25 @@ fn rejects_parent_components() {
 }
 
 #[test]
+fn enter_moves_the_current_thread_without_the_global_lock() {
+    let f = v1("/strato/c1");
+    f.mgr.create().unwrap();
+    f.mgr.enter().unwrap();
+    assert_eq!(f.io.writes_to("tasks").len(), 7);
+    assert!(f.io.writes_to("tasks").iter().all(|v| v == "0"));
+    assert!(f.io.writes_to("cgroup.procs").is_empty());
+    let g = v2("strato/c1");
+    g.mgr.create().unwrap();
+    g.mgr.enter().unwrap();
+    assert_eq!(g.io.writes_to("cgroup.procs"), vec!["0".to_string()]);
+}
+
+#[test]
 fn paths_cover_every_hierarchy() {
     let f = v1("/strato/c1");
     let paths = f.mgr.paths();
-    assert_eq!(paths.len(), 8);
+    // The hybrid host's controller-less unified mount is not used.
+    assert_eq!(paths.len(), 7);
     assert_eq!(f.mgr.version(), Version::V1);
     assert_eq!(f.mgr.cgroups_path(), Path::new("strato/c1"));
     let cpu = f.mgr.path("cpuacct").unwrap();
@@ -126,13 +141,7 @@ fn paths_cover_every_hierarchy() {
         f.root().join("systemd/strato/c1")
     );
     assert!(f.mgr.path("hugetlb").is_none());
-    let unified: Vec<_> = paths.iter().filter(|d| d.unified).collect();
-    assert_eq!(unified.len(), 1);
-    assert_eq!(unified[0].path, f.root().join("unified/strato/c1"));
-    assert_eq!(
-        unified[0].mount_point.file_name().unwrap(),
-        std::ffi::OsStr::new("unified")
-    );
+    assert!(!paths.iter().any(|d| d.unified));
 
     let g = v2("strato/c1");
     assert_eq!(g.mgr.paths().len(), 1);

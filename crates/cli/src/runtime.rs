@@ -173,6 +173,9 @@ enum Verb {
         /// Map the current user to root in a user namespace.
         #[arg(long = "rootless")]
         rootless: bool,
+        /// Include strato's Docker-like default seccomp profile.
+        #[arg(long)]
+        seccomp: bool,
     },
 }
 
@@ -362,13 +365,20 @@ fn dispatch(verb: Verb, rt: &Runtime) -> anyhow::Result<i32> {
         },
         Verb::Pause { id } => rt.set_paused(&id, true)?,
         Verb::Resume { id } => rt.set_paused(&id, false)?,
-        Verb::Spec { bundle, rootless } => {
+        Verb::Spec {
+            bundle,
+            rootless,
+            seccomp,
+        } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 anyhow::bail!("{} exists already: remove it first", path.display());
             }
-            let text =
-                serde_json::to_string_pretty(&strato_container::specgen::default_spec(rootless))?;
+            let mut spec = strato_container::specgen::default_spec(rootless);
+            if seccomp {
+                spec["linux"]["seccomp"] = serde_json::to_value(strato_seccomp::default_profile())?;
+            }
+            let text = serde_json::to_string_pretty(&spec)?;
             std::fs::write(&path, text + "\n")
                 .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
         }

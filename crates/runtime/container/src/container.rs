@@ -395,19 +395,28 @@ impl Runtime {
         .ctx(|| format!("open {}", fifo.display()))?;
         // SAFETY: `open` just returned this descriptor; we own it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let mut byte = [0u8; 1];
+        // The process writes one byte once it may go on, and its end of the
+        // fifo closes when it executes: read up to end-of-file, so poststart
+        // hooks run only after startContainer hooks and the exec.
+        let mut buf = [0u8; 16];
+        let mut got_byte = false;
         loop {
             let mut pfd = [nix::poll::PollFd::new(
                 std::os::fd::AsFd::as_fd(&fd),
                 nix::poll::PollFlags::POLLIN,
             )];
             let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16));
-            match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut byte) {
-                Ok(1) => break,
-                Ok(_) | Err(nix::errno::Errno::EAGAIN) => {}
+            match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf) {
+                Ok(0) if got_byte => break,
+                Ok(0) => {}
+                Ok(_) => got_byte = true,
+                Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(Error::io(format!("read {}", fifo.display()), e.into())),
             }
             if !st.init_alive() {
+                if got_byte {
+                    break;
+                }
                 return Err(Error::State {
                     id: id.to_string(),
                     status: "stopped".into(),

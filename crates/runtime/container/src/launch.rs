@@ -266,14 +266,27 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
     ch.send(&Msg::Go)
         .ctx(|| "sync with container process".into())?;
     match l.role {
-        Role::Init { spec, .. } => loop {
+        Role::Init {
+            spec, ref fifo_dir, ..
+        } => loop {
+            let fifo_waits = fifo_dir.is_some();
             match ch.recv() {
                 Ok(Some(Msg::RunCreateRuntimeHooks)) => {
                     hooks::run(spec, HookKind::CreateRuntime, &(l.hook_state)(pid))?;
                     ch.send(&Msg::Go)
                         .ctx(|| "sync with container process".into())?;
                 }
-                Ok(Some(Msg::Ready)) => return Ok(pid),
+                Ok(Some(Msg::Ready)) if fifo_waits => return Ok(pid),
+                // `run`: wait until the process has executed (end-of-file: our
+                // close-on-exec socket closed) or failed to.
+                Ok(Some(Msg::Ready)) => {
+                    return match ch.recv() {
+                        Ok(None) => Ok(pid),
+                        Ok(Some(Msg::Error(e))) => Err(Error::Init(e)),
+                        Ok(Some(m)) => Err(Error::Init(format!("unexpected sync message {m:?}"))),
+                        Err(e) => Err(Error::io("sync with container process", e)),
+                    }
+                }
                 Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
                 Ok(Some(m)) => return Err(Error::Init(format!("unexpected sync message {m:?}"))),
                 Ok(None) => {
@@ -411,8 +424,7 @@ fn container_process(l: &Launch, ch: &Channel) -> ! {
     if let Err(e) = res {
         die(ch, e, 1)
     }
-    let err = process::exec(&l.plan);
-    let code = if err.contains("not found") { 127 } else { 126 };
+    let (err, code) = process::exec(&l.plan);
     die(ch, err, code)
 }
 
@@ -477,15 +489,20 @@ fn init_setup(
     }
     process::apply(&l.plan, l.ns.in_userns())?;
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?;
-    if let Some(dir) = fifo_dir {
-        wait_for_start(dir.as_raw_fd())?;
-    }
+    // Held open (close-on-exec) until exec, so `start` sees end-of-file only
+    // once startContainer hooks ran and the process executed (or failed to).
+    let _started = match fifo_dir {
+        Some(dir) => Some(wait_for_start(dir.as_raw_fd())?),
+        None => None,
+    };
     hooks::run(spec, HookKind::StartContainer, &(l.hook_state)(host_pid)).map_err(s)?;
+    std::mem::forget(_started);
     Ok(())
 }
 
 /// Blocks until `start` opens the exec fifo for reading, then tells it we go on.
-fn wait_for_start(dir: RawFd) -> std::result::Result<(), String> {
+/// Returns the fifo's write end, which `execve` closes.
+fn wait_for_start(dir: RawFd) -> std::result::Result<OwnedFd, String> {
     let fd = nix::fcntl::openat(
         Some(dir),
         crate::state::EXEC_FIFO,
@@ -496,7 +513,7 @@ fn wait_for_start(dir: RawFd) -> std::result::Result<(), String> {
     // SAFETY: `openat` just returned this descriptor; we own it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     nix::unistd::write(&fd, b"0").map_err(|e| format!("write exec fifo: {e}"))?;
-    Ok(())
+    Ok(fd)
 }
 
 /// Waits for `pid` (a child or adopted descendant) and returns its exit code

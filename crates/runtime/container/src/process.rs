@@ -291,12 +291,24 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
 }
 
 /// Resolves the command through PATH, loads a seccomp filter that waited for
-/// no_new_privs, and executes. Returns only on failure.
-pub fn exec(plan: &ProcessPlan) -> String {
+/// no_new_privs, and executes. Returns only on failure, with the message and
+/// the shell's exit code for it (127: not found, 126: not executable).
+pub fn exec(plan: &ProcessPlan) -> (String, i32) {
+    let (msg, errno) = exec_inner(plan);
+    let code = if errno == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    };
+    (msg, code)
+}
+
+fn exec_inner(plan: &ProcessPlan) -> (String, nix::errno::Errno) {
+    use nix::errno::Errno;
     if plan.no_new_privileges {
         if let Some(f) = &plan.seccomp {
             if let Err(e) = strato_seccomp::install(f) {
-                return format!("load seccomp filter: {e}");
+                return (format!("load seccomp filter: {e}"), Errno::EPERM);
             }
         }
     }
@@ -315,17 +327,23 @@ pub fn exec(plan: &ProcessPlan) -> String {
     let path = match find_executable(&arg0, &plan.path_var) {
         Some(p) => p,
         None => {
-            return format!(
-                "exec {arg0:?}: executable file not found in $PATH ({})",
-                plan.path_var
+            return (
+                format!(
+                    "exec {arg0:?}: executable file not found in $PATH ({})",
+                    plan.path_var
+                ),
+                Errno::ENOENT,
             )
         }
     };
     let Ok(cpath) = CString::new(path.as_os_str().as_encoded_bytes()) else {
-        return format!("exec {arg0:?}: path contains a NUL byte");
+        return (
+            format!("exec {arg0:?}: path contains a NUL byte"),
+            Errno::EINVAL,
+        );
     };
     let err = nix::unistd::execve(&cpath, &plan.args, &plan.env).unwrap_err();
-    format!("exec {}: {err}", path.display())
+    (format!("exec {}: {}", path.display(), err.desc()), err)
 }
 
 /// `cmd` itself when it has a slash, else the first executable match in `path_var`.

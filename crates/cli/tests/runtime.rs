@@ -551,6 +551,49 @@ fn a_joined_namespace_is_shared() {
     ctx.assert_gone(&a, Some(pid_a));
 }
 
+#[test]
+fn a_user_namespace_maps_root_to_an_unprivileged_host_uid() {
+    let ctx = Ctx::new("userns");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("id -u; id -g; cat /proc/self/uid_map; echo $$; sleep 30")
+        .set("/root/readonly", json!(false))
+        .set(
+            "/linux/uidMappings",
+            json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]),
+        )
+        .set(
+            "/linux/gidMappings",
+            json!([{ "containerID": 0, "hostID": 200000, "size": 65536 }]),
+        );
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "type": "user" }));
+    ctx.create_start(&b, &id);
+    let pid = ctx.pid(&id);
+    // Seen from the host, the container's root is uid/gid 200000.
+    let mut host_uid = String::new();
+    for _ in 0..200 {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(l) = status.lines().find(|l| l.starts_with("Uid:")) {
+            host_uid = l.split_whitespace().nth(1).unwrap_or_default().to_string();
+            if host_uid == "200000" {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(host_uid, "200000");
+    let uid_map = fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
+    assert_eq!(
+        uid_map.split_whitespace().collect::<Vec<_>>(),
+        vec!["0", "200000", "65536"]
+    );
+    ctx.rt(&["delete", "--force", &id]).ok();
+    ctx.assert_gone(&id, Some(pid));
+}
+
 // ---------------------------------------------------------------------------
 // hooks
 

@@ -484,13 +484,27 @@ impl Runtime {
             }
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), Signal::SIGKILL);
         }
-        // Processes outside a private pid namespace outlive the init: kill them too.
-        if cg.pids().map(|p| !p.is_empty()).unwrap_or(true) {
-            let _ = cg.kill_all(Signal::SIGKILL);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while st.init_alive() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
+        // When its init has died, a private pid namespace is empty (the kernel
+        // kills the rest first). Otherwise processes can outlive the init:
+        // kill them too.
+        let own_pidns = st
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|ns| {
+                ns.iter().any(|n| {
+                    n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
+                })
+            });
+        if !(status == Status::Stopped && own_pidns) {
+            if cg.pids().map(|p| !p.is_empty()).unwrap_or(true) {
+                let _ = cg.kill_all(Signal::SIGKILL);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while st.init_alive() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         tracing::debug!("container processes gone");
         cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;

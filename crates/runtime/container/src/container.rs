@@ -288,12 +288,17 @@ impl Runtime {
             armed: true,
         };
         let cg = cgroup_manager(&cgroups_path_of(spec, &opts.id))?;
-        cg.create().map_err(|e| Error::Cgroup(e.to_string()))?;
+        // Undone by `cleanup` from here on, even if creating it fails half-way.
         cleanup.cgroup = Some(cg.clone());
-        cg.apply(&effective_resources(spec))
-            .map_err(|e| Error::Cgroup(e.to_string()))?;
+        let resources = effective_resources(spec);
+        let prepare = || {
+            cg.create().map_err(|e| Error::Cgroup(e.to_string()))?;
+            cg.apply(&resources)
+                .map_err(|e| Error::Cgroup(e.to_string()))?;
+            tracing::debug!(cgroup = %cg.cgroups_path().display(), "cgroup ready");
+            Ok(())
+        };
         let view = cgroup_view(&cg);
-        tracing::debug!(cgroup = %cg.cgroups_path().display(), "cgroup ready");
 
         let fifo_dir = if mode == Mode::Create {
             let fifo = dir.join(EXEC_FIFO);
@@ -348,6 +353,7 @@ impl Runtime {
                 fifo_dir,
             },
             console,
+            prepare_cgroup: &prepare,
             enter_cgroup: &enter,
             hook_state: &hook_state,
         })?;
@@ -596,6 +602,7 @@ impl Runtime {
             plan,
             role: Role::Exec,
             console,
+            prepare_cgroup: &|| Ok(()),
             enter_cgroup: &enter,
             hook_state: &hook_state,
         })?;

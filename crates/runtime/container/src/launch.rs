@@ -6,10 +6,11 @@
 //! adopts C2. All three talk over a [`Channel`]:
 //!
 //! ```text
-//! P: fork C1                          C1: enter the cgroup, setns paths,
-//!                                          unshare(user)
+//! P: fork C1                          C1: setns paths, unshare(user)
 //!                          ◀─ MapIds ─ C1 (only with a new user namespace)
-//! P: write uid/gid maps        ─ Go ─▶ C1: unshare(rest), fork C2
+//! P: cgroup setup,                     C1: unshare(all but cgroup)
+//!    write uid/gid maps        ─ Go ─▶ C1: enter the cgroup, unshare(cgroup),
+//!                                          fork C2
 //!                          ◀─ Pid ── C1 exits
 //! P                            ─ Go ─▶ C2: mounts
 //!                          ◀─ RunCreateRuntimeHooks ─ C2
@@ -143,6 +144,11 @@ impl NsPlan {
         plan
     }
 
+    /// Whether an existing mount namespace is joined.
+    pub fn joins_mount(&self) -> bool {
+        self.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
+    }
+
     fn in_userns(&self) -> bool {
         self.new_user
             || self
@@ -175,6 +181,9 @@ pub struct Launch<'a> {
     pub role: Role<'a>,
     /// A connected console socket, when the process has a terminal.
     pub console: Option<OwnedFd>,
+    /// Creates and configures the container's cgroup (called in P: before
+    /// forking when a mount namespace is joined, else while C1 unshares).
+    pub prepare_cgroup: &'a dyn Fn() -> Result<()>,
     /// Moves the calling process into the container's cgroup (called in C1,
     /// which C2 then inherits).
     pub enter_cgroup: &'a dyn Fn() -> Result<()>,
@@ -219,6 +228,10 @@ pub struct Launched {
 pub fn launch(l: Launch) -> Result<Launched> {
     ensure_single_threaded()?;
     let (parent, child) = channel::pair().ctx(|| "create sync socketpair".into())?;
+    let early = l.ns.joins_mount();
+    if early {
+        (l.prepare_cgroup)()?;
+    }
     // SAFETY: this process is single-threaded (checked above), so the child may
     // run arbitrary code: no lock can be held by a thread that does not exist.
     let c1 = match unsafe { nix::unistd::fork() }.ctx(|| "fork".into())? {
@@ -230,7 +243,8 @@ pub fn launch(l: Launch) -> Result<Launched> {
     };
     drop(child);
     let mut c2: Option<Pid> = None;
-    let result = drive(&l, &parent, c1, &mut c2);
+    let result = if early { Ok(()) } else { (l.prepare_cgroup)() }
+        .and_then(|()| drive(&l, &parent, c1, &mut c2));
     if result.is_err() {
         for pid in [Some(c1), c2].into_iter().flatten() {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -245,8 +259,8 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
     if l.ns.new_user {
         ch.expect(&Msg::MapIds).map_err(init_err)?;
         write_id_maps(c1.as_raw(), &l.ns)?;
-        ch.send(&Msg::Go).ctx(|| "sync with child".into())?;
     }
+    ch.send(&Msg::Go).ctx(|| "sync with child".into())?;
     let pid = match ch.recv() {
         Ok(Some(Msg::Pid(p))) => p,
         Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
@@ -344,9 +358,17 @@ fn intermediate(l: &Launch, ch: &Channel) -> ! {
 }
 
 fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String> {
-    // Before unsharing the cgroup namespace, whose root is the cgroup we are in.
-    (l.enter_cgroup)().map_err(|e| e.to_string())?;
-    tracing::debug!("namespace setup: in cgroup");
+    let enter = || -> std::result::Result<(), String> {
+        (l.enter_cgroup)().map_err(|e| e.to_string())?;
+        tracing::debug!("namespace setup: in cgroup");
+        Ok(())
+    };
+    // Joining another mount namespace hides the host's /sys/fs/cgroup: P set
+    // the cgroup up before forking, enter it first.
+    let early = l.ns.joins_mount();
+    if early {
+        enter()?;
+    }
     if let Some(adj) = l.plan.oom_score_adj {
         // Inherited by C2; written here while the host's /proc is still ours.
         fs::write("/proc/self/oom_score_adj", adj.to_string())
@@ -369,7 +391,20 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String>
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
             .map_err(|e| format!("create user namespace: {e}"))?;
         ch.send(&Msg::MapIds).map_err(|e| e.to_string())?;
-        ch.expect(&Msg::Go)?;
+    }
+    // Create the namespaces while P sets up the cgroup; the cgroup namespace
+    // waits, since its root is the cgroup we are in when it is created.
+    let later = l.ns.new & CloneFlags::CLONE_NEWCGROUP;
+    let now = l.ns.new - later;
+    if !now.is_empty() {
+        nix::sched::unshare(now)
+            .map_err(|e| format!("create namespaces {}: {e}", flag_names(now)))?;
+    }
+    ch.expect(&Msg::Go)?;
+    if !early {
+        // Still host root here (uid 0 outside any new user namespace), which
+        // moving a task between cgroups requires.
+        enter()?;
     }
     if l.ns.in_userns() {
         let root_g = nix::unistd::Gid::from_raw(0);
@@ -381,10 +416,11 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String>
             format!("become root in the user namespace (uid 0 must be mapped): {e}")
         })?;
     }
-    if !l.ns.new.is_empty() {
-        nix::sched::unshare(l.ns.new)
-            .map_err(|e| format!("create namespaces {}: {e}", flag_names(l.ns.new)))?;
+    if !later.is_empty() {
+        nix::sched::unshare(later)
+            .map_err(|e| format!("create namespaces {}: {e}", flag_names(later)))?;
     }
+    tracing::debug!("namespace setup: unshared");
     Ok(())
 }
 

@@ -186,6 +186,7 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
+        ..Default::default()
     }
 }
 
@@ -349,6 +350,7 @@ fn dispatch(verb: Verb, rt: &Runtime) -> anyhow::Result<i32> {
                 pid_file,
                 detach,
                 preserve_fds,
+                ..Default::default()
             };
             return Ok(rt.exec(&id, &opts)?);
         }

@@ -1,7 +1,7 @@
 //! The lifecycle operations behind the runc-compatible verbs.
 
 use std::fs;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,7 +30,12 @@ pub struct CreateOptions {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// A connected socket to send a terminal's pty master over (instead of
+    /// `console_socket`); borrowed, it must stay open during the call.
+    pub console_fd: Option<RawFd>,
     pub preserve_fds: u32,
+    /// The process's stdin, stdout and stderr (borrowed); `None` inherits ours.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// Options of `exec`.
@@ -49,6 +54,10 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub detach: bool,
     pub preserve_fds: u32,
+    /// A connected socket to send a terminal's pty master over (borrowed).
+    pub console_fd: Option<RawFd>,
+    /// The process's stdin, stdout and stderr (borrowed); `None` inherits ours.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 /// Runs containers whose state lives under one root directory.
@@ -178,15 +187,21 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 fn console_for(
     terminal: bool,
     socket: Option<&Path>,
+    socket_fd: Option<RawFd>,
     foreground: bool,
 ) -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     if !terminal {
-        if socket.is_some() {
+        if socket.is_some() || socket_fd.is_some() {
             return Err(Error::Usage(
                 "--console-socket was given but process.terminal is false: set terminal to true or drop the flag".into(),
             ));
         }
         return Ok((None, None));
+    }
+    if let Some(fd) = socket_fd {
+        let dup = nix::unistd::dup(fd).ctx(|| "duplicate the console socket".into())?;
+        // SAFETY: `dup` just returned this descriptor; we own it.
+        return Ok((Some(unsafe { OwnedFd::from_raw_fd(dup) }), None));
     }
     if let Some(path) = socket {
         let s = UnixStream::connect(path)
@@ -273,9 +288,11 @@ impl Runtime {
         let mut plan = ProcessPlan::new(process, seccomp)
             .map_err(|e| Error::config(&config, e.to_string()))?;
         plan.preserve_fds = opts.preserve_fds;
+        plan.stdio = opts.stdio;
         let (console, master) = console_for(
             plan.terminal,
             opts.console_socket.as_deref(),
+            opts.console_fd,
             mode == Mode::RunForeground,
         )?;
 
@@ -588,11 +605,16 @@ impl Runtime {
         let seccomp = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         let mut plan = ProcessPlan::new(&process, seccomp)?;
         plan.preserve_fds = opts.preserve_fds;
+        plan.stdio = opts.stdio;
         if !opts.detach {
             crate::foreground::block_signals()?;
         }
-        let (console, master) =
-            console_for(plan.terminal, opts.console_socket.as_deref(), !opts.detach)?;
+        let (console, master) = console_for(
+            plan.terminal,
+            opts.console_socket.as_deref(),
+            opts.console_fd,
+            !opts.detach,
+        )?;
         let cg = cgroup_manager(&st.cgroups_path)?;
         let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
         let hook_state = |_pid: i32| serde_json::Value::Null;

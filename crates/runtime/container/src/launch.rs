@@ -447,6 +447,11 @@ fn container_process(l: &Launch, ch: &Channel) -> ! {
         die(ch, e, 1)
     }
     process::reset_signals();
+    if let Some(fds) = l.plan.stdio {
+        if let Err(e) = process::install_stdio(fds) {
+            die(ch, e, 1)
+        }
+    }
     let res = match &l.role {
         Role::Init {
             spec,

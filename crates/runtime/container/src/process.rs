@@ -50,6 +50,9 @@ pub struct ProcessPlan {
     pub seccomp: Option<strato_seccomp::Filter>,
     /// File descriptors 3..3+N are passed to the process (`--preserve-fds`).
     pub preserve_fds: u32,
+    /// Descriptors to install as the process's stdin, stdout and stderr
+    /// (owned by the caller, kept open across the launch); `None` inherits.
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString> {
@@ -166,6 +169,7 @@ impl ProcessPlan {
                 .map(|b| (b.height() as u16, b.width() as u16)),
             seccomp,
             preserve_fds: 0,
+            stdio: None,
         })
     }
 }
@@ -361,6 +365,27 @@ pub fn find_executable(cmd: &str, path_var: &str) -> Option<PathBuf> {
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Installs `fds` as stdin, stdout and stderr. Copies them above the stdio
+/// range first, so that any overlap between `fds` and 0..3 is harmless.
+pub fn install_stdio(fds: [RawFd; 3]) -> std::result::Result<(), String> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    let mut high = [0; 3];
+    for (i, fd) in fds.iter().enumerate() {
+        high[i] = os(
+            "duplicate a stdio descriptor",
+            fcntl(*fd, FcntlArg::F_DUPFD_CLOEXEC(10)),
+        )?;
+    }
+    for (i, fd) in high.iter().enumerate() {
+        os(
+            "install a stdio descriptor",
+            nix::unistd::dup2(*fd, i as RawFd),
+        )?;
+        let _ = nix::unistd::close(*fd);
+    }
+    Ok(())
 }
 
 /// Resets what a process inherits from the runtime but must not keep: blocked

@@ -1,1 +1,439 @@
-//! placeholder: being written
+//! strato's image store: loads `docker save` and OCI layout archives,
+//! unpacks layers once per chain id into snapshots for overlayfs, keeps an
+//! index of images and tags, mounts container root filesystems, saves,
+//! tags, removes and garbage-collects.
+//!
+//! The entry point is [`ImageStore`]:
+//!
+//! ```no_run
+//! # fn main() -> strato_image::Result<()> {
+//! use strato_image::ImageStore;
+//! let store = ImageStore::open("/var/lib/strato/images".as_ref())?;
+//! let loaded = store.load(std::fs::File::open("busybox.tar").unwrap())?;
+//! let mount = store.rootfs_for("busybox", "c1", "/run/strato/c1/rootfs".as_ref())?;
+//! // … run the container …
+//! mount.unmount()?;
+//! store.remove_container_layer("c1")?;
+//! # Ok(()) }
+//! ```
+//!
+//! # On-disk layout
+//!
+//! ```text
+//! ROOT/blobs/sha256/<hex>        content store: manifests, configs, layer blobs
+//! ROOT/snapshots/<chain-hex>/fs  one unpacked directory per layer chain id
+//! ROOT/l/<16 hex>                short symlinks to snapshots (mount options)
+//! ROOT/containers/<id>/{upper,work}  writable layers of containers
+//! ROOT/empty                     lower dir of images without layers
+//! ROOT/index.json                images, tags, containers (atomic rewrite)
+//! ROOT/lock                      flock serializing every change
+//! ROOT/tmp                       staging; cleaned on open
+//! ```
+//!
+//! # Invariants
+//!
+//! * **All or nothing.** `load` and `import` write everything into a
+//!   private staging directory, verify every digest (blob digests from the
+//!   manifest, diff ids from the config), and only then move blobs and
+//!   snapshots into place and rewrite the index under the lock; a failure
+//!   at any point leaves the store as it was.
+//! * **Unpack once.** A snapshot is keyed by its OCI chain id and appears
+//!   (by rename) only when complete; images sharing a layer chain share it.
+//! * **No escapes.** Layer tars are unpacked with dirfd-relative syscalls
+//!   that never follow symlinks (see [`unpack`]).
+//! * **In use is kept.** An image with a container layer is never deleted;
+//!   garbage collection keeps every blob and snapshot an image refers to.
+
+#![forbid(unsafe_code)]
+
+mod archive;
+pub mod digest;
+mod error;
+pub mod media;
+mod overlay;
+pub mod reference;
+mod store;
+mod time;
+pub mod unpack;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub use archive::LoadedImage;
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use oci_spec::image::ImageConfiguration;
+pub use overlay::{unmount, Mount};
+pub use reference::Reference;
+pub use store::GcReport;
+
+use error::io_err;
+use store::{Index, Layout};
+
+/// The image store rooted at one directory.
+#[derive(Debug, Clone)]
+pub struct ImageStore {
+    layout: Layout,
+}
+
+/// One line of [`ImageStore::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// The image id (config digest).
+    pub id: Digest,
+    /// Tags in familiar form (`busybox:latest`), sorted.
+    pub repo_tags: Vec<String>,
+    /// The config's creation time (RFC 3339), if it has one.
+    pub created: Option<String>,
+    /// The same as Unix seconds (0 if unknown).
+    pub created_unix: i64,
+    /// Uncompressed size of its layers in bytes.
+    pub size: u64,
+    /// Number of containers with a writable layer on it.
+    pub containers: usize,
+}
+
+/// What [`ImageStore::inspect`] returns.
+#[derive(Debug, Clone)]
+pub struct ImageDetails {
+    /// The image id (config digest).
+    pub id: Digest,
+    /// Tags in familiar form, sorted.
+    pub repo_tags: Vec<String>,
+    /// Digest of the stored manifest.
+    pub manifest_digest: Digest,
+    /// Uncompressed size of its layers in bytes.
+    pub size: u64,
+    /// Layer diff ids, bottom first.
+    pub diff_ids: Vec<Digest>,
+    /// Layer chain ids, bottom first (the snapshot keys).
+    pub chain_ids: Vec<Digest>,
+    /// The full image configuration: `config()` holds Env, Cmd,
+    /// Entrypoint, WorkingDir, User, ExposedPorts, Labels, Volumes;
+    /// `history()`, `created()`, `architecture()`, `os()` the rest.
+    pub config: ImageConfiguration,
+}
+
+/// One effect of [`ImageStore::remove`], like Docker's `Untagged`/`Deleted`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removed {
+    /// A tag was removed (familiar form).
+    Untagged(String),
+    /// The image was deleted.
+    Deleted(Digest),
+}
+
+impl ImageStore {
+    /// Opens (creating if needed) the store at `root`, and removes staging
+    /// leftovers of crashed loads.
+    pub fn open(root: &Path) -> Result<ImageStore> {
+        let root = if root.is_absolute() {
+            root.to_owned()
+        } else {
+            std::env::current_dir()
+                .map_err(io_err("get current directory for", root))?
+                .join(root)
+        };
+        let layout = Layout { root };
+        for d in [
+            layout.blobs(),
+            layout.snapshots(),
+            layout.links(),
+            layout.containers(),
+            layout.tmp(),
+            layout.empty(),
+        ] {
+            fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+        }
+        store::clean_tmp(&layout)?;
+        Ok(ImageStore { layout })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.layout.root
+    }
+
+    /// Loads every image of a `docker save` archive (classic, or Docker
+    /// 25+'s that is also an OCI layout) or an OCI image layout tar. Layers
+    /// may be plain, gzip or zstd. Either all images are added, or none
+    /// and nothing of them is left behind.
+    pub fn load(&self, reader: impl Read) -> Result<Vec<LoadedImage>> {
+        let _span = tracing::info_span!("image_load", root = %self.layout.root.display()).entered();
+        archive::load(&self.layout, reader)
+    }
+
+    /// Imports a plain rootfs tar (optionally gzip/zstd) as a one-layer
+    /// image for this host's architecture, tagged `reference` if given.
+    pub fn import(&self, reader: impl Read, reference: Option<&str>) -> Result<Digest> {
+        let tag = reference.map(Reference::parse).transpose()?;
+        archive::import(&self.layout, reader, tag)
+    }
+
+    /// Writes the images `refs` as an OCI layout tar that also has Docker's
+    /// `manifest.json` (like Docker 25+). A reference by name saves that
+    /// tag; a reference by id saves the image untagged.
+    pub fn save(&self, refs: &[&str], writer: impl Write) -> Result<()> {
+        let index = self.layout.read_index()?;
+        let mut items: Vec<archive::SaveItem> = Vec::new();
+        for r in refs {
+            let id = index.resolve(r)?;
+            let tag = Reference::parse(r)
+                .ok()
+                .filter(|p| p.digest().is_none() && index.tags.contains_key(&p.to_string()))
+                .map(|p| p.to_string());
+            let manifest = index.images[&id].manifest.clone();
+            match items.iter_mut().find(|i| i.manifest == manifest) {
+                Some(i) => i.tags.extend(tag),
+                None => items.push(archive::SaveItem {
+                    manifest,
+                    tags: tag.into_iter().collect(),
+                }),
+            }
+        }
+        archive::save(&self.layout, &items, writer)
+    }
+
+    /// Resolves a reference (tag, full id, unique id prefix, or
+    /// `name@manifest-digest`) to an image id.
+    pub fn resolve(&self, reference: &str) -> Result<Digest> {
+        self.layout.read_index()?.resolve(reference)
+    }
+
+    /// Tags the image `source` as `target` (moving the tag if it existed).
+    pub fn tag(&self, source: &str, target: &str) -> Result<()> {
+        let r = Reference::parse(target)?;
+        if r.digest().is_some() {
+            return Err(Error::InvalidReference {
+                reference: target.to_owned(),
+                reason: "a tag cannot contain a digest".into(),
+            });
+        }
+        let _lock = self.layout.lock()?;
+        let mut index = self.layout.read_index()?;
+        let id = index.resolve(source)?;
+        index.tags.insert(r.to_string(), id);
+        self.layout.write_index(&index)
+    }
+
+    /// Removes a reference like `docker rmi`: a tag is untagged and the image
+    /// deleted when no tag is left and no container uses it; an id deletes
+    /// the image, which needs `force` if several tags name it or a container
+    /// uses it (forced, an image in use is untagged but kept). Unreferenced
+    /// blobs and snapshots are then garbage-collected.
+    pub fn remove(&self, reference: &str, force: bool) -> Result<Vec<Removed>> {
+        let _lock = self.layout.lock()?;
+        let mut index = self.layout.read_index()?;
+        let id = index.resolve(reference)?;
+        let by_tag = Reference::parse(reference)
+            .ok()
+            .filter(|r| r.digest().is_none())
+            .map(|r| r.to_string())
+            .filter(|t| index.tags.contains_key(t));
+        let user = index
+            .containers
+            .iter()
+            .find(|(_, img)| **img == id)
+            .map(|(c, _)| c.clone());
+        let mut out = Vec::new();
+        match by_tag {
+            Some(t) => {
+                index.tags.remove(&t);
+                out.push(Removed::Untagged(reference::familiar(&t)));
+            }
+            None => {
+                let tags = index.full_tags_of(&id);
+                if !force {
+                    if let Some(c) = &user {
+                        return Err(Error::InUse {
+                            image: id.to_string(),
+                            container: c.clone(),
+                        });
+                    }
+                    if tags.len() > 1 {
+                        return Err(Error::MultipleTags {
+                            image: id.to_string(),
+                            tags: tags
+                                .iter()
+                                .map(|t| reference::familiar(t))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        });
+                    }
+                }
+                for t in tags {
+                    index.tags.remove(&t);
+                    out.push(Removed::Untagged(reference::familiar(&t)));
+                }
+            }
+        }
+        if user.is_none() && !index.tags.values().any(|v| *v == id) {
+            index.images.remove(&id);
+            out.push(Removed::Deleted(id));
+        }
+        self.layout.write_index(&index)?;
+        store::gc(&self.layout, &index)?;
+        Ok(out)
+    }
+
+    /// Lists images, newest first.
+    pub fn list(&self) -> Result<Vec<ImageSummary>> {
+        let index = self.layout.read_index()?;
+        let mut out: Vec<ImageSummary> = index
+            .images
+            .iter()
+            .map(|(id, rec)| ImageSummary {
+                id: id.clone(),
+                repo_tags: index.tags_of(id),
+                created: rec.created.clone(),
+                created_unix: rec
+                    .created
+                    .as_deref()
+                    .and_then(time::parse_rfc3339)
+                    .unwrap_or(0),
+                size: rec.size,
+                containers: index.containers.values().filter(|v| *v == id).count(),
+            })
+            .collect();
+        out.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Details and configuration of one image.
+    pub fn inspect(&self, reference: &str) -> Result<ImageDetails> {
+        let index = self.layout.read_index()?;
+        let id = index.resolve(reference)?;
+        let rec = &index.images[&id];
+        let bytes = self.layout.read_blob(&id)?;
+        let config: ImageConfiguration =
+            serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+                what: format!("image config {id}"),
+                source,
+            })?;
+        let diff_ids = config
+            .rootfs()
+            .diff_ids()
+            .iter()
+            .map(|d| d.parse())
+            .collect::<Result<Vec<Digest>>>()?;
+        Ok(ImageDetails {
+            repo_tags: index.tags_of(&id),
+            manifest_digest: rec.manifest.clone(),
+            size: rec.size,
+            diff_ids,
+            chain_ids: rec.chain.clone(),
+            config,
+            id,
+        })
+    }
+
+    /// Deletes dangling images (no tag, no container) and garbage-collects;
+    /// returns the deleted ids.
+    pub fn prune(&self) -> Result<Vec<Digest>> {
+        let _lock = self.layout.lock()?;
+        let mut index = self.layout.read_index()?;
+        let dangling: Vec<Digest> = index
+            .images
+            .keys()
+            .filter(|id| !index.tags.values().any(|v| v == *id))
+            .filter(|id| !index.containers.values().any(|v| v == *id))
+            .cloned()
+            .collect();
+        for id in &dangling {
+            index.images.remove(id);
+        }
+        self.layout.write_index(&index)?;
+        store::gc(&self.layout, &index)?;
+        Ok(dangling)
+    }
+
+    /// Deletes blobs and snapshots that no image refers to.
+    pub fn gc(&self) -> Result<GcReport> {
+        let _lock = self.layout.lock()?;
+        let index = self.layout.read_index()?;
+        store::gc(&self.layout, &index)
+    }
+
+    /// Prepares the writable layer `containers/<container_id>/{upper,work}`
+    /// (kept if it exists, so a restarted container keeps its changes),
+    /// records that the container uses the image, and mounts the overlay
+    /// at `target` (an existing directory).
+    pub fn rootfs_for(&self, image: &str, container_id: &str, target: &Path) -> Result<Mount> {
+        validate_container_id(container_id)?;
+        let _span = tracing::info_span!("rootfs", container = container_id).entered();
+        let _lock = self.layout.lock()?;
+        let mut index = self.layout.read_index()?;
+        let id = index.resolve(image)?;
+        let rec = index.images[&id].clone();
+        let dir = self.layout.containers().join(container_id);
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        let fresh = !dir.exists();
+        for d in [&upper, &work] {
+            fs::create_dir_all(d).map_err(io_err("create", d))?;
+        }
+        let mut lowers: Vec<PathBuf> = Vec::new();
+        for c in rec.chain.iter().rev() {
+            lowers.push(overlay::short_lower(&self.layout, c)?);
+        }
+        if lowers.is_empty() {
+            lowers.push(self.layout.empty());
+        }
+        let res = (|| {
+            index.containers.insert(container_id.to_owned(), id.clone());
+            self.layout.write_index(&index)?;
+            overlay::mount_overlay(&lowers, &upper, &work, target)
+        })();
+        if let Err(e) = res {
+            if fresh {
+                let _ = fs::remove_dir_all(&dir);
+                if let Ok(mut index) = self.layout.read_index() {
+                    index.containers.remove(container_id);
+                    let _ = self.layout.write_index(&index);
+                }
+            }
+            return Err(e);
+        }
+        Ok(Mount {
+            target: target.to_owned(),
+            container_id: container_id.to_owned(),
+        })
+    }
+
+    /// Unmounts a container's overlay (the layer itself is kept).
+    pub fn unmount(&self, mount: Mount) -> Result<()> {
+        mount.unmount()
+    }
+
+    /// Deletes a container's writable layer (unmount it first) and drops
+    /// its hold on the image. Removing an unknown container is not an error.
+    pub fn remove_container_layer(&self, container_id: &str) -> Result<()> {
+        validate_container_id(container_id)?;
+        let _lock = self.layout.lock()?;
+        let dir = self.layout.containers().join(container_id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove container layer", dir)(e)),
+        }
+        let mut index: Index = self.layout.read_index()?;
+        if index.containers.remove(container_id).is_some() {
+            self.layout.write_index(&index)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_container_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidContainerId(id.to_owned()))
+    }
+}

@@ -1,0 +1,439 @@
+//! Unpacking one layer tar into a snapshot directory for overlayfs.
+//!
+//! Layer tars are untrusted. Every file is created relative to a directory
+//! fd that was itself opened one component at a time with `openat2(2)` and
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`, and the
+//! final component is created with `O_EXCL`/`O_NOFOLLOW` semantics, so no
+//! entry can reach outside the snapshot whatever symlinks the layer (or an
+//! earlier entry) planted. Entries that would need to leave the snapshot are
+//! refused outright rather than clamped:
+//!
+//! * absolute paths and `..` components (names and hardlink targets),
+//! * any path whose parent goes through a symlink,
+//! * character and block devices (whiteouts arrive as `.wh.` files),
+//! * `trusted.overlay.*` xattrs, which could forge overlay metadata.
+//!
+//! Whiteouts are converted to overlayfs's form: `.wh.NAME` becomes a 0:0
+//! character device `NAME`, and `.wh..wh..opq` sets
+//! `trusted.overlay.opaque=y` on its directory.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{
+    AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Timespec, Timestamps, Uid, XattrFlags,
+};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+
+/// Prefix of whiteout files in layer tars.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// Name of the opaque-directory marker in layer tars.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// The xattr overlayfs reads to treat a directory as opaque.
+pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// What a layer entry's name means for overlayfs.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Whiteout<'a> {
+    /// Not a whiteout: create the entry as it is.
+    None,
+    /// `.wh.NAME`: hide `NAME` of lower layers (a 0:0 char device `NAME`).
+    Remove(&'a str),
+    /// `.wh..wh..opq`: hide every lower entry of the directory.
+    Opaque,
+    /// Other `.wh..wh.` names (aufs bookkeeping): skipped.
+    Meta,
+}
+
+/// Classifies the last component of an entry's path.
+pub fn whiteout(name: &str) -> Whiteout<'_> {
+    if name == OPAQUE_MARKER {
+        Whiteout::Opaque
+    } else if name.starts_with(".wh..wh.") {
+        Whiteout::Meta
+    } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        Whiteout::Remove(hidden)
+    } else {
+        Whiteout::None
+    }
+}
+
+/// Splits an entry path into checked components: no absolute paths, no
+/// `..`; `.` and empty components are dropped.
+fn components<'a>(entry: &str, path: &'a [u8], what: &str) -> Result<Vec<&'a str>> {
+    let unsafe_entry = |reason: String| Error::UnsafeEntry {
+        entry: entry.to_owned(),
+        reason,
+    };
+    if path.first() == Some(&b'/') {
+        return Err(unsafe_entry(format!("{what} is an absolute path")));
+    }
+    let s = std::str::from_utf8(path)
+        .map_err(|_| unsafe_entry(format!("{what} is not valid UTF-8")))?;
+    let mut out = Vec::new();
+    for c in s.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                return Err(unsafe_entry(format!(
+                    "{what} has a '..' component and could escape the layer"
+                )))
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+fn errno(e: Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+/// Unpacks the tar stream `tar` into the existing, empty directory `root`.
+/// Returns the total size of the regular files written.
+///
+/// On error the directory is left half-filled: the caller removes it.
+pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::Io {
+        op: "open snapshot directory",
+        path: root.to_owned(),
+        source: errno(e),
+    })?;
+    let mut archive = tar::Archive::new(tar);
+    let mut size = 0u64;
+    // Directory mtimes are set last: creating children changes them.
+    let mut dir_times: Vec<(Vec<String>, i64)> = Vec::new();
+    for entry in archive.entries().map_err(Error::Archive)? {
+        let mut entry = entry.map_err(Error::Archive)?;
+        let raw = entry.path_bytes().into_owned();
+        let display = String::from_utf8_lossy(&raw).into_owned();
+        let comps = components(&display, &raw, "the path")?;
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let Some((name, parents)) = comps.split_last() else {
+            // The layer's root directory ("./"): the snapshot root stands in.
+            continue;
+        };
+        let at = |source: io::Error| Error::Unpack {
+            entry: display.clone(),
+            source,
+        };
+        let unsafe_entry = |reason: &str| Error::UnsafeEntry {
+            entry: display.clone(),
+            reason: reason.to_owned(),
+        };
+        let uid = header
+            .uid()
+            .ok()
+            .and_then(|u| u32::try_from(u).ok())
+            .ok_or_else(|| unsafe_entry("its uid is not a valid 32-bit id"))?;
+        let gid = header
+            .gid()
+            .ok()
+            .and_then(|g| u32::try_from(g).ok())
+            .ok_or_else(|| unsafe_entry("its gid is not a valid 32-bit id"))?;
+        let mode = Mode::from_bits_truncate(header.mode().map_err(at)? & 0o7777);
+        let mtime = i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(0);
+        let xattrs = xattrs(&mut entry).map_err(at)?;
+
+        match whiteout(name) {
+            Whiteout::Meta => continue,
+            Whiteout::Opaque => {
+                let dir = open_dir(&root_fd, parents, true, &display)?;
+                rustix::fs::fsetxattr(&dir, OPAQUE_XATTR, b"y", XattrFlags::empty())
+                    .map_err(|e| at(errno(e)))?;
+                continue;
+            }
+            Whiteout::Remove(hidden) => {
+                if hidden.is_empty() || hidden == "." || hidden == ".." {
+                    return Err(unsafe_entry("it whites out an invalid name"));
+                }
+                let dir = open_dir(&root_fd, parents, true, &display)?;
+                remove_existing(&dir, hidden).map_err(at)?;
+                rustix::fs::mknodat(
+                    &dir,
+                    hidden,
+                    FileType::CharacterDevice,
+                    Mode::empty(),
+                    rustix::fs::makedev(0, 0),
+                )
+                .map_err(|e| at(errno(e)))?;
+                continue;
+            }
+            Whiteout::None => {}
+        }
+
+        let dir = open_dir(&root_fd, parents, true, &display)?;
+        let times = Timestamps {
+            last_access: Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            },
+            last_modification: Timespec {
+                tv_sec: mtime,
+                tv_nsec: 0,
+            },
+        };
+        let owner = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        match kind {
+            tar::EntryType::Directory => {
+                match rustix::fs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
+                    Ok(_) => {
+                        remove_existing(&dir, name).map_err(at)?;
+                        mkdir(&dir, name).map_err(at)?;
+                    }
+                    Err(Errno::NOENT) => mkdir(&dir, name).map_err(at)?,
+                    Err(e) => return Err(at(errno(e))),
+                }
+                let fd = open_dir(&dir, &[name], false, &display)?;
+                rustix::fs::fchown(&fd, owner.0, owner.1).map_err(|e| at(errno(e)))?;
+                rustix::fs::fchmod(&fd, mode).map_err(|e| at(errno(e)))?;
+                set_xattrs(&fd, &xattrs, &display);
+                let mut path: Vec<String> = parents.iter().map(|s| (*s).to_owned()).collect();
+                path.push((*name).to_owned());
+                dir_times.push((path, mtime));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                remove_existing(&dir, name).map_err(at)?;
+                let fd = rustix::fs::openat(
+                    &dir,
+                    *name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_bits_truncate(0o600),
+                )
+                .map_err(|e| at(errno(e)))?;
+                let mut file = File::from(fd);
+                size += io::copy(&mut entry, &mut file).map_err(Error::Archive)?;
+                // chown before chmod: chown clears set-id bits.
+                rustix::fs::fchown(&file, owner.0, owner.1).map_err(|e| at(errno(e)))?;
+                rustix::fs::fchmod(&file, mode).map_err(|e| at(errno(e)))?;
+                set_xattrs(file.as_fd(), &xattrs, &display);
+                rustix::fs::futimens(&file, &times).map_err(|e| at(errno(e)))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry("it is a symlink without a target"))?
+                    .into_owned();
+                remove_existing(&dir, name).map_err(at)?;
+                // The target is only data here: nothing below follows it.
+                rustix::fs::symlinkat(target.as_slice(), &dir, *name).map_err(|e| at(errno(e)))?;
+                rustix::fs::chownat(&dir, *name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| at(errno(e)))?;
+                rustix::fs::utimensat(&dir, *name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| at(errno(e)))?;
+            }
+            tar::EntryType::Link => {
+                let target_raw = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| unsafe_entry("it is a hardlink without a target"))?
+                    .into_owned();
+                let tcomps = components(&display, &target_raw, "the hardlink target")?;
+                let Some((tname, tparents)) = tcomps.split_last() else {
+                    return Err(unsafe_entry("its hardlink target is the layer root"));
+                };
+                let tdir = open_dir(&root_fd, tparents, false, &display)?;
+                match rustix::fs::statat(&tdir, *tname, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
+                        return Err(unsafe_entry("its hardlink target is a directory"))
+                    }
+                    Ok(_) => {}
+                    Err(Errno::NOENT) => {
+                        return Err(unsafe_entry(
+                            "its hardlink target is not in this layer (hardlinks may only point to earlier entries of the same layer)",
+                        ))
+                    }
+                    Err(e) => return Err(at(errno(e))),
+                }
+                remove_existing(&dir, name).map_err(at)?;
+                rustix::fs::linkat(&tdir, *tname, &dir, *name, AtFlags::empty())
+                    .map_err(|e| at(errno(e)))?;
+            }
+            tar::EntryType::Fifo => {
+                remove_existing(&dir, name).map_err(at)?;
+                rustix::fs::mknodat(&dir, *name, FileType::Fifo, mode, 0)
+                    .map_err(|e| at(errno(e)))?;
+                rustix::fs::chownat(&dir, *name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| at(errno(e)))?;
+                rustix::fs::chmodat(&dir, *name, mode, AtFlags::empty())
+                    .map_err(|e| at(errno(e)))?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(unsafe_entry(
+                    "device nodes are not allowed in image layers (containers get /dev from the runtime)",
+                ));
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+            other => {
+                return Err(unsafe_entry(&format!(
+                    "tar entry type {other:?} is not supported in image layers"
+                )));
+            }
+        }
+    }
+    // Deepest first, so setting a child's time does not disturb its parent.
+    dir_times.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    for (path, mtime) in dir_times {
+        let comps: Vec<&str> = path.iter().map(String::as_str).collect();
+        let display = path.join("/");
+        let fd = open_dir(&root_fd, &comps, false, &display)?;
+        let t = Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        };
+        rustix::fs::futimens(
+            &fd,
+            &Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+        )
+        .map_err(|e| Error::Unpack {
+            entry: display,
+            source: errno(e),
+        })?;
+    }
+    Ok(size)
+}
+
+fn mkdir(dir: &OwnedFd, name: &str) -> io::Result<()> {
+    rustix::fs::mkdirat(dir, name, Mode::from_bits_truncate(0o755)).map_err(errno)
+}
+
+/// Removes `name` from `dir` if it exists (a later entry replaces an earlier
+/// one). Non-empty directories are not replaced.
+fn remove_existing(dir: &OwnedFd, name: &str) -> io::Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(Errno::ISDIR) => rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(errno),
+        Err(e) => Err(errno(e)),
+    }
+}
+
+/// Opens the directory `comps` below `base`, one component at a time and
+/// never through a symlink; missing directories are created (0755, root)
+/// when `create` is set.
+fn open_dir(base: &OwnedFd, comps: &[&str], create: bool, entry: &str) -> Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let mut cur = base.try_clone().map_err(|source| Error::Unpack {
+        entry: entry.to_owned(),
+        source,
+    })?;
+    for (i, c) in comps.iter().enumerate() {
+        let open = |d: &OwnedFd| rustix::fs::openat2(d, *c, flags, Mode::empty(), resolve);
+        let next = match open(&cur) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) if create => {
+                match rustix::fs::mkdirat(&cur, *c, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => {
+                        return Err(Error::Unpack {
+                            entry: entry.to_owned(),
+                            source: errno(e),
+                        })
+                    }
+                }
+                open(&cur).map_err(|e| dir_error(&cur, comps, i, entry, e))?
+            }
+            Err(e) => return Err(dir_error(&cur, comps, i, entry, e)),
+        };
+        cur = next;
+    }
+    Ok(cur)
+}
+
+fn dir_error(dir: &OwnedFd, comps: &[&str], i: usize, entry: &str, e: Errno) -> Error {
+    let prefix = comps[..=i].join("/");
+    let is_symlink = rustix::fs::statat(dir, comps[i], AtFlags::SYMLINK_NOFOLLOW)
+        .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink)
+        .unwrap_or(false);
+    if is_symlink || e == Errno::LOOP || e == Errno::XDEV {
+        Error::UnsafeEntry {
+            entry: entry.to_owned(),
+            reason: format!(
+                "its path goes through the symlink {prefix:?}; writing through symlinks could escape the layer"
+            ),
+        }
+    } else if e == Errno::NOTDIR {
+        Error::UnsafeEntry {
+            entry: entry.to_owned(),
+            reason: format!("{prefix:?} is not a directory"),
+        }
+    } else {
+        Error::Unpack {
+            entry: entry.to_owned(),
+            source: errno(e),
+        }
+    }
+}
+
+/// The `SCHILY.xattr.*` PAX records of an entry.
+fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            if let Ok(key) = ext.key() {
+                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                    out.push((name.to_owned(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn set_xattrs(fd: impl AsFd, xattrs: &[(String, Vec<u8>)], entry: &str) {
+    for (name, value) in xattrs {
+        if name.starts_with("trusted.overlay.") {
+            tracing::warn!(entry, xattr = %name, "ignoring overlayfs xattr from a layer");
+            continue;
+        }
+        if let Err(e) = rustix::fs::fsetxattr(&fd, name.as_str(), value, XattrFlags::empty()) {
+            // Like Docker: xattrs the backing filesystem refuses are dropped.
+            tracing::warn!(entry, xattr = %name, error = %e, "could not set xattr");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whiteout_names_map_to_overlay_forms() {
+        assert_eq!(whiteout(".wh.foo"), Whiteout::Remove("foo"));
+        assert_eq!(whiteout(".wh..wh..opq"), Whiteout::Opaque);
+        assert_eq!(whiteout(".wh..wh.plnk"), Whiteout::Meta);
+        assert_eq!(whiteout("foo.wh."), Whiteout::None);
+        assert_eq!(whiteout("wh.foo"), Whiteout::None);
+    }
+
+    #[test]
+    fn components_refuse_escapes() {
+        assert_eq!(
+            components("x", b"./a//b/./c/", "p").unwrap(),
+            ["a", "b", "c"]
+        );
+        assert!(components("x", b"", "p").unwrap().is_empty());
+        for bad in [&b"/etc/passwd"[..], b"a/../../b", b"..", b"a/.."] {
+            let e = components("x", bad, "the path").unwrap_err();
+            assert!(matches!(e, Error::UnsafeEntry { .. }), "{e}");
+        }
+    }
+}

@@ -1,1 +1,43 @@
-//! placeholder: being written
+//! Container networking of the strato engine: Linux bridge networks, address
+//! management, veth endpoints in containers' network namespaces, egress
+//! masquerading, published ports, and the per-container `/etc/hosts`,
+//! `/etc/resolv.conf` and `/etc/hostname`.
+//!
+//! The entry point is [`NetworkManager`] (async, tokio): [`NetworkManager::open`]
+//! with a [`Config`], then `ensure_default`, `create`, `attach`, `publish`,
+//! `detach`, `remove`, `restore` and `container_files`.
+//!
+//! - Links, addresses and routes go through rtnetlink, never `ip`. Work
+//!   inside a container's namespace uses a netlink socket opened there by a
+//!   short-lived thread ([`host`]); no caller thread changes namespace and
+//!   nothing forks.
+//! - The state (networks, address allocations, endpoints, ports) is one
+//!   JSON file, `<state_dir>/network.json`, written atomically ([`state`]).
+//! - Firewall rules live in their own nftables table, `ip strato`, replaced
+//!   atomically with `nft -f -` on each change ([`firewall`] shows its
+//!   shape); without `nft`, iptables chains `STRATO-*` in the `nat` table.
+//! - All OS effects sit behind the [`Host`] trait; [`Recorder`] fakes it.
+//!
+//! Host requirements (Debian packages): `nftables` (or `iptables`) for the
+//! firewall. The root integration tests also use `iproute2` (`ip netns` as
+//! a fixture) and `iputils-ping`.
+
+pub mod error;
+pub mod files;
+pub mod firewall;
+pub mod host;
+pub mod ipam;
+mod ipnet;
+mod manager;
+mod ports;
+pub mod state;
+
+pub use error::{Error, Result};
+pub use host::{FirewallBackend, Host, LinuxHost, Netns, Plug, Recorder};
+pub use ipnet::{carve, Ipv4Net};
+pub use manager::{
+    host_veth_name, mac_for, AttachRequest, Config, ContainerFiles, NetworkManager, NetworkSpec,
+    DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_POOL,
+};
+pub use ports::{PortMapping, Protocol};
+pub use state::{Endpoint, Network};

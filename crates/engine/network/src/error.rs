@@ -1,0 +1,139 @@
+//! The crate's error type.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use crate::{Ipv4Net, Protocol};
+
+/// Everything that can go wrong in strato's container networking. Each
+/// message names the input that failed and, where there is one, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid subnet {input:?}: {reason}; write it in CIDR form, like 10.199.3.0/24")]
+    InvalidSubnet { input: String, reason: String },
+
+    #[error("invalid port mapping {input:?}: {reason}; write it as [ip:]hostPort:containerPort[/tcp|udp]")]
+    InvalidPort { input: String, reason: String },
+
+    #[error("invalid network name {0:?}: use 1 to 64 characters of letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    InvalidName(String),
+
+    #[error("invalid bridge name {0:?}: a Linux interface name has 1 to 15 characters and no '/', ':' or whitespace")]
+    InvalidBridgeName(String),
+
+    #[error(
+        "invalid container id {0:?}: use 1 to 128 characters of letters, digits, '_', '.' and '-'"
+    )]
+    InvalidContainerId(String),
+
+    #[error("invalid hostname {0:?}: use letters, digits, '-' and '.', at most 253 characters")]
+    InvalidHostname(String),
+
+    #[error("invalid interface name {0:?}: a Linux interface name has 1 to 15 characters and no '/', ':' or whitespace")]
+    InvalidIfname(String),
+
+    #[error("network {0:?} already exists; pick another name or remove it first")]
+    NetworkExists(String),
+
+    #[error("no network named {0:?}; create it first")]
+    NoSuchNetwork(String),
+
+    #[error("bridge {bridge:?} is already used by network {network:?}; pick another bridge name")]
+    BridgeInUse { bridge: String, network: String },
+
+    #[error(
+        "subnet {subnet} overlaps {other_subnet} of network {other:?}; choose a disjoint subnet"
+    )]
+    SubnetOverlap {
+        subnet: Ipv4Net,
+        other: String,
+        other_subnet: Ipv4Net,
+    },
+
+    #[error(
+        "subnet {subnet} is too small: a network needs at least a /30 (gateway and one container)"
+    )]
+    SubnetTooSmall { subnet: Ipv4Net },
+
+    #[error("gateway {gateway} is not a usable host address of subnet {subnet}; pick one inside it, not its network or broadcast address")]
+    GatewayOutsideSubnet { gateway: Ipv4Addr, subnet: Ipv4Net },
+
+    #[error("address pool {pool} has no free /{prefix} left; configure a larger pool or remove unused networks")]
+    PoolExhausted { pool: Ipv4Net, prefix: u8 },
+
+    #[error("network {network:?} ({subnet}) has no free address left; detach containers or create the network with a larger subnet")]
+    NoFreeAddress { network: String, subnet: Ipv4Net },
+
+    #[error("address {ip} is not available in network {network:?} ({subnet}): {reason}")]
+    AddressUnavailable {
+        ip: Ipv4Addr,
+        network: String,
+        subnet: Ipv4Net,
+        reason: String,
+    },
+
+    #[error("container {container:?} is already attached to network {network:?}; detach it first")]
+    AlreadyAttached { container: String, network: String },
+
+    #[error("container {container:?} is not attached to network {network:?}")]
+    NotAttached { container: String, network: String },
+
+    #[error("network {network:?} still has {count} attached container(s); detach them first")]
+    NetworkInUse { network: String, count: usize },
+
+    #[error("host port {port}/{protocol} on {host_ip} is already published by container {container:?}; choose another host port")]
+    PortInUse {
+        host_ip: String,
+        port: u16,
+        protocol: Protocol,
+        container: String,
+    },
+
+    #[error("cannot read network state {path}: {source}")]
+    StateRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("network state {path} is corrupt: {source}; fix or remove the file (all networks are then forgotten)")]
+    StateParse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+
+    #[error("cannot write network state {path}: {source}")]
+    StateWrite {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("cannot open network namespace {path}: {source}; is the container still running?")]
+    Netns {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("netlink: {op} failed: {source}")]
+    Netlink {
+        op: String,
+        source: rtnetlink::Error,
+    },
+
+    #[error("netlink: {op} failed: {source}")]
+    NetlinkIo { op: String, source: std::io::Error },
+
+    #[error("interface {0:?} not found")]
+    LinkNotFound(String),
+
+    #[error("cannot write sysctl {path}: {source}")]
+    Sysctl {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("firewall: {0}")]
+    Firewall(String),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,614 @@
+//! The OS effects of networking behind one narrow trait, [`Host`]: links
+//! and addresses through rtnetlink, sysctls through /proc/sys, the firewall
+//! through `nft -f -` (or iptables-restore). [`LinuxHost`] is the real
+//! implementation, [`Recorder`] a fake that records calls for unit tests.
+//!
+//! Namespace-specific netlink work never moves a caller's thread: a
+//! short-lived `std::thread` enters the container's network namespace, opens
+//! a netlink socket there (a socket stays bound to the namespace it was
+//! created in) and exits; the socket is then driven on the caller's tokio
+//! runtime. Nothing here forks; the firewall tool is spawned as a child
+//! process (posix_spawn), which is safe in a multithreaded daemon.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, TokioSocket};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{Error, Result};
+use crate::firewall;
+use crate::state::State;
+use crate::Ipv4Net;
+
+/// Where a container's network namespace is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Netns {
+    /// A namespace file: `/proc/<pid>/ns/net`, a bind mount such as
+    /// `/run/netns/<name>`.
+    Path(PathBuf),
+    /// A process in the namespace.
+    Pid(u32),
+}
+
+impl Netns {
+    /// The namespace file.
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Netns::Path(p) => p.clone(),
+            Netns::Pid(pid) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+        }
+    }
+}
+
+/// What [`Host::plug`] creates: a veth pair whose host end joins `bridge`
+/// and whose peer appears in `netns` as `ifname`, configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plug {
+    pub bridge: String,
+    pub host_veth: String,
+    pub netns: Netns,
+    pub ifname: String,
+    pub mac: [u8; 6],
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// The OS effects the network manager needs.
+pub trait Host: Send + Sync {
+    /// Creates bridge `name` if missing, brings it up and gives it
+    /// `gateway/prefix`.
+    fn ensure_bridge(
+        &self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix: u8,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes link `name` in the host's namespace; `false` if it did not exist.
+    fn delete_link(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether link `name` exists in the host's namespace.
+    fn link_exists(&self, name: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The IPv4 prefixes routed on the host (to keep new subnets clear of them).
+    fn host_routes(&self) -> impl Future<Output = Result<Vec<Ipv4Net>>> + Send;
+
+    /// Creates and configures a container's interface; on failure leaves
+    /// nothing behind.
+    fn plug(&self, plug: &Plug) -> impl Future<Output = Result<()>> + Send;
+
+    /// Writes a sysctl, `key` relative to /proc/sys (`net/ipv4/ip_forward`).
+    fn sysctl(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Replaces strato's firewall rules with those for `state`.
+    fn apply_firewall(&self, table: &str, state: &State)
+        -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Which firewall tool [`LinuxHost`] drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirewallBackend {
+    /// `nft` if it is on PATH, else iptables.
+    Auto,
+    Nft,
+    Iptables,
+}
+
+/// The real host.
+#[derive(Debug)]
+pub struct LinuxHost {
+    backend: FirewallBackend,
+}
+
+impl LinuxHost {
+    pub fn new(backend: FirewallBackend) -> Self {
+        Self { backend }
+    }
+}
+
+impl Default for LinuxHost {
+    fn default() -> Self {
+        Self::new(FirewallBackend::Auto)
+    }
+}
+
+fn nl(op: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> Error {
+    let op = op.into();
+    move |source| Error::Netlink { op, source }
+}
+
+fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
+}
+
+/// Runs `work` with a netlink handle on `socket` (or a new socket in the
+/// caller's namespace), driving the connection alongside: no task is
+/// spawned, so this works on any tokio runtime with I/O enabled.
+async fn with_netlink<T, F, Fut>(socket: Option<Socket>, work: F) -> Result<T>
+where
+    F: FnOnce(Handle) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let io = |source| Error::NetlinkIo {
+        op: "opening a netlink socket".into(),
+        source,
+    };
+    let socket = match socket {
+        Some(s) => s,
+        None => Socket::new(NETLINK_ROUTE).map_err(io)?,
+    };
+    socket.set_non_blocking(true).map_err(io)?;
+    // SAFETY: the descriptor comes from `into_raw_fd` of a socket we own, so
+    // ownership passes to the TokioSocket exactly once.
+    let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+    let (conn, handle, _) = rtnetlink::from_socket(socket);
+    tokio::select! {
+        r = work(handle) => r,
+        () = conn => Err(Error::NetlinkIo {
+            op: "netlink connection".into(),
+            source: std::io::Error::other("closed unexpectedly"),
+        }),
+    }
+}
+
+/// Opens a netlink socket inside the network namespace `ns` from a
+/// short-lived thread; the caller's thread never changes namespace.
+async fn socket_in(ns: &Netns) -> Result<Socket> {
+    let path = ns.path();
+    let file = std::fs::File::open(&path).map_err(|source| Error::Netns {
+        path: path.clone(),
+        source,
+    })?;
+    let fd = OwnedFd::from(file);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("strato-netns".into())
+        .spawn(move || {
+            let r = nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)
+                .and_then(|()| Socket::new(NETLINK_ROUTE));
+            let _ = tx.send(r);
+            // the thread ends here, taking its namespace with it
+        })
+        .map_err(|source| Error::Netns {
+            path: path.clone(),
+            source,
+        })?;
+    let r = rx.await;
+    let _ = thread.join();
+    match r {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(source)) => Err(Error::Netns { path, source }),
+        Err(_) => Err(Error::Netns {
+            path,
+            source: std::io::Error::other("namespace thread died"),
+        }),
+    }
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut s = handle.link().get().match_name(name.to_string()).execute();
+    match s.try_next().await {
+        Ok(m) => Ok(m.map(|m| m.header.index)),
+        Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+        Err(e) => Err(nl(format!("looking up link {name:?}"))(e)),
+    }
+}
+
+async fn set_up(handle: &Handle, index: u32, name: &str) -> Result<()> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("setting link {name:?} up")))
+}
+
+async fn ensure_address(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+    ip: Ipv4Addr,
+    prefix: u8,
+) -> Result<()> {
+    let addrs: Vec<_> = handle
+        .address()
+        .get()
+        .set_link_index_filter(index)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl(format!("listing addresses of {name:?}")))?;
+    let present = addrs.iter().any(|a| {
+        a.header.prefix_len == prefix
+            && a.attributes
+                .iter()
+                .any(|at| matches!(at, AddressAttribute::Local(IpAddr::V4(x)) | AddressAttribute::Address(IpAddr::V4(x)) if *x == ip))
+    });
+    if present {
+        return Ok(());
+    }
+    match handle
+        .address()
+        .add(index, IpAddr::V4(ip), prefix)
+        .execute()
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl(format!("adding {ip}/{prefix} to {name:?}"))(e)),
+    }
+}
+
+/// Inside the container's namespace: lo up, `ifname` up with its address,
+/// default route via the gateway.
+async fn configure_inside(handle: Handle, p: &Plug) -> Result<()> {
+    let lo = link_index(&handle, "lo")
+        .await?
+        .ok_or_else(|| Error::LinkNotFound("lo".into()))?;
+    set_up(&handle, lo, "lo").await?;
+    let idx = link_index(&handle, &p.ifname)
+        .await?
+        .ok_or_else(|| Error::LinkNotFound(p.ifname.clone()))?;
+    ensure_address(&handle, idx, &p.ifname, p.ip, p.prefix).await?;
+    set_up(&handle, idx, &p.ifname).await?;
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(p.gateway)
+        .output_interface(idx)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .execute()
+        .await
+        .map_err(nl(format!(
+            "adding the default route via {} in the container",
+            p.gateway
+        )))
+}
+
+impl LinuxHost {
+    async fn nft(&self, script: String) -> Result<()> {
+        run_with_stdin("nft", &["-f", "-"], script).await
+    }
+
+    async fn iptables(&self, table: &str, state: &State) -> Result<()> {
+        let prefix = firewall::iptables_prefix(table);
+        // Chains of endpoints that no longer publish anything.
+        let listing = run_output("iptables", &["-w", "-t", "nat", "-S"]).await?;
+        let wanted = firewall::iptables_restore(table, state);
+        let stale: Vec<String> = listing
+            .lines()
+            .filter_map(|l| l.strip_prefix("-N "))
+            .filter(|c| {
+                c.starts_with(&format!("{prefix}-EP-")) && !wanted.contains(&format!(":{c} "))
+            })
+            .map(str::to_string)
+            .collect();
+        if state.networks.is_empty() {
+            for (builtin, ours) in firewall::iptables_hooks(table) {
+                while run_output("iptables", &["-w", "-t", "nat", "-D", builtin, "-j", &ours])
+                    .await
+                    .is_ok()
+                {}
+            }
+            let mine: Vec<String> = listing
+                .lines()
+                .filter_map(|l| l.strip_prefix("-N "))
+                .filter(|c| c.starts_with(&format!("{prefix}-")))
+                .map(str::to_string)
+                .collect();
+            for c in &mine {
+                run_output("iptables", &["-w", "-t", "nat", "-F", c]).await?;
+            }
+            for c in &mine {
+                run_output("iptables", &["-w", "-t", "nat", "-X", c]).await?;
+            }
+            return Ok(());
+        }
+        run_with_stdin("iptables-restore", &["-w", "--noflush"], wanted).await?;
+        for (builtin, ours) in firewall::iptables_hooks(table) {
+            let check = ["-w", "-t", "nat", "-C", builtin, "-j", &ours];
+            if run_output("iptables", &check).await.is_err() {
+                run_output("iptables", &["-w", "-t", "nat", "-I", builtin, "-j", &ours]).await?;
+            }
+        }
+        for c in &stale {
+            run_output("iptables", &["-w", "-t", "nat", "-F", c]).await?;
+            run_output("iptables", &["-w", "-t", "nat", "-X", c]).await?;
+        }
+        Ok(())
+    }
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || ["/usr/sbin", "/sbin"]
+            .iter()
+            .any(|d| Path::new(d).join(tool).is_file())
+}
+
+async fn run_with_stdin(tool: &str, args: &[&str], input: String) -> Result<()> {
+    let fail = |what: String| Error::Firewall(format!("{tool} {}: {what}", args.join(" ")));
+    let mut child = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            fail(format!(
+                "cannot run it ({e}); install the nftables (or iptables) package"
+            ))
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+async fn run_output(tool: &str, args: &[&str]) -> Result<String> {
+    let fail = |what: String| Error::Firewall(format!("{tool} {}: {what}", args.join(" ")));
+    let out = tokio::process::Command::new(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| fail(format!("cannot run it ({e}); install the iptables package")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(fail(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl Host for LinuxHost {
+    async fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+        with_netlink(None, |h| async move {
+            let index = match link_index(&h, name).await? {
+                Some(i) => i,
+                None => {
+                    match h.link().add(LinkBridge::new(name).build()).execute().await {
+                        Ok(()) => {}
+                        Err(e) if is_errno(&e, libc::EEXIST) => {}
+                        Err(e) => return Err(nl(format!("creating bridge {name:?}"))(e)),
+                    }
+                    link_index(&h, name)
+                        .await?
+                        .ok_or_else(|| Error::LinkNotFound(name.to_string()))?
+                }
+            };
+            ensure_address(&h, index, name, gateway, prefix).await?;
+            set_up(&h, index, name).await
+        })
+        .await
+    }
+
+    async fn delete_link(&self, name: &str) -> Result<bool> {
+        with_netlink(None, |h| async move {
+            let Some(index) = link_index(&h, name).await? else {
+                return Ok(false);
+            };
+            match h.link().del(index).execute().await {
+                Ok(()) => Ok(true),
+                Err(e) if is_errno(&e, libc::ENODEV) => Ok(false),
+                Err(e) => Err(nl(format!("deleting link {name:?}"))(e)),
+            }
+        })
+        .await
+    }
+
+    async fn link_exists(&self, name: &str) -> Result<bool> {
+        with_netlink(None, |h| async move {
+            Ok(link_index(&h, name).await?.is_some())
+        })
+        .await
+    }
+
+    async fn host_routes(&self) -> Result<Vec<Ipv4Net>> {
+        with_netlink(None, |h| async move {
+            let routes: Vec<_> = h
+                .route()
+                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+                .execute()
+                .try_collect()
+                .await
+                .map_err(nl("listing the host's routes"))?;
+            Ok(routes
+                .iter()
+                .filter(|r| r.header.destination_prefix_length > 0)
+                .filter_map(|r| {
+                    r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
+                            Ipv4Net::new(*ip, r.header.destination_prefix_length).ok()
+                        }
+                        _ => None,
+                    })
+                })
+                .filter(|n| !n.addr().is_loopback())
+                .collect())
+        })
+        .await
+    }
+
+    async fn plug(&self, p: &Plug) -> Result<()> {
+        let ns_file = std::fs::File::open(p.netns.path()).map_err(|source| Error::Netns {
+            path: p.netns.path(),
+            source,
+        })?;
+        let ns_fd = std::os::fd::AsRawFd::as_raw_fd(&ns_file);
+        // The veth is created with its peer already in the container's
+        // namespace under its final name: nothing to move or rename later.
+        with_netlink(None, |h| async move {
+            let bridge = link_index(&h, &p.bridge)
+                .await?
+                .ok_or_else(|| Error::LinkNotFound(p.bridge.clone()))?;
+            let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                .name(p.ifname.clone())
+                .address(p.mac.to_vec())
+                .setns_by_fd(ns_fd)
+                .build();
+            let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                .name(p.host_veth.clone())
+                .controller(bridge)
+                .up()
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                .build();
+            h.link().add(msg).execute().await.map_err(nl(format!(
+                "creating veth {:?} with peer {:?} in {}",
+                p.host_veth,
+                p.ifname,
+                p.netns.path().display()
+            )))
+        })
+        .await?;
+        drop(ns_file);
+        let inside = async {
+            let socket = socket_in(&p.netns).await?;
+            with_netlink(Some(socket), |h| configure_inside(h, p)).await
+        };
+        if let Err(e) = inside.await {
+            let _ = self.delete_link(&p.host_veth).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let path = Path::new("/proc/sys").join(key);
+        std::fs::write(&path, value).map_err(|source| Error::Sysctl { path, source })
+    }
+
+    async fn apply_firewall(&self, table: &str, state: &State) -> Result<()> {
+        let use_nft = match self.backend {
+            FirewallBackend::Nft => true,
+            FirewallBackend::Iptables => false,
+            FirewallBackend::Auto => on_path("nft") || !on_path("iptables-restore"),
+        };
+        if use_nft {
+            self.nft(firewall::nft_script(table, state)).await
+        } else {
+            self.iptables(table, state).await
+        }
+    }
+}
+
+/// A fake [`Host`] that records what was asked of it; failures can be
+/// injected with [`Recorder::fail_on`].
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// One line per call, e.g. `ensure_bridge strato0 10.199.0.1/24`.
+    pub calls: Mutex<Vec<String>>,
+    /// Links that exist.
+    pub links: Mutex<std::collections::BTreeSet<String>>,
+    /// Routes the host reports.
+    pub routes: Mutex<Vec<Ipv4Net>>,
+    /// The last firewall applied: (table, nft script).
+    pub firewall: Mutex<Option<(String, String)>>,
+    fail: Mutex<Option<String>>,
+}
+
+impl Recorder {
+    /// Makes the next call whose record starts with `prefix` fail.
+    pub fn fail_on(&self, prefix: &str) {
+        *self.fail.lock().unwrap() = Some(prefix.to_string());
+    }
+
+    /// The calls so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn record(&self, call: String) -> Result<()> {
+        let mut fail = self.fail.lock().unwrap();
+        let failing = fail.as_deref().is_some_and(|f| call.starts_with(f));
+        self.calls.lock().unwrap().push(call.clone());
+        if failing {
+            *fail = None;
+            return Err(Error::Firewall(format!("injected failure: {call}")));
+        }
+        Ok(())
+    }
+}
+
+impl Host for Recorder {
+    async fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+        self.record(format!("ensure_bridge {name} {gateway}/{prefix}"))?;
+        self.links.lock().unwrap().insert(name.to_string());
+        Ok(())
+    }
+
+    async fn delete_link(&self, name: &str) -> Result<bool> {
+        self.record(format!("delete_link {name}"))?;
+        Ok(self.links.lock().unwrap().remove(name))
+    }
+
+    async fn link_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.links.lock().unwrap().contains(name))
+    }
+
+    async fn host_routes(&self) -> Result<Vec<Ipv4Net>> {
+        Ok(self.routes.lock().unwrap().clone())
+    }
+
+    async fn plug(&self, p: &Plug) -> Result<()> {
+        self.record(format!(
+            "plug {} {} {}:{} {}/{} via {}",
+            p.bridge,
+            p.host_veth,
+            p.netns.path().display(),
+            p.ifname,
+            p.ip,
+            p.prefix,
+            p.gateway
+        ))?;
+        self.links.lock().unwrap().insert(p.host_veth.clone());
+        Ok(())
+    }
+
+    fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        self.record(format!("sysctl {key}={value}"))
+    }
+
+    async fn apply_firewall(&self, table: &str, state: &State) -> Result<()> {
+        self.record(format!("apply_firewall {table}"))?;
+        *self.firewall.lock().unwrap() =
+            Some((table.to_string(), firewall::nft_script(table, state)));
+        Ok(())
+    }
+}

@@ -1,0 +1,223 @@
+//! Address management of one network: which addresses are handed out, to
+//! whom. Pure data; [`crate::state`] persists it.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::Ipv4Net;
+
+/// The addresses of one network's subnet. The gateway is reserved; the
+/// network and broadcast addresses are never handed out. Allocation walks
+/// forward from the last address given, like Docker, so an address just
+/// released is not reused at once (stale ARP entries in peers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipam {
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    /// address → owner (a container id)
+    allocated: BTreeMap<Ipv4Addr, String>,
+    #[serde(default)]
+    last: Option<Ipv4Addr>,
+}
+
+impl Ipam {
+    /// An empty pool for `subnet` with `gateway` reserved.
+    pub fn new(subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<Self> {
+        if subnet.prefix() > 30 {
+            return Err(Error::SubnetTooSmall { subnet });
+        }
+        if !subnet.is_host(gateway) {
+            return Err(Error::GatewayOutsideSubnet { gateway, subnet });
+        }
+        Ok(Self {
+            subnet,
+            gateway,
+            allocated: BTreeMap::new(),
+            last: None,
+        })
+    }
+
+    /// The subnet.
+    pub fn subnet(&self) -> Ipv4Net {
+        self.subnet
+    }
+
+    /// The gateway (the bridge's address).
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.gateway
+    }
+
+    /// Addresses handed out, with their owners.
+    pub fn allocated(&self) -> &BTreeMap<Ipv4Addr, String> {
+        &self.allocated
+    }
+
+    /// How many addresses can still be handed out.
+    pub fn free(&self) -> u64 {
+        // network, broadcast and gateway are never handed out
+        self.subnet.size() - 3 - self.allocated.len() as u64
+    }
+
+    /// Hands out the next free address to `owner`.
+    pub fn allocate(&mut self, network: &str, owner: &str) -> Result<Ipv4Addr> {
+        let size = self.subnet.size();
+        let start = match self.last {
+            Some(l) if self.subnet.contains(l) => {
+                u64::from(u32::from(l) - u32::from(self.subnet.addr())) + 1
+            }
+            _ => 1,
+        };
+        for i in 0..size {
+            let n = (start + i) % size;
+            let Some(ip) = self.subnet.nth(n) else {
+                continue;
+            };
+            if self.usable(ip) && !self.allocated.contains_key(&ip) {
+                self.allocated.insert(ip, owner.to_string());
+                self.last = Some(ip);
+                return Ok(ip);
+            }
+        }
+        Err(Error::NoFreeAddress {
+            network: network.to_string(),
+            subnet: self.subnet,
+        })
+    }
+
+    /// Hands out exactly `ip` to `owner`.
+    pub fn allocate_exact(&mut self, network: &str, owner: &str, ip: Ipv4Addr) -> Result<()> {
+        let unavailable = |reason: String| Error::AddressUnavailable {
+            ip,
+            network: network.to_string(),
+            subnet: self.subnet,
+            reason,
+        };
+        if !self.subnet.contains(ip) {
+            return Err(unavailable("it is outside the subnet".into()));
+        }
+        if ip == self.gateway {
+            return Err(unavailable("it is the gateway".into()));
+        }
+        if !self.usable(ip) {
+            return Err(unavailable("it is the network or broadcast address".into()));
+        }
+        if let Some(o) = self.allocated.get(&ip) {
+            return Err(unavailable(format!("it is in use by {o:?}")));
+        }
+        self.allocated.insert(ip, owner.to_string());
+        Ok(())
+    }
+
+    /// Gives `ip` back; returns whether it was allocated.
+    pub fn release(&mut self, ip: Ipv4Addr) -> bool {
+        self.allocated.remove(&ip).is_some()
+    }
+
+    fn usable(&self, ip: Ipv4Addr) -> bool {
+        self.subnet.is_host(ip) && ip != self.gateway
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn allocates_in_order_skipping_gateway() {
+        let mut p = Ipam::new("198.18.0.0/29".parse().unwrap(), ip("198.18.0.1")).unwrap();
+        assert_eq!(p.free(), 5);
+        let got: Vec<_> = (0..5)
+            .map(|i| p.allocate("n", &format!("c{i}")).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "198.18.0.2",
+                "198.18.0.3",
+                "198.18.0.4",
+                "198.18.0.5",
+                "198.18.0.6"
+            ]
+            .map(ip)
+        );
+        assert_eq!(p.free(), 0);
+        let e = p.allocate("n", "c9").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "network \"n\" (198.18.0.0/29) has no free address left; detach containers or create the network with a larger subnet"
+        );
+    }
+
+    #[test]
+    fn release_then_reuse_only_after_wrapping() {
+        let mut p = Ipam::new("198.18.0.0/29".parse().unwrap(), ip("198.18.0.1")).unwrap();
+        let a = p.allocate("n", "a").unwrap();
+        let b = p.allocate("n", "b").unwrap();
+        assert!(p.release(a));
+        assert!(!p.release(a));
+        // next is after b, not the freshly released a
+        assert_eq!(p.allocate("n", "c").unwrap(), ip("198.18.0.4"));
+        assert_eq!(b, ip("198.18.0.3"));
+        p.allocate("n", "d").unwrap();
+        p.allocate("n", "e").unwrap();
+        // wraps around to a
+        assert_eq!(p.allocate("n", "f").unwrap(), a);
+        assert_eq!(p.allocated().get(&a).unwrap(), "f");
+    }
+
+    #[test]
+    fn gateway_not_first_address() {
+        let mut p = Ipam::new("198.18.0.0/30".parse().unwrap(), ip("198.18.0.2")).unwrap();
+        assert_eq!(p.allocate("n", "a").unwrap(), ip("198.18.0.1"));
+        assert!(p.allocate("n", "b").is_err());
+    }
+
+    #[test]
+    fn exact_allocation_checks() {
+        let mut p = Ipam::new("198.18.0.0/24".parse().unwrap(), ip("198.18.0.1")).unwrap();
+        p.allocate_exact("n", "a", ip("198.18.0.77")).unwrap();
+        for (bad, why) in [
+            ("198.18.0.77", "in use by \"a\""),
+            ("198.18.0.1", "gateway"),
+            ("198.18.0.0", "network or broadcast"),
+            ("198.18.0.255", "network or broadcast"),
+            ("198.18.1.5", "outside"),
+        ] {
+            let e = p.allocate_exact("n", "b", ip(bad)).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_subnets_and_gateways() {
+        assert!(matches!(
+            Ipam::new("198.18.0.0/31".parse().unwrap(), ip("198.18.0.0")),
+            Err(Error::SubnetTooSmall { .. })
+        ));
+        assert!(matches!(
+            Ipam::new("198.18.0.0/24".parse().unwrap(), ip("198.18.0.0")),
+            Err(Error::GatewayOutsideSubnet { .. })
+        ));
+        assert!(matches!(
+            Ipam::new("198.18.0.0/24".parse().unwrap(), ip("198.18.1.1")),
+            Err(Error::GatewayOutsideSubnet { .. })
+        ));
+    }
+
+    #[test]
+    fn survives_json() {
+        let mut p = Ipam::new("198.18.0.0/24".parse().unwrap(), ip("198.18.0.1")).unwrap();
+        p.allocate("n", "a").unwrap();
+        let j = serde_json::to_string(&p).unwrap();
+        let mut q: Ipam = serde_json::from_str(&j).unwrap();
+        assert_eq!(p, q);
+        assert_eq!(q.allocate("n", "b").unwrap(), ip("198.18.0.3"));
+    }
+}

@@ -1,0 +1,876 @@
+//! [`NetworkManager`]: networks, endpoints and published ports, persisted
+//! in the state file and realised on the host through [`Host`].
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use tokio::sync::Mutex;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::error::{Error, Result};
+use crate::files::{self, HostEntry};
+use crate::firewall::fnv1a;
+use crate::host::{Host, LinuxHost, Netns, Plug};
+use crate::ipam::Ipam;
+use crate::ipnet::carve;
+use crate::state::{Endpoint, Network, NetworkState, State};
+use crate::{Ipv4Net, PortMapping};
+
+/// The default network's name, as in Docker.
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// The default network's bridge.
+pub const DEFAULT_BRIDGE: &str = "strato0";
+/// The default pool subnets are carved from. 10.199/16 is outside Docker's
+/// (172.17–31/16, 192.168/16), Podman's (10.88/16) and the AWS default VPC
+/// (172.31/16).
+pub const DEFAULT_POOL: &str = "10.199.0.0/16";
+
+/// How the manager is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The state file is `state_dir/network.json`.
+    pub state_dir: PathBuf,
+    /// Subnets for networks created without one are carved from here.
+    pub pool: Ipv4Net,
+    /// The length of carved subnets.
+    pub subnet_prefix: u8,
+    /// The default network's bridge.
+    pub default_bridge: String,
+    /// The nftables table (and iptables chain prefix) holding every rule.
+    pub table: String,
+}
+
+impl Config {
+    /// Defaults with state in `state_dir`.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            pool: DEFAULT_POOL.parse().expect("valid default pool"),
+            subnet_prefix: 24,
+            default_bridge: DEFAULT_BRIDGE.to_string(),
+            table: "strato".to_string(),
+        }
+    }
+}
+
+/// What to create with [`NetworkManager::create`].
+#[derive(Clone, Debug, Default)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// Defaults to `stb-<hash of name>`.
+    pub bridge: Option<String>,
+    /// Defaults to a free subnet of the pool.
+    pub subnet: Option<Ipv4Net>,
+    /// Defaults to the subnet's first host address.
+    pub gateway: Option<Ipv4Addr>,
+    /// No egress masquerading, no forwarding off the bridge.
+    pub internal: bool,
+}
+
+/// What to attach with [`NetworkManager::attach`].
+#[derive(Clone, Debug)]
+pub struct AttachRequest {
+    pub network: String,
+    pub container_id: String,
+    pub netns: Netns,
+    /// The interface name inside the container (`eth0`).
+    pub ifname: String,
+    /// Names of the container on the network (hostname, aliases).
+    pub names: Vec<String>,
+    /// A fixed address, else the next free one.
+    pub ip: Option<Ipv4Addr>,
+    pub ports: Vec<PortMapping>,
+}
+
+impl AttachRequest {
+    /// Attach `container_id` in `netns` to `network` as `eth0`.
+    pub fn new(network: &str, container_id: &str, netns: Netns) -> Self {
+        Self {
+            network: network.to_string(),
+            container_id: container_id.to_string(),
+            netns,
+            ifname: "eth0".to_string(),
+            names: Vec::new(),
+            ip: None,
+            ports: Vec::new(),
+        }
+    }
+}
+
+/// The container-side files for one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerFiles {
+    pub hosts: String,
+    pub resolv_conf: String,
+    pub hostname: String,
+}
+
+/// Container networking of the engine. One per daemon; all methods are
+/// async and serialised by an internal lock (netlink calls take
+/// milliseconds).
+pub struct NetworkManager<H: Host = LinuxHost> {
+    config: Config,
+    host: H,
+    state: Mutex<State>,
+}
+
+fn valid_name(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.as_bytes()[0].is_ascii_alphanumeric()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+fn valid_ifname(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':' && b != b'"')
+}
+
+/// The MAC of a container address: locally administered, derived from the
+/// address like Docker's (`02:42:` there, `02:53:` here).
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x53, o[0], o[1], o[2], o[3]]
+}
+
+fn mac_string(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The host end of a container's veth: stable for (network, container),
+/// at most 15 characters.
+pub fn host_veth_name(network: &str, container_id: &str) -> String {
+    format!("stv{:08x}", fnv1a(&format!("{network}/{container_id}")))
+}
+
+impl NetworkManager<LinuxHost> {
+    /// The manager on the real host, with state loaded from
+    /// `config.state_dir`.
+    pub fn open(config: Config) -> Result<Self> {
+        Self::with_host(config, LinuxHost::default())
+    }
+}
+
+impl<H: Host> NetworkManager<H> {
+    /// The manager on `host`.
+    pub fn with_host(config: Config, host: H) -> Result<Self> {
+        let state = State::load(&config.state_dir.join("network.json"))?;
+        Ok(Self {
+            config,
+            host,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The host implementation (tests inspect a [`crate::Recorder`]).
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.config.state_dir.join("network.json")
+    }
+
+    /// Networks, by name.
+    pub async fn list(&self) -> Vec<Network> {
+        let st = self.state.lock().await;
+        st.networks.values().map(|n| n.network.clone()).collect()
+    }
+
+    /// One network.
+    pub async fn get(&self, name: &str) -> Result<Network> {
+        let st = self.state.lock().await;
+        st.networks
+            .get(name)
+            .map(|n| n.network.clone())
+            .ok_or_else(|| Error::NoSuchNetwork(name.to_string()))
+    }
+
+    /// A network's endpoints.
+    pub async fn endpoints(&self, network: &str) -> Result<Vec<Endpoint>> {
+        let st = self.state.lock().await;
+        let n = st
+            .networks
+            .get(network)
+            .ok_or_else(|| Error::NoSuchNetwork(network.to_string()))?;
+        Ok(n.endpoints.values().cloned().collect())
+    }
+
+    /// The default network (`bridge` on `strato0`), created on first use;
+    /// its bridge is recreated if missing (after a host reboot).
+    pub async fn ensure_default(&self) -> Result<Network> {
+        if let Ok(n) = self.get(DEFAULT_NETWORK).await {
+            self.realise_network(&n).await?;
+            return Ok(n);
+        }
+        self.create_inner(
+            NetworkSpec {
+                name: DEFAULT_NETWORK.to_string(),
+                bridge: Some(self.config.default_bridge.clone()),
+                ..Default::default()
+            },
+            false,
+        )
+        .await
+    }
+
+    /// Creates a user-defined bridge network.
+    pub async fn create(&self, spec: NetworkSpec) -> Result<Network> {
+        self.create_inner(spec, true).await
+    }
+
+    async fn create_inner(&self, spec: NetworkSpec, user_defined: bool) -> Result<Network> {
+        if !valid_name(&spec.name, 64) {
+            return Err(Error::InvalidName(spec.name));
+        }
+        let span = info_span!("network_create", network = %spec.name);
+        async {
+            let mut st = self.state.lock().await;
+            if st.networks.contains_key(&spec.name) {
+                return Err(Error::NetworkExists(spec.name.clone()));
+            }
+            let bridge = spec
+                .bridge
+                .clone()
+                .unwrap_or_else(|| format!("stb-{:08x}", fnv1a(&spec.name)));
+            if !valid_ifname(&bridge) {
+                return Err(Error::InvalidBridgeName(bridge));
+            }
+            if let Some(o) = st.networks.values().find(|n| n.network.bridge == bridge) {
+                return Err(Error::BridgeInUse {
+                    bridge,
+                    network: o.network.name.clone(),
+                });
+            }
+            let subnet = match spec.subnet {
+                Some(s) => {
+                    if let Some(o) = st.networks.values().find(|n| n.network.subnet.overlaps(&s)) {
+                        return Err(Error::SubnetOverlap {
+                            subnet: s,
+                            other: o.network.name.clone(),
+                            other_subnet: o.network.subnet,
+                        });
+                    }
+                    s
+                }
+                None => {
+                    let mut taken: Vec<Ipv4Net> =
+                        st.networks.values().map(|n| n.network.subnet).collect();
+                    match self.host.host_routes().await {
+                        Ok(r) => taken.extend(r),
+                        Err(e) => {
+                            warn!(error = %e, "cannot list host routes; carving without them")
+                        }
+                    }
+                    carve(&self.config.pool, self.config.subnet_prefix, &taken)?
+                }
+            };
+            if subnet.prefix() > 30 {
+                return Err(Error::SubnetTooSmall { subnet });
+            }
+            let gateway = spec
+                .gateway
+                .or_else(|| subnet.nth(1))
+                .unwrap_or(subnet.addr());
+            let ipam = Ipam::new(subnet, gateway)?;
+            let network = Network {
+                name: spec.name.clone(),
+                bridge,
+                subnet,
+                gateway,
+                user_defined,
+                internal: spec.internal,
+            };
+            self.host
+                .ensure_bridge(&network.bridge, gateway, subnet.prefix())
+                .await?;
+            st.networks.insert(
+                network.name.clone(),
+                NetworkState {
+                    network: network.clone(),
+                    ipam,
+                    endpoints: Default::default(),
+                },
+            );
+            let done = async {
+                self.host_settings(&network)?;
+                st.save(&self.state_path())?;
+                self.host.apply_firewall(&self.config.table, &st).await
+            }
+            .await;
+            if let Err(e) = done {
+                st.networks.remove(&network.name);
+                let _ = st.save(&self.state_path());
+                let _ = self.host.delete_link(&network.bridge).await;
+                let _ = self.host.apply_firewall(&self.config.table, &st).await;
+                return Err(e);
+            }
+            info!(bridge = %network.bridge, %subnet, %gateway, "network created");
+            Ok(network)
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn host_settings(&self, n: &Network) -> Result<()> {
+        self.host.sysctl("net/ipv4/ip_forward", "1")?;
+        // lets the host's 127.0.0.1:<published port> be DNATed out the bridge
+        self.host
+            .sysctl(&format!("net/ipv4/conf/{}/route_localnet", n.bridge), "1")
+    }
+
+    async fn realise_network(&self, n: &Network) -> Result<()> {
+        self.host
+            .ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix())
+            .await?;
+        self.host_settings(n)
+    }
+
+    /// After a daemon or host restart: recreates missing bridges and
+    /// reinstalls the firewall from the state file. Endpoints whose veth is
+    /// gone (the container died with the host) are dropped and their
+    /// addresses released.
+    pub async fn restore(&self) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let nets: Vec<Network> = st.networks.values().map(|n| n.network.clone()).collect();
+        for n in &nets {
+            self.realise_network(n).await?;
+        }
+        let eps: Vec<Endpoint> = st.endpoints().cloned().collect();
+        for ep in eps {
+            if !self.host.link_exists(&ep.host_veth).await? {
+                debug!(container = %ep.container_id, network = %ep.network, "dropping stale endpoint");
+                if let Some(n) = st.networks.get_mut(&ep.network) {
+                    n.endpoints.remove(&ep.container_id);
+                    n.ipam.release(ep.ip);
+                }
+            }
+        }
+        st.save(&self.state_path())?;
+        self.host.apply_firewall(&self.config.table, &st).await
+    }
+
+    /// Removes a network with no endpoints: its bridge and its rules.
+    pub async fn remove(&self, name: &str) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let n = st
+            .networks
+            .get(name)
+            .ok_or_else(|| Error::NoSuchNetwork(name.to_string()))?;
+        if !n.endpoints.is_empty() {
+            return Err(Error::NetworkInUse {
+                network: name.to_string(),
+                count: n.endpoints.len(),
+            });
+        }
+        let removed = st.networks.remove(name).expect("checked above");
+        st.save(&self.state_path())?;
+        self.host.apply_firewall(&self.config.table, &st).await?;
+        self.host.delete_link(&removed.network.bridge).await?;
+        info!(network = name, "network removed");
+        Ok(())
+    }
+
+    /// Connects a container: a veth pair into the bridge, the peer in the
+    /// container's namespace as `ifname` with an address and a default
+    /// route via the gateway, `lo` up, and its ports published.
+    pub async fn attach(&self, req: AttachRequest) -> Result<Endpoint> {
+        let span =
+            info_span!("network_attach", network = %req.network, container = %req.container_id);
+        self.attach_inner(req).instrument(span).await
+    }
+
+    async fn attach_inner(&self, req: AttachRequest) -> Result<Endpoint> {
+        if !valid_name(&req.container_id, 128) {
+            return Err(Error::InvalidContainerId(req.container_id));
+        }
+        if !valid_ifname(&req.ifname) {
+            return Err(Error::InvalidIfname(req.ifname));
+        }
+        for n in &req.names {
+            files::validate_hostname(n)?;
+        }
+        let mut st = self.state.lock().await;
+        check_ports(&st, &req.container_id, &req.ports)?;
+        let ns = st
+            .networks
+            .get_mut(&req.network)
+            .ok_or_else(|| Error::NoSuchNetwork(req.network.clone()))?;
+        if ns.endpoints.contains_key(&req.container_id) {
+            return Err(Error::AlreadyAttached {
+                container: req.container_id,
+                network: req.network,
+            });
+        }
+        let network = ns.network.clone();
+        let ip = match req.ip {
+            Some(ip) => {
+                ns.ipam
+                    .allocate_exact(&network.name, &req.container_id, ip)?;
+                ip
+            }
+            None => ns.ipam.allocate(&network.name, &req.container_id)?,
+        };
+        let mac = mac_for(ip);
+        let ep = Endpoint {
+            network: network.name.clone(),
+            container_id: req.container_id.clone(),
+            names: req.names.clone(),
+            ip,
+            prefix: network.subnet.prefix(),
+            gateway: network.gateway,
+            mac: mac_string(mac),
+            host_veth: host_veth_name(&network.name, &req.container_id),
+            ifname: req.ifname.clone(),
+            ports: req.ports.clone(),
+        };
+        let plug = Plug {
+            bridge: network.bridge.clone(),
+            host_veth: ep.host_veth.clone(),
+            netns: req.netns.clone(),
+            ifname: req.ifname.clone(),
+            mac,
+            ip,
+            prefix: ep.prefix,
+            gateway: network.gateway,
+        };
+        let plugged = async {
+            self.realise_network(&network).await?;
+            self.host.plug(&plug).await
+        }
+        .await;
+        if let Err(e) = plugged {
+            st.networks
+                .get_mut(&network.name)
+                .expect("present")
+                .ipam
+                .release(ip);
+            return Err(e);
+        }
+        st.networks
+            .get_mut(&network.name)
+            .expect("present")
+            .endpoints
+            .insert(ep.container_id.clone(), ep.clone());
+        let done = async {
+            st.save(&self.state_path())?;
+            self.host.apply_firewall(&self.config.table, &st).await
+        }
+        .await;
+        if let Err(e) = done {
+            let n = st.networks.get_mut(&network.name).expect("present");
+            n.endpoints.remove(&ep.container_id);
+            n.ipam.release(ip);
+            let _ = self.host.delete_link(&ep.host_veth).await;
+            let _ = st.save(&self.state_path());
+            let _ = self.host.apply_firewall(&self.config.table, &st).await;
+            return Err(e);
+        }
+        info!(%ip, veth = %ep.host_veth, "container attached");
+        Ok(ep)
+    }
+
+    /// Disconnects a container: deletes the host veth (its peer dies with
+    /// it), unpublishes its ports and releases its address.
+    pub async fn detach(&self, network: &str, container_id: &str) -> Result<()> {
+        let mut st = self.state.lock().await;
+        let n = st
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| Error::NoSuchNetwork(network.to_string()))?;
+        let ep = n
+            .endpoints
+            .remove(container_id)
+            .ok_or_else(|| Error::NotAttached {
+                container: container_id.to_string(),
+                network: network.to_string(),
+            })?;
+        n.ipam.release(ep.ip);
+        st.save(&self.state_path())?;
+        self.host.apply_firewall(&self.config.table, &st).await?;
+        self.host.delete_link(&ep.host_veth).await?;
+        info!(network, container = container_id, ip = %ep.ip, "container detached");
+        Ok(())
+    }
+
+    /// Replaces the ports a container publishes on `network` (an empty
+    /// list unpublishes them all); other containers' rules stay as they are.
+    pub async fn publish(
+        &self,
+        network: &str,
+        container_id: &str,
+        ports: Vec<PortMapping>,
+    ) -> Result<()> {
+        let mut st = self.state.lock().await;
+        check_ports(&st, container_id, &ports)?;
+        let n = st
+            .networks
+            .get_mut(network)
+            .ok_or_else(|| Error::NoSuchNetwork(network.to_string()))?;
+        let ep = n
+            .endpoints
+            .get_mut(container_id)
+            .ok_or_else(|| Error::NotAttached {
+                container: container_id.to_string(),
+                network: network.to_string(),
+            })?;
+        let old = std::mem::replace(&mut ep.ports, ports);
+        let done = async {
+            st.save(&self.state_path())?;
+            self.host.apply_firewall(&self.config.table, &st).await
+        }
+        .await;
+        if let Err(e) = done {
+            if let Some(ep) = st
+                .networks
+                .get_mut(network)
+                .and_then(|n| n.endpoints.get_mut(container_id))
+            {
+                ep.ports = old;
+            }
+            let _ = st.save(&self.state_path());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The container's /etc/hosts, /etc/resolv.conf and /etc/hostname for
+    /// its endpoint on `network`; `host_resolv` is the host's resolv.conf
+    /// content (see [`files::host_resolv_conf_path`]). On user-defined
+    /// networks /etc/hosts names the other containers too.
+    pub async fn container_files(
+        &self,
+        network: &str,
+        container_id: &str,
+        hostname: &str,
+        host_resolv: &str,
+    ) -> Result<ContainerFiles> {
+        let st = self.state.lock().await;
+        let n = st
+            .networks
+            .get(network)
+            .ok_or_else(|| Error::NoSuchNetwork(network.to_string()))?;
+        let ep = n
+            .endpoints
+            .get(container_id)
+            .ok_or_else(|| Error::NotAttached {
+                container: container_id.to_string(),
+                network: network.to_string(),
+            })?;
+        let mut names = vec![hostname.to_string()];
+        names.extend(ep.names.iter().filter(|x| *x != hostname).cloned());
+        let own = HostEntry { ip: ep.ip, names };
+        let peers: Vec<HostEntry> = if n.network.user_defined {
+            n.endpoints
+                .values()
+                .filter(|p| p.container_id != container_id && !p.names.is_empty())
+                .map(|p| HostEntry {
+                    ip: p.ip,
+                    names: p.names.clone(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(ContainerFiles {
+            hosts: files::hosts(&own, &peers)?,
+            resolv_conf: files::resolv_conf(host_resolv),
+            hostname: files::hostname(hostname)?,
+        })
+    }
+}
+
+/// Refuses host ports another container already publishes.
+fn check_ports(st: &State, container_id: &str, ports: &[PortMapping]) -> Result<()> {
+    for (i, p) in ports.iter().enumerate() {
+        if let Some(q) = ports[..i].iter().find(|q| q.conflicts(p)) {
+            return Err(Error::PortInUse {
+                host_ip: q.host_ip.map_or("*".into(), |ip| ip.to_string()),
+                port: q.host_port,
+                protocol: q.protocol,
+                container: container_id.to_string(),
+            });
+        }
+        for ep in st.endpoints().filter(|e| e.container_id != container_id) {
+            if let Some(q) = ep.ports.iter().find(|q| q.conflicts(p)) {
+                return Err(Error::PortInUse {
+                    host_ip: q.host_ip.map_or("*".into(), |ip| ip.to_string()),
+                    port: q.host_port,
+                    protocol: q.protocol,
+                    container: ep.container_id.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Recorder;
+
+    fn manager(dir: &std::path::Path) -> NetworkManager<Recorder> {
+        NetworkManager::with_host(Config::new(dir), Recorder::default()).unwrap()
+    }
+
+    fn ns() -> Netns {
+        Netns::Path("/run/netns/x".into())
+    }
+
+    #[tokio::test]
+    async fn default_network_carves_around_host_routes() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.host()
+            .routes
+            .lock()
+            .unwrap()
+            .push("10.199.0.0/23".parse().unwrap());
+        let n = m.ensure_default().await.unwrap();
+        assert_eq!(n.name, "bridge");
+        assert_eq!(n.bridge, "strato0");
+        assert_eq!(n.subnet.to_string(), "10.199.2.0/24");
+        assert_eq!(n.gateway.to_string(), "10.199.2.1");
+        assert!(!n.user_defined);
+        assert_eq!(
+            m.host().calls(),
+            [
+                "ensure_bridge strato0 10.199.2.1/24",
+                "sysctl net/ipv4/ip_forward=1",
+                "sysctl net/ipv4/conf/strato0/route_localnet=1",
+                "apply_firewall strato",
+            ]
+        );
+        // idempotent
+        assert_eq!(m.ensure_default().await.unwrap(), n);
+        let u = m
+            .create(NetworkSpec {
+                name: "u".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(u.subnet.to_string(), "10.199.3.0/24");
+        assert_eq!(u.bridge, format!("stb-{:08x}", fnv1a("u")));
+    }
+
+    #[tokio::test]
+    async fn create_refuses_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        let spec = |name: &str, subnet: &str| NetworkSpec {
+            name: name.into(),
+            subnet: Some(subnet.parse().unwrap()),
+            ..Default::default()
+        };
+        m.create(spec("a", "198.18.0.0/24")).await.unwrap();
+        let e = m.create(spec("a", "198.18.1.0/24")).await.unwrap_err();
+        assert!(matches!(e, Error::NetworkExists(_)), "{e}");
+        let e = m.create(spec("b", "198.18.0.128/25")).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "subnet 198.18.0.128/25 overlaps 198.18.0.0/24 of network \"a\"; choose a disjoint subnet"
+        );
+        let e = m.create(spec("../x", "198.18.2.0/24")).await.unwrap_err();
+        assert!(matches!(e, Error::InvalidName(_)), "{e}");
+        let mut s = spec("c", "198.18.3.0/24");
+        s.bridge = Some("way-too-long-bridge".into());
+        assert!(matches!(
+            m.create(s).await.unwrap_err(),
+            Error::InvalidBridgeName(_)
+        ));
+        let mut s = spec("c", "198.18.3.0/24");
+        s.gateway = Some("198.18.4.1".parse().unwrap());
+        assert!(matches!(
+            m.create(s).await.unwrap_err(),
+            Error::GatewayOutsideSubnet { .. }
+        ));
+        assert_eq!(m.list().await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn attach_detach_persist_and_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.create(NetworkSpec {
+            name: "n".into(),
+            subnet: Some("198.18.9.0/29".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut req = AttachRequest::new("n", "c1", ns());
+        req.names = vec!["web".into()];
+        req.ports = vec!["8080:80".parse().unwrap()];
+        let ep = m.attach(req.clone()).await.unwrap();
+        assert_eq!(ep.ip.to_string(), "198.18.9.2");
+        assert_eq!(ep.mac, "02:53:c6:12:09:02");
+        assert_eq!(ep.gateway.to_string(), "198.18.9.1");
+        assert_eq!(ep.host_veth, host_veth_name("n", "c1"));
+        assert!(m.host().calls().contains(&format!(
+            "plug {} {} /run/netns/x:eth0 198.18.9.2/29 via 198.18.9.1",
+            ep_bridge(&m).await,
+            ep.host_veth
+        )));
+        let fw = m.host().firewall.lock().unwrap().clone().unwrap().1;
+        assert!(
+            fw.contains("tcp dport 8080 dnat to 198.18.9.2:80 comment \"n/c1\""),
+            "{fw}"
+        );
+
+        let e = m.attach(req.clone()).await.unwrap_err();
+        assert!(matches!(e, Error::AlreadyAttached { .. }), "{e}");
+        let mut r2 = AttachRequest::new("n", "c2", ns());
+        r2.ports = vec!["127.0.0.1:8080:81".parse().unwrap()];
+        let e = m.attach(r2.clone()).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "host port 8080/tcp on * is already published by container \"c1\"; choose another host port"
+        );
+
+        // a restarted daemon sees the same assignments
+        drop(m);
+        let m = manager(dir.path());
+        assert_eq!(m.endpoints("n").await.unwrap(), std::slice::from_ref(&ep));
+        r2.ports.clear();
+        let ep2 = m.attach(r2).await.unwrap();
+        assert_eq!(ep2.ip.to_string(), "198.18.9.3");
+
+        m.detach("n", "c1").await.unwrap();
+        assert!(m
+            .host()
+            .calls()
+            .contains(&format!("delete_link {}", ep.host_veth)));
+        let fw = m.host().firewall.lock().unwrap().clone().unwrap().1;
+        assert!(!fw.contains("n/c1"), "{fw}");
+        let e = m.detach("n", "c1").await.unwrap_err();
+        assert!(matches!(e, Error::NotAttached { .. }), "{e}");
+        let e = m.remove("n").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "network \"n\" still has 1 attached container(s); detach them first"
+        );
+        m.detach("n", "c2").await.unwrap();
+        m.remove("n").await.unwrap();
+        let fw = m.host().firewall.lock().unwrap().clone().unwrap().1;
+        assert_eq!(fw, "table ip strato\ndelete table ip strato\n");
+        assert!(m.list().await.is_empty());
+    }
+
+    async fn ep_bridge(m: &NetworkManager<Recorder>) -> String {
+        m.get("n").await.unwrap().bridge
+    }
+
+    #[tokio::test]
+    async fn exhaustion_and_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.create(NetworkSpec {
+            name: "n".into(),
+            subnet: Some("198.18.9.0/30".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        // a failed plug releases the address and records nothing
+        m.host().fail_on("plug");
+        assert!(m.attach(AttachRequest::new("n", "c1", ns())).await.is_err());
+        assert!(m.endpoints("n").await.unwrap().is_empty());
+        // a failed firewall update undoes the veth too
+        m.host().fail_on("apply_firewall");
+        assert!(m.attach(AttachRequest::new("n", "c1", ns())).await.is_err());
+        assert!(m.endpoints("n").await.unwrap().is_empty());
+        assert!(!m
+            .host()
+            .links
+            .lock()
+            .unwrap()
+            .contains(&host_veth_name("n", "c1")));
+        m.attach(AttachRequest::new("n", "c1", ns())).await.unwrap();
+        let e = m
+            .attach(AttachRequest::new("n", "c2", ns()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "network \"n\" (198.18.9.0/30) has no free address left; detach containers or create the network with a larger subnet"
+        );
+    }
+
+    #[tokio::test]
+    async fn restore_drops_endpoints_whose_veth_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.ensure_default().await.unwrap();
+        m.attach(AttachRequest::new("bridge", "gone", ns()))
+            .await
+            .unwrap();
+        m.attach(AttachRequest::new("bridge", "alive", ns()))
+            .await
+            .unwrap();
+        m.host()
+            .links
+            .lock()
+            .unwrap()
+            .remove(&host_veth_name("bridge", "gone"));
+        m.restore().await.unwrap();
+        let eps = m.endpoints("bridge").await.unwrap();
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].container_id, "alive");
+    }
+
+    #[tokio::test]
+    async fn container_files_name_peers_on_user_networks_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.ensure_default().await.unwrap();
+        m.create(NetworkSpec {
+            name: "app".into(),
+            subnet: Some("198.18.5.0/24".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        for (net, id, name) in [
+            ("app", "c1", "web"),
+            ("app", "c2", "db"),
+            ("bridge", "c1", "web"),
+            ("bridge", "c3", "x"),
+        ] {
+            let mut r = AttachRequest::new(net, id, ns());
+            r.names = vec![name.into()];
+            m.attach(r).await.unwrap();
+        }
+        let f = m
+            .container_files("app", "c1", "web", "nameserver 127.0.0.53\n")
+            .await
+            .unwrap();
+        assert!(
+            f.hosts.ends_with("198.18.5.2\tweb\n198.18.5.3\tdb\n"),
+            "{}",
+            f.hosts
+        );
+        assert_eq!(f.hostname, "web\n");
+        assert_eq!(f.resolv_conf, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+        let f = m.container_files("bridge", "c1", "web", "").await.unwrap();
+        assert!(!f.hosts.contains("\tx\n"), "{}", f.hosts);
+        let e = m
+            .attach({
+                let mut r = AttachRequest::new("app", "c9", ns());
+                r.names = vec!["bad name".into()];
+                r
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidHostname(_)), "{e}");
+    }
+}

@@ -1,0 +1,337 @@
+//! Root tests on the real host: a bridge network, two network namespaces
+//! (made with `ip netns add` as a fixture), ping between them, published
+//! ports reached from the host's loopback and from the other namespace, and
+//! a clean teardown. All traffic stays inside this machine: the subnet is
+//! from the benchmarking range 198.18.0.0/15, and every peer is one of the
+//! test's own namespaces.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use strato_network::{
+    AttachRequest, Config, FirewallBackend, LinuxHost, Netns, NetworkManager, NetworkSpec,
+};
+
+struct NetnsFixture {
+    name: String,
+}
+
+impl NetnsFixture {
+    fn new(name: String) -> Self {
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("run ip (install iproute2)")
+            .success();
+        assert!(ok, "ip netns add {name}");
+        Self { name }
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    fn exec(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .expect("run ip netns exec")
+    }
+}
+
+impl Drop for NetnsFixture {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Runs `f` on a thread inside the namespace at `ns`.
+fn in_netns<T: Send + 'static>(ns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let file = std::fs::File::open(ns).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        f()
+    })
+    .join()
+    .unwrap()
+}
+
+/// Removes what a failed test left: links and the nft table.
+struct Leftovers {
+    links: Vec<String>,
+    table: String,
+}
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        for l in &self.links {
+            if link_exists(l) {
+                let _ = Command::new("ip").args(["link", "del", l]).status();
+            }
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn thread_netns() -> PathBuf {
+    std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn nft_table(table: &str) -> Option<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", table])
+        .output()
+        .expect("run nft (install nftables)");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn echo(addr: SocketAddr, msg: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(msg.as_bytes()).unwrap();
+    let mut buf = vec![0u8; msg.len()];
+    s.read_exact(&mut buf).unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_attach_ping_publish_and_teardown() {
+    let pid = std::process::id();
+    let tag = format!("{:05}", pid % 100_000);
+    let name = format!("nettest-{tag}");
+    let table = format!("strato_test_{tag}");
+    let bridge = format!("stbt{tag}");
+    let third = pid % 256;
+    let subnet = format!("198.18.{third}.0/24");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.table = table.clone();
+    let m =
+        NetworkManager::with_host(config.clone(), LinuxHost::new(FirewallBackend::Nft)).unwrap();
+    let before = thread_netns();
+    let _leftovers = Leftovers {
+        links: vec![
+            bridge.clone(),
+            strato_network::host_veth_name(&name, "ctr-a"),
+            strato_network::host_veth_name(&name, "ctr-b"),
+        ],
+        table: table.clone(),
+    };
+
+    let net = m
+        .create(NetworkSpec {
+            name: name.clone(),
+            bridge: Some(bridge.clone()),
+            subnet: Some(subnet.parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(link_exists(&bridge));
+    assert_eq!(net.gateway.to_string(), format!("198.18.{third}.1"));
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+
+    let a = NetnsFixture::new(format!("strato-nt-{tag}-a"));
+    let b = NetnsFixture::new(format!("strato-nt-{tag}-b"));
+    let host_port = free_port();
+    let mut ra = AttachRequest::new(&name, "ctr-a", Netns::Path(a.path()));
+    ra.names = vec!["alpha".into()];
+    ra.ports = vec![format!("{host_port}:8080").parse().unwrap()];
+    let ea = m.attach(ra).await.unwrap();
+    let mut rb = AttachRequest::new(&name, "ctr-b", Netns::Path(b.path()));
+    rb.names = vec!["beta".into()];
+    let eb = m.attach(rb).await.unwrap();
+    assert_eq!(
+        thread_netns(),
+        before,
+        "the caller's thread changed namespace"
+    );
+    assert!(link_exists(&ea.host_veth) && link_exists(&eb.host_veth));
+    assert_eq!(
+        std::fs::read_link(format!("/sys/class/net/{}/master", ea.host_veth))
+            .unwrap()
+            .file_name()
+            .unwrap(),
+        bridge.as_str()
+    );
+
+    // inside: eth0 with the address and MAC, lo up, default route
+    let addr = String::from_utf8(a.exec(&["ip", "-4", "addr", "show", "eth0"]).stdout).unwrap();
+    assert!(addr.contains(&format!("inet {}/24", ea.ip)), "{addr}");
+    let link = String::from_utf8(a.exec(&["ip", "link", "show", "eth0"]).stdout).unwrap();
+    assert!(link.contains(&ea.mac), "{link}");
+    let lo = String::from_utf8(a.exec(&["ip", "link", "show", "lo"]).stdout).unwrap();
+    assert!(lo.contains("UP"), "{lo}");
+    let route =
+        String::from_utf8(a.exec(&["ip", "-4", "route", "show", "default"]).stdout).unwrap();
+    assert!(
+        route.contains(&format!("default via {} dev eth0", ea.gateway)),
+        "{route}"
+    );
+
+    // ping b → a across the bridge
+    let ping = b.exec(&["ping", "-c1", "-W5", &ea.ip.to_string()]);
+    assert!(
+        ping.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+
+    // an echo server in a, on the container port
+    let listener = in_netns(&a.path(), || TcpListener::bind("0.0.0.0:8080").unwrap());
+    let server = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap();
+            s.write_all(&buf[..n]).unwrap();
+        }
+    });
+    let rules = nft_table(&table).expect("the strato table exists");
+    assert!(
+        rules.contains(&format!("dnat to {}:8080", ea.ip)),
+        "{rules}"
+    );
+    let (ipa, gw) = (ea.ip, ea.gateway);
+    let results = tokio::task::spawn_blocking(move || {
+        let from_host = echo(SocketAddr::from(([127, 0, 0, 1], host_port)), "loopback");
+        let bpath = PathBuf::from(format!("/run/netns/strato-nt-{tag}-b"));
+        let (direct, hairpin) = in_netns(&bpath, move || {
+            (
+                echo(SocketAddr::from((ipa, 8080)), "direct"),
+                echo(SocketAddr::from((gw, host_port)), "hairpin"),
+            )
+        });
+        (from_host, direct, hairpin)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        results,
+        ("loopback".into(), "direct".into(), "hairpin".into())
+    );
+    server.join().unwrap();
+
+    // files for a: its own name and b's
+    let files = m
+        .container_files(&name, "ctr-a", "alpha", "nameserver 127.0.0.53\n")
+        .await
+        .unwrap();
+    assert!(
+        files
+            .hosts
+            .contains(&format!("{}\talpha\n{}\tbeta\n", ea.ip, eb.ip)),
+        "{}",
+        files.hosts
+    );
+
+    // a restarted manager finds the same state and reinstalls the same rules
+    drop(m);
+    let m = NetworkManager::with_host(config, LinuxHost::new(FirewallBackend::Nft)).unwrap();
+    m.restore().await.unwrap();
+    assert_eq!(
+        m.endpoints(&name).await.unwrap(),
+        vec![ea.clone(), eb.clone()]
+    );
+    assert_eq!(nft_table(&table).unwrap(), rules);
+
+    // unpublishing removes a's DNAT only
+    m.publish(&name, "ctr-a", vec![]).await.unwrap();
+    let rules = nft_table(&table).unwrap();
+    assert!(!rules.contains("dnat to"), "{rules}");
+    assert!(rules.contains("masquerade"), "{rules}");
+
+    m.detach(&name, "ctr-a").await.unwrap();
+    m.detach(&name, "ctr-b").await.unwrap();
+    assert!(!link_exists(&ea.host_veth) && !link_exists(&eb.host_veth));
+    let inside = String::from_utf8(a.exec(&["ip", "link"]).stdout).unwrap();
+    assert!(!inside.contains("eth0"), "{inside}");
+    m.remove(&name).await.unwrap();
+    assert!(!link_exists(&bridge));
+    assert_eq!(nft_table(&table), None, "the strato table is gone");
+    assert!(m.list().await.is_empty());
+}
+
+#[test]
+fn works_from_a_current_thread_runtime_without_spawning() {
+    // The supervisor's case: one thread, a current-thread runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pid = std::process::id();
+    let tag = format!("{:05}", pid % 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.table = format!("strato_test1_{tag}");
+    // carve from a test pool instead of giving a subnet
+    config.pool = format!("198.19.{}.0/24", pid % 256).parse().unwrap();
+    config.subnet_prefix = 28;
+    let bridge = format!("stbu{tag}");
+    let _leftovers = Leftovers {
+        links: vec![
+            bridge.clone(),
+            strato_network::host_veth_name(&format!("ct-{tag}"), "c"),
+        ],
+        table: config.table.clone(),
+    };
+    rt.block_on(async {
+        let m = NetworkManager::with_host(config.clone(), LinuxHost::new(FirewallBackend::Nft))
+            .unwrap();
+        let net = m
+            .create(NetworkSpec {
+                name: format!("ct-{tag}"),
+                bridge: Some(bridge.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(config.pool.overlaps(&net.subnet) && net.subnet.prefix() == 28);
+        let ns = NetnsFixture::new(format!("strato-nt-{tag}-c"));
+        let ep = m
+            .attach(AttachRequest::new(&net.name, "c", Netns::Path(ns.path())))
+            .await
+            .unwrap();
+        let ping = ns.exec(&["ping", "-c1", "-W5", &ep.gateway.to_string()]);
+        assert!(
+            ping.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ping.stdout)
+        );
+        m.detach(&net.name, "c").await.unwrap();
+        m.remove(&net.name).await.unwrap();
+        assert!(!link_exists(&bridge));
+        assert_eq!(nft_table(&config.table), None);
+    });
+}

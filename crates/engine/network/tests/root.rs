@@ -21,7 +21,10 @@ struct NetnsFixture {
 
 impl NetnsFixture {
     fn new(name: String) -> Self {
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(std::process::Stdio::null())
+            .status();
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -334,4 +337,82 @@ fn works_from_a_current_thread_runtime_without_spawning() {
         assert!(!link_exists(&bridge));
         assert_eq!(nft_table(&config.table), None);
     });
+}
+
+#[tokio::test]
+async fn iptables_fallback_publishes_and_cleans_up() {
+    let pid = std::process::id();
+    let tag = format!("{:05}", pid % 100_000);
+    let name = format!("ipt-{tag}");
+    let bridge = format!("stbi{tag}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.table = format!("st3_{tag}");
+    let prefix = config.table.to_ascii_uppercase();
+    let _leftovers = Leftovers {
+        links: vec![bridge.clone(), strato_network::host_veth_name(&name, "c")],
+        table: config.table.clone(),
+    };
+    let m = NetworkManager::with_host(config, LinuxHost::new(FirewallBackend::Iptables)).unwrap();
+    let net = m
+        .create(NetworkSpec {
+            name: name.clone(),
+            bridge: Some(bridge.clone()),
+            subnet: Some(
+                format!("198.19.{}.0/24", (pid + 128) % 256)
+                    .parse()
+                    .unwrap(),
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ns = NetnsFixture::new(format!("strato-nt-{tag}-i"));
+    let host_port = free_port();
+    let mut req = AttachRequest::new(&name, "c", Netns::Path(ns.path()));
+    req.ports = vec![format!("127.0.0.1:{host_port}:7070").parse().unwrap()];
+    let ep = m.attach(req).await.unwrap();
+    let nat = || {
+        String::from_utf8(
+            Command::new("iptables")
+                .args(["-w", "-t", "nat", "-S"])
+                .output()
+                .expect("run iptables (install iptables)")
+                .stdout,
+        )
+        .unwrap()
+    };
+    let rules = nat();
+    assert!(
+        rules.contains(&format!("-A PREROUTING -j {prefix}-PRE")),
+        "{rules}"
+    );
+    assert!(
+        rules.contains(&format!("--to-destination {}:7070", ep.ip)),
+        "{rules}"
+    );
+
+    let listener = in_netns(&ns.path(), || TcpListener::bind("0.0.0.0:7070").unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap();
+        s.write_all(&buf[..n]).unwrap();
+    });
+    let got = tokio::task::spawn_blocking(move || {
+        echo(SocketAddr::from(([127, 0, 0, 1], host_port)), "iptables")
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, "iptables");
+    server.join().unwrap();
+
+    m.detach(&name, "c").await.unwrap();
+    let rules = nat();
+    assert!(!rules.contains(&format!("{prefix}-EP-")), "{rules}");
+    m.remove(&net.name).await.unwrap();
+    let rules = nat();
+    assert!(!rules.contains(&prefix), "{rules}");
+    assert!(!link_exists(&bridge));
 }

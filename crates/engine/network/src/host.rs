@@ -612,3 +612,27 @@ impl Host for Recorder {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netns_paths() {
+        assert_eq!(Netns::Pid(42).path(), PathBuf::from("/proc/42/ns/net"));
+        assert_eq!(
+            Netns::Path("/run/netns/x".into()).path(),
+            PathBuf::from("/run/netns/x")
+        );
+    }
+
+    #[tokio::test]
+    async fn recorder_injects_one_failure() {
+        let r = Recorder::default();
+        r.fail_on("sysctl");
+        assert!(r.sysctl("a", "1").is_err());
+        assert!(r.sysctl("a", "1").is_ok());
+        assert!(r.delete_link("x").await.is_ok());
+        assert_eq!(r.calls(), ["sysctl a=1", "sysctl a=1", "delete_link x"]);
+    }
+}

@@ -326,6 +326,31 @@ fn works_from_a_current_thread_runtime_without_spawning() {
             .attach(AttachRequest::new(&net.name, "c", Netns::Path(ns.path())))
             .await
             .unwrap();
+        // failures leave nothing behind: a namespace that does not exist,
+        // and an ifname already taken inside the namespace
+        let e = m
+            .attach(AttachRequest::new(
+                &net.name,
+                "d",
+                Netns::Path("/nonexistent/ns".into()),
+            ))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot open network namespace /nonexistent/ns"),
+            "{e}"
+        );
+        let e = m
+            .attach(AttachRequest::new(&net.name, "d", Netns::Path(ns.path())))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("netlink: creating veth"), "{e}");
+        assert!(!link_exists(&strato_network::host_veth_name(
+            &net.name, "d"
+        )));
+        assert_eq!(m.endpoints(&net.name).await.unwrap(), vec![ep.clone()]);
         let ping = ns.exec(&["ping", "-c1", "-W5", &ep.gateway.to_string()]);
         assert!(
             ping.status.success(),

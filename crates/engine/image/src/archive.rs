@@ -263,7 +263,7 @@ pub(crate) fn load(layout: &Layout, reader: impl Read) -> Result<Vec<LoadedImage
         plans
     } else {
         return Err(Error::Format(
-            "the archive has neither manifest.json (docker save) nor index.json (OCI layout); is it a plain rootfs tar? use import for those".into(),
+            "the archive has neither manifest.json (docker save) nor index.json (OCI layout): is it complete? (a plain rootfs tar needs import instead)".into(),
         ));
     };
     if plans.is_empty() {
@@ -488,8 +488,15 @@ fn unpack_or_hash(
     chain: &Digest,
     diff_id: &Digest,
 ) -> Result<(u64, Compression)> {
+    let layer_err = |e: Error| match e {
+        Error::Archive(source) => Error::Layer {
+            layer: file.name.clone(),
+            source,
+        },
+        e => e,
+    };
     let f = File::open(&file.path).map_err(io_err("open", &file.path))?;
-    let (r, compression) = media::decompress(BufReader::new(f))?;
+    let (r, compression) = media::decompress(BufReader::new(f)).map_err(layer_err)?;
     let mut hr = HashingReader::new(r);
     let have = layout.snapshot(chain).is_dir() || staging.snapshots.contains_key(chain);
     let snap = if have {
@@ -498,10 +505,10 @@ fn unpack_or_hash(
         let dir = staging.path("snapshot");
         let fs_dir = dir.join("fs");
         fs::create_dir_all(&fs_dir).map_err(io_err("create", &fs_dir))?;
-        crate::unpack::unpack(&mut hr, &fs_dir)?;
+        crate::unpack::unpack(&mut hr, &fs_dir).map_err(layer_err)?;
         Some(dir)
     };
-    let (actual, n) = hr.finish().map_err(Error::Archive)?;
+    let (actual, n) = hr.finish().map_err(|e| layer_err(Error::Archive(e)))?;
     if &actual != diff_id {
         return Err(Error::DigestMismatch {
             what: format!(

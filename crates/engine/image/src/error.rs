@@ -23,6 +23,15 @@ pub enum Error {
     /// Reading the archive given to `load` or `import` failed.
     #[error("reading the image archive: {0} (is the archive complete and a tar file?)")]
     Archive(#[source] io::Error),
+    /// Reading or decompressing one layer failed.
+    #[error("reading layer {layer}: {source} (the layer is corrupt or truncated)")]
+    Layer {
+        /// The layer's name in the archive.
+        layer: String,
+        /// The read error.
+        #[source]
+        source: io::Error,
+    },
     /// The archive is well-formed tar but not an image archive we understand.
     #[error("invalid image archive: {0}")]
     Format(String),

@@ -247,25 +247,31 @@ pub struct LoadedImage {
 pub(crate) fn load(layout: &Layout, reader: impl Read) -> Result<Vec<LoadedImage>> {
     let mut staging = Staging::new(layout)?;
     let outer = Outer::read(reader, &mut staging)?;
-    let plans = if let Some(mf) = outer.files.get("manifest.json") {
-        docker_plans(&outer, mf)?
-    } else if let Some(idx) = outer.files.get("index.json") {
-        if !outer.files.contains_key("oci-layout") {
-            return Err(Error::Format(
-                "index.json without oci-layout: not an OCI image layout".into(),
-            ));
-        }
-        let doc: IndexDoc = outer.json(idx, "OCI index")?;
-        let mut plans = Vec::new();
+    let is_oci = outer.files.contains_key("index.json") && outer.files.contains_key("oci-layout");
+    let docker = match outer.files.get("manifest.json") {
+        Some(mf) => docker_plans(&outer, mf)?,
+        None => Vec::new(),
+    };
+    let mut plans = Vec::new();
+    if is_oci {
+        // An OCI layout, or Docker 25+'s archive that is both: the OCI
+        // manifests are kept as they are (their digests stay valid).
+        let doc: IndexDoc = outer.json(&outer.files["index.json"], "OCI index")?;
         for d in &doc.manifests {
             oci_plans(&outer, d, tags_from_annotations(d)?, 0, &mut plans)?;
         }
-        plans
-    } else {
+    } else if outer.files.contains_key("index.json") && docker.is_empty() {
+        return Err(Error::Format(
+            "index.json without oci-layout: not an OCI image layout".into(),
+        ));
+    } else if !outer.files.contains_key("manifest.json") {
         return Err(Error::Format(
             "the archive has neither manifest.json (docker save) nor index.json (OCI layout): is it complete? (a plain rootfs tar needs import instead)".into(),
         ));
-    };
+    }
+    // manifest.json's images and tags complete the OCI ones.
+    plans.extend(docker);
+    let plans = merge_plans(plans);
     if plans.is_empty() {
         return Err(Error::Format("the archive contains no image".into()));
     }
@@ -281,6 +287,25 @@ pub(crate) fn load(layout: &Layout, reader: impl Read) -> Result<Vec<LoadedImage
             id: i.id,
         })
         .collect())
+}
+
+/// Merges plans of the same image (same config digest): the first one's
+/// layers and manifest are kept, the tags are united.
+fn merge_plans(plans: Vec<Plan>) -> Vec<Plan> {
+    let mut out: Vec<Plan> = Vec::new();
+    for p in plans {
+        match out.iter_mut().find(|o| o.config.digest == p.config.digest) {
+            Some(o) => {
+                for t in p.tags {
+                    if !o.tags.contains(&t) {
+                        o.tags.push(t);
+                    }
+                }
+            }
+            None => out.push(p),
+        }
+    }
+    out
 }
 
 fn docker_plans(outer: &Outer, mf: &Staged) -> Result<Vec<Plan>> {

@@ -146,7 +146,11 @@ impl ImageStore {
         ] {
             fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
-        store::clean_tmp(&layout)?;
+        {
+            // Under the lock: a concurrent index write has its temp file there.
+            let _lock = layout.lock()?;
+            store::clean_tmp(&layout)?;
+        }
         Ok(ImageStore { layout })
     }
 

@@ -301,6 +301,11 @@ fn save_then_load_gives_the_same_ids_and_tags() {
     a.sort();
     b.sort();
     assert_eq!(a, b);
+    assert_eq!(
+        s2.inspect("one:1").unwrap().manifest_digest,
+        s.inspect("one:1").unwrap().manifest_digest,
+        "the manifest is kept as it is"
+    );
     // As an OCI layout alone (manifest.json removed) it loads the same ids.
     let (_dir3, s3) = store();
     let oci_only = strip_entry(&out, "manifest.json");
@@ -311,7 +316,6 @@ fn save_then_load_gives_the_same_ids_and_tags() {
         .map(|l| l.id)
         .collect();
     ids.sort();
-    ids.dedup();
     let mut want: Vec<_> = loaded.iter().map(|l| l.id.clone()).collect();
     want.sort();
     assert_eq!(ids, want);
@@ -440,5 +444,68 @@ fn open_cleans_stale_staging() {
     fs::create_dir_all(s.root().join("tmp/stage-dead/x")).unwrap();
     fs::write(s.root().join("tmp/index-dead"), b"x").unwrap();
     let s = ImageStore::open(&dir.path().join("store")).unwrap();
+    assert_eq!(fs::read_dir(s.root().join("tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn classic_docker_save_with_symlinked_layers_loads() {
+    // Old `docker save` links a layer seen twice to its first copy.
+    let (_dir, s) = store();
+    let base = base_layer();
+    let img = Img::new(vec![base.clone(), base.clone()], "dup");
+    let mut b = tar::Builder::new(Vec::new());
+    let add = |b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add(&mut b, "aaa/layer.tar", &base);
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "bbb/layer.tar", "../aaa/layer.tar")
+        .unwrap();
+    add(&mut b, "cfg.json", &img.config);
+    let manifest = serde_json::json!([{"Config": "cfg.json", "RepoTags": ["dup:latest"], "Layers": ["aaa/layer.tar", "bbb/layer.tar"]}]);
+    add(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    let loaded = s.load(&b.into_inner().unwrap()[..]).unwrap();
+    assert_eq!(loaded[0].id.as_str(), img.id());
+    // Same diff id twice: two different chain ids.
+    assert_eq!(snapshot_dirs(&s).len(), 2);
+}
+
+#[test]
+fn concurrent_loads_share_layers_and_keep_the_index_whole() {
+    let (_dir, s) = store();
+    let base = base_layer();
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            let base = base.clone();
+            std::thread::spawn(move || {
+                let name = format!("f{i}");
+                let own = layer(&[E::File(&name, b"x", 0o644)]);
+                let tag = format!("img{i}");
+                s.load(&docker_save(&[Img::new(vec![base, own], &tag)])[..])
+                    .unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let list = s.list().unwrap();
+    assert_eq!(list.len(), 4);
+    // One base snapshot plus one per image.
+    assert_eq!(snapshot_dirs(&s).len(), 5);
+    for i in 0..4 {
+        s.resolve(&format!("img{i}")).unwrap();
+    }
     assert_eq!(fs::read_dir(s.root().join("tmp")).unwrap().count(), 0);
 }

@@ -54,7 +54,7 @@ fn name(r: &mut Rng) -> String {
         parts.push(r.pick(PARTS));
     }
     let mut s = parts.join("/");
-    if r.next() % 8 == 0 {
+    if r.next() & 7 == 0 {
         s.insert(0, '/');
     }
     if s.is_empty() {

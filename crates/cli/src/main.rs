@@ -19,13 +19,40 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// The OCI runtime: run bundles with runc-compatible verbs.
-    Runtime(runtime::RuntimeArgs),
+    Runtime(Box<runtime::RuntimeArgs>),
+    /// The engine's container supervisor (started by the daemon; one per host).
+    #[command(hide = true)]
+    Supervisor {
+        /// Directory of the supervisor's socket, records and runtime state.
+        #[arg(long, default_value = "/run/strato/engine")]
+        root: std::path::PathBuf,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Runtime(args) => runtime::main(args),
+        Command::Runtime(args) => runtime::main(*args),
+        Command::Supervisor { root } => supervisor(&root),
     };
     std::process::exit(code);
+}
+
+/// Runs the supervisor loop in this (single-threaded) process.
+fn supervisor(root: &std::path::Path) -> i32 {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let result = strato_supervisor::Supervisor::new(root).and_then(|s| s.run());
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("strato: supervisor: {e}");
+            1
+        }
+    }
 }

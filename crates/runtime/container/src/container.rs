@@ -267,6 +267,15 @@ impl Runtime {
         Ok(code)
     }
 
+    /// `run -d` for callers that supervise the process themselves: creates and
+    /// starts the container and returns its state (the caller must be a child
+    /// subreaper to reap it; this function makes it one).
+    pub fn run_detached(&self, opts: &CreateOptions) -> Result<State> {
+        let (state, _) = self.create_inner(opts, Mode::RunDetached)?;
+        self.poststart(&state);
+        Ok(state)
+    }
+
     fn poststart(&self, state: &State) {
         let status = self.store.status(state);
         if let Err(e) = hooks::run(&state.spec, HookKind::Poststart, &state.oci_state(status)) {
@@ -558,6 +567,25 @@ impl Runtime {
         Ok(serde_json::json!({"type": "stats", "id": id, "data": stats}))
     }
 
+    /// Whether the kernel's OOM killer killed a process of the container
+    /// (its memory cgroup counts an `oom_kill`).
+    pub fn oom_killed(&self, id: &str) -> Result<bool> {
+        let (st, _) = self.load(id)?;
+        let cg = cgroup_manager(&st.cgroups_path)?;
+        let Some(dir) = cg.path("memory") else {
+            return Ok(false);
+        };
+        let file = match cg.version() {
+            strato_cgroups::Version::V1 => "memory.oom_control",
+            strato_cgroups::Version::V2 => "memory.events",
+        };
+        let text = fs::read_to_string(dir.join(file)).unwrap_or_default();
+        Ok(text
+            .lines()
+            .filter_map(|l| l.strip_prefix("oom_kill "))
+            .any(|n| n.trim().parse::<u64>().unwrap_or(0) > 0))
+    }
+
     /// `pause` / `resume`: freezes or thaws every process of the container.
     pub fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
         let (st, status) = self.load(id)?;
@@ -590,6 +618,18 @@ impl Runtime {
     /// `exec`: runs another process in a running container. Returns its exit
     /// code, or 0 at once with `detach`.
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
+        self.exec_inner(id, opts).map(|(_, code)| code)
+    }
+
+    /// `exec -d` returning the process's host pid (the caller, a child
+    /// subreaper after this call, reaps it).
+    pub fn exec_detached(&self, id: &str, opts: &ExecOptions) -> Result<i32> {
+        let mut opts = opts.clone();
+        opts.detach = true;
+        self.exec_inner(id, &opts).map(|(pid, _)| pid)
+    }
+
+    fn exec_inner(&self, id: &str, opts: &ExecOptions) -> Result<(i32, i32)> {
         let (st, status) = self.load(id)?;
         if !matches!(status, Status::Running | Status::Created) {
             return Err(Error::State {
@@ -632,13 +672,13 @@ impl Runtime {
             write_pid_file(p, launched.pid)?;
         }
         if opts.detach {
-            return Ok(0);
+            return Ok((launched.pid, 0));
         }
         let master = match master {
             Some(sock) => Some(crate::foreground::receive_master(&sock)?),
             None => None,
         };
-        crate::foreground::wait(launched.pid, master)
+        crate::foreground::wait(launched.pid, master).map(|code| (launched.pid, code))
     }
 }
 

@@ -1,0 +1,316 @@
+//! Integration tests for `strato supervisor`: real containers started, logged,
+//! reaped, restarted and exec'd into by the engine's supervisor process,
+//! driven through its client library.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+use strato_supervisor::logs::{read_all, Stream};
+use strato_supervisor::{Client, ContainerSpec, Event, ExecSpec, Phase, RestartPolicy};
+
+/// A supervisor process under a test's scratch dir, stopped on drop; every
+/// container it still knows is force-deleted with the runtime.
+struct Sup {
+    root: PathBuf,
+    child: Option<Child>,
+}
+
+impl Sup {
+    fn start(ctx: &Ctx) -> Sup {
+        let root = ctx.dir().join("sup");
+        let child = Command::new(env!("CARGO_BIN_EXE_strato"))
+            .args(["supervisor", "--root"])
+            .arg(&root)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the supervisor");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Client::connect(&root).is_err() {
+            assert!(Instant::now() < deadline, "the supervisor did not listen");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Sup {
+            root,
+            child: Some(child),
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.root).expect("connect")
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.root.join("runtime")
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Sup {
+    fn drop(&mut self) {
+        if let Ok(mut c) = Client::connect(&self.root) {
+            if let Ok(list) = c.list() {
+                for s in list {
+                    let _ = c.delete(&s.spec.id, true);
+                }
+            }
+        }
+        self.stop();
+        let rt = self.runtime_root();
+        if let Ok(out) = Command::new(env!("CARGO_BIN_EXE_strato"))
+            .args(["runtime", "--root"])
+            .arg(&rt)
+            .args(["list", "-q"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = Command::new(env!("CARGO_BIN_EXE_strato"))
+                    .args(["runtime", "--root"])
+                    .arg(&rt)
+                    .args(["delete", "--force", id])
+                    .status();
+            }
+        }
+    }
+}
+
+fn spec(ctx: &Ctx, b: &Bundle, id: &str) -> ContainerSpec {
+    b.write();
+    ContainerSpec {
+        id: id.to_string(),
+        bundle: b.dir.clone(),
+        log_path: ctx.dir().join(format!("{id}.log")),
+        tty: false,
+        open_stdin: false,
+        restart: RestartPolicy::No,
+        auto_remove: false,
+    }
+}
+
+fn wait_exited(c: &mut Client, id: &str) -> strato_supervisor::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.state(id).expect("state");
+        if s.phase == Phase::Exited {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{id} did not exit: {s:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn log_lines(path: &Path) -> Vec<(Stream, String)> {
+    read_all(path)
+        .expect("read log")
+        .into_iter()
+        .map(|e| (e.stream, e.log))
+        .collect()
+}
+
+#[test]
+fn output_is_logged_and_the_exit_code_recorded() {
+    let ctx = Ctx::new("sup-log");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let events = sup.client().events().expect("events");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("echo out1; echo err1 >&2; echo out2; exit 3");
+    let s = spec(&ctx, &b, &id);
+    let pid = c.start(s.clone()).expect("start");
+    assert!(pid > 0);
+    let st = wait_exited(&mut c, &id);
+    assert_eq!(st.exit_code, Some(3), "{st:?}");
+    assert!(st.finished_at.is_some());
+    let lines = log_lines(&s.log_path);
+    assert!(
+        lines.contains(&(Stream::Stdout, "out1\n".into())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&(Stream::Stdout, "out2\n".into())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&(Stream::Stderr, "err1\n".into())),
+        "{lines:?}"
+    );
+    // The event stream saw the start and the exit.
+    let seen: Vec<Event> = events.take(2).map(|e| e.expect("event")).collect();
+    assert!(
+        matches!(&seen[0], Event::Start { id: i, .. } if *i == id),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(&seen[1], Event::Exit { id: i, code: 3, .. } if *i == id),
+        "{seen:?}"
+    );
+    // Its runtime state and cgroup are gone already; the record stays until delete.
+    assert!(!sup.runtime_root().join(&id).exists());
+    c.delete(&id, false).expect("delete");
+    assert!(c.state(&id).is_err());
+}
+
+#[test]
+fn on_failure_restarts_up_to_the_limit() {
+    let ctx = Ctx::new("sup-restart");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("echo run; exit 1");
+    let mut s = spec(&ctx, &b, &id);
+    s.restart = RestartPolicy::OnFailure { max_retries: 2 };
+    c.start(s.clone()).expect("start");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = c.state(&id).expect("state");
+        if st.phase == Phase::Exited && st.restart_count == 2 {
+            assert_eq!(st.exit_code, Some(1));
+            break;
+        }
+        assert!(Instant::now() < deadline, "no final exit: {st:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Three runs: the first and two restarts.
+    let runs = log_lines(&s.log_path)
+        .iter()
+        .filter(|(_, l)| l == "run\n")
+        .count();
+    assert_eq!(runs, 3);
+}
+
+#[test]
+fn stdin_is_passed_and_closing_it_ends_cat() {
+    let ctx = Ctx::new("sup-stdin");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["cat"]);
+    let mut s = spec(&ctx, &b, &id);
+    s.open_stdin = true;
+    c.start(s.clone()).expect("start");
+    let fd = c.stdin(&id).expect("stdin");
+    let mut w = std::fs::File::from(fd);
+    w.write_all(b"piped through\n").unwrap();
+    drop(w);
+    let st = wait_exited(&mut c, &id);
+    assert_eq!(st.exit_code, Some(0));
+    assert_eq!(
+        log_lines(&s.log_path),
+        vec![(Stream::Stdout, "piped through\n".to_string())]
+    );
+}
+
+#[test]
+fn exec_gets_its_own_pipes_and_exit_code() {
+    let ctx = Ctx::new("sup-exec");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"]);
+    c.start(spec(&ctx, &b, &id)).expect("start");
+    let process = json!({
+        "args": ["sh", "-c", "echo from-exec $$; echo e >&2; exit 5"],
+        "cwd": "/", "user": {"uid": 0, "gid": 0},
+        "env": ["PATH=/bin:/usr/bin"]
+    });
+    let (pid, tty, fds) = c
+        .exec(ExecSpec {
+            container: id.clone(),
+            exec_id: "e1".into(),
+            process,
+            stdin: false,
+        })
+        .expect("exec");
+    assert!(pid > 0 && !tty && fds.len() == 3);
+    let mut it = fds.into_iter();
+    let _stdin = it.next();
+    let mut out = String::new();
+    std::fs::File::from(it.next().unwrap())
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    std::fs::File::from(it.next().unwrap())
+        .read_to_string(&mut err)
+        .unwrap();
+    // Same pid namespace as the container: not pid 1.
+    assert!(out.starts_with("from-exec "), "{out}");
+    assert_ne!(out.trim(), "from-exec 1");
+    assert_eq!(err, "e\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = c.exec_state("e1").expect("exec state");
+        if !st.running {
+            assert_eq!(st.exit_code, Some(5));
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.delete(&id, true).expect("force delete");
+}
+
+#[test]
+fn containers_outlive_the_supervisor_and_delete_refuses_running_ones() {
+    let ctx = Ctx::new("sup-outlive");
+    let mut sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"]);
+    let pid = c.start(spec(&ctx, &b, &id)).expect("start");
+    let err = c.delete(&id, false).unwrap_err().to_string();
+    assert!(err.contains("running"), "{err}");
+    drop(c);
+    sup.stop();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(proc_alive(pid), "the container died with the supervisor");
+    // Clean up through the runtime (the supervisor is gone).
+    let out = Command::new(env!("CARGO_BIN_EXE_strato"))
+        .args(["runtime", "--root"])
+        .arg(sup.runtime_root())
+        .args(["delete", "--force", &id])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proc_alive(pid) {
+        assert!(Instant::now() < deadline, "container still alive");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_tty_container_logs_its_terminal_output() {
+    let ctx = Ctx::new("sup-tty");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("test -t 1 && echo on-a-tty")
+        .set("/process/terminal", json!(true));
+    let mut s = spec(&ctx, &b, &id);
+    s.tty = true;
+    c.start(s.clone()).expect("start");
+    let st = wait_exited(&mut c, &id);
+    assert_eq!(st.exit_code, Some(0), "{st:?}");
+    let text: String = log_lines(&s.log_path).into_iter().map(|(_, l)| l).collect();
+    assert!(text.contains("on-a-tty"), "{text:?}");
+}

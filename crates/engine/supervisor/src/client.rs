@@ -1,0 +1,193 @@
+//! A blocking client of the supervisor (the engine calls it from
+//! `spawn_blocking` or a dedicated thread).
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use crate::protocol::{
+    ContainerSpec, ContainerStatus, ErrorKind, Event, ExecSpec, ExecStatus, Request, Response,
+};
+use crate::server::{read_line_with_fds, SOCKET};
+
+/// Failures of a supervisor call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("supervisor connection: {0}")]
+    Io(#[from] io::Error),
+    #[error("supervisor: malformed response {0:?}")]
+    Protocol(String),
+    #[error("{message}")]
+    Failed { kind: ErrorKind, message: String },
+}
+
+/// One connection to the supervisor.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    /// Connects to the supervisor whose root is `root`.
+    pub fn connect(root: &Path) -> io::Result<Client> {
+        Ok(Client {
+            stream: UnixStream::connect(root.join(SOCKET))?,
+        })
+    }
+
+    /// Sends one request and reads its response and descriptors.
+    pub fn call(&mut self, req: &Request) -> Result<(Response, Vec<OwnedFd>), ClientError> {
+        let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.stream.write_all(&line)?;
+        let (text, fds) = read_line_with_fds(&self.stream)?;
+        let resp: Response =
+            serde_json::from_str(&text).map_err(|_| ClientError::Protocol(text.clone()))?;
+        if let Response::Error { kind, message } = resp {
+            return Err(ClientError::Failed { kind, message });
+        }
+        Ok((resp, fds))
+    }
+
+    fn expect_ok(&mut self, req: &Request) -> Result<(), ClientError> {
+        self.call(req).map(|_| ())
+    }
+
+    pub fn ping(&mut self) -> Result<i32, ClientError> {
+        match self.call(&Request::Ping)?.0 {
+            Response::Pong { pid } => Ok(pid),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// Starts a container; returns its host pid.
+    pub fn start(&mut self, spec: ContainerSpec) -> Result<i32, ClientError> {
+        match self.call(&Request::Start { spec })?.0 {
+            Response::Started { pid } => Ok(pid),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    pub fn restart(&mut self, id: &str) -> Result<i32, ClientError> {
+        match self.call(&Request::Restart { id: id.into() })?.0 {
+            Response::Started { pid } => Ok(pid),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    pub fn kill(&mut self, id: &str, signal: i32, stop: bool) -> Result<(), ClientError> {
+        self.expect_ok(&Request::Kill {
+            id: id.into(),
+            signal,
+            stop,
+        })
+    }
+
+    pub fn pause(&mut self, id: &str) -> Result<(), ClientError> {
+        self.expect_ok(&Request::Pause { id: id.into() })
+    }
+
+    pub fn resume(&mut self, id: &str) -> Result<(), ClientError> {
+        self.expect_ok(&Request::Resume { id: id.into() })
+    }
+
+    pub fn delete(&mut self, id: &str, force: bool) -> Result<(), ClientError> {
+        self.expect_ok(&Request::Delete {
+            id: id.into(),
+            force,
+        })
+    }
+
+    pub fn state(&mut self, id: &str) -> Result<ContainerStatus, ClientError> {
+        match self.call(&Request::State { id: id.into() })?.0 {
+            Response::Status { status } => Ok(status),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    pub fn list(&mut self) -> Result<Vec<ContainerStatus>, ClientError> {
+        match self.call(&Request::List)?.0 {
+            Response::List { containers } => Ok(containers),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    /// The container's stdin (its pipe's write end, or the pty master).
+    pub fn stdin(&mut self, id: &str) -> Result<OwnedFd, ClientError> {
+        let (_, mut fds) = self.call(&Request::Stdin { id: id.into() })?;
+        fds.pop()
+            .ok_or_else(|| ClientError::Protocol("no descriptor with the stdin response".into()))
+    }
+
+    pub fn resize(&mut self, id: &str, height: u16, width: u16) -> Result<(), ClientError> {
+        self.expect_ok(&Request::Resize {
+            id: id.into(),
+            height,
+            width,
+        })
+    }
+
+    /// Starts an exec; returns its pid, whether it has a terminal, and its
+    /// descriptors: stdin, stdout, stderr (or the pty master alone).
+    pub fn exec(&mut self, spec: ExecSpec) -> Result<(i32, bool, Vec<OwnedFd>), ClientError> {
+        match self.call(&Request::Exec { spec })? {
+            (Response::Fds { pid, tty, .. }, fds) => Ok((pid, tty, fds)),
+            (other, _) => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    pub fn exec_state(&mut self, exec_id: &str) -> Result<ExecStatus, ClientError> {
+        match self
+            .call(&Request::ExecState {
+                exec_id: exec_id.into(),
+            })?
+            .0
+        {
+            Response::Exec { status } => Ok(status),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
+    }
+
+    pub fn exec_resize(
+        &mut self,
+        exec_id: &str,
+        height: u16,
+        width: u16,
+    ) -> Result<(), ClientError> {
+        self.expect_ok(&Request::ExecResize {
+            exec_id: exec_id.into(),
+            height,
+            width,
+        })
+    }
+
+    /// Turns this connection into an event stream.
+    pub fn events(mut self) -> Result<Events, ClientError> {
+        self.expect_ok(&Request::Events)?;
+        Ok(Events {
+            reader: BufReader::new(self.stream),
+        })
+    }
+}
+
+/// The supervisor's event stream.
+#[derive(Debug)]
+pub struct Events {
+    reader: BufReader<UnixStream>,
+}
+
+impl Iterator for Events {
+    type Item = Result<Event, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => {
+                Some(serde_json::from_str(line.trim_end()).map_err(|_| ClientError::Protocol(line)))
+            }
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+}

@@ -1,0 +1,1064 @@
+//! The supervisor process: one single-threaded event loop that owns every
+//! container of the engine.
+//!
+//! It is the child subreaper of the containers it starts, so it reaps them and
+//! knows their exit codes; it reads their output pipes and writes the logs; it
+//! applies restart policies. It outlives the engine daemon (which talks to it
+//! over `ROOT/supervisor.sock`), so containers keep running, logging and
+//! restarting while the daemon is stopped, and a restarted daemon finds them
+//! here. Being single-threaded, it may fork containers directly through
+//! strato-container (no runtime process per container, no shim).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use strato_container::{CreateOptions, ExecOptions, Runtime};
+
+use crate::logs::{LogWriter, Stream};
+use crate::policy::backoff_ms;
+use crate::protocol::{
+    ContainerSpec, ContainerStatus, ErrorKind, Event, ExecSpec, ExecStatus, Phase, Request,
+    Response,
+};
+
+/// The socket the supervisor listens on, under its root.
+pub const SOCKET: &str = "supervisor.sock";
+
+/// Errors that stop the supervisor from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("supervisor root {path}: {source}")]
+    Root { path: PathBuf, source: io::Error },
+    #[error("listen on {path}: {source}")]
+    Listen { path: PathBuf, source: io::Error },
+    #[error("signal setup: {0}")]
+    Signals(nix::Error),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+struct Failure {
+    kind: ErrorKind,
+    message: String,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure::new(ErrorKind::Internal, e.to_string())
+}
+
+/// One supervised container.
+struct Managed {
+    status: ContainerStatus,
+    /// Output pipes (stdout, stderr) or the pty master, read until end-of-file.
+    outputs: Vec<(OwnedFd, Stream)>,
+    stdin: Option<OwnedFd>,
+    master: Option<OwnedFd>,
+    log: Option<LogWriter>,
+    /// Exit code once reaped; the exit is final when the outputs are drained.
+    reaped: Option<i32>,
+    started: Instant,
+    backoff_ms: u64,
+}
+
+struct ExecRec {
+    status: ExecStatus,
+    master: Option<OwnedFd>,
+}
+
+struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+/// The supervisor's state.
+pub struct Supervisor {
+    root: PathBuf,
+    runtime: Runtime,
+    listener: UnixListener,
+    signals: SignalFd,
+    containers: BTreeMap<String, Managed>,
+    execs: BTreeMap<String, ExecRec>,
+    clients: Vec<Client>,
+    subscribers: Vec<UnixStream>,
+    /// Pending restarts: when, which container.
+    timers: Vec<(Instant, String)>,
+}
+
+fn set_nonblocking(fd: RawFd) {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            fd,
+            FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
+        );
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+fn now() -> String {
+    strato_container::state::now_rfc3339()
+}
+
+impl Supervisor {
+    /// Sets up the root directory, the socket and signal handling.
+    /// Must be called from a single-threaded process.
+    pub fn new(root: &Path) -> Result<Supervisor, Error> {
+        let root_err = |source| Error::Root {
+            path: root.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(root.join("containers")).map_err(root_err)?;
+        let sock = root.join(SOCKET);
+        let _ = fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).map_err(|source| Error::Listen {
+            path: sock.clone(),
+            source,
+        })?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&sock, fs::Permissions::from_mode(0o600)).map_err(root_err)?;
+        listener.set_nonblocking(true).map_err(root_err)?;
+        let mut set = SigSet::empty();
+        set.add(Signal::SIGCHLD);
+        set.add(Signal::SIGTERM);
+        set.add(Signal::SIGINT);
+        set.thread_block().map_err(Error::Signals)?;
+        let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(Error::Signals)?;
+        // Containers and execs become our children when their setup process exits.
+        // SAFETY: plain prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let mut sup = Supervisor {
+            runtime: Runtime::new(root.join("runtime")),
+            root: root.to_path_buf(),
+            listener,
+            signals,
+            containers: BTreeMap::new(),
+            execs: BTreeMap::new(),
+            clients: Vec::new(),
+            subscribers: Vec::new(),
+            timers: Vec::new(),
+        };
+        sup.load_records();
+        Ok(sup)
+    }
+
+    /// Records of a previous supervisor: exited containers are remembered; a
+    /// container that was running is reported exited with an unknown code (its
+    /// process is not our child any more), and its leftovers are removed.
+    fn load_records(&mut self) {
+        let Ok(rd) = fs::read_dir(self.root.join("containers")) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let path = e.path().join("status.json");
+            let Ok(data) = fs::read(&path) else { continue };
+            let Ok(mut status) = serde_json::from_slice::<ContainerStatus>(&data) else {
+                continue;
+            };
+            if status.phase != Phase::Exited {
+                if status.pid > 0 {
+                    let _ = self.runtime.kill(&status.spec.id, Signal::SIGKILL, true);
+                }
+                let _ = self.runtime.delete(&status.spec.id, true);
+                status.phase = Phase::Exited;
+                status.pid = 0;
+                status.exit_code = Some(255);
+                status.finished_at = Some(now());
+                status.error = Some("the supervisor restarted while the container ran".into());
+            }
+            let id = status.spec.id.clone();
+            let m = Managed {
+                status,
+                outputs: Vec::new(),
+                stdin: None,
+                master: None,
+                log: None,
+                reaped: None,
+                started: Instant::now(),
+                backoff_ms: 0,
+            };
+            self.save(&m.status);
+            self.containers.insert(id, m);
+        }
+    }
+
+    fn save(&self, status: &ContainerStatus) {
+        let dir = self.root.join("containers").join(&status.spec.id);
+        let write = || -> io::Result<()> {
+            fs::create_dir_all(&dir)?;
+            let tmp = dir.join(".status.json.tmp");
+            fs::write(&tmp, serde_json::to_vec(status).map_err(io::Error::other)?)?;
+            fs::rename(&tmp, dir.join("status.json"))
+        };
+        if let Err(e) = write() {
+            tracing::warn!(id = %status.spec.id, error = %e, "cannot save container status");
+        }
+    }
+
+    fn emit(&mut self, event: Event) {
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        self.subscribers.retain_mut(|s| s.write_all(&line).is_ok());
+    }
+
+    /// Runs the loop until SIGTERM or SIGINT. Containers keep running.
+    pub fn run(mut self) -> Result<(), Error> {
+        loop {
+            let timeout = self
+                .timers
+                .iter()
+                .map(|(t, _)| t.saturating_duration_since(Instant::now()))
+                .min()
+                .map(|d| {
+                    PollTimeout::try_from(d.as_millis().min(60_000) as u32 + 1)
+                        .unwrap_or(PollTimeout::NONE)
+                })
+                .unwrap_or(PollTimeout::NONE);
+            let (ready, stop) = self.wait_ready(timeout);
+            if stop {
+                tracing::info!("supervisor stopping; containers keep running");
+                return Ok(());
+            }
+            for r in ready {
+                match r {
+                    Ready::Listener => self.accept(),
+                    Ready::Signal => self.reap(),
+                    Ready::Client(i) => self.read_client(i),
+                    Ready::Output(id, i) => self.read_output(&id, i),
+                }
+            }
+            self.clients
+                .retain(|c| c.stream.as_raw_fd() >= 0 && !c.buf.ends_with(b"\0"));
+            self.fire_timers();
+            self.finish_exits();
+        }
+    }
+
+    fn wait_ready(&mut self, timeout: PollTimeout) -> (Vec<Ready>, bool) {
+        let mut tags = vec![Ready::Listener, Ready::Signal];
+        let mut fds = vec![
+            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
+        ];
+        for (i, c) in self.clients.iter().enumerate() {
+            tags.push(Ready::Client(i));
+            fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+        }
+        for (id, m) in &self.containers {
+            for (i, (fd, _)) in m.outputs.iter().enumerate() {
+                tags.push(Ready::Output(id.clone(), i));
+                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            }
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => return (Vec::new(), false),
+            Err(e) => {
+                tracing::error!(error = %e, "poll");
+                std::thread::sleep(Duration::from_millis(10));
+                return (Vec::new(), false);
+            }
+        }
+        let mut out = Vec::new();
+        let mut stop = false;
+        for (tag, fd) in tags.into_iter().zip(fds.iter()) {
+            let Some(ev) = fd.revents() else { continue };
+            if ev.is_empty() {
+                continue;
+            }
+            if let Ready::Signal = tag {
+                while let Ok(Some(info)) = self.signals.read_signal() {
+                    if info.ssi_signo == Signal::SIGTERM as u32
+                        || info.ssi_signo == Signal::SIGINT as u32
+                    {
+                        stop = true;
+                    }
+                }
+            }
+            out.push(tag);
+        }
+        // Outputs are read in descending order so indexes stay valid when one closes.
+        out.sort_by(|a, b| match (a, b) {
+            (Ready::Output(x, i), Ready::Output(y, j)) => (y, j).cmp(&(x, i)),
+            _ => std::cmp::Ordering::Equal,
+        });
+        (out, stop)
+    }
+
+    fn accept(&mut self) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            let _ = stream.set_nonblocking(true);
+            self.clients.push(Client {
+                stream,
+                buf: Vec::new(),
+            });
+        }
+    }
+
+    fn read_client(&mut self, i: usize) {
+        let mut chunk = [0u8; 8192];
+        let Some(client) = self.clients.get_mut(i) else {
+            return;
+        };
+        loop {
+            match io::Read::read(&mut client.stream, &mut chunk) {
+                Ok(0) => {
+                    client.buf.push(0); // mark closed
+                    break;
+                }
+                Ok(n) => client.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    client.buf.push(0);
+                    break;
+                }
+            }
+        }
+        while let Some(pos) = self.clients[i].buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.clients[i].buf.drain(..=pos).collect();
+            let req = serde_json::from_slice::<Request>(&line);
+            let stream = match self.clients[i].stream.try_clone() {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            let _ = stream.set_nonblocking(false);
+            match req {
+                Ok(Request::Events) => {
+                    let _ = self.reply(&stream, &Response::Ok, &[]);
+                    self.subscribers.push(stream);
+                    self.clients[i].buf = vec![0];
+                    return;
+                }
+                Ok(req) => {
+                    let (resp, fds) = match self.handle(req) {
+                        Ok(r) => r,
+                        Err(f) => (
+                            Response::Error {
+                                message: f.message,
+                                kind: f.kind,
+                            },
+                            Vec::new(),
+                        ),
+                    };
+                    let _ = self.reply(&stream, &resp, &fds);
+                }
+                Err(e) => {
+                    let resp = Response::Error {
+                        message: format!("malformed request: {e}"),
+                        kind: ErrorKind::Invalid,
+                    };
+                    let _ = self.reply(&stream, &resp, &[]);
+                }
+            }
+            let _ = self.clients[i].stream.set_nonblocking(true);
+        }
+    }
+
+    fn reply(&self, stream: &UnixStream, resp: &Response, fds: &[OwnedFd]) -> io::Result<()> {
+        let mut line = serde_json::to_vec(resp).map_err(io::Error::other)?;
+        line.push(b'\n');
+        if fds.is_empty() {
+            return (&*stream).write_all(&line);
+        }
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        let iov = [io::IoSlice::new(&line)];
+        let cmsg = [ControlMessage::ScmRights(&raw)];
+        sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
+        Ok(())
+    }
+
+    fn handle(&mut self, req: Request) -> Result<(Response, Vec<OwnedFd>), Failure> {
+        let none = |r| Ok((r, Vec::new()));
+        match req {
+            Request::Ping => none(Response::Pong {
+                pid: std::process::id() as i32,
+            }),
+            Request::Start { spec } => {
+                if let Some(m) = self.containers.get(&spec.id) {
+                    if m.status.phase != Phase::Exited {
+                        return Err(Failure::new(
+                            ErrorKind::Conflict,
+                            format!("container {} is already running", spec.id),
+                        ));
+                    }
+                }
+                let pid = self.start(spec, 0)?;
+                none(Response::Started { pid })
+            }
+            Request::Restart { id } => {
+                let m = self.get(&id)?;
+                if m.status.phase != Phase::Exited {
+                    return Err(Failure::new(
+                        ErrorKind::Conflict,
+                        format!("container {id} is running"),
+                    ));
+                }
+                let spec = m.status.spec.clone();
+                let count = m.status.restart_count;
+                let pid = self.start(spec, count)?;
+                none(Response::Started { pid })
+            }
+            Request::Kill { id, signal, stop } => {
+                let sig = Signal::try_from(signal).map_err(|_| {
+                    Failure::new(ErrorKind::Invalid, format!("signal {signal} is not valid"))
+                })?;
+                let m = self.get_mut(&id)?;
+                if stop {
+                    m.status.stopped_by_user = true;
+                    // A stop also cancels a pending restart.
+                    if m.status.phase == Phase::Restarting {
+                        m.status.phase = Phase::Exited;
+                    }
+                }
+                let running = matches!(m.status.phase, Phase::Running | Phase::Paused);
+                let status = m.status.clone();
+                self.save(&status);
+                self.timers.retain(|(_, t)| *t != id);
+                if !running {
+                    return Err(Failure::new(
+                        ErrorKind::Conflict,
+                        format!("container {id} is not running"),
+                    ));
+                }
+                if status.phase == Phase::Paused && sig == Signal::SIGKILL {
+                    let _ = self.runtime.set_paused(&id, false);
+                }
+                self.runtime.kill(&id, sig, false).map_err(internal)?;
+                none(Response::Ok)
+            }
+            Request::Pause { id } => self
+                .set_paused(&id, true)
+                .map(|()| (Response::Ok, Vec::new())),
+            Request::Resume { id } => self
+                .set_paused(&id, false)
+                .map(|()| (Response::Ok, Vec::new())),
+            Request::Delete { id, force } => {
+                self.delete(&id, force)?;
+                none(Response::Ok)
+            }
+            Request::State { id } => {
+                let status = self.get(&id)?.status.clone();
+                none(Response::Status { status })
+            }
+            Request::List => none(Response::List {
+                containers: self.containers.values().map(|m| m.status.clone()).collect(),
+            }),
+            Request::Stdin { id } => {
+                let m = self.get_mut(&id)?;
+                let fd = match (&m.master, m.stdin.take()) {
+                    (Some(master), _) => master.try_clone().map_err(internal)?,
+                    (None, Some(fd)) => fd,
+                    (None, None) => {
+                        return Err(Failure::new(
+                            ErrorKind::Conflict,
+                            format!("container {id} has no open stdin (it was not started with -i, or stdin is attached already)"),
+                        ))
+                    }
+                };
+                let pid = m.status.pid;
+                Ok((
+                    Response::Fds {
+                        count: 1,
+                        tty: m.master.is_some(),
+                        pid,
+                    },
+                    vec![fd],
+                ))
+            }
+            Request::Resize { id, height, width } => {
+                let m = self.get(&id)?;
+                let master = m.master.as_ref().ok_or_else(|| {
+                    Failure::new(
+                        ErrorKind::Conflict,
+                        format!("container {id} has no terminal"),
+                    )
+                })?;
+                resize(master.as_raw_fd(), height, width);
+                none(Response::Ok)
+            }
+            Request::Exec { spec } => self.exec(spec),
+            Request::ExecState { exec_id } => {
+                let e = self.execs.get(&exec_id).ok_or_else(|| {
+                    Failure::new(ErrorKind::NotFound, format!("no such exec: {exec_id}"))
+                })?;
+                none(Response::Exec {
+                    status: e.status.clone(),
+                })
+            }
+            Request::ExecResize {
+                exec_id,
+                height,
+                width,
+            } => {
+                let e = self.execs.get(&exec_id).ok_or_else(|| {
+                    Failure::new(ErrorKind::NotFound, format!("no such exec: {exec_id}"))
+                })?;
+                let master = e.master.as_ref().ok_or_else(|| {
+                    Failure::new(
+                        ErrorKind::Conflict,
+                        format!("exec {exec_id} has no terminal"),
+                    )
+                })?;
+                resize(master.as_raw_fd(), height, width);
+                none(Response::Ok)
+            }
+            Request::Events => none(Response::Ok),
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<&Managed, Failure> {
+        self.containers
+            .get(id)
+            .ok_or_else(|| Failure::new(ErrorKind::NotFound, format!("no such container: {id}")))
+    }
+
+    fn get_mut(&mut self, id: &str) -> Result<&mut Managed, Failure> {
+        self.containers
+            .get_mut(id)
+            .ok_or_else(|| Failure::new(ErrorKind::NotFound, format!("no such container: {id}")))
+    }
+
+    fn set_paused(&mut self, id: &str, paused: bool) -> Result<(), Failure> {
+        let m = self.get(id)?;
+        let want = if paused {
+            Phase::Running
+        } else {
+            Phase::Paused
+        };
+        if m.status.phase != want {
+            return Err(Failure::new(
+                ErrorKind::Conflict,
+                format!(
+                    "container {id} is not {}",
+                    if paused { "running" } else { "paused" }
+                ),
+            ));
+        }
+        self.runtime.set_paused(id, paused).map_err(internal)?;
+        let m = self.get_mut(id)?;
+        m.status.phase = if paused {
+            Phase::Paused
+        } else {
+            Phase::Running
+        };
+        let status = m.status.clone();
+        self.save(&status);
+        Ok(())
+    }
+
+    /// Creates and starts the container process with pipes for its stdio.
+    fn start(&mut self, spec: ContainerSpec, restart_count: u32) -> Result<i32, Failure> {
+        // Leftovers of an earlier run of the same id.
+        if self.runtime.load(&spec.id).is_ok() {
+            let _ = self.runtime.delete(&spec.id, true);
+        }
+        let mut log = LogWriter::open(&spec.log_path).map_err(|e| {
+            Failure::new(
+                ErrorKind::Internal,
+                format!("open log {}: {e}", spec.log_path.display()),
+            )
+        })?;
+        let mut outputs = Vec::new();
+        let mut stdin = None;
+        let mut master = None;
+        let mut opts = CreateOptions {
+            id: spec.id.clone(),
+            bundle: spec.bundle.clone(),
+            ..Default::default()
+        };
+        let result = if spec.tty {
+            let (ours, theirs) = UnixStream::pair().map_err(internal)?;
+            // Output the container writes before we hold the master is not lost:
+            // the pty buffers it.
+            let null = fs::File::open("/dev/null").map_err(internal)?;
+            let n = null.as_raw_fd();
+            opts.stdio = Some([n, n, n]);
+            opts.console_fd = Some(theirs.as_raw_fd());
+            let r = self.runtime.run_detached(&opts);
+            if r.is_ok() {
+                let m = strato_container::foreground::receive_master(&OwnedFd::from(ours))
+                    .map_err(internal)?;
+                set_nonblocking(m.as_raw_fd());
+                outputs.push((m.try_clone().map_err(internal)?, Stream::Stdout));
+                master = Some(m);
+            }
+            r
+        } else {
+            let (out_r, out_w) = pipe().map_err(internal)?;
+            let (err_r, err_w) = pipe().map_err(internal)?;
+            let (in_r, in_w) = if spec.open_stdin {
+                let (r, w) = pipe().map_err(internal)?;
+                (r, Some(w))
+            } else {
+                (
+                    OwnedFd::from(fs::File::open("/dev/null").map_err(internal)?),
+                    None,
+                )
+            };
+            opts.stdio = Some([in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
+            let r = self.runtime.run_detached(&opts);
+            // Only the container keeps its ends: end-of-file when it exits.
+            drop((in_r, out_w, err_w));
+            set_nonblocking(out_r.as_raw_fd());
+            set_nonblocking(err_r.as_raw_fd());
+            outputs.push((out_r, Stream::Stdout));
+            outputs.push((err_r, Stream::Stderr));
+            stdin = in_w;
+            r
+        };
+        let started_at = now();
+        let mut status = ContainerStatus {
+            spec: spec.clone(),
+            phase: Phase::Running,
+            pid: 0,
+            exit_code: None,
+            oom_killed: false,
+            started_at: Some(started_at.clone()),
+            finished_at: None,
+            restart_count,
+            stopped_by_user: false,
+            error: None,
+        };
+        let state = match result {
+            Ok(s) => s,
+            Err(e) => {
+                let msg = e.to_string();
+                let _ = log.write(Stream::Stderr, format!("strato: {msg}\n").as_bytes());
+                status.phase = Phase::Exited;
+                status.exit_code = Some(127);
+                status.finished_at = Some(now());
+                status.error = Some(msg.clone());
+                self.save(&status);
+                self.containers.insert(
+                    spec.id.clone(),
+                    Managed {
+                        status,
+                        outputs: Vec::new(),
+                        stdin: None,
+                        master: None,
+                        log: None,
+                        reaped: None,
+                        started: Instant::now(),
+                        backoff_ms: 0,
+                    },
+                );
+                return Err(Failure::new(ErrorKind::Invalid, msg));
+            }
+        };
+        status.pid = state.pid;
+        self.save(&status);
+        let backoff = self
+            .containers
+            .get(&spec.id)
+            .map(|m| m.backoff_ms)
+            .unwrap_or(0);
+        self.containers.insert(
+            spec.id.clone(),
+            Managed {
+                status,
+                outputs,
+                stdin,
+                master,
+                log: Some(log),
+                reaped: None,
+                started: Instant::now(),
+                backoff_ms: backoff,
+            },
+        );
+        self.emit(Event::Start {
+            id: spec.id,
+            pid: state.pid,
+            time: started_at,
+        });
+        Ok(state.pid)
+    }
+
+    fn read_output(&mut self, id: &str, i: usize) {
+        let Some(m) = self.containers.get_mut(id) else {
+            return;
+        };
+        let Some((fd, stream)) = m.outputs.get(i) else {
+            return;
+        };
+        let stream = *stream;
+        let mut buf = [0u8; 32 * 1024];
+        loop {
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) | Err(nix::errno::Errno::EIO) => {
+                    // End of output (EIO: the pty's other side is gone).
+                    if let Some(log) = m.log.as_mut() {
+                        let _ = log.finish(stream);
+                    }
+                    m.outputs.remove(i);
+                    return;
+                }
+                Ok(n) => {
+                    if let Some(log) = m.log.as_mut() {
+                        if let Err(e) = log.write(stream, &buf[..n]) {
+                            tracing::warn!(id, error = %e, "log write failed");
+                        }
+                    }
+                }
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "read container output");
+                    m.outputs.remove(i);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(s) => s,
+            };
+            let Some(pid) = status.pid() else { continue };
+            let Some(code) = strato_container::launch::exit_code(status) else {
+                continue;
+            };
+            let pid = pid.as_raw();
+            if let Some(m) = self.containers.values_mut().find(|m| {
+                m.status.pid == pid && m.reaped.is_none() && m.status.phase != Phase::Exited
+            }) {
+                m.reaped = Some(code);
+                continue;
+            }
+            let time = now();
+            if let Some(e) = self
+                .execs
+                .values_mut()
+                .find(|e| e.status.pid == pid && e.status.running)
+            {
+                e.status.running = false;
+                e.status.exit_code = Some(code);
+                e.master = None;
+                let ev = Event::ExecDie {
+                    exec_id: e.status.exec_id.clone(),
+                    container: e.status.container.clone(),
+                    code,
+                    time,
+                };
+                self.emit(ev);
+            }
+        }
+    }
+
+    /// Completes exits whose output is drained (or whose pipes are held by
+    /// someone else after a grace period).
+    fn finish_exits(&mut self) {
+        let done: Vec<String> = self
+            .containers
+            .iter()
+            .filter(|(_, m)| m.reaped.is_some() && m.outputs.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in done {
+            self.finish_exit(&id);
+        }
+    }
+
+    fn finish_exit(&mut self, id: &str) {
+        let Some(m) = self.containers.get_mut(id) else {
+            return;
+        };
+        let code = m.reaped.take().unwrap_or(255);
+        let time = now();
+        m.stdin = None;
+        m.master = None;
+        m.log = None;
+        m.status.phase = Phase::Exited;
+        m.status.pid = 0;
+        m.status.exit_code = Some(code);
+        m.status.finished_at = Some(time.clone());
+        m.status.oom_killed = code == 137 && oom_killed(&self.runtime, id);
+        let ran_ms = m.started.elapsed().as_millis() as u64;
+        let status = m.status.clone();
+        // The process is gone: release its runtime state, cgroup and mounts now.
+        if let Err(e) = self.runtime.delete(id, true) {
+            tracing::warn!(id, error = %e, "runtime delete after exit");
+        }
+        self.emit(Event::Exit {
+            id: id.to_string(),
+            code,
+            oom_killed: status.oom_killed,
+            time: time.clone(),
+        });
+        let spec = &status.spec;
+        if spec
+            .restart
+            .should_restart(code, status.restart_count, status.stopped_by_user)
+        {
+            let m = self.containers.get_mut(id).expect("present");
+            m.backoff_ms = backoff_ms(m.backoff_ms, ran_ms);
+            m.status.phase = Phase::Restarting;
+            let delay = m.backoff_ms;
+            let st = m.status.clone();
+            self.save(&st);
+            self.timers.push((
+                Instant::now() + Duration::from_millis(delay),
+                id.to_string(),
+            ));
+        } else if spec.auto_remove {
+            self.forget(id);
+        } else {
+            self.save(&status);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now_i = Instant::now();
+        let due: Vec<String> = self
+            .timers
+            .iter()
+            .filter(|(t, _)| *t <= now_i)
+            .map(|(_, id)| id.clone())
+            .collect();
+        self.timers.retain(|(t, _)| *t > now_i);
+        for id in due {
+            let Some(m) = self.containers.get(&id) else {
+                continue;
+            };
+            if m.status.phase != Phase::Restarting {
+                continue;
+            }
+            let spec = m.status.spec.clone();
+            let count = m.status.restart_count + 1;
+            match self.start(spec, count) {
+                Ok(_) => self.emit(Event::Restart {
+                    id,
+                    count,
+                    time: now(),
+                }),
+                Err(f) => tracing::warn!(id, error = %f.message, "restart failed"),
+            }
+        }
+    }
+
+    fn delete(&mut self, id: &str, force: bool) -> Result<(), Failure> {
+        let m = self.get(id)?;
+        if matches!(m.status.phase, Phase::Running | Phase::Paused) {
+            if !force {
+                return Err(Failure::new(
+                    ErrorKind::Conflict,
+                    format!("container {id} is running: stop it first or force the removal"),
+                ));
+            }
+            let pid = m.status.pid;
+            if m.status.phase == Phase::Paused {
+                let _ = self.runtime.set_paused(id, false);
+            }
+            let _ = self.runtime.kill(id, Signal::SIGKILL, true);
+            // Our child: wait for it here so the removal is complete on return.
+            if let Ok(st) = waitpid(nix::unistd::Pid::from_raw(pid), None) {
+                if let Some(m) = self.containers.get_mut(id) {
+                    m.reaped = strato_container::launch::exit_code(st);
+                }
+            }
+            // Drain what it wrote last.
+            while self
+                .containers
+                .get(id)
+                .is_some_and(|m| !m.outputs.is_empty())
+            {
+                let n = self.containers[id].outputs.len();
+                self.read_output(id, n - 1);
+                if self
+                    .containers
+                    .get(id)
+                    .is_some_and(|m| m.outputs.len() == n)
+                {
+                    // Still open (a descendant holds it): stop waiting.
+                    if let Some(m) = self.containers.get_mut(id) {
+                        m.outputs.clear();
+                    }
+                }
+            }
+            if let Some(m) = self.containers.get_mut(id) {
+                m.status.stopped_by_user = true;
+                m.status.spec.auto_remove = false;
+                m.status.spec.restart = crate::policy::RestartPolicy::No;
+            }
+            self.finish_exit(id);
+        }
+        self.timers.retain(|(_, t)| t != id);
+        let _ = self.runtime.delete(id, true);
+        self.forget(id);
+        Ok(())
+    }
+
+    fn forget(&mut self, id: &str) {
+        self.containers.remove(id);
+        let _ = fs::remove_dir_all(self.root.join("containers").join(id));
+        self.emit(Event::Destroy {
+            id: id.to_string(),
+            time: now(),
+        });
+    }
+
+    fn exec(&mut self, spec: ExecSpec) -> Result<(Response, Vec<OwnedFd>), Failure> {
+        let m = self.get(&spec.container)?;
+        if m.status.phase != Phase::Running {
+            return Err(Failure::new(
+                ErrorKind::Conflict,
+                format!("container {} is not running", spec.container),
+            ));
+        }
+        if self.execs.contains_key(&spec.exec_id) {
+            return Err(Failure::new(
+                ErrorKind::Conflict,
+                format!("exec {} exists", spec.exec_id),
+            ));
+        }
+        let process: oci_spec::runtime::Process = serde_json::from_value(spec.process.clone())
+            .map_err(|e| Failure::new(ErrorKind::Invalid, format!("exec process: {e}")))?;
+        let tty = process.terminal().unwrap_or(false);
+        let mut opts = ExecOptions {
+            process: Some(process),
+            detach: true,
+            ..Default::default()
+        };
+        let (pid, fds, master) = if tty {
+            let (ours, theirs) = UnixStream::pair().map_err(internal)?;
+            let null = fs::File::open("/dev/null").map_err(internal)?;
+            let n = null.as_raw_fd();
+            opts.stdio = Some([n, n, n]);
+            opts.console_fd = Some(theirs.as_raw_fd());
+            let pid = self
+                .runtime
+                .exec_detached(&spec.container, &opts)
+                .map_err(|e| Failure::new(ErrorKind::Invalid, e.to_string()))?;
+            let m = strato_container::foreground::receive_master(&OwnedFd::from(ours))
+                .map_err(internal)?;
+            let ours = m.try_clone().map_err(internal)?;
+            (pid, vec![m], Some(ours))
+        } else {
+            let (out_r, out_w) = pipe().map_err(internal)?;
+            let (err_r, err_w) = pipe().map_err(internal)?;
+            let (in_r, in_w) = if spec.stdin {
+                let (r, w) = pipe().map_err(internal)?;
+                (r, Some(w))
+            } else {
+                (
+                    OwnedFd::from(fs::File::open("/dev/null").map_err(internal)?),
+                    None,
+                )
+            };
+            opts.stdio = Some([in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
+            let pid = self
+                .runtime
+                .exec_detached(&spec.container, &opts)
+                .map_err(|e| Failure::new(ErrorKind::Invalid, e.to_string()))?;
+            drop((in_r, out_w, err_w));
+            let in_w = match in_w {
+                Some(w) => w,
+                None => OwnedFd::from(fs::File::open("/dev/null").map_err(internal)?),
+            };
+            (pid, vec![in_w, out_r, err_r], None)
+        };
+        let status = ExecStatus {
+            exec_id: spec.exec_id.clone(),
+            container: spec.container.clone(),
+            pid,
+            running: true,
+            exit_code: None,
+        };
+        self.execs
+            .insert(spec.exec_id.clone(), ExecRec { status, master });
+        Ok((
+            Response::Fds {
+                count: fds.len() as u8,
+                tty,
+                pid,
+            },
+            fds,
+        ))
+    }
+}
+
+enum Ready {
+    Listener,
+    Signal,
+    Client(usize),
+    Output(String, usize),
+}
+
+fn resize(fd: RawFd, height: u16, width: u16) {
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize struct that lives across the call.
+    unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) };
+}
+
+/// Whether the kernel's OOM killer acted in the container's memory cgroup.
+fn oom_killed(runtime: &Runtime, id: &str) -> bool {
+    runtime.oom_killed(id).unwrap_or(false)
+}
+
+/// Reads one response line and the descriptors sent with it. Requests and
+/// responses alternate, so nothing follows the line.
+pub(crate) fn read_line_with_fds(stream: &UnixStream) -> io::Result<(String, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut line = Vec::new();
+    let mut fds = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let mut iov = [io::IoSliceMut::new(&mut chunk)];
+        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        for c in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(list) = c {
+                for fd in list {
+                    // SAFETY: the kernel installed these descriptors for us.
+                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        let n = msg.bytes;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the supervisor closed the connection",
+            ));
+        }
+        line.extend_from_slice(&chunk[..n]);
+        if line.ends_with(b"\n") {
+            line.pop();
+            return Ok((String::from_utf8_lossy(&line).into_owned(), fds));
+        }
+    }
+}

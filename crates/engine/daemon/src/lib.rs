@@ -1,0 +1,11 @@
+//! strato's container engine: the Docker daemon's logic, between the Engine
+//! API (strato-api) and the layers that do the work (strato-image for images
+//! and overlay snapshots, strato-network for bridges and ports,
+//! strato-supervisor for running processes).
+//!
+//! Entry points: [`spec::build`] turns a container's Docker-style
+//! configuration and its image's into the OCI bundle config the runtime runs.
+
+pub mod model;
+pub mod spec;
+pub mod users;

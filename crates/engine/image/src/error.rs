@@ -115,6 +115,14 @@ pub enum Error {
         "invalid container id {0:?}: use letters, digits, '_', '-' or '.' (not starting with '.')"
     )]
     InvalidContainerId(String),
+    /// A container id already has a writable layer on another image.
+    #[error("container {container} already has a layer on image {image}: remove its layer first or use another id")]
+    ContainerExists {
+        /// The container.
+        container: String,
+        /// The image its layer belongs to.
+        image: String,
+    },
     /// Mounting or unmounting the overlay failed.
     #[error("{op} overlay at {target}: {source}")]
     Mount {

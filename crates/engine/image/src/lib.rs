@@ -370,6 +370,12 @@ impl ImageStore {
         let mut index = self.layout.read_index()?;
         let id = index.resolve(image)?;
         let rec = index.images[&id].clone();
+        if let Some(other) = index.containers.get(container_id).filter(|o| **o != id) {
+            return Err(Error::ContainerExists {
+                container: container_id.to_owned(),
+                image: other.to_string(),
+            });
+        }
         let dir = self.layout.containers().join(container_id);
         let (upper, work) = (dir.join("upper"), dir.join("work"));
         let fresh = !dir.exists();

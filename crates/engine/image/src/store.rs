@@ -331,7 +331,8 @@ pub(crate) fn commit(layout: &Layout, staging: &mut Staging, images: &[NewImage]
                 }
             }
             index.images.insert(img.id.clone(), img.record.clone());
-            for t in &img.tags {
+            // `name@digest` references are not tags.
+            for t in img.tags.iter().filter(|t| t.digest().is_none()) {
                 index.tags.insert(t.to_string(), img.id.clone());
             }
         }

@@ -153,6 +153,15 @@ fn loads_docker_save_and_mounts_an_overlay_that_honours_whiteouts() {
     fs::write(target.join("written"), b"by the container").unwrap();
     assert!(s.root().join("containers/c1/upper/written").exists());
     assert_eq!(s.list().unwrap()[0].containers, 1);
+    s.load(&docker_save(&[Img::new(vec![layer(&[E::File("o", b"o", 0o644)])], "other")])[..])
+        .unwrap();
+    let other_target = dir.path().join("other");
+    fs::create_dir(&other_target).unwrap();
+    assert!(matches!(
+        s.rootfs_for("other", "c1", &other_target),
+        Err(Error::ContainerExists { .. })
+    ));
+    s.remove("other", false).unwrap();
 
     // In use: deleting by id needs force; untagging keeps the image.
     assert!(matches!(

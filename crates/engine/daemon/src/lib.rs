@@ -6,6 +6,8 @@
 //! Entry points: [`spec::build`] turns a container's Docker-style
 //! configuration and its image's into the OCI bundle config the runtime runs.
 
+pub mod ids;
 pub mod model;
+pub mod netns;
 pub mod spec;
 pub mod users;

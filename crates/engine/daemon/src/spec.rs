@@ -27,30 +27,13 @@ pub enum BuildError {
     Invalid(String),
 }
 
-/// Docker's paths hidden from containers.
-pub const MASKED_PATHS: &[&str] = &[
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/interrupts",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-/// Docker's read-only paths.
-pub const READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+/// Docker's paths hidden from containers: the runtime's defaults and
+/// /proc/interrupts.
+pub fn masked_paths() -> Vec<&'static str> {
+    let mut v = strato_container::specgen::MASKED_PATHS.to_vec();
+    v.push("/proc/interrupts");
+    v
+}
 
 fn all_caps() -> Vec<String> {
     let mut v: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
@@ -319,8 +302,8 @@ pub fn build(
         "sysctl": cfg.sysctls,
     });
     if !cfg.privileged {
-        linux["maskedPaths"] = json!(MASKED_PATHS);
-        linux["readonlyPaths"] = json!(READONLY_PATHS);
+        linux["maskedPaths"] = json!(masked_paths());
+        linux["readonlyPaths"] = json!(strato_container::specgen::READONLY_PATHS);
     }
     if !unconfined {
         let profile = strato_seccomp::default_profile_for(&caps);

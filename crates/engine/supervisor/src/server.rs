@@ -116,6 +116,73 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
+/// The pipes of a process's stdio: the child's three ends, and ours.
+struct StdioPipes {
+    child: [OwnedFd; 3],
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl StdioPipes {
+    /// Pipes for stdout and stderr, and for stdin when `open_stdin` (else
+    /// the child reads /dev/null).
+    fn new(open_stdin: bool) -> io::Result<StdioPipes> {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (in_r, in_w) = if open_stdin {
+            let (r, w) = pipe()?;
+            (r, Some(w))
+        } else {
+            (OwnedFd::from(fs::File::open("/dev/null")?), None)
+        };
+        Ok(StdioPipes {
+            child: [in_r, out_w, err_w],
+            stdin: in_w,
+            stdout: out_r,
+            stderr: err_r,
+        })
+    }
+
+    fn child_raw(&self) -> [RawFd; 3] {
+        [
+            self.child[0].as_raw_fd(),
+            self.child[1].as_raw_fd(),
+            self.child[2].as_raw_fd(),
+        ]
+    }
+}
+
+/// A socketpair to receive a pty master over, and /dev/null for the stdio
+/// the console replaces.
+struct ConsolePair {
+    ours: UnixStream,
+    theirs: UnixStream,
+    null: fs::File,
+}
+
+impl ConsolePair {
+    fn new() -> io::Result<ConsolePair> {
+        let (ours, theirs) = UnixStream::pair()?;
+        Ok(ConsolePair {
+            ours,
+            theirs,
+            null: fs::File::open("/dev/null")?,
+        })
+    }
+
+    /// Points the options' stdio and console at this pair.
+    fn stdio(&self) -> ([RawFd; 3], RawFd) {
+        let n = self.null.as_raw_fd();
+        ([n, n, n], self.theirs.as_raw_fd())
+    }
+
+    /// The master the container process sent.
+    fn master(self) -> Result<OwnedFd, Failure> {
+        strato_container::foreground::receive_master(&OwnedFd::from(self.ours)).map_err(internal)
+    }
+}
+
 fn now() -> String {
     strato_container::state::now_rfc3339()
 }
@@ -589,43 +656,31 @@ impl Supervisor {
             ..Default::default()
         };
         let result = if spec.tty {
-            let (ours, theirs) = UnixStream::pair().map_err(internal)?;
             // Output the container writes before we hold the master is not lost:
             // the pty buffers it.
-            let null = fs::File::open("/dev/null").map_err(internal)?;
-            let n = null.as_raw_fd();
-            opts.stdio = Some([n, n, n]);
-            opts.console_fd = Some(theirs.as_raw_fd());
+            let console = ConsolePair::new().map_err(internal)?;
+            let (stdio, console_fd) = console.stdio();
+            opts.stdio = Some(stdio);
+            opts.console_fd = Some(console_fd);
             let r = self.runtime.run_detached(&opts);
             if r.is_ok() {
-                let m = strato_container::foreground::receive_master(&OwnedFd::from(ours))
-                    .map_err(internal)?;
+                let m = console.master()?;
                 set_nonblocking(m.as_raw_fd());
                 outputs.push((m.try_clone().map_err(internal)?, Stream::Stdout));
                 master = Some(m);
             }
             r
         } else {
-            let (out_r, out_w) = pipe().map_err(internal)?;
-            let (err_r, err_w) = pipe().map_err(internal)?;
-            let (in_r, in_w) = if spec.open_stdin {
-                let (r, w) = pipe().map_err(internal)?;
-                (r, Some(w))
-            } else {
-                (
-                    OwnedFd::from(fs::File::open("/dev/null").map_err(internal)?),
-                    None,
-                )
-            };
-            opts.stdio = Some([in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
+            let pipes = StdioPipes::new(spec.open_stdin).map_err(internal)?;
+            opts.stdio = Some(pipes.child_raw());
             let r = self.runtime.run_detached(&opts);
             // Only the container keeps its ends: end-of-file when it exits.
-            drop((in_r, out_w, err_w));
-            set_nonblocking(out_r.as_raw_fd());
-            set_nonblocking(err_r.as_raw_fd());
-            outputs.push((out_r, Stream::Stdout));
-            outputs.push((err_r, Stream::Stderr));
-            stdin = in_w;
+            drop(pipes.child);
+            set_nonblocking(pipes.stdout.as_raw_fd());
+            set_nonblocking(pipes.stderr.as_raw_fd());
+            outputs.push((pipes.stdout, Stream::Stdout));
+            outputs.push((pipes.stderr, Stream::Stderr));
+            stdin = pipes.stdin;
             r
         };
         let started_at = now();
@@ -943,43 +998,32 @@ impl Supervisor {
             detach: true,
             ..Default::default()
         };
+        let exec_err = |e: strato_container::Error| Failure::new(ErrorKind::Invalid, e.to_string());
         let (pid, fds, master) = if tty {
-            let (ours, theirs) = UnixStream::pair().map_err(internal)?;
-            let null = fs::File::open("/dev/null").map_err(internal)?;
-            let n = null.as_raw_fd();
-            opts.stdio = Some([n, n, n]);
-            opts.console_fd = Some(theirs.as_raw_fd());
+            let console = ConsolePair::new().map_err(internal)?;
+            let (stdio, console_fd) = console.stdio();
+            opts.stdio = Some(stdio);
+            opts.console_fd = Some(console_fd);
             let pid = self
                 .runtime
                 .exec_detached(&spec.container, &opts)
-                .map_err(|e| Failure::new(ErrorKind::Invalid, e.to_string()))?;
-            let m = strato_container::foreground::receive_master(&OwnedFd::from(ours))
-                .map_err(internal)?;
+                .map_err(exec_err)?;
+            let m = console.master()?;
             let ours = m.try_clone().map_err(internal)?;
             (pid, vec![m], Some(ours))
         } else {
-            let (out_r, out_w) = pipe().map_err(internal)?;
-            let (err_r, err_w) = pipe().map_err(internal)?;
-            let (in_r, in_w) = if spec.stdin {
-                let (r, w) = pipe().map_err(internal)?;
-                (r, Some(w))
-            } else {
-                (
-                    OwnedFd::from(fs::File::open("/dev/null").map_err(internal)?),
-                    None,
-                )
-            };
-            opts.stdio = Some([in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
+            let pipes = StdioPipes::new(spec.stdin).map_err(internal)?;
+            opts.stdio = Some(pipes.child_raw());
             let pid = self
                 .runtime
                 .exec_detached(&spec.container, &opts)
-                .map_err(|e| Failure::new(ErrorKind::Invalid, e.to_string()))?;
-            drop((in_r, out_w, err_w));
-            let in_w = match in_w {
+                .map_err(exec_err)?;
+            drop(pipes.child);
+            let stdin = match pipes.stdin {
                 Some(w) => w,
                 None => OwnedFd::from(fs::File::open("/dev/null").map_err(internal)?),
             };
-            (pid, vec![in_w, out_r, err_r], None)
+            (pid, vec![stdin, pipes.stdout, pipes.stderr], None)
         };
         let status = ExecStatus {
             exec_id: spec.exec_id.clone(),

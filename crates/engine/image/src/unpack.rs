@@ -120,7 +120,15 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
         let header = entry.header().clone();
         let kind = header.entry_type();
         let Some((name, parents)) = comps.split_last() else {
-            // The layer's root directory ("./"): the snapshot root stands in.
+            // The layer's root directory ("./"): its metadata goes to the
+            // snapshot root, like Docker's.
+            if kind == tar::EntryType::Directory {
+                root_metadata(&root_fd, &header, &display)?;
+                dir_times.push((
+                    Vec::new(),
+                    i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(0),
+                ));
+            }
             continue;
         };
         let at = |source: io::Error| Error::Unpack {
@@ -308,6 +316,26 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
         })?;
     }
     Ok(size)
+}
+
+fn root_metadata(root: &OwnedFd, header: &tar::Header, entry: &str) -> Result<()> {
+    let at = |source: io::Error| Error::Unpack {
+        entry: entry.to_owned(),
+        source,
+    };
+    let id = |v: io::Result<u64>| {
+        v.ok()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| Error::UnsafeEntry {
+                entry: entry.to_owned(),
+                reason: "its uid or gid is not a valid 32-bit id".into(),
+            })
+    };
+    let (uid, gid) = (id(header.uid())?, id(header.gid())?);
+    rustix::fs::fchown(root, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .map_err(|e| at(errno(e)))?;
+    let mode = Mode::from_bits_truncate(header.mode().map_err(at)? & 0o7777);
+    rustix::fs::fchmod(root, mode).map_err(|e| at(errno(e)))
 }
 
 fn mkdir(dir: &OwnedFd, name: &str) -> io::Result<()> {

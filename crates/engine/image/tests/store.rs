@@ -20,6 +20,7 @@ fn busybox_bytes() -> Vec<u8> {
 fn base_layer() -> Vec<u8> {
     let bb = busybox_bytes();
     layer(&[
+        E::Dir("./", 0o755),
         E::Dir("bin", 0o755),
         E::File("bin/busybox", &bb, 0o755),
         E::Symlink("bin/sh", "busybox"),

@@ -3,9 +3,11 @@
 //! and overlay snapshots, strato-network for bridges and ports,
 //! strato-supervisor for running processes).
 //!
-//! Entry points: [`spec::build`] turns a container's Docker-style
+//! Entry points: [`engine::Engine`] (open, then the Docker verbs), and
+//! [`spec::build`] turns a container's Docker-style
 //! configuration and its image's into the OCI bundle config the runtime runs.
 
+pub mod engine;
 pub mod ids;
 pub mod model;
 pub mod netns;

@@ -1,0 +1,941 @@
+//! The engine: containers with Docker's semantics over the image store, the
+//! network manager and the supervisor.
+//!
+//! Records live in `DATA_ROOT/containers/<id>/record.json`; each container's
+//! directory also holds its json log, its /etc files and its bundle
+//! (config.json plus the overlay rootfs mount point). Processes are the
+//! supervisor's; the engine learns about exits from its event stream.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strato_image::ImageStore;
+use strato_network::{AttachRequest, Endpoint, NetworkManager, PortMapping};
+use strato_supervisor::{Client, ContainerSpec, ContainerStatus, Phase, RestartPolicy};
+use tokio::sync::broadcast;
+
+use crate::model::{ContainerConfig, ImageDefaults};
+
+/// Where the engine keeps things.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Persistent state: images, containers, volumes, networks.
+    pub data_root: PathBuf,
+    /// Runtime state: the supervisor's socket and records, pinned namespaces.
+    pub exec_root: PathBuf,
+    /// The `strato` binary that runs `strato supervisor`.
+    pub strato_bin: PathBuf,
+    /// Settings of the network manager (its `state_dir` is set from `data_root`).
+    pub network: Option<strato_network::Config>,
+}
+
+/// Engine failures, mapped by the API to Docker's status codes.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotModified(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn internal(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(e.to_string())
+}
+
+fn sup_err(e: strato_supervisor::client::ClientError) -> EngineError {
+    use strato_supervisor::protocol::ErrorKind;
+    match &e {
+        strato_supervisor::client::ClientError::Failed { kind, message } => match kind {
+            ErrorKind::NotFound => EngineError::NoSuchContainer(message.clone()),
+            ErrorKind::Conflict => EngineError::Conflict(message.clone()),
+            ErrorKind::Invalid => EngineError::Invalid(message.clone()),
+            ErrorKind::Internal => EngineError::Internal(message.clone()),
+        },
+        _ => EngineError::Internal(e.to_string()),
+    }
+}
+
+/// How a container is networked (`--network`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", content = "name", rename_all = "lowercase")]
+pub enum NetworkMode {
+    Bridge(String),
+    Host,
+    None,
+}
+
+impl NetworkMode {
+    /// Docker's spelling: `default`/`bridge`, `host`, `none`, or a network name.
+    pub fn parse(s: &str) -> NetworkMode {
+        match s {
+            "" | "default" | "bridge" => NetworkMode::Bridge("bridge".into()),
+            "host" => NetworkMode::Host,
+            "none" => NetworkMode::None,
+            other => NetworkMode::Bridge(other.into()),
+        }
+    }
+
+    /// The name Docker shows in inspect.
+    pub fn name(&self) -> &str {
+        match self {
+            NetworkMode::Bridge(n) => n,
+            NetworkMode::Host => "host",
+            NetworkMode::None => "none",
+        }
+    }
+}
+
+/// What `docker create` asked for, in engine terms.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub name: Option<String>,
+    pub image: String,
+    pub config: ContainerConfig,
+    pub restart: RestartPolicy,
+    pub auto_remove: bool,
+    pub network: Option<NetworkMode>,
+    pub ports: Vec<PortMapping>,
+    /// The request body as received (`Config` plus `HostConfig`), shown back by inspect.
+    pub raw: serde_json::Value,
+}
+
+/// A container as the engine remembers it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub image_ref: String,
+    pub image_id: String,
+    pub config: ContainerConfig,
+    pub image_defaults: ImageDefaults,
+    pub restart: RestartPolicy,
+    pub auto_remove: bool,
+    pub network: NetworkMode,
+    pub ports: Vec<PortMapping>,
+    pub raw: serde_json::Value,
+    pub endpoint: Option<Endpoint>,
+    /// The latest status from the supervisor; `None` until first started.
+    pub status: Option<ContainerStatus>,
+}
+
+/// Something that happened to a container (for `/events` and `wait`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    pub id: String,
+    /// Docker's action: create, start, die, destroy, restart, …
+    pub action: String,
+    pub exit_code: Option<i32>,
+    pub time: String,
+}
+
+/// The engine.
+pub struct Engine {
+    cfg: EngineConfig,
+    images: ImageStore,
+    net: NetworkManager,
+    records: Mutex<BTreeMap<String, Record>>,
+    events: broadcast::Sender<EngineEvent>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("cfg", &self.cfg).finish()
+    }
+}
+
+fn now() -> String {
+    strato_container::state::now_rfc3339()
+}
+
+impl Engine {
+    /// Opens the stores, restores networks, makes sure the supervisor runs,
+    /// and follows its events.
+    pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+        fs::create_dir_all(cfg.data_root.join("containers")).map_err(internal)?;
+        fs::create_dir_all(&cfg.exec_root).map_err(internal)?;
+        let images = ImageStore::open(&cfg.data_root.join("images")).map_err(internal)?;
+        let mut ncfg = cfg
+            .network
+            .clone()
+            .unwrap_or_else(|| strato_network::Config::new(cfg.data_root.join("network")));
+        ncfg.state_dir = cfg.data_root.join("network");
+        let net = NetworkManager::open(ncfg).map_err(internal)?;
+        net.restore().await.map_err(internal)?;
+        net.ensure_default().await.map_err(internal)?;
+        let (events, _) = broadcast::channel(1024);
+        let engine = Arc::new(Engine {
+            cfg,
+            images,
+            net,
+            records: Mutex::new(BTreeMap::new()),
+            events,
+        });
+        engine.load_records();
+        engine.ensure_supervisor().await?;
+        engine.follow_supervisor();
+        engine.sync_statuses().await;
+        Ok(engine)
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.images
+    }
+
+    pub fn network(&self) -> &NetworkManager {
+        &self.net
+    }
+
+    /// Subscribes to container events.
+    pub fn subscribe(&self) -> broadcast::Receiver<EngineEvent> {
+        self.events.subscribe()
+    }
+
+    fn sup_root(&self) -> PathBuf {
+        self.cfg.exec_root.join("supervisor")
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.cfg.data_root.join("containers").join(id)
+    }
+
+    fn netns_path(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("netns").join(id)
+    }
+
+    /// The json-file log of a container.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(format!("{id}-json.log"))
+    }
+
+    fn load_records(&self) {
+        let Ok(rd) = fs::read_dir(self.cfg.data_root.join("containers")) else {
+            return;
+        };
+        let mut recs = self.records.lock().expect("records lock");
+        for e in rd.flatten() {
+            let Ok(data) = fs::read(e.path().join("record.json")) else {
+                continue;
+            };
+            match serde_json::from_slice::<Record>(&data) {
+                Ok(r) => {
+                    recs.insert(r.id.clone(), r);
+                }
+                Err(err) => {
+                    tracing::warn!(path = %e.path().display(), error = %err, "unreadable container record")
+                }
+            }
+        }
+    }
+
+    fn save(&self, r: &Record) -> Result<(), EngineError> {
+        let dir = self.dir(&r.id);
+        fs::create_dir_all(&dir).map_err(internal)?;
+        let tmp = dir.join(".record.json.tmp");
+        fs::write(&tmp, serde_json::to_vec(r).map_err(internal)?).map_err(internal)?;
+        fs::rename(&tmp, dir.join("record.json")).map_err(internal)
+    }
+
+    fn emit(&self, id: &str, action: &str, exit_code: Option<i32>) {
+        let _ = self.events.send(EngineEvent {
+            id: id.to_string(),
+            action: action.to_string(),
+            exit_code,
+            time: now(),
+        });
+    }
+
+    async fn sup<T, F>(&self, f: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Client) -> Result<T, strato_supervisor::client::ClientError>
+            + Send
+            + 'static,
+    {
+        let root = self.sup_root();
+        tokio::task::spawn_blocking(move || {
+            let mut c = Client::connect(&root).map_err(|e| {
+                EngineError::Internal(format!(
+                    "the supervisor is not reachable at {}: {e}",
+                    root.display()
+                ))
+            })?;
+            f(&mut c).map_err(sup_err)
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    async fn ensure_supervisor(&self) -> Result<(), EngineError> {
+        let root = self.sup_root();
+        if Client::connect(&root)
+            .and_then(|mut c| c.ping().map_err(std::io::Error::other))
+            .is_ok()
+        {
+            return Ok(());
+        }
+        fs::create_dir_all(&root).map_err(internal)?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.cfg.exec_root.join("supervisor.log"))
+            .map_err(internal)?;
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new(&self.cfg.strato_bin)
+            .arg("supervisor")
+            .arg("--root")
+            .arg(&root)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().map_err(internal)?)
+            .stderr(log)
+            // Its own process group: signals to the daemon's group spare it.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| EngineError::Internal(format!("start the supervisor: {e}")))?;
+        for _ in 0..500 {
+            if Client::connect(&root).is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err(EngineError::Internal(
+            "the supervisor did not start: see supervisor.log".into(),
+        ))
+    }
+
+    /// A thread follows the supervisor's events and reflects them here.
+    fn follow_supervisor(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let root = self.sup_root();
+        let handle = tokio::runtime::Handle::current();
+        std::thread::spawn(move || loop {
+            let events = Client::connect(&root).ok().and_then(|c| c.events().ok());
+            if let Some(events) = events {
+                for ev in events.flatten() {
+                    let Some(engine) = weak.upgrade() else { return };
+                    handle.block_on(engine.on_event(ev));
+                }
+            }
+            if weak.upgrade().is_none() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        });
+    }
+
+    async fn on_event(&self, ev: strato_supervisor::Event) {
+        use strato_supervisor::Event as E;
+        match ev {
+            E::Start { id, .. } => {
+                self.refresh(&id).await;
+                self.emit(&id, "start", None);
+            }
+            E::Exit { id, code, .. } => {
+                let status = self.refresh(&id).await;
+                // Resources stay while a restart is pending; else they are
+                // released before anyone waiting hears of the exit.
+                let exited = status.is_some_and(|s| s.phase == Phase::Exited);
+                if exited {
+                    self.release(&id).await;
+                }
+                self.emit(&id, "die", Some(code));
+                let auto = exited
+                    && self
+                        .records
+                        .lock()
+                        .expect("records lock")
+                        .get(&id)
+                        .is_some_and(|r| r.auto_remove);
+                if auto {
+                    let _ = self.remove(&id, true).await;
+                }
+            }
+            E::Restart { id, .. } => {
+                self.refresh(&id).await;
+                self.emit(&id, "restart", None);
+            }
+            E::Destroy { .. } | E::ExecDie { .. } => {}
+        }
+    }
+
+    /// Re-reads a container's status from the supervisor into its record.
+    async fn refresh(&self, id: &str) -> Option<ContainerStatus> {
+        let owned = id.to_string();
+        let status = self.sup(move |c| c.state(&owned)).await.ok();
+        let mut recs = self.records.lock().expect("records lock");
+        if let Some(r) = recs.get_mut(id) {
+            if status.is_some() {
+                r.status = status.clone();
+            }
+            let r = r.clone();
+            drop(recs);
+            let _ = self.save(&r);
+        }
+        status
+    }
+
+    async fn sync_statuses(&self) {
+        let ids: Vec<String> = self
+            .records
+            .lock()
+            .expect("records lock")
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.refresh(&id).await;
+        }
+    }
+
+    /// Resolves a full id, a unique id prefix or a name (with or without `/`).
+    pub fn resolve(&self, name_or_id: &str) -> Result<String, EngineError> {
+        let key = name_or_id.trim_start_matches('/');
+        let recs = self.records.lock().expect("records lock");
+        if recs.contains_key(key) {
+            return Ok(key.to_string());
+        }
+        if let Some(r) = recs.values().find(|r| r.name == key) {
+            return Ok(r.id.clone());
+        }
+        let matches: Vec<&String> = recs
+            .keys()
+            .filter(|id| !key.is_empty() && id.starts_with(key))
+            .collect();
+        match matches.len() {
+            1 => Ok(matches[0].clone()),
+            0 => Err(EngineError::NoSuchContainer(name_or_id.to_string())),
+            _ => Err(EngineError::Invalid(format!(
+                "multiple containers match {name_or_id:?}: give more of the id"
+            ))),
+        }
+    }
+
+    /// A copy of a container's record.
+    pub fn record(&self, name_or_id: &str) -> Result<Record, EngineError> {
+        let id = self.resolve(name_or_id)?;
+        self.records
+            .lock()
+            .expect("records lock")
+            .get(&id)
+            .cloned()
+            .ok_or(EngineError::NoSuchContainer(name_or_id.to_string()))
+    }
+
+    /// Every container's record.
+    pub fn records(&self) -> Vec<Record> {
+        self.records
+            .lock()
+            .expect("records lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// `docker create`: records the container; nothing runs yet.
+    pub async fn create(&self, req: CreateRequest) -> Result<String, EngineError> {
+        let image_ref = req.image.clone();
+        let details = {
+            let images = self.images.clone();
+            let r = image_ref.clone();
+            tokio::task::spawn_blocking(move || images.inspect(&r))
+                .await
+                .map_err(internal)?
+                .map_err(|_| EngineError::NoSuchImage(image_ref.clone()))?
+        };
+        let id = crate::ids::new_id();
+        let name = match req.name.filter(|n| !n.is_empty()) {
+            Some(n) => {
+                let n = n.trim_start_matches('/').to_string();
+                if !crate::ids::valid_name(&n) {
+                    return Err(EngineError::Invalid(format!(
+                        "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                    )));
+                }
+                n
+            }
+            None => loop {
+                let n = crate::ids::random_name();
+                if self.resolve(&n).is_err() {
+                    break n;
+                }
+            },
+        };
+        let image_cfg = details.config.config().clone().unwrap_or_default();
+        let defaults = ImageDefaults {
+            env: image_cfg.env().clone().unwrap_or_default(),
+            entrypoint: image_cfg.entrypoint().clone().unwrap_or_default(),
+            cmd: image_cfg.cmd().clone().unwrap_or_default(),
+            working_dir: image_cfg.working_dir().clone().unwrap_or_default(),
+            user: image_cfg.user().clone().unwrap_or_default(),
+        };
+        let mut config = req.config;
+        config.id = id.clone();
+        if config.hostname.is_empty() {
+            config.hostname = id[..12].to_string();
+        }
+        // The command must exist now, as Docker checks at create.
+        if config
+            .entrypoint
+            .clone()
+            .unwrap_or_else(|| defaults.entrypoint.clone())
+            .is_empty()
+            && config.cmd.is_empty()
+            && (config.entrypoint.is_some() || defaults.cmd.is_empty())
+        {
+            return Err(EngineError::Invalid(
+                "no command specified: the image has no Cmd or Entrypoint, give one after the image name".into(),
+            ));
+        }
+        let record = Record {
+            id: id.clone(),
+            name: name.clone(),
+            created: now(),
+            image_ref,
+            image_id: details.id.as_str().to_string(),
+            config,
+            image_defaults: defaults,
+            restart: req.restart,
+            auto_remove: req.auto_remove,
+            network: req.network.unwrap_or(NetworkMode::Bridge("bridge".into())),
+            ports: req.ports,
+            raw: req.raw,
+            endpoint: None,
+            status: None,
+        };
+        {
+            let mut recs = self.records.lock().expect("records lock");
+            if recs.values().any(|r| r.name == name) {
+                return Err(EngineError::Conflict(format!(
+                    "Conflict. The container name \"/{name}\" is already in use. Remove it or pick another name."
+                )));
+            }
+            recs.insert(id.clone(), record.clone());
+        }
+        if let Err(e) = self.save(&record) {
+            self.records.lock().expect("records lock").remove(&id);
+            let _ = fs::remove_dir_all(self.dir(&id));
+            return Err(e);
+        }
+        self.emit(&id, "create", None);
+        Ok(id)
+    }
+
+    fn bridge_network(name: &str) -> String {
+        // Docker calls the default network "bridge"; ours is the manager's default.
+        if name == "bridge" {
+            String::new()
+        } else {
+            name.to_string()
+        }
+    }
+
+    /// `docker start`.
+    pub async fn start(&self, name_or_id: &str) -> Result<(), EngineError> {
+        let mut r = self.record(name_or_id)?;
+        if let Some(s) = &r.status {
+            if matches!(s.phase, Phase::Running | Phase::Paused | Phase::Restarting) {
+                return Err(EngineError::NotModified(format!(
+                    "container {} is already running",
+                    r.name
+                )));
+            }
+        }
+        let id = r.id.clone();
+        let dir = self.dir(&id);
+        let bundle = dir.join("bundle");
+        let rootfs = bundle.join("rootfs");
+        fs::create_dir_all(&rootfs).map_err(internal)?;
+        // Rootfs: the image's layers under the container's writable layer.
+        if !is_mountpoint(&rootfs) {
+            let images = self.images.clone();
+            let (image, cid, target) = (r.image_id.clone(), id.clone(), rootfs.clone());
+            let mount =
+                tokio::task::spawn_blocking(move || images.rootfs_for(&image, &cid, &target))
+                    .await
+                    .map_err(internal)?
+                    .map_err(|e| {
+                        EngineError::Internal(format!("mount the container's root filesystem: {e}"))
+                    })?;
+            std::mem::forget(mount);
+        }
+        let result = self.start_mounted(&mut r, &dir, &bundle, &rootfs).await;
+        if let Err(e) = result {
+            self.release(&id).await;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn start_mounted(
+        &self,
+        r: &mut Record,
+        dir: &Path,
+        bundle: &Path,
+        rootfs: &Path,
+    ) -> Result<(), EngineError> {
+        let id = r.id.clone();
+        let mut cfg = r.config.clone();
+        match &r.network {
+            NetworkMode::Host => cfg.netns = None,
+            NetworkMode::None => cfg.netns = Some(String::new()),
+            NetworkMode::Bridge(net) => {
+                let ns = self.netns_path(&id);
+                let _ = crate::netns::remove(&ns);
+                crate::netns::create(&ns)
+                    .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                let network = Self::bridge_network(net);
+                let network = if network.is_empty() {
+                    self.net.ensure_default().await.map_err(internal)?.name
+                } else {
+                    network
+                };
+                let mut req =
+                    AttachRequest::new(&network, &id, strato_network::Netns::Path(ns.clone()));
+                req.names = vec![r.name.clone(), cfg.hostname.clone()];
+                req.ports = r.ports.clone();
+                let ep = self.net.attach(req).await.map_err(|e| match e {
+                    strato_network::Error::PortInUse { .. } => EngineError::Conflict(e.to_string()),
+                    other => EngineError::Internal(other.to_string()),
+                })?;
+                let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                let files = self
+                    .net
+                    .container_files(&network, &id, &cfg.hostname, &host_resolv)
+                    .await
+                    .map_err(internal)?;
+                for (name, text) in [
+                    ("hosts", &files.hosts),
+                    ("resolv.conf", &files.resolv_conf),
+                    ("hostname", &files.hostname),
+                ] {
+                    let p = dir.join(name);
+                    fs::write(&p, text).map_err(internal)?;
+                    cfg.etc_files
+                        .push((p.display().to_string(), format!("/etc/{name}")));
+                }
+                cfg.netns = Some(ns.display().to_string());
+                r.endpoint = Some(ep);
+            }
+        }
+        if !matches!(r.network, NetworkMode::Bridge(_)) {
+            let hostname = dir.join("hostname");
+            fs::write(&hostname, format!("{}\n", cfg.hostname)).map_err(internal)?;
+            cfg.etc_files
+                .push((hostname.display().to_string(), "/etc/hostname".into()));
+            if r.network == NetworkMode::Host {
+                cfg.etc_files
+                    .push(("/etc/resolv.conf".into(), "/etc/resolv.conf".into()));
+                cfg.etc_files
+                    .push(("/etc/hosts".into(), "/etc/hosts".into()));
+            }
+        }
+        let spec = crate::spec::build(&cfg, &r.image_defaults, rootfs)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&spec).map_err(internal)?;
+        fs::write(bundle.join("config.json"), text).map_err(internal)?;
+        let spec = ContainerSpec {
+            id: id.clone(),
+            bundle: bundle.to_path_buf(),
+            log_path: self.log_path(&id),
+            tty: cfg.tty,
+            open_stdin: cfg.open_stdin,
+            restart: r.restart.clone(),
+            auto_remove: false,
+        };
+        self.sup(move |c| {
+            // A record of an earlier run is replaced.
+            let _ = c.delete(&spec.id, false);
+            c.start(spec)
+        })
+        .await?;
+        {
+            let mut recs = self.records.lock().expect("records lock");
+            if let Some(rec) = recs.get_mut(&id) {
+                rec.endpoint = r.endpoint.clone();
+            }
+        }
+        let status = self.refresh(&id).await;
+        if let Some(s) = status {
+            r.status = Some(s);
+        }
+        Ok(())
+    }
+
+    /// Frees what a stopped container holds: its network endpoint and
+    /// namespace, and its rootfs mount.
+    async fn release(&self, id: &str) {
+        let rec = self.records.lock().expect("records lock").get(id).cloned();
+        if let Some(r) = &rec {
+            if let Some(ep) = &r.endpoint {
+                if let Err(e) = self.net.detach(&ep.network, id).await {
+                    tracing::warn!(id, error = %e, "detach network");
+                }
+            }
+        }
+        let _ = crate::netns::remove(&self.netns_path(id));
+        let rootfs = self.dir(id).join("bundle/rootfs");
+        if is_mountpoint(&rootfs) {
+            let _ = strato_image::unmount(&rootfs);
+        }
+        let mut recs = self.records.lock().expect("records lock");
+        if let Some(r) = recs.get_mut(id) {
+            r.endpoint = None;
+            let r = r.clone();
+            drop(recs);
+            let _ = self.save(&r);
+        }
+    }
+
+    /// `docker kill`.
+    pub async fn kill(&self, name_or_id: &str, signal: i32) -> Result<(), EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let running = self
+            .record(&id)?
+            .status
+            .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused));
+        if !running {
+            return Err(EngineError::Conflict(format!(
+                "Container {id} is not running"
+            )));
+        }
+        self.sup(move |c| c.kill(&id, signal, false)).await
+    }
+
+    /// `docker stop`: SIGTERM (or the image's stop signal), then SIGKILL after `timeout`.
+    pub async fn stop(
+        &self,
+        name_or_id: &str,
+        timeout: Option<u64>,
+        signal: Option<i32>,
+    ) -> Result<(), EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let status = self.refresh(&id).await;
+        if !status
+            .as_ref()
+            .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused | Phase::Restarting))
+        {
+            return Err(EngineError::NotModified(format!(
+                "container {name_or_id} is not running"
+            )));
+        }
+        let mut rx = self.subscribe();
+        let sig = signal.unwrap_or(libc::SIGTERM);
+        let idc = id.clone();
+        let _ = self.sup(move |c| c.kill(&idc, sig, true)).await;
+        let wait = tokio::time::timeout(Duration::from_secs(timeout.unwrap_or(10)), async {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) if ev.id == id && ev.action == "die" => return,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                    _ => {}
+                }
+            }
+        })
+        .await;
+        if wait.is_err() {
+            let idc = id.clone();
+            let _ = self.sup(move |c| c.kill(&idc, libc::SIGKILL, true)).await;
+        }
+        self.wait_not_running(&id).await;
+        Ok(())
+    }
+
+    async fn wait_not_running(&self, id: &str) {
+        for _ in 0..2000 {
+            let s = self.refresh(id).await;
+            if s.is_none_or(|s| s.phase == Phase::Exited) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// `docker wait`: the exit code once the container is not running.
+    /// With `next_exit`, waits for the next exit even if it is stopped now.
+    pub async fn wait(&self, name_or_id: &str, next_exit: bool) -> Result<i32, EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let mut rx = self.subscribe();
+        if !next_exit {
+            let r = self.record(&id)?;
+            match &r.status {
+                None => {}
+                Some(s) if s.phase == Phase::Exited => return Ok(s.exit_code.unwrap_or(0)),
+                Some(_) => {}
+            }
+            if r.status.is_none() {
+                // Created, never started: Docker waits for it to run and stop.
+            }
+        }
+        loop {
+            match rx.recv().await {
+                Ok(ev) if ev.id == id && ev.action == "die" => {
+                    // Final only when no restart follows.
+                    let s = self.refresh(&id).await;
+                    if s.is_none_or(|s| s.phase == Phase::Exited) {
+                        return Ok(ev.exit_code.unwrap_or(0));
+                    }
+                }
+                Ok(ev) if ev.id == id && ev.action == "destroy" => return Ok(0),
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(EngineError::Internal("the engine is shutting down".into()))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `docker rm`.
+    pub async fn remove(&self, name_or_id: &str, force: bool) -> Result<(), EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let r = self.record(&id)?;
+        let running = r
+            .status
+            .as_ref()
+            .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused | Phase::Restarting));
+        if running && !force {
+            return Err(EngineError::Conflict(format!(
+                "You cannot remove a running container {id}. Stop the container before attempting removal or force remove"
+            )));
+        }
+        let idc = id.clone();
+        match self.sup(move |c| c.delete(&idc, true)).await {
+            Ok(()) | Err(EngineError::NoSuchContainer(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.release(&id).await;
+        {
+            let images = self.images.clone();
+            let idc = id.clone();
+            let _ = tokio::task::spawn_blocking(move || images.remove_container_layer(&idc)).await;
+        }
+        self.records.lock().expect("records lock").remove(&id);
+        let _ = fs::remove_dir_all(self.dir(&id));
+        self.emit(&id, "destroy", None);
+        Ok(())
+    }
+
+    /// The container's stdin (pipe or pty master) for attach.
+    pub async fn stdin(&self, name_or_id: &str) -> Result<OwnedFd, EngineError> {
+        let id = self.resolve(name_or_id)?;
+        self.sup(move |c| c.stdin(&id)).await
+    }
+
+    /// Resizes a container's terminal.
+    pub async fn resize(
+        &self,
+        name_or_id: &str,
+        height: u16,
+        width: u16,
+    ) -> Result<(), EngineError> {
+        let id = self.resolve(name_or_id)?;
+        self.sup(move |c| c.resize(&id, height, width)).await
+    }
+
+    /// `docker pause` / `unpause`.
+    pub async fn set_paused(&self, name_or_id: &str, paused: bool) -> Result<(), EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let idc = id.clone();
+        self.sup(move |c| {
+            if paused {
+                c.pause(&idc)
+            } else {
+                c.resume(&idc)
+            }
+        })
+        .await?;
+        self.refresh(&id).await;
+        self.emit(&id, if paused { "pause" } else { "unpause" }, None);
+        Ok(())
+    }
+
+    /// Renames a container.
+    pub fn rename(&self, name_or_id: &str, new_name: &str) -> Result<(), EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let new_name = new_name.trim_start_matches('/');
+        if !crate::ids::valid_name(new_name) {
+            return Err(EngineError::Invalid(format!(
+                "Invalid container name ({new_name})"
+            )));
+        }
+        let mut recs = self.records.lock().expect("records lock");
+        if recs.values().any(|r| r.name == new_name && r.id != id) {
+            return Err(EngineError::Conflict(format!(
+                "Conflict. The container name \"/{new_name}\" is already in use"
+            )));
+        }
+        let r = recs
+            .get_mut(&id)
+            .ok_or(EngineError::NoSuchContainer(id.clone()))?;
+        r.name = new_name.to_string();
+        let r = r.clone();
+        drop(recs);
+        self.save(&r)
+    }
+
+    /// cgroup statistics of a running container.
+    pub fn stats(&self, name_or_id: &str) -> Result<strato_cgroups::Stats, EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let h = strato_cgroups::detect(Path::new("/sys/fs/cgroup")).map_err(internal)?;
+        let m = strato_cgroups::Manager::new(&h, Path::new(&format!("/strato/{id}")))
+            .map_err(internal)?;
+        m.stats().map_err(internal)
+    }
+
+    /// Host pids of a running container's processes.
+    pub fn pids(&self, name_or_id: &str) -> Result<Vec<i32>, EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let h = strato_cgroups::detect(Path::new("/sys/fs/cgroup")).map_err(internal)?;
+        let m = strato_cgroups::Manager::new(&h, Path::new(&format!("/strato/{id}")))
+            .map_err(internal)?;
+        m.pids().map_err(internal)
+    }
+
+    /// Runs a process in a running container (see [`Client::exec`]).
+    pub async fn exec(
+        &self,
+        name_or_id: &str,
+        exec_id: &str,
+        process: serde_json::Value,
+        stdin: bool,
+    ) -> Result<(i32, bool, Vec<OwnedFd>), EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let spec = strato_supervisor::ExecSpec {
+            container: id,
+            exec_id: exec_id.to_string(),
+            process,
+            stdin,
+        };
+        self.sup(move |c| c.exec(spec)).await
+    }
+
+    /// An exec's state.
+    pub async fn exec_state(
+        &self,
+        exec_id: &str,
+    ) -> Result<strato_supervisor::ExecStatus, EngineError> {
+        let e = exec_id.to_string();
+        self.sup(move |c| c.exec_state(&e)).await
+    }
+}
+
+/// Whether `path` is a mount point (its device differs from its parent's).
+fn is_mountpoint(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(a), Some(Ok(b))) = (fs::metadata(path), path.parent().map(fs::metadata)) else {
+        return false;
+    };
+    a.dev() != b.dev()
+}

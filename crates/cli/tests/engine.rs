@@ -18,6 +18,8 @@ use strato_supervisor::logs::read_all;
 struct Env {
     engine: Arc<Engine>,
     exec_root: PathBuf,
+    bridge: String,
+    table: String,
     _ctx: Ctx,
 }
 
@@ -32,6 +34,11 @@ impl Drop for Env {
                 );
             }
         }
+        // The test's default network: its bridge and its nftables table.
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .status();
     }
 }
 
@@ -52,11 +59,14 @@ async fn env(name: &str) -> Env {
     let exec_root = ctx.dir().join("exec");
     // A network pool, bridge and nft table of this test only (benchmark range).
     let mut net = strato_network::Config::new(data_root.join("network"));
-    let n = std::process::id() % 200 + 10;
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let n = (std::process::id() * 4 + seq) % 240 + 10;
     net.pool = format!("198.18.{n}.0/24").parse().unwrap();
     net.subnet_prefix = 26;
-    net.default_bridge = format!("stt{}", std::process::id() % 100_000);
-    net.table = format!("strato_t{}", std::process::id());
+    net.default_bridge = format!("stt{}x{seq}", std::process::id() % 100_000);
+    net.table = format!("strato_t{}x{seq}", std::process::id());
+    let (bridge, table) = (net.default_bridge.clone(), net.table.clone());
     let engine = Engine::open(EngineConfig {
         data_root,
         exec_root: exec_root.clone(),
@@ -74,6 +84,8 @@ async fn env(name: &str) -> Env {
     Env {
         engine,
         exec_root,
+        bridge,
+        table,
         _ctx: ctx,
     }
 }

@@ -112,6 +112,7 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
     let mut size = 0u64;
     // Directory mtimes are set last: creating children changes them.
     let mut dir_times: Vec<(Vec<String>, i64)> = Vec::new();
+    let mut parent_cache: Option<(Vec<String>, OwnedFd)> = None;
     for entry in archive.entries().map_err(Error::Archive)? {
         let mut entry = entry.map_err(Error::Archive)?;
         let raw = entry.path_bytes().into_owned();
@@ -156,6 +157,7 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
         match whiteout(name) {
             Whiteout::Meta => continue,
             Whiteout::Opaque => {
+                parent_cache = None;
                 let dir = open_dir(&root_fd, parents, true, &display)?;
                 rustix::fs::fsetxattr(&dir, OPAQUE_XATTR, b"y", XattrFlags::empty())
                     .map_err(|e| at(errno(e)))?;
@@ -165,6 +167,7 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
                 if hidden.is_empty() || hidden == "." || hidden == ".." {
                     return Err(unsafe_entry("it whites out an invalid name"));
                 }
+                parent_cache = None;
                 let dir = open_dir(&root_fd, parents, true, &display)?;
                 remove_existing(&dir, hidden).map_err(at)?;
                 rustix::fs::mknodat(
@@ -180,7 +183,20 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
             Whiteout::None => {}
         }
 
-        let dir = open_dir(&root_fd, parents, true, &display)?;
+        // Consecutive entries mostly share a parent: reuse its fd. Only
+        // regular files keep the cache; anything that may reshape the tree
+        // (directories, links, replacements) drops it. A stale fd could at
+        // worst point at a removed directory inside the snapshot, never
+        // outside it.
+        let cached = matches!(&parent_cache, Some((p, _)) if p.iter().map(String::as_str).eq(parents.iter().copied()));
+        if !cached {
+            let fd = open_dir(&root_fd, parents, true, &display)?;
+            parent_cache = Some((parents.iter().map(|s| (*s).to_owned()).collect(), fd));
+        }
+        let keep_cache = matches!(kind, tar::EntryType::Regular | tar::EntryType::Continuous);
+        let Some((_, dir)) = &parent_cache else {
+            unreachable!("the parent cache was just filled")
+        };
         let times = Timestamps {
             last_access: Timespec {
                 tv_sec: mtime,
@@ -194,16 +210,16 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
         let owner = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
         match kind {
             tar::EntryType::Directory => {
-                match rustix::fs::statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
+                match rustix::fs::statat(dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
                     Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {}
                     Ok(_) => {
-                        remove_existing(&dir, name).map_err(at)?;
-                        mkdir(&dir, name).map_err(at)?;
+                        remove_existing(dir, name).map_err(at)?;
+                        mkdir(dir, name).map_err(at)?;
                     }
-                    Err(Errno::NOENT) => mkdir(&dir, name).map_err(at)?,
+                    Err(Errno::NOENT) => mkdir(dir, name).map_err(at)?,
                     Err(e) => return Err(at(errno(e))),
                 }
-                let fd = open_dir(&dir, &[name], false, &display)?;
+                let fd = open_dir(dir, &[name], false, &display)?;
                 rustix::fs::fchown(&fd, owner.0, owner.1).map_err(|e| at(errno(e)))?;
                 rustix::fs::fchmod(&fd, mode).map_err(|e| at(errno(e)))?;
                 set_xattrs(&fd, &xattrs, &display);
@@ -212,9 +228,9 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
                 dir_times.push((path, mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                remove_existing(&dir, name).map_err(at)?;
+                remove_existing(dir, name).map_err(at)?;
                 let fd = rustix::fs::openat(
-                    &dir,
+                    dir,
                     *name,
                     OFlags::WRONLY
                         | OFlags::CREATE
@@ -237,12 +253,12 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry("it is a symlink without a target"))?
                     .into_owned();
-                remove_existing(&dir, name).map_err(at)?;
+                remove_existing(dir, name).map_err(at)?;
                 // The target is only data here: nothing below follows it.
-                rustix::fs::symlinkat(target.as_slice(), &dir, *name).map_err(|e| at(errno(e)))?;
-                rustix::fs::chownat(&dir, *name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
+                rustix::fs::symlinkat(target.as_slice(), dir, *name).map_err(|e| at(errno(e)))?;
+                rustix::fs::chownat(dir, *name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| at(errno(e)))?;
-                rustix::fs::utimensat(&dir, *name, &times, AtFlags::SYMLINK_NOFOLLOW)
+                rustix::fs::utimensat(dir, *name, &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| at(errno(e)))?;
             }
             tar::EntryType::Link => {
@@ -267,17 +283,17 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
                     }
                     Err(e) => return Err(at(errno(e))),
                 }
-                remove_existing(&dir, name).map_err(at)?;
-                rustix::fs::linkat(&tdir, *tname, &dir, *name, AtFlags::empty())
+                remove_existing(dir, name).map_err(at)?;
+                rustix::fs::linkat(&tdir, *tname, dir, *name, AtFlags::empty())
                     .map_err(|e| at(errno(e)))?;
             }
             tar::EntryType::Fifo => {
-                remove_existing(&dir, name).map_err(at)?;
-                rustix::fs::mknodat(&dir, *name, FileType::Fifo, mode, 0)
+                remove_existing(dir, name).map_err(at)?;
+                rustix::fs::mknodat(dir, *name, FileType::Fifo, mode, 0)
                     .map_err(|e| at(errno(e)))?;
-                rustix::fs::chownat(&dir, *name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
+                rustix::fs::chownat(dir, *name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| at(errno(e)))?;
-                rustix::fs::chmodat(&dir, *name, mode, AtFlags::empty())
+                rustix::fs::chmodat(dir, *name, mode, AtFlags::empty())
                     .map_err(|e| at(errno(e)))?;
             }
             tar::EntryType::Char | tar::EntryType::Block => {
@@ -292,13 +308,24 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
                 )));
             }
         }
+        if !keep_cache {
+            parent_cache = None;
+        }
     }
     // Deepest first, so setting a child's time does not disturb its parent.
     dir_times.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
     for (path, mtime) in dir_times {
         let comps: Vec<&str> = path.iter().map(String::as_str).collect();
         let display = path.join("/");
-        let fd = open_dir(&root_fd, &comps, false, &display)?;
+        // A later entry may have replaced the directory: nothing to date then.
+        let fd = match open_dir(&root_fd, &comps, false, &display) {
+            Ok(fd) => fd,
+            Err(Error::UnsafeEntry { .. }) => continue,
+            Err(Error::Unpack { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
         let t = Timespec {
             tv_sec: mtime,
             tv_nsec: 0,

@@ -519,3 +519,36 @@ fn concurrent_loads_share_layers_and_keep_the_index_whole() {
     }
     assert_eq!(fs::read_dir(s.root().join("tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn interleaved_entries_and_replacements_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fs");
+    fs::create_dir(&root).unwrap();
+    let l = layer(&[
+        E::File("a/1", b"1", 0o644),
+        E::File("a/2", b"2", 0o644),
+        E::Dir("b", 0o755),
+        E::File("a/3", b"3", 0o644),
+        E::Dir("e", 0o755),
+        E::File("e", b"file replaces empty dir", 0o644),
+        E::File("b/1", b"b1", 0o644),
+        E::Symlink("a/2", "1"),
+        E::File("a/4", b"4", 0o644),
+        E::File("a/1", b"one again", 0o600),
+    ]);
+    strato_image::unpack::unpack(&l[..], &root).unwrap();
+    assert_eq!(fs::read(root.join("a/1")).unwrap(), b"one again");
+    assert_eq!(fs::read_link(root.join("a/2")).unwrap(), Path::new("1"));
+    assert_eq!(fs::read(root.join("a/3")).unwrap(), b"3");
+    assert_eq!(fs::read(root.join("a/4")).unwrap(), b"4");
+    assert_eq!(fs::read(root.join("b/1")).unwrap(), b"b1");
+    assert_eq!(
+        fs::read(root.join("e")).unwrap(),
+        b"file replaces empty dir"
+    );
+    assert_eq!(
+        fs::metadata(root.join("a/1")).unwrap().mode() & 0o777,
+        0o600
+    );
+}

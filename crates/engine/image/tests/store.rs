@@ -552,3 +552,25 @@ fn interleaved_entries_and_replacements_all_land() {
         0o600
     );
 }
+
+#[test]
+fn loads_docker_schema2_media_types_in_an_oci_layout() {
+    let (_dir, s) = store();
+    let img = Img::new(
+        vec![gzip(&base_layer()), gzip(&top_layer())],
+        "quay.io/org/app:2",
+    );
+    let loaded = s.load(&oci_layout_docker_types(&[img])[..]).unwrap();
+    assert_eq!(loaded[0].tags, ["quay.io/org/app:2"]);
+    let d = s.inspect("quay.io/org/app:2").unwrap();
+    assert_eq!(d.diff_ids.len(), 2);
+    // Saved again, the Docker manifest is kept byte for byte.
+    let mut out = Vec::new();
+    s.save(&["quay.io/org/app:2"], &mut out).unwrap();
+    let (_dir2, s2) = store();
+    s2.load(&out[..]).unwrap();
+    assert_eq!(
+        s2.inspect("quay.io/org/app:2").unwrap().manifest_digest,
+        d.manifest_digest
+    );
+}

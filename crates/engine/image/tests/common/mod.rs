@@ -249,6 +249,16 @@ pub fn docker_save(images: &[Img]) -> Vec<u8> {
 /// with containerd's name annotation. `nested` wraps each manifest in an
 /// index with an arm/s390x decoy.
 pub fn oci_layout(images: &[Img], nested: bool) -> Vec<u8> {
+    layout_with_types(images, nested, false)
+}
+
+/// Like [`oci_layout`], with Docker schema2 media types in the manifests
+/// (as `skopeo copy docker://… oci:…` keeps them).
+pub fn oci_layout_docker_types(images: &[Img]) -> Vec<u8> {
+    layout_with_types(images, true, true)
+}
+
+fn layout_with_types(images: &[Img], nested: bool, docker: bool) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut blobs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut index = Vec::new();
@@ -258,6 +268,7 @@ pub fn oci_layout(images: &[Img], nested: bool) -> Vec<u8> {
             .iter()
             .map(|l| {
                 let mt = match l.first() {
+                    _ if docker => "application/vnd.docker.image.rootfs.diff.tar.gzip",
                     Some(0x1f) => "application/vnd.oci.image.layer.v1.tar+gzip",
                     Some(0x28) => "application/vnd.oci.image.layer.v1.tar+zstd",
                     _ => "application/vnd.oci.image.layer.v1.tar",
@@ -267,16 +278,29 @@ pub fn oci_layout(images: &[Img], nested: bool) -> Vec<u8> {
             })
             .collect();
         blobs.insert(sha(&img.config), img.config.clone());
+        let (manifest_mt, config_mt, index_mt) = if docker {
+            (
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.docker.container.image.v1+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+            )
+        } else {
+            (
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.oci.image.config.v1+json",
+                "application/vnd.oci.image.index.v1+json",
+            )
+        };
         let m = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&img.config), "size": img.config.len()},
+            "mediaType": manifest_mt,
+            "config": {"mediaType": config_mt, "digest": sha(&img.config), "size": img.config.len()},
             "layers": layer_descs,
         }))
         .unwrap();
         blobs.insert(sha(&m), m.clone());
         let mut top = serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "mediaType": manifest_mt,
             "digest": sha(&m), "size": m.len(),
         });
         if nested {
@@ -289,16 +313,16 @@ pub fn oci_layout(images: &[Img], nested: bool) -> Vec<u8> {
             };
             let idx = serde_json::to_vec(&serde_json::json!({
                 "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "mediaType": index_mt,
                 "manifests": [
-                    {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&decoy), "size": decoy.len(), "platform": {"architecture": "s390x", "os": "linux"}},
-                    {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&m), "size": m.len(), "platform": {"architecture": arch, "os": "linux"}},
+                    {"mediaType": manifest_mt, "digest": sha(&decoy), "size": decoy.len(), "platform": {"architecture": "s390x", "os": "linux"}},
+                    {"mediaType": manifest_mt, "digest": sha(&m), "size": m.len(), "platform": {"architecture": arch, "os": "linux"}},
                 ],
             }))
             .unwrap();
             blobs.insert(sha(&idx), idx.clone());
             top = serde_json::json!({
-                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "mediaType": index_mt,
                 "digest": sha(&idx), "size": idx.len(),
             });
         }

@@ -155,6 +155,21 @@ fn cases(outside: &Path) -> Vec<Case> {
             want: &["UPPER:case", "lowercase"],
         },
     ];
+    {
+        // A manifest.json too large to be read into memory.
+        let mut b = tar::Builder::new(Vec::new());
+        let big = vec![b' '; (32 << 20) + 1];
+        let mut h = tar::Header::new_ustar();
+        h.set_size(big.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "manifest.json", &big[..]).unwrap();
+        cases.push(Case {
+            name: "huge manifest.json",
+            archive: b.into_inner().unwrap(),
+            want: &["manifest.json", "allowed"],
+        });
+    }
     let full = one_layer(good());
     for cut in [full.len() / 2, full.len() - 1100, 700] {
         cases.push(Case {

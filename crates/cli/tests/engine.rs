@@ -35,7 +35,9 @@ impl Drop for Env {
             }
         }
         // The test's default network: its bridge and its nftables table.
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .status();
         let _ = Command::new("nft")
             .args(["delete", "table", "ip", &self.table])
             .status();

@@ -126,7 +126,8 @@ fn cgroups_path_of(spec: &Spec, id: &str) -> PathBuf {
 
 /// The spec's resources with the device rules every container needs appended
 /// (after the spec's own, so they can't be denied away): the default device
-/// nodes, ptys, tun, mknod of anything, and the config's linux.devices.
+/// nodes, ptys, tun and mknod of anything. Nodes of `linux.devices` are
+/// created but get no access unless `linux.resources.devices` grants it.
 pub fn effective_resources(spec: &Spec) -> LinuxResources {
     let linux = spec.linux().as_ref();
     let mut res = linux
@@ -180,6 +181,27 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("strato-tmp");
     fs::write(&tmp, pid.to_string()).ctx(|| format!("write pid file {}", tmp.display()))?;
     fs::rename(&tmp, path).ctx(|| format!("write pid file {}", path.display()))
+}
+
+fn not_running(id: &str) -> Error {
+    Error::State {
+        id: id.to_string(),
+        status: "stopped".into(),
+        msg: "container not running".into(),
+    }
+}
+
+/// Whether the spec asks for a new pid namespace of its own.
+fn has_own_pidns(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter().any(|n| {
+                n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid
+                    && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+            })
+        })
 }
 
 /// The console for a process with a terminal: the caller's socket, or (for a
@@ -304,6 +326,7 @@ impl Runtime {
             opts.console_fd,
             mode == Mode::RunForeground,
         )?;
+        plan.raw_newlines = master.is_some();
 
         tracing::debug!(id = %opts.id, "bundle loaded");
         let dir = self.store.claim(&opts.id)?;
@@ -319,6 +342,13 @@ impl Runtime {
         let resources = effective_resources(spec);
         let prepare = || {
             cg.create().map_err(|e| Error::Cgroup(e.to_string()))?;
+            // A cgroup in use by other processes is not ours to take over.
+            if cg.pids().is_ok_and(|p| !p.is_empty()) {
+                return Err(Error::Cgroup(format!(
+                    "cgroup {} already has processes: choose another cgroupsPath",
+                    cg.cgroups_path().display()
+                )));
+            }
             cg.apply(&resources)
                 .map_err(|e| Error::Cgroup(e.to_string()))?;
             tracing::debug!(cgroup = %cg.cgroups_path().display(), "cgroup ready");
@@ -338,12 +368,10 @@ impl Runtime {
                 nix::sys::stat::FchmodatFlags::FollowSymlink,
             )
             .ctx(|| format!("chmod {}", fifo.display()))?;
-            let fd = nix::fcntl::open(
-                &dir,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode_::empty(),
-            )
-            .ctx(|| format!("open {}", dir.display()))?;
+            // The fifo itself, reopened for writing through /proc/self/fd
+            // once the container waits for `start` (its path is outside).
+            let fd = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode_::empty())
+                .ctx(|| format!("open {}", fifo.display()))?;
             // SAFETY: `open` just returned this descriptor; we own it.
             Some(unsafe { OwnedFd::from_raw_fd(fd) })
         } else {
@@ -480,23 +508,35 @@ impl Runtime {
     }
 
     /// `kill`: signals the container process, or every process with `all`.
+    /// A container sharing the host's pid namespace has no init whose death
+    /// ends the rest: every process of its cgroup gets the signal.
     pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
+        self.kill_signal(id, Some(signal), all)
+    }
+
+    /// [`Runtime::kill`] where `None` is signal 0: only checks that there is
+    /// a process to signal.
+    pub fn kill_signal(&self, id: &str, signal: Option<Signal>, all: bool) -> Result<()> {
         let (st, status) = self.load(id)?;
-        if all {
+        let own_pidns = has_own_pidns(&st.spec);
+        if all || !own_pidns {
             let cg = cgroup_manager(&st.cgroups_path)?;
-            return cg
-                .kill_all(signal)
-                .map_err(|e| Error::Cgroup(e.to_string()));
+            if status == Status::Stopped && cg.pids().map(|p| p.is_empty()).unwrap_or(true) {
+                if all {
+                    return Ok(());
+                }
+                return Err(not_running(id));
+            }
+            return match signal {
+                Some(sig) => cg.kill_all(sig).map_err(|e| Error::Cgroup(e.to_string())),
+                None => Ok(()),
+            };
         }
         if status == Status::Stopped {
-            return Err(Error::State {
-                id: id.to_string(),
-                status: status.to_string(),
-                msg: "there is no process to signal".into(),
-            });
+            return Err(not_running(id));
         }
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), signal)
-            .ctx(|| format!("send {signal} to container {id:?} (pid {})", st.pid))
+            .ctx(|| format!("signal container {id:?} (pid {})", st.pid))
     }
 
     /// `delete`: removes a stopped (or, with `force`, any) container.
@@ -519,16 +559,7 @@ impl Runtime {
         // When its init has died, a private pid namespace is empty (the kernel
         // kills the rest first). Otherwise processes can outlive the init:
         // kill them too.
-        let own_pidns = st
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().as_ref())
-            .is_some_and(|ns| {
-                ns.iter().any(|n| {
-                    n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && n.path().is_none()
-                })
-            });
+        let own_pidns = has_own_pidns(&st.spec);
         if !(status == Status::Stopped && own_pidns) {
             if cg.pids().map(|p| !p.is_empty()).unwrap_or(true) {
                 let _ = cg.kill_all(Signal::SIGKILL);
@@ -655,6 +686,7 @@ impl Runtime {
             opts.console_fd,
             !opts.detach,
         )?;
+        plan.raw_newlines = master.is_some();
         let cg = cgroup_manager(&st.cgroups_path)?;
         let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
         let hook_state = |_pid: i32| serde_json::Value::Null;

@@ -34,9 +34,10 @@ pub enum Error {
     Seccomp(String),
     #[error("container init: {0}")]
     Init(String),
-    #[error("{kind} hook {path}: {msg}")]
+    #[error("error running {kind} hook #{index} ({path}): {msg}")]
     Hook {
         kind: String,
+        index: usize,
         path: PathBuf,
         msg: String,
     },

@@ -33,8 +33,7 @@ impl HookKind {
     }
 }
 
-/// The hooks of `kind` in `spec`, in order (prestart is folded into createRuntime,
-/// running first, as the spec says).
+/// The hooks of `kind` in `spec`, in order.
 pub fn hooks_of(spec: &Spec, kind: HookKind) -> Vec<Hook> {
     let Some(h) = spec.hooks().as_ref() else {
         return Vec::new();
@@ -42,11 +41,7 @@ pub fn hooks_of(spec: &Spec, kind: HookKind) -> Vec<Hook> {
     #[allow(deprecated)]
     let list = match kind {
         HookKind::Prestart => h.prestart().clone(),
-        HookKind::CreateRuntime => {
-            let mut v = h.prestart().clone().unwrap_or_default();
-            v.extend(h.create_runtime().clone().unwrap_or_default());
-            Some(v)
-        }
+        HookKind::CreateRuntime => h.create_runtime().clone(),
         HookKind::CreateContainer => h.create_container().clone(),
         HookKind::StartContainer => h.start_container().clone(),
         HookKind::Poststart => h.poststart().clone(),
@@ -62,15 +57,16 @@ pub fn run(spec: &Spec, kind: HookKind, state: &serde_json::Value) -> Result<()>
         return Ok(());
     }
     let input = serde_json::to_vec(state).unwrap_or_default();
-    for hook in &hooks {
-        run_one(hook, kind, &input)?;
+    for (index, hook) in hooks.iter().enumerate() {
+        run_one(hook, kind, index, &input)?;
     }
     Ok(())
 }
 
-fn run_one(hook: &Hook, kind: HookKind, input: &[u8]) -> Result<()> {
+fn run_one(hook: &Hook, kind: HookKind, index: usize, input: &[u8]) -> Result<()> {
     let fail = |msg: String| Error::Hook {
         kind: kind.name().to_string(),
+        index,
         path: hook.path().clone(),
         msg,
     };

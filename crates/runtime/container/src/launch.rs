@@ -108,7 +108,7 @@ impl NsPlan {
             .flatten()
         {
             let flag = clone_flag(ns.typ());
-            match ns.path() {
+            match ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
                 Some(p) => plan.join.push((flag, p.clone())),
                 None if flag == CloneFlags::CLONE_NEWUSER => plan.new_user = true,
                 None => plan.new |= flag,
@@ -286,7 +286,9 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
             let fifo_waits = fifo_dir.is_some();
             match ch.recv() {
                 Ok(Some(Msg::RunCreateRuntimeHooks)) => {
-                    hooks::run(spec, HookKind::CreateRuntime, &(l.hook_state)(pid))?;
+                    let state = (l.hook_state)(pid);
+                    hooks::run(spec, HookKind::Prestart, &state)?;
+                    hooks::run(spec, HookKind::CreateRuntime, &state)?;
                     ch.send(&Msg::Go)
                         .ctx(|| "sync with container process".into())?;
                 }
@@ -452,6 +454,17 @@ fn container_process(l: &Launch, ch: &Channel) -> ! {
             die(ch, e, 1)
         }
     }
+    // Nothing the runtime's caller left open reaches the container; what we
+    // still need is close-on-exec.
+    let mut keep = vec![ch.as_fd().as_raw_fd()];
+    keep.extend(l.console.as_ref().map(|c| c.as_raw_fd()));
+    if let Role::Init {
+        fifo_dir: Some(f), ..
+    } = &l.role
+    {
+        keep.push(f.as_raw_fd());
+    }
+    process::close_inherited_fds(3 + l.plan.preserve_fds as RawFd, &keep);
     let res = match &l.role {
         Role::Init {
             spec,
@@ -475,7 +488,7 @@ fn exec_setup(l: &Launch) -> std::result::Result<(), String> {
             .console
             .as_ref()
             .ok_or("process.terminal is true but no console socket was given")?;
-        process::setup_console(sock.as_raw_fd(), l.plan.console_size)?;
+        process::setup_console(sock.as_raw_fd(), l.plan.console_size, l.plan.raw_newlines)?;
     }
     process::apply(&l.plan, l.ns.in_userns())
 }
@@ -492,6 +505,10 @@ fn init_setup(
 ) -> std::result::Result<(), String> {
     let sys = Linux;
     let s = |e: Error| e.to_string();
+    // Device nodes and mount points get exactly the modes asked for; the
+    // process's own umask is set later.
+    // SAFETY: umask only sets the process file mode creation mask.
+    unsafe { libc::umask(0) };
     // Our pid as the host sees it: /proc is still the host's here.
     let host_pid: i32 = fs::read_link("/proc/self")
         .ok()
@@ -526,7 +543,7 @@ fn init_setup(
         let sock = l.console.as_ref().ok_or(
             "process.terminal is true but no console socket was given: pass --console-socket",
         )?;
-        process::setup_console(sock.as_raw_fd(), l.plan.console_size)?;
+        process::setup_console(sock.as_raw_fd(), l.plan.console_size, l.plan.raw_newlines)?;
     }
     process::apply(&l.plan, l.ns.in_userns())?;
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?;
@@ -536,22 +553,26 @@ fn init_setup(
         Some(dir) => Some(wait_for_start(dir.as_raw_fd())?),
         None => None,
     };
+    // Hooks of the container run under its seccomp filter, as runc does.
+    process::install_late_seccomp(&l.plan)?;
     hooks::run(spec, HookKind::StartContainer, &(l.hook_state)(host_pid)).map_err(s)?;
     std::mem::forget(_started);
     Ok(())
 }
 
 /// Blocks until `start` opens the exec fifo for reading, then tells it we go on.
+/// `fifo` is an O_PATH descriptor of the fifo, reopened for writing through
+/// /proc/self/fd (the container's /proc: its path is outside the rootfs).
 /// Returns the fifo's write end, which `execve` closes.
-fn wait_for_start(dir: RawFd) -> std::result::Result<OwnedFd, String> {
-    let fd = nix::fcntl::openat(
-        Some(dir),
-        crate::state::EXEC_FIFO,
+fn wait_for_start(fifo: RawFd) -> std::result::Result<OwnedFd, String> {
+    let path = format!("/proc/self/fd/{fifo}");
+    let fd = nix::fcntl::open(
+        path.as_str(),
         OFlag::O_WRONLY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("open exec fifo: {e}"))?;
-    // SAFETY: `openat` just returned this descriptor; we own it.
+    .map_err(|e| format!("open exec fifo through {path} (is /proc mounted?): {e}"))?;
+    // SAFETY: `open` just returned this descriptor; we own it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     nix::unistd::write(&fd, b"0").map_err(|e| format!("write exec fifo: {e}"))?;
     Ok(fd)

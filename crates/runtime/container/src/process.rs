@@ -50,6 +50,9 @@ pub struct ProcessPlan {
     pub seccomp: Option<strato_seccomp::Filter>,
     /// File descriptors 3..3+N are passed to the process (`--preserve-fds`).
     pub preserve_fds: u32,
+    /// Clear ONLCR on the terminal (a pty relayed by the runtime itself, as
+    /// runc does, so output has no carriage returns added).
+    pub raw_newlines: bool,
     /// Descriptors to install as the process's stdin, stdout and stderr
     /// (owned by the caller, kept open across the launch); `None` inherits.
     pub stdio: Option<[RawFd; 3]>,
@@ -123,12 +126,14 @@ impl ProcessPlan {
             .map(|kv| cstring("process.env entry", kv))
             .collect::<Result<Vec<_>>>()?;
         let user = process.user();
+        // Within a capabilities object an absent set is an empty one.
+        let set = |s: &Option<Capabilities>| Some(s.as_ref().map(caps_set).unwrap_or_default());
         let caps = process.capabilities().as_ref().map(|c| CapsPlan {
-            bounding: c.bounding().as_ref().map(caps_set),
-            effective: c.effective().as_ref().map(caps_set),
-            inheritable: c.inheritable().as_ref().map(caps_set),
-            permitted: c.permitted().as_ref().map(caps_set),
-            ambient: c.ambient().as_ref().map(caps_set),
+            bounding: set(c.bounding()),
+            effective: set(c.effective()),
+            inheritable: set(c.inheritable()),
+            permitted: set(c.permitted()),
+            ambient: set(c.ambient()),
         });
         let mut rlimits = Vec::new();
         for rl in process.rlimits().iter().flatten() {
@@ -169,6 +174,7 @@ impl ProcessPlan {
                 .map(|b| (b.height() as u16, b.width() as u16)),
             seccomp,
             preserve_fds: 0,
+            raw_newlines: false,
             stdio: None,
         })
     }
@@ -215,6 +221,9 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
             }
         }
     }
+    // The cwd may be reachable only with root's privileges: change into it
+    // now, and again (relative paths, new permissions) after the switch.
+    let early_cwd = nix::unistd::chdir(&plan.cwd).is_ok();
     // Keep permitted capabilities across the uid change.
     // SAFETY: plain prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
@@ -270,7 +279,15 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
         )
         .map_err(|e| format!("set permitted capabilities: {e}"))?;
         if let Some(amb) = &c.ambient {
+            let inheritable = c.inheritable.as_ref().unwrap_or(&empty);
             for cap in amb {
+                if !inheritable.contains(cap) {
+                    // As runc: the kernel would refuse; warn and go on.
+                    eprintln!(
+                        "strato: warning: ambient capability {cap} is not inheritable: ignored"
+                    );
+                    continue;
+                }
                 caps::raise(None, CapSet::Ambient, *cap)
                     .map_err(|e| format!("raise ambient capability {cap}: {e}"))?;
             }
@@ -278,10 +295,11 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
     }
     // SAFETY: umask only sets the process file mode creation mask.
     unsafe { libc::umask(plan.umask as libc::mode_t) };
-    os(
-        &format!("chdir to process.cwd {}", plan.cwd.display()),
-        nix::unistd::chdir(&plan.cwd),
-    )?;
+    match nix::unistd::chdir(&plan.cwd) {
+        Ok(()) => {}
+        Err(_) if early_cwd => {}
+        Err(e) => return Err(format!("chdir to process.cwd {}: {e}", plan.cwd.display())),
+    }
     if plan.no_new_privileges {
         // SAFETY: plain prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
@@ -298,6 +316,9 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
 /// no_new_privs, and executes. Returns only on failure, with the message and
 /// the shell's exit code for it (127: not found, 126: not executable).
 pub fn exec(plan: &ProcessPlan) -> (String, i32) {
+    if let Err(e) = install_late_seccomp(plan) {
+        return (e, 126);
+    }
     let (msg, errno) = exec_inner(plan);
     let code = if errno == nix::errno::Errno::ENOENT {
         127
@@ -309,13 +330,6 @@ pub fn exec(plan: &ProcessPlan) -> (String, i32) {
 
 fn exec_inner(plan: &ProcessPlan) -> (String, nix::errno::Errno) {
     use nix::errno::Errno;
-    if plan.no_new_privileges {
-        if let Some(f) = &plan.seccomp {
-            if let Err(e) = strato_seccomp::install(f) {
-                return (format!("load seccomp filter: {e}"), Errno::EPERM);
-            }
-        }
-    }
     // Everything from fd 3 on (but the preserved ones) closes on exec.
     let first = 3 + plan.preserve_fds;
     // SAFETY: close_range only flags descriptors; no memory is passed.
@@ -340,14 +354,79 @@ fn exec_inner(plan: &ProcessPlan) -> (String, nix::errno::Errno) {
             )
         }
     };
+    let env = with_home(&plan.env, plan.uid);
     let Ok(cpath) = CString::new(path.as_os_str().as_encoded_bytes()) else {
         return (
             format!("exec {arg0:?}: path contains a NUL byte"),
             Errno::EINVAL,
         );
     };
-    let err = nix::unistd::execve(&cpath, &plan.args, &plan.env).unwrap_err();
+    let err = nix::unistd::execve(&cpath, &plan.args, &env).unwrap_err();
     (format!("exec {}: {}", path.display(), err.desc()), err)
+}
+
+/// The environment with HOME set, when it is missing or empty, to the home of
+/// `uid` in the container's /etc/passwd (else `/`), as runc does.
+pub fn with_home(env: &[CString], uid: u32) -> Vec<CString> {
+    let has_home = env.iter().any(|e| {
+        e.to_bytes()
+            .strip_prefix(b"HOME=")
+            .is_some_and(|v| !v.is_empty())
+    });
+    if has_home {
+        return env.to_vec();
+    }
+    let home = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| home_of(&text, uid))
+        .unwrap_or_else(|| "/".to_string());
+    let mut out: Vec<CString> = env
+        .iter()
+        .filter(|e| !e.to_bytes().starts_with(b"HOME="))
+        .cloned()
+        .collect();
+    if let Ok(c) = CString::new(format!("HOME={home}")) {
+        out.push(c);
+    }
+    out
+}
+
+fn home_of(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid) && !f[5].is_empty())
+            .then(|| f[5].to_string())
+    })
+}
+
+/// Loads the seccomp filter that waited for no_new_privs, once.
+pub fn install_late_seccomp(plan: &ProcessPlan) -> std::result::Result<(), String> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if !plan.no_new_privileges || DONE.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    match &plan.seccomp {
+        Some(f) => strato_seccomp::install(f).map_err(|e| format!("load seccomp filter: {e}")),
+        None => Ok(()),
+    }
+}
+
+/// Closes every descriptor from `first` on except those in `keep`.
+pub fn close_inherited_fds(first: RawFd, keep: &[RawFd]) {
+    let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect();
+    for fd in fds {
+        if fd >= first && !keep.contains(&fd) {
+            // The read_dir descriptor is gone already; EBADF is fine.
+            let _ = nix::unistd::close(fd);
+        }
+    }
 }
 
 /// `cmd` itself when it has a slash, else the first executable match in `path_var`.
@@ -409,7 +488,11 @@ pub fn reset_signals() {
 /// Opens a pseudo-terminal in the container, sends its master to the console
 /// socket (runc's protocol: one message carrying the fd, with the pty name as
 /// data), and makes the slave the controlling terminal and stdio.
-pub fn setup_console(socket: RawFd, size: Option<(u16, u16)>) -> std::result::Result<(), String> {
+pub fn setup_console(
+    socket: RawFd,
+    size: Option<(u16, u16)>,
+    raw_newlines: bool,
+) -> std::result::Result<(), String> {
     use nix::fcntl::OFlag;
     let master = os(
         "open /dev/ptmx",
@@ -435,6 +518,13 @@ pub fn setup_console(socket: RawFd, size: Option<(u16, u16)>) -> std::result::Re
         };
         // SAFETY: TIOCSWINSZ reads a winsize struct that lives across the call.
         unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    }
+    if raw_newlines {
+        use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
+        if let Ok(mut t) = tcgetattr(&slave) {
+            t.output_flags.remove(OutputFlags::ONLCR);
+            let _ = tcsetattr(&slave, SetArg::TCSANOW, &t);
+        }
     }
     let fds = [master.as_raw_fd()];
     let iov = [std::io::IoSlice::new(name.as_bytes())];
@@ -501,7 +591,28 @@ mod tests {
             .effective
             .unwrap()
             .contains(&caps::Capability::CAP_KILL));
-        assert!(caps.permitted.is_none());
+        assert_eq!(caps.permitted, Some(CapsHashSet::new()));
+    }
+
+    #[test]
+    fn home_from_passwd() {
+        let text = "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\nnohome:x:5:5:::/bin/sh\n";
+        assert_eq!(home_of(text, 1000).as_deref(), Some("/home/app"));
+        assert_eq!(home_of(text, 5), None);
+        assert_eq!(home_of(text, 42), None);
+        let env = vec![CString::new("HOME=/x").unwrap()];
+        assert_eq!(with_home(&env, 0), env);
+    }
+
+    #[test]
+    fn an_empty_capabilities_object_means_no_capabilities() {
+        let p: Process = serde_json::from_str(
+            r#"{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0},"capabilities":{}}"#,
+        )
+        .unwrap();
+        let caps = ProcessPlan::new(&p, None).unwrap().caps.unwrap();
+        assert_eq!(caps.bounding, Some(CapsHashSet::new()));
+        assert_eq!(caps.ambient, Some(CapsHashSet::new()));
     }
 
     #[test]

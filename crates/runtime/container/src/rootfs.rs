@@ -250,6 +250,19 @@ fn mount_one(sys: &dyn Syscall, ctx: &RootfsContext, m: &Mount) -> Result<()> {
     let dest = secure_join(ctx.rootfs, m.destination())?;
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
+    // procfs and sysfs go on real directories only: a symlink in the image
+    // must not redirect them (e.g. over a path the container can write).
+    if matches!(typ, "proc" | "sysfs") {
+        let literal = ctx
+            .rootfs
+            .join(m.destination().strip_prefix("/").unwrap_or(m.destination()));
+        if literal != dest || std::fs::symlink_metadata(&literal).is_ok_and(|md| !md.is_dir()) {
+            return Err(Error::Init(format!(
+                "{typ} must be mounted on ordinary directory: {} is a symlink or not a directory in the rootfs",
+                m.destination().display()
+            )));
+        }
+    }
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(sys, ctx, &dest, &opts);
     }
@@ -785,6 +798,30 @@ mod tests {
         assert!(calls.iter().any(|c| matches!(c, Call::Mount { source: Some(s), target, .. } if s == Path::new("/sys/fs/cgroup/memory/x") && *target == dest.join("memory"))));
         assert!(calls.contains(&Call::Symlink("cpu,cpuacct".into(), dest.join("cpu"))));
         assert!(calls.iter().any(|c| matches!(c, Call::Mount { target, flags, .. } if *target == dest && flags.contains(MsFlags::MS_RDONLY) && flags.contains(MsFlags::MS_REMOUNT))));
+    }
+
+    #[test]
+    fn proc_on_a_symlink_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("tmp")).unwrap();
+        std::os::unix::fs::symlink("/tmp", root.path().join("proc")).unwrap();
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/proc","type":"proc","source":"proc"}]}"#,
+        );
+        let rec = Recorder::default();
+        let ctx = RootfsContext {
+            rootfs: root.path(),
+            bundle: root.path(),
+            spec: &spec,
+            cgroup: &CgroupView::V2,
+            userns: false,
+        };
+        let err = prepare(&rec, &ctx).unwrap_err().to_string();
+        assert!(err.contains("ordinary directory"), "{err}");
+        assert!(!rec
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "proc")));
     }
 
     #[test]

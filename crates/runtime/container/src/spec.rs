@@ -46,16 +46,41 @@ pub fn load(dir: &Path) -> Result<Bundle> {
 
 /// Parses a configuration, naming the JSON path of the first fault.
 pub fn parse<R: std::io::Read>(reader: R) -> std::result::Result<Spec, String> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let mut value: serde_json::Value =
+        serde_json::from_reader(reader).map_err(|e| format!("invalid JSON: {e}"))?;
+    drop_unknown_capabilities(&mut value);
+    let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| {
         let at = e.path().to_string();
         if at == "." {
-            format!("invalid JSON: {}", e.inner())
+            format!("invalid configuration: {}", e.inner())
         } else {
             format!("{at}: {}", e.inner())
         }
     })?;
     Ok(spec)
+}
+
+/// Capability names this build does not know are dropped with a warning (as
+/// runc does), so a config written for a newer kernel still runs.
+fn drop_unknown_capabilities(value: &mut serde_json::Value) {
+    let Some(caps) = value
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    else {
+        return;
+    };
+    for (set, list) in caps.iter_mut() {
+        let Some(list) = list.as_array_mut() else {
+            continue;
+        };
+        list.retain(|name| {
+            let known = serde_json::from_value::<oci_spec::runtime::Capability>(name.clone()).is_ok();
+            if !known {
+                eprintln!("strato: warning: unknown capability {name} in process.capabilities.{set}: ignored");
+            }
+            known
+        });
+    }
 }
 
 /// Checks the parts of the configuration that the runtime relies on.
@@ -99,7 +124,7 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
             ));
         }
         seen.push(ns.typ());
-        if let Some(p) = ns.path() {
+        if let Some(p) = ns.path().as_ref().filter(|p| !p.as_os_str().is_empty()) {
             if !p.is_absolute() {
                 return Err(format!(
                     "linux.namespaces: path {:?} of the {} namespace must be absolute",
@@ -125,9 +150,10 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
     }
     let has_userns = seen.contains(&LinuxNamespaceType::User);
     let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty());
-    let new_userns = namespaces
-        .iter()
-        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    let new_userns = namespaces.iter().any(|n| {
+        n.typ() == LinuxNamespaceType::User
+            && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+    });
     if new_userns && !maps {
         return Err("a new user namespace needs linux.uidMappings and linux.gidMappings".into());
     }
@@ -319,6 +345,31 @@ mod tests {
         let dir = bundle_with(&MINIMAL.replace(r#""root""#, r#""hostname": "h", "root""#));
         let err = load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("uts"), "{err}");
+    }
+
+    #[test]
+    fn unknown_capabilities_are_dropped() {
+        let cfg = MINIMAL.replace(
+            r#""user": {"uid": 0, "gid": 0}}"#,
+            r#""user": {"uid": 0, "gid": 0}, "capabilities": {"bounding": ["CAP_KILL", "CAP_UNKNOWN"]}}"#,
+        );
+        let spec = parse(cfg.as_bytes()).unwrap();
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_namespace_path_means_new() {
+        let dir = bundle_with(
+            &MINIMAL.replace(r#"{"type": "mount"}"#, r#"{"type": "mount", "path": ""}"#),
+        );
+        load(dir.path()).unwrap();
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub fn default_spec(rootless: bool) -> Value {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
             "namespaces": [
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+                {"type": "uts"}, {"type": "mount"}
             ],
             "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS

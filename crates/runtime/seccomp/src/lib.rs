@@ -413,7 +413,26 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
                 value_two: arg.value_two().unwrap_or(0),
             });
         }
-        rules.push((names, Rule { ret, conds }));
+        // Several conditions on one argument can't all hold at once: like
+        // runc (and libseccomp before it), make each condition its own rule,
+        // so they are ORed.
+        let mut seen = [0u8; 6];
+        for c in &conds {
+            seen[c.index as usize] += 1;
+        }
+        if seen.iter().any(|n| *n > 1) {
+            for c in conds {
+                rules.push((
+                    names,
+                    Rule {
+                        ret,
+                        conds: vec![c],
+                    },
+                ));
+            }
+        } else {
+            rules.push((names, Rule { ret, conds }));
+        }
     }
 
     let mut sections = vec![native];
@@ -494,6 +513,18 @@ fn compile_section(
     if let Some(limit) = section.nr_limit {
         code.push(bpf::jump(bpf::JGE_K, limit, 0, 1));
         code.push(stmt(bpf::RET_K, bpf::RET_KILL_PROCESS));
+    }
+    // Syscalls newer than any the profile names get ENOSYS rather than the
+    // default action, as runc does: programs then fall back to older calls
+    // instead of failing on EPERM.
+    if default_ret != bpf::RET_ALLOW {
+        if let Some(max) = by_nr.keys().next_back() {
+            code.push(bpf::jump(bpf::JGT_K, *max, 0, 1));
+            code.push(stmt(
+                bpf::RET_K,
+                bpf::RET_ERRNO | (libc::ENOSYS as u32 & 0xffff),
+            ));
+        }
     }
     for (nr, group) in &by_nr {
         let names = || {

@@ -128,7 +128,10 @@ fn default_action_and_default_errno() {
         vec![rule(&["getpid"], LinuxSeccompAction::ScmpActAllow)],
     );
     let f = compile(&p).unwrap();
-    assert_eq!(eval(&f, "mkdirat", NO_ARGS), errno(libc::EPERM));
+    // read (0) is below getpid (39): the default; mkdirat (258) is newer than
+    // anything named: ENOSYS, as runc answers.
+    assert_eq!(eval(&f, "read", NO_ARGS), errno(libc::EPERM));
+    assert_eq!(eval(&f, "mkdirat", NO_ARGS), errno(libc::ENOSYS));
     assert_eq!(eval(&f, "getpid", NO_ARGS), bpf::RET_ALLOW);
 
     p.set_default_errno_ret(Some(libc::ENOSYS as u32));
@@ -448,11 +451,15 @@ fn compat_x86_section_uses_the_i386_table() {
         f.evaluate(audit_arch::I386, 39, NO_ARGS),
         errno(libc::EPERM)
     );
-    // x86_64: getpid = 39, mkdir = 83.
+    // x86_64: getpid = 39, read = 0; mkdir = 83 is newer than any named: ENOSYS.
     assert_eq!(f.evaluate(audit_arch::X86_64, 39, NO_ARGS), bpf::RET_ALLOW);
     assert_eq!(
-        f.evaluate(audit_arch::X86_64, 83, NO_ARGS),
+        f.evaluate(audit_arch::X86_64, 0, NO_ARGS),
         errno(libc::EPERM)
+    );
+    assert_eq!(
+        f.evaluate(audit_arch::X86_64, 83, NO_ARGS),
+        errno(libc::ENOSYS)
     );
     assert_eq!(
         f.evaluate(audit_arch::X86_64, 0x4000_0027, NO_ARGS),
@@ -496,16 +503,28 @@ fn too_large_and_too_complex_are_errors_not_broken_programs() {
         .collect();
     let err = compile(&profile(LinuxSeccompAction::ScmpActAllow, rules)).unwrap_err();
     assert!(matches!(err, SeccompError::ProgramTooLarge { .. }), "{err}");
+}
 
+#[test]
+fn conditions_on_the_same_argument_are_ored() {
+    // runc's seccomp test: process_vm_readv allowed when arg0 is 100 or 9001.
+    let conds = [
+        (0usize, LinuxSeccompOperator::ScmpCmpEq, 100, None),
+        (0usize, LinuxSeccompOperator::ScmpCmpEq, 9001, None),
+    ];
+    let r = with_args(rule(&["getpid"], LinuxSeccompAction::ScmpActAllow), &conds);
+    let f = compile(&profile(LinuxSeccompAction::ScmpActErrno, vec![r])).unwrap();
+    let with0 = |v: u64| [v, 0, 0, 0, 0, 0];
+    assert_eq!(eval(&f, "getpid", with0(100)), bpf::RET_ALLOW);
+    assert_eq!(eval(&f, "getpid", with0(9001)), bpf::RET_ALLOW);
+    assert_eq!(eval(&f, "getpid", with0(5)), errno(libc::EPERM));
+    // Many conditions on one argument stay small rules, not one huge AND.
     let conds: Vec<_> = (0..80)
         .map(|i| (0usize, LinuxSeccompOperator::ScmpCmpNe, i, None))
         .collect();
     let r = with_args(rule(&["mkdirat"], LinuxSeccompAction::ScmpActErrno), &conds);
-    let err = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![r])).unwrap_err();
-    assert!(
-        matches!(err, SeccompError::RuleTooComplex { count: 80, .. }),
-        "{err}"
-    );
+    let f = compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![r])).unwrap();
+    assert_eq!(eval(&f, "mkdirat", with0(3)), errno(libc::EPERM));
 }
 
 #[test]
@@ -682,34 +701,54 @@ impl Rng {
 fn reference(p: &LinuxSeccomp, name: &str, args: [u64; 6]) -> u32 {
     use LinuxSeccompOperator as Op;
     let ret = |action, errno_ret| action_ret(action, errno_ret, String::new).unwrap();
-    let rules: Vec<&LinuxSyscall> = p
-        .syscalls()
-        .as_deref()
-        .unwrap_or_default()
+    let all_rules = p.syscalls().as_deref().unwrap_or_default();
+    let default = ret(p.default_action(), p.default_errno_ret());
+    // Newer than every syscall the profile names: ENOSYS (unless allowed).
+    let max = all_rules
+        .iter()
+        .flat_map(|r| r.names().iter())
+        .filter_map(|n| syscalls::Sysno::from_str(n).ok())
+        .map(|s| s.id())
+        .max();
+    if default != bpf::RET_ALLOW && max.is_some_and(|m| nr(name) > m) {
+        return errno(libc::ENOSYS);
+    }
+    let rules: Vec<&LinuxSyscall> = all_rules
         .iter()
         .filter(|r| r.names().iter().any(|n| n == name))
         .collect();
     let conds = |r: &LinuxSyscall| r.args().clone().unwrap_or_default();
+    let holds = |c: &oci_spec::runtime::LinuxSeccompArg| {
+        let (a, v) = (args[c.index()], c.value());
+        match c.op() {
+            Op::ScmpCmpEq => a == v,
+            Op::ScmpCmpNe => a != v,
+            Op::ScmpCmpLt => a < v,
+            Op::ScmpCmpLe => a <= v,
+            Op::ScmpCmpGt => a > v,
+            Op::ScmpCmpGe => a >= v,
+            Op::ScmpCmpMaskedEq => a & v == c.value_two().unwrap_or(0),
+        }
+    };
     for r in rules.iter().filter(|r| !conds(r).is_empty()) {
-        let all = conds(r).iter().all(|c| {
-            let (a, v) = (args[c.index()], c.value());
-            match c.op() {
-                Op::ScmpCmpEq => a == v,
-                Op::ScmpCmpNe => a != v,
-                Op::ScmpCmpLt => a < v,
-                Op::ScmpCmpLe => a <= v,
-                Op::ScmpCmpGt => a > v,
-                Op::ScmpCmpGe => a >= v,
-                Op::ScmpCmpMaskedEq => a & v == c.value_two().unwrap_or(0),
-            }
-        });
-        if all {
+        let cs = conds(r);
+        // Conditions sharing an argument are ORed (one rule each), else ANDed.
+        let repeated = cs
+            .iter()
+            .enumerate()
+            .any(|(i, c)| cs[..i].iter().any(|d| d.index() == c.index()));
+        let matched = if repeated {
+            cs.iter().any(holds)
+        } else {
+            cs.iter().all(holds)
+        };
+        if matched {
             return ret(r.action(), r.errno_ret());
         }
     }
     match rules.iter().find(|r| conds(r).is_empty()) {
         Some(r) => ret(r.action(), r.errno_ret()),
-        None => ret(p.default_action(), p.default_errno_ret()),
+        None => default,
     }
 }
 

@@ -1479,3 +1479,399 @@ fn pause_and_resume() {
     ctx.rt(&["delete", "--force", &id]).ok();
     ctx.assert_gone(&id, None);
 }
+
+// ---------------------------------------------------------------------------
+// runc-compatible command line: update, features, version, ps, list, events,
+// logs, kill 0, delete --force, run --keep, exec flags, --pidfd-socket
+
+fn sleeper(ctx: &Ctx, id: &str) -> Bundle {
+    let mut b = ctx.bundle(id);
+    b.args(&["sleep", "600"]);
+    b
+}
+
+#[test]
+fn update_changes_limits_and_two_updates_compose() {
+    let ctx = Ctx::new("update");
+    let id = ctx.id();
+    let mut b = sleeper(&ctx, &id);
+    b.set(
+        "/linux/resources",
+        json!({
+            "memory": {"limit": 33554432},
+            "cpu": {"shares": 100, "quota": 500000, "period": 1000000},
+            "pids": {"limit": 20}
+        }),
+    );
+    ctx.create_start(&b, &id);
+    let mem = || read_cgroup_file(&id, ("memory", "memory.limit_in_bytes"), "memory.max");
+    let pids = || read_cgroup_file(&id, ("pids", "pids.max"), "pids.max");
+    ctx.rt(&["update", "--memory", "64M", &id]).ok();
+    assert_eq!(mem(), "67108864");
+    ctx.rt(&["update", "--pids-limit", "10", &id]).ok();
+    assert_eq!(pids(), "10");
+    assert_eq!(mem(), "67108864", "an update keeps what it does not name");
+    if !cgroup_v2() {
+        let cpu = |f: &str| read_cgroup_file(&id, ("cpu", f), "cpu.max");
+        ctx.rt(&["update", "--cpu-period", "900000", &id]).ok();
+        assert_eq!(
+            (cpu("cpu.cfs_quota_us"), cpu("cpu.cfs_period_us")),
+            ("500000".into(), "900000".into())
+        );
+        ctx.rt(&["update", "--cpu-quota", "-1", &id]).ok();
+        assert_eq!(
+            (cpu("cpu.cfs_quota_us"), cpu("cpu.cfs_period_us")),
+            ("-1".into(), "900000".into())
+        );
+    }
+    // -r FILE: JSON linux.resources; a pids limit of 0 means 1 (as in runc).
+    let file = ctx.dir().join("res.json");
+    fs::write(&file, r#"{"pids": {"limit": 0}}"#).unwrap();
+    ctx.rt(&["update", "-r", file.to_str().unwrap(), &id]).ok();
+    assert_eq!(pids(), "1");
+    ctx.rt(&["update", "--pids-limit", "-1", &id]).ok();
+    assert_eq!(pids(), "max");
+    // The state remembers the merged resources.
+    if is_strato() {
+        let state: Value =
+            serde_json::from_slice(&fs::read(ctx.root().join(&id).join("state.json")).unwrap())
+                .unwrap();
+        let res = &state["spec"]["linux"]["resources"];
+        assert_eq!(res["memory"]["limit"], json!(67108864), "{res}");
+        assert_eq!(res["pids"]["limit"], json!(-1), "{res}");
+    }
+    // A paused container can be updated and stays paused.
+    ctx.rt(&["pause", &id]).ok();
+    ctx.rt(&["update", "--pids-limit", "30", &id]).ok();
+    assert_eq!(pids(), "30");
+    assert_eq!(ctx.status(&id), "paused");
+    ctx.rt(&["resume", &id]).ok();
+    ctx.rt(&["update", "--memory", "lots", &id])
+        .failed()
+        .stderr_mentions(&["lots"]);
+    ctx.rt(&["delete", "--force", &id]).ok();
+    ctx.rt(&["update", "--pids-limit", "5", &id])
+        .failed()
+        .stderr_mentions(&["not exist", "does not exist"]);
+}
+
+#[test]
+fn features_and_version() {
+    let ctx = Ctx::new("features");
+    let f = ctx.rt(&["features"]).ok().json();
+    assert_eq!(f["ociVersionMin"], json!("1.0.0"), "{f}");
+    assert!(f["ociVersionMax"].is_string(), "{f}");
+    assert_eq!(f["linux"]["seccomp"]["enabled"], json!(true), "{f}");
+    assert!(f["linux"]["seccomp"]["supportedFlags"].is_array(), "{f}");
+    let ns = f["linux"]["namespaces"].as_array().expect("namespaces");
+    assert!(
+        ns.contains(&json!("pid")) && ns.contains(&json!("user")),
+        "{f}"
+    );
+    let caps = f["linux"]["capabilities"].as_array().expect("capabilities");
+    assert!(caps.contains(&json!("CAP_SYS_ADMIN")), "{f}");
+    let v = ctx.rt(&["-v"]).ok();
+    let lines: Vec<&str> = v.stdout.lines().collect();
+    assert!(lines[0].contains("version "), "{v}");
+    assert!(lines[1].starts_with("commit:"), "{v}");
+    assert!(lines[2].starts_with("spec: 1."), "{v}");
+}
+
+#[test]
+fn ps_prints_the_ps_table_of_the_containers_processes() {
+    let ctx = Ctx::new("ps-table");
+    let id = ctx.id();
+    ctx.create_start(&sleeper(&ctx, &id), &id);
+    let init = ctx.pid(&id);
+    let out = ctx.rt(&["ps", &id]).ok();
+    let mut lines = out.stdout.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
+        "{out}"
+    );
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 1, "only the container's sleep: {out}");
+    assert_eq!(
+        rows[0].split_whitespace().nth(1),
+        Some(init.to_string().as_str()),
+        "{out}"
+    );
+    // Options after the id go to ps(1).
+    let out = ctx.rt(&["ps", &id, "-e", "-x"]).ok();
+    assert!(
+        out.stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains("STAT"),
+        "{out}"
+    );
+    assert!(out.stdout.contains(&init.to_string()), "{out}");
+    let out = ctx.rt(&["ps", &id, "--", "-o", "pid,comm"]).ok();
+    assert!(out.stdout.contains("sleep"), "{out}");
+}
+
+#[test]
+fn list_json_is_one_line_in_runc_key_order_and_a_missing_root_fails() {
+    let ctx = Ctx::new("list-json");
+    let id = ctx.id();
+    ctx.create_start(&sleeper(&ctx, &id), &id);
+    let out = ctx.rt(&["list", "--format", "json"]).ok();
+    assert_eq!(out.stdout.trim().lines().count(), 1, "{out}");
+    let line = out.stdout.trim();
+    let keys = [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "owner",
+    ];
+    let pos: Vec<usize> = keys
+        .iter()
+        .map(|k| {
+            line.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("no {k}: {line}"))
+        })
+        .collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "key order: {line}");
+    let missing = ctx.dir().join("no-such-root");
+    let (mut cmd, _) = ctx.command(&[]);
+    let st = cmd
+        .args(["--root", missing.to_str().unwrap(), "list"])
+        .output()
+        .unwrap();
+    assert!(!st.status.success(), "list with a missing --root succeeded");
+}
+
+#[test]
+fn delete_force_of_a_missing_container_succeeds() {
+    let ctx = Ctx::new("del-missing");
+    ctx.rt(&["delete", "--force", "it-never-existed"]).ok();
+    ctx.rt(&["delete", "it-never-existed"]).failed();
+}
+
+#[test]
+fn run_keep_leaves_the_stopped_container_until_delete() {
+    let ctx = Ctx::new("keep");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("exit 3")
+        .set("/linux/cgroupsPath", json!(cgroups_path(&id)));
+    b.write();
+    ctx.rt(&["run", "--keep", "--bundle", b.path_str(), &id])
+        .code_is(3);
+    assert_eq!(ctx.status(&id), "stopped");
+    let dirs = cgroup_dirs(&cgroups_path(&id));
+    assert!(dirs.iter().any(|d| d.exists()), "cgroup removed: {dirs:?}");
+    ctx.rt(&["delete", &id]).ok();
+    ctx.assert_gone(&id, None);
+}
+
+#[test]
+fn events_stats_is_one_line_and_the_stream_ends_with_the_container() {
+    let ctx = Ctx::new("events");
+    let id = ctx.id();
+    ctx.create_start(&sleeper(&ctx, &id), &id);
+    let out = ctx.rt(&["events", "--stats", &id]).ok();
+    assert_eq!(out.stdout.lines().count(), 1, "{out}");
+    let prefix = format!("{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":");
+    assert!(out.stdout.starts_with(&prefix), "{out}");
+    let stream = ctx.spawn(&["events", "--interval", "100ms", &id]);
+    std::thread::sleep(Duration::from_millis(600));
+    ctx.rt(&["delete", "--force", &id]).ok();
+    let out = stream.wait();
+    assert!(out.success(), "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines.len() >= 2, "a sample per 100ms: {out}");
+    assert!(lines.iter().all(|l| l.starts_with(&prefix)), "{out}");
+    ctx.rt(&["events", "--interval", "soon", &id]).failed();
+}
+
+#[test]
+fn debug_logs_go_to_stderr_or_the_log_file_in_logrus_format() {
+    let ctx = Ctx::new("debuglog");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["true"]);
+    b.write();
+    let out = ctx
+        .rt(&["--debug", "run", "--bundle", b.path_str(), &id])
+        .ok();
+    assert!(out.stderr.contains("level=debug msg="), "{out}");
+    for (format, want) in [("text", "level=debug"), ("json", "\"level\":\"debug\"")] {
+        let id = ctx.id();
+        let mut b = ctx.bundle(&id);
+        b.args(&["true"]);
+        b.write();
+        let log = ctx.dir().join(format!("log.{format}"));
+        let out = ctx
+            .rt(&[
+                "--debug",
+                "--log",
+                log.to_str().unwrap(),
+                "--log-format",
+                format,
+                "run",
+                "--bundle",
+                b.path_str(),
+                &id,
+            ])
+            .ok();
+        assert!(!out.stderr.contains("level=debug"), "{out}");
+        let text = fs::read_to_string(&log).unwrap();
+        assert!(text.contains(want), "{format} log: {text}");
+        if format == "json" {
+            for l in text.lines() {
+                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                assert!(v["msg"].is_string() && v["time"].is_string(), "{l}");
+            }
+        } else {
+            assert!(text.lines().all(|l| l.starts_with("time=\"")), "{text}");
+        }
+    }
+}
+
+#[test]
+fn kill_signal_0_probes_the_container() {
+    let ctx = Ctx::new("kill0");
+    let id = ctx.id();
+    ctx.create_start(&sleeper(&ctx, &id), &id);
+    ctx.rt(&["kill", &id, "0"]).ok();
+    ctx.rt(&["kill", &id, "KILL"]).ok();
+    ctx.wait_status(&id, "stopped");
+    ctx.rt(&["kill", &id, "0"])
+        .failed()
+        .stderr_mentions(&["not running"]);
+    ctx.rt(&["kill", "--all", &id, "0"]).ok();
+    ctx.rt(&["delete", &id]).ok();
+}
+
+#[test]
+fn exec_runtime_errors_exit_255_and_exec_flags() {
+    let ctx = Ctx::new("exec255");
+    let id = ctx.id();
+    let mut b = sleeper(&ctx, &id);
+    b.set(
+        "/process/capabilities",
+        json!({"bounding": ["CAP_CHOWN"], "effective": ["CAP_CHOWN"], "permitted": ["CAP_CHOWN"]}),
+    );
+    ctx.create_start(&b, &id);
+    ctx.rt(&["exec", &id, "sh", "-c", "exit 42"]).code_is(42);
+    ctx.rt(&["exec", "it-no-such-container", "true"])
+        .code_is(255);
+    ctx.rt(&["exec", "--pid-file", "/non-existent/dir/pid", &id, "true"])
+        .code_is(255);
+    ctx.rt(&["exec", "--ignore-paused", &id, "true"]).ok();
+    ctx.rt(&["exec", "--cgroup", "/", &id, "true"]).ok();
+    ctx.rt(&["exec", "--cgroup", "..", &id, "true"])
+        .code_is(255)
+        .stderr_mentions(&["bad sub cgroup path"]);
+    // --cap adds to bounding, effective and permitted (not inheritable:
+    // the process has none, so not ambient either).
+    let out = ctx
+        .rt(&["exec", "--cap", "CAP_KILL", &id, "cat", "/proc/self/status"])
+        .ok();
+    let want = format!("{:016x}", cap_mask(&["CAP_CHOWN", "CAP_KILL"]));
+    for field in ["CapBnd", "CapEff", "CapPrm"] {
+        assert_eq!(
+            status_field(&out.stdout, field),
+            Some(want.as_str()),
+            "{field}: {out}"
+        );
+    }
+    assert_eq!(
+        status_field(&out.stdout, "CapInh"),
+        Some("0000000000000000"),
+        "{out}"
+    );
+    ctx.rt(&["exec", "--cap", "CAP_NOPE", &id, "true"])
+        .code_is(255);
+}
+
+/// Accepts one connection on `sock` and returns the descriptor passed in it.
+fn receive_fd(listener: std::os::unix::net::UnixListener) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept().expect("accept pidfd connection");
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    for c in msg.cmsgs().expect("cmsgs") {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the kernel just installed this descriptor for us.
+            return unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor received");
+}
+
+fn pidfd_pid(fd: &std::os::fd::OwnedFd) -> i32 {
+    use std::os::fd::AsRawFd;
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    status_field(&info, "Pid")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a pidfd: {info}"))
+}
+
+#[test]
+fn pidfd_socket_receives_the_process_pidfd() {
+    let ctx = Ctx::new("pidfd");
+    let id = ctx.id();
+    let b = sleeper(&ctx, &id);
+    b.write();
+    let sock = ctx.dir().join("pidfd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let t = std::thread::spawn(move || receive_fd(listener));
+    ctx.rt(&[
+        "create",
+        "--pidfd-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        b.path_str(),
+        &id,
+    ])
+    .ok();
+    let fd = t.join().unwrap();
+    assert_eq!(pidfd_pid(&fd), ctx.pid(&id));
+    ctx.rt(&["start", &id]).ok();
+
+    let sock2 = ctx.dir().join("pidfd2.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock2).unwrap();
+    let t = std::thread::spawn(move || receive_fd(listener));
+    let pid_file = ctx.dir().join("exec.pid");
+    ctx.rt(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--pidfd-socket",
+        sock2.to_str().unwrap(),
+        &id,
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let fd = t.join().unwrap();
+    let exec_pid: i32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pidfd_pid(&fd), exec_pid);
+    ctx.rt(&["delete", "--force", &id]).ok();
+}

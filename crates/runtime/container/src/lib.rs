@@ -14,6 +14,7 @@
 
 pub mod channel;
 pub mod container;
+pub mod control;
 pub mod error;
 pub mod foreground;
 pub mod hooks;

@@ -2,8 +2,11 @@
 //!
 //! `strato runtime …` is the OCI runtime (runc-compatible verbs). It never
 //! starts threads before it forks containers (see strato-container's fork-safety
-//! invariant), so it must stay free of async runtimes.
+//! invariant), so it must stay free of async runtimes. `strato daemon` is the
+//! Docker-compatible engine (tokio; it never forks containers: the
+//! supervisor does).
 
+mod daemon;
 mod runtime;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +23,8 @@ struct Cli {
 enum Command {
     /// The OCI runtime: run bundles with runc-compatible verbs.
     Runtime(Box<runtime::RuntimeArgs>),
+    /// The Docker-compatible engine: serves the Docker Engine API.
+    Daemon(Box<daemon::DaemonArgs>),
     /// The engine's container supervisor (started by the daemon; one per host).
     #[command(hide = true)]
     Supervisor {
@@ -33,6 +38,7 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Runtime(args) => runtime::main(*args),
+        Command::Daemon(args) => daemon::main(*args),
         Command::Supervisor { root } => supervisor(&root),
     };
     std::process::exit(code);

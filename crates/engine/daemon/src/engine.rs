@@ -221,6 +221,26 @@ impl Engine {
         self.dir(id).join(format!("{id}-json.log"))
     }
 
+    /// A container's directory (record, log, /etc files, bundle).
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir(id)
+    }
+
+    /// A container's OCI bundle (config.json, rootfs mount point).
+    pub fn bundle_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join("bundle")
+    }
+
+    /// A container's pinned network namespace (bridge networks).
+    pub fn netns_path_of(&self, id: &str) -> PathBuf {
+        self.netns_path(id)
+    }
+
+    /// Where the engine keeps things.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
     fn load_records(&self) {
         let Ok(rd) = fs::read_dir(self.cfg.data_root.join("containers")) else {
             return;
@@ -919,6 +939,17 @@ impl Engine {
             stdin,
         };
         self.sup(move |c| c.exec(spec)).await
+    }
+
+    /// Resizes an exec's terminal.
+    pub async fn exec_resize(
+        &self,
+        exec_id: &str,
+        height: u16,
+        width: u16,
+    ) -> Result<(), EngineError> {
+        let e = exec_id.to_string();
+        self.sup(move |c| c.exec_resize(&e, height, width)).await
     }
 
     /// An exec's state.

@@ -7,9 +7,15 @@
 //! [`spec::build`] turns a container's Docker-style
 //! configuration and its image's into the OCI bundle config the runtime runs.
 
+pub mod backend;
+pub mod convert;
 pub mod engine;
+pub mod hostinfo;
 pub mod ids;
 pub mod model;
 pub mod netns;
 pub mod spec;
+pub mod streams;
+pub mod time;
 pub mod users;
+pub mod volumes;

@@ -1,0 +1,194 @@
+//! `strato daemon`: the Docker-compatible engine. Opens the engine (which
+//! starts the supervisor if none runs), then serves the Engine API on every
+//! `--host` until SIGTERM or SIGINT. Containers keep running under the
+//! supervisor when the daemon stops.
+//!
+//! Fork safety: this is the only command that starts an async runtime, and
+//! it never forks a container; the supervisor is started with
+//! `std::process::Command`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use strato_api::{Backend, TcpAuth};
+use strato_engine::backend::EngineBackend;
+use strato_engine::engine::{Engine, EngineConfig};
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Where to listen: `unix:///path` or `tcp://ADDR:PORT` (tcp needs --token). Repeatable.
+    #[arg(
+        long = "host",
+        short = 'H',
+        default_value = "unix:///run/strato/strato.sock"
+    )]
+    hosts: Vec<String>,
+    /// Bearer token TCP clients must send (`Authorization: Bearer TOKEN`).
+    #[arg(long, env = "STRATO_TOKEN")]
+    token: Option<String>,
+    /// Persistent state: images, containers, volumes, networks.
+    #[arg(long, default_value = "/var/lib/strato")]
+    data_root: PathBuf,
+    /// Runtime state: the supervisor's socket, pinned namespaces.
+    #[arg(long, default_value = "/run/strato/engine")]
+    exec_root: PathBuf,
+    /// Address pool of the networks (tests use a private one).
+    #[arg(long, hide = true)]
+    bridge_pool: Option<String>,
+    /// Prefix length of the subnets carved from the pool.
+    #[arg(long, hide = true)]
+    subnet_prefix: Option<u8>,
+    /// The default network's bridge.
+    #[arg(long, hide = true)]
+    bridge_name: Option<String>,
+    /// The nftables table holding the engine's rules.
+    #[arg(long, hide = true)]
+    nft_table: Option<String>,
+}
+
+enum Listen {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+fn parse_hosts(args: &DaemonArgs) -> anyhow::Result<Vec<Listen>> {
+    let mut out = Vec::new();
+    for h in &args.hosts {
+        if let Some(p) = h.strip_prefix("unix://") {
+            if !p.starts_with('/') {
+                bail!("--host {h}: the socket path must be absolute, like unix:///run/strato/strato.sock");
+            }
+            out.push(Listen::Unix(PathBuf::from(p)));
+        } else if let Some(a) = h.strip_prefix("tcp://") {
+            match args.token.as_deref() {
+                Some(t) if !t.is_empty() => {}
+                _ => bail!(
+                    "--host {h}: a tcp listener needs authentication; give --token TOKEN (clients then send it as a bearer token)"
+                ),
+            }
+            out.push(Listen::Tcp(a.to_string()));
+        } else {
+            bail!("--host {h}: expected unix:///path or tcp://ADDR:PORT");
+        }
+    }
+    Ok(out)
+}
+
+fn network_config(args: &DaemonArgs) -> anyhow::Result<Option<strato_network::Config>> {
+    if args.bridge_pool.is_none()
+        && args.bridge_name.is_none()
+        && args.nft_table.is_none()
+        && args.subnet_prefix.is_none()
+    {
+        return Ok(None);
+    }
+    let mut c = strato_network::Config::new(args.data_root.join("network"));
+    if let Some(p) = &args.bridge_pool {
+        c.pool = p
+            .parse()
+            .with_context(|| format!("--bridge-pool {p}: expected a CIDR like 10.199.0.0/16"))?;
+    }
+    if let Some(n) = args.subnet_prefix {
+        c.subnet_prefix = n;
+    }
+    if let Some(b) = &args.bridge_name {
+        c.default_bridge = b.clone();
+    }
+    if let Some(t) = &args.nft_table {
+        c.table = t.clone();
+    }
+    Ok(Some(c))
+}
+
+pub fn main(args: DaemonArgs) -> i32 {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STRATO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("strato: daemon: {e:#}");
+            1
+        }
+    }
+}
+
+fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    let listens = parse_hosts(&args)?;
+    let network = network_config(&args)?;
+    let strato_bin = std::env::current_exe().context("find the strato binary")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    let result = rt.block_on(serve(args, listens, network, strato_bin));
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
+async fn serve(
+    args: DaemonArgs,
+    listens: Vec<Listen>,
+    network: Option<strato_network::Config>,
+    strato_bin: PathBuf,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("handle SIGINT")?;
+    let engine = Engine::open(EngineConfig {
+        data_root: args.data_root.clone(),
+        exec_root: args.exec_root.clone(),
+        strato_bin,
+        network,
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("open the engine at {}: {e}", args.data_root.display()))?;
+    let backend: Arc<dyn Backend> = EngineBackend::new(engine);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut sockets = Vec::new();
+    for l in listens {
+        match l {
+            Listen::Unix(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("create {}", dir.display()))?;
+                }
+                let listener = strato_api::bind_unix(&path)?;
+                tracing::info!(socket = %path.display(), "serving the Engine API");
+                sockets.push(path);
+                tasks.spawn(strato_api::serve_unix_listener(listener, backend.clone()));
+            }
+            Listen::Tcp(addr) => {
+                let auth = TcpAuth::Token(args.token.clone().unwrap_or_default());
+                let listener = strato_api::bind_tcp(&addr, &auth).await?;
+                tracing::info!(addr, "serving the Engine API over tcp (bearer token)");
+                tasks.spawn(strato_api::serve_tcp_listener(
+                    listener,
+                    backend.clone(),
+                    auth,
+                ));
+            }
+        }
+    }
+    let result = tokio::select! {
+        _ = term.recv() => Ok(()),
+        _ = int.recv() => Ok(()),
+        r = tasks.join_next() => match r {
+            Some(Ok(Err(e))) => Err(anyhow::anyhow!(e)),
+            Some(Err(e)) => Err(anyhow::anyhow!("listener task failed: {e}")),
+            _ => Ok(()),
+        },
+    };
+    tracing::info!("daemon stopping; containers keep running under the supervisor");
+    tasks.abort_all();
+    for s in sockets {
+        let _ = std::fs::remove_file(s);
+    }
+    result
+}

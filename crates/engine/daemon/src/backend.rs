@@ -1,0 +1,2390 @@
+//! [`EngineBackend`]: the Docker Engine API ([`strato_api::Backend`]) over
+//! the [`Engine`]. Shapes come from [`crate::convert`]; this file holds the
+//! behaviour: waits, log following, attach and exec streams, events, images,
+//! networks and volumes.
+//!
+//! Streams follow the json-file log the supervisor writes rather than the
+//! container's pipes: attach opens (creating it if needed) the log before
+//! the container starts and reads it as it grows, every 20 ms, until the
+//! container dies, then drains it once more. An open descriptor keeps
+//! reading after `--rm` deleted the file.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::{self, File};
+use std::io::{Seek, SeekFrom};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::StreamExt;
+use serde_json::{json, Value};
+use strato_api::types::*;
+use strato_api::*;
+use strato_supervisor::Phase;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::convert;
+use crate::engine::{Engine, EngineError, EngineEvent, NetworkMode, Record};
+use crate::hostinfo;
+use crate::streams::{channel_stream, BodyReader, BodyWriter, LogTail, Want};
+use crate::time;
+use crate::volumes::{VolumeMeta, Volumes};
+
+/// How often attach and `logs -f` look for new log lines.
+const POLL: Duration = Duration::from_millis(20);
+/// Events kept for `docker events --since`.
+const EVENT_HISTORY: usize = 1024;
+
+fn api_err(e: EngineError) -> ApiError {
+    match e {
+        EngineError::NoSuchContainer(x) => ApiError::no_such_container(&x),
+        EngineError::NoSuchImage(x) => ApiError::no_such_image(&familiar_ref(&x)),
+        EngineError::Conflict(m) => ApiError::conflict(m),
+        EngineError::Invalid(m) => ApiError::bad_parameter(m),
+        EngineError::NotModified(_) => ApiError::not_modified(),
+        EngineError::Internal(m) => ApiError::internal(m),
+    }
+}
+
+fn image_err(name: &str, e: strato_image::Error) -> ApiError {
+    use strato_image::Error as E;
+    match e {
+        E::NotFound(_) => ApiError::no_such_image(name),
+        E::InvalidReference { .. } | E::Ambiguous(_) => ApiError::bad_parameter(e.to_string()),
+        E::InUse { .. } | E::MultipleTags { .. } | E::ContainerExists { .. } => {
+            ApiError::conflict(format!("conflict: unable to remove {name}: {e}"))
+        }
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> ApiError {
+    ApiError::internal(format!("engine task failed: {e}"))
+}
+
+/// `busybox` → `busybox:latest` (Docker's wording in "No such image").
+fn familiar_ref(r: &str) -> String {
+    let last = r.rsplit('/').next().unwrap_or(r);
+    if r.contains('@') || last.contains(':') || r.starts_with("sha256:") {
+        r.to_string()
+    } else {
+        format!("{r}:latest")
+    }
+}
+
+/// A stable 64-hex id for a network name.
+pub fn network_id(name: &str) -> String {
+    strato_image::Digest::of(format!("strato-network:{name}").as_bytes())
+        .hex()
+        .to_string()
+}
+
+fn is_running(r: &Record) -> bool {
+    r.status
+        .as_ref()
+        .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused | Phase::Restarting))
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// An exec instance between create and inspect.
+#[derive(Debug, Clone)]
+struct ExecEntry {
+    container: String,
+    config: ExecConfig,
+    started: bool,
+    tty: bool,
+}
+
+/// Container events as Docker shows them, with a history for `--since`.
+struct EventLog {
+    history: Mutex<VecDeque<EventMessage>>,
+    tx: broadcast::Sender<EventMessage>,
+}
+
+impl EventLog {
+    fn push(&self, ev: EventMessage) {
+        let mut h = self.history.lock().expect("event history lock");
+        if h.len() == EVENT_HISTORY {
+            h.pop_front();
+        }
+        h.push_back(ev.clone());
+        // Sent under the lock: a subscriber that copied the history sees
+        // every later event exactly once.
+        let _ = self.tx.send(ev);
+    }
+}
+
+/// The Engine API backend of strato's engine.
+pub struct EngineBackend {
+    engine: Arc<Engine>,
+    volumes: Volumes,
+    execs: Mutex<BTreeMap<String, ExecEntry>>,
+    events: Arc<EventLog>,
+    id: String,
+}
+
+impl std::fmt::Debug for EngineBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBackend")
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+impl EngineBackend {
+    /// Wraps an opened engine; starts recording its events. Call inside a
+    /// tokio runtime.
+    pub fn new(engine: Arc<Engine>) -> Arc<EngineBackend> {
+        let data_root = engine.config().data_root.clone();
+        let volumes = Volumes::new(data_root.join("volumes"));
+        let _ = fs::create_dir_all(volumes.dir());
+        let (tx, _) = broadcast::channel(1024);
+        let events = Arc::new(EventLog {
+            history: Mutex::new(VecDeque::new()),
+            tx,
+        });
+        let backend = Arc::new(EngineBackend {
+            id: engine_id(&data_root),
+            engine: engine.clone(),
+            volumes,
+            execs: Mutex::new(BTreeMap::new()),
+            events: events.clone(),
+        });
+        let mut rx = engine.subscribe();
+        let weak = Arc::downgrade(&engine);
+        drop(engine);
+        tokio::spawn(async move {
+            let mut names: HashMap<String, (String, String)> = HashMap::new();
+            loop {
+                let ev = match rx.recv().await {
+                    Ok(ev) => ev,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(engine) = weak.upgrade() else { return };
+                if let Ok(r) = engine.record(&ev.id) {
+                    names.insert(ev.id.clone(), (r.name.clone(), r.image_ref.clone()));
+                }
+                let (name, image) = names.get(&ev.id).cloned().unwrap_or_default();
+                if ev.action == "destroy" {
+                    names.remove(&ev.id);
+                }
+                events.push(container_event(&ev, &name, &image));
+            }
+        });
+        backend
+    }
+
+    fn rec(&self, id: &str) -> Result<Record, ApiError> {
+        self.engine.record(id).map_err(|e| match e {
+            EngineError::NoSuchContainer(_) => ApiError::no_such_container(id),
+            other => api_err(other),
+        })
+    }
+
+    fn emit(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, &str)]) {
+        let now = time::now_f64();
+        let mut attributes = StringMap::new();
+        for (k, v) in attrs {
+            attributes.insert(k.to_string(), v.to_string());
+        }
+        self.events.push(EventMessage {
+            kind: kind.into(),
+            action: action.into(),
+            actor: EventActor {
+                id: id.into(),
+                attributes,
+            },
+            scope: "local".into(),
+            time: now as i64,
+            time_nano: (now * 1e9) as i64,
+            ..Default::default()
+        });
+    }
+
+    fn volume_in_use(&self, name: &str) -> Vec<String> {
+        let data = self.volumes.data(name).display().to_string();
+        self.engine
+            .records()
+            .into_iter()
+            .filter(|r| r.config.mounts.iter().any(|m| m.source == data))
+            .map(|r| r.id)
+            .collect()
+    }
+
+    fn volume_api(&self, name: &str, meta: &VolumeMeta, usage: bool) -> Volume {
+        Volume {
+            name: name.into(),
+            driver: "local".into(),
+            mountpoint: self.volumes.data(name).display().to_string(),
+            created_at: meta.created_at.clone(),
+            status: None,
+            labels: meta.labels.clone(),
+            scope: "local".into(),
+            options: meta.options.clone(),
+            usage_data: usage.then(|| VolumeUsage {
+                size: self.volumes.size(name) as i64,
+                ref_count: self.volume_in_use(name).len() as i64,
+            }),
+        }
+    }
+
+    async fn network_api(&self, n: &strato_network::Network) -> NetworkResource {
+        let mut containers = BTreeMap::new();
+        for ep in self
+            .engine
+            .network()
+            .endpoints(&n.name)
+            .await
+            .unwrap_or_default()
+        {
+            let name = self
+                .engine
+                .record(&ep.container_id)
+                .map(|r| r.name)
+                .unwrap_or_default();
+            containers.insert(
+                ep.container_id.clone(),
+                NetworkContainer {
+                    name,
+                    endpoint_id: strato_image::Digest::of(
+                        format!("{}/{}", ep.network, ep.container_id).as_bytes(),
+                    )
+                    .hex()
+                    .to_string(),
+                    mac_address: ep.mac.clone(),
+                    ipv4_address: format!("{}/{}", ep.ip, ep.prefix),
+                    ipv6_address: String::new(),
+                },
+            );
+        }
+        let mut options = StringMap::new();
+        options.insert("com.docker.network.bridge.name".into(), n.bridge.clone());
+        NetworkResource {
+            name: n.name.clone(),
+            id: network_id(&n.name),
+            created: time::ZERO_TIME.into(),
+            scope: "local".into(),
+            driver: "bridge".into(),
+            enable_ipv4: true,
+            enable_ipv6: false,
+            ipam: Ipam {
+                driver: "default".into(),
+                options: None,
+                config: vec![IpamPool {
+                    subnet: n.subnet.to_string(),
+                    gateway: n.gateway.to_string(),
+                    ..Default::default()
+                }],
+            },
+            internal: n.internal,
+            attachable: false,
+            ingress: false,
+            config_from: ConfigReference::default(),
+            config_only: false,
+            containers,
+            options,
+            labels: StringMap::new(),
+        }
+    }
+
+    async fn all_networks(&self) -> Vec<NetworkResource> {
+        let mut out = Vec::new();
+        for n in self.engine.network().list().await {
+            out.push(self.network_api(&n).await);
+        }
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            out.push(NetworkResource {
+                name: name.into(),
+                id: network_id(name),
+                created: time::ZERO_TIME.into(),
+                scope: "local".into(),
+                driver: driver.into(),
+                enable_ipv4: true,
+                ipam: Ipam {
+                    driver: "default".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            });
+        }
+        out
+    }
+
+    async fn find_network(&self, id: &str) -> Result<NetworkResource, ApiError> {
+        let all = self.all_networks().await;
+        if let Some(n) = all.iter().find(|n| n.name == id || n.id == id) {
+            return Ok(n.clone());
+        }
+        let matches: Vec<&NetworkResource> = all
+            .iter()
+            .filter(|n| !id.is_empty() && n.id.starts_with(id))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(ApiError::no_such_network(id)),
+            _ => Err(ApiError::bad_parameter(format!(
+                "network {id} is ambiguous ({} matches): give more of the id",
+                matches.len()
+            ))),
+        }
+    }
+
+    fn image_summaries(&self) -> Result<Vec<ImageSummary>, ApiError> {
+        let list = self
+            .engine
+            .images()
+            .list()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let records = self.engine.records();
+        Ok(list
+            .into_iter()
+            .map(|i| ImageSummary {
+                id: i.id.to_string(),
+                parent_id: String::new(),
+                repo_tags: i.repo_tags.clone(),
+                repo_digests: Vec::new(),
+                created: i.created_unix,
+                size: i.size as i64,
+                shared_size: -1,
+                virtual_size: i.size as i64,
+                labels: StringMap::new(),
+                containers: records
+                    .iter()
+                    .filter(|r| r.image_id == i.id.as_str())
+                    .count() as i64,
+            })
+            .collect())
+    }
+}
+
+/// Stats sample of a container (zeroes when it does not run).
+fn sample(engine: &Engine, r: &Record, pre: Option<&StatsResponse>) -> StatsResponse {
+    let now = time::now_f64();
+    let mut s = StatsResponse {
+        read: time::format(now as i64, ((now.fract()) * 1e9) as u32),
+        preread: time::ZERO_TIME.into(),
+        name: format!("/{}", r.name),
+        id: r.id.clone(),
+        ..Default::default()
+    };
+    if let Some(p) = pre {
+        s.preread = p.read.clone();
+        s.precpu_stats = p.cpu_stats.clone();
+    }
+    if !is_running(r) {
+        return s;
+    }
+    let Ok(st) = engine.stats(&r.id) else {
+        return s;
+    };
+    s.cpu_stats = CpuStats {
+        cpu_usage: CpuUsage {
+            total_usage: st.cpu.usage.total,
+            percpu_usage: (!st.cpu.usage.percpu.is_empty()).then(|| st.cpu.usage.percpu.clone()),
+            usage_in_kernelmode: st.cpu.usage.kernel,
+            usage_in_usermode: st.cpu.usage.user,
+        },
+        system_cpu_usage: hostinfo::system_cpu_ns(),
+        online_cpus: hostinfo::ncpu() as u32,
+        throttling_data: ThrottlingData {
+            periods: st.cpu.throttling.periods,
+            throttled_periods: st.cpu.throttling.throttled_periods,
+            throttled_time: st.cpu.throttling.throttled_time,
+        },
+    };
+    let mem_total = hostinfo::mem_total() as u64;
+    let limit = st.memory.usage.limit;
+    s.memory_stats = MemoryStats {
+        usage: st.memory.usage.usage,
+        max_usage: st.memory.usage.max,
+        stats: st.memory.stats.clone(),
+        failcnt: st.memory.usage.failcnt,
+        limit: if limit == 0 || limit > mem_total {
+            mem_total
+        } else {
+            limit
+        },
+    };
+    s.pids_stats = PidsStats {
+        current: st.pids.current,
+        limit: (st.pids.limit > 0 && st.pids.limit != u64::MAX).then_some(st.pids.limit),
+    };
+    s
+}
+
+fn engine_id(data_root: &Path) -> String {
+    let path = data_root.join("engine-id");
+    if let Ok(s) = fs::read_to_string(&path) {
+        let s = s.trim().to_string();
+        if !s.is_empty() {
+            return s;
+        }
+    }
+    let id = crate::ids::new_id();
+    let _ = fs::write(&path, &id);
+    id
+}
+
+fn container_event(ev: &EngineEvent, name: &str, image: &str) -> EventMessage {
+    let (secs, nanos) = time::parse_rfc3339(&ev.time).unwrap_or((time::now_f64() as i64, 0));
+    let mut attributes = StringMap::new();
+    attributes.insert("name".into(), name.into());
+    attributes.insert("image".into(), image.into());
+    if let Some(code) = ev.exit_code {
+        attributes.insert("exitCode".into(), code.to_string());
+    }
+    EventMessage {
+        kind: "container".into(),
+        action: ev.action.clone(),
+        actor: EventActor {
+            id: ev.id.clone(),
+            attributes,
+        },
+        scope: "local".into(),
+        time: secs,
+        time_nano: secs * 1_000_000_000 + i64::from(nanos),
+        status: Some(ev.action.clone()),
+        id: Some(ev.id.clone()),
+        from: Some(image.into()),
+    }
+}
+
+fn event_matches(ev: &EventMessage, f: &Filters) -> bool {
+    let name = ev.actor.attributes.get("name").cloned().unwrap_or_default();
+    let image = ev
+        .actor
+        .attributes
+        .get("image")
+        .cloned()
+        .unwrap_or_default();
+    f.match_any("type", |v| v == ev.kind)
+        && f.match_any("event", |v| {
+            v == ev.action || ev.action.starts_with(&format!("{v}:"))
+        })
+        && f.match_any("action", |v| v == ev.action)
+        && f.match_any("container", |v| {
+            ev.kind == "container" && (ev.actor.id.starts_with(v) || name == v)
+        })
+        && f.match_any("image", |v| {
+            image == v || familiar_ref(&image) == familiar_ref(v)
+        })
+        && f.match_labels("label", &ev.actor.attributes)
+}
+
+/// Reads a pipe or pty until end of file, sending `kind` chunks.
+async fn pump<R>(mut r: R, kind: StreamKind, tx: mpsc::Sender<Result<OutputChunk, ApiError>>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let chunk = OutputChunk {
+                    kind,
+                    data: Bytes::copy_from_slice(&buf[..n]),
+                };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Waits until the container `id` runs, then copies `input` into its stdin
+/// and closes it at end of input.
+async fn stdin_bridge(
+    engine: Arc<Engine>,
+    id: String,
+    mut input: tokio::io::DuplexStream,
+    mut rx: broadcast::Receiver<EngineEvent>,
+) {
+    loop {
+        let running = engine
+            .record(&id)
+            .ok()
+            .and_then(|r| r.status)
+            .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused));
+        if running {
+            break;
+        }
+        match rx.recv().await {
+            Ok(ev) if ev.id == id && ev.action == "start" => break,
+            Ok(ev) if ev.id == id && ev.action == "destroy" => return,
+            Err(broadcast::error::RecvError::Closed) => return,
+            _ => {}
+        }
+    }
+    let fd = match engine.stdin(&id).await {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::debug!(id, error = %e, "no stdin to attach");
+            return;
+        }
+    };
+    let mut out = tokio::fs::File::from_std(File::from(fd));
+    let _ = tokio::io::copy(&mut input, &mut out).await;
+    let _ = out.flush().await;
+    // Dropping the descriptor closes the container's stdin.
+}
+
+/// Follows a log from `tail` until the container `id` dies (or is
+/// removed), then drains it once more.
+async fn follow_log(
+    mut tail: LogTail,
+    id: String,
+    want: Want,
+    until: Option<f64>,
+    mut rx: broadcast::Receiver<EngineEvent>,
+    tx: mpsc::Sender<Result<OutputChunk, ApiError>>,
+) {
+    let send_new = |tail: &mut LogTail| -> Vec<OutputChunk> {
+        tail.read_new()
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| until.is_none_or(|u| time::parse_f64(&e.time).is_none_or(|t| t < u)))
+            .filter_map(|e| want.chunk(e))
+            .collect()
+    };
+    loop {
+        for c in send_new(&mut tail) {
+            if tx.send(Ok(c)).await.is_err() {
+                return;
+            }
+        }
+        if until.is_some_and(|u| time::now_f64() >= u) {
+            return;
+        }
+        let done = tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(ev) => ev.id == id && (ev.action == "die" || ev.action == "destroy"),
+                Err(broadcast::error::RecvError::Lagged(_)) => false,
+                Err(broadcast::error::RecvError::Closed) => true,
+            },
+            _ = tokio::time::sleep(POLL) => false,
+        };
+        if done {
+            for c in send_new(&mut tail) {
+                if tx.send(Ok(c)).await.is_err() {
+                    return;
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// A free host port for a published port given without one.
+fn free_port(m: &strato_network::PortMapping) -> Result<u16, ApiError> {
+    let ip = m.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let port = match m.protocol {
+        strato_network::Protocol::Tcp => std::net::TcpListener::bind((ip, 0))?.local_addr()?,
+        strato_network::Protocol::Udp => std::net::UdpSocket::bind((ip, 0))?.local_addr()?,
+    };
+    Ok(port.port())
+}
+
+fn top_row(pid: i32, btime: i64, ticks: u64) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(stat.find('(')? + 1..close)?.to_string();
+    let f: Vec<&str> = stat.get(close + 2..)?.split_whitespace().collect();
+    // f[0] is field 3 (state).
+    let ppid = f.get(1)?.to_string();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    let start: u64 = f.get(19)?.parse().ok()?;
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd = if cmdline.is_empty() {
+        format!("[{comm}]")
+    } else {
+        String::from_utf8_lossy(&cmdline)
+            .trim_end_matches('\0')
+            .replace('\0', " ")
+    };
+    let started = btime + (start / ticks) as i64;
+    let stime_s = time::format(started, 0);
+    let cpu = (utime + stime) / ticks;
+    Some(vec![
+        hostinfo::user_name(uid),
+        pid.to_string(),
+        ppid,
+        "0".into(),
+        stime_s.get(11..16).unwrap_or("").to_string(),
+        "?".into(),
+        format!("{:02}:{:02}:{:02}", cpu / 3600, cpu / 60 % 60, cpu % 60),
+        cmd,
+    ])
+}
+
+/// The OCI process of an exec: the container's process with the exec's
+/// command, terminal, environment, directory and user.
+fn exec_process(spec_process: &Value, cfg: &ExecConfig, rootfs: &Path) -> Result<Value, ApiError> {
+    let mut p = spec_process.clone();
+    p["args"] = json!(cfg.cmd);
+    p["terminal"] = json!(cfg.tty);
+    let mut env: Vec<String> = p["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in cfg.env.iter().flatten() {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    p["env"] = json!(env);
+    if !cfg.working_dir.is_empty() {
+        p["cwd"] = json!(cfg.working_dir);
+    }
+    if !cfg.user.is_empty() {
+        let u = crate::users::resolve(rootfs, &cfg.user, &[])
+            .map_err(|e| ApiError::bad_parameter(format!("exec user {:?}: {e}", cfg.user)))?;
+        p["user"] = json!({"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids});
+    }
+    if let (true, Some([h, w])) = (cfg.tty, cfg.console_size) {
+        p["consoleSize"] = json!({"height": h, "width": w});
+    } else if let Some(o) = p.as_object_mut() {
+        o.remove("consoleSize");
+    }
+    Ok(p)
+}
+
+#[async_trait]
+impl Backend for EngineBackend {
+    // ------------------------------------------------------------ system
+
+    async fn version(&self) -> Result<SystemVersion, ApiError> {
+        let version = env!("CARGO_PKG_VERSION").to_string();
+        let kernel = hostinfo::kernel_version();
+        let arch = strato_api::server::go_arch().to_string();
+        let mut details = StringMap::new();
+        details.insert("ApiVersion".into(), API_VERSION.into());
+        details.insert("MinAPIVersion".into(), MIN_API_VERSION.into());
+        details.insert("Arch".into(), arch.clone());
+        details.insert("Os".into(), "linux".into());
+        details.insert("KernelVersion".into(), kernel.clone());
+        details.insert("GoVersion".into(), "n/a".into());
+        details.insert("GitCommit".into(), String::new());
+        details.insert("BuildTime".into(), String::new());
+        details.insert("Experimental".into(), "false".into());
+        Ok(SystemVersion {
+            platform: PlatformName {
+                name: "strato".into(),
+            },
+            components: vec![ComponentVersion {
+                name: "Engine".into(),
+                version: version.clone(),
+                details: Some(details),
+            }],
+            version,
+            git_commit: String::new(),
+            go_version: "n/a".into(),
+            os: "linux".into(),
+            arch,
+            kernel_version: kernel,
+            experimental: false,
+            build_time: String::new(),
+            ..Default::default()
+        })
+    }
+
+    async fn info(&self) -> Result<SystemInfo, ApiError> {
+        let records = self.engine.records();
+        let count = |p: &[Phase]| {
+            records
+                .iter()
+                .filter(|r| r.status.as_ref().is_some_and(|s| p.contains(&s.phase)))
+                .count() as i64
+        };
+        let running = count(&[Phase::Running, Phase::Restarting]);
+        let paused = count(&[Phase::Paused]);
+        let images = self.engine.images().list().map(|l| l.len()).unwrap_or(0) as i64;
+        let (os, os_version) = hostinfo::os_release();
+        let cfg = self.engine.config();
+        let mut runtimes = BTreeMap::new();
+        runtimes.insert(
+            "strato".to_string(),
+            RuntimeInfo {
+                path: cfg.strato_bin.display().to_string(),
+                runtime_args: None,
+            },
+        );
+        let now = time::now_f64();
+        Ok(SystemInfo {
+            id: self.id.clone(),
+            containers: records.len() as i64,
+            containers_running: running,
+            containers_paused: paused,
+            containers_stopped: records.len() as i64 - running - paused,
+            images,
+            driver: "overlayfs".into(),
+            driver_status: vec![["driver-type".into(), "strato overlay snapshots".into()]],
+            n_fd: hostinfo::open_fds(),
+            system_time: time::format(now as i64, (now.fract() * 1e9) as u32),
+            cgroup_version: hostinfo::cgroup_version().into(),
+            cgroup_driver: "cgroupfs".into(),
+            kernel_version: hostinfo::kernel_version(),
+            operating_system: os,
+            os_version,
+            ncpu: hostinfo::ncpu(),
+            mem_total: hostinfo::mem_total(),
+            docker_root_dir: cfg.data_root.display().to_string(),
+            name: hostinfo::hostname(),
+            server_version: env!("CARGO_PKG_VERSION").into(),
+            runtimes,
+            default_runtime: "strato".into(),
+            n_events_listener: self.events.tx.receiver_count() as i64,
+            ..SystemInfo::default()
+        })
+    }
+
+    async fn events(&self, opts: EventsOptions) -> Result<EventStream, ApiError> {
+        let (past, mut rx) = {
+            let h = self.events.history.lock().expect("event history lock");
+            let past: Vec<EventMessage> = match opts.since {
+                Some(since) => h
+                    .iter()
+                    .filter(|e| e.time_nano as f64 / 1e9 >= since)
+                    .cloned()
+                    .collect(),
+                None => Vec::new(),
+            };
+            (past, self.events.tx.subscribe())
+        };
+        let (tx, out) = mpsc::channel(64);
+        let f = opts.filters.clone();
+        let until = opts.until;
+        tokio::spawn(async move {
+            let before_until =
+                |e: &EventMessage| until.is_none_or(|u| (e.time_nano as f64 / 1e9) <= u);
+            for e in past {
+                if before_until(&e) && event_matches(&e, &f) && tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                let wait = match until {
+                    Some(u) => Duration::from_secs_f64((u - time::now_f64()).max(0.0)),
+                    None => Duration::from_secs(3600 * 24 * 365),
+                };
+                let ev = tokio::select! {
+                    ev = rx.recv() => ev,
+                    _ = tokio::time::sleep(wait) => return,
+                    _ = tx.closed() => return,
+                };
+                match ev {
+                    Ok(e) => {
+                        if !before_until(&e) {
+                            return;
+                        }
+                        if event_matches(&e, &f) && tx.send(e).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(channel_stream(out))
+    }
+
+    async fn system_df(&self) -> Result<DiskUsage, ApiError> {
+        let images = self.image_summaries()?;
+        let now = time::now_f64();
+        let net = network_id("bridge");
+        let containers = self
+            .engine
+            .records()
+            .iter()
+            .map(|r| convert::summary(r, now, &net, self.volumes.dir()))
+            .collect();
+        let volumes = self
+            .volumes
+            .list()
+            .iter()
+            .map(|(n, m)| self.volume_api(n, m, true))
+            .collect();
+        Ok(DiskUsage {
+            layers_size: images.iter().map(|i| i.size).sum(),
+            images,
+            containers,
+            volumes,
+            build_cache: Vec::new(),
+        })
+    }
+
+    async fn auth(&self, _auth: AuthConfig) -> Result<AuthResponse, ApiError> {
+        Err(ApiError::not_implemented(
+            "registry login is not implemented yet: strato cannot talk to registries; load images with docker load",
+        ))
+    }
+
+    // ------------------------------------------------------------ containers
+
+    async fn container_create(
+        &self,
+        name: Option<String>,
+        _platform: Option<String>,
+        config: ContainerCreateConfig,
+    ) -> Result<CreateResponse, ApiError> {
+        if let Some(n) = &name {
+            if let Some(other) = self.engine.records().into_iter().find(|r| &r.name == n) {
+                return Err(ApiError::conflict(format!(
+                    "Conflict. The container name \"/{n}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    other.id
+                )));
+            }
+        }
+        // The image first: a missing one is the 404 that makes the CLI pull.
+        let image = config.config.image.clone();
+        {
+            let images = self.engine.images().clone();
+            let i = image.clone();
+            tokio::task::spawn_blocking(move || images.resolve(&i))
+                .await
+                .map_err(join_err)?
+                .map_err(|e| image_err(&familiar_ref(&image), e))?;
+        }
+        let (mut req, vols) = convert::create_request(name, &config, self.volumes.dir())?;
+        for p in req.ports.iter_mut().filter(|p| p.host_port == 0) {
+            p.host_port = free_port(p)?;
+        }
+        for v in vols {
+            let anonymous = v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
+            let meta = VolumeMeta {
+                created_at: time::format(time::now_f64() as i64, 0),
+                anonymous,
+                ..Default::default()
+            };
+            let existed = self.volumes.get(&v).is_some();
+            self.volumes
+                .ensure(&v, meta)
+                .map_err(|e| ApiError::internal(format!("create volume {v}: {e}")))?;
+            if !existed {
+                self.emit("volume", "create", &v, &[("driver", "local")]);
+            }
+        }
+        let id = self.engine.create(req).await.map_err(api_err)?;
+        let mut warnings = Vec::new();
+        if config.host_config.memory > 0 && config.host_config.memory < 6 * 1024 * 1024 {
+            warnings.push("Minimum memory limit allowed is 6MB.".to_string());
+        }
+        Ok(CreateResponse { id, warnings })
+    }
+
+    async fn container_start(&self, id: &str) -> Result<(), ApiError> {
+        let r = self.rec(id)?;
+        self.engine.start(&r.id).await.map_err(api_err)
+    }
+
+    async fn container_stop(&self, id: &str, opts: StopOptions) -> Result<(), ApiError> {
+        let r = self.rec(id)?;
+        let timeout = opts
+            .timeout
+            .or_else(|| r.raw.get("StopTimeout").and_then(|v| v.as_i64()))
+            .unwrap_or(10);
+        let timeout = if timeout < 0 {
+            3_153_600_000
+        } else {
+            timeout as u64
+        };
+        let signal = match opts
+            .signal
+            .clone()
+            .or_else(|| r.raw["StopSignal"].as_str().map(String::from))
+            .filter(|s| !s.is_empty())
+        {
+            Some(s) => Some(convert::signal_number(&s)?),
+            None => None,
+        };
+        self.engine
+            .stop(&r.id, Some(timeout), signal)
+            .await
+            .map_err(api_err)
+    }
+
+    async fn container_kill(&self, id: &str, signal: Option<String>) -> Result<(), ApiError> {
+        let r = self.rec(id)?;
+        let sig = match signal.filter(|s| !s.is_empty()) {
+            Some(s) => convert::signal_number(&s)?,
+            None => libc::SIGKILL,
+        };
+        if !is_running(&r) {
+            return Err(ApiError::conflict(format!(
+                "Cannot kill container: {id}: container {} is not running",
+                r.id
+            )));
+        }
+        self.engine.kill(&r.id, sig).await.map_err(api_err)?;
+        let name = format!("{sig}");
+        self.emit(
+            "container",
+            "kill",
+            &r.id,
+            &[
+                ("name", &r.name),
+                ("image", &r.image_ref),
+                ("signal", &name),
+            ],
+        );
+        Ok(())
+    }
+
+    async fn container_restart(&self, id: &str, opts: StopOptions) -> Result<(), ApiError> {
+        let r = self.rec(id)?;
+        if is_running(&r) {
+            match self.container_stop(&r.id, opts).await {
+                Ok(()) => {}
+                Err(e) if e.kind == ErrorKind::NotModified => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match self.engine.start(&r.id).await {
+            Ok(()) | Err(EngineError::NotModified(_)) => {}
+            Err(e) => return Err(api_err(e)),
+        }
+        self.emit(
+            "container",
+            "restart",
+            &r.id,
+            &[("name", &r.name), ("image", &r.image_ref)],
+        );
+        Ok(())
+    }
+
+    async fn container_wait(
+        &self,
+        id: &str,
+        condition: WaitCondition,
+    ) -> Result<WaitFuture, ApiError> {
+        // Subscribed before the state is read: no exit can slip between.
+        let mut rx = self.engine.subscribe();
+        let r = self.rec(id)?;
+        let cid = r.id.clone();
+        let engine = self.engine.clone();
+        let last_code = r.status.as_ref().and_then(|s| s.exit_code).unwrap_or(0);
+        if condition == WaitCondition::NotRunning && !is_running(&r) {
+            let code = if r.status.is_some() { last_code } else { 0 };
+            return Ok(Box::pin(async move {
+                Ok(WaitResponse {
+                    status_code: i64::from(code),
+                    error: None,
+                })
+            }));
+        }
+        Ok(Box::pin(async move {
+            let mut code = last_code;
+            loop {
+                match rx.recv().await {
+                    Ok(ev) if ev.id == cid && ev.action == "die" => {
+                        code = ev.exit_code.unwrap_or(0);
+                        if condition == WaitCondition::Removed {
+                            continue;
+                        }
+                        // Final unless a restart follows.
+                        let restarting = engine
+                            .record(&cid)
+                            .ok()
+                            .and_then(|r| r.status)
+                            .is_some_and(|s| s.phase == Phase::Restarting);
+                        if !restarting {
+                            break;
+                        }
+                    }
+                    Ok(ev) if ev.id == cid && ev.action == "destroy" => break,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => match engine.record(&cid) {
+                        Err(_) => break,
+                        Ok(r)
+                            if condition != WaitCondition::Removed
+                                && !is_running(&r)
+                                && r.status.is_some() =>
+                        {
+                            code = r.status.and_then(|s| s.exit_code).unwrap_or(code);
+                            break;
+                        }
+                        Ok(_) => {}
+                    },
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(ApiError::internal("the engine is shutting down"))
+                    }
+                }
+            }
+            Ok(WaitResponse {
+                status_code: i64::from(code),
+                error: None,
+            })
+        }))
+    }
+
+    async fn container_remove(&self, id: &str, opts: RemoveOptions) -> Result<(), ApiError> {
+        let r = self.rec(id)?;
+        if is_running(&r) && !opts.force {
+            return Err(ApiError::conflict(format!(
+                "cannot remove container \"/{}\": container is running: stop the container before removing or force remove",
+                r.name
+            )));
+        }
+        self.engine
+            .remove(&r.id, opts.force)
+            .await
+            .map_err(api_err)?;
+        self.execs
+            .lock()
+            .expect("execs lock")
+            .retain(|_, e| e.container != r.id);
+        if opts.volumes {
+            for m in &r.config.mounts {
+                let Some(name) = Path::new(&m.source)
+                    .strip_prefix(self.volumes.dir())
+                    .ok()
+                    .and_then(|p| p.components().next())
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                else {
+                    continue;
+                };
+                if self.volumes.get(&name).is_some_and(|m| m.anonymous)
+                    && self.volume_in_use(&name).is_empty()
+                {
+                    let _ = self.volumes.remove(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn container_rename(&self, id: &str, new_name: &str) -> Result<(), ApiError> {
+        let r = self.rec(id)?;
+        let new_name = new_name.trim_start_matches('/');
+        if let Some(other) = self
+            .engine
+            .records()
+            .into_iter()
+            .find(|o| o.name == new_name && o.id != r.id)
+        {
+            return Err(ApiError::conflict(format!(
+                "Conflict. The container name \"/{new_name}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                other.id
+            )));
+        }
+        self.engine.rename(&r.id, new_name).map_err(api_err)?;
+        self.emit(
+            "container",
+            "rename",
+            &r.id,
+            &[("name", new_name), ("oldName", &format!("/{}", r.name))],
+        );
+        Ok(())
+    }
+
+    async fn container_pause(&self, id: &str) -> Result<(), ApiError> {
+        let r = self.rec(id)?;
+        match r.status.as_ref().map(|s| s.phase) {
+            Some(Phase::Running) => {}
+            Some(Phase::Paused) => {
+                return Err(ApiError::conflict(format!(
+                    "container {} is already paused",
+                    r.id
+                )))
+            }
+            _ => {
+                return Err(ApiError::conflict(format!(
+                    "container {} is not running",
+                    r.id
+                )))
+            }
+        }
+        self.engine.set_paused(&r.id, true).await.map_err(api_err)
+    }
+
+    async fn container_unpause(&self, id: &str) -> Result<(), ApiError> {
+        let r = self.rec(id)?;
+        if r.status.as_ref().map(|s| s.phase) != Some(Phase::Paused) {
+            return Err(ApiError::conflict(format!(
+                "container {} is not paused",
+                r.id
+            )));
+        }
+        self.engine.set_paused(&r.id, false).await.map_err(api_err)
+    }
+
+    async fn container_list(
+        &self,
+        opts: ContainerListOptions,
+    ) -> Result<Vec<ContainerSummary>, ApiError> {
+        let mut records: Vec<Record> = self
+            .engine
+            .records()
+            .into_iter()
+            .filter(|r| opts.all || opts.limit.is_some() || is_running(r))
+            .filter(|r| convert::matches_filters(r, &opts.filters))
+            .collect();
+        records.sort_by(|a, b| b.created.cmp(&a.created));
+        if let Some(n) = opts.limit {
+            records.truncate(n);
+        }
+        let now = time::now_f64();
+        Ok(records
+            .iter()
+            .map(|r| convert::summary(r, now, &network_id(r.network.name()), self.volumes.dir()))
+            .collect())
+    }
+
+    async fn container_inspect(&self, id: &str, _size: bool) -> Result<ContainerInspect, ApiError> {
+        let r = self.rec(id)?;
+        let (path, args) = convert::path_and_args(&r);
+        let dir = self.engine.container_dir(&r.id);
+        let net_id = network_id(r.network.name());
+        let networks = convert::endpoint_settings(&r, &net_id);
+        let mut ns = NetworkSettings {
+            ports: convert::port_map(&r),
+            networks,
+            sandbox_id: if r.endpoint.is_some() {
+                r.id.clone()
+            } else {
+                String::new()
+            },
+            sandbox_key: if r.endpoint.is_some() {
+                self.engine.netns_path_of(&r.id).display().to_string()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        };
+        if let (NetworkMode::Bridge(n), Some(ep)) = (&r.network, &r.endpoint) {
+            if n == "bridge" {
+                ns.ip_address = ep.ip.to_string();
+                ns.ip_prefix_len = i64::from(ep.prefix);
+                ns.gateway = ep.gateway.to_string();
+                ns.mac_address = ep.mac.clone();
+                ns.endpoint_id = ns
+                    .networks
+                    .get(n)
+                    .map(|e| e.endpoint_id.clone())
+                    .unwrap_or_default();
+            }
+        }
+        let exec_ids: Vec<String> = self
+            .execs
+            .lock()
+            .expect("execs lock")
+            .iter()
+            .filter(|(_, e)| e.container == r.id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let etc = |name: &str| {
+            let p = dir.join(name);
+            if p.exists() {
+                p.display().to_string()
+            } else {
+                String::new()
+            }
+        };
+        Ok(ContainerInspect {
+            id: r.id.clone(),
+            created: r.created.clone(),
+            path,
+            args,
+            state: convert::state(&r),
+            image: r.image_id.clone(),
+            resolv_conf_path: etc("resolv.conf"),
+            hostname_path: etc("hostname"),
+            hosts_path: etc("hosts"),
+            log_path: self.engine.log_path(&r.id).display().to_string(),
+            name: format!("/{}", r.name),
+            restart_count: r
+                .status
+                .as_ref()
+                .map(|s| i64::from(s.restart_count))
+                .unwrap_or(0),
+            driver: "overlayfs".into(),
+            platform: "linux".into(),
+            exec_ids: (!exec_ids.is_empty()).then_some(exec_ids),
+            host_config: convert::inspect_host_config(&r),
+            graph_driver: GraphDriver {
+                name: "overlayfs".into(),
+                data: StringMap::new(),
+            },
+            mounts: convert::mount_points(&r, self.volumes.dir()),
+            config: convert::inspect_config(&r),
+            network_settings: ns,
+            ..Default::default()
+        })
+    }
+
+    async fn container_logs(&self, id: &str, opts: LogsOptions) -> Result<LogStream, ApiError> {
+        let rx = self.engine.subscribe();
+        let r = self.rec(id)?;
+        let path = self.engine.log_path(&r.id);
+        let want = Want {
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+            timestamps: opts.timestamps,
+        };
+        let follow = opts.follow && is_running(&r);
+        let (tx, out) = mpsc::channel(64);
+        let file = match File::open(&path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(ApiError::internal(format!(
+                    "open log {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        let (since, until, tail_n) = (opts.since, opts.until, opts.tail);
+        let cid = r.id.clone();
+        tokio::spawn(async move {
+            let Some(file) = file else { return };
+            let mut tail = LogTail::new(file);
+            let stored = tail.read_new().unwrap_or_default();
+            let in_range = |e: &strato_supervisor::logs::Entry| {
+                let t = time::parse_f64(&e.time).unwrap_or(0.0);
+                since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+            };
+            let mut chunks: Vec<OutputChunk> = stored
+                .iter()
+                .filter(|e| in_range(e))
+                .filter_map(|e| want.chunk(e))
+                .collect();
+            if let Some(n) = tail_n {
+                let skip = chunks.len().saturating_sub(n);
+                chunks.drain(..skip);
+            }
+            for c in chunks {
+                if tx.send(Ok(c)).await.is_err() {
+                    return;
+                }
+            }
+            if follow {
+                follow_log(tail, cid, want, until, rx, tx).await;
+            }
+        });
+        Ok(LogStream {
+            tty: r.config.tty,
+            output: channel_stream(out),
+        })
+    }
+
+    async fn container_attach(
+        &self,
+        id: &str,
+        opts: AttachOptions,
+    ) -> Result<AttachSession, ApiError> {
+        let rx = self.engine.subscribe();
+        let r = self.rec(id)?;
+        let path = self.engine.log_path(&r.id);
+        // Opened (created if the container never ran) now, so output from
+        // the first byte is seen and the descriptor outlives a --rm removal.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .open(&path)
+                .map_err(|e| ApiError::internal(format!("open log {}: {e}", path.display())))?
+        };
+        if !opts.logs {
+            file.seek(SeekFrom::End(0))?;
+        }
+        let want = Want {
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+            timestamps: false,
+        };
+        let (tx, out) = mpsc::channel(64);
+        let cid = r.id.clone();
+        if opts.stream {
+            tokio::spawn(follow_log(
+                LogTail::new(file),
+                cid.clone(),
+                want,
+                None,
+                rx,
+                tx,
+            ));
+        } else {
+            tokio::spawn(async move {
+                let mut tail = LogTail::new(file);
+                for e in tail.read_new().unwrap_or_default() {
+                    if let Some(c) = want.chunk(&e) {
+                        if tx.send(Ok(c)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        let stdin = if opts.stdin && r.config.open_stdin && opts.stream {
+            let (client, ours) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(stdin_bridge(
+                self.engine.clone(),
+                cid,
+                ours,
+                self.engine.subscribe(),
+            ));
+            Some(Box::pin(client) as StdinWriter)
+        } else {
+            None
+        };
+        Ok(AttachSession {
+            tty: r.config.tty,
+            stdin,
+            output: channel_stream(out),
+        })
+    }
+
+    async fn container_resize(&self, id: &str, height: u16, width: u16) -> Result<(), ApiError> {
+        let r = self.rec(id)?;
+        if !is_running(&r) {
+            return Err(ApiError::conflict(format!(
+                "container {} is not running",
+                r.id
+            )));
+        }
+        if !r.config.tty {
+            return Ok(());
+        }
+        self.engine
+            .resize(&r.id, height, width)
+            .await
+            .map_err(api_err)
+    }
+
+    async fn container_top(
+        &self,
+        id: &str,
+        _ps_args: Option<String>,
+    ) -> Result<TopResponse, ApiError> {
+        let r = self.rec(id)?;
+        if !is_running(&r) {
+            return Err(ApiError::conflict(format!(
+                "container {} is not running",
+                r.id
+            )));
+        }
+        let pids = self.engine.pids(&r.id).map_err(api_err)?;
+        let (btime, ticks) = (hostinfo::boot_time(), hostinfo::clock_ticks());
+        let mut processes: Vec<Vec<String>> = pids
+            .iter()
+            .filter_map(|p| top_row(*p, btime, ticks))
+            .collect();
+        processes.sort_by_key(|row| row[1].parse::<i64>().unwrap_or(0));
+        Ok(TopResponse {
+            titles: ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            processes,
+        })
+    }
+
+    async fn container_stats(
+        &self,
+        id: &str,
+        stream: bool,
+        one_shot: bool,
+    ) -> Result<StatsStream, ApiError> {
+        let r = self.rec(id)?;
+        let engine = self.engine.clone();
+        let (tx, out) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut prev: Option<StatsResponse> = None;
+            if !stream && !one_shot {
+                prev = Some(sample(&engine, &r, None));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            loop {
+                let r = match engine.record(&r.id) {
+                    Ok(r) => r,
+                    Err(_) => return,
+                };
+                let s = sample(&engine, &r, prev.as_ref());
+                if tx.send(Ok(s.clone())).await.is_err() || !stream {
+                    return;
+                }
+                prev = Some(s);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        Ok(channel_stream(out))
+    }
+
+    async fn container_archive_stat(&self, id: &str, _path: &str) -> Result<PathStat, ApiError> {
+        self.rec(id)?;
+        Err(ApiError::not_implemented(
+            "copying files to and from containers (docker cp) is not implemented yet",
+        ))
+    }
+
+    async fn container_archive_get(
+        &self,
+        id: &str,
+        _path: &str,
+    ) -> Result<(PathStat, ByteStream), ApiError> {
+        self.rec(id)?;
+        Err(ApiError::not_implemented(
+            "copying files out of containers (docker cp) is not implemented yet",
+        ))
+    }
+
+    async fn container_archive_put(
+        &self,
+        id: &str,
+        _opts: ArchivePutOptions,
+        _body: ByteStream,
+    ) -> Result<(), ApiError> {
+        self.rec(id)?;
+        Err(ApiError::not_implemented(
+            "copying files into containers (docker cp) is not implemented yet",
+        ))
+    }
+
+    async fn containers_prune(&self, filters: Filters) -> Result<ContainersPruneReport, ApiError> {
+        let until = filters
+            .get("until")
+            .first()
+            .and_then(|u| u.parse::<f64>().ok().or_else(|| time::parse_f64(u)));
+        let mut deleted = Vec::new();
+        for r in self.engine.records() {
+            if is_running(&r)
+                || !filters.match_labels("label", &r.config.labels)
+                || until.is_some_and(|u| time::parse_f64(&r.created).unwrap_or(0.0) >= u)
+            {
+                continue;
+            }
+            match self.engine.remove(&r.id, false).await {
+                Ok(()) => deleted.push(r.id),
+                Err(e) => tracing::warn!(id = %r.id, error = %e, "prune"),
+            }
+        }
+        Ok(ContainersPruneReport {
+            containers_deleted: deleted,
+            space_reclaimed: 0,
+        })
+    }
+
+    // ------------------------------------------------------------ exec
+
+    async fn exec_create(&self, id: &str, config: ExecConfig) -> Result<IdResponse, ApiError> {
+        let r = self.rec(id)?;
+        match r.status.as_ref().map(|s| s.phase) {
+            Some(Phase::Running) => {}
+            Some(Phase::Paused) => {
+                return Err(ApiError::conflict(format!(
+                    "container {} is paused, unpause the container before exec",
+                    r.id
+                )))
+            }
+            _ => {
+                return Err(ApiError::conflict(format!(
+                    "container {} is not running",
+                    r.id
+                )))
+            }
+        }
+        if config.cmd.is_empty() {
+            return Err(ApiError::bad_parameter("No exec command specified"));
+        }
+        let exec_id = crate::ids::new_id();
+        self.execs.lock().expect("execs lock").insert(
+            exec_id.clone(),
+            ExecEntry {
+                container: r.id.clone(),
+                tty: config.tty,
+                config,
+                started: false,
+            },
+        );
+        self.emit(
+            "container",
+            "exec_create",
+            &r.id,
+            &[("name", &r.name), ("image", &r.image_ref)],
+        );
+        Ok(IdResponse { id: exec_id })
+    }
+
+    async fn exec_start(
+        &self,
+        exec_id: &str,
+        opts: ExecStartConfig,
+    ) -> Result<AttachSession, ApiError> {
+        let entry = {
+            let mut execs = self.execs.lock().expect("execs lock");
+            let e = execs
+                .get_mut(exec_id)
+                .ok_or_else(|| ApiError::no_such_exec(exec_id))?;
+            if e.started {
+                return Err(ApiError::conflict(format!(
+                    "exec instance {exec_id} has already been started"
+                )));
+            }
+            e.started = true;
+            if opts.tty {
+                e.tty = true;
+            }
+            e.clone()
+        };
+        let mut cfg = entry.config.clone();
+        cfg.tty = entry.tty;
+        if opts.console_size.is_some() {
+            cfg.console_size = opts.console_size;
+        }
+        let bundle = self.engine.bundle_path(&entry.container);
+        let spec: Value = fs::read(bundle.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                ApiError::conflict(format!("container {} is not running", entry.container))
+            })?;
+        let process = exec_process(&spec["process"], &cfg, &bundle.join("rootfs"))?;
+        let (_pid, tty, mut fds) = self
+            .engine
+            .exec(&entry.container, exec_id, process, cfg.attach_stdin)
+            .await
+            .map_err(api_err)?;
+        let (tx, out) = mpsc::channel(64);
+        let mut stdin: Option<StdinWriter> = None;
+        let engine = self.engine.clone();
+        let eid = exec_id.to_string();
+        if tty {
+            let master: OwnedFd = fds
+                .pop()
+                .ok_or_else(|| ApiError::internal("exec: no terminal from the supervisor"))?;
+            if cfg.attach_stdin && !opts.detach {
+                let w = master.try_clone()?;
+                stdin = Some(Box::pin(tokio::fs::File::from_std(File::from(w))));
+            }
+            let reader = tokio::fs::File::from_std(File::from(master));
+            tokio::spawn(async move {
+                pump(reader, StreamKind::Stdout, tx.clone()).await;
+                wait_exec(&engine, &eid).await;
+                drop(tx);
+            });
+        } else {
+            if fds.len() != 3 {
+                return Err(ApiError::internal(
+                    "exec: expected three pipes from the supervisor",
+                ));
+            }
+            let err_fd = fds.pop().expect("three fds");
+            let out_fd = fds.pop().expect("three fds");
+            let in_fd = fds.pop().expect("three fds");
+            if cfg.attach_stdin && !opts.detach {
+                let w = tokio::net::unix::pipe::Sender::from_owned_fd(in_fd)?;
+                stdin = Some(Box::pin(w));
+            }
+            let out_r = tokio::net::unix::pipe::Receiver::from_owned_fd(out_fd)?;
+            let err_r = tokio::net::unix::pipe::Receiver::from_owned_fd(err_fd)?;
+            tokio::spawn(async move {
+                tokio::join!(
+                    pump(out_r, StreamKind::Stdout, tx.clone()),
+                    pump(err_r, StreamKind::Stderr, tx.clone())
+                );
+                wait_exec(&engine, &eid).await;
+                drop(tx);
+            });
+        }
+        let mut output = channel_stream(out);
+        if opts.detach {
+            // Nobody reads: drain, so the process never blocks on a full pipe.
+            tokio::spawn(async move { while output.next().await.is_some() {} });
+            output = futures::stream::empty().boxed();
+        }
+        let r = self.engine.record(&entry.container).ok();
+        if let Some(r) = r {
+            self.emit(
+                "container",
+                &format!("exec_start: {}", cfg.cmd.join(" ")),
+                &r.id,
+                &[("name", &r.name), ("image", &r.image_ref)],
+            );
+        }
+        Ok(AttachSession { tty, stdin, output })
+    }
+
+    async fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect, ApiError> {
+        let e = self
+            .execs
+            .lock()
+            .expect("execs lock")
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| ApiError::no_such_exec(exec_id))?;
+        let (running, exit_code, pid) = if e.started {
+            match self.engine.exec_state(exec_id).await {
+                Ok(s) => (s.running, s.exit_code.map(i64::from), i64::from(s.pid)),
+                Err(_) => (false, None, 0),
+            }
+        } else {
+            (false, None, 0)
+        };
+        let mut args = e.config.cmd.clone();
+        let entrypoint = if args.is_empty() {
+            String::new()
+        } else {
+            args.remove(0)
+        };
+        Ok(ExecInspect {
+            id: exec_id.into(),
+            running,
+            exit_code,
+            process_config: ProcessConfig {
+                privileged: e.config.privileged,
+                user: e.config.user.clone(),
+                tty: e.tty,
+                entrypoint,
+                arguments: args,
+            },
+            open_stdin: e.config.attach_stdin,
+            open_stderr: e.config.attach_stderr,
+            open_stdout: e.config.attach_stdout,
+            can_remove: !running && e.started,
+            container_id: e.container.clone(),
+            detach_keys: e.config.detach_keys.clone(),
+            pid,
+        })
+    }
+
+    async fn exec_resize(&self, exec_id: &str, height: u16, width: u16) -> Result<(), ApiError> {
+        let e = self
+            .execs
+            .lock()
+            .expect("execs lock")
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| ApiError::no_such_exec(exec_id))?;
+        if !e.started || !e.tty {
+            return Ok(());
+        }
+        self.engine
+            .exec_resize(exec_id, height, width)
+            .await
+            .map_err(api_err)
+    }
+
+    // ------------------------------------------------------------ images
+
+    async fn image_list(&self, opts: ImageListOptions) -> Result<Vec<ImageSummary>, ApiError> {
+        let f = &opts.filters;
+        let mut list = self.image_summaries()?;
+        list.retain(|i| {
+            f.match_any("dangling", |v| (v == "true") == i.repo_tags.is_empty())
+                && f.match_any("reference", |v| {
+                    i.repo_tags
+                        .iter()
+                        .any(|t| t == v || t.split(':').next() == Some(v) || familiar_ref(v) == *t)
+                })
+        });
+        Ok(list)
+    }
+
+    async fn image_inspect(&self, name: &str) -> Result<ImageInspect, ApiError> {
+        let images = self.engine.images().clone();
+        let n = name.to_string();
+        let d = tokio::task::spawn_blocking(move || images.inspect(&n))
+            .await
+            .map_err(join_err)?
+            .map_err(|e| image_err(name, e))?;
+        let cfg = &d.config;
+        Ok(ImageInspect {
+            id: d.id.to_string(),
+            repo_tags: d.repo_tags.clone(),
+            repo_digests: Vec::new(),
+            parent: String::new(),
+            comment: cfg
+                .history()
+                .as_ref()
+                .and_then(|h| h.last())
+                .and_then(|h| h.comment().clone())
+                .unwrap_or_default(),
+            created: cfg
+                .created()
+                .clone()
+                .unwrap_or_else(|| time::ZERO_TIME.into()),
+            docker_version: String::new(),
+            author: cfg.author().clone().unwrap_or_default(),
+            config: cfg
+                .config()
+                .as_ref()
+                .map(convert::image_config)
+                .unwrap_or_default(),
+            architecture: cfg.architecture().to_string(),
+            variant: cfg.variant().clone().unwrap_or_default(),
+            os: cfg.os().to_string(),
+            os_version: String::new(),
+            size: d.size as i64,
+            virtual_size: d.size as i64,
+            graph_driver: GraphDriver {
+                name: "overlayfs".into(),
+                data: StringMap::new(),
+            },
+            root_fs: RootFs {
+                kind: "layers".into(),
+                layers: d.diff_ids.iter().map(|x| x.to_string()).collect(),
+            },
+            metadata: ImageMetadata {
+                last_tag_time: time::ZERO_TIME.into(),
+            },
+        })
+    }
+
+    async fn image_history(&self, name: &str) -> Result<Vec<HistoryItem>, ApiError> {
+        let images = self.engine.images().clone();
+        let n = name.to_string();
+        let d = tokio::task::spawn_blocking(move || images.inspect(&n))
+            .await
+            .map_err(join_err)?
+            .map_err(|e| image_err(name, e))?;
+        let history = d.config.history().clone().unwrap_or_default();
+        let mut out: Vec<HistoryItem> = history
+            .iter()
+            .map(|h| HistoryItem {
+                id: "<missing>".into(),
+                created: h.created().as_deref().map(time::unix).unwrap_or(0),
+                created_by: h.created_by().clone().unwrap_or_default(),
+                tags: Vec::new(),
+                size: 0,
+                comment: h.comment().clone().unwrap_or_default(),
+            })
+            .collect();
+        if out.is_empty() {
+            out.push(HistoryItem {
+                id: "<missing>".into(),
+                created: d.config.created().as_deref().map(time::unix).unwrap_or(0),
+                ..Default::default()
+            });
+        }
+        out.reverse();
+        out[0].id = d.id.to_string();
+        out[0].tags = d.repo_tags.clone();
+        out[0].size = d.size as i64;
+        Ok(out)
+    }
+
+    async fn image_tag(&self, name: &str, repo: &str, tag: &str) -> Result<(), ApiError> {
+        let target = format!("{repo}:{}", if tag.is_empty() { "latest" } else { tag });
+        let images = self.engine.images().clone();
+        let (n, t) = (name.to_string(), target.clone());
+        tokio::task::spawn_blocking(move || images.tag(&n, &t))
+            .await
+            .map_err(join_err)?
+            .map_err(|e| image_err(name, e))?;
+        self.emit("image", "tag", name, &[("name", &target)]);
+        Ok(())
+    }
+
+    async fn image_remove(
+        &self,
+        name: &str,
+        force: bool,
+        _noprune: bool,
+    ) -> Result<Vec<ImageDeleteItem>, ApiError> {
+        let images = self.engine.images().clone();
+        let details = {
+            let (i, n) = (images.clone(), name.to_string());
+            tokio::task::spawn_blocking(move || i.inspect(&n))
+                .await
+                .map_err(join_err)?
+                .map_err(|e| image_err(name, e))?
+        };
+        let id = details.id.to_string();
+        if !force {
+            let user = self.engine.records().into_iter().find(|r| r.image_id == id);
+            // The last tag of an image a container uses is kept, as in Docker.
+            if let Some(c) = user {
+                if details.repo_tags.len() <= 1 {
+                    return Err(ApiError::conflict(format!(
+                        "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                        short(&c.id),
+                        short(id.trim_start_matches("sha256:"))
+                    )));
+                }
+            }
+        }
+        let n = name.to_string();
+        let removed = tokio::task::spawn_blocking(move || images.remove(&n, force))
+            .await
+            .map_err(join_err)?
+            .map_err(|e| image_err(name, e))?;
+        let mut out = Vec::new();
+        for r in removed {
+            match r {
+                strato_image::Removed::Untagged(t) => {
+                    self.emit("image", "untag", &id, &[("name", &t)]);
+                    out.push(ImageDeleteItem {
+                        untagged: Some(t),
+                        deleted: None,
+                    })
+                }
+                strato_image::Removed::Deleted(d) => {
+                    self.emit("image", "delete", d.as_str(), &[("name", name)]);
+                    out.push(ImageDeleteItem {
+                        untagged: None,
+                        deleted: Some(d.to_string()),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn image_load(&self, body: ByteStream, quiet: bool) -> Result<ProgressStream, ApiError> {
+        let _ = quiet;
+        let reader = BodyReader::spawn(body);
+        let images = self.engine.images().clone();
+        let loaded = tokio::task::spawn_blocking(move || images.load(reader))
+            .await
+            .map_err(join_err)?;
+        let msgs: Vec<JsonMessage> = match loaded {
+            Ok(list) => {
+                let mut msgs = Vec::new();
+                for img in list {
+                    if img.tags.is_empty() {
+                        msgs.push(JsonMessage::stream(format!(
+                            "Loaded image ID: {}\n",
+                            img.id
+                        )));
+                        self.emit("image", "load", img.id.as_str(), &[]);
+                    }
+                    for t in &img.tags {
+                        msgs.push(JsonMessage::stream(format!("Loaded image: {t}\n")));
+                        self.emit("image", "load", img.id.as_str(), &[("name", t)]);
+                    }
+                }
+                msgs
+            }
+            Err(e) => vec![JsonMessage::error(format!("load the image archive: {e}"))],
+        };
+        Ok(futures::stream::iter(msgs).boxed())
+    }
+
+    async fn image_save(&self, names: Vec<String>) -> Result<ByteStream, ApiError> {
+        if names.is_empty() {
+            return Err(ApiError::bad_parameter(
+                "no image given: name the images to save",
+            ));
+        }
+        let images = self.engine.images().clone();
+        for n in &names {
+            let (i, n2) = (images.clone(), n.clone());
+            tokio::task::spawn_blocking(move || i.resolve(&n2))
+                .await
+                .map_err(join_err)?
+                .map_err(|e| image_err(n, e))?;
+        }
+        let (mut w, stream) = BodyWriter::new();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let res = images.save(&refs, &mut w);
+            match res {
+                Ok(()) => {
+                    let _ = std::io::Write::flush(&mut w);
+                }
+                Err(e) => w.fail(std::io::Error::other(e.to_string())),
+            }
+        });
+        Ok(stream)
+    }
+
+    async fn image_import(
+        &self,
+        body: ByteStream,
+        opts: ImportOptions,
+    ) -> Result<ProgressStream, ApiError> {
+        if opts.from_src != "-" {
+            return Err(ApiError::not_implemented(
+                "importing from a URL is not implemented yet: download the tar and import it from stdin (docker import - )",
+            ));
+        }
+        if !opts.changes.is_empty() {
+            return Err(ApiError::not_implemented(
+                "docker import --change is not implemented yet",
+            ));
+        }
+        let reference = if opts.repo.is_empty() {
+            None
+        } else if opts.tag.is_empty() {
+            Some(opts.repo.clone())
+        } else {
+            Some(format!("{}:{}", opts.repo, opts.tag))
+        };
+        if let Some(r) = &reference {
+            strato_image::Reference::parse(r)
+                .map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+        }
+        let reader = BodyReader::spawn(body);
+        let images = self.engine.images().clone();
+        let r2 = reference.clone();
+        let res = tokio::task::spawn_blocking(move || images.import(reader, r2.as_deref()))
+            .await
+            .map_err(join_err)?;
+        let msg = match res {
+            Ok(id) => {
+                self.emit("image", "import", id.as_str(), &[]);
+                JsonMessage::status(id.to_string(), None)
+            }
+            Err(e) => JsonMessage::error(format!("import: {e}")),
+        };
+        Ok(futures::stream::iter(vec![msg]).boxed())
+    }
+
+    async fn image_pull(&self, opts: PullOptions) -> Result<ProgressStream, ApiError> {
+        let _ = opts;
+        Err(ApiError::not_implemented(
+            "pulling from registries is not implemented yet: load the image with docker load",
+        ))
+    }
+
+    async fn image_push(
+        &self,
+        _name: &str,
+        _tag: &str,
+        _auth: Option<AuthConfig>,
+    ) -> Result<ProgressStream, ApiError> {
+        Err(ApiError::not_implemented(
+            "pushing to registries is not implemented yet: save the image with docker save",
+        ))
+    }
+
+    async fn images_prune(&self, filters: Filters) -> Result<ImagesPruneReport, ApiError> {
+        let all = filters
+            .get("dangling")
+            .iter()
+            .any(|v| v == "false" || v == "0");
+        let before = self.image_summaries()?;
+        let images = self.engine.images().clone();
+        let used: Vec<String> = self
+            .engine
+            .records()
+            .into_iter()
+            .map(|r| r.image_id)
+            .collect();
+        let deleted = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+            let mut out: Vec<String> = images
+                .prune()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|d| d.to_string())
+                .collect();
+            if all {
+                for i in images.list().map_err(|e| e.to_string())? {
+                    if used.iter().any(|u| u == i.id.as_str()) {
+                        continue;
+                    }
+                    if let Ok(removed) = images.remove(i.id.as_str(), true) {
+                        out.extend(removed.into_iter().filter_map(|r| match r {
+                            strato_image::Removed::Deleted(d) => Some(d.to_string()),
+                            strato_image::Removed::Untagged(_) => None,
+                        }));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(join_err)?
+        .map_err(ApiError::internal)?;
+        let reclaimed = before
+            .iter()
+            .filter(|i| deleted.contains(&i.id))
+            .map(|i| i.size as u64)
+            .sum();
+        Ok(ImagesPruneReport {
+            images_deleted: deleted
+                .into_iter()
+                .map(|d| ImageDeleteItem {
+                    untagged: None,
+                    deleted: Some(d),
+                })
+                .collect(),
+            space_reclaimed: reclaimed,
+        })
+    }
+
+    // ------------------------------------------------------------ networks
+
+    async fn network_list(&self, filters: Filters) -> Result<Vec<NetworkResource>, ApiError> {
+        let mut all = self.all_networks().await;
+        all.retain(|n| {
+            filters.match_any("name", |v| n.name.contains(v))
+                && filters.match_any("id", |v| n.id.starts_with(v))
+                && filters.match_any("driver", |v| v == n.driver)
+                && filters.match_any("scope", |v| v == n.scope)
+                && filters.match_any("type", |v| {
+                    let builtin = matches!(n.name.as_str(), "bridge" | "host" | "none");
+                    (v == "builtin") == builtin
+                })
+                && filters.match_labels("label", &n.labels)
+        });
+        Ok(all)
+    }
+
+    async fn network_inspect(&self, id: &str) -> Result<NetworkResource, ApiError> {
+        self.find_network(id).await
+    }
+
+    async fn network_create(
+        &self,
+        req: NetworkCreateRequest,
+    ) -> Result<NetworkCreateResponse, ApiError> {
+        if !matches!(req.driver.as_str(), "" | "bridge") {
+            return Err(ApiError::not_implemented(format!(
+                "network driver {:?} is not implemented yet: use bridge",
+                req.driver
+            )));
+        }
+        if matches!(req.name.as_str(), "bridge" | "host" | "none")
+            || self
+                .find_network(&req.name)
+                .await
+                .is_ok_and(|n| n.name == req.name)
+        {
+            return Err(ApiError::conflict(format!(
+                "network with name {} already exists",
+                req.name
+            )));
+        }
+        let pool = req.ipam.as_ref().and_then(|i| i.config.first());
+        let subnet = match pool.map(|p| p.subnet.as_str()).filter(|s| !s.is_empty()) {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|e: strato_network::Error| ApiError::bad_parameter(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let gateway = match pool.map(|p| p.gateway.as_str()).filter(|s| !s.is_empty()) {
+            Some(g) => Some(g.parse().map_err(|_| {
+                ApiError::bad_parameter(format!("invalid gateway {g:?}: give an IPv4 address"))
+            })?),
+            None => None,
+        };
+        let bridge = req
+            .options
+            .as_ref()
+            .and_then(|o| o.get("com.docker.network.bridge.name"))
+            .cloned();
+        let spec = strato_network::NetworkSpec {
+            name: req.name.clone(),
+            bridge,
+            subnet,
+            gateway,
+            internal: req.internal,
+        };
+        let n = self
+            .engine
+            .network()
+            .create(spec)
+            .await
+            .map_err(|e| match e {
+                strato_network::Error::NetworkExists(_) => {
+                    ApiError::conflict(format!("network with name {} already exists", req.name))
+                }
+                strato_network::Error::InvalidName(_)
+                | strato_network::Error::InvalidBridgeName(_) => {
+                    ApiError::bad_parameter(e.to_string())
+                }
+                other => ApiError::internal(other.to_string()),
+            })?;
+        let id = network_id(&n.name);
+        self.emit(
+            "network",
+            "create",
+            &id,
+            &[("name", &n.name), ("type", "bridge")],
+        );
+        Ok(NetworkCreateResponse {
+            id,
+            warning: String::new(),
+        })
+    }
+
+    async fn network_remove(&self, id: &str) -> Result<(), ApiError> {
+        let n = self.find_network(id).await?;
+        if matches!(n.name.as_str(), "bridge" | "host" | "none") {
+            return Err(ApiError::new(
+                ErrorKind::Forbidden,
+                format!("{} is a pre-defined network and cannot be removed", n.name),
+            ));
+        }
+        let users: Vec<String> = self
+            .engine
+            .records()
+            .into_iter()
+            .filter(|r| r.network.name() == n.name)
+            .map(|r| r.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(ApiError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "error while removing network: network {} id {} has active endpoints ({}): remove those containers first",
+                    n.name,
+                    n.id,
+                    users.join(", ")
+                ),
+            ));
+        }
+        self.engine
+            .network()
+            .remove(&n.name)
+            .await
+            .map_err(|e| match e {
+                strato_network::Error::NetworkInUse { .. } => {
+                    ApiError::new(ErrorKind::Forbidden, e.to_string())
+                }
+                other => ApiError::internal(other.to_string()),
+            })?;
+        self.emit(
+            "network",
+            "destroy",
+            &n.id,
+            &[("name", &n.name), ("type", "bridge")],
+        );
+        Ok(())
+    }
+
+    async fn network_connect(&self, id: &str, req: NetworkConnectRequest) -> Result<(), ApiError> {
+        self.find_network(id).await?;
+        self.rec(&req.container)?;
+        Err(ApiError::not_implemented(
+            "connecting a container to another network is not implemented yet: create it with --network NAME",
+        ))
+    }
+
+    async fn network_disconnect(
+        &self,
+        id: &str,
+        req: NetworkDisconnectRequest,
+    ) -> Result<(), ApiError> {
+        self.find_network(id).await?;
+        self.rec(&req.container)?;
+        Err(ApiError::not_implemented(
+            "disconnecting a container from a network is not implemented yet",
+        ))
+    }
+
+    async fn networks_prune(&self, _filters: Filters) -> Result<NetworksPruneReport, ApiError> {
+        let mut deleted = Vec::new();
+        let records = self.engine.records();
+        for n in self.engine.network().list().await {
+            if !n.user_defined || records.iter().any(|r| r.network.name() == n.name) {
+                continue;
+            }
+            if self.engine.network().remove(&n.name).await.is_ok() {
+                self.emit(
+                    "network",
+                    "destroy",
+                    &network_id(&n.name),
+                    &[("name", &n.name)],
+                );
+                deleted.push(n.name);
+            }
+        }
+        Ok(NetworksPruneReport {
+            networks_deleted: deleted,
+        })
+    }
+
+    // ------------------------------------------------------------ volumes
+
+    async fn volume_list(&self, filters: Filters) -> Result<VolumeListResponse, ApiError> {
+        let volumes = self
+            .volumes
+            .list()
+            .into_iter()
+            .filter(|(n, m)| {
+                filters.match_any("name", |v| n.contains(v))
+                    && filters.match_any("driver", |v| v == "local")
+                    && filters.match_labels("label", &m.labels)
+                    && filters.match_any("dangling", |v| {
+                        (v == "true" || v == "1") == self.volume_in_use(n).is_empty()
+                    })
+            })
+            .map(|(n, m)| self.volume_api(&n, &m, false))
+            .collect();
+        Ok(VolumeListResponse {
+            volumes,
+            warnings: Vec::new(),
+        })
+    }
+
+    async fn volume_create(&self, req: VolumeCreateRequest) -> Result<Volume, ApiError> {
+        if !matches!(req.driver.as_str(), "" | "local") {
+            return Err(ApiError::not_implemented(format!(
+                "volume driver {:?} is not implemented yet: use local",
+                req.driver
+            )));
+        }
+        if req.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
+            return Err(ApiError::not_implemented(
+                "volume driver options (--opt) are not implemented yet",
+            ));
+        }
+        let (name, anonymous) = if req.name.is_empty() {
+            (crate::ids::new_id(), true)
+        } else {
+            (req.name.clone(), false)
+        };
+        if !crate::ids::valid_name(&name) {
+            return Err(ApiError::bad_parameter(format!(
+                "create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
+            )));
+        }
+        let existed = self.volumes.get(&name).is_some();
+        let meta = self
+            .volumes
+            .ensure(
+                &name,
+                VolumeMeta {
+                    created_at: time::format(time::now_f64() as i64, 0),
+                    labels: req.labels.clone().unwrap_or_default(),
+                    options: StringMap::new(),
+                    anonymous,
+                },
+            )
+            .map_err(|e| ApiError::internal(format!("create volume {name}: {e}")))?;
+        if !existed {
+            self.emit("volume", "create", &name, &[("driver", "local")]);
+        }
+        Ok(self.volume_api(&name, &meta, false))
+    }
+
+    async fn volume_inspect(&self, name: &str) -> Result<Volume, ApiError> {
+        let meta = self
+            .volumes
+            .get(name)
+            .ok_or_else(|| ApiError::no_such_volume(name))?;
+        Ok(self.volume_api(name, &meta, false))
+    }
+
+    async fn volume_remove(&self, name: &str, force: bool) -> Result<(), ApiError> {
+        if self.volumes.get(name).is_none() {
+            if force {
+                return Ok(());
+            }
+            return Err(ApiError::no_such_volume(name));
+        }
+        let users = self.volume_in_use(name);
+        if !users.is_empty() {
+            return Err(ApiError::conflict(format!(
+                "remove {name}: volume is in use - [{}]",
+                users.join(", ")
+            )));
+        }
+        self.volumes
+            .remove(name)
+            .map_err(|e| ApiError::internal(format!("remove volume {name}: {e}")))?;
+        self.emit("volume", "destroy", name, &[("driver", "local")]);
+        Ok(())
+    }
+
+    async fn volumes_prune(&self, filters: Filters) -> Result<VolumesPruneReport, ApiError> {
+        let all = filters.get("all").iter().any(|v| v == "true" || v == "1");
+        let mut report = VolumesPruneReport::default();
+        for (name, meta) in self.volumes.list() {
+            if (!all && !meta.anonymous)
+                || !filters.match_labels("label", &meta.labels)
+                || !self.volume_in_use(&name).is_empty()
+            {
+                continue;
+            }
+            let size = self.volumes.size(&name);
+            if self.volumes.remove(&name).is_ok() {
+                report.space_reclaimed += size;
+                report.volumes_deleted.push(name);
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// Waits (up to 5 s) until the supervisor has reaped an exec, so that its
+/// exit code is known when the output ends.
+async fn wait_exec(engine: &Engine, exec_id: &str) {
+    for _ in 0..250 {
+        match engine.exec_state(exec_id).await {
+            Ok(s) if s.running => tokio::time::sleep(POLL).await,
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn familiar_references() {
+        assert_eq!(familiar_ref("busybox"), "busybox:latest");
+        assert_eq!(familiar_ref("busybox:1.36"), "busybox:1.36");
+        assert_eq!(familiar_ref("localhost:5000/x"), "localhost:5000/x:latest");
+        assert_eq!(familiar_ref("sha256:abc"), "sha256:abc");
+    }
+
+    #[test]
+    fn exec_process_overrides_the_container_process() {
+        let d = tempfile::tempdir().unwrap();
+        let spec = json!({"args": ["sleep", "60"], "env": ["PATH=/bin", "A=1"], "cwd": "/",
+            "terminal": false, "user": {"uid": 0, "gid": 0}, "consoleSize": {"height": 1, "width": 1}});
+        let cfg = ExecConfig {
+            cmd: vec!["echo".into(), "hi".into()],
+            env: Some(vec!["A=2".into(), "B=3".into()]),
+            working_dir: "/tmp".into(),
+            ..Default::default()
+        };
+        let p = exec_process(&spec, &cfg, d.path()).unwrap();
+        assert_eq!(p["args"], json!(["echo", "hi"]));
+        assert_eq!(p["env"], json!(["PATH=/bin", "A=2", "B=3"]));
+        assert_eq!(p["cwd"], "/tmp");
+        assert!(p.get("consoleSize").is_none());
+    }
+
+    #[test]
+    fn event_filters() {
+        let ev = container_event(
+            &EngineEvent {
+                id: "abc123".into(),
+                action: "die".into(),
+                exit_code: Some(3),
+                time: "2024-01-01T00:00:00.5Z".into(),
+            },
+            "web",
+            "busybox",
+        );
+        assert_eq!(ev.actor.attributes["exitCode"], "3");
+        assert_eq!(ev.time_nano, 1_704_067_200_500_000_000);
+        let f = Filters::parse(r#"{"container":["web"],"event":["die"]}"#).unwrap();
+        assert!(event_matches(&ev, &f));
+        let f = Filters::parse(r#"{"type":["image"]}"#).unwrap();
+        assert!(!event_matches(&ev, &f));
+        let f = Filters::parse(r#"{"image":["busybox:latest"]}"#).unwrap();
+        assert!(event_matches(&ev, &f));
+    }
+}

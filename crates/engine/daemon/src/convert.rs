@@ -1,0 +1,820 @@
+//! Pure conversions between the Engine API's Docker-shaped types
+//! (strato-api) and the engine's model: a create body into a
+//! [`CreateRequest`], a [`Record`] into list and inspect answers, signal
+//! names, restart policies, published ports. No I/O here, so all of it is
+//! unit-tested.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use strato_api::types as api;
+use strato_api::ApiError;
+use strato_network::{PortMapping, Protocol};
+use strato_supervisor::{ContainerStatus, Phase, RestartPolicy};
+
+use crate::engine::{CreateRequest, NetworkMode, Record};
+use crate::model::{ContainerConfig, MountSpec, Resources};
+use crate::time;
+
+/// A signal given by name (`SIGHUP`, `HUP`, `hup`) or number.
+pub fn signal_number(s: &str) -> Result<i32, ApiError> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| {
+            ApiError::bad_parameter(format!(
+                "invalid signal {s:?}: give a name like SIGTERM or HUP, or a number"
+            ))
+        })
+}
+
+/// Docker's `RestartPolicy` as the supervisor's.
+pub fn restart_policy(p: &api::RestartPolicy) -> Result<RestartPolicy, ApiError> {
+    let spelled = if p.name == "on-failure" && p.maximum_retry_count > 0 {
+        format!("on-failure:{}", p.maximum_retry_count)
+    } else {
+        p.name.clone()
+    };
+    RestartPolicy::parse(&spelled).map_err(ApiError::bad_parameter)
+}
+
+/// The API's spelling of a supervisor restart policy.
+pub fn restart_policy_api(p: &RestartPolicy) -> api::RestartPolicy {
+    let (name, max) = match p {
+        RestartPolicy::No => ("no", 0),
+        RestartPolicy::Always => ("always", 0),
+        RestartPolicy::UnlessStopped => ("unless-stopped", 0),
+        RestartPolicy::OnFailure { max_retries } => ("on-failure", i64::from(*max_retries)),
+    };
+    api::RestartPolicy {
+        name: name.into(),
+        maximum_retry_count: max,
+    }
+}
+
+/// `PortBindings` (`"8080/tcp": [{HostIp, HostPort}]`) as port mappings; a
+/// host port of 0 means "pick a free one" (the caller does).
+pub fn port_mappings(bindings: &api::PortMap) -> Result<Vec<PortMapping>, ApiError> {
+    let mut out = Vec::new();
+    for (key, list) in bindings {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let container_port: u16 = port.parse().map_err(|_| {
+            ApiError::bad_parameter(format!(
+                "invalid container port {key:?}: expected PORT/tcp or PORT/udp"
+            ))
+        })?;
+        let protocol = match proto {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => {
+                return Err(ApiError::bad_parameter(format!(
+                    "unsupported protocol {other:?} in {key:?}: use tcp or udp"
+                )))
+            }
+        };
+        for b in list.iter().flatten() {
+            let host_ip = match b.host_ip.as_str() {
+                "" | "0.0.0.0" | "::" | "[::]" => None,
+                ip => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
+                    ApiError::bad_parameter(format!(
+                        "invalid host address {ip:?} for port {key}: only IPv4 addresses are supported"
+                    ))
+                })?),
+            };
+            let host_port: u16 = if b.host_port.is_empty() {
+                0
+            } else {
+                // A range like 8000-8010 takes its first port.
+                let first = b.host_port.split('-').next().unwrap_or("");
+                first.parse().map_err(|_| {
+                    ApiError::bad_parameter(format!(
+                        "invalid host port {:?} for {key}",
+                        b.host_port
+                    ))
+                })?
+            };
+            out.push(PortMapping {
+                host_ip,
+                host_port,
+                container_port,
+                protocol,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The directory of volume `name` under `volumes_dir`.
+pub fn volume_data(volumes_dir: &Path, name: &str) -> PathBuf {
+    volumes_dir.join(name).join("_data")
+}
+
+/// Maps a create body to the engine's request. Named volumes it refers to
+/// are returned too, for the caller to create before the container.
+pub fn create_request(
+    name: Option<String>,
+    body: &api::ContainerCreateConfig,
+    volumes_dir: &Path,
+) -> Result<(CreateRequest, Vec<String>), ApiError> {
+    let c = &body.config;
+    let h = &body.host_config;
+    if c.image.is_empty() {
+        return Err(ApiError::bad_parameter(
+            "no image given: name the image to run",
+        ));
+    }
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for bind in h.binds.iter().flatten() {
+        let parts: Vec<&str> = bind.split(':').collect();
+        let (src, dst, opts) = match parts.as_slice() {
+            [s, d] => (*s, *d, ""),
+            [s, d, o] => (*s, *d, *o),
+            _ => {
+                return Err(ApiError::bad_parameter(format!(
+                    "invalid volume specification {bind:?}: expected SOURCE:TARGET[:ro|rw]"
+                )))
+            }
+        };
+        let read_only = opts.split(',').any(|o| o == "ro");
+        let source = if src.starts_with('/') {
+            src.to_string()
+        } else {
+            if !crate::ids::valid_name(src) {
+                return Err(ApiError::bad_parameter(format!(
+                    "invalid volume name {src:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]+, or an absolute host path"
+                )));
+            }
+            volumes.push(src.to_string());
+            volume_data(volumes_dir, src).display().to_string()
+        };
+        mounts.push(MountSpec {
+            source,
+            target: dst.to_string(),
+            kind: "bind".into(),
+            read_only,
+            options: Vec::new(),
+        });
+    }
+    for m in h.mounts.iter().flatten() {
+        let kind = m.kind.as_str();
+        match kind {
+            "bind" => mounts.push(MountSpec {
+                source: m.source.clone(),
+                target: m.target.clone(),
+                kind: "bind".into(),
+                read_only: m.read_only,
+                options: Vec::new(),
+            }),
+            "volume" => {
+                let name = if m.source.is_empty() {
+                    crate::ids::new_id()
+                } else {
+                    m.source.clone()
+                };
+                if !crate::ids::valid_name(&name) {
+                    return Err(ApiError::bad_parameter(format!(
+                        "invalid volume name {name:?}"
+                    )));
+                }
+                mounts.push(MountSpec {
+                    source: volume_data(volumes_dir, &name).display().to_string(),
+                    target: m.target.clone(),
+                    kind: "bind".into(),
+                    read_only: m.read_only,
+                    options: Vec::new(),
+                });
+                volumes.push(name);
+            }
+            "tmpfs" => {
+                let mut options = Vec::new();
+                if let Some(t) = m.extra.get("TmpfsOptions") {
+                    if let Some(size) = t.get("SizeBytes").and_then(|v| v.as_i64()) {
+                        options.push(format!("size={size}"));
+                    }
+                    if let Some(mode) = t.get("Mode").and_then(|v| v.as_u64()) {
+                        options.push(format!("mode={mode:o}"));
+                    }
+                }
+                mounts.push(MountSpec {
+                    source: String::new(),
+                    target: m.target.clone(),
+                    kind: "tmpfs".into(),
+                    read_only: m.read_only,
+                    options,
+                });
+            }
+            other => {
+                return Err(ApiError::not_implemented(format!(
+                    "mounts of type {other:?} are not implemented yet: use bind, volume or tmpfs"
+                )))
+            }
+        }
+    }
+    for (target, opts) in h.tmpfs.iter().flatten() {
+        mounts.push(MountSpec {
+            source: String::new(),
+            target: target.clone(),
+            kind: "tmpfs".into(),
+            read_only: false,
+            options: opts
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(String::from)
+                .collect(),
+        });
+    }
+    // Anonymous volumes (`-v /data`, or the image's VOLUME given in the body).
+    for target in c.volumes.iter().flat_map(|v| v.keys()) {
+        if mounts.iter().any(|m| &m.target == target) {
+            continue;
+        }
+        let name = crate::ids::new_id();
+        mounts.push(MountSpec {
+            source: volume_data(volumes_dir, &name).display().to_string(),
+            target: target.clone(),
+            kind: "bind".into(),
+            read_only: false,
+            options: Vec::new(),
+        });
+        volumes.push(name);
+    }
+    let mut ulimits = Vec::new();
+    for u in h.ulimits.iter().flatten() {
+        if u.soft < 0 || u.hard < 0 {
+            return Err(ApiError::bad_parameter(format!(
+                "invalid ulimit {}: soft and hard must not be negative",
+                u.name
+            )));
+        }
+        ulimits.push((u.name.clone(), u.soft as u64, u.hard as u64));
+    }
+    let entrypoint = c.entrypoint.as_ref().map(|e| {
+        // `--entrypoint ""` arrives as [""]: no entrypoint at all.
+        if e.len() == 1 && e[0].is_empty() {
+            Vec::new()
+        } else {
+            e.clone()
+        }
+    });
+    let config = ContainerConfig {
+        hostname: c.hostname.clone(),
+        domainname: c.domainname.clone(),
+        entrypoint,
+        cmd: c.cmd.clone().unwrap_or_default(),
+        env: c.env.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone(),
+        user: c.user.clone(),
+        tty: c.tty,
+        open_stdin: c.open_stdin,
+        labels: c.labels.clone().unwrap_or_default(),
+        read_only_rootfs: h.readonly_rootfs,
+        privileged: h.privileged,
+        cap_add: h.cap_add.clone().unwrap_or_default(),
+        cap_drop: h.cap_drop.clone().unwrap_or_default(),
+        security_opt: h.security_opt.clone().unwrap_or_default(),
+        mounts,
+        resources: Resources {
+            memory: h.memory,
+            memory_swap: h.memory_swap,
+            memory_reservation: h.memory_reservation,
+            nano_cpus: h.nano_cpus,
+            cpu_shares: h.cpu_shares,
+            cpu_quota: h.cpu_quota,
+            cpu_period: h.cpu_period,
+            cpuset_cpus: h.cpuset_cpus.clone(),
+            cpuset_mems: h.cpuset_mems.clone(),
+            pids_limit: h.pids_limit.unwrap_or(0),
+        },
+        shm_size: h.shm_size,
+        sysctls: h.sysctls.clone().unwrap_or_default(),
+        ulimits,
+        group_add: h.group_add.clone().unwrap_or_default(),
+        oom_score_adj: i32::try_from(h.oom_score_adj).map_err(|_| {
+            ApiError::bad_parameter(format!("invalid OomScoreAdj {}", h.oom_score_adj))
+        })?,
+        ..Default::default()
+    };
+    let network = match h.network_mode.as_str() {
+        m if m.starts_with("container:") => {
+            return Err(ApiError::not_implemented(
+                "--network container:NAME is not implemented yet",
+            ))
+        }
+        m => {
+            // A user-defined network may also come through NetworkingConfig only.
+            let mode = NetworkMode::parse(m);
+            match (&mode, body.networking_config.endpoints_config.keys().next()) {
+                (NetworkMode::Bridge(n), Some(other)) if n == "bridge" && m.is_empty() => {
+                    NetworkMode::parse(other)
+                }
+                _ => mode,
+            }
+        }
+    };
+    let ports = port_mappings(h.port_bindings.as_ref().unwrap_or(&BTreeMap::new()))?;
+    if !ports.is_empty() && !matches!(network, NetworkMode::Bridge(_)) {
+        return Err(ApiError::bad_parameter(format!(
+            "published ports need a bridge network; --network {} has none",
+            network.name()
+        )));
+    }
+    let raw = serde_json::to_value(body).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        CreateRequest {
+            name,
+            image: c.image.clone(),
+            config,
+            restart: restart_policy(&h.restart_policy)?,
+            auto_remove: h.auto_remove,
+            network: Some(network),
+            ports,
+            raw,
+        },
+        volumes,
+    ))
+}
+
+/// Docker's state word of a container.
+pub fn state_word(status: Option<&ContainerStatus>) -> &'static str {
+    match status.map(|s| s.phase) {
+        None => "created",
+        Some(Phase::Running) => "running",
+        Some(Phase::Paused) => "paused",
+        Some(Phase::Restarting) => "restarting",
+        Some(Phase::Exited) => "exited",
+    }
+}
+
+/// The `Status` column of `docker ps`: `Up 3 seconds`, `Exited (0) 2 seconds ago`.
+pub fn status_text(status: Option<&ContainerStatus>, now: f64) -> String {
+    let since = |t: &Option<String>| {
+        t.as_deref()
+            .and_then(time::parse_f64)
+            .map(|t| time::human_duration(now - t))
+            .unwrap_or_else(|| "Less than a second".into())
+    };
+    match status {
+        None => "Created".into(),
+        Some(s) => match s.phase {
+            Phase::Running => format!("Up {}", since(&s.started_at)),
+            Phase::Paused => format!("Up {} (Paused)", since(&s.started_at)),
+            Phase::Restarting => format!(
+                "Restarting ({}) {} ago",
+                s.exit_code.unwrap_or(0),
+                since(&s.finished_at)
+            ),
+            Phase::Exited => format!(
+                "Exited ({}) {} ago",
+                s.exit_code.unwrap_or(0),
+                since(&s.finished_at)
+            ),
+        },
+    }
+}
+
+/// Entrypoint and command as the container runs them.
+pub fn path_and_args(r: &Record) -> (String, Vec<String>) {
+    let entrypoint = r
+        .config
+        .entrypoint
+        .clone()
+        .unwrap_or_else(|| r.image_defaults.entrypoint.clone());
+    let cmd = if !r.config.cmd.is_empty() {
+        r.config.cmd.clone()
+    } else if r.config.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        r.image_defaults.cmd.clone()
+    };
+    let mut all = entrypoint.into_iter().chain(cmd);
+    let path = all.next().unwrap_or_default();
+    (path, all.collect())
+}
+
+/// Published ports as `docker ps` lists them.
+pub fn ports_list(r: &Record) -> Vec<api::Port> {
+    let mut out: Vec<api::Port> = r
+        .ports
+        .iter()
+        .map(|p| api::Port {
+            ip: p
+                .host_ip
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "0.0.0.0".into()),
+            private_port: p.container_port,
+            public_port: Some(p.host_port),
+            kind: p.protocol.to_string(),
+        })
+        .collect();
+    // Exposed but unpublished ports.
+    let exposed = r
+        .raw
+        .get("ExposedPorts")
+        .and_then(|v| v.as_object())
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    for key in exposed {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        if !out
+            .iter()
+            .any(|p| p.private_port == port && p.kind == proto)
+        {
+            out.push(api::Port {
+                ip: String::new(),
+                private_port: port,
+                public_port: None,
+                kind: proto.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// `NetworkSettings.Ports` of inspect.
+pub fn port_map(r: &Record) -> api::PortMap {
+    let mut m = api::PortMap::new();
+    for p in ports_list(r) {
+        let key = format!("{}/{}", p.private_port, p.kind);
+        let entry = m.entry(key).or_insert(None);
+        if let Some(hp) = p.public_port {
+            entry.get_or_insert_with(Vec::new).push(api::PortBinding {
+                host_ip: p.ip,
+                host_port: hp.to_string(),
+            });
+        }
+    }
+    m
+}
+
+/// The container's endpoints as `Networks` entries.
+pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::EndpointSettings> {
+    let mut m = BTreeMap::new();
+    match (&r.network, &r.endpoint) {
+        (NetworkMode::Bridge(name), Some(ep)) => {
+            m.insert(
+                name.clone(),
+                api::EndpointSettings {
+                    network_id: network_id.to_string(),
+                    endpoint_id: strato_image::Digest::of(
+                        format!("{}/{}", ep.network, r.id).as_bytes(),
+                    )
+                    .hex()
+                    .to_string(),
+                    gateway: ep.gateway.to_string(),
+                    ip_address: ep.ip.to_string(),
+                    ip_prefix_len: i64::from(ep.prefix),
+                    mac_address: ep.mac.clone(),
+                    dns_names: Some(ep.names.clone()),
+                    ..Default::default()
+                },
+            );
+        }
+        (mode, _) => {
+            m.insert(
+                mode.name().to_string(),
+                api::EndpointSettings {
+                    network_id: network_id.to_string(),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    m
+}
+
+/// Mounts as inspect and list report them.
+pub fn mount_points(r: &Record, volumes_dir: &Path) -> Vec<api::MountPoint> {
+    r.config
+        .mounts
+        .iter()
+        .map(|m| {
+            let vol = Path::new(&m.source)
+                .strip_prefix(volumes_dir)
+                .ok()
+                .and_then(|p| p.components().next())
+                .map(|c| c.as_os_str().to_string_lossy().into_owned());
+            let (kind, name, driver) = match (&vol, m.kind.as_str()) {
+                (_, "tmpfs") => ("tmpfs", String::new(), String::new()),
+                (Some(v), _) => ("volume", v.clone(), "local".to_string()),
+                (None, _) => ("bind", String::new(), String::new()),
+            };
+            api::MountPoint {
+                kind: kind.into(),
+                name,
+                source: m.source.clone(),
+                destination: m.target.clone(),
+                driver,
+                mode: if m.read_only {
+                    "ro".into()
+                } else {
+                    String::new()
+                },
+                rw: !m.read_only,
+                propagation: if kind == "bind" {
+                    "rprivate".into()
+                } else {
+                    String::new()
+                },
+            }
+        })
+        .collect()
+}
+
+/// One line of `docker ps`.
+pub fn summary(
+    r: &Record,
+    now: f64,
+    network_id: &str,
+    volumes_dir: &Path,
+) -> api::ContainerSummary {
+    let (path, args) = path_and_args(r);
+    let command = std::iter::once(path)
+        .chain(args)
+        .collect::<Vec<_>>()
+        .join(" ");
+    api::ContainerSummary {
+        id: r.id.clone(),
+        names: vec![format!("/{}", r.name)],
+        image: r.image_ref.clone(),
+        image_id: r.image_id.clone(),
+        command,
+        created: time::unix(&r.created),
+        // Docker lists published ports only while the container runs.
+        ports: if r.endpoint.is_some() {
+            ports_list(r)
+        } else {
+            Vec::new()
+        },
+        labels: r.config.labels.clone(),
+        state: state_word(r.status.as_ref()).into(),
+        status: status_text(r.status.as_ref(), now),
+        host_config: api::SummaryHostConfig {
+            network_mode: match &r.network {
+                NetworkMode::Bridge(n) if n == "bridge" => "bridge".into(),
+                other => other.name().to_string(),
+            },
+        },
+        network_settings: api::SummaryNetworkSettings {
+            networks: endpoint_settings(r, network_id),
+        },
+        mounts: mount_points(r, volumes_dir),
+        ..Default::default()
+    }
+}
+
+/// Whether `r` passes the `docker ps` filters.
+pub fn matches_filters(r: &Record, f: &api::Filters) -> bool {
+    let state = state_word(r.status.as_ref());
+    f.match_any("id", |v| r.id.starts_with(v))
+        && f.match_any("name", |v| r.name.contains(v.trim_start_matches('/')))
+        && f.match_labels("label", &r.config.labels)
+        && f.match_any("status", |v| v == state)
+        && f.match_any("ancestor", |v| {
+            v == r.image_ref
+                || r.image_id == v
+                || r.image_id.trim_start_matches("sha256:").starts_with(v)
+                || format!("{v}:latest") == r.image_ref
+                || v == format!("{}:latest", r.image_ref)
+        })
+        && f.match_any("exited", |v| {
+            r.status.as_ref().is_some_and(|s| {
+                s.phase == Phase::Exited && s.exit_code.map(|c| c.to_string()).as_deref() == Some(v)
+            })
+        })
+        && f.match_any("network", |v| r.network.name() == v)
+}
+
+/// `State` of inspect.
+pub fn state(r: &Record) -> api::ContainerState {
+    let s = r.status.as_ref();
+    let phase = s.map(|s| s.phase);
+    api::ContainerState {
+        status: state_word(s).into(),
+        running: matches!(phase, Some(Phase::Running | Phase::Paused)),
+        paused: phase == Some(Phase::Paused),
+        restarting: phase == Some(Phase::Restarting),
+        oom_killed: s.is_some_and(|s| s.oom_killed),
+        dead: false,
+        pid: s.map(|s| i64::from(s.pid)).unwrap_or(0),
+        exit_code: s.and_then(|s| s.exit_code).map(i64::from).unwrap_or(0),
+        error: s.and_then(|s| s.error.clone()).unwrap_or_default(),
+        started_at: s
+            .and_then(|s| s.started_at.clone())
+            .unwrap_or_else(|| time::ZERO_TIME.into()),
+        finished_at: s
+            .and_then(|s| s.finished_at.clone())
+            .unwrap_or_else(|| time::ZERO_TIME.into()),
+        health: None,
+    }
+}
+
+/// The `Config` of inspect: the create body's, with what the engine
+/// filled in (hostname, the image's defaults) as Docker shows them.
+pub fn inspect_config(r: &Record) -> api::ContainerConfig {
+    let mut c: api::ContainerConfig = serde_json::from_value(r.raw.clone()).unwrap_or_default();
+    c.hostname = r.config.hostname.clone();
+    c.image = r.image_ref.clone();
+    if c.cmd.as_ref().is_none_or(|v| v.is_empty()) && r.config.entrypoint.is_none() {
+        c.cmd = Some(r.image_defaults.cmd.clone()).filter(|v| !v.is_empty());
+    }
+    if c.entrypoint.is_none() && !r.image_defaults.entrypoint.is_empty() {
+        c.entrypoint = Some(r.image_defaults.entrypoint.clone());
+    }
+    if c.working_dir.is_empty() {
+        c.working_dir = r.image_defaults.working_dir.clone();
+    }
+    if c.user.is_empty() {
+        c.user = r.image_defaults.user.clone();
+    }
+    let mut env = r.image_defaults.env.clone();
+    for e in &r.config.env {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    c.env = Some(env);
+    if c.labels.is_none() {
+        c.labels = Some(Default::default());
+    }
+    c
+}
+
+/// `HostConfig` of inspect: the create body's, with Docker's defaults.
+pub fn inspect_host_config(r: &Record) -> api::HostConfig {
+    let mut h: api::HostConfig = r
+        .raw
+        .get("HostConfig")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    if h.network_mode.is_empty() || h.network_mode == "default" {
+        h.network_mode = match &r.network {
+            NetworkMode::Bridge(n) if n == "bridge" => "bridge".into(),
+            other => other.name().to_string(),
+        };
+    }
+    if h.log_config.kind.is_empty() {
+        h.log_config.kind = "json-file".into();
+    }
+    h.restart_policy = restart_policy_api(&r.restart);
+    if h.shm_size == 0 {
+        h.shm_size = 64 << 20;
+    }
+    if h.cgroupns_mode.is_empty() {
+        h.cgroupns_mode = "private".into();
+    }
+    if h.ipc_mode.is_empty() {
+        h.ipc_mode = "private".into();
+    }
+    h.port_bindings = Some(
+        port_map(r)
+            .into_iter()
+            .filter(|(_, v)| v.is_some())
+            .collect(),
+    );
+    h
+}
+
+/// An image's OCI config in Docker's `Config` shape.
+pub fn image_config(cfg: &oci_spec::image::Config) -> api::ContainerConfig {
+    let set = |v: &Option<Vec<String>>| {
+        v.as_ref().map(|v| {
+            v.iter()
+                .map(|k| (k.clone(), serde_json::json!({})))
+                .collect::<BTreeMap<_, _>>()
+        })
+    };
+    api::ContainerConfig {
+        user: cfg.user().clone().unwrap_or_default(),
+        exposed_ports: set(cfg.exposed_ports()),
+        env: cfg.env().clone(),
+        cmd: cfg.cmd().clone(),
+        entrypoint: cfg.entrypoint().clone(),
+        working_dir: cfg.working_dir().clone().unwrap_or_default(),
+        volumes: set(cfg.volumes()),
+        labels: cfg.labels().clone().map(|l| l.into_iter().collect()),
+        stop_signal: cfg.stop_signal().clone(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(json: &str) -> api::ContainerCreateConfig {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn signals_by_name_and_number() {
+        assert_eq!(signal_number("SIGHUP").unwrap(), libc::SIGHUP);
+        assert_eq!(signal_number("hup").unwrap(), libc::SIGHUP);
+        assert_eq!(signal_number("KILL").unwrap(), libc::SIGKILL);
+        assert_eq!(signal_number("15").unwrap(), 15);
+        assert_eq!(signal_number("NOPE").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn create_body_maps_to_the_engine_request() {
+        let dir = Path::new("/var/lib/strato/volumes");
+        let b = body(
+            r#"{"Image":"busybox","Cmd":["sh","-c","x"],"Env":["A=1"],"Tty":true,
+            "Entrypoint":[""],"Labels":{"k":"v"},"Volumes":{"/anon":{}},
+            "HostConfig":{"Binds":["/host:/in:ro","data:/data"],"Tmpfs":{"/t":"size=1m"},
+              "Memory":1048576,"PidsLimit":10,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":2},
+              "PortBindings":{"8080/tcp":[{"HostIp":"127.0.0.1","HostPort":"9000"}]},
+              "Ulimits":[{"Name":"nofile","Soft":10,"Hard":20}],"AutoRemove":true}}"#,
+        );
+        let (req, vols) = create_request(Some("web".into()), &b, dir).unwrap();
+        assert_eq!(req.image, "busybox");
+        assert_eq!(req.config.cmd, ["sh", "-c", "x"]);
+        assert_eq!(req.config.entrypoint, Some(vec![]));
+        assert!(req.config.tty);
+        assert_eq!(req.config.resources.memory, 1 << 20);
+        assert_eq!(req.config.resources.pids_limit, 10);
+        assert_eq!(req.restart, RestartPolicy::OnFailure { max_retries: 2 });
+        assert!(req.auto_remove);
+        assert_eq!(req.ports.len(), 1);
+        assert_eq!(req.ports[0].host_port, 9000);
+        assert_eq!(req.ports[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(req.config.ulimits, vec![("nofile".to_string(), 10, 20)]);
+        let m = &req.config.mounts;
+        assert_eq!(m[0].source, "/host");
+        assert!(m[0].read_only);
+        assert_eq!(m[1].source, "/var/lib/strato/volumes/data/_data");
+        assert_eq!(m[2].kind, "tmpfs");
+        assert_eq!(m[2].options, ["size=1m"]);
+        assert_eq!(m[3].target, "/anon");
+        assert_eq!(vols.len(), 2);
+        assert_eq!(vols[0], "data");
+        assert_eq!(req.raw["HostConfig"]["Memory"], 1048576);
+    }
+
+    #[test]
+    fn bad_bodies_are_400() {
+        let dir = Path::new("/v");
+        for b in [
+            r#"{"Image":"busybox","HostConfig":{"Binds":["../x:/y"]}}"#,
+            r#"{"Image":"busybox","HostConfig":{"PortBindings":{"x/tcp":[{}]}}}"#,
+            r#"{"Image":"busybox","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#,
+            r#"{"Image":"busybox","HostConfig":{"NetworkMode":"host","PortBindings":{"80/tcp":[{"HostPort":"80"}]}}}"#,
+            r#"{"Image":""}"#,
+        ] {
+            let err = create_request(None, &body(b), dir).unwrap_err();
+            assert_eq!(err.status(), 400, "{b}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn status_texts() {
+        let st = |phase, code, started: &str, finished: Option<&str>| ContainerStatus {
+            spec: strato_supervisor::ContainerSpec {
+                id: "x".into(),
+                bundle: "/b".into(),
+                log_path: "/l".into(),
+                tty: false,
+                open_stdin: false,
+                restart: RestartPolicy::No,
+                auto_remove: false,
+            },
+            phase,
+            pid: 1,
+            exit_code: code,
+            oom_killed: false,
+            started_at: Some(started.into()),
+            finished_at: finished.map(String::from),
+            restart_count: 0,
+            stopped_by_user: false,
+            error: None,
+        };
+        let now = time::parse_f64("2024-01-01T00:01:00Z").unwrap();
+        assert_eq!(status_text(None, now), "Created");
+        let s = st(Phase::Running, None, "2024-01-01T00:00:57Z", None);
+        assert_eq!(status_text(Some(&s), now), "Up 3 seconds");
+        let s = st(
+            Phase::Exited,
+            Some(3),
+            "2024-01-01T00:00:00Z",
+            Some("2024-01-01T00:00:58.5Z"),
+        );
+        assert_eq!(status_text(Some(&s), now), "Exited (3) 1 second ago");
+        assert_eq!(state_word(Some(&s)), "exited");
+    }
+}

@@ -167,7 +167,8 @@ enum Verb {
         no_new_privs: bool,
         #[arg(long = "preserve-fds", default_value_t = 0)]
         preserve_fds: u32,
-        /// Accepted for runc compatibility.
+        /// Exec into a paused container: the process starts once the
+        /// container is resumed (runc starts it frozen; strato waits).
         #[arg(long = "ignore-paused")]
         ignore_paused: bool,
         /// Run in the container's cgroup; `[CONTROLLERS:]/` is the only value
@@ -1050,7 +1051,7 @@ fn dispatch(verb: Verb, rt: &Runtime, root_given: bool) -> anyhow::Result<i32> {
             pid_file,
             no_new_privs,
             preserve_fds,
-            ignore_paused: _,
+            ignore_paused,
             cgroup,
             cap,
             pidfd_socket,
@@ -1058,6 +1059,11 @@ fn dispatch(verb: Verb, rt: &Runtime, root_given: bool) -> anyhow::Result<i32> {
             command,
         } => {
             check_exec_cgroups(&cgroup)?;
+            if ignore_paused {
+                while matches!(rt.load(&id), Ok((_, Status::Paused))) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
             if pidfd_socket.is_some() && !detach {
                 anyhow::bail!("exec --pidfd-socket needs --detach in strato");
             }

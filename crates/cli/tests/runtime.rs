@@ -1771,6 +1771,14 @@ fn exec_runtime_errors_exit_255_and_exec_flags() {
     ctx.rt(&["exec", "--pid-file", "/non-existent/dir/pid", &id, "true"])
         .code_is(255);
     ctx.rt(&["exec", "--ignore-paused", &id, "true"]).ok();
+    // Into a paused container: refused, unless --ignore-paused (then it
+    // runs once the container is resumed).
+    ctx.rt(&["pause", &id]).ok();
+    ctx.rt(&["exec", &id, "true"]).code_is(255);
+    let waiting = ctx.spawn(&["exec", "--ignore-paused", &id, "echo", "ok"]);
+    std::thread::sleep(Duration::from_millis(300));
+    ctx.rt(&["resume", &id]).ok();
+    assert_eq!(waiting.wait().ok().out(), "ok");
     ctx.rt(&["exec", "--cgroup", "/", &id, "true"]).ok();
     ctx.rt(&["exec", "--cgroup", "..", &id, "true"])
         .code_is(255)

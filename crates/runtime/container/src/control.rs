@@ -230,18 +230,22 @@ fn apply_block_io_v1(dir: &Path, bio: &LinuxBlockIo) -> Result<()> {
         let path = dir.join(file);
         std::fs::write(&path, &value).ctx(|| format!("write {value:?} to {}", path.display()))
     };
+    // Without CFQ the weights live in BFQ's files (as runc does it).
+    let bfq = !dir.join("blkio.weight").exists() && dir.join("blkio.bfq.weight").exists();
+    let (weight, weight_device) = if bfq {
+        ("blkio.bfq.weight", "blkio.bfq.weight_device")
+    } else {
+        ("blkio.weight", "blkio.weight_device")
+    };
     if let Some(w) = bio.weight() {
-        write("blkio.weight", w.to_string())?;
+        write(weight, w.to_string())?;
     }
     if let Some(w) = bio.leaf_weight() {
         write("blkio.leaf_weight", w.to_string())?;
     }
     for d in bio.weight_device().iter().flatten() {
         if let Some(w) = d.weight() {
-            write(
-                "blkio.weight_device",
-                format!("{}:{} {w}", d.major(), d.minor()),
-            )?;
+            write(weight_device, format!("{}:{} {w}", d.major(), d.minor()))?;
         }
         if let Some(w) = d.leaf_weight() {
             write(

@@ -1,0 +1,374 @@
+//! End-to-end tests of `strato daemon` driven by the stock docker CLI
+//! (`docker -H unix://…`): each test starts its own daemon with a private
+//! data root, exec root, address pool, bridge and nftables table, loads a
+//! busybox image made from scripts/mkrootfs.sh's rootfs, and removes
+//! everything (containers, daemon, supervisor, bridge, table, mounts) when
+//! it ends, failed or not. They need root and the docker CLI
+//! (/usr/local/bin/docker, or `DOCKER` to name another); they are never
+//! skipped.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn docker_bin() -> String {
+    std::env::var("DOCKER").unwrap_or_else(|_| "/usr/local/bin/docker".into())
+}
+
+/// A daemon of one test.
+struct Daemon {
+    child: Option<Child>,
+    sock: PathBuf,
+    exec_root: PathBuf,
+    dir: PathBuf,
+    bridge: String,
+    table: String,
+    _ctx: Ctx,
+}
+
+impl Daemon {
+    fn start(name: &str) -> Daemon {
+        let ctx = Ctx::new(name);
+        let dir = ctx.dir().to_path_buf();
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+        // 198.19/16: the upper half of the benchmark range, apart from the
+        // engine tests' 198.18/16.
+        let n = (std::process::id() * 4 + seq) % 240 + 10;
+        let bridge = format!("std{}x{seq}", std::process::id() % 100_000);
+        let table = format!("strato_d{}x{seq}", std::process::id());
+        let sock = dir.join("d.sock");
+        let exec_root = dir.join("exec");
+        let log = File::create(dir.join("daemon.log")).expect("daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_strato"))
+            .arg("daemon")
+            .arg("--host")
+            .arg(format!("unix://{}", sock.display()))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(&exec_root)
+            .args(["--bridge-pool", &format!("198.19.{n}.0/24")])
+            .args(["--subnet-prefix", "26"])
+            .args(["--bridge-name", &bridge])
+            .args(["--nft-table", &table])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start strato daemon");
+        let d = Daemon {
+            child: Some(child),
+            sock,
+            exec_root,
+            dir,
+            bridge,
+            table,
+            _ctx: ctx,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if d.sock.exists() && d.docker(&["version"]).success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not answer within 20 s; its log:\n{}",
+                d.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(docker_bin());
+        c.arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"));
+        c
+    }
+
+    /// Runs a docker command (at most [`CMD_TIMEOUT`]), feeding it `input`.
+    fn docker_in(&self, args: &[&str], input: Option<&[u8]>) -> Out {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let k = N.fetch_add(1, Ordering::SeqCst);
+        let (o, e) = (
+            self.dir.join(format!("out.{k}")),
+            self.dir.join(format!("err.{k}")),
+        );
+        let mut c = self.cmd(args);
+        c.stdout(File::create(&o).unwrap())
+            .stderr(File::create(&e).unwrap())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = c.spawn().expect("run docker");
+        if let Some(data) = input {
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(data).unwrap();
+        }
+        let deadline = Instant::now() + CMD_TIMEOUT;
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "docker {} did not finish within {CMD_TIMEOUT:?}; daemon log:\n{}",
+                    args.join(" "),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let read = |p: &Path| {
+            let mut s = String::new();
+            let _ = File::open(p).and_then(|mut f| f.read_to_string(&mut s));
+            let _ = fs::remove_file(p);
+            s
+        };
+        Out {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            status,
+            stdout: read(&o),
+            stderr: read(&e),
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> Out {
+        self.docker_in(args, None)
+    }
+
+    /// busybox:latest: the rootfs imported, saved as a docker-save archive,
+    /// removed, and loaded back with `docker load -i`.
+    fn load_busybox(&self) {
+        let tar = Command::new("tar")
+            .arg("-C")
+            .arg(rootfs_cache())
+            .args(["-cf", "-", "."])
+            .output()
+            .expect("tar the rootfs");
+        assert!(tar.status.success());
+        let out = self
+            .docker_in(&["import", "-", "busybox:latest"], Some(&tar.stdout))
+            .ok();
+        assert!(out.stdout.starts_with("sha256:"), "{out}");
+        let archive = self.dir.join("busybox.tar");
+        self.docker(&["save", "-o", archive.to_str().unwrap(), "busybox"])
+            .ok();
+        self.docker(&["rmi", "busybox"]).ok();
+        let out = self.docker(&["load", "-i", archive.to_str().unwrap()]).ok();
+        assert!(out.stdout.contains("Loaded image: busybox:latest"), "{out}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // Containers first, through the daemon.
+        if let Some(child) = self.child.as_mut() {
+            if child.try_wait().ok().flatten().is_none() {
+                let ids = self.docker(&["ps", "-aq"]).stdout;
+                for id in ids.split_whitespace() {
+                    let _ = self.docker(&["rm", "-f", id]);
+                }
+            }
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Ok(mut c) = strato_supervisor::Client::connect(&self.exec_root.join("supervisor")) {
+            if let Ok(pid) = c.ping() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(Stdio::null())
+            .status();
+        // Mounts a failed test may have left (container root filesystems).
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let prefix = self.dir.display().to_string();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|t| t.starts_with(&prefix))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn version_info_load_and_images() {
+    let d = Daemon::start("daemon-info");
+    let v = d
+        .docker(&["version", "--format", "{{.Server.Version}} {{.Server.Os}}"])
+        .ok();
+    assert_eq!(
+        v.stdout.trim(),
+        format!("{} linux", env!("CARGO_PKG_VERSION"))
+    );
+    let info = d.docker(&["info"]).ok();
+    for want in [
+        "Storage Driver: overlayfs",
+        "Containers: 0",
+        "Docker Root Dir:",
+        "Kernel Version:",
+        "Cgroup Version:",
+    ] {
+        assert!(info.stdout.contains(want), "{want} missing: {info}");
+    }
+    d.load_busybox();
+    let images = d
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .ok();
+    assert_eq!(images.stdout.trim(), "busybox:latest");
+    let inspect = d
+        .docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Os}} {{len .RootFS.Layers}}",
+            "busybox",
+        ])
+        .ok();
+    assert_eq!(inspect.stdout.trim(), "linux 1");
+    // Pulling is not there yet: a clear error, not a fake success.
+    let out = d.docker(&["pull", "alpine"]).failed();
+    assert!(out.stderr.contains("not implemented"), "{out}");
+}
+
+#[test]
+fn run_rm_exit_codes_and_stdin() {
+    let d = Daemon::start("daemon-run");
+    d.load_busybox();
+    let out = d.docker(&["run", "--rm", "busybox", "echo", "hi"]).ok();
+    assert_eq!(out.stdout, "hi\n");
+    d.docker(&["run", "--rm", "busybox", "sh", "-c", "exit 3"])
+        .code_is(3);
+    let out = d
+        .docker_in(&["run", "-i", "--rm", "busybox", "cat"], Some(b"hi\n"))
+        .ok();
+    assert_eq!(out.stdout, "hi\n");
+    // Output on both streams, all of it before `docker run` returns.
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "seq 1 500; echo oops >&2",
+        ])
+        .ok();
+    assert_eq!(out.stdout.lines().count(), 500, "{out}");
+    assert_eq!(out.stderr.trim(), "oops");
+    let left = d.docker(&["ps", "-aq"]).ok();
+    assert_eq!(left.stdout.trim(), "", "--rm containers are gone");
+}
+
+#[test]
+fn detached_container_ps_exec_logs_port_stop_rm() {
+    let d = Daemon::start("daemon-web");
+    d.load_busybox();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; exec nc -ll -p 8080 -e echo hello",
+    ])
+    .ok();
+    let ps = d
+        .docker(&["ps", "--format", "{{.Names}} {{.Status}} {{.Ports}}"])
+        .ok();
+    assert!(ps.stdout.starts_with("web Up "), "{ps}");
+    assert!(
+        ps.stdout.contains(&format!("127.0.0.1:{port}->8080/tcp")),
+        "{ps}"
+    );
+    let out = d.docker(&["exec", "web", "echo", "from-exec"]).ok();
+    assert_eq!(out.stdout, "from-exec\n");
+    d.docker(&["exec", "web", "sh", "-c", "exit 5"]).code_is(5);
+    // The published port, from the host.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        let got = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf)?;
+            Ok(buf)
+        });
+        match got {
+            Ok(text) if !text.is_empty() => break text,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("no answer on 127.0.0.1:{port}: {other:?}"),
+        }
+    };
+    assert_eq!(reply, "hello\n");
+    let logs = d.docker(&["logs", "web"]).ok();
+    assert_eq!(logs.stdout, "started\n");
+    let state = d
+        .docker(&["inspect", "-f", "{{.State.Status}} {{.Name}}", "web"])
+        .ok();
+    assert_eq!(state.stdout.trim(), "running /web");
+    d.docker(&["stop", "-t", "1", "web"]).ok();
+    let ps = d
+        .docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .ok();
+    assert!(ps.stdout.starts_with("web Exited (137)"), "{ps}");
+    let running = d.docker(&["rm", "web"]).ok();
+    assert_eq!(running.stdout.trim(), "web");
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
+}

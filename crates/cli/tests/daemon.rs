@@ -372,3 +372,125 @@ fn detached_container_ps_exec_logs_port_stop_rm() {
     assert_eq!(running.stdout.trim(), "web");
     assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
 }
+
+#[test]
+fn lifecycle_wait_events_volumes_networks() {
+    let d = Daemon::start("daemon-life");
+    d.load_busybox();
+    // create, then start attached: all output, the exit code.
+    d.docker(&[
+        "create",
+        "--name",
+        "job",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 4",
+    ])
+    .ok();
+    let ps = d
+        .docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .ok();
+    assert_eq!(ps.stdout.trim(), "job Created");
+    let out = d.docker(&["start", "-a", "job"]).code_is(4);
+    assert_eq!(out.stdout, "run\n");
+    let out = d.docker(&["wait", "job"]).ok();
+    assert_eq!(out.stdout.trim(), "4");
+    d.docker(&["rename", "job", "job2"]).ok();
+    d.docker(&["rm", "job2"]).ok();
+    // pause, unpause, kill with a signal, restart.
+    d.docker(&["run", "-d", "--name", "sl", "busybox", "sleep", "60"])
+        .ok();
+    d.docker(&["pause", "sl"]).ok();
+    let st = d.docker(&["inspect", "-f", "{{.State.Status}}", "sl"]).ok();
+    assert_eq!(st.stdout.trim(), "paused");
+    d.docker(&["unpause", "sl"]).ok();
+    d.docker(&["restart", "-t", "1", "sl"]).ok();
+    let st = d.docker(&["inspect", "-f", "{{.State.Status}}", "sl"]).ok();
+    assert_eq!(st.stdout.trim(), "running");
+    d.docker(&["kill", "-s", "KILL", "sl"]).ok();
+    let out = d.docker(&["wait", "sl"]).ok();
+    assert_eq!(out.stdout.trim(), "137");
+    let out = d.docker(&["rm", "sl"]).ok();
+    assert_eq!(out.stdout.trim(), "sl");
+    // Events of what happened, replayed with --since and ended by --until.
+    // The CLI sends a duration as whole seconds: end a second from now.
+    let until = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    let until = until.to_string();
+    let ev = d
+        .docker(&[
+            "events",
+            "--since",
+            "5m",
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .ok();
+    for want in [
+        "create job",
+        "start job",
+        "die job",
+        "pause sl",
+        "destroy sl",
+    ] {
+        assert!(ev.stdout.contains(want), "{want} missing:\n{ev}");
+    }
+    // Volumes: a named volume keeps data between containers.
+    d.docker(&["volume", "create", "v1"]).ok();
+    d.docker(&[
+        "run",
+        "--rm",
+        "-v",
+        "v1:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ])
+    .ok();
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "v1:/data:ro",
+            "busybox",
+            "cat",
+            "/data/f",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "kept\n");
+    let ls = d.docker(&["volume", "ls", "-q"]).ok();
+    assert_eq!(ls.stdout.trim(), "v1");
+    d.docker(&["volume", "rm", "v1"]).ok();
+    // Networks: a user-defined bridge, used and removed.
+    let net = format!("n{}", std::process::id() % 100_000);
+    d.docker(&["network", "create", &net]).ok();
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            "busybox",
+            "sh",
+            "-c",
+            "ip -4 addr show eth0 | grep -c inet",
+        ])
+        .ok();
+    assert_eq!(out.stdout.trim(), "1");
+    let ls = d.docker(&["network", "ls", "--format", "{{.Name}}"]).ok();
+    for want in ["bridge", "host", "none", net.as_str()] {
+        assert!(ls.stdout.lines().any(|l| l == want), "{want}: {ls}");
+    }
+    d.docker(&["network", "rm", &net]).ok();
+    d.docker(&["network", "rm", "bridge"]).failed();
+}

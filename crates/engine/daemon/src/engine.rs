@@ -755,7 +755,9 @@ impl Engine {
         let sig = signal.unwrap_or(libc::SIGTERM);
         let idc = id.clone();
         let _ = self.sup(move |c| c.kill(&idc, sig, true)).await;
-        let wait = tokio::time::timeout(Duration::from_secs(timeout.unwrap_or(10)), async {
+        // "die" is emitted after the exit was handled (network and rootfs
+        // released), so a start right after stop never races the release.
+        let died = async {
             loop {
                 match rx.recv().await {
                     Ok(ev) if ev.id == id && ev.action == "die" => return,
@@ -763,11 +765,14 @@ impl Engine {
                     _ => {}
                 }
             }
-        })
-        .await;
-        if wait.is_err() {
+        };
+        let mut died = std::pin::pin!(died);
+        let graceful =
+            tokio::time::timeout(Duration::from_secs(timeout.unwrap_or(10)), &mut died).await;
+        if graceful.is_err() {
             let idc = id.clone();
             let _ = self.sup(move |c| c.kill(&idc, libc::SIGKILL, true)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(30), &mut died).await;
         }
         self.wait_not_running(&id).await;
         Ok(())

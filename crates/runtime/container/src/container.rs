@@ -183,6 +183,16 @@ fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     fs::rename(&tmp, path).ctx(|| format!("write pid file {}", path.display()))
 }
 
+/// The `personality(2)` persona of `linux.personality`.
+fn personality_of(spec: &Spec) -> Option<libc::c_ulong> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let p = spec.linux().as_ref()?.personality().as_ref()?;
+    Some(match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    })
+}
+
 fn not_running(id: &str) -> Error {
     Error::State {
         id: id.to_string(),
@@ -320,6 +330,7 @@ impl Runtime {
             .map_err(|e| Error::config(&config, e.to_string()))?;
         plan.preserve_fds = opts.preserve_fds;
         plan.stdio = opts.stdio;
+        plan.personality = personality_of(spec);
         let (console, master) = console_for(
             plan.terminal,
             opts.console_socket.as_deref(),
@@ -677,6 +688,7 @@ impl Runtime {
         let mut plan = ProcessPlan::new(&process, seccomp)?;
         plan.preserve_fds = opts.preserve_fds;
         plan.stdio = opts.stdio;
+        plan.personality = personality_of(&st.spec);
         if !opts.detach {
             crate::foreground::block_signals()?;
         }

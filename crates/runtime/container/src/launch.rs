@@ -488,7 +488,12 @@ fn exec_setup(l: &Launch) -> std::result::Result<(), String> {
             .console
             .as_ref()
             .ok_or("process.terminal is true but no console socket was given")?;
-        process::setup_console(sock.as_raw_fd(), l.plan.console_size, l.plan.raw_newlines)?;
+        process::setup_console(
+            sock.as_raw_fd(),
+            l.plan.console_size,
+            l.plan.raw_newlines,
+            l.plan.uid,
+        )?;
     }
     process::apply(&l.plan, l.ns.in_userns())
 }
@@ -543,7 +548,12 @@ fn init_setup(
         let sock = l.console.as_ref().ok_or(
             "process.terminal is true but no console socket was given: pass --console-socket",
         )?;
-        process::setup_console(sock.as_raw_fd(), l.plan.console_size, l.plan.raw_newlines)?;
+        process::setup_console(
+            sock.as_raw_fd(),
+            l.plan.console_size,
+            l.plan.raw_newlines,
+            l.plan.uid,
+        )?;
     }
     process::apply(&l.plan, l.ns.in_userns())?;
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?;

@@ -50,6 +50,8 @@ pub struct ProcessPlan {
     pub seccomp: Option<strato_seccomp::Filter>,
     /// File descriptors 3..3+N are passed to the process (`--preserve-fds`).
     pub preserve_fds: u32,
+    /// `personality(2)` persona to set before exec (`linux.personality`).
+    pub personality: Option<libc::c_ulong>,
     /// Clear ONLCR on the terminal (a pty relayed by the runtime itself, as
     /// runc does, so output has no carriage returns added).
     pub raw_newlines: bool,
@@ -175,6 +177,7 @@ impl ProcessPlan {
             seccomp,
             preserve_fds: 0,
             raw_newlines: false,
+            personality: None,
             stdio: None,
         })
     }
@@ -188,6 +191,22 @@ fn os<T>(what: &str, r: nix::Result<T>) -> std::result::Result<T, String> {
 /// capability bounding set, user and groups, capabilities, umask and cwd.
 /// Runs in the forked child.
 pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), String> {
+    // The caller's CPU affinity (e.g. `taskset -c 0 strato …`) is not the
+    // container's: allow every CPU; the cpuset cgroup still limits.
+    let mut all = nix::sched::CpuSet::new();
+    for cpu in 0..nix::sched::CpuSet::count() {
+        let _ = all.set(cpu);
+    }
+    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all);
+    if let Some(persona) = plan.personality {
+        // SAFETY: personality takes one integer and touches no memory of ours.
+        if unsafe { libc::personality(persona) } == -1 {
+            return Err(format!(
+                "personality({persona:#x}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
     for &(res, soft, hard) in &plan.rlimits {
         let lim = libc::rlimit {
             rlim_cur: soft,
@@ -492,6 +511,7 @@ pub fn setup_console(
     socket: RawFd,
     size: Option<(u16, u16)>,
     raw_newlines: bool,
+    uid: u32,
 ) -> std::result::Result<(), String> {
     use nix::fcntl::OFlag;
     let master = os(
@@ -519,6 +539,8 @@ pub fn setup_console(
         // SAFETY: TIOCSWINSZ reads a winsize struct that lives across the call.
         unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
+    // The terminal belongs to the process's user, as with a login.
+    let _ = nix::unistd::fchown(slave.as_raw_fd(), Some(Uid::from_raw(uid)), None);
     if raw_newlines {
         use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
         if let Ok(mut t) = tcgetattr(&slave) {

@@ -215,8 +215,11 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
     .map_err(|e| mnt_err("bind mount rootfs", ctx.rootfs, e))?;
 
     let mounts = ctx.spec.mounts().clone().unwrap_or_default();
+    // Read-only filesystems are mounted writable and made read-only at the
+    // end, so mounts (and device nodes) can still be made beneath them.
+    let mut read_only = Vec::new();
     for m in &mounts {
-        mount_one(sys, ctx, m)?;
+        mount_one(sys, ctx, m, &mut read_only)?;
     }
     let dev_mounted = mounts.iter().any(|m| m.destination() == Path::new("/dev"));
     if dev_mounted {
@@ -243,10 +246,28 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
         sys.symlink(Path::new("pts/ptmx"), &ptmx)
             .map_err(|e| mnt_err("symlink", &ptmx, e))?;
     }
+    // A bind remount changes only this mount's flags (allowed in a user
+    // namespace, unlike remounting a superblock shared with the host).
+    for dest in read_only.iter().rev() {
+        let keep = sys.mount_flags(dest).unwrap_or(MsFlags::empty());
+        sys.mount(
+            None,
+            dest,
+            None,
+            keep | MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| mnt_err("remount read-only", dest, e))?;
+    }
     Ok(())
 }
 
-fn mount_one(sys: &dyn Syscall, ctx: &RootfsContext, m: &Mount) -> Result<()> {
+fn mount_one(
+    sys: &dyn Syscall,
+    ctx: &RootfsContext,
+    m: &Mount,
+    read_only: &mut Vec<PathBuf>,
+) -> Result<()> {
     let dest = secure_join(ctx.rootfs, m.destination())?;
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
@@ -322,8 +343,10 @@ fn mount_one(sys: &dyn Syscall, ctx: &RootfsContext, m: &Mount) -> Result<()> {
         sys.mkdir_all(&dest, 0o755)
             .map_err(|e| mnt_err("create mount point", &dest, e))?;
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
-        let res = sys.mount(Some(&source), &dest, Some(typ), opts.flags, data.as_deref());
+        let flags = opts.flags - MsFlags::MS_RDONLY;
+        let res = sys.mount(Some(&source), &dest, Some(typ), flags, data.as_deref());
         match res {
+            Ok(()) if opts.flags.contains(MsFlags::MS_RDONLY) => read_only.push(dest.clone()),
             Ok(()) => {}
             // sysfs can't be mounted in a user namespace without its own network
             // namespace: show the host's, read-only, like runc does.

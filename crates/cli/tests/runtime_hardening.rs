@@ -125,3 +125,17 @@ fn home_comes_from_passwd_and_cwd_is_entered_before_dropping_root() {
     assert_eq!(lines[0], "/home/app", "{out}");
     assert_eq!(lines[1], "/root", "{out}");
 }
+
+#[test]
+fn a_created_container_can_be_stopped_with_sigterm() {
+    let ctx = Ctx::new("termcreated");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"]);
+    ctx.create(&b, &id).ok();
+    let pid = ctx.pid(&id);
+    ctx.rt(&["kill", &id, "TERM"]).ok();
+    ctx.wait_status(&id, "stopped");
+    ctx.rt(&["delete", &id]).ok();
+    ctx.assert_gone(&id, Some(pid));
+}

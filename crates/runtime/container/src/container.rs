@@ -674,10 +674,15 @@ impl Runtime {
     fn exec_inner(&self, id: &str, opts: &ExecOptions) -> Result<(i32, i32)> {
         let (st, status) = self.load(id)?;
         if !matches!(status, Status::Running | Status::Created) {
+            let msg = if status == Status::Paused {
+                "cannot exec in a paused container: resume it first"
+            } else {
+                "exec needs a running container"
+            };
             return Err(Error::State {
                 id: id.to_string(),
                 status: status.to_string(),
-                msg: "exec needs a running container".into(),
+                msg: msg.into(),
             });
         }
         let process = match &opts.process {

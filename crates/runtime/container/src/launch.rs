@@ -575,6 +575,30 @@ fn init_setup(
 /// /proc/self/fd (the container's /proc: its path is outside the rootfs).
 /// Returns the fifo's write end, which `execve` closes.
 fn wait_for_start(fifo: RawFd) -> std::result::Result<OwnedFd, String> {
+    // As pid 1 of its namespace the waiting process would ignore SIGTERM and
+    // friends (no handler): give it one, so `kill` of a created container
+    // works. execve resets handled signals to their defaults.
+    extern "C" fn on_signal(sig: libc::c_int) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + sig) }
+    }
+    {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+        let act = SigAction::new(
+            SigHandler::Handler(on_signal),
+            SaFlags::empty(),
+            SigSet::empty(),
+        );
+        for sig in [
+            Signal::SIGTERM,
+            Signal::SIGINT,
+            Signal::SIGHUP,
+            Signal::SIGQUIT,
+        ] {
+            // SAFETY: the handler only calls _exit.
+            let _ = unsafe { sigaction(sig, &act) };
+        }
+    }
     let path = format!("/proc/self/fd/{fifo}");
     let fd = nix::fcntl::open(
         path.as_str(),

@@ -813,35 +813,7 @@ fn exec_process_with_caps(
 ) -> anyhow::Result<Process> {
     let mut p = match base {
         Some(p) => p,
-        None => {
-            if opts.args.is_empty() {
-                anyhow::bail!("exec needs a command: strato runtime exec ID CMD [ARG...]");
-            }
-            let mut p = spec_process.unwrap_or_default();
-            p.set_args(Some(opts.args.clone()));
-            let mut env = p.env().clone().unwrap_or_default();
-            for kv in &opts.env {
-                let key = kv.split('=').next().unwrap_or_default();
-                env.retain(|e| e.split('=').next() != Some(key));
-                env.push(kv.clone());
-            }
-            p.set_env(Some(env));
-            if let Some(cwd) = &opts.cwd {
-                p.set_cwd(cwd.clone());
-            }
-            if let Some((uid, gid)) = opts.user {
-                let mut u = p.user().clone();
-                u.set_uid(uid);
-                u.set_gid(gid);
-                u.set_additional_gids(Some(opts.additional_gids.clone()).filter(|g| !g.is_empty()));
-                p.set_user(u);
-            }
-            p.set_terminal(Some(opts.tty));
-            if opts.no_new_privs {
-                p.set_no_new_privileges(Some(true));
-            }
-            p
-        }
+        None => strato_container::container::exec_process(spec_process, opts)?,
     };
     let mut c = p.capabilities().clone().unwrap_or_default();
     let add = |set: &mut Option<oci_spec::runtime::Capabilities>, cap: Capability| {

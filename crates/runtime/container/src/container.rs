@@ -687,7 +687,7 @@ impl Runtime {
         }
         let process = match &opts.process {
             Some(p) => p.clone(),
-            None => exec_process(&st.spec, opts)?,
+            None => exec_process(st.spec.process().clone(), opts)?,
         };
         let seccomp = st.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
         let mut plan = ProcessPlan::new(&process, seccomp)?;
@@ -731,15 +731,15 @@ impl Runtime {
     }
 }
 
-/// The process of an `exec` without process.json: the container's own process
-/// settings with the given command, env, cwd, user and terminal.
-fn exec_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
+/// The process of an `exec` without process.json: `base` (the container's own
+/// process settings) with the given command, env, cwd, user and terminal.
+pub fn exec_process(base: Option<Process>, opts: &ExecOptions) -> Result<Process> {
     if opts.args.is_empty() {
         return Err(Error::Usage(
             "exec needs a command: strato runtime exec ID CMD [ARG...]".into(),
         ));
     }
-    let mut p = spec.process().clone().unwrap_or_default();
+    let mut p = base.unwrap_or_default();
     p.set_args(Some(opts.args.clone()));
     let mut env = p.env().clone().unwrap_or_default();
     for kv in &opts.env {

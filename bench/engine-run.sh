@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Benchmark: `strato daemon` against Debian's dockerd, measured in the same run,
+# both driven by the same docker CLI.
+#
+#   bench/engine-run.sh                 # RUNS=20 N=100 PAR=8
+#   RUNS=30 N=500 PAR=8 bench/engine-run.sh
+#   STRATO=/path/to/strato DOCKERD=/usr/sbin/dockerd bench/engine-run.sh
+#
+# 1. `docker run --rm busybox true`, with the default bridge network and with
+#    `--network none`, RUNS each, interleaved; medians and strato/docker.
+# 2. N `docker run -d busybox sleep` containers with networking, PAR clients
+#    in parallel: wall time until all run, and memory per container (daemon,
+#    supervisor or containerd, and shims: RSS growth / N).
+#
+# Not a test: no assertions, only numbers. Needs root and Debian's docker.io
+# (dockerd, containerd). Both daemons get private sockets, data and exec
+# roots under a temp dir; dockerd runs with --iptables=false and its bridge on
+# a benchmark-range subnet; strato on its own bridge, pool and nft table.
+# Everything is removed on exit.
+set -euo pipefail
+
+RUNS=${RUNS:-20}
+N=${N:-100}
+PAR=${PAR:-8}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+
+[ "$(id -u)" = 0 ] || { echo "engine-run.sh: needs root" >&2; exit 1; }
+DOCKERD=${DOCKERD:-$(command -v dockerd || true)}
+[ -x "$DOCKERD" ] || { echo "engine-run.sh: dockerd not found: apt-get install docker.io" >&2; exit 1; }
+command -v docker >/dev/null || { echo "engine-run.sh: no docker CLI on PATH" >&2; exit 1; }
+if [ -z "${STRATO:-}" ]; then
+    echo "building strato (release)..." >&2
+    (cd "$repo" && cargo build --release -q -p strato)
+    STRATO="${CARGO_TARGET_DIR:-$repo/target}/release/strato"
+fi
+
+work=$(mktemp -d /tmp/strato-engine-bench.XXXXXX)
+s_sock=$work/strato.sock
+d_sock=$work/docker.sock
+bridge=stb$$
+table=strato_bench$$
+dbridge=dkb$$
+
+cleanup() {
+    set +e
+    for sock in "$s_sock" "$d_sock"; do
+        [ -S "$sock" ] && DOCKER_HOST=unix://$sock docker ps -aq 2>/dev/null |
+            xargs -r -n 20 env DOCKER_HOST=unix://$sock docker rm -f >/dev/null 2>&1
+    done
+    [ -n "${s_pid:-}" ] && kill "$s_pid" 2>/dev/null && wait "$s_pid" 2>/dev/null
+    pkill -TERM -f "supervisor --root $work/strato-exec" 2>/dev/null
+    [ -n "${d_pid:-}" ] && kill "$d_pid" 2>/dev/null && wait "$d_pid" 2>/dev/null
+    sleep 0.5
+    pkill -f "containerd.*$work" 2>/dev/null
+    ip link del "$bridge" 2>/dev/null
+    ip link del "$dbridge" 2>/dev/null
+    nft delete table ip "$table" 2>/dev/null
+    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_sock() {
+    for _ in $(seq 1 200); do
+        DOCKER_HOST=unix://$1 docker version >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "engine-run.sh: daemon on $1 did not come up" >&2
+    exit 1
+}
+
+"$STRATO" daemon --host "unix://$s_sock" --data-root "$work/strato-data" --exec-root "$work/strato-exec" \
+    --bridge-name "$bridge" --nft-table "$table" --bridge-pool 198.18.128.0/17 --subnet-prefix 20 \
+    >"$work/strato.log" 2>&1 &
+s_pid=$!
+ip link add "$dbridge" type bridge && ip addr add 198.19.250.1/24 dev "$dbridge" && ip link set "$dbridge" up
+"$DOCKERD" -H "unix://$d_sock" --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
+    --pidfile "$work/dockerd.pid" --iptables=false --ip6tables=false --bridge "$dbridge" \
+    >"$work/dockerd.log" 2>&1 &
+d_pid=$!
+wait_sock "$s_sock"
+wait_sock "$d_sock"
+
+# The same busybox image in both, from Debian's busybox-static.
+"$repo/scripts/mkrootfs.sh" "$work/rootfs"
+for sock in "$s_sock" "$d_sock"; do
+    tar -C "$work/rootfs" -c . | DOCKER_HOST=unix://$sock docker import - busybox:bench >/dev/null
+done
+
+ms() { echo $(( ($2 - $1) / 1000000 )).$(( (($2 - $1) / 10000) % 100 )); }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+run_once() { # sock, extra args -> prints ms
+    local sock=$1; shift
+    local t0 t1
+    t0=$(date +%s%N)
+    DOCKER_HOST=unix://$sock docker run --rm "$@" busybox:bench true >/dev/null
+    t1=$(date +%s%N)
+    ms "$t0" "$t1"
+}
+
+echo "strato:  $STRATO"
+echo "dockerd: $("$DOCKERD" --version)"
+echo "host:    $(uname -r), $(nproc) cpus"
+echo
+for mode in bridge none; do
+    extra=()
+    [ "$mode" = none ] && extra=(--network none)
+    : >"$work/s.$mode"; : >"$work/d.$mode"
+    for i in $(seq 1 "$RUNS"); do
+        if [ $((i % 2)) = 0 ]; then
+            run_once "$s_sock" "${extra[@]}" >>"$work/s.$mode"
+            run_once "$d_sock" "${extra[@]}" >>"$work/d.$mode"
+        else
+            run_once "$d_sock" "${extra[@]}" >>"$work/d.$mode"
+            run_once "$s_sock" "${extra[@]}" >>"$work/s.$mode"
+        fi
+    done
+    s_med=$(median <"$work/s.$mode"); d_med=$(median <"$work/d.$mode")
+    echo "docker run --rm true, network $mode: $RUNS runs each, interleaved"
+    echo "  strato median: $s_med ms"
+    echo "  docker median: $d_med ms"
+    echo "  ratio strato/docker: $(awk -v a="$s_med" -v b="$d_med" 'BEGIN {printf "%.2f", a/b}')"
+done
+
+rss_kb() { # pattern... -> summed RSS in KB of matching processes
+    local total=0 p
+    for pat in "$@"; do
+        for p in $(pgrep -f "$pat"); do
+            total=$(( total + $(ps -o rss= -p "$p" 2>/dev/null || echo 0) ))
+        done
+    done
+    echo "$total"
+}
+
+echo
+echo "$N containers (docker run -d, networked), $PAR clients in parallel"
+for who in strato docker; do
+    if [ "$who" = strato ]; then
+        sock=$s_sock; pats=("daemon --host unix://$s_sock" "supervisor --root $work/strato-exec")
+    else
+        sock=$d_sock; pats=("dockerd -H unix://$d_sock" "containerd.*$work" "containerd-shim")
+    fi
+    before=$(rss_kb "${pats[@]}")
+    t0=$(date +%s%N)
+    seq 1 "$N" | xargs -P "$PAR" -I{} env DOCKER_HOST=unix://$sock docker run -d busybox:bench sleep 3600 >/dev/null
+    t1=$(date +%s%N)
+    running=$(DOCKER_HOST=unix://$sock docker ps -q | wc -l)
+    after=$(rss_kb "${pats[@]}")
+    echo "  $who: $(ms "$t0" "$t1") ms until $running running; memory per container $(( (after - before) / N )) KB (RSS $before -> $after KB)"
+    eval "${who}_ms=$(( (t1 - t0) / 1000000 ))"
+    DOCKER_HOST=unix://$sock docker ps -aq | xargs -r -P "$PAR" -n 20 env DOCKER_HOST=unix://$sock docker rm -f >/dev/null
+done
+echo "  ratio strato/docker (time): $(awk -v a="$strato_ms" -v b="$docker_ms" 'BEGIN {printf "%.2f", a/b}')"

@@ -34,7 +34,7 @@ pub enum Error {
     Seccomp(String),
     #[error("container init: {0}")]
     Init(String),
-    #[error("error running {kind} hook #{index} ({path}): {msg}")]
+    #[error("error running {kind} hook #{index}: {path}: {msg}")]
     Hook {
         kind: String,
         index: usize,

@@ -57,13 +57,29 @@ pub fn run(spec: &Spec, kind: HookKind, state: &serde_json::Value) -> Result<()>
         return Ok(());
     }
     let input = serde_json::to_vec(state).unwrap_or_default();
+    // startContainer hooks run in the container, in the environment of its
+    // process unless they have their own.
+    let process_env = match kind {
+        HookKind::StartContainer => spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.env().clone())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     for (index, hook) in hooks.iter().enumerate() {
-        run_one(hook, kind, index, &input)?;
+        run_one(hook, kind, index, &input, &process_env)?;
     }
     Ok(())
 }
 
-fn run_one(hook: &Hook, kind: HookKind, index: usize, input: &[u8]) -> Result<()> {
+fn run_one(
+    hook: &Hook,
+    kind: HookKind,
+    index: usize,
+    input: &[u8],
+    default_env: &[String],
+) -> Result<()> {
     let fail = |msg: String| Error::Hook {
         kind: kind.name().to_string(),
         index,
@@ -78,12 +94,23 @@ fn run_one(hook: &Hook, kind: HookKind, index: usize, input: &[u8]) -> Result<()
         cmd.args(args.iter().skip(1));
     }
     cmd.env_clear();
-    for kv in hook.env().iter().flatten() {
+    let env = hook.env().as_deref().unwrap_or(default_env);
+    for kv in env {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);
         }
     }
     cmd.stdin(Stdio::piped());
+    // Output goes to a memory file (no pipe to fill up while we wait), and
+    // into the error when the hook fails.
+    let out = nix::sys::memfd::memfd_create(
+        c"strato-hook",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )
+    .map(std::fs::File::from)
+    .map_err(|e| fail(format!("memfd_create: {e}")))?;
+    cmd.stdout(out.try_clone().map_err(|e| fail(format!("dup: {e}")))?);
+    cmd.stderr(out.try_clone().map_err(|e| fail(format!("dup: {e}")))?);
     let mut child = cmd.spawn().map_err(|e| fail(format!("start: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook that does not read its stdin is fine.
@@ -110,8 +137,19 @@ fn run_one(hook: &Hook, kind: HookKind, index: usize, input: &[u8]) -> Result<()
         std::thread::sleep(Duration::from_millis(2));
     };
     if status.success() {
-        Ok(())
+        return Ok(());
+    }
+    let mut text = String::new();
+    {
+        use std::io::{Read, Seek};
+        let mut out = out;
+        let _ = out.seek(std::io::SeekFrom::Start(0));
+        let _ = out.take(4096).read_to_string(&mut text);
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        Err(fail(format!("{status}")))
     } else {
-        Err(fail(format!("exited with {status}")))
+        Err(fail(format!("{status}, output: {text}")))
     }
 }

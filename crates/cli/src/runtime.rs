@@ -1043,8 +1043,17 @@ fn dispatch(verb: Verb, rt: &Runtime, root_given: bool) -> anyhow::Result<i32> {
                 Some(p) => {
                     let f = std::fs::File::open(&p)
                         .map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
-                    Some(
+                    let mut v: serde_json::Value =
                         serde_json::from_reader(std::io::BufReader::new(f))
+                            .map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?;
+                    // As runc: user defaults to root and cwd to /.
+                    if let Some(o) = v.as_object_mut() {
+                        o.entry("user")
+                            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+                        o.entry("cwd").or_insert_with(|| serde_json::json!("/"));
+                    }
+                    Some(
+                        serde_json::from_value(v)
                             .map_err(|e| anyhow::anyhow!("--process {}: {e}", p.display()))?,
                     )
                 }

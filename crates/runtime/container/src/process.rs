@@ -123,7 +123,7 @@ impl ProcessPlan {
             .find_map(|kv| kv.strip_prefix("PATH="))
             .unwrap_or(DEFAULT_PATH)
             .to_string();
-        let env = env_list
+        let env = dedup_env(&env_list)
             .iter()
             .map(|kv| cstring("process.env entry", kv))
             .collect::<Result<Vec<_>>>()?;
@@ -181,6 +181,19 @@ impl ProcessPlan {
             stdio: None,
         })
     }
+}
+
+/// One entry per variable, the last value winning, in first-seen order (as runc).
+pub fn dedup_env(env: &[String]) -> Vec<String> {
+    let key = |kv: &str| kv.split('=').next().unwrap_or_default().to_string();
+    let mut out: Vec<String> = Vec::new();
+    for kv in env {
+        match out.iter_mut().find(|e| key(e) == key(kv)) {
+            Some(slot) => *slot = kv.clone(),
+            None => out.push(kv.clone()),
+        }
+    }
+    out
 }
 
 fn os<T>(what: &str, r: nix::Result<T>) -> std::result::Result<T, String> {
@@ -614,6 +627,15 @@ mod tests {
             .unwrap()
             .contains(&caps::Capability::CAP_KILL));
         assert_eq!(caps.permitted, Some(CapsHashSet::new()));
+    }
+
+    #[test]
+    fn env_keeps_one_entry_per_variable() {
+        let env: Vec<String> = ["A=1", "ONE=two", "B=2", "ONE="]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(dedup_env(&env), vec!["A=1", "ONE=", "B=2"]);
     }
 
     #[test]

@@ -344,6 +344,22 @@ fn mount_one(
             .map_err(|e| mnt_err("create mount point", &dest, e))?;
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
         let flags = opts.flags - MsFlags::MS_RDONLY;
+        // A tmpfs without mode= keeps the mode of the directory it covers.
+        let data = if typ == "tmpfs" && !opts.data.iter().any(|d| d.starts_with("mode=")) {
+            use std::os::unix::fs::PermissionsExt;
+            match std::fs::metadata(&dest) {
+                Ok(md) => {
+                    let mode = format!("mode={:o}", md.permissions().mode() & 0o7777);
+                    Some(match data {
+                        Some(d) => format!("{d},{mode}"),
+                        None => mode,
+                    })
+                }
+                Err(_) => data,
+            }
+        } else {
+            data
+        };
         let res = sys.mount(Some(&source), &dest, Some(typ), flags, data.as_deref());
         match res {
             Ok(()) if opts.flags.contains(MsFlags::MS_RDONLY) => read_only.push(dest.clone()),
@@ -583,11 +599,16 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
         sys.write(&path, value.as_bytes())
             .map_err(|e| Error::io(format!("set sysctl {key}={value} ({})", path.display()), e))?;
     }
+    let mut masked: Vec<&String> = Vec::new();
     for p in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
         .flatten()
     {
+        if masked.contains(&p) {
+            continue;
+        }
+        masked.push(p);
         mask_path(sys, Path::new(p))?;
     }
     for p in linux

@@ -156,23 +156,6 @@ pub fn effective_resources(spec: &Spec) -> LinuxResources {
     rules.push(rule(LinuxDeviceType::C, Some(136), None, "rwm")); // /dev/pts/*
     rules.push(rule(LinuxDeviceType::C, Some(5), Some(2), "rwm")); // /dev/ptmx
     rules.push(rule(LinuxDeviceType::C, Some(10), Some(200), "rwm")); // /dev/net/tun
-    for d in linux
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        if matches!(
-            d.typ(),
-            LinuxDeviceType::C | LinuxDeviceType::B | LinuxDeviceType::U
-        ) {
-            let typ = if d.typ() == LinuxDeviceType::B {
-                LinuxDeviceType::B
-            } else {
-                LinuxDeviceType::C
-            };
-            rules.push(rule(typ, Some(d.major()), Some(d.minor()), "rwm"));
-        }
-    }
     res.set_devices(Some(rules));
     res
 }

@@ -394,7 +394,11 @@ fn exec_inner(plan: &ProcessPlan) -> (String, nix::errno::Errno) {
         );
     };
     let err = nix::unistd::execve(&cpath, &plan.args, &env).unwrap_err();
-    (format!("exec {}: {}", path.display(), err.desc()), err)
+    // Lowercase, as Go and runc print errno texts.
+    (
+        format!("exec {}: {}", path.display(), err.desc().to_lowercase()),
+        err,
+    )
 }
 
 /// The environment with HOME set, when it is missing or empty, to the home of

@@ -50,6 +50,31 @@ pub fn hooks_of(spec: &Spec, kind: HookKind) -> Vec<Hook> {
     list.unwrap_or_default()
 }
 
+/// An exit status as Go (and so runc) words it: `exit status 1`,
+/// `signal: bad system call`.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    match status.signal() {
+        Some(sig) => {
+            // SAFETY: strsignal returns a pointer to a static or thread-local
+            // string, read at once; the runtime is single-threaded here.
+            let name = unsafe {
+                let p = libc::strsignal(sig);
+                if p.is_null() {
+                    format!("signal {sig}")
+                } else {
+                    std::ffi::CStr::from_ptr(p).to_string_lossy().to_lowercase()
+                }
+            };
+            format!("signal: {name}")
+        }
+        None => status.to_string(),
+    }
+}
+
 /// Runs every hook of `kind`, stopping at the first failure.
 pub fn run(spec: &Spec, kind: HookKind, state: &serde_json::Value) -> Result<()> {
     let hooks = hooks_of(spec, kind);
@@ -147,9 +172,10 @@ fn run_one(
         let _ = out.take(4096).read_to_string(&mut text);
     }
     let text = text.trim();
+    let how = describe(status);
     if text.is_empty() {
-        Err(fail(format!("{status}")))
+        Err(fail(how))
     } else {
-        Err(fail(format!("{status}, output: {text}")))
+        Err(fail(format!("{how}, output: {text}")))
     }
 }

@@ -752,6 +752,22 @@ mod tests {
         assert!(secure_join(root.path(), Path::new("/loop/x")).is_err());
     }
 
+    /// A rootfs context whose bundle is the rootfs directory itself.
+    fn context<'a>(
+        root: &'a Path,
+        spec: &'a Spec,
+        cgroup: &'a CgroupView,
+        userns: bool,
+    ) -> RootfsContext<'a> {
+        RootfsContext {
+            rootfs: root,
+            bundle: root,
+            spec,
+            cgroup,
+            userns,
+        }
+    }
+
     fn spec_with(json: &str) -> Spec {
         crate::spec::parse(json.as_bytes()).unwrap()
     }
@@ -766,14 +782,7 @@ mod tests {
             ]}"#,
         );
         let rec = Recorder::default();
-        let ctx = RootfsContext {
-            rootfs: root.path(),
-            bundle: root.path(),
-            spec: &spec,
-            cgroup: &CgroupView::V2,
-            userns: false,
-        };
-        prepare(&rec, &ctx).unwrap();
+        prepare(&rec, &context(root.path(), &spec, &CgroupView::V2, false)).unwrap();
         let calls = rec.calls();
         assert!(matches!(&calls[0], Call::Mount { target, flags, .. }
             if target == Path::new("/") && *flags == MsFlags::MS_SLAVE | MsFlags::MS_REC));
@@ -803,14 +812,7 @@ mod tests {
             r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/dev","type":"tmpfs","source":"tmpfs"}]}"#,
         );
         let rec = Recorder::default();
-        let ctx = RootfsContext {
-            rootfs: root.path(),
-            bundle: root.path(),
-            spec: &spec,
-            cgroup: &CgroupView::V2,
-            userns: true,
-        };
-        prepare(&rec, &ctx).unwrap();
+        prepare(&rec, &context(root.path(), &spec, &CgroupView::V2, true)).unwrap();
         let calls = rec.calls();
         assert!(!calls.iter().any(|c| matches!(c, Call::Mknod(..))));
         assert!(calls.iter().any(
@@ -829,14 +831,7 @@ mod tests {
             ("cpu,cpuacct".into(), "/sys/fs/cgroup/cpu,cpuacct/x".into()),
         ]);
         let rec = Recorder::default();
-        let ctx = RootfsContext {
-            rootfs: root.path(),
-            bundle: root.path(),
-            spec: &spec,
-            cgroup: &view,
-            userns: false,
-        };
-        prepare(&rec, &ctx).unwrap();
+        prepare(&rec, &context(root.path(), &spec, &view, false)).unwrap();
         let calls = rec.calls();
         let dest = root.path().join("sys/fs/cgroup");
         assert!(calls.iter().any(|c| matches!(c, Call::Mount { source: Some(s), target, .. } if s == Path::new("/sys/fs/cgroup/memory/x") && *target == dest.join("memory"))));
@@ -853,14 +848,9 @@ mod tests {
             r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/proc","type":"proc","source":"proc"}]}"#,
         );
         let rec = Recorder::default();
-        let ctx = RootfsContext {
-            rootfs: root.path(),
-            bundle: root.path(),
-            spec: &spec,
-            cgroup: &CgroupView::V2,
-            userns: false,
-        };
-        let err = prepare(&rec, &ctx).unwrap_err().to_string();
+        let err = prepare(&rec, &context(root.path(), &spec, &CgroupView::V2, false))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ordinary directory"), "{err}");
         assert!(!rec
             .calls()

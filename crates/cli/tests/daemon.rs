@@ -26,6 +26,7 @@ fn docker_bin() -> String {
 /// A daemon of one test.
 struct Daemon {
     child: Option<Child>,
+    pool: String,
     sock: PathBuf,
     exec_root: PathBuf,
     dir: PathBuf,
@@ -47,26 +48,11 @@ impl Daemon {
         let table = format!("strato_d{}x{seq}", std::process::id());
         let sock = dir.join("d.sock");
         let exec_root = dir.join("exec");
-        let log = File::create(dir.join("daemon.log")).expect("daemon log");
-        let child = Command::new(env!("CARGO_BIN_EXE_strato"))
-            .arg("daemon")
-            .arg("--host")
-            .arg(format!("unix://{}", sock.display()))
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(&exec_root)
-            .args(["--bridge-pool", &format!("198.19.{n}.0/24")])
-            .args(["--subnet-prefix", "26"])
-            .args(["--bridge-name", &bridge])
-            .args(["--nft-table", &table])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start strato daemon");
+        let pool = format!("198.19.{n}.0/24");
+        let child = spawn_daemon(&dir, &sock, &exec_root, &pool, &bridge, &table);
         let d = Daemon {
             child: Some(child),
+            pool,
             sock,
             exec_root,
             dir,
@@ -74,19 +60,40 @@ impl Daemon {
             table,
             _ctx: ctx,
         };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if d.sock.exists() && d.docker(&["version"]).success() {
-                break;
+            if self.sock.exists() && self.docker(&["version"]).success() {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
                 "the daemon did not answer within 20 s; its log:\n{}",
-                d.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        d
+    }
+
+    /// Kills the daemon with SIGKILL and starts a new one on the same roots.
+    fn kill9_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.child = Some(spawn_daemon(
+            &self.dir,
+            &self.sock,
+            &self.exec_root,
+            &self.pool,
+            &self.bridge,
+            &self.table,
+        ));
+        self.wait_ready();
     }
 
     fn log(&self) -> String {
@@ -232,6 +239,38 @@ impl Drop for Daemon {
             let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+fn spawn_daemon(
+    dir: &Path,
+    sock: &Path,
+    exec_root: &Path,
+    pool: &str,
+    bridge: &str,
+    table: &str,
+) -> Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("daemon.log"))
+        .expect("daemon log");
+    Command::new(env!("CARGO_BIN_EXE_strato"))
+        .arg("daemon")
+        .arg("--host")
+        .arg(format!("unix://{}", sock.display()))
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(exec_root)
+        .args(["--bridge-pool", pool])
+        .args(["--subnet-prefix", "26"])
+        .args(["--bridge-name", bridge])
+        .args(["--nft-table", table])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start strato daemon")
 }
 
 fn free_port() -> u16 {
@@ -493,4 +532,81 @@ fn lifecycle_wait_events_volumes_networks() {
     }
     d.docker(&["network", "rm", &net]).ok();
     d.docker(&["network", "rm", "bridge"]).failed();
+}
+
+#[test]
+fn containers_outlive_a_killed_daemon_and_are_found_again() {
+    let mut d = Daemon::start("daemon-kill9");
+    d.load_busybox();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "echo ok > /i; exec httpd -f -p 8080 -h /",
+    ])
+    .ok();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 1",
+    ])
+    .ok();
+    let get = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(3)))?;
+                s.write_all(b"GET /i HTTP/1.0\r\n\r\n")?;
+                let mut buf = String::new();
+                s.read_to_string(&mut buf)?;
+                Ok(buf)
+            });
+            match got {
+                Ok(text) if text.ends_with("ok\n") => return text,
+                _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                other => panic!("no answer on 127.0.0.1:{port}: {other:?}"),
+            }
+        }
+    };
+    get();
+    d.kill9_and_restart();
+    // The container kept running and serving; the new daemon knows it.
+    get();
+    let ps = d.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok();
+    assert!(ps.stdout.contains("web Up "), "{ps}");
+    // The restart policy went on while the daemon was gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = d
+            .docker(&["inspect", "-f", "{{.RestartCount}}", "flaky"])
+            .ok()
+            .stdout
+            .trim()
+            .parse::<u32>()
+            .unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flaky was not restarted: {n}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.docker(&["stop", "web"]).ok();
+    d.docker(&["rm", "-f", "web", "flaky"]).ok();
+    let all = d.docker(&["ps", "-aq"]).ok();
+    assert!(all.stdout.trim().is_empty(), "{all}");
 }

@@ -37,7 +37,13 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Runtime(args) => runtime::main(*args),
+        Command::Runtime(args) => {
+            // A command-line tool: `… | head` ends it quietly, as SIGPIPE does
+            // for runc (Rust ignores SIGPIPE by default; containers reset it).
+            // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            runtime::main(*args)
+        }
         Command::Daemon(args) => daemon::main(*args),
         Command::Supervisor { root } => supervisor(&root),
     };

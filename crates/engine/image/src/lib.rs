@@ -53,7 +53,7 @@ pub mod media;
 mod overlay;
 pub mod reference;
 mod store;
-mod time;
+pub mod time;
 pub mod unpack;
 
 use std::fs;

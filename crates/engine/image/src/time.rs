@@ -7,20 +7,28 @@ pub fn now_rfc3339() -> String {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let secs = i64::try_from(d.as_secs()).unwrap_or(0);
-    let (y, m, day) = civil_from_days(secs.div_euclid(86400));
+    format(i64::try_from(d.as_secs()).unwrap_or(0), d.subsec_nanos())
+}
+
+/// Formats Unix seconds and nanoseconds as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+pub fn format(secs: i64, nanos: u32) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
     let t = secs.rem_euclid(86400);
     format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
         t / 3600,
         t / 60 % 60,
-        t % 60,
-        d.subsec_nanos()
+        t % 60
     )
 }
 
 /// Parses an RFC 3339 timestamp into Unix seconds; `None` if malformed.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    parse_rfc3339_nanos(s).map(|(secs, _)| secs)
+}
+
+/// Parses an RFC 3339 timestamp into Unix seconds and nanoseconds.
+pub fn parse_rfc3339_nanos(s: &str) -> Option<(i64, u32)> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -28,16 +36,22 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let mut rest = &s[19..];
+    let mut rest = s.get(19..)?;
+    let mut nanos = 0u32;
     if let Some(r) = rest.strip_prefix('.') {
         let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+        let digits = &r[..end.min(9)];
+        if !digits.is_empty() {
+            let v: u32 = digits.parse().ok()?;
+            nanos = v * 10u32.pow(9 - digits.len() as u32);
+        }
         rest = &r[end..];
     }
     let offset = match rest {
         "Z" | "z" => 0,
         r if r.len() == 6 && (r.starts_with('+') || r.starts_with('-')) => {
-            let oh: i64 = r[1..3].parse().ok()?;
-            let om: i64 = r[4..6].parse().ok()?;
+            let oh: i64 = r.get(1..3)?.parse().ok()?;
+            let om: i64 = r.get(4..6)?.parse().ok()?;
             let o = oh * 3600 + om * 60;
             if r.starts_with('-') {
                 -o
@@ -50,7 +64,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return None;
     }
-    Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset)
+    Some((
+        days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset,
+        nanos,
+    ))
 }
 
 // Howard Hinnant's algorithms.

@@ -1321,6 +1321,39 @@ fn oom_score_adj_is_applied() {
 }
 
 #[test]
+fn memory_policy_applies_to_init_and_exec() {
+    let ctx = Ctx::new("mempolicy");
+    let id = ctx.id();
+    let numa = "head -n 1 /proc/self/numa_maps | cut -d ' ' -f 2";
+    let mut b = ctx.bundle(&id);
+    b.sh(numa).set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"}),
+    );
+    assert_eq!(ctx.run(&b, &id).ok().out(), "interleave:0");
+    // `exec` gets the container's policy too.
+    let mut b = sleeper(&ctx, &id);
+    b.set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}),
+    );
+    ctx.create_start(&b, &id);
+    let out = ctx.rt(&["exec", &id, "sh", "-c", numa]).ok();
+    assert!(out.out().starts_with("bind=static:0"), "{out}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+    // A bad policy is refused before anything exists.
+    let mut b = ctx.bundle(&id);
+    b.set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_DEFAULT", "nodes": "0-7"}),
+    );
+    ctx.run(&b, &id)
+        .failed()
+        .stderr_mentions(&["linux.memoryPolicy", "requires 0 nodes but got 8"]);
+    ctx.assert_state_root_empty();
+}
+
+#[test]
 fn configured_devices_are_created_and_allowed() {
     let ctx = Ctx::new("devnode");
     let id = ctx.id();

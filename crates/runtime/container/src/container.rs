@@ -314,6 +314,7 @@ impl Runtime {
         plan.preserve_fds = opts.preserve_fds;
         plan.stdio = opts.stdio;
         plan.personality = personality_of(spec);
+        plan.memory_policy = bundle.memory_policy.clone();
         let (console, master) = console_for(
             plan.terminal,
             opts.console_socket.as_deref(),
@@ -381,6 +382,7 @@ impl Runtime {
             created: state::now_rfc3339(),
             cgroups_path: cg.cgroups_path().to_path_buf(),
             spec: spec.clone(),
+            memory_policy: bundle.memory_policy.clone(),
         };
         let base = st.clone();
         let hook_state = move |pid: i32| {
@@ -677,6 +679,7 @@ impl Runtime {
         plan.preserve_fds = opts.preserve_fds;
         plan.stdio = opts.stdio;
         plan.personality = personality_of(&st.spec);
+        plan.memory_policy = st.memory_policy.clone();
         if !opts.detach {
             crate::foreground::block_signals()?;
         }

@@ -52,6 +52,8 @@ pub struct ProcessPlan {
     pub preserve_fds: u32,
     /// `personality(2)` persona to set before exec (`linux.personality`).
     pub personality: Option<libc::c_ulong>,
+    /// NUMA memory policy to set before exec (`linux.memoryPolicy`).
+    pub memory_policy: Option<crate::mempolicy::MemPolicy>,
     /// Clear ONLCR on the terminal (a pty relayed by the runtime itself, as
     /// runc does, so output has no carriage returns added).
     pub raw_newlines: bool,
@@ -178,6 +180,7 @@ impl ProcessPlan {
             preserve_fds: 0,
             raw_newlines: false,
             personality: None,
+            memory_policy: None,
             stdio: None,
         })
     }
@@ -219,6 +222,9 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
                 std::io::Error::last_os_error()
             ));
         }
+    }
+    if let Some(policy) = &plan.memory_policy {
+        crate::mempolicy::apply(policy)?;
     }
     for &(res, soft, hard) in &plan.rlimits {
         let lim = libc::rlimit {

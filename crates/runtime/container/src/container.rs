@@ -692,7 +692,12 @@ impl Runtime {
         plan.raw_newlines = master.is_some();
         let cg = cgroup_manager(&st.cgroups_path)?;
         let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
-        let hook_state = |_pid: i32| serde_json::Value::Null;
+        // What a seccomp agent is told about the exec'd process.
+        let hook_state = |pid: i32| {
+            let mut s = st.oci_state(Status::Running);
+            s["pid"] = pid.into();
+            s
+        };
         launch::become_subreaper()?;
         let launched = launch::launch(Launch {
             ns: NsPlan::for_process(st.pid),

@@ -54,6 +54,10 @@ pub struct ProcessPlan {
     pub personality: Option<libc::c_ulong>,
     /// NUMA memory policy to set before exec (`linux.memoryPolicy`).
     pub memory_policy: Option<crate::mempolicy::MemPolicy>,
+    /// Where the seccomp agent listens (`linux.seccomp.listenerPath`, a
+    /// path or `@abstract` name) and its `listenerMetadata`, when the filter
+    /// has `SCMP_ACT_NOTIFY` rules.
+    pub seccomp_listener: Option<(String, String)>,
     /// Clear ONLCR on the terminal (a pty relayed by the runtime itself, as
     /// runc does, so output has no carriage returns added).
     pub raw_newlines: bool,
@@ -154,10 +158,32 @@ impl ProcessPlan {
             }
             rlimits.push((res, rl.soft(), rl.hard()));
         }
-        let seccomp = match seccomp {
-            Some(s) => Some(strato_seccomp::compile(s).map_err(|e| Error::Seccomp(e.to_string()))?),
+        let mut seccomp_listener = None;
+        let compiled = match seccomp {
+            Some(s) => {
+                let f = strato_seccomp::compile(s)
+                    .map_err(|e| Error::Seccomp(e.to_string()))?
+                    .for_single_thread();
+                tracing::debug!("seccomp filter flags: {}", f.flags());
+                if f.has_listener() {
+                    let path = s
+                        .listener_path()
+                        .as_ref()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .filter(|p| !p.is_empty())
+                        .ok_or_else(|| {
+                            Error::Seccomp(
+                                "seccomp listenerPath is not set: SCMP_ACT_NOTIFY needs the unix socket of a seccomp agent in linux.seccomp.listenerPath".into(),
+                            )
+                        })?;
+                    let meta = s.listener_metadata().clone().unwrap_or_default();
+                    seccomp_listener = Some((path, meta));
+                }
+                Some(f)
+            }
             None => None,
         };
+        let seccomp = compiled;
         Ok(ProcessPlan {
             args,
             env,
@@ -181,6 +207,7 @@ impl ProcessPlan {
             raw_newlines: false,
             personality: None,
             memory_policy: None,
+            seccomp_listener,
             stdio: None,
         })
     }
@@ -242,7 +269,7 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it now.
     if !plan.no_new_privileges {
         if let Some(f) = &plan.seccomp {
-            strato_seccomp::install(f).map_err(|e| format!("load seccomp filter: {e}"))?;
+            install_seccomp(f)?;
         }
     }
     if let Some(c) = &plan.caps {
@@ -449,8 +476,54 @@ pub fn install_late_seccomp(plan: &ProcessPlan) -> std::result::Result<(), Strin
         return Ok(());
     }
     match &plan.seccomp {
-        Some(f) => strato_seccomp::install(f).map_err(|e| format!("load seccomp filter: {e}")),
+        Some(f) => install_seccomp(f),
         None => Ok(()),
+    }
+}
+
+/// The container process's end of the sync channel, for handing a seccomp
+/// listener to the runtime; set once after fork, -1 when there is none.
+static SYNC_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Records the sync channel's descriptor in the (single-threaded) forked child.
+pub fn set_sync_fd(fd: RawFd) {
+    SYNC_FD.store(fd, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Loads a filter; a notification listener goes to the runtime at once.
+///
+/// From the moment the filter is loaded, every syscall the profile marks
+/// `SCMP_ACT_NOTIFY` blocks until an agent answers, and no agent holds the
+/// listener yet. So the hand-over is one `write(2)` (which `compile` refuses
+/// to notify) of a buffer on the stack; the runtime copies the descriptor
+/// with pidfd_getfd and answers, and our `read`/`close` afterwards may be
+/// notified: by then the agent has the listener.
+fn install_seccomp(f: &strato_seccomp::Filter) -> std::result::Result<(), String> {
+    let listener = strato_seccomp::install(f).map_err(|e| format!("load seccomp filter: {e}"))?;
+    let Some(fd) = listener else {
+        return Ok(());
+    };
+    let sync = SYNC_FD.load(std::sync::atomic::Ordering::SeqCst);
+    let msg = crate::channel::seccomp_fd_message(fd);
+    // SAFETY: writes `msg.len()` bytes from a stack buffer alive for the call.
+    let n = unsafe { libc::write(sync, msg.as_ptr().cast(), msg.len()) };
+    if n != msg.len() as isize {
+        return Err(format!(
+            "pass the seccomp listener to the runtime: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let mut reply = [0u8; 64];
+    // SAFETY: reads at most `reply.len()` bytes into a stack buffer.
+    let n = unsafe { libc::read(sync, reply.as_mut_ptr().cast(), reply.len()) };
+    // SAFETY: `fd` is the listener seccomp(2) just gave us; nothing else owns it.
+    unsafe { libc::close(fd) };
+    match n {
+        1 if reply[0] == b'G' => Ok(()),
+        n if n > 1 && reply[0] == b'E' => {
+            Err(String::from_utf8_lossy(&reply[1..n as usize]).into_owned())
+        }
+        _ => Err("the runtime did not take the seccomp listener".into()),
     }
 }
 

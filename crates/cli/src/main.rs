@@ -7,6 +7,7 @@
 //! supervisor does).
 
 mod daemon;
+mod lb;
 mod runtime;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Runtime(Box<runtime::RuntimeArgs>),
     /// The Docker-compatible engine: serves the Docker Engine API.
     Daemon(Box<daemon::DaemonArgs>),
+    /// The PaaS load balancer on its own, in front of fixed members.
+    Lb(Box<lb::LbArgs>),
     /// The engine's container supervisor (started by the daemon; one per host).
     #[command(hide = true)]
     Supervisor {
@@ -45,6 +48,7 @@ fn main() {
             runtime::main(*args)
         }
         Command::Daemon(args) => daemon::main(*args),
+        Command::Lb(args) => lb::main(*args),
         Command::Supervisor { root } => supervisor(&root),
     };
     std::process::exit(code);

@@ -1,0 +1,133 @@
+//! strato's built-in load balancer: one listener per cluster and proxy port,
+//! in front of that cluster's members.
+//!
+//! - [`pool`]: the members, the choice (round-robin or least-outstanding),
+//!   draining, and the requests-in-flight counts the autoscaler reads.
+//! - [`http`]: an HTTP/1.1 and HTTP/2 (h2c) reverse proxy on hyper, pooling
+//!   keep-alive connections to the members.
+//! - [`tcp`]: a plain TCP proxy, one member per connection.
+//!
+//! A request counts as in flight from the moment a member is chosen until
+//! the last byte of its response is sent (or the client goes away); a TCP
+//! connection counts while it is open.
+
+pub mod http;
+pub mod pool;
+pub mod tcp;
+
+pub use pool::{Algorithm, Lease, Member, MemberStats, Pool, PoolStats};
+
+use std::sync::Arc;
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 or HTTP/2 (prior knowledge), proxied per request.
+    Http,
+    /// Bytes, proxied per connection.
+    Tcp,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "http" | "http2" | "h2c" => Ok(Protocol::Http),
+            "tcp" => Ok(Protocol::Tcp),
+            other => Err(format!("unknown protocol {other:?}: use http or tcp")),
+        }
+    }
+}
+
+/// Serves `pool` on `listener` until the returned future is dropped or
+/// accepting fails for good.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    pool: Arc<Pool>,
+    protocol: Protocol,
+) -> std::io::Result<()> {
+    match protocol {
+        Protocol::Http => http::serve(listener, pool).await,
+        Protocol::Tcp => tcp::serve(listener, pool).await,
+    }
+}
+
+/// Serves `pool` on `addr` from `threads` threads, each with its own
+/// single-threaded async runtime, its own listening socket (SO_REUSEPORT:
+/// the kernel spreads connections) and its own connections to the members,
+/// so a request never crosses threads (the way nginx runs its workers).
+/// The pool and its counters are shared. Returns once every thread listens;
+/// the threads run until the process ends.
+pub fn serve_threads(
+    addr: std::net::SocketAddr,
+    pool: Arc<Pool>,
+    protocol: Protocol,
+    threads: usize,
+) -> std::io::Result<Vec<std::thread::JoinHandle<std::io::Result<()>>>> {
+    let mut handles = Vec::new();
+    for i in 0..threads.max(1) {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let pool = Arc::clone(&pool);
+        let handle = std::thread::Builder::new()
+            .name(format!("strato-lb-{i}"))
+            .spawn(move || -> std::io::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let bound = (|| {
+                        let socket = if addr.is_ipv4() {
+                            tokio::net::TcpSocket::new_v4()?
+                        } else {
+                            tokio::net::TcpSocket::new_v6()?
+                        };
+                        socket.set_reuseaddr(true)?;
+                        socket.set_reuseport(true)?;
+                        socket.bind(addr)?;
+                        socket.listen(4096)
+                    })();
+                    let listener = match bound {
+                        Ok(l) => {
+                            let _ = ready_tx.send(Ok(()));
+                            l
+                        }
+                        Err(e) => {
+                            let kind = e.kind();
+                            let _ = ready_tx.send(Err(e));
+                            return Err(std::io::Error::new(kind, "listen failed"));
+                        }
+                    };
+                    serve(listener, pool, protocol).await
+                })
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => handles.push(handle),
+            Ok(Err(e)) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("listen on {addr}: {e}"),
+                ))
+            }
+            Err(_) => {
+                return Err(std::io::Error::other(format!(
+                    "load balancer thread for {addr} died"
+                )))
+            }
+        }
+    }
+    Ok(handles)
+}
+
+/// Accept errors that mean "try again shortly" (out of descriptors or
+/// memory, a connection reset before accept) rather than a dead listener.
+fn transient_accept_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOMEM: i32 = 12;
+    const ENOBUFS: i32 = 105;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOMEM | ENOBUFS))
+}

@@ -36,10 +36,12 @@ impl Demuxer {
             0 => StreamKind::Stdin,
             1 => StreamKind::Stdout,
             2 => StreamKind::Stderr,
-            other => return Err(Error::Stream(format!(
+            other => {
+                return Err(Error::Stream(format!(
                 "malformed multiplexed stream: unknown stream type {other} in frame header {:02x?}",
                 &self.buf[..8]
-            ))),
+            )))
+            }
         };
         let len = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
         if self.buf.len() < 8 + len {

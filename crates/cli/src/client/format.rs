@@ -286,7 +286,7 @@ mod tests {
         assert_eq!(command_cell("sh", true), "\"sh\"");
         assert_eq!(
             command_cell("sh -c 'while true; do sleep 1; done'", true),
-            "\"sh -c 'while true; d…\""
+            "\"sh -c 'while true; …\""
         );
         let ports = vec![
             Port {

@@ -458,11 +458,12 @@ pub fn parse_time(s: &str, now: f64) -> Result<f64> {
     if let Some((secs, nanos)) = strato_image::time::parse_rfc3339_nanos(s) {
         return Ok(secs as f64 + f64::from(nanos) / 1e9);
     }
-    Ok(now - parse_duration(s).with_context(|| {
-        format!(
+    Ok(now
+        - parse_duration(s).with_context(|| {
+            format!(
             "invalid time {s:?}: give a unix timestamp, an RFC 3339 time or a duration like 10m"
         )
-    })?)
+        })?)
 }
 
 /// Go durations: `1h30m`, `10m`, `45s`, `500ms`.

@@ -470,7 +470,15 @@ impl Client {
                 &format!("/containers/{}/archive{}", encode(id), q.as_str()),
                 empty(),
             )
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // A HEAD answer has no body to carry the daemon's message.
+                Error::Daemon { status: 404, .. } => Error::Daemon {
+                    status: 404,
+                    message: format!("No such container:path: {id}:{path}"),
+                },
+                e => e,
+            })?;
         path_stat(&resp)
     }
 

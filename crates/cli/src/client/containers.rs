@@ -279,7 +279,15 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<i32> {
         return Ok(1);
     }
     let cfg = match opts::create_config(o, &image, &cmd, !a.detach, |k| std::env::var(k).ok()) {
-        Ok(cfg) => cfg,
+        Ok(mut cfg) => {
+            // The TTY's first size, so the process sees it from its first
+            // instruction (resizes follow on SIGWINCH).
+            if o.tty && !a.detach {
+                cfg.host_config.console_size =
+                    tty::window_size().map(|(h, w)| [u64::from(h), u64::from(w)]);
+            }
+            cfg
+        }
         Err(e) => {
             report(&e);
             return Ok(125);

@@ -34,6 +34,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(name: &str) -> Daemon {
+        Daemon::start_with(name, &[])
+    }
+
+    /// A daemon with more daemon flags (e.g. a TCP listener).
+    fn start_with(name: &str, extra: &[&str]) -> Daemon {
         let ctx = Ctx::new(name);
         let dir = ctx.dir().to_path_buf();
         static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -62,7 +67,9 @@ impl Daemon {
             .args(["--subnet-prefix", "26"])
             .args(["--bridge-name", &bridge])
             .args(["--nft-table", &table])
+            .args(extra)
             .env_remove("STRATO_HOST")
+            .env_remove("STRATO_TOKEN")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -607,7 +614,13 @@ fn images_save_load_networks_volumes_version_info() {
 
 #[test]
 fn host_flag_and_strato_host_are_honoured() {
-    let d = Daemon::start("client-host");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let d = Daemon::start_with("client-host", &["--host", &tcp, "--token", "t0ken"]);
     let dir = &d.dir;
     let host = d.host();
     // STRATO_HOST alone.
@@ -628,6 +641,35 @@ fn host_flag_and_strato_host_are_honoured() {
     // A socket with no daemon: exit 1, the address named.
     let out = run_strato(dir, &["ps"], None, &[("STRATO_HOST", &gone)]).code_is(1);
     assert!(out.stderr.contains(&gone), "{out}");
+    // TCP with the bearer token, by flag or STRATO_TOKEN; without it, 401.
+    let out = run_strato(
+        dir,
+        &[
+            "-H",
+            &tcp,
+            "--token",
+            "t0ken",
+            "version",
+            "-f",
+            "{{.Server.Os}}",
+        ],
+        None,
+        &[],
+    )
+    .ok();
+    assert_eq!(out.out(), "linux");
+    run_strato(
+        dir,
+        &["ps"],
+        None,
+        &[("STRATO_HOST", &tcp), ("STRATO_TOKEN", "t0ken")],
+    )
+    .ok();
+    let out = run_strato(dir, &["-H", &tcp, "ps"], None, &[]).code_is(1);
+    assert!(
+        out.stderr.contains("Error response from daemon:") && out.stderr.contains("bearer token"),
+        "{out}"
+    );
     let out = run_strato(dir, &["-H", "tcp://nohost", "ps"], None, &[]).code_is(1);
     assert!(
         out.stderr.contains("invalid host \"tcp://nohost\""),

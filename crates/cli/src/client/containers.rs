@@ -346,10 +346,23 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<i32> {
         Ok(x) => x,
         Err(e) => {
             report(&e.into());
+            if o.rm {
+                // --rm promised no leftover: the container never started.
+                let _ = c
+                    .container_remove(
+                        &id,
+                        RemoveOptions {
+                            force: true,
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+            }
             return Ok(125);
         }
     };
-    let raw = if o.tty && std::io::stdin().is_terminal() {
+    // Raw mode only when our keystrokes go to the container (-i), as docker does.
+    let raw = if o.tty && o.interactive && std::io::stdin().is_terminal() {
         Some(RawMode::enable()?)
     } else {
         None

@@ -69,6 +69,20 @@ impl Client {
         }
     }
 
+    /// A client of the daemon named by `STRATO_HOST` (default
+    /// [`DEFAULT_HOST`](crate::DEFAULT_HOST)) with the token in `STRATO_TOKEN`,
+    /// as the strato CLI chooses it.
+    pub fn from_env() -> Result<Client> {
+        let host = std::env::var("STRATO_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| crate::DEFAULT_HOST.to_string());
+        Ok(Client::new(
+            Host::parse(&host)?,
+            std::env::var("STRATO_TOKEN").ok(),
+        ))
+    }
+
     pub fn host(&self) -> &Host {
         &self.host
     }

@@ -12,10 +12,14 @@ use crate::error::Error;
 
 /// Splits a multiplexed stream into chunks. Each frame is a header
 /// `[stream, 0, 0, 0, len (u32 big endian)]` and `len` payload bytes; stream
-/// 0 is stdin (echoed), 1 stdout, 2 stderr.
+/// 0 is stdin (echoed), 1 stdout, 2 stderr. A frame's payload is passed on
+/// as it arrives (a chunk may be part of a frame), so memory stays bounded
+/// whatever length a header announces.
 #[derive(Debug, Default)]
 pub struct Demuxer {
     buf: BytesMut,
+    /// The frame being read: its stream and the payload bytes still to come.
+    current: Option<(StreamKind, usize)>,
 }
 
 impl Demuxer {
@@ -26,43 +30,66 @@ impl Demuxer {
     pub fn push(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
     }
-    /// The next complete frame, `None` when more bytes are needed. A header
+    /// The next piece of output, `None` when more bytes are needed. A header
     /// with an unknown stream byte is an error (the stream is not framed).
     pub fn next_chunk(&mut self) -> Result<Option<OutputChunk>, Error> {
-        if self.buf.len() < 8 {
-            return Ok(None);
-        }
-        let kind = match self.buf[0] {
-            0 => StreamKind::Stdin,
-            1 => StreamKind::Stdout,
-            2 => StreamKind::Stderr,
-            other => {
-                return Err(Error::Stream(format!(
-                "malformed multiplexed stream: unknown stream type {other} in frame header {:02x?}",
-                &self.buf[..8]
-            )))
+        loop {
+            if let Some((kind, remaining)) = self.current {
+                if self.buf.is_empty() {
+                    return Ok(None);
+                }
+                let n = remaining.min(self.buf.len());
+                let data = self.buf.split_to(n).freeze();
+                self.current = (remaining > n).then_some((kind, remaining - n));
+                return Ok(Some(OutputChunk { kind, data }));
             }
-        };
-        let len = u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
-        if self.buf.len() < 8 + len {
-            return Ok(None);
+            if self.buf.len() < 8 {
+                return Ok(None);
+            }
+            let kind = match self.buf[0] {
+                0 => StreamKind::Stdin,
+                1 => StreamKind::Stdout,
+                2 => StreamKind::Stderr,
+                other => {
+                    return Err(Error::Stream(format!(
+                        "malformed multiplexed stream: unknown stream type {other} in frame header {:02x?}",
+                        &self.buf[..8]
+                    )))
+                }
+            };
+            let len =
+                u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]) as usize;
+            self.buf.advance(8);
+            if len > 0 {
+                self.current = Some((kind, len));
+            }
         }
-        self.buf.advance(8);
-        let data = self.buf.split_to(len).freeze();
-        Ok(Some(OutputChunk { kind, data }))
     }
-    /// Bytes of an incomplete frame left over (non-zero at end of stream
-    /// means the stream was cut).
+    /// Bytes still expected to complete the current frame or header
+    /// (non-zero at end of stream means the stream was cut).
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        match self.current {
+            Some((_, remaining)) => remaining,
+            None => self.buf.len(),
+        }
     }
 }
+
+/// The longest JSON value a stream may carry (progress lines, events and
+/// stats samples are a few KiB); beyond it the stream is refused rather
+/// than buffered without bound.
+pub const MAX_JSON_VALUE: usize = 16 << 20;
 
 /// Splits a byte stream into JSON values of type `T`. Values may be
 /// separated by newlines (`\r\n` too) or follow each other directly.
 #[derive(Debug, Default)]
 pub struct JsonSplitter {
     buf: BytesMut,
+    /// Length of `buf` at the last attempt that found no complete value: a
+    /// new attempt is only worth it once a `}` or `]` arrived after it (the
+    /// values of these streams are objects), which keeps a value spread over
+    /// many chunks from being re-parsed from its start at every chunk.
+    tried: usize,
 }
 
 impl JsonSplitter {
@@ -80,7 +107,20 @@ impl JsonSplitter {
             .take_while(|b| b.is_ascii_whitespace())
             .count();
         self.buf.advance(skip);
+        self.tried = self.tried.saturating_sub(skip);
         if self.buf.is_empty() {
+            return Ok(None);
+        }
+        if self.buf.len() > MAX_JSON_VALUE {
+            return Err(Error::Stream(format!(
+                "a JSON value in the daemon's stream is over {MAX_JSON_VALUE} bytes; refusing to buffer more"
+            )));
+        }
+        if self.tried > 0
+            && !self.buf[self.tried..]
+                .iter()
+                .any(|b| matches!(b, b'}' | b']'))
+        {
             return Ok(None);
         }
         let mut it = serde_json::Deserializer::from_slice(&self.buf).into_iter::<T>();
@@ -88,9 +128,13 @@ impl JsonSplitter {
             Some(Ok(v)) => {
                 let used = it.byte_offset();
                 self.buf.advance(used);
+                self.tried = 0;
                 Ok(Some(v))
             }
-            Some(Err(e)) if e.is_eof() => Ok(None),
+            Some(Err(e)) if e.is_eof() => {
+                self.tried = self.buf.len();
+                Ok(None)
+            }
             Some(Err(e)) => Err(Error::Json {
                 what: "a JSON stream".into(),
                 source: e,
@@ -194,27 +238,64 @@ mod tests {
         all.extend(frame(2, b"oops\n"));
         all.extend(frame(1, b""));
         all.extend(frame(1, &[7u8; 70_000]));
-        // Feed one byte at a time: every split point is exercised.
+        all.extend(frame(2, b"bye\n"));
+        // Fed one byte at a time and in one piece: the same streams come out.
+        for step in [1, all.len()] {
+            let mut d = Demuxer::new();
+            let (mut out, mut err, mut order) = (Vec::new(), Vec::new(), Vec::new());
+            for piece in all.chunks(step) {
+                d.push(piece);
+                while let Some(c) = d.next_chunk().unwrap() {
+                    assert!(!c.data.is_empty());
+                    if order.last() != Some(&c.kind) {
+                        order.push(c.kind);
+                    }
+                    match c.kind {
+                        StreamKind::Stderr => err.extend_from_slice(&c.data),
+                        _ => out.extend_from_slice(&c.data),
+                    }
+                }
+            }
+            assert_eq!(&out[..6], b"hello\n");
+            assert_eq!(out.len(), 6 + 70_000);
+            assert_eq!(err, b"oops\nbye\n");
+            use StreamKind::*;
+            assert_eq!(order, [Stdout, Stderr, Stdout, Stderr], "step {step}");
+            assert_eq!(d.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn demuxer_never_buffers_a_whole_announced_frame() {
+        // A header announcing 4 GiB: the bytes that came are passed on at once.
         let mut d = Demuxer::new();
-        let mut got = Vec::new();
-        for b in &all {
-            d.push(std::slice::from_ref(b));
-            while let Some(c) = d.next_chunk().unwrap() {
-                got.push(c);
+        d.push(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        d.push(b"partial");
+        let c = d.next_chunk().unwrap().unwrap();
+        assert_eq!(&c.data[..], b"partial");
+        assert!(d.next_chunk().unwrap().is_none());
+        assert_eq!(d.pending(), u32::MAX as usize - 7);
+    }
+
+    #[test]
+    fn json_splitter_refuses_an_endless_value() {
+        let mut j = JsonSplitter::new();
+        j.push(b"{\"status\":\"");
+        let chunk = vec![b'a'; 1 << 20];
+        let mut refused = false;
+        for _ in 0..20 {
+            j.push(&chunk);
+            match j.next_value::<serde_json::Value>() {
+                Ok(None) => {}
+                Ok(Some(v)) => panic!("no value is complete: {v}"),
+                Err(e) => {
+                    assert!(e.to_string().contains("over"), "{e}");
+                    refused = true;
+                    break;
+                }
             }
         }
-        assert_eq!(got.len(), 4);
-        assert_eq!(
-            (got[0].kind, &got[0].data[..]),
-            (StreamKind::Stdout, &b"hello\n"[..])
-        );
-        assert_eq!(
-            (got[1].kind, &got[1].data[..]),
-            (StreamKind::Stderr, &b"oops\n"[..])
-        );
-        assert!(got[2].data.is_empty());
-        assert_eq!(got[3].data.len(), 70_000);
-        assert_eq!(d.pending(), 0);
+        assert!(refused);
     }
 
     #[test]
@@ -231,9 +312,10 @@ mod tests {
         bytes.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 9, b'x']);
         let body = futures::stream::iter([Ok(Bytes::from(bytes))]).boxed();
         let got: Vec<_> = output(body, false).collect().await;
-        assert_eq!(got.len(), 2);
+        assert_eq!(got.len(), 3);
         assert_eq!(&got[0].as_ref().unwrap().data[..], b"ok");
-        assert!(got[1]
+        assert_eq!(&got[1].as_ref().unwrap().data[..], b"x");
+        assert!(got[2]
             .as_ref()
             .unwrap_err()
             .to_string()

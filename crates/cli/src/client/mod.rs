@@ -94,10 +94,121 @@ pub enum Verb {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(objects::VolumeVerb),
+    /// Manage containers (`container ls`, `container inspect`, … as the verbs above).
+    #[command(subcommand)]
+    Container(ContainerVerb),
+    /// Manage images (`image ls`, `image inspect`, … as the verbs above).
+    #[command(subcommand)]
+    Image(ImageVerb),
     /// Show the strato client and daemon version information.
     Version(objects::FormatArgs),
     /// Display system-wide information.
     Info(objects::FormatArgs),
+}
+
+/// docker's `container …` management commands.
+#[derive(Debug, Subcommand)]
+pub enum ContainerVerb {
+    /// List containers.
+    #[command(visible_alias = "list", visible_alias = "ps")]
+    Ls(containers::PsArgs),
+    /// Display detailed information on one or more containers.
+    Inspect(objects::TypedInspectArgs),
+    /// Create and run a new container from an image.
+    Run(Box<containers::RunArgs>),
+    /// Create a new container.
+    Create(Box<containers::RunArgs>),
+    /// Start one or more stopped containers.
+    Start(containers::StartArgs),
+    /// Stop one or more running containers.
+    Stop(containers::StopArgs),
+    /// Restart one or more containers.
+    Restart(containers::StopArgs),
+    /// Kill one or more running containers.
+    Kill(containers::KillArgs),
+    /// Remove one or more containers.
+    #[command(visible_alias = "remove")]
+    Rm(containers::RmArgs),
+    /// Fetch the logs of a container.
+    Logs(containers::LogsArgs),
+    /// Execute a command in a running container.
+    Exec(containers::ExecArgs),
+    /// Attach to a running container.
+    Attach(containers::AttachArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(containers::Targets),
+    /// Display the running processes of a container.
+    Top(containers::TopArgs),
+    /// Display containers' resource usage statistics.
+    Stats(containers::StatsArgs),
+    /// Copy files between a container and the local filesystem.
+    Cp(cp::CpArgs),
+}
+
+/// docker's `image …` management commands.
+#[derive(Debug, Subcommand)]
+pub enum ImageVerb {
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls(images::ImagesArgs),
+    /// Display detailed information on one or more images.
+    Inspect(objects::TypedInspectArgs),
+    /// Remove one or more images.
+    #[command(visible_alias = "remove")]
+    Rm(images::RmiArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE.
+    Tag(images::TagArgs),
+    /// Load an image from a tar archive or STDIN.
+    Load(images::LoadArgs),
+    /// Save one or more images to a tar archive.
+    Save(images::SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image.
+    Import(images::ImportArgs),
+    /// Download an image from a registry.
+    Pull(images::PullArgs),
+    /// Upload an image to a registry.
+    Push(images::PushArgs),
+}
+
+impl ContainerVerb {
+    fn into_verb(self) -> Verb {
+        use ContainerVerb as C;
+        match self {
+            C::Ls(a) => Verb::Ps(a),
+            C::Inspect(a) => Verb::Inspect(a.with_type("container")),
+            C::Run(a) => Verb::Run(a),
+            C::Create(a) => Verb::Create(a),
+            C::Start(a) => Verb::Start(a),
+            C::Stop(a) => Verb::Stop(a),
+            C::Restart(a) => Verb::Restart(a),
+            C::Kill(a) => Verb::Kill(a),
+            C::Rm(a) => Verb::Rm(a),
+            C::Logs(a) => Verb::Logs(a),
+            C::Exec(a) => Verb::Exec(a),
+            C::Attach(a) => Verb::Attach(a),
+            C::Wait(a) => Verb::Wait(a),
+            C::Top(a) => Verb::Top(a),
+            C::Stats(a) => Verb::Stats(a),
+            C::Cp(a) => Verb::Cp(a),
+        }
+    }
+}
+
+impl ImageVerb {
+    fn into_verb(self) -> Verb {
+        use ImageVerb as I;
+        match self {
+            I::Ls(a) => Verb::Images(a),
+            I::Inspect(a) => Verb::Inspect(a.with_type("image")),
+            I::Rm(a) => Verb::Rmi(a),
+            I::Tag(a) => Verb::Tag(a),
+            I::Load(a) => Verb::Load(a),
+            I::Save(a) => Verb::Save(a),
+            I::Import(a) => Verb::Import(a),
+            I::Pull(a) => Verb::Pull(a),
+            I::Push(a) => Verb::Push(a),
+        }
+    }
 }
 
 /// Runs one verb and returns the process exit code.
@@ -141,6 +252,11 @@ pub fn main(global: GlobalArgs, verb: Verb) -> i32 {
 
 async fn dispatch(c: &Client, verb: Verb) -> Result<i32> {
     use Verb as V;
+    let verb = match verb {
+        V::Container(v) => v.into_verb(),
+        V::Image(v) => v.into_verb(),
+        v => v,
+    };
     match verb {
         V::Run(a) => containers::run(c, *a).await,
         V::Create(a) => containers::create(c, *a).await,
@@ -171,6 +287,9 @@ async fn dispatch(c: &Client, verb: Verb) -> Result<i32> {
         V::Volume(v) => objects::volume(c, v).await,
         V::Version(a) => objects::version(c, a).await,
         V::Info(a) => objects::info(c, a).await,
+        V::Container(_) | V::Image(_) => {
+            unreachable!("management commands were mapped to verbs above")
+        }
     }
 }
 

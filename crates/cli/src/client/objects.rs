@@ -34,6 +34,30 @@ pub struct InspectArgs {
     names: Vec<String>,
 }
 
+/// `container inspect` / `image inspect`: inspect with the type fixed.
+#[derive(Debug, Args)]
+pub struct TypedInspectArgs {
+    /// Format the output with a template.
+    #[arg(short = 'f', long)]
+    format: Option<String>,
+    /// Display total file sizes (containers).
+    #[arg(short = 's', long)]
+    size: bool,
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+impl TypedInspectArgs {
+    pub fn with_type(self, kind: &str) -> InspectArgs {
+        InspectArgs {
+            format: self.format,
+            kind: Some(kind.to_string()),
+            size: self.size,
+            names: self.names,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EventsArgs {
     /// Show events created since this time (timestamp, RFC 3339 or duration like 10m).

@@ -440,6 +440,15 @@ fn detached_container_logs_exec_ps_inspect_stop_rm() {
         .ok()
         .json();
     assert_eq!(img[0]["Os"], "linux");
+    // docker's management-command forms reach the same verbs.
+    assert_eq!(d.strato(&["container", "ls", "-q"]).ok().out(), id[..12]);
+    let os = d
+        .strato(&["image", "inspect", "-f", "{{.Os}}", "busybox"])
+        .ok();
+    assert_eq!(os.out(), "linux");
+    d.strato(&["container", "inspect", "busybox"])
+        .code_is(1)
+        .stderr_mentions(&["No such container: busybox"]);
     // top and stats from the running container.
     let top = d.strato(&["top", "web"]).ok();
     assert!(

@@ -733,3 +733,66 @@ fn cp_to_and_from_a_container() {
         .code_is(1)
         .stderr_mentions(&["container"]);
 }
+
+/// `run -it` and `exec -it` on a real terminal: util-linux `script` gives
+/// strato a pseudo-terminal as stdin and stdout, so the raw-mode relay,
+/// the exit code and the window size all go through a TTY as for a user.
+#[test]
+fn interactive_tty_run_and_exec() {
+    let d = Daemon::start("client-tty");
+    d.import_busybox();
+    let strato = env!("CARGO_BIN_EXE_strato");
+    let host = d.host();
+    // Keystrokes reach the container's shell; what it computes comes back;
+    // its exit code is ours.
+    let cmd = format!("{strato} -H {host} run -it --rm busybox sh");
+    let out = run_script(&d.dir, &cmd, b"echo typed$((6*7))\nexit 7\n");
+    assert_eq!(out.code(), Some(7), "{out}");
+    assert!(out.stdout.contains("typed42"), "{out}");
+    // exec -it: the terminal's size is the process's from the start.
+    d.strato(&["run", "-d", "--name", "box", "busybox", "sleep", "300"])
+        .ok();
+    let cmd = format!("stty rows 33 cols 111; {strato} -H {host} exec -it box stty size");
+    let out = run_script(&d.dir, &cmd, b"");
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(out.out(), "33 111");
+}
+
+/// Runs `cmd` under `script` (a pseudo-terminal), feeding it `input`.
+fn run_script(dir: &Path, cmd: &str, input: &[u8]) -> Out {
+    let args = ["-qec", cmd, "/dev/null"];
+    let mut full = Vec::new();
+    full.extend_from_slice(&args);
+    let (o, e) = (dir.join("script.out"), dir.join("script.err"));
+    // script's stdin stays open until it ends: at end of file, script types
+    // a character into the terminal (a NUL once raw mode is on), which the
+    // container's TTY would echo.
+    let mut child = Command::new("script")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(File::create(&o).unwrap())
+        .stderr(File::create(&e).unwrap())
+        .spawn()
+        .expect("run script (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    let deadline = Instant::now() + CMD_TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("script -c {cmd:?} did not finish within {CMD_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    drop(stdin);
+    Out {
+        args: full.iter().map(|s| s.to_string()).collect(),
+        status,
+        stdout: fs::read_to_string(&o).unwrap_or_default(),
+        stderr: fs::read_to_string(&e).unwrap_or_default(),
+    }
+}

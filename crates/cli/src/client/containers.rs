@@ -765,8 +765,9 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
     tasks.iter().for_each(|t| t.abort());
     drop(raw);
     pumped?;
-    // The output ended with the process; its exit code may land a moment later.
-    for _ in 0..100 {
+    // The output ended with the process; its exit code may land a moment
+    // later (polled for up to 10 s on a loaded host).
+    for _ in 0..500 {
         let i = c.exec_inspect(&exec_id).await?;
         if let (false, Some(code)) = (i.running, i.exit_code) {
             return Ok(code as i32);

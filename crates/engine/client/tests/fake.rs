@@ -201,7 +201,7 @@ async fn exec_with_tty_is_raw_and_reports_its_exit_code() {
     let (out, _) = collect(session.output).await;
     assert_eq!(out, "hi\n");
     let mut code = None;
-    for _ in 0..200 {
+    for _ in 0..1000 {
         let i = c.exec_inspect(&exec).await.unwrap();
         if !i.running && i.exit_code.is_some() {
             code = i.exit_code;

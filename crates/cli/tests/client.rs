@@ -460,6 +460,44 @@ fn detached_container_logs_exec_ps_inspect_stop_rm() {
         stats.stdout.contains("MEM USAGE / LIMIT") && stats.stdout.contains("web"),
         "{stats}"
     );
+    // -p publishes: the PORTS cell shows it and the host reaches it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    d.strato(&[
+        "run", "-d", "--name", "nc", "-p", &publish, "busybox", "nc", "-ll", "-p", "8080", "-e",
+        "echo", "hello",
+    ])
+    .ok();
+    let ps = d
+        .strato(&[
+            "ps",
+            "--filter",
+            "name=nc",
+            "--format",
+            "{{.Names}} {{.Ports}}",
+        ])
+        .ok();
+    assert_eq!(ps.out(), format!("nc 127.0.0.1:{port}->8080/tcp"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        let got = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf)?;
+            Ok(buf)
+        });
+        match got {
+            Ok(text) if !text.is_empty() => break text,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("no answer on 127.0.0.1:{port}: {other:?}"),
+        }
+    };
+    assert_eq!(reply, "hello\n");
+    d.strato(&["rm", "-f", "nc"]).ok();
     // stop, then it shows as exited; rm removes it.
     d.strato(&["stop", "-t", "1", "web"]).ok();
     let st = d

@@ -787,6 +787,64 @@ fn interactive_tty_run_and_exec() {
     let out = run_script(&d.dir, &cmd, b"echo typed$((6*7))\nexit 7\n");
     assert_eq!(out.code(), Some(7), "{out}");
     assert!(out.stdout.contains("typed42"), "{out}");
+    // ctrl-p ctrl-q detaches: strato ends with 0, the container goes on.
+    // The keys are typed once the shell answered, as a user would: typed
+    // earlier, the terminal (not yet raw) would take ctrl-q as flow control.
+    let cmd = format!("{strato} -H {host} run -it --name keep busybox sh");
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run script (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    stdin.write_all(b"echo before$((1+1))\n").unwrap();
+    let deadline = Instant::now() + CMD_TIMEOUT;
+    while !text().contains("before2") {
+        assert!(
+            Instant::now() < deadline,
+            "no answer from the shell: {}",
+            text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stdin.write_all(b"\x10\x11").unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("strato did not detach on ctrl-p ctrl-q: {}", text());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    drop(stdin);
+    let _ = reader.join();
+    assert_eq!(status.code(), Some(0), "{}", text());
+    assert!(text().contains("read escape sequence"), "{}", text());
+    let st = d
+        .strato(&["inspect", "-f", "{{.State.Running}}", "keep"])
+        .ok();
+    assert_eq!(st.out(), "true");
+    d.strato(&["rm", "-f", "keep"]).ok();
     // exec -it: the terminal's size is the process's from the start.
     d.strato(&["run", "-d", "--name", "box", "busybox", "sleep", "300"])
         .ok();

@@ -386,6 +386,12 @@ pub async fn run(c: &Client, a: RunArgs) -> Result<i32> {
     }
     let side_tasks = side_tasks(c, &id, o.tty, None);
     let pumped = pump(session, o.interactive).await;
+    if matches!(pumped, Ok(Pumped::Detached)) {
+        side_tasks.iter().for_each(|t| t.abort());
+        drop(raw);
+        eprintln!("\r\nread escape sequence");
+        return Ok(0);
+    }
     let status = wait.await;
     for t in side_tasks {
         t.abort();
@@ -458,20 +464,89 @@ fn side_tasks(
     tasks
 }
 
+/// How a relayed session ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Pumped {
+    /// The process's output ended.
+    Ended,
+    /// The user typed the detach sequence: the process goes on without us.
+    Detached,
+}
+
+/// Docker's default detach sequence, ctrl-p ctrl-q, found in typed input.
+/// A ctrl-p is held back until the next byte shows whether it starts the
+/// sequence (then nothing of it is forwarded) or not (then it is).
+#[derive(Debug, Default)]
+pub struct DetachScanner {
+    held_ctrl_p: bool,
+}
+
+impl DetachScanner {
+    const CTRL_P: u8 = 0x10;
+    const CTRL_Q: u8 = 0x11;
+
+    /// The bytes of `input` to forward, and whether the sequence was typed
+    /// (the bytes after it are dropped).
+    pub fn scan(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len() + 1);
+        for &b in input {
+            if self.held_ctrl_p {
+                self.held_ctrl_p = false;
+                if b == Self::CTRL_Q {
+                    return (out, true);
+                }
+                out.push(Self::CTRL_P);
+            }
+            if b == Self::CTRL_P {
+                self.held_ctrl_p = true;
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
 /// Relays a session: output to our stdout/stderr, our stdin to the
 /// process (half-closed at end of file) when `stdin`. Returns when the
-/// output ends.
-async fn pump(session: Session, stdin: bool) -> Result<()> {
+/// output ends, or when a user at a terminal types ctrl-p ctrl-q.
+async fn pump(session: Session, stdin: bool) -> Result<Pumped> {
     let Session {
         stdin: sink,
         mut output,
         ..
     } = session;
     let mut feeder = None;
+    let (detach_tx, mut detach_rx) = tokio::sync::oneshot::channel::<()>();
     if let (true, Some(mut sink)) = (stdin, sink) {
+        let keys = std::io::stdin().is_terminal();
         feeder = Some(tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
             let mut input = tokio::io::stdin();
-            let _ = tokio::io::copy(&mut input, &mut sink).await;
+            let mut scanner = DetachScanner::default();
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                let n = match input.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let (data, detach) = if keys {
+                    scanner.scan(&buf[..n])
+                } else {
+                    (buf[..n].to_vec(), false)
+                };
+                if !data.is_empty()
+                    && (sink.write_all(&data).await.is_err() || sink.flush().await.is_err())
+                {
+                    break;
+                }
+                if detach {
+                    let _ = detach_tx.send(());
+                    // The session is over for us; keep the write half open
+                    // (closing it would end the process's stdin).
+                    return futures::future::pending::<()>().await;
+                }
+            }
             let _ = sink.shutdown().await;
             // Keep the write half alive until the session ends.
             futures::future::pending::<()>().await;
@@ -479,8 +554,22 @@ async fn pump(session: Session, stdin: bool) -> Result<()> {
     }
     let mut out = tokio::io::stdout();
     let mut err = tokio::io::stderr();
-    let mut result = Ok(());
-    while let Some(chunk) = output.next().await {
+    let mut result = Ok(Pumped::Ended);
+    // Whether the detach signal can still come (no feeder: it cannot).
+    let mut detach_open = true;
+    loop {
+        let chunk = tokio::select! {
+            c = output.next() => c,
+            r = &mut detach_rx, if detach_open => {
+                if r.is_ok() {
+                    result = Ok(Pumped::Detached);
+                    break;
+                }
+                detach_open = false;
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         match chunk {
             Ok(ch) => {
                 let w: &mut (dyn tokio::io::AsyncWrite + Unpin) = match ch.kind {
@@ -538,6 +627,12 @@ pub async fn start(c: &Client, a: StartArgs) -> Result<i32> {
     c.container_start(id).await?;
     let tasks = side_tasks(c, id, info.config.tty, None);
     let pumped = pump(session, a.interactive && info.config.open_stdin).await;
+    if matches!(pumped, Ok(Pumped::Detached)) {
+        tasks.iter().for_each(|t| t.abort());
+        drop(raw);
+        eprintln!("\r\nread escape sequence");
+        return Ok(0);
+    }
     let status = wait.await;
     tasks.iter().for_each(|t| t.abort());
     drop(raw);
@@ -764,7 +859,10 @@ pub async fn exec(c: &Client, a: ExecArgs) -> Result<i32> {
     let pumped = pump(session, a.interactive).await;
     tasks.iter().for_each(|t| t.abort());
     drop(raw);
-    pumped?;
+    if pumped? == Pumped::Detached {
+        eprintln!("\r\nread escape sequence");
+        return Ok(0);
+    }
     // The output ended with the process; its exit code may land a moment
     // later (polled for up to 10 s on a loaded host).
     for _ in 0..500 {
@@ -804,7 +902,10 @@ pub async fn attach(c: &Client, a: AttachArgs) -> Result<i32> {
     let pumped = pump(session, stdin).await;
     tasks.iter().for_each(|t| t.abort());
     drop(raw);
-    pumped?;
+    if pumped? == Pumped::Detached {
+        eprintln!("\r\nread escape sequence");
+        return Ok(0);
+    }
     let w = c
         .container_wait(&a.container, WaitCondition::NotRunning)
         .await?
@@ -994,6 +1095,24 @@ mod tests {
         assert_eq!(row[0], "0123456789ab");
         assert_eq!(row[1], "web");
         assert_eq!(row[2], "100.00%");
+    }
+
+    #[test]
+    fn detach_sequence_is_found_across_reads_and_not_forwarded() {
+        let mut d = DetachScanner::default();
+        assert_eq!(d.scan(b"ls\r"), (b"ls\r".to_vec(), false));
+        // ctrl-p then another key: both go through, in order.
+        assert_eq!(d.scan(&[b'a', 0x10]), (vec![b'a'], false));
+        assert_eq!(d.scan(b"x"), (vec![0x10, b'x'], false));
+        // ctrl-p ctrl-q split over two reads: nothing of it is forwarded.
+        assert_eq!(d.scan(&[b'y', 0x10]), (vec![b'y'], false));
+        assert_eq!(d.scan(&[0x11, b'z']), (vec![], true));
+        let mut d = DetachScanner::default();
+        assert_eq!(d.scan(&[b'k', 0x10, 0x11, b'z']), (vec![b'k'], true));
+        assert_eq!(
+            DetachScanner::default().scan(&[0x10, 0x10, 0x11]),
+            (vec![0x10], true)
+        );
     }
 
     #[test]

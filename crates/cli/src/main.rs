@@ -4,8 +4,10 @@
 //! starts threads before it forks containers (see strato-container's fork-safety
 //! invariant), so it must stay free of async runtimes. `strato daemon` is the
 //! Docker-compatible engine (tokio; it never forks containers: the
-//! supervisor does).
+//! supervisor does). The other commands (`run`, `ps`, `images`, …) are
+//! docker's client verbs, talking to a daemon over the Engine API.
 
+mod client;
 mod daemon;
 mod lb;
 mod runtime;
@@ -16,6 +18,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "strato", version, about, propagate_version = true)]
 struct Cli {
+    #[command(flatten)]
+    client: client::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,6 +39,8 @@ enum Command {
         #[arg(long, default_value = "/run/strato/engine")]
         root: std::path::PathBuf,
     },
+    #[command(flatten)]
+    Client(client::Verb),
 }
 
 fn main() {
@@ -50,6 +56,11 @@ fn main() {
         Command::Daemon(args) => daemon::main(*args),
         Command::Lb(args) => lb::main(*args),
         Command::Supervisor { root } => supervisor(&root),
+        Command::Client(verb) => {
+            // SAFETY: as above; no code of ours runs in signal context.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            client::main(cli.client, verb)
+        }
     };
     std::process::exit(code);
 }

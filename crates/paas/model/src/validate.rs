@@ -1,0 +1,708 @@
+//! Checks of one definition on its own: ids, bounds, duplicates, and cycles
+//! among the dependencies a document declares. Each fault names its JSON path.
+
+use crate::quantity;
+use crate::{
+    Application, ApplicationPolicy, AutoscalePolicy, Cartridge, CartridgeGroup, CartridgeRef,
+    Definition, Dependencies, DeploymentPolicy, GroupRef, Kind, KubernetesCluster, KubernetesHost,
+    ModelError, NetworkPartition, Property,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Longest id accepted (ids end up in container names and labels).
+pub const MAX_ID_LEN: usize = 128;
+/// Longest alias accepted (an alias is a DNS label in host names).
+pub const MAX_ALIAS_LEN: usize = 63;
+/// Deepest group nesting accepted.
+pub const MAX_NESTING: usize = 16;
+/// Protocols a port mapping may name.
+pub const PROTOCOLS: [&str; 4] = ["http", "https", "tcp", "udp"];
+
+pub(crate) type Res<T = ()> = Result<T, ModelError>;
+
+/// Who is being checked, for error messages.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub kind: Kind,
+    pub id: String,
+}
+
+impl Ctx {
+    pub fn new(kind: Kind, id: &str) -> Ctx {
+        Ctx {
+            kind,
+            id: id.to_owned(),
+        }
+    }
+
+    pub fn fail<T>(&self, path: impl Into<String>, message: impl Into<String>) -> Res<T> {
+        Err(ModelError::Invalid {
+            kind: self.kind,
+            id: self.id.clone(),
+            path: path.into(),
+            message: message.into(),
+        })
+    }
+}
+
+pub(crate) fn definition(def: &Definition) -> Res {
+    match def {
+        Definition::Cartridge(c) => cartridge(c),
+        Definition::CartridgeGroup(g) => cartridge_group(g),
+        Definition::Application(a) => application(a),
+        Definition::NetworkPartition(n) => network_partition(n),
+        Definition::DeploymentPolicy(p) => deployment_policy(p),
+        Definition::ApplicationPolicy(p) => application_policy(p),
+        Definition::AutoscalingPolicy(p) => autoscale_policy(p),
+        Definition::KubernetesCluster(k) => kubernetes_cluster(k),
+    }
+}
+
+fn id_chars_ok(v: &str, dots: bool) -> bool {
+    let mut chars = v.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (dots && c == '.'))
+}
+
+/// An id: letters, digits, `.`, `_`, `-`, starting with a letter or digit.
+pub(crate) fn check_id(ctx: &Ctx, path: &str, v: &str, dots: bool) -> Res {
+    if v.is_empty() {
+        return ctx.fail(path, "is missing or empty");
+    }
+    if v.len() > MAX_ID_LEN || !id_chars_ok(v, dots) {
+        let allowed = if dots { "'.', '_' and '-'" } else { "'_' and '-'" };
+        return ctx.fail(
+            path,
+            format!(
+                "{v:?} is not a valid id: use letters, digits, {allowed}, start with a letter or digit, at most {MAX_ID_LEN} characters"
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Stratos's alias rule (`([a-z0-9]+([-][a-z0-9])*)+`): lowercase letters,
+/// digits and single hyphens inside.
+pub(crate) fn check_alias(ctx: &Ctx, path: &str, v: &str) -> Res {
+    if v.is_empty() {
+        return ctx.fail(path, "is missing or empty");
+    }
+    let ok = v.len() <= MAX_ALIAS_LEN
+        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !v.starts_with('-')
+        && !v.ends_with('-')
+        && !v.contains("--");
+    if !ok {
+        return ctx.fail(
+            path,
+            format!("{v:?} is not a valid alias: use lowercase letters, digits and single hyphens inside, at most {MAX_ALIAS_LEN} characters"),
+        );
+    }
+    Ok(())
+}
+
+fn check_properties(ctx: &Ctx, path: &str, props: &[Property]) -> Res {
+    for (i, p) in props.iter().enumerate() {
+        if p.name.trim().is_empty() {
+            return ctx.fail(format!("{path}[{i}].name"), "is missing or empty");
+        }
+    }
+    Ok(())
+}
+
+fn check_resources(ctx: &Ctx, path: &str, props: &[Property]) -> Res {
+    quantity::resources(props)
+        .map(|_| ())
+        .or_else(|(i, m)| ctx.fail(format!("{path}[{i}].value"), m))
+}
+
+fn check_unique<'a>(
+    ctx: &Ctx,
+    items: impl IntoIterator<Item = (String, &'a str)>,
+    what: &str,
+) -> Res {
+    let mut seen: HashMap<&str, String> = HashMap::new();
+    for (path, v) in items {
+        if let Some(first) = seen.get(v) {
+            return ctx.fail(path, format!("{what} {v:?} is already used at {first}"));
+        }
+        seen.insert(v, path);
+    }
+    Ok(())
+}
+
+/// A path a member may see: absolute, no `..`, no NUL.
+fn check_member_path(ctx: &Ctx, path: &str, v: &str) -> Res {
+    if !v.starts_with('/') || v.split('/').any(|c| c == "..") || v.contains('\0') {
+        return ctx.fail(
+            path,
+            format!("{v:?} must be an absolute path without '..' components"),
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn cartridge(c: &Cartridge) -> Res {
+    let ctx = Ctx::new(Kind::Cartridge, &c.cartridge_type);
+    check_id(&ctx, "type", &c.cartridge_type, false)?;
+    for (i, pm) in c.port_mapping.iter().enumerate() {
+        let p = format!("portMapping[{i}]");
+        if !PROTOCOLS.contains(&pm.protocol.as_str()) {
+            return ctx.fail(
+                format!("{p}.protocol"),
+                format!("{:?} is not a supported protocol (one of {})", pm.protocol, PROTOCOLS.join(", ")),
+            );
+        }
+        if !(1..=65535).contains(&pm.port) {
+            return ctx.fail(format!("{p}.port"), format!("{} is not a port (1-65535)", pm.port));
+        }
+        if !(0..=65535).contains(&pm.proxy_port) {
+            return ctx.fail(
+                format!("{p}.proxyPort"),
+                format!("{} is not a port (1-65535, or 0 for none)", pm.proxy_port),
+            );
+        }
+    }
+    let ports: Vec<(String, String)> = c
+        .port_mapping
+        .iter()
+        .enumerate()
+        .map(|(i, pm)| {
+            // The same number on tcp and udp is two ports.
+            let transport = if pm.protocol == "udp" { "udp" } else { "tcp" };
+            (format!("portMapping[{i}].port"), format!("{}/{transport}", pm.port))
+        })
+        .collect();
+    check_unique(&ctx, ports.iter().map(|(p, v)| (p.clone(), v.as_str())), "port")?;
+    let exposed: Vec<(String, String)> = c
+        .port_mapping
+        .iter()
+        .enumerate()
+        .filter(|(_, pm)| pm.proxy_port != 0)
+        .map(|(i, pm)| (format!("portMapping[{i}].proxyPort"), pm.proxy_port.to_string()))
+        .collect();
+    check_unique(&ctx, exposed.iter().map(|(p, v)| (p.clone(), v.as_str())), "proxyPort")?;
+    if c.iaas_provider.is_empty() {
+        return ctx.fail(
+            "iaasProvider",
+            "a cartridge needs at least one iaasProvider with an imageId (the image its members run)",
+        );
+    }
+    for (i, ip) in c.iaas_provider.iter().enumerate() {
+        let p = format!("iaasProvider[{i}]");
+        if ip.provider_type.trim().is_empty() {
+            return ctx.fail(format!("{p}.type"), "is missing or empty");
+        }
+        if ip.image_id.trim().is_empty() {
+            return ctx.fail(format!("{p}.imageId"), "is missing or empty");
+        }
+        check_properties(&ctx, &format!("{p}.property"), &ip.property)?;
+    }
+    check_unique(
+        &ctx,
+        c.iaas_provider
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| (format!("iaasProvider[{i}].type"), ip.provider_type.as_str())),
+        "iaasProvider type",
+    )?;
+    check_properties(&ctx, "property", &c.property)?;
+    check_resources(&ctx, "property", &c.property)?;
+    for (i, k) in c.metadata_keys.iter().enumerate() {
+        if k.trim().is_empty() {
+            return ctx.fail(format!("metadataKeys[{i}]"), "is empty");
+        }
+    }
+    if let Some(p) = &c.persistence {
+        persistence(&ctx, "persistence", p)?;
+    }
+    Ok(())
+}
+
+fn persistence(ctx: &Ctx, path: &str, p: &crate::Persistence) -> Res {
+    if p.is_required && p.volume.is_empty() {
+        return ctx.fail(
+            format!("{path}.volume"),
+            "persistence isRequired but no volume is given",
+        );
+    }
+    for (i, v) in p.volume.iter().enumerate() {
+        let vp = format!("{path}.volume[{i}]");
+        if let Some(size) = &v.size {
+            match size.trim().parse::<u64>() {
+                Ok(n) if n > 0 => {}
+                _ => {
+                    return ctx.fail(
+                        format!("{vp}.size"),
+                        format!("{size:?} is not a size (a whole number of GB, at least 1)"),
+                    )
+                }
+            }
+        }
+        if let Some(mp) = &v.mapping_path {
+            check_member_path(ctx, &format!("{vp}.mappingPath"), mp)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn cartridge_group(g: &CartridgeGroup) -> Res {
+    let ctx = Ctx::new(Kind::CartridgeGroup, &g.name);
+    group_def(&ctx, "", g, &mut Vec::new())
+}
+
+fn group_def<'a>(ctx: &Ctx, prefix: &str, g: &'a CartridgeGroup, ancestors: &mut Vec<&'a str>) -> Res {
+    check_id(ctx, &format!("{prefix}name"), &g.name, false)?;
+    if ancestors.contains(&g.name.as_str()) {
+        return ctx.fail(
+            format!("{prefix}name"),
+            format!(
+                "group {:?} nests itself ({} -> {})",
+                g.name,
+                ancestors.join(" -> "),
+                g.name
+            ),
+        );
+    }
+    if ancestors.len() >= MAX_NESTING {
+        return ctx.fail(format!("{prefix}groups"), format!("groups nest deeper than {MAX_NESTING} levels"));
+    }
+    if g.cartridges.is_empty() && g.groups.is_empty() {
+        return ctx.fail(
+            format!("{prefix}cartridges"),
+            "a group needs at least one cartridge or nested group",
+        );
+    }
+    for (i, c) in g.cartridges.iter().enumerate() {
+        check_id(ctx, &format!("{prefix}cartridges[{i}]"), c, false)?;
+    }
+    check_unique(
+        ctx,
+        g.cartridges
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("{prefix}cartridges[{i}]"), c.as_str())),
+        "cartridge type",
+    )?;
+    check_unique(
+        ctx,
+        g.groups
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("{prefix}groups[{i}].name"), c.name.as_str())),
+        "group name",
+    )?;
+    if let Some(d) = &g.dependencies {
+        dependencies(ctx, &format!("{prefix}dependencies"), d, None)?;
+    }
+    ancestors.push(&g.name);
+    for (i, sub) in g.groups.iter().enumerate() {
+        group_def(ctx, &format!("{prefix}groups[{i}]."), sub, ancestors)?;
+    }
+    ancestors.pop();
+    Ok(())
+}
+
+/// A component reference in dependencies: `cartridge.ALIAS` or `group.ALIAS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentRef<'a> {
+    Cartridge(&'a str),
+    Group(&'a str),
+}
+
+impl ComponentRef<'_> {
+    pub fn parse(s: &str) -> Option<ComponentRef<'_>> {
+        if let Some(a) = s.strip_prefix("cartridge.") {
+            Some(ComponentRef::Cartridge(a))
+        } else {
+            s.strip_prefix("group.").map(ComponentRef::Group)
+        }
+    }
+}
+
+/// Checks the form of `dependencies` and that its startup orders have no
+/// cycle. With `children`, every alias must name one of them.
+pub(crate) fn dependencies(
+    ctx: &Ctx,
+    path: &str,
+    d: &Dependencies,
+    children: Option<&BTreeSet<String>>,
+) -> Res {
+    let lists = [("startupOrders", &d.startup_orders), ("scalingDependents", &d.scaling_dependents)];
+    for (name, list) in lists {
+        for (i, l) in list.iter().enumerate() {
+            let lp = format!("{path}.{name}[{i}].aliases");
+            if l.aliases.is_empty() {
+                return ctx.fail(lp, "is empty");
+            }
+            for (j, a) in l.aliases.iter().enumerate() {
+                let ap = format!("{lp}[{j}]");
+                let Some(r) = ComponentRef::parse(a) else {
+                    return ctx.fail(
+                        ap,
+                        format!("{a:?} must be \"cartridge.ALIAS\" or \"group.ALIAS\""),
+                    );
+                };
+                let alias = match r {
+                    ComponentRef::Cartridge(x) | ComponentRef::Group(x) => x,
+                };
+                check_alias(ctx, &ap, alias)?;
+                if let Some(children) = children {
+                    if !children.contains(a.as_str()) {
+                        let known: Vec<&str> = children.iter().map(String::as_str).collect();
+                        return ctx.fail(
+                            ap,
+                            format!(
+                                "{a:?} is not a component here (components: {})",
+                                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                            ),
+                        );
+                    }
+                }
+            }
+            check_unique(
+                ctx,
+                l.aliases.iter().enumerate().map(|(j, a)| (format!("{lp}[{j}]"), a.as_str())),
+                "alias",
+            )?;
+        }
+    }
+    if let Some(cycle) = startup_cycle(d) {
+        return ctx.fail(
+            format!("{path}.startupOrders"),
+            format!("startup orders form a cycle: {}", cycle.join(" -> ")),
+        );
+    }
+    Ok(())
+}
+
+/// Finds a cycle among the "a before b" edges of the startup orders.
+pub(crate) fn startup_cycle(d: &Dependencies) -> Option<Vec<String>> {
+    let mut edges: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for l in &d.startup_orders {
+        for w in l.aliases.windows(2) {
+            edges.entry(&w[0]).or_default().insert(&w[1]);
+            edges.entry(&w[1]).or_default();
+        }
+    }
+    find_cycle(&edges)
+}
+
+/// Depth-first search for a cycle; returns it as a closed walk `a -> b -> a`.
+pub(crate) fn find_cycle(edges: &BTreeMap<&str, BTreeSet<&str>>) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Open,
+        Done,
+    }
+    fn visit<'a>(
+        n: &'a str,
+        edges: &BTreeMap<&'a str, BTreeSet<&'a str>>,
+        marks: &mut HashMap<&'a str, Mark>,
+        stack: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(n) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Open) => {
+                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+                let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
+                cycle.push(n.to_owned());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        marks.insert(n, Mark::Open);
+        stack.push(n);
+        for m in edges.get(n).into_iter().flatten() {
+            if let Some(c) = visit(m, edges, marks, stack) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        marks.insert(n, Mark::Done);
+        None
+    }
+    let mut marks = HashMap::new();
+    for n in edges.keys() {
+        if let Some(c) = visit(n, edges, &mut marks, &mut Vec::new()) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+pub(crate) fn application(a: &Application) -> Res {
+    let ctx = Ctx::new(Kind::Application, &a.application_id);
+    check_id(&ctx, "applicationId", &a.application_id, false)?;
+    if let Some(alias) = &a.alias {
+        if alias.trim().is_empty() {
+            return ctx.fail("alias", "is empty");
+        }
+    }
+    let c = &a.components;
+    if c.cartridges.is_empty() && c.groups.is_empty() {
+        return ctx.fail(
+            "components",
+            "an application needs at least one cartridge or group",
+        );
+    }
+    let mut aliases: HashMap<String, String> = HashMap::new();
+    let children = components(&ctx, "components", &c.cartridges, &c.groups, None, &mut aliases, 0)?;
+    if let Some(d) = &c.dependencies {
+        dependencies(&ctx, "components.dependencies", d, Some(&children))?;
+    }
+    check_properties(&ctx, "property", &a.property)?;
+    Ok(())
+}
+
+/// Checks the cartridge and group references under one parent and returns
+/// the parent's children as `cartridge.ALIAS` / `group.ALIAS`.
+fn components(
+    ctx: &Ctx,
+    prefix: &str,
+    cartridges: &[CartridgeRef],
+    groups: &[GroupRef],
+    inherited_policy: Option<&str>,
+    aliases: &mut HashMap<String, String>,
+    depth: usize,
+) -> Res<BTreeSet<String>> {
+    if depth > MAX_NESTING {
+        return ctx.fail(format!("{prefix}.groups"), format!("groups nest deeper than {MAX_NESTING} levels"));
+    }
+    let mut children = BTreeSet::new();
+    for (i, c) in cartridges.iter().enumerate() {
+        let p = format!("{prefix}.cartridges[{i}]");
+        check_id(ctx, &format!("{p}.type"), &c.cartridge_type, false)?;
+        if c.cartridge_min < 1 {
+            return ctx.fail(format!("{p}.cartridgeMin"), format!("is {}, must be at least 1", c.cartridge_min));
+        }
+        if c.cartridge_max < c.cartridge_min {
+            return ctx.fail(
+                format!("{p}.cartridgeMax"),
+                format!("is {}, below cartridgeMin {}", c.cartridge_max, c.cartridge_min),
+            );
+        }
+        let s = &c.subscribable_info;
+        let ap = format!("{p}.subscribableInfo.alias");
+        check_alias(ctx, &ap, &s.alias)?;
+        claim_alias(ctx, aliases, &s.alias, ap)?;
+        match s.autoscaling_policy.as_deref() {
+            Some(id) => check_id(ctx, &format!("{p}.subscribableInfo.autoscalingPolicy"), id, true)?,
+            None => {
+                return ctx.fail(format!("{p}.subscribableInfo.autoscalingPolicy"), "is missing")
+            }
+        }
+        match (s.deployment_policy.as_deref(), inherited_policy) {
+            (Some(id), _) => check_id(ctx, &format!("{p}.subscribableInfo.deploymentPolicy"), id, true)?,
+            (None, Some(_)) => {}
+            (None, None) => {
+                return ctx.fail(
+                    format!("{p}.subscribableInfo.deploymentPolicy"),
+                    "is missing (give it here or on an enclosing group)",
+                )
+            }
+        }
+        check_properties(ctx, &format!("{p}.subscribableInfo.property"), &s.property)?;
+        if let Some(pers) = &s.persistence {
+            persistence(ctx, &format!("{p}.subscribableInfo.persistence"), pers)?;
+        }
+        children.insert(format!("cartridge.{}", s.alias));
+    }
+    for (i, g) in groups.iter().enumerate() {
+        let p = format!("{prefix}.groups[{i}]");
+        check_id(ctx, &format!("{p}.name"), &g.name, false)?;
+        let ap = format!("{p}.alias");
+        check_alias(ctx, &ap, &g.alias)?;
+        claim_alias(ctx, aliases, &g.alias, ap)?;
+        if g.group_min_instances < 1 {
+            return ctx.fail(
+                format!("{p}.groupMinInstances"),
+                format!("is {}, must be at least 1", g.group_min_instances),
+            );
+        }
+        if g.group_max_instances < g.group_min_instances {
+            return ctx.fail(
+                format!("{p}.groupMaxInstances"),
+                format!("is {}, below groupMinInstances {}", g.group_max_instances, g.group_min_instances),
+            );
+        }
+        if let Some(id) = &g.deployment_policy {
+            check_id(ctx, &format!("{p}.deploymentPolicy"), id, true)?;
+        }
+        if g.cartridges.is_empty() && g.groups.is_empty() {
+            return ctx.fail(
+                format!("{p}.cartridges"),
+                "a group instance needs at least one cartridge or group",
+            );
+        }
+        let policy = g.deployment_policy.as_deref().or(inherited_policy);
+        components(ctx, &p, &g.cartridges, &g.groups, policy, aliases, depth + 1)?;
+        children.insert(format!("group.{}", g.alias));
+    }
+    Ok(children)
+}
+
+fn claim_alias(ctx: &Ctx, aliases: &mut HashMap<String, String>, alias: &str, path: String) -> Res {
+    if let Some(first) = aliases.get(alias) {
+        return ctx.fail(path, format!("alias {alias:?} is already used at {first}"));
+    }
+    aliases.insert(alias.to_owned(), path);
+    Ok(())
+}
+
+pub(crate) fn network_partition(n: &NetworkPartition) -> Res {
+    let ctx = Ctx::new(Kind::NetworkPartition, &n.id);
+    check_id(&ctx, "id", &n.id, true)?;
+    if n.partitions.is_empty() {
+        return ctx.fail("partitions", "a network partition needs at least one partition");
+    }
+    for (i, p) in n.partitions.iter().enumerate() {
+        check_id(&ctx, &format!("partitions[{i}].id"), &p.id, true)?;
+        check_properties(&ctx, &format!("partitions[{i}].property"), &p.property)?;
+    }
+    check_unique(
+        &ctx,
+        n.partitions.iter().enumerate().map(|(i, p)| (format!("partitions[{i}].id"), p.id.as_str())),
+        "partition id",
+    )?;
+    check_properties(&ctx, "properties", &n.properties)
+}
+
+pub(crate) fn deployment_policy(d: &DeploymentPolicy) -> Res {
+    let ctx = Ctx::new(Kind::DeploymentPolicy, &d.id);
+    check_id(&ctx, "id", &d.id, true)?;
+    if d.network_partitions.is_empty() {
+        return ctx.fail("networkPartitions", "a deployment policy needs at least one network partition");
+    }
+    for (i, np) in d.network_partitions.iter().enumerate() {
+        let p = format!("networkPartitions[{i}]");
+        check_id(&ctx, &format!("{p}.id"), &np.id, true)?;
+        if np.partitions.is_empty() {
+            return ctx.fail(format!("{p}.partitions"), "needs at least one partition");
+        }
+        for (j, part) in np.partitions.iter().enumerate() {
+            check_id(&ctx, &format!("{p}.partitions[{j}].id"), &part.id, true)?;
+            if part.partition_max < 1 {
+                return ctx.fail(
+                    format!("{p}.partitions[{j}].partitionMax"),
+                    format!("is {}, must be at least 1", part.partition_max),
+                );
+            }
+        }
+        check_unique(
+            &ctx,
+            np.partitions
+                .iter()
+                .enumerate()
+                .map(|(j, part)| (format!("{p}.partitions[{j}].id"), part.id.as_str())),
+            "partition id",
+        )?;
+    }
+    check_unique(
+        &ctx,
+        d.network_partitions
+            .iter()
+            .enumerate()
+            .map(|(i, np)| (format!("networkPartitions[{i}].id"), np.id.as_str())),
+        "network partition id",
+    )
+}
+
+pub(crate) fn application_policy(a: &ApplicationPolicy) -> Res {
+    let ctx = Ctx::new(Kind::ApplicationPolicy, &a.id);
+    check_id(&ctx, "id", &a.id, true)?;
+    if a.network_partitions.is_empty() {
+        return ctx.fail("networkPartitions", "an application policy needs at least one network partition");
+    }
+    for (i, np) in a.network_partitions.iter().enumerate() {
+        check_id(&ctx, &format!("networkPartitions[{i}]"), np, true)?;
+    }
+    check_unique(
+        &ctx,
+        a.network_partitions
+            .iter()
+            .enumerate()
+            .map(|(i, np)| (format!("networkPartitions[{i}]"), np.as_str())),
+        "network partition id",
+    )?;
+    check_properties(&ctx, "properties", &a.properties)
+}
+
+pub(crate) fn autoscale_policy(a: &AutoscalePolicy) -> Res {
+    let ctx = Ctx::new(Kind::AutoscalingPolicy, &a.id);
+    check_id(&ctx, "id", &a.id, true)?;
+    let t = &a.load_thresholds;
+    if t.requests_in_flight.is_none() && t.memory_consumption.is_none() && t.load_average.is_none() {
+        return ctx.fail(
+            "loadThresholds",
+            "needs at least one of requestsInFlight, memoryConsumption, loadAverage",
+        );
+    }
+    let checks = [
+        ("requestsInFlight", t.requests_in_flight, f64::MAX, "above 0"),
+        // Stratos's memory rule divides by (100 - threshold).
+        ("memoryConsumption", t.memory_consumption, 100.0, "a percentage above 0 and below 100"),
+        ("loadAverage", t.load_average, f64::MAX, "above 0"),
+    ];
+    for (name, th, below, want) in checks {
+        if let Some(th) = th {
+            let v = th.threshold;
+            if !(v.is_finite() && v > 0.0 && v < below) {
+                return ctx.fail(format!("loadThresholds.{name}.threshold"), format!("is {v}, must be {want}"));
+            }
+        }
+    }
+    let f = a.instance_rounding_factor;
+    if !(0.0..=1.0).contains(&f) {
+        return ctx.fail("instanceRoundingFactor", format!("is {f}, must be between 0 and 1"));
+    }
+    Ok(())
+}
+
+pub(crate) fn kubernetes_cluster(k: &KubernetesCluster) -> Res {
+    let ctx = Ctx::new(Kind::KubernetesCluster, &k.cluster_id);
+    check_id(&ctx, "clusterId", &k.cluster_id, true)?;
+    if let Some(m) = &k.kubernetes_master {
+        host(&ctx, "kubernetesMaster", m)?;
+    }
+    for (i, h) in k.kubernetes_hosts.iter().enumerate() {
+        host(&ctx, &format!("kubernetesHosts[{i}]"), h)?;
+    }
+    check_unique(
+        &ctx,
+        k.kubernetes_master
+            .iter()
+            .map(|m| ("kubernetesMaster.hostId".to_owned(), m.host_id.as_str()))
+            .chain(
+                k.kubernetes_hosts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| (format!("kubernetesHosts[{i}].hostId"), h.host_id.as_str())),
+            ),
+        "hostId",
+    )?;
+    if let Some(r) = &k.port_range {
+        for (name, v) in [("lower", r.lower), ("upper", r.upper)] {
+            if !(1..=65535).contains(&v) {
+                return ctx.fail(format!("portRange.{name}"), format!("{v} is not a port (1-65535)"));
+            }
+        }
+        if r.lower > r.upper {
+            return ctx.fail("portRange", format!("lower {} is above upper {}", r.lower, r.upper));
+        }
+    }
+    check_properties(&ctx, "property", &k.property)
+}
+
+fn host(ctx: &Ctx, path: &str, h: &KubernetesHost) -> Res {
+    check_id(ctx, &format!("{path}.hostId"), &h.host_id, true)?;
+    for (name, v) in [("privateIPAddress", &h.private_ip_address), ("publicIPAddress", &h.public_ip_address)] {
+        if let Some(v) = v {
+            if v.parse::<std::net::IpAddr>().is_err() {
+                return ctx.fail(format!("{path}.{name}"), format!("{v:?} is not an IP address"));
+            }
+        }
+    }
+    check_properties(ctx, &format!("{path}.property"), &h.property)?;
+    check_resources(ctx, &format!("{path}.property"), &h.property)
+}

@@ -1,1 +1,527 @@
-pub fn plan() {}
+//! Deployment planning: what deploying an application creates.
+//!
+//! [`plan`] turns an application and the [`Catalog`] into one
+//! [`ClusterPlan`] per cartridge alias (cluster id `APP.ALIAS.TYPE.domain`,
+//! as Stratos's `STClusterInformation` names them), the startup order as
+//! stages of cluster ids, the group instances, the sets of clusters that
+//! scale together, and where the first `cartridgeMin` members of each
+//! cluster go.
+//!
+//! Placement follows the deployment policy: the application policy's
+//! network partitions in its order (one-after-another uses the first and
+//! bursts to the next; all-at-once starts `cartridgeMin` in each), and inside
+//! a network partition its `partitionAlgo` with each partition's
+//! `partitionMax`.
+
+use crate::quantity::{self, Resources};
+use crate::validate::ComponentRef;
+use crate::{
+    Application, Cartridge, CartridgeGroup, CartridgeRef, Catalog, GroupRef, Kind, ModelError,
+    NetworkPartitionAlgorithm, PartitionAlgorithm, PortMapping, TerminationBehaviour,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Everything deploying one application creates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub application_id: String,
+    pub application_policy: String,
+    pub clusters: Vec<ClusterPlan>,
+    pub groups: Vec<GroupPlan>,
+    /// Startup order: the clusters of a stage wait only for clusters of
+    /// earlier stages (see [`ClusterPlan::waits_for`] for the exact edges).
+    pub stages: Vec<Vec<String>>,
+    /// Sets of clusters that scale together (`scalingDependents`, with each
+    /// group expanded to the clusters under it).
+    pub scaling_sets: Vec<Vec<String>>,
+}
+
+impl Plan {
+    /// The cluster with this id.
+    pub fn cluster(&self, cluster_id: &str) -> Option<&ClusterPlan> {
+        self.clusters.iter().find(|c| c.cluster_id == cluster_id)
+    }
+
+    /// The cluster of a cartridge alias.
+    pub fn cluster_by_alias(&self, alias: &str) -> Option<&ClusterPlan> {
+        self.clusters.iter().find(|c| c.alias == alias)
+    }
+}
+
+/// One cluster: the members of one cartridge alias.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPlan {
+    pub cluster_id: String,
+    pub alias: String,
+    pub cartridge_type: String,
+    /// Host name members are reached by: `APP.ALIAS.HOST` (Stratos's rule),
+    /// or `ALIAS.APP` when the cartridge has no host.
+    pub hostname: String,
+    /// Aliases of the enclosing group instances, outermost first.
+    pub groups: Vec<String>,
+    pub min: u32,
+    pub max: u32,
+    pub autoscaling_policy: String,
+    pub deployment_policy: String,
+    pub port_mappings: Vec<PortMapping>,
+    /// Per-member limits from the cartridge's cpu/memory properties.
+    pub cpu_millis: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    /// Network partitions the cluster may use, in the order it uses them.
+    pub network_partitions: Vec<NetworkPartitionPlan>,
+    /// Clusters that must be Active before this one starts.
+    pub waits_for: Vec<String>,
+    /// Whether it is in a scaling set (then it scales with its peers).
+    pub has_scaling_dependents: bool,
+    /// Whether an enclosing group instance has group scaling enabled.
+    pub in_group_scaling_subtree: bool,
+    /// Where the first members go: one entry per member.
+    pub initial_members: Vec<Placement>,
+}
+
+/// A network partition as one cluster uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPartitionPlan {
+    pub id: String,
+    pub provider: Option<String>,
+    pub algorithm: PartitionAlgorithm,
+    pub partitions: Vec<PartitionSlot>,
+    /// Members this cluster may have here: min(cartridgeMax, Σ partitionMax).
+    pub max: u32,
+    /// The image members run here (the iaasProvider matching the network
+    /// partition's provider, else the first).
+    pub image: String,
+}
+
+/// A partition with its member cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartitionSlot {
+    pub id: String,
+    pub max: u32,
+}
+
+/// Where one member goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    pub network_partition: String,
+    pub partition: String,
+}
+
+/// A group instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupPlan {
+    pub alias: String,
+    pub name: String,
+    /// Alias of the enclosing group instance.
+    pub parent: Option<String>,
+    pub min_instances: u32,
+    pub max_instances: u32,
+    pub group_scaling_enabled: bool,
+    pub termination_behaviour: TerminationBehaviour,
+    /// Every cluster under this group, nested ones included.
+    pub clusters: Vec<String>,
+}
+
+/// Stratos's cluster id for an alias of a cartridge type in an application.
+pub fn cluster_id(application_id: &str, alias: &str, cartridge_type: &str) -> String {
+    format!("{application_id}.{alias}.{cartridge_type}.domain")
+}
+
+/// Picks the partition for one more member, or `None` when every partition
+/// is at its `partitionMax`. `counts[i]` is partition i's current members.
+///
+/// Round-robin takes the partition with the fewest members (the first of
+/// equals) among those with room. (Stratos looked only at the fewest and
+/// gave up if that one was full, which strands capacity when partitionMax
+/// differ.) One-after-another takes the first partition with room.
+pub fn scale_up_partition(
+    algorithm: PartitionAlgorithm,
+    slots: &[PartitionSlot],
+    counts: &[u32],
+) -> Option<usize> {
+    let open = |i: &usize| counts.get(*i).copied().unwrap_or(0) < slots[*i].max;
+    match algorithm {
+        PartitionAlgorithm::OneAfterAnother => (0..slots.len()).find(open),
+        PartitionAlgorithm::RoundRobin => (0..slots.len())
+            .filter(open)
+            .min_by_key(|i| (counts.get(*i).copied().unwrap_or(0), *i)),
+    }
+}
+
+/// Picks the partition to remove a member from, or `None` when all are
+/// empty. Round-robin: the fullest (the last of equals); one-after-another:
+/// the last partition that has members, undoing the fill order.
+pub fn scale_down_partition(algorithm: PartitionAlgorithm, counts: &[u32]) -> Option<usize> {
+    let used = |i: &usize| counts[*i] > 0;
+    match algorithm {
+        PartitionAlgorithm::OneAfterAnother => (0..counts.len()).rev().find(used),
+        PartitionAlgorithm::RoundRobin => (0..counts.len())
+            .filter(used)
+            .max_by_key(|i| (counts[*i], *i)),
+    }
+}
+
+/// Places `n` more members over `slots` that already hold `counts`; returns
+/// the partition index of each, fewer than `n` if the partitions fill up.
+pub fn place(
+    algorithm: PartitionAlgorithm,
+    slots: &[PartitionSlot],
+    counts: &mut [u32],
+    n: u32,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        match scale_up_partition(algorithm, slots, counts) {
+            Some(i) => {
+                counts[i] += 1;
+                out.push(i);
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+struct Builder<'a> {
+    catalog: &'a Catalog,
+    app: &'a Application,
+    policy: &'a crate::ApplicationPolicy,
+    clusters: Vec<ClusterPlan>,
+    groups: Vec<GroupPlan>,
+    /// (before, after) cluster-id edges.
+    edges: BTreeSet<(String, String)>,
+    scaling_sets: Vec<Vec<String>>,
+}
+
+fn invalid(app: &str, path: String, message: String) -> ModelError {
+    ModelError::Invalid {
+        kind: Kind::Application,
+        id: app.to_owned(),
+        path,
+        message,
+    }
+}
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
+}
+
+/// Plans the deployment of `application_id` under `application_policy`.
+/// The catalog is assumed checked ([`Catalog::apply`] returned it).
+pub fn plan(
+    catalog: &Catalog,
+    application_id: &str,
+    application_policy: &str,
+) -> Result<Plan, ModelError> {
+    let app = catalog
+        .applications
+        .get(application_id)
+        .ok_or_else(|| ModelError::NotFound {
+            kind: Kind::Application,
+            id: application_id.to_owned(),
+        })?;
+    let policy = catalog
+        .application_policies
+        .get(application_policy)
+        .ok_or_else(|| ModelError::NotFound {
+            kind: Kind::ApplicationPolicy,
+            id: application_policy.to_owned(),
+        })?;
+    let mut b = Builder {
+        catalog,
+        app,
+        policy,
+        clusters: Vec::new(),
+        groups: Vec::new(),
+        edges: BTreeSet::new(),
+        scaling_sets: Vec::new(),
+    };
+    let c = &app.components;
+    b.children(
+        "components",
+        &c.cartridges,
+        &c.groups,
+        None,
+        &[],
+        None,
+        false,
+        c.dependencies.as_ref(),
+    )?;
+    let stages = b.stages()?;
+    for cl in &mut b.clusters {
+        cl.waits_for = b
+            .edges
+            .iter()
+            .filter(|(_, after)| *after == cl.cluster_id)
+            .map(|(before, _)| before.clone())
+            .collect();
+        cl.has_scaling_dependents = b.scaling_sets.iter().any(|s| s.contains(&cl.cluster_id));
+    }
+    Ok(Plan {
+        application_id: app.application_id.clone(),
+        application_policy: policy.id.clone(),
+        clusters: b.clusters,
+        groups: b.groups,
+        stages,
+        scaling_sets: b.scaling_sets,
+    })
+}
+
+impl Builder<'_> {
+    /// Plans the children of one parent and returns, for each child
+    /// (`cartridge.A` / `group.G`), the clusters under it.
+    #[allow(clippy::too_many_arguments)]
+    fn children(
+        &mut self,
+        prefix: &str,
+        cartridges: &[CartridgeRef],
+        groups: &[GroupRef],
+        def: Option<&CartridgeGroup>,
+        parents: &[String],
+        inherited_policy: Option<&str>,
+        group_scaling: bool,
+        deps: Option<&crate::Dependencies>,
+    ) -> Result<BTreeMap<String, Vec<String>>, ModelError> {
+        let mut under: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (i, c) in cartridges.iter().enumerate() {
+            let id = self.cluster(
+                &format!("{prefix}.cartridges[{i}]"),
+                c,
+                parents,
+                inherited_policy,
+                group_scaling,
+            )?;
+            under.insert(format!("cartridge.{}", c.subscribable_info.alias), vec![id]);
+        }
+        for (i, g) in groups.iter().enumerate() {
+            let p = format!("{prefix}.groups[{i}]");
+            let gdef = match def {
+                None => self.catalog.groups.get(&g.name),
+                Some(parent) => parent.groups.iter().find(|s| s.name == g.name),
+            }
+            .ok_or_else(|| {
+                invalid(
+                    &self.app.application_id,
+                    format!("{p}.name"),
+                    format!("no cartridge group {:?} is known here", g.name),
+                )
+            })?;
+            let scaling = group_scaling || g.group_scaling_enabled || gdef.group_scaling_enabled;
+            let mut inner_parents = parents.to_vec();
+            inner_parents.push(g.alias.clone());
+            let policy = g.deployment_policy.as_deref().or(inherited_policy);
+            let inner = self.children(
+                &p,
+                &g.cartridges,
+                &g.groups,
+                Some(gdef),
+                &inner_parents,
+                policy,
+                scaling,
+                gdef.dependencies.as_ref(),
+            )?;
+            let clusters: Vec<String> = inner.into_values().flatten().collect();
+            self.groups.push(GroupPlan {
+                alias: g.alias.clone(),
+                name: g.name.clone(),
+                parent: parents.last().cloned(),
+                min_instances: to_u32(g.group_min_instances),
+                max_instances: to_u32(g.group_max_instances),
+                group_scaling_enabled: g.group_scaling_enabled || gdef.group_scaling_enabled,
+                termination_behaviour: gdef
+                    .dependencies
+                    .as_ref()
+                    .and_then(|d| d.termination_behaviour)
+                    .unwrap_or(TerminationBehaviour::TerminateNone),
+                clusters: clusters.clone(),
+            });
+            under.insert(format!("group.{}", g.alias), clusters);
+        }
+        if let Some(d) = deps {
+            let expand = |a: &str| under.get(a).cloned().unwrap_or_default();
+            for order in &d.startup_orders {
+                for w in order.aliases.windows(2) {
+                    for before in expand(&w[0]) {
+                        for after in expand(&w[1]) {
+                            self.edges.insert((before.clone(), after));
+                        }
+                    }
+                }
+            }
+            for set in &d.scaling_dependents {
+                let clusters: Vec<String> = set.aliases.iter().flat_map(|a| expand(a)).collect();
+                if clusters.len() > 1 {
+                    self.scaling_sets.push(clusters);
+                }
+            }
+        }
+        // Children are keyed `cartridge.X` / `group.X`; ComponentRef is the
+        // parsed form, used here only to keep the keys well-formed.
+        debug_assert!(under.keys().all(|k| ComponentRef::parse(k).is_some()));
+        Ok(under)
+    }
+
+    fn cluster(
+        &mut self,
+        path: &str,
+        c: &CartridgeRef,
+        parents: &[String],
+        inherited_policy: Option<&str>,
+        group_scaling: bool,
+    ) -> Result<String, ModelError> {
+        let app_id = &self.app.application_id;
+        let s = &c.subscribable_info;
+        let cartridge: &Cartridge = self.catalog.cartridges.get(&c.cartridge_type).ok_or_else(|| {
+            invalid(app_id, format!("{path}.type"), format!("no cartridge of type {:?} is registered", c.cartridge_type))
+        })?;
+        let dp_id = s
+            .deployment_policy
+            .as_deref()
+            .or(inherited_policy)
+            .ok_or_else(|| {
+                invalid(app_id, format!("{path}.subscribableInfo.deploymentPolicy"), "is missing".into())
+            })?;
+        let dp = self.catalog.deployment_policies.get(dp_id).ok_or_else(|| {
+            invalid(
+                app_id,
+                format!("{path}.subscribableInfo.deploymentPolicy"),
+                format!("no deployment policy {dp_id:?} is registered"),
+            )
+        })?;
+        let (min, cartridge_max) = (to_u32(c.cartridge_min), to_u32(c.cartridge_max));
+        // The application policy's order decides which network partition is
+        // first; the deployment policy says how each is used.
+        let mut nps = Vec::new();
+        for np_id in &self.policy.network_partitions {
+            let Some(npr) = dp.network_partitions.iter().find(|n| &n.id == np_id) else {
+                continue;
+            };
+            let provider = npr
+                .provider
+                .clone()
+                .or_else(|| self.catalog.network_partitions.get(np_id).and_then(|n| n.provider.clone()));
+            let partitions: Vec<PartitionSlot> = npr
+                .partitions
+                .iter()
+                .map(|p| PartitionSlot { id: p.id.clone(), max: to_u32(p.partition_max) })
+                .collect();
+            let capacity: u32 = partitions.iter().map(|p| p.max).fold(0, u32::saturating_add);
+            let image = cartridge
+                .iaas_provider
+                .iter()
+                .find(|ip| Some(&ip.provider_type) == provider.as_ref())
+                .or_else(|| cartridge.iaas_provider.first())
+                .map(|ip| ip.image_id.clone())
+                .unwrap_or_default();
+            nps.push(NetworkPartitionPlan {
+                id: np_id.clone(),
+                provider,
+                algorithm: npr.partition_algo,
+                partitions,
+                max: cartridge_max.min(capacity),
+                image,
+            });
+        }
+        if nps.is_empty() {
+            return Err(invalid(
+                app_id,
+                format!("{path}.subscribableInfo.deploymentPolicy"),
+                format!(
+                    "deployment policy {dp_id:?} uses none of the network partitions of application policy {:?} ({})",
+                    self.policy.id,
+                    self.policy.network_partitions.join(", ")
+                ),
+            ));
+        }
+        let starting: &[NetworkPartitionPlan] = match self.policy.algorithm {
+            NetworkPartitionAlgorithm::OneAfterAnother => &nps[..1],
+            NetworkPartitionAlgorithm::AllAtOnce => &nps,
+        };
+        let mut initial = Vec::new();
+        for np in starting {
+            if np.max < min {
+                return Err(invalid(
+                    app_id,
+                    format!("{path}.cartridgeMin"),
+                    format!(
+                        "is {min}, but deployment policy {dp_id:?} allows only {} members in network partition {:?} (the sum of its partitionMax)",
+                        np.max, np.id
+                    ),
+                ));
+            }
+            let mut counts = vec![0; np.partitions.len()];
+            for i in place(np.algorithm, &np.partitions, &mut counts, min) {
+                initial.push(Placement {
+                    network_partition: np.id.clone(),
+                    partition: np.partitions[i].id.clone(),
+                });
+            }
+        }
+        let res: Resources = quantity::resources(&cartridge.property).unwrap_or_default();
+        let id = cluster_id(app_id, &s.alias, &c.cartridge_type);
+        let hostname = match &cartridge.host {
+            Some(h) if !h.is_empty() => format!("{app_id}.{}.{h}", s.alias),
+            _ => format!("{}.{app_id}", s.alias),
+        };
+        self.clusters.push(ClusterPlan {
+            cluster_id: id.clone(),
+            alias: s.alias.clone(),
+            cartridge_type: c.cartridge_type.clone(),
+            hostname,
+            groups: parents.to_vec(),
+            min,
+            max: cartridge_max,
+            autoscaling_policy: s.autoscaling_policy.clone().unwrap_or_default(),
+            deployment_policy: dp_id.to_owned(),
+            port_mappings: cartridge.port_mapping.clone(),
+            cpu_millis: res.cpu_millis,
+            memory_bytes: res.memory_bytes,
+            network_partitions: nps,
+            waits_for: Vec::new(),
+            has_scaling_dependents: false,
+            in_group_scaling_subtree: group_scaling,
+            initial_members: initial,
+        });
+        Ok(id)
+    }
+
+    /// Kahn's algorithm in levels, clusters in declaration order in each.
+    fn stages(&self) -> Result<Vec<Vec<String>>, ModelError> {
+        let mut pending: Vec<&str> = self.clusters.iter().map(|c| c.cluster_id.as_str()).collect();
+        let mut done: BTreeSet<&str> = BTreeSet::new();
+        let mut stages = Vec::new();
+        while !pending.is_empty() {
+            let ready: Vec<&str> = pending
+                .iter()
+                .copied()
+                .filter(|c| {
+                    self.edges
+                        .iter()
+                        .filter(|(_, after)| after == c)
+                        .all(|(before, _)| done.contains(before.as_str()))
+                })
+                .collect();
+            if ready.is_empty() {
+                // Each parent's orders were checked acyclic; edges only join
+                // disjoint sibling subtrees, so this cannot happen. Refuse
+                // rather than loop if it ever does.
+                return Err(invalid(
+                    &self.app.application_id,
+                    "components.dependencies.startupOrders".into(),
+                    format!("startup orders form a cycle among: {}", pending.join(", ")),
+                ));
+            }
+            pending.retain(|c| !ready.contains(c));
+            done.extend(ready.iter().copied());
+            stages.push(ready.into_iter().map(str::to_owned).collect());
+        }
+        Ok(stages)
+    }
+}

@@ -426,7 +426,12 @@ impl Catalog {
                     .collect();
                 // The group definition's dependencies name aliases the
                 // application gives; report the fault at the group instance.
-                validate::dependencies(ctx, &format!("{p}(group {:?}).dependencies", gdef.name), d, Some(&children))?;
+                validate::dependencies(
+                    ctx,
+                    &format!("{p}(group {:?}).dependencies", gdef.name),
+                    d,
+                    Some(&children),
+                )?;
             }
             self.check_components(ctx, &p, &g.cartridges, &g.groups, Some(gdef))?;
         }
@@ -438,11 +443,18 @@ impl Catalog {
     fn check_deployment(&self, a: &Application, policy: &str) -> Res {
         let ctx = Ctx::new(Kind::Application, &a.application_id);
         let Some(ap) = self.application_policies.get(policy) else {
-            return ctx.fail("", format!("is deployed with application policy {policy:?}, which is not registered"));
+            return ctx.fail(
+                "",
+                format!("is deployed with application policy {policy:?}, which is not registered"),
+            );
         };
         for (path, dp) in deployment_policies_of(a) {
             if let Some(d) = self.deployment_policies.get(&dp) {
-                if !d.network_partitions.iter().any(|np| ap.network_partitions.contains(&np.id)) {
+                if !d
+                    .network_partitions
+                    .iter()
+                    .any(|np| ap.network_partitions.contains(&np.id))
+                {
                     return ctx.fail(
                         path,
                         format!(
@@ -465,12 +477,18 @@ impl Catalog {
                         return Some((Kind::CartridgeGroup, g.name.clone(), p));
                     }
                 }
-                self.application_user(|c, p| (c.cartridge_type == id).then(|| format!("{p}.type")), |_, _| None)
+                self.application_user(
+                    |c, p| (c.cartridge_type == id).then(|| format!("{p}.type")),
+                    |_, _| None,
+                )
             }
             Kind::CartridgeGroup => self.application_user(
                 |_, _| None,
                 // Only top-level group instances name registered groups.
-                |g, p| (g.name == id && p.matches(".groups[").count() == 1).then(|| format!("{p}.name")),
+                |g, p| {
+                    (g.name == id && p.matches(".groups[").count() == 1)
+                        .then(|| format!("{p}.name"))
+                },
             ),
             Kind::AutoscalingPolicy => self.application_user(
                 |c, p| {
@@ -484,17 +502,28 @@ impl Catalog {
                     (c.subscribable_info.deployment_policy.as_deref() == Some(id))
                         .then(|| format!("{p}.subscribableInfo.deploymentPolicy"))
                 },
-                |g, p| (g.deployment_policy.as_deref() == Some(id)).then(|| format!("{p}.deploymentPolicy")),
+                |g, p| {
+                    (g.deployment_policy.as_deref() == Some(id))
+                        .then(|| format!("{p}.deploymentPolicy"))
+                },
             ),
             Kind::NetworkPartition => {
                 for d in self.deployment_policies.values() {
                     if let Some(i) = d.network_partitions.iter().position(|np| np.id == id) {
-                        return Some((Kind::DeploymentPolicy, d.id.clone(), format!("networkPartitions[{i}].id")));
+                        return Some((
+                            Kind::DeploymentPolicy,
+                            d.id.clone(),
+                            format!("networkPartitions[{i}].id"),
+                        ));
                     }
                 }
                 for a in self.application_policies.values() {
                     if let Some(i) = a.network_partitions.iter().position(|np| np == id) {
-                        return Some((Kind::ApplicationPolicy, a.id.clone(), format!("networkPartitions[{i}]")));
+                        return Some((
+                            Kind::ApplicationPolicy,
+                            a.id.clone(),
+                            format!("networkPartitions[{i}]"),
+                        ));
                     }
                 }
                 None
@@ -579,7 +608,10 @@ pub(crate) fn deployment_policies_of(a: &Application) -> Vec<(String, String)> {
     fn go(cs: &[CartridgeRef], gs: &[GroupRef], prefix: &str, out: &mut Vec<(String, String)>) {
         for (i, c) in cs.iter().enumerate() {
             if let Some(d) = &c.subscribable_info.deployment_policy {
-                out.push((format!("{prefix}.cartridges[{i}].subscribableInfo.deploymentPolicy"), d.clone()));
+                out.push((
+                    format!("{prefix}.cartridges[{i}].subscribableInfo.deploymentPolicy"),
+                    d.clone(),
+                ));
             }
         }
         for (i, g) in gs.iter().enumerate() {
@@ -591,6 +623,11 @@ pub(crate) fn deployment_policies_of(a: &Application) -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    go(&a.components.cartridges, &a.components.groups, "components", &mut out);
+    go(
+        &a.components.cartridges,
+        &a.components.groups,
+        "components",
+        &mut out,
+    );
     out
 }

@@ -247,30 +247,39 @@ mod tests {
 
     #[test]
     fn numbers_and_booleans_as_strings_are_accepted() {
-        let t: T = serde_json::from_str(
-            r#"{"i":"80","b":"false","o":"3","l":[1,2],"f":"0.5","t":7}"#,
-        )
-        .unwrap();
-        assert_eq!((t.i, t.b, t.o, t.l, t.f, t.t.as_str()), (80, false, Some("3".to_owned()), vec![1, 2], 0.5, "7"));
+        let t: T =
+            serde_json::from_str(r#"{"i":"80","b":"false","o":"3","l":[1,2],"f":"0.5","t":7}"#)
+                .unwrap();
+        assert_eq!(
+            (t.i, t.b, t.o, t.l, t.f, t.t.as_str()),
+            (80, false, Some("3".to_owned()), vec![1, 2], 0.5, "7")
+        );
         let t: T = serde_json::from_str(r#"{"i":80,"b":true,"l":5,"f":2,"t":"x"}"#).unwrap();
         assert_eq!((t.o, t.l), (None, vec![5]));
-        let t: T = serde_json::from_str(r#"{"i":1,"b":true,"l":null,"o":null,"f":1,"t":""}"#)
-            .unwrap();
+        let t: T =
+            serde_json::from_str(r#"{"i":1,"b":true,"l":null,"o":null,"f":1,"t":""}"#).unwrap();
         assert!(t.l.is_empty());
     }
 
     #[test]
     fn bad_scalars_say_what_was_found() {
         let e = serde_json::from_str::<T>(r#"{"i":"eighty","b":true,"f":1,"t":""}"#).unwrap_err();
-        assert!(e.to_string().contains("expected an integer, found the string \"eighty\""), "{e}");
+        assert!(
+            e.to_string()
+                .contains("expected an integer, found the string \"eighty\""),
+            "{e}"
+        );
         let e = serde_json::from_str::<T>(r#"{"i":1,"b":"yes","f":1,"t":""}"#).unwrap_err();
         assert!(e.to_string().contains("expected true or false"), "{e}");
         let e = serde_json::from_str::<T>(r#"{"i":1.5,"b":true,"f":1,"t":""}"#).unwrap_err();
-        assert!(e.to_string().contains("expected an integer, found 1.5"), "{e}");
+        assert!(
+            e.to_string().contains("expected an integer, found 1.5"),
+            "{e}"
+        );
         let e = serde_json::from_str::<T>(r#"{"i":1,"b":true,"f":"NaN","t":""}"#).unwrap_err();
         assert!(e.to_string().contains("expected a number"), "{e}");
-        let e = serde_json::from_str::<T>(r#"{"i":1,"b":true,"f":1,"t":"","l":["x"]}"#)
-            .unwrap_err();
+        let e =
+            serde_json::from_str::<T>(r#"{"i":1,"b":true,"f":1,"t":"","l":["x"]}"#).unwrap_err();
         assert!(e.to_string().contains("invalid type: string"), "{e}");
     }
 }

@@ -18,6 +18,7 @@ mod de;
 mod error;
 pub mod plan;
 pub mod quantity;
+pub mod samples;
 pub mod scaling;
 mod types;
 mod validate;
@@ -117,7 +118,11 @@ fn decode<T: DeserializeOwned>(kind: Kind, json: &[u8]) -> Result<T, ModelError>
         // Name the definition if its id field at least is readable.
         let id = serde_json::from_slice::<serde_json::Value>(json)
             .ok()
-            .and_then(|v| v.get(kind.id_field()).and_then(|v| v.as_str()).map(str::to_owned))
+            .and_then(|v| {
+                v.get(kind.id_field())
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
             .unwrap_or_default();
         ModelError::Invalid {
             kind,

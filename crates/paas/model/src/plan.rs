@@ -378,15 +378,27 @@ impl Builder<'_> {
     ) -> Result<String, ModelError> {
         let app_id = &self.app.application_id;
         let s = &c.subscribable_info;
-        let cartridge: &Cartridge = self.catalog.cartridges.get(&c.cartridge_type).ok_or_else(|| {
-            invalid(app_id, format!("{path}.type"), format!("no cartridge of type {:?} is registered", c.cartridge_type))
-        })?;
+        let cartridge: &Cartridge =
+            self.catalog
+                .cartridges
+                .get(&c.cartridge_type)
+                .ok_or_else(|| {
+                    invalid(
+                        app_id,
+                        format!("{path}.type"),
+                        format!("no cartridge of type {:?} is registered", c.cartridge_type),
+                    )
+                })?;
         let dp_id = s
             .deployment_policy
             .as_deref()
             .or(inherited_policy)
             .ok_or_else(|| {
-                invalid(app_id, format!("{path}.subscribableInfo.deploymentPolicy"), "is missing".into())
+                invalid(
+                    app_id,
+                    format!("{path}.subscribableInfo.deploymentPolicy"),
+                    "is missing".into(),
+                )
             })?;
         let dp = self.catalog.deployment_policies.get(dp_id).ok_or_else(|| {
             invalid(
@@ -403,16 +415,24 @@ impl Builder<'_> {
             let Some(npr) = dp.network_partitions.iter().find(|n| &n.id == np_id) else {
                 continue;
             };
-            let provider = npr
-                .provider
-                .clone()
-                .or_else(|| self.catalog.network_partitions.get(np_id).and_then(|n| n.provider.clone()));
+            let provider = npr.provider.clone().or_else(|| {
+                self.catalog
+                    .network_partitions
+                    .get(np_id)
+                    .and_then(|n| n.provider.clone())
+            });
             let partitions: Vec<PartitionSlot> = npr
                 .partitions
                 .iter()
-                .map(|p| PartitionSlot { id: p.id.clone(), max: to_u32(p.partition_max) })
+                .map(|p| PartitionSlot {
+                    id: p.id.clone(),
+                    max: to_u32(p.partition_max),
+                })
                 .collect();
-            let capacity: u32 = partitions.iter().map(|p| p.max).fold(0, u32::saturating_add);
+            let capacity: u32 = partitions
+                .iter()
+                .map(|p| p.max)
+                .fold(0, u32::saturating_add);
             let image = cartridge
                 .iaas_provider
                 .iter()
@@ -494,7 +514,11 @@ impl Builder<'_> {
 
     /// Kahn's algorithm in levels, clusters in declaration order in each.
     fn stages(&self) -> Result<Vec<Vec<String>>, ModelError> {
-        let mut pending: Vec<&str> = self.clusters.iter().map(|c| c.cluster_id.as_str()).collect();
+        let mut pending: Vec<&str> = self
+            .clusters
+            .iter()
+            .map(|c| c.cluster_id.as_str())
+            .collect();
         let mut done: BTreeSet<&str> = BTreeSet::new();
         let mut stages = Vec::new();
         while !pending.is_empty() {

@@ -40,9 +40,9 @@ pub fn cpu_millis(s: &str) -> Result<u64, String> {
         Some(n) => (n, 1.0),
         None => (t, 1000.0),
     };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a cpu amount (cores like \"2\", \"0.5\" or \"250m\")"))?;
+    let v: f64 = num.parse().map_err(|_| {
+        format!("{s:?} is not a cpu amount (cores like \"2\", \"0.5\" or \"250m\")")
+    })?;
     if !v.is_finite() || v < 0.0 || v * scale > 1.0e9 {
         return Err(format!("cpu amount {s:?} is out of range"));
     }
@@ -100,15 +100,26 @@ mod tests {
         assert_eq!(memory_bytes("512Mi"), Ok(512 * 1024 * 1024));
         assert_eq!(memory_bytes("1G"), Ok(1_000_000_000));
         assert_eq!(memory_bytes("1024"), Ok(1024));
-        assert!(memory_bytes("lots").unwrap_err().contains("not a memory amount"));
+        assert!(memory_bytes("lots")
+            .unwrap_err()
+            .contains("not a memory amount"));
         assert!(memory_bytes("99999E").unwrap_err().contains("out of range"));
     }
 
     #[test]
     fn resources_from_properties_and_zero_means_unset() {
-        let p = |n: &str, v: &str| Property { name: n.into(), value: v.into() };
+        let p = |n: &str, v: &str| Property {
+            name: n.into(),
+            value: v.into(),
+        };
         let r = resources(&[p("KUBERNETES_CONTAINER_CPU", "0"), p("memory", "256Mi")]).unwrap();
-        assert_eq!(r, Resources { cpu_millis: None, memory_bytes: Some(256 << 20) });
+        assert_eq!(
+            r,
+            Resources {
+                cpu_millis: None,
+                memory_bytes: Some(256 << 20)
+            }
+        );
         assert_eq!(resources(&[p("x", "y"), p("cpu", "z")]).unwrap_err().0, 1);
     }
 }

@@ -197,7 +197,11 @@ impl Window {
 
     /// Drops samples older than `now_ms - span_ms`, then gives the trend.
     pub fn trend(&mut self, now_ms: i64, span_ms: i64) -> Option<Trend> {
-        while self.points.front().is_some_and(|p| p.at_ms < now_ms - span_ms) {
+        while self
+            .points
+            .front()
+            .is_some_and(|p| p.at_ms < now_ms - span_ms)
+        {
             self.points.pop_front();
         }
         trend(self.points.make_contiguous())
@@ -220,9 +224,17 @@ pub enum Sample {
     /// Requests in flight of the whole cluster (from the load balancer).
     RequestsInFlight { at_ms: i64, value: f64 },
     /// Memory consumption of a member, percent of its limit.
-    MemoryConsumption { member: String, at_ms: i64, value: f64 },
+    MemoryConsumption {
+        member: String,
+        at_ms: i64,
+        value: f64,
+    },
     /// Load average of a member, percent of its cpu.
-    LoadAverage { member: String, at_ms: i64, value: f64 },
+    LoadAverage {
+        member: String,
+        at_ms: i64,
+        value: f64,
+    },
 }
 
 /// Tuning of the decisions.
@@ -433,10 +445,17 @@ impl ScalingState {
     /// Registers a member (pending unless `active`) at `placement`.
     /// Returns false if the placement names no partition of this cluster.
     pub fn add_member(&mut self, id: &str, placement: &Placement, active: bool) -> bool {
-        let Some(np) = self.nps.iter().position(|n| n.id == placement.network_partition) else {
+        let Some(np) = self
+            .nps
+            .iter()
+            .position(|n| n.id == placement.network_partition)
+        else {
             return false;
         };
-        let Some(partition) = self.nps[np].slots.iter().position(|s| s.id == placement.partition)
+        let Some(partition) = self.nps[np]
+            .slots
+            .iter()
+            .position(|s| s.id == placement.partition)
         else {
             return false;
         };
@@ -479,12 +498,20 @@ impl ScalingState {
     pub fn record(&mut self, sample: Sample) {
         match sample {
             Sample::RequestsInFlight { at_ms, value } => self.rif.push(Point { at_ms, value }),
-            Sample::MemoryConsumption { member, at_ms, value } => {
+            Sample::MemoryConsumption {
+                member,
+                at_ms,
+                value,
+            } => {
                 if let Some(m) = self.members.get_mut(&member) {
                     m.memory.push(Point { at_ms, value });
                 }
             }
-            Sample::LoadAverage { member, at_ms, value } => {
+            Sample::LoadAverage {
+                member,
+                at_ms,
+                value,
+            } => {
                 if let Some(m) = self.members.get_mut(&member) {
                     m.load.push(Point { at_ms, value });
                 }
@@ -542,8 +569,16 @@ impl ScalingState {
         let Some(m) = self.members.get_mut(id) else {
             return 0.0;
         };
-        let la = m.load.trend(now_ms, span).map(|t| predict(&t, ahead)).unwrap_or(0.0);
-        let mc = m.memory.trend(now_ms, span).map(|t| predict(&t, ahead)).unwrap_or(0.0);
+        let la = m
+            .load
+            .trend(now_ms, span)
+            .map(|t| predict(&t, ahead))
+            .unwrap_or(0.0);
+        let mc = m
+            .memory
+            .trend(now_ms, span)
+            .map(|t| predict(&t, ahead))
+            .unwrap_or(0.0);
         (la + mc) / 2.0
     }
 
@@ -558,7 +593,11 @@ impl ScalingState {
         };
         let mut best = (i64::MIN, Reason::Minimum);
         if let Some(th) = self.thresholds.requests_in_flight {
-            let p = self.rif.trend(now_ms, span).map(|t| predict(&t, ahead)).unwrap_or(0.0);
+            let p = self
+                .rif
+                .trend(now_ms, span)
+                .map(|t| predict(&t, ahead))
+                .unwrap_or(0.0);
             let r = required_by_requests_in_flight(p, th);
             f.predicted_requests_in_flight = Some(p);
             f.required_by_requests_in_flight = Some(r);
@@ -602,10 +641,16 @@ impl ScalingState {
             self.scale_down_requests = 0;
             let spawn = self.spawn_placements(self.min - non_terminated);
             if spawn.is_empty() {
-                return Action::AtMax { required: i64::from(self.min) };
+                return Action::AtMax {
+                    required: i64::from(self.min),
+                };
             }
             self.last_scaling_ms = Some(now_ms);
-            return Action::ScaleUp { spawn, reason: Reason::Minimum, over_max: false };
+            return Action::ScaleUp {
+                spawn,
+                reason: Reason::Minimum,
+                over_max: false,
+            };
         }
         let active = i64::from(f.active);
         let required = f.required;
@@ -614,7 +659,9 @@ impl ScalingState {
         if scale_up {
             self.scale_down_requests = 0;
             if self.has_scaling_dependents {
-                return Action::NotifyDependents { factor: self.factor(required) };
+                return Action::NotifyDependents {
+                    factor: self.factor(required),
+                };
             }
             return self.grow_to(required, reason, now_ms);
         }
@@ -624,7 +671,9 @@ impl ScalingState {
         }
         if self.scale_down_requests < self.config.scale_down_deferrals {
             self.scale_down_requests += 1;
-            return Action::ScaleDownDeferred { count: self.scale_down_requests };
+            return Action::ScaleDownDeferred {
+                count: self.scale_down_requests,
+            };
         }
         if let Some(last) = self.last_scaling_ms {
             let until = last.saturating_add(self.config.cooldown_ms);
@@ -634,7 +683,9 @@ impl ScalingState {
         }
         if self.has_scaling_dependents {
             self.scale_down_requests = 0;
-            return Action::NotifyDependents { factor: self.factor(required) };
+            return Action::NotifyDependents {
+                factor: self.factor(required),
+            };
         }
         self.scale_down_requests = 0;
         match self.pick_removal(now_ms) {
@@ -657,20 +708,30 @@ impl ScalingState {
         let target = required.min(max);
         let additional = target - i64::from(self.member_count());
         if additional <= 0 {
-            return if required > max { Action::AtMax { required } } else { Action::Hold };
+            return if required > max {
+                Action::AtMax { required }
+            } else {
+                Action::Hold
+            };
         }
         let spawn = self.spawn_placements(u32::try_from(additional).unwrap_or(u32::MAX));
         if spawn.is_empty() {
             return Action::AtMax { required };
         }
         self.last_scaling_ms = Some(now_ms);
-        Action::ScaleUp { spawn, reason, over_max: required > max }
+        Action::ScaleUp {
+            spawn,
+            reason,
+            over_max: required > max,
+        }
     }
 
     /// The member to remove: the last network partition with members, the
     /// partition its algorithm gives up first, the least-loaded member there.
     fn pick_removal(&mut self, now_ms: i64) -> Option<Removal> {
-        let np = (0..self.nps.len()).rev().find(|i| self.members.values().any(|m| m.np == *i))?;
+        let np = (0..self.nps.len())
+            .rev()
+            .find(|i| self.members.values().any(|m| m.np == *i))?;
         let counts = self.counts(np);
         let partition = plan::scale_down_partition(self.nps[np].algorithm, &counts)?;
         let candidates: Vec<String> = self

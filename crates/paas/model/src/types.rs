@@ -36,17 +36,41 @@ pub fn property<'a>(props: &'a [Property], name: &str) -> Option<&'a str> {
 pub struct Cartridge {
     #[serde(rename = "type", default, deserialize_with = "de::text")]
     pub cartridge_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub provider: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub category: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub host: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub display_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub version: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
     pub multi_tenant: bool,
@@ -54,15 +78,27 @@ pub struct Cartridge {
     pub deployment: Option<Deployment>,
     #[serde(default, deserialize_with = "de::list")]
     pub port_mapping: Vec<PortMapping>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub metadata_keys: Vec<String>,
     #[serde(default, deserialize_with = "de::list")]
     pub iaas_provider: Vec<IaasProvider>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<Persistence>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub load_balancing_ip_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub property: Vec<Property>,
 }
 
@@ -70,9 +106,17 @@ pub struct Cartridge {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub base_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub dir: Vec<String>,
 }
 
@@ -81,7 +125,11 @@ pub struct Deployment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PortMapping {
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "de::text")]
     pub protocol: String,
@@ -89,7 +137,11 @@ pub struct PortMapping {
     pub port: i64,
     #[serde(default, deserialize_with = "de::int")]
     pub proxy_port: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub kubernetes_port_type: Option<String>,
 }
 
@@ -100,21 +152,49 @@ pub struct PortMapping {
 pub struct IaasProvider {
     #[serde(rename = "type", default, deserialize_with = "de::text")]
     pub provider_type: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub class_name: Option<String>,
     #[serde(default, deserialize_with = "de::text")]
     pub image_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub provider: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub identity: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub credential: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub property: Vec<Property>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub network_interfaces: Vec<NetworkInterface>,
 }
 
@@ -122,13 +202,29 @@ pub struct IaasProvider {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkInterface {
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub network_uuid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub fixed_ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub port_uuid: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub floating_networks: Vec<FloatingNetwork>,
 }
 
@@ -136,18 +232,35 @@ pub struct NetworkInterface {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FloatingNetwork {
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub network_uuid: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub floating_ip: Option<String>,
 }
 
 /// `persistence{isRequired, volume[]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Persistence {
-    #[serde(rename = "isRequired", alias = "required", default, deserialize_with = "de::boolean")]
+    #[serde(
+        rename = "isRequired",
+        alias = "required",
+        default,
+        deserialize_with = "de::boolean"
+    )]
     pub is_required: bool,
     #[serde(default, alias = "volumes", deserialize_with = "de::list")]
     pub volume: Vec<Volume>,
@@ -157,19 +270,43 @@ pub struct Persistence {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Volume {
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub size: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub device: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
     pub remove_on_termination: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub mapping_path: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub snapshot_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub volume_id: Option<String>,
 }
 
@@ -177,9 +314,17 @@ pub struct Volume {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Dependencies {
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub startup_orders: Vec<AliasList>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub scaling_dependents: Vec<AliasList>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_behaviour: Option<TerminationBehaviour>,
@@ -239,9 +384,17 @@ pub enum TerminationBehaviour {
 pub struct CartridgeGroup {
     #[serde(default, deserialize_with = "de::text")]
     pub name: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub groups: Vec<CartridgeGroup>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub cartridges: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<Dependencies>,
@@ -257,17 +410,33 @@ pub struct CartridgeGroup {
 pub struct Application {
     #[serde(default, deserialize_with = "de::text")]
     pub application_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub alias: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
     pub multi_tenant: bool,
     #[serde(default)]
     pub components: Components,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub property: Vec<Property>,
 }
 
@@ -275,9 +444,17 @@ pub struct Application {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Components {
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub groups: Vec<GroupRef>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub cartridges: Vec<CartridgeRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependencies: Option<Dependencies>,
@@ -295,13 +472,25 @@ pub struct GroupRef {
     pub group_min_instances: i64,
     #[serde(default = "one", deserialize_with = "de::int")]
     pub group_max_instances: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub deployment_policy: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
     pub group_scaling_enabled: bool,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub cartridges: Vec<CartridgeRef>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub groups: Vec<GroupRef>,
 }
 
@@ -329,15 +518,31 @@ pub struct CartridgeRef {
 pub struct SubscribableInfo {
     #[serde(default, deserialize_with = "de::text")]
     pub alias: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub deployment_policy: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub autoscaling_policy: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub dependency_aliases: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_repository: Option<ArtifactRepository>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub property: Vec<Property>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<Persistence>,
@@ -354,15 +559,31 @@ pub struct SubscribableInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ArtifactRepository {
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub alias: Option<String>,
     #[serde(default, deserialize_with = "de::boolean")]
     pub private_repo: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub repo_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub repo_username: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub repo_password: Option<String>,
 }
 
@@ -373,11 +594,19 @@ pub struct ArtifactRepository {
 pub struct NetworkPartition {
     #[serde(default, deserialize_with = "de::text")]
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub provider: Option<String>,
     #[serde(default, deserialize_with = "de::list")]
     pub partitions: Vec<Partition>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub properties: Vec<Property>,
 }
 
@@ -387,9 +616,17 @@ pub struct NetworkPartition {
 pub struct Partition {
     #[serde(default, deserialize_with = "de::text")]
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub property: Vec<Property>,
 }
 
@@ -410,7 +647,11 @@ pub struct DeploymentPolicy {
 pub struct NetworkPartitionRef {
     #[serde(default, deserialize_with = "de::text")]
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub provider: Option<String>,
     #[serde(default)]
     pub partition_algo: PartitionAlgorithm,
@@ -424,9 +665,17 @@ pub struct NetworkPartitionRef {
 pub struct PartitionRef {
     #[serde(default, deserialize_with = "de::text")]
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub property: Vec<Property>,
     #[serde(default, deserialize_with = "de::int")]
     pub partition_max: i64,
@@ -457,7 +706,11 @@ pub struct ApplicationPolicy {
     pub algorithm: NetworkPartitionAlgorithm,
     #[serde(default, deserialize_with = "de::list")]
     pub network_partitions: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub properties: Vec<Property>,
 }
 
@@ -479,9 +732,17 @@ pub enum NetworkPartitionAlgorithm {
 pub struct AutoscalePolicy {
     #[serde(default, deserialize_with = "de::text")]
     pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub display_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub description: Option<String>,
     #[serde(default)]
     pub load_thresholds: LoadThresholds,
@@ -518,7 +779,11 @@ pub struct Threshold {
 pub struct KubernetesCluster {
     #[serde(default, deserialize_with = "de::text")]
     pub cluster_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub description: Option<String>,
     #[serde(default, deserialize_with = "de::list")]
     pub kubernetes_hosts: Vec<KubernetesHost>,
@@ -526,7 +791,11 @@ pub struct KubernetesCluster {
     pub kubernetes_master: Option<KubernetesHost>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port_range: Option<PortRange>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub property: Vec<Property>,
 }
 
@@ -538,7 +807,11 @@ pub struct KubernetesCluster {
 pub struct KubernetesHost {
     #[serde(default, deserialize_with = "de::text")]
     pub host_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub hostname: Option<String>,
     #[serde(
         default,
@@ -554,9 +827,17 @@ pub struct KubernetesHost {
         deserialize_with = "de::opt_text"
     )]
     pub public_ip_address: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_text")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de::opt_text"
+    )]
     pub endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "de::list")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "de::list"
+    )]
     pub property: Vec<Property>,
 }
 

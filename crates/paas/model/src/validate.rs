@@ -70,7 +70,11 @@ pub(crate) fn check_id(ctx: &Ctx, path: &str, v: &str, dots: bool) -> Res {
         return ctx.fail(path, "is missing or empty");
     }
     if v.len() > MAX_ID_LEN || !id_chars_ok(v, dots) {
-        let allowed = if dots { "'.', '_' and '-'" } else { "'_' and '-'" };
+        let allowed = if dots {
+            "'.', '_' and '-'"
+        } else {
+            "'_' and '-'"
+        };
         return ctx.fail(
             path,
             format!(
@@ -88,7 +92,8 @@ pub(crate) fn check_alias(ctx: &Ctx, path: &str, v: &str) -> Res {
         return ctx.fail(path, "is missing or empty");
     }
     let ok = v.len() <= MAX_ALIAS_LEN
-        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !v.starts_with('-')
         && !v.ends_with('-')
         && !v.contains("--");
@@ -150,11 +155,18 @@ pub(crate) fn cartridge(c: &Cartridge) -> Res {
         if !PROTOCOLS.contains(&pm.protocol.as_str()) {
             return ctx.fail(
                 format!("{p}.protocol"),
-                format!("{:?} is not a supported protocol (one of {})", pm.protocol, PROTOCOLS.join(", ")),
+                format!(
+                    "{:?} is not a supported protocol (one of {})",
+                    pm.protocol,
+                    PROTOCOLS.join(", ")
+                ),
             );
         }
         if !(1..=65535).contains(&pm.port) {
-            return ctx.fail(format!("{p}.port"), format!("{} is not a port (1-65535)", pm.port));
+            return ctx.fail(
+                format!("{p}.port"),
+                format!("{} is not a port (1-65535)", pm.port),
+            );
         }
         if !(0..=65535).contains(&pm.proxy_port) {
             return ctx.fail(
@@ -170,18 +182,34 @@ pub(crate) fn cartridge(c: &Cartridge) -> Res {
         .map(|(i, pm)| {
             // The same number on tcp and udp is two ports.
             let transport = if pm.protocol == "udp" { "udp" } else { "tcp" };
-            (format!("portMapping[{i}].port"), format!("{}/{transport}", pm.port))
+            (
+                format!("portMapping[{i}].port"),
+                format!("{}/{transport}", pm.port),
+            )
         })
         .collect();
-    check_unique(&ctx, ports.iter().map(|(p, v)| (p.clone(), v.as_str())), "port")?;
+    check_unique(
+        &ctx,
+        ports.iter().map(|(p, v)| (p.clone(), v.as_str())),
+        "port",
+    )?;
     let exposed: Vec<(String, String)> = c
         .port_mapping
         .iter()
         .enumerate()
         .filter(|(_, pm)| pm.proxy_port != 0)
-        .map(|(i, pm)| (format!("portMapping[{i}].proxyPort"), pm.proxy_port.to_string()))
+        .map(|(i, pm)| {
+            (
+                format!("portMapping[{i}].proxyPort"),
+                pm.proxy_port.to_string(),
+            )
+        })
         .collect();
-    check_unique(&ctx, exposed.iter().map(|(p, v)| (p.clone(), v.as_str())), "proxyPort")?;
+    check_unique(
+        &ctx,
+        exposed.iter().map(|(p, v)| (p.clone(), v.as_str())),
+        "proxyPort",
+    )?;
     if c.iaas_provider.is_empty() {
         return ctx.fail(
             "iaasProvider",
@@ -251,7 +279,12 @@ pub(crate) fn cartridge_group(g: &CartridgeGroup) -> Res {
     group_def(&ctx, "", g, &mut Vec::new())
 }
 
-fn group_def<'a>(ctx: &Ctx, prefix: &str, g: &'a CartridgeGroup, ancestors: &mut Vec<&'a str>) -> Res {
+fn group_def<'a>(
+    ctx: &Ctx,
+    prefix: &str,
+    g: &'a CartridgeGroup,
+    ancestors: &mut Vec<&'a str>,
+) -> Res {
     check_id(ctx, &format!("{prefix}name"), &g.name, false)?;
     if ancestors.contains(&g.name.as_str()) {
         return ctx.fail(
@@ -265,7 +298,10 @@ fn group_def<'a>(ctx: &Ctx, prefix: &str, g: &'a CartridgeGroup, ancestors: &mut
         );
     }
     if ancestors.len() >= MAX_NESTING {
-        return ctx.fail(format!("{prefix}groups"), format!("groups nest deeper than {MAX_NESTING} levels"));
+        return ctx.fail(
+            format!("{prefix}groups"),
+            format!("groups nest deeper than {MAX_NESTING} levels"),
+        );
     }
     if g.cartridges.is_empty() && g.groups.is_empty() {
         return ctx.fail(
@@ -328,7 +364,10 @@ pub(crate) fn dependencies(
     d: &Dependencies,
     children: Option<&BTreeSet<String>>,
 ) -> Res {
-    let lists = [("startupOrders", &d.startup_orders), ("scalingDependents", &d.scaling_dependents)];
+    let lists = [
+        ("startupOrders", &d.startup_orders),
+        ("scalingDependents", &d.scaling_dependents),
+    ];
     for (name, list) in lists {
         for (i, l) in list.iter().enumerate() {
             let lp = format!("{path}.{name}[{i}].aliases");
@@ -354,7 +393,11 @@ pub(crate) fn dependencies(
                             ap,
                             format!(
                                 "{a:?} is not a component here (components: {})",
-                                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                                if known.is_empty() {
+                                    "none".to_owned()
+                                } else {
+                                    known.join(", ")
+                                }
                             ),
                         );
                     }
@@ -362,7 +405,10 @@ pub(crate) fn dependencies(
             }
             check_unique(
                 ctx,
-                l.aliases.iter().enumerate().map(|(j, a)| (format!("{lp}[{j}]"), a.as_str())),
+                l.aliases
+                    .iter()
+                    .enumerate()
+                    .map(|(j, a)| (format!("{lp}[{j}]"), a.as_str())),
                 "alias",
             )?;
         }
@@ -447,7 +493,15 @@ pub(crate) fn application(a: &Application) -> Res {
         );
     }
     let mut aliases: HashMap<String, String> = HashMap::new();
-    let children = components(&ctx, "components", &c.cartridges, &c.groups, None, &mut aliases, 0)?;
+    let children = components(
+        &ctx,
+        "components",
+        &c.cartridges,
+        &c.groups,
+        None,
+        &mut aliases,
+        0,
+    )?;
     if let Some(d) = &c.dependencies {
         dependencies(&ctx, "components.dependencies", d, Some(&children))?;
     }
@@ -467,19 +521,28 @@ fn components(
     depth: usize,
 ) -> Res<BTreeSet<String>> {
     if depth > MAX_NESTING {
-        return ctx.fail(format!("{prefix}.groups"), format!("groups nest deeper than {MAX_NESTING} levels"));
+        return ctx.fail(
+            format!("{prefix}.groups"),
+            format!("groups nest deeper than {MAX_NESTING} levels"),
+        );
     }
     let mut children = BTreeSet::new();
     for (i, c) in cartridges.iter().enumerate() {
         let p = format!("{prefix}.cartridges[{i}]");
         check_id(ctx, &format!("{p}.type"), &c.cartridge_type, false)?;
         if c.cartridge_min < 1 {
-            return ctx.fail(format!("{p}.cartridgeMin"), format!("is {}, must be at least 1", c.cartridge_min));
+            return ctx.fail(
+                format!("{p}.cartridgeMin"),
+                format!("is {}, must be at least 1", c.cartridge_min),
+            );
         }
         if c.cartridge_max < c.cartridge_min {
             return ctx.fail(
                 format!("{p}.cartridgeMax"),
-                format!("is {}, below cartridgeMin {}", c.cartridge_max, c.cartridge_min),
+                format!(
+                    "is {}, below cartridgeMin {}",
+                    c.cartridge_max, c.cartridge_min
+                ),
             );
         }
         let s = &c.subscribable_info;
@@ -487,13 +550,26 @@ fn components(
         check_alias(ctx, &ap, &s.alias)?;
         claim_alias(ctx, aliases, &s.alias, ap)?;
         match s.autoscaling_policy.as_deref() {
-            Some(id) => check_id(ctx, &format!("{p}.subscribableInfo.autoscalingPolicy"), id, true)?,
+            Some(id) => check_id(
+                ctx,
+                &format!("{p}.subscribableInfo.autoscalingPolicy"),
+                id,
+                true,
+            )?,
             None => {
-                return ctx.fail(format!("{p}.subscribableInfo.autoscalingPolicy"), "is missing")
+                return ctx.fail(
+                    format!("{p}.subscribableInfo.autoscalingPolicy"),
+                    "is missing",
+                )
             }
         }
         match (s.deployment_policy.as_deref(), inherited_policy) {
-            (Some(id), _) => check_id(ctx, &format!("{p}.subscribableInfo.deploymentPolicy"), id, true)?,
+            (Some(id), _) => check_id(
+                ctx,
+                &format!("{p}.subscribableInfo.deploymentPolicy"),
+                id,
+                true,
+            )?,
             (None, Some(_)) => {}
             (None, None) => {
                 return ctx.fail(
@@ -523,7 +599,10 @@ fn components(
         if g.group_max_instances < g.group_min_instances {
             return ctx.fail(
                 format!("{p}.groupMaxInstances"),
-                format!("is {}, below groupMinInstances {}", g.group_max_instances, g.group_min_instances),
+                format!(
+                    "is {}, below groupMinInstances {}",
+                    g.group_max_instances, g.group_min_instances
+                ),
             );
         }
         if let Some(id) = &g.deployment_policy {
@@ -536,7 +615,15 @@ fn components(
             );
         }
         let policy = g.deployment_policy.as_deref().or(inherited_policy);
-        components(ctx, &p, &g.cartridges, &g.groups, policy, aliases, depth + 1)?;
+        components(
+            ctx,
+            &p,
+            &g.cartridges,
+            &g.groups,
+            policy,
+            aliases,
+            depth + 1,
+        )?;
         children.insert(format!("group.{}", g.alias));
     }
     Ok(children)
@@ -554,7 +641,10 @@ pub(crate) fn network_partition(n: &NetworkPartition) -> Res {
     let ctx = Ctx::new(Kind::NetworkPartition, &n.id);
     check_id(&ctx, "id", &n.id, true)?;
     if n.partitions.is_empty() {
-        return ctx.fail("partitions", "a network partition needs at least one partition");
+        return ctx.fail(
+            "partitions",
+            "a network partition needs at least one partition",
+        );
     }
     for (i, p) in n.partitions.iter().enumerate() {
         check_id(&ctx, &format!("partitions[{i}].id"), &p.id, true)?;
@@ -562,7 +652,10 @@ pub(crate) fn network_partition(n: &NetworkPartition) -> Res {
     }
     check_unique(
         &ctx,
-        n.partitions.iter().enumerate().map(|(i, p)| (format!("partitions[{i}].id"), p.id.as_str())),
+        n.partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("partitions[{i}].id"), p.id.as_str())),
         "partition id",
     )?;
     check_properties(&ctx, "properties", &n.properties)
@@ -572,7 +665,10 @@ pub(crate) fn deployment_policy(d: &DeploymentPolicy) -> Res {
     let ctx = Ctx::new(Kind::DeploymentPolicy, &d.id);
     check_id(&ctx, "id", &d.id, true)?;
     if d.network_partitions.is_empty() {
-        return ctx.fail("networkPartitions", "a deployment policy needs at least one network partition");
+        return ctx.fail(
+            "networkPartitions",
+            "a deployment policy needs at least one network partition",
+        );
     }
     for (i, np) in d.network_partitions.iter().enumerate() {
         let p = format!("networkPartitions[{i}]");
@@ -612,7 +708,10 @@ pub(crate) fn application_policy(a: &ApplicationPolicy) -> Res {
     let ctx = Ctx::new(Kind::ApplicationPolicy, &a.id);
     check_id(&ctx, "id", &a.id, true)?;
     if a.network_partitions.is_empty() {
-        return ctx.fail("networkPartitions", "an application policy needs at least one network partition");
+        return ctx.fail(
+            "networkPartitions",
+            "an application policy needs at least one network partition",
+        );
     }
     for (i, np) in a.network_partitions.iter().enumerate() {
         check_id(&ctx, &format!("networkPartitions[{i}]"), np, true)?;
@@ -632,29 +731,46 @@ pub(crate) fn autoscale_policy(a: &AutoscalePolicy) -> Res {
     let ctx = Ctx::new(Kind::AutoscalingPolicy, &a.id);
     check_id(&ctx, "id", &a.id, true)?;
     let t = &a.load_thresholds;
-    if t.requests_in_flight.is_none() && t.memory_consumption.is_none() && t.load_average.is_none() {
+    if t.requests_in_flight.is_none() && t.memory_consumption.is_none() && t.load_average.is_none()
+    {
         return ctx.fail(
             "loadThresholds",
             "needs at least one of requestsInFlight, memoryConsumption, loadAverage",
         );
     }
     let checks = [
-        ("requestsInFlight", t.requests_in_flight, f64::MAX, "above 0"),
+        (
+            "requestsInFlight",
+            t.requests_in_flight,
+            f64::MAX,
+            "above 0",
+        ),
         // Stratos's memory rule divides by (100 - threshold).
-        ("memoryConsumption", t.memory_consumption, 100.0, "a percentage above 0 and below 100"),
+        (
+            "memoryConsumption",
+            t.memory_consumption,
+            100.0,
+            "a percentage above 0 and below 100",
+        ),
         ("loadAverage", t.load_average, f64::MAX, "above 0"),
     ];
     for (name, th, below, want) in checks {
         if let Some(th) = th {
             let v = th.threshold;
             if !(v.is_finite() && v > 0.0 && v < below) {
-                return ctx.fail(format!("loadThresholds.{name}.threshold"), format!("is {v}, must be {want}"));
+                return ctx.fail(
+                    format!("loadThresholds.{name}.threshold"),
+                    format!("is {v}, must be {want}"),
+                );
             }
         }
     }
     let f = a.instance_rounding_factor;
     if !(0.0..=1.0).contains(&f) {
-        return ctx.fail("instanceRoundingFactor", format!("is {f}, must be between 0 and 1"));
+        return ctx.fail(
+            "instanceRoundingFactor",
+            format!("is {f}, must be between 0 and 1"),
+        );
     }
     Ok(())
 }
@@ -684,11 +800,17 @@ pub(crate) fn kubernetes_cluster(k: &KubernetesCluster) -> Res {
     if let Some(r) = &k.port_range {
         for (name, v) in [("lower", r.lower), ("upper", r.upper)] {
             if !(1..=65535).contains(&v) {
-                return ctx.fail(format!("portRange.{name}"), format!("{v} is not a port (1-65535)"));
+                return ctx.fail(
+                    format!("portRange.{name}"),
+                    format!("{v} is not a port (1-65535)"),
+                );
             }
         }
         if r.lower > r.upper {
-            return ctx.fail("portRange", format!("lower {} is above upper {}", r.lower, r.upper));
+            return ctx.fail(
+                "portRange",
+                format!("lower {} is above upper {}", r.lower, r.upper),
+            );
         }
     }
     check_properties(&ctx, "property", &k.property)
@@ -696,10 +818,16 @@ pub(crate) fn kubernetes_cluster(k: &KubernetesCluster) -> Res {
 
 fn host(ctx: &Ctx, path: &str, h: &KubernetesHost) -> Res {
     check_id(ctx, &format!("{path}.hostId"), &h.host_id, true)?;
-    for (name, v) in [("privateIPAddress", &h.private_ip_address), ("publicIPAddress", &h.public_ip_address)] {
+    for (name, v) in [
+        ("privateIPAddress", &h.private_ip_address),
+        ("publicIPAddress", &h.public_ip_address),
+    ] {
         if let Some(v) = v {
             if v.parse::<std::net::IpAddr>().is_err() {
-                return ctx.fail(format!("{path}.{name}"), format!("{v:?} is not an IP address"));
+                return ctx.fail(
+                    format!("{path}.{name}"),
+                    format!("{v:?} is not an IP address"),
+                );
             }
         }
     }

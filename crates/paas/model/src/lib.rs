@@ -16,6 +16,8 @@
 mod catalog;
 mod de;
 mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod plan;
 pub mod quantity;
 pub mod samples;

@@ -834,3 +834,734 @@ fn host(ctx: &Ctx, path: &str, h: &KubernetesHost) -> Res {
     check_properties(ctx, &format!("{path}.property"), &h.property)?;
     check_resources(ctx, &format!("{path}.property"), &h.property)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fixtures::{self as fx, assert_fault, set};
+    use crate::{parse, Kind};
+    use serde_json::json;
+
+    #[test]
+    fn fixtures_are_valid() {
+        for (kind, v) in fx::all() {
+            fx::def(kind, &v);
+        }
+    }
+
+    #[test]
+    fn type_errors_carry_the_json_path() {
+        let c = set(
+            fx::cartridge("web", 80, 8080),
+            "/portMapping/0/port",
+            json!("eighty"),
+        );
+        assert_fault(
+            Kind::Cartridge,
+            &c,
+            "portMapping[0].port",
+            "expected an integer, found the string \"eighty\"",
+        );
+        let a = set(
+            fx::application(),
+            "/components/groups/0/cartridges/1/cartridgeMax",
+            json!([1]),
+        );
+        assert_fault(
+            Kind::Application,
+            &a,
+            "components.groups[0].cartridges[1].cartridgeMax",
+            "invalid type: sequence",
+        );
+        let d = set(
+            fx::deployment_policy(),
+            "/networkPartitions/1/partitionAlgo",
+            json!("random"),
+        );
+        assert_fault(
+            Kind::DeploymentPolicy,
+            &d,
+            "networkPartitions[1].partitionAlgo",
+            "unknown variant `random`",
+        );
+        let g = set(
+            fx::group(),
+            "/dependencies/terminationBehaviour",
+            json!("terminate-some"),
+        );
+        assert_fault(
+            Kind::CartridgeGroup,
+            &g,
+            "dependencies.terminationBehaviour",
+            "unknown variant",
+        );
+        let p = set(
+            fx::autoscaling_policy(),
+            "/loadThresholds/loadAverage/threshold",
+            json!("high"),
+        );
+        assert_fault(
+            Kind::AutoscalingPolicy,
+            &p,
+            "loadThresholds.loadAverage.threshold",
+            "expected a number",
+        );
+        let ap = set(
+            fx::application_policy(),
+            "/algorithm",
+            json!("all-together"),
+        );
+        assert_fault(Kind::ApplicationPolicy, &ap, "algorithm", "unknown variant");
+        // The id is named even when the document does not decode.
+        let err = parse(Kind::Cartridge, c.to_string().as_bytes()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cartridge \"web\": portMapping[0].port: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_refused() {
+        let err = parse(Kind::Cartridge, b"{\"type\": \"x\",}").unwrap_err();
+        assert!(
+            err.to_string().contains("not valid JSON: trailing comma"),
+            "{err}"
+        );
+        let err = parse(Kind::Cartridge, b"").unwrap_err();
+        assert!(err.to_string().contains("not valid JSON"), "{err}");
+        // Deep nesting stops at serde_json's recursion limit, not the stack.
+        let deep = "[".repeat(100_000);
+        assert!(parse(Kind::Application, deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn stratos_forms_are_accepted_and_unknown_fields_ignored() {
+        let c = json!({
+            "type": "php", "multiTenant": "true", "version": 7, "futureField": {"x": 1},
+            "portMapping": {"protocol": "http", "port": "80", "proxyPort": "8280"},
+            "iaasProvider": [{"type": "kubernetes", "imageId": "php:8", "networkInterfaces": []}],
+            "persistence": {"isRequired": "false", "volume": []}
+        });
+        let crate::Definition::Cartridge(c) =
+            parse(Kind::Cartridge, c.to_string().as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert!(c.multi_tenant);
+        assert_eq!(c.version.as_deref(), Some("7"));
+        assert_eq!(
+            (c.port_mapping.len(), c.port_mapping[0].proxy_port),
+            (1, 8280)
+        );
+        // The 4.0 comma-separated startup order form.
+        let g = set(
+            fx::group(),
+            "/dependencies/startupOrders",
+            json!(["cartridge.d,group.i", "group.i, cartridge.w"]),
+        );
+        let crate::Definition::CartridgeGroup(g) = fx::def(Kind::CartridgeGroup, &g) else {
+            panic!()
+        };
+        let orders = &g.dependencies.unwrap().startup_orders;
+        assert_eq!(orders[1].aliases, ["group.i", "cartridge.w"]);
+    }
+
+    #[test]
+    fn cartridge_faults() {
+        let c = || fx::cartridge("web", 80, 8080);
+        let k = Kind::Cartridge;
+        assert_fault(
+            k,
+            &set(c(), "/type", json!("")),
+            "type",
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/type", json!("we b")),
+            "type",
+            "is not a valid id",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/type", json!("a.b")),
+            "type",
+            "is not a valid id",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/portMapping/0/protocol", json!("ftp")),
+            "portMapping[0].protocol",
+            "not a supported protocol",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/portMapping/0/port", json!(0)),
+            "portMapping[0].port",
+            "0 is not a port",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/portMapping/0/port", json!(70000)),
+            "portMapping[0].port",
+            "70000 is not a port",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/portMapping/0/proxyPort", json!(-1)),
+            "portMapping[0].proxyPort",
+            "-1 is not a port",
+        );
+        let two =
+            |a: serde_json::Value, b: serde_json::Value| set(c(), "/portMapping", json!([a, b]));
+        assert_fault(
+            k,
+            &two(
+                json!({"protocol": "http", "port": 80, "proxyPort": 1}),
+                json!({"protocol": "tcp", "port": 80, "proxyPort": 2}),
+            ),
+            "portMapping[1].port",
+            "port \"80/tcp\" is already used at portMapping[0].port",
+        );
+        // tcp and udp on the same number are two ports.
+        fx::def(
+            k,
+            &two(
+                json!({"protocol": "tcp", "port": 53}),
+                json!({"protocol": "udp", "port": 53}),
+            ),
+        );
+        assert_fault(
+            k,
+            &two(
+                json!({"protocol": "http", "port": 80, "proxyPort": 9}),
+                json!({"protocol": "http", "port": 81, "proxyPort": 9}),
+            ),
+            "portMapping[1].proxyPort",
+            "already used at portMapping[0].proxyPort",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/iaasProvider", json!([])),
+            "iaasProvider",
+            "at least one iaasProvider",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/iaasProvider/0/type", json!(" ")),
+            "iaasProvider[0].type",
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/iaasProvider/0/imageId", json!("")),
+            "iaasProvider[0].imageId",
+            "is missing or empty",
+        );
+        let dup = set(
+            c(),
+            "/iaasProvider",
+            json!([{"type": "a", "imageId": "x"}, {"type": "a", "imageId": "y"}]),
+        );
+        assert_fault(k, &dup, "iaasProvider[1].type", "already used");
+        assert_fault(
+            k,
+            &set(c(), "/property/0/name", json!("")),
+            "property[0].name",
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/property/0/value", json!("fast")),
+            "property[0].value",
+            "not a cpu amount",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/property/1/value", json!("big")),
+            "property[1].value",
+            "not a memory amount",
+        );
+        assert_fault(
+            k,
+            &set(c(), "/metadataKeys", json!(["a", ""])),
+            "metadataKeys[1]",
+            "is empty",
+        );
+        let pers = |p: serde_json::Value| set(c(), "/persistence", p);
+        assert_fault(
+            k,
+            &pers(json!({"isRequired": true})),
+            "persistence.volume",
+            "no volume is given",
+        );
+        assert_fault(
+            k,
+            &pers(json!({"isRequired": true, "volume": [{"size": "0"}]})),
+            "persistence.volume[0].size",
+            "not a size",
+        );
+        assert_fault(
+            k,
+            &pers(json!({"volume": [{"mappingPath": "data"}]})),
+            "persistence.volume[0].mappingPath",
+            "absolute path",
+        );
+        assert_fault(
+            k,
+            &pers(json!({"volume": [{"mappingPath": "/a/../../etc"}]})),
+            "persistence.volume[0].mappingPath",
+            "without '..'",
+        );
+    }
+
+    #[test]
+    fn group_faults() {
+        let g = fx::group;
+        let k = Kind::CartridgeGroup;
+        assert_fault(
+            k,
+            &set(g(), "/name", json!("")),
+            "name",
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(g(), "/groups/0/name", json!("stack")),
+            "groups[0].name",
+            "nests itself (stack -> stack)",
+        );
+        let mut deep = json!({"name": "g0", "cartridges": ["c"]});
+        for i in 1..20 {
+            deep = json!({"name": format!("g{i}"), "groups": [deep]});
+        }
+        assert_eq!(fx::fault(k, &deep).1, "groups nest deeper than 16 levels");
+        assert_fault(
+            k,
+            &json!({"name": "e"}),
+            "cartridges",
+            "at least one cartridge or nested group",
+        );
+        assert_fault(
+            k,
+            &set(g(), "/cartridges/1", json!("w b")),
+            "cartridges[1]",
+            "is not a valid id",
+        );
+        assert_fault(
+            k,
+            &set(g(), "/cartridges/1", json!("db")),
+            "cartridges[1]",
+            "cartridge type \"db\" is already used at cartridges[0]",
+        );
+        let dup = set(
+            g(),
+            "/groups",
+            json!([{"name": "x", "cartridges": ["a"]}, {"name": "x", "cartridges": ["b"]}]),
+        );
+        assert_fault(
+            k,
+            &dup,
+            "groups[1].name",
+            "group name \"x\" is already used",
+        );
+        let order =
+            |a: serde_json::Value| set(g(), "/dependencies/startupOrders", json!([{"aliases": a}]));
+        assert_fault(
+            k,
+            &order(json!(["d", "cartridge.w"])),
+            "dependencies.startupOrders[0].aliases[0]",
+            "must be \"cartridge.ALIAS\" or \"group.ALIAS\"",
+        );
+        assert_fault(
+            k,
+            &order(json!(["cartridge.My_Db"])),
+            "dependencies.startupOrders[0].aliases[0]",
+            "is not a valid alias",
+        );
+        assert_fault(
+            k,
+            &order(json!([])),
+            "dependencies.startupOrders[0].aliases",
+            "is empty",
+        );
+        assert_fault(
+            k,
+            &order(json!(["cartridge.a", "cartridge.a"])),
+            "dependencies.startupOrders[0].aliases[1]",
+            "already used",
+        );
+        let cyc = set(
+            g(),
+            "/dependencies/startupOrders",
+            json!([{"aliases": ["cartridge.a", "cartridge.b"]}, {"aliases": ["cartridge.b", "group.c", "cartridge.a"]}]),
+        );
+        assert_fault(
+            k,
+            &cyc,
+            "dependencies.startupOrders",
+            "startup orders form a cycle: cartridge.a -> cartridge.b -> group.c -> cartridge.a",
+        );
+        let sd = set(
+            g(),
+            "/dependencies/scalingDependents",
+            json!([{"aliases": ["cartridge.d", "nope"]}]),
+        );
+        assert_fault(
+            k,
+            &sd,
+            "dependencies.scalingDependents[0].aliases[1]",
+            "must be \"cartridge.ALIAS\"",
+        );
+    }
+
+    #[test]
+    fn application_faults() {
+        let a = fx::application;
+        let k = Kind::Application;
+        let c0 = "/components/cartridges/0";
+        let p0 = "components.cartridges[0]";
+        assert_fault(
+            k,
+            &set(a(), "/applicationId", json!("")),
+            "applicationId",
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(a(), "/applicationId", json!("my.app")),
+            "applicationId",
+            "is not a valid id",
+        );
+        assert_fault(k, &set(a(), "/alias", json!(" ")), "alias", "is empty");
+        assert_fault(
+            k,
+            &set(a(), "/components", json!({})),
+            "components",
+            "at least one cartridge or group",
+        );
+        assert_fault(
+            k,
+            &set(a(), &format!("{c0}/cartridgeMin"), json!(0)),
+            &format!("{p0}.cartridgeMin"),
+            "is 0, must be at least 1",
+        );
+        assert_fault(
+            k,
+            &set(a(), &format!("{c0}/cartridgeMax"), json!("0")),
+            &format!("{p0}.cartridgeMax"),
+            "is 0, below cartridgeMin 1",
+        );
+        let gc1 = "/components/groups/0/cartridges/1";
+        assert_fault(
+            k,
+            &set(a(), &format!("{gc1}/cartridgeMax"), json!(0)),
+            "components.groups[0].cartridges[1].cartridgeMax",
+            "below cartridgeMin",
+        );
+        assert_fault(
+            k,
+            &set(a(), &format!("{c0}/type"), json!("")),
+            &format!("{p0}.type"),
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(a(), &format!("{c0}/subscribableInfo/alias"), json!("Front")),
+            &format!("{p0}.subscribableInfo.alias"),
+            "not a valid alias",
+        );
+        assert_fault(
+            k,
+            &set(a(), &format!("{c0}/subscribableInfo/alias"), json!("")),
+            &format!("{p0}.subscribableInfo.alias"),
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(a(), &format!("{c0}/subscribableInfo/alias"), json!("w2")),
+            "components.groups[0].groups[0].cartridges[0].subscribableInfo.alias",
+            "alias \"w2\" is already used at components.cartridges[0].subscribableInfo.alias",
+        );
+        assert_fault(
+            k,
+            &set(a(), &format!("{c0}/subscribableInfo/alias"), json!("s")),
+            "components.groups[0].alias",
+            "alias \"s\" is already used at components.cartridges[0].subscribableInfo.alias",
+        );
+        assert_fault(
+            k,
+            &set(
+                a(),
+                &format!("{c0}/subscribableInfo"),
+                json!({"alias": "x", "deploymentPolicy": "dp1"}),
+            ),
+            &format!("{p0}.subscribableInfo.autoscalingPolicy"),
+            "is missing",
+        );
+        assert_fault(
+            k,
+            &set(
+                a(),
+                &format!("{c0}/subscribableInfo"),
+                json!({"alias": "x", "autoscalingPolicy": "asp1"}),
+            ),
+            &format!("{p0}.subscribableInfo.deploymentPolicy"),
+            "give it here or on an enclosing group",
+        );
+        assert_fault(
+            k,
+            &set(a(), "/components/groups/0/groupMinInstances", json!(0)),
+            "components.groups[0].groupMinInstances",
+            "at least 1",
+        );
+        assert_fault(
+            k,
+            &set(a(), "/components/groups/0/groupMaxInstances", json!(0)),
+            "components.groups[0].groupMaxInstances",
+            "below groupMinInstances 1",
+        );
+        assert_fault(
+            k,
+            &set(a(), "/components/groups/0/alias", json!("S")),
+            "components.groups[0].alias",
+            "not a valid alias",
+        );
+        assert_fault(
+            k,
+            &set(a(), "/components/groups/0/name", json!("")),
+            "components.groups[0].name",
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(a(), "/components/groups/0/groups/0/cartridges", json!([])),
+            "components.groups[0].groups[0].cartridges",
+            "at least one cartridge or group",
+        );
+        assert_fault(
+            k,
+            &set(
+                a(),
+                "/components/dependencies/startupOrders/0/aliases/0",
+                json!("group.i"),
+            ),
+            "components.dependencies.startupOrders[0].aliases[0]",
+            "\"group.i\" is not a component here (components: cartridge.front, group.s)",
+        );
+        assert_fault(
+            k,
+            &set(
+                a(),
+                "/components/dependencies/startupOrders",
+                json!([{"aliases": ["group.s", "cartridge.front"]}, {"aliases": ["cartridge.front", "group.s"]}]),
+            ),
+            "components.dependencies.startupOrders",
+            "cycle: cartridge.front -> group.s -> cartridge.front",
+        );
+        assert_fault(
+            k,
+            &set(
+                a(),
+                "/components/dependencies/scalingDependents",
+                json!([{"aliases": ["cartridge.front", "cartridge.ghost"]}]),
+            ),
+            "components.dependencies.scalingDependents[0].aliases[1]",
+            "is not a component here",
+        );
+        // A group's deploymentPolicy covers the cartridges inside it.
+        fx::def(k, &a());
+    }
+
+    #[test]
+    fn partition_and_policy_faults() {
+        let k = Kind::NetworkPartition;
+        let np = || fx::network_partition("np1", &["p1", "p2"]);
+        assert_fault(k, &set(np(), "/id", json!("")), "id", "is missing or empty");
+        assert_fault(
+            k,
+            &set(np(), "/partitions", json!([])),
+            "partitions",
+            "at least one partition",
+        );
+        assert_fault(
+            k,
+            &set(np(), "/partitions/1/id", json!("p1")),
+            "partitions[1].id",
+            "partition id \"p1\" is already used",
+        );
+        assert_fault(
+            k,
+            &set(np(), "/partitions/0/id", json!("-p")),
+            "partitions[0].id",
+            "not a valid id",
+        );
+        assert_fault(
+            k,
+            &set(np(), "/partitions/0/property/0/name", json!("")),
+            "partitions[0].property[0].name",
+            "is missing or empty",
+        );
+
+        let k = Kind::DeploymentPolicy;
+        let dp = fx::deployment_policy;
+        assert_fault(k, &set(dp(), "/id", json!("")), "id", "is missing or empty");
+        assert_fault(
+            k,
+            &set(dp(), "/networkPartitions", json!([])),
+            "networkPartitions",
+            "at least one network partition",
+        );
+        assert_fault(
+            k,
+            &set(dp(), "/networkPartitions/0/partitions", json!([])),
+            "networkPartitions[0].partitions",
+            "at least one partition",
+        );
+        assert_fault(
+            k,
+            &set(
+                dp(),
+                "/networkPartitions/0/partitions/1/partitionMax",
+                json!(0),
+            ),
+            "networkPartitions[0].partitions[1].partitionMax",
+            "is 0, must be at least 1",
+        );
+        assert_fault(
+            k,
+            &set(dp(), "/networkPartitions/0/partitions/1/id", json!("p1")),
+            "networkPartitions[0].partitions[1].id",
+            "already used",
+        );
+        assert_fault(
+            k,
+            &set(dp(), "/networkPartitions/1/id", json!("np1")),
+            "networkPartitions[1].id",
+            "network partition id \"np1\" is already used",
+        );
+
+        let k = Kind::ApplicationPolicy;
+        let ap = fx::application_policy;
+        assert_fault(k, &set(ap(), "/id", json!("a b")), "id", "not a valid id");
+        assert_fault(
+            k,
+            &set(ap(), "/networkPartitions", json!([])),
+            "networkPartitions",
+            "at least one network partition",
+        );
+        assert_fault(
+            k,
+            &set(ap(), "/networkPartitions", json!(["np1", "np1"])),
+            "networkPartitions[1]",
+            "already used",
+        );
+        assert_fault(
+            k,
+            &set(ap(), "/networkPartitions", json!(["np1", ""])),
+            "networkPartitions[1]",
+            "is missing or empty",
+        );
+
+        let k = Kind::AutoscalingPolicy;
+        let asp = fx::autoscaling_policy;
+        assert_fault(
+            k,
+            &set(asp(), "/id", json!("")),
+            "id",
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(asp(), "/loadThresholds", json!({})),
+            "loadThresholds",
+            "at least one of",
+        );
+        assert_fault(
+            k,
+            &set(
+                asp(),
+                "/loadThresholds/requestsInFlight/threshold",
+                json!(0),
+            ),
+            "loadThresholds.requestsInFlight.threshold",
+            "is 0, must be above 0",
+        );
+        assert_fault(
+            k,
+            &set(
+                asp(),
+                "/loadThresholds/memoryConsumption/threshold",
+                json!(100),
+            ),
+            "loadThresholds.memoryConsumption.threshold",
+            "below 100",
+        );
+        assert_fault(
+            k,
+            &set(asp(), "/loadThresholds/loadAverage/threshold", json!(-5)),
+            "loadThresholds.loadAverage.threshold",
+            "must be above 0",
+        );
+        assert_fault(
+            k,
+            &set(asp(), "/instanceRoundingFactor", json!(1.5)),
+            "instanceRoundingFactor",
+            "between 0 and 1",
+        );
+    }
+
+    #[test]
+    fn kubernetes_cluster_faults() {
+        let k = Kind::KubernetesCluster;
+        let kc = fx::kubernetes_cluster;
+        assert_fault(
+            k,
+            &set(kc(), "/clusterId", json!("")),
+            "clusterId",
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(kc(), "/kubernetesHosts/1/hostId", json!("h1")),
+            "kubernetesHosts[1].hostId",
+            "hostId \"h1\" is already used at kubernetesHosts[0].hostId",
+        );
+        assert_fault(
+            k,
+            &set(kc(), "/kubernetesHosts/1/hostId", json!("m")),
+            "kubernetesHosts[1].hostId",
+            "already used at kubernetesMaster.hostId",
+        );
+        assert_fault(
+            k,
+            &set(kc(), "/kubernetesHosts/0/privateIPAddress", json!("10.0.0")),
+            "kubernetesHosts[0].privateIPAddress",
+            "not an IP address",
+        );
+        assert_fault(
+            k,
+            &set(kc(), "/kubernetesMaster/hostId", json!("")),
+            "kubernetesMaster.hostId",
+            "is missing or empty",
+        );
+        assert_fault(
+            k,
+            &set(kc(), "/kubernetesHosts/0/property/0/value", json!("many")),
+            "kubernetesHosts[0].property[0].value",
+            "not a cpu amount",
+        );
+        assert_fault(
+            k,
+            &set(kc(), "/portRange/upper", json!(70000)),
+            "portRange.upper",
+            "not a port",
+        );
+        assert_fault(
+            k,
+            &set(kc(), "/portRange", json!({"lower": 9, "upper": 8})),
+            "portRange",
+            "lower 9 is above upper 8",
+        );
+    }
+}

@@ -631,3 +631,508 @@ pub(crate) fn deployment_policies_of(a: &Application) -> Vec<(String, String)> {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self as fx, set};
+    use serde_json::json;
+
+    fn add(kind: Kind, v: serde_json::Value) -> Change {
+        Change::add(fx::def(kind, &v))
+    }
+
+    fn update(kind: Kind, v: serde_json::Value) -> Change {
+        Change::update(fx::def(kind, &v))
+    }
+
+    fn rm(kind: Kind, id: &str) -> Change {
+        Change::Remove(kind, id.into())
+    }
+
+    /// Applies `changes`, expects an `Invalid` fault of `(kind, id)` at `path`.
+    #[track_caller]
+    fn refused(cat: &Catalog, changes: &[Change], kind: Kind, id: &str, path: &str, msg: &str) {
+        match cat.apply(changes) {
+            Err(ModelError::Invalid {
+                kind: k,
+                id: i,
+                path: p,
+                message,
+            }) => {
+                assert_eq!((k, i.as_str(), p.as_str()), (kind, id, path), "{message}");
+                assert!(message.contains(msg), "{message:?} lacks {msg:?}");
+            }
+            other => panic!("expected a fault, got {other:?}"),
+        }
+    }
+
+    #[track_caller]
+    fn in_use(cat: &Catalog, kind: Kind, id: &str, user: (Kind, &str, &str)) {
+        match cat.apply(&[rm(kind, id)]) {
+            Err(e @ ModelError::InUse { .. }) => {
+                let ModelError::InUse {
+                    user_kind,
+                    user_id,
+                    path,
+                    ..
+                } = &e
+                else {
+                    unreachable!()
+                };
+                assert_eq!((*user_kind, user_id.as_str(), path.as_str()), user, "{e}");
+                assert!(
+                    e.to_string()
+                        .starts_with(&format!("cannot remove {kind} {id:?}: ")),
+                    "{e}"
+                );
+            }
+            other => panic!("expected in use, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn definitions_in_any_order_of_one_batch_but_references_must_resolve() {
+        // Reversed order in one batch is fine: the result is what is checked.
+        let mut changes: Vec<Change> = fx::all().into_iter().map(|(k, v)| add(k, v)).collect();
+        changes.reverse();
+        let cat = Catalog::new().apply(&changes).unwrap();
+        assert_eq!(cat.ids(Kind::Cartridge), ["db", "web"]);
+        assert!(cat.get(Kind::Application, "app1").is_some());
+        // The application alone refers to nothing registered.
+        refused(
+            &Catalog::new(),
+            &[add(Kind::Application, fx::application())],
+            Kind::Application,
+            "app1",
+            "components.cartridges[0].type",
+            "no cartridge of type \"web\" is registered",
+        );
+    }
+
+    #[test]
+    fn add_update_remove_conflicts() {
+        let cat = fx::catalog();
+        let e = cat
+            .apply(&[add(Kind::Cartridge, fx::cartridge("web", 80, 8080))])
+            .unwrap_err();
+        assert_eq!(
+            e,
+            ModelError::Exists {
+                kind: Kind::Cartridge,
+                id: "web".into()
+            }
+        );
+        assert!(e.to_string().contains("already exists"));
+        let e = cat
+            .apply(&[update(Kind::Cartridge, fx::cartridge("new", 80, 8080))])
+            .unwrap_err();
+        assert_eq!(
+            e,
+            ModelError::NotFound {
+                kind: Kind::Cartridge,
+                id: "new".into()
+            }
+        );
+        let e = cat
+            .apply(&[rm(Kind::AutoscalingPolicy, "nope")])
+            .unwrap_err();
+        assert_eq!(e.to_string(), "autoscaling policy \"nope\" does not exist");
+        // Updates replace.
+        let next = cat
+            .apply(&[update(Kind::Cartridge, fx::cartridge("web", 81, 8081))])
+            .unwrap();
+        assert_eq!(next.cartridges["web"].port_mapping[0].port, 81);
+        // An invalid definition inside a batch is reported as parse would.
+        let bad = Change::add(crate::Definition::Cartridge(crate::Cartridge {
+            port_mapping: vec![],
+            iaas_provider: vec![],
+            ..next.cartridges["web"].clone()
+        }));
+        let e = cat.apply(&[bad]).unwrap_err();
+        assert_eq!(e.path(), Some("iaasProvider"));
+    }
+
+    #[test]
+    fn a_refused_batch_changes_nothing() {
+        let cat = fx::catalog();
+        let before = cat.clone();
+        let e = cat
+            .apply(&[
+                add(Kind::Cartridge, fx::cartridge("extra", 1, 0)),
+                rm(Kind::Cartridge, "web"), // used
+            ])
+            .unwrap_err();
+        assert!(matches!(e, ModelError::InUse { .. }), "{e}");
+        assert_eq!(cat, before);
+        // Removing the user and the used together is fine, in any order.
+        let next = cat
+            .apply(&[
+                rm(Kind::AutoscalingPolicy, "asp1"),
+                rm(Kind::Application, "app1"),
+            ])
+            .unwrap();
+        assert!(next.autoscaling_policies.is_empty());
+        // Removed and re-added in one batch is fine too.
+        cat.apply(&[
+            rm(Kind::Cartridge, "web"),
+            add(Kind::Cartridge, fx::cartridge("web", 80, 8080)),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn removing_what_is_used_names_the_user() {
+        let cat = fx::catalog();
+        in_use(
+            &cat,
+            Kind::Cartridge,
+            "db",
+            (Kind::CartridgeGroup, "stack", "cartridges[0]"),
+        );
+        in_use(
+            &cat,
+            Kind::Cartridge,
+            "web",
+            (Kind::CartridgeGroup, "stack", "cartridges[1]"),
+        );
+        let no_group = cat
+            .apply(&[
+                rm(Kind::Application, "app1"),
+                rm(Kind::CartridgeGroup, "stack"),
+            ])
+            .unwrap();
+        let app = json!({"applicationId": "solo", "components": {"cartridges": [
+            {"type": "web", "cartridgeMin": 1, "cartridgeMax": 1,
+             "subscribableInfo": {"alias": "w", "autoscalingPolicy": "asp1", "deploymentPolicy": "dp1"}}]}});
+        let solo = no_group.apply(&[add(Kind::Application, app)]).unwrap();
+        in_use(
+            &solo,
+            Kind::Cartridge,
+            "web",
+            (Kind::Application, "solo", "components.cartridges[0].type"),
+        );
+        in_use(
+            &cat,
+            Kind::CartridgeGroup,
+            "stack",
+            (Kind::Application, "app1", "components.groups[0].name"),
+        );
+        in_use(
+            &cat,
+            Kind::AutoscalingPolicy,
+            "asp1",
+            (
+                Kind::Application,
+                "app1",
+                "components.cartridges[0].subscribableInfo.autoscalingPolicy",
+            ),
+        );
+        in_use(
+            &cat,
+            Kind::DeploymentPolicy,
+            "dp1",
+            (
+                Kind::Application,
+                "app1",
+                "components.cartridges[0].subscribableInfo.deploymentPolicy",
+            ),
+        );
+        in_use(
+            &cat,
+            Kind::NetworkPartition,
+            "np2",
+            (Kind::DeploymentPolicy, "dp1", "networkPartitions[1].id"),
+        );
+        let no_dp = cat
+            .apply(&[
+                rm(Kind::Application, "app1"),
+                rm(Kind::DeploymentPolicy, "dp1"),
+            ])
+            .unwrap();
+        in_use(
+            &no_dp,
+            Kind::NetworkPartition,
+            "np2",
+            (Kind::ApplicationPolicy, "ap1", "networkPartitions[1]"),
+        );
+        in_use(
+            &cat,
+            Kind::KubernetesCluster,
+            "k1",
+            (
+                Kind::NetworkPartition,
+                "np1",
+                "partitions[0].property[0].value",
+            ),
+        );
+        let deployed = cat
+            .apply(&[Change::Deploy {
+                application_id: "app1".into(),
+                application_policy: "ap1".into(),
+            }])
+            .unwrap();
+        in_use(
+            &deployed,
+            Kind::ApplicationPolicy,
+            "ap1",
+            (Kind::Application, "app1", "(deployment)"),
+        );
+    }
+
+    #[test]
+    fn group_level_deployment_policy_use_is_found() {
+        let cat = fx::catalog();
+        let mut app = fx::application();
+        app["components"]["cartridges"][0]["subscribableInfo"]["deploymentPolicy"] = json!(null);
+        app["components"]["cartridges"] = json!([]);
+        app["components"]["dependencies"] = json!(null);
+        let next = cat.apply(&[update(Kind::Application, app)]).unwrap();
+        in_use(
+            &next,
+            Kind::DeploymentPolicy,
+            "dp1",
+            (
+                Kind::Application,
+                "app1",
+                "components.groups[0].deploymentPolicy",
+            ),
+        );
+    }
+
+    #[test]
+    fn deploy_and_undeploy() {
+        let cat = fx::catalog();
+        let dep = |a: &str, p: &str| Change::Deploy {
+            application_id: a.into(),
+            application_policy: p.into(),
+        };
+        let e = cat.apply(&[dep("ghost", "ap1")]).unwrap_err();
+        assert_eq!(
+            e,
+            ModelError::NotFound {
+                kind: Kind::Application,
+                id: "ghost".into()
+            }
+        );
+        let e = cat.apply(&[dep("app1", "ghost")]).unwrap_err();
+        assert_eq!(
+            e,
+            ModelError::NotFound {
+                kind: Kind::ApplicationPolicy,
+                id: "ghost".into()
+            }
+        );
+        let deployed = cat.apply(&[dep("app1", "ap1")]).unwrap();
+        assert_eq!(deployed.deployments["app1"], "ap1");
+        assert_eq!(
+            deployed.apply(&[dep("app1", "ap1")]).unwrap_err(),
+            ModelError::Deployed { id: "app1".into() }
+        );
+        let e = deployed
+            .apply(&[update(Kind::Application, fx::application())])
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "application \"app1\" is deployed; undeploy it first"
+        );
+        assert_eq!(
+            deployed
+                .apply(&[rm(Kind::Application, "app1")])
+                .unwrap_err(),
+            ModelError::Deployed { id: "app1".into() }
+        );
+        let undeployed = deployed
+            .apply(&[Change::Undeploy {
+                application_id: "app1".into(),
+            }])
+            .unwrap();
+        assert!(undeployed.deployments.is_empty());
+        assert!(matches!(
+            undeployed.apply(&[Change::Undeploy {
+                application_id: "app1".into()
+            }]),
+            Err(ModelError::NotFound { .. })
+        ));
+        // Deploying under a policy whose network partitions the application's
+        // deployment policies do not use is refused.
+        let other = cat
+            .apply(&[
+                add(
+                    Kind::NetworkPartition,
+                    fx::network_partition("np3", &["r1"]),
+                ),
+                add(
+                    Kind::ApplicationPolicy,
+                    json!({"id": "ap3", "networkPartitions": ["np3"]}),
+                ),
+            ])
+            .unwrap();
+        refused(
+            &other,
+            &[dep("app1", "ap3")],
+            Kind::Application,
+            "app1",
+            "components.cartridges[0].subscribableInfo.deploymentPolicy",
+            "deployment policy \"dp1\" uses none of the network partitions of application policy \"ap3\" (np3)",
+        );
+    }
+
+    #[test]
+    fn broken_references_are_refused_with_their_path() {
+        let cat = fx::catalog();
+        let app = fx::application;
+        let k = Kind::Application;
+        let up = |v| [update(k, v)];
+        refused(
+            &cat,
+            &up(set(app(), "/components/cartridges/0/type", json!("php"))),
+            k,
+            "app1",
+            "components.cartridges[0].type",
+            "no cartridge of type \"php\" is registered",
+        );
+        refused(
+            &cat,
+            &up(set(app(), "/components/groups/0/name", json!("other"))),
+            k,
+            "app1",
+            "components.groups[0].name",
+            "no cartridge group \"other\" is registered",
+        );
+        refused(
+            &cat,
+            &up(set(
+                app(),
+                "/components/groups/0/groups/0/name",
+                json!("outer"),
+            )),
+            k,
+            "app1",
+            "components.groups[0].groups[0].name",
+            "cartridge group \"stack\" has no nested group \"outer\"",
+        );
+        refused(
+            &cat,
+            &up(set(
+                app(),
+                "/components/groups/0/groups/0/cartridges/0/type",
+                json!("db"),
+            )),
+            k,
+            "app1",
+            "components.groups[0].groups[0].cartridges[0].type",
+            "cartridge group \"inner\" has no cartridge type \"db\" (it has: web)",
+        );
+        refused(
+            &cat,
+            &up(set(
+                app(),
+                "/components/cartridges/0/subscribableInfo/autoscalingPolicy",
+                json!("asp9"),
+            )),
+            k,
+            "app1",
+            "components.cartridges[0].subscribableInfo.autoscalingPolicy",
+            "no autoscaling policy \"asp9\" is registered",
+        );
+        refused(
+            &cat,
+            &up(set(
+                app(),
+                "/components/cartridges/0/subscribableInfo/deploymentPolicy",
+                json!("dp9"),
+            )),
+            k,
+            "app1",
+            "components.cartridges[0].subscribableInfo.deploymentPolicy",
+            "no deployment policy \"dp9\" is registered",
+        );
+        refused(
+            &cat,
+            &up(set(
+                app(),
+                "/components/groups/0/deploymentPolicy",
+                json!("dp9"),
+            )),
+            k,
+            "app1",
+            "components.groups[0].deploymentPolicy",
+            "no deployment policy \"dp9\" is registered",
+        );
+        // The group definition orders aliases the application does not give.
+        refused(&cat, &up(set(app(), "/components/groups/0/cartridges/0/subscribableInfo/alias", json!("database"))), k, "app1",
+            "components.groups[0](group \"stack\").dependencies.startupOrders[0].aliases[0]",
+            "\"cartridge.d\" is not a component here (components: cartridge.database, cartridge.w, group.i)");
+
+        refused(
+            &cat,
+            &[update(
+                Kind::CartridgeGroup,
+                set(fx::group(), "/groups/0/cartridges/0", json!("php")),
+            )],
+            Kind::CartridgeGroup,
+            "stack",
+            "groups[0].cartridges[0]",
+            "no cartridge of type \"php\" is registered",
+        );
+        refused(
+            &cat,
+            &[update(
+                Kind::DeploymentPolicy,
+                set(
+                    fx::deployment_policy(),
+                    "/networkPartitions/1/id",
+                    json!("np9"),
+                ),
+            )],
+            Kind::DeploymentPolicy,
+            "dp1",
+            "networkPartitions[1].id",
+            "no network partition \"np9\" is registered",
+        );
+        refused(
+            &cat,
+            &[update(
+                Kind::DeploymentPolicy,
+                set(
+                    fx::deployment_policy(),
+                    "/networkPartitions/0/partitions/1/id",
+                    json!("p9"),
+                ),
+            )],
+            Kind::DeploymentPolicy,
+            "dp1",
+            "networkPartitions[0].partitions[1].id",
+            "network partition \"np1\" has no partition \"p9\" (it has: p1, p2)",
+        );
+        refused(
+            &cat,
+            &[update(
+                Kind::ApplicationPolicy,
+                set(
+                    fx::application_policy(),
+                    "/networkPartitions/1",
+                    json!("np9"),
+                ),
+            )],
+            Kind::ApplicationPolicy,
+            "ap1",
+            "networkPartitions[1]",
+            "no network partition \"np9\" is registered",
+        );
+        let np = set(
+            fx::network_partition("np2", &["q1"]),
+            "/partitions/0/property",
+            json!([{"name": "cluster", "value": "k9"}]),
+        );
+        refused(
+            &cat,
+            &[update(Kind::NetworkPartition, np)],
+            Kind::NetworkPartition,
+            "np2",
+            "partitions[0].property[0].value",
+            "no kubernetes cluster \"k9\" is registered",
+        );
+    }
+}

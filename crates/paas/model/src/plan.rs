@@ -549,3 +549,254 @@ impl Builder<'_> {
         Ok(stages)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{self as fx};
+    use crate::Change;
+    use serde_json::json;
+
+    const FRONT: &str = "app1.front.web.domain";
+    const D: &str = "app1.d.db.domain";
+    const W: &str = "app1.w.web.domain";
+    const W2: &str = "app1.w2.web.domain";
+
+    fn slots(maxes: &[u32]) -> Vec<PartitionSlot> {
+        maxes
+            .iter()
+            .enumerate()
+            .map(|(i, m)| PartitionSlot {
+                id: format!("p{i}"),
+                max: *m,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_spreads_and_looks_past_full_partitions() {
+        let s = slots(&[2, 3]);
+        let mut counts = vec![0, 0];
+        assert_eq!(
+            place(PartitionAlgorithm::RoundRobin, &s, &mut counts, 6),
+            [0, 1, 0, 1, 1]
+        );
+        assert_eq!(counts, [2, 3]);
+        // Stratos would stop here: the emptiest partition is full.
+        let s = slots(&[1, 5]);
+        assert_eq!(
+            scale_up_partition(PartitionAlgorithm::RoundRobin, &s, &[1, 2]),
+            Some(1)
+        );
+        assert_eq!(
+            scale_up_partition(PartitionAlgorithm::RoundRobin, &s, &[1, 5]),
+            None
+        );
+    }
+
+    #[test]
+    fn one_after_another_fills_in_order() {
+        let s = slots(&[2, 1, 2]);
+        let mut counts = vec![0, 0, 0];
+        assert_eq!(
+            place(PartitionAlgorithm::OneAfterAnother, &s, &mut counts, 4),
+            [0, 0, 1, 2]
+        );
+        assert_eq!(
+            scale_down_partition(PartitionAlgorithm::OneAfterAnother, &counts),
+            Some(2)
+        );
+        assert_eq!(
+            scale_down_partition(PartitionAlgorithm::OneAfterAnother, &[1, 0, 0]),
+            Some(0)
+        );
+        assert_eq!(
+            scale_down_partition(PartitionAlgorithm::OneAfterAnother, &[0, 0]),
+            None
+        );
+    }
+
+    #[test]
+    fn round_robin_scale_down_takes_the_fullest_last_first() {
+        assert_eq!(
+            scale_down_partition(PartitionAlgorithm::RoundRobin, &[2, 3, 3]),
+            Some(2)
+        );
+        assert_eq!(
+            scale_down_partition(PartitionAlgorithm::RoundRobin, &[4, 3, 0]),
+            Some(0)
+        );
+        assert_eq!(
+            scale_down_partition(PartitionAlgorithm::RoundRobin, &[0, 0]),
+            None
+        );
+    }
+
+    #[test]
+    fn clusters_order_and_placement_of_the_fixture_application() {
+        let cat = fx::catalog();
+        let p = plan(&cat, "app1", "ap1").unwrap();
+        let ids: Vec<&str> = p.clusters.iter().map(|c| c.cluster_id.as_str()).collect();
+        assert_eq!(ids, [FRONT, D, W, W2]);
+        // Group "stack" orders d → i → w; the application orders s → front.
+        assert_eq!(
+            p.stages,
+            vec![
+                vec![D.to_owned()],
+                vec![W2.to_owned()],
+                vec![W.to_owned()],
+                vec![FRONT.to_owned()]
+            ]
+        );
+        let front = p.cluster(FRONT).unwrap();
+        assert_eq!(front.waits_for, [D, W, W2]);
+        assert_eq!(p.cluster(W).unwrap().waits_for, [W2]);
+        assert!(p.cluster(D).unwrap().waits_for.is_empty());
+        assert_eq!(front.hostname, "app1.front.example.org");
+        assert_eq!(front.groups, Vec::<String>::new());
+        assert_eq!(p.cluster(W2).unwrap().groups, ["s", "i"]);
+        // The group's deployment policy reaches the nested cartridges.
+        assert_eq!(p.cluster(W2).unwrap().deployment_policy, "dp1");
+        // np1 holds 2+3 members, np2 2; cartridgeMax 10 is above both.
+        let nps: Vec<(&str, u32)> = front
+            .network_partitions
+            .iter()
+            .map(|n| (n.id.as_str(), n.max))
+            .collect();
+        assert_eq!(nps, [("np1", 5), ("np2", 2)]);
+        assert_eq!(front.network_partitions[0].image, "web:1");
+        assert_eq!(
+            (front.cpu_millis, front.memory_bytes),
+            (Some(250), Some(64 << 20))
+        );
+        // w2 starts 2 members, round-robin over np1's partitions.
+        let w2: Vec<(&str, &str)> = p
+            .cluster(W2)
+            .unwrap()
+            .initial_members
+            .iter()
+            .map(|m| (m.network_partition.as_str(), m.partition.as_str()))
+            .collect();
+        assert_eq!(w2, [("np1", "p1"), ("np1", "p2")]);
+        let groups: Vec<(&str, Option<&str>, usize)> = p
+            .groups
+            .iter()
+            .map(|g| (g.alias.as_str(), g.parent.as_deref(), g.clusters.len()))
+            .collect();
+        assert_eq!(
+            groups,
+            [("i", Some("s")), ("s", None)].map(|(a, b)| (a, b, if a == "i" { 1 } else { 3 }))
+        );
+        let s = p.groups.iter().find(|g| g.alias == "s").unwrap();
+        assert_eq!(
+            s.termination_behaviour,
+            TerminationBehaviour::TerminateDependents
+        );
+        assert_eq!((s.min_instances, s.max_instances), (1, 2));
+        assert!(p.scaling_sets.is_empty());
+    }
+
+    #[test]
+    fn all_at_once_starts_in_every_network_partition() {
+        let cat = fx::catalog();
+        let ap =
+            json!({"id": "ap2", "algorithm": "all-at-once", "networkPartitions": ["np2", "np1"]});
+        let cat = cat
+            .apply(&[Change::add(fx::def(Kind::ApplicationPolicy, &ap))])
+            .unwrap();
+        let p = plan(&cat, "app1", "ap2").unwrap();
+        let w2 = p.cluster(W2).unwrap();
+        // The application policy's order: np2 first.
+        let nps: Vec<&str> = w2
+            .network_partitions
+            .iter()
+            .map(|n| n.id.as_str())
+            .collect();
+        assert_eq!(nps, ["np2", "np1"]);
+        let placed: Vec<(&str, &str)> = w2
+            .initial_members
+            .iter()
+            .map(|m| (m.network_partition.as_str(), m.partition.as_str()))
+            .collect();
+        assert_eq!(
+            placed,
+            [("np2", "q1"), ("np2", "q1"), ("np1", "p1"), ("np1", "p2")]
+        );
+    }
+
+    #[test]
+    fn scaling_dependents_form_sets_of_clusters() {
+        let cat = fx::catalog();
+        let mut app = fx::application();
+        app["components"]["dependencies"]["scalingDependents"] =
+            json!([{"aliases": ["group.s", "cartridge.front"]}]);
+        let cat = cat
+            .apply(&[Change::update(fx::def(Kind::Application, &app))])
+            .unwrap();
+        let p = plan(&cat, "app1", "ap1").unwrap();
+        assert_eq!(
+            p.scaling_sets,
+            vec![vec![
+                D.to_owned(),
+                W.to_owned(),
+                W2.to_owned(),
+                FRONT.to_owned()
+            ]]
+        );
+        assert!(p.clusters.iter().all(|c| c.has_scaling_dependents));
+    }
+
+    #[test]
+    fn planning_faults() {
+        let cat = fx::catalog();
+        assert_eq!(
+            plan(&cat, "ghost", "ap1").unwrap_err(),
+            ModelError::NotFound {
+                kind: Kind::Application,
+                id: "ghost".into()
+            }
+        );
+        assert_eq!(
+            plan(&cat, "app1", "ghost").unwrap_err(),
+            ModelError::NotFound {
+                kind: Kind::ApplicationPolicy,
+                id: "ghost".into()
+            }
+        );
+        // More members at the start than the partitions hold.
+        let mut app = fx::application();
+        app["components"]["groups"][0]["groups"][0]["cartridges"][0]["cartridgeMin"] = json!(6);
+        app["components"]["groups"][0]["groups"][0]["cartridges"][0]["cartridgeMax"] = json!(8);
+        let big = cat
+            .apply(&[Change::update(fx::def(Kind::Application, &app))])
+            .unwrap();
+        let e = plan(&big, "app1", "ap1").unwrap_err();
+        assert_eq!(
+            e.path(),
+            Some("components.groups[0].groups[0].cartridges[0].cartridgeMin")
+        );
+        assert!(
+            e.to_string()
+                .contains("allows only 5 members in network partition \"np1\""),
+            "{e}"
+        );
+        // A policy sharing no network partition with the deployment policy.
+        let other = cat
+            .apply(&[
+                Change::add(fx::def(
+                    Kind::NetworkPartition,
+                    &fx::network_partition("np3", &["r1"]),
+                )),
+                Change::add(fx::def(
+                    Kind::ApplicationPolicy,
+                    &json!({"id": "ap3", "networkPartitions": ["np3"]}),
+                )),
+            ])
+            .unwrap();
+        let e = plan(&other, "app1", "ap3").unwrap_err();
+        assert_eq!(
+            e.path(),
+            Some("components.cartridges[0].subscribableInfo.deploymentPolicy")
+        );
+    }
+}

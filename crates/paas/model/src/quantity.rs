@@ -75,7 +75,7 @@ pub fn memory_bytes(s: &str) -> Result<u64, String> {
         format!("{s:?} is not a memory amount (bytes, or a quantity like \"512Mi\" or \"2G\")")
     })?;
     let bytes = v * mult;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > 1.0e19 {
+    if !bytes.is_finite() || !(0.0..=1.0e19).contains(&bytes) {
         return Err(format!("memory amount {s:?} is out of range"));
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]

@@ -781,3 +781,565 @@ impl ScalingState {
         Action::Hold
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::PartitionSlot;
+    use crate::{LoadThresholds, Threshold};
+
+    fn pts(v: &[(i64, f64)]) -> Vec<Point> {
+        v.iter()
+            .map(|&(at_ms, value)| Point { at_ms, value })
+            .collect()
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn trend_of_four_samples_by_hand() {
+        // avg (10+20+40+70)/4 = 35; gradient (70−10)/3 s = 20/s;
+        // halves: (20−10)/1 s = 10 at 500 ms, (70−40)/1 s = 30 at 2500 ms;
+        // second derivative (30−10)/2 s = 10/s²; prediction 35 + 20 + 5 = 60.
+        let t = trend(&pts(&[(0, 10.0), (1000, 20.0), (2000, 40.0), (3000, 70.0)])).unwrap();
+        assert_eq!(
+            t,
+            Trend {
+                average: 35.0,
+                gradient: 20.0,
+                second_derivative: 10.0
+            }
+        );
+        assert!(close(predict(&t, 1.0), 60.0));
+        assert!(close(predict(&t, 2.0), 35.0 + 40.0 + 20.0));
+    }
+
+    #[test]
+    fn trend_of_odd_and_tiny_windows_by_hand() {
+        // n = 3: halves [0,0] and [1,2]: 0 at 0 ms, (40−10)/1 s = 30 at 1500 ms → 30/1.5 = 20.
+        let t = trend(&pts(&[(0, 0.0), (1000, 10.0), (2000, 40.0)])).unwrap();
+        assert!(close(t.average, 50.0 / 3.0));
+        assert!(close(t.gradient, 20.0));
+        assert!(close(t.second_derivative, 20.0));
+        // n = 5 (squares): halves [0,1] → 1 at 500, [2,4] → 6 at 3000 → 5/2.5 = 2.
+        let t = trend(&pts(&[
+            (0, 0.0),
+            (1000, 1.0),
+            (2000, 4.0),
+            (3000, 9.0),
+            (4000, 16.0),
+        ]))
+        .unwrap();
+        assert_eq!(
+            t,
+            Trend {
+                average: 6.0,
+                gradient: 4.0,
+                second_derivative: 2.0
+            }
+        );
+        assert!(close(predict(&t, 1.0), 11.0));
+        // Gaps under a second count as one second.
+        let t = trend(&pts(&[(0, 0.0), (500, 10.0)])).unwrap();
+        assert_eq!(
+            t,
+            Trend {
+                average: 5.0,
+                gradient: 10.0,
+                second_derivative: 0.0
+            }
+        );
+        let t = trend(&pts(&[(7, 3.0)])).unwrap();
+        assert_eq!(
+            t,
+            Trend {
+                average: 3.0,
+                gradient: 0.0,
+                second_derivative: 0.0
+            }
+        );
+        assert_eq!(trend(&[]), None);
+    }
+
+    #[test]
+    fn required_instances_by_hand() {
+        assert_eq!(required_by_requests_in_flight(60.0, 20.0), 3);
+        assert_eq!(required_by_requests_in_flight(61.0, 20.0), 4);
+        assert_eq!(required_by_requests_in_flight(0.0, 20.0), 0);
+        assert_eq!(required_by_requests_in_flight(-3.0, 20.0), 0);
+        assert_eq!(required_by_requests_in_flight(5.0, 0.0), 0);
+        // Memory: ramp of (100−70)/(5−1) = 7.5 % per instance above 70 %.
+        assert_eq!(required_by_memory_consumption(70.0, 85.0, 1, 5), 3);
+        assert_eq!(required_by_memory_consumption(70.0, 71.0, 1, 5), 2);
+        assert_eq!(required_by_memory_consumption(80.0, 100.0, 1, 5), 5);
+        assert_eq!(required_by_memory_consumption(70.0, 60.0, 1, 5), 0);
+        assert_eq!(required_by_memory_consumption(70.0, 70.0, 2, 5), 2);
+        assert_eq!(required_by_memory_consumption(80.0, 95.0, 2, 2), 2);
+        // Load average: min · predicted / threshold.
+        assert_eq!(required_by_load_average(70.0, 140.0, 2), 4);
+        assert_eq!(required_by_load_average(70.0, 35.0, 2), 1);
+        assert_eq!(required_by_load_average(70.0, 71.0, 1), 2);
+        assert_eq!(required_by_load_average(0.0, 50.0, 3), 3);
+    }
+
+    #[test]
+    fn dependent_rounding_by_hand() {
+        assert_eq!(rounded_instance_count(2.3, 0.0), 3);
+        assert_eq!(rounded_instance_count(2.3, 0.5), 2);
+        assert_eq!(rounded_instance_count(2.6, 0.5), 3);
+        assert_eq!(rounded_instance_count(2.0, 0.0), 2);
+        assert_eq!(dependent_required(2, 1.5, 0.0), 3);
+        assert_eq!(dependent_required(3, 0.5, 0.0), 2);
+        assert_eq!(dependent_required(3, 0.5, 0.6), 1);
+        assert_eq!(highest_factor([1.0, 2.5, 2.0]), Some(2.5));
+        assert_eq!(highest_factor([]), None);
+    }
+
+    #[test]
+    fn window_slides_and_drops_disorder() {
+        let mut w = Window::default();
+        for (t, v) in [
+            (0, 100.0),
+            (5000, 1.0),
+            (4000, 50.0),
+            (6000, 3.0),
+            (7000, f64::NAN),
+        ] {
+            w.push(Point { at_ms: t, value: v });
+        }
+        // At 10 s with a 5 s span only 5000 and 6000 remain (4000 came late).
+        let t = w.trend(10_000, 5000).unwrap();
+        assert_eq!(t.average, 2.0);
+        assert_eq!(w.trend(20_000, 5000), None);
+    }
+
+    fn cluster(min: u32, max: u32) -> ClusterPlan {
+        let np = |id: &str, algorithm, parts: &[(&str, u32)]| crate::plan::NetworkPartitionPlan {
+            id: id.into(),
+            provider: None,
+            algorithm,
+            partitions: parts
+                .iter()
+                .map(|(p, m)| PartitionSlot {
+                    id: (*p).into(),
+                    max: *m,
+                })
+                .collect(),
+            max: max.min(parts.iter().map(|p| p.1).sum()),
+            image: "img".into(),
+        };
+        ClusterPlan {
+            cluster_id: "a.w.web.domain".into(),
+            alias: "w".into(),
+            cartridge_type: "web".into(),
+            hostname: "w.a".into(),
+            groups: vec![],
+            min,
+            max,
+            autoscaling_policy: "asp".into(),
+            deployment_policy: "dp".into(),
+            port_mappings: vec![],
+            cpu_millis: None,
+            memory_bytes: None,
+            network_partitions: vec![
+                np(
+                    "np1",
+                    PartitionAlgorithm::RoundRobin,
+                    &[("p1", 2), ("p2", 2)],
+                ),
+                np("np2", PartitionAlgorithm::OneAfterAnother, &[("q1", 2)]),
+            ],
+            waits_for: vec![],
+            has_scaling_dependents: false,
+            in_group_scaling_subtree: false,
+            initial_members: vec![],
+        }
+    }
+
+    fn policy(rif: Option<f64>, mc: Option<f64>, la: Option<f64>) -> AutoscalePolicy {
+        AutoscalePolicy {
+            id: "asp".into(),
+            display_name: None,
+            description: None,
+            load_thresholds: LoadThresholds {
+                requests_in_flight: rif.map(|threshold| Threshold { threshold }),
+                memory_consumption: mc.map(|threshold| Threshold { threshold }),
+                load_average: la.map(|threshold| Threshold { threshold }),
+            },
+            instance_rounding_factor: 0.0,
+        }
+    }
+
+    const CONFIG: ScalingConfig = ScalingConfig {
+        window_ms: 5000,
+        predict_intervals: 1.0,
+        scale_down_deferrals: 3,
+        cooldown_ms: 10_000,
+    };
+
+    /// Registers each spawned member as `m0, m1, ...` and makes it active.
+    fn register(s: &mut ScalingState, action: &Action, next: &mut usize) -> Vec<String> {
+        let Action::ScaleUp { spawn, .. } = action else {
+            panic!("not a scale-up: {action:?}")
+        };
+        spawn
+            .iter()
+            .map(|p| {
+                let id = format!("m{next}");
+                *next += 1;
+                assert!(s.add_member(&id, p, true));
+                id
+            })
+            .collect()
+    }
+
+    fn parts(action: &Action) -> Vec<String> {
+        match action {
+            Action::ScaleUp { spawn, .. } => spawn
+                .iter()
+                .map(|p| format!("{}/{}", p.network_partition, p.partition))
+                .collect(),
+            other => panic!("not a scale-up: {other:?}"),
+        }
+    }
+
+    fn flat_rif(s: &mut ScalingState, from_ms: i64, to_ms: i64, v: f64) {
+        let mut t = from_ms;
+        while t <= to_ms {
+            s.record(Sample::RequestsInFlight { at_ms: t, value: v });
+            t += 1000;
+        }
+    }
+
+    #[test]
+    fn minimum_first_then_scale_up_at_once_then_burst() {
+        let mut s = ScalingState::new(&cluster(2, 10), &policy(Some(10.0), None, None), CONFIG);
+        assert_eq!(s.max_members(), 6); // np1 holds 4, np2 2
+        let mut n = 0;
+        let ev = s.evaluate(0);
+        assert_eq!(
+            ev.action,
+            Action::ScaleUp {
+                spawn: vec![
+                    Placement {
+                        network_partition: "np1".into(),
+                        partition: "p1".into()
+                    },
+                    Placement {
+                        network_partition: "np1".into(),
+                        partition: "p2".into()
+                    },
+                ],
+                reason: Reason::Minimum,
+                over_max: false,
+            }
+        );
+        register(&mut s, &ev.action, &mut n);
+        // 35 requests in flight, flat → ceil(35/10) = 4 → two more, at once.
+        flat_rif(&mut s, 0, 4000, 35.0);
+        let ev = s.evaluate(4000);
+        assert_eq!(ev.figures.required_by_requests_in_flight, Some(4));
+        assert_eq!(ev.figures.predicted_requests_in_flight, Some(35.0));
+        assert_eq!(parts(&ev.action), ["np1/p1", "np1/p2"]);
+        let Action::ScaleUp {
+            reason, over_max, ..
+        } = ev.action.clone()
+        else {
+            unreachable!()
+        };
+        assert_eq!((reason, over_max), (Reason::RequestsInFlight, false));
+        register(&mut s, &ev.action, &mut n);
+        // 75 → 8 required; np1 is full, so it bursts into np2 and says it is over max.
+        flat_rif(&mut s, 5000, 9000, 75.0);
+        let ev = s.evaluate(9000);
+        assert_eq!(ev.figures.required, 8);
+        assert_eq!(parts(&ev.action), ["np2/q1", "np2/q1"]);
+        assert!(matches!(ev.action, Action::ScaleUp { over_max: true, .. }));
+        register(&mut s, &ev.action, &mut n);
+        flat_rif(&mut s, 10_000, 14_000, 75.0);
+        assert_eq!(s.evaluate(14_000).action, Action::AtMax { required: 8 });
+    }
+
+    #[test]
+    fn pending_members_are_not_spawned_twice() {
+        let mut s = ScalingState::new(&cluster(1, 10), &policy(Some(10.0), None, None), CONFIG);
+        assert!(s.add_member(
+            "a",
+            &Placement {
+                network_partition: "np1".into(),
+                partition: "p1".into()
+            },
+            true
+        ));
+        flat_rif(&mut s, 0, 2000, 30.0);
+        let ev = s.evaluate(2000);
+        let Action::ScaleUp { spawn, .. } = &ev.action else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(spawn.len(), 2);
+        for (i, p) in spawn.iter().enumerate() {
+            s.add_member(&format!("pending{i}"), p, false);
+        }
+        // Still 1 active < 3 required, but 3 are on their way.
+        assert_eq!(s.evaluate(2500).action, Action::Hold);
+        s.member_active("pending0");
+        s.member_active("pending1");
+        assert_eq!(s.active_count(), 3);
+        assert_eq!(s.evaluate(3000).action, Action::Hold);
+        // A placement outside the cluster's partitions is refused.
+        assert!(!s.add_member(
+            "x",
+            &Placement {
+                network_partition: "np9".into(),
+                partition: "p1".into()
+            },
+            true
+        ));
+        assert!(!s.add_member(
+            "x",
+            &Placement {
+                network_partition: "np1".into(),
+                partition: "q1".into()
+            },
+            true
+        ));
+    }
+
+    #[test]
+    fn rising_load_is_anticipated() {
+        // Requests in flight 10, 20, 30, 40 over 4 s: average 25, gradient
+        // 10/s, second derivative 0 → 35 predicted → 4 members, not 3.
+        let mut s = ScalingState::new(&cluster(1, 10), &policy(Some(10.0), None, None), CONFIG);
+        s.add_member(
+            "a",
+            &Placement {
+                network_partition: "np1".into(),
+                partition: "p1".into(),
+            },
+            true,
+        );
+        for (i, v) in [10.0, 20.0, 30.0, 40.0].into_iter().enumerate() {
+            s.record(Sample::RequestsInFlight {
+                at_ms: i as i64 * 1000,
+                value: v,
+            });
+        }
+        let ev = s.evaluate(3000);
+        assert_eq!(ev.figures.predicted_requests_in_flight, Some(35.0));
+        assert_eq!(ev.figures.required, 4);
+        assert_eq!(parts(&ev.action).len(), 3);
+    }
+
+    #[test]
+    fn the_highest_statistic_wins() {
+        let mut s = ScalingState::new(
+            &cluster(2, 6),
+            &policy(Some(100.0), Some(70.0), Some(50.0)),
+            CONFIG,
+        );
+        let mut n = 0;
+        let ev = s.evaluate(0);
+        let ids = register(&mut s, &ev.action, &mut n);
+        for (id, mem, load) in [(&ids[0], 85.0, 50.0), (&ids[1], 85.0, 100.0)] {
+            s.record(Sample::MemoryConsumption {
+                member: id.clone(),
+                at_ms: 0,
+                value: mem,
+            });
+            s.record(Sample::LoadAverage {
+                member: id.clone(),
+                at_ms: 0,
+                value: load,
+            });
+        }
+        // Samples of members the state does not know are dropped.
+        s.record(Sample::LoadAverage {
+            member: "ghost".into(),
+            at_ms: 0,
+            value: 1e9,
+        });
+        let ev = s.evaluate(0);
+        let f = &ev.figures;
+        assert_eq!(f.required_by_requests_in_flight, Some(0));
+        // (100−70)/(6−2) = 7.5 % per instance: 2 + 15/7.5 = 4.
+        assert_eq!(
+            (
+                f.predicted_memory_consumption,
+                f.required_by_memory_consumption
+            ),
+            (Some(85.0), Some(4))
+        );
+        // 2 · 75 / 50 = 3.
+        assert_eq!(
+            (f.predicted_load_average, f.required_by_load_average),
+            (Some(75.0), Some(3))
+        );
+        assert_eq!(f.required, 4);
+        assert!(matches!(
+            ev.action,
+            Action::ScaleUp {
+                reason: Reason::MemoryConsumption,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn scale_down_waits_for_consecutive_decisions_and_the_cooldown() {
+        let mut s = ScalingState::new(
+            &cluster(1, 10),
+            &policy(Some(10.0), None, Some(50.0)),
+            CONFIG,
+        );
+        let mut n = 0;
+        let ev = s.evaluate(0);
+        assert_eq!(register(&mut s, &ev.action, &mut n), ["m0"]); // np1/p1
+        flat_rif(&mut s, 0, 0, 35.0);
+        let up = s.evaluate(0);
+        assert_eq!(up.figures.required, 4);
+        // Round-robin: p2, then p1 and p2 tie → p1, then p2.
+        assert_eq!(parts(&up.action), ["np1/p2", "np1/p1", "np1/p2"]);
+        assert_eq!(register(&mut s, &up.action, &mut n), ["m1", "m2", "m3"]);
+        // Load falls: 35 → 10 in a second predicts below zero → 0 required.
+        flat_rif(&mut s, 1000, 1000, 10.0);
+        for k in 1..=3 {
+            assert_eq!(
+                s.evaluate(1000).action,
+                Action::ScaleDownDeferred { count: k }
+            );
+        }
+        // The fourth decision would act, but the scale-up was at 0 s.
+        assert_eq!(
+            s.evaluate(1000).action,
+            Action::CoolingDown { until_ms: 10_000 }
+        );
+        // 35, 10, 35 predicts 35 → 4 required = 4 active: a hold, which
+        // resets the count of consecutive scale-down decisions.
+        flat_rif(&mut s, 2000, 2000, 35.0);
+        let ev = s.evaluate(2000);
+        assert_eq!((ev.figures.required, ev.action), (4, Action::Hold));
+        flat_rif(&mut s, 3000, 5000, 10.0);
+        for (k, t) in [7000, 8000, 9000].into_iter().enumerate() {
+            assert_eq!(
+                s.evaluate(t).action,
+                Action::ScaleDownDeferred {
+                    count: k as u32 + 1
+                }
+            );
+        }
+        for (id, load) in [("m0", 40.0), ("m1", 30.0), ("m2", 45.0), ("m3", 10.0)] {
+            s.record(Sample::LoadAverage {
+                member: id.into(),
+                at_ms: 9000,
+                value: load,
+            });
+        }
+        // p1 and p2 hold two each; round-robin gives up the last of the
+        // fullest, p2 (m1, m3), and its least-loaded member goes.
+        let ev = s.evaluate(10_000);
+        assert_eq!(ev.figures.predicted_load_average, Some(31.25));
+        assert_eq!(
+            ev.action,
+            Action::ScaleDown {
+                remove: vec![Removal {
+                    member: "m3".into(),
+                    placement: Placement {
+                        network_partition: "np1".into(),
+                        partition: "p2".into()
+                    }
+                }]
+            }
+        );
+        assert_eq!(s.member_count(), 3);
+        // The next removal needs consecutive decisions again.
+        assert_eq!(
+            s.evaluate(10_500).action,
+            Action::ScaleDownDeferred { count: 1 }
+        );
+    }
+
+    #[test]
+    fn never_below_the_minimum() {
+        let mut s = ScalingState::new(&cluster(2, 4), &policy(Some(10.0), None, None), CONFIG);
+        let mut n = 0;
+        let ev = s.evaluate(0);
+        register(&mut s, &ev.action, &mut n);
+        for t in (20_000..40_000).step_by(1000) {
+            assert_eq!(s.evaluate(t).action, Action::Hold, "at {t}");
+        }
+        // A member that died is replaced by the minimum rule.
+        s.remove_member("m0");
+        let ev = s.evaluate(40_000);
+        assert!(
+            matches!(
+                ev.action,
+                Action::ScaleUp {
+                    reason: Reason::Minimum,
+                    ..
+                }
+            ),
+            "{ev:?}"
+        );
+        assert_eq!(parts(&ev.action), ["np1/p1"]);
+    }
+
+    #[test]
+    fn scaling_dependents_scale_together() {
+        let mut plan_a = cluster(2, 6);
+        plan_a.has_scaling_dependents = true;
+        let mut plan_b = cluster(1, 3);
+        plan_b.cluster_id = "a.db.db.domain".into();
+        plan_b.has_scaling_dependents = true;
+        let p = policy(Some(10.0), None, None);
+        let (mut a, mut b) = (
+            ScalingState::new(&plan_a, &p, CONFIG),
+            ScalingState::new(&plan_b, &p, CONFIG),
+        );
+        let (mut na, mut nb) = (0, 0);
+        let ev = a.evaluate(0);
+        register(&mut a, &ev.action, &mut na);
+        let ev = b.evaluate(0);
+        register(&mut b, &ev.action, &mut nb);
+        // a needs 3 (factor 3/2 = 1.5); b is idle (0 required → factor 0).
+        flat_rif(&mut a, 0, 0, 25.0);
+        let Action::NotifyDependents { factor: fa } = a.evaluate(0).action else {
+            panic!()
+        };
+        assert_eq!(fa, 1.5);
+        let fb = match b.evaluate(0).action {
+            Action::NotifyDependents { factor } => Some(factor),
+            Action::Hold => None,
+            other => panic!("{other:?}"),
+        };
+        let f = highest_factor([Some(fa), fb].into_iter().flatten()).unwrap();
+        // Each goes to min · 1.5: a 3, b ceil(1.5) = 2.
+        let act_a = a.apply_dependent(dependent_required(a.min(), f, a.rounding()), 0);
+        let act_b = b.apply_dependent(dependent_required(b.min(), f, b.rounding()), 0);
+        assert_eq!(parts(&act_a).len(), 1);
+        assert_eq!(parts(&act_b).len(), 1);
+        assert!(matches!(
+            act_b,
+            Action::ScaleUp {
+                reason: Reason::Dependency,
+                ..
+            }
+        ));
+        register(&mut a, &act_a, &mut na);
+        register(&mut b, &act_b, &mut nb);
+        // Back to factor 1: b returns to its minimum at once.
+        let act_b = b.apply_dependent(dependent_required(b.min(), 1.0, 0.0), 1000);
+        let Action::ScaleDown { remove } = act_b else {
+            panic!()
+        };
+        assert_eq!(remove.len(), 1);
+        assert_eq!(b.member_count(), 1);
+        // Never below the minimum, whatever the factor.
+        let Action::ScaleDown { remove } = a.apply_dependent(0, 2000) else {
+            panic!()
+        };
+        assert_eq!((remove.len(), a.member_count()), (1, 2));
+        assert_eq!(a.apply_dependent(0, 3000), Action::Hold);
+    }
+}

@@ -9,7 +9,8 @@
 //!   (`(last − first) · 1000 / max(t_last − t_first, 1000 ms)`); the second
 //!   derivative as the gradient between the gradients of the two halves
 //!   (samples `[0, n/2−1]` and `[n/2, n−1]`, each stamped at its midpoint),
-//!   which needs at least three samples (else 0).
+//!   which needs at least three samples (else 0; with exactly three the
+//!   first half is one sample with gradient 0, a quirk kept as Stratos has it).
 //! - **Prediction** (`RuleTasksDelegator.getPredictedValueForNextMinute`):
 //!   `average + gradient·t + ½·secondDerivative·t²` with `t = 1` interval.
 //!   Memory consumption and load average are predicted per member and

@@ -15,6 +15,9 @@ pub const MAX_ID_LEN: usize = 128;
 pub const MAX_ALIAS_LEN: usize = 63;
 /// Deepest group nesting accepted.
 pub const MAX_NESTING: usize = 16;
+/// Most members one cluster, group or partition may be given (a bound on
+/// the work a definition can ask for).
+pub const MAX_MEMBERS: i64 = 10_000;
 /// Protocols a port mapping may name.
 pub const PROTOCOLS: [&str; 4] = ["http", "https", "tcp", "udp"];
 
@@ -545,6 +548,12 @@ fn components(
                 ),
             );
         }
+        if c.cartridge_max > MAX_MEMBERS {
+            return ctx.fail(
+                format!("{p}.cartridgeMax"),
+                format!("is {}, above the limit of {MAX_MEMBERS}", c.cartridge_max),
+            );
+        }
         let s = &c.subscribable_info;
         let ap = format!("{p}.subscribableInfo.alias");
         check_alias(ctx, &ap, &s.alias)?;
@@ -602,6 +611,15 @@ fn components(
                 format!(
                     "is {}, below groupMinInstances {}",
                     g.group_max_instances, g.group_min_instances
+                ),
+            );
+        }
+        if g.group_max_instances > MAX_MEMBERS {
+            return ctx.fail(
+                format!("{p}.groupMaxInstances"),
+                format!(
+                    "is {}, above the limit of {MAX_MEMBERS}",
+                    g.group_max_instances
                 ),
             );
         }
@@ -678,10 +696,13 @@ pub(crate) fn deployment_policy(d: &DeploymentPolicy) -> Res {
         }
         for (j, part) in np.partitions.iter().enumerate() {
             check_id(&ctx, &format!("{p}.partitions[{j}].id"), &part.id, true)?;
-            if part.partition_max < 1 {
+            if !(1..=MAX_MEMBERS).contains(&part.partition_max) {
                 return ctx.fail(
                     format!("{p}.partitions[{j}].partitionMax"),
-                    format!("is {}, must be at least 1", part.partition_max),
+                    format!(
+                        "is {}, must be between 1 and {MAX_MEMBERS}",
+                        part.partition_max
+                    ),
                 );
             }
         }
@@ -1309,6 +1330,24 @@ mod tests {
             &format!("{p0}.subscribableInfo.deploymentPolicy"),
             "give it here or on an enclosing group",
         );
+        let c0max = set(a(), "/components/cartridges/0/cartridgeMax", json!(10_001));
+        assert_fault(
+            k,
+            &c0max,
+            "components.cartridges[0].cartridgeMax",
+            "is 10001, above the limit of 10000",
+        );
+        let gmax = set(
+            a(),
+            "/components/groups/0/groupMaxInstances",
+            json!(1_000_000),
+        );
+        assert_fault(
+            k,
+            &gmax,
+            "components.groups[0].groupMaxInstances",
+            "above the limit",
+        );
         assert_fault(
             k,
             &set(a(), "/components/groups/0/groupMinInstances", json!(0)),
@@ -1426,7 +1465,18 @@ mod tests {
                 json!(0),
             ),
             "networkPartitions[0].partitions[1].partitionMax",
-            "is 0, must be at least 1",
+            "is 0, must be between 1 and 10000",
+        );
+        let huge = set(
+            dp(),
+            "/networkPartitions/0/partitions/1/partitionMax",
+            json!(4_000_000_000u64),
+        );
+        assert_fault(
+            k,
+            &huge,
+            "networkPartitions[0].partitions[1].partitionMax",
+            "is 4000000000, must be between",
         );
         assert_fault(
             k,

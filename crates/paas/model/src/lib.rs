@@ -18,6 +18,7 @@ mod de;
 mod error;
 #[cfg(test)]
 mod fixtures;
+pub mod lifecycle;
 pub mod plan;
 pub mod quantity;
 pub mod samples;

@@ -21,6 +21,7 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+pub use strato_paas_model::lifecycle::MemberStatus;
 use strato_paas_model::{parse, Catalog, Change, Kind, ModelError};
 
 const DEFINITIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("definitions");
@@ -60,6 +61,16 @@ pub enum StoreError {
     /// A member or deployment record names no deployed application.
     #[error("application {0:?} is not deployed")]
     NotDeployed(String),
+    /// No member record has this id.
+    #[error("member {0:?} is not known")]
+    NoMember(String),
+    /// A member status change the lifecycle does not allow.
+    #[error("member {member:?} cannot go from {from} to {to}")]
+    Transition {
+        member: String,
+        from: MemberStatus,
+        to: MemberStatus,
+    },
 }
 
 /// Where a deployed application is in its lifecycle.
@@ -81,20 +92,6 @@ pub struct DeploymentRecord {
     pub application_id: String,
     pub application_policy: String,
     pub status: DeploymentStatus,
-}
-
-/// A member's lifecycle status (Stratos's, plus Pending for members waiting
-/// for host capacity).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum MemberStatus {
-    Pending,
-    Created,
-    Initialized,
-    Starting,
-    Active,
-    ReadyToShutdown,
-    Terminated,
 }
 
 /// One member: which container serves which cluster where.
@@ -321,6 +318,39 @@ impl Store {
         Ok(())
     }
 
+    /// Moves a member to `status` if its lifecycle allows it, in one
+    /// transaction; returns the updated record.
+    pub fn set_member_status(
+        &self,
+        member_id: &str,
+        status: MemberStatus,
+        now_ms: i64,
+    ) -> Result<MemberRecord, StoreError> {
+        let txn = self.db.begin_write().db(&self.path)?;
+        let rec = {
+            let mut t = txn.open_table(MEMBERS).db(&self.path)?;
+            let mut rec: MemberRecord = match t.get(member_id).db(&self.path)? {
+                Some(v) => serde_json::from_slice(v.value())
+                    .map_err(|e| self.corrupt("members", member_id, e))?,
+                None => return Err(StoreError::NoMember(member_id.to_owned())),
+            };
+            if !rec.status.can_become(status) {
+                return Err(StoreError::Transition {
+                    member: member_id.to_owned(),
+                    from: rec.status,
+                    to: status,
+                });
+            }
+            rec.status = status;
+            rec.updated_ms = now_ms;
+            t.insert(member_id, to_json(&rec).as_slice())
+                .db(&self.path)?;
+            rec
+        };
+        txn.commit().db(&self.path)?;
+        Ok(rec)
+    }
+
     /// Forgets a member.
     pub fn remove_member(&self, member_id: &str) -> Result<(), StoreError> {
         self.write_members(&[], &[member_id])
@@ -450,6 +480,22 @@ mod tests {
         assert_eq!(members.keys().collect::<Vec<_>>(), ["m2", "m3"]);
         assert_eq!(s.member_count().unwrap(), 2);
         assert_eq!(members["m3"].status, MemberStatus::Starting);
+        let m3 = s.set_member_status("m3", MemberStatus::Active, 5).unwrap();
+        assert_eq!((m3.status, m3.updated_ms), (MemberStatus::Active, 5));
+        let e = s
+            .set_member_status("m3", MemberStatus::Starting, 6)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "member \"m3\" cannot go from Active to Starting"
+        );
+        assert!(matches!(
+            s.set_member_status("m9", MemberStatus::Active, 6),
+            Err(StoreError::NoMember(_))
+        ));
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.members().unwrap()["m3"].status, MemberStatus::Active);
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub struct ClusterPlan {
     pub network_partitions: Vec<NetworkPartitionPlan>,
     /// Clusters that must be Active before this one starts.
     pub waits_for: Vec<String>,
+    /// Cluster instances to start: one per instance of each enclosing group
+    /// (the product of their `groupMinInstances`); each instance holds
+    /// `min..=max` members, and `initial_members` is for one instance.
+    pub group_instances: u32,
     /// Whether it is in a scaling set (then it scales with its peers).
     pub has_scaling_dependents: bool,
     /// Whether an enclosing group instance has group scaling enabled.
@@ -253,6 +257,7 @@ pub fn plan(
         None,
         false,
         c.dependencies.as_ref(),
+        1,
     )?;
     let stages = b.stages()?;
     for cl in &mut b.clusters {
@@ -288,6 +293,7 @@ impl Builder<'_> {
         inherited_policy: Option<&str>,
         group_scaling: bool,
         deps: Option<&crate::Dependencies>,
+        instances: u32,
     ) -> Result<BTreeMap<String, Vec<String>>, ModelError> {
         let mut under: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (i, c) in cartridges.iter().enumerate() {
@@ -297,6 +303,7 @@ impl Builder<'_> {
                 parents,
                 inherited_policy,
                 group_scaling,
+                instances,
             )?;
             under.insert(format!("cartridge.{}", c.subscribable_info.alias), vec![id]);
         }
@@ -326,6 +333,7 @@ impl Builder<'_> {
                 policy,
                 scaling,
                 gdef.dependencies.as_ref(),
+                instances.saturating_mul(to_u32(g.group_min_instances)),
             )?;
             let clusters: Vec<String> = inner.into_values().flatten().collect();
             self.groups.push(GroupPlan {
@@ -375,6 +383,7 @@ impl Builder<'_> {
         parents: &[String],
         inherited_policy: Option<&str>,
         group_scaling: bool,
+        group_instances: u32,
     ) -> Result<String, ModelError> {
         let app_id = &self.app.application_id;
         let s = &c.subscribable_info;
@@ -505,6 +514,7 @@ impl Builder<'_> {
             memory_bytes: res.memory_bytes,
             network_partitions: nps,
             waits_for: Vec::new(),
+            group_instances,
             has_scaling_dependents: false,
             in_group_scaling_subtree: group_scaling,
             initial_members: initial,
@@ -655,6 +665,7 @@ mod tests {
         assert_eq!(front.hostname, "app1.front.example.org");
         assert_eq!(front.groups, Vec::<String>::new());
         assert_eq!(p.cluster(W2).unwrap().groups, ["s", "i"]);
+        assert_eq!(front.group_instances, 1);
         // The group's deployment policy reaches the nested cartridges.
         assert_eq!(p.cluster(W2).unwrap().deployment_policy, "dp1");
         // np1 holds 2+3 members, np2 2; cartridgeMax 10 is above both.
@@ -744,6 +755,21 @@ mod tests {
             ]]
         );
         assert!(p.clusters.iter().all(|c| c.has_scaling_dependents));
+    }
+
+    #[test]
+    fn group_instances_multiply_down_the_tree() {
+        let mut app = fx::application();
+        app["components"]["groups"][0]["groupMinInstances"] = json!(2);
+        app["components"]["groups"][0]["groupMaxInstances"] = json!(3);
+        app["components"]["groups"][0]["groups"][0]["groupMinInstances"] = json!(2);
+        app["components"]["groups"][0]["groups"][0]["groupMaxInstances"] = json!(2);
+        let cat = fx::catalog()
+            .apply(&[Change::update(fx::def(Kind::Application, &app))])
+            .unwrap();
+        let p = plan(&cat, "app1", "ap1").unwrap();
+        let n = |id| p.cluster(id).unwrap().group_instances;
+        assert_eq!((n(FRONT), n(D), n(W), n(W2)), (1, 2, 2, 4));
     }
 
     #[test]

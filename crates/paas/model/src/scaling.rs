@@ -417,6 +417,19 @@ impl ScalingState {
         }
     }
 
+    /// The state of a cluster's instance in one network partition only (an
+    /// application policy with `all-at-once` runs one per network partition).
+    pub fn new_in(
+        cluster: &ClusterPlan,
+        network_partition: &str,
+        policy: &AutoscalePolicy,
+        config: ScalingConfig,
+    ) -> Option<Self> {
+        let mut s = ScalingState::new(cluster, policy, config);
+        s.nps.retain(|n| n.id == network_partition);
+        (!s.nps.is_empty()).then_some(s)
+    }
+
     /// The cluster id.
     pub fn cluster_id(&self) -> &str {
         &self.cluster_id
@@ -783,6 +796,47 @@ impl ScalingState {
     }
 }
 
+/// What a group instance does about its children's notices (Stratos's
+/// `GroupMonitor`: group scaling, else the notice goes up to the parent,
+/// where the application bursts into its next network partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GroupDecision {
+    /// Nothing to do.
+    Hold,
+    /// Start another instance of the group (its clusters at their minimum).
+    AddInstance,
+    /// Stop one instance of the group.
+    RemoveInstance,
+    /// Pass the notice to the parent (group scaling off or at its limit).
+    Escalate,
+}
+
+/// Decides for a group with `instances` running, bounded by
+/// `[min, max]` (`groupMinInstances`, `groupMaxInstances`), given whether a
+/// child cluster is over its maximum and whether every child is at or below
+/// its minimum.
+pub fn group_decision(
+    group_scaling_enabled: bool,
+    instances: u32,
+    min: u32,
+    max: u32,
+    child_over_max: bool,
+    children_below_min: bool,
+) -> GroupDecision {
+    if child_over_max {
+        if group_scaling_enabled && instances < max {
+            GroupDecision::AddInstance
+        } else {
+            GroupDecision::Escalate
+        }
+    } else if children_below_min && group_scaling_enabled && instances > min {
+        GroupDecision::RemoveInstance
+    } else {
+        GroupDecision::Hold
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -899,6 +953,28 @@ mod tests {
     }
 
     #[test]
+    fn group_scaling_adds_instances_up_to_its_max_then_escalates() {
+        use GroupDecision::*;
+        assert_eq!(group_decision(true, 1, 1, 3, true, false), AddInstance);
+        assert_eq!(group_decision(true, 3, 1, 3, true, false), Escalate);
+        assert_eq!(group_decision(false, 1, 1, 3, true, false), Escalate);
+        assert_eq!(group_decision(true, 2, 1, 3, false, true), RemoveInstance);
+        assert_eq!(group_decision(true, 1, 1, 3, false, true), Hold);
+        assert_eq!(group_decision(false, 2, 1, 3, false, true), Hold);
+        assert_eq!(group_decision(true, 2, 1, 3, false, false), Hold);
+    }
+
+    #[test]
+    fn one_network_partition_at_a_time_for_all_at_once() {
+        let c = cluster(1, 10);
+        let mut s =
+            ScalingState::new_in(&c, "np2", &policy(Some(10.0), None, None), CONFIG).unwrap();
+        assert_eq!(s.max_members(), 2);
+        assert_eq!(parts(&s.evaluate(0).action), ["np2/q1"]);
+        assert!(ScalingState::new_in(&c, "np9", &policy(Some(1.0), None, None), CONFIG).is_none());
+    }
+
+    #[test]
     fn window_slides_and_drops_disorder() {
         let mut w = Window::default();
         for (t, v) in [
@@ -953,6 +1029,7 @@ mod tests {
                 np("np2", PartitionAlgorithm::OneAfterAnother, &[("q1", 2)]),
             ],
             waits_for: vec![],
+            group_instances: 1,
             has_scaling_dependents: false,
             in_group_scaling_subtree: false,
             initial_members: vec![],

@@ -425,13 +425,20 @@ impl Catalog {
                     .chain(g.groups.iter().map(|s| format!("group.{}", s.alias)))
                     .collect();
                 // The group definition's dependencies name aliases the
-                // application gives; report the fault at the group instance.
-                validate::dependencies(
-                    ctx,
-                    &format!("{p}(group {:?}).dependencies", gdef.name),
-                    d,
-                    Some(&children),
-                )?;
+                // application gives; report the fault at the group instance,
+                // saying where in the group definition the name is.
+                let gctx = Ctx::new(Kind::CartridgeGroup, &gdef.name);
+                if let Err(ModelError::Invalid {
+                    path: gpath,
+                    message,
+                    ..
+                }) = validate::dependencies(&gctx, "dependencies", d, Some(&children))
+                {
+                    return ctx.fail(
+                        p,
+                        format!("cartridge group {:?}, {gpath}: {message}", gdef.name),
+                    );
+                }
             }
             self.check_components(ctx, &p, &g.cartridges, &g.groups, Some(gdef))?;
         }
@@ -1062,8 +1069,8 @@ mod tests {
         );
         // The group definition orders aliases the application does not give.
         refused(&cat, &up(set(app(), "/components/groups/0/cartridges/0/subscribableInfo/alias", json!("database"))), k, "app1",
-            "components.groups[0](group \"stack\").dependencies.startupOrders[0].aliases[0]",
-            "\"cartridge.d\" is not a component here (components: cartridge.database, cartridge.w, group.i)");
+            "components.groups[0]",
+            "cartridge group \"stack\", dependencies.startupOrders[0].aliases[0]: \"cartridge.d\" is not a component here (components: cartridge.database, cartridge.w, group.i)");
 
         refused(
             &cat,

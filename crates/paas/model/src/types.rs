@@ -342,24 +342,34 @@ pub struct AliasList {
 impl<'de> Deserialize<'de> for AliasList {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            Object {
-                #[serde(default, deserialize_with = "de::list")]
-                aliases: Vec<String>,
-            },
-            Text(String),
+        struct Object {
+            #[serde(default, deserialize_with = "de::list")]
+            aliases: Vec<String>,
         }
-        Ok(match Form::deserialize(d)? {
-            Form::Object { aliases } => AliasList { aliases },
-            Form::Text(s) => AliasList {
-                aliases: s
-                    .split(',')
-                    .map(|a| a.trim().to_owned())
-                    .filter(|a| !a.is_empty())
-                    .collect(),
-            },
-        })
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AliasList;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{\"aliases\": [...]} or a comma-separated string of aliases")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<AliasList, E> {
+                Ok(AliasList {
+                    aliases: s
+                        .split(',')
+                        .map(|a| a.trim().to_owned())
+                        .filter(|a| !a.is_empty())
+                        .collect(),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<AliasList, A::Error> {
+                let o = Object::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(AliasList { aliases: o.aliases })
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -533,6 +533,15 @@ fn components(
     for (i, c) in cartridges.iter().enumerate() {
         let p = format!("{prefix}.cartridges[{i}]");
         check_id(ctx, &format!("{p}.type"), &c.cartridge_type, false)?;
+        // cartridgeMax may be large (Stratos's samples use 10000000): the
+        // partitions' partitionMax bound what is ever placed. The minimum is
+        // placed at once, so it is bounded.
+        if c.cartridge_min > MAX_MEMBERS {
+            return ctx.fail(
+                format!("{p}.cartridgeMin"),
+                format!("is {}, above the limit of {MAX_MEMBERS}", c.cartridge_min),
+            );
+        }
         if c.cartridge_min < 1 {
             return ctx.fail(
                 format!("{p}.cartridgeMin"),
@@ -546,12 +555,6 @@ fn components(
                     "is {}, below cartridgeMin {}",
                     c.cartridge_max, c.cartridge_min
                 ),
-            );
-        }
-        if c.cartridge_max > MAX_MEMBERS {
-            return ctx.fail(
-                format!("{p}.cartridgeMax"),
-                format!("is {}, above the limit of {MAX_MEMBERS}", c.cartridge_max),
             );
         }
         let s = &c.subscribable_info;
@@ -599,6 +602,15 @@ fn components(
         let ap = format!("{p}.alias");
         check_alias(ctx, &ap, &g.alias)?;
         claim_alias(ctx, aliases, &g.alias, ap)?;
+        if g.group_min_instances > MAX_MEMBERS {
+            return ctx.fail(
+                format!("{p}.groupMinInstances"),
+                format!(
+                    "is {}, above the limit of {MAX_MEMBERS}",
+                    g.group_min_instances
+                ),
+            );
+        }
         if g.group_min_instances < 1 {
             return ctx.fail(
                 format!("{p}.groupMinInstances"),
@@ -611,15 +623,6 @@ fn components(
                 format!(
                     "is {}, below groupMinInstances {}",
                     g.group_max_instances, g.group_min_instances
-                ),
-            );
-        }
-        if g.group_max_instances > MAX_MEMBERS {
-            return ctx.fail(
-                format!("{p}.groupMaxInstances"),
-                format!(
-                    "is {}, above the limit of {MAX_MEMBERS}",
-                    g.group_max_instances
                 ),
             );
         }
@@ -1330,22 +1333,31 @@ mod tests {
             &format!("{p0}.subscribableInfo.deploymentPolicy"),
             "give it here or on an enclosing group",
         );
-        let c0max = set(a(), "/components/cartridges/0/cartridgeMax", json!(10_001));
+        let c0min = set(a(), "/components/cartridges/0/cartridgeMin", json!(10_001));
         assert_fault(
             k,
-            &c0max,
-            "components.cartridges[0].cartridgeMax",
+            &c0min,
+            "components.cartridges[0].cartridgeMin",
             "is 10001, above the limit of 10000",
         );
-        let gmax = set(
+        // A large cartridgeMax is fine: partitionMax bounds what is placed.
+        fx::def(
+            k,
+            &set(
+                a(),
+                "/components/cartridges/0/cartridgeMax",
+                json!(10_000_000),
+            ),
+        );
+        let gmin = set(
             a(),
-            "/components/groups/0/groupMaxInstances",
+            "/components/groups/0/groupMinInstances",
             json!(1_000_000),
         );
         assert_fault(
             k,
-            &gmax,
-            "components.groups[0].groupMaxInstances",
+            &gmin,
+            "components.groups[0].groupMinInstances",
             "above the limit",
         );
         assert_fault(

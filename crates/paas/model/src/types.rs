@@ -90,6 +90,7 @@ pub struct Cartridge {
     pub persistence: Option<Persistence>,
     #[serde(
         default,
+        rename = "loadBalancingIPType",
         skip_serializing_if = "Option::is_none",
         deserialize_with = "de::opt_text"
     )]
@@ -246,6 +247,7 @@ pub struct FloatingNetwork {
     pub network_uuid: Option<String>,
     #[serde(
         default,
+        rename = "floatingIP",
         skip_serializing_if = "Option::is_none",
         deserialize_with = "de::opt_text"
     )]

@@ -122,3 +122,99 @@ fn samples_parse_validate_and_plan() {
     // Round-robin: partition-a holds php-1, so b then a... a has 1, b 0 → b, then a/b tie → a.
     assert_eq!(parts, ["partition-b", "partition-a"]);
 }
+
+/// Every field of Stratos 4.1's beans, filled, reads and writes back under
+/// the same name (values of our own; shapes from Stratos's REST beans).
+#[test]
+fn every_stratos_field_name_round_trips() {
+    use serde_json::{json, Value};
+    let docs: Vec<(Kind, Value)> = vec![
+        (
+            Kind::Cartridge,
+            json!({
+                "type": "tomcat", "provider": "apache", "category": "framework", "host": "example.org",
+                "displayName": "Tomcat", "description": "d", "version": "8", "multiTenant": false,
+                "deployment": {"baseDir": "/opt", "dir": ["a", "b"]},
+                "portMapping": [{"name": "http", "protocol": "http", "port": 8080, "proxyPort": 80, "kubernetesPortType": "NodePort"}],
+                "metadataKeys": ["k"],
+                "iaasProvider": [{
+                    "type": "openstack", "name": "os", "className": "x.Y", "imageId": "img", "provider": "p",
+                    "identity": "i", "credential": "c", "property": [{"name": "keyPair", "value": "kp"}],
+                    "networkInterfaces": [{"networkUuid": "n", "fixedIp": "10.0.0.9", "portUuid": "pu",
+                        "floatingNetworks": [{"name": "f", "networkUuid": "fn", "floatingIP": "1.2.3.4"}]}]
+                }],
+                "persistence": {"isRequired": true, "volume": [{"id": "v", "size": "10", "device": "/dev/sdb",
+                    "removeOnTermination": true, "mappingPath": "/data", "snapshotId": "s", "volumeId": "vi"}]},
+                "loadBalancingIPType": "public",
+                "property": [{"name": "cpu", "value": "1"}]
+            }),
+        ),
+        (
+            Kind::CartridgeGroup,
+            json!({
+                "name": "g", "groups": [{"name": "h", "cartridges": ["b"], "groupScalingEnabled": false, "groupInstanceMonitoringEnabled": false}],
+                "cartridges": ["a"],
+                "dependencies": {"startupOrders": [{"aliases": ["cartridge.a", "group.h"]}],
+                    "scalingDependents": [{"aliases": ["cartridge.a", "group.h"]}], "terminationBehaviour": "terminate-dependents"},
+                "groupScalingEnabled": true, "groupInstanceMonitoringEnabled": true
+            }),
+        ),
+        (
+            Kind::Application,
+            json!({
+                "applicationId": "app", "alias": "my-app", "name": "App", "description": "d", "multiTenant": false,
+                "components": {
+                    "groups": [{"name": "g", "alias": "gg", "groupMinInstances": 1, "groupMaxInstances": 2,
+                        "deploymentPolicy": "dp", "groupScalingEnabled": true,
+                        "cartridges": [{"type": "a", "cartridgeMin": 1, "cartridgeMax": 2, "subscribableInfo": {"alias": "aa", "autoscalingPolicy": "asp"}}]}],
+                    "cartridges": [{"type": "b", "cartridgeMin": 1, "cartridgeMax": 3, "subscribableInfo": {
+                        "alias": "bb", "deploymentPolicy": "dp", "autoscalingPolicy": "asp", "dependencyAliases": ["aa"],
+                        "artifactRepository": {"alias": "r", "privateRepo": true, "repoUrl": "https://git.example.org/r.git",
+                            "repoUsername": "u", "repoPassword": "p"},
+                        "property": [{"name": "x", "value": "y"}],
+                        "persistence": {"isRequired": false, "volume": []},
+                        "lvsVirtualIP": "10.0.0.100"}}],
+                    "dependencies": {"startupOrders": [{"aliases": ["group.gg", "cartridge.bb"]}], "terminationBehaviour": "terminate-all"}
+                },
+                "property": [{"name": "k", "value": "v"}]
+            }),
+        ),
+        (
+            Kind::NetworkPartition,
+            json!({"id": "np", "provider": "kubernetes",
+            "partitions": [{"id": "p", "description": "d", "property": [{"name": "cluster", "value": "k"}]}],
+            "properties": [{"name": "region", "value": "r"}]}),
+        ),
+        (
+            Kind::DeploymentPolicy,
+            json!({"id": "dp", "networkPartitions": [{"id": "np", "provider": "kubernetes",
+            "partitionAlgo": "round-robin", "partitions": [{"id": "p", "description": "d", "property": [{"name": "a", "value": "b"}], "partitionMax": 4}]}]}),
+        ),
+        (
+            Kind::ApplicationPolicy,
+            json!({"id": "ap", "algorithm": "all-at-once", "networkPartitions": ["np"],
+            "properties": [{"name": "key-1", "value": "value-1"}]}),
+        ),
+        (
+            Kind::AutoscalingPolicy,
+            json!({"id": "asp", "displayName": "A", "description": "d",
+            "loadThresholds": {"requestsInFlight": {"threshold": 20.0}, "memoryConsumption": {"threshold": 80.0}, "loadAverage": {"threshold": 70.0}},
+            "instanceRoundingFactor": 0.5}),
+        ),
+        (
+            Kind::KubernetesCluster,
+            json!({"clusterId": "k", "description": "d",
+            "kubernetesHosts": [{"hostId": "h", "hostname": "h.example.org", "privateIPAddress": "10.0.0.2", "publicIPAddress": "1.2.3.5",
+                "property": [{"name": "memory", "value": "2Gi"}]}],
+            "kubernetesMaster": {"hostId": "m", "hostname": "m.example.org", "privateIPAddress": "10.0.0.1", "publicIPAddress": "1.2.3.4",
+                "endpoint": "http://10.0.0.1:8080", "property": [{"name": "KUBERNETES_MASTER_PORT", "value": "8080"}]},
+            "portRange": {"upper": 32767, "lower": 30000},
+            "property": [{"name": "payload_parameter.X", "value": "1"}]}),
+        ),
+    ];
+    for (kind, doc) in docs {
+        let def = parse(kind, doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let back: Value = serde_json::from_slice(&def.to_json()).unwrap();
+        assert_eq!(back, doc, "{kind} does not write back what it read");
+    }
+}

@@ -181,6 +181,29 @@ pub fn highest_factor(factors: impl IntoIterator<Item = f64>) -> Option<f64> {
     })
 }
 
+/// Memory consumption in percent: `used / limit · 100` (0 without a limit).
+pub fn memory_percent(used_bytes: u64, limit_bytes: u64) -> f64 {
+    if limit_bytes == 0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let p = used_bytes as f64 / limit_bytes as f64 * 100.0;
+    p
+}
+
+/// A container's analogue of Stratos's load average percentage: cpu time
+/// used over an interval, relative to the cpus it may use
+/// (`cpu_millis`/1000 cores), times 100. A member busy on all its cpus is
+/// at 100, as a host with load equal to its core count is.
+pub fn load_percent(cpu_used_ns: u64, interval_ns: u64, cpu_millis: u64) -> f64 {
+    if interval_ns == 0 || cpu_millis == 0 {
+        return 0.0;
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let p = cpu_used_ns as f64 / interval_ns as f64 / (cpu_millis as f64 / 1000.0) * 100.0;
+    p
+}
+
 /// Samples kept for one statistic, dropped once older than the window.
 #[derive(Debug, Clone, Default)]
 pub struct Window {
@@ -224,13 +247,15 @@ pub enum Statistic {
 pub enum Sample {
     /// Requests in flight of the whole cluster (from the load balancer).
     RequestsInFlight { at_ms: i64, value: f64 },
-    /// Memory consumption of a member, percent of its limit.
+    /// Memory consumption of a member, percent of its memory (Stratos's
+    /// agent: used / total · 100; see [`memory_percent`]).
     MemoryConsumption {
         member: String,
         at_ms: i64,
         value: f64,
     },
-    /// Load average of a member, percent of its cpu.
+    /// Load average of a member, percent of its cpus (Stratos's agent:
+    /// one-minute load / cores · 100; see [`load_percent`]).
     LoadAverage {
         member: String,
         at_ms: i64,
@@ -972,6 +997,16 @@ mod tests {
         assert_eq!(s.max_members(), 2);
         assert_eq!(parts(&s.evaluate(0).action), ["np2/q1"]);
         assert!(ScalingState::new_in(&c, "np9", &policy(Some(1.0), None, None), CONFIG).is_none());
+    }
+
+    #[test]
+    fn statistics_in_stratos_units() {
+        assert_eq!(memory_percent(64 << 20, 256 << 20), 25.0);
+        assert_eq!(memory_percent(1, 0), 0.0);
+        // Half a cpu used for a second by a member allowed two cpus: 25 %.
+        assert_eq!(load_percent(500_000_000, 1_000_000_000, 2000), 25.0);
+        assert_eq!(load_percent(2_000_000_000, 1_000_000_000, 2000), 100.0);
+        assert_eq!(load_percent(1, 0, 1000), 0.0);
     }
 
     #[test]

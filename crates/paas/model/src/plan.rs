@@ -61,7 +61,11 @@ pub struct ClusterPlan {
     pub hostname: String,
     /// Aliases of the enclosing group instances, outermost first.
     pub groups: Vec<String>,
+    /// `cartridgeMin`: members each cluster instance keeps at least.
     pub min: u32,
+    /// `cartridgeMax`: members of one cluster instance in one network
+    /// partition at most (bursting into the next network partition adds
+    /// another instance there, as Stratos's application bursting does).
     pub max: u32,
     pub autoscaling_policy: String,
     pub deployment_policy: String,

@@ -35,12 +35,76 @@ pub struct Plan {
     /// Sets of clusters that scale together (`scalingDependents`, with each
     /// group expanded to the clusters under it).
     pub scaling_sets: Vec<Vec<String>>,
+    /// The application's own `terminationBehaviour` (for its top-level
+    /// components; groups carry theirs).
+    pub termination_behaviour: TerminationBehaviour,
 }
 
 impl Plan {
     /// The cluster with this id.
     pub fn cluster(&self, cluster_id: &str) -> Option<&ClusterPlan> {
         self.clusters.iter().find(|c| c.cluster_id == cluster_id)
+    }
+
+    /// Undeploy order: the startup stages reversed, so nothing stops
+    /// before what waits for it.
+    pub fn shutdown_stages(&self) -> Vec<Vec<String>> {
+        self.stages.iter().rev().cloned().collect()
+    }
+
+    /// The other clusters to terminate when `cluster_id` terminates, by the
+    /// `terminationBehaviour` of its innermost group (or the application's):
+    /// none; those that wait for it, directly or not, in that group; or
+    /// every other cluster of that group.
+    pub fn terminate_with(&self, cluster_id: &str) -> Vec<String> {
+        let Some(cluster) = self.cluster(cluster_id) else {
+            return Vec::new();
+        };
+        let (behaviour, scope): (TerminationBehaviour, Vec<&str>) = match cluster
+            .groups
+            .last()
+            .and_then(|a| self.groups.iter().find(|g| &g.alias == a))
+        {
+            Some(g) => (
+                g.termination_behaviour,
+                g.clusters.iter().map(String::as_str).collect(),
+            ),
+            None => (
+                self.termination_behaviour,
+                self.clusters
+                    .iter()
+                    .map(|c| c.cluster_id.as_str())
+                    .collect(),
+            ),
+        };
+        match behaviour {
+            TerminationBehaviour::TerminateNone => Vec::new(),
+            TerminationBehaviour::TerminateAll => scope
+                .into_iter()
+                .filter(|c| *c != cluster_id)
+                .map(str::to_owned)
+                .collect(),
+            TerminationBehaviour::TerminateDependents => {
+                // Everything that waits for it, transitively, within scope.
+                let mut hit: BTreeSet<&str> = BTreeSet::new();
+                let mut frontier = vec![cluster_id];
+                while let Some(done) = frontier.pop() {
+                    for c in &self.clusters {
+                        if scope.contains(&c.cluster_id.as_str())
+                            && c.waits_for.iter().any(|w| w == done)
+                            && hit.insert(&c.cluster_id)
+                        {
+                            frontier.push(&c.cluster_id);
+                        }
+                    }
+                }
+                self.clusters
+                    .iter()
+                    .filter(|c| hit.contains(c.cluster_id.as_str()))
+                    .map(|c| c.cluster_id.clone())
+                    .collect()
+            }
+        }
     }
 
     /// The cluster of a cartridge alias.
@@ -279,6 +343,11 @@ pub fn plan(
         groups: b.groups,
         stages,
         scaling_sets: b.scaling_sets,
+        termination_behaviour: c
+            .dependencies
+            .as_ref()
+            .and_then(|d| d.termination_behaviour)
+            .unwrap_or(TerminationBehaviour::TerminateNone),
     })
 }
 
@@ -770,6 +839,29 @@ mod tests {
         let p = plan(&cat, "app1", "ap1").unwrap();
         let n = |id| p.cluster(id).unwrap().group_instances;
         assert_eq!((n(FRONT), n(D), n(W), n(W2)), (1, 2, 2, 4));
+    }
+
+    #[test]
+    fn termination_follows_the_behaviour_of_the_innermost_group() {
+        let cat = fx::catalog();
+        let p = plan(&cat, "app1", "ap1").unwrap();
+        // Group "stack" (s) terminates dependents: d ← i(w2) ← w.
+        assert_eq!(p.terminate_with(D), [W, W2]);
+        assert_eq!(p.terminate_with(W), Vec::<String>::new());
+        // w2 sits in group "inner" (terminate-none); front in the application (none).
+        assert!(p.terminate_with(W2).is_empty());
+        assert!(p.terminate_with(FRONT).is_empty());
+        assert!(p.terminate_with("nope").is_empty());
+        // terminate-all at the application level takes every other cluster.
+        let mut app = fx::application();
+        app["components"]["dependencies"]["terminationBehaviour"] = json!("terminate-all");
+        let cat = cat
+            .apply(&[Change::update(fx::def(Kind::Application, &app))])
+            .unwrap();
+        let p = plan(&cat, "app1", "ap1").unwrap();
+        assert_eq!(p.terminate_with(FRONT), [D, W, W2]);
+        assert_eq!(p.shutdown_stages()[0], [FRONT]);
+        assert_eq!(p.shutdown_stages().last().unwrap(), &[D]);
     }
 
     #[test]

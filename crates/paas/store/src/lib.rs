@@ -126,6 +126,13 @@ impl Store {
     /// checking it as a whole.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let db = Database::create(path).db(path)?;
+        // Definitions may hold credentials (repoPassword, IaaS identity):
+        // only the daemon's user reads the file.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| StoreError::Db {
+                path: path.to_owned(),
+                source: Box::new(redb::Error::Io(e)),
+            })?;
         let mut store = Store {
             path: path.to_owned(),
             db,
@@ -468,6 +475,9 @@ mod tests {
             (s.catalog().clone(), s.members().unwrap())
         };
         let s = Store::open(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         assert_eq!(s.catalog(), &catalog);
         assert_eq!(s.catalog().cartridges.len(), 2);
         assert_eq!(

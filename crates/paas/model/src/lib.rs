@@ -9,7 +9,14 @@
 //! - [`plan::plan`] computes an application's clusters, startup order and
 //!   initial member placement.
 //! - [`scaling::ScalingState`] is the per-cluster autoscaler state machine
-//!   (Stratos's predictive rule), fed with samples and a clock value.
+//!   (Stratos's predictive rule), fed with samples and a clock value;
+//!   [`scaling::group_decision`] is the group-scaling step above it.
+//! - [`lifecycle::MemberStatus`] is a member's lifecycle and its moves.
+//! - [`samples`] embeds the sample definitions of `samples/`.
+//!
+//! Stratos 4.1 documents parse unchanged: field names are its REST beans',
+//! scalars may be strings (`"port": "80"`), a one-element list may be a bare
+//! element, and unknown fields are ignored as its JAXB binding ignored them.
 
 #![forbid(unsafe_code)]
 

@@ -327,13 +327,17 @@ pub fn plan(
         1,
     )?;
     let stages = b.stages()?;
+    let mut waits: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (before, after) in &b.edges {
+        waits
+            .entry(after.as_str())
+            .or_default()
+            .push(before.clone());
+    }
+    let waits: BTreeMap<String, Vec<String>> =
+        waits.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     for cl in &mut b.clusters {
-        cl.waits_for = b
-            .edges
-            .iter()
-            .filter(|(_, after)| *after == cl.cluster_id)
-            .map(|(before, _)| before.clone())
-            .collect();
+        cl.waits_for = waits.get(&cl.cluster_id).cloned().unwrap_or_default();
         cl.has_scaling_dependents = b.scaling_sets.iter().any(|s| s.contains(&cl.cluster_id));
     }
     Ok(Plan {
@@ -591,39 +595,61 @@ impl Builder<'_> {
         Ok(id)
     }
 
-    /// Kahn's algorithm in levels, clusters in declaration order in each.
+    /// Kahn's algorithm in levels, clusters in declaration order in each;
+    /// O(clusters + edges).
     fn stages(&self) -> Result<Vec<Vec<String>>, ModelError> {
-        let mut pending: Vec<&str> = self
+        let index: BTreeMap<&str, usize> = self
             .clusters
             .iter()
-            .map(|c| c.cluster_id.as_str())
+            .enumerate()
+            .map(|(i, c)| (c.cluster_id.as_str(), i))
             .collect();
-        let mut done: BTreeSet<&str> = BTreeSet::new();
-        let mut stages = Vec::new();
-        while !pending.is_empty() {
-            let ready: Vec<&str> = pending
-                .iter()
-                .copied()
-                .filter(|c| {
-                    self.edges
-                        .iter()
-                        .filter(|(_, after)| after == c)
-                        .all(|(before, _)| done.contains(before.as_str()))
-                })
-                .collect();
-            if ready.is_empty() {
-                // Each parent's orders were checked acyclic; edges only join
-                // disjoint sibling subtrees, so this cannot happen. Refuse
-                // rather than loop if it ever does.
-                return Err(invalid(
-                    &self.app.application_id,
-                    "components.dependencies.startupOrders".into(),
-                    format!("startup orders form a cycle among: {}", pending.join(", ")),
-                ));
+        let mut indegree = vec![0usize; self.clusters.len()];
+        let mut after: Vec<Vec<usize>> = vec![Vec::new(); self.clusters.len()];
+        for (before, then) in &self.edges {
+            if let (Some(&b), Some(&t)) = (index.get(before.as_str()), index.get(then.as_str())) {
+                after[b].push(t);
+                indegree[t] += 1;
             }
-            pending.retain(|c| !ready.contains(c));
-            done.extend(ready.iter().copied());
-            stages.push(ready.into_iter().map(str::to_owned).collect());
+        }
+        let mut ready: Vec<usize> = (0..self.clusters.len())
+            .filter(|i| indegree[*i] == 0)
+            .collect();
+        let mut placed = 0;
+        let mut stages = Vec::new();
+        while !ready.is_empty() {
+            ready.sort_unstable();
+            let mut next = Vec::new();
+            for &i in &ready {
+                for &t in &after[i] {
+                    indegree[t] -= 1;
+                    if indegree[t] == 0 {
+                        next.push(t);
+                    }
+                }
+            }
+            placed += ready.len();
+            stages.push(
+                ready
+                    .iter()
+                    .map(|i| self.clusters[*i].cluster_id.clone())
+                    .collect(),
+            );
+            ready = next;
+        }
+        if placed < self.clusters.len() {
+            // Each parent's orders were checked acyclic; edges only join
+            // disjoint sibling subtrees, so this cannot happen. Refuse
+            // rather than plan half if it ever does.
+            let stuck: Vec<&str> = (0..self.clusters.len())
+                .filter(|i| indegree[*i] > 0)
+                .map(|i| self.clusters[i].cluster_id.as_str())
+                .collect();
+            return Err(invalid(
+                &self.app.application_id,
+                "components.dependencies.startupOrders".into(),
+                format!("startup orders form a cycle among: {}", stuck.join(", ")),
+            ));
         }
         Ok(stages)
     }
@@ -862,6 +888,40 @@ mod tests {
         assert_eq!(p.terminate_with(FRONT), [D, W, W2]);
         assert_eq!(p.shutdown_stages()[0], [FRONT]);
         assert_eq!(p.shutdown_stages().last().unwrap(), &[D]);
+    }
+
+    #[test]
+    fn a_large_ordered_application_plans() {
+        // Two group instances of 400 clusters each, one before the other:
+        // 160000 edges between them.
+        let sub = |alias: String| {
+            json!({"type": "web", "cartridgeMin": 1, "cartridgeMax": 1,
+                   "subscribableInfo": {"alias": alias, "autoscalingPolicy": "asp1"}})
+        };
+        let group = |alias: &str| {
+            let cs: Vec<_> = (0..400).map(|i| sub(format!("{alias}-{i}"))).collect();
+            json!({"name": "big", "alias": alias, "deploymentPolicy": "dp1", "cartridges": cs})
+        };
+        let app = json!({"applicationId": "large", "components": {
+            "groups": [group("g1"), group("g2")],
+            "dependencies": {"startupOrders": [{"aliases": ["group.g1", "group.g2"]}]}}});
+        let big = json!({"name": "big", "cartridges": ["web"]});
+        let cat = fx::catalog()
+            .apply(&[
+                Change::add(fx::def(Kind::CartridgeGroup, &big)),
+                Change::add(fx::def(Kind::Application, &app)),
+            ])
+            .unwrap();
+        let p = plan(&cat, "large", "ap1").unwrap();
+        assert_eq!(p.clusters.len(), 800);
+        assert_eq!(
+            p.stages.iter().map(Vec::len).collect::<Vec<_>>(),
+            [400, 400]
+        );
+        assert_eq!(
+            p.cluster("large.g2-7.web.domain").unwrap().waits_for.len(),
+            400
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub const MAX_NESTING: usize = 16;
 /// Most members one cluster, group or partition may be given (a bound on
 /// the work a definition can ask for).
 pub const MAX_MEMBERS: i64 = 10_000;
+/// Most components (cartridge and group aliases) one application may have,
+/// and most aliases one dependency list may name.
+pub const MAX_COMPONENTS: usize = 1000;
 /// Protocols a port mapping may name.
 pub const PROTOCOLS: [&str; 4] = ["http", "https", "tcp", "udp"];
 
@@ -377,6 +380,9 @@ pub(crate) fn dependencies(
             if l.aliases.is_empty() {
                 return ctx.fail(lp, "is empty");
             }
+            if l.aliases.len() > MAX_COMPONENTS {
+                return ctx.fail(lp, format!("names more than {MAX_COMPONENTS} aliases"));
+            }
             for (j, a) in l.aliases.iter().enumerate() {
                 let ap = format!("{lp}[{j}]");
                 let Some(r) = ComponentRef::parse(a) else {
@@ -439,42 +445,43 @@ pub(crate) fn startup_cycle(d: &Dependencies) -> Option<Vec<String>> {
 
 /// Depth-first search for a cycle; returns it as a closed walk `a -> b -> a`.
 pub(crate) fn find_cycle(edges: &BTreeMap<&str, BTreeSet<&str>>) -> Option<Vec<String>> {
+    // Iterative depth-first search: a hostile chain of thousands of aliases
+    // must not exhaust the stack.
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Open,
         Done,
     }
-    fn visit<'a>(
-        n: &'a str,
-        edges: &BTreeMap<&'a str, BTreeSet<&'a str>>,
-        marks: &mut HashMap<&'a str, Mark>,
-        stack: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match marks.get(n) {
-            Some(Mark::Done) => return None,
-            Some(Mark::Open) => {
-                let start = stack.iter().position(|s| *s == n).unwrap_or(0);
-                let mut cycle: Vec<String> = stack[start..].iter().map(|s| s.to_string()).collect();
-                cycle.push(n.to_owned());
-                return Some(cycle);
-            }
-            None => {}
+    let mut marks: HashMap<&str, Mark> = HashMap::new();
+    for root in edges.keys() {
+        if marks.contains_key(root) {
+            continue;
         }
-        marks.insert(n, Mark::Open);
-        stack.push(n);
-        for m in edges.get(n).into_iter().flatten() {
-            if let Some(c) = visit(m, edges, marks, stack) {
-                return Some(c);
+        // The path from the root, each node with its unvisited successors.
+        let mut path: Vec<(&str, std::collections::btree_set::Iter<'_, &str>)> = Vec::new();
+        marks.insert(root, Mark::Open);
+        path.push((root, edges.get(root).map(|s| s.iter()).unwrap_or_default()));
+        while let Some((node, next)) = path.last_mut() {
+            match next.next() {
+                Some(m) => match marks.get(m) {
+                    Some(Mark::Done) => {}
+                    Some(Mark::Open) => {
+                        let start = path.iter().position(|(n, _)| n == m).unwrap_or(0);
+                        let mut cycle: Vec<String> =
+                            path[start..].iter().map(|(n, _)| (*n).to_owned()).collect();
+                        cycle.push((*m).to_owned());
+                        return Some(cycle);
+                    }
+                    None => {
+                        marks.insert(m, Mark::Open);
+                        path.push((m, edges.get(m).map(|s| s.iter()).unwrap_or_default()));
+                    }
+                },
+                None => {
+                    marks.insert(node, Mark::Done);
+                    path.pop();
+                }
             }
-        }
-        stack.pop();
-        marks.insert(n, Mark::Done);
-        None
-    }
-    let mut marks = HashMap::new();
-    for n in edges.keys() {
-        if let Some(c) = visit(n, edges, &mut marks, &mut Vec::new()) {
-            return Some(c);
         }
     }
     None
@@ -651,6 +658,12 @@ fn components(
 }
 
 fn claim_alias(ctx: &Ctx, aliases: &mut HashMap<String, String>, alias: &str, path: String) -> Res {
+    if aliases.len() >= MAX_COMPONENTS {
+        return ctx.fail(
+            path,
+            format!("an application may have at most {MAX_COMPONENTS} components"),
+        );
+    }
     if let Some(first) = aliases.get(alias) {
         return ctx.fail(path, format!("alias {alias:?} is already used at {first}"));
     }
@@ -1226,6 +1239,49 @@ mod tests {
             "dependencies.startupOrders",
             "startup orders form a cycle: cartridge.a -> cartridge.b -> group.c -> cartridge.a",
         );
+        // A long chain closing on itself: found without deep recursion.
+        let chain: Vec<String> = (0..999)
+            .map(|i| format!("cartridge.c{i}"))
+            .chain(["cartridge.c0".to_owned()])
+            .collect();
+        let (path, msg) = fx::fault(
+            k,
+            &set(
+                g(),
+                "/dependencies/startupOrders",
+                json!([{"aliases": chain}]),
+            ),
+        );
+        assert_eq!(path, "dependencies.startupOrders[0].aliases[999]");
+        assert!(msg.contains("already used"), "{msg}");
+        let mut lists: Vec<serde_json::Value> = (0..5000)
+            .map(|i| json!({"aliases": [format!("cartridge.c{i}"), format!("cartridge.c{}", i + 1)]}))
+            .collect();
+        lists.push(json!({"aliases": ["cartridge.c5000", "cartridge.c0"]}));
+        let (path, msg) = fx::fault(k, &set(g(), "/dependencies/startupOrders", json!(lists)));
+        assert_eq!(path, "dependencies.startupOrders");
+        assert!(
+            msg.starts_with("startup orders form a cycle: cartridge.c0 -> cartridge.c1 -> "),
+            "{}",
+            &msg[..80]
+        );
+        assert!(msg.ends_with("cartridge.c5000 -> cartridge.c0"));
+        let too_many: Vec<String> = (0..1001).map(|i| format!("cartridge.c{i}")).collect();
+        let (path, msg) = fx::fault(
+            k,
+            &set(
+                g(),
+                "/dependencies/startupOrders",
+                json!([{"aliases": too_many}]),
+            ),
+        );
+        assert_eq!(
+            (path.as_str(), msg.as_str()),
+            (
+                "dependencies.startupOrders[0].aliases",
+                "names more than 1000 aliases"
+            )
+        );
         let sd = set(
             g(),
             "/dependencies/scalingDependents",
@@ -1419,6 +1475,15 @@ mod tests {
             ),
             "components.dependencies.scalingDependents[0].aliases[1]",
             "is not a component here",
+        );
+        let many: Vec<serde_json::Value> = (0..1001)
+            .map(|i| json!({"type": "web", "subscribableInfo": {"alias": format!("c{i}"), "autoscalingPolicy": "a", "deploymentPolicy": "d"}}))
+            .collect();
+        assert_fault(
+            k,
+            &set(a(), "/components/cartridges", json!(many)),
+            "components.cartridges[1000].subscribableInfo.alias",
+            "at most 1000 components",
         );
         // A group's deploymentPolicy covers the cartridges inside it.
         fx::def(k, &a());

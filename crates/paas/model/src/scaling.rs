@@ -1374,6 +1374,33 @@ mod tests {
     }
 
     #[test]
+    fn burst_members_go_first_on_scale_down() {
+        let config = ScalingConfig {
+            scale_down_deferrals: 0,
+            cooldown_ms: 0,
+            ..CONFIG
+        };
+        let mut s = ScalingState::new(&cluster(1, 10), &policy(Some(10.0), None, None), config);
+        let mut n = 0;
+        let ev = s.evaluate(0);
+        register(&mut s, &ev.action, &mut n);
+        flat_rif(&mut s, 0, 0, 60.0);
+        let ev = s.evaluate(0);
+        assert_eq!(
+            parts(&ev.action),
+            ["np1/p2", "np1/p1", "np1/p2", "np2/q1", "np2/q1"]
+        );
+        register(&mut s, &ev.action, &mut n);
+        flat_rif(&mut s, 6000, 6000, 0.0);
+        for (t, np) in [(6000, "np2"), (6001, "np2"), (6002, "np1")] {
+            let Action::ScaleDown { remove } = s.evaluate(t).action else {
+                panic!("at {t}")
+            };
+            assert_eq!(remove[0].placement.network_partition, np);
+        }
+    }
+
+    #[test]
     fn never_below_the_minimum() {
         let mut s = ScalingState::new(&cluster(2, 4), &policy(Some(10.0), None, None), CONFIG);
         let mut n = 0;

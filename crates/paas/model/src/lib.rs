@@ -12,6 +12,8 @@
 //!   (Stratos's predictive rule), fed with samples and a clock value;
 //!   [`scaling::group_decision`] is the group-scaling step above it.
 //! - [`lifecycle::MemberStatus`] is a member's lifecycle and its moves.
+//! - [`capacity::HostPool`] tracks the declared cpu and memory of the hosts
+//!   behind a partition and places members on them (level 2).
 //! - [`samples`] embeds the sample definitions of `samples/`.
 //!
 //! Stratos 4.1 documents parse unchanged: field names are its REST beans',
@@ -20,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capacity;
 mod catalog;
 mod de;
 mod error;

@@ -1353,6 +1353,48 @@ fn memory_policy_applies_to_init_and_exec() {
     ctx.assert_state_root_empty();
 }
 
+#[test]
+fn io_priority_and_scheduler_apply_to_init_and_exec() {
+    let ctx = Ctx::new("ioprio-sched");
+    let id = ctx.id();
+    // Fields 19 and 41 of /proc/PID/stat: nice and scheduling policy.
+    let show = "ionice; cut -d' ' -f19,41 /proc/self/stat";
+    let mut b = ctx.bundle(&id);
+    b.sh(show)
+        .set(
+            "/process/ioPriority",
+            json!({"class": "IOPRIO_CLASS_BE", "priority": 4}),
+        )
+        .set(
+            "/process/scheduler",
+            json!({"policy": "SCHED_BATCH", "nice": 19}),
+        );
+    let out = ctx.run(&b, &id).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, ["best-effort: prio 4", "19 3"], "{out}");
+    let mut b = sleeper(&ctx, &id);
+    b.set(
+        "/process/ioPriority",
+        json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
+    )
+    .set(
+        "/process/scheduler",
+        json!({"policy": "SCHED_BATCH", "nice": 5}),
+    );
+    ctx.create_start(&b, &id);
+    let out = ctx.rt(&["exec", &id, "sh", "-c", show]).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, ["idle", "5 3"], "{out}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+    let mut b = ctx.bundle(&id);
+    b.set(
+        "/process/ioPriority",
+        json!({"class": "IOPRIO_CLASS_BE", "priority": 9}),
+    );
+    ctx.run(&b, &id).failed().stderr_mentions(&["ioPriority"]);
+    ctx.assert_state_root_empty();
+}
+
 /// A minimal seccomp agent: takes the listener from the runtime, answers
 /// every notification with ENOMEDIUM until the container is gone, and returns
 /// the state document the runtime sent.

@@ -315,6 +315,7 @@ impl Runtime {
         plan.stdio = opts.stdio;
         plan.personality = personality_of(spec);
         plan.memory_policy = bundle.memory_policy.clone();
+        plan.cpus_restricted = cpus_restricted(spec);
         let (console, master) = console_for(
             plan.terminal,
             opts.console_socket.as_deref(),
@@ -680,6 +681,7 @@ impl Runtime {
         plan.stdio = opts.stdio;
         plan.personality = personality_of(&st.spec);
         plan.memory_policy = st.memory_policy.clone();
+        plan.cpus_restricted = cpus_restricted(&st.spec);
         if !opts.detach {
             crate::foreground::block_signals()?;
         }
@@ -754,4 +756,14 @@ pub fn exec_process(base: Option<Process>, opts: &ExecOptions) -> Result<Process
         p.set_no_new_privileges(Some(true));
     }
     Ok(p)
+}
+
+/// Whether `linux.resources.cpu.cpus` limits the container's CPUs.
+fn cpus_restricted(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.cpu().as_ref())
+        .and_then(|c| c.cpus().as_ref())
+        .is_some_and(|c| !c.trim().is_empty())
 }

@@ -54,6 +54,12 @@ pub struct ProcessPlan {
     pub personality: Option<libc::c_ulong>,
     /// NUMA memory policy to set before exec (`linux.memoryPolicy`).
     pub memory_policy: Option<crate::mempolicy::MemPolicy>,
+    /// `ioprio_set(2)` value (`process.ioPriority`).
+    pub io_priority: Option<libc::c_int>,
+    /// `sched_setattr(2)` attributes (`process.scheduler`).
+    pub scheduler: Option<SchedAttr>,
+    /// Whether the cpuset limits the CPUs (a scheduler EPERM then says why).
+    pub cpus_restricted: bool,
     /// Where the seccomp agent listens (`linux.seccomp.listenerPath`, a
     /// path or `@abstract` name) and its `listenerMetadata`, when the filter
     /// has `SCMP_ACT_NOTIFY` rules.
@@ -68,6 +74,70 @@ pub struct ProcessPlan {
 
 fn cstring(what: &str, s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::Usage(format!("{what} {s:?} contains a NUL byte")))
+}
+
+/// `struct sched_attr` (SCHED_ATTR_SIZE_VER0, 48 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+fn sched_attr(s: &oci_spec::runtime::Scheduler) -> SchedAttr {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let flags = s.flags().iter().flatten().fold(0u64, |acc, f| {
+        acc | match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        }
+    });
+    SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0).max(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    }
+}
+
+fn io_priority(p: &oci_spec::runtime::LinuxIOPriority) -> Result<libc::c_int> {
+    use oci_spec::runtime::IOPriorityClass as C;
+    let class = match p.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    if !(0..=7).contains(&p.priority()) {
+        return Err(Error::Usage(format!(
+            "process.ioPriority.priority {} is out of range: use 0 (highest) to 7 (lowest)",
+            p.priority()
+        )));
+    }
+    Ok((class << 13) | p.priority() as libc::c_int)
 }
 
 /// Converts OCI capability names to the `caps` crate's set, skipping (with a
@@ -158,6 +228,12 @@ impl ProcessPlan {
             }
             rlimits.push((res, rl.soft(), rl.hard()));
         }
+        let io_priority = process
+            .io_priority()
+            .as_ref()
+            .map(io_priority)
+            .transpose()?;
+        let scheduler = process.scheduler().as_ref().map(sched_attr);
         let mut seccomp_listener = None;
         let compiled = match seccomp {
             Some(s) => {
@@ -207,6 +283,9 @@ impl ProcessPlan {
             raw_newlines: false,
             personality: None,
             memory_policy: None,
+            io_priority,
+            scheduler,
+            cpus_restricted: false,
             seccomp_listener,
             stdio: None,
         })
@@ -252,6 +331,26 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
     }
     if let Some(policy) = &plan.memory_policy {
         crate::mempolicy::apply(policy)?;
+    }
+    if let Some(prio) = plan.io_priority {
+        const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+        // SAFETY: integer arguments only.
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) } != 0 {
+            return Err(format!(
+                "set I/O priority {prio:#x}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    if let Some(attr) = &plan.scheduler {
+        // SAFETY: `attr` is a sched_attr of the size it declares, alive for the call.
+        if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EPERM) && plan.cpus_restricted {
+                return Err("process scheduler can't be used together with AllowedCPUs: the kernel refuses this policy when linux.resources.cpu.cpus limits the CPUs".into());
+            }
+            return Err(format!("set process scheduler: {err}"));
+        }
     }
     for &(res, soft, hard) in &plan.rlimits {
         let lim = libc::rlimit {

@@ -7,10 +7,11 @@
 //! whose member refuses the connection is retried on the next member; one
 //! with a body cannot be replayed and answers 502.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,12 +19,11 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::pool::{Lease, Pool};
 
@@ -34,10 +34,13 @@ type UpstreamBody = Either<Incoming, Empty<Bytes>>;
 pub type ProxyBody = Either<LeasedBody, Full<Bytes>>;
 
 /// A member's response body that keeps the request counted in flight until
-/// it is fully sent or dropped.
+/// it is fully sent or dropped, and gives its member connection back for
+/// the next request once the body has been read to the end.
 #[derive(Debug)]
 pub struct LeasedBody {
     inner: Incoming,
+    done: bool,
+    conn: Option<(Arc<Upstreams>, SocketAddr, SendRequest<UpstreamBody>)>,
     _lease: Lease,
 }
 
@@ -49,7 +52,13 @@ impl Body for LeasedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.done = true,
+            Poll::Ready(Some(Err(_))) => self.conn = None,
+            _ => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -61,11 +70,100 @@ impl Body for LeasedBody {
     }
 }
 
+impl Drop for LeasedBody {
+    fn drop(&mut self) {
+        if self.done || self.inner.is_end_stream() {
+            if let Some((upstreams, addr, conn)) = self.conn.take() {
+                upstreams.checkin(addr, conn);
+            }
+        }
+    }
+}
+
+/// Most idle connections kept per member (per proxy, i.e. per thread).
+const MAX_IDLE_PER_MEMBER: usize = 512;
+
+/// Keep-alive HTTP/1.1 connections to members, ready for a next request.
+///
+/// Hand-written rather than hyper-util's pooled client: a proxy knows when a
+/// response body ends (it forwards it), so a connection goes back at once,
+/// without that client's per-request pool key, timers and extra task hop;
+/// with one proxy per thread the lock is never contended.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<UpstreamBody>>>>,
+}
+
+enum ConnectError {
+    Io(std::io::Error),
+    Http(hyper::Error),
+    Timeout,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Io(e) => write!(f, "connect: {e}"),
+            ConnectError::Http(e) => write!(f, "HTTP handshake: {e}"),
+            ConnectError::Timeout => write!(f, "connect: timed out after 5 s"),
+        }
+    }
+}
+
+impl Upstreams {
+    /// An idle connection to `addr` (`true`: reused), or a new one.
+    async fn checkout(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(SendRequest<UpstreamBody>, bool), ConnectError> {
+        loop {
+            let candidate = self
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&addr)
+                .and_then(|v| v.pop());
+            let Some(mut conn) = candidate else { break };
+            if conn.is_closed() {
+                continue;
+            }
+            if conn.ready().await.is_ok() {
+                return Ok((conn, true));
+            }
+        }
+        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+            .map_err(ConnectError::Io)?;
+        let _ = stream.set_nodelay(true);
+        let (conn, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                tracing::debug!(member = %addr, error = %e, "member connection ended");
+            }
+        });
+        Ok((conn, false))
+    }
+
+    fn checkin(&self, addr: SocketAddr, conn: SendRequest<UpstreamBody>) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_MEMBER {
+            list.push(conn);
+        }
+    }
+}
+
 /// The proxy of one pool; shared by all its connections.
 #[derive(Debug)]
 pub struct Proxy {
     pool: Arc<Pool>,
-    client: Client<HttpConnector, UpstreamBody>,
+    upstreams: Arc<Upstreams>,
 }
 
 /// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1, plus the
@@ -105,16 +203,12 @@ fn error_page(status: StatusCode, text: String) -> Response<ProxyBody> {
 }
 
 impl Proxy {
-    /// A proxy for `pool`, with its own pool of member connections.
+    /// A proxy for `pool`, with its own member connections.
     pub fn new(pool: Arc<Pool>) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
-        Proxy { pool, client }
+        Proxy {
+            pool,
+            upstreams: Arc::new(Upstreams::default()),
+        }
     }
 
     /// Proxies one request.
@@ -198,20 +292,47 @@ impl Proxy {
                 Either::Left(b) => b.is_end_stream(),
                 Either::Right(_) => true,
             };
-            match self.client.request(up).await {
+            let (mut conn, reused) = match self.upstreams.checkout(addr).await {
+                Ok(c) => c,
+                Err(e) if replayable => {
+                    tracing::debug!(pool = self.pool.name(), member = %addr, error = %e, "member unreachable; trying another");
+                    lease.failed();
+                    tried.push(addr);
+                    continue;
+                }
+                Err(e) => {
+                    lease.failed();
+                    return Ok(error_page(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "strato lb: member {} ({addr}) of cluster {} failed: {e}",
+                            lease.member().id(),
+                            self.pool.name()
+                        ),
+                    ));
+                }
+            };
+            match conn.send_request(up).await {
                 Ok(resp) => {
                     let (mut rparts, rbody) = resp.into_parts();
                     strip_hop_by_hop(&mut rparts.headers);
                     let body = LeasedBody {
                         inner: rbody,
+                        done: false,
+                        conn: Some((Arc::clone(&self.upstreams), addr, conn)),
                         _lease: lease,
                     };
                     return Ok(Response::from_parts(rparts, Either::Left(body)));
                 }
-                Err(e) if e.is_connect() && replayable => {
-                    tracing::debug!(pool = self.pool.name(), member = %addr, error = %e, "member unreachable; trying another");
-                    lease.failed();
-                    tried.push(addr);
+                // A kept-alive connection the member closed meanwhile: the
+                // request never reached it; send it again on a fresh one.
+                Err(e)
+                    if reused
+                        && replayable
+                        && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
+                {
+                    tracing::debug!(member = %addr, error = %e, "idle member connection was closed; retrying");
+                    drop(lease);
                 }
                 Err(e) => {
                     lease.failed();

@@ -53,20 +53,25 @@ pub async fn serve(
 }
 
 /// Serves `pool` on `addr` from `threads` threads, each with its own
-/// single-threaded async runtime, its own listening socket (SO_REUSEPORT:
-/// the kernel spreads connections) and its own connections to the members,
-/// so a request never crosses threads (the way nginx runs its workers).
-/// The pool and its counters are shared. Returns once every thread listens;
-/// the threads run until the process ends.
+/// single-threaded async runtime and its own connections to the members, so
+/// a request never crosses threads (the way nginx runs its workers). The
+/// threads share one listening socket: whichever is free accepts the next
+/// connection, which keeps them evenly loaded (SO_REUSEPORT would hash
+/// connections to threads whatever their load). The pool and its counters
+/// are shared. Returns once the socket listens; the threads run until the
+/// process ends.
 pub fn serve_threads(
     addr: std::net::SocketAddr,
     pool: Arc<Pool>,
     protocol: Protocol,
     threads: usize,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<std::io::Result<()>>>> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("listen on {addr}: {e}")))?;
+    listener.set_nonblocking(true)?;
     let mut handles = Vec::new();
     for i in 0..threads.max(1) {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let own = listener.try_clone()?;
         let pool = Arc::clone(&pool);
         let handle = std::thread::Builder::new()
             .name(format!("strato-lb-{i}"))
@@ -75,45 +80,11 @@ pub fn serve_threads(
                     .enable_all()
                     .build()?;
                 rt.block_on(async move {
-                    let bound = (|| {
-                        let socket = if addr.is_ipv4() {
-                            tokio::net::TcpSocket::new_v4()?
-                        } else {
-                            tokio::net::TcpSocket::new_v6()?
-                        };
-                        socket.set_reuseaddr(true)?;
-                        socket.set_reuseport(true)?;
-                        socket.bind(addr)?;
-                        socket.listen(4096)
-                    })();
-                    let listener = match bound {
-                        Ok(l) => {
-                            let _ = ready_tx.send(Ok(()));
-                            l
-                        }
-                        Err(e) => {
-                            let kind = e.kind();
-                            let _ = ready_tx.send(Err(e));
-                            return Err(std::io::Error::new(kind, "listen failed"));
-                        }
-                    };
+                    let listener = tokio::net::TcpListener::from_std(own)?;
                     serve(listener, pool, protocol).await
                 })
             })?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => handles.push(handle),
-            Ok(Err(e)) => {
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!("listen on {addr}: {e}"),
-                ))
-            }
-            Err(_) => {
-                return Err(std::io::Error::other(format!(
-                    "load balancer thread for {addr} died"
-                )))
-            }
-        }
+        handles.push(handle);
     }
     Ok(handles)
 }

@@ -831,10 +831,8 @@ impl Distribution {
             };
             while let Some(p) = erx.recv().await {
                 let (d, msg) = match p {
-                    PushProgress::Started(d) => {
-                        let m = progress_msg("Pushing", "", 0, 0);
-                        (d, Some(m))
-                    }
+                    // The first bytes report soon enough.
+                    PushProgress::Started(d) => (d, None),
                     PushProgress::Pushing {
                         digest,
                         current,

@@ -217,7 +217,7 @@ impl Client {
                     StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                         let msg = error_message(resp).await;
                         Err(repo.unauthorized(&format!(
-                            "user {:?}: {msg}: check the user name and password",
+                            "user {:?} was refused: {msg}: check the user name and password",
                             creds.username
                         )))
                     }
@@ -527,6 +527,33 @@ impl Repository {
             Ping::Open => None,
             Ping::Challenge(c) => Some(self.auth_for(c).await?),
         };
+        if let (Some(a), Ping::Challenge(c)) = (&auth, ping) {
+            if c.scheme == "basic" {
+                // Check the password now, so that a wrong one is a clear
+                // error before any work starts.
+                let url = format!("{}/v2/", self.base);
+                let resp = self
+                    .client
+                    .send_raw(
+                        &self.registry,
+                        Method::GET,
+                        &url,
+                        Some(&a.header),
+                        empty(),
+                        &[],
+                    )
+                    .await?;
+                if resp.status() == StatusCode::UNAUTHORIZED
+                    || resp.status() == StatusCode::FORBIDDEN
+                {
+                    let msg = error_message(resp).await;
+                    return Err(self.unauthorized(&format!(
+                        "user {:?} was refused: {msg}: check the user name and password",
+                        self.creds.username
+                    )));
+                }
+            }
+        }
         *self.auth.lock().await = auth;
         Ok(())
     }

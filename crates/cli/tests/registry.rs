@@ -542,11 +542,7 @@ fn engine_api_push_remove_pull_and_run() {
             .unwrap_or_else(|| panic!("{w:?} missing (in order) from {st:?}"));
         at += pos;
     }
-    let dl = msgs
-        .iter()
-        .filter(|m| m["status"] == "Downloading")
-        .last()
-        .unwrap();
+    let dl = msgs.iter().rfind(|m| m["status"] == "Downloading").unwrap();
     assert_eq!(
         dl["progressDetail"]["current"], dl["progressDetail"]["total"],
         "{dl}"

@@ -253,6 +253,14 @@ mod tests {
     }
 
     #[test]
+    fn domain_and_path() {
+        let r = Reference::parse("busybox").unwrap();
+        assert_eq!((r.domain(), r.path()), ("docker.io", "library/busybox"));
+        let r = Reference::parse("localhost:5000/team/app:v1").unwrap();
+        assert_eq!((r.domain(), r.path()), ("localhost:5000", "team/app"));
+    }
+
+    #[test]
     fn familiar_forms() {
         let f = |s: &str| Reference::parse(s).unwrap().familiar();
         assert_eq!(f("busybox"), "busybox:latest");

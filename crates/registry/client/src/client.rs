@@ -63,6 +63,8 @@ struct TokenKey {
     service: String,
     scope: String,
     username: String,
+    /// The password (or identity token): a changed one is another key.
+    secret: String,
 }
 
 impl std::fmt::Debug for Client {
@@ -181,6 +183,7 @@ impl Client {
                 if push { "pull,push" } else { "pull" }
             ),
             auth: tokio::sync::Mutex::new(None),
+            chunk_size: crate::push::CHUNK_SIZE,
         };
         repo.authenticate(&ping).await?;
         Ok(repo)
@@ -200,6 +203,7 @@ impl Client {
             creds: creds.clone(),
             scope: String::new(),
             auth: tokio::sync::Mutex::new(None),
+            chunk_size: crate::push::CHUNK_SIZE,
         };
         match &ping {
             Ping::Open => Ok(()),
@@ -225,7 +229,7 @@ impl Client {
                 }
             }
             Ping::Challenge(c) if c.scheme == "bearer" => {
-                repo.fetch_token(c, "").await.map(|_| ())
+                repo.fetch_token(c, "", true).await.map(|_| ())
             }
             Ping::Challenge(c) => Err(repo.unauthorized(&format!(
                 "the registry asks for {:?} authentication, which strato does not speak (basic and bearer only)",
@@ -434,6 +438,8 @@ pub struct Repository {
     scope: String,
     /// The `Authorization` value to send, once known.
     auth: tokio::sync::Mutex<Option<Auth>>,
+    /// Blobs larger than this are uploaded in `PATCH` chunks of this size.
+    pub(crate) chunk_size: u64,
 }
 
 #[derive(Clone)]
@@ -451,6 +457,13 @@ impl std::fmt::Debug for Repository {
 }
 
 impl Repository {
+    /// Sets the size above which blobs are uploaded in `PATCH` chunks (of
+    /// that size); [`CHUNK_SIZE`](crate::CHUNK_SIZE) by default.
+    pub fn with_chunk_size(mut self, bytes: u64) -> Repository {
+        self.chunk_size = bytes.max(1);
+        self
+    }
+
     /// The registry domain as the reference names it (`localhost:5000`).
     pub fn registry(&self) -> &str {
         &self.registry
@@ -572,7 +585,7 @@ impl Repository {
                 })
             }
             "bearer" => {
-                let token = self.fetch_token(c, &self.scope).await?;
+                let token = self.fetch_token(c, &self.scope, false).await?;
                 Ok(Auth {
                     header: format!("Bearer {token}"),
                 })
@@ -584,7 +597,7 @@ impl Repository {
     }
 
     /// Gets a bearer token for `scope` from the challenge's realm (cached).
-    async fn fetch_token(&self, c: &Challenge, scope: &str) -> Result<String> {
+    async fn fetch_token(&self, c: &Challenge, scope: &str, fresh: bool) -> Result<String> {
         if !self.creds.registry_token.is_empty() {
             return Ok(self.creds.registry_token.clone());
         }
@@ -598,10 +611,13 @@ impl Repository {
             service: service.clone(),
             scope: scope.to_owned(),
             username: self.creds.username.clone(),
+            secret: format!("{}\0{}", self.creds.password, self.creds.identity_token),
         };
-        if let Some((t, until)) = self.client.inner.tokens.lock().unwrap().get(&key) {
-            if Instant::now() < *until {
-                return Ok(t.clone());
+        if !fresh {
+            if let Some((t, until)) = self.client.inner.tokens.lock().unwrap().get(&key) {
+                if Instant::now() < *until {
+                    return Ok(t.clone());
+                }
             }
         }
         let mut query = Vec::new();
@@ -736,13 +752,7 @@ impl Repository {
                 if let Some(s) = c.param("scope").filter(|s| *s != self.scope) {
                     scope = format!("{scope} {s}");
                 }
-                self.client
-                    .inner
-                    .tokens
-                    .lock()
-                    .unwrap()
-                    .retain(|k, _| k.scope != scope);
-                let token = self.fetch_token(&c, &scope).await?;
+                let token = self.fetch_token(&c, &scope, true).await?;
                 Auth {
                     header: format!("Bearer {token}"),
                 }

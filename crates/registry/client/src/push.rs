@@ -20,7 +20,8 @@ use crate::client::{empty, full, Body, Repository};
 use crate::error::{Error, Result};
 
 /// Blobs up to this size are uploaded in one `PUT`; larger ones in `PATCH`
-/// chunks of this size, then a closing `PUT`.
+/// chunks of this size, then a closing `PUT` (see
+/// [`Repository::with_chunk_size`]).
 pub const CHUNK_SIZE: u64 = 64 << 20;
 /// Read size of file bodies.
 const READ_BUF: usize = 256 << 10;
@@ -124,9 +125,9 @@ impl Repository {
         let mut location = self.location(&resp, &what)?;
         progress(PushProgress::Started(job.digest.clone()));
         let mut sent = 0u64;
-        if job.size > CHUNK_SIZE {
+        if job.size > self.chunk_size {
             while sent < job.size {
-                let n = CHUNK_SIZE.min(job.size - sent);
+                let n = self.chunk_size.min(job.size - sent);
                 let end = sent + n - 1;
                 let base = sent;
                 let resp = self

@@ -526,6 +526,10 @@ impl Distribution {
                 }
             }
         }
+        // Layers beyond the concurrent downloads wait their turn.
+        for j in jobs.iter().skip(DOWNLOADS) {
+            send(status("Waiting", Some(&short(&j.descriptor.digest)))).await;
+        }
         // The config first (small; Docker does the same).
         let config = match ingest.existing_blob(&m.config.digest) {
             Some(b) => b,

@@ -327,6 +327,9 @@ impl Repository {
         let mut last_err: Option<Error> = None;
         for attempt in 0..BLOB_ATTEMPTS {
             if attempt > 0 {
+                // A short, growing pause: the registry or the network may
+                // need a moment.
+                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
                 progress(PullProgress::Resuming {
                     digest: desc.digest.clone(),
                     offset: written,

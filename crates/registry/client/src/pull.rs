@@ -319,9 +319,13 @@ impl Repository {
     ) -> Result<()> {
         let what = format!("blob {}", desc.digest);
         let url = self.url(&format!("blobs/{}", desc.digest));
-        let mut file = tokio::fs::File::create(dest)
-            .await
-            .map_err(io_err("create", dest))?;
+        // Buffered: tokio's file writes each cost a trip to the blocking pool.
+        let mut file = tokio::io::BufWriter::with_capacity(
+            1 << 20,
+            tokio::fs::File::create(dest)
+                .await
+                .map_err(io_err("create", dest))?,
+        );
         let mut hasher = Sha256::new();
         let mut written: u64 = 0;
         let mut last_err: Option<Error> = None;
@@ -354,8 +358,10 @@ impl Repository {
                 StatusCode::OK => {
                     if written > 0 {
                         // The range was ignored: start over.
-                        file.set_len(0).await.map_err(io_err("truncate", dest))?;
-                        file.seek(std::io::SeekFrom::Start(0))
+                        file.flush().await.map_err(io_err("write", dest))?;
+                        let f = file.get_mut();
+                        f.set_len(0).await.map_err(io_err("truncate", dest))?;
+                        f.seek(std::io::SeekFrom::Start(0))
                             .await
                             .map_err(io_err("seek", dest))?;
                         hasher = Sha256::new();
@@ -452,7 +458,10 @@ impl Repository {
             });
         }
         file.flush().await.map_err(io_err("write", dest))?;
-        file.sync_all().await.map_err(io_err("fsync", dest))?;
+        file.get_ref()
+            .sync_all()
+            .await
+            .map_err(io_err("fsync", dest))?;
         progress(PullProgress::Done(desc.digest.clone()));
         Ok(())
     }

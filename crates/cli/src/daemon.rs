@@ -28,6 +28,10 @@ pub struct DaemonArgs {
     /// Bearer token TCP clients must send (`Authorization: Bearer TOKEN`).
     #[arg(long, env = "STRATO_TOKEN")]
     token: Option<String>,
+    /// A registry (`HOST[:PORT]`) that may be reached over plain HTTP;
+    /// loopback registries always may. Repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registries: Vec<String>,
     /// Persistent state: images, containers, volumes, networks.
     #[arg(long, default_value = "/var/lib/strato")]
     data_root: PathBuf,
@@ -146,6 +150,7 @@ async fn serve(
         exec_root: args.exec_root.clone(),
         strato_bin,
         network,
+        insecure_registries: args.insecure_registries.clone(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("open the engine at {}: {e}", args.data_root.display()))?;

@@ -316,9 +316,12 @@ fn version_info_load_and_images() {
         ])
         .ok();
     assert_eq!(inspect.stdout.trim(), "linux 1");
-    // Pulling is not there yet: a clear error, not a fake success.
-    let out = d.docker(&["pull", "alpine"]).failed();
-    assert!(out.stderr.contains("not implemented"), "{out}");
+    // Pulling from a registry that is not there: a clear error naming it.
+    let out = d.docker(&["pull", "localhost:1/alpine"]).failed();
+    assert!(
+        out.stderr.contains("cannot reach registry localhost:1"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -74,6 +74,7 @@ async fn env(name: &str) -> Env {
         exec_root: exec_root.clone(),
         strato_bin: PathBuf::from(env!("CARGO_BIN_EXE_strato")),
         network: Some(net),
+        insecure_registries: Vec::new(),
     })
     .await
     .expect("open the engine");

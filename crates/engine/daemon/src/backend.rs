@@ -28,6 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::convert;
+use crate::distribution::{Distribution, Notify};
 use crate::engine::{Engine, EngineError, EngineEvent, NetworkMode, Record};
 use crate::hostinfo;
 use crate::streams::{channel_stream, BodyReader, BodyWriter, LogTail, Want};
@@ -109,6 +110,26 @@ struct EventLog {
 }
 
 impl EventLog {
+    fn emit(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, &str)]) {
+        let now = time::now_f64();
+        let mut attributes = StringMap::new();
+        for (k, v) in attrs {
+            attributes.insert(k.to_string(), v.to_string());
+        }
+        self.push(EventMessage {
+            kind: kind.into(),
+            action: action.into(),
+            actor: EventActor {
+                id: id.into(),
+                attributes,
+            },
+            scope: "local".into(),
+            time: now as i64,
+            time_nano: (now * 1e9) as i64,
+            ..Default::default()
+        });
+    }
+
     fn push(&self, ev: EventMessage) {
         let mut h = self.history.lock().expect("event history lock");
         if h.len() == EVENT_HISTORY {
@@ -128,6 +149,8 @@ pub struct EngineBackend {
     execs: Mutex<BTreeMap<String, ExecEntry>>,
     events: Arc<EventLog>,
     id: String,
+    /// Pull, push and login; an error if the registry client could not be set up.
+    distribution: Result<Arc<Distribution>, String>,
 }
 
 impl std::fmt::Debug for EngineBackend {
@@ -150,7 +173,17 @@ impl EngineBackend {
             history: Mutex::new(VecDeque::new()),
             tx,
         });
+        let distribution = Distribution::new(
+            &data_root,
+            engine.images().clone(),
+            engine.config().insecure_registries.clone(),
+        )
+        .map(Arc::new);
+        if let Err(e) = &distribution {
+            tracing::error!(error = %e, "registry client unavailable: pull and push will fail");
+        }
         let backend = Arc::new(EngineBackend {
+            distribution,
             id: engine_id(&data_root),
             engine: engine.clone(),
             volumes,
@@ -190,23 +223,21 @@ impl EngineBackend {
     }
 
     fn emit(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, &str)]) {
-        let now = time::now_f64();
-        let mut attributes = StringMap::new();
-        for (k, v) in attrs {
-            attributes.insert(k.to_string(), v.to_string());
-        }
-        self.events.push(EventMessage {
-            kind: kind.into(),
-            action: action.into(),
-            actor: EventActor {
-                id: id.into(),
-                attributes,
-            },
-            scope: "local".into(),
-            time: now as i64,
-            time_nano: (now * 1e9) as i64,
-            ..Default::default()
-        });
+        self.events.emit(kind, action, id, attrs);
+    }
+
+    /// Image events of pulls and pushes, which finish in their own tasks.
+    fn image_notifier(&self) -> Notify {
+        let events = self.events.clone();
+        Arc::new(move |action: &str, id: &str, name: &str| {
+            events.emit("image", action, id, &[("name", name)]);
+        })
+    }
+
+    fn distribution(&self) -> Result<&Arc<Distribution>, ApiError> {
+        self.distribution
+            .as_ref()
+            .map_err(|e| ApiError::internal(format!("registry client unavailable: {e}")))
     }
 
     fn volume_in_use(&self, name: &str) -> Vec<String> {
@@ -835,10 +866,8 @@ impl Backend for EngineBackend {
         })
     }
 
-    async fn auth(&self, _auth: AuthConfig) -> Result<AuthResponse, ApiError> {
-        Err(ApiError::not_implemented(
-            "registry login is not implemented yet: strato cannot talk to registries; load images with docker load",
-        ))
+    async fn auth(&self, auth: AuthConfig) -> Result<AuthResponse, ApiError> {
+        self.distribution()?.login(auth).await
     }
 
     // ------------------------------------------------------------ containers
@@ -1956,21 +1985,18 @@ impl Backend for EngineBackend {
     }
 
     async fn image_pull(&self, opts: PullOptions) -> Result<ProgressStream, ApiError> {
-        let _ = opts;
-        Err(ApiError::not_implemented(
-            "pulling from registries is not implemented yet: load the image with docker load",
-        ))
+        self.distribution()?.pull(opts, self.image_notifier()).await
     }
 
     async fn image_push(
         &self,
-        _name: &str,
-        _tag: &str,
-        _auth: Option<AuthConfig>,
+        name: &str,
+        tag: &str,
+        auth: Option<AuthConfig>,
     ) -> Result<ProgressStream, ApiError> {
-        Err(ApiError::not_implemented(
-            "pushing to registries is not implemented yet: save the image with docker save",
-        ))
+        self.distribution()?
+            .push(name, tag, auth, self.image_notifier())
+            .await
     }
 
     async fn images_prune(&self, filters: Filters) -> Result<ImagesPruneReport, ApiError> {

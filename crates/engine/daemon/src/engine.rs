@@ -32,6 +32,9 @@ pub struct EngineConfig {
     pub strato_bin: PathBuf,
     /// Settings of the network manager (its `state_dir` is set from `data_root`).
     pub network: Option<strato_network::Config>,
+    /// Registries (`HOST[:PORT]`) reachable over plain HTTP besides loopback
+    /// ones (`--insecure-registry`).
+    pub insecure_registries: Vec<String>,
 }
 
 /// Engine failures, mapped by the API to Docker's status codes.

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod convert;
+pub mod distribution;
 pub mod engine;
 pub mod hostinfo;
 pub mod ids;

@@ -277,7 +277,7 @@ pub(crate) fn load(layout: &Layout, reader: impl Read) -> Result<Vec<LoadedImage
     }
     let mut images = Vec::new();
     for plan in plans {
-        images.push(stage_image(layout, &mut staging, plan)?);
+        images.push(stage_image(layout, &mut staging, plan, &mut |_| {})?);
     }
     crate::store::commit(layout, &mut staging, &images)?;
     Ok(images
@@ -411,7 +411,12 @@ fn for_host(p: Option<&Platform>, arch: &str) -> bool {
 
 /// Verifies one image's blobs and diff ids, unpacks its new layers into
 /// staging, and returns what commit should add.
-fn stage_image(layout: &Layout, staging: &mut Staging, plan: Plan) -> Result<NewImage> {
+fn stage_image(
+    layout: &Layout,
+    staging: &mut Staging,
+    plan: Plan,
+    on_layer: &mut dyn FnMut(LayerStep),
+) -> Result<NewImage> {
     let config_bytes = read_small(&plan.config)?;
     let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
         .map_err(|source| Error::Json {
@@ -445,7 +450,9 @@ fn stage_image(layout: &Layout, staging: &mut Staging, plan: Plan) -> Result<New
                 });
             }
         }
+        on_layer(LayerStep::Extracting(i));
         let (n, compression) = unpack_or_hash(layout, staging, file, &chain[i], &diff_ids[i])?;
+        on_layer(LayerStep::Extracted(i));
         size += n;
         layer_descs.push(Descriptor {
             media_type: compression.oci_layer_media_type().to_owned(),
@@ -501,6 +508,159 @@ fn stage_image(layout: &Layout, staging: &mut Staging, plan: Plan) -> Result<New
         },
         tags: plan.tags,
     })
+}
+
+/// A step of [`ImageStore::ingest`](crate::ImageStore) for layer `i`
+/// (bottom first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerStep {
+    /// Layer `i` is being decompressed, checked against its diff id and
+    /// (unless its snapshot exists) unpacked.
+    Extracting(usize),
+    /// Layer `i` is done.
+    Extracted(usize),
+}
+
+/// A blob whose content the caller has verified against `digest`.
+#[derive(Clone, Debug)]
+pub struct VerifiedBlob {
+    /// The content digest.
+    pub digest: Digest,
+    /// The length in bytes.
+    pub size: u64,
+    /// The file holding it (in the ingest's staging directory, or the
+    /// content store's own copy).
+    pub path: PathBuf,
+}
+
+/// An image fetched from a registry, ready for [`Ingest::commit`].
+#[derive(Clone, Debug)]
+pub struct PulledImage {
+    /// The image manifest's exact bytes (OCI or Docker schema 2).
+    pub manifest: Vec<u8>,
+    /// The config blob.
+    pub config: VerifiedBlob,
+    /// The layer blobs, in the manifest's order.
+    pub layers: Vec<VerifiedBlob>,
+    /// The tag to give it, if any.
+    pub tag: Option<Reference>,
+}
+
+/// An ingest in progress: a private staging directory into which the
+/// caller downloads blobs; nothing is visible in the store until
+/// [`commit`](Ingest::commit), and dropping it removes everything staged.
+pub struct Ingest {
+    layout: Layout,
+    staging: Staging,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest")
+            .field("dir", &self.staging.dir)
+            .finish()
+    }
+}
+
+impl Ingest {
+    pub(crate) fn new(layout: &Layout) -> Result<Ingest> {
+        Ok(Ingest {
+            layout: layout.clone(),
+            staging: Staging::new(layout)?,
+        })
+    }
+
+    /// A fresh file path in the staging directory for a download.
+    pub fn download_path(&mut self) -> PathBuf {
+        self.staging.path("download")
+    }
+
+    /// The content store's copy of blob `d`, if it has one (already
+    /// verified when it was added).
+    pub fn existing_blob(&self, d: &Digest) -> Option<VerifiedBlob> {
+        let path = self.layout.blob(d);
+        let size = fs::metadata(&path).ok()?.len();
+        Some(VerifiedBlob {
+            digest: d.clone(),
+            size,
+            path,
+        })
+    }
+
+    /// Checks that `image`'s manifest names exactly its config and layers,
+    /// checks every layer against the config's diff ids while unpacking
+    /// the new ones, then adds the blobs, snapshots, image and tag to the
+    /// store at once. `on_layer` hears about each layer.
+    pub fn commit(
+        mut self,
+        image: PulledImage,
+        on_layer: &mut dyn FnMut(LayerStep),
+    ) -> Result<Digest> {
+        if image.manifest.len() as u64 > MAX_JSON {
+            return Err(Error::Format("the manifest is too large".into()));
+        }
+        let m: Manifest =
+            serde_json::from_slice(&image.manifest).map_err(|source| Error::Json {
+                what: "pulled manifest".into(),
+                source,
+            })?;
+        let mismatch = |what: &str, want: &Digest, got: &Digest| Error::DigestMismatch {
+            what: what.to_owned(),
+            expected: want.to_string(),
+            actual: got.to_string(),
+        };
+        if m.config.digest != image.config.digest {
+            return Err(mismatch(
+                "image config",
+                &m.config.digest,
+                &image.config.digest,
+            ));
+        }
+        if m.layers.len() != image.layers.len() {
+            return Err(Error::Format(format!(
+                "the manifest has {} layers but {} were fetched",
+                m.layers.len(),
+                image.layers.len()
+            )));
+        }
+        for (l, b) in m.layers.iter().zip(&image.layers) {
+            if media::kind(&l.media_type) != Kind::Layer {
+                return Err(Error::Format(format!(
+                    "layer {} has media type {:?}, which is not a filesystem layer",
+                    l.digest, l.media_type
+                )));
+            }
+            if l.digest != b.digest {
+                return Err(mismatch("layer", &l.digest, &b.digest));
+            }
+        }
+        let staged = |b: &VerifiedBlob| Staged {
+            name: b.digest.to_string(),
+            digest: b.digest.clone(),
+            size: b.size,
+            path: b.path.clone(),
+        };
+        let (mdigest, msize, mpath) = self.staging.write(&image.manifest[..])?;
+        let plan = Plan {
+            config: staged(&image.config),
+            layers: image
+                .layers
+                .iter()
+                .map(|b| (staged(b), Some(b.digest.clone())))
+                .collect(),
+            manifest: Some(Staged {
+                name: format!("manifest {mdigest}"),
+                digest: mdigest,
+                size: msize,
+                path: mpath,
+            }),
+            tags: image.tag.into_iter().collect(),
+        };
+        let new = stage_image(&self.layout, &mut self.staging, plan, on_layer)?;
+        let id = new.id.clone();
+        crate::store::commit(&self.layout, &mut self.staging, &[new])?;
+        Ok(id)
+    }
 }
 
 /// Decompresses a layer file and checks it against its diff id; unpacks it

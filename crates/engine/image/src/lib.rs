@@ -60,7 +60,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-pub use archive::LoadedImage;
+pub use archive::{Ingest, LayerStep, LoadedImage, PulledImage, VerifiedBlob};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use oci_spec::image::ImageConfiguration;
@@ -173,6 +173,31 @@ impl ImageStore {
     pub fn import(&self, reader: impl Read, reference: Option<&str>) -> Result<Digest> {
         let tag = reference.map(Reference::parse).transpose()?;
         archive::import(&self.layout, reader, tag)
+    }
+
+    /// Starts adding an image fetched from a registry: the caller downloads
+    /// and verifies blobs into [`Ingest::download_path`]s (or reuses
+    /// [`Ingest::existing_blob`]s), then [`Ingest::commit`]s them. Like
+    /// `load`, it is all or nothing: a failed or abandoned ingest leaves
+    /// no image, tag or blob behind.
+    pub fn ingest(&self) -> Result<Ingest> {
+        Ingest::new(&self.layout)
+    }
+
+    /// The digest and exact bytes of the manifest stored for an image
+    /// (what `push` sends).
+    pub fn manifest_of(&self, reference: &str) -> Result<(Digest, Vec<u8>)> {
+        let index = self.layout.read_index()?;
+        let id = index.resolve(reference)?;
+        let d = index.images[&id].manifest.clone();
+        let bytes = self.layout.read_blob(&d)?;
+        Ok((d, bytes))
+    }
+
+    /// The path of blob `d` in the content store, if it is there.
+    pub fn blob_path(&self, d: &Digest) -> Option<PathBuf> {
+        let p = self.layout.blob(d);
+        p.is_file().then_some(p)
     }
 
     /// Writes the images `refs` as an OCI layout tar that also has Docker's

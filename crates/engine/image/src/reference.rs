@@ -104,6 +104,17 @@ impl Reference {
         format!("{}/{}", self.domain, self.path)
     }
 
+    /// The registry host (with its port, if any), e.g. `docker.io` or
+    /// `localhost:5000`.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The repository path inside the registry, e.g. `library/busybox`.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// The tag, if the reference has one.
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
@@ -239,6 +250,14 @@ mod tests {
             norm(&format!("busybox@{d}")),
             format!("docker.io/library/busybox@{d}")
         );
+    }
+
+    #[test]
+    fn domain_and_path() {
+        let r = Reference::parse("busybox").unwrap();
+        assert_eq!((r.domain(), r.path()), ("docker.io", "library/busybox"));
+        let r = Reference::parse("localhost:5000/team/app:v1").unwrap();
+        assert_eq!((r.domain(), r.path()), ("localhost:5000", "team/app"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! supervisor does).
 
 mod daemon;
+mod registry;
 mod runtime;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,8 @@ enum Command {
     Runtime(Box<runtime::RuntimeArgs>),
     /// The Docker-compatible engine: serves the Docker Engine API.
     Daemon(Box<daemon::DaemonArgs>),
+    /// The OCI distribution registry.
+    Registry(Box<registry::RegistryArgs>),
     /// The engine's container supervisor (started by the daemon; one per host).
     #[command(hide = true)]
     Supervisor {
@@ -45,6 +48,7 @@ fn main() {
             runtime::main(*args)
         }
         Command::Daemon(args) => daemon::main(*args),
+        Command::Registry(args) => registry::main(*args),
         Command::Supervisor { root } => supervisor(&root),
     };
     std::process::exit(code);

@@ -1,0 +1,230 @@
+//! Upload sessions and the streaming writer: a request body goes to the
+//! session's temporary file through a blocking thread that hashes each chunk as
+//! it writes it, while the async side keeps reading the socket. Blobs are never
+//! held in memory beyond a few chunks of [`CHUNK`] bytes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use sha2::{Digest as _, Sha256};
+
+use crate::names::Digest;
+
+/// Size of the chunks handed to the writer thread and read back for GET.
+pub const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the socket and the writer thread.
+const DEPTH: usize = 4;
+
+/// One upload session.
+pub struct Upload {
+    pub id: String,
+    pub repo: String,
+    /// The authenticated user that opened it (None when anonymous).
+    pub owner: Option<String>,
+    pub path: PathBuf,
+    file: Option<File>,
+    hasher: Sha256,
+    pub offset: u64,
+    pub touched: Instant,
+}
+
+/// Why appending a body failed.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The client's body ended early or broke; what arrived is kept.
+    Body(String),
+    /// Writing to disk failed; the session is no longer usable.
+    Io(io::Error),
+}
+
+impl Upload {
+    pub fn create(
+        id: String,
+        repo: String,
+        owner: Option<String>,
+        path: PathBuf,
+    ) -> io::Result<Upload> {
+        let file = File::options().write(true).create_new(true).open(&path)?;
+        Ok(Upload {
+            id,
+            repo,
+            owner,
+            path,
+            file: Some(file),
+            hasher: Sha256::new(),
+            offset: 0,
+            touched: Instant::now(),
+        })
+    }
+
+    /// The digest of everything written so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_bytes(&self.hasher.clone().finalize())
+    }
+
+    /// Streams `body` to the end of the upload. Whatever arrived before a body
+    /// error is kept (offset, file and hash stay consistent), so the client can
+    /// ask for the status and resume.
+    pub async fn append<B>(&mut self, body: B) -> Result<u64, AppendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let Some(mut file) = self.file.take() else {
+            return Err(AppendError::Io(io::Error::other("upload file is closed")));
+        };
+        let mut hasher = self.hasher.clone();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(DEPTH);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut written = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                if let Err(e) = file.write_all(&chunk) {
+                    return (file, hasher, written, Err(e));
+                }
+                hasher.update(&chunk);
+                written += chunk.len() as u64;
+            }
+            (file, hasher, written, Ok(()))
+        });
+        let mut body = body;
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        let mut body_err = None;
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Err(e)) => {
+                    body_err = Some(e.to_string());
+                    break;
+                }
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    if buf.is_empty() && data.len() >= CHUNK {
+                        if tx.send(data).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    buf.extend_from_slice(&data);
+                    if buf.len() >= CHUNK {
+                        let chunk = buf.split().freeze();
+                        buf.reserve(CHUNK);
+                        if tx.send(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let _ = tx.send(buf.freeze()).await;
+        }
+        drop(tx);
+        let (file, hasher, written, res) = writer
+            .await
+            .map_err(|e| AppendError::Io(io::Error::other(e.to_string())))?;
+        self.touched = Instant::now();
+        if let Err(e) = res {
+            return Err(AppendError::Io(e));
+        }
+        self.file = Some(file);
+        self.hasher = hasher;
+        self.offset += written;
+        match body_err {
+            Some(e) => Err(AppendError::Body(e)),
+            None => Ok(written),
+        }
+    }
+}
+
+/// The open upload sessions, by id.
+#[derive(Default, Clone)]
+pub struct Sessions {
+    map: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>>,
+}
+
+impl Sessions {
+    pub fn insert(&self, up: Upload) -> Arc<tokio::sync::Mutex<Upload>> {
+        let id = up.id.clone();
+        let a = Arc::new(tokio::sync::Mutex::new(up));
+        self.lock().insert(id, a.clone());
+        a
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<Upload>>> {
+        self.lock().get(id).cloned()
+    }
+
+    /// Forgets session `id` and removes its file.
+    pub fn remove(&self, id: &str) {
+        if let Some(up) = self.lock().remove(id) {
+            if let Ok(u) = up.try_lock() {
+                let _ = std::fs::remove_file(&u.path);
+            } else {
+                // Busy: the request holding it removes the file when it sees
+                // the session is gone.
+                tracing::debug!(id, "removed a busy upload session");
+            }
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// Removes sessions idle for longer than `idle`; returns how many.
+    pub fn purge(&self, idle: Duration) -> usize {
+        let stale: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, u)| u.try_lock().is_ok_and(|u| u.touched.elapsed() > idle))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for id in &stale {
+            self.remove(id);
+        }
+        stale.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Upload>>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{Full, StreamBody};
+    use hyper::body::Frame;
+
+    #[tokio::test]
+    async fn append_hashes_what_it_writes_and_keeps_a_broken_bodys_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut up = Upload::create("x".into(), "r".into(), None, dir.path().join("u")).unwrap();
+        let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i * 7 % 251) as u8).collect();
+        up.append(Full::new(Bytes::from(data.clone())))
+            .await
+            .unwrap();
+        assert_eq!(up.offset, data.len() as u64);
+        assert_eq!(up.digest(), Digest::from_bytes(&Sha256::digest(&data)));
+        let frames: Vec<Result<Frame<Bytes>, String>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"abc"))),
+            Err("connection reset".into()),
+        ];
+        let body = StreamBody::new(futures::stream::iter(frames));
+        assert!(matches!(up.append(body).await, Err(AppendError::Body(_))));
+        let mut all = data.clone();
+        all.extend_from_slice(b"abc");
+        assert_eq!(up.offset, all.len() as u64);
+        assert_eq!(up.digest(), Digest::from_bytes(&Sha256::digest(&all)));
+        assert_eq!(std::fs::read(&up.path).unwrap(), all);
+    }
+}

@@ -427,7 +427,7 @@ impl Registry {
         let scopes: Vec<String> = q.all("scope").map(String::from).collect();
         match self.inner.auth.token(header, q.get("service"), &scopes) {
             Ok(tok) => {
-                let now = httpdate::fmt_http_date(std::time::SystemTime::now());
+                let now = rfc3339(std::time::SystemTime::now());
                 let body = serde_json::json!({
                     "token": tok, "access_token": tok, "expires_in": 300, "issued_at": now,
                 });
@@ -928,6 +928,31 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// RFC 3339 UTC time (`issued_at` of a token answer), from the civil-date
+/// algorithm of Howard Hinnant (days since 1970 → year, month, day).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86400) as i64, secs % 86400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn hex_val(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|v| v as u8)
 }
@@ -1220,6 +1245,14 @@ mod tests {
         assert_eq!(parse_content_range("0-99"), Some((0, 99)));
         assert_eq!(parse_content_range("bytes 10-19/*"), Some((10, 19)));
         assert_eq!(parse_content_range("9-1"), None);
+    }
+
+    #[test]
+    fn times_print_as_rfc3339() {
+        let t = |s| std::time::UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(rfc3339(t(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(t(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(t(1_764_106_443)), "2025-11-25T21:34:03Z");
     }
 
     #[test]

@@ -64,6 +64,26 @@ pub struct ServeArgs {
     pub no_sync: bool,
 }
 
+impl ServeArgs {
+    /// A registry on `addr` with `root`, optional htpasswd, other settings default.
+    pub fn new(addr: &str, root: PathBuf, htpasswd: Option<PathBuf>) -> ServeArgs {
+        ServeArgs {
+            addr: addr.to_string(),
+            root,
+            htpasswd,
+            token_secret: None,
+            token_service: "strato-registry".into(),
+            token_realm: None,
+            tls_cert: None,
+            tls_key: None,
+            quota: None,
+            gc_interval: Duration::from_secs(3600),
+            gc_grace: Duration::from_secs(3600),
+            no_sync: false,
+        }
+    }
+}
+
 fn parse_bytes(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.trim().to_ascii_uppercase() {
         t if t.ends_with('K') => (t[..t.len() - 1].to_string(), 1u64 << 10),

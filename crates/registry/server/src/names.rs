@@ -82,12 +82,93 @@ pub fn is_tag(t: &str) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-')
 }
 
-/// A sha256 digest, kept as its 64 lowercase hex characters.
+/// A digest algorithm the registry stores content under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Alg {
+    Sha256,
+    Sha512,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 2] = [Alg::Sha256, Alg::Sha512];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Alg::Sha256 => "sha256",
+            Alg::Sha512 => "sha512",
+        }
+    }
+
+    fn hex_len(self) -> usize {
+        match self {
+            Alg::Sha256 => 64,
+            Alg::Sha512 => 128,
+        }
+    }
+
+    fn from_name(s: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// The digest of `data` under this algorithm.
+    pub fn digest(self, data: &[u8]) -> Digest {
+        let mut h = Hasher::new(self);
+        h.update(data);
+        h.finish()
+    }
+}
+
+/// An incremental hash of one algorithm.
+#[derive(Clone)]
+pub enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha512(sha2::Sha512),
+}
+
+impl Hasher {
+    pub fn new(alg: Alg) -> Hasher {
+        use sha2::Digest as _;
+        match alg {
+            Alg::Sha256 => Hasher::Sha256(sha2::Sha256::new()),
+            Alg::Sha512 => Hasher::Sha512(sha2::Sha512::new()),
+        }
+    }
+
+    pub fn alg(&self) -> Alg {
+        match self {
+            Hasher::Sha256(_) => Alg::Sha256,
+            Hasher::Sha512(_) => Alg::Sha512,
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        use sha2::Digest as _;
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    /// The digest so far (the hasher stays usable).
+    pub fn finish(&self) -> Digest {
+        use sha2::Digest as _;
+        match self {
+            Hasher::Sha256(h) => Digest::from_bytes(Alg::Sha256, &h.clone().finalize()),
+            Hasher::Sha512(h) => Digest::from_bytes(Alg::Sha512, &h.clone().finalize()),
+        }
+    }
+}
+
+/// A digest: algorithm and lowercase hex. sha256 is canonical (what the
+/// registry computes for manifests pushed by tag); sha512 is accepted too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
+pub struct Digest {
+    alg: Alg,
+    hex: String,
+}
 
 impl Digest {
-    /// Parses `sha256:<64 hex>`; other algorithms are refused as unsupported.
+    /// Parses `sha256:<64 hex>` or `sha512:<128 hex>`.
     pub fn parse(s: &str) -> Result<Digest> {
         let Some((alg, hex)) = s.split_once(':') else {
             return Err(RegistryError::new(
@@ -95,49 +176,66 @@ impl Digest {
                 format!("invalid digest {s:?}: expected ALGORITHM:HEX like sha256:<64 hex digits>"),
             ));
         };
-        if alg != "sha256" {
+        let Some(a) = Alg::from_name(alg) else {
             return Err(RegistryError::new(
                 Code::DigestInvalid,
-                format!("unsupported digest algorithm {alg:?} in {s:?}: this registry stores sha256 digests"),
+                format!("unsupported digest algorithm {alg:?} in {s:?}: this registry accepts sha256 and sha512"),
             ));
-        }
-        if !is_sha256_hex(hex) {
-            return Err(RegistryError::new(
+        };
+        Digest::from_hex(a, hex).ok_or_else(|| {
+            RegistryError::new(
                 Code::DigestInvalid,
-                format!("invalid digest {s:?}: sha256 needs 64 lowercase hex digits"),
-            ));
-        }
-        Ok(Digest(hex.to_string()))
+                format!(
+                    "invalid digest {s:?}: {alg} needs {} lowercase hex digits",
+                    a.hex_len()
+                ),
+            )
+        })
     }
 
-    pub fn from_hex(hex: &str) -> Option<Digest> {
-        is_sha256_hex(hex).then(|| Digest(hex.to_string()))
+    pub fn from_hex(alg: Alg, hex: &str) -> Option<Digest> {
+        let ok = hex.len() == alg.hex_len()
+            && hex
+                .bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+        ok.then(|| Digest {
+            alg,
+            hex: hex.to_string(),
+        })
     }
 
-    pub fn from_bytes(sum: &[u8]) -> Digest {
+    pub fn from_bytes(alg: Alg, sum: &[u8]) -> Digest {
         use std::fmt::Write;
-        let mut s = String::with_capacity(64);
+        let mut s = String::with_capacity(sum.len() * 2);
         for b in sum {
             let _ = write!(s, "{b:02x}");
         }
-        Digest(s)
+        Digest { alg, hex: s }
+    }
+
+    /// The name of link files for this digest: `sha256-<hex>`.
+    pub fn file_name(&self) -> String {
+        format!("{}-{}", self.alg.name(), self.hex)
+    }
+
+    pub fn from_file_name(s: &str) -> Option<Digest> {
+        let (a, h) = s.split_once('-')?;
+        Digest::from_hex(Alg::from_name(a)?, h)
+    }
+
+    pub fn alg(&self) -> Alg {
+        self.alg
     }
 
     pub fn hex(&self) -> &str {
-        &self.0
+        &self.hex
     }
 }
 
 impl std::fmt::Display for Digest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "sha256:{}", self.0)
+        write!(f, "{}:{}", self.alg.name(), self.hex)
     }
-}
-
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
 }
 
 /// A manifest reference: a tag or a digest.
@@ -206,10 +304,24 @@ mod tests {
         let h = "a".repeat(64);
         let d = Digest::parse(&format!("sha256:{h}")).unwrap();
         assert_eq!(d.to_string(), format!("sha256:{h}"));
+        assert_eq!(Digest::from_file_name(&d.file_name()), Some(d));
+        let h5 = "b".repeat(128);
+        let d = Digest::parse(&format!("sha512:{h5}")).unwrap();
+        assert_eq!(d.file_name(), format!("sha512-{h5}"));
+        assert!(Digest::parse(&format!("sha512:{h}")).is_err());
+        assert!(Digest::parse(&format!("sha256:{h5}")).is_err());
         assert_eq!(
-            Digest::parse("sha512:00").unwrap_err().code,
+            Digest::parse("md5:00").unwrap_err().code,
             Code::DigestInvalid
         );
+        assert_eq!(
+            Alg::Sha256.digest(b"").to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert!(Alg::Sha512
+            .digest(b"")
+            .hex()
+            .starts_with("cf83e1357eefb8bd"));
         assert!(Digest::parse(&format!("sha256:{}", "A".repeat(64))).is_err());
         assert!(Digest::parse("sha256:abc").is_err());
         assert!(Digest::parse("nope").is_err());

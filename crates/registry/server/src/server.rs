@@ -24,7 +24,7 @@ use tracing::Instrument;
 use crate::auth::{Access, Auth, Verdict};
 use crate::error::{Code, RegistryError, Result, ServeError};
 use crate::manifest::{MAX_MANIFEST, OCI_INDEX};
-use crate::names::{validate_name, Digest, Reference};
+use crate::names::{validate_name, Alg, Digest, Reference};
 use crate::storage::{random_id, GcReport, Store};
 use crate::upload::{AppendError, Sessions, Upload, CHUNK};
 
@@ -599,10 +599,10 @@ impl Registry {
 
     // ------------------------------------------------------------ uploads
 
-    fn new_upload(&self, name: &str, user: &Option<String>) -> Result<Upload> {
+    fn new_upload(&self, name: &str, user: &Option<String>, alg: Alg) -> Result<Upload> {
         let id = random_id();
         let path = self.inner.store.uploads_dir().join(&id);
-        Upload::create(id, name.to_string(), user.clone(), path)
+        Upload::create(id, name.to_string(), user.clone(), path, alg)
             .map_err(|e| RegistryError::internal("create upload file", &e))
     }
 
@@ -671,7 +671,7 @@ impl Registry {
         }
         if let Some(dg) = q.get("digest") {
             let want = Digest::parse(dg)?;
-            let mut up = self.new_upload(&name, &user)?;
+            let mut up = self.new_upload(&name, &user, want.alg())?;
             let r = self.append(&mut up, &name, req).await;
             let r = match r {
                 Ok(()) => self.commit(&name, &up, &want).await,
@@ -680,7 +680,7 @@ impl Registry {
             let _ = std::fs::remove_file(&up.path);
             return r.map(|()| blob_created(&name, &want));
         }
-        let up = self.new_upload(&name, &user)?;
+        let up = self.new_upload(&name, &user, Alg::Sha256)?;
         let up = self.inner.sessions.insert(up);
         let up = up.lock().await;
         let mut r = empty(StatusCode::ACCEPTED);
@@ -762,7 +762,7 @@ impl Registry {
         let Some(dg) = q.get("digest") else {
             return Err(RegistryError::new(
                 Code::DigestInvalid,
-                "closing an upload needs ?digest=sha256:<hex> of the whole blob",
+                "closing an upload needs ?digest=sha256:<hex> (or sha512:<hex>) of the whole blob",
             ));
         };
         let want = Digest::parse(dg)?;
@@ -776,7 +776,9 @@ impl Registry {
 
     /// Verifies the upload's digest and makes it a blob of `name`.
     async fn commit(&self, name: &str, up: &Upload, want: &Digest) -> Result<()> {
-        let got = up.digest();
+        let got = up
+            .digest(want.alg())
+            .map_err(|e| RegistryError::internal("hash upload", &e))?;
         if got != *want {
             return Err(RegistryError::new(
                 Code::DigestInvalid,

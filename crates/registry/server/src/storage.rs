@@ -1,13 +1,13 @@
 //! The registry's storage: content-addressed blobs and per-repository links.
 //!
 //! ```text
-//! ROOT/blobs/sha256/ab/abcd…        blob and manifest bytes, named by their sha256
+//! ROOT/blobs/sha256/ab/abcd…        blob and manifest bytes, named by their digest (also sha512/)
 //! ROOT/uploads/<uuid>               upload in progress (removed at start)
 //! ROOT/tmp/                         small files being written (removed at start)
-//! ROOT/repos/<name>/_layers/<hex>   empty: blob <hex> belongs to the repository
-//! ROOT/repos/<name>/_manifests/<hex> manifest <hex> is in the repository; holds its media type
-//! ROOT/repos/<name>/_tags/<tag>     holds "sha256:<hex>"
-//! ROOT/repos/<name>/_referrers/<subject hex>/<hex>  descriptor JSON of a referrer
+//! ROOT/repos/<name>/_layers/sha256-<hex>    empty: the blob belongs to the repository
+//! ROOT/repos/<name>/_manifests/sha256-<hex> the manifest is in the repository; holds its media type
+//! ROOT/repos/<name>/_tags/<tag>             holds "sha256:<hex>"
+//! ROOT/repos/<name>/_referrers/<subject>/<referrer>  descriptor JSON of a referrer
 //! ```
 //!
 //! Invariants: a file under `blobs/` is complete and its digest verified (it is
@@ -26,11 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest as _, Sha256};
-
 use crate::error::{Code, RegistryError, Result};
 use crate::manifest::{self, Parsed};
-use crate::names::{is_tag, validate_name, Digest, Reference};
+use crate::names::{is_tag, validate_name, Alg, Digest, Reference};
 
 /// The storage under one root directory.
 pub struct Store {
@@ -66,14 +64,14 @@ fn io_err(what: &str) -> impl Fn(io::Error) -> RegistryError + '_ {
 pub fn random_id() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).expect("the kernel's random source is available");
-    Digest::from_bytes(&b).hex().to_string()
+    Digest::from_bytes(Alg::Sha256, &b).hex().to_string()
 }
 
 impl Store {
     /// Opens (creating) the store at `root` and removes what a crash left behind:
     /// uploads in progress and half-written small files.
     pub fn open(root: &Path, quota: Option<u64>) -> io::Result<Store> {
-        for d in ["blobs/sha256", "repos", "tmp", "uploads"] {
+        for d in ["blobs/sha256", "blobs/sha512", "repos", "tmp", "uploads"] {
             fs::create_dir_all(root.join(d))?;
         }
         for d in ["uploads", "tmp"] {
@@ -115,7 +113,11 @@ impl Store {
 
     fn blob_path(&self, d: &Digest) -> PathBuf {
         let h = d.hex();
-        self.root.join("blobs/sha256").join(&h[..2]).join(h)
+        self.root
+            .join("blobs")
+            .join(d.alg().name())
+            .join(&h[..2])
+            .join(h)
     }
 
     fn repo_dir(&self, name: &str) -> PathBuf {
@@ -123,11 +125,11 @@ impl Store {
     }
 
     fn layer_link(&self, name: &str, d: &Digest) -> PathBuf {
-        self.repo_dir(name).join("_layers").join(d.hex())
+        self.repo_dir(name).join("_layers").join(d.file_name())
     }
 
     fn manifest_link(&self, name: &str, d: &Digest) -> PathBuf {
-        self.repo_dir(name).join("_manifests").join(d.hex())
+        self.repo_dir(name).join("_manifests").join(d.file_name())
     }
 
     fn tag_path(&self, name: &str, tag: &str) -> PathBuf {
@@ -246,8 +248,8 @@ impl Store {
     pub fn usage(&self, name: &str) -> u64 {
         let mut total = 0;
         for sub in ["_layers", "_manifests"] {
-            for hex in list_dir(&self.repo_dir(name).join(sub)) {
-                if let Some(d) = Digest::from_hex(&hex) {
+            for f in list_dir(&self.repo_dir(name).join(sub)) {
+                if let Some(d) = Digest::from_file_name(&f) {
                     total += fs::metadata(self.blob_path(&d))
                         .map(|m| m.len())
                         .unwrap_or(0);
@@ -327,7 +329,11 @@ impl Store {
         content_type: Option<&str>,
         bytes: &[u8],
     ) -> Result<(Digest, Parsed)> {
-        let d = Digest::from_bytes(&Sha256::digest(bytes));
+        let alg = match r {
+            Reference::Digest(want) => want.alg(),
+            Reference::Tag(_) => Alg::Sha256,
+        };
+        let d = alg.digest(bytes);
         if let Reference::Digest(want) = r {
             if *want != d {
                 return Err(RegistryError::new(
@@ -380,8 +386,8 @@ impl Store {
             let path = self
                 .repo_dir(name)
                 .join("_referrers")
-                .join(s.hex())
-                .join(d.hex());
+                .join(s.file_name())
+                .join(d.file_name());
             self.write_atomic(&path, desc.to_string().as_bytes())
                 .map_err(io_err("record referrer"))?;
         }
@@ -406,7 +412,7 @@ impl Store {
             }
         }
         for subj in list_dir(&repo.join("_referrers")) {
-            let _ = fs::remove_file(repo.join("_referrers").join(&subj).join(d.hex()));
+            let _ = fs::remove_file(repo.join("_referrers").join(&subj).join(d.file_name()));
         }
         fs::remove_file(self.manifest_link(name, &d)).map_err(io_err("unlink manifest"))
     }
@@ -426,11 +432,11 @@ impl Store {
 
     /// Descriptors of the manifests of `name` whose subject is `d`.
     pub fn referrers(&self, name: &str, d: &Digest) -> Vec<serde_json::Value> {
-        let dir = self.repo_dir(name).join("_referrers").join(d.hex());
+        let dir = self.repo_dir(name).join("_referrers").join(d.file_name());
         let mut out: Vec<serde_json::Value> = list_dir(&dir)
             .into_iter()
             .filter_map(|h| {
-                let r = Digest::from_hex(&h)?;
+                let r = Digest::from_file_name(&h)?;
                 self.manifest_link(name, &r).exists().then_some(())?;
                 serde_json::from_slice(&fs::read(dir.join(&h)).ok()?).ok()
             })
@@ -474,20 +480,19 @@ impl Store {
     /// them. Runs while the registry serves: linking waits for it.
     pub fn gc(&self, grace: Duration) -> io::Result<GcReport> {
         let _gc = self.gc_lock.write().unwrap_or_else(|e| e.into_inner());
-        let mut marked: HashSet<String> = HashSet::new();
+        let mut marked: HashSet<Digest> = HashSet::new();
         let repos = self.catalog();
         for name in &repos {
-            for hex in list_dir(&self.repo_dir(name).join("_manifests")) {
-                let Some(d) = Digest::from_hex(&hex) else {
+            for f in list_dir(&self.repo_dir(name).join("_manifests")) {
+                let Some(d) = Digest::from_file_name(&f) else {
                     continue;
                 };
-                marked.insert(hex);
                 let mt = fs::read_to_string(self.manifest_link(name, &d)).ok();
-                let Ok(bytes) = fs::read(self.blob_path(&d)) else {
-                    continue;
-                };
+                let bytes = fs::read(self.blob_path(&d));
+                marked.insert(d);
+                let Ok(bytes) = bytes else { continue };
                 if let Ok(p) = manifest::parse(mt.as_deref(), &bytes) {
-                    marked.extend(p.blobs.iter().map(|b| b.hex().to_string()));
+                    marked.extend(p.blobs);
                 }
             }
         }
@@ -496,33 +501,35 @@ impl Store {
             ..GcReport::default()
         };
         let now = SystemTime::now();
-        let blobs = self.root.join("blobs/sha256");
-        for fan in list_dir(&blobs) {
-            for hex in list_dir(&blobs.join(&fan)) {
-                if marked.contains(&hex) {
-                    continue;
+        for alg in Alg::ALL {
+            let blobs = self.root.join("blobs").join(alg.name());
+            for fan in list_dir(&blobs) {
+                for hex in list_dir(&blobs.join(&fan)) {
+                    if Digest::from_hex(alg, &hex).is_some_and(|d| marked.contains(&d)) {
+                        continue;
+                    }
+                    let p = blobs.join(&fan).join(&hex);
+                    let m = fs::metadata(&p)?;
+                    let age = m
+                        .modified()
+                        .ok()
+                        .and_then(|t| now.duration_since(t).ok())
+                        .unwrap_or_default();
+                    if age < grace {
+                        continue;
+                    }
+                    fs::remove_file(&p)?;
+                    report.blobs_deleted += 1;
+                    report.bytes_freed += m.len();
                 }
-                let p = blobs.join(&fan).join(&hex);
-                let m = fs::metadata(&p)?;
-                let age = m
-                    .modified()
-                    .ok()
-                    .and_then(|t| now.duration_since(t).ok())
-                    .unwrap_or_default();
-                if age < grace {
-                    continue;
-                }
-                fs::remove_file(&p)?;
-                report.blobs_deleted += 1;
-                report.bytes_freed += m.len();
             }
         }
         for name in &repos {
             let dir = self.repo_dir(name).join("_layers");
-            for hex in list_dir(&dir) {
-                if let Some(d) = Digest::from_hex(&hex) {
+            for f in list_dir(&dir) {
+                if let Some(d) = Digest::from_file_name(&f) {
                     if !self.blob_path(&d).exists() {
-                        let _ = fs::remove_file(dir.join(&hex));
+                        let _ = fs::remove_file(dir.join(&f));
                     }
                 }
             }

@@ -10,12 +10,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::names::{Alg, Digest, Hasher};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Body;
-use sha2::{Digest as _, Sha256};
-
-use crate::names::Digest;
 
 /// Size of the chunks handed to the writer thread and read back for GET.
 pub const CHUNK: usize = 1 << 20;
@@ -30,7 +28,7 @@ pub struct Upload {
     pub owner: Option<String>,
     pub path: PathBuf,
     file: Option<File>,
-    hasher: Sha256,
+    hasher: Hasher,
     pub offset: u64,
     pub touched: Instant,
 }
@@ -45,11 +43,14 @@ pub enum AppendError {
 }
 
 impl Upload {
+    /// A session hashing with `alg` (the digest's algorithm when the client
+    /// names it up front; sha256 otherwise).
     pub fn create(
         id: String,
         repo: String,
         owner: Option<String>,
         path: PathBuf,
+        alg: Alg,
     ) -> io::Result<Upload> {
         let file = File::options().write(true).create_new(true).open(&path)?;
         Ok(Upload {
@@ -58,15 +59,29 @@ impl Upload {
             owner,
             path,
             file: Some(file),
-            hasher: Sha256::new(),
+            hasher: Hasher::new(alg),
             offset: 0,
             touched: Instant::now(),
         })
     }
 
-    /// The digest of everything written so far.
-    pub fn digest(&self) -> Digest {
-        Digest::from_bytes(&self.hasher.clone().finalize())
+    /// The digest under `alg` of everything written so far (computed while
+    /// streaming when `alg` is the session's, else by reading the file back).
+    pub fn digest(&self, alg: Alg) -> io::Result<Digest> {
+        if alg == self.hasher.alg() {
+            return Ok(self.hasher.finish());
+        }
+        use std::io::Read;
+        let mut h = Hasher::new(alg);
+        let mut f = File::open(&self.path)?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(h.finish());
+            }
+            h.update(&buf[..n]);
+        }
     }
 
     /// Streams `body` to the end of the upload. Whatever arrived before a body
@@ -208,13 +223,20 @@ mod tests {
     #[tokio::test]
     async fn append_hashes_what_it_writes_and_keeps_a_broken_bodys_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        let mut up = Upload::create("x".into(), "r".into(), None, dir.path().join("u")).unwrap();
+        let mut up = Upload::create(
+            "x".into(),
+            "r".into(),
+            None,
+            dir.path().join("u"),
+            Alg::Sha256,
+        )
+        .unwrap();
         let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i * 7 % 251) as u8).collect();
         up.append(Full::new(Bytes::from(data.clone())))
             .await
             .unwrap();
         assert_eq!(up.offset, data.len() as u64);
-        assert_eq!(up.digest(), Digest::from_bytes(&Sha256::digest(&data)));
+        assert_eq!(up.digest(Alg::Sha256).unwrap(), Alg::Sha256.digest(&data));
         let frames: Vec<Result<Frame<Bytes>, String>> = vec![
             Ok(Frame::data(Bytes::from_static(b"abc"))),
             Err("connection reset".into()),
@@ -224,7 +246,8 @@ mod tests {
         let mut all = data.clone();
         all.extend_from_slice(b"abc");
         assert_eq!(up.offset, all.len() as u64);
-        assert_eq!(up.digest(), Digest::from_bytes(&Sha256::digest(&all)));
+        assert_eq!(up.digest(Alg::Sha256).unwrap(), Alg::Sha256.digest(&all));
+        assert_eq!(up.digest(Alg::Sha512).unwrap(), Alg::Sha512.digest(&all));
         assert_eq!(std::fs::read(&up.path).unwrap(), all);
     }
 }

@@ -59,9 +59,6 @@ pub struct ServeArgs {
     /// Unreferenced blobs younger than this are kept by garbage collection.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub gc_grace: Duration,
-    /// Do not fsync blobs before they become visible (throwaway registries).
-    #[arg(long, hide = true)]
-    pub no_sync: bool,
 }
 
 impl ServeArgs {
@@ -79,7 +76,6 @@ impl ServeArgs {
             quota: None,
             gc_interval: Duration::from_secs(3600),
             gc_grace: Duration::from_secs(3600),
-            no_sync: false,
         }
     }
 }
@@ -191,7 +187,6 @@ pub async fn start(a: &ServeArgs) -> anyhow::Result<tokio::task::JoinHandle<std:
     config.auth = auth;
     config.quota = a.quota;
     config.tls = tls.is_some();
-    config.sync = !a.no_sync;
     let registry = Registry::open(config)?;
     let listener = strato_registry::bind(&a.addr).await?;
     let local = listener.local_addr().context("read the bound address")?;

@@ -41,8 +41,6 @@ pub struct Config {
     pub quota: Option<u64>,
     /// Whether clients reach it over TLS (for the token realm's scheme).
     pub tls: bool,
-    /// fsync blob data before it becomes visible.
-    pub sync: bool,
 }
 
 impl Config {
@@ -52,12 +50,12 @@ impl Config {
             auth: Auth::Anonymous,
             quota: None,
             tls: false,
-            sync: true,
         }
     }
 }
 
 struct Inner {
+    flusher: std::sync::Once,
     store: Store,
     auth: Auth,
     sessions: Sessions,
@@ -125,14 +123,21 @@ pub fn tls_acceptor(
 impl Registry {
     /// Opens the storage (cleaning what a crash left) and builds the handler.
     pub fn open(config: Config) -> std::result::Result<Registry, ServeError> {
-        let mut store =
-            Store::open(&config.root, config.quota).map_err(|source| ServeError::Root {
-                path: config.root.display().to_string(),
-                source,
-            })?;
-        store.set_sync(config.sync);
+        let root_err = |source| ServeError::Root {
+            path: config.root.display().to_string(),
+            source,
+        };
+        let store = Store::open(&config.root, config.quota).map_err(root_err)?;
+        let damaged = store.recover().map_err(root_err)?;
+        if damaged > 0 {
+            tracing::warn!(
+                damaged,
+                "removed blobs a crash left incomplete; clients push them again"
+            );
+        }
         Ok(Registry {
             inner: Arc::new(Inner {
+                flusher: std::sync::Once::new(),
                 store,
                 auth: config.auth,
                 sessions: Sessions::default(),
@@ -180,12 +185,37 @@ impl Registry {
         })
     }
 
+    /// Starts (once) the task that makes committed blobs durable in the
+    /// background: fsync off the request path, batched.
+    pub fn start_flusher(&self) {
+        self.inner.flusher.call_once(|| {
+            let weak = Arc::downgrade(&self.inner);
+            let committed = self.inner.store.committed();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = committed.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    }
+                    // Batch what else completes meanwhile into one pass.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    let r = tokio::task::spawn_blocking(move || inner.store.flush_pending()).await;
+                    if let Ok(Err(e)) = r {
+                        tracing::warn!(error = %e, "flushing blobs to disk failed; retrying");
+                    }
+                }
+            });
+        });
+    }
+
     /// Accepts connections until the task is dropped.
     pub async fn serve(
         self,
         listener: TcpListener,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> io::Result<()> {
+        self.start_flusher();
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(s) => s,

@@ -4,6 +4,7 @@
 //! ROOT/blobs/sha256/ab/abcd…        blob and manifest bytes, named by their digest (also sha512/)
 //! ROOT/uploads/<uuid>               upload in progress (removed at start)
 //! ROOT/tmp/                         small files being written (removed at start)
+//! ROOT/unsynced/sha256-<hex>        blob renamed into place, not yet known to be on disk
 //! ROOT/repos/<name>/_layers/sha256-<hex>    empty: the blob belongs to the repository
 //! ROOT/repos/<name>/_manifests/sha256-<hex> the manifest is in the repository; holds its media type
 //! ROOT/repos/<name>/_tags/<tag>             holds "sha256:<hex>"
@@ -11,7 +12,14 @@
 //! ```
 //!
 //! Invariants: a file under `blobs/` is complete and its digest verified (it is
-//! renamed there only after verification); a link or tag is written to a
+//! renamed there only after verification). Durability is deferred rather than
+//! paid on the request path: before a blob is renamed into place a marker is
+//! created in `unsynced/`; a background flusher fsyncs marked blobs and removes
+//! their markers; at start, blobs still marked (a power loss may have left them
+//! short) are hashed again and removed if they no longer match their name.
+//! The marker is created before the rename, and journaling filesystems commit
+//! metadata operations in order, so a blob that survived a crash is marked
+//! unless it was flushed. a link or tag is written to a
 //! temporary file and renamed, so readers see the old or the new one. Linking
 //! (upload commit, mount, manifest put) holds the GC lock shared; GC holds it
 //! exclusively, so a blob is never swept between the check that it exists and
@@ -36,8 +44,8 @@ pub struct Store {
     gc_lock: RwLock<()>,
     quota: Option<u64>,
     quota_lock: Mutex<()>,
-    /// fsync blob data before it becomes visible (on by default).
-    sync: bool,
+    /// Wakes the flusher after a blob was committed.
+    flush: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What a GC run removed.
@@ -71,7 +79,14 @@ impl Store {
     /// Opens (creating) the store at `root` and removes what a crash left behind:
     /// uploads in progress and half-written small files.
     pub fn open(root: &Path, quota: Option<u64>) -> io::Result<Store> {
-        for d in ["blobs/sha256", "blobs/sha512", "repos", "tmp", "uploads"] {
+        for d in [
+            "blobs/sha256",
+            "blobs/sha512",
+            "repos",
+            "tmp",
+            "uploads",
+            "unsynced",
+        ] {
             fs::create_dir_all(root.join(d))?;
         }
         for d in ["uploads", "tmp"] {
@@ -89,14 +104,62 @@ impl Store {
             gc_lock: RwLock::new(()),
             quota,
             quota_lock: Mutex::new(()),
-            sync: true,
+            flush: std::sync::Arc::new(tokio::sync::Notify::new()),
         })
     }
 
-    /// Turns off the fsync of blob data before it is renamed into place (for
-    /// throwaway stores; a crash may then leave a blob with lost pages).
-    pub fn set_sync(&mut self, sync: bool) {
-        self.sync = sync;
+    /// Checks the blobs a crash may have left unflushed: each marked blob is
+    /// hashed again and removed if its content no longer matches its name.
+    /// Returns how many were removed.
+    pub fn recover(&self) -> io::Result<usize> {
+        let dir = self.root.join("unsynced");
+        let mut removed = 0;
+        for f in list_dir(&dir) {
+            if let Some(d) = Digest::from_file_name(&f) {
+                let p = self.blob_path(&d);
+                match hash_file(&p, d.alg()) {
+                    Ok(got) if got == d => {}
+                    Ok(_) => {
+                        tracing::warn!(digest = %d, "blob damaged by a crash; removed");
+                        fs::remove_file(&p)?;
+                        removed += 1;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            fs::remove_file(dir.join(&f))?;
+        }
+        Ok(removed)
+    }
+
+    /// Flushes every blob marked unsynced to disk and drops its marker.
+    pub fn flush_pending(&self) -> io::Result<usize> {
+        let dir = self.root.join("unsynced");
+        let mut n = 0;
+        for f in list_dir(&dir) {
+            if let Some(d) = Digest::from_file_name(&f) {
+                match fs::File::open(self.blob_path(&d)) {
+                    Ok(file) => file.sync_data()?,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            fs::remove_file(dir.join(&f))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Notified when a blob was committed (for the flusher).
+    pub fn committed(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.flush.clone()
+    }
+
+    /// Marks `d` unsynced before it is made visible.
+    fn mark_unsynced(&self, d: &Digest) -> io::Result<()> {
+        fs::File::create(self.root.join("unsynced").join(d.file_name()))?;
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -198,14 +261,12 @@ impl Store {
         if dst.exists() {
             touch(&dst);
         } else {
-            if self.sync {
-                fs::File::open(tmp)
-                    .and_then(|f| f.sync_data())
-                    .map_err(io_err("flush upload"))?;
-            }
             let dir = dst.parent().expect("blob paths have a parent");
             fs::create_dir_all(dir).map_err(io_err("create blob directory"))?;
+            self.mark_unsynced(d)
+                .map_err(io_err("mark blob unsynced"))?;
             fs::rename(tmp, &dst).map_err(io_err("move blob into place"))?;
+            self.flush.notify_one();
         }
         self.link(name, d)
     }
@@ -371,8 +432,11 @@ impl Store {
         } else {
             let dir = dst.parent().expect("blob paths have a parent");
             fs::create_dir_all(dir).map_err(io_err("create blob directory"))?;
+            self.mark_unsynced(&d)
+                .map_err(io_err("mark manifest unsynced"))?;
             self.write_atomic(&dst, bytes)
                 .map_err(io_err("write manifest"))?;
+            self.flush.notify_one();
         }
         for b in &p.blobs {
             if let Ok((path, _)) = self.blob(name, b) {
@@ -564,6 +628,21 @@ fn show(r: &Reference) -> String {
     match r {
         Reference::Tag(t) => t.clone(),
         Reference::Digest(d) => d.to_string(),
+    }
+}
+
+/// The digest of a file's content under `alg`.
+pub fn hash_file(p: &Path, alg: Alg) -> io::Result<Digest> {
+    use std::io::Read;
+    let mut h = crate::names::Hasher::new(alg);
+    let mut f = fs::File::open(p)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(&buf[..n]);
     }
 }
 

@@ -71,17 +71,7 @@ impl Upload {
         if alg == self.hasher.alg() {
             return Ok(self.hasher.finish());
         }
-        use std::io::Read;
-        let mut h = Hasher::new(alg);
-        let mut f = File::open(&self.path)?;
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                return Ok(h.finish());
-            }
-            h.update(&buf[..n]);
-        }
+        crate::storage::hash_file(&self.path, alg)
     }
 
     /// Streams `body` to the end of the upload. Whatever arrived before a body

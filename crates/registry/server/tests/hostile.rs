@@ -426,3 +426,43 @@ async fn quota_per_repository_is_enforced() {
     .await;
     assert_eq!(r.status, 413);
 }
+
+#[tokio::test]
+async fn blobs_are_flushed_in_the_background_and_rechecked_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, bad);
+    {
+        let s = start_at(dir.path(), |_| {}).await;
+        good = push_blob(s.addr, "crash", &random_bytes(60, 100_000)).await;
+        bad = push_blob(s.addr, "crash", &random_bytes(61, 100_000)).await;
+        // The flusher makes them durable and drops their markers.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !files_under(&dir.path().join("unsynced")).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "blobs never flushed");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    // What a power loss can leave: two blobs still marked, one of them short.
+    for d in [&good, &bad] {
+        std::fs::write(dir.path().join("unsynced").join(d.replace(':', "-")), b"").unwrap();
+    }
+    let hex = bad.trim_start_matches("sha256:");
+    let p = dir.path().join("blobs/sha256").join(&hex[..2]).join(hex);
+    let f = std::fs::File::options().write(true).open(&p).unwrap();
+    f.set_len(4096).unwrap();
+    let s = start_at(dir.path(), |_| {}).await;
+    assert!(files_under(&dir.path().join("unsynced")).is_empty());
+    assert_eq!(
+        get(s.addr, &format!("/v2/crash/blobs/{good}")).await.status,
+        200
+    );
+    let r = get(s.addr, &format!("/v2/crash/blobs/{bad}")).await;
+    assert_eq!((r.status, r.code().as_str()), (404, "BLOB_UNKNOWN"));
+    assert_blobs_verified(&s.root);
+    // Pushed again, it is whole.
+    push_blob(s.addr, "crash", &random_bytes(61, 100_000)).await;
+    assert_eq!(
+        digest(&get(s.addr, &format!("/v2/crash/blobs/{bad}")).await.body),
+        bad
+    );
+}

@@ -250,7 +250,6 @@ impl Registry {
             async move { Ok::<_, Infallible>(me.handle(req).await) }
         });
         if let Err(e) = hyper::server::conn::http1::Builder::new()
-            .max_buf_size(4 << 20)
             .serve_connection(TokioIo::new(io), svc)
             .await
         {

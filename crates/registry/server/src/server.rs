@@ -292,6 +292,10 @@ impl Registry {
             .headers()
             .get(hyper::header::HOST)
             .and_then(|v| v.to_str().ok())
+            .filter(|h| {
+                h.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b".-:[]".contains(&c))
+            })
             .unwrap_or("localhost");
         let scheme = if self.inner.tls { "https" } else { "http" };
         let realm = format!("{scheme}://{host}/token");
@@ -742,7 +746,7 @@ impl Registry {
                 .with_status(StatusCode::RANGE_NOT_SATISFIABLE));
             }
         }
-        match up.append(req.into_body()).await {
+        match up.append(req.into_body(), self.inner.store.quota()).await {
             Ok(_) => Ok(()),
             Err(AppendError::Body(e)) => Err(RegistryError::new(
                 Code::BlobUploadInvalid,
@@ -751,6 +755,14 @@ impl Registry {
                     up.offset
                 ),
             )),
+            Err(AppendError::TooBig(q)) => {
+                self.inner.sessions.remove(&up.id);
+                Err(RegistryError::new(
+                    Code::Denied,
+                    format!("upload to {name} passes the repository quota of {q} bytes; the upload is discarded"),
+                )
+                .with_status(StatusCode::PAYLOAD_TOO_LARGE))
+            }
             Err(AppendError::Io(e)) => {
                 self.inner.sessions.remove(&up.id);
                 Err(RegistryError::internal("write upload", &e))

@@ -42,6 +42,8 @@ pub enum AppendError {
     Body(String),
     /// Writing to disk failed; the session is no longer usable.
     Io(io::Error),
+    /// The upload grew past the limit it was given.
+    TooBig(u64),
 }
 
 impl Upload {
@@ -79,7 +81,9 @@ impl Upload {
     /// Streams `body` to the end of the upload. Whatever arrived before a body
     /// error is kept (offset, file and hash stay consistent), so the client can
     /// ask for the status and resume.
-    pub async fn append<B>(&mut self, body: B) -> Result<u64, AppendError>
+    /// With `limit`, the body is refused once the upload would pass `limit`
+    /// bytes (nothing past it is written; the caller drops the session).
+    pub async fn append<B>(&mut self, body: B, limit: Option<u64>) -> Result<u64, AppendError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
@@ -103,6 +107,8 @@ impl Upload {
         let mut body = body;
         let mut buf = BytesMut::with_capacity(CHUNK);
         let mut body_err = None;
+        let mut too_big = false;
+        let mut received = self.offset;
         loop {
             match body.frame().await {
                 None => break,
@@ -114,6 +120,11 @@ impl Upload {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
+                    received += data.len() as u64;
+                    if limit.is_some_and(|l| received > l) {
+                        too_big = true;
+                        break;
+                    }
                     if buf.is_empty() && data.len() >= CHUNK {
                         if tx.send(data).await.is_err() {
                             break;
@@ -131,7 +142,7 @@ impl Upload {
                 }
             }
         }
-        if !buf.is_empty() {
+        if !buf.is_empty() && !too_big {
             let _ = tx.send(buf.freeze()).await;
         }
         drop(tx);
@@ -145,6 +156,9 @@ impl Upload {
         self.file = Some(file);
         self.hasher = hasher;
         self.offset += written;
+        if too_big {
+            return Err(AppendError::TooBig(limit.unwrap_or(0)));
+        }
         match body_err {
             Some(e) => Err(AppendError::Body(e)),
             None => Ok(written),
@@ -155,31 +169,28 @@ impl Upload {
 /// The open upload sessions, by id.
 #[derive(Default, Clone)]
 pub struct Sessions {
-    map: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<Upload>>>>>,
+    map: Arc<Mutex<HashMap<String, Session>>>,
 }
+
+type Session = (PathBuf, Arc<tokio::sync::Mutex<Upload>>);
 
 impl Sessions {
     pub fn insert(&self, up: Upload) -> Arc<tokio::sync::Mutex<Upload>> {
-        let id = up.id.clone();
+        let (id, path) = (up.id.clone(), up.path.clone());
         let a = Arc::new(tokio::sync::Mutex::new(up));
-        self.lock().insert(id, a.clone());
+        self.lock().insert(id, (path, a.clone()));
         a
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<Upload>>> {
-        self.lock().get(id).cloned()
+        self.lock().get(id).map(|(_, u)| u.clone())
     }
 
-    /// Forgets session `id` and removes its file.
+    /// Forgets session `id` and removes its file (a request still writing
+    /// to it writes to an unlinked file, and finds the session gone).
     pub fn remove(&self, id: &str) {
-        if let Some(up) = self.lock().remove(id) {
-            if let Ok(u) = up.try_lock() {
-                let _ = std::fs::remove_file(&u.path);
-            } else {
-                // Busy: the request holding it removes the file when it sees
-                // the session is gone.
-                tracing::debug!(id, "removed a busy upload session");
-            }
+        if let Some((path, _)) = self.lock().remove(id) {
+            let _ = std::fs::remove_file(path);
         }
     }
 
@@ -192,7 +203,7 @@ impl Sessions {
         let stale: Vec<String> = self
             .lock()
             .iter()
-            .filter(|(_, u)| u.try_lock().is_ok_and(|u| u.touched.elapsed() > idle))
+            .filter(|(_, (_, u))| u.try_lock().is_ok_and(|u| u.touched.elapsed() > idle))
             .map(|(k, _)| k.clone())
             .collect();
         for id in &stale {
@@ -201,7 +212,7 @@ impl Sessions {
         stale.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<Upload>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -224,7 +235,7 @@ mod tests {
         )
         .unwrap();
         let data: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i * 7 % 251) as u8).collect();
-        up.append(Full::new(Bytes::from(data.clone())))
+        up.append(Full::new(Bytes::from(data.clone())), None)
             .await
             .unwrap();
         assert_eq!(up.offset, data.len() as u64);
@@ -234,12 +245,18 @@ mod tests {
             Err("connection reset".into()),
         ];
         let body = StreamBody::new(futures::stream::iter(frames));
-        assert!(matches!(up.append(body).await, Err(AppendError::Body(_))));
+        assert!(matches!(
+            up.append(body, None).await,
+            Err(AppendError::Body(_))
+        ));
         let mut all = data.clone();
         all.extend_from_slice(b"abc");
         assert_eq!(up.offset, all.len() as u64);
         assert_eq!(up.digest(Alg::Sha256).unwrap(), Alg::Sha256.digest(&all));
         assert_eq!(up.digest(Alg::Sha512).unwrap(), Alg::Sha512.digest(&all));
         assert_eq!(std::fs::read(&up.path).unwrap(), all);
+        let limited = up.append(Full::new(Bytes::from(vec![0u8; 100])), Some(up.offset + 50));
+        assert!(matches!(limited.await, Err(AppendError::TooBig(_))));
+        assert_eq!(std::fs::metadata(&up.path).unwrap().len(), all.len() as u64);
     }
 }

@@ -118,6 +118,12 @@ async fn token_auth_challenges_issues_and_checks_scopes() {
             r#"Bearer realm="http://{host}/token",service="strato-test",scope="repository:team/app:pull,push""#
         )
     );
+    // A hostile Host header does not get into the challenge.
+    let r = req(s.addr, "GET", "/v2/", &[("host", "evil\",x=\"y")], vec![]).await;
+    assert_eq!(
+        r.header("www-authenticate").unwrap(),
+        r#"Bearer realm="http://localhost/token",service="strato-test""#
+    );
     // No or wrong credentials: no token.
     let r = get(
         s.addr,

@@ -415,6 +415,13 @@ async fn quota_per_repository_is_enforced() {
     assert!(files_under(&s.root.join("uploads")).is_empty());
     // Another repository has its own quota.
     push_blob(s.addr, "q2", &more).await;
+    // An upload is cut off as soon as it passes the quota, not after it filled the disk.
+    let r = req(s.addr, "POST", "/v2/q3/blobs/uploads/", &[], vec![]).await;
+    let loc = r.header("location").unwrap().to_string();
+    let r = req(s.addr, "PATCH", &loc, &[], random_bytes(52, 2_000_000)).await;
+    assert_eq!((r.status, r.code().as_str()), (413, "DENIED"));
+    assert_eq!(get(s.addr, &loc).await.status, 404);
+    assert!(files_under(&s.root.join("uploads")).is_empty());
     // Mounting counts too.
     let r = req(
         s.addr,

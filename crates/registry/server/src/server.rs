@@ -320,13 +320,11 @@ impl Registry {
         if path == "/token" || path == "/token/" {
             return Ok(self.token(&req, &q));
         }
-        let Some(rest) = path.strip_prefix("/v2") else {
-            return Err(not_found(&path));
+        let rest = match path.strip_prefix("/v2") {
+            Some("") => "",
+            Some(r) if r.starts_with('/') => &r[1..],
+            _ => return Err(not_found(&path)),
         };
-        let rest = rest.strip_prefix('/').unwrap_or(rest);
-        if rest.is_empty() && !path.ends_with("v2/") && path != "/v2" {
-            return Err(not_found(&path));
-        }
         if rest.is_empty() {
             return match method {
                 Method::GET | Method::HEAD => match self.authorize(&req, &[]) {

@@ -18,8 +18,9 @@ async fn base_endpoint_answers_with_the_api_version_header() {
             Some("registry/2.0")
         );
     }
-    let r = get(s.addr, "/v3/").await;
-    assert_eq!(r.status, 404);
+    for path in ["/v3/", "/v2x/a/tags/list", "/"] {
+        assert_eq!(get(s.addr, path).await.status, 404, "{path}");
+    }
 }
 
 // ------------------------------------------------------------------ pull

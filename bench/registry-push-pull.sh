@@ -12,8 +12,10 @@
 # back into a fresh layout, alternating which registry goes first. Prints the
 # median push and pull times, strato/distribution ratios, and each
 # registry's peak RSS (VmHWM from /proc/PID/status, the largest of the
-# rounds). strato runs with its defaults (blobs fsynced before they become
-# visible); distribution with its filesystem driver and no auth.
+# rounds). strato runs with its defaults (blobs fsynced in the background
+# after they become visible, re-verified at start after a crash);
+# distribution with its filesystem driver and no auth (it never fsyncs).
+# Between push and pull the disk is synced, outside the timings.
 #
 # Not a test: no assertions, only numbers. Needs skopeo and docker-registry
 # (apt-get install skopeo docker-registry). Everything is removed on exit.
@@ -141,8 +143,13 @@ for r in $(seq "$RUNS"); do
     for who in $order; do
         if [ "$who" = s ]; then port=$s_port; else port=$d_port; fi
         sync
-        t0=$(now); push "$port"; t1=$(now); pull "$port"; t2=$(now)
-        tp=$(echo "$t1 - $t0" | bc -l); tl=$(echo "$t2 - $t1" | bc -l)
+        t0=$(now); push "$port"; t1=$(now)
+        # Let writeback finish outside the timings: strato's background fsync
+        # of what was pushed, the kernel's for distribution (which never
+        # fsyncs); otherwise it competes with the pull for the disk.
+        sleep 1; sync
+        t2=$(now); pull "$port"; t3=$(now)
+        tp=$(echo "$t1 - $t0" | bc -l); tl=$(echo "$t3 - $t2" | bc -l)
         if [ "$who" = s ]; then s_push+=("$tp"); s_pull+=("$tl"); else d_push+=("$tp"); d_pull+=("$tl"); fi
     done
     h=$(hwm_kib "$s_pid"); [ "$h" -gt "$s_hwm" ] && s_hwm=$h

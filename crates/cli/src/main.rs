@@ -4,9 +4,12 @@
 //! starts threads before it forks containers (see strato-container's fork-safety
 //! invariant), so it must stay free of async runtimes. `strato daemon` is the
 //! Docker-compatible engine (tokio; it never forks containers: the
-//! supervisor does).
+//! supervisor does). The other commands (`run`, `ps`, `images`, …) are
+//! docker's client verbs, talking to a daemon over the Engine API.
 
+mod client;
 mod daemon;
+mod lb;
 mod registry;
 mod runtime;
 
@@ -16,6 +19,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "strato", version, about, propagate_version = true)]
 struct Cli {
+    #[command(flatten)]
+    client: client::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,6 +33,8 @@ enum Command {
     Daemon(Box<daemon::DaemonArgs>),
     /// The OCI distribution registry.
     Registry(Box<registry::RegistryArgs>),
+    /// The PaaS load balancer on its own, in front of fixed members.
+    Lb(Box<lb::LbArgs>),
     /// The engine's container supervisor (started by the daemon; one per host).
     #[command(hide = true)]
     Supervisor {
@@ -35,6 +42,8 @@ enum Command {
         #[arg(long, default_value = "/run/strato/engine")]
         root: std::path::PathBuf,
     },
+    #[command(flatten)]
+    Client(client::Verb),
 }
 
 fn main() {
@@ -49,7 +58,13 @@ fn main() {
         }
         Command::Daemon(args) => daemon::main(*args),
         Command::Registry(args) => registry::main(*args),
+        Command::Lb(args) => lb::main(*args),
         Command::Supervisor { root } => supervisor(&root),
+        Command::Client(verb) => {
+            // SAFETY: as above; no code of ours runs in signal context.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            client::main(cli.client, verb)
+        }
     };
     std::process::exit(code);
 }

@@ -766,7 +766,11 @@ fn features() -> serde_json::Value {
             },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
-            "intelRdt": {"enabled": false}
+            "intelRdt": {"enabled": false},
+            "memoryPolicy": {
+                "modes": strato_container::mempolicy::mode_names(),
+                "flags": strato_container::mempolicy::flag_names()
+            }
         },
         "annotations": {
             "org.opencontainers.runtime.strato.version": env!("CARGO_PKG_VERSION"),

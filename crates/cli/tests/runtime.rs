@@ -1321,6 +1321,190 @@ fn oom_score_adj_is_applied() {
 }
 
 #[test]
+fn memory_policy_applies_to_init_and_exec() {
+    let ctx = Ctx::new("mempolicy");
+    let id = ctx.id();
+    let numa = "head -n 1 /proc/self/numa_maps | cut -d ' ' -f 2";
+    let mut b = ctx.bundle(&id);
+    b.sh(numa).set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"}),
+    );
+    assert_eq!(ctx.run(&b, &id).ok().out(), "interleave:0");
+    // `exec` gets the container's policy too.
+    let mut b = sleeper(&ctx, &id);
+    b.set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}),
+    );
+    ctx.create_start(&b, &id);
+    let out = ctx.rt(&["exec", &id, "sh", "-c", numa]).ok();
+    assert!(out.out().starts_with("bind=static:0"), "{out}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+    // A bad policy is refused before anything exists.
+    let mut b = ctx.bundle(&id);
+    b.set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_DEFAULT", "nodes": "0-7"}),
+    );
+    ctx.run(&b, &id)
+        .failed()
+        .stderr_mentions(&["linux.memoryPolicy", "requires 0 nodes but got 8"]);
+    ctx.assert_state_root_empty();
+}
+
+#[test]
+fn io_priority_and_scheduler_apply_to_init_and_exec() {
+    let ctx = Ctx::new("ioprio-sched");
+    let id = ctx.id();
+    // Fields 19 and 41 of /proc/PID/stat: nice and scheduling policy.
+    let show = "ionice; cut -d' ' -f19,41 /proc/self/stat";
+    let mut b = ctx.bundle(&id);
+    b.sh(show)
+        .set(
+            "/process/ioPriority",
+            json!({"class": "IOPRIO_CLASS_BE", "priority": 4}),
+        )
+        .set(
+            "/process/scheduler",
+            json!({"policy": "SCHED_BATCH", "nice": 19}),
+        );
+    let out = ctx.run(&b, &id).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, ["best-effort: prio 4", "19 3"], "{out}");
+    let mut b = sleeper(&ctx, &id);
+    b.set(
+        "/process/ioPriority",
+        json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
+    )
+    .set(
+        "/process/scheduler",
+        json!({"policy": "SCHED_BATCH", "nice": 5}),
+    );
+    ctx.create_start(&b, &id);
+    let out = ctx.rt(&["exec", &id, "sh", "-c", show]).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, ["idle", "5 3"], "{out}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+    let mut b = ctx.bundle(&id);
+    b.set(
+        "/process/ioPriority",
+        json!({"class": "IOPRIO_CLASS_BE", "priority": 9}),
+    );
+    ctx.run(&b, &id).failed().stderr_mentions(&["ioPriority"]);
+    ctx.assert_state_root_empty();
+}
+
+/// A minimal seccomp agent: takes the listener from the runtime, answers
+/// every notification with ENOMEDIUM until the container is gone, and returns
+/// the state document the runtime sent.
+fn seccomp_agent(sock: &Path) -> std::thread::JoinHandle<Value> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let listener = std::os::unix::net::UnixListener::bind(sock).expect("bind agent socket");
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        let mut buf = vec![0u8; 65536];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let (n, fd) = {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let msg = recvmsg::<()>(
+                conn.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            )
+            .expect("recvmsg");
+            let fd = msg
+                .cmsgs()
+                .expect("cmsgs")
+                .find_map(|c| match c {
+                    ControlMessageOwned::ScmRights(f) => f.first().copied(),
+                    _ => None,
+                })
+                .expect("a listener descriptor");
+            (msg.bytes, fd)
+        };
+        let doc: Value = serde_json::from_slice(&buf[..n]).expect("state JSON");
+        loop {
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd on the stack.
+            if unsafe { libc::poll(&mut p, 1, 20_000) } <= 0 || p.revents & libc::POLLHUP != 0 {
+                break;
+            }
+            // SAFETY: seccomp_notif is plain data; zero is a valid value.
+            let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+            // SAFETY: the ioctl fills `req`, which outlives the call.
+            if unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_RECV, &mut req) } != 0 {
+                continue;
+            }
+            let resp = libc::seccomp_notif_resp {
+                id: req.id,
+                val: 0,
+                error: -libc::ENOMEDIUM,
+                flags: 0,
+            };
+            // SAFETY: the kernel reads `resp`, which outlives the call.
+            unsafe { libc::ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+        }
+        // SAFETY: we own the received descriptor.
+        unsafe { libc::close(fd) };
+        doc
+    })
+}
+
+#[test]
+fn seccomp_notify_hands_the_listener_to_the_agent() {
+    for nnp in [false, true] {
+        let ctx = Ctx::new("scmp-notify");
+        let id = ctx.id();
+        let sock = ctx.dir().join("agent.sock");
+        let agent = seccomp_agent(&sock);
+        let mut b = ctx.bundle(&id);
+        b.sh("mkdir /tmp/made; echo rc=$?")
+            .set("/process/noNewPrivileges", json!(nnp))
+            .set(
+                "/linux/seccomp",
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": sock,
+                    "listenerMetadata": "meta",
+                    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+                }),
+            );
+        let out = ctx.run(&b, &id).ok();
+        // The agent's answer reached mkdir.
+        assert!(out.stderr.contains("No medium found"), "nnp {nnp}: {out}");
+        assert_eq!(out.out(), "rc=1", "nnp {nnp}: {out}");
+        let doc = agent.join().expect("agent");
+        assert_eq!(doc["fds"], json!(["seccompFd"]), "{doc}");
+        assert_eq!(doc["metadata"], json!("meta"), "{doc}");
+        assert_eq!(doc["state"]["id"], json!(id), "{doc}");
+        assert!(doc["pid"].as_i64().unwrap_or(0) > 0, "{doc}");
+    }
+    // No agent listening: a clear error, nothing left.
+    let ctx = Ctx::new("scmp-noagent");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.set(
+        "/linux/seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": ctx.dir().join("nobody.sock"),
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }),
+    );
+    ctx.run(&b, &id)
+        .failed()
+        .stderr_mentions(&["failed to connect with seccomp agent"]);
+    ctx.assert_state_root_empty();
+}
+
+#[test]
 fn configured_devices_are_created_and_allowed() {
     let ctx = Ctx::new("devnode");
     let id = ctx.id();

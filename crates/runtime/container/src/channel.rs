@@ -24,6 +24,11 @@ pub enum Msg {
     Ready,
     /// Either side: what failed.
     Error(String),
+    /// Container → parent: a seccomp listener is open as this descriptor in
+    /// the container process; take a copy (pidfd_getfd) and answer `Go`.
+    /// Sent with a single `write(2)` by [`crate::process`], which is why the
+    /// encoding is fixed: `S` and the descriptor, little-endian.
+    SeccompFd(i32),
 }
 
 impl Msg {
@@ -38,6 +43,7 @@ impl Msg {
             }
             Msg::RunCreateRuntimeHooks => vec![b'H'],
             Msg::Ready => vec![b'R'],
+            Msg::SeccompFd(fd) => seccomp_fd_message(*fd).to_vec(),
             Msg::Error(s) => {
                 let mut v = vec![b'E'];
                 v.extend_from_slice(s.as_bytes());
@@ -56,10 +62,19 @@ impl Msg {
             )),
             b'H' => Msg::RunCreateRuntimeHooks,
             b'R' => Msg::Ready,
+            b'S' => Msg::SeccompFd(i32::from_le_bytes(
+                b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+            )),
             b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
             _ => return Err(bad()),
         })
     }
+}
+
+/// The bytes of [`Msg::SeccompFd`], built without allocating.
+pub fn seccomp_fd_message(fd: i32) -> [u8; 5] {
+    let b = fd.to_le_bytes();
+    [b'S', b[0], b[1], b[2], b[3]]
 }
 
 /// One end of the channel.
@@ -130,6 +145,7 @@ mod tests {
             Msg::Pid(12345),
             Msg::RunCreateRuntimeHooks,
             Msg::Ready,
+            Msg::SeccompFd(7),
             Msg::Error("boom: x".into()),
         ] {
             a.send(&m).unwrap();

@@ -314,6 +314,8 @@ impl Runtime {
         plan.preserve_fds = opts.preserve_fds;
         plan.stdio = opts.stdio;
         plan.personality = personality_of(spec);
+        plan.memory_policy = bundle.memory_policy.clone();
+        plan.cpus_restricted = cpus_restricted(spec);
         let (console, master) = console_for(
             plan.terminal,
             opts.console_socket.as_deref(),
@@ -381,6 +383,7 @@ impl Runtime {
             created: state::now_rfc3339(),
             cgroups_path: cg.cgroups_path().to_path_buf(),
             spec: spec.clone(),
+            memory_policy: bundle.memory_policy.clone(),
         };
         let base = st.clone();
         let hook_state = move |pid: i32| {
@@ -677,6 +680,8 @@ impl Runtime {
         plan.preserve_fds = opts.preserve_fds;
         plan.stdio = opts.stdio;
         plan.personality = personality_of(&st.spec);
+        plan.memory_policy = st.memory_policy.clone();
+        plan.cpus_restricted = cpus_restricted(&st.spec);
         if !opts.detach {
             crate::foreground::block_signals()?;
         }
@@ -689,7 +694,12 @@ impl Runtime {
         plan.raw_newlines = master.is_some();
         let cg = cgroup_manager(&st.cgroups_path)?;
         let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
-        let hook_state = |_pid: i32| serde_json::Value::Null;
+        // What a seccomp agent is told about the exec'd process.
+        let hook_state = |pid: i32| {
+            let mut s = st.oci_state(Status::Running);
+            s["pid"] = pid.into();
+            s
+        };
         launch::become_subreaper()?;
         let launched = launch::launch(Launch {
             ns: NsPlan::for_process(st.pid),
@@ -746,4 +756,14 @@ pub fn exec_process(base: Option<Process>, opts: &ExecOptions) -> Result<Process
         p.set_no_new_privileges(Some(true));
     }
     Ok(p)
+}
+
+/// Whether `linux.resources.cpu.cpus` limits the container's CPUs.
+fn cpus_restricted(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.cpu().as_ref())
+        .and_then(|c| c.cpus().as_ref())
+        .is_some_and(|c| !c.trim().is_empty())
 }

@@ -292,6 +292,7 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
                     ch.send(&Msg::Go)
                         .ctx(|| "sync with container process".into())?;
                 }
+                Ok(Some(Msg::SeccompFd(fd))) => forward_listener(l, ch, pid, fd)?,
                 Ok(Some(Msg::Ready)) if fifo_waits => return Ok(pid),
                 // `run`: wait until the process has executed (end-of-file: our
                 // close-on-exec socket closed) or failed to.
@@ -311,13 +312,95 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
                 Err(e) => return Err(Error::io("sync with container process", e)),
             }
         },
-        Role::Exec => match ch.recv() {
-            Ok(None) => Ok(pid),
-            Ok(Some(Msg::Error(e))) => Err(Error::Init(e)),
-            Ok(Some(m)) => Err(Error::Init(format!("unexpected sync message {m:?}"))),
-            Err(e) => Err(Error::io("sync with exec process", e)),
+        Role::Exec => loop {
+            match ch.recv() {
+                Ok(Some(Msg::SeccompFd(fd))) => forward_listener(l, ch, pid, fd)?,
+                Ok(None) => return Ok(pid),
+                Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
+                Ok(Some(m)) => return Err(Error::Init(format!("unexpected sync message {m:?}"))),
+                Err(e) => return Err(Error::io("sync with exec process", e)),
+            }
         },
     }
+}
+
+/// Copies the seccomp listener `fd` out of the container process `pid`, lets
+/// it go on, and hands the copy to the seccomp agent at `listenerPath` with
+/// the container's state (runtime-spec "ContainerProcessState").
+fn forward_listener(l: &Launch, ch: &Channel, pid: i32, fd: i32) -> Result<()> {
+    let (path, metadata) = l.plan.seccomp_listener.as_ref().ok_or_else(|| {
+        Error::Init("container process sent a seccomp listener nobody asked for".into())
+    })?;
+    let listener = copy_fd_of(pid, fd)?;
+    ch.send(&Msg::Go)
+        .ctx(|| "sync with container process".into())?;
+    let mut state = (l.hook_state)(pid);
+    if let Some(obj) = state.as_object_mut() {
+        obj.insert("status".into(), "creating".into());
+        obj.insert("pid".into(), pid.into());
+    }
+    let doc = serde_json::json!({
+        "ociVersion": oci_spec::runtime::VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": metadata,
+        "state": state,
+    });
+    send_to_agent(path, &doc.to_string(), listener.as_raw_fd())
+}
+
+/// `pidfd_getfd(2)`: a copy of descriptor `fd` of process `pid`.
+fn copy_fd_of(pid: i32, fd: i32) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags; no memory is passed.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return Err(Error::io(
+            format!("pidfd_open({pid})"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: pidfd_open returned a new descriptor we now own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    // SAFETY: integer arguments only.
+    let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    if copy < 0 {
+        return Err(Error::io(
+            format!("copy the seccomp listener (fd {fd}) of process {pid} with pidfd_getfd"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: pidfd_getfd returned a new descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy as RawFd) })
+}
+
+/// Connects to the agent (a path, or `@name` for an abstract socket) and
+/// sends `doc` with the listener attached (SCM_RIGHTS).
+fn send_to_agent(path: &str, doc: &str, listener: RawFd) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    let connect = || -> std::io::Result<UnixStream> {
+        match path.strip_prefix('@') {
+            Some(name) => UnixStream::connect_addr(&SocketAddr::from_abstract_name(name)?),
+            None => UnixStream::connect(path),
+        }
+    };
+    let conn = connect().map_err(|e| {
+        Error::Init(format!(
+            "failed to connect with seccomp agent specified in the seccomp profile: {path}: {e}: start the agent or fix linux.seccomp.listenerPath"
+        ))
+    })?;
+    let iov = [std::io::IoSlice::new(doc.as_bytes())];
+    let fds = [listener];
+    sendmsg::<()>(
+        conn.as_raw_fd(),
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(|e| Error::Init(format!("cannot send seccomp fd to {path}: {e}")))?;
+    Ok(())
 }
 
 fn write_id_maps(pid: i32, ns: &NsPlan) -> Result<()> {
@@ -465,6 +548,7 @@ fn container_process(l: &Launch, ch: &Channel) -> ! {
         keep.push(f.as_raw_fd());
     }
     process::close_inherited_fds(3 + l.plan.preserve_fds as RawFd, &keep);
+    process::set_sync_fd(ch.as_fd().as_raw_fd());
     let res = match &l.role {
         Role::Init {
             spec,
@@ -495,7 +579,11 @@ fn exec_setup(l: &Launch) -> std::result::Result<(), String> {
             l.plan.uid,
         )?;
     }
-    process::apply(&l.plan, l.ns.in_userns())
+    process::apply(&l.plan, l.ns.in_userns())?;
+    if l.plan.seccomp_listener.is_some() {
+        process::install_late_seccomp(&l.plan)?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -556,6 +644,11 @@ fn init_setup(
         )?;
     }
     process::apply(&l.plan, l.ns.in_userns())?;
+    if l.plan.seccomp_listener.is_some() {
+        // The agent must get the listener while we still talk to the
+        // runtime, which `create` leaves before `start`.
+        process::install_late_seccomp(&l.plan)?;
+    }
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?;
     // Held open (close-on-exec) until exec, so `start` sees end-of-file only
     // once startContainer hooks ran and the process executed (or failed to).

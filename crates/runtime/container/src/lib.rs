@@ -19,6 +19,7 @@ pub mod error;
 pub mod foreground;
 pub mod hooks;
 pub mod launch;
+pub mod mempolicy;
 pub mod process;
 pub mod rootfs;
 pub mod signal;

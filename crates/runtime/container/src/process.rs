@@ -52,6 +52,18 @@ pub struct ProcessPlan {
     pub preserve_fds: u32,
     /// `personality(2)` persona to set before exec (`linux.personality`).
     pub personality: Option<libc::c_ulong>,
+    /// NUMA memory policy to set before exec (`linux.memoryPolicy`).
+    pub memory_policy: Option<crate::mempolicy::MemPolicy>,
+    /// `ioprio_set(2)` value (`process.ioPriority`).
+    pub io_priority: Option<libc::c_int>,
+    /// `sched_setattr(2)` attributes (`process.scheduler`).
+    pub scheduler: Option<SchedAttr>,
+    /// Whether the cpuset limits the CPUs (a scheduler EPERM then says why).
+    pub cpus_restricted: bool,
+    /// Where the seccomp agent listens (`linux.seccomp.listenerPath`, a
+    /// path or `@abstract` name) and its `listenerMetadata`, when the filter
+    /// has `SCMP_ACT_NOTIFY` rules.
+    pub seccomp_listener: Option<(String, String)>,
     /// Clear ONLCR on the terminal (a pty relayed by the runtime itself, as
     /// runc does, so output has no carriage returns added).
     pub raw_newlines: bool,
@@ -62,6 +74,70 @@ pub struct ProcessPlan {
 
 fn cstring(what: &str, s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::Usage(format!("{what} {s:?} contains a NUL byte")))
+}
+
+/// `struct sched_attr` (SCHED_ATTR_SIZE_VER0, 48 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+fn sched_attr(s: &oci_spec::runtime::Scheduler) -> SchedAttr {
+    use oci_spec::runtime::{LinuxSchedulerFlag as F, LinuxSchedulerPolicy as P};
+    let policy = match s.policy() {
+        P::SchedOther => 0,
+        P::SchedFifo => 1,
+        P::SchedRr => 2,
+        P::SchedBatch => 3,
+        P::SchedIso => 4,
+        P::SchedIdle => 5,
+        P::SchedDeadline => 6,
+    };
+    let flags = s.flags().iter().flatten().fold(0u64, |acc, f| {
+        acc | match f {
+            F::SchedResetOnFork => 0x01,
+            F::SchedFlagReclaim => 0x02,
+            F::SchedFlagDLOverrun => 0x04,
+            F::SchedFlagKeepPolicy => 0x08,
+            F::SchedFlagKeepParams => 0x10,
+            F::SchedFlagUtilClampMin => 0x20,
+            F::SchedFlagUtilClampMax => 0x40,
+        }
+    });
+    SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0).max(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    }
+}
+
+fn io_priority(p: &oci_spec::runtime::LinuxIOPriority) -> Result<libc::c_int> {
+    use oci_spec::runtime::IOPriorityClass as C;
+    let class = match p.class() {
+        C::IoprioClassRt => 1,
+        C::IoprioClassBe => 2,
+        C::IoprioClassIdle => 3,
+    };
+    if !(0..=7).contains(&p.priority()) {
+        return Err(Error::Usage(format!(
+            "process.ioPriority.priority {} is out of range: use 0 (highest) to 7 (lowest)",
+            p.priority()
+        )));
+    }
+    Ok((class << 13) | p.priority() as libc::c_int)
 }
 
 /// Converts OCI capability names to the `caps` crate's set, skipping (with a
@@ -152,10 +228,38 @@ impl ProcessPlan {
             }
             rlimits.push((res, rl.soft(), rl.hard()));
         }
-        let seccomp = match seccomp {
-            Some(s) => Some(strato_seccomp::compile(s).map_err(|e| Error::Seccomp(e.to_string()))?),
+        let io_priority = process
+            .io_priority()
+            .as_ref()
+            .map(io_priority)
+            .transpose()?;
+        let scheduler = process.scheduler().as_ref().map(sched_attr);
+        let mut seccomp_listener = None;
+        let compiled = match seccomp {
+            Some(s) => {
+                let f = strato_seccomp::compile(s)
+                    .map_err(|e| Error::Seccomp(e.to_string()))?
+                    .for_single_thread();
+                tracing::debug!("seccomp filter flags: {}", f.flags());
+                if f.has_listener() {
+                    let path = s
+                        .listener_path()
+                        .as_ref()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .filter(|p| !p.is_empty())
+                        .ok_or_else(|| {
+                            Error::Seccomp(
+                                "seccomp listenerPath is not set: SCMP_ACT_NOTIFY needs the unix socket of a seccomp agent in linux.seccomp.listenerPath".into(),
+                            )
+                        })?;
+                    let meta = s.listener_metadata().clone().unwrap_or_default();
+                    seccomp_listener = Some((path, meta));
+                }
+                Some(f)
+            }
             None => None,
         };
+        let seccomp = compiled;
         Ok(ProcessPlan {
             args,
             env,
@@ -178,6 +282,11 @@ impl ProcessPlan {
             preserve_fds: 0,
             raw_newlines: false,
             personality: None,
+            memory_policy: None,
+            io_priority,
+            scheduler,
+            cpus_restricted: false,
+            seccomp_listener,
             stdio: None,
         })
     }
@@ -220,6 +329,29 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
             ));
         }
     }
+    if let Some(policy) = &plan.memory_policy {
+        crate::mempolicy::apply(policy)?;
+    }
+    if let Some(prio) = plan.io_priority {
+        const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+        // SAFETY: integer arguments only.
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, prio) } != 0 {
+            return Err(format!(
+                "set I/O priority {prio:#x}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    if let Some(attr) = &plan.scheduler {
+        // SAFETY: `attr` is a sched_attr of the size it declares, alive for the call.
+        if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, attr as *const SchedAttr, 0) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EPERM) && plan.cpus_restricted {
+                return Err("process scheduler can't be used together with AllowedCPUs: the kernel refuses this policy when linux.resources.cpu.cpus limits the CPUs".into());
+            }
+            return Err(format!("set process scheduler: {err}"));
+        }
+    }
     for &(res, soft, hard) in &plan.rlimits {
         let lim = libc::rlimit {
             rlim_cur: soft,
@@ -236,7 +368,7 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it now.
     if !plan.no_new_privileges {
         if let Some(f) = &plan.seccomp {
-            strato_seccomp::install(f).map_err(|e| format!("load seccomp filter: {e}"))?;
+            install_seccomp(f)?;
         }
     }
     if let Some(c) = &plan.caps {
@@ -443,8 +575,54 @@ pub fn install_late_seccomp(plan: &ProcessPlan) -> std::result::Result<(), Strin
         return Ok(());
     }
     match &plan.seccomp {
-        Some(f) => strato_seccomp::install(f).map_err(|e| format!("load seccomp filter: {e}")),
+        Some(f) => install_seccomp(f),
         None => Ok(()),
+    }
+}
+
+/// The container process's end of the sync channel, for handing a seccomp
+/// listener to the runtime; set once after fork, -1 when there is none.
+static SYNC_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Records the sync channel's descriptor in the (single-threaded) forked child.
+pub fn set_sync_fd(fd: RawFd) {
+    SYNC_FD.store(fd, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Loads a filter; a notification listener goes to the runtime at once.
+///
+/// From the moment the filter is loaded, every syscall the profile marks
+/// `SCMP_ACT_NOTIFY` blocks until an agent answers, and no agent holds the
+/// listener yet. So the hand-over is one `write(2)` (which `compile` refuses
+/// to notify) of a buffer on the stack; the runtime copies the descriptor
+/// with pidfd_getfd and answers, and our `read`/`close` afterwards may be
+/// notified: by then the agent has the listener.
+fn install_seccomp(f: &strato_seccomp::Filter) -> std::result::Result<(), String> {
+    let listener = strato_seccomp::install(f).map_err(|e| format!("load seccomp filter: {e}"))?;
+    let Some(fd) = listener else {
+        return Ok(());
+    };
+    let sync = SYNC_FD.load(std::sync::atomic::Ordering::SeqCst);
+    let msg = crate::channel::seccomp_fd_message(fd);
+    // SAFETY: writes `msg.len()` bytes from a stack buffer alive for the call.
+    let n = unsafe { libc::write(sync, msg.as_ptr().cast(), msg.len()) };
+    if n != msg.len() as isize {
+        return Err(format!(
+            "pass the seccomp listener to the runtime: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let mut reply = [0u8; 64];
+    // SAFETY: reads at most `reply.len()` bytes into a stack buffer.
+    let n = unsafe { libc::read(sync, reply.as_mut_ptr().cast(), reply.len()) };
+    // SAFETY: `fd` is the listener seccomp(2) just gave us; nothing else owns it.
+    unsafe { libc::close(fd) };
+    match n {
+        1 if reply[0] == b'G' => Ok(()),
+        n if n > 1 && reply[0] == b'E' => {
+            Err(String::from_utf8_lossy(&reply[1..n as usize]).into_owned())
+        }
+        _ => Err("the runtime did not take the seccomp listener".into()),
     }
 }
 

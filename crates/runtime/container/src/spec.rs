@@ -20,6 +20,8 @@ pub struct Bundle {
     pub spec: Spec,
     /// Absolute, canonical path of the root filesystem.
     pub rootfs: PathBuf,
+    /// `linux.memoryPolicy`, which oci-spec does not model.
+    pub memory_policy: Option<crate::mempolicy::MemPolicy>,
 }
 
 /// Reads `config.json` from `dir` and validates it for `create`/`run`.
@@ -38,17 +40,31 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         }
         Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
     };
-    let spec = parse(BufReader::new(file)).map_err(|msg| Error::config(&path, msg))?;
+    let (spec, memory_policy) =
+        parse_config(BufReader::new(file)).map_err(|msg| Error::config(&path, msg))?;
     let rootfs = resolve_rootfs(&dir, &spec).map_err(|msg| Error::config(&path, msg))?;
     validate(&spec).map_err(|msg| Error::config(&path, msg))?;
-    Ok(Bundle { dir, spec, rootfs })
+    Ok(Bundle {
+        dir,
+        spec,
+        rootfs,
+        memory_policy,
+    })
 }
 
 /// Parses a configuration, naming the JSON path of the first fault.
 pub fn parse<R: std::io::Read>(reader: R) -> std::result::Result<Spec, String> {
+    parse_config(reader).map(|(spec, _)| spec)
+}
+
+/// Parses a configuration and the fields oci-spec does not model.
+fn parse_config<R: std::io::Read>(
+    reader: R,
+) -> std::result::Result<(Spec, Option<crate::mempolicy::MemPolicy>), String> {
     let mut value: serde_json::Value =
         serde_json::from_reader(reader).map_err(|e| format!("invalid JSON: {e}"))?;
     drop_unknown_capabilities(&mut value);
+    let memory_policy = crate::mempolicy::from_config(&value)?;
     let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| {
         let at = e.path().to_string();
         if at == "." {
@@ -57,7 +73,7 @@ pub fn parse<R: std::io::Read>(reader: R) -> std::result::Result<Spec, String> {
             format!("{at}: {}", e.inner())
         }
     })?;
-    Ok(spec)
+    Ok((spec, memory_policy))
 }
 
 /// Capability names this build does not know are dropped with a warning (as

@@ -34,6 +34,9 @@ pub struct State {
     pub cgroups_path: PathBuf,
     /// The configuration the container was created from.
     pub spec: Spec,
+    /// Its `linux.memoryPolicy`, applied to `exec`ed processes too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_policy: Option<crate::mempolicy::MemPolicy>,
 }
 
 /// The lifecycle states of the OCI runtime spec, plus `paused`.

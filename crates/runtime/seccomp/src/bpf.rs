@@ -97,6 +97,8 @@ pub const RET_TRAP: u32 = 0x0003_0000;
 pub const RET_ERRNO: u32 = 0x0005_0000;
 /// Hand to a ptrace tracer, with the low 16 bits as message (`SECCOMP_RET_TRACE`).
 pub const RET_TRACE: u32 = 0x7ff0_0000;
+/// Ask the process holding the filter's listener (`SECCOMP_RET_USER_NOTIF`).
+pub const RET_USER_NOTIF: u32 = 0x7fc0_0000;
 /// Allow after logging (`SECCOMP_RET_LOG`).
 pub const RET_LOG: u32 = 0x7ffc_0000;
 /// Allow (`SECCOMP_RET_ALLOW`).

@@ -54,6 +54,7 @@ pub mod bpf;
 mod profile;
 
 use std::collections::BTreeMap;
+use std::os::fd::RawFd;
 use std::str::FromStr;
 
 use nix::errno::Errno;
@@ -68,14 +69,13 @@ pub use profile::{default_profile, default_profile_for, DOCKER_DEFAULT_CAPABILIT
 /// Errors from compiling or installing a seccomp profile.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    /// The profile uses `SCMP_ACT_NOTIFY`.
-    #[error(
-        "seccomp action SCMP_ACT_NOTIFY ({what}) is not supported: strato has no seccomp \
-         agent; use SCMP_ACT_ERRNO, SCMP_ACT_TRACE or SCMP_ACT_LOG instead"
-    )]
-    NotifyUnsupported {
-        /// `defaultAction` or the syscall names of the rule.
-        what: String,
+    /// `SCMP_ACT_NOTIFY` where the runtime cannot allow it: as the default
+    /// action, or for `write`, which the runtime itself needs to hand the
+    /// listener to its parent before any agent holds it.
+    #[error("SCMP_ACT_NOTIFY cannot be used {what}: the runtime needs it to pass the listener to the seccomp agent; use another action there")]
+    NotifyForbidden {
+        /// `as default action` or `for the write syscall`.
+        what: &'static str,
     },
     /// An `errnoRet` does not fit the 16 data bits of a seccomp return value.
     #[error("seccomp errnoRet {value} for {what} is too large: the kernel keeps 16 bits (at most 65535)")]
@@ -158,6 +158,19 @@ impl Filter {
     /// The `SECCOMP_FILTER_FLAG_*` bits passed to `seccomp(2)`.
     pub fn flags(&self) -> libc::c_ulong {
         self.flags
+    }
+
+    /// The filter for a process known to be single-threaded (a container
+    /// process before exec): `SECCOMP_FILTER_FLAG_TSYNC` has nothing to do.
+    pub fn for_single_thread(mut self) -> Filter {
+        self.flags &= !(libc::SECCOMP_FILTER_FLAG_TSYNC | libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH);
+        self
+    }
+
+    /// Whether some rule answers `SCMP_ACT_NOTIFY`: installing the filter
+    /// then returns a listener for a seccomp agent.
+    pub fn has_listener(&self) -> bool {
+        self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
     }
 
     /// Runs the program as the kernel would on one syscall, and returns the raw
@@ -352,14 +365,21 @@ fn action_ret(
         // runc passes errnoRet (default EPERM) as the tracer's message; so do we.
         LinuxSeccompAction::ScmpActTrace => bpf::RET_TRACE | data(eperm)?,
         LinuxSeccompAction::ScmpActLog => bpf::RET_LOG,
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(SeccompError::NotifyUnsupported { what: what() })
-        }
+        LinuxSeccompAction::ScmpActNotify => bpf::RET_USER_NOTIF,
     })
 }
 
-fn filter_flags(flags: &[LinuxSeccompFilterFlag]) -> libc::c_ulong {
-    let mut bits = 0;
+fn filter_flags(flags: &[LinuxSeccompFilterFlag], notify: bool) -> libc::c_ulong {
+    let mut bits = if notify {
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+    } else {
+        0
+    };
+    // With a listener the kernel answers the listener, so TSYNC must report
+    // a failure as ESRCH instead of a thread id.
+    if notify && flags.contains(&LinuxSeccompFilterFlag::SeccompFilterFlagTsync) {
+        bits |= libc::SECCOMP_FILTER_FLAG_TSYNC_ESRCH;
+    }
     for flag in flags {
         bits |= match flag {
             LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
@@ -367,9 +387,12 @@ fn filter_flags(flags: &[LinuxSeccompFilterFlag]) -> libc::c_ulong {
             LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
                 libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
             }
+            // Only meaningful (and only accepted by the kernel) together with
+            // a notification listener.
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv if notify => {
+                libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+            }
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                // Only meaningful (and only accepted by the kernel) together with a
-                // notification listener, which NOTIFY being unsupported rules out.
                 tracing::debug!("seccomp: ignoring SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV without SCMP_ACT_NOTIFY");
                 0
             }
@@ -385,6 +408,22 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     let native = native_section().ok_or(SeccompError::UnsupportedArch {
         arch: std::env::consts::ARCH,
     })?;
+    if profile.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(SeccompError::NotifyForbidden {
+            what: "as default action",
+        });
+    }
+    let mut notify = false;
+    for syscall in profile.syscalls().as_deref().unwrap_or_default() {
+        if syscall.action() == LinuxSeccompAction::ScmpActNotify {
+            notify = true;
+            if syscall.names().iter().any(|n| n == "write") {
+                return Err(SeccompError::NotifyForbidden {
+                    what: "for the write syscall",
+                });
+            }
+        }
+    }
     let default_ret = action_ret(
         profile.default_action(),
         profile.default_errno_ret(),
@@ -485,7 +524,15 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     );
     Ok(Filter {
         program,
-        flags: filter_flags(profile.flags().as_deref().unwrap_or_default()),
+        // No `flags` at all (not an empty list) means SPEC_ALLOW, as runc
+        // does: containers skip the speculative store bypass mitigation.
+        flags: match profile.flags() {
+            Some(flags) => filter_flags(flags, notify),
+            None => filter_flags(
+                &[LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow],
+                notify,
+            ),
+        },
     })
 }
 
@@ -699,7 +746,10 @@ fn compile_cond(cond: &Cond, rest: usize) -> Option<Vec<Instruction>> {
 /// (`capset`, `setuid`, `close`, `execve` itself...) must be allowed by the
 /// profile, so call it as late as possible. Filters stack: installing twice
 /// applies both, the most restrictive result winning.
-pub fn install(filter: &Filter) -> Result<(), SeccompError> {
+///
+/// Returns the notification listener (a new descriptor the caller owns) when
+/// the filter [has one](Filter::has_listener).
+pub fn install(filter: &Filter) -> Result<Option<RawFd>, SeccompError> {
     let prog = libc::sock_fprog {
         // `compile` never makes more than MAX_INSNS (4096) instructions.
         len: filter.program.len() as libc::c_ushort,
@@ -721,8 +771,12 @@ pub fn install(filter: &Filter) -> Result<(), SeccompError> {
             &prog as *const libc::sock_fprog,
         )
     };
+    if rc >= 0 && filter.has_listener() {
+        // Cannot truncate: descriptors are ints.
+        return Ok(Some(rc as RawFd));
+    }
     if rc == 0 {
-        return Ok(());
+        return Ok(None);
     }
     if rc > 0 {
         return Err(SeccompError::TsyncFailed { tid: rc });
@@ -741,7 +795,7 @@ pub fn install(filter: &Filter) -> Result<(), SeccompError> {
         )
     };
     if rc == 0 {
-        Ok(())
+        Ok(None)
     } else {
         Err(SeccompError::Install {
             errno: Errno::last(),

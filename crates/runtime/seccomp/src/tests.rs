@@ -176,7 +176,7 @@ fn unknown_syscall_names_are_skipped() {
 }
 
 #[test]
-fn notify_is_refused_with_a_clear_error() {
+fn notify_asks_for_a_listener_and_is_refused_where_the_runtime_needs_the_syscall() {
     let p = profile(
         LinuxSeccompAction::ScmpActAllow,
         vec![rule(
@@ -184,17 +184,28 @@ fn notify_is_refused_with_a_clear_error() {
             LinuxSeccompAction::ScmpActNotify,
         )],
     );
-    let err = compile(&p).unwrap_err();
-    assert!(matches!(err, SeccompError::NotifyUnsupported { .. }));
-    let msg = err.to_string();
+    let f = compile(&p).unwrap();
+    assert!(f.has_listener());
+    assert_eq!(
+        f.flags() & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+        libc::SECCOMP_FILTER_FLAG_NEW_LISTENER
+    );
+    assert!(!compile(&profile(LinuxSeccompAction::ScmpActAllow, vec![]))
+        .unwrap()
+        .has_listener());
+
+    let p = profile(
+        LinuxSeccompAction::ScmpActAllow,
+        vec![rule(&["write"], LinuxSeccompAction::ScmpActNotify)],
+    );
+    let msg = compile(&p).unwrap_err().to_string();
     assert!(
-        msg.contains("SCMP_ACT_NOTIFY") && msg.contains("mkdirat,unlinkat"),
+        msg.contains("SCMP_ACT_NOTIFY cannot be used for the write syscall"),
         "{msg}"
     );
-
     let p = profile(LinuxSeccompAction::ScmpActNotify, vec![]);
     let msg = compile(&p).unwrap_err().to_string();
-    assert!(msg.contains("defaultAction"), "{msg}");
+    assert!(msg.contains("as default action"), "{msg}");
 }
 
 #[test]
@@ -540,6 +551,18 @@ fn flags_are_passed_through() {
         f.flags(),
         libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
     );
+    // An empty list is no flags; no list at all is SPEC_ALLOW, as in runc.
+    p.set_flags(Some(vec![]));
+    assert_eq!(compile(&p).unwrap().flags(), 0);
+    p.set_flags(None);
+    assert_eq!(
+        compile(&p).unwrap().flags(),
+        libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+    );
+    p.set_flags(Some(vec![LinuxSeccompFilterFlag::SeccompFilterFlagTsync]));
+    let f = compile(&p).unwrap();
+    assert_eq!(f.flags(), libc::SECCOMP_FILTER_FLAG_TSYNC);
+    assert_eq!(f.for_single_thread().flags(), 0);
 }
 
 #[test]

@@ -54,7 +54,9 @@ fn profile(default: LinuxSeccompAction, rules: Vec<LinuxSyscall>) -> LinuxSeccom
 
 fn load(p: &LinuxSeccomp) -> Check {
     let filter = compile(p).map_err(|e| format!("compile: {e}"))?;
-    install(&filter).map_err(|e| format!("install: {e}"))
+    install(&filter)
+        .map(|_| ())
+        .map_err(|e| format!("install: {e}"))
 }
 
 /// Runs a raw syscall; `Ok(return value)` or `Err(errno)`.

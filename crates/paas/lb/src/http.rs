@@ -1,0 +1,405 @@
+//! The HTTP reverse proxy: HTTP/1.1 and HTTP/2 (prior knowledge, "h2c")
+//! from clients, HTTP/1.1 with pooled keep-alive connections to members.
+//!
+//! Per request: hop-by-hop headers go (RFC 9110 §7.6.1), `Host` is kept (or
+//! made from an HTTP/2 `:authority`), `X-Forwarded-For` gets the client's
+//! address, and the member is chosen by the pool. A request without a body
+//! whose member refuses the connection is retried on the next member; one
+//! with a body cannot be replayed and answers 502.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::pool::{Lease, Pool};
+
+/// What goes to a member: the client's body, or nothing (for a retry).
+type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+/// What goes back to the client: the member's body (holding the lease), or
+/// the proxy's own error page.
+pub type ProxyBody = Either<LeasedBody, Full<Bytes>>;
+
+/// A member's response body that keeps the request counted in flight until
+/// it is fully sent or dropped, and gives its member connection back for
+/// the next request once the body has been read to the end.
+#[derive(Debug)]
+pub struct LeasedBody {
+    inner: Incoming,
+    done: bool,
+    conn: Option<(Arc<Upstreams>, SocketAddr, SendRequest<UpstreamBody>)>,
+    _lease: Lease,
+}
+
+impl Body for LeasedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.done = true,
+            Poll::Ready(Some(Err(_))) => self.conn = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LeasedBody {
+    fn drop(&mut self) {
+        if self.done || self.inner.is_end_stream() {
+            if let Some((upstreams, addr, conn)) = self.conn.take() {
+                upstreams.checkin(addr, conn);
+            }
+        }
+    }
+}
+
+/// Most idle connections kept per member (per proxy, i.e. per thread).
+const MAX_IDLE_PER_MEMBER: usize = 512;
+
+/// Keep-alive HTTP/1.1 connections to members, ready for a next request.
+///
+/// Hand-written rather than hyper-util's pooled client: a proxy knows when a
+/// response body ends (it forwards it), so a connection goes back at once,
+/// without that client's per-request pool key, timers and extra task hop;
+/// with one proxy per thread the lock is never contended.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<UpstreamBody>>>>,
+}
+
+enum ConnectError {
+    Io(std::io::Error),
+    Http(hyper::Error),
+    Timeout,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Io(e) => write!(f, "connect: {e}"),
+            ConnectError::Http(e) => write!(f, "HTTP handshake: {e}"),
+            ConnectError::Timeout => write!(f, "connect: timed out after 5 s"),
+        }
+    }
+}
+
+impl Upstreams {
+    /// An idle connection to `addr` (`true`: reused), or a new one.
+    async fn checkout(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<(SendRequest<UpstreamBody>, bool), ConnectError> {
+        loop {
+            let candidate = self
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&addr)
+                .and_then(|v| v.pop());
+            let Some(mut conn) = candidate else { break };
+            if conn.is_closed() {
+                continue;
+            }
+            if conn.ready().await.is_ok() {
+                return Ok((conn, true));
+            }
+        }
+        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+            .map_err(ConnectError::Io)?;
+        let _ = stream.set_nodelay(true);
+        let (conn, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(ConnectError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = driver.await {
+                tracing::debug!(member = %addr, error = %e, "member connection ended");
+            }
+        });
+        Ok((conn, false))
+    }
+
+    fn checkin(&self, addr: SocketAddr, conn: SendRequest<UpstreamBody>) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_MEMBER {
+            list.push(conn);
+        }
+    }
+}
+
+/// The proxy of one pool; shared by all its connections.
+#[derive(Debug)]
+pub struct Proxy {
+    pool: Arc<Pool>,
+    upstreams: Arc<Upstreams>,
+}
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1, plus the
+/// non-standard `proxy-connection` and `keep-alive`).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(n);
+    }
+}
+
+fn error_page(status: StatusCode, text: String) -> Response<ProxyBody> {
+    let mut r = Response::new(Either::Right(Full::new(Bytes::from(text + "\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+impl Proxy {
+    /// A proxy for `pool`, with its own member connections.
+    pub fn new(pool: Arc<Pool>) -> Proxy {
+        Proxy {
+            pool,
+            upstreams: Arc::new(Upstreams::default()),
+        }
+    }
+
+    /// Proxies one request.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(host) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+        let forwarded = match parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) => format!("{prev}, {}", peer.ip()),
+            None => peer.ip().to_string(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+            parts.headers.insert("x-forwarded-for", v);
+        }
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_string();
+        let mut body = Some(body);
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        loop {
+            let Some(lease) = self.pool.pick(&tried) else {
+                let why = if tried.is_empty() {
+                    format!(
+                        "strato lb: cluster {} has no active member to take the request",
+                        self.pool.name()
+                    )
+                } else {
+                    format!(
+                        "strato lb: no member of cluster {} could be reached (tried {})",
+                        self.pool.name(),
+                        tried.len()
+                    )
+                };
+                let status = if tried.is_empty() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
+                return Ok(error_page(status, why));
+            };
+            let addr = lease.member().addr();
+            let uri: Uri = match format!("http://{addr}{path}").parse() {
+                Ok(u) => u,
+                Err(e) => {
+                    return Ok(error_page(
+                        StatusCode::BAD_REQUEST,
+                        format!("strato lb: request target {path:?} is not valid: {e}"),
+                    ))
+                }
+            };
+            let upstream_body = match body.take() {
+                Some(b) => Either::Left(b),
+                None => Either::Right(Empty::new()),
+            };
+            let mut up = Request::new(upstream_body);
+            *up.method_mut() = parts.method.clone();
+            *up.uri_mut() = uri;
+            *up.version_mut() = Version::HTTP_11;
+            *up.headers_mut() = parts.headers.clone();
+            // Only a request that had no body can be sent again elsewhere.
+            let replayable = match up.body() {
+                Either::Left(b) => b.is_end_stream(),
+                Either::Right(_) => true,
+            };
+            let (mut conn, reused) = match self.upstreams.checkout(addr).await {
+                Ok(c) => c,
+                Err(e) if replayable => {
+                    tracing::debug!(pool = self.pool.name(), member = %addr, error = %e, "member unreachable; trying another");
+                    lease.failed();
+                    tried.push(addr);
+                    continue;
+                }
+                Err(e) => {
+                    lease.failed();
+                    return Ok(error_page(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "strato lb: member {} ({addr}) of cluster {} failed: {e}",
+                            lease.member().id(),
+                            self.pool.name()
+                        ),
+                    ));
+                }
+            };
+            match conn.send_request(up).await {
+                Ok(resp) => {
+                    let (mut rparts, rbody) = resp.into_parts();
+                    strip_hop_by_hop(&mut rparts.headers);
+                    let body = LeasedBody {
+                        inner: rbody,
+                        done: false,
+                        conn: Some((Arc::clone(&self.upstreams), addr, conn)),
+                        _lease: lease,
+                    };
+                    return Ok(Response::from_parts(rparts, Either::Left(body)));
+                }
+                // A kept-alive connection the member closed meanwhile: the
+                // request never reached it; send it again on a fresh one.
+                Err(e)
+                    if reused
+                        && replayable
+                        && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
+                {
+                    tracing::debug!(member = %addr, error = %e, "idle member connection was closed; retrying");
+                    drop(lease);
+                }
+                Err(e) => {
+                    lease.failed();
+                    return Ok(error_page(
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "strato lb: member {} ({addr}) of cluster {} failed: {e}",
+                            lease.member().id(),
+                            self.pool.name()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Accepts connections on `listener` and proxies their requests to `pool`.
+pub async fn serve(listener: TcpListener, pool: Arc<Pool>) -> std::io::Result<()> {
+    let proxy = Arc::new(Proxy::new(Arc::clone(&pool)));
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) if crate::transient_accept_error(&e) => {
+                tracing::warn!(pool = pool.name(), error = %e, "accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = Arc::clone(&proxy);
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let proxy = Arc::clone(&proxy);
+                async move { proxy.handle(req, peer).await }
+            });
+            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("yes"));
+        strip_hop_by_hop(&mut h);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+    }
+}

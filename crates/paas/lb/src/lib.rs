@@ -1,0 +1,104 @@
+//! strato's built-in load balancer: one listener per cluster and proxy port,
+//! in front of that cluster's members.
+//!
+//! - [`pool`]: the members, the choice (round-robin or least-outstanding),
+//!   draining, and the requests-in-flight counts the autoscaler reads.
+//! - [`http`]: an HTTP/1.1 and HTTP/2 (h2c) reverse proxy on hyper, pooling
+//!   keep-alive connections to the members.
+//! - [`tcp`]: a plain TCP proxy, one member per connection.
+//!
+//! A request counts as in flight from the moment a member is chosen until
+//! the last byte of its response is sent (or the client goes away); a TCP
+//! connection counts while it is open.
+
+pub mod http;
+pub mod pool;
+pub mod tcp;
+
+pub use pool::{Algorithm, Lease, Member, MemberStats, Pool, PoolStats};
+
+use std::sync::Arc;
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 or HTTP/2 (prior knowledge), proxied per request.
+    Http,
+    /// Bytes, proxied per connection.
+    Tcp,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "http" | "http2" | "h2c" => Ok(Protocol::Http),
+            "tcp" => Ok(Protocol::Tcp),
+            other => Err(format!("unknown protocol {other:?}: use http or tcp")),
+        }
+    }
+}
+
+/// Serves `pool` on `listener` until the returned future is dropped or
+/// accepting fails for good.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    pool: Arc<Pool>,
+    protocol: Protocol,
+) -> std::io::Result<()> {
+    match protocol {
+        Protocol::Http => http::serve(listener, pool).await,
+        Protocol::Tcp => tcp::serve(listener, pool).await,
+    }
+}
+
+/// Serves `pool` on `addr` from `threads` threads, each with its own
+/// single-threaded async runtime and its own connections to the members, so
+/// a request never crosses threads (the way nginx runs its workers). The
+/// threads share one listening socket: whichever is free accepts the next
+/// connection, which keeps them evenly loaded (SO_REUSEPORT would hash
+/// connections to threads whatever their load). The pool and its counters
+/// are shared. Returns once the socket listens; the threads run until the
+/// process ends.
+pub fn serve_threads(
+    addr: std::net::SocketAddr,
+    pool: Arc<Pool>,
+    protocol: Protocol,
+    threads: usize,
+) -> std::io::Result<Vec<std::thread::JoinHandle<std::io::Result<()>>>> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("listen on {addr}: {e}")))?;
+    listener.set_nonblocking(true)?;
+    let mut handles = Vec::new();
+    for i in 0..threads.max(1) {
+        let own = listener.try_clone()?;
+        let pool = Arc::clone(&pool);
+        let handle = std::thread::Builder::new()
+            .name(format!("strato-lb-{i}"))
+            .spawn(move || -> std::io::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(own)?;
+                    serve(listener, pool, protocol).await
+                })
+            })?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Accept errors that mean "try again shortly" (out of descriptors or
+/// memory, a connection reset before accept) rather than a dead listener.
+fn transient_accept_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOMEM: i32 = 12;
+    const ENOBUFS: i32 = 105;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOMEM | ENOBUFS))
+}

@@ -50,6 +50,15 @@ pub struct DaemonArgs {
     /// The nftables table holding the engine's rules.
     #[arg(long, hide = true)]
     nft_table: Option<String>,
+    /// Also serve the OCI registry (as `strato registry serve`) on this address.
+    #[arg(long)]
+    registry_addr: Option<String>,
+    /// The daemon registry's storage (default: DATA_ROOT/registry).
+    #[arg(long, requires = "registry_addr")]
+    registry_root: Option<PathBuf>,
+    /// htpasswd file of the daemon registry's users (needed beyond loopback).
+    #[arg(long, requires = "registry_addr")]
+    registry_htpasswd: Option<PathBuf>,
 }
 
 enum Listen {
@@ -155,6 +164,13 @@ async fn serve(
     .await
     .map_err(|e| anyhow::anyhow!("open the engine at {}: {e}", args.data_root.display()))?;
     let backend: Arc<dyn Backend> = EngineBackend::new(engine);
+    if let Some(addr) = &args.registry_addr {
+        let root = args.registry_root.clone();
+        let root = root.unwrap_or_else(|| args.data_root.join("registry"));
+        let reg = crate::registry::ServeArgs::new(addr, root, args.registry_htpasswd.clone());
+        // Runs until the runtime stops; accept errors are retried inside.
+        drop(crate::registry::start(&reg).await?);
+    }
     let mut tasks = tokio::task::JoinSet::new();
     let mut sockets = Vec::new();
     for l in listens {

@@ -10,6 +10,7 @@
 mod client;
 mod daemon;
 mod lb;
+mod registry;
 mod runtime;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ enum Command {
     Runtime(Box<runtime::RuntimeArgs>),
     /// The Docker-compatible engine: serves the Docker Engine API.
     Daemon(Box<daemon::DaemonArgs>),
+    /// The OCI distribution registry.
+    Registry(Box<registry::RegistryArgs>),
     /// The PaaS load balancer on its own, in front of fixed members.
     Lb(Box<lb::LbArgs>),
     /// The engine's container supervisor (started by the daemon; one per host).
@@ -54,6 +57,7 @@ fn main() {
             runtime::main(*args)
         }
         Command::Daemon(args) => daemon::main(*args),
+        Command::Registry(args) => registry::main(*args),
         Command::Lb(args) => lb::main(*args),
         Command::Supervisor { root } => supervisor(&root),
         Command::Client(verb) => {

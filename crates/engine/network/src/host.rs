@@ -420,6 +420,20 @@ impl Host for LinuxHost {
                 }
             };
             ensure_address(&h, index, name, gateway, prefix).await?;
+            // A fixed MAC: a bridge with a kernel-chosen one takes the
+            // lowest of its ports' whenever a port comes or goes, and every
+            // container's ARP entry for the gateway then goes stale for
+            // seconds (DNS and egress through the gateway stall).
+            let mac = crate::manager::mac_for(gateway);
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(index)
+                        .address(mac.to_vec())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl(format!("setting the address of bridge {name:?}")))?;
             set_up(&h, index, name).await
         })
         .await

@@ -558,6 +558,61 @@ mod tests {
     }
 
     #[test]
+    fn copy_options_keep_names_set_owners_and_guard_overwrites() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("f"), "old").unwrap();
+        let fd = rustix::fs::open(
+            dir.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let tar_of = |entries: &[(&str, bool)]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, is_dir) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(if *is_dir {
+                    tar::EntryType::Directory
+                } else {
+                    tar::EntryType::Regular
+                });
+                h.set_mode(0o644);
+                h.set_uid(7);
+                h.set_gid(8);
+                h.set_size(if *is_dir { 0 } else { 3 });
+                let data: &[u8] = if *is_dir { b"" } else { b"new" };
+                b.append_data(&mut h, name, data).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let opts = UnpackOptions {
+            whiteouts: false,
+            chown: Some((1, 2)),
+            no_overwrite_dir_non_dir: true,
+        };
+        unpack_at(&tar_of(&[(".wh.x", false)])[..], &fd, &opts).unwrap();
+        let md = std::fs::metadata(dir.path().join(".wh.x")).unwrap();
+        assert!(md.is_file());
+        assert_eq!((md.uid(), md.gid()), (1, 2));
+        for bad in [("d", false), ("f", true)] {
+            let e = unpack_at(&tar_of(&[bad])[..], &fd, &opts).unwrap_err();
+            assert!(matches!(e, Error::UnsafeEntry { .. }), "{e}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("f")).unwrap(),
+            "old"
+        );
+        // Without the guard, the tar's entry replaces the old one.
+        let opts = UnpackOptions::default();
+        unpack_at(&tar_of(&[("f", true)])[..], &fd, &opts).unwrap();
+        let md = std::fs::metadata(dir.path().join("f")).unwrap();
+        assert!(md.is_dir());
+        assert_eq!((md.uid(), md.gid()), (7, 8));
+    }
+
+    #[test]
     fn components_refuse_escapes() {
         assert_eq!(
             components("x", b"./a//b/./c/", "p").unwrap(),

@@ -795,6 +795,10 @@ fn user_network_names_connect_disconnect_and_daemon_restart() {
         .ok();
     d.docker(&["exec", "late", "ping", "-c1", "-W3", "cli"])
         .ok();
+    // A renamed container answers to its new name.
+    d.docker(&["rename", "late", "later"]).ok();
+    d.docker(&["exec", "web", "ping", "-c1", "-W3", "later"])
+        .ok();
     // The default bridge does not resolve names, as in Docker.
     run("b1", &[]);
     run("b2", &[]);
@@ -845,7 +849,7 @@ fn user_network_names_connect_disconnect_and_daemon_restart() {
     d.kill9_and_restart();
     let out = d.docker(&["exec", "cli", "nslookup", "web"]);
     assert!(out.stdout.contains(&web_ip), "{out}\n{}", d.log());
-    d.docker(&["rm", "-f", "web", "cli", "late", "b1", "b2"])
+    d.docker(&["rm", "-f", "web", "cli", "later", "b1", "b2"])
         .ok();
     d.docker(&["network", "rm", &net]).ok();
 }

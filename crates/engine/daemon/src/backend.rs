@@ -2202,6 +2202,7 @@ impl Backend for EngineBackend {
                 }
                 other => ApiError::internal(other.to_string()),
             })?;
+        self.engine.stop_dns(&n.name);
         self.emit(
             "network",
             "destroy",

@@ -156,11 +156,18 @@ async fn answer(engine: &Engine, network: &str, member: bool, query: &[u8]) -> O
     }
     if member && msg.op_code() == OpCode::Query && msg.queries().len() == 1 {
         let q = &msg.queries()[0];
-        let endpoints = engine
+        let mut endpoints = engine
             .network()
             .endpoints(network)
             .await
             .unwrap_or_default();
+        // A renamed container answers to its new name only (the first of
+        // its endpoint's names is the container name at attach time).
+        for ep in &mut endpoints {
+            if let (Ok(r), Some(first)) = (engine.record(&ep.container_id), ep.names.first_mut()) {
+                *first = r.name;
+            }
+        }
         if let Lookup::Found(ip) = lookup(&endpoints, &q.name().to_ascii()) {
             let mut resp = Message::new();
             resp.set_id(msg.id())

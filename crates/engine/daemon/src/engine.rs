@@ -252,6 +252,12 @@ impl Engine {
         }
     }
 
+    /// Stops answering DNS for a removed network (its address may come back
+    /// as another network's gateway).
+    pub fn stop_dns(&self, network: &str) {
+        self.dns.forget(network);
+    }
+
     async fn serve_dns_for(&self, name: &str) {
         if let Ok(n) = self.net.get(name).await {
             self.serve_dns(&n).await;

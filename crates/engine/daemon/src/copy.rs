@@ -66,6 +66,10 @@ pub struct RootSource {
     pub scratch: PathBuf,
     pub mounts: Vec<MountSpec>,
     pub read_only: bool,
+    /// The container's own rootfs mount when it is still there without a
+    /// process (between a crash and its restart): used as it is, so the
+    /// container layer is never mounted twice.
+    pub mounted: Option<PathBuf>,
 }
 
 /// Makes each mount point of a stopped container's copy unique.
@@ -93,6 +97,8 @@ impl RootSource {
                     .join(format!("{}-{n}", r.id)),
                 mounts: r.config.mounts.clone(),
                 read_only: r.config.read_only_rootfs,
+                mounted: Some(engine.bundle_path(&r.id).join("rootfs"))
+                    .filter(|p| pid.is_none() && is_mountpoint(p)),
             },
             r.name.clone(),
         )
@@ -179,6 +185,19 @@ fn open_root(src: &RootSource) -> Result<Root, CopyError> {
         return Ok(Root {
             fd,
             path,
+            scratch: None,
+        });
+    }
+    if let Some(path) = &src.mounted {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| internal("open the container's root", e))?;
+        return Ok(Root {
+            fd,
+            path: path.clone(),
             scratch: None,
         });
     }
@@ -306,6 +325,15 @@ fn make_target(root: &OwnedFd, path: &str, is_dir: bool) -> Result<(), Errno> {
         }
     }
     Ok(())
+}
+
+/// Whether `path` is a mount point (its device differs from its parent's).
+fn is_mountpoint(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(path), path.parent().map(fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
 }
 
 /// `path` relative to the container's root ("." for the root itself).

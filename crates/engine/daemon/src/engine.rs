@@ -410,16 +410,33 @@ impl Engine {
     }
 
     /// A thread follows the supervisor's events and reflects them here.
+    ///
+    /// Reading and handling are two threads joined by an unbounded queue:
+    /// handling an event asks the supervisor things, and the supervisor
+    /// (single-threaded) blocks while its event socket is full, so a reader
+    /// that handled events itself would deadlock both under a burst (500
+    /// `rm -f` at once did).
     fn follow_supervisor(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let root = self.sup_root();
         let handle = tokio::runtime::Handle::current();
+        let (tx, rx) = std::sync::mpsc::channel::<strato_supervisor::Event>();
+        let handler = weak.clone();
+        std::thread::spawn(move || {
+            for ev in rx {
+                let Some(engine) = handler.upgrade() else {
+                    return;
+                };
+                handle.block_on(engine.on_event(ev));
+            }
+        });
         std::thread::spawn(move || loop {
             let events = Client::connect(&root).ok().and_then(|c| c.events().ok());
             if let Some(events) = events {
                 for ev in events.flatten() {
-                    let Some(engine) = weak.upgrade() else { return };
-                    handle.block_on(engine.on_event(ev));
+                    if weak.strong_count() == 0 || tx.send(ev).is_err() {
+                        return;
+                    }
                 }
             }
             if weak.upgrade().is_none() {

@@ -2,25 +2,27 @@
 # Benchmark: `strato daemon` against Debian's dockerd, measured in the same run,
 # both driven by the same docker CLI.
 #
-#   bench/engine-run.sh                 # RUNS=20 N=100 PAR=8
+#   bench/engine-run.sh                 # RUNS=20 N="100 500" PAR=8
 #   RUNS=30 N=500 PAR=8 bench/engine-run.sh
 #   STRATO=/path/to/strato DOCKERD=/usr/sbin/dockerd bench/engine-run.sh
 #
 # 1. `docker run --rm busybox true`, with the default bridge network and with
 #    `--network none`, RUNS each, interleaved; medians and strato/docker.
-# 2. N `docker run -d busybox sleep` containers with networking, PAR clients
-#    in parallel: wall time until all run, and memory per container (daemon,
-#    supervisor or containerd, and shims: RSS growth / N).
+# 2. For each count in N (default 100, then 500): that many `docker run -d
+#    busybox sleep` containers with networking, PAR clients in parallel: wall
+#    time until all run, and memory per container (daemon, supervisor or
+#    containerd, and shims: RSS growth / count).
 #
 # Not a test: no assertions, only numbers. Needs root and Debian's docker.io
 # (dockerd, containerd). Both daemons get private sockets, data and exec
 # roots under a temp dir; dockerd runs with --iptables=false and its bridge on
-# a benchmark-range subnet; strato on its own bridge, pool and nft table.
+# a benchmark-range /21 (room for 2000 containers); strato on its own bridge,
+# pool and nft table.
 # Everything is removed on exit.
 set -euo pipefail
 
 RUNS=${RUNS:-20}
-N=${N:-100}
+N=${N:-100 500}
 PAR=${PAR:-8}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -73,7 +75,7 @@ wait_sock() {
     --bridge-name "$bridge" --nft-table "$table" --bridge-pool 198.18.128.0/17 --subnet-prefix 20 \
     >"$work/strato.log" 2>&1 &
 s_pid=$!
-ip link add "$dbridge" type bridge && ip addr add 198.19.250.1/24 dev "$dbridge" && ip link set "$dbridge" up
+ip link add "$dbridge" type bridge && ip addr add 198.18.0.1/21 dev "$dbridge" && ip link set "$dbridge" up
 "$DOCKERD" -H "unix://$d_sock" --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
     --pidfile "$work/dockerd.pid" --iptables=false --ip6tables=false --bridge "$dbridge" \
     >"$work/dockerd.log" 2>&1 &
@@ -133,8 +135,9 @@ rss_kb() { # pattern... -> summed RSS in KB of matching processes
     echo "$total"
 }
 
+for n in $N; do
 echo
-echo "$N containers (docker run -d, networked), $PAR clients in parallel"
+echo "$n containers (docker run -d, networked), $PAR clients in parallel"
 for who in strato docker; do
     if [ "$who" = strato ]; then
         sock=$s_sock; pats=("daemon --host unix://$s_sock" "supervisor --root $work/strato-exec")
@@ -143,12 +146,16 @@ for who in strato docker; do
     fi
     before=$(rss_kb "${pats[@]}")
     t0=$(date +%s%N)
-    seq 1 "$N" | xargs -P "$PAR" -I{} env DOCKER_HOST=unix://$sock docker run -d busybox:bench sleep 3600 >/dev/null
+    # Failed runs show as fewer running, rather than ending the script.
+    seq 1 "$n" | xargs -P "$PAR" -I{} env DOCKER_HOST=unix://$sock docker run -d busybox:bench sleep 3600 >/dev/null || true
     t1=$(date +%s%N)
     running=$(DOCKER_HOST=unix://$sock docker ps -q | wc -l)
     after=$(rss_kb "${pats[@]}")
-    echo "  $who: $(ms "$t0" "$t1") ms until $running running; memory per container $(( (after - before) / N )) KB (RSS $before -> $after KB)"
+    echo "  $who: $(ms "$t0" "$t1") ms until $running running; memory per container $(( (after - before) / n )) KB (RSS $before -> $after KB)"
     eval "${who}_ms=$(( (t1 - t0) / 1000000 ))"
-    DOCKER_HOST=unix://$sock docker ps -aq | xargs -r -P "$PAR" -n 20 env DOCKER_HOST=unix://$sock docker rm -f >/dev/null
+    eval "${who}_kb=$(( (after - before) / n ))"
+    DOCKER_HOST=unix://$sock docker ps -aq | xargs -r -P "$PAR" -n 20 env DOCKER_HOST=unix://$sock docker rm -f >/dev/null ||
+        echo "  ($who: some removals failed)"
 done
-echo "  ratio strato/docker (time): $(awk -v a="$strato_ms" -v b="$docker_ms" 'BEGIN {printf "%.2f", a/b}')"
+echo "  ratio strato/docker: time $(awk -v a="$strato_ms" -v b="$docker_ms" 'BEGIN {printf "%.2f", a/b}'), memory per container $(awk -v a="$strato_kb" -v b="$docker_kb" 'BEGIN {if (b > 0) printf "%.3f", a/b; else print "n/a"}')"
+done

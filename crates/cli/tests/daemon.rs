@@ -613,3 +613,334 @@ fn containers_outlive_a_killed_daemon_and_are_found_again() {
     let all = d.docker(&["ps", "-aq"]).ok();
     assert!(all.stdout.trim().is_empty(), "{all}");
 }
+
+/// A tar with one hostile entry: a symlink `evil` to `target` followed by a
+/// file written through it, or (with `target` `None`) a `../` name. The
+/// tar crate refuses to write `..` itself, so that name goes in raw.
+fn hostile_tar(target: Option<&Path>) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut file = tar::Header::new_gnu();
+    file.set_entry_type(tar::EntryType::Regular);
+    file.set_mode(0o644);
+    file.set_size(6);
+    match target {
+        Some(t) => {
+            let mut link = tar::Header::new_gnu();
+            link.set_entry_type(tar::EntryType::Symlink);
+            link.set_mode(0o777);
+            link.set_size(0);
+            b.append_link(&mut link, "evil", t).unwrap();
+            b.append_data(&mut file, "evil/pwned", &b"pwned\n"[..])
+                .unwrap();
+        }
+        None => {
+            let name = b"../../../../../../tmp/pwned-by-strato-test";
+            file.as_old_mut().name[..name.len()].copy_from_slice(name);
+            file.set_cksum();
+            b.append(&file, &b"pwned\n"[..]).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// Polls `f` until it holds (at most 20 s); no timing is asserted.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what} did not happen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cp_in_and_out_of_running_and_stopped_containers_without_escapes() {
+    let d = Daemon::start("daemon-cp");
+    d.load_busybox();
+    let host = d.dir.join("host");
+    fs::create_dir_all(host.join("tree/sub")).unwrap();
+    fs::write(host.join("f.txt"), "file\n").unwrap();
+    fs::write(host.join("tree/sub/g"), "deep\n").unwrap();
+    std::os::unix::fs::symlink("sub/g", host.join("tree/link")).unwrap();
+    let h = |p: &str| host.join(p).display().to_string();
+    d.docker(&["run", "-d", "--name", "cc", "busybox", "sleep", "600"])
+        .ok();
+    // host -> container: a file, a directory (under a new name).
+    d.docker(&["cp", &h("f.txt"), "cc:/tmp/"]).ok();
+    d.docker(&["cp", &h("tree"), "cc:/tmp/tree2"]).ok();
+    let out = d
+        .docker(&[
+            "exec",
+            "cc",
+            "sh",
+            "-c",
+            "cat /tmp/f.txt /tmp/tree2/sub/g; readlink /tmp/tree2/link",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "file\ndeep\nsub/g\n");
+    // container -> host: a file and a directory.
+    d.docker(&["exec", "cc", "sh", "-c", "echo made-inside > /made"])
+        .ok();
+    d.docker(&["cp", "cc:/made", &h("made")]).ok();
+    assert_eq!(
+        fs::read_to_string(host.join("made")).unwrap(),
+        "made-inside\n"
+    );
+    d.docker(&["cp", "cc:/tmp/tree2", &h("back")]).ok();
+    assert_eq!(
+        fs::read_to_string(host.join("back/sub/g")).unwrap(),
+        "deep\n"
+    );
+    assert_eq!(
+        fs::read_link(host.join("back/link")).unwrap(),
+        Path::new("sub/g")
+    );
+    d.docker(&["cp", "cc:/nope", &h("x")]).failed();
+
+    // Symlinks inside the container resolve inside it, never on the host.
+    let secret = d.dir.join("host-secret");
+    fs::write(&secret, "host\n").unwrap();
+    d.docker(&[
+        "exec",
+        "cc",
+        "sh",
+        "-c",
+        "ln -s / /tmp/root; ln -s ../../../../../../../ /tmp/up; echo inside > /tmp/mine",
+    ])
+    .ok();
+    let via = format!("cc:/tmp/up{}", secret.display());
+    d.docker(&["cp", &via, &h("leak")]).failed();
+    assert!(!host.join("leak").exists());
+    d.docker(&["cp", "cc:/tmp/up/tmp/mine", &h("mine")]).ok();
+    assert_eq!(fs::read_to_string(host.join("mine")).unwrap(), "inside\n");
+    let into = format!("cc:/tmp/root{}/", d.dir.display());
+    // The destination directory does not exist in the container: refused,
+    // and nothing lands in the host's directory of the same path.
+    d.docker(&["cp", &h("f.txt"), &into]).failed();
+    assert!(!d.dir.join("f.txt").exists());
+    // Hostile archives: through a planted symlink, and `../` names.
+    for tar in [hostile_tar(Some(&d.dir)), hostile_tar(None)] {
+        let out = d.docker_in(&["cp", "-", "cc:/tmp"], Some(&tar)).failed();
+        assert!(out.stderr.contains("refusing tar entry"), "{out}");
+    }
+    assert!(!d.dir.join("pwned").exists());
+    assert!(!Path::new("/tmp/pwned-by-strato-test").exists());
+
+    // Stopped: both ways, and the files are there when it runs again.
+    d.docker(&["stop", "-t", "0", "cc"]).ok();
+    d.docker(&["cp", &h("f.txt"), "cc:/stopped.txt"]).ok();
+    d.docker(&["cp", "cc:/made", &h("made2")]).ok();
+    assert_eq!(
+        fs::read_to_string(host.join("made2")).unwrap(),
+        "made-inside\n"
+    );
+    d.docker(&["start", "cc"]).ok();
+    let out = d.docker(&["exec", "cc", "cat", "/stopped.txt"]).ok();
+    assert_eq!(out.stdout, "file\n");
+    // A never-started container: into its volume, seen by another one.
+    d.docker(&["volume", "create", "cpv"]).ok();
+    d.docker(&[
+        "create",
+        "--name",
+        "fresh",
+        "-v",
+        "cpv:/data",
+        "busybox",
+        "true",
+    ])
+    .ok();
+    d.docker(&["cp", &h("f.txt"), "fresh:/data/"]).ok();
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "cpv:/data",
+            "busybox",
+            "cat",
+            "/data/f.txt",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "file\n");
+    // Nothing stays mounted for the copies of stopped containers.
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&format!("{}/cp/", d.exec_root.display())));
+}
+
+#[test]
+fn user_network_names_connect_disconnect_and_daemon_restart() {
+    let mut d = Daemon::start("daemon-dns");
+    d.load_busybox();
+    let net = format!("dn{}", std::process::id() % 100_000);
+    d.docker(&["network", "create", &net]).ok();
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "sleep", "600"]);
+        d.docker(&args).ok();
+    };
+    run("web", &["--network", &net, "--network-alias", "www"]);
+    run("cli", &["--network", &net]);
+    let ip_of = |c: &str, n: &str| {
+        let f = format!("{{{{(index .NetworkSettings.Networks \"{n}\").IPAddress}}}}");
+        d.docker(&["inspect", "-f", &f, c])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    let web_ip = ip_of("web", &net);
+    let out = d.docker(&["exec", "cli", "nslookup", "web"]).ok();
+    assert!(out.stdout.contains(&web_ip), "{out}");
+    d.docker(&["exec", "cli", "ping", "-c1", "-W3", "www"]).ok();
+    // A container started later is found, and finds the others.
+    run("late", &["--network", &net]);
+    d.docker(&["exec", "web", "ping", "-c1", "-W3", "late"])
+        .ok();
+    d.docker(&["exec", "late", "ping", "-c1", "-W3", "cli"])
+        .ok();
+    // A renamed container answers to its new name.
+    d.docker(&["rename", "late", "later"]).ok();
+    d.docker(&["exec", "web", "ping", "-c1", "-W3", "later"])
+        .ok();
+    // The default bridge does not resolve names, as in Docker.
+    run("b1", &[]);
+    run("b2", &[]);
+    let out = d
+        .docker(&["exec", "b1", "ping", "-c1", "-W1", "b2"])
+        .failed();
+    assert!(out.stderr.contains("bad address"), "{out}");
+    // connect: a second interface, both networks in inspect, names both ways.
+    d.docker(&["network", "connect", "--alias", "bee", &net, "b1"])
+        .ok();
+    let nets = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            "b1",
+        ])
+        .ok();
+    assert_eq!(nets.stdout.trim(), format!("bridge {net}"));
+    let b1_ip = ip_of("b1", &net);
+    let out = d
+        .docker(&["exec", "b1", "ip", "-4", "addr", "show", "eth1"])
+        .ok();
+    assert!(out.stdout.contains(&b1_ip), "{out}");
+    d.docker(&["exec", "b1", "ping", "-c1", "-W3", "web"]).ok();
+    let out = d.docker(&["exec", "cli", "nslookup", "bee"]).ok();
+    assert!(out.stdout.contains(&b1_ip), "{out}");
+    let members = d
+        .docker(&["network", "inspect", "-f", "{{len .Containers}}", &net])
+        .ok();
+    assert_eq!(members.stdout.trim(), "4");
+    d.docker(&["network", "connect", &net, "b1"]).failed();
+    // disconnect: gone from the container, inspect and the names.
+    d.docker(&["network", "disconnect", &net, "b1"]).ok();
+    d.docker(&["exec", "b1", "ip", "link", "show", "eth1"])
+        .failed();
+    let nets = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            "b1",
+        ])
+        .ok();
+    assert_eq!(nets.stdout.trim(), "bridge");
+    d.docker(&["exec", "cli", "nslookup", "bee"]).failed();
+    // A restarted daemon answers for the containers it re-adopts.
+    d.kill9_and_restart();
+    let out = d.docker(&["exec", "cli", "nslookup", "web"]);
+    assert!(out.stdout.contains(&web_ip), "{out}\n{}", d.log());
+    d.docker(&["rm", "-f", "web", "cli", "later", "b1", "b2"])
+        .ok();
+    d.docker(&["network", "rm", &net]).ok();
+}
+
+#[test]
+fn bridge_peers_restart_policies_and_hostile_imports() {
+    let d = Daemon::start("daemon-peers");
+    d.load_busybox();
+    // Two containers over the default bridge: HTTP from one to the other.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /www; echo peer-ok > /www/i; exec httpd -f -p 8080 -h /www",
+    ])
+    .ok();
+    let ip = d
+        .docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "srv"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let script = format!(
+        "for i in $(seq 100); do wget -qO- http://{ip}:8080/i && exit 0; sleep 0.1; done; exit 1"
+    );
+    let out = d
+        .docker(&["run", "--rm", "busybox", "sh", "-c", &script])
+        .ok();
+    assert_eq!(out.stdout, "peer-ok\n");
+    // on-failure:2 restarts twice, then stays exited with the code.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "twice",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 3",
+    ])
+    .ok();
+    eventually("on-failure:2 gives up", || {
+        let s = d
+            .docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+                "twice",
+            ])
+            .ok();
+        s.stdout.trim() == "exited 2 3"
+    });
+    // always: restarted again and again, also after a clean exit.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "always",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.1; exit 0",
+    ])
+    .ok();
+    eventually("always restarts", || {
+        let n = d
+            .docker(&["inspect", "-f", "{{.RestartCount}}", "always"])
+            .ok();
+        n.stdout.trim().parse::<u32>().unwrap_or(0) >= 3
+    });
+    d.docker(&["rm", "-f", "srv", "twice", "always"]).ok();
+    // Hostile image tars: refused, no image, the host untouched.
+    for tar in [hostile_tar(Some(&d.dir)), hostile_tar(None)] {
+        let out = d
+            .docker_in(&["import", "-", "hostile:1"], Some(&tar))
+            .failed();
+        assert!(out.stderr.contains("refusing"), "{out}");
+    }
+    assert!(!d.dir.join("pwned").exists());
+    assert!(!Path::new("/tmp/pwned-by-strato-test").exists());
+    let images = d.docker(&["images", "--format", "{{.Repository}}"]).ok();
+    assert_eq!(images.stdout.trim(), "busybox");
+}

@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::convert;
 use crate::distribution::{Distribution, Notify};
+use crate::copy;
 use crate::engine::{Engine, EngineError, EngineEvent, NetworkMode, Record};
 use crate::hostinfo;
 use crate::streams::{channel_stream, BodyReader, BodyWriter, LogTail, Want};
@@ -1464,34 +1465,74 @@ impl Backend for EngineBackend {
         Ok(channel_stream(out))
     }
 
-    async fn container_archive_stat(&self, id: &str, _path: &str) -> Result<PathStat, ApiError> {
-        self.rec(id)?;
-        Err(ApiError::not_implemented(
-            "copying files to and from containers (docker cp) is not implemented yet",
-        ))
+    async fn container_archive_stat(&self, id: &str, path: &str) -> Result<PathStat, ApiError> {
+        let (src, name) = copy::RootSource::of(&self.engine, &self.rec(id)?);
+        let path = path.to_string();
+        copy::spawn(src, move |root| copy::stat(root, &path, &name))
+            .await
+            .map_err(|_| ApiError::internal("the copy thread ended early"))?
+            .map_err(ApiError::from)
     }
 
     async fn container_archive_get(
         &self,
         id: &str,
-        _path: &str,
+        path: &str,
     ) -> Result<(PathStat, ByteStream), ApiError> {
-        self.rec(id)?;
-        Err(ApiError::not_implemented(
-            "copying files out of containers (docker cp) is not implemented yet",
-        ))
+        let (src, name) = copy::RootSource::of(&self.engine, &self.rec(id)?);
+        let path = path.to_string();
+        let (stat_tx, stat_rx) = tokio::sync::oneshot::channel();
+        let (mut w, stream) = BodyWriter::new();
+        let done = copy::spawn(src, move |root| {
+            let res = copy::archive(root, &path, &name, stat_tx, &mut w);
+            if let Err(e) = &res {
+                w.fail(std::io::Error::other(e.to_string()));
+            }
+            res
+        });
+        match stat_rx.await {
+            Ok(stat) => Ok((stat, stream)),
+            // No stat: the path or the root could not be opened.
+            Err(_) => Err(match done.await {
+                Ok(Err(e)) => e.into(),
+                _ => ApiError::internal("the copy thread ended early"),
+            }),
+        }
     }
 
     async fn container_archive_put(
         &self,
         id: &str,
-        _opts: ArchivePutOptions,
-        _body: ByteStream,
+        opts: ArchivePutOptions,
+        body: ByteStream,
     ) -> Result<(), ApiError> {
-        self.rec(id)?;
-        Err(ApiError::not_implemented(
-            "copying files into containers (docker cp) is not implemented yet",
-        ))
+        let r = self.rec(id)?;
+        let (src, name) = copy::RootSource::of(&self.engine, &r);
+        // copyUIDGID: entries belong to the container's user, as in Docker;
+        // otherwise they keep the tar's ids.
+        let user = if r.config.user.is_empty() {
+            r.image_defaults.user.clone()
+        } else {
+            r.config.user.clone()
+        };
+        let chown_to = (opts.copy_uid_gid && !user.is_empty()).then_some(user);
+        let mut put = copy::PutOptions {
+            path: opts.path.clone(),
+            no_overwrite_dir_non_dir: opts.no_overwrite_dir_non_dir,
+            chown: None,
+        };
+        let reader = BodyReader::spawn(body);
+        copy::spawn(src, move |root| {
+            if let Some(user) = chown_to {
+                let u = crate::users::resolve(root.path(), &user, &[])
+                    .map_err(copy::CopyError::Invalid)?;
+                put.chown = Some((u.uid, u.gid));
+            }
+            copy::extract(root, &put, &name, reader)
+        })
+        .await
+        .map_err(|_| ApiError::internal("the copy thread ended early"))?
+        .map_err(ApiError::from)
     }
 
     async fn containers_prune(&self, filters: Filters) -> Result<ContainersPruneReport, ApiError> {
@@ -2163,7 +2204,7 @@ impl Backend for EngineBackend {
             .engine
             .records()
             .into_iter()
-            .filter(|r| r.network.name() == n.name)
+            .filter(|r| r.network_names().contains(&n.name))
             .map(|r| r.name)
             .collect();
         if !users.is_empty() {
@@ -2187,6 +2228,7 @@ impl Backend for EngineBackend {
                 }
                 other => ApiError::internal(other.to_string()),
             })?;
+        self.engine.stop_dns(&n.name);
         self.emit(
             "network",
             "destroy",
@@ -2197,11 +2239,34 @@ impl Backend for EngineBackend {
     }
 
     async fn network_connect(&self, id: &str, req: NetworkConnectRequest) -> Result<(), ApiError> {
-        self.find_network(id).await?;
-        self.rec(&req.container)?;
-        Err(ApiError::not_implemented(
-            "connecting a container to another network is not implemented yet: create it with --network NAME",
-        ))
+        let n = self.find_network(id).await?;
+        let r = self.rec(&req.container)?;
+        let cfg = req.endpoint_config.unwrap_or_default();
+        let aliases = cfg.aliases.unwrap_or_default();
+        for a in &aliases {
+            strato_network::files::validate_hostname(a).map_err(|_| {
+                ApiError::bad_parameter(format!(
+                    "invalid network alias {a:?}: use letters, digits, '-', '_' and '.'"
+                ))
+            })?;
+        }
+        let ip = match cfg.ipam_config.map(|c| c.ipv4_address).unwrap_or_default() {
+            s if s.is_empty() => None,
+            s => Some(s.parse().map_err(|_| {
+                ApiError::bad_parameter(format!("invalid IPv4 address {s:?} for --ip"))
+            })?),
+        };
+        self.engine
+            .connect(&r.id, &n.name, aliases, ip)
+            .await
+            .map_err(api_err)?;
+        self.emit(
+            "network",
+            "connect",
+            &n.id,
+            &[("container", &r.id), ("name", &n.name), ("type", "bridge")],
+        );
+        Ok(())
     }
 
     async fn network_disconnect(
@@ -2209,18 +2274,26 @@ impl Backend for EngineBackend {
         id: &str,
         req: NetworkDisconnectRequest,
     ) -> Result<(), ApiError> {
-        self.find_network(id).await?;
-        self.rec(&req.container)?;
-        Err(ApiError::not_implemented(
-            "disconnecting a container from a network is not implemented yet",
-        ))
+        let n = self.find_network(id).await?;
+        let r = self.rec(&req.container)?;
+        self.engine
+            .disconnect(&r.id, &n.name)
+            .await
+            .map_err(api_err)?;
+        self.emit(
+            "network",
+            "disconnect",
+            &n.id,
+            &[("container", &r.id), ("name", &n.name), ("type", "bridge")],
+        );
+        Ok(())
     }
 
     async fn networks_prune(&self, _filters: Filters) -> Result<NetworksPruneReport, ApiError> {
         let mut deleted = Vec::new();
         let records = self.engine.records();
         for n in self.engine.network().list().await {
-            if !n.user_defined || records.iter().any(|r| r.network.name() == n.name) {
+            if !n.user_defined || records.iter().any(|r| r.network_names().contains(&n.name)) {
                 continue;
             }
             if self.engine.network().remove(&n.name).await.is_ok() {

@@ -331,6 +331,21 @@ pub fn create_request(
             network.name()
         )));
     }
+    // `--network-alias`: the aliases given for the container's network.
+    let aliases = body
+        .networking_config
+        .endpoints_config
+        .get(network.name())
+        .or_else(|| body.networking_config.endpoints_config.values().next())
+        .and_then(|e| e.aliases.clone())
+        .unwrap_or_default();
+    for a in &aliases {
+        strato_network::files::validate_hostname(a).map_err(|_| {
+            ApiError::bad_parameter(format!(
+                "invalid network alias {a:?}: use letters, digits, '-', '_' and '.'"
+            ))
+        })?;
+    }
     let raw = serde_json::to_value(body).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
         CreateRequest {
@@ -341,6 +356,7 @@ pub fn create_request(
             auto_remove: h.auto_remove,
             network: Some(network),
             ports,
+            aliases,
             raw,
         },
         volumes,
@@ -494,6 +510,31 @@ pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::
                 },
             );
         }
+    }
+    if let Some(first) = m.values_mut().next() {
+        if !r.aliases.is_empty() {
+            first.aliases = Some(r.aliases.clone());
+        }
+    }
+    // Networks connected after create; addresses while running.
+    for extra in &r.extra_networks {
+        let ep = r.extra_endpoints.iter().find(|e| e.network == extra.name);
+        let mut s = api::EndpointSettings {
+            network_id: crate::backend::network_id(&extra.name),
+            aliases: (!extra.aliases.is_empty()).then(|| extra.aliases.clone()),
+            ..Default::default()
+        };
+        if let Some(ep) = ep {
+            s.endpoint_id = strato_image::Digest::of(format!("{}/{}", ep.network, r.id).as_bytes())
+                .hex()
+                .to_string();
+            s.gateway = ep.gateway.to_string();
+            s.ip_address = ep.ip.to_string();
+            s.ip_prefix_len = i64::from(ep.prefix);
+            s.mac_address = ep.mac.clone();
+            s.dns_names = Some(ep.names.clone());
+        }
+        m.insert(extra.name.clone(), s);
     }
     m
 }

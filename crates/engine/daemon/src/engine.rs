@@ -111,8 +111,20 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     pub network: Option<NetworkMode>,
     pub ports: Vec<PortMapping>,
+    /// `--network-alias`: more names on the container's first network.
+    pub aliases: Vec<String>,
     /// The request body as received (`Config` plus `HostConfig`), shown back by inspect.
     pub raw: serde_json::Value,
+}
+
+/// A network a container was connected to after create (`docker network
+/// connect`), kept across restarts as Docker does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraNetwork {
+    pub name: String,
+    pub aliases: Vec<String>,
+    /// A fixed address (`--ip`), else the next free one.
+    pub ip: Option<std::net::Ipv4Addr>,
 }
 
 /// A container as the engine remembers it.
@@ -133,6 +145,35 @@ pub struct Record {
     pub endpoint: Option<Endpoint>,
     /// The latest status from the supervisor; `None` until first started.
     pub status: Option<ContainerStatus>,
+    /// `--network-alias` names on the first network.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Networks connected after create.
+    #[serde(default)]
+    pub extra_networks: Vec<ExtraNetwork>,
+    /// Their endpoints while the container runs.
+    #[serde(default)]
+    pub extra_endpoints: Vec<Endpoint>,
+}
+
+impl Record {
+    /// Every network the container is on (its first one, then connected ones).
+    pub fn network_names(&self) -> Vec<String> {
+        let mut v = vec![self.network.name().to_string()];
+        v.extend(self.extra_networks.iter().map(|n| n.name.clone()));
+        v
+    }
+
+    /// Its names on a network: name, hostname, then aliases.
+    fn dns_names(&self, aliases: &[String]) -> Vec<String> {
+        let mut v = vec![self.name.clone(), self.config.hostname.clone()];
+        for a in aliases {
+            if !v.contains(a) {
+                v.push(a.clone());
+            }
+        }
+        v
+    }
 }
 
 /// Something that happened to a container (for `/events` and `wait`).
@@ -152,6 +193,10 @@ pub struct Engine {
     net: NetworkManager,
     records: Mutex<BTreeMap<String, Record>>,
     events: broadcast::Sender<EngineEvent>,
+    /// The embedded name server of user-defined networks.
+    dns: crate::dns::Dns,
+    /// Ourselves, for tasks that must not keep the engine alive.
+    me: std::sync::OnceLock<std::sync::Weak<Engine>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -186,12 +231,40 @@ impl Engine {
             net,
             records: Mutex::new(BTreeMap::new()),
             events,
+            dns: crate::dns::Dns::default(),
+            me: std::sync::OnceLock::new(),
         });
+        let _ = engine.me.set(Arc::downgrade(&engine));
+        // Re-adopted containers keep resolving each other's names.
+        for n in engine.net.list().await {
+            engine.serve_dns(&n).await;
+        }
         engine.load_records();
         engine.ensure_supervisor().await?;
         engine.follow_supervisor();
         engine.sync_statuses().await;
         Ok(engine)
+    }
+
+    /// Answers DNS for the containers of `network` if it is user-defined
+    /// (see [`crate::dns`]).
+    pub async fn serve_dns(&self, network: &strato_network::Network) {
+        if network.user_defined {
+            let me = self.me.get().cloned().unwrap_or_default();
+            self.dns.ensure(me, network).await;
+        }
+    }
+
+    /// Stops answering DNS for a removed network (its address may come back
+    /// as another network's gateway).
+    pub fn stop_dns(&self, network: &str) {
+        self.dns.forget(network);
+    }
+
+    async fn serve_dns_for(&self, name: &str) {
+        if let Ok(n) = self.net.get(name).await {
+            self.serve_dns(&n).await;
+        }
     }
 
     pub fn images(&self) -> &ImageStore {
@@ -340,16 +413,33 @@ impl Engine {
     }
 
     /// A thread follows the supervisor's events and reflects them here.
+    ///
+    /// Reading and handling are two threads joined by an unbounded queue:
+    /// handling an event asks the supervisor things, and the supervisor
+    /// (single-threaded) blocks while its event socket is full, so a reader
+    /// that handled events itself would deadlock both under a burst (500
+    /// `rm -f` at once did).
     fn follow_supervisor(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let root = self.sup_root();
         let handle = tokio::runtime::Handle::current();
+        let (tx, rx) = std::sync::mpsc::channel::<strato_supervisor::Event>();
+        let handler = weak.clone();
+        std::thread::spawn(move || {
+            for ev in rx {
+                let Some(engine) = handler.upgrade() else {
+                    return;
+                };
+                handle.block_on(engine.on_event(ev));
+            }
+        });
         std::thread::spawn(move || loop {
             let events = Client::connect(&root).ok().and_then(|c| c.events().ok());
             if let Some(events) = events {
                 for ev in events.flatten() {
-                    let Some(engine) = weak.upgrade() else { return };
-                    handle.block_on(engine.on_event(ev));
+                    if weak.strong_count() == 0 || tx.send(ev).is_err() {
+                        return;
+                    }
                 }
             }
             if weak.upgrade().is_none() {
@@ -537,6 +627,9 @@ impl Engine {
             raw: req.raw,
             endpoint: None,
             status: None,
+            aliases: req.aliases,
+            extra_networks: Vec::new(),
+            extra_endpoints: Vec::new(),
         };
         {
             let mut recs = self.records.lock().expect("records lock");
@@ -627,12 +720,17 @@ impl Engine {
                 };
                 let mut req =
                     AttachRequest::new(&network, &id, strato_network::Netns::Path(ns.clone()));
-                req.names = vec![r.name.clone(), cfg.hostname.clone()];
+                req.names = r.dns_names(&r.aliases);
                 req.ports = r.ports.clone();
                 let ep = self.net.attach(req).await.map_err(|e| match e {
                     strato_network::Error::PortInUse { .. } => EngineError::Conflict(e.to_string()),
                     other => EngineError::Internal(other.to_string()),
                 })?;
+                // Recorded at once, so a failure below releases it.
+                r.endpoint = Some(ep);
+                r.extra_endpoints.clear();
+                self.set_endpoints(r);
+                self.serve_dns_for(&network).await;
                 let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
                 let files = self
                     .net
@@ -650,7 +748,17 @@ impl Engine {
                         .push((p.display().to_string(), format!("/etc/{name}")));
                 }
                 cfg.netns = Some(ns.display().to_string());
-                r.endpoint = Some(ep);
+                for extra in r.extra_networks.clone() {
+                    let ep = self.attach_extra(r, &extra).await?;
+                    r.extra_endpoints.push(ep);
+                    self.set_endpoints(r);
+                }
+                if !r.extra_endpoints.is_empty() {
+                    self.rewrite_hosts(r);
+                }
+                for extra in &r.extra_networks {
+                    self.use_embedded_dns(r, &extra.name).await;
+                }
             }
         }
         if !matches!(r.network, NetworkMode::Bridge(_)) {
@@ -688,6 +796,7 @@ impl Engine {
             let mut recs = self.records.lock().expect("records lock");
             if let Some(rec) = recs.get_mut(&id) {
                 rec.endpoint = r.endpoint.clone();
+                rec.extra_endpoints = r.extra_endpoints.clone();
             }
         }
         let status = self.refresh(&id).await;
@@ -702,7 +811,7 @@ impl Engine {
     async fn release(&self, id: &str) {
         let rec = self.records.lock().expect("records lock").get(id).cloned();
         if let Some(r) = &rec {
-            if let Some(ep) = &r.endpoint {
+            for ep in r.endpoint.iter().chain(&r.extra_endpoints) {
                 if let Err(e) = self.net.detach(&ep.network, id).await {
                     tracing::warn!(id, error = %e, "detach network");
                 }
@@ -716,10 +825,190 @@ impl Engine {
         let mut recs = self.records.lock().expect("records lock");
         if let Some(r) = recs.get_mut(id) {
             r.endpoint = None;
+            r.extra_endpoints.clear();
             let r = r.clone();
             drop(recs);
             let _ = self.save(&r);
         }
+    }
+
+    fn set_endpoints(&self, r: &Record) {
+        let mut recs = self.records.lock().expect("records lock");
+        if let Some(rec) = recs.get_mut(&r.id) {
+            rec.endpoint = r.endpoint.clone();
+            rec.extra_endpoints = r.extra_endpoints.clone();
+        }
+    }
+
+    /// Attaches a running container's namespace to a connected network as
+    /// the next free `ethN`, without a default route.
+    async fn attach_extra(
+        &self,
+        r: &Record,
+        extra: &ExtraNetwork,
+    ) -> Result<Endpoint, EngineError> {
+        let taken: Vec<&str> = r
+            .endpoint
+            .iter()
+            .chain(&r.extra_endpoints)
+            .map(|e| e.ifname.as_str())
+            .collect();
+        let ifname = (1..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !taken.contains(&n.as_str()))
+            .expect("an unused interface name");
+        let mut req = AttachRequest::new(
+            &extra.name,
+            &r.id,
+            strato_network::Netns::Path(self.netns_path(&r.id)),
+        );
+        req.ifname = ifname;
+        req.names = r.dns_names(&extra.aliases);
+        req.ip = extra.ip;
+        req.default_route = false;
+        self.serve_dns_for(&extra.name).await;
+        self.net.attach(req).await.map_err(|e| match e {
+            strato_network::Error::NoSuchNetwork(_) => EngineError::Invalid(e.to_string()),
+            strato_network::Error::AlreadyAttached { .. } => EngineError::Conflict(e.to_string()),
+            other => EngineError::Internal(other.to_string()),
+        })
+    }
+
+    /// Rewrites a running container's /etc/hosts in place (it is
+    /// bind-mounted, so the file must keep its inode): its own line for
+    /// each connected network after the generated part.
+    fn rewrite_hosts(&self, r: &Record) {
+        let path = self.dir(&r.id).join("hosts");
+        let Ok(text) = fs::read_to_string(&path) else {
+            return;
+        };
+        const MARK: &str = "# connected networks\n";
+        let mut base = text.split(MARK).next().unwrap_or("").to_string();
+        if !r.extra_endpoints.is_empty() {
+            base.push_str(MARK);
+            for ep in &r.extra_endpoints {
+                base.push_str(&format!("{}\t{}\n", ep.ip, r.config.hostname));
+            }
+        }
+        if let Err(e) = fs::write(&path, base) {
+            tracing::warn!(id = %r.id, error = %e, "update /etc/hosts");
+        }
+    }
+
+    /// A container connected to a user-defined network asks that network's
+    /// name server from now on, unless it already asks one of ours (its
+    /// first network's). The file is rewritten in place: it is bind-mounted.
+    async fn use_embedded_dns(&self, r: &Record, network: &str) {
+        let Ok(n) = self.net.get(network).await else {
+            return;
+        };
+        if !n.user_defined {
+            return;
+        }
+        let path = self.dir(&r.id).join("resolv.conf");
+        let current = fs::read_to_string(&path).unwrap_or_default();
+        let mut ours = Vec::new();
+        for other in self.net.list().await.into_iter().filter(|o| o.user_defined) {
+            ours.push(format!("nameserver {}\n", other.gateway));
+        }
+        if ours.iter().any(|l| current.starts_with(l.as_str())) {
+            return;
+        }
+        let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let text = strato_network::files::resolv_conf_embedded(n.gateway, &host);
+        if let Err(e) = fs::write(&path, text) {
+            tracing::warn!(id = %r.id, error = %e, "update resolv.conf");
+        }
+    }
+
+    /// `docker network connect`: remembered for later starts, and wired now
+    /// if the container runs.
+    pub async fn connect(
+        &self,
+        name_or_id: &str,
+        network: &str,
+        aliases: Vec<String>,
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<(), EngineError> {
+        let mut r = self.record(name_or_id)?;
+        if !matches!(r.network, NetworkMode::Bridge(_)) {
+            return Err(EngineError::Invalid(format!(
+                "container {} uses --network {}: it cannot be connected to other networks",
+                r.name,
+                r.network.name()
+            )));
+        }
+        if r.network_names().iter().any(|n| n == network)
+            || (network == strato_network::DEFAULT_NETWORK && r.network.name() == "bridge")
+        {
+            return Err(EngineError::Conflict(format!(
+                "endpoint with name {} already exists in network {network}",
+                r.name
+            )));
+        }
+        let extra = ExtraNetwork {
+            name: network.to_string(),
+            aliases,
+            ip,
+        };
+        let running = r.endpoint.is_some()
+            && r.status
+                .as_ref()
+                .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused));
+        if running {
+            let ep = self.attach_extra(&r, &extra).await?;
+            r.extra_endpoints.push(ep);
+        }
+        r.extra_networks.push(extra);
+        {
+            let mut recs = self.records.lock().expect("records lock");
+            if let Some(rec) = recs.get_mut(&r.id) {
+                rec.extra_networks = r.extra_networks.clone();
+                rec.extra_endpoints = r.extra_endpoints.clone();
+            }
+        }
+        self.save(&r)?;
+        if running {
+            self.rewrite_hosts(&r);
+            self.use_embedded_dns(&r, network).await;
+        }
+        Ok(())
+    }
+
+    /// `docker network disconnect` from a network connected after create.
+    pub async fn disconnect(&self, name_or_id: &str, network: &str) -> Result<(), EngineError> {
+        let mut r = self.record(name_or_id)?;
+        let Some(pos) = r.extra_networks.iter().position(|n| n.name == network) else {
+            if r.network.name() == network
+                || (network == strato_network::DEFAULT_NETWORK && r.network.name() == "bridge")
+            {
+                return Err(EngineError::Invalid(format!(
+                    "container {} was created on network {network}; disconnecting it from its first network is not supported: recreate it with --network NAME",
+                    r.name
+                )));
+            }
+            return Err(EngineError::Invalid(format!(
+                "container {} is not connected to network {network}",
+                r.name
+            )));
+        };
+        r.extra_networks.remove(pos);
+        if let Some(i) = r.extra_endpoints.iter().position(|e| e.network == network) {
+            let ep = r.extra_endpoints.remove(i);
+            self.net
+                .detach(&ep.network, &r.id)
+                .await
+                .map_err(internal)?;
+            self.rewrite_hosts(&r);
+        }
+        {
+            let mut recs = self.records.lock().expect("records lock");
+            if let Some(rec) = recs.get_mut(&r.id) {
+                rec.extra_networks = r.extra_networks.clone();
+                rec.extra_endpoints = r.extra_endpoints.clone();
+            }
+        }
+        self.save(&r)
     }
 
     /// `docker kill`.

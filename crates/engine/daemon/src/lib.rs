@@ -10,6 +10,8 @@
 pub mod backend;
 pub mod convert;
 pub mod distribution;
+pub mod copy;
+pub mod dns;
 pub mod engine;
 pub mod hostinfo;
 pub mod ids;

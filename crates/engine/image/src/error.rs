@@ -73,7 +73,7 @@ pub enum Error {
     Ambiguous(String),
     /// An entry of a layer tar is refused because unpacking it could touch
     /// something outside the layer or create something dangerous.
-    #[error("refusing layer entry {entry:?}: {reason}")]
+    #[error("refusing tar entry {entry:?}: {reason}")]
     UnsafeEntry {
         /// The entry's path as written in the tar.
         entry: String,
@@ -81,7 +81,7 @@ pub enum Error {
         reason: String,
     },
     /// Unpacking a layer entry failed for an OS reason.
-    #[error("unpacking layer entry {entry:?}: {source}")]
+    #[error("unpacking tar entry {entry:?}: {source}")]
     Unpack {
         /// The entry's path as written in the tar.
         entry: String,

@@ -16,6 +16,10 @@
 //! Whiteouts are converted to overlayfs's form: `.wh.NAME` becomes a 0:0
 //! character device `NAME`, and `.wh..wh..opq` sets
 //! `trusted.overlay.opaque=y` on its directory.
+//!
+//! [`unpack_at`] is the same unpacker for tars copied into a container
+//! (`docker cp`): the same refusals, no whiteout conversion, and Docker's
+//! ownership and overwrite options ([`UnpackOptions`]).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -80,7 +84,7 @@ fn components<'a>(entry: &str, path: &'a [u8], what: &str) -> Result<Vec<&'a str
             "" | "." => {}
             ".." => {
                 return Err(unsafe_entry(format!(
-                    "{what} has a '..' component and could escape the layer"
+                    "{what} has a '..' component and could escape the destination"
                 )))
             }
             c => out.push(c),
@@ -91,6 +95,29 @@ fn components<'a>(entry: &str, path: &'a [u8], what: &str) -> Result<Vec<&'a str
 
 fn errno(e: Errno) -> io::Error {
     io::Error::from(e)
+}
+
+/// How [`unpack_at`] writes entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnpackOptions {
+    /// Image layers: `.wh.` names become overlayfs whiteouts. Otherwise they
+    /// are ordinary names.
+    pub whiteouts: bool,
+    /// Every entry gets this uid and gid instead of the tar's.
+    pub chown: Option<(u32, u32)>,
+    /// Refuse to replace a directory with a non-directory or the reverse
+    /// (Docker's `noOverwriteDirNonDir`); otherwise the old entry goes.
+    pub no_overwrite_dir_non_dir: bool,
+}
+
+impl UnpackOptions {
+    /// The options of image layers.
+    pub fn layer() -> Self {
+        UnpackOptions {
+            whiteouts: true,
+            ..Default::default()
+        }
+    }
 }
 
 /// Unpacks the tar stream `tar` into the existing, empty directory `root`.
@@ -108,6 +135,18 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
         path: root.to_owned(),
         source: errno(e),
     })?;
+    unpack_at(tar, &root_fd, &UnpackOptions::layer())
+}
+
+/// Unpacks the tar stream `tar` below the directory `root_fd` with `opts`;
+/// no entry can leave it (see the module documentation). Returns the total
+/// size of the regular files written. On error, entries before the refused
+/// one stay written.
+pub fn unpack_at(tar: impl Read, root_fd: &OwnedFd, opts: &UnpackOptions) -> Result<u64> {
+    let root_fd = root_fd.try_clone().map_err(|source| Error::Unpack {
+        entry: ".".into(),
+        source,
+    })?;
     let mut archive = tar::Archive::new(tar);
     let mut size = 0u64;
     // Directory mtimes are set last: creating children changes them.
@@ -124,7 +163,7 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
             // The layer's root directory ("./"): its metadata goes to the
             // snapshot root, like Docker's.
             if kind == tar::EntryType::Directory {
-                root_metadata(&root_fd, &header, &display)?;
+                root_metadata(&root_fd, &header, &display, opts.chown)?;
                 dir_times.push((
                     Vec::new(),
                     i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(0),
@@ -150,11 +189,17 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
             .ok()
             .and_then(|g| u32::try_from(g).ok())
             .ok_or_else(|| unsafe_entry("its gid is not a valid 32-bit id"))?;
+        let (uid, gid) = opts.chown.unwrap_or((uid, gid));
         let mode = Mode::from_bits_truncate(header.mode().map_err(at)? & 0o7777);
         let mtime = i64::try_from(header.mtime().unwrap_or(0)).unwrap_or(0);
         let xattrs = xattrs(&mut entry).map_err(at)?;
 
-        match whiteout(name) {
+        let class = if opts.whiteouts {
+            whiteout(name)
+        } else {
+            Whiteout::None
+        };
+        match class {
             Whiteout::Meta => continue,
             Whiteout::Opaque => {
                 parent_cache = None;
@@ -208,6 +253,9 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
             },
         };
         let owner = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+        if opts.no_overwrite_dir_non_dir {
+            check_overwrite(dir, name, kind == tar::EntryType::Directory, &display)?;
+        }
         match kind {
             tar::EntryType::Directory => {
                 match rustix::fs::statat(dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
@@ -345,7 +393,36 @@ pub fn unpack(tar: impl Read, root: &Path) -> Result<u64> {
     Ok(size)
 }
 
-fn root_metadata(root: &OwnedFd, header: &tar::Header, entry: &str) -> Result<()> {
+/// Docker's `noOverwriteDirNonDir`: an existing directory is not replaced
+/// by a non-directory, nor an existing non-directory by a directory.
+fn check_overwrite(dir: &OwnedFd, name: &str, is_dir: bool, entry: &str) -> Result<()> {
+    let existing = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => FileType::from_raw_mode(st.st_mode) == FileType::Directory,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => {
+            return Err(Error::Unpack {
+                entry: entry.to_owned(),
+                source: errno(e),
+            })
+        }
+    };
+    let reason = match (existing, is_dir) {
+        (true, false) => "it would replace a directory with a non-directory",
+        (false, true) => "it would replace a non-directory with a directory",
+        _ => return Ok(()),
+    };
+    Err(Error::UnsafeEntry {
+        entry: entry.to_owned(),
+        reason: format!("{reason} (copy without noOverwriteDirNonDir to replace it)"),
+    })
+}
+
+fn root_metadata(
+    root: &OwnedFd,
+    header: &tar::Header,
+    entry: &str,
+    chown: Option<(u32, u32)>,
+) -> Result<()> {
     let at = |source: io::Error| Error::Unpack {
         entry: entry.to_owned(),
         source,
@@ -359,6 +436,7 @@ fn root_metadata(root: &OwnedFd, header: &tar::Header, entry: &str) -> Result<()
             })
     };
     let (uid, gid) = (id(header.uid())?, id(header.gid())?);
+    let (uid, gid) = chown.unwrap_or((uid, gid));
     rustix::fs::fchown(root, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
         .map_err(|e| at(errno(e)))?;
     let mode = Mode::from_bits_truncate(header.mode().map_err(at)? & 0o7777);
@@ -421,7 +499,7 @@ fn dir_error(dir: &OwnedFd, comps: &[&str], i: usize, entry: &str, e: Errno) -> 
         Error::UnsafeEntry {
             entry: entry.to_owned(),
             reason: format!(
-                "its path goes through the symlink {prefix:?}; writing through symlinks could escape the layer"
+                "its path goes through the symlink {prefix:?}; writing through symlinks could escape the destination"
             ),
         }
     } else if e == Errno::NOTDIR {
@@ -477,6 +555,61 @@ mod tests {
         assert_eq!(whiteout(".wh..wh.plnk"), Whiteout::Meta);
         assert_eq!(whiteout("foo.wh."), Whiteout::None);
         assert_eq!(whiteout("wh.foo"), Whiteout::None);
+    }
+
+    #[test]
+    fn copy_options_keep_names_set_owners_and_guard_overwrites() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("f"), "old").unwrap();
+        let fd = rustix::fs::open(
+            dir.path(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let tar_of = |entries: &[(&str, bool)]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, is_dir) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(if *is_dir {
+                    tar::EntryType::Directory
+                } else {
+                    tar::EntryType::Regular
+                });
+                h.set_mode(0o644);
+                h.set_uid(7);
+                h.set_gid(8);
+                h.set_size(if *is_dir { 0 } else { 3 });
+                let data: &[u8] = if *is_dir { b"" } else { b"new" };
+                b.append_data(&mut h, name, data).unwrap();
+            }
+            b.into_inner().unwrap()
+        };
+        let opts = UnpackOptions {
+            whiteouts: false,
+            chown: Some((1, 2)),
+            no_overwrite_dir_non_dir: true,
+        };
+        unpack_at(&tar_of(&[(".wh.x", false)])[..], &fd, &opts).unwrap();
+        let md = std::fs::metadata(dir.path().join(".wh.x")).unwrap();
+        assert!(md.is_file());
+        assert_eq!((md.uid(), md.gid()), (1, 2));
+        for bad in [("d", false), ("f", true)] {
+            let e = unpack_at(&tar_of(&[bad])[..], &fd, &opts).unwrap_err();
+            assert!(matches!(e, Error::UnsafeEntry { .. }), "{e}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("f")).unwrap(),
+            "old"
+        );
+        // Without the guard, the tar's entry replaces the old one.
+        let opts = UnpackOptions::default();
+        unpack_at(&tar_of(&[("f", true)])[..], &fd, &opts).unwrap();
+        let md = std::fs::metadata(dir.path().join("f")).unwrap();
+        assert!(md.is_dir());
+        assert_eq!((md.uid(), md.gid()), (7, 8));
     }
 
     #[test]

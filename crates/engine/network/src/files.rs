@@ -115,6 +115,22 @@ pub fn resolv_conf(host: &str) -> String {
     out
 }
 
+/// `/etc/resolv.conf` of a container on a user-defined network: the
+/// network's embedded name server at `dns` (which forwards other names to
+/// the host's resolvers), the host's `search` and `options` lines, and
+/// `ndots:0` so single-label container names are asked as they are first.
+pub fn resolv_conf_embedded(dns: Ipv4Addr, host: &str) -> String {
+    let mut out = format!("nameserver {dns}\n");
+    for line in resolv_conf(host).lines() {
+        if !line.starts_with("nameserver") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str("options ndots:0\n");
+    out
+}
+
 /// The host's resolv.conf to start from: systemd-resolved's upstream list
 /// when the host's own points at its stub resolver.
 pub fn host_resolv_conf_path() -> &'static str {

@@ -63,6 +63,9 @@ pub struct Plug {
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
+    /// Route everything via `gateway` (the container's first network);
+    /// later networks only reach their own subnet.
+    pub default_route: bool,
 }
 
 /// The OS effects the network manager needs.
@@ -264,6 +267,9 @@ async fn configure_inside(handle: Handle, p: &Plug) -> Result<()> {
         .ok_or_else(|| Error::LinkNotFound(p.ifname.clone()))?;
     ensure_address(&handle, idx, &p.ifname, p.ip, p.prefix).await?;
     set_up(&handle, idx, &p.ifname).await?;
+    if !p.default_route {
+        return Ok(());
+    }
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(p.gateway)
         .output_interface(idx)
@@ -414,6 +420,20 @@ impl Host for LinuxHost {
                 }
             };
             ensure_address(&h, index, name, gateway, prefix).await?;
+            // A fixed MAC: a bridge with a kernel-chosen one takes the
+            // lowest of its ports' whenever a port comes or goes, and every
+            // container's ARP entry for the gateway then goes stale for
+            // seconds (DNS and egress through the gateway stall).
+            let mac = crate::manager::mac_for(gateway);
+            h.link()
+                .set(
+                    LinkUnspec::new_with_index(index)
+                        .address(mac.to_vec())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(nl(format!("setting the address of bridge {name:?}")))?;
             set_up(&h, index, name).await
         })
         .await
@@ -588,13 +608,14 @@ impl Host for Recorder {
 
     async fn plug(&self, p: &Plug) -> Result<()> {
         self.record(format!(
-            "plug {} {} {}:{} {}/{} via {}",
+            "plug {} {} {}:{} {}/{} {} {}",
             p.bridge,
             p.host_veth,
             p.netns.path().display(),
             p.ifname,
             p.ip,
             p.prefix,
+            if p.default_route { "via" } else { "gateway" },
             p.gateway
         ))?;
         self.links.lock().unwrap().insert(p.host_veth.clone());

@@ -80,6 +80,9 @@ pub struct AttachRequest {
     /// A fixed address, else the next free one.
     pub ip: Option<Ipv4Addr>,
     pub ports: Vec<PortMapping>,
+    /// Give the container its default route through this network (its
+    /// first one); networks connected later reach only their subnet.
+    pub default_route: bool,
 }
 
 impl AttachRequest {
@@ -93,6 +96,7 @@ impl AttachRequest {
             names: Vec::new(),
             ip: None,
             ports: Vec::new(),
+            default_route: true,
         }
     }
 }
@@ -441,6 +445,7 @@ impl<H: Host> NetworkManager<H> {
             ip,
             prefix: ep.prefix,
             gateway: network.gateway,
+            default_route: req.default_route,
         };
         let plugged = async {
             self.realise_network(&network).await?;
@@ -582,7 +587,11 @@ impl<H: Host> NetworkManager<H> {
         };
         Ok(ContainerFiles {
             hosts: files::hosts(&own, &peers)?,
-            resolv_conf: files::resolv_conf(host_resolv),
+            resolv_conf: if n.network.user_defined {
+                files::resolv_conf_embedded(n.network.gateway, host_resolv)
+            } else {
+                files::resolv_conf(host_resolv)
+            },
             hostname: files::hostname(hostname)?,
         })
     }
@@ -860,6 +869,11 @@ mod tests {
             f.hosts
         );
         assert_eq!(f.hostname, "web\n");
+        assert_eq!(f.resolv_conf, "nameserver 198.18.5.1\noptions ndots:0\n");
+        let f = m
+            .container_files("bridge", "c1", "web", "nameserver 127.0.0.53\n")
+            .await
+            .unwrap();
         assert_eq!(f.resolv_conf, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
         let f = m.container_files("bridge", "c1", "web", "").await.unwrap();
         assert!(!f.hosts.contains("\tx\n"), "{}", f.hosts);

@@ -10,6 +10,7 @@
 mod client;
 mod daemon;
 mod lb;
+mod paas;
 mod runtime;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,22 @@ enum Command {
     Daemon(Box<daemon::DaemonArgs>),
     /// The PaaS load balancer on its own, in front of fixed members.
     Lb(Box<lb::LbArgs>),
+    /// PaaS: cartridges (Stratos 4.1 JSON).
+    Cartridge(paas::DefArgs),
+    /// PaaS: cartridge groups.
+    Group(paas::DefArgs),
+    /// PaaS: autoscaling, deployment and application policies.
+    Policy(paas::PolicyArgs),
+    /// PaaS: network partitions.
+    NetworkPartition(paas::DefArgs),
+    /// PaaS: Kubernetes clusters (declared host capacity).
+    KubernetesCluster(paas::DefArgs),
+    /// PaaS: applications: add, deploy, undeploy, runtime, watch.
+    Application(paas::AppArgs),
+    /// PaaS: members of deployed applications.
+    Member(paas::MemberArgs),
+    /// Start a daemon with the PaaS if none runs, build and deploy the sample application, print its URL.
+    Up(paas::UpArgs),
     /// The engine's container supervisor (started by the daemon; one per host).
     #[command(hide = true)]
     Supervisor {
@@ -56,6 +73,18 @@ fn main() {
         Command::Daemon(args) => daemon::main(*args),
         Command::Lb(args) => lb::main(*args),
         Command::Supervisor { root } => supervisor(&root),
+        Command::Cartridge(a) => paas::definitions(strato_paas_model::Kind::Cartridge, a),
+        Command::Group(a) => paas::definitions(strato_paas_model::Kind::CartridgeGroup, a),
+        Command::Policy(a) => paas::policy(a),
+        Command::NetworkPartition(a) => {
+            paas::definitions(strato_paas_model::Kind::NetworkPartition, a)
+        }
+        Command::KubernetesCluster(a) => {
+            paas::definitions(strato_paas_model::Kind::KubernetesCluster, a)
+        }
+        Command::Application(a) => paas::application(a),
+        Command::Member(a) => paas::member(a),
+        Command::Up(a) => paas::up(cli.client.host.clone(), cli.client.token.clone(), a),
         Command::Client(verb) => {
             // SAFETY: as above; no code of ours runs in signal context.
             unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };

@@ -664,29 +664,12 @@ async fn build_sample_images(engine: &strato_client::Client) -> Result<()> {
                 }
             }
         };
-        let tar = sample::rootfs_tar(&busybox)?;
+        let tar = sample::image_archive(&busybox)?;
         let body: strato_client::ByteStream =
-            Box::pin(futures::stream::once(
-                async move { Ok(bytes::Bytes::from(tar)) },
-            ));
-        let (repo, tag) = sample::HTTP_IMAGE
-            .rsplit_once(':')
-            .unwrap_or((sample::HTTP_IMAGE, "latest"));
-        let p = engine
-            .image_import(
-                body,
-                &strato_client::types::ImportOptions {
-                    from_src: "-".into(),
-                    repo: repo.into(),
-                    tag: tag.into(),
-                    message: "strato sample cartridge".into(),
-                    changes: vec![sample::CMD_CHANGE.into()],
-                    platform: String::new(),
-                },
-            )
-            .await?;
+            Box::pin(futures::stream::once(async move { Ok(bytes::Bytes::from(tar)) }));
+        let p = engine.image_load(body, true).await?;
         strato_client::check_progress(p).await?;
-        println!("built image {}", sample::HTTP_IMAGE);
+        println!("built images {} and {}", sample::HTTP_IMAGE, sample::TCP_IMAGE);
     }
     if !have(sample::TCP_IMAGE).await {
         let (repo, tag) = sample::TCP_IMAGE

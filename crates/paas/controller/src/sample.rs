@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 pub const HTTP_IMAGE: &str = "strato/sample-http:1";
 pub const TCP_IMAGE: &str = "strato/sample-tcp:1";
 
-/// The `CMD` of the image (an import `changes` line).
-pub const CMD_CHANGE: &str = r#"CMD ["/bin/sh", "/strato/member.sh"]"#;
+/// The image's command.
+pub const CMD: [&str; 2] = ["/bin/sh", "/strato/member.sh"];
 
 const MEMBER_SH: &str = r#"#!/bin/sh
 # strato sample cartridge: serve a page naming this member on $PORT.
@@ -78,6 +78,8 @@ pub fn rootfs_tar(busybox: &Path) -> io::Result<Vec<u8>> {
         h.set_mode(mode);
         h.set_size(0);
         h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
         b.append_data(&mut h, path, io::empty())
     };
     let file = |b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]| {
@@ -86,6 +88,8 @@ pub fn rootfs_tar(busybox: &Path) -> io::Result<Vec<u8>> {
         h.set_mode(mode);
         h.set_size(data.len() as u64);
         h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
         b.append_data(&mut h, path, data)
     };
     for d in [
@@ -100,6 +104,8 @@ pub fn rootfs_tar(busybox: &Path) -> io::Result<Vec<u8>> {
         h.set_mode(0o777);
         h.set_size(0);
         h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
         b.append_link(&mut h, format!("bin/{a}"), "busybox")?;
     }
     file(
@@ -116,6 +122,58 @@ pub fn rootfs_tar(busybox: &Path) -> io::Result<Vec<u8>> {
     )?;
     file(&mut b, "strato/member.sh", 0o755, MEMBER_SH.as_bytes())?;
     file(&mut b, "strato/slow", 0o755, SLOW_CGI.as_bytes())?;
+    b.into_inner()
+}
+
+/// The image as a `docker save` archive (manifest.json, config, one
+/// layer), tagged [`HTTP_IMAGE`] and [`TCP_IMAGE`], for an image load. (An
+/// import cannot set the command.)
+pub fn image_archive(busybox: &Path) -> io::Result<Vec<u8>> {
+    use sha2::{Digest, Sha256};
+    let layer = rootfs_tar(busybox)?;
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let diff_id = format!("sha256:{}", hex(&Sha256::digest(&layer)));
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "created": "2026-01-01T00:00:00Z",
+        "config": {
+            "Cmd": CMD,
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "WorkingDir": "/",
+            "Labels": {"org.opencontainers.image.title": "strato sample cartridge"}
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "strato up (sample cartridge)"}]
+    }))
+    .map_err(io::Error::other)?;
+    let config_name = format!("{}.json", hex(&Sha256::digest(&config)));
+    let manifest = serde_json::to_vec(&serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": [HTTP_IMAGE, TCP_IMAGE],
+        "Layers": ["layer/layer.tar"]
+    }]))
+    .map_err(io::Error::other)?;
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("manifest.json", manifest.as_slice()),
+        (config_name.as_str(), config.as_slice()),
+        ("layer/layer.tar", layer.as_slice()),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, name, data)?;
+    }
     b.into_inner()
 }
 

@@ -21,10 +21,15 @@ use strato_paas_model::{samples, Kind};
 #[derive(Debug, Args, Clone)]
 pub struct Conn {
     /// The PaaS API: unix:///path or tcp://HOST:PORT.
-    #[arg(long = "paas-host", env = "STRATO_PAAS_HOST", default_value = concat!("unix://", "/run/strato/paas.sock"))]
+    #[arg(long = "paas-host", global = true, env = "STRATO_PAAS_HOST", default_value = concat!("unix://", "/run/strato/paas.sock"))]
     paas_host: String,
     /// Bearer token for a TCP PaaS API.
-    #[arg(long = "paas-token", env = "STRATO_PAAS_TOKEN", hide_env_values = true)]
+    #[arg(
+        long = "paas-token",
+        global = true,
+        env = "STRATO_PAAS_TOKEN",
+        hide_env_values = true
+    )]
     paas_token: Option<String>,
 }
 
@@ -666,10 +671,16 @@ async fn build_sample_images(engine: &strato_client::Client) -> Result<()> {
         };
         let tar = sample::image_archive(&busybox)?;
         let body: strato_client::ByteStream =
-            Box::pin(futures::stream::once(async move { Ok(bytes::Bytes::from(tar)) }));
+            Box::pin(futures::stream::once(
+                async move { Ok(bytes::Bytes::from(tar)) },
+            ));
         let p = engine.image_load(body, true).await?;
         strato_client::check_progress(p).await?;
-        println!("built images {} and {}", sample::HTTP_IMAGE, sample::TCP_IMAGE);
+        println!(
+            "built images {} and {}",
+            sample::HTTP_IMAGE,
+            sample::TCP_IMAGE
+        );
     }
     if !have(sample::TCP_IMAGE).await {
         let (repo, tag) = sample::TCP_IMAGE

@@ -441,7 +441,9 @@ async fn watch(c: &PaasClient, app: &str) -> Result<()> {
         None => println!("application {app} is not deployed; waiting for events"),
     }
     let mut out = std::io::stdout();
-    c.events(Some(app), |ev| {
+    let mut closed = false;
+    loop {
+        let r = c.events(Some(app), |ev| {
         let t = ev.time_ms;
         let line = match ev.kind {
             EventKind::Scaling {
@@ -485,10 +487,20 @@ async fn watch(c: &PaasClient, app: &str) -> Result<()> {
         )
         .is_ok();
         let _ = out.flush();
+        closed = !ok;
         ok
     })
-    .await
-    .map_err(anyhow::Error::msg)
+    .await;
+        if closed {
+            return Ok(());
+        }
+        // The daemon went away (a restart): say so and follow it again.
+        let why = r.err().unwrap_or_else(|| "the event stream ended".into());
+        if writeln!(out, "-- {why}; reconnecting").is_err() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 pub fn member(args: MemberArgs) -> i32 {

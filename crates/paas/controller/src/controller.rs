@@ -692,7 +692,7 @@ impl<E: Engine> Controller<E> {
             let mut state = lock(&self.inner.state);
             if let Some(m) = state.members.get_mut(&id) {
                 m.rec.container_id = Some(container.clone());
-                let _ = lock(&self.inner.store).write_members(&[m.rec.clone()], &[]);
+                let _ = lock(&self.inner.store).write_members(std::slice::from_ref(&m.rec), &[]);
             }
         }
         if let Err(e) = self.inner.engine.start(&container).await {
@@ -1258,3 +1258,6 @@ fn close_app(app: &AppRt) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

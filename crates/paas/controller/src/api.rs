@@ -395,3 +395,199 @@ pub fn openapi() -> Value {
         "paths": paths,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{PaasClient, PaasHost};
+    use crate::controller::tests::{controller, free_offset};
+    use crate::fake::Fake;
+    use strato_paas_model::samples;
+
+    const CARTRIDGE: &str = r#"{"type": "web", "category": "framework", "provider": "strato",
+        "portMapping": [{"protocol": "http", "port": 80, "proxyPort": 0}],
+        "iaasProvider": [{"type": "strato", "imageId": "strato/sample-http:1"}]}"#;
+
+    async fn server(dir: &Path) -> (PaasClient, Controller<Fake>) {
+        let ctl = controller(&Fake::default(), dir, free_offset());
+        let sock = dir.join("p.sock");
+        let c = ctl.clone();
+        let s = sock.clone();
+        tokio::spawn(async move { serve_unix(&s, c).await });
+        while !sock.exists() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        (PaasClient::new(PaasHost::Unix(sock), None), ctl)
+    }
+
+    #[tokio::test]
+    async fn definitions_are_added_listed_refused_with_their_path_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _ctl) = server(dir.path()).await;
+        let a = c
+            .call(Method::POST, "/api/cartridges", Some(CARTRIDGE.into()))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 201, "{:?}", a.body);
+        let a = c
+            .call(Method::POST, "/api/cartridges", Some(CARTRIDGE.into()))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 409, "{:?}", a.body);
+        assert!(a.error_text().contains("already exists"));
+        let bad = CARTRIDGE.replace("\"port\": 80", "\"port\": \"eighty\"");
+        let a = c
+            .call(Method::POST, "/api/cartridges", Some(bad.into()))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 400, "{:?}", a.body);
+        assert_eq!(a.body["path"], "portMapping[0].port", "{:?}", a.body);
+        let a = c.call(Method::GET, "/api/cartridges", None).await.unwrap();
+        let ids: Vec<&str> = a
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["type"].as_str())
+            .collect();
+        assert_eq!(ids, ["mysql", "php", "web"]);
+        let a = c
+            .call(Method::GET, "/api/cartridges/web", None)
+            .await
+            .unwrap();
+        assert_eq!(a.body["category"], "framework");
+        // In use: refused, naming where.
+        let a = c
+            .call(Method::DELETE, "/api/cartridges/php", None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 409);
+        assert_eq!(a.body["path"], "cartridges[1]", "{:?}", a.body);
+        let a = c
+            .call(Method::DELETE, "/api/cartridges/web", None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200, "{:?}", a.body);
+        let a = c
+            .call(Method::GET, "/api/cartridges/web", None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 404);
+        let a = c.call(Method::GET, "/api/nothing", None).await.unwrap();
+        assert_eq!(a.status, 404);
+        let a = c
+            .call(Method::GET, "/api/openapi.json", None)
+            .await
+            .unwrap();
+        assert!(a.body["paths"]["/api/applications/{id}/deploy/{applicationPolicy}"].is_object());
+        // A body over the limit is refused whole.
+        let big = vec![b' '; BODY_LIMIT + 1];
+        let a = c
+            .call(Method::POST, "/api/cartridges", Some(big))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 413);
+    }
+
+    #[tokio::test]
+    async fn deploy_undeploy_runtime_and_the_event_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, ctl) = server(dir.path()).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let ec = c.clone();
+        tokio::spawn(async move {
+            let _ = ec
+                .events(Some(samples::APPLICATION), |e| tx.send(e).is_ok())
+                .await;
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let app = samples::APPLICATION;
+        let a = c
+            .call(
+                Method::GET,
+                &format!("/api/applications/{app}/runtime"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, 404);
+        let a = c
+            .call(
+                Method::POST,
+                &format!("/api/applications/{app}/deploy/no-such-policy"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, 404, "{:?}", a.body);
+        let path = format!(
+            "/api/applications/{app}/deploy/{}",
+            samples::APPLICATION_POLICY
+        );
+        let a = c.call(Method::POST, &path, None).await.unwrap();
+        assert_eq!(a.status, 202, "{:?}", a.body);
+        let a = c.call(Method::POST, &path, None).await.unwrap();
+        assert_eq!(a.status, 409, "deployed twice: {:?}", a.body);
+        let ev = rx.recv().await.unwrap();
+        assert!(
+            matches!(
+                ev.kind,
+                crate::events::EventKind::ApplicationDeployed { .. }
+            ),
+            "{ev:?}"
+        );
+        ctl.reconcile_once(crate::events::now_ms()).await;
+        let a = c
+            .call(
+                Method::GET,
+                &format!("/api/applications/{app}/runtime"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.body["status"], "deploying");
+        assert_eq!(a.body["clusters"].as_array().unwrap().len(), 2);
+        // A deployed application cannot be removed.
+        let a = c
+            .call(Method::DELETE, &format!("/api/applications/{app}"), None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 409, "{:?}", a.body);
+        let a = c
+            .call(
+                Method::POST,
+                &format!("/api/applications/{app}/undeploy"),
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, 202, "{:?}", a.body);
+    }
+
+    #[tokio::test]
+    async fn tcp_needs_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctl = controller(&Fake::default(), dir.path(), free_offset());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(serve_tcp(l, ctl, "s3cret".into()));
+        let none = PaasClient::new(PaasHost::Tcp(addr.clone()), None);
+        let a = none
+            .call(Method::GET, "/api/cartridges", None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 401);
+        let wrong = PaasClient::new(PaasHost::Tcp(addr.clone()), Some("nope".into()));
+        let a = wrong
+            .call(Method::GET, "/api/cartridges", None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 401);
+        let right = PaasClient::new(PaasHost::Tcp(addr), Some("s3cret".into()));
+        let a = right
+            .call(Method::GET, "/api/cartridges", None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200);
+    }
+}

@@ -1260,4 +1260,4 @@ fn close_app(app: &AppRt) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

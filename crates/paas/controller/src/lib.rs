@@ -19,6 +19,8 @@ pub mod client;
 pub mod controller;
 pub mod engine;
 pub mod events;
+#[cfg(test)]
+mod fake;
 pub mod sample;
 
 pub use controller::{Config, ControlError, Controller};

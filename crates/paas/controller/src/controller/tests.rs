@@ -3,122 +3,14 @@
 //! undeploy order, adoption on restart) without containers.
 
 use super::*;
-use crate::engine::{EngineError, Usage};
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::fake::Fake;
 use strato_paas_model::samples;
 
 const PHP: &str = "php-mysql-app.my-php.php.domain";
 const MYSQL: &str = "php-mysql-app.my-mysql.mysql.domain";
 
-#[derive(Debug, Clone)]
-struct FakeContainer {
-    spec: CreateSpec,
-    running: bool,
-    ip: IpAddr,
-}
-
-#[derive(Default)]
-struct FakeState {
-    containers: BTreeMap<String, FakeContainer>,
-    /// Every create, in order: (container id, cluster).
-    created: Vec<(String, String)>,
-    /// Every remove, in order: cluster of the removed container.
-    removed: Vec<String>,
-    /// Memory use reported for containers of a cluster, percent of the limit.
-    memory_percent: BTreeMap<String, u64>,
-}
-
-#[derive(Clone, Default)]
-struct Fake(Arc<Mutex<FakeState>>);
-
-static NEXT: AtomicU32 = AtomicU32::new(1);
-
-impl Fake {
-    fn state(&self) -> MutexGuard<'_, FakeState> {
-        lock(&self.0)
-    }
-    fn running_in(&self, cluster: &str) -> Vec<FakeContainer> {
-        self.state()
-            .containers
-            .values()
-            .filter(|c| c.running && c.spec.labels[LABEL_CLUSTER] == cluster)
-            .cloned()
-            .collect()
-    }
-}
-
-impl Engine for Fake {
-    async fn create(&self, spec: &CreateSpec) -> Result<String, EngineError> {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let id = format!("c{n}");
-        let mut s = self.state();
-        s.created
-            .push((id.clone(), spec.labels[LABEL_CLUSTER].clone()));
-        s.containers.insert(
-            id.clone(),
-            FakeContainer {
-                spec: spec.clone(),
-                running: false,
-                ip: IpAddr::from([10, 9, (n >> 8) as u8, n as u8]),
-            },
-        );
-        Ok(id)
-    }
-    async fn start(&self, id: &str) -> Result<(), EngineError> {
-        match self.state().containers.get_mut(id) {
-            Some(c) => {
-                c.running = true;
-                Ok(())
-            }
-            None => Err(EngineError(format!("no container {id}"))),
-        }
-    }
-    async fn list(&self) -> Result<Vec<ContainerInfo>, EngineError> {
-        Ok(self
-            .state()
-            .containers
-            .iter()
-            .map(|(id, c)| ContainerInfo {
-                id: id.clone(),
-                labels: c.spec.labels.clone(),
-                running: c.running,
-                ip: Some(c.ip),
-            })
-            .collect())
-    }
-    async fn remove(&self, id: &str) -> Result<(), EngineError> {
-        let mut s = self.state();
-        if let Some(c) = s.containers.remove(id) {
-            let cl = c.spec.labels[LABEL_CLUSTER].clone();
-            s.removed.push(cl);
-        }
-        Ok(())
-    }
-    async fn usage(&self, id: &str) -> Result<Usage, EngineError> {
-        let s = self.state();
-        let c = s.containers.get(id).ok_or(EngineError("gone".into()))?;
-        let limit = c.spec.memory_bytes.unwrap_or(1 << 30);
-        let pct = s
-            .memory_percent
-            .get(&c.spec.labels[LABEL_CLUSTER])
-            .copied()
-            .unwrap_or(1);
-        Ok(Usage {
-            cpu_ns: 0,
-            memory_bytes: limit / 100 * pct,
-            memory_limit: limit,
-        })
-    }
-    async fn probe(&self, addr: SocketAddr) -> bool {
-        self.state()
-            .containers
-            .values()
-            .any(|c| c.running && c.ip == addr.ip())
-    }
-}
-
 /// A port offset under which the samples' proxy ports are free on 127.0.0.1.
-fn free_offset() -> i32 {
+pub(crate) fn free_offset() -> i32 {
     for _ in 0..100 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let p = i32::from(l.local_addr().unwrap().port());
@@ -133,7 +25,7 @@ fn free_offset() -> i32 {
     panic!("no free ports");
 }
 
-fn controller(fake: &Fake, dir: &std::path::Path, offset: i32) -> Controller<Fake> {
+pub(crate) fn controller(fake: &Fake, dir: &std::path::Path, offset: i32) -> Controller<Fake> {
     let path = dir.join("paas.redb");
     let fresh = !path.exists();
     let mut store = Store::open(&path).unwrap();

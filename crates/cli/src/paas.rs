@@ -442,6 +442,8 @@ async fn watch(c: &PaasClient, app: &str) -> Result<()> {
     }
     let mut out = std::io::stdout();
     let mut closed = false;
+    // The last figures shown per cluster: an unchanged "hold" is not repeated.
+    let mut last: std::collections::BTreeMap<String, String> = Default::default();
     loop {
         let r = c.events(Some(app), |ev| {
         let t = ev.time_ms;
@@ -453,6 +455,15 @@ async fn watch(c: &PaasClient, app: &str) -> Result<()> {
                 requests_in_flight,
             } => {
                 let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+                let key = format!(
+                    "{}/{} {} {requests_in_flight} {:?}",
+                    figures.active, figures.non_terminated, figures.required, action
+                );
+                let hold = matches!(action, strato_paas_model::scaling::Action::Hold);
+                if hold && last.get(&cluster_id) == Some(&key) {
+                    return true;
+                }
+                last.insert(cluster_id.clone(), key);
                 format!(
                     "{cluster_id}: active {}/{} required {} (requests in flight {requests_in_flight}, predicted {}; memory {}%; load {}%) → {}",
                     figures.active,

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use strato_lb::{Algorithm, Pool, Protocol};
+use strato_paas_model::capacity::{self, Capacity, HostPool};
 use strato_paas_model::plan::{self, ClusterPlan, Placement, Plan};
 use strato_paas_model::scaling::{self, Action, Evaluation, Sample, ScalingConfig, ScalingState};
 use strato_paas_model::{Catalog, Change, Kind, ModelError};
@@ -128,6 +129,42 @@ struct MemberRt {
 struct State {
     apps: BTreeMap<String, AppRt>,
     members: BTreeMap<String, MemberRt>,
+    /// Level 2: the declared hosts, one pool per set of hosts behind a
+    /// partition (partitions on the same hosts share it).
+    hosts: BTreeMap<String, HostPool>,
+}
+
+impl State {
+    /// Places a member on a host of its partition; `None` when none has room.
+    fn place(&mut self, catalog: &Catalog, m: &MemberRecord, need: Capacity) -> Option<String> {
+        let hosts = capacity::hosts_for_partition(catalog, &m.network_partition, &m.partition);
+        let key = hosts
+            .iter()
+            .map(|h| h.id.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        self.hosts
+            .entry(key)
+            .or_insert_with(|| HostPool::new(hosts))
+            .place(&m.member_id, need)
+    }
+
+    fn release(&mut self, member: &str) {
+        for p in self.hosts.values_mut() {
+            p.release(member);
+        }
+    }
+
+    fn need(&self, m: &MemberRecord) -> Capacity {
+        self.apps
+            .get(&m.application_id)
+            .and_then(|a| a.clusters.get(&m.cluster_id))
+            .map(|c| Capacity {
+                cpu_millis: c.plan.cpu_millis,
+                memory_bytes: c.plan.memory_bytes,
+            })
+            .unwrap_or_default()
+    }
 }
 
 struct Inner<E> {
@@ -442,6 +479,7 @@ impl<E: Engine> Controller<E> {
             .collect();
         let now = now_ms();
         let mut drop_records = Vec::new();
+        let mut adopted = Vec::new();
         {
             let mut state = lock(&self.inner.state);
             for (id, rec) in records {
@@ -462,7 +500,7 @@ impl<E: Engine> Controller<E> {
                     network_partition: rec.network_partition.clone(),
                     partition: rec.partition.clone(),
                 };
-                let State { apps, members } = &mut *state;
+                let State { apps, members, .. } = &mut *state;
                 let Some(cluster) = apps
                     .get_mut(&rec.application_id)
                     .and_then(|a| a.clusters.get_mut(&rec.cluster_id))
@@ -492,6 +530,16 @@ impl<E: Engine> Controller<E> {
                     },
                 );
                 tracing::info!(member = %id, "adopted a running member");
+                adopted.push(id.clone());
+            }
+            for id in adopted {
+                let Some(rec) = state.members.get(&id).map(|m| m.rec.clone()) else {
+                    continue;
+                };
+                let need = state.need(&rec);
+                if state.place(&catalog, &rec, need).is_none() {
+                    tracing::warn!(member = %id, "a running member exceeds its hosts' declared capacity");
+                }
             }
         }
         for (id, container) in drop_records {
@@ -632,7 +680,11 @@ impl<E: Engine> Controller<E> {
             memory_bytes: c.memory_bytes,
         };
         cluster.scaling.add_member(&id, placement, false);
-        let rec = MemberRecord {
+        let need = Capacity {
+            cpu_millis: c.cpu_millis,
+            memory_bytes: c.memory_bytes,
+        };
+        let mut rec = MemberRecord {
             member_id: id.clone(),
             application_id: app_id.to_owned(),
             cluster_id: cluster_id.to_owned(),
@@ -642,6 +694,12 @@ impl<E: Engine> Controller<E> {
             status: MemberStatus::Created,
             updated_ms: now_ms(),
         };
+        let catalog = lock(&self.inner.store).catalog().clone();
+        if state.place(&catalog, &rec, need).is_none() {
+            // Level 2: no declared host has room. The member waits, Pending,
+            // and counts for the autoscaler so it is not asked for again.
+            rec.status = MemberStatus::Pending;
+        }
         state.members.insert(
             id.clone(),
             MemberRt {
@@ -657,8 +715,73 @@ impl<E: Engine> Controller<E> {
         Some((id, spec))
     }
 
+    /// Moves Pending members that now fit on a host to Created; returns
+    /// what to launch.
+    fn place_pending(&self) -> Vec<(String, String, String, CreateSpec)> {
+        let catalog = lock(&self.inner.store).catalog().clone();
+        let mut state = lock(&self.inner.state);
+        let pending: Vec<MemberRecord> = state
+            .members
+            .values()
+            .filter(|m| m.rec.status == MemberStatus::Pending && !m.leaving)
+            .map(|m| m.rec.clone())
+            .collect();
+        let mut out = Vec::new();
+        for rec in pending {
+            let need = state.need(&rec);
+            if state.place(&catalog, &rec, need).is_none() {
+                continue;
+            }
+            // Re-prepare under the same id: drop the Pending entry first.
+            state.members.remove(&rec.member_id);
+            if let Some(c) = state
+                .apps
+                .get_mut(&rec.application_id)
+                .and_then(|a| a.clusters.get_mut(&rec.cluster_id))
+            {
+                c.scaling.remove_member(&rec.member_id);
+            }
+            let placement = Placement {
+                network_partition: rec.network_partition.clone(),
+                partition: rec.partition.clone(),
+            };
+            state.release(&rec.member_id);
+            if let Some((id, spec)) =
+                self.prepare_member(&mut state, &rec.application_id, &rec.cluster_id, &placement)
+            {
+                let _ = lock(&self.inner.store).remove_member(&rec.member_id);
+                if state.members.get(&id).map(|m| m.rec.status) == Some(MemberStatus::Created) {
+                    out.push((rec.application_id.clone(), rec.cluster_id.clone(), id, spec));
+                }
+            }
+        }
+        out
+    }
+
     /// Records, creates and starts a prepared member.
     async fn launch(&self, app_id: &str, cluster_id: &str, id: String, spec: CreateSpec) {
+        let pending = lock(&self.inner.state)
+            .members
+            .get(&id)
+            .map(|m| (m.rec.status == MemberStatus::Pending).then(|| m.rec.clone()));
+        if let Some(Some(rec)) = pending {
+            let _ = lock(&self.inner.store).put_member(&rec);
+            self.emit(
+                app_id,
+                EventKind::MemberStatus {
+                    cluster_id: cluster_id.to_owned(),
+                    member_id: id,
+                    status: MemberStatus::Pending,
+                    ip: None,
+                    reason: Some(format!(
+                        "no host of its partition has room for cpu {}m, memory {} bytes",
+                        spec.cpu_millis.unwrap_or(0),
+                        spec.memory_bytes.unwrap_or(0)
+                    )),
+                },
+            );
+            return;
+        }
         // The record first: a container whose record is missing after a
         // crash is an orphan and gets removed; never the reverse.
         let rec = lock(&self.inner.state)
@@ -715,6 +838,7 @@ impl<E: Engine> Controller<E> {
             let Some(m) = state.members.remove(id) else {
                 return;
             };
+            state.release(id);
             if let Some(c) = state
                 .apps
                 .get_mut(&m.rec.application_id)
@@ -734,7 +858,7 @@ impl<E: Engine> Controller<E> {
     async fn retire(&self, id: &str, reason: &str) {
         let pools: Vec<Arc<Pool>> = {
             let mut state = lock(&self.inner.state);
-            let State { apps, members } = &mut *state;
+            let State { apps, members, .. } = &mut *state;
             let Some(m) = members.get_mut(id) else {
                 return;
             };
@@ -775,6 +899,10 @@ impl<E: Engine> Controller<E> {
             }
         };
         self.check_containers(&containers, now).await;
+        for (app, cluster, id, spec) in self.place_pending() {
+            let this = self.clone();
+            tokio::spawn(async move { this.launch(&app, &cluster, id, spec).await });
+        }
         self.probe_starting(now).await;
         self.sample(now).await;
         let deployments = match lock(&self.inner.store).deployments() {
@@ -809,7 +937,9 @@ impl<E: Engine> Controller<E> {
         {
             let mut state = lock(&self.inner.state);
             for (id, m) in state.members.iter_mut() {
-                if m.leaving || m.rec.status == MemberStatus::Created {
+                if m.leaving
+                    || matches!(m.rec.status, MemberStatus::Created | MemberStatus::Pending)
+                {
                     continue;
                 }
                 match by_member.get(id.as_str()) {
@@ -900,7 +1030,7 @@ impl<E: Engine> Controller<E> {
     fn activate(&self, id: &str) {
         {
             let mut state = lock(&self.inner.state);
-            let State { apps, members } = &mut *state;
+            let State { apps, members, .. } = &mut *state;
             let Some(m) = members.get(id) else { return };
             let Some(ip) = m.ip else { return };
             if let Some(c) = apps
@@ -934,7 +1064,7 @@ impl<E: Engine> Controller<E> {
         )
         .await;
         let mut state = lock(&self.inner.state);
-        let State { apps, members } = &mut *state;
+        let State { apps, members, .. } = &mut *state;
         for (id, usage) in reads {
             let Ok(u) = usage else { continue };
             let Some(m) = members.get_mut(&id) else {

@@ -118,7 +118,7 @@ async fn a_member_whose_container_exits_is_replaced() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn memory_pressure_scales_out_to_the_rule_across_partitions() {
+async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_capacity() {
     let dir = tempfile::tempdir().unwrap();
     let fake = Fake::default();
     // A steady 90 % (no gradient: the prediction is 90) against a
@@ -132,8 +132,20 @@ async fn memory_pressure_scales_out_to_the_rule_across_partitions() {
     for i in 0..12 {
         tick(&ctl, base, i).await;
     }
+    // Level 2: the sample's one host declares 2 cpus; mysql takes 1000m
+    // and each php 500m, so the third php member waits, Pending.
+    let mut st = statuses(&ctl, PHP);
+    st.sort();
+    assert_eq!(
+        st,
+        vec![
+            MemberStatus::Pending,
+            MemberStatus::Active,
+            MemberStatus::Active
+        ]
+    );
     let php = fake.running_in(PHP);
-    assert_eq!(php.len(), 3);
+    assert_eq!(php.len(), 2);
     let parts: BTreeSet<String> = php
         .iter()
         .map(|c| c.spec.labels[LABEL_PARTITION].clone())

@@ -622,6 +622,7 @@ impl<E: Engine> Controller<E> {
         app_id: &str,
         cluster_id: &str,
         placement: &Placement,
+        reuse_id: Option<String>,
     ) -> Option<(String, CreateSpec)> {
         let cluster = state
             .apps
@@ -632,7 +633,7 @@ impl<E: Engine> Controller<E> {
             .network_partitions
             .iter()
             .find(|n| n.id == placement.network_partition)?;
-        let id = self.new_member_id(&c.alias);
+        let id = reuse_id.unwrap_or_else(|| self.new_member_id(&c.alias));
         let mut labels = BTreeMap::new();
         labels.insert(LABEL_MEMBER.to_owned(), id.clone());
         labels.insert(LABEL_APPLICATION.to_owned(), app_id.to_owned());
@@ -732,7 +733,7 @@ impl<E: Engine> Controller<E> {
             if state.place(&catalog, &rec, need).is_none() {
                 continue;
             }
-            // Re-prepare under the same id: drop the Pending entry first.
+            // Prepare again under the same id: drop the Pending entry first.
             state.members.remove(&rec.member_id);
             if let Some(c) = state
                 .apps
@@ -746,10 +747,13 @@ impl<E: Engine> Controller<E> {
                 partition: rec.partition.clone(),
             };
             state.release(&rec.member_id);
-            if let Some((id, spec)) =
-                self.prepare_member(&mut state, &rec.application_id, &rec.cluster_id, &placement)
-            {
-                let _ = lock(&self.inner.store).remove_member(&rec.member_id);
+            if let Some((id, spec)) = self.prepare_member(
+                &mut state,
+                &rec.application_id,
+                &rec.cluster_id,
+                &placement,
+                Some(rec.member_id.clone()),
+            ) {
                 if state.members.get(&id).map(|m| m.rec.status) == Some(MemberStatus::Created) {
                     out.push((rec.application_id.clone(), rec.cluster_id.clone(), id, spec));
                 }
@@ -1207,7 +1211,7 @@ impl<E: Engine> Controller<E> {
                 }
             }
             for (cid, p) in &spawns {
-                if let Some((id, spec)) = self.prepare_member(&mut state, app_id, cid, p) {
+                if let Some((id, spec)) = self.prepare_member(&mut state, app_id, cid, p, None) {
                     launches.push((cid.clone(), id, spec));
                 }
             }

@@ -146,6 +146,12 @@ async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_ca
     );
     let php = fake.running_in(PHP);
     assert_eq!(php.len(), 2);
+    let waiting = ctl.runtime(samples::APPLICATION).unwrap().clusters[1]
+        .members
+        .iter()
+        .find(|m| m.status == MemberStatus::Pending)
+        .map(|m| m.member_id.clone())
+        .unwrap();
     let parts: BTreeSet<String> = php
         .iter()
         .map(|c| c.spec.labels[LABEL_PARTITION].clone())
@@ -165,6 +171,26 @@ async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_ca
             .required_by_memory_consumption,
         Some(3)
     );
+    // A php container exits: its room goes to the Pending member.
+    let gone = php[0].spec.name.clone();
+    for c in fake.state().containers.values_mut() {
+        if c.spec.name == gone {
+            c.running = false;
+        }
+    }
+    for i in 12..16 {
+        tick(&ctl, base, i).await;
+    }
+    let rt = ctl.runtime(samples::APPLICATION).unwrap();
+    let now = &rt
+        .clusters
+        .iter()
+        .find(|c| c.cluster_id == PHP)
+        .unwrap()
+        .members;
+    let m = now.iter().find(|m| m.member_id == waiting).unwrap();
+    assert_eq!(m.status, MemberStatus::Active, "{now:?}");
+    assert_eq!(fake.running_in(PHP).len(), 2);
 }
 
 #[tokio::test(start_paused = true)]

@@ -112,3 +112,40 @@ fn supervisor(root: &std::path::Path) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn paas_verbs_take_the_paas_host_before_or_after_the_verb() {
+        for args in [
+            &[
+                "strato",
+                "application",
+                "--paas-host",
+                "unix:///x",
+                "runtime",
+                "a",
+            ][..],
+            &[
+                "strato",
+                "application",
+                "runtime",
+                "a",
+                "--paas-host",
+                "unix:///x",
+            ][..],
+            &["strato", "policy", "autoscaling", "add", "-f", "p.json"][..],
+            &["strato", "daemon", "--paas", "--paas-port-offset", "-100"][..],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
+}

@@ -325,14 +325,16 @@ fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
 
     // A live view, started before the deploy, records the startup order.
     let watch_file = d.dir.join("watch.txt");
-    let mut watch = Command::new(env!("CARGO_BIN_EXE_strato"))
-        .args(["application", "watch", APP, "--paas-host"])
-        .arg(format!("unix://{}", d.dir.join("p.sock").display()))
-        .stdout(fs::File::create(&watch_file).unwrap())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _watch = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_strato"))
+            .args(["application", "watch", APP, "--paas-host"])
+            .arg(format!("unix://{}", d.dir.join("p.sock").display()))
+            .stdout(fs::File::create(&watch_file).unwrap())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
 
     // strato up against the running daemon: images, samples, deploy, Active.
     let up = d.strato(&["up", "--timeout", "120"]);
@@ -453,6 +455,14 @@ fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
         lines.iter().any(|l| l.contains("applicationUndeployed")),
         "{lines:#?}"
     );
-    let _ = watch.kill();
-    let _ = watch.wait();
+}
+
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

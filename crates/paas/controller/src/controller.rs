@@ -105,6 +105,10 @@ struct ClusterRt {
     scaling: ScalingState,
     listeners: Vec<Listener>,
     last_eval: Option<Evaluation>,
+    /// Members that failed to start in a row, and no new member before
+    /// this time (ms): a missing image must not become a create loop.
+    failures: u32,
+    backoff_until: Option<tokio::time::Instant>,
 }
 
 struct AppRt {
@@ -365,6 +369,8 @@ impl<E: Engine> Controller<E> {
                         scaling,
                         listeners,
                         last_eval: None,
+                        failures: 0,
+                        backoff_until: None,
                     },
                 );
             }
@@ -811,6 +817,7 @@ impl<E: Engine> Controller<E> {
         let container = match self.inner.engine.create(&spec).await {
             Ok(c) => c,
             Err(e) => {
+                self.back_off(app_id, cluster_id);
                 self.forget(&id, Some(e.to_string()));
                 return;
             }
@@ -824,10 +831,26 @@ impl<E: Engine> Controller<E> {
         }
         if let Err(e) = self.inner.engine.start(&container).await {
             let _ = self.inner.engine.remove(&container).await;
+            self.back_off(app_id, cluster_id);
             self.forget(&id, Some(e.to_string()));
             return;
         }
         self.set_status(&id, MemberStatus::Initialized, None);
+    }
+
+    /// A member of the cluster failed to start: wait 1, 2, 4 … 60 s before
+    /// the cluster gets another.
+    fn back_off(&self, app_id: &str, cluster_id: &str) {
+        let mut state = lock(&self.inner.state);
+        if let Some(c) = state
+            .apps
+            .get_mut(app_id)
+            .and_then(|a| a.clusters.get_mut(cluster_id))
+        {
+            c.failures = c.failures.saturating_add(1);
+            let secs = 1u64 << c.failures.min(6).saturating_sub(1);
+            c.backoff_until = Some(tokio::time::Instant::now() + Duration::from_secs(secs.min(60)));
+        }
     }
 
     /// Drops a member that never got going (or is gone): Terminated, out
@@ -1041,6 +1064,7 @@ impl<E: Engine> Controller<E> {
                 .get_mut(&m.rec.application_id)
                 .and_then(|a| a.clusters.get_mut(&m.rec.cluster_id))
             {
+                c.failures = 0;
                 c.scaling.member_active(id);
                 for l in &c.listeners {
                     l.pool
@@ -1163,7 +1187,10 @@ impl<E: Engine> Controller<E> {
             };
             let mut factors: BTreeMap<String, f64> = BTreeMap::new();
             for c in app.clusters.values_mut() {
-                if !c.plan.waits_for.iter().all(|w| ready.contains(w)) {
+                if !c.plan.waits_for.iter().all(|w| ready.contains(w))
+                    || c.backoff_until
+                        .is_some_and(|t| tokio::time::Instant::now() < t)
+                {
                     continue;
                 }
                 let eval = c.scaling.evaluate(now);

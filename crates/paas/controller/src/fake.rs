@@ -24,6 +24,10 @@ pub struct FakeState {
     pub removed: Vec<String>,
     /// Memory use reported for containers of a cluster, percent of the limit.
     pub memory_percent: BTreeMap<String, u64>,
+    /// Creates fail (a missing image) while set.
+    pub fail_create: bool,
+    /// Create calls, failed or not.
+    pub create_calls: u32,
 }
 
 #[derive(Clone, Default)]
@@ -50,6 +54,10 @@ impl Engine for Fake {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let id = format!("c{n}");
         let mut s = self.state();
+        s.create_calls += 1;
+        if s.fail_create {
+            return Err(EngineError(format!("No such image: {}", spec.image)));
+        }
         s.created
             .push((id.clone(), spec.labels[LABEL_CLUSTER].clone()));
         s.containers.insert(

@@ -270,3 +270,47 @@ async fn a_restarted_controller_adopts_running_members_and_replaces_missing_ones
     assert_eq!(fake.state().created.len(), creates_before + 1);
     assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_cannot_be_created_is_retried_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    fake.state().fail_create = true;
+    let ctl = controller(&fake, dir.path(), free_offset());
+    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+        .unwrap();
+    let mut events = ctl.subscribe();
+    // Ten ticks of a second each: 1 + 2 + 4 s of backoff leave room for
+    // a few attempts, not ten.
+    for _ in 0..10 {
+        ctl.reconcile_once(now_ms()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::advance(Duration::from_millis(950)).await;
+    }
+    let calls = fake.state().create_calls;
+    assert!((2..=4).contains(&calls), "{calls} create attempts");
+    let mut reasons = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let EventKind::MemberStatus {
+            reason: Some(r), ..
+        } = e.kind
+        {
+            reasons.push(r);
+        }
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("No such image")),
+        "{reasons:?}"
+    );
+    // Once the image is there, the member comes up.
+    fake.state().fail_create = false;
+    for _ in 0..70 {
+        ctl.reconcile_once(now_ms()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::advance(Duration::from_millis(950)).await;
+        if statuses(&ctl, MYSQL) == vec![MemberStatus::Active] {
+            return;
+        }
+    }
+    panic!("mysql never became Active: {:?}", statuses(&ctl, MYSQL));
+}

@@ -59,6 +59,38 @@ pub struct DaemonArgs {
     /// htpasswd file of the daemon registry's users (needed beyond loopback).
     #[arg(long, requires = "registry_addr")]
     registry_htpasswd: Option<PathBuf>,
+    #[command(flatten)]
+    paas: PaasArgs,
+}
+
+/// The PaaS controller, run inside the daemon (`--paas`).
+#[derive(Debug, Args)]
+pub struct PaasArgs {
+    /// Run the PaaS control plane (cartridges, applications, autoscaling) in the daemon.
+    #[arg(long = "paas")]
+    pub enabled: bool,
+    /// Where the PaaS API listens: unix:///path or tcp://ADDR:PORT (tcp needs --token).
+    #[arg(long = "paas-host", default_value = "unix:///run/strato/paas.sock")]
+    pub host: String,
+    /// The PaaS store (definitions, deployments, members) [default: DATA_ROOT/paas.redb].
+    #[arg(long = "paas-store")]
+    pub store: Option<PathBuf>,
+    /// Added to every cartridge proxyPort (tests shift the load balancer's ports).
+    #[arg(
+        long = "paas-port-offset",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    pub port_offset: i32,
+    /// Autoscaler: ms after a scaling action before a scale-down.
+    #[arg(long = "paas-cooldown-ms", default_value_t = 30_000, hide = true)]
+    pub cooldown_ms: i64,
+    /// Autoscaler: span of the statistics window, ms.
+    #[arg(long = "paas-window-ms", default_value_t = 10_000, hide = true)]
+    pub window_ms: i64,
+    /// Seconds a leaving member may finish its requests.
+    #[arg(long = "paas-drain-timeout", default_value_t = 30, hide = true)]
+    pub drain_timeout: u64,
 }
 
 enum Listen {
@@ -173,6 +205,7 @@ async fn serve(
     }
     let mut tasks = tokio::task::JoinSet::new();
     let mut sockets = Vec::new();
+    let mut unix_socket: Option<PathBuf> = None;
     for l in listens {
         match l {
             Listen::Unix(path) => {
@@ -181,6 +214,9 @@ async fn serve(
                         .with_context(|| format!("create {}", dir.display()))?;
                 }
                 let listener = strato_api::bind_unix(&path)?;
+                if unix_socket.is_none() {
+                    unix_socket = Some(path.clone());
+                }
                 tracing::info!(socket = %path.display(), "serving the Engine API");
                 sockets.push(path);
                 tasks.spawn(strato_api::serve_unix_listener(listener, backend.clone()));
@@ -197,6 +233,15 @@ async fn serve(
             }
         }
     }
+    let mut paas_tasks = tokio::task::JoinSet::new();
+    let paas = if args.paas.enabled {
+        let engine_sock = unix_socket.clone().context(
+            "--paas drives the engine through its own unix socket: give a --host unix:///path",
+        )?;
+        Some(start_paas(&args, engine_sock, &mut paas_tasks).await?)
+    } else {
+        None
+    };
     let result = tokio::select! {
         _ = term.recv() => Ok(()),
         _ = int.recv() => Ok(()),
@@ -205,11 +250,105 @@ async fn serve(
             Some(Err(e)) => Err(anyhow::anyhow!("listener task failed: {e}")),
             _ => Ok(()),
         },
+        Some(r) = paas_tasks.join_next() => match r {
+            Ok(Err(e)) => Err(anyhow::anyhow!(e)),
+            Err(e) => Err(anyhow::anyhow!("PaaS task failed: {e}")),
+            Ok(Ok(())) => Ok(()),
+        },
     };
     tracing::info!("daemon stopping; containers keep running under the supervisor");
+    if let Some((ctl, sock)) = paas {
+        ctl.shutdown();
+        if let Some(s) = sock {
+            let _ = std::fs::remove_file(s);
+        }
+    }
     tasks.abort_all();
+    paas_tasks.abort_all();
     for s in sockets {
         let _ = std::fs::remove_file(s);
     }
     result
+}
+
+type Paas = (
+    strato_paas::Controller<strato_paas::ClientEngine>,
+    Option<PathBuf>,
+);
+
+/// Opens the PaaS store and starts the controller and its API as tasks of
+/// the daemon. The controller drives the engine through the daemon's own
+/// unix socket, as any client does, so the engine code knows nothing of it.
+async fn start_paas(
+    args: &DaemonArgs,
+    engine_sock: PathBuf,
+    tasks: &mut tokio::task::JoinSet<Result<(), String>>,
+) -> anyhow::Result<Paas> {
+    let p = &args.paas;
+    let store_path = p
+        .store
+        .clone()
+        .unwrap_or_else(|| args.data_root.join("paas.redb"));
+    if let Some(dir) = store_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    let store = strato_paas_store::Store::open(&store_path)
+        .with_context(|| format!("open the PaaS store {}", store_path.display()))?;
+    let client = strato_client::Client::new(strato_client::Host::Unix(engine_sock), None);
+    let config = strato_paas::Config {
+        port_offset: p.port_offset,
+        drain_timeout: std::time::Duration::from_secs(p.drain_timeout),
+        scaling: strato_paas_model::scaling::ScalingConfig {
+            cooldown_ms: p.cooldown_ms,
+            window_ms: p.window_ms,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let ctl = strato_paas::Controller::new(strato_paas::ClientEngine::new(client), store, config);
+    let mut socket = None;
+    if let Some(path) = p.host.strip_prefix("unix://") {
+        if !path.starts_with('/') {
+            bail!("--paas-host {}: the socket path must be absolute", p.host);
+        }
+        let path = PathBuf::from(path);
+        socket = Some(path.clone());
+        let c = ctl.clone();
+        // Bind before returning so a client started after us finds it.
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        tracing::info!(socket = %path.display(), "serving the PaaS API");
+        tasks.spawn(async move {
+            strato_paas::api::serve_unix(&path, c)
+                .await
+                .map_err(|e| format!("PaaS API on {}: {e}", path.display()))
+        });
+    } else if let Some(addr) = p.host.strip_prefix("tcp://") {
+        let token = match args.token.as_deref() {
+            Some(t) if !t.is_empty() => t.to_owned(),
+            _ => bail!("--paas-host {}: a tcp listener needs --token TOKEN", p.host),
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--paas-host {}: listen", p.host))?;
+        tracing::info!(addr, "serving the PaaS API over tcp (bearer token)");
+        let c = ctl.clone();
+        tasks.spawn(async move {
+            strato_paas::api::serve_tcp(listener, c, token)
+                .await
+                .map_err(|e| format!("PaaS API: {e}"))
+        });
+    } else {
+        bail!(
+            "--paas-host {}: expected unix:///path or tcp://ADDR:PORT",
+            p.host
+        );
+    }
+    let c = ctl.clone();
+    tasks.spawn(async move {
+        c.run().await;
+        Ok(())
+    });
+    Ok((ctl, socket))
 }

@@ -10,6 +10,7 @@
 mod client;
 mod daemon;
 mod lb;
+mod paas;
 mod registry;
 mod runtime;
 
@@ -35,6 +36,22 @@ enum Command {
     Registry(Box<registry::RegistryArgs>),
     /// The PaaS load balancer on its own, in front of fixed members.
     Lb(Box<lb::LbArgs>),
+    /// PaaS: cartridges (Stratos 4.1 JSON).
+    Cartridge(paas::DefArgs),
+    /// PaaS: cartridge groups.
+    Group(paas::DefArgs),
+    /// PaaS: autoscaling, deployment and application policies.
+    Policy(paas::PolicyArgs),
+    /// PaaS: network partitions.
+    NetworkPartition(paas::DefArgs),
+    /// PaaS: Kubernetes clusters (declared host capacity).
+    KubernetesCluster(paas::DefArgs),
+    /// PaaS: applications: add, deploy, undeploy, runtime, watch.
+    Application(paas::AppArgs),
+    /// PaaS: members of deployed applications.
+    Member(paas::MemberArgs),
+    /// Start a daemon with the PaaS if none runs, build and deploy the sample application, print its URL.
+    Up(paas::UpArgs),
     /// The engine's container supervisor (started by the daemon; one per host).
     #[command(hide = true)]
     Supervisor {
@@ -60,6 +77,18 @@ fn main() {
         Command::Registry(args) => registry::main(*args),
         Command::Lb(args) => lb::main(*args),
         Command::Supervisor { root } => supervisor(&root),
+        Command::Cartridge(a) => paas::definitions(strato_paas_model::Kind::Cartridge, a),
+        Command::Group(a) => paas::definitions(strato_paas_model::Kind::CartridgeGroup, a),
+        Command::Policy(a) => paas::policy(a),
+        Command::NetworkPartition(a) => {
+            paas::definitions(strato_paas_model::Kind::NetworkPartition, a)
+        }
+        Command::KubernetesCluster(a) => {
+            paas::definitions(strato_paas_model::Kind::KubernetesCluster, a)
+        }
+        Command::Application(a) => paas::application(a),
+        Command::Member(a) => paas::member(a),
+        Command::Up(a) => paas::up(cli.client.host.clone(), cli.client.token.clone(), a),
         Command::Client(verb) => {
             // SAFETY: as above; no code of ours runs in signal context.
             unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
@@ -84,6 +113,43 @@ fn supervisor(root: &std::path::Path) -> i32 {
         Err(e) => {
             eprintln!("strato: supervisor: {e}");
             1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn paas_verbs_take_the_paas_host_before_or_after_the_verb() {
+        for args in [
+            &[
+                "strato",
+                "application",
+                "--paas-host",
+                "unix:///x",
+                "runtime",
+                "a",
+            ][..],
+            &[
+                "strato",
+                "application",
+                "runtime",
+                "a",
+                "--paas-host",
+                "unix:///x",
+            ][..],
+            &["strato", "policy", "autoscaling", "add", "-f", "p.json"][..],
+            &["strato", "daemon", "--paas", "--paas-port-offset", "-100"][..],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
     }
 }

@@ -29,10 +29,10 @@ pub struct GlobalArgs {
     /// Daemon to talk to: unix:///path or tcp://HOST:PORT [env: STRATO_HOST;
     /// default: unix:///run/strato/strato.sock].
     #[arg(short = 'H', long = "host", env = "STRATO_HOST", hide_env = true)]
-    host: Option<String>,
+    pub(crate) host: Option<String>,
     /// Bearer token for a TCP daemon.
     #[arg(long, env = "STRATO_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 /// The client verbs, mirroring docker's.

@@ -28,8 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::convert;
-use crate::distribution::{Distribution, Notify};
 use crate::copy;
+use crate::distribution::{Distribution, Notify};
 use crate::engine::{Engine, EngineError, EngineEvent, NetworkMode, Record};
 use crate::hostinfo;
 use crate::streams::{channel_stream, BodyReader, BodyWriter, LogTail, Want};

@@ -9,8 +9,8 @@
 
 pub mod backend;
 pub mod convert;
-pub mod distribution;
 pub mod copy;
+pub mod distribution;
 pub mod dns;
 pub mod engine;
 pub mod hostinfo;

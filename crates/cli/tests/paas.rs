@@ -1,0 +1,468 @@
+//! End-to-end test of the PaaS on real containers: a real `strato daemon
+//! --paas` with a private data root, exec root, address pool (100.74/16),
+//! bridge and nftables table; `strato up` builds the sample image,
+//! registers the samples (mysql then php, a startup order) and deploys
+//! them; then the load balancer, scale-out under load, scale-in, a killed
+//! member, a daemon restart and undeploy are checked through the CLI, the
+//! API and plain sockets. Everything is removed when the test ends.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const APP: &str = "php-mysql-app";
+const PHP: &str = "php-mysql-app.my-php.php.domain";
+const MYSQL: &str = "php-mysql-app.my-mysql.mysql.domain";
+
+struct Daemon {
+    child: Option<Child>,
+    dir: PathBuf,
+    exec_root: PathBuf,
+    bridge: String,
+    table: String,
+    args: Vec<String>,
+    _ctx: Ctx,
+}
+
+/// A port offset under which the sample's proxy ports (8280, 13306) are free.
+fn free_offset() -> i32 {
+    let base = 20_000 + (std::process::id() % 20_000) as i32;
+    for k in 0..200 {
+        let off = base + k * 7;
+        let free = |p: i32| TcpListener::bind(("0.0.0.0", p as u16)).is_ok();
+        if 13306 + off < 65_000 && free(8280 + off) && free(13306 + off) {
+            return off;
+        }
+    }
+    panic!("no free port pair for the load balancer");
+}
+
+impl Daemon {
+    fn start(name: &str, offset: i32) -> Daemon {
+        let ctx = Ctx::new(name);
+        let dir = ctx.dir().to_path_buf();
+        let n = std::process::id() % 240 + 10;
+        let bridge = format!("stp{}", std::process::id() % 100_000);
+        let table = format!("strato_p{}", std::process::id());
+        let exec_root = dir.join("exec");
+        let args: Vec<String> = [
+            "daemon".to_string(),
+            "--host".into(),
+            format!("unix://{}", dir.join("d.sock").display()),
+            "--data-root".into(),
+            dir.join("data").display().to_string(),
+            "--exec-root".into(),
+            exec_root.display().to_string(),
+            // 100.74/16: apart from the other tests' 198.18, 198.19 and 100.72.
+            "--bridge-pool".into(),
+            format!("100.74.{n}.0/24"),
+            "--subnet-prefix".into(),
+            "26".into(),
+            "--bridge-name".into(),
+            bridge.clone(),
+            "--nft-table".into(),
+            table.clone(),
+            "--paas".into(),
+            "--paas-host".into(),
+            format!("unix://{}", dir.join("p.sock").display()),
+            "--paas-port-offset".into(),
+            offset.to_string(),
+            "--paas-cooldown-ms".into(),
+            "2000".into(),
+            "--paas-window-ms".into(),
+            "4000".into(),
+            "--paas-drain-timeout".into(),
+            "5".into(),
+        ]
+        .into();
+        let mut d = Daemon {
+            child: None,
+            dir,
+            exec_root,
+            bridge,
+            table,
+            args,
+            _ctx: ctx,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .expect("daemon log");
+        let child = Command::new(env!("CARGO_BIN_EXE_strato"))
+            .args(&self.args)
+            .env_remove("STRATO_HOST")
+            .env_remove("STRATO_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start strato daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !(self.dir.join("p.sock").exists() && self.strato(&["version"]).success()) {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not answer within 20 s; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// `strato -H <daemon> --paas-host <its PaaS> ARGS` (flags after the verb
+    /// for the PaaS verbs, which take `--paas-host` anywhere).
+    fn strato(&self, args: &[&str]) -> Out {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strato"));
+        c.arg("-H")
+            .arg(format!("unix://{}", self.dir.join("d.sock").display()))
+            .args(args)
+            .env(
+                "STRATO_PAAS_HOST",
+                format!("unix://{}", self.dir.join("p.sock").display()),
+            )
+            .env_remove("STRATO_HOST")
+            .env_remove("STRATO_TOKEN")
+            .stdin(Stdio::null());
+        run_out(c, args)
+    }
+
+    fn runtime(&self) -> Option<Value> {
+        let out = self.strato(&["application", "runtime", APP]);
+        out.success()
+            .then(|| serde_json::from_str(&out.stdout).expect("runtime JSON"))
+    }
+
+    /// Members of a cluster: (member id, status, container id).
+    fn members(&self, cluster: &str) -> Vec<(String, String, String)> {
+        let Some(rt) = self.runtime() else {
+            return Vec::new();
+        };
+        rt["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["clusterId"] == cluster)
+            .flat_map(|c| c["members"].as_array().unwrap().clone())
+            .map(|m| {
+                (
+                    m["memberId"].as_str().unwrap_or("").to_owned(),
+                    m["status"].as_str().unwrap_or("").to_owned(),
+                    m["containerId"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn active(&self, cluster: &str) -> Vec<String> {
+        self.members(cluster)
+            .into_iter()
+            .filter(|m| m.1 == "Active")
+            .map(|m| m.0)
+            .collect()
+    }
+
+    /// Waits (at most `secs`) until `f` holds; `what` names it on failure.
+    fn until(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !f() {
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not happen within {secs} s; runtime: {:#?}\ndaemon log:\n{}",
+                self.runtime(),
+                tail(&self.log())
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Runs `c` (at most [`CMD_TIMEOUT`]) and collects its output.
+fn run_out(mut c: Command, args: &[&str]) -> Out {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let k = N.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir();
+    let tag = format!("strato-paas-it.{}.{k}", std::process::id());
+    let (o, e) = (
+        dir.join(format!("{tag}.out")),
+        dir.join(format!("{tag}.err")),
+    );
+    c.stdout(fs::File::create(&o).unwrap())
+        .stderr(fs::File::create(&e).unwrap());
+    let mut child = c.spawn().expect("run strato");
+    let deadline = Instant::now() + CMD_TIMEOUT * 3;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("strato {} did not finish in time", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let read = |p: &Path| {
+        let s = fs::read_to_string(p).unwrap_or_default();
+        let _ = fs::remove_file(p);
+        s
+    };
+    Out {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        status,
+        stdout: read(&o),
+        stderr: read(&e),
+    }
+}
+
+fn tail(s: &str) -> &str {
+    let mut i = s.len().saturating_sub(6000);
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    &s[i..]
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let ids = self.strato(&["ps", "-aq"]).stdout;
+            for id in ids.split_whitespace() {
+                let _ = self.strato(&["rm", "-f", id]);
+            }
+        }
+        self.stop();
+        if let Ok(mut c) = strato_supervisor::Client::connect(&self.exec_root.join("supervisor")) {
+            if let Ok(pid) = c.ping() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .stderr(Stdio::null())
+            .status();
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let prefix = self.dir.display().to_string();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|t| t.starts_with(&prefix))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// One HTTP/1.0 GET on 127.0.0.1:port; the whole answer.
+fn get(port: u16, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: sample\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Lines of the `application watch` output file.
+fn watch_lines(p: &Path) -> Vec<String> {
+    fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
+    rootfs_cache(); // makes sure a static busybox is installed for the sample image
+    let offset = free_offset();
+    let php_port = (8280 + offset) as u16;
+    let mysql_port = (13306 + offset) as u16;
+    let mut d = Daemon::start("paas-e2e", offset);
+
+    // A live view, started before the deploy, records the startup order.
+    let watch_file = d.dir.join("watch.txt");
+    let _watch = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_strato"))
+            .args(["application", "watch", APP, "--paas-host"])
+            .arg(format!("unix://{}", d.dir.join("p.sock").display()))
+            .stdout(fs::File::create(&watch_file).unwrap())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // strato up against the running daemon: images, samples, deploy, Active.
+    let up = d.strato(&["up", "--timeout", "120"]);
+    assert!(up.success(), "{up}\n{}", tail(&d.log()));
+    assert!(
+        up.stdout.contains(&format!("http://127.0.0.1:{php_port}/")),
+        "{up}"
+    );
+    assert_eq!(d.active(MYSQL).len(), 1);
+    assert_eq!(d.active(PHP).len(), 1);
+
+    // Startup order: the mysql member was Active before any php member existed.
+    d.until(10, "the watch to see the php member Active", || {
+        watch_lines(&watch_file)
+            .iter()
+            .any(|l| l.contains(&format!("{PHP}: member")) && l.contains("Active"))
+    });
+    let lines = watch_lines(&watch_file);
+    let mysql_active = lines
+        .iter()
+        .position(|l| l.contains(&format!("{MYSQL}: member")) && l.contains(" Active"))
+        .expect("mysql Active event");
+    let php_created = lines
+        .iter()
+        .position(|l| l.contains(&format!("{PHP}: member")) && l.contains(" Created"))
+        .expect("php Created event");
+    assert!(mysql_active < php_created, "{lines:#?}");
+
+    // Through the load balancer: HTTP to php, TCP to "mysql".
+    let page = get(php_port, "/").unwrap();
+    assert!(page.starts_with("HTTP/1."), "{page}");
+    assert!(
+        page.contains(&format!("member {}", d.active(PHP)[0])),
+        "{page}"
+    );
+    let tcp = get(mysql_port, "/member.txt").unwrap();
+    assert!(tcp.contains(&d.active(MYSQL)[0]), "{tcp}");
+
+    // Load: 30 requests in flight (threshold 20) → ceil(30/20) = 2 members.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..30 {
+        let stop = Arc::clone(&stop);
+        load.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = get(php_port, "/cgi-bin/slow?2");
+            }
+        }));
+    }
+    let mut most = 0;
+    d.until(90, "scale-out to 2 php members", || {
+        let m = d.members(PHP);
+        most = most.max(m.len());
+        m.iter().filter(|m| m.1 == "Active").count() == 2
+    });
+    for _ in 0..5 {
+        most = most.max(d.members(PHP).len());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(most, 2, "the rule asks for ceil(30 / 20) = 2 members");
+    let rt = d.runtime().unwrap();
+    let php = rt["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["clusterId"] == PHP)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        php["lastEvaluation"]["figures"]["requiredByRequestsInFlight"], 2,
+        "{php:#}"
+    );
+
+    // Load removed → back to the minimum of 1.
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    d.until(90, "scale-in to 1 php member", || d.members(PHP).len() == 1);
+    assert!(watch_lines(&watch_file)
+        .iter()
+        .any(|l| l.contains("scaleDown")));
+
+    // A killed member is replaced and the LB serves the new one.
+    let (old, _, container) = d.members(PHP).remove(0);
+    d.strato(&["kill", &container]).ok();
+    d.until(60, "the killed member's replacement", || {
+        let a = d.active(PHP);
+        a.len() == 1 && a[0] != old
+    });
+    let new = d.active(PHP)[0].clone();
+    d.until(10, "the LB to serve the replacement", || {
+        get(php_port, "/member.txt").is_ok_and(|p| p.contains(&new))
+    });
+
+    // Daemon restart: the running members are adopted, not replaced.
+    let before: Vec<_> = [d.members(MYSQL), d.members(PHP)].concat();
+    d.stop();
+    d.spawn();
+    d.until(20, "the restarted controller to adopt its members", || {
+        let now: Vec<_> = [d.members(MYSQL), d.members(PHP)].concat();
+        now == before
+    });
+    d.until(10, "the LB to serve after the restart", || {
+        get(php_port, "/member.txt").is_ok_and(|p| p.contains(&new))
+    });
+
+    // Undeploy: nothing left, no containers, no listeners.
+    d.strato(&["application", "undeploy", APP, "--wait"]).ok();
+    let left = d
+        .strato(&["ps", "-aq", "--filter", "label=strato.paas.member"])
+        .ok();
+    assert_eq!(left.stdout.trim(), "", "containers left: {left}");
+    assert!(TcpStream::connect(("127.0.0.1", php_port)).is_err());
+    assert!(TcpStream::connect(("127.0.0.1", mysql_port)).is_err());
+    let lines = watch_lines(&watch_file);
+    assert!(
+        lines.iter().any(|l| l.contains("applicationUndeployed")),
+        "{lines:#?}"
+    );
+}
+
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,1424 @@
+//! The controller: a reconcile loop (in the manner of kube-rs controllers)
+//! that makes the engine's containers and the load balancer's pools match
+//! the deployed applications in the store, and the autoscaler that changes
+//! how many members each cluster wants.
+//!
+//! Every tick (one second by default, sooner when the API changes
+//! something) [`Controller::reconcile_once`]:
+//! 1. lists the engine's member containers (by label) and compares them
+//!    with the member records: a member whose container exited or vanished
+//!    is terminated (and its record removed); a container no record claims
+//!    is removed;
+//! 2. moves members along their lifecycle: `Initialized → Starting` once
+//!    the container runs, `Starting → Active` once its first port answers;
+//!    an Active member joins its cluster's load-balancer pools;
+//! 3. for each cluster whose startup-order predecessors have their minimum
+//!    of Active members, feeds the autoscaler (requests in flight from the
+//!    pools, memory and a load figure per member from the engine's cgroup
+//!    stats) and acts on its decision: new members are created at the
+//!    placements it gives (below `cartridgeMin` this is how a failed member
+//!    is replaced), a removed member is drained from the pools first;
+//! 4. for an application being undeployed, terminates the clusters stage by
+//!    stage in the reverse startup order (draining each member), then closes
+//!    its listeners and forgets the deployment.
+//!
+//! State that must survive a restart (definitions, deployments, member
+//! records) is in the store; on start the controller adopts the running
+//! containers its records name and the next tick replaces missing ones.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use strato_lb::{Algorithm, Pool, Protocol};
+use strato_paas_model::capacity::{self, Capacity, HostPool};
+use strato_paas_model::plan::{self, ClusterPlan, Placement, Plan};
+use strato_paas_model::scaling::{self, Action, Evaluation, Sample, ScalingConfig, ScalingState};
+use strato_paas_model::{Catalog, Change, Kind, ModelError};
+use strato_paas_store::{DeploymentStatus, MemberRecord, MemberStatus, Store, StoreError};
+use tokio::sync::{broadcast, Notify};
+use tokio::task::JoinHandle;
+
+use crate::engine::{
+    ContainerInfo, CreateSpec, Engine, LABEL_APPLICATION, LABEL_CLUSTER, LABEL_MEMBER,
+    LABEL_PARTITION,
+};
+use crate::events::{now_ms, Event, EventKind};
+
+/// Tuning of the controller.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Period of the reconcile and autoscaling loop.
+    pub tick: Duration,
+    /// The autoscaler's tuning.
+    pub scaling: ScalingConfig,
+    /// Added to every proxyPort (tests shift the listeners to free ports).
+    pub port_offset: i32,
+    /// Address the load balancer listens on.
+    pub lb_addr: IpAddr,
+    /// How long a leaving member may finish its requests.
+    pub drain_timeout: Duration,
+    /// How long a member may take from start to Active before it is replaced.
+    pub start_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            tick: Duration::from_secs(1),
+            scaling: ScalingConfig::default(),
+            port_offset: 0,
+            lb_addr: IpAddr::from([0, 0, 0, 0]),
+            drain_timeout: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why a controller operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// Deploy could not open a load-balancer listener.
+    #[error("{0}")]
+    Listen(String),
+    /// The application is not deployed (undeploy, runtime).
+    #[error("application {0:?} is not deployed")]
+    NotDeployed(String),
+}
+
+/// One listener of a cluster.
+struct Listener {
+    proxy_port: u16,
+    member_port: u16,
+    protocol: Protocol,
+    pool: Arc<Pool>,
+    task: JoinHandle<()>,
+}
+
+struct ClusterRt {
+    plan: ClusterPlan,
+    scaling: ScalingState,
+    listeners: Vec<Listener>,
+    last_eval: Option<Evaluation>,
+    /// Members that failed to start in a row, and no new member before
+    /// this time (ms): a missing image must not become a create loop.
+    failures: u32,
+    backoff_until: Option<tokio::time::Instant>,
+}
+
+struct AppRt {
+    plan: Plan,
+    clusters: BTreeMap<String, ClusterRt>,
+}
+
+struct MemberRt {
+    rec: MemberRecord,
+    ip: Option<IpAddr>,
+    /// Last cumulative cpu figure and when it was read (ms).
+    last_cpu: Option<(u64, i64)>,
+    /// A drain and removal is under way.
+    leaving: bool,
+    /// When it was started (for the start timeout).
+    started_ms: i64,
+    load: Option<f64>,
+    memory: Option<f64>,
+}
+
+#[derive(Default)]
+struct State {
+    apps: BTreeMap<String, AppRt>,
+    members: BTreeMap<String, MemberRt>,
+    /// Level 2: the declared hosts, one pool per set of hosts behind a
+    /// partition (partitions on the same hosts share it).
+    hosts: BTreeMap<String, HostPool>,
+}
+
+impl State {
+    /// Places a member on a host of its partition; `None` when none has room.
+    fn place(&mut self, catalog: &Catalog, m: &MemberRecord, need: Capacity) -> Option<String> {
+        let hosts = capacity::hosts_for_partition(catalog, &m.network_partition, &m.partition);
+        let key = hosts
+            .iter()
+            .map(|h| h.id.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        self.hosts
+            .entry(key)
+            .or_insert_with(|| HostPool::new(hosts))
+            .place(&m.member_id, need)
+    }
+
+    fn release(&mut self, member: &str) {
+        for p in self.hosts.values_mut() {
+            p.release(member);
+        }
+    }
+
+    fn need(&self, m: &MemberRecord) -> Capacity {
+        self.apps
+            .get(&m.application_id)
+            .and_then(|a| a.clusters.get(&m.cluster_id))
+            .map(|c| Capacity {
+                cpu_millis: c.plan.cpu_millis,
+                memory_bytes: c.plan.memory_bytes,
+            })
+            .unwrap_or_default()
+    }
+}
+
+struct Inner<E> {
+    engine: E,
+    store: Mutex<Store>,
+    state: Mutex<State>,
+    events: broadcast::Sender<Event>,
+    wake: Notify,
+    config: Config,
+    seq: std::sync::atomic::AtomicU64,
+}
+
+/// The PaaS controller. Cheap to clone.
+pub struct Controller<E> {
+    inner: Arc<Inner<E>>,
+}
+
+impl<E> Clone for Controller<E> {
+    fn clone(&self) -> Self {
+        Controller {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runtime view of one member, for the API.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub member_id: String,
+    pub cluster_id: String,
+    pub network_partition_id: String,
+    pub partition_id: String,
+    pub status: MemberStatus,
+    pub container_id: Option<String>,
+    pub default_private_ip: Option<String>,
+    pub load_average: Option<f64>,
+    pub memory_consumption: Option<f64>,
+    pub requests_in_flight: usize,
+}
+
+/// Runtime view of one cluster.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterView {
+    pub cluster_id: String,
+    pub alias: String,
+    pub service_name: String,
+    pub hostname: String,
+    pub min: u32,
+    pub max: u32,
+    /// `{"port", "proxyPort", "protocol", "requestsInFlight"}` per listener.
+    pub load_balancer: Vec<serde_json::Value>,
+    pub members: Vec<MemberView>,
+    pub last_evaluation: Option<Evaluation>,
+}
+
+/// Runtime view of a deployed application (`GET /api/applications/{id}/runtime`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationView {
+    pub application_id: String,
+    pub application_policy: String,
+    pub status: DeploymentStatus,
+    pub clusters: Vec<ClusterView>,
+}
+
+impl<E: Engine> Controller<E> {
+    /// A controller over `engine` and the open `store`; call
+    /// [`Controller::restore`] (or [`Controller::run`], which does) next.
+    pub fn new(engine: E, store: Store, config: Config) -> Controller<E> {
+        let (events, _) = broadcast::channel(1024);
+        Controller {
+            inner: Arc::new(Inner {
+                engine,
+                store: Mutex::new(store),
+                state: Mutex::new(State::default()),
+                events,
+                wake: Notify::new(),
+                config,
+                seq: std::sync::atomic::AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The engine (tests inspect the fake).
+    pub fn engine(&self) -> &E {
+        &self.inner.engine
+    }
+
+    /// Subscribes to events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, application_id: &str, kind: EventKind) {
+        let _ = self.inner.events.send(Event {
+            time_ms: now_ms(),
+            application_id: application_id.to_owned(),
+            kind,
+        });
+    }
+
+    /// The committed catalog (a copy).
+    pub fn catalog(&self) -> Catalog {
+        lock(&self.inner.store).catalog().clone()
+    }
+
+    /// Applies definition changes whole-or-nothing.
+    pub fn apply(&self, changes: &[Change]) -> Result<(), ControlError> {
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::Deploy { .. } | Change::Undeploy { .. }))
+        {
+            return Err(ControlError::Listen(
+                "deploy and undeploy go through their own calls".into(),
+            ));
+        }
+        lock(&self.inner.store).apply(changes)?;
+        Ok(())
+    }
+
+    /// Opens the listeners of a planned application; on failure nothing stays open.
+    fn open_app(&self, plan: Plan, catalog: &Catalog) -> Result<AppRt, ControlError> {
+        let mut clusters = BTreeMap::new();
+        let result = (|| {
+            for c in &plan.clusters {
+                let policy = catalog
+                    .autoscaling_policies
+                    .get(&c.autoscaling_policy)
+                    .ok_or_else(|| ModelError::NotFound {
+                        kind: Kind::AutoscalingPolicy,
+                        id: c.autoscaling_policy.clone(),
+                    })?;
+                let mut listeners = Vec::new();
+                for pm in &c.port_mappings {
+                    if pm.proxy_port <= 0 {
+                        continue;
+                    }
+                    let proxy = i64::from(self.inner.config.port_offset) + pm.proxy_port;
+                    let proxy_port = u16::try_from(proxy).map_err(|_| {
+                        ControlError::Listen(format!(
+                            "cluster {}: proxyPort {} plus the port offset {} is not a port",
+                            c.cluster_id, pm.proxy_port, self.inner.config.port_offset
+                        ))
+                    })?;
+                    let member_port = u16::try_from(pm.port).map_err(|_| {
+                        ControlError::Listen(format!(
+                            "cluster {}: port {} is not a port",
+                            c.cluster_id, pm.port
+                        ))
+                    })?;
+                    let protocol = if pm.protocol.eq_ignore_ascii_case("tcp") {
+                        Protocol::Tcp
+                    } else {
+                        Protocol::Http
+                    };
+                    let addr = SocketAddr::new(self.inner.config.lb_addr, proxy_port);
+                    let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+                        ControlError::Listen(format!(
+                            "cluster {}: cannot listen on {addr} for proxyPort {}: {e}; free the port or change the cartridge's proxyPort",
+                            c.cluster_id, pm.proxy_port
+                        ))
+                    })?;
+                    std_listener
+                        .set_nonblocking(true)
+                        .map_err(|e| ControlError::Listen(format!("listen on {addr}: {e}")))?;
+                    let listener = tokio::net::TcpListener::from_std(std_listener)
+                        .map_err(|e| ControlError::Listen(format!("listen on {addr}: {e}")))?;
+                    let pool = Arc::new(Pool::new(
+                        format!("{}:{proxy_port}", c.cluster_id),
+                        Algorithm::LeastOutstanding,
+                    ));
+                    let p = Arc::clone(&pool);
+                    let name = c.cluster_id.clone();
+                    let task = tokio::spawn(async move {
+                        if let Err(e) = strato_lb::serve(listener, p, protocol).await {
+                            tracing::error!(cluster = %name, "load balancer stopped: {e}");
+                        }
+                    });
+                    listeners.push(Listener {
+                        proxy_port,
+                        member_port,
+                        protocol,
+                        pool,
+                        task,
+                    });
+                }
+                let scaling = ScalingState::new(c, policy, self.inner.config.scaling);
+                clusters.insert(
+                    c.cluster_id.clone(),
+                    ClusterRt {
+                        plan: c.clone(),
+                        scaling,
+                        listeners,
+                        last_eval: None,
+                        failures: 0,
+                        backoff_until: None,
+                    },
+                );
+            }
+            Ok::<(), ControlError>(())
+        })();
+        if let Err(e) = result {
+            for c in clusters.values() {
+                for l in &c.listeners {
+                    l.task.abort();
+                }
+            }
+            return Err(e);
+        }
+        Ok(AppRt { plan, clusters })
+    }
+
+    /// Deploys an application: plans it, opens its listeners, records the
+    /// deployment. The members follow on the next ticks.
+    pub fn deploy(
+        &self,
+        application_id: &str,
+        application_policy: &str,
+    ) -> Result<(), ControlError> {
+        let catalog = self.catalog();
+        let change = Change::Deploy {
+            application_id: application_id.to_owned(),
+            application_policy: application_policy.to_owned(),
+        };
+        // Check first (not deployed yet, references) without writing.
+        let next = catalog.apply(std::slice::from_ref(&change))?;
+        let plan = plan::plan(&next, application_id, application_policy)?;
+        let app = self.open_app(plan, &next)?;
+        if let Err(e) = lock(&self.inner.store).apply(&[change]) {
+            close_app(&app);
+            return Err(e.into());
+        }
+        lock(&self.inner.state)
+            .apps
+            .insert(application_id.to_owned(), app);
+        self.emit(
+            application_id,
+            EventKind::ApplicationDeployed {
+                application_policy: application_policy.to_owned(),
+            },
+        );
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Starts undeploying: members are drained and removed in the reverse
+    /// startup order on the next ticks, then the deployment is forgotten.
+    pub fn undeploy(&self, application_id: &str) -> Result<(), ControlError> {
+        let store = lock(&self.inner.store);
+        if !store.catalog().deployments.contains_key(application_id) {
+            return Err(ControlError::NotDeployed(application_id.to_owned()));
+        }
+        store.set_deployment_status(application_id, DeploymentStatus::Undeploying)?;
+        drop(store);
+        self.emit(application_id, EventKind::ApplicationUndeploying);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    /// Whether an application is still deployed (undeploy is done when not).
+    pub fn is_deployed(&self, application_id: &str) -> bool {
+        lock(&self.inner.store)
+            .catalog()
+            .deployments
+            .contains_key(application_id)
+    }
+
+    /// Re-creates the runtime of every stored deployment: listeners, the
+    /// autoscalers, and the members whose containers still run (adopted).
+    /// Members whose containers are gone are terminated; the next tick
+    /// replaces them.
+    pub async fn restore(&self) -> Result<(), ControlError> {
+        let (catalog, deployments, records) = {
+            let store = lock(&self.inner.store);
+            (
+                store.catalog().clone(),
+                store.deployments()?,
+                store.members()?,
+            )
+        };
+        for (app_id, dep) in &deployments {
+            let plan = plan::plan(&catalog, app_id, &dep.application_policy)?;
+            match self.open_app(plan, &catalog) {
+                Ok(app) => {
+                    lock(&self.inner.state).apps.insert(app_id.clone(), app);
+                }
+                Err(e) => {
+                    tracing::error!(application = %app_id, "cannot restore: {e}");
+                    self.emit(
+                        app_id,
+                        EventKind::Error {
+                            message: e.to_string(),
+                        },
+                    );
+                }
+            }
+        }
+        let containers = match self.inner.engine.list().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("cannot list member containers to adopt them: {e}");
+                Vec::new()
+            }
+        };
+        let by_member: BTreeMap<&str, &ContainerInfo> = containers
+            .iter()
+            .filter_map(|c| c.labels.get(LABEL_MEMBER).map(|m| (m.as_str(), c)))
+            .collect();
+        let now = now_ms();
+        let mut drop_records = Vec::new();
+        let mut adopted = Vec::new();
+        {
+            let mut state = lock(&self.inner.state);
+            for (id, rec) in records {
+                let container = by_member.get(id.as_str());
+                let alive = container.is_some_and(|c| c.running) && !rec.status.is_terminal();
+                let has_app = state.apps.contains_key(&rec.application_id);
+                if !alive || !has_app {
+                    drop_records.push((id, container.map(|c| c.id.clone())));
+                    continue;
+                }
+                let c = container.map(|c| (*c).clone());
+                let mut rec = rec;
+                if let Some(c) = &c {
+                    rec.container_id = Some(c.id.clone());
+                }
+                let active = rec.status == MemberStatus::Active;
+                let placement = Placement {
+                    network_partition: rec.network_partition.clone(),
+                    partition: rec.partition.clone(),
+                };
+                let State { apps, members, .. } = &mut *state;
+                let Some(cluster) = apps
+                    .get_mut(&rec.application_id)
+                    .and_then(|a| a.clusters.get_mut(&rec.cluster_id))
+                else {
+                    drop_records.push((id, rec.container_id.clone()));
+                    continue;
+                };
+                cluster.scaling.add_member(&id, &placement, active);
+                let ip = c.as_ref().and_then(|c| c.ip);
+                if active {
+                    if let Some(ip) = ip {
+                        for l in &cluster.listeners {
+                            l.pool.add(id.clone(), SocketAddr::new(ip, l.member_port));
+                        }
+                    }
+                }
+                members.insert(
+                    id.clone(),
+                    MemberRt {
+                        rec,
+                        ip,
+                        last_cpu: None,
+                        leaving: false,
+                        started_ms: now,
+                        load: None,
+                        memory: None,
+                    },
+                );
+                tracing::info!(member = %id, "adopted a running member");
+                adopted.push(id.clone());
+            }
+            for id in adopted {
+                let Some(rec) = state.members.get(&id).map(|m| m.rec.clone()) else {
+                    continue;
+                };
+                let need = state.need(&rec);
+                if state.place(&catalog, &rec, need).is_none() {
+                    tracing::warn!(member = %id, "a running member exceeds its hosts' declared capacity");
+                }
+            }
+        }
+        for (id, container) in drop_records {
+            if let Some(c) = container {
+                let _ = self.inner.engine.remove(&c).await;
+            }
+            let _ = lock(&self.inner.store).remove_member(&id);
+            tracing::info!(member = %id, "member gone while the controller was down; it will be replaced");
+        }
+        Ok(())
+    }
+
+    /// Restores, then reconciles every tick until the task is dropped.
+    pub async fn run(self) {
+        if let Err(e) = self.restore().await {
+            tracing::error!("restoring the PaaS state: {e}");
+        }
+        let mut interval = tokio::time::interval(self.inner.config.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = self.inner.wake.notified() => {}
+            }
+            self.reconcile_once(now_ms()).await;
+        }
+    }
+
+    fn new_member_id(&self, alias: &str) -> String {
+        use std::hash::{BuildHasher, Hasher};
+        let seq = self
+            .inner
+            .seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(seq);
+        h.write_i64(now_ms());
+        format!("{alias}-{:08x}", h.finish() as u32)
+    }
+
+    fn set_status(&self, id: &str, status: MemberStatus, reason: Option<String>) {
+        let now = now_ms();
+        let (app, cluster, ip) = {
+            let mut state = lock(&self.inner.state);
+            let Some(m) = state.members.get_mut(id) else {
+                return;
+            };
+            if m.rec.status == status || !m.rec.status.can_become(status) {
+                return;
+            }
+            m.rec.status = status;
+            m.rec.updated_ms = now;
+            (
+                m.rec.application_id.clone(),
+                m.rec.cluster_id.clone(),
+                m.ip.map(|i| i.to_string()),
+            )
+        };
+        if let Err(e) = lock(&self.inner.store).set_member_status(id, status, now) {
+            tracing::warn!(member = %id, "recording status {status}: {e}");
+        }
+        self.emit(
+            &app,
+            EventKind::MemberStatus {
+                cluster_id: cluster,
+                member_id: id.to_owned(),
+                status,
+                ip,
+                reason,
+            },
+        );
+    }
+
+    /// Registers a new member of `cluster_id` at `placement` (in the
+    /// autoscaler and the member table, under the state lock, so the next
+    /// evaluation counts it) and returns what to create.
+    fn prepare_member(
+        &self,
+        state: &mut State,
+        app_id: &str,
+        cluster_id: &str,
+        placement: &Placement,
+        reuse_id: Option<String>,
+    ) -> Option<(String, CreateSpec)> {
+        let cluster = state
+            .apps
+            .get_mut(app_id)
+            .and_then(|a| a.clusters.get_mut(cluster_id))?;
+        let c = &cluster.plan;
+        let np = c
+            .network_partitions
+            .iter()
+            .find(|n| n.id == placement.network_partition)?;
+        let id = reuse_id.unwrap_or_else(|| self.new_member_id(&c.alias));
+        let mut labels = BTreeMap::new();
+        labels.insert(LABEL_MEMBER.to_owned(), id.clone());
+        labels.insert(LABEL_APPLICATION.to_owned(), app_id.to_owned());
+        labels.insert(LABEL_CLUSTER.to_owned(), cluster_id.to_owned());
+        labels.insert(
+            LABEL_PARTITION.to_owned(),
+            format!("{}/{}", placement.network_partition, placement.partition),
+        );
+        let mut env = vec![
+            format!("APPLICATION_ID={app_id}"),
+            format!("CLUSTER_ID={cluster_id}"),
+            format!("MEMBER_ID={id}"),
+            format!("CARTRIDGE_TYPE={}", c.cartridge_type),
+            format!("CARTRIDGE_ALIAS={}", c.alias),
+            format!("HOST_NAME={}", c.hostname),
+            format!("NETWORK_PARTITION_ID={}", placement.network_partition),
+            format!("PARTITION_ID={}", placement.partition),
+        ];
+        let ports: Vec<String> = c.port_mappings.iter().map(|p| p.port.to_string()).collect();
+        env.push(format!("PORTS={}", ports.join("|")));
+        if let Some(p) = c.port_mappings.first() {
+            env.push(format!("PORT={}", p.port));
+        }
+        for p in &c.port_mappings {
+            if let Some(n) = &p.name {
+                let n: String = n
+                    .chars()
+                    .map(|ch| {
+                        if ch.is_ascii_alphanumeric() {
+                            ch.to_ascii_uppercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                env.push(format!("PORT_{n}={}", p.port));
+            }
+        }
+        let spec = CreateSpec {
+            name: format!("paas-{id}"),
+            image: np.image.clone(),
+            labels,
+            env,
+            cpu_millis: c.cpu_millis,
+            memory_bytes: c.memory_bytes,
+        };
+        cluster.scaling.add_member(&id, placement, false);
+        let need = Capacity {
+            cpu_millis: c.cpu_millis,
+            memory_bytes: c.memory_bytes,
+        };
+        let mut rec = MemberRecord {
+            member_id: id.clone(),
+            application_id: app_id.to_owned(),
+            cluster_id: cluster_id.to_owned(),
+            network_partition: placement.network_partition.clone(),
+            partition: placement.partition.clone(),
+            container_id: None,
+            status: MemberStatus::Created,
+            updated_ms: now_ms(),
+        };
+        let catalog = lock(&self.inner.store).catalog().clone();
+        if state.place(&catalog, &rec, need).is_none() {
+            // Level 2: no declared host has room. The member waits, Pending,
+            // and counts for the autoscaler so it is not asked for again.
+            rec.status = MemberStatus::Pending;
+        }
+        state.members.insert(
+            id.clone(),
+            MemberRt {
+                rec,
+                ip: None,
+                last_cpu: None,
+                leaving: false,
+                started_ms: now_ms(),
+                load: None,
+                memory: None,
+            },
+        );
+        Some((id, spec))
+    }
+
+    /// Moves Pending members that now fit on a host to Created; returns
+    /// what to launch.
+    fn place_pending(&self) -> Vec<(String, String, String, CreateSpec)> {
+        let catalog = lock(&self.inner.store).catalog().clone();
+        let mut state = lock(&self.inner.state);
+        let pending: Vec<MemberRecord> = state
+            .members
+            .values()
+            .filter(|m| m.rec.status == MemberStatus::Pending && !m.leaving)
+            .map(|m| m.rec.clone())
+            .collect();
+        let mut out = Vec::new();
+        for rec in pending {
+            let need = state.need(&rec);
+            if state.place(&catalog, &rec, need).is_none() {
+                continue;
+            }
+            // Prepare again under the same id: drop the Pending entry first.
+            state.members.remove(&rec.member_id);
+            if let Some(c) = state
+                .apps
+                .get_mut(&rec.application_id)
+                .and_then(|a| a.clusters.get_mut(&rec.cluster_id))
+            {
+                c.scaling.remove_member(&rec.member_id);
+            }
+            let placement = Placement {
+                network_partition: rec.network_partition.clone(),
+                partition: rec.partition.clone(),
+            };
+            state.release(&rec.member_id);
+            if let Some((id, spec)) = self.prepare_member(
+                &mut state,
+                &rec.application_id,
+                &rec.cluster_id,
+                &placement,
+                Some(rec.member_id.clone()),
+            ) {
+                if state.members.get(&id).map(|m| m.rec.status) == Some(MemberStatus::Created) {
+                    out.push((rec.application_id.clone(), rec.cluster_id.clone(), id, spec));
+                }
+            }
+        }
+        out
+    }
+
+    /// Records, creates and starts a prepared member.
+    async fn launch(&self, app_id: &str, cluster_id: &str, id: String, spec: CreateSpec) {
+        let pending = lock(&self.inner.state)
+            .members
+            .get(&id)
+            .map(|m| (m.rec.status == MemberStatus::Pending).then(|| m.rec.clone()));
+        if let Some(Some(rec)) = pending {
+            let _ = lock(&self.inner.store).put_member(&rec);
+            self.emit(
+                app_id,
+                EventKind::MemberStatus {
+                    cluster_id: cluster_id.to_owned(),
+                    member_id: id,
+                    status: MemberStatus::Pending,
+                    ip: None,
+                    reason: Some(format!(
+                        "no host of its partition has room for cpu {}m, memory {} bytes",
+                        spec.cpu_millis.unwrap_or(0),
+                        spec.memory_bytes.unwrap_or(0)
+                    )),
+                },
+            );
+            return;
+        }
+        // The record first: a container whose record is missing after a
+        // crash is an orphan and gets removed; never the reverse.
+        let rec = lock(&self.inner.state)
+            .members
+            .get(&id)
+            .map(|m| m.rec.clone());
+        if let Some(rec) = rec {
+            if let Err(e) = lock(&self.inner.store).put_member(&rec) {
+                self.forget(&id, Some(format!("recording the member: {e}")));
+                return;
+            }
+        }
+        self.emit(
+            app_id,
+            EventKind::MemberStatus {
+                cluster_id: cluster_id.to_owned(),
+                member_id: id.clone(),
+                status: MemberStatus::Created,
+                ip: None,
+                reason: None,
+            },
+        );
+        let container = match self.inner.engine.create(&spec).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.back_off(app_id, cluster_id);
+                self.forget(&id, Some(e.to_string()));
+                return;
+            }
+        };
+        {
+            let mut state = lock(&self.inner.state);
+            if let Some(m) = state.members.get_mut(&id) {
+                m.rec.container_id = Some(container.clone());
+                let _ = lock(&self.inner.store).write_members(std::slice::from_ref(&m.rec), &[]);
+            }
+        }
+        if let Err(e) = self.inner.engine.start(&container).await {
+            let _ = self.inner.engine.remove(&container).await;
+            self.back_off(app_id, cluster_id);
+            self.forget(&id, Some(e.to_string()));
+            return;
+        }
+        self.set_status(&id, MemberStatus::Initialized, None);
+    }
+
+    /// A member of the cluster failed to start: wait 1, 2, 4 … 60 s before
+    /// the cluster gets another.
+    fn back_off(&self, app_id: &str, cluster_id: &str) {
+        let mut state = lock(&self.inner.state);
+        if let Some(c) = state
+            .apps
+            .get_mut(app_id)
+            .and_then(|a| a.clusters.get_mut(cluster_id))
+        {
+            c.failures = c.failures.saturating_add(1);
+            let secs = 1u64 << c.failures.min(6).saturating_sub(1);
+            c.backoff_until = Some(tokio::time::Instant::now() + Duration::from_secs(secs.min(60)));
+        }
+    }
+
+    /// Drops a member that never got going (or is gone): Terminated, out
+    /// of the autoscaler and the store.
+    fn forget(&self, id: &str, reason: Option<String>) {
+        if let Some(r) = &reason {
+            tracing::warn!(member = %id, "member terminated: {r}");
+        }
+        self.set_status(id, MemberStatus::Terminated, reason);
+        let rec = {
+            let mut state = lock(&self.inner.state);
+            let Some(m) = state.members.remove(id) else {
+                return;
+            };
+            state.release(id);
+            if let Some(c) = state
+                .apps
+                .get_mut(&m.rec.application_id)
+                .and_then(|a| a.clusters.get_mut(&m.rec.cluster_id))
+            {
+                c.scaling.remove_member(id);
+                for l in &c.listeners {
+                    l.pool.remove(id);
+                }
+            }
+            m.rec
+        };
+        let _ = lock(&self.inner.store).remove_member(&rec.member_id);
+    }
+
+    /// Drains a member from its pools, stops it and forgets it.
+    async fn retire(&self, id: &str, reason: &str) {
+        let pools: Vec<Arc<Pool>> = {
+            let mut state = lock(&self.inner.state);
+            let State { apps, members, .. } = &mut *state;
+            let Some(m) = members.get_mut(id) else {
+                return;
+            };
+            if m.leaving {
+                return;
+            }
+            m.leaving = true;
+            apps.get(&m.rec.application_id)
+                .and_then(|a| a.clusters.get(&m.rec.cluster_id))
+                .map(|c| c.listeners.iter().map(|l| Arc::clone(&l.pool)).collect())
+                .unwrap_or_default()
+        };
+        self.set_status(id, MemberStatus::ReadyToShutdown, Some(reason.to_owned()));
+        let timeout = self.inner.config.drain_timeout;
+        futures::future::join_all(pools.iter().map(|p| p.drain(id, timeout))).await;
+        for p in &pools {
+            p.remove(id);
+        }
+        let container = lock(&self.inner.state)
+            .members
+            .get(id)
+            .and_then(|m| m.rec.container_id.clone());
+        if let Some(c) = container {
+            if let Err(e) = self.inner.engine.remove(&c).await {
+                tracing::warn!(member = %id, "{e}");
+            }
+        }
+        self.forget(id, None);
+    }
+
+    /// One pass of the loop at `now` (ms since the epoch).
+    pub async fn reconcile_once(&self, now: i64) {
+        let containers = match self.inner.engine.list().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("listing member containers: {e}");
+                return;
+            }
+        };
+        self.check_containers(&containers, now).await;
+        for (app, cluster, id, spec) in self.place_pending() {
+            let this = self.clone();
+            tokio::spawn(async move { this.launch(&app, &cluster, id, spec).await });
+        }
+        self.probe_starting(now).await;
+        self.sample(now).await;
+        let deployments = match lock(&self.inner.store).deployments() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("reading deployments: {e}");
+                return;
+            }
+        };
+        for (app_id, dep) in deployments {
+            if dep.status == DeploymentStatus::Undeploying {
+                self.undeploy_step(&app_id).await;
+            } else {
+                self.scale(&app_id, now).await;
+                if dep.status == DeploymentStatus::Deploying && self.app_active(&app_id) {
+                    let _ = lock(&self.inner.store)
+                        .set_deployment_status(&app_id, DeploymentStatus::Active);
+                    self.emit(&app_id, EventKind::ApplicationActive);
+                }
+            }
+        }
+    }
+
+    /// Compares the engine's containers with the members.
+    async fn check_containers(&self, containers: &[ContainerInfo], now: i64) {
+        let by_member: BTreeMap<&str, &ContainerInfo> = containers
+            .iter()
+            .filter_map(|c| c.labels.get(LABEL_MEMBER).map(|m| (m.as_str(), c)))
+            .collect();
+        let mut dead = Vec::new();
+        let mut orphans = Vec::new();
+        {
+            let mut state = lock(&self.inner.state);
+            for (id, m) in state.members.iter_mut() {
+                if m.leaving
+                    || matches!(m.rec.status, MemberStatus::Created | MemberStatus::Pending)
+                {
+                    continue;
+                }
+                match by_member.get(id.as_str()) {
+                    Some(c) if c.running => {
+                        if m.ip.is_none() {
+                            m.ip = c.ip;
+                        }
+                    }
+                    Some(_) => dead.push((id.clone(), "its container exited")),
+                    None => dead.push((id.clone(), "its container vanished")),
+                }
+                if m.rec.status < MemberStatus::Active
+                    && now - m.started_ms
+                        > i64::try_from(self.inner.config.start_timeout.as_millis())
+                            .unwrap_or(i64::MAX)
+                {
+                    dead.push((id.clone(), "it did not become Active in time"));
+                }
+            }
+            for c in containers {
+                let claimed = c
+                    .labels
+                    .get(LABEL_MEMBER)
+                    .is_some_and(|m| state.members.contains_key(m));
+                if !claimed {
+                    orphans.push(c.id.clone());
+                }
+            }
+        }
+        for (id, why) in dead {
+            let container = lock(&self.inner.state)
+                .members
+                .get(&id)
+                .and_then(|m| m.rec.container_id.clone());
+            if let Some(c) = container {
+                let _ = self.inner.engine.remove(&c).await;
+            }
+            self.forget(&id, Some(why.to_owned()));
+        }
+        for c in orphans {
+            tracing::info!(container = %c, "removing a member container no record claims");
+            let _ = self.inner.engine.remove(&c).await;
+        }
+    }
+
+    /// Moves started members to Starting and, once their port answers, Active.
+    async fn probe_starting(&self, _now: i64) {
+        let todo: Vec<(String, MemberStatus, Option<SocketAddr>)> = {
+            let state = lock(&self.inner.state);
+            state
+                .members
+                .values()
+                .filter(|m| {
+                    !m.leaving
+                        && matches!(
+                            m.rec.status,
+                            MemberStatus::Initialized | MemberStatus::Starting
+                        )
+                })
+                .map(|m| {
+                    let port = state
+                        .apps
+                        .get(&m.rec.application_id)
+                        .and_then(|a| a.clusters.get(&m.rec.cluster_id))
+                        .and_then(|c| c.plan.port_mappings.first())
+                        .and_then(|p| u16::try_from(p.port).ok());
+                    let addr = m.ip.zip(port).map(|(ip, port)| SocketAddr::new(ip, port));
+                    (m.rec.member_id.clone(), m.rec.status, addr)
+                })
+                .collect()
+        };
+        let checks = todo.into_iter().map(|(id, status, addr)| async move {
+            if status == MemberStatus::Initialized && addr.is_some() {
+                self.set_status(&id, MemberStatus::Starting, None);
+            }
+            let ok = match addr {
+                Some(a) => self.inner.engine.probe(a).await,
+                None => false,
+            };
+            if ok {
+                self.set_status(&id, MemberStatus::Starting, None);
+                self.activate(&id);
+            }
+        });
+        futures::future::join_all(checks).await;
+    }
+
+    fn activate(&self, id: &str) {
+        {
+            let mut state = lock(&self.inner.state);
+            let State { apps, members, .. } = &mut *state;
+            let Some(m) = members.get(id) else { return };
+            let Some(ip) = m.ip else { return };
+            if let Some(c) = apps
+                .get_mut(&m.rec.application_id)
+                .and_then(|a| a.clusters.get_mut(&m.rec.cluster_id))
+            {
+                c.failures = 0;
+                c.scaling.member_active(id);
+                for l in &c.listeners {
+                    l.pool
+                        .add(id.to_owned(), SocketAddr::new(ip, l.member_port));
+                }
+            }
+        }
+        self.set_status(id, MemberStatus::Active, None);
+    }
+
+    /// Reads every Active member's usage and feeds the autoscalers.
+    async fn sample(&self, now: i64) {
+        let todo: Vec<(String, String)> = {
+            let state = lock(&self.inner.state);
+            state
+                .members
+                .values()
+                .filter(|m| m.rec.status == MemberStatus::Active && !m.leaving)
+                .filter_map(|m| Some((m.rec.member_id.clone(), m.rec.container_id.clone()?)))
+                .collect()
+        };
+        let reads = futures::future::join_all(
+            todo.into_iter()
+                .map(|(id, c)| async move { (id, self.inner.engine.usage(&c).await) }),
+        )
+        .await;
+        let mut state = lock(&self.inner.state);
+        let State { apps, members, .. } = &mut *state;
+        for (id, usage) in reads {
+            let Ok(u) = usage else { continue };
+            let Some(m) = members.get_mut(&id) else {
+                continue;
+            };
+            let Some(c) = apps
+                .get_mut(&m.rec.application_id)
+                .and_then(|a| a.clusters.get_mut(&m.rec.cluster_id))
+            else {
+                continue;
+            };
+            let limit = if u.memory_limit > 0 && u.memory_limit < u64::MAX / 2 {
+                u.memory_limit
+            } else {
+                c.plan.memory_bytes.unwrap_or(0)
+            };
+            let mem = scaling::memory_percent(u.memory_bytes, limit);
+            m.memory = Some(mem);
+            c.scaling.record(Sample::MemoryConsumption {
+                member: id.clone(),
+                at_ms: now,
+                value: mem,
+            });
+            if let Some((cpu, at)) = m.last_cpu {
+                if now > at && u.cpu_ns >= cpu {
+                    let interval = u64::try_from(now - at).unwrap_or(0) * 1_000_000;
+                    let load = scaling::load_percent(
+                        u.cpu_ns - cpu,
+                        interval,
+                        c.plan.cpu_millis.unwrap_or(1000),
+                    );
+                    m.load = Some(load);
+                    c.scaling.record(Sample::LoadAverage {
+                        member: id.clone(),
+                        at_ms: now,
+                        value: load,
+                    });
+                }
+            }
+            m.last_cpu = Some((u.cpu_ns, now));
+        }
+        for app in apps.values_mut() {
+            for c in app.clusters.values_mut() {
+                let rif: usize = c.listeners.iter().map(|l| l.pool.in_flight()).sum();
+                #[allow(clippy::cast_precision_loss)]
+                c.scaling.record(Sample::RequestsInFlight {
+                    at_ms: now,
+                    value: rif as f64,
+                });
+            }
+        }
+    }
+
+    fn active_count(state: &State, cluster_id: &str) -> u32 {
+        let n = state
+            .members
+            .values()
+            .filter(|m| m.rec.cluster_id == cluster_id && m.rec.status == MemberStatus::Active)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn app_active(&self, app_id: &str) -> bool {
+        let state = lock(&self.inner.state);
+        let Some(app) = state.apps.get(app_id) else {
+            return false;
+        };
+        app.clusters
+            .values()
+            .all(|c| Self::active_count(&state, &c.plan.cluster_id) >= c.plan.min)
+    }
+
+    /// Runs the autoscaler of each cluster whose predecessors are up.
+    async fn scale(&self, app_id: &str, now: i64) {
+        let mut spawns: Vec<(String, Placement)> = Vec::new();
+        let mut launches: Vec<(String, String, CreateSpec)> = Vec::new();
+        let mut removals: Vec<String> = Vec::new();
+        let mut evals: Vec<(String, Evaluation, usize)> = Vec::new();
+        {
+            let mut state = lock(&self.inner.state);
+            let ready: BTreeSet<String> = match state.apps.get(app_id) {
+                Some(app) => app
+                    .clusters
+                    .values()
+                    .filter(|c| Self::active_count(&state, &c.plan.cluster_id) >= c.plan.min)
+                    .map(|c| c.plan.cluster_id.clone())
+                    .collect(),
+                None => return,
+            };
+            let Some(app) = state.apps.get_mut(app_id) else {
+                return;
+            };
+            let mut factors: BTreeMap<String, f64> = BTreeMap::new();
+            for c in app.clusters.values_mut() {
+                if !c.plan.waits_for.iter().all(|w| ready.contains(w))
+                    || c.backoff_until
+                        .is_some_and(|t| tokio::time::Instant::now() < t)
+                {
+                    continue;
+                }
+                let eval = c.scaling.evaluate(now);
+                let rif = c.listeners.iter().map(|l| l.pool.in_flight()).sum();
+                match &eval.action {
+                    Action::ScaleUp { spawn, .. } => {
+                        for p in spawn {
+                            spawns.push((c.plan.cluster_id.clone(), p.clone()));
+                        }
+                    }
+                    Action::ScaleDown { remove } => {
+                        removals.extend(remove.iter().map(|r| r.member.clone()));
+                    }
+                    Action::NotifyDependents { factor } => {
+                        factors.insert(c.plan.cluster_id.clone(), *factor);
+                    }
+                    _ => {}
+                }
+                c.last_eval = Some(eval.clone());
+                evals.push((c.plan.cluster_id.clone(), eval, rif));
+            }
+            // Scaling dependents: the highest factor of a set moves all of it.
+            for set in &app.plan.scaling_sets {
+                let Some(f) =
+                    scaling::highest_factor(set.iter().filter_map(|c| factors.get(c).copied()))
+                else {
+                    continue;
+                };
+                for cid in set {
+                    let Some(c) = app.clusters.get_mut(cid) else {
+                        continue;
+                    };
+                    let want = scaling::dependent_required(c.plan.min, f, c.scaling.rounding());
+                    match c.scaling.apply_dependent(want, now) {
+                        Action::ScaleUp { spawn, .. } => {
+                            for p in spawn {
+                                spawns.push((cid.clone(), p));
+                            }
+                        }
+                        Action::ScaleDown { remove } => {
+                            removals.extend(remove.into_iter().map(|r| r.member));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for (cid, p) in &spawns {
+                if let Some((id, spec)) = self.prepare_member(&mut state, app_id, cid, p, None) {
+                    launches.push((cid.clone(), id, spec));
+                }
+            }
+        }
+        for (cluster_id, eval, rif) in evals {
+            let acted = !matches!(eval.action, Action::Hold);
+            if acted {
+                tracing::debug!(cluster = %cluster_id, action = ?eval.action, "scaling decision");
+            }
+            self.emit(
+                app_id,
+                EventKind::Scaling {
+                    cluster_id,
+                    figures: eval.figures,
+                    action: eval.action,
+                    requests_in_flight: rif,
+                },
+            );
+        }
+        for (cluster_id, id, spec) in launches {
+            let this = self.clone();
+            let app = app_id.to_owned();
+            tokio::spawn(async move { this.launch(&app, &cluster_id, id, spec).await });
+        }
+        for id in removals {
+            let this = self.clone();
+            tokio::spawn(async move { this.retire(&id, "scale down").await });
+        }
+    }
+
+    /// One step of undeploying: retire the first stage (reverse startup
+    /// order) that still has members; when none has, close the listeners
+    /// and forget the deployment.
+    async fn undeploy_step(&self, app_id: &str) {
+        let (stage_members, pending) = {
+            let state = lock(&self.inner.state);
+            let Some(app) = state.apps.get(app_id) else {
+                drop(state);
+                self.finish_undeploy(app_id);
+                return;
+            };
+            let mut found = Vec::new();
+            let mut pending = false;
+            for stage in app.plan.shutdown_stages() {
+                let here: Vec<&MemberRt> = state
+                    .members
+                    .values()
+                    .filter(|m| m.rec.application_id == app_id && stage.contains(&m.rec.cluster_id))
+                    .collect();
+                if !here.is_empty() {
+                    pending = true;
+                    found = here
+                        .iter()
+                        .filter(|m| !m.leaving)
+                        .map(|m| m.rec.member_id.clone())
+                        .collect();
+                    break;
+                }
+            }
+            (found, pending)
+        };
+        if !pending {
+            self.finish_undeploy(app_id);
+            return;
+        }
+        for id in stage_members {
+            let this = self.clone();
+            tokio::spawn(async move { this.retire(&id, "undeploy").await });
+        }
+    }
+
+    fn finish_undeploy(&self, app_id: &str) {
+        if let Some(app) = lock(&self.inner.state).apps.remove(app_id) {
+            close_app(&app);
+        }
+        let r = lock(&self.inner.store)
+            .apply(&[Change::Undeploy {
+                application_id: app_id.to_owned(),
+            }])
+            .map(|_| ());
+        match r {
+            Ok(_) => self.emit(app_id, EventKind::ApplicationUndeployed),
+            Err(e) => tracing::error!(application = %app_id, "forgetting the deployment: {e}"),
+        }
+    }
+
+    /// The runtime of a deployed application.
+    pub fn runtime(&self, app_id: &str) -> Result<ApplicationView, ControlError> {
+        let dep = lock(&self.inner.store)
+            .deployments()?
+            .remove(app_id)
+            .ok_or_else(|| ControlError::NotDeployed(app_id.to_owned()))?;
+        let state = lock(&self.inner.state);
+        let mut clusters = Vec::new();
+        if let Some(app) = state.apps.get(app_id) {
+            for cid in app.plan.stages.iter().flatten() {
+                let Some(c) = app.clusters.get(cid) else {
+                    continue;
+                };
+                let stats: Vec<_> = c.listeners.iter().map(|l| l.pool.stats()).collect();
+                let members = state
+                    .members
+                    .values()
+                    .filter(|m| &m.rec.cluster_id == cid)
+                    .map(|m| MemberView {
+                        member_id: m.rec.member_id.clone(),
+                        cluster_id: cid.clone(),
+                        network_partition_id: m.rec.network_partition.clone(),
+                        partition_id: m.rec.partition.clone(),
+                        status: m.rec.status,
+                        container_id: m.rec.container_id.clone(),
+                        default_private_ip: m.ip.map(|i| i.to_string()),
+                        load_average: m.load,
+                        memory_consumption: m.memory,
+                        requests_in_flight: stats
+                            .iter()
+                            .flat_map(|s| s.members.iter())
+                            .filter(|s| s.id == m.rec.member_id)
+                            .map(|s| s.in_flight)
+                            .sum(),
+                    })
+                    .collect();
+                clusters.push(ClusterView {
+                    cluster_id: cid.clone(),
+                    alias: c.plan.alias.clone(),
+                    service_name: c.plan.cartridge_type.clone(),
+                    hostname: c.plan.hostname.clone(),
+                    min: c.plan.min,
+                    max: c.scaling.max_members(),
+                    load_balancer: c
+                        .listeners
+                        .iter()
+                        .map(|l| {
+                            serde_json::json!({
+                                "port": l.member_port,
+                                "proxyPort": l.proxy_port,
+                                "protocol": match l.protocol { Protocol::Http => "http", Protocol::Tcp => "tcp" },
+                                "requestsInFlight": l.pool.in_flight(),
+                            })
+                        })
+                        .collect(),
+                    members,
+                    last_evaluation: c.last_eval.clone(),
+                });
+            }
+        }
+        Ok(ApplicationView {
+            application_id: app_id.to_owned(),
+            application_policy: dep.application_policy,
+            status: dep.status,
+            clusters,
+        })
+    }
+
+    /// Application ids with a deployment.
+    pub fn deployed(&self) -> Vec<String> {
+        lock(&self.inner.store)
+            .catalog()
+            .deployments
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Closes every listener (the daemon is stopping; members keep running).
+    pub fn shutdown(&self) {
+        let state = lock(&self.inner.state);
+        for app in state.apps.values() {
+            close_app(app);
+        }
+    }
+}
+
+fn close_app(app: &AppRt) {
+    for c in app.clusters.values() {
+        for l in &c.listeners {
+            l.task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,316 @@
+//! The controller against a fake engine, with tokio's clock paused: the
+//! decisions (startup order, lifecycle, replacement, scale-out placement,
+//! undeploy order, adoption on restart) without containers.
+
+use super::*;
+use crate::fake::Fake;
+use strato_paas_model::samples;
+
+const PHP: &str = "php-mysql-app.my-php.php.domain";
+const MYSQL: &str = "php-mysql-app.my-mysql.mysql.domain";
+
+/// A port offset under which the samples' proxy ports are free on 127.0.0.1.
+pub(crate) fn free_offset() -> i32 {
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = i32::from(l.local_addr().unwrap().port());
+        let off = p - 8280;
+        if 13306 + off < 65_000
+            && std::net::TcpListener::bind(("127.0.0.1", (13306 + off) as u16)).is_ok()
+        {
+            drop(l);
+            return off;
+        }
+    }
+    panic!("no free ports");
+}
+
+pub(crate) fn controller(fake: &Fake, dir: &std::path::Path, offset: i32) -> Controller<Fake> {
+    let path = dir.join("paas.redb");
+    let fresh = !path.exists();
+    let mut store = Store::open(&path).unwrap();
+    if fresh {
+        store.apply(&samples::changes().unwrap()).unwrap();
+    }
+    let config = Config {
+        port_offset: offset,
+        lb_addr: IpAddr::from([127, 0, 0, 1]),
+        drain_timeout: Duration::from_secs(1),
+        ..Config::default()
+    };
+    Controller::new(fake.clone(), store, config)
+}
+
+/// One tick at `base + i` seconds, then lets the spawned tasks run.
+async fn tick(ctl: &Controller<Fake>, base: i64, i: i64) {
+    ctl.reconcile_once(base + i * 1000).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn statuses(ctl: &Controller<Fake>, cluster: &str) -> Vec<MemberStatus> {
+    let rt = ctl.runtime(samples::APPLICATION).unwrap();
+    rt.clusters
+        .iter()
+        .filter(|c| c.cluster_id == cluster)
+        .flat_map(|c| c.members.iter().map(|m| m.status))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn deploys_in_startup_order_and_members_become_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let ctl = controller(&fake, dir.path(), free_offset());
+    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+        .unwrap();
+    let base = now_ms();
+    tick(&ctl, base, 0).await;
+    // Only the first stage (mysql) is created; php waits for it.
+    let created: Vec<String> = fake.state().created.iter().map(|c| c.1.clone()).collect();
+    assert_eq!(created, vec![MYSQL.to_owned()]);
+    tick(&ctl, base, 1).await;
+    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
+    tick(&ctl, base, 2).await;
+    tick(&ctl, base, 3).await;
+    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
+    let created: Vec<String> = fake.state().created.iter().map(|c| c.1.clone()).collect();
+    assert_eq!(created, vec![MYSQL.to_owned(), PHP.to_owned()]);
+    // The container as the cartridge says: image, labels, ports, limits.
+    let php = fake.running_in(PHP).remove(0).spec;
+    assert_eq!(php.image, "strato/sample-http:1");
+    assert_eq!(php.labels[LABEL_APPLICATION], samples::APPLICATION);
+    assert!(php.env.contains(&"PORT=80".to_owned()), "{:?}", php.env);
+    assert_eq!(php.memory_bytes, Some(128 << 20));
+    assert_eq!(php.cpu_millis, Some(500));
+    let rt = ctl.runtime(samples::APPLICATION).unwrap();
+    assert_eq!(rt.status, DeploymentStatus::Active);
+    // The member is in its pool.
+    let lb = &rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
+    assert_eq!(lb.load_balancer.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_whose_container_exits_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let ctl = controller(&fake, dir.path(), free_offset());
+    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+        .unwrap();
+    let base = now_ms();
+    for i in 0..4 {
+        tick(&ctl, base, i).await;
+    }
+    let old = fake.running_in(PHP).remove(0);
+    for c in fake.state().containers.values_mut() {
+        if c.spec.labels[LABEL_CLUSTER] == PHP {
+            c.running = false;
+        }
+    }
+    for i in 4..7 {
+        tick(&ctl, base, i).await;
+    }
+    let now = fake.running_in(PHP);
+    assert_eq!(now.len(), 1);
+    assert_ne!(now[0].spec.name, old.spec.name);
+    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
+    // The exited container was removed, not left behind.
+    assert_eq!(fake.state().containers.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    // A steady 90 % (no gradient: the prediction is 90) against a
+    // threshold of 80 with min 1, max 4:
+    // ceil(1 + (90 − 80) / ((100 − 80) / (4 − 1))) = ceil(2.5) = 3.
+    fake.state().memory_percent.insert(PHP.into(), 90);
+    let ctl = controller(&fake, dir.path(), free_offset());
+    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+        .unwrap();
+    let base = now_ms();
+    for i in 0..12 {
+        tick(&ctl, base, i).await;
+    }
+    // Level 2: the sample's one host declares 2 cpus; mysql takes 1000m
+    // and each php 500m, so the third php member waits, Pending.
+    let mut st = statuses(&ctl, PHP);
+    st.sort();
+    assert_eq!(
+        st,
+        vec![
+            MemberStatus::Pending,
+            MemberStatus::Active,
+            MemberStatus::Active
+        ]
+    );
+    let php = fake.running_in(PHP);
+    assert_eq!(php.len(), 2);
+    let waiting = ctl.runtime(samples::APPLICATION).unwrap().clusters[1]
+        .members
+        .iter()
+        .find(|m| m.status == MemberStatus::Pending)
+        .map(|m| m.member_id.clone())
+        .unwrap();
+    let parts: BTreeSet<String> = php
+        .iter()
+        .map(|c| c.spec.labels[LABEL_PARTITION].clone())
+        .collect();
+    assert_eq!(
+        parts.len(),
+        2,
+        "round-robin over both partitions: {parts:?}"
+    );
+    let rt = ctl.runtime(samples::APPLICATION).unwrap();
+    let c = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
+    assert_eq!(
+        c.last_evaluation
+            .as_ref()
+            .unwrap()
+            .figures
+            .required_by_memory_consumption,
+        Some(3)
+    );
+    // A php container exits: its room goes to the Pending member.
+    let gone = php[0].spec.name.clone();
+    for c in fake.state().containers.values_mut() {
+        if c.spec.name == gone {
+            c.running = false;
+        }
+    }
+    for i in 12..16 {
+        tick(&ctl, base, i).await;
+    }
+    let rt = ctl.runtime(samples::APPLICATION).unwrap();
+    let now = &rt
+        .clusters
+        .iter()
+        .find(|c| c.cluster_id == PHP)
+        .unwrap()
+        .members;
+    let m = now.iter().find(|m| m.member_id == waiting).unwrap();
+    assert_eq!(m.status, MemberStatus::Active, "{now:?}");
+    assert_eq!(fake.running_in(PHP).len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn undeploy_goes_in_reverse_startup_order_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let offset = free_offset();
+    let ctl = controller(&fake, dir.path(), offset);
+    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+        .unwrap();
+    let base = now_ms();
+    for i in 0..4 {
+        tick(&ctl, base, i).await;
+    }
+    let mut events = ctl.subscribe();
+    ctl.undeploy(samples::APPLICATION).unwrap();
+    for i in 4..10 {
+        tick(&ctl, base, i).await;
+    }
+    assert!(fake.state().containers.is_empty());
+    assert_eq!(fake.state().removed, vec![PHP.to_owned(), MYSQL.to_owned()]);
+    assert!(!ctl.is_deployed(samples::APPLICATION));
+    // The listener is closed: the port can be bound again.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(std::net::TcpListener::bind(("127.0.0.1", (8280 + offset) as u16)).is_ok());
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e.kind);
+    }
+    assert!(seen.contains(&EventKind::ApplicationUndeployed), "{seen:?}");
+    // Undeployed, the application's definitions can be removed again.
+    ctl.apply(&[Change::Remove(
+        Kind::Application,
+        samples::APPLICATION.into(),
+    )])
+    .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_controller_adopts_running_members_and_replaces_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let offset = free_offset();
+    {
+        let ctl = controller(&fake, dir.path(), offset);
+        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+            .unwrap();
+        let base = now_ms();
+        for i in 0..4 {
+            tick(&ctl, base, i).await;
+        }
+        ctl.shutdown();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // While it was down, the mysql container vanished.
+    let gone: Vec<String> = fake
+        .state()
+        .containers
+        .iter()
+        .filter(|(_, c)| c.spec.labels[LABEL_CLUSTER] == MYSQL)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in gone {
+        fake.state().containers.remove(&id);
+    }
+    let php_before = fake.running_in(PHP).remove(0).spec.name;
+    let creates_before = fake.state().created.len();
+    let ctl = controller(&fake, dir.path(), offset);
+    ctl.restore().await.unwrap();
+    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
+    let base = now_ms();
+    for i in 0..3 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(fake.running_in(PHP).remove(0).spec.name, php_before);
+    assert_eq!(fake.running_in(MYSQL).len(), 1);
+    assert_eq!(fake.state().created.len(), creates_before + 1);
+    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_cannot_be_created_is_retried_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    fake.state().fail_create = true;
+    let ctl = controller(&fake, dir.path(), free_offset());
+    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+        .unwrap();
+    let mut events = ctl.subscribe();
+    // Ten ticks of a second each: 1 + 2 + 4 s of backoff leave room for
+    // a few attempts, not ten.
+    for _ in 0..10 {
+        ctl.reconcile_once(now_ms()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::advance(Duration::from_millis(950)).await;
+    }
+    let calls = fake.state().create_calls;
+    assert!((2..=4).contains(&calls), "{calls} create attempts");
+    let mut reasons = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let EventKind::MemberStatus {
+            reason: Some(r), ..
+        } = e.kind
+        {
+            reasons.push(r);
+        }
+    }
+    assert!(
+        reasons.iter().any(|r| r.contains("No such image")),
+        "{reasons:?}"
+    );
+    // Once the image is there, the member comes up.
+    fake.state().fail_create = false;
+    for _ in 0..70 {
+        ctl.reconcile_once(now_ms()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::advance(Duration::from_millis(950)).await;
+        if statuses(&ctl, MYSQL) == vec![MemberStatus::Active] {
+            return;
+        }
+    }
+    panic!("mysql never became Active: {:?}", statuses(&ctl, MYSQL));
+}

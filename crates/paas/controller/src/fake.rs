@@ -1,0 +1,124 @@
+//! A fake engine for unit tests: containers in memory, a probe that
+//! answers for running ones, usage figures set by the test.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::engine::{ContainerInfo, CreateSpec, Engine, EngineError, Usage, LABEL_CLUSTER};
+
+#[derive(Debug, Clone)]
+pub struct FakeContainer {
+    pub spec: CreateSpec,
+    pub running: bool,
+    pub ip: IpAddr,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub containers: BTreeMap<String, FakeContainer>,
+    /// Every create, in order: (container id, cluster).
+    pub created: Vec<(String, String)>,
+    /// Every remove, in order: cluster of the removed container.
+    pub removed: Vec<String>,
+    /// Memory use reported for containers of a cluster, percent of the limit.
+    pub memory_percent: BTreeMap<String, u64>,
+    /// Creates fail (a missing image) while set.
+    pub fail_create: bool,
+    /// Create calls, failed or not.
+    pub create_calls: u32,
+}
+
+#[derive(Clone, Default)]
+pub struct Fake(Arc<Mutex<FakeState>>);
+
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
+impl Fake {
+    pub fn state(&self) -> MutexGuard<'_, FakeState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    pub fn running_in(&self, cluster: &str) -> Vec<FakeContainer> {
+        self.state()
+            .containers
+            .values()
+            .filter(|c| c.running && c.spec.labels[LABEL_CLUSTER] == cluster)
+            .cloned()
+            .collect()
+    }
+}
+
+impl Engine for Fake {
+    async fn create(&self, spec: &CreateSpec) -> Result<String, EngineError> {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("c{n}");
+        let mut s = self.state();
+        s.create_calls += 1;
+        if s.fail_create {
+            return Err(EngineError(format!("No such image: {}", spec.image)));
+        }
+        s.created
+            .push((id.clone(), spec.labels[LABEL_CLUSTER].clone()));
+        s.containers.insert(
+            id.clone(),
+            FakeContainer {
+                spec: spec.clone(),
+                running: false,
+                ip: IpAddr::from([10, 9, (n >> 8) as u8, n as u8]),
+            },
+        );
+        Ok(id)
+    }
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        match self.state().containers.get_mut(id) {
+            Some(c) => {
+                c.running = true;
+                Ok(())
+            }
+            None => Err(EngineError(format!("no container {id}"))),
+        }
+    }
+    async fn list(&self) -> Result<Vec<ContainerInfo>, EngineError> {
+        Ok(self
+            .state()
+            .containers
+            .iter()
+            .map(|(id, c)| ContainerInfo {
+                id: id.clone(),
+                labels: c.spec.labels.clone(),
+                running: c.running,
+                ip: Some(c.ip),
+            })
+            .collect())
+    }
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let mut s = self.state();
+        if let Some(c) = s.containers.remove(id) {
+            let cl = c.spec.labels[LABEL_CLUSTER].clone();
+            s.removed.push(cl);
+        }
+        Ok(())
+    }
+    async fn usage(&self, id: &str) -> Result<Usage, EngineError> {
+        let s = self.state();
+        let c = s.containers.get(id).ok_or(EngineError("gone".into()))?;
+        let limit = c.spec.memory_bytes.unwrap_or(1 << 30);
+        let pct = s
+            .memory_percent
+            .get(&c.spec.labels[LABEL_CLUSTER])
+            .copied()
+            .unwrap_or(1);
+        Ok(Usage {
+            cpu_ns: 0,
+            memory_bytes: limit / 100 * pct,
+            memory_limit: limit,
+        })
+    }
+    async fn probe(&self, addr: SocketAddr) -> bool {
+        self.state()
+            .containers
+            .values()
+            .any(|c| c.running && c.ip == addr.ip())
+    }
+}

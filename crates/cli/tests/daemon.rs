@@ -349,8 +349,18 @@ fn run_rm_exit_codes_and_stdin() {
         .ok();
     assert_eq!(out.stdout.lines().count(), 500, "{out}");
     assert_eq!(out.stderr.trim(), "oops");
+    // A command that is not in the image: 127 at once (not a hung CLI),
+    // and the --rm container is gone too.
+    let out = d
+        .docker(&["run", "--rm", "busybox", "no-such-command"])
+        .code_is(127);
+    assert!(out.stderr.contains("no-such-command"), "{out}");
     let left = d.docker(&["ps", "-aq"]).ok();
     assert_eq!(left.stdout.trim(), "", "--rm containers are gone");
+    // Without --rm it stays, and waiting for it answers.
+    d.docker(&["run", "--name", "nocmd", "busybox", "no-such-command"])
+        .code_is(127);
+    d.docker(&["rm", "nocmd"]).ok();
 }
 
 #[test]

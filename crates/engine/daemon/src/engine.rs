@@ -690,6 +690,13 @@ impl Engine {
         let result = self.start_mounted(&mut r, &dir, &bundle, &rootfs).await;
         if let Err(e) = result {
             self.release(&id).await;
+            // As dockerd: a failed start is a "die" (with the shell's code
+            // for a missing or unrunnable command), which ends attached
+            // streams and wakes waiters; an AutoRemove container goes.
+            self.emit(&id, "die", Some(start_failure_code(&e.to_string())));
+            if r.auto_remove {
+                let _ = self.remove(&id, true).await;
+            }
             return Err(e);
         }
         Ok(())
@@ -1266,4 +1273,17 @@ fn is_mountpoint(path: &Path) -> bool {
         return false;
     };
     a.dev() != b.dev()
+}
+
+/// The exit code Docker reports for a start that failed with `msg`: 127 for
+/// a command that is not there, 126 for one that cannot run, else 128.
+fn start_failure_code(msg: &str) -> i32 {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("not found") || m.contains("no such file") {
+        127
+    } else if m.contains("permission denied") || m.contains("exec format error") {
+        126
+    } else {
+        128
+    }
 }

@@ -1,45 +1,43 @@
 #!/usr/bin/env bash
-# The README's main job, on one machine with no manual steps: build strato,
-# make a busybox bundle, and run a container in it with strato's OCI runtime.
+# The README's main job, on one machine with no manual steps: build strato and
+# run `strato up`, which starts the daemon with the PaaS (embedded defaults:
+# data in /var/lib/strato, sockets in /run/strato), builds a sample HTTP
+# cartridge image locally, registers Stratos 4.1 sample definitions, deploys a
+# two-cartridge application behind the built-in load balancer, and prints its
+# URLs. Then this script asks the load balancer for a page.
 #
-#   scripts/quickstart.sh            (as root: namespaces, mounts, cgroups)
+#   scripts/quickstart.sh           (as root: containers need namespaces and cgroups)
 #
-# Everything it makes lives under $STRATO_QUICKSTART_DIR (default
-# /tmp/strato-quickstart); the container is deleted when it exits.
+# The daemon keeps running afterwards; `strato application undeploy
+# php-mysql-app --wait` removes the application.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
-work=${STRATO_QUICKSTART_DIR:-/tmp/strato-quickstart}
-
 if [ "$(id -u)" != 0 ]; then
-    echo "quickstart: run as root (containers need namespaces, mounts and cgroups)" >&2
+    echo "quickstart: run as root (containers need namespaces, mounts, cgroups and a bridge)" >&2
     exit 1
+fi
+
+# What the engine needs from Debian: busybox for the sample image, nftables
+# (or iptables) for NAT and published ports, curl for the last step.
+missing=()
+for pkg in busybox-static nftables iptables curl; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "==> installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 echo "==> building strato (release)"
 (cd "$repo" && cargo build --release -q -p strato)
 strato="${CARGO_TARGET_DIR:-$repo/target}/release/strato"
 
-echo "==> building a busybox bundle in $work"
-mkdir -p "$work"
-"$repo/scripts/mkrootfs.sh" "$work/rootfs"
-rm -f "$work/config.json"
-"$strato" runtime spec --seccomp --bundle "$work"
-# A non-interactive demo process instead of the default interactive shell.
-python3 - "$work/config.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-spec = json.load(open(path))
-spec["process"]["terminal"] = False
-spec["process"]["args"] = ["sh", "-c",
-    "echo \"hello from $(hostname): pid $$ in its own pid namespace\"; "
-    "echo \"uid $(id -u), root filesystem read-only: $(touch /x 2>/dev/null && echo no || echo yes)\"; "
-    "grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status"]
-json.dump(spec, open(path, "w"), indent=2)
-PY
-
-id="quickstart-$$"
-echo "==> strato runtime run $id"
-"$strato" runtime run --bundle "$work" "$id"
-echo "==> done: the container exited and was deleted (strato runtime list shows nothing left)"
-"$strato" runtime list
+echo "==> strato up"
+out=$("$strato" up | tee /dev/stderr)
+url=$(grep -Eo 'http://127\.0\.0\.1:[0-9]+/' <<<"$out" | head -n 1)
+if [ -n "$url" ]; then
+    echo "==> curl $url (through strato's load balancer)"
+    curl -fsS --retry 5 --retry-connrefused --retry-delay 1 "$url"
+fi

@@ -126,18 +126,7 @@ impl Daemon {
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        common::stop_daemon(self.child.take());
     }
 
     fn log(&self) -> String {
@@ -266,33 +255,7 @@ impl Drop for Daemon {
             }
         }
         self.stop();
-        if let Ok(mut c) = strato_supervisor::Client::connect(&self.exec_root.join("supervisor")) {
-            if let Ok(pid) = c.ping() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
-            }
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .stderr(Stdio::null())
-            .status();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.table])
-            .stderr(Stdio::null())
-            .status();
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let prefix = self.dir.display().to_string();
-        let mut targets: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|t| t.starts_with(&prefix))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
-        }
+        common::clean_daemon_leftovers(&self.exec_root, &self.bridge, &self.table, &self.dir);
     }
 }
 

@@ -966,3 +966,51 @@ pub fn read_pty(master: std::fs::File, timeout: Duration) -> String {
     let bytes = rx.recv_timeout(timeout).unwrap_or_default();
     String::from_utf8_lossy(&bytes).replace('\r', "")
 }
+
+/// Stops a test daemon: SIGTERM, then SIGKILL after 10 s.
+pub fn stop_daemon(child: Option<Child>) {
+    let Some(mut child) = child else { return };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Removes what a stopped test daemon may leave behind: its supervisor, its
+/// bridge and nft table, and mounts under its directory (container root
+/// filesystems of a failed test).
+pub fn clean_daemon_leftovers(exec_root: &Path, bridge: &str, table: &str, dir: &Path) {
+    if let Ok(mut c) = strato_supervisor::Client::connect(&exec_root.join("supervisor")) {
+        if let Ok(pid) = c.ping() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    let _ = Command::new("ip")
+        .args(["link", "del", bridge])
+        .stderr(Stdio::null())
+        .status();
+    let _ = Command::new("nft")
+        .args(["delete", "table", "ip", table])
+        .stderr(Stdio::null())
+        .status();
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|t| t.starts_with(&prefix))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+    }
+}

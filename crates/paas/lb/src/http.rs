@@ -269,7 +269,9 @@ impl Proxy {
                 return Ok(error_page(status, why));
             };
             let addr = lease.member().addr();
-            let uri: Uri = match format!("http://{addr}{path}").parse() {
+            // Origin form (`/path?query`): what servers expect from a client
+            // on a direct connection (busybox httpd refuses absolute form).
+            let uri: Uri = match path.parse() {
                 Ok(u) => u,
                 Err(e) => {
                     return Ok(error_page(

@@ -38,7 +38,8 @@ async fn member(name: &'static str) -> SocketAddr {
                                 format!("{name}:{}", String::from_utf8_lossy(&b))
                             }
                             "/headers" => format!(
-                                "host={} xff={}",
+                                "target={} host={} xff={}",
+                                req.uri(),
                                 req.headers()
                                     .get("host")
                                     .and_then(|v| v.to_str().ok())
@@ -123,7 +124,8 @@ async fn bodies_and_headers_pass_through() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"a:hello member");
     let (_, text) = get(&c, format!("http://{lb}/headers")).await;
-    assert_eq!(text, format!("host={lb} xff=127.0.0.1"));
+    // Origin-form request target, the client's Host, its address appended.
+    assert_eq!(text, format!("target=/headers host={lb} xff=127.0.0.1"));
 }
 
 #[tokio::test]

@@ -68,7 +68,7 @@ nginx_conf member1 "    server { listen 127.0.0.1:$m1; location / { return 200 '
 nginx_conf member2 "    server { listen 127.0.0.1:$m2; location / { return 200 'hello member\n'; } }"
 nginx_conf front "    upstream members { server 127.0.0.1:$m1; server 127.0.0.1:$m2; keepalive 128; }
     server { listen 127.0.0.1:$fn; location / { proxy_pass http://members; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
-"$STRATO" lb --listen "127.0.0.1:$fs" --backend "127.0.0.1:$m1" --backend "127.0.0.1:$m2" 2>"$work/lb.err" &
+"$STRATO" lb --listen "127.0.0.1:$fs" --backend "127.0.0.1:$m1" --backend "127.0.0.1:$m2" ${LB_THREADS:+--threads "$LB_THREADS"} 2>"$work/lb.err" &
 pids+=($!)
 
 for p in $fn $fs; do

@@ -21,6 +21,7 @@ use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
@@ -233,22 +234,38 @@ impl Proxy {
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
         {
-            Some(prev) => format!("{prev}, {}", peer.ip()),
-            None => peer.ip().to_string(),
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", peer.ip())).ok(),
+            None => Some(peer_header(peer)),
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        if let Some(v) = forwarded {
             parts.headers.insert("x-forwarded-for", v);
         }
-        let path = parts
+        // Origin form (`/path?query`): what servers expect from a client on
+        // a direct connection (busybox httpd refuses absolute form).
+        let target = parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .to_string();
-        let mut body = Some(body);
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        parts.uri = Uri::from(target);
+        parts.version = Version::HTTP_11;
+        let mut up = Request::from_parts(parts, Either::Left(body));
+        // A request without a body is sent as such, so that it can be sent
+        // again (to another member, or on a fresh connection).
+        if matches!(up.body(), Either::Left(b) if b.is_end_stream()) {
+            *up.body_mut() = Either::Right(Empty::new());
+        }
+        // The request travels from attempt to attempt; an attempt that never
+        // sent it gives it back.
+        let mut pending = Some(up);
         let mut tried: Vec<SocketAddr> = Vec::new();
         loop {
             let Some(lease) = self.pool.pick(&tried) else {
+                let status = if tried.is_empty() {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::BAD_GATEWAY
+                };
                 let why = if tried.is_empty() {
                     format!(
                         "strato lb: cluster {} has no active member to take the request",
@@ -261,60 +278,26 @@ impl Proxy {
                         tried.len()
                     )
                 };
-                let status = if tried.is_empty() {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::BAD_GATEWAY
-                };
                 return Ok(error_page(status, why));
             };
             let addr = lease.member().addr();
-            // Origin form (`/path?query`): what servers expect from a client
-            // on a direct connection (busybox httpd refuses absolute form).
-            let uri: Uri = match path.parse() {
-                Ok(u) => u,
-                Err(e) => {
-                    return Ok(error_page(
-                        StatusCode::BAD_REQUEST,
-                        format!("strato lb: request target {path:?} is not valid: {e}"),
-                    ))
-                }
-            };
-            let upstream_body = match body.take() {
-                Some(b) => Either::Left(b),
-                None => Either::Right(Empty::new()),
-            };
-            let mut up = Request::new(upstream_body);
-            *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = uri;
-            *up.version_mut() = Version::HTTP_11;
-            *up.headers_mut() = parts.headers.clone();
-            // Only a request that had no body can be sent again elsewhere.
-            let replayable = match up.body() {
-                Either::Left(b) => b.is_end_stream(),
-                Either::Right(_) => true,
-            };
             let (mut conn, reused) = match self.upstreams.checkout(addr).await {
                 Ok(c) => c,
-                Err(e) if replayable => {
+                // Nothing was sent: any request can go to another member.
+                Err(e) => {
                     tracing::debug!(pool = self.pool.name(), member = %addr, error = %e, "member unreachable; trying another");
                     lease.failed();
                     tried.push(addr);
                     continue;
                 }
-                Err(e) => {
-                    lease.failed();
-                    return Ok(error_page(
-                        StatusCode::BAD_GATEWAY,
-                        format!(
-                            "strato lb: member {} ({addr}) of cluster {} failed: {e}",
-                            lease.member().id(),
-                            self.pool.name()
-                        ),
-                    ));
-                }
             };
-            match conn.send_request(up).await {
+            let Some(req) = pending.take() else {
+                return Ok(error_page(
+                    StatusCode::BAD_GATEWAY,
+                    "strato lb: the request was lost between attempts".into(),
+                ));
+            };
+            match conn.try_send_request(req).await {
                 Ok(resp) => {
                     let (mut rparts, rbody) = resp.into_parts();
                     strip_hop_by_hop(&mut rparts.headers);
@@ -326,30 +309,35 @@ impl Proxy {
                     };
                     return Ok(Response::from_parts(rparts, Either::Left(body)));
                 }
-                // A kept-alive connection the member closed meanwhile: the
-                // request never reached it; send it again on a fresh one.
-                Err(e)
-                    if reused
-                        && replayable
-                        && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) =>
-                {
-                    tracing::debug!(member = %addr, error = %e, "idle member connection was closed; retrying");
-                    drop(lease);
-                }
-                Err(e) => {
+                Err(mut e) => {
+                    // A kept-alive connection the member closed meanwhile:
+                    // the request never left; send it on a fresh one.
+                    if reused {
+                        if let Some(req) = e.take_message() {
+                            tracing::debug!(member = %addr, error = %e.error(), "idle member connection was closed; retrying");
+                            pending = Some(req);
+                            continue;
+                        }
+                    }
                     lease.failed();
                     return Ok(error_page(
                         StatusCode::BAD_GATEWAY,
                         format!(
-                            "strato lb: member {} ({addr}) of cluster {} failed: {e}",
+                            "strato lb: member {} ({addr}) of cluster {} failed: {}",
                             lease.member().id(),
-                            self.pool.name()
+                            self.pool.name(),
+                            e.error()
                         ),
                     ));
                 }
             }
         }
     }
+}
+
+/// The client's address as a header value, for X-Forwarded-For.
+fn peer_header(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// Accepts connections on `listener` and proxies their requests to `pool`.

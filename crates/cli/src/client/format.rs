@@ -49,35 +49,8 @@ impl Table {
     }
 }
 
-/// Go-units' HumanDuration: "Less than a second", "About a minute", "3 hours"…
-pub fn human_duration(secs: i64) -> String {
-    let minutes = secs / 60;
-    // Hours are rounded to the nearest one, as Duration.Round(time.Hour) does.
-    let hours = (secs + 1800) / 3600;
-    if secs < 1 {
-        "Less than a second".into()
-    } else if secs == 1 {
-        "1 second".into()
-    } else if secs < 60 {
-        format!("{secs} seconds")
-    } else if minutes == 1 {
-        "About a minute".into()
-    } else if minutes < 60 {
-        format!("{minutes} minutes")
-    } else if hours == 1 {
-        "About an hour".into()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", secs / 3600 / 24 / 365)
-    }
-}
+/// Go-units' HumanDuration (one copy, in strato_image::time).
+pub use strato_image::time::human_duration;
 
 /// "2 minutes ago" for a unix time `then`, seen at `now`.
 pub fn time_ago(then: i64, now: i64) -> String {

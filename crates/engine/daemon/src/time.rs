@@ -28,33 +28,7 @@ pub fn unix(s: &str) -> i64 {
 /// Docker's `units.HumanDuration`: `Less than a second`, `3 seconds`,
 /// `About a minute`, `5 minutes`, `About an hour`, `3 hours`, `2 days`…
 pub fn human_duration(secs: f64) -> String {
-    let s = secs.max(0.0);
-    let seconds = s as i64;
-    let minutes = (s / 60.0) as i64;
-    let hours = (s / 3600.0).round() as i64;
-    if seconds < 1 {
-        "Less than a second".into()
-    } else if seconds == 1 {
-        "1 second".into()
-    } else if seconds < 60 {
-        format!("{seconds} seconds")
-    } else if minutes == 1 {
-        "About a minute".into()
-    } else if minutes < 60 {
-        format!("{minutes} minutes")
-    } else if hours == 1 {
-        "About an hour".into()
-    } else if hours < 48 {
-        format!("{hours} hours")
-    } else if hours < 24 * 7 * 2 {
-        format!("{} days", hours / 24)
-    } else if hours < 24 * 30 * 2 {
-        format!("{} weeks", hours / 24 / 7)
-    } else if hours < 24 * 365 * 2 {
-        format!("{} months", hours / 24 / 30)
-    } else {
-        format!("{} years", hours / 24 / 365)
-    }
+    strato_image::time::human_duration(secs.max(0.0) as i64)
 }
 
 #[cfg(test)]

@@ -138,53 +138,12 @@ impl Daemon {
 /// Runs the strato binary (at most [`CMD_TIMEOUT`]) in `dir`, feeding it
 /// `input`, with extra environment `env`.
 fn run_strato(dir: &Path, args: &[&str], input: Option<&[u8]>, env: &[(&str, &str)]) -> Out {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let k = N.fetch_add(1, Ordering::SeqCst);
-    let (o, e) = (dir.join(format!("out.{k}")), dir.join(format!("err.{k}")));
     let mut c = Command::new(env!("CARGO_BIN_EXE_strato"));
     c.args(args)
         .env_remove("STRATO_HOST")
         .env_remove("STRATO_TOKEN")
-        .envs(env.iter().copied())
-        .stdout(File::create(&o).unwrap())
-        .stderr(File::create(&e).unwrap())
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    let mut child = c.spawn().expect("run strato");
-    if let Some(data) = input {
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(data).unwrap();
-    }
-    let deadline = Instant::now() + CMD_TIMEOUT;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "strato {} did not finish within {CMD_TIMEOUT:?}",
-                args.join(" ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let read = |p: &Path| {
-        let mut s = String::new();
-        let _ = File::open(p).and_then(|mut f| f.read_to_string(&mut s));
-        let _ = fs::remove_file(p);
-        s
-    };
-    Out {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        status,
-        stdout: read(&o),
-        stderr: read(&e),
-    }
+        .envs(env.iter().copied());
+    run_bounded(c, dir, "strato", args, input, CMD_TIMEOUT, String::new)
 }
 
 impl Drop for Daemon {

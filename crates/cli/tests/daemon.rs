@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -111,53 +111,15 @@ impl Daemon {
 
     /// Runs a docker command (at most [`CMD_TIMEOUT`]), feeding it `input`.
     fn docker_in(&self, args: &[&str], input: Option<&[u8]>) -> Out {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let k = N.fetch_add(1, Ordering::SeqCst);
-        let (o, e) = (
-            self.dir.join(format!("out.{k}")),
-            self.dir.join(format!("err.{k}")),
-        );
-        let mut c = self.cmd(args);
-        c.stdout(File::create(&o).unwrap())
-            .stderr(File::create(&e).unwrap())
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            });
-        let mut child = c.spawn().expect("run docker");
-        if let Some(data) = input {
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(data).unwrap();
-        }
-        let deadline = Instant::now() + CMD_TIMEOUT;
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "docker {} did not finish within {CMD_TIMEOUT:?}; daemon log:\n{}",
-                    args.join(" "),
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let read = |p: &Path| {
-            let mut s = String::new();
-            let _ = File::open(p).and_then(|mut f| f.read_to_string(&mut s));
-            let _ = fs::remove_file(p);
-            s
-        };
-        Out {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            status,
-            stdout: read(&o),
-            stderr: read(&e),
-        }
+        run_bounded(
+            self.cmd(args),
+            &self.dir,
+            "docker",
+            args,
+            input,
+            CMD_TIMEOUT,
+            || format!("; daemon log:\n{}", self.log()),
+        )
     }
 
     fn docker(&self, args: &[&str]) -> Out {

@@ -13,7 +13,7 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -271,55 +271,13 @@ impl Daemon {
 
     /// Runs the docker CLI against this daemon with a private config dir.
     fn docker_in(&self, args: &[&str], input: Option<&[u8]>) -> Out {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let k = N.fetch_add(1, Ordering::SeqCst);
-        let (o, e) = (
-            self.dir.join(format!("out.{k}")),
-            self.dir.join(format!("err.{k}")),
-        );
-        let mut child = Command::new(docker_bin())
-            .args(args)
+        let mut c = Command::new(docker_bin());
+        c.args(args)
             .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_CONFIG", self.dir.join("docker-config"))
-            .stdout(File::create(&o).unwrap())
-            .stderr(File::create(&e).unwrap())
-            .stdin(if input.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("run docker");
-        if let Some(data) = input {
-            child.stdin.take().unwrap().write_all(data).unwrap();
-        }
-        let deadline = Instant::now() + CMD_TIMEOUT;
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "docker {} did not finish within {CMD_TIMEOUT:?}; daemon log:\n{}",
-                    args.join(" "),
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let read = |p: &Path| {
-            let s = fs::read_to_string(p).unwrap_or_default();
-            let _ = fs::remove_file(p);
-            s
-        };
-        Out {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            status,
-            stdout: read(&o),
-            stderr: read(&e),
-        }
+            .env("DOCKER_CONFIG", self.dir.join("docker-config"));
+        run_bounded(c, &self.dir, "docker", args, input, CMD_TIMEOUT, || {
+            format!("; daemon log:\n{}", self.log())
+        })
     }
 
     fn docker(&self, args: &[&str]) -> Out {

@@ -1014,3 +1014,62 @@ pub fn clean_daemon_leftovers(exec_root: &Path, bridge: &str, table: &str, dir: 
         let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+
+/// Runs `c` (stdout and stderr to files in `dir`, `input` on stdin) for at
+/// most `timeout`; past it the command is killed and the test fails with
+/// `what`'s name and `context()` (e.g. the daemon's log).
+pub fn run_bounded(
+    mut c: Command,
+    dir: &Path,
+    what: &str,
+    args: &[&str],
+    input: Option<&[u8]>,
+    timeout: Duration,
+    context: impl FnOnce() -> String,
+) -> Out {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let k = N.fetch_add(1, Ordering::SeqCst);
+    let (o, e) = (dir.join(format!("out.{k}")), dir.join(format!("err.{k}")));
+    c.stdout(File::create(&o).unwrap())
+        .stderr(File::create(&e).unwrap())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("run {what}: {e}"));
+    if let Some(data) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(data).unwrap();
+    }
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} {} did not finish within {timeout:?}{}",
+                args.join(" "),
+                context()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let read = |p: &Path| {
+        let mut s = String::new();
+        let _ = File::open(p).and_then(|mut f| f.read_to_string(&mut s));
+        let _ = fs::remove_file(p);
+        s
+    };
+    Out {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        status,
+        stdout: read(&o),
+        stderr: read(&e),
+    }
+}

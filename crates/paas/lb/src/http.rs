@@ -1,5 +1,7 @@
 //! The HTTP reverse proxy: HTTP/1.1 and HTTP/2 (prior knowledge, "h2c")
 //! from clients, HTTP/1.1 with pooled keep-alive connections to members.
+//! Plain HTTP/1.1 requests take the byte-forwarding fast path in
+//! [`crate::h1`]; this module serves everything else with hyper.
 //!
 //! Per request: hop-by-hop headers go (RFC 9110 §7.6.1), `Host` is kept (or
 //! made from an HTTP/2 `:authority`), `X-Forwarded-For` gets the client's
@@ -165,6 +167,7 @@ impl Upstreams {
 pub struct Proxy {
     pool: Arc<Pool>,
     upstreams: Arc<Upstreams>,
+    raw: crate::h1::RawUpstreams,
 }
 
 /// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1, plus the
@@ -209,6 +212,7 @@ impl Proxy {
         Proxy {
             pool,
             upstreams: Arc::new(Upstreams::default()),
+            raw: crate::h1::RawUpstreams::default(),
         }
     }
 
@@ -291,12 +295,18 @@ impl Proxy {
                     continue;
                 }
             };
-            let Some(req) = pending.take() else {
+            let Some(mut req) = pending.take() else {
                 return Ok(error_page(
                     StatusCode::BAD_GATEWAY,
                     "strato lb: the request was lost between attempts".into(),
                 ));
             };
+            // HTTP/1.1 wants a Host; an HTTP/1.0 client may have sent none.
+            if !req.headers().contains_key(header::HOST) {
+                if let Ok(v) = HeaderValue::from_str(&addr.to_string()) {
+                    req.headers_mut().insert(header::HOST, v);
+                }
+            }
             match conn.try_send_request(req).await {
                 Ok(resp) => {
                     let (mut rparts, rbody) = resp.into_parts();
@@ -358,11 +368,19 @@ pub async fn serve(listener: TcpListener, pool: Arc<Pool>) -> std::io::Result<()
         let proxy = Arc::clone(&proxy);
         let builder = builder.clone();
         tokio::spawn(async move {
+            // HTTP/1.1 in the plain case on the fast path; the rest of the
+            // connection on hyper from the first request it leaves.
+            let (stream, read) = match crate::h1::serve(stream, peer, &proxy.pool, &proxy.raw).await
+            {
+                crate::h1::Outcome::Done => return,
+                crate::h1::Outcome::Fallback(stream, read) => (stream, read),
+            };
+            let io = crate::h1::Rewind::new(stream, read);
             let svc = hyper::service::service_fn(move |req| {
                 let proxy = Arc::clone(&proxy);
                 async move { proxy.handle(req, peer).await }
             });
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+            if let Err(e) = builder.serve_connection(TokioIo::new(io), svc).await {
                 tracing::debug!(%peer, error = %e, "client connection ended with an error");
             }
         });

@@ -3,14 +3,16 @@
 //!
 //! - [`pool`]: the members, the choice (round-robin or least-outstanding),
 //!   draining, and the requests-in-flight counts the autoscaler reads.
-//! - [`http`]: an HTTP/1.1 and HTTP/2 (h2c) reverse proxy on hyper, pooling
-//!   keep-alive connections to the members.
+//! - [`http`]: an HTTP/1.1 and HTTP/2 (h2c) reverse proxy, pooling
+//!   keep-alive connections to the members: plain HTTP/1.1 requests are
+//!   forwarded as bytes (`h1`, the fast path), the rest through hyper.
 //! - [`tcp`]: a plain TCP proxy, one member per connection.
 //!
 //! A request counts as in flight from the moment a member is chosen until
 //! the last byte of its response is sent (or the client goes away); a TCP
 //! connection counts while it is open.
 
+mod h1;
 pub mod http;
 pub mod pool;
 pub mod tcp;

@@ -129,9 +129,14 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.member.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.member.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.shared.released.notify_waiters();
+        // Only a drain waits for leases to end, and it marks the member
+        // first (SeqCst on both sides: either this sees the mark, or the
+        // drain sees the count already down).
+        if self.member.draining.load(Ordering::SeqCst) {
+            self.shared.released.notify_waiters();
+        }
     }
 }
 
@@ -246,11 +251,11 @@ impl Pool {
                 None => return false,
             }
         };
-        member.draining.store(true, Ordering::Release);
+        member.draining.store(true, Ordering::SeqCst);
         let wait = async {
             loop {
                 let released = self.shared.released.notified();
-                if member.in_flight.load(Ordering::Acquire) == 0 {
+                if member.in_flight.load(Ordering::SeqCst) == 0 {
                     return;
                 }
                 released.await;

@@ -272,3 +272,268 @@ async fn tcp_connections_go_round_robin_and_skip_dead_members() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(pool.in_flight(), 0);
 }
+
+/// A member speaking HTTP/1.1 by hand, for what a hyper member would not
+/// do: `/chunked` (a chunked body with a trailer), `/close` (a body ended
+/// by closing), `/once` (closes its kept-alive connection after answering,
+/// without saying so), `/early` (a 103 before the answer), `/echo` (the
+/// request body back); anything else answers the request head it got.
+async fn wire_member() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < len {
+                        let mut chunk = [0u8; 65536];
+                        let n = s.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "body cut short");
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body: Vec<u8> = buf.drain(..len).collect();
+                    let path = head.split(' ').nth(1).unwrap_or("").to_string();
+                    let reply: Vec<u8> = match path.as_str() {
+                        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n".to_vec(),
+                        "/close" => b"HTTP/1.1 200 OK\r\nX-Kind: close\r\n\r\nuntil close".to_vec(),
+                        "/once" => b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nonce".to_vec(),
+                        "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly".to_vec(),
+                        "/echo" => {
+                            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+                            r.extend_from_slice(&body);
+                            r
+                        }
+                        _ => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{head}", head.len()).into_bytes(),
+                    };
+                    if s.write_all(&reply).await.is_err() || path == "/close" || path == "/once" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads one response: its head and its body as framed (Content-Length,
+/// chunked up to the end of its trailers, or until the connection closes;
+/// none for `head_only`).
+async fn read_response(s: &mut TcpStream, head_only: bool) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).await.unwrap(),
+            1,
+            "closed in a head: {buf:?}"
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let mut body = Vec::new();
+    if head_only || head.starts_with("HTTP/1.1 1") {
+        return (head, body);
+    }
+    // hyper writes header names in lower case.
+    let lower = head.to_ascii_lowercase();
+    if let Some(len) = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+    {
+        body.resize(len.trim().parse().unwrap(), 0);
+        s.read_exact(&mut body).await.unwrap();
+    } else if lower.contains("transfer-encoding: chunked") {
+        while !(body.ends_with(b"\r\n\r\n")
+            && body.windows(3).any(|w| w == b"\n0\r" || w == b"0\r\n"))
+        {
+            assert_eq!(
+                s.read(&mut byte).await.unwrap(),
+                1,
+                "closed in a chunked body"
+            );
+            body.push(byte[0]);
+        }
+    } else {
+        s.read_to_end(&mut body).await.unwrap();
+    }
+    (head, body)
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_with_the_head_rewritten() {
+    let pool = Arc::new(Pool::new("web", Algorithm::RoundRobin));
+    pool.add("w", wire_member().await);
+    let lb = front(Arc::clone(&pool), Protocol::Http).await;
+    let mut s = TcpStream::connect(lb).await.unwrap();
+    s.write_all(b"GET /first HTTP/1.1\r\nHost: app\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\nKeep-Alive: 5\r\nX-Forwarded-For: 10.1.1.1\r\n\r\nGET /second HTTP/1.1\r\nHost: app\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_response(&mut s, false).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "GET /first HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 10.1.1.1, 127.0.0.1\r\n\r\n"
+    );
+    let (_, body) = read_response(&mut s, false).await;
+    assert!(String::from_utf8(body)
+        .unwrap()
+        .starts_with("GET /second HTTP/1.1\r\n"),);
+    assert_eq!(pool.in_flight(), 0);
+    assert_eq!(pool.stats().members[0].served, 2);
+}
+
+#[tokio::test]
+async fn chunked_informational_and_close_delimited_responses_pass_through() {
+    let pool = Arc::new(Pool::new("web", Algorithm::RoundRobin));
+    pool.add("w", wire_member().await);
+    let lb = front(Arc::clone(&pool), Protocol::Http).await;
+    let mut s = TcpStream::connect(lb).await.unwrap();
+    s.write_all(b"GET /chunked HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_response(&mut s, false).await;
+    assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    );
+    // Same connection: a 103 before the answer, then HEAD (no body).
+    s.write_all(b"GET /early HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_response(&mut s, false).await;
+    assert!(
+        head.starts_with("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n"),
+        "{head}"
+    );
+    let (head, body) = read_response(&mut s, false).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, b"early");
+    s.write_all(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_response(&mut s, true).await;
+    assert!(head.contains("Content-Length: "), "{head}");
+    // A body ended by the member closing: the client is told, and closed.
+    s.write_all(b"GET /close HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_response(&mut s, false).await;
+    assert!(
+        head.contains("X-Kind: close\r\n") && head.contains("Connection: close\r\n"),
+        "{head}"
+    );
+    assert_eq!(body, b"until close");
+    assert_eq!(pool.in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_kept_alive_member_connection_closed_meanwhile_is_retried() {
+    let pool = Arc::new(Pool::new("web", Algorithm::RoundRobin));
+    pool.add("w", wire_member().await);
+    let lb = front(Arc::clone(&pool), Protocol::Http).await;
+    let mut s = TcpStream::connect(lb).await.unwrap();
+    for _ in 0..3 {
+        // The member answers /once and closes; the proxy kept the
+        // connection and finds it closed on the next request.
+        s.write_all(b"GET /once HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, body) = read_response(&mut s, false).await;
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        assert_eq!(body, b"once");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(pool.stats().members[0].failures, 0);
+}
+
+#[tokio::test]
+async fn large_bodies_stream_both_ways() {
+    let pool = Arc::new(Pool::new("web", Algorithm::RoundRobin));
+    pool.add("w", wire_member().await);
+    let lb = front(Arc::clone(&pool), Protocol::Http).await;
+    let mut s = TcpStream::connect(lb).await.unwrap();
+    let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let head = format!(
+        "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+        payload.len()
+    );
+    let (mut r, mut w) = s.split();
+    let send = async {
+        w.write_all(head.as_bytes()).await.unwrap();
+        w.write_all(&payload).await.unwrap();
+    };
+    let recv = async {
+        let mut buf = vec![0u8; 0];
+        let mut chunk = vec![0u8; 65536];
+        let want = payload.len();
+        while buf.len() < want + 40 {
+            let n = r.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                if buf.len() - (i + 4) == want {
+                    return buf[i + 4..].to_vec();
+                }
+            }
+        }
+        panic!("more than asked for");
+    };
+    let ((), got) = tokio::join!(send, recv);
+    assert!(got == payload, "echoed body differs");
+}
+
+#[tokio::test]
+async fn http10_expect_and_chunked_requests_are_served_by_the_general_path() {
+    let pool = Arc::new(Pool::new("web", Algorithm::RoundRobin));
+    pool.add("a", member("a").await);
+    let lb = front(Arc::clone(&pool), Protocol::Http).await;
+    let mut s = TcpStream::connect(lb).await.unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).await.unwrap();
+    assert!(
+        all.starts_with("HTTP/1.0 200 OK\r\n") && all.ends_with("\r\n\r\na"),
+        "{all}"
+    );
+    // A plain request first, then one the fast path leaves: the connection
+    // moves over with the bytes already read.
+    let mut s = TcpStream::connect(lb).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let (_, body) = read_response(&mut s, false).await;
+    assert_eq!(body, b"a");
+    let (head, body) = read_response(&mut s, false).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, b"a:abc");
+    let mut s = TcpStream::connect(lb).await.unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (head, _) = read_response(&mut s, false).await;
+    assert!(head.starts_with("HTTP/1.1 100 Continue"), "{head}");
+    s.write_all(b"hi").await.unwrap();
+    let (_, body) = read_response(&mut s, false).await;
+    assert_eq!(body, b"a:hi");
+}

@@ -86,7 +86,7 @@ pub struct PaasArgs {
     #[arg(long = "paas-cooldown-ms", default_value_t = 30_000, hide = true)]
     pub cooldown_ms: i64,
     /// Autoscaler: span of the statistics window, ms.
-    #[arg(long = "paas-window-ms", default_value_t = 10_000, hide = true)]
+    #[arg(long = "paas-window-ms", default_value_t = 2_000, hide = true)]
     pub window_ms: i64,
     /// Seconds a leaving member may finish its requests.
     #[arg(long = "paas-drain-timeout", default_value_t = 30, hide = true)]

@@ -129,6 +129,17 @@ struct MemberRt {
     memory: Option<f64>,
 }
 
+/// Where a member's first port answers once it is up (its IP once known).
+fn probe_addr(state: &State, m: &MemberRt) -> Option<SocketAddr> {
+    let port = state
+        .apps
+        .get(&m.rec.application_id)
+        .and_then(|a| a.clusters.get(&m.rec.cluster_id))
+        .and_then(|c| c.plan.port_mappings.first())
+        .and_then(|p| u16::try_from(p.port).ok());
+    m.ip.zip(port).map(|(ip, port)| SocketAddr::new(ip, port))
+}
+
 #[derive(Default)]
 struct State {
     apps: BTreeMap<String, AppRt>,
@@ -836,6 +847,53 @@ impl<E: Engine> Controller<E> {
             return;
         }
         self.set_status(&id, MemberStatus::Initialized, None);
+        self.watch_start(&id, &container).await;
+    }
+
+    /// Watches a member just started until its port answers, for a few
+    /// seconds (the ticks take over after that), so that it joins its load
+    /// balancer tens of milliseconds after it is ready rather than at a
+    /// later tick: that wait was most of a scale-out's reaction time.
+    async fn watch_start(&self, id: &str, container: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let (has_ip, addr) = {
+                let state = lock(&self.inner.state);
+                match state.members.get(id) {
+                    Some(m)
+                        if !m.leaving
+                            && matches!(
+                                m.rec.status,
+                                MemberStatus::Initialized | MemberStatus::Starting
+                            ) =>
+                    {
+                        (m.ip.is_some(), probe_addr(&state, m))
+                    }
+                    // Active already (a tick was quicker), leaving or gone.
+                    _ => return,
+                }
+            };
+            if !has_ip {
+                let ip = match self.inner.engine.list().await {
+                    Ok(cs) => cs.into_iter().find(|c| c.id == container).and_then(|c| c.ip),
+                    Err(_) => None,
+                };
+                if let Some(m) = lock(&self.inner.state).members.get_mut(id) {
+                    m.ip = m.ip.or(ip);
+                }
+                if ip.is_some() {
+                    continue;
+                }
+            }
+            if let Some(addr) = addr {
+                if self.inner.engine.probe(addr).await {
+                    self.set_status(id, MemberStatus::Starting, None);
+                    self.activate(id);
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// A member of the cluster failed to start: wait 1, 2, 4 … 60 s before
@@ -1026,16 +1084,7 @@ impl<E: Engine> Controller<E> {
                             MemberStatus::Initialized | MemberStatus::Starting
                         )
                 })
-                .map(|m| {
-                    let port = state
-                        .apps
-                        .get(&m.rec.application_id)
-                        .and_then(|a| a.clusters.get(&m.rec.cluster_id))
-                        .and_then(|c| c.plan.port_mappings.first())
-                        .and_then(|p| u16::try_from(p.port).ok());
-                    let addr = m.ip.zip(port).map(|(ip, port)| SocketAddr::new(ip, port));
-                    (m.rec.member_id.clone(), m.rec.status, addr)
-                })
+                .map(|m| (m.rec.member_id.clone(), m.rec.status, probe_addr(&state, m)))
                 .collect()
         };
         let checks = todo.into_iter().map(|(id, status, addr)| async move {

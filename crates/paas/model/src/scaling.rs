@@ -280,7 +280,7 @@ pub struct ScalingConfig {
 impl Default for ScalingConfig {
     fn default() -> Self {
         ScalingConfig {
-            window_ms: 10_000,
+            window_ms: 2_000,
             predict_intervals: 1.0,
             scale_down_deferrals: 3,
             cooldown_ms: 30_000,

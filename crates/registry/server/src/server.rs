@@ -25,6 +25,7 @@ use crate::auth::{Access, Auth, Verdict};
 use crate::error::{Code, RegistryError, Result, ServeError};
 use crate::manifest::{MAX_MANIFEST, OCI_INDEX};
 use crate::names::{validate_name, Alg, Digest, Reference};
+use crate::sendfile;
 use crate::storage::{random_id, GcReport, Store};
 use crate::upload::{AppendError, Sessions, Upload, CHUNK};
 
@@ -230,7 +231,11 @@ impl Registry {
             let tls = tls.clone();
             tokio::spawn(async move {
                 match tls {
-                    None => me.serve_connection(stream).await,
+                    None => {
+                        let queue = sendfile::Queue::default();
+                        let io = sendfile::SendfileStream::new(stream, queue.clone());
+                        me.serve_io(io, Some(queue)).await
+                    }
                     Some(acc) => match acc.accept(stream).await {
                         Ok(s) => me.serve_connection(s).await,
                         Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -245,11 +250,25 @@ impl Registry {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let svc = hyper::service::service_fn(move |req| {
+        self.serve_io(io, None).await
+    }
+
+    /// Serves one connection; with `queue`, `io` is a [`sendfile::SendfileStream`]
+    /// on it and blob bodies go out by sendfile.
+    async fn serve_io<IO>(self, io: IO, queue: Option<sendfile::Queue>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let me = self.clone();
+            if let Some(q) = &queue {
+                req.extensions_mut().insert(q.clone());
+            }
             async move { Ok::<_, Infallible>(me.handle(req).await) }
         });
+        // writev: body frames reach the IO as they are (sendfile relies on it).
         if let Err(e) = hyper::server::conn::http1::Builder::new()
+            .writev(true)
             .serve_connection(TokioIo::new(io), svc)
             .await
         {
@@ -390,7 +409,8 @@ impl Registry {
                 Ok(empty(StatusCode::ACCEPTED))
             }
             (Kind::Blob(d), m @ (Method::GET | Method::HEAD)) => {
-                self.get_blob(name, &d, m == Method::HEAD, req.headers())
+                let queue = req.extensions().get::<sendfile::Queue>().cloned();
+                self.get_blob(name, &d, m == Method::HEAD, req.headers(), queue)
                     .await
             }
             (Kind::Blob(d), Method::DELETE) => {
@@ -564,11 +584,26 @@ impl Registry {
         d: &str,
         head: bool,
         headers: &HeaderMap,
+        queue: Option<sendfile::Queue>,
     ) -> Result<Response<Body>> {
         let d = Digest::parse(d)?;
         let me = self.clone();
         let dd = d.clone();
-        let (path, size) = blocking(move || me.inner.store.blob(&name, &dd)).await?;
+        let (file, size) = blocking(move || {
+            let (path, size) = me.inner.store.blob(&name, &dd)?;
+            if head {
+                return Ok((None, size));
+            }
+            match std::fs::File::open(&path) {
+                Ok(f) => Ok((Some(f), size)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(RegistryError::new(
+                    Code::BlobUnknown,
+                    format!("blob {dd} is not in repository {name}"),
+                )),
+                Err(e) => Err(RegistryError::internal("open blob", &e)),
+            }
+        })
+        .await?;
         let range = match headers
             .get(hyper::header::RANGE)
             .and_then(|v| v.to_str().ok())
@@ -597,10 +632,10 @@ impl Registry {
             Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
             None => (StatusCode::OK, 0, size),
         };
-        let body = if head {
-            empty_body()
-        } else {
-            file_body(path, start, len)
+        let body = match (file, queue) {
+            (None, _) => empty_body(),
+            (Some(f), Some(q)) => sendfile::body(f, start, len, q).boxed_unsync(),
+            (Some(f), None) => file_body(f, start, len),
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
@@ -1150,23 +1185,17 @@ fn upload_headers(h: &mut HeaderMap, name: &str, up: &Upload) {
     );
 }
 
-/// A blob body read from disk by a blocking thread in [`CHUNK`]-sized pieces.
+/// A blob body read from disk by a blocking thread in [`CHUNK`]-sized pieces
+/// (TLS connections; plain TCP ones use [`sendfile`]).
 struct FileBody {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     remaining: u64,
 }
 
-fn file_body(path: PathBuf, start: u64, len: u64) -> Body {
+fn file_body(f: std::fs::File, start: u64, len: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt;
-        let f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
         let mut off = start;
         let end = start + len;
         while off < end {

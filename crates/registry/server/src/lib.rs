@@ -3,8 +3,7 @@
 //! Entry point: [`Registry::open`] with a [`Config`] (storage root, [`auth::Auth`],
 //! quota), then [`Registry::serve`] on a listener (optionally with
 //! [`tls_acceptor`]). [`storage::Store`] is the content-addressed storage,
-//! [`upload`] the streaming writer, `sendfile` blob bodies sent
-//! from the page cache, [`manifest`] the manifest checks,
+//! [`upload`] the streaming writer, [`manifest`] the manifest checks,
 //! [`names`] the grammar of names, tags and digests, [`auth`] htpasswd and
 //! tokens.
 
@@ -14,7 +13,6 @@ pub mod auth;
 pub mod error;
 pub mod manifest;
 pub mod names;
-mod sendfile;
 pub mod server;
 pub mod storage;
 pub mod upload;

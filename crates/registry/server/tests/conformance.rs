@@ -116,8 +116,8 @@ async fn pull_blob_ranges_give_206_and_416() {
 
 #[tokio::test]
 async fn pull_blobs_one_after_another_on_one_connection() {
-    // Blob bodies leave by sendfile from a per-connection queue: several
-    // responses in a row on one keep-alive connection must each get theirs.
+    // Several blob responses in a row on one keep-alive connection (what
+    // skopeo does) each carry exactly their own bytes.
     use http_body_util::{BodyExt, Empty};
     let s = start().await;
     let a = random_bytes(21, (1 << 20) + 12345);

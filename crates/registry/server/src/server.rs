@@ -568,7 +568,21 @@ impl Registry {
         let d = Digest::parse(d)?;
         let me = self.clone();
         let dd = d.clone();
-        let (path, size) = blocking(move || me.inner.store.blob(&name, &dd)).await?;
+        let (file, size) = blocking(move || {
+            let (path, size) = me.inner.store.blob(&name, &dd)?;
+            if head {
+                return Ok((None, size));
+            }
+            match std::fs::File::open(&path) {
+                Ok(f) => Ok((Some(f), size)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Err(RegistryError::new(
+                    Code::BlobUnknown,
+                    format!("blob {dd} is not in repository {name}"),
+                )),
+                Err(e) => Err(RegistryError::internal("open blob", &e)),
+            }
+        })
+        .await?;
         let range = match headers
             .get(hyper::header::RANGE)
             .and_then(|v| v.to_str().ok())
@@ -597,10 +611,9 @@ impl Registry {
             Some((a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
             None => (StatusCode::OK, 0, size),
         };
-        let body = if head {
-            empty_body()
-        } else {
-            file_body(path, start, len)
+        let body = match file {
+            None => empty_body(),
+            Some(f) => file_body(f, start, len),
         };
         let mut resp = Response::new(body);
         *resp.status_mut() = status;
@@ -1151,22 +1164,17 @@ fn upload_headers(h: &mut HeaderMap, name: &str, up: &Upload) {
 }
 
 /// A blob body read from disk by a blocking thread in [`CHUNK`]-sized pieces.
+/// (Not sendfile(2): tried, it cut the registry's CPU on a pull to a quarter but
+/// clients on loopback received slower: skopeo pulls took 20–40% longer.)
 struct FileBody {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     remaining: u64,
 }
 
-fn file_body(path: PathBuf, start: u64, len: u64) -> Body {
+fn file_body(f: std::fs::File, start: u64, len: u64) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt;
-        let f = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
         let mut off = start;
         let end = start + len;
         while off < end {

@@ -115,6 +115,64 @@ async fn pull_blob_ranges_give_206_and_416() {
 }
 
 #[tokio::test]
+async fn pull_blobs_one_after_another_on_one_connection() {
+    // Several blob responses in a row on one keep-alive connection (what
+    // skopeo does) each carry exactly their own bytes.
+    use http_body_util::{BodyExt, Empty};
+    let s = start().await;
+    let a = random_bytes(21, (1 << 20) + 12345);
+    let b = random_bytes(22, 777);
+    let (da, db) = (
+        push_blob(s.addr, "r", &a).await,
+        push_blob(s.addr, "r", &b).await,
+    );
+    let stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let cases: Vec<(&str, String, Option<&str>, Vec<u8>)> = vec![
+        ("GET", format!("/v2/r/blobs/{da}"), None, a.clone()),
+        ("HEAD", format!("/v2/r/blobs/{db}"), None, vec![]),
+        ("GET", format!("/v2/r/blobs/{db}"), None, b.clone()),
+        (
+            "GET",
+            format!("/v2/r/blobs/{da}"),
+            Some("bytes=262140-524300"),
+            a[262140..=524300].to_vec(),
+        ),
+        (
+            "GET",
+            format!("/v2/r/blobs/{db}"),
+            Some("bytes=-7"),
+            b[770..].to_vec(),
+        ),
+        ("GET", format!("/v2/r/blobs/{da}"), None, a.clone()),
+    ];
+    for (method, path, range, want) in cases {
+        send.ready().await.unwrap();
+        let mut rb = hyper::Request::builder()
+            .method(method)
+            .uri(&path)
+            .header("host", s.addr.to_string());
+        if let Some(r) = range {
+            rb = rb.header("range", r);
+        }
+        let r = send
+            .send_request(rb.body(Empty::<bytes::Bytes>::new()).unwrap())
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{method} {path}: {}", r.status());
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            body[..] == want[..],
+            "{method} {path} {range:?}: wrong body"
+        );
+    }
+}
+
+#[tokio::test]
 async fn pull_unknown_things_gives_the_spec_errors() {
     let s = start().await;
     let unknown = digest(b"nothing");

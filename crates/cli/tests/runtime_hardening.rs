@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::path::Path;
 
 use common::*;
 use serde_json::json;
@@ -139,4 +140,179 @@ fn a_created_container_can_be_stopped_with_sigterm() {
     ctx.wait_status(&id, "stopped");
     ctx.rt(&["delete", &id]).ok();
     ctx.assert_gone(&id, Some(pid));
+}
+
+#[test]
+fn a_cgroup_in_use_is_refused_and_left_alone() {
+    let ctx = Ctx::new("cgshared");
+    let first = ctx.id();
+    let mut b = ctx.bundle(&first);
+    b.args(&["sleep", "60"]);
+    ctx.create_start(&b, &first);
+    let pid = ctx.pid(&first);
+    // A second container asking for the same cgroup.
+    let second = ctx.id();
+    let mut b2 = ctx.bundle(&second);
+    b2.args(&["true"])
+        .set("/linux/cgroupsPath", json!(cgroups_path(&first)));
+    ctx.run(&b2, &second)
+        .failed()
+        .stderr_mentions(&["container's cgroup is not empty"]);
+    ctx.assert_gone(&second, None);
+    // The failed create neither killed the first container's process nor
+    // removed its cgroup.
+    assert!(proc_alive(pid), "the first container's process was killed");
+    assert_eq!(ctx.status(&first), "running");
+    let procs = read_cgroup_file(&first, ("pids", "cgroup.procs"), "cgroup.procs");
+    assert!(
+        procs.lines().any(|l| l.trim() == pid.to_string()),
+        "the first container's cgroup lost its process: {procs:?}"
+    );
+    ctx.rt(&["delete", "--force", &first]).ok();
+}
+
+#[test]
+fn a_frozen_cgroup_is_refused_and_left_alone() {
+    let ctx = Ctx::new("cgfrozen");
+    let id = ctx.id();
+    let rel = cgroups_path(&id);
+    let dir = if cgroup_v2() {
+        Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/'))
+    } else {
+        Path::new("/sys/fs/cgroup/freezer").join(rel.trim_start_matches('/'))
+    };
+    fs::create_dir_all(&dir).unwrap();
+    let (file, frozen, thawed) = if cgroup_v2() {
+        ("cgroup.freeze", "1", "0")
+    } else {
+        ("freezer.state", "FROZEN", "THAWED")
+    };
+    fs::write(dir.join(file), frozen).unwrap();
+    let mut b = ctx.bundle(&id);
+    b.args(&["true"]);
+    let out = ctx.run(&b, &id);
+    // Clean up what the test made before asserting.
+    fs::write(dir.join(file), thawed).unwrap();
+    let kept = dir.exists();
+    let _ = fs::remove_dir(&dir);
+    out.failed()
+        .stderr_mentions(&["container's cgroup unexpectedly frozen"]);
+    assert!(kept, "the failed create removed a cgroup it did not make");
+}
+
+/// `linux.timeOffsets` of a new time namespace, as `timens_offsets` shows them.
+fn timens_bundle(ctx: &Ctx, id: &str, userns: bool) -> Bundle {
+    let mut b = ctx.bundle(id);
+    b.set(
+        "/linux/timeOffsets",
+        json!({"monotonic": {"secs": 7881, "nanosecs": 2718281},
+               "boottime": {"secs": 1337, "nanosecs": 3141519}}),
+    );
+    let ns = b.config["linux"]["namespaces"].as_array_mut().unwrap();
+    ns.push(json!({"type": "time"}));
+    if userns {
+        // The rootfs stays owned by the host's root: readable, not writable.
+        ns.push(json!({"type": "user"}));
+        b.set("/root/readonly", json!(false))
+            .set(
+                "/linux/uidMappings",
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+            )
+            .set(
+                "/linux/gidMappings",
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+            );
+    }
+    b
+}
+
+fn offsets(text: &str) -> Vec<Vec<String>> {
+    let mut v: Vec<Vec<String>> = text
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn time_offsets_apply_to_the_container_and_its_exec_processes() {
+    let ctx = Ctx::new("timens");
+    let want = vec![
+        vec!["boottime".to_string(), "1337".into(), "3141519".into()],
+        vec!["monotonic".to_string(), "7881".into(), "2718281".into()],
+    ];
+    for userns in [false, true] {
+        let id = ctx.id();
+        let mut b = timens_bundle(&ctx, &id, userns);
+        b.args(&["cat", "/proc/self/timens_offsets"]);
+        let out = ctx.run(&b, &id).ok();
+        assert_eq!(offsets(&out.stdout), want, "userns {userns}: {out}");
+    }
+    let id = ctx.id();
+    let mut b = timens_bundle(&ctx, &id, false);
+    b.args(&["sleep", "60"]);
+    ctx.create_start(&b, &id);
+    let out = ctx
+        .rt(&["exec", &id, "cat", "/proc/self/timens_offsets"])
+        .ok();
+    assert_eq!(offsets(&out.stdout), want, "exec: {out}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+}
+
+#[test]
+fn failing_hooks_name_their_index_and_leave_nothing() {
+    let ctx = Ctx::new("hookidx");
+    // The first hook exits without reading the state on its stdin: that must
+    // not kill the runtime (it used to, by SIGPIPE).
+    for kind in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+    ] {
+        let id = ctx.id();
+        let mut b = ctx.bundle(&id);
+        b.args(&["true"]).set(
+            &format!("/hooks/{kind}"),
+            json!([{"path": "/bin/true"}, {"path": "/bin/false"}]),
+        );
+        ctx.run(&b, &id)
+            .failed()
+            .stderr_mentions(&[&format!("error running {kind} hook #1:")]);
+        ctx.assert_gone(&id, None);
+    }
+    // A failing poststart hook ends the container: `run` fails and removes it.
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"]).set(
+        "/hooks/poststart",
+        json!([{"path": "/bin/true"}, {"path": "/bin/false"}]),
+    );
+    b.write();
+    ctx.rt(&["run", "-d", "--bundle", b.path_str(), &id])
+        .failed()
+        .stderr_mentions(&["error running poststart hook #1:"]);
+    ctx.assert_gone(&id, None);
+}
+
+#[test]
+fn start_container_hooks_get_the_process_environment_with_home() {
+    let ctx = Ctx::new("hookenv");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    fs::write(
+        b.rootfs().join("check-env.sh"),
+        "#!/bin/sh -ue\ntest \"$ONE\" = two\ntest \"$HOME\" = /root\n",
+    )
+    .unwrap();
+    fs::set_permissions(
+        b.rootfs().join("check-env.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    b.args(&["true"])
+        .set("/process/env", json!(["ONE=two", "PATH=/bin"]))
+        .set("/hooks/startContainer", json!([{"path": "/check-env.sh"}]));
+    ctx.run(&b, &id).ok();
 }

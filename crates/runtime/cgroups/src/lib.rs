@@ -148,7 +148,7 @@ pub enum Error {
     #[error("invalid resources: {0}")]
     InvalidResources(String),
     /// A resource cannot be applied on this cgroup version.
-    #[error("{what} is not supported on cgroup {version}")]
+    #[error("invalid configuration: {what} is not supported on cgroup {version}")]
     Unsupported {
         /// The requested feature.
         what: String,

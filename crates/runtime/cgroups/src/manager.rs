@@ -358,6 +358,25 @@ impl Manager {
         }
     }
 
+    /// Whether the cgroup exists and is frozen (or freezing): a process
+    /// moved into it would stop at once. A cgroup that does not exist yet, or
+    /// a host without a freezer, is not frozen.
+    pub fn is_frozen(&self) -> Result<bool> {
+        match self.version {
+            Version::V1 => {
+                let Some(dir) = self.path("freezer") else {
+                    return Ok(false);
+                };
+                Ok(self
+                    .read_opt(dir, "freezer.state")?
+                    .is_some_and(|s| s.trim() != "THAWED"))
+            }
+            Version::V2 => Ok(self
+                .read_opt(self.main_dir(), "cgroup.freeze")?
+                .is_some_and(|s| s.trim() == "1")),
+        }
+    }
+
     /// Calls `done` with growing sleeps until it returns true or time runs out.
     fn poll(
         &self,
@@ -529,10 +548,13 @@ impl Manager {
         if let Some(pids) = resources.pids() {
             let dir = self.require("pids", "apply pids.limit")?;
             let limit = pids.limit();
-            let value = if limit > 0 {
-                limit.to_string()
-            } else {
-                "max".to_owned()
+            // 0 cannot mean "no processes" (the container needs one) and
+            // systemd has no TasksMax=0: like runc, it means 1. Negative is
+            // unlimited.
+            let value = match limit {
+                0 => "1".to_owned(),
+                n if n > 0 => n.to_string(),
+                _ => "max".to_owned(),
             };
             self.write(dir, "pids.max", &value)?;
         }

@@ -116,6 +116,28 @@ fn cgroup_view(cg: &Manager) -> CgroupView {
     }
 }
 
+/// Refuses a pre-existing cgroup that is not free for a new container: one
+/// with processes (another container's: taking it over would mix the two and
+/// `delete` would kill both) or a frozen one (the new process would stop at
+/// once and `create` hang).
+fn check_cgroup_unused(cg: &Manager) -> Result<()> {
+    let path = cg.cgroups_path().display();
+    if let Ok(pids) = cg.pids() {
+        if !pids.is_empty() {
+            return Err(Error::Cgroup(format!(
+                "container's cgroup is not empty: {} process(es) found in {path}: choose another linux.cgroupsPath",
+                pids.len()
+            )));
+        }
+    }
+    if cg.is_frozen().map_err(|e| Error::Cgroup(e.to_string()))? {
+        return Err(Error::Cgroup(format!(
+            "container's cgroup unexpectedly frozen: {path} is frozen: thaw it or choose another linux.cgroupsPath"
+        )));
+    }
+    Ok(())
+}
+
 fn cgroups_path_of(spec: &Spec, id: &str) -> PathBuf {
     spec.linux()
         .as_ref()
@@ -269,7 +291,7 @@ impl Runtime {
             Mode::RunForeground
         };
         let (state, master) = self.create_inner(opts, mode)?;
-        self.poststart(&state);
+        self.poststart_or_undo(&state)?;
         if detach {
             return Ok(0);
         }
@@ -287,16 +309,37 @@ impl Runtime {
     /// subreaper to reap it; this function makes it one).
     pub fn run_detached(&self, opts: &CreateOptions) -> Result<State> {
         let (state, _) = self.create_inner(opts, Mode::RunDetached)?;
-        self.poststart(&state);
+        self.poststart_or_undo(&state)?;
         Ok(state)
     }
 
-    fn poststart(&self, state: &State) {
+    /// Runs poststart hooks. A failing one ends the container, as in runc:
+    /// its processes are killed (it is left stopped, for `delete`).
+    fn poststart(&self, state: &State) -> Result<()> {
         let status = self.store.status(state);
-        if let Err(e) = hooks::run(&state.spec, HookKind::Poststart, &state.oci_state(status)) {
-            tracing::warn!(error = %e, "poststart hook failed");
-            eprintln!("strato: warning: {e}");
+        let result = hooks::run(&state.spec, HookKind::Poststart, &state.oci_state(status));
+        if result.is_err() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.pid), Signal::SIGKILL);
+            if let Ok(cg) = cgroup_manager(&state.cgroups_path) {
+                let _ = cg.kill_all(Signal::SIGKILL);
+            }
+            // `run` adopted the process: reap it, or it lingers as a zombie
+            // that still looks alive. (`start` is not its parent: ECHILD.)
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(state.pid), None);
         }
+        result
+    }
+
+    /// `run`: a failing poststart hook ends the container and `run` removes
+    /// it: nothing of a failed run is left.
+    fn poststart_or_undo(&self, state: &State) -> Result<()> {
+        if let Err(e) = self.poststart(state) {
+            if let Err(d) = self.delete(&state.id, true) {
+                tracing::warn!(error = %d, "delete after a failed poststart hook");
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn create_inner(&self, opts: &CreateOptions, mode: Mode) -> Result<(State, Option<OwnedFd>)> {
@@ -333,18 +376,15 @@ impl Runtime {
             armed: true,
         };
         let cg = cgroup_manager(&cgroups_path_of(spec, &opts.id))?;
+        // Checked before `cleanup` owns the cgroup: undoing a failed create
+        // kills the cgroup's processes and removes it, which must never hit
+        // a cgroup that is someone else's.
+        check_cgroup_unused(&cg)?;
         // Undone by `cleanup` from here on, even if creating it fails half-way.
         cleanup.cgroup = Some(cg.clone());
         let resources = effective_resources(spec);
         let prepare = || {
             cg.create().map_err(|e| Error::Cgroup(e.to_string()))?;
-            // A cgroup in use by other processes is not ours to take over.
-            if cg.pids().is_ok_and(|p| !p.is_empty()) {
-                return Err(Error::Cgroup(format!(
-                    "cgroup {} already has processes: choose another cgroupsPath",
-                    cg.cgroups_path().display()
-                )));
-            }
             cg.apply(&resources)
                 .map_err(|e| Error::Cgroup(e.to_string()))?;
             tracing::debug!(cgroup = %cg.cgroups_path().display(), "cgroup ready");
@@ -482,8 +522,7 @@ impl Runtime {
             }
         }
         fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
-        self.poststart(&st);
-        Ok(())
+        self.poststart(&st)
     }
 
     /// `state`: the OCI state document.

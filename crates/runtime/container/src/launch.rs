@@ -53,6 +53,8 @@ pub struct NsPlan {
     pub new: CloneFlags,
     pub uid_map: String,
     pub gid_map: String,
+    /// What to write to the new time namespace's timens_offsets (empty: none).
+    pub time_offsets: String,
 }
 
 impl Default for NsPlan {
@@ -63,6 +65,7 @@ impl Default for NsPlan {
             new: CloneFlags::empty(),
             uid_map: String::new(),
             gid_map: String::new(),
+            time_offsets: String::new(),
         }
     }
 }
@@ -118,6 +121,10 @@ impl NsPlan {
         if let Some(l) = linux {
             plan.uid_map = id_map(l.uid_mappings().as_deref().unwrap_or(&[]));
             plan.gid_map = id_map(l.gid_mappings().as_deref().unwrap_or(&[]));
+            // Validated with the spec; nothing to write when absent.
+            if let Some(o) = l.time_offsets().as_ref() {
+                plan.time_offsets = crate::spec::time_offsets(o).unwrap_or_default();
+            }
         }
         plan
     }
@@ -133,11 +140,14 @@ impl NsPlan {
             ("net", CloneFlags::CLONE_NEWNET),
             ("pid", CloneFlags::CLONE_NEWPID),
             ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+            ("time", clone_flag(LinuxNamespaceType::Time)),
             ("mnt", CloneFlags::CLONE_NEWNS),
         ] {
             let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
             let ours = fs::read_link(format!("/proc/self/ns/{name}")).ok();
-            if fs::read_link(&theirs).ok() != ours {
+            // A kernel without the namespace type has no link: nothing to join.
+            let theirs_link = fs::read_link(&theirs).ok();
+            if theirs_link.is_some() && theirs_link != ours {
                 plan.join.push((flag, theirs));
             }
         }
@@ -490,6 +500,18 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String>
         // Still host root here (uid 0 outside any new user namespace), which
         // moving a task between cgroups requires.
         enter()?;
+    }
+    if !l.ns.time_offsets.is_empty() {
+        // The offsets of a new time namespace can be set only until a
+        // process enters it: C2, forked next, is the first. Written before
+        // becoming root of a new user namespace: that change of credentials
+        // makes /proc/self owned by the host's root, out of our reach.
+        fs::write("/proc/self/timens_offsets", &l.ns.time_offsets).map_err(|e| {
+            format!(
+                "set linux.timeOffsets ({:?}): {e}",
+                l.ns.time_offsets.trim()
+            )
+        })?;
     }
     if l.ns.in_userns() {
         let root_g = nix::unistd::Gid::from_raw(0);

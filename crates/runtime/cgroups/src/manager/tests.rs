@@ -363,7 +363,8 @@ fn pids_limit_and_max() {
     f.mgr
         .apply(&resources(json!({"pids": {"limit": 0}})))
         .unwrap();
-    assert_eq!(f.read("pids", "pids.max"), "max");
+    // 0 means 1 (runc, systemd's TasksMax), not unlimited.
+    assert_eq!(f.read("pids", "pids.max"), "1");
     f.mgr
         .apply(&resources(json!({"pids": {"limit": -1}})))
         .unwrap();
@@ -430,6 +431,29 @@ fn v1_rejects_unified_map() {
         .apply(&resources(json!({"unified": {"memory.high": "1000"}})))
         .unwrap_err();
     assert!(err.to_string().contains("v1"), "{err}");
+    assert!(err.to_string().contains("invalid configuration"), "{err}");
+}
+
+#[test]
+fn frozen_state_of_an_existing_cgroup() {
+    let f = v1("/strato/c1");
+    // Not created yet: not frozen.
+    assert!(!f.mgr.is_frozen().unwrap());
+    f.mgr.create().unwrap();
+    f.kernel_file("freezer", "freezer.state", "THAWED\n");
+    assert!(!f.mgr.is_frozen().unwrap());
+    f.kernel_file("freezer", "freezer.state", "FROZEN\n");
+    assert!(f.mgr.is_frozen().unwrap());
+    f.kernel_file("freezer", "freezer.state", "FREEZING\n");
+    assert!(f.mgr.is_frozen().unwrap());
+
+    let g = v2("/strato/c1");
+    assert!(!g.mgr.is_frozen().unwrap());
+    g.mgr.create().unwrap();
+    g.kernel_file("", "cgroup.freeze", "0\n");
+    assert!(!g.mgr.is_frozen().unwrap());
+    g.kernel_file("", "cgroup.freeze", "1\n");
+    assert!(g.mgr.is_frozen().unwrap());
 }
 
 #[test]

@@ -316,3 +316,56 @@ fn start_container_hooks_get_the_process_environment_with_home() {
         .set("/hooks/startContainer", json!([{"path": "/check-env.sh"}]));
     ctx.run(&b, &id).ok();
 }
+
+#[test]
+fn tmpfs_mounts_copy_up_and_take_the_mode_of_what_they_cover() {
+    let ctx = Ctx::new("tmpfsmode");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    let rootfs = b.rootfs();
+    fs::create_dir_all(rootfs.join("dir1/dir2")).unwrap();
+    fs::write(rootfs.join("dir1/dir2/file"), "under\n").unwrap();
+    fs::set_permissions(
+        rootfs.join("dir1/dir2"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    fs::create_dir_all(rootfs.join("kept")).unwrap();
+    fs::set_permissions(
+        rootfs.join("kept"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o710),
+    )
+    .unwrap();
+    b.sh(
+        "stat -c %a /dir1/dir2; cat /dir1/dir2/file; stat -c %a /kept /new/dir; \
+          touch /dir1/written && echo writable",
+    )
+    .mount(
+        json!({"destination": "/dir1", "type": "tmpfs", "source": "tmpfs",
+                      "options": ["tmpcopyup"]}),
+    )
+    .mount(json!({"destination": "/kept", "type": "tmpfs", "source": "tmpfs"}))
+    .mount(json!({"destination": "/new/dir", "type": "tmpfs", "source": "tmpfs"}));
+    let out = ctx.run(&b, &id).ok();
+    assert_eq!(out.out(), "777\nunder\n710\n1777\nwritable", "{out}");
+    // The copy went into the tmpfs, not into the rootfs.
+    assert!(!rootfs.join("dir1/written").exists());
+}
+
+#[test]
+fn masked_directories_share_one_read_only_tmpfs() {
+    let ctx = Ctx::new("maskshare");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    for d in ["m1", "m2", "m3"] {
+        fs::create_dir_all(b.rootfs().join(d)).unwrap();
+    }
+    fs::write(b.rootfs().join("m2/secret"), "x").unwrap();
+    b.sh("stat -c %d /m1 /m2 /m3 | uniq | wc -l; ls /m2; touch /m2/foo 2>&1 || true")
+        .set("/linux/maskedPaths", json!(["/m1", "/m2", "/m3", "/m2"]));
+    let out = ctx.run(&b, &id).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.first().map(|l| l.trim()), Some("1"), "{out}");
+    assert!(out.stdout.contains("Read-only file system"), "{out}");
+    assert!(!out.stdout.contains("secret"), "{out}");
+}

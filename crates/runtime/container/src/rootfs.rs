@@ -38,6 +38,8 @@ pub struct MountOptions {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
+    /// `tmpcopyup`: fill a tmpfs with what it covers.
+    pub copy_up: bool,
 }
 
 impl Default for MountOptions {
@@ -48,8 +50,42 @@ impl Default for MountOptions {
             data: Vec::new(),
             bind: false,
             recursive: false,
+            copy_up: false,
         }
     }
+}
+
+/// Copies the contents of directory `from` into `to`, keeping modes, owners
+/// and symlinks (tmpcopyup). Files other than regular ones, directories and
+/// symlinks (device nodes, sockets) are skipped.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let top = std::fs::metadata(from)?;
+    std::os::unix::fs::lchown(to, Some(top.uid()), Some(top.gid()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(top.mode() & 0o7777))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let md = std::fs::symlink_metadata(&src)?;
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+            continue;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else {
+            continue;
+        }
+        std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
 }
 
 /// Splits mount(8)-style options into flags, propagation changes and fs data.
@@ -98,8 +134,12 @@ pub fn parse_options(options: &[String]) -> MountOptions {
                     .push(propagation_flags(opt).unwrap_or(MsFlags::MS_PRIVATE));
                 continue;
             }
+            "tmpcopyup" => {
+                out.copy_up = true;
+                continue;
+            }
             // Accepted by runc and containerd, meaningless here.
-            "tmpcopyup" | "idmap" | "ridmap" => continue,
+            "idmap" | "ridmap" => continue,
             _ => {
                 out.data.push(opt.clone());
                 continue;
@@ -340,12 +380,22 @@ fn mount_one(
             .map_err(|e| mnt_err("remount", &dest, e))?;
         }
     } else {
+        let existed = std::fs::symlink_metadata(&dest).is_ok();
         sys.mkdir_all(&dest, 0o755)
             .map_err(|e| mnt_err("create mount point", &dest, e))?;
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
         let flags = opts.flags - MsFlags::MS_RDONLY;
-        // A tmpfs without mode= keeps the mode of the directory it covers.
-        let data = if typ == "tmpfs" && !opts.data.iter().any(|d| d.starts_with("mode=")) {
+        // tmpcopyup: what the tmpfs covers is copied into it, read through a
+        // descriptor of the directory taken before it is covered.
+        let copy_from = if typ == "tmpfs" && opts.copy_up && existed {
+            Some(std::fs::File::open(&dest).map_err(|e| mnt_err("open for tmpcopyup", &dest, e))?)
+        } else {
+            None
+        };
+        // A tmpfs without mode= keeps the mode of the directory it covers
+        // (one the runtime just made has none to keep: tmpfs' own 1777).
+        let data = if typ == "tmpfs" && existed && !opts.data.iter().any(|d| d.starts_with("mode="))
+        {
             use std::os::unix::fs::PermissionsExt;
             match std::fs::metadata(&dest) {
                 Ok(md) => {
@@ -361,6 +411,15 @@ fn mount_one(
             data
         };
         let res = sys.mount(Some(&source), &dest, Some(typ), flags, data.as_deref());
+        if let (Ok(()), Some(dir)) = (&res, &copy_from) {
+            use std::os::fd::AsRawFd;
+            // /proc is still the host's here: the magic link reaches the
+            // covered directory.
+            let from = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            copy_tree(&from, &dest)
+                .map_err(|e| mnt_err("tmpcopyup: copy the covered directory into", &dest, e))?;
+        }
+        drop(copy_from);
         match res {
             Ok(()) if opts.flags.contains(MsFlags::MS_RDONLY) => read_only.push(dest.clone()),
             Ok(()) => {}
@@ -600,6 +659,9 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
             .map_err(|e| Error::io(format!("set sysctl {key}={value} ({})", path.display()), e))?;
     }
     let mut masked: Vec<&String> = Vec::new();
+    // Masked directories share one read-only tmpfs (one mount, one device):
+    // the first gets it, the others a bind of it.
+    let mut shared_tmpfs: Option<PathBuf> = None;
     for p in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
@@ -609,7 +671,7 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
             continue;
         }
         masked.push(p);
-        mask_path(sys, Path::new(p))?;
+        mask_path(sys, Path::new(p), &mut shared_tmpfs)?;
     }
     for p in linux
         .and_then(|l| l.readonly_paths().as_ref())
@@ -644,19 +706,29 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn mask_path(sys: &dyn Syscall, path: &Path) -> Result<()> {
+fn mask_path(sys: &dyn Syscall, path: &Path, shared_tmpfs: &mut Option<PathBuf>) -> Result<()> {
     let md = match std::fs::metadata(path) {
         Ok(md) => md,
         Err(_) => return Ok(()),
     };
     let res = if md.is_dir() {
-        sys.mount(
-            Some(Path::new("tmpfs")),
-            path,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            None,
-        )
+        match shared_tmpfs {
+            // A bind keeps the read-only flag of the mount it copies.
+            Some(first) => sys.mount(Some(first), path, None, MsFlags::MS_BIND, None),
+            None => {
+                let res = sys.mount(
+                    Some(Path::new("tmpfs")),
+                    path,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    None,
+                );
+                if res.is_ok() {
+                    *shared_tmpfs = Some(path.to_path_buf());
+                }
+                res
+            }
+        }
     } else {
         sys.mount(
             Some(Path::new("/dev/null")),
@@ -867,6 +939,83 @@ mod tests {
         assert_eq!(calls[1], Call::PivotRoot(".".into(), ".".into()));
         assert_eq!(calls[3], Call::Umount(".".into(), MntFlags::MNT_DETACH));
         assert_eq!(calls[4], Call::Chdir("/".into()));
+    }
+
+    #[test]
+    fn masked_directories_share_one_tmpfs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        let spec = spec_with(&format!(
+            r#"{{"ociVersion":"1.0.2","linux":{{"maskedPaths":[{a:?},{file:?},{b:?},{a:?}]}}}}"#
+        ));
+        let rec = Recorder::default();
+        finish(&rec, &spec).unwrap();
+        let calls = rec.calls();
+        let mounts: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount {
+                    source,
+                    target,
+                    fstype,
+                    flags,
+                    ..
+                } => Some((
+                    source.clone().unwrap(),
+                    target.clone(),
+                    fstype.clone(),
+                    *flags,
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            mounts,
+            vec![
+                (
+                    "tmpfs".into(),
+                    a.clone(),
+                    Some("tmpfs".into()),
+                    MsFlags::MS_RDONLY
+                ),
+                ("/dev/null".into(), file, None, MsFlags::MS_BIND),
+                (a, b, None, MsFlags::MS_BIND),
+            ]
+        );
+    }
+
+    #[test]
+    fn tmpcopyup_is_an_option_not_data() {
+        let o = opts(&["tmpcopyup", "size=1m"]);
+        assert!(o.copy_up);
+        assert_eq!(o.data, vec!["size=1m"]);
+    }
+
+    #[test]
+    fn copy_tree_keeps_modes_and_symlinks() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (from, to) = (tmp.path().join("from"), tmp.path().join("to"));
+        std::fs::create_dir_all(from.join("d/e")).unwrap();
+        std::fs::set_permissions(from.join("d"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(from.join("d/e/f"), "data").unwrap();
+        std::fs::set_permissions(from.join("d/e/f"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        std::os::unix::fs::symlink("d/e/f", from.join("l")).unwrap();
+        std::fs::create_dir(&to).unwrap();
+        copy_tree(&from, &to).unwrap();
+        let mode = |p: &str| std::fs::metadata(to.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode("d"), 0o777);
+        assert_eq!(mode("d/e/f"), 0o640);
+        assert_eq!(std::fs::read_to_string(to.join("d/e/f")).unwrap(), "data");
+        assert_eq!(
+            std::fs::read_link(to.join("l")).unwrap(),
+            Path::new("d/e/f")
+        );
     }
 
     #[test]

@@ -369,3 +369,82 @@ fn masked_directories_share_one_read_only_tmpfs() {
     assert!(out.stdout.contains("Read-only file system"), "{out}");
     assert!(!out.stdout.contains("secret"), "{out}");
 }
+
+#[test]
+fn a_pids_limit_of_zero_means_one_and_the_container_starts() {
+    let ctx = Ctx::new("pids1");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"])
+        .set("/linux/resources/pids", json!({"limit": 0}));
+    ctx.create_start(&b, &id);
+    assert_eq!(read_cgroup_file(&id, ("pids", "pids.max"), "pids.max"), "1");
+    // The limit holds: the container cannot start a second process.
+    ctx.rt(&["exec", &id, "true"]).failed();
+    ctx.rt(&["delete", "--force", &id]).ok();
+}
+
+fn online_cpus() -> Vec<usize> {
+    let text = fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    let mut v = Vec::new();
+    for part in text.trim().split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => v.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap()),
+            None => v.push(part.parse().unwrap()),
+        }
+    }
+    v
+}
+
+#[test]
+fn exec_cpu_affinity_sets_the_initial_and_final_cpus() {
+    let cpus = online_cpus();
+    let last = *cpus.last().unwrap();
+    let ctx = Ctx::new("affinity");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"]);
+    ctx.create_start(&b, &id);
+    let proc_json = json!({
+        "args": ["grep", "Cpus_allowed_list:", "/proc/self/status"],
+        "cwd": "/",
+        "user": {"uid": 0, "gid": 0},
+        "env": ["PATH=/bin:/sbin"],
+        "execCPUAffinity": {"initial": cpus[0].to_string(), "final": last.to_string()},
+    });
+    let pfile = ctx.dir().join("process.json");
+    fs::write(&pfile, proc_json.to_string()).unwrap();
+    let out = ctx
+        .rt(&["--debug", "exec", "--process", pfile.to_str().unwrap(), &id])
+        .ok();
+    // The final set is what the process runs with.
+    assert_eq!(
+        out.stdout.split_whitespace().nth(1),
+        Some(last.to_string().as_str()),
+        "{out}"
+    );
+    // The initial set was in force before the process joined the cgroup.
+    let mask = format!("affinity: 0x{:x}", 1u64 << cpus[0]);
+    assert!(out.stderr.contains(&mask), "{out}");
+    // Without execCPUAffinity the process may use every CPU of the cgroup.
+    let out = ctx
+        .rt(&[
+            "exec",
+            &id,
+            "grep",
+            "Cpus_allowed_list:",
+            "/proc/self/status",
+        ])
+        .ok();
+    let want = if cpus.len() == 1 {
+        cpus[0].to_string()
+    } else {
+        format!("{}-{last}", cpus[0])
+    };
+    assert_eq!(
+        out.stdout.split_whitespace().nth(1),
+        Some(want.as_str()),
+        "{out}"
+    );
+    ctx.rt(&["delete", "--force", &id]).ok();
+}

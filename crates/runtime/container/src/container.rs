@@ -359,6 +359,9 @@ impl Runtime {
         plan.personality = personality_of(spec);
         plan.memory_policy = bundle.memory_policy.clone();
         plan.cpus_restricted = cpus_restricted(spec);
+        // execCPUAffinity is for exec'd processes, not the container's init.
+        plan.affinity_initial = None;
+        plan.affinity_final = None;
         let (console, master) = console_for(
             plan.terminal,
             opts.console_socket.as_deref(),
@@ -382,7 +385,19 @@ impl Runtime {
         check_cgroup_unused(&cg)?;
         // Undone by `cleanup` from here on, even if creating it fails half-way.
         cleanup.cgroup = Some(cg.clone());
-        let resources = effective_resources(spec);
+        let mut resources = effective_resources(spec);
+        // The pids limit waits until the container's process is alone in the
+        // cgroup (`limit_pids`): the launch briefly has two there.
+        let pids_only = (*resources.pids()).map(|p| {
+            let mut r = LinuxResources::default();
+            r.set_pids(Some(p));
+            r
+        });
+        resources.set_pids(None);
+        let limit_pids = || match &pids_only {
+            Some(r) => cg.apply(r).map_err(|e| Error::Cgroup(e.to_string())),
+            None => Ok(()),
+        };
         let prepare = || {
             cg.create().map_err(|e| Error::Cgroup(e.to_string()))?;
             cg.apply(&resources)
@@ -446,6 +461,7 @@ impl Runtime {
             console,
             prepare_cgroup: &prepare,
             enter_cgroup: &enter,
+            limit_pids: &limit_pids,
             hook_state: &hook_state,
         })?;
         tracing::debug!(pid = launched.pid, "container process ready");
@@ -747,6 +763,7 @@ impl Runtime {
             console,
             prepare_cgroup: &|| Ok(()),
             enter_cgroup: &enter,
+            limit_pids: &|| Ok(()),
             hook_state: &hook_state,
         })?;
         if let Some(p) = &opts.pid_file {

@@ -197,6 +197,10 @@ pub struct Launch<'a> {
     /// Moves the calling process into the container's cgroup (called in C1,
     /// which C2 then inherits).
     pub enter_cgroup: &'a dyn Fn() -> Result<()>,
+    /// Called in P once C1 is gone and C2 is the container's only process:
+    /// applies the pids limit, which C1 and C2 together could exceed (a
+    /// limit of 1).
+    pub limit_pids: &'a dyn Fn() -> Result<()>,
     /// State for createRuntime hooks (called in P with C2's pid).
     pub hook_state: &'a dyn Fn(i32) -> serde_json::Value,
 }
@@ -287,6 +291,7 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
         }
         Err(e) => return Err(Error::io("wait for namespace setup process", e.into())),
     }
+    (l.limit_pids)()?;
     ch.send(&Msg::Go)
         .ctx(|| "sync with container process".into())?;
     match l.role {
@@ -458,6 +463,15 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String>
         tracing::debug!("namespace setup: in cgroup");
         Ok(())
     };
+    if let Some(cpus) = &l.plan.affinity_initial {
+        // Before joining the cgroup, whose cpuset may move us (exec only).
+        process::set_affinity(cpus).map_err(|e| format!("process.execCPUAffinity.initial: {e}"))?;
+        // The step is runc's "nsexec"; its log line has this form.
+        tracing::debug!(
+            "namespace setup (runc's nsexec): affinity: {}",
+            process::cpu_mask_hex(cpus)
+        );
+    }
     // Joining another mount namespace hides the host's /sys/fs/cgroup: P set
     // the cgroup up before forking, enter it first.
     let early = l.ns.joins_mount();

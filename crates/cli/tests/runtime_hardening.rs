@@ -448,3 +448,59 @@ fn exec_cpu_affinity_sets_the_initial_and_final_cpus() {
     );
     ctx.rt(&["delete", "--force", &id]).ok();
 }
+
+/// Binds a tree in the order runc's mounts.bats does: host sources, then
+/// sources and destinations inside the rootfs given with its host path.
+fn mount_order_bundle(ctx: &Ctx, id: &str, userns: bool) -> Bundle {
+    let mut b = ctx.bundle(id);
+    let rootfs = b.rootfs();
+    fs::create_dir_all(rootfs.join("mnt")).unwrap();
+    fs::create_dir_all(rootfs.join("final")).unwrap();
+    let src = b.dir.join("bind-src");
+    for sub in ["a/x", "b/y", "c/z"] {
+        fs::create_dir_all(src.join(sub)).unwrap();
+        fs::write(src.join(sub).join("file"), format!("{sub}\n")).unwrap();
+    }
+    // Only the host's root can enter the sources' parent: inside a user
+    // namespace the container's root cannot.
+    fs::set_permissions(&src, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    let bind = |from: &Path, to: &Path, opts: &[&str]| json!({"type": "bind", "source": from, "destination": to, "options": opts});
+    let r = |p: &str| rootfs.join(p);
+    b.mount(bind(&src.join("a"), Path::new("/mnt"), &["rbind"]))
+        .mount(bind(&src.join("b"), Path::new("/mnt/x"), &["rbind"]))
+        .mount(bind(&src.join("c"), Path::new("/mnt/x/y"), &["rbind"]))
+        .mount(bind(&r("mnt/x"), &r("mnt/x/y/z"), &["rbind"]))
+        .mount(bind(&r("mnt"), &r("final"), &["rbind"]))
+        .args(&["cat", "/final/x/y/z/y/z/file"]);
+    if userns {
+        b.set("/root/readonly", json!(false))
+            .set(
+                "/linux/uidMappings",
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+            )
+            .set(
+                "/linux/gidMappings",
+                json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+            );
+        b.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+    }
+    b
+}
+
+#[test]
+fn bind_mounts_resolve_in_order_and_reach_sources_the_userns_cannot() {
+    let ctx = Ctx::new("mountorder");
+    for userns in [false, true] {
+        let id = ctx.id();
+        let b = mount_order_bundle(&ctx, &id, userns);
+        let out = ctx.run(&b, &id).ok();
+        // /mnt/x/y/z got /mnt/x (b's tree with c on y), seen through /final.
+        assert_eq!(out.out(), "c/z", "userns {userns}: {out}");
+        // Nothing landed in a rootfs path nested in the rootfs.
+        let nested = b.rootfs().join(b.rootfs().strip_prefix("/").unwrap());
+        assert!(!nested.exists(), "{}", nested.display());
+    }
+}

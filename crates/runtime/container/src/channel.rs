@@ -29,6 +29,10 @@ pub enum Msg {
     /// Sent with a single `write(2)` by [`crate::process`], which is why the
     /// encoding is fixed: `S` and the descriptor, little-endian.
     SeccompFd(i32),
+    /// Container → parent (user namespaces only): open this bind-mount
+    /// source (`true`: recursively) from outside the user namespace, where
+    /// the host's root may reach it, and send it back as a detached mount.
+    MountSource(bool, String),
 }
 
 impl Msg {
@@ -44,6 +48,11 @@ impl Msg {
             Msg::RunCreateRuntimeHooks => vec![b'H'],
             Msg::Ready => vec![b'R'],
             Msg::SeccompFd(fd) => seccomp_fd_message(*fd).to_vec(),
+            Msg::MountSource(rec, path) => {
+                let mut v = vec![b'B', u8::from(*rec)];
+                v.extend_from_slice(path.as_bytes());
+                v
+            }
             Msg::Error(s) => {
                 let mut v = vec![b'E'];
                 v.extend_from_slice(s.as_bytes());
@@ -66,6 +75,10 @@ impl Msg {
                 b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
             )),
             b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
+            b'B' => Msg::MountSource(
+                *b.get(1).ok_or_else(bad)? != 0,
+                String::from_utf8(b[2..].to_vec()).map_err(|_| bad())?,
+            ),
             _ => return Err(bad()),
         })
     }
@@ -114,6 +127,57 @@ impl Channel {
         }
     }
 
+    /// Sends `Go` with descriptor `fd` attached (SCM_RIGHTS).
+    pub fn send_fd(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let buf = Msg::Go.encode();
+        let iov = [io::IoSlice::new(&buf)];
+        let fds = [fd.as_raw_fd()];
+        socket::sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &iov,
+            &[socket::ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Receives the descriptor of [`Channel::send_fd`]; an `Error` message
+    /// becomes the error.
+    pub fn recv_fd(&self) -> Result<OwnedFd, String> {
+        use std::os::fd::FromRawFd;
+        let mut buf = [0u8; 4096];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let msg = socket::recvmsg::<()>(
+            self.fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("sync channel: {e}"))?;
+        let mut fd = None;
+        for c in msg.cmsgs().map_err(|e| format!("sync channel: {e}"))? {
+            if let socket::ControlMessageOwned::ScmRights(list) = c {
+                for raw in list {
+                    // SAFETY: the kernel just installed this descriptor for us.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+        let n = msg.bytes;
+        match Msg::decode(&buf[..n]) {
+            Ok(Msg::Go) => fd.ok_or_else(|| "sync channel: no descriptor came with Go".into()),
+            Ok(Msg::Error(e)) => Err(e),
+            Ok(m) => Err(format!(
+                "unexpected sync message {m:?}, wanted a descriptor"
+            )),
+            Err(_) if n == 0 => Err("peer exited before sending a descriptor".into()),
+            Err(e) => Err(format!("sync channel: {e}")),
+        }
+    }
+
     /// Receives and insists on `want`; an `Error` message becomes the error.
     pub fn expect(&self, want: &Msg) -> Result<(), String> {
         match self.recv() {
@@ -147,10 +211,19 @@ mod tests {
             Msg::Ready,
             Msg::SeccompFd(7),
             Msg::Error("boom: x".into()),
+            Msg::MountSource(true, "/a b/c".into()),
+            Msg::MountSource(false, "/".into()),
         ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));
         }
+        let f = std::fs::File::open("/").unwrap();
+        a.send_fd(f.as_fd()).unwrap();
+        let got = b.recv_fd().unwrap();
+        let same = |x: BorrowedFd<'_>| nix::sys::stat::fstat(x.as_raw_fd()).unwrap().st_ino;
+        assert_eq!(same(got.as_fd()), same(f.as_fd()));
+        a.send(&Msg::Error("no".into())).unwrap();
+        assert_eq!(b.recv_fd().unwrap_err(), "no");
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
     }

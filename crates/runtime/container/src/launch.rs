@@ -308,6 +308,13 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
                         .ctx(|| "sync with container process".into())?;
                 }
                 Ok(Some(Msg::SeccompFd(fd))) => forward_listener(l, ch, pid, fd)?,
+                Ok(Some(Msg::MountSource(recursive, path))) => {
+                    match open_tree_in(pid, Path::new(&path), recursive) {
+                        Ok(tree) => ch.send_fd(tree.as_fd()),
+                        Err(e) => ch.send(&Msg::Error(e)),
+                    }
+                    .ctx(|| "sync with container process".into())?;
+                }
                 Ok(Some(Msg::Ready)) if fifo_waits => return Ok(pid),
                 // `run`: wait until the process has executed (end-of-file: our
                 // close-on-exec socket closed) or failed to.
@@ -337,6 +344,48 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
             }
         },
     }
+}
+
+/// A detached copy (`open_tree(OPEN_TREE_CLONE)`) of the mount tree at
+/// `path` as process `pid`'s mount namespace sees it, opened with our
+/// credentials: a bind source that the container's user namespace cannot
+/// reach, or that lies below mounts the container already made.
+///
+/// This process visits `pid`'s mount namespace for the call and returns to
+/// its own (and its working directory); it is single-threaded (`launch`).
+fn open_tree_in(pid: i32, path: &Path, recursive: bool) -> std::result::Result<OwnedFd, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let open = |p: &str| fs::File::open(p).map_err(|e| format!("open {p}: {e}"));
+    let own = open("/proc/self/ns/mnt")?;
+    let theirs = open(&format!("/proc/{pid}/ns/mnt"))?;
+    let cwd = open(".")?;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("{}: path contains a NUL byte", path.display()))?;
+    nix::sched::setns(theirs.as_fd(), CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("join the container's mount namespace: {e}"))?;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | if recursive {
+            libc::AT_RECURSIVE as libc::c_uint
+        } else {
+            0
+        };
+    // SAFETY: `cpath` is a NUL-terminated string alive for the call.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
+    let err = std::io::Error::last_os_error();
+    // Back home before anything else; failing that, this process would go on
+    // in the container's mount namespace: stop.
+    if let Err(e) = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWNS) {
+        eprintln!("strato: return to the runtime's mount namespace: {e}");
+        std::process::abort();
+    }
+    let _ = nix::unistd::fchdir(cwd.as_raw_fd());
+    if fd < 0 {
+        return Err(format!("open_tree: {err}"));
+    }
+    // SAFETY: open_tree returned a new descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Copies the seccomp listener `fd` out of the container process `pid`, lets
@@ -651,12 +700,27 @@ fn init_setup(
         sys.setdomainname(d)
             .map_err(|e| format!("set domainname {d:?}: {e}"))?;
     }
+    let open_source = |src: &Path, recursive: bool| -> Result<OwnedFd> {
+        let what = || format!("bind mount source {}", src.display());
+        ch.send(&Msg::MountSource(
+            recursive,
+            src.to_string_lossy().into_owned(),
+        ))
+        .map_err(|e| Error::io(what(), e))?;
+        ch.recv_fd()
+            .map_err(|e| Error::Init(format!("{}: {e}", what())))
+    };
     let ctx = RootfsContext {
         rootfs,
         bundle,
         spec,
         cgroup,
         userns: l.ns.in_userns(),
+        // Only a new user namespace hides what the host's root can open.
+        mount_source: l
+            .ns
+            .new_user
+            .then_some(&open_source as &rootfs::OpenMountSource),
     };
     tracing::debug!("container process: mounting");
     rootfs::prepare(&sys, &ctx).map_err(s)?;

@@ -28,6 +28,38 @@ pub struct RootfsContext<'a> {
     pub cgroup: &'a CgroupView,
     /// In a new user namespace device nodes can't be created: they are bind-mounted.
     pub userns: bool,
+    /// In a user namespace, bind-mount sources are opened by the runtime
+    /// outside it (where the host's root may reach them) and arrive as
+    /// detached mounts: `(source, recursive)` → the mount's descriptor.
+    pub mount_source: Option<&'a OpenMountSource<'a>>,
+}
+
+/// Opens a bind-mount source `(path, recursive)` as a detached mount.
+pub type OpenMountSource<'a> = dyn Fn(&Path, bool) -> Result<std::os::fd::OwnedFd> + 'a;
+
+/// Attaches the detached mount `tree` (from `open_tree`) at `dest`.
+fn move_mount_to(tree: &std::os::fd::OwnedFd, dest: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let to = std::ffi::CString::new(dest.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: both paths are NUL-terminated strings alive for the call; the
+    // descriptor is open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Parsed `mounts[].options`.
@@ -165,6 +197,16 @@ pub fn propagation_flags(name: &str) -> Option<MsFlags> {
         _ => return None,
     };
     Some(f | rec)
+}
+
+/// A mount destination as a path inside the container. One given with the
+/// rootfs' host path in front (`/bundle/rootfs/mnt`) means the path below it
+/// (`/mnt`), as runc reads it; symlinks are still resolved inside the rootfs.
+pub fn container_path(rootfs: &Path, destination: &Path) -> PathBuf {
+    match destination.strip_prefix(rootfs) {
+        Ok(rest) if rootfs != Path::new("/") => Path::new("/").join(rest),
+        _ => destination.to_path_buf(),
+    }
 }
 
 /// Joins `unsafe_path` to `root` resolving symlinks as if `root` were `/`, so no
@@ -308,7 +350,8 @@ fn mount_one(
     m: &Mount,
     read_only: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    let dest = secure_join(ctx.rootfs, m.destination())?;
+    let destination = container_path(ctx.rootfs, m.destination());
+    let dest = secure_join(ctx.rootfs, &destination)?;
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
     // procfs and sysfs go on real directories only: a symlink in the image
@@ -316,7 +359,7 @@ fn mount_one(
     if matches!(typ, "proc" | "sysfs") {
         let literal = ctx
             .rootfs
-            .join(m.destination().strip_prefix("/").unwrap_or(m.destination()));
+            .join(destination.strip_prefix("/").unwrap_or(&destination));
         if literal != dest || std::fs::symlink_metadata(&literal).is_ok_and(|md| !md.is_dir()) {
             return Err(Error::Init(format!(
                 "{typ} must be mounted on ordinary directory: {} is a symlink or not a directory in the rootfs",
@@ -340,7 +383,18 @@ fn mount_one(
         } else {
             ctx.bundle.join(src)
         };
-        let md = std::fs::metadata(&src).map_err(|e| {
+        let tree = match ctx.mount_source {
+            Some(open) => Some(open(&src, opts.recursive)?),
+            None => None,
+        };
+        let md = match &tree {
+            Some(t) => t
+                .try_clone()
+                .map(std::fs::File::from)
+                .and_then(|f| f.metadata()),
+            None => std::fs::metadata(&src),
+        }
+        .map_err(|e| {
             Error::io(
                 format!(
                     "bind mount source {} for {}",
@@ -365,8 +419,12 @@ fn mount_one(
         if opts.recursive {
             flags |= MsFlags::MS_REC;
         }
-        sys.mount(Some(&src), &dest, None, flags, None)
-            .map_err(|e| mnt_err(&format!("bind mount {} on", src.display()), &dest, e))?;
+        match &tree {
+            Some(t) => move_mount_to(t, &dest),
+            None => sys.mount(Some(&src), &dest, None, flags, None),
+        }
+        .map_err(|e| mnt_err(&format!("bind mount {} on", src.display()), &dest, e))?;
+        drop(tree);
         let extra = opts.flags & !MsFlags::MS_REMOUNT;
         if !extra.is_empty() {
             let keep = sys.mount_flags(&dest).unwrap_or(MsFlags::empty());
@@ -837,6 +895,7 @@ mod tests {
             spec,
             cgroup,
             userns,
+            mount_source: None,
         }
     }
 
@@ -939,6 +998,22 @@ mod tests {
         assert_eq!(calls[1], Call::PivotRoot(".".into(), ".".into()));
         assert_eq!(calls[3], Call::Umount(".".into(), MntFlags::MNT_DETACH));
         assert_eq!(calls[4], Call::Chdir("/".into()));
+    }
+
+    #[test]
+    fn destinations_with_the_rootfs_prefix_are_container_paths() {
+        let r = Path::new("/b/rootfs");
+        assert_eq!(
+            container_path(r, Path::new("/b/rootfs/mnt/x")),
+            Path::new("/mnt/x")
+        );
+        assert_eq!(container_path(r, Path::new("/b/rootfs")), Path::new("/"));
+        assert_eq!(container_path(r, Path::new("/mnt")), Path::new("/mnt"));
+        // A mere string prefix is not a path prefix.
+        assert_eq!(
+            container_path(r, Path::new("/b/rootfs2/a")),
+            Path::new("/b/rootfs2/a")
+        );
     }
 
     #[test]

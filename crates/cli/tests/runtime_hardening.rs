@@ -504,3 +504,49 @@ fn bind_mounts_resolve_in_order_and_reach_sources_the_userns_cannot() {
         assert!(!nested.exists(), "{}", nested.display());
     }
 }
+
+#[test]
+fn a_joined_user_namespace_does_not_stop_joining_a_host_namespace() {
+    let ctx = Ctx::new("userowner");
+    let owner = ctx.id();
+    let mut b = ctx.bundle(&owner);
+    b.args(&["sleep", "60"])
+        .set("/root/readonly", json!(false))
+        .set(
+            "/linux/uidMappings",
+            json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+        )
+        .set(
+            "/linux/gidMappings",
+            json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+        );
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    ctx.create_start(&b, &owner);
+    let pid = ctx.pid(&owner);
+    // Our (the host's) network namespace belongs to the host's user
+    // namespace, which the joined one does not own.
+    let id = ctx.id();
+    let mut b2 = ctx.bundle(&id);
+    b2.sh("readlink /proc/self/ns/user; readlink /proc/self/ns/net")
+        .set("/root/readonly", json!(false));
+    let ns = b2.config["linux"]["namespaces"].as_array_mut().unwrap();
+    for n in ns.iter_mut() {
+        if n["type"] == "network" {
+            n["path"] = json!(format!("/proc/{}/ns/net", std::process::id()));
+        }
+    }
+    ns.push(json!({"type": "user", "path": format!("/proc/{pid}/ns/user")}));
+    let out = ctx.run(&b2, &id).ok();
+    let want = format!(
+        "{}\n{}",
+        fs::read_link(format!("/proc/{pid}/ns/user"))
+            .unwrap()
+            .display(),
+        fs::read_link("/proc/self/ns/net").unwrap().display()
+    );
+    assert_eq!(out.out(), want, "{out}");
+    ctx.rt(&["delete", "--force", &owner]).ok();
+}

@@ -45,7 +45,10 @@ use crate::syscall::{Linux, Syscall};
 /// Which namespaces to join by path and which to create.
 #[derive(Debug, Clone)]
 pub struct NsPlan {
-    /// Namespaces to join, user first, mount last.
+    /// Namespaces to join: the others, then user, then mount last. The
+    /// others go before the user namespace while we are still the host's
+    /// root: one not owned by that user namespace (a host netns) could not be
+    /// joined from inside it.
     pub join: Vec<(CloneFlags, PathBuf)>,
     /// Create a new user namespace (before the others).
     pub new_user: bool,
@@ -86,11 +89,11 @@ fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
 
 fn join_order(f: CloneFlags) -> u8 {
     if f == CloneFlags::CLONE_NEWUSER {
-        0
+        1
     } else if f == CloneFlags::CLONE_NEWNS {
         2
     } else {
-        1
+        0
     }
 }
 
@@ -540,9 +543,26 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String>
         // SAFETY: `open` just returned this descriptor; we own it.
         fds.push((*flag, path, unsafe { OwnedFd::from_raw_fd(fd) }));
     }
+    // A namespace refused before joining the user namespace (EPERM: one
+    // whose own user namespace we lack rights in, as when the runtime is not
+    // the host's root) gets a second try from inside it.
+    let joins_user = fds.iter().any(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER);
+    let mut retry = Vec::new();
     for (flag, path, fd) in &fds {
-        nix::sched::setns(fd.as_fd(), *flag)
-            .map_err(|e| format!("join namespace {}: {e}", path.display()))?;
+        match nix::sched::setns(fd.as_fd(), *flag) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EPERM) if joins_user && join_order(*flag) == 0 => {
+                retry.push((flag, path, fd));
+                continue;
+            }
+            Err(e) => return Err(format!("join namespace {}: {e}", path.display())),
+        }
+        if *flag == CloneFlags::CLONE_NEWUSER {
+            for (flag, path, fd) in retry.drain(..) {
+                nix::sched::setns(fd.as_fd(), *flag)
+                    .map_err(|e| format!("join namespace {}: {e}", path.display()))?;
+            }
+        }
     }
     drop(fds);
     if l.ns.new_user {
@@ -820,7 +840,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plan_orders_joins_user_first_mount_last() {
+    fn plan_orders_joins_user_after_the_others_mount_last() {
         let spec = crate::spec::parse(
             r#"{"ociVersion":"1.0.2","linux":{"namespaces":[
                 {"type":"mount","path":"/proc/1/ns/mnt"},{"type":"network","path":"/proc/1/ns/net"},
@@ -833,8 +853,8 @@ mod tests {
         assert_eq!(
             order,
             vec![
-                CloneFlags::CLONE_NEWUSER,
                 CloneFlags::CLONE_NEWNET,
+                CloneFlags::CLONE_NEWUSER,
                 CloneFlags::CLONE_NEWNS
             ]
         );

@@ -550,3 +550,62 @@ fn a_joined_user_namespace_does_not_stop_joining_a_host_namespace() {
     assert_eq!(out.out(), want, "{out}");
     ctx.rt(&["delete", "--force", &owner]).ok();
 }
+
+#[test]
+fn exec_runs_in_a_sub_cgroup_of_the_container() {
+    let ctx = Ctx::new("execsubcg");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"]);
+    ctx.create_start(&b, &id);
+    let rel = cgroups_path(&id);
+    let (ctl, sub) = if cgroup_v2() {
+        (
+            "",
+            Path::new("/sys/fs/cgroup")
+                .join(rel.trim_start_matches('/'))
+                .join("sub"),
+        )
+    } else {
+        (
+            "memory:",
+            Path::new("/sys/fs/cgroup/memory")
+                .join(rel.trim_start_matches('/'))
+                .join("sub"),
+        )
+    };
+    fs::create_dir(&sub).unwrap();
+    let out = ctx
+        .rt(&[
+            "exec",
+            "--cgroup",
+            &format!("{ctl}sub"),
+            &id,
+            "cat",
+            "/proc/self/cgroup",
+        ])
+        .ok();
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| {
+            if cgroup_v2() {
+                l.starts_with("0::")
+            } else {
+                l.contains(":memory:")
+            }
+        })
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.ends_with("/sub"), "{out}");
+    ctx.rt(&["exec", "--cgroup", "nonexistent", &id, "true"])
+        .failed()
+        .stderr_mentions(&["adding pid", "o such file or directory"]);
+    if !cgroup_v2() {
+        ctx.rt(&["exec", "--cgroup", "whaaat:/", &id, "true"])
+            .failed()
+            .stderr_mentions(&["unknown controller"]);
+    }
+    ctx.rt(&["delete", "--force", &id]).ok();
+    let _ = fs::remove_dir(&sub);
+}

@@ -297,6 +297,45 @@ impl Manager {
         Ok(())
     }
 
+    /// Fails unless every controller named in `subs` (see
+    /// [`Manager::enter_sub`]) is one of this host's.
+    pub fn check_sub_cgroups(&self, subs: &[(Vec<String>, PathBuf)]) -> Result<()> {
+        for (controllers, _) in subs {
+            for c in controllers {
+                let known = match self.version {
+                    Version::V2 => false,
+                    Version::V1 => self.v1_dir(c).is_some(),
+                };
+                if !known {
+                    return Err(Error::UnknownController(c.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Like [`Manager::enter`], into sub-cgroups of the container's cgroup:
+    /// `subs` maps controllers (an empty list: all) to a relative path; the
+    /// first entry naming a hierarchy's controller (or the first without
+    /// controllers) wins, the cgroup itself where none applies. A missing
+    /// sub-cgroup is an error.
+    pub fn enter_sub(&self, subs: &[(Vec<String>, PathBuf)]) -> Result<()> {
+        for dir in &self.dirs {
+            let sub = subs
+                .iter()
+                .find(|(cs, _)| cs.iter().any(|c| dir.controllers.contains(c)))
+                .or_else(|| subs.iter().find(|(cs, _)| cs.is_empty()))
+                .map(|(_, p)| p.as_path());
+            let path = match sub {
+                Some(p) => dir.path.join(p),
+                None => dir.path.clone(),
+            };
+            let file = if dir.unified { "cgroup.procs" } else { "tasks" };
+            self.write(&path, file, "0")?;
+        }
+        Ok(())
+    }
+
     /// Moves process `pid` into the container's cgroup in every hierarchy.
     #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn add_task(&self, pid: i32) -> Result<()> {

@@ -58,6 +58,9 @@ pub struct ExecOptions {
     pub console_fd: Option<RawFd>,
     /// The process's stdin, stdout and stderr (borrowed); `None` inherits ours.
     pub stdio: Option<[RawFd; 3]>,
+    /// `--cgroup`: sub-cgroups of the container's cgroup to run in, per
+    /// controller (an empty list: every controller). Relative, no `..`.
+    pub sub_cgroups: Vec<(Vec<String>, PathBuf)>,
 }
 
 /// Runs containers whose state lives under one root directory.
@@ -748,7 +751,12 @@ impl Runtime {
         )?;
         plan.raw_newlines = master.is_some();
         let cg = cgroup_manager(&st.cgroups_path)?;
-        let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
+        cg.check_sub_cgroups(&opts.sub_cgroups)
+            .map_err(|e| Error::Cgroup(e.to_string()))?;
+        let enter = || {
+            cg.enter_sub(&opts.sub_cgroups)
+                .map_err(|e| Error::Cgroup(format!("error adding pid to the cgroup: {e}")))
+        };
         // What a seccomp agent is told about the exec'd process.
         let hook_state = |pid: i32| {
             let mut s = st.oci_state(Status::Running);

@@ -597,3 +597,30 @@ fn stats_read_files_and_fail_only_without_the_cgroup() {
     g.kernel_file("", "memory.current", "5\n");
     assert_eq!(g.mgr.stats().unwrap().memory.usage.usage, 5);
 }
+
+#[test]
+fn enter_sub_cgroups_per_controller() {
+    let f = v1("/strato/c1");
+    f.mgr.create().unwrap();
+    for c in ["memory", "cpu"] {
+        fs::create_dir_all(f.mgr.path(c).unwrap().join("sub")).unwrap();
+    }
+    let subs = vec![(vec!["memory".to_string()], PathBuf::from("sub"))];
+    f.mgr.check_sub_cgroups(&subs).unwrap();
+    f.mgr.enter_sub(&subs).unwrap();
+    let mem = f.mgr.path("memory").unwrap().join("sub/tasks");
+    assert_eq!(fs::read_to_string(mem).unwrap(), "0");
+    // Other hierarchies: the container's cgroup itself.
+    assert_eq!(f.read("pids", "tasks"), "0");
+    assert!(!f.mgr.path("pids").unwrap().join("sub").exists());
+    // A path for all controllers must exist in each.
+    let all = vec![(vec![], PathBuf::from("sub"))];
+    let err = f.mgr.enter_sub(&all).unwrap_err().to_string();
+    assert!(err.contains("sub/tasks"), "{err}");
+    let err = f
+        .mgr
+        .check_sub_cgroups(&[(vec!["whaaat".to_string()], PathBuf::new())])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown controller"), "{err}");
+}

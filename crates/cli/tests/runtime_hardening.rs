@@ -609,3 +609,33 @@ fn exec_runs_in_a_sub_cgroup_of_the_container() {
     ctx.rt(&["delete", "--force", &id]).ok();
     let _ = fs::remove_dir(&sub);
 }
+
+#[test]
+fn block_io_throttles_reach_the_cgroup() {
+    // Any whole block device of the host will do for a throttle rule.
+    let dev = fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read_to_string(e.path().join("dev")).ok())
+        .map(|d| d.trim().to_string())
+        .next()
+        .expect("a block device");
+    let (major, minor) = dev.split_once(':').unwrap();
+    let (major, minor): (i64, i64) = (major.parse().unwrap(), minor.parse().unwrap());
+    let ctx = Ctx::new("blkio");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"]).set(
+        "/linux/resources/blockIO",
+        json!({"throttleReadBpsDevice": [{"major": major, "minor": minor, "rate": 1048576}]}),
+    );
+    ctx.create_start(&b, &id);
+    let got = read_cgroup_file(&id, ("blkio", "blkio.throttle.read_bps_device"), "io.max");
+    let want = if cgroup_v2() {
+        format!("{dev} rbps=1048576")
+    } else {
+        format!("{dev} 1048576")
+    };
+    assert!(got.lines().any(|l| l.starts_with(&want)), "{got:?}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use oci_spec::runtime::{LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxResources};
 use tracing::{debug, warn};
 
 use crate::resources::{cpu_max_value, device_rule, shares_to_weight, swap_to_v2, v2_limit};
@@ -626,8 +626,10 @@ impl Manager {
                 self.write(dir, file, value)?;
             }
         }
+        if let Some(bio) = resources.block_io() {
+            self.block_io(bio)?;
+        }
         let ignored = [
-            ("blockIO", resources.block_io().is_some()),
             ("hugepageLimits", resources.hugepage_limits().is_some()),
             ("network", resources.network().is_some()),
             ("rdma", resources.rdma().is_some()),
@@ -638,6 +640,112 @@ impl Manager {
                     resource = what,
                     "cgroup resource not supported yet; ignored"
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// `linux.resources.blockIO`. Weights go to the proportional-weight
+    /// files the I/O scheduler offers: blkio.weight (CFQ) or blkio.bfq.*
+    /// (BFQ) on v1; io.bfq.weight (BFQ, same 10-1000 scale, also per device)
+    /// or io.weight (scaled to 1-10000, default only) on v2. Throttles:
+    /// blkio.throttle.* / io.max.
+    fn block_io(&self, b: &LinuxBlockIo) -> Result<()> {
+        match self.version {
+            Version::V1 => {
+                let dir = self.require("blkio", "apply linux.resources.blockIO")?;
+                // BFQ's files when CFQ's are absent (a kernel without CFQ).
+                let use_bfq = !self.io.exists(&dir.join("blkio.weight"))
+                    && self.io.exists(&dir.join("blkio.bfq.weight"));
+                let pick = |cfq: &'static str, bfq: &'static str| if use_bfq { bfq } else { cfq };
+                if let Some(w) = b.weight().filter(|w| *w != 0) {
+                    self.write(
+                        dir,
+                        pick("blkio.weight", "blkio.bfq.weight"),
+                        &w.to_string(),
+                    )?;
+                }
+                if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
+                    self.write(dir, "blkio.leaf_weight", &w.to_string())?;
+                }
+                for d in b.weight_device().iter().flatten() {
+                    if let Some(w) = d.weight() {
+                        let file = pick("blkio.weight_device", "blkio.bfq.weight_device");
+                        self.write(dir, file, &format!("{}:{} {w}", d.major(), d.minor()))?;
+                    }
+                    if let Some(w) = d.leaf_weight() {
+                        self.write(
+                            dir,
+                            "blkio.leaf_weight_device",
+                            &format!("{}:{} {w}", d.major(), d.minor()),
+                        )?;
+                    }
+                }
+                for (file, list) in [
+                    (
+                        "blkio.throttle.read_bps_device",
+                        b.throttle_read_bps_device(),
+                    ),
+                    (
+                        "blkio.throttle.write_bps_device",
+                        b.throttle_write_bps_device(),
+                    ),
+                    (
+                        "blkio.throttle.read_iops_device",
+                        b.throttle_read_iops_device(),
+                    ),
+                    (
+                        "blkio.throttle.write_iops_device",
+                        b.throttle_write_iops_device(),
+                    ),
+                ] {
+                    for t in list.iter().flatten() {
+                        self.write(
+                            dir,
+                            file,
+                            &format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+                        )?;
+                    }
+                }
+            }
+            Version::V2 => {
+                let dir = self.main_dir();
+                let bfq = self.io.exists(&dir.join("io.bfq.weight"));
+                if let Some(w) = b.weight().filter(|w| *w != 0) {
+                    if bfq {
+                        self.write(dir, "io.bfq.weight", &w.to_string())?;
+                    } else {
+                        let scaled = 1 + (u64::from(w).saturating_sub(10)) * 9999 / 990;
+                        self.write(dir, "io.weight", &format!("default {scaled}"))?;
+                    }
+                }
+                if bfq {
+                    for d in b.weight_device().iter().flatten() {
+                        if let Some(w) = d.weight() {
+                            self.write(
+                                dir,
+                                "io.bfq.weight",
+                                &format!("{}:{} {w}", d.major(), d.minor()),
+                            )?;
+                        }
+                    }
+                } else if b.weight_device().as_ref().is_some_and(|l| !l.is_empty()) {
+                    warn!("blockIO.weightDevice needs the BFQ I/O scheduler on cgroup v2; not applied");
+                }
+                for (key, list) in [
+                    ("rbps", b.throttle_read_bps_device()),
+                    ("wbps", b.throttle_write_bps_device()),
+                    ("riops", b.throttle_read_iops_device()),
+                    ("wiops", b.throttle_write_iops_device()),
+                ] {
+                    for t in list.iter().flatten() {
+                        self.write(
+                            dir,
+                            "io.max",
+                            &format!("{}:{} {key}={}", t.major(), t.minor(), t.rate()),
+                        )?;
+                    }
+                }
             }
         }
         Ok(())

@@ -48,6 +48,7 @@ fn v1(cgroups_path: &str) -> Fixture {
         &["devices"],
         &["freezer"],
         &["pids"],
+        &["blkio"],
         &["name=systemd"],
     ];
     let mut mounts = Vec::new();
@@ -116,7 +117,7 @@ fn enter_moves_the_current_thread_without_the_global_lock() {
     let f = v1("/strato/c1");
     f.mgr.create().unwrap();
     f.mgr.enter().unwrap();
-    assert_eq!(f.io.writes_to("tasks").len(), 7);
+    assert_eq!(f.io.writes_to("tasks").len(), 8);
     assert!(f.io.writes_to("tasks").iter().all(|v| v == "0"));
     assert!(f.io.writes_to("cgroup.procs").is_empty());
     let g = v2("strato/c1");
@@ -130,7 +131,7 @@ fn paths_cover_every_hierarchy() {
     let f = v1("/strato/c1");
     let paths = f.mgr.paths();
     // The hybrid host's controller-less unified mount is not used.
-    assert_eq!(paths.len(), 7);
+    assert_eq!(paths.len(), 8);
     assert_eq!(f.mgr.version(), Version::V1);
     assert_eq!(f.mgr.cgroups_path(), Path::new("strato/c1"));
     let cpu = f.mgr.path("cpuacct").unwrap();
@@ -623,4 +624,51 @@ fn enter_sub_cgroups_per_controller() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("unknown controller"), "{err}");
+}
+
+#[test]
+fn block_io_weights_and_throttles() {
+    let r = resources(json!({"blockIO": {
+        "weight": 333,
+        "weightDevice": [{"major": 7, "minor": 0, "weight": 444}],
+        "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 100}]
+    }}));
+    // v1 with BFQ only (no CFQ blkio.weight): the bfq files.
+    let f = v1("/strato/c1");
+    f.mgr.create().unwrap();
+    f.kernel_file("blkio", "blkio.bfq.weight", "100\n");
+    f.mgr.apply(&r).unwrap();
+    assert_eq!(f.io.writes_to("blkio.bfq.weight"), ["333"]);
+    assert_eq!(f.io.writes_to("blkio.bfq.weight_device"), ["7:0 444"]);
+    assert_eq!(
+        f.io.writes_to("blkio.throttle.read_bps_device"),
+        ["8:0 1048576"]
+    );
+    assert_eq!(
+        f.io.writes_to("blkio.throttle.write_iops_device"),
+        ["8:0 100"]
+    );
+    // v1 with CFQ's blkio.weight.
+    let g = v1("/strato/c2");
+    g.mgr.create().unwrap();
+    g.kernel_file("blkio", "blkio.weight", "500\n");
+    g.mgr.apply(&r).unwrap();
+    assert_eq!(g.io.writes_to("blkio.weight"), ["333"]);
+    assert_eq!(g.io.writes_to("blkio.weight_device"), ["7:0 444"]);
+    // v2 without BFQ: io.weight scaled, io.max.
+    let h = v2("/strato/c1");
+    h.mgr.create().unwrap();
+    h.mgr.apply(&r).unwrap();
+    assert_eq!(h.io.writes_to("io.weight"), ["default 3263"]);
+    assert_eq!(
+        h.io.writes_to("io.max"),
+        ["8:0 rbps=1048576", "8:0 wiops=100"]
+    );
+    // v2 with BFQ: the blkio scale, per device too.
+    let k = v2("/strato/c2");
+    k.mgr.create().unwrap();
+    k.kernel_file("", "io.bfq.weight", "default 100\n");
+    k.mgr.apply(&r).unwrap();
+    assert_eq!(k.io.writes_to("io.bfq.weight"), ["333", "7:0 444"]);
 }

@@ -639,3 +639,34 @@ fn block_io_throttles_reach_the_cgroup() {
     assert!(got.lines().any(|l| l.starts_with(&want)), "{got:?}");
     ctx.rt(&["delete", "--force", &id]).ok();
 }
+
+#[test]
+fn on_hybrid_hosts_processes_are_tracked_in_the_unified_hierarchy() {
+    let hybrid = !cgroup_v2() && Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists();
+    let ctx = Ctx::new("unifiedcg");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"]);
+    // No cgroup namespace: /proc/self/cgroup shows host paths.
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "cgroup");
+    ctx.create_start(&b, &id);
+    let pid = ctx.pid(&id);
+    let want = format!("0::{}", cgroups_path(&id));
+    let init = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let exec = ctx.rt(&["exec", &id, "cat", "/proc/self/cgroup"]).ok();
+    let unified_dir =
+        Path::new("/sys/fs/cgroup/unified").join(cgroups_path(&id).trim_start_matches('/'));
+    if hybrid || cgroup_v2() {
+        assert!(init.lines().any(|l| l == want), "{init}");
+        assert!(exec.stdout.lines().any(|l| l == want), "{exec}");
+    }
+    ctx.rt(&["delete", "--force", &id]).ok();
+    assert!(
+        !unified_dir.exists(),
+        "{} left behind",
+        unified_dir.display()
+    );
+}

@@ -67,6 +67,12 @@ pub struct Manager {
     /// Index in `dirs` of the directory whose `cgroup.procs` is authoritative
     /// (and, on v2, which holds every controller).
     primary: usize,
+    /// Hybrid hosts: the container's directory in the controller-less
+    /// cgroup2 mount, for process tracking (what `/proc/PID/cgroup`'s `0::`
+    /// line shows). Created and removed with the others, but joined only by
+    /// forking into it (`CLONE_INTO_CGROUP`), never by a `cgroup.procs`
+    /// write, which waits for an RCU grace period.
+    unified: Option<PathBuf>,
     io: Arc<dyn CgroupIo>,
 }
 
@@ -85,6 +91,12 @@ impl Manager {
         io: Arc<dyn CgroupIo>,
     ) -> Result<Self> {
         let relative = normalize_cgroups_path(cgroups_path)?;
+        let unified = match hierarchy {
+            Hierarchy::V1 {
+                unified: Some(mp), ..
+            } => Some(mp.join(&relative)),
+            _ => None,
+        };
         let (version, dirs) = match hierarchy {
             // The controller-less cgroup2 of a hybrid host is left alone: it
             // limits nothing, and joining it costs every container an RCU
@@ -129,6 +141,7 @@ impl Manager {
             relative,
             dirs,
             primary,
+            unified,
             io,
         })
     }
@@ -149,6 +162,12 @@ impl Manager {
     /// This is what to bind-mount into the container's `/sys/fs/cgroup`.
     pub fn paths(&self) -> &[CgroupDir] {
         &self.dirs
+    }
+
+    /// Hybrid hosts: the container's directory in the controller-less
+    /// cgroup2 hierarchy (see [`Manager::create`]); `None` elsewhere.
+    pub fn unified_path(&self) -> Option<&Path> {
+        self.unified.as_deref()
     }
 
     /// The container's directory for `controller` (`memory`, `cpu`,
@@ -234,6 +253,23 @@ impl Manager {
                 }
                 if cpuset {
                     self.inherit_cpuset(&parent, &cur)?;
+                }
+            }
+        }
+        if let Some(path) = &self.unified {
+            // Tracking only: a host whose unified mount is not writable
+            // still runs containers.
+            let depth = self.relative.components().count();
+            let mut levels: Vec<&Path> = path.ancestors().take(depth).collect();
+            levels.reverse();
+            for dir in levels {
+                match self.io.create_dir(dir) {
+                    Ok(()) => debug!(path = %dir.display(), "created cgroup"),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        warn!(error = %e, path = %dir.display(), "cannot create the unified cgroup");
+                        break;
+                    }
                 }
             }
         }
@@ -500,8 +536,9 @@ impl Manager {
     #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn destroy(&self) -> Result<()> {
         let mut result = Ok(());
-        for dir in &self.dirs {
-            if let Err(e) = self.remove_tree(&dir.path) {
+        let unified = self.unified.iter();
+        for path in self.dirs.iter().map(|d| &d.path).chain(unified) {
+            if let Err(e) = self.remove_tree(path) {
                 warn!(error = %e, "cannot remove cgroup");
                 if result.is_ok() {
                     result = Err(e);
@@ -558,11 +595,11 @@ impl Manager {
     ///
     /// Handled: memory (limit, reservation, swap; v1 also swappiness and
     /// disableOOMKiller), cpu (shares/weight, quota, period, burst, idle,
-    /// cpus, mems; v1 also realtime), pids, v1 devices, and on v2 the
-    /// `unified` map. Device rules on v2 need an eBPF program attached to the
-    /// cgroup, which this crate does not do yet: they are skipped with a
-    /// warning. Block I/O, hugepages, network and rdma are not applied yet
-    /// and are logged.
+    /// cpus, mems; v1 also realtime), pids, block I/O, v1 devices, and on
+    /// v2 the `unified` map. Device rules on v2 need an eBPF program attached
+    /// to the cgroup, which this crate does not do yet: they are skipped with
+    /// a warning. Hugepages, network and rdma are not applied yet and are
+    /// logged.
     ///
     /// Device rules are written as given: the caller adds the default
     /// allowed devices (`/dev/null` & co.) to the spec's list. `None` leaves

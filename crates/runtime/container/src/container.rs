@@ -464,6 +464,7 @@ impl Runtime {
             console,
             prepare_cgroup: &prepare,
             enter_cgroup: &enter,
+            unified_cgroup: cg.unified_path(),
             limit_pids: &limit_pids,
             hook_state: &hook_state,
         })?;
@@ -771,6 +772,7 @@ impl Runtime {
             console,
             prepare_cgroup: &|| Ok(()),
             enter_cgroup: &enter,
+            unified_cgroup: cg.unified_path(),
             limit_pids: &|| Ok(()),
             hook_state: &hook_state,
         })?;

@@ -200,6 +200,9 @@ pub struct Launch<'a> {
     /// Moves the calling process into the container's cgroup (called in C1,
     /// which C2 then inherits).
     pub enter_cgroup: &'a dyn Fn() -> Result<()>,
+    /// Hybrid hosts: the container's cgroup in the controller-less cgroup2
+    /// mount, which C2 is forked into (`CLONE_INTO_CGROUP`).
+    pub unified_cgroup: Option<&'a Path>,
     /// Called in P once C1 is gone and C2 is the container's only process:
     /// applies the pids limit, which C1 and C2 together could exceed (a
     /// limit of 1).
@@ -489,12 +492,20 @@ fn die(ch: &Channel, err: String, code: i32) -> ! {
 
 /// C1: namespaces, then fork C2.
 fn intermediate(l: &Launch, ch: &Channel) -> ! {
-    match setup_namespaces(l, ch) {
-        Ok(()) => {}
+    let unified = match setup_namespaces(l, ch) {
+        Ok(u) => u,
         Err(e) => die(ch, e, 1),
-    }
-    // SAFETY: C1 is a fork of a single-threaded process and is itself single-threaded.
-    match unsafe { nix::unistd::fork() } {
+    };
+    let forked = match unified {
+        Some(cg) => fork_into_cgroup(&cg).or_else(|e| {
+            tracing::debug!(error = %e, "clone3 into the unified cgroup failed; plain fork");
+            // SAFETY: as below.
+            unsafe { nix::unistd::fork() }
+        }),
+        // SAFETY: C1 is a fork of a single-threaded process and is itself single-threaded.
+        None => unsafe { nix::unistd::fork() },
+    };
+    match forked {
         Ok(ForkResult::Child) => container_process(l, ch),
         Ok(ForkResult::Parent { child }) => {
             let code = if ch.send(&Msg::Pid(child.as_raw())).is_ok() {
@@ -509,9 +520,81 @@ fn intermediate(l: &Launch, ch: &Channel) -> ! {
     }
 }
 
-fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String> {
-    let enter = || -> std::result::Result<(), String> {
+/// `clone3(CLONE_INTO_CGROUP)`: forks like `fork(2)`, the child born in the
+/// cgroup2 directory `cgroup`. Joining that way takes the cgroup core's
+/// threadgroup lock only for reading; a `cgroup.procs` write takes it for
+/// writing, which waits for an RCU grace period (milliseconds per container).
+fn fork_into_cgroup(cgroup: &OwnedFd) -> nix::Result<ForkResult> {
+    /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.as_raw_fd() as u64,
+    };
+    // SAFETY: without CLONE_VM and with no stack given this is fork(2): the
+    // child gets a copy of this single-threaded process and returns here
+    // with 0. glibc's fork wrapper is bypassed, so no atfork handlers run
+    // (none are registered here) and the thread's cached tid is the
+    // parent's; nothing in the child relies on it (Rust's locks do not,
+    // glibc's raise and fork ask the kernel).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match r {
+        -1 => Err(nix::errno::Errno::last()),
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent {
+            child: Pid::from_raw(pid as i32),
+        }),
+    }
+}
+
+fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<Option<OwnedFd>, String> {
+    let mut unified = None;
+    let mut enter = || -> std::result::Result<(), String> {
         (l.enter_cgroup)().map_err(|e| e.to_string())?;
+        // Opened while the host's /sys/fs/cgroup is still in view; C2 is
+        // forked into it.
+        if let Some(p) = l.unified_cgroup {
+            match nix::fcntl::open(
+                p,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                // SAFETY: `open` just returned this descriptor; we own it.
+                Ok(fd) => unified = Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+                Err(e) => {
+                    tracing::debug!(error = %e, path = %p.display(), "unified cgroup not joined")
+                }
+            }
+        }
         tracing::debug!("namespace setup: in cgroup");
         Ok(())
     };
@@ -611,7 +694,7 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String>
             .map_err(|e| format!("create namespaces {}: {e}", flag_names(later)))?;
     }
     tracing::debug!("namespace setup: unshared");
-    Ok(())
+    Ok(unified)
 }
 
 fn flag_names(f: CloneFlags) -> String {

@@ -672,3 +672,22 @@ fn block_io_weights_and_throttles() {
     k.mgr.apply(&r).unwrap();
     assert_eq!(k.io.writes_to("io.bfq.weight"), ["333", "7:0 444"]);
 }
+
+#[test]
+fn hybrid_unified_directory_is_made_and_removed_but_not_written() {
+    let f = v1("/strato/c1");
+    let unified = f.mgr.unified_path().unwrap().to_path_buf();
+    assert!(
+        unified.ends_with("unified/strato/c1"),
+        "{}",
+        unified.display()
+    );
+    f.mgr.create().unwrap();
+    assert!(unified.is_dir());
+    f.mgr.enter().unwrap();
+    // Joined by forking into it, never through cgroup.procs.
+    assert!(f.io.writes_to("cgroup.procs").is_empty());
+    f.mgr.destroy().unwrap();
+    assert!(!unified.exists());
+    assert!(v2("/strato/c1").mgr.unified_path().is_none());
+}

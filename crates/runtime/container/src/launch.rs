@@ -280,7 +280,15 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
         ch.expect(&Msg::MapIds).map_err(init_err)?;
         write_id_maps(c1.as_raw(), &l.ns)?;
     }
-    ch.send(&Msg::Go).ctx(|| "sync with child".into())?;
+    // A child that failed has exited after reporting: its report, not the
+    // broken pipe of our send, is the error.
+    let send_go = |what: &str| -> Result<()> {
+        ch.send(&Msg::Go).or_else(|e| match ch.recv() {
+            Ok(Some(Msg::Error(msg))) => Err(Error::Init(msg)),
+            _ => Err(Error::io(what.to_string(), e)),
+        })
+    };
+    send_go("sync with child")?;
     let pid = match ch.recv() {
         Ok(Some(Msg::Pid(p))) => p,
         Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
@@ -298,8 +306,7 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
         Err(e) => return Err(Error::io("wait for namespace setup process", e.into())),
     }
     (l.limit_pids)()?;
-    ch.send(&Msg::Go)
-        .ctx(|| "sync with container process".into())?;
+    send_go("sync with container process")?;
     match l.role {
         Role::Init {
             spec, ref fifo_dir, ..
@@ -310,8 +317,7 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
                     let state = (l.hook_state)(pid);
                     hooks::run(spec, HookKind::Prestart, &state)?;
                     hooks::run(spec, HookKind::CreateRuntime, &state)?;
-                    ch.send(&Msg::Go)
-                        .ctx(|| "sync with container process".into())?;
+                    send_go("sync with container process")?;
                 }
                 Ok(Some(Msg::SeccompFd(fd))) => forward_listener(l, ch, pid, fd)?,
                 Ok(Some(Msg::MountSource(recursive, path))) => {
@@ -492,18 +498,35 @@ fn die(ch: &Channel, err: String, code: i32) -> ! {
 
 /// C1: namespaces, then fork C2.
 fn intermediate(l: &Launch, ch: &Channel) -> ! {
-    let unified = match setup_namespaces(l, ch) {
+    let (unified, deferred) = match setup_namespaces(l, ch) {
         Ok(u) => u,
         Err(e) => die(ch, e, 1),
     };
-    let forked = match unified {
-        Some(cg) => fork_into_cgroup(&cg).or_else(|e| {
+    // The pid and cgroup namespaces of C2 are created by the clone3 that
+    // forks it into the unified cgroup: a failed clone3 then leaves no pid
+    // namespace whose first process died (which refuses every later fork),
+    // and the new cgroup namespace is rooted at the cgroup C2 is born in.
+    let clone3 = match &unified {
+        Some(cg) => fork_into_cgroup(cg, deferred).map_err(|e| {
             tracing::debug!(error = %e, "clone3 into the unified cgroup failed; plain fork");
-            // SAFETY: as below.
-            unsafe { nix::unistd::fork() }
         }),
-        // SAFETY: C1 is a fork of a single-threaded process and is itself single-threaded.
-        None => unsafe { nix::unistd::fork() },
+        None => Err(()),
+    };
+    let forked = match clone3 {
+        Ok(f) => Ok(f),
+        Err(()) => {
+            if !deferred.is_empty() {
+                if let Err(e) = nix::sched::unshare(deferred) {
+                    die(
+                        ch,
+                        format!("create namespaces {}: {e}", flag_names(deferred)),
+                        1,
+                    )
+                }
+            }
+            // SAFETY: C1 is a fork of a single-threaded process and is itself single-threaded.
+            unsafe { nix::unistd::fork() }
+        }
     };
     match forked {
         Ok(ForkResult::Child) => container_process(l, ch),
@@ -524,7 +547,7 @@ fn intermediate(l: &Launch, ch: &Channel) -> ! {
 /// cgroup2 directory `cgroup`. Joining that way takes the cgroup core's
 /// threadgroup lock only for reading; a `cgroup.procs` write takes it for
 /// writing, which waits for an RCU grace period (milliseconds per container).
-fn fork_into_cgroup(cgroup: &OwnedFd) -> nix::Result<ForkResult> {
+fn fork_into_cgroup(cgroup: &OwnedFd, namespaces: CloneFlags) -> nix::Result<ForkResult> {
     /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
     #[repr(C)]
     struct CloneArgs {
@@ -542,7 +565,7 @@ fn fork_into_cgroup(cgroup: &OwnedFd) -> nix::Result<ForkResult> {
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
+        flags: CLONE_INTO_CGROUP | namespaces.bits() as u64,
         pidfd: 0,
         child_tid: 0,
         parent_tid: 0,
@@ -576,7 +599,12 @@ fn fork_into_cgroup(cgroup: &OwnedFd) -> nix::Result<ForkResult> {
     }
 }
 
-fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<Option<OwnedFd>, String> {
+/// Joins and creates C2's namespaces; returns the unified cgroup to fork C2
+/// into (hybrid hosts) and the namespaces left for that fork to create.
+fn setup_namespaces(
+    l: &Launch,
+    ch: &Channel,
+) -> std::result::Result<(Option<OwnedFd>, CloneFlags), String> {
     let mut unified = None;
     let mut enter = || -> std::result::Result<(), String> {
         (l.enter_cgroup)().map_err(|e| e.to_string())?;
@@ -655,8 +683,15 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<Option<Owne
     }
     // Create the namespaces while P sets up the cgroup; the cgroup namespace
     // waits, since its root is the cgroup we are in when it is created.
-    let later = l.ns.new & CloneFlags::CLONE_NEWCGROUP;
-    let now = l.ns.new - later;
+    // With a unified cgroup to fork C2 into, its pid and cgroup namespaces
+    // come with that fork (see `intermediate`).
+    let deferred = if l.unified_cgroup.is_some() {
+        l.ns.new & (CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWCGROUP)
+    } else {
+        CloneFlags::empty()
+    };
+    let later = (l.ns.new & CloneFlags::CLONE_NEWCGROUP) - deferred;
+    let now = l.ns.new - later - deferred;
     if !now.is_empty() {
         nix::sched::unshare(now)
             .map_err(|e| format!("create namespaces {}: {e}", flag_names(now)))?;
@@ -679,22 +714,24 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<Option<Owne
             )
         })?;
     }
-    if l.ns.in_userns() {
-        let root_g = nix::unistd::Gid::from_raw(0);
-        let root_u = nix::unistd::Uid::from_raw(0);
-        nix::unistd::setresgid(root_g, root_g, root_g).map_err(|e| {
-            format!("become root in the user namespace (gid 0 must be mapped): {e}")
-        })?;
-        nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| {
-            format!("become root in the user namespace (uid 0 must be mapped): {e}")
-        })?;
-    }
+    // C1 stays the host's root (C2 becomes root of a user namespace itself):
+    // forking into the unified cgroup needs write access to it.
     if !later.is_empty() {
         nix::sched::unshare(later)
             .map_err(|e| format!("create namespaces {}: {e}", flag_names(later)))?;
     }
     tracing::debug!("namespace setup: unshared");
-    Ok(unified)
+    Ok((unified, deferred))
+}
+
+/// In a user namespace: become its root (uid and gid 0 must be mapped).
+fn become_userns_root() -> std::result::Result<(), String> {
+    let root_g = nix::unistd::Gid::from_raw(0);
+    let root_u = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_g, root_g, root_g)
+        .map_err(|e| format!("become root in the user namespace (gid 0 must be mapped): {e}"))?;
+    nix::unistd::setresuid(root_u, root_u, root_u)
+        .map_err(|e| format!("become root in the user namespace (uid 0 must be mapped): {e}"))
 }
 
 fn flag_names(f: CloneFlags) -> String {
@@ -716,6 +753,11 @@ fn flag_names(f: CloneFlags) -> String {
 
 /// C2: becomes the container process; never returns.
 fn container_process(l: &Launch, ch: &Channel) -> ! {
+    if l.ns.in_userns() {
+        if let Err(e) = become_userns_root() {
+            die(ch, e, 1)
+        }
+    }
     if let Err(e) = ch.expect(&Msg::Go) {
         die(ch, e, 1)
     }

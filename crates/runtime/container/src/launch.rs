@@ -283,9 +283,9 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
     // A child that failed has exited after reporting: its report, not the
     // broken pipe of our send, is the error.
     let send_go = |what: &str| -> Result<()> {
-        ch.send(&Msg::Go).or_else(|e| match ch.recv() {
-            Ok(Some(Msg::Error(msg))) => Err(Error::Init(msg)),
-            _ => Err(Error::io(what.to_string(), e)),
+        ch.send(&Msg::Go).map_err(|e| match ch.recv() {
+            Ok(Some(Msg::Error(msg))) => Error::Init(msg),
+            _ => Error::io(what.to_string(), e),
         })
     };
     send_go("sync with child")?;

@@ -6,13 +6,18 @@
 //! adopts C2. All three talk over a [`Channel`]:
 //!
 //! ```text
-//! P: fork C1                          C1: setns paths, unshare(user)
+//! P: fork C1                          C1: setns paths (others, user, mount),
+//!                                         unshare(user)
 //!                          ◀─ MapIds ─ C1 (only with a new user namespace)
-//! P: cgroup setup,                     C1: unshare(all but cgroup)
-//!    write uid/gid maps        ─ Go ─▶ C1: enter the cgroup, unshare(cgroup),
-//!                                          fork C2
+//! P: cgroup setup,                     C1: unshare(the rest but pid, cgroup)
+//!    write uid/gid maps        ─ Go ─▶ C1: enter the cgroup, timens offsets,
+//!                                          clone3 C2 into the unified cgroup
+//!                                          (hybrid) with new pid+cgroup ns,
+//!                                          or unshare them and fork
 //!                          ◀─ Pid ── C1 exits
-//! P                            ─ Go ─▶ C2: mounts
+//! P: pids limit                ─ Go ─▶ C2: (userns: become its root) mounts
+//!                 ◀─ MountSource ─ C2 (userns: each bind source)
+//! P: open_tree in C2's mnt ns ─ fd ─▶ C2: move_mount
 //!                          ◀─ RunCreateRuntimeHooks ─ C2
 //! P: createRuntime hooks       ─ Go ─▶ C2: createContainer hooks, pivot_root,
 //!                                        process settings

@@ -674,3 +674,21 @@ fn on_hybrid_hosts_processes_are_tracked_in_the_unified_hierarchy() {
         unified_dir.display()
     );
 }
+
+#[test]
+fn rro_makes_a_whole_bind_tree_read_only() {
+    let ctx = Ctx::new("rro");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    let rootfs = b.rootfs();
+    b.sh("touch /a/sub/ok && echo writable; \
+          touch /b/x 2>/dev/null || echo top-ro; touch /b/sub/y 2>/dev/null || echo sub-ro")
+        .mount(json!({"destination": "/a", "type": "tmpfs", "source": "tmpfs"}))
+        .mount(json!({"destination": "/a/sub", "type": "tmpfs", "source": "tmpfs"}))
+        .mount(
+            json!({"destination": "/b", "type": "bind", "source": rootfs.join("a"),
+                      "options": ["rbind", "rro"]}),
+        );
+    let out = ctx.run(&b, &id).ok();
+    assert_eq!(out.out(), "writable\ntop-ro\nsub-ro", "{out}");
+}

@@ -72,6 +72,10 @@ pub struct MountOptions {
     pub recursive: bool,
     /// `tmpcopyup`: fill a tmpfs with what it covers.
     pub copy_up: bool,
+    /// `rro`, `rnosuid`, …: MOUNT_ATTR_* bits to set and clear on the
+    /// whole mount tree (mount_setattr with AT_RECURSIVE).
+    pub rec_set: u64,
+    pub rec_clear: u64,
 }
 
 impl Default for MountOptions {
@@ -83,6 +87,8 @@ impl Default for MountOptions {
             bind: false,
             recursive: false,
             copy_up: false,
+            rec_set: 0,
+            rec_clear: 0,
         }
     }
 }
@@ -168,6 +174,12 @@ pub fn parse_options(options: &[String]) -> MountOptions {
             }
             "tmpcopyup" => {
                 out.copy_up = true;
+                continue;
+            }
+            o if recursive_attr(o).is_some() => {
+                let (set, clear) = recursive_attr(o).unwrap_or_default();
+                out.rec_set = (out.rec_set & !clear) | set;
+                out.rec_clear = (out.rec_clear & !set) | clear;
                 continue;
             }
             // Accepted by runc and containerd, meaningless here.
@@ -300,8 +312,14 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
     // Read-only filesystems are mounted writable and made read-only at the
     // end, so mounts (and device nodes) can still be made beneath them.
     let mut read_only = Vec::new();
+    let mut recursive_attrs = Vec::new();
     for m in &mounts {
         mount_one(sys, ctx, m, &mut read_only)?;
+        let o = parse_options(m.options().as_deref().unwrap_or(&[]));
+        if o.rec_set != 0 || o.rec_clear != 0 {
+            let dest = secure_join(ctx.rootfs, &container_path(ctx.rootfs, m.destination()))?;
+            recursive_attrs.push((dest, o.rec_set, o.rec_clear));
+        }
     }
     let dev_mounted = mounts.iter().any(|m| m.destination() == Path::new("/dev"));
     if dev_mounted {
@@ -341,7 +359,80 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
         )
         .map_err(|e| mnt_err("remount read-only", dest, e))?;
     }
+    // rro, rnosuid & co.: the attributes of a whole mount tree, last (like
+    // read-only remounts, so nothing below was blocked while mounting).
+    for (dest, set, clear) in recursive_attrs.iter().rev() {
+        set_tree_attrs(dest, *set, *clear)
+            .map_err(|e| mnt_err("set recursive mount attributes (mount_setattr) of", dest, e))?;
+    }
     Ok(())
+}
+
+/// `mount_setattr(AT_RECURSIVE)`: sets and clears MOUNT_ATTR_* on every
+/// mount of the tree at `dest`.
+fn set_tree_attrs(dest: &Path, set: u64, clear: u64) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = std::ffi::CString::new(dest.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `path` is NUL-terminated and `attr` a mount_attr of the size
+    // passed, both alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The MOUNT_ATTR_* bits a recursive option (`rro`, `rnosuid`, …) sets and
+/// clears; `None` for other options.
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    const RDONLY: u64 = 0x1;
+    const NOSUID: u64 = 0x2;
+    const NODEV: u64 = 0x4;
+    const NOEXEC: u64 = 0x8;
+    const ATIME_MASK: u64 = 0x70;
+    const NOATIME: u64 = 0x10;
+    const STRICTATIME: u64 = 0x20;
+    const NODIRATIME: u64 = 0x80;
+    Some(match opt {
+        "rro" => (RDONLY, 0),
+        "rrw" => (0, RDONLY),
+        "rnosuid" => (NOSUID, 0),
+        "rsuid" => (0, NOSUID),
+        "rnodev" => (NODEV, 0),
+        "rdev" => (0, NODEV),
+        "rnoexec" => (NOEXEC, 0),
+        "rexec" => (0, NOEXEC),
+        "rnodiratime" => (NODIRATIME, 0),
+        "rdiratime" => (0, NODIRATIME),
+        // The atime modes replace each other: clear the field, set one.
+        "rrelatime" => (0, ATIME_MASK),
+        "rnoatime" => (NOATIME, ATIME_MASK),
+        "rstrictatime" => (STRICTATIME, ATIME_MASK),
+        _ => return None,
+    })
 }
 
 fn mount_one(
@@ -1061,6 +1152,17 @@ mod tests {
                 (a, b, None, MsFlags::MS_BIND),
             ]
         );
+    }
+
+    #[test]
+    fn recursive_options_are_mount_attributes_not_data() {
+        let o = opts(&["rbind", "rro", "rnosuid", "rnoatime"]);
+        assert!(o.data.is_empty(), "{:?}", o.data);
+        assert_eq!(o.rec_set, 0x1 | 0x2 | 0x10);
+        assert_eq!(o.rec_clear, 0x70);
+        // A later option undoes an earlier one.
+        let o = opts(&["rro", "rrw"]);
+        assert_eq!((o.rec_set, o.rec_clear), (0, 0x1));
     }
 
     #[test]

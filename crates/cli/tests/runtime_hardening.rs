@@ -692,3 +692,28 @@ fn rro_makes_a_whole_bind_tree_read_only() {
     let out = ctx.run(&b, &id).ok();
     assert_eq!(out.out(), "writable\ntop-ro\nsub-ro", "{out}");
 }
+
+#[test]
+fn an_ambient_capability_that_is_not_inheritable_is_a_warning() {
+    let ctx = Ctx::new("ambwarn");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("grep CapAmb /proc/self/status")
+        .set("/process/capabilities/inheritable", json!(["CAP_KILL"]))
+        .set(
+            "/process/capabilities/ambient",
+            json!(["CAP_KILL", "CAP_CHOWN"]),
+        )
+        .set("/process/noNewPrivileges", json!(false));
+    let out = ctx.run(&b, &id).ok();
+    assert!(
+        out.stderr
+            .contains("can't raise ambient capability CAP_CHOWN: "),
+        "{out}"
+    );
+    assert_eq!(
+        out.out().split_whitespace().nth(1),
+        Some(format!("{:016x}", cap_mask(&["CAP_KILL"])).as_str()),
+        "{out}"
+    );
+}

@@ -528,7 +528,7 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
                 if !inheritable.contains(cap) {
                     // As runc: the kernel would refuse; warn and go on.
                     eprintln!(
-                        "strato: warning: ambient capability {cap} is not inheritable: ignored"
+                        "strato: warning: can't raise ambient capability {cap}: it is not in process.capabilities.inheritable: ignored"
                     );
                     continue;
                 }

@@ -117,11 +117,16 @@ impl Channel {
     /// Receives one message; `None` at end-of-file (the peer exited or exec'd).
     pub fn recv(&self) -> io::Result<Option<Msg>> {
         let mut buf = [0u8; 4096];
+        let mut reset = false;
         loop {
             match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Ok(0) => return Ok(None),
                 Ok(n) => return Msg::decode(&buf[..n]).map(Some),
                 Err(nix::errno::Errno::EINTR) => continue,
+                // A peer that exited without reading what we sent resets the
+                // connection; the error is reported once, ahead of the
+                // messages it sent before exiting (its error report): read on.
+                Err(nix::errno::Errno::ECONNRESET) if !reset => reset = true,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -226,5 +231,16 @@ mod tests {
         assert_eq!(b.recv_fd().unwrap_err(), "no");
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn a_peer_that_exits_unread_still_delivers_its_last_words() {
+        let (a, b) = pair().unwrap();
+        // b's last message is queued for a; a's message to b stays unread.
+        b.send(&Msg::Error("failed".into())).unwrap();
+        a.send(&Msg::Go).unwrap();
+        drop(b);
+        assert_eq!(a.recv().unwrap(), Some(Msg::Error("failed".into())));
+        assert_eq!(a.recv().unwrap(), None);
     }
 }

@@ -717,3 +717,24 @@ fn an_ambient_capability_that_is_not_inheritable_is_a_warning() {
         "{out}"
     );
 }
+
+#[test]
+fn a_redundant_deny_rule_does_not_fail_the_container() {
+    let ctx = Ctx::new("devredundant");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    // "a" is no device access letter: written to devices.deny the kernel
+    // would refuse it, but after "deny all" the rule changes nothing.
+    b.sh("(echo probe > /dev/kmsg) 2>/dev/null && echo writable || echo denied")
+        .set(
+            "/linux/devices",
+            json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]),
+        )
+        .set(
+            "/linux/resources/devices",
+            json!([{"allow": false, "access": "rwm"},
+                   {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa"}]),
+        );
+    let out = ctx.run(&b, &id).ok();
+    assert_eq!(out.out(), "denied", "{out}");
+}

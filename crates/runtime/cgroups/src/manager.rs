@@ -974,13 +974,20 @@ impl Manager {
     fn devices_v1(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         let dir = self.require("devices", "apply device rules")?;
         self.write(dir, "devices.deny", "a")?;
+        // Starting from "deny all", a deny rule matters only where an earlier
+        // allow rule opened something: others are skipped (runc computes the
+        // same minimal transitions), so a redundant rule the kernel would
+        // refuse (an access letter outside rwm) cannot fail the container.
+        let mut allowed: Vec<&LinuxDeviceCgroup> = Vec::new();
         for rule in rules {
-            let file = if rule.allow() {
-                "devices.allow"
+            if rule.allow() {
+                self.write(dir, "devices.allow", &device_rule(rule))?;
+                allowed.push(rule);
+            } else if allowed.iter().any(|a| devices_overlap(a, rule)) {
+                self.write(dir, "devices.deny", &device_rule(rule))?;
             } else {
-                "devices.deny"
-            };
-            self.write(dir, file, &device_rule(rule))?;
+                debug!(rule = %device_rule(rule), "device rule already denied; skipped");
+            }
         }
         Ok(())
     }
@@ -1016,3 +1023,20 @@ impl Manager {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether two device rules can name a common device (type, major and minor
+/// each equal or a wildcard on either side).
+fn devices_overlap(a: &LinuxDeviceCgroup, b: &LinuxDeviceCgroup) -> bool {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let typ = |r: &LinuxDeviceCgroup| r.typ().filter(|t| *t != T::A);
+    let num = |x: Option<i64>| x.filter(|n| *n >= 0);
+    let same = |x: Option<i64>, y: Option<i64>| match (num(x), num(y)) {
+        (Some(p), Some(q)) => p == q,
+        _ => true,
+    };
+    let types = match (typ(a), typ(b)) {
+        (Some(p), Some(q)) => p == q,
+        _ => true,
+    };
+    types && same(a.major(), b.major()) && same(a.minor(), b.minor())
+}

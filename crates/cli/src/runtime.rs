@@ -171,8 +171,9 @@ enum Verb {
         /// container is resumed (runc starts it frozen; strato waits).
         #[arg(long = "ignore-paused")]
         ignore_paused: bool,
-        /// Run in the container's cgroup; `[CONTROLLERS:]/` is the only value
-        /// strato accepts (sub-cgroups are not supported).
+        /// Run in a sub-cgroup of the container's cgroup:
+        /// `[CONTROLLER[,CONTROLLER]:]PATH` (repeatable; without controllers,
+        /// for all of them).
         #[arg(long)]
         cgroup: Vec<String>,
         /// Add a capability to the bounding, effective and permitted sets
@@ -779,30 +780,43 @@ fn features() -> serde_json::Value {
     })
 }
 
-/// Checks `exec --cgroup` values: `[CONTROLLER[,CONTROLLER]:]PATH` where PATH
-/// must be the container's own cgroup (`/`); anything leaving it is refused
-/// like runc does, sub-cgroups are not supported yet.
-fn check_exec_cgroups(values: &[String]) -> anyhow::Result<()> {
+/// Parses `exec --cgroup` values: `[CONTROLLER[,CONTROLLER]:]PATH`, PATH a
+/// sub-cgroup of the container's cgroup (`/` is the cgroup itself); a path
+/// leaving it is refused like runc does.
+fn parse_exec_cgroups(values: &[String]) -> anyhow::Result<Vec<(Vec<String>, PathBuf)>> {
+    let mut out = Vec::new();
     for v in values {
-        let path = v.split_once(':').map_or(v.as_str(), |(_, p)| p);
+        let (controllers, path) = match v.split_once(':') {
+            Some((c, p)) => (
+                c.split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                p,
+            ),
+            None => (Vec::new(), v.as_str()),
+        };
         let mut depth = 0i32;
+        let mut rel = PathBuf::new();
         for c in path.split('/') {
             match c {
                 "" | "." => {}
-                ".." => depth -= 1,
-                _ => depth += 1,
+                ".." => {
+                    depth -= 1;
+                    rel.pop();
+                }
+                _ => {
+                    depth += 1;
+                    rel.push(c);
+                }
             }
             if depth < 0 {
                 anyhow::bail!("--cgroup {v:?}: bad sub cgroup path: {path}");
             }
         }
-        if depth > 0 {
-            anyhow::bail!(
-                "--cgroup {v:?}: strato runs exec processes in the container's own cgroup only; use --cgroup / or drop the flag"
-            );
-        }
+        out.push((controllers, rel));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The process of an exec with `--cap`: the container's process with the
@@ -1034,7 +1048,7 @@ fn dispatch(verb: Verb, rt: &Runtime, root_given: bool) -> anyhow::Result<i32> {
             id,
             command,
         } => {
-            check_exec_cgroups(&cgroup)?;
+            let sub_cgroups = parse_exec_cgroups(&cgroup)?;
             if ignore_paused {
                 while matches!(rt.load(&id), Ok((_, Status::Paused))) {
                     std::thread::sleep(Duration::from_millis(50));
@@ -1076,6 +1090,7 @@ fn dispatch(verb: Verb, rt: &Runtime, root_given: bool) -> anyhow::Result<i32> {
                 pid_file,
                 detach,
                 preserve_fds,
+                sub_cgroups,
                 ..Default::default()
             };
             if !cap.is_empty() {
@@ -1153,16 +1168,19 @@ mod tests {
 
     #[test]
     fn exec_cgroup_values() {
-        for ok in ["/", "", "memory:/", "cpu,cpuacct:/", "a/.."] {
-            assert!(check_exec_cgroups(&[ok.into()]).is_ok(), "{ok:?}");
+        let one = |v: &str| parse_exec_cgroups(&[v.into()]);
+        for top in ["/", "", "memory:/", "a/.."] {
+            assert_eq!(one(top).unwrap()[0].1, PathBuf::new(), "{top:?}");
         }
-        let e = check_exec_cgroups(&["..".into()]).unwrap_err().to_string();
+        assert_eq!(
+            one("cpu,cpuacct:sub/x").unwrap(),
+            vec![(vec!["cpu".into(), "cpuacct".into()], PathBuf::from("sub/x"))]
+        );
+        assert_eq!(one("sub").unwrap(), vec![(vec![], PathBuf::from("sub"))]);
+        let e = one("..").unwrap_err().to_string();
         assert!(e.contains("bad sub cgroup path"), "{e}");
-        let e = check_exec_cgroups(&["pids:a/../../b".into()])
-            .unwrap_err()
-            .to_string();
+        let e = one("pids:a/../../b").unwrap_err().to_string();
         assert!(e.contains("bad sub cgroup path"), "{e}");
-        assert!(check_exec_cgroups(&["sub".into()]).is_err());
     }
 
     #[test]

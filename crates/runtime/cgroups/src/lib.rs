@@ -141,6 +141,11 @@ pub enum Error {
         /// What was attempted.
         action: &'static str,
     },
+    /// A controller named for a sub-cgroup is not one of the host's.
+    #[error(
+        "unknown controller {0:?}: name a mounted cgroup v1 controller (on cgroup v2 give a path only)"
+    )]
+    UnknownController(String),
     /// A process id that cannot name a process.
     #[error("invalid pid {0}: a process id must be positive")]
     InvalidPid(i32),
@@ -148,7 +153,7 @@ pub enum Error {
     #[error("invalid resources: {0}")]
     InvalidResources(String),
     /// A resource cannot be applied on this cgroup version.
-    #[error("{what} is not supported on cgroup {version}")]
+    #[error("invalid configuration: {what} is not supported on cgroup {version}")]
     Unsupported {
         /// The requested feature.
         what: String,

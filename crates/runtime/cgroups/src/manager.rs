@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use oci_spec::runtime::{LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxResources};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxResources};
 use tracing::{debug, warn};
 
 use crate::resources::{cpu_max_value, device_rule, shares_to_weight, swap_to_v2, v2_limit};
@@ -67,6 +67,12 @@ pub struct Manager {
     /// Index in `dirs` of the directory whose `cgroup.procs` is authoritative
     /// (and, on v2, which holds every controller).
     primary: usize,
+    /// Hybrid hosts: the container's directory in the controller-less
+    /// cgroup2 mount, for process tracking (what `/proc/PID/cgroup`'s `0::`
+    /// line shows). Created and removed with the others, but joined only by
+    /// forking into it (`CLONE_INTO_CGROUP`), never by a `cgroup.procs`
+    /// write, which waits for an RCU grace period.
+    unified: Option<PathBuf>,
     io: Arc<dyn CgroupIo>,
 }
 
@@ -85,6 +91,12 @@ impl Manager {
         io: Arc<dyn CgroupIo>,
     ) -> Result<Self> {
         let relative = normalize_cgroups_path(cgroups_path)?;
+        let unified = match hierarchy {
+            Hierarchy::V1 {
+                unified: Some(mp), ..
+            } => Some(mp.join(&relative)),
+            _ => None,
+        };
         let (version, dirs) = match hierarchy {
             // The controller-less cgroup2 of a hybrid host is left alone: it
             // limits nothing, and joining it costs every container an RCU
@@ -129,6 +141,7 @@ impl Manager {
             relative,
             dirs,
             primary,
+            unified,
             io,
         })
     }
@@ -149,6 +162,12 @@ impl Manager {
     /// This is what to bind-mount into the container's `/sys/fs/cgroup`.
     pub fn paths(&self) -> &[CgroupDir] {
         &self.dirs
+    }
+
+    /// Hybrid hosts: the container's directory in the controller-less
+    /// cgroup2 hierarchy (see [`Manager::create`]); `None` elsewhere.
+    pub fn unified_path(&self) -> Option<&Path> {
+        self.unified.as_deref()
     }
 
     /// The container's directory for `controller` (`memory`, `cpu`,
@@ -237,6 +256,23 @@ impl Manager {
                 }
             }
         }
+        if let Some(path) = &self.unified {
+            // Tracking only: a host whose unified mount is not writable
+            // still runs containers.
+            let depth = self.relative.components().count();
+            let mut levels: Vec<&Path> = path.ancestors().take(depth).collect();
+            levels.reverse();
+            for dir in levels {
+                match self.io.create_dir(dir) {
+                    Ok(()) => debug!(path = %dir.display(), "created cgroup"),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        warn!(error = %e, path = %dir.display(), "cannot create the unified cgroup");
+                        break;
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -293,6 +329,45 @@ impl Manager {
         for dir in &self.dirs {
             let file = if dir.unified { "cgroup.procs" } else { "tasks" };
             self.write(&dir.path, file, "0")?;
+        }
+        Ok(())
+    }
+
+    /// Fails unless every controller named in `subs` (see
+    /// [`Manager::enter_sub`]) is one of this host's.
+    pub fn check_sub_cgroups(&self, subs: &[(Vec<String>, PathBuf)]) -> Result<()> {
+        for (controllers, _) in subs {
+            for c in controllers {
+                let known = match self.version {
+                    Version::V2 => false,
+                    Version::V1 => self.v1_dir(c).is_some(),
+                };
+                if !known {
+                    return Err(Error::UnknownController(c.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Like [`Manager::enter`], into sub-cgroups of the container's cgroup:
+    /// `subs` maps controllers (an empty list: all) to a relative path; the
+    /// first entry naming a hierarchy's controller (or the first without
+    /// controllers) wins, the cgroup itself where none applies. A missing
+    /// sub-cgroup is an error.
+    pub fn enter_sub(&self, subs: &[(Vec<String>, PathBuf)]) -> Result<()> {
+        for dir in &self.dirs {
+            let sub = subs
+                .iter()
+                .find(|(cs, _)| cs.iter().any(|c| dir.controllers.contains(c)))
+                .or_else(|| subs.iter().find(|(cs, _)| cs.is_empty()))
+                .map(|(_, p)| p.as_path());
+            let path = match sub {
+                Some(p) => dir.path.join(p),
+                None => dir.path.clone(),
+            };
+            let file = if dir.unified { "cgroup.procs" } else { "tasks" };
+            self.write(&path, file, "0")?;
         }
         Ok(())
     }
@@ -355,6 +430,25 @@ impl Manager {
                 }
                 result
             }
+        }
+    }
+
+    /// Whether the cgroup exists and is frozen (or freezing): a process
+    /// moved into it would stop at once. A cgroup that does not exist yet, or
+    /// a host without a freezer, is not frozen.
+    pub fn is_frozen(&self) -> Result<bool> {
+        match self.version {
+            Version::V1 => {
+                let Some(dir) = self.path("freezer") else {
+                    return Ok(false);
+                };
+                Ok(self
+                    .read_opt(dir, "freezer.state")?
+                    .is_some_and(|s| s.trim() != "THAWED"))
+            }
+            Version::V2 => Ok(self
+                .read_opt(self.main_dir(), "cgroup.freeze")?
+                .is_some_and(|s| s.trim() == "1")),
         }
     }
 
@@ -442,8 +536,9 @@ impl Manager {
     #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn destroy(&self) -> Result<()> {
         let mut result = Ok(());
-        for dir in &self.dirs {
-            if let Err(e) = self.remove_tree(&dir.path) {
+        let unified = self.unified.iter();
+        for path in self.dirs.iter().map(|d| &d.path).chain(unified) {
+            if let Err(e) = self.remove_tree(path) {
                 warn!(error = %e, "cannot remove cgroup");
                 if result.is_ok() {
                     result = Err(e);
@@ -500,11 +595,11 @@ impl Manager {
     ///
     /// Handled: memory (limit, reservation, swap; v1 also swappiness and
     /// disableOOMKiller), cpu (shares/weight, quota, period, burst, idle,
-    /// cpus, mems; v1 also realtime), pids, v1 devices, and on v2 the
-    /// `unified` map. Device rules on v2 need an eBPF program attached to the
-    /// cgroup, which this crate does not do yet: they are skipped with a
-    /// warning. Block I/O, hugepages, network and rdma are not applied yet
-    /// and are logged.
+    /// cpus, mems; v1 also realtime), pids, block I/O, v1 devices, and on
+    /// v2 the `unified` map. Device rules on v2 need an eBPF program attached
+    /// to the cgroup, which this crate does not do yet: they are skipped with
+    /// a warning. Hugepages, network and rdma are not applied yet and are
+    /// logged.
     ///
     /// Device rules are written as given: the caller adds the default
     /// allowed devices (`/dev/null` & co.) to the spec's list. `None` leaves
@@ -529,10 +624,13 @@ impl Manager {
         if let Some(pids) = resources.pids() {
             let dir = self.require("pids", "apply pids.limit")?;
             let limit = pids.limit();
-            let value = if limit > 0 {
-                limit.to_string()
-            } else {
-                "max".to_owned()
+            // 0 cannot mean "no processes" (the container needs one) and
+            // systemd has no TasksMax=0: like runc, it means 1. Negative is
+            // unlimited.
+            let value = match limit {
+                0 => "1".to_owned(),
+                n if n > 0 => n.to_string(),
+                _ => "max".to_owned(),
             };
             self.write(dir, "pids.max", &value)?;
         }
@@ -565,8 +663,10 @@ impl Manager {
                 self.write(dir, file, value)?;
             }
         }
+        if let Some(bio) = resources.block_io() {
+            self.block_io(bio)?;
+        }
         let ignored = [
-            ("blockIO", resources.block_io().is_some()),
             ("hugepageLimits", resources.hugepage_limits().is_some()),
             ("network", resources.network().is_some()),
             ("rdma", resources.rdma().is_some()),
@@ -577,6 +677,112 @@ impl Manager {
                     resource = what,
                     "cgroup resource not supported yet; ignored"
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// `linux.resources.blockIO`. Weights go to the proportional-weight
+    /// files the I/O scheduler offers: blkio.weight (CFQ) or blkio.bfq.*
+    /// (BFQ) on v1; io.bfq.weight (BFQ, same 10-1000 scale, also per device)
+    /// or io.weight (scaled to 1-10000, default only) on v2. Throttles:
+    /// blkio.throttle.* / io.max.
+    fn block_io(&self, b: &LinuxBlockIo) -> Result<()> {
+        match self.version {
+            Version::V1 => {
+                let dir = self.require("blkio", "apply linux.resources.blockIO")?;
+                // BFQ's files when CFQ's are absent (a kernel without CFQ).
+                let use_bfq = !self.io.exists(&dir.join("blkio.weight"))
+                    && self.io.exists(&dir.join("blkio.bfq.weight"));
+                let pick = |cfq: &'static str, bfq: &'static str| if use_bfq { bfq } else { cfq };
+                if let Some(w) = b.weight().filter(|w| *w != 0) {
+                    self.write(
+                        dir,
+                        pick("blkio.weight", "blkio.bfq.weight"),
+                        &w.to_string(),
+                    )?;
+                }
+                if let Some(w) = b.leaf_weight().filter(|w| *w != 0) {
+                    self.write(dir, "blkio.leaf_weight", &w.to_string())?;
+                }
+                for d in b.weight_device().iter().flatten() {
+                    if let Some(w) = d.weight() {
+                        let file = pick("blkio.weight_device", "blkio.bfq.weight_device");
+                        self.write(dir, file, &format!("{}:{} {w}", d.major(), d.minor()))?;
+                    }
+                    if let Some(w) = d.leaf_weight() {
+                        self.write(
+                            dir,
+                            "blkio.leaf_weight_device",
+                            &format!("{}:{} {w}", d.major(), d.minor()),
+                        )?;
+                    }
+                }
+                for (file, list) in [
+                    (
+                        "blkio.throttle.read_bps_device",
+                        b.throttle_read_bps_device(),
+                    ),
+                    (
+                        "blkio.throttle.write_bps_device",
+                        b.throttle_write_bps_device(),
+                    ),
+                    (
+                        "blkio.throttle.read_iops_device",
+                        b.throttle_read_iops_device(),
+                    ),
+                    (
+                        "blkio.throttle.write_iops_device",
+                        b.throttle_write_iops_device(),
+                    ),
+                ] {
+                    for t in list.iter().flatten() {
+                        self.write(
+                            dir,
+                            file,
+                            &format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+                        )?;
+                    }
+                }
+            }
+            Version::V2 => {
+                let dir = self.main_dir();
+                let bfq = self.io.exists(&dir.join("io.bfq.weight"));
+                if let Some(w) = b.weight().filter(|w| *w != 0) {
+                    if bfq {
+                        self.write(dir, "io.bfq.weight", &w.to_string())?;
+                    } else {
+                        let scaled = 1 + (u64::from(w).saturating_sub(10)) * 9999 / 990;
+                        self.write(dir, "io.weight", &format!("default {scaled}"))?;
+                    }
+                }
+                if bfq {
+                    for d in b.weight_device().iter().flatten() {
+                        if let Some(w) = d.weight() {
+                            self.write(
+                                dir,
+                                "io.bfq.weight",
+                                &format!("{}:{} {w}", d.major(), d.minor()),
+                            )?;
+                        }
+                    }
+                } else if b.weight_device().as_ref().is_some_and(|l| !l.is_empty()) {
+                    warn!("blockIO.weightDevice needs the BFQ I/O scheduler on cgroup v2; not applied");
+                }
+                for (key, list) in [
+                    ("rbps", b.throttle_read_bps_device()),
+                    ("wbps", b.throttle_write_bps_device()),
+                    ("riops", b.throttle_read_iops_device()),
+                    ("wiops", b.throttle_write_iops_device()),
+                ] {
+                    for t in list.iter().flatten() {
+                        self.write(
+                            dir,
+                            "io.max",
+                            &format!("{}:{} {key}={}", t.major(), t.minor(), t.rate()),
+                        )?;
+                    }
+                }
             }
         }
         Ok(())
@@ -768,13 +974,20 @@ impl Manager {
     fn devices_v1(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         let dir = self.require("devices", "apply device rules")?;
         self.write(dir, "devices.deny", "a")?;
+        // Starting from "deny all", a deny rule matters only where an earlier
+        // allow rule opened something: others are skipped (runc computes the
+        // same minimal transitions), so a redundant rule the kernel would
+        // refuse (an access letter outside rwm) cannot fail the container.
+        let mut allowed: Vec<&LinuxDeviceCgroup> = Vec::new();
         for rule in rules {
-            let file = if rule.allow() {
-                "devices.allow"
+            if rule.allow() {
+                self.write(dir, "devices.allow", &device_rule(rule))?;
+                allowed.push(rule);
+            } else if allowed.iter().any(|a| devices_overlap(a, rule)) {
+                self.write(dir, "devices.deny", &device_rule(rule))?;
             } else {
-                "devices.deny"
-            };
-            self.write(dir, file, &device_rule(rule))?;
+                debug!(rule = %device_rule(rule), "device rule already denied; skipped");
+            }
         }
         Ok(())
     }
@@ -810,3 +1023,20 @@ impl Manager {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether two device rules can name a common device (type, major and minor
+/// each equal or a wildcard on either side).
+fn devices_overlap(a: &LinuxDeviceCgroup, b: &LinuxDeviceCgroup) -> bool {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    let typ = |r: &LinuxDeviceCgroup| r.typ().filter(|t| *t != T::A);
+    let num = |x: Option<i64>| x.filter(|n| *n >= 0);
+    let same = |x: Option<i64>, y: Option<i64>| match (num(x), num(y)) {
+        (Some(p), Some(q)) => p == q,
+        _ => true,
+    };
+    let types = match (typ(a), typ(b)) {
+        (Some(p), Some(q)) => p == q,
+        _ => true,
+    };
+    types && same(a.major(), b.major()) && same(a.minor(), b.minor())
+}

@@ -29,6 +29,10 @@ pub enum Msg {
     /// Sent with a single `write(2)` by [`crate::process`], which is why the
     /// encoding is fixed: `S` and the descriptor, little-endian.
     SeccompFd(i32),
+    /// Container → parent (user namespaces only): open this bind-mount
+    /// source (`true`: recursively) from outside the user namespace, where
+    /// the host's root may reach it, and send it back as a detached mount.
+    MountSource(bool, String),
 }
 
 impl Msg {
@@ -44,6 +48,11 @@ impl Msg {
             Msg::RunCreateRuntimeHooks => vec![b'H'],
             Msg::Ready => vec![b'R'],
             Msg::SeccompFd(fd) => seccomp_fd_message(*fd).to_vec(),
+            Msg::MountSource(rec, path) => {
+                let mut v = vec![b'B', u8::from(*rec)];
+                v.extend_from_slice(path.as_bytes());
+                v
+            }
             Msg::Error(s) => {
                 let mut v = vec![b'E'];
                 v.extend_from_slice(s.as_bytes());
@@ -66,6 +75,10 @@ impl Msg {
                 b.get(1..5).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
             )),
             b'E' => Msg::Error(String::from_utf8_lossy(&b[1..]).into_owned()),
+            b'B' => Msg::MountSource(
+                *b.get(1).ok_or_else(bad)? != 0,
+                String::from_utf8(b[2..].to_vec()).map_err(|_| bad())?,
+            ),
             _ => return Err(bad()),
         })
     }
@@ -104,13 +117,69 @@ impl Channel {
     /// Receives one message; `None` at end-of-file (the peer exited or exec'd).
     pub fn recv(&self) -> io::Result<Option<Msg>> {
         let mut buf = [0u8; 4096];
+        let mut reset = false;
         loop {
             match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Ok(0) => return Ok(None),
                 Ok(n) => return Msg::decode(&buf[..n]).map(Some),
                 Err(nix::errno::Errno::EINTR) => continue,
+                // A peer that exited without reading what we sent resets the
+                // connection; the error is reported once, ahead of the
+                // messages it sent before exiting (its error report): read on.
+                Err(nix::errno::Errno::ECONNRESET) if !reset => reset = true,
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Sends `Go` with descriptor `fd` attached (SCM_RIGHTS).
+    pub fn send_fd(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let buf = Msg::Go.encode();
+        let iov = [io::IoSlice::new(&buf)];
+        let fds = [fd.as_raw_fd()];
+        socket::sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &iov,
+            &[socket::ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Receives the descriptor of [`Channel::send_fd`]; an `Error` message
+    /// becomes the error.
+    pub fn recv_fd(&self) -> Result<OwnedFd, String> {
+        use std::os::fd::FromRawFd;
+        let mut buf = [0u8; 4096];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [io::IoSliceMut::new(&mut buf)];
+        let msg = socket::recvmsg::<()>(
+            self.fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| format!("sync channel: {e}"))?;
+        let mut fd = None;
+        for c in msg.cmsgs().map_err(|e| format!("sync channel: {e}"))? {
+            if let socket::ControlMessageOwned::ScmRights(list) = c {
+                for raw in list {
+                    // SAFETY: the kernel just installed this descriptor for us.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    fd.get_or_insert(owned);
+                }
+            }
+        }
+        let n = msg.bytes;
+        match Msg::decode(&buf[..n]) {
+            Ok(Msg::Go) => fd.ok_or_else(|| "sync channel: no descriptor came with Go".into()),
+            Ok(Msg::Error(e)) => Err(e),
+            Ok(m) => Err(format!(
+                "unexpected sync message {m:?}, wanted a descriptor"
+            )),
+            Err(_) if n == 0 => Err("peer exited before sending a descriptor".into()),
+            Err(e) => Err(format!("sync channel: {e}")),
         }
     }
 
@@ -147,11 +216,31 @@ mod tests {
             Msg::Ready,
             Msg::SeccompFd(7),
             Msg::Error("boom: x".into()),
+            Msg::MountSource(true, "/a b/c".into()),
+            Msg::MountSource(false, "/".into()),
         ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));
         }
+        let f = std::fs::File::open("/").unwrap();
+        a.send_fd(f.as_fd()).unwrap();
+        let got = b.recv_fd().unwrap();
+        let same = |x: BorrowedFd<'_>| nix::sys::stat::fstat(x.as_raw_fd()).unwrap().st_ino;
+        assert_eq!(same(got.as_fd()), same(f.as_fd()));
+        a.send(&Msg::Error("no".into())).unwrap();
+        assert_eq!(b.recv_fd().unwrap_err(), "no");
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn a_peer_that_exits_unread_still_delivers_its_last_words() {
+        let (a, b) = pair().unwrap();
+        // b's last message is queued for a; a's message to b stays unread.
+        b.send(&Msg::Error("failed".into())).unwrap();
+        a.send(&Msg::Go).unwrap();
+        drop(b);
+        assert_eq!(a.recv().unwrap(), Some(Msg::Error("failed".into())));
+        assert_eq!(a.recv().unwrap(), None);
     }
 }

@@ -58,6 +58,9 @@ pub struct ExecOptions {
     pub console_fd: Option<RawFd>,
     /// The process's stdin, stdout and stderr (borrowed); `None` inherits ours.
     pub stdio: Option<[RawFd; 3]>,
+    /// `--cgroup`: sub-cgroups of the container's cgroup to run in, per
+    /// controller (an empty list: every controller). Relative, no `..`.
+    pub sub_cgroups: Vec<(Vec<String>, PathBuf)>,
 }
 
 /// Runs containers whose state lives under one root directory.
@@ -114,6 +117,28 @@ fn cgroup_view(cg: &Manager) -> CgroupView {
                 .collect(),
         ),
     }
+}
+
+/// Refuses a pre-existing cgroup that is not free for a new container: one
+/// with processes (another container's: taking it over would mix the two and
+/// `delete` would kill both) or a frozen one (the new process would stop at
+/// once and `create` hang).
+fn check_cgroup_unused(cg: &Manager) -> Result<()> {
+    let path = cg.cgroups_path().display();
+    if let Ok(pids) = cg.pids() {
+        if !pids.is_empty() {
+            return Err(Error::Cgroup(format!(
+                "container's cgroup is not empty: {} process(es) found in {path}: choose another linux.cgroupsPath",
+                pids.len()
+            )));
+        }
+    }
+    if cg.is_frozen().map_err(|e| Error::Cgroup(e.to_string()))? {
+        return Err(Error::Cgroup(format!(
+            "container's cgroup unexpectedly frozen: {path} is frozen: thaw it or choose another linux.cgroupsPath"
+        )));
+    }
+    Ok(())
 }
 
 fn cgroups_path_of(spec: &Spec, id: &str) -> PathBuf {
@@ -269,7 +294,7 @@ impl Runtime {
             Mode::RunForeground
         };
         let (state, master) = self.create_inner(opts, mode)?;
-        self.poststart(&state);
+        self.poststart_or_undo(&state)?;
         if detach {
             return Ok(0);
         }
@@ -287,16 +312,37 @@ impl Runtime {
     /// subreaper to reap it; this function makes it one).
     pub fn run_detached(&self, opts: &CreateOptions) -> Result<State> {
         let (state, _) = self.create_inner(opts, Mode::RunDetached)?;
-        self.poststart(&state);
+        self.poststart_or_undo(&state)?;
         Ok(state)
     }
 
-    fn poststart(&self, state: &State) {
+    /// Runs poststart hooks. A failing one ends the container, as in runc:
+    /// its processes are killed (it is left stopped, for `delete`).
+    fn poststart(&self, state: &State) -> Result<()> {
         let status = self.store.status(state);
-        if let Err(e) = hooks::run(&state.spec, HookKind::Poststart, &state.oci_state(status)) {
-            tracing::warn!(error = %e, "poststart hook failed");
-            eprintln!("strato: warning: {e}");
+        let result = hooks::run(&state.spec, HookKind::Poststart, &state.oci_state(status));
+        if result.is_err() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.pid), Signal::SIGKILL);
+            if let Ok(cg) = cgroup_manager(&state.cgroups_path) {
+                let _ = cg.kill_all(Signal::SIGKILL);
+            }
+            // `run` adopted the process: reap it, or it lingers as a zombie
+            // that still looks alive. (`start` is not its parent: ECHILD.)
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(state.pid), None);
         }
+        result
+    }
+
+    /// `run`: a failing poststart hook ends the container and `run` removes
+    /// it: nothing of a failed run is left.
+    fn poststart_or_undo(&self, state: &State) -> Result<()> {
+        if let Err(e) = self.poststart(state) {
+            if let Err(d) = self.delete(&state.id, true) {
+                tracing::warn!(error = %d, "delete after a failed poststart hook");
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn create_inner(&self, opts: &CreateOptions, mode: Mode) -> Result<(State, Option<OwnedFd>)> {
@@ -316,6 +362,9 @@ impl Runtime {
         plan.personality = personality_of(spec);
         plan.memory_policy = bundle.memory_policy.clone();
         plan.cpus_restricted = cpus_restricted(spec);
+        // execCPUAffinity is for exec'd processes, not the container's init.
+        plan.affinity_initial = None;
+        plan.affinity_final = None;
         let (console, master) = console_for(
             plan.terminal,
             opts.console_socket.as_deref(),
@@ -333,18 +382,27 @@ impl Runtime {
             armed: true,
         };
         let cg = cgroup_manager(&cgroups_path_of(spec, &opts.id))?;
+        // Checked before `cleanup` owns the cgroup: undoing a failed create
+        // kills the cgroup's processes and removes it, which must never hit
+        // a cgroup that is someone else's.
+        check_cgroup_unused(&cg)?;
         // Undone by `cleanup` from here on, even if creating it fails half-way.
         cleanup.cgroup = Some(cg.clone());
-        let resources = effective_resources(spec);
+        let mut resources = effective_resources(spec);
+        // The pids limit waits until the container's process is alone in the
+        // cgroup (`limit_pids`): the launch briefly has two there.
+        let pids_only = (*resources.pids()).map(|p| {
+            let mut r = LinuxResources::default();
+            r.set_pids(Some(p));
+            r
+        });
+        resources.set_pids(None);
+        let limit_pids = || match &pids_only {
+            Some(r) => cg.apply(r).map_err(|e| Error::Cgroup(e.to_string())),
+            None => Ok(()),
+        };
         let prepare = || {
             cg.create().map_err(|e| Error::Cgroup(e.to_string()))?;
-            // A cgroup in use by other processes is not ours to take over.
-            if cg.pids().is_ok_and(|p| !p.is_empty()) {
-                return Err(Error::Cgroup(format!(
-                    "cgroup {} already has processes: choose another cgroupsPath",
-                    cg.cgroups_path().display()
-                )));
-            }
             cg.apply(&resources)
                 .map_err(|e| Error::Cgroup(e.to_string()))?;
             tracing::debug!(cgroup = %cg.cgroups_path().display(), "cgroup ready");
@@ -406,6 +464,8 @@ impl Runtime {
             console,
             prepare_cgroup: &prepare,
             enter_cgroup: &enter,
+            unified_cgroup: cg.unified_path(),
+            limit_pids: &limit_pids,
             hook_state: &hook_state,
         })?;
         tracing::debug!(pid = launched.pid, "container process ready");
@@ -482,8 +542,7 @@ impl Runtime {
             }
         }
         fs::remove_file(&fifo).ctx(|| format!("remove {}", fifo.display()))?;
-        self.poststart(&st);
-        Ok(())
+        self.poststart(&st)
     }
 
     /// `state`: the OCI state document.
@@ -693,7 +752,12 @@ impl Runtime {
         )?;
         plan.raw_newlines = master.is_some();
         let cg = cgroup_manager(&st.cgroups_path)?;
-        let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
+        cg.check_sub_cgroups(&opts.sub_cgroups)
+            .map_err(|e| Error::Cgroup(e.to_string()))?;
+        let enter = || {
+            cg.enter_sub(&opts.sub_cgroups)
+                .map_err(|e| Error::Cgroup(format!("error adding pid to the cgroup: {e}")))
+        };
         // What a seccomp agent is told about the exec'd process.
         let hook_state = |pid: i32| {
             let mut s = st.oci_state(Status::Running);
@@ -708,6 +772,8 @@ impl Runtime {
             console,
             prepare_cgroup: &|| Ok(()),
             enter_cgroup: &enter,
+            unified_cgroup: cg.unified_path(),
+            limit_pids: &|| Ok(()),
             hook_state: &hook_state,
         })?;
         if let Some(p) = &opts.pid_file {

@@ -84,12 +84,21 @@ pub fn run(spec: &Spec, kind: HookKind, state: &serde_json::Value) -> Result<()>
     let input = serde_json::to_vec(state).unwrap_or_default();
     // startContainer hooks run in the container, in the environment of its
     // process unless they have their own.
-    let process_env = match kind {
-        HookKind::StartContainer => spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.env().clone())
-            .unwrap_or_default(),
+    // That includes HOME, filled in from the container's /etc/passwd as for
+    // the process itself (these hooks run after pivot_root).
+    let process_env = match (kind, spec.process().as_ref()) {
+        (HookKind::StartContainer, Some(p)) => {
+            let env: Vec<std::ffi::CString> = p
+                .env()
+                .iter()
+                .flatten()
+                .filter_map(|e| std::ffi::CString::new(e.as_bytes()).ok())
+                .collect();
+            crate::process::with_home(&env, p.user().uid())
+                .into_iter()
+                .map(|c| c.to_string_lossy().into_owned())
+                .collect()
+        }
         _ => Vec::new(),
     };
     for (index, hook) in hooks.iter().enumerate() {
@@ -125,7 +134,23 @@ fn run_one(
             cmd.env(k, v);
         }
     }
-    cmd.stdin(Stdio::piped());
+    // The state goes in through a memory file too, not a pipe: a hook that
+    // exits without reading it would make our write raise SIGPIPE, which
+    // kills the runtime (it keeps SIGPIPE's default action, as a CLI).
+    let state_in = {
+        use std::io::Seek;
+        let mut f = nix::sys::memfd::memfd_create(
+            c"strato-hook-state",
+            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+        )
+        .map(std::fs::File::from)
+        .map_err(|e| fail(format!("memfd_create: {e}")))?;
+        f.write_all(input)
+            .and_then(|()| f.rewind())
+            .map_err(|e| fail(format!("write the state for stdin: {e}")))?;
+        f
+    };
+    cmd.stdin(Stdio::from(state_in));
     // Output goes to a memory file (no pipe to fill up while we wait), and
     // into the error when the hook fails.
     let out = nix::sys::memfd::memfd_create(
@@ -137,10 +162,6 @@ fn run_one(
     cmd.stdout(out.try_clone().map_err(|e| fail(format!("dup: {e}")))?);
     cmd.stderr(out.try_clone().map_err(|e| fail(format!("dup: {e}")))?);
     let mut child = cmd.spawn().map_err(|e| fail(format!("start: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine.
-        let _ = stdin.write_all(input);
-    }
     let deadline = hook
         .timeout()
         .filter(|t| *t > 0)

@@ -6,13 +6,18 @@
 //! adopts C2. All three talk over a [`Channel`]:
 //!
 //! ```text
-//! P: fork C1                          C1: setns paths, unshare(user)
+//! P: fork C1                          C1: setns paths (others, user, mount),
+//!                                         unshare(user)
 //!                          ◀─ MapIds ─ C1 (only with a new user namespace)
-//! P: cgroup setup,                     C1: unshare(all but cgroup)
-//!    write uid/gid maps        ─ Go ─▶ C1: enter the cgroup, unshare(cgroup),
-//!                                          fork C2
+//! P: cgroup setup,                     C1: unshare(the rest but pid, cgroup)
+//!    write uid/gid maps        ─ Go ─▶ C1: enter the cgroup, timens offsets,
+//!                                          clone3 C2 into the unified cgroup
+//!                                          (hybrid) with new pid+cgroup ns,
+//!                                          or unshare them and fork
 //!                          ◀─ Pid ── C1 exits
-//! P                            ─ Go ─▶ C2: mounts
+//! P: pids limit                ─ Go ─▶ C2: (userns: become its root) mounts
+//!                 ◀─ MountSource ─ C2 (userns: each bind source)
+//! P: open_tree in C2's mnt ns ─ fd ─▶ C2: move_mount
 //!                          ◀─ RunCreateRuntimeHooks ─ C2
 //! P: createRuntime hooks       ─ Go ─▶ C2: createContainer hooks, pivot_root,
 //!                                        process settings
@@ -45,7 +50,10 @@ use crate::syscall::{Linux, Syscall};
 /// Which namespaces to join by path and which to create.
 #[derive(Debug, Clone)]
 pub struct NsPlan {
-    /// Namespaces to join, user first, mount last.
+    /// Namespaces to join: the others, then user, then mount last. The
+    /// others go before the user namespace while we are still the host's
+    /// root: one not owned by that user namespace (a host netns) could not be
+    /// joined from inside it.
     pub join: Vec<(CloneFlags, PathBuf)>,
     /// Create a new user namespace (before the others).
     pub new_user: bool,
@@ -53,6 +61,8 @@ pub struct NsPlan {
     pub new: CloneFlags,
     pub uid_map: String,
     pub gid_map: String,
+    /// What to write to the new time namespace's timens_offsets (empty: none).
+    pub time_offsets: String,
 }
 
 impl Default for NsPlan {
@@ -63,6 +73,7 @@ impl Default for NsPlan {
             new: CloneFlags::empty(),
             uid_map: String::new(),
             gid_map: String::new(),
+            time_offsets: String::new(),
         }
     }
 }
@@ -83,11 +94,11 @@ fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
 
 fn join_order(f: CloneFlags) -> u8 {
     if f == CloneFlags::CLONE_NEWUSER {
-        0
+        1
     } else if f == CloneFlags::CLONE_NEWNS {
         2
     } else {
-        1
+        0
     }
 }
 
@@ -118,6 +129,10 @@ impl NsPlan {
         if let Some(l) = linux {
             plan.uid_map = id_map(l.uid_mappings().as_deref().unwrap_or(&[]));
             plan.gid_map = id_map(l.gid_mappings().as_deref().unwrap_or(&[]));
+            // Validated with the spec; nothing to write when absent.
+            if let Some(o) = l.time_offsets().as_ref() {
+                plan.time_offsets = crate::spec::time_offsets(o).unwrap_or_default();
+            }
         }
         plan
     }
@@ -133,11 +148,14 @@ impl NsPlan {
             ("net", CloneFlags::CLONE_NEWNET),
             ("pid", CloneFlags::CLONE_NEWPID),
             ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+            ("time", clone_flag(LinuxNamespaceType::Time)),
             ("mnt", CloneFlags::CLONE_NEWNS),
         ] {
             let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
             let ours = fs::read_link(format!("/proc/self/ns/{name}")).ok();
-            if fs::read_link(&theirs).ok() != ours {
+            // A kernel without the namespace type has no link: nothing to join.
+            let theirs_link = fs::read_link(&theirs).ok();
+            if theirs_link.is_some() && theirs_link != ours {
                 plan.join.push((flag, theirs));
             }
         }
@@ -187,6 +205,13 @@ pub struct Launch<'a> {
     /// Moves the calling process into the container's cgroup (called in C1,
     /// which C2 then inherits).
     pub enter_cgroup: &'a dyn Fn() -> Result<()>,
+    /// Hybrid hosts: the container's cgroup in the controller-less cgroup2
+    /// mount, which C2 is forked into (`CLONE_INTO_CGROUP`).
+    pub unified_cgroup: Option<&'a Path>,
+    /// Called in P once C1 is gone and C2 is the container's only process:
+    /// applies the pids limit, which C1 and C2 together could exceed (a
+    /// limit of 1).
+    pub limit_pids: &'a dyn Fn() -> Result<()>,
     /// State for createRuntime hooks (called in P with C2's pid).
     pub hook_state: &'a dyn Fn(i32) -> serde_json::Value,
 }
@@ -260,7 +285,15 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
         ch.expect(&Msg::MapIds).map_err(init_err)?;
         write_id_maps(c1.as_raw(), &l.ns)?;
     }
-    ch.send(&Msg::Go).ctx(|| "sync with child".into())?;
+    // A child that failed has exited after reporting: its report, not the
+    // broken pipe of our send, is the error.
+    let send_go = |what: &str| -> Result<()> {
+        ch.send(&Msg::Go).map_err(|e| match ch.recv() {
+            Ok(Some(Msg::Error(msg))) => Error::Init(msg),
+            _ => Error::io(what.to_string(), e),
+        })
+    };
+    send_go("sync with child")?;
     let pid = match ch.recv() {
         Ok(Some(Msg::Pid(p))) => p,
         Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
@@ -277,8 +310,8 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
         }
         Err(e) => return Err(Error::io("wait for namespace setup process", e.into())),
     }
-    ch.send(&Msg::Go)
-        .ctx(|| "sync with container process".into())?;
+    (l.limit_pids)()?;
+    send_go("sync with container process")?;
     match l.role {
         Role::Init {
             spec, ref fifo_dir, ..
@@ -289,10 +322,16 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
                     let state = (l.hook_state)(pid);
                     hooks::run(spec, HookKind::Prestart, &state)?;
                     hooks::run(spec, HookKind::CreateRuntime, &state)?;
-                    ch.send(&Msg::Go)
-                        .ctx(|| "sync with container process".into())?;
+                    send_go("sync with container process")?;
                 }
                 Ok(Some(Msg::SeccompFd(fd))) => forward_listener(l, ch, pid, fd)?,
+                Ok(Some(Msg::MountSource(recursive, path))) => {
+                    match open_tree_in(pid, Path::new(&path), recursive) {
+                        Ok(tree) => ch.send_fd(tree.as_fd()),
+                        Err(e) => ch.send(&Msg::Error(e)),
+                    }
+                    .ctx(|| "sync with container process".into())?;
+                }
                 Ok(Some(Msg::Ready)) if fifo_waits => return Ok(pid),
                 // `run`: wait until the process has executed (end-of-file: our
                 // close-on-exec socket closed) or failed to.
@@ -322,6 +361,48 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
             }
         },
     }
+}
+
+/// A detached copy (`open_tree(OPEN_TREE_CLONE)`) of the mount tree at
+/// `path` as process `pid`'s mount namespace sees it, opened with our
+/// credentials: a bind source that the container's user namespace cannot
+/// reach, or that lies below mounts the container already made.
+///
+/// This process visits `pid`'s mount namespace for the call and returns to
+/// its own (and its working directory); it is single-threaded (`launch`).
+fn open_tree_in(pid: i32, path: &Path, recursive: bool) -> std::result::Result<OwnedFd, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let open = |p: &str| fs::File::open(p).map_err(|e| format!("open {p}: {e}"));
+    let own = open("/proc/self/ns/mnt")?;
+    let theirs = open(&format!("/proc/{pid}/ns/mnt"))?;
+    let cwd = open(".")?;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("{}: path contains a NUL byte", path.display()))?;
+    nix::sched::setns(theirs.as_fd(), CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("join the container's mount namespace: {e}"))?;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | if recursive {
+            libc::AT_RECURSIVE as libc::c_uint
+        } else {
+            0
+        };
+    // SAFETY: `cpath` is a NUL-terminated string alive for the call.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
+    let err = std::io::Error::last_os_error();
+    // Back home before anything else; failing that, this process would go on
+    // in the container's mount namespace: stop.
+    if let Err(e) = nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWNS) {
+        eprintln!("strato: return to the runtime's mount namespace: {e}");
+        std::process::abort();
+    }
+    let _ = nix::unistd::fchdir(cwd.as_raw_fd());
+    if fd < 0 {
+        return Err(format!("open_tree: {err}"));
+    }
+    // SAFETY: open_tree returned a new descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Copies the seccomp listener `fd` out of the container process `pid`, lets
@@ -422,12 +503,37 @@ fn die(ch: &Channel, err: String, code: i32) -> ! {
 
 /// C1: namespaces, then fork C2.
 fn intermediate(l: &Launch, ch: &Channel) -> ! {
-    match setup_namespaces(l, ch) {
-        Ok(()) => {}
+    let (unified, deferred) = match setup_namespaces(l, ch) {
+        Ok(u) => u,
         Err(e) => die(ch, e, 1),
-    }
-    // SAFETY: C1 is a fork of a single-threaded process and is itself single-threaded.
-    match unsafe { nix::unistd::fork() } {
+    };
+    // The pid and cgroup namespaces of C2 are created by the clone3 that
+    // forks it into the unified cgroup: a failed clone3 then leaves no pid
+    // namespace whose first process died (which refuses every later fork),
+    // and the new cgroup namespace is rooted at the cgroup C2 is born in.
+    let clone3 = match &unified {
+        Some(cg) => fork_into_cgroup(cg, deferred).map_err(|e| {
+            tracing::debug!(error = %e, "clone3 into the unified cgroup failed; plain fork");
+        }),
+        None => Err(()),
+    };
+    let forked = match clone3 {
+        Ok(f) => Ok(f),
+        Err(()) => {
+            if !deferred.is_empty() {
+                if let Err(e) = nix::sched::unshare(deferred) {
+                    die(
+                        ch,
+                        format!("create namespaces {}: {e}", flag_names(deferred)),
+                        1,
+                    )
+                }
+            }
+            // SAFETY: C1 is a fork of a single-threaded process and is itself single-threaded.
+            unsafe { nix::unistd::fork() }
+        }
+    };
+    match forked {
         Ok(ForkResult::Child) => container_process(l, ch),
         Ok(ForkResult::Parent { child }) => {
             let code = if ch.send(&Msg::Pid(child.as_raw())).is_ok() {
@@ -442,12 +548,98 @@ fn intermediate(l: &Launch, ch: &Channel) -> ! {
     }
 }
 
-fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String> {
-    let enter = || -> std::result::Result<(), String> {
+/// `clone3(CLONE_INTO_CGROUP)`: forks like `fork(2)`, the child born in the
+/// cgroup2 directory `cgroup`. Joining that way takes the cgroup core's
+/// threadgroup lock only for reading; a `cgroup.procs` write takes it for
+/// writing, which waits for an RCU grace period (milliseconds per container).
+fn fork_into_cgroup(cgroup: &OwnedFd, namespaces: CloneFlags) -> nix::Result<ForkResult> {
+    /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+    #[repr(C)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP | namespaces.bits() as u64,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: cgroup.as_raw_fd() as u64,
+    };
+    // SAFETY: without CLONE_VM and with no stack given this is fork(2): the
+    // child gets a copy of this single-threaded process and returns here
+    // with 0. glibc's fork wrapper is bypassed, so no atfork handlers run
+    // (none are registered here) and the thread's cached tid is the
+    // parent's; nothing in the child relies on it (Rust's locks do not,
+    // glibc's raise and fork ask the kernel).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match r {
+        -1 => Err(nix::errno::Errno::last()),
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent {
+            child: Pid::from_raw(pid as i32),
+        }),
+    }
+}
+
+/// Joins and creates C2's namespaces; returns the unified cgroup to fork C2
+/// into (hybrid hosts) and the namespaces left for that fork to create.
+fn setup_namespaces(
+    l: &Launch,
+    ch: &Channel,
+) -> std::result::Result<(Option<OwnedFd>, CloneFlags), String> {
+    let mut unified = None;
+    let mut enter = || -> std::result::Result<(), String> {
         (l.enter_cgroup)().map_err(|e| e.to_string())?;
+        // Opened while the host's /sys/fs/cgroup is still in view; C2 is
+        // forked into it.
+        if let Some(p) = l.unified_cgroup {
+            match nix::fcntl::open(
+                p,
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                // SAFETY: `open` just returned this descriptor; we own it.
+                Ok(fd) => unified = Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+                Err(e) => {
+                    tracing::debug!(error = %e, path = %p.display(), "unified cgroup not joined")
+                }
+            }
+        }
         tracing::debug!("namespace setup: in cgroup");
         Ok(())
     };
+    if let Some(cpus) = &l.plan.affinity_initial {
+        // Before joining the cgroup, whose cpuset may move us (exec only).
+        process::set_affinity(cpus).map_err(|e| format!("process.execCPUAffinity.initial: {e}"))?;
+        // The step is runc's "nsexec"; its log line has this form.
+        tracing::debug!(
+            "namespace setup (runc's nsexec): affinity: {}",
+            process::cpu_mask_hex(cpus)
+        );
+    }
     // Joining another mount namespace hides the host's /sys/fs/cgroup: P set
     // the cgroup up before forking, enter it first.
     let early = l.ns.joins_mount();
@@ -467,9 +659,26 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String>
         // SAFETY: `open` just returned this descriptor; we own it.
         fds.push((*flag, path, unsafe { OwnedFd::from_raw_fd(fd) }));
     }
+    // A namespace refused before joining the user namespace (EPERM: one
+    // whose own user namespace we lack rights in, as when the runtime is not
+    // the host's root) gets a second try from inside it.
+    let joins_user = fds.iter().any(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER);
+    let mut retry = Vec::new();
     for (flag, path, fd) in &fds {
-        nix::sched::setns(fd.as_fd(), *flag)
-            .map_err(|e| format!("join namespace {}: {e}", path.display()))?;
+        match nix::sched::setns(fd.as_fd(), *flag) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EPERM) if joins_user && join_order(*flag) == 0 => {
+                retry.push((flag, path, fd));
+                continue;
+            }
+            Err(e) => return Err(format!("join namespace {}: {e}", path.display())),
+        }
+        if *flag == CloneFlags::CLONE_NEWUSER {
+            for (flag, path, fd) in retry.drain(..) {
+                nix::sched::setns(fd.as_fd(), *flag)
+                    .map_err(|e| format!("join namespace {}: {e}", path.display()))?;
+            }
+        }
     }
     drop(fds);
     if l.ns.new_user {
@@ -479,8 +688,15 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String>
     }
     // Create the namespaces while P sets up the cgroup; the cgroup namespace
     // waits, since its root is the cgroup we are in when it is created.
-    let later = l.ns.new & CloneFlags::CLONE_NEWCGROUP;
-    let now = l.ns.new - later;
+    // With a unified cgroup to fork C2 into, its pid and cgroup namespaces
+    // come with that fork (see `intermediate`).
+    let deferred = if l.unified_cgroup.is_some() {
+        l.ns.new & (CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWCGROUP)
+    } else {
+        CloneFlags::empty()
+    };
+    let later = (l.ns.new & CloneFlags::CLONE_NEWCGROUP) - deferred;
+    let now = l.ns.new - later - deferred;
     if !now.is_empty() {
         nix::sched::unshare(now)
             .map_err(|e| format!("create namespaces {}: {e}", flag_names(now)))?;
@@ -491,22 +707,36 @@ fn setup_namespaces(l: &Launch, ch: &Channel) -> std::result::Result<(), String>
         // moving a task between cgroups requires.
         enter()?;
     }
-    if l.ns.in_userns() {
-        let root_g = nix::unistd::Gid::from_raw(0);
-        let root_u = nix::unistd::Uid::from_raw(0);
-        nix::unistd::setresgid(root_g, root_g, root_g).map_err(|e| {
-            format!("become root in the user namespace (gid 0 must be mapped): {e}")
-        })?;
-        nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| {
-            format!("become root in the user namespace (uid 0 must be mapped): {e}")
+    if !l.ns.time_offsets.is_empty() {
+        // The offsets of a new time namespace can be set only until a
+        // process enters it: C2, forked next, is the first. Written before
+        // becoming root of a new user namespace: that change of credentials
+        // makes /proc/self owned by the host's root, out of our reach.
+        fs::write("/proc/self/timens_offsets", &l.ns.time_offsets).map_err(|e| {
+            format!(
+                "set linux.timeOffsets ({:?}): {e}",
+                l.ns.time_offsets.trim()
+            )
         })?;
     }
+    // C1 stays the host's root (C2 becomes root of a user namespace itself):
+    // forking into the unified cgroup needs write access to it.
     if !later.is_empty() {
         nix::sched::unshare(later)
             .map_err(|e| format!("create namespaces {}: {e}", flag_names(later)))?;
     }
     tracing::debug!("namespace setup: unshared");
-    Ok(())
+    Ok((unified, deferred))
+}
+
+/// In a user namespace: become its root (uid and gid 0 must be mapped).
+fn become_userns_root() -> std::result::Result<(), String> {
+    let root_g = nix::unistd::Gid::from_raw(0);
+    let root_u = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_g, root_g, root_g)
+        .map_err(|e| format!("become root in the user namespace (gid 0 must be mapped): {e}"))?;
+    nix::unistd::setresuid(root_u, root_u, root_u)
+        .map_err(|e| format!("become root in the user namespace (uid 0 must be mapped): {e}"))
 }
 
 fn flag_names(f: CloneFlags) -> String {
@@ -528,6 +758,11 @@ fn flag_names(f: CloneFlags) -> String {
 
 /// C2: becomes the container process; never returns.
 fn container_process(l: &Launch, ch: &Channel) -> ! {
+    if l.ns.in_userns() {
+        if let Err(e) = become_userns_root() {
+            die(ch, e, 1)
+        }
+    }
     if let Err(e) = ch.expect(&Msg::Go) {
         die(ch, e, 1)
     }
@@ -615,12 +850,27 @@ fn init_setup(
         sys.setdomainname(d)
             .map_err(|e| format!("set domainname {d:?}: {e}"))?;
     }
+    let open_source = |src: &Path, recursive: bool| -> Result<OwnedFd> {
+        let what = || format!("bind mount source {}", src.display());
+        ch.send(&Msg::MountSource(
+            recursive,
+            src.to_string_lossy().into_owned(),
+        ))
+        .map_err(|e| Error::io(what(), e))?;
+        ch.recv_fd()
+            .map_err(|e| Error::Init(format!("{}: {e}", what())))
+    };
     let ctx = RootfsContext {
         rootfs,
         bundle,
         spec,
         cgroup,
         userns: l.ns.in_userns(),
+        // Only a new user namespace hides what the host's root can open.
+        mount_source: l
+            .ns
+            .new_user
+            .then_some(&open_source as &rootfs::OpenMountSource),
     };
     tracing::debug!("container process: mounting");
     rootfs::prepare(&sys, &ctx).map_err(s)?;
@@ -720,7 +970,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plan_orders_joins_user_first_mount_last() {
+    fn plan_orders_joins_user_after_the_others_mount_last() {
         let spec = crate::spec::parse(
             r#"{"ociVersion":"1.0.2","linux":{"namespaces":[
                 {"type":"mount","path":"/proc/1/ns/mnt"},{"type":"network","path":"/proc/1/ns/net"},
@@ -733,8 +983,8 @@ mod tests {
         assert_eq!(
             order,
             vec![
-                CloneFlags::CLONE_NEWUSER,
                 CloneFlags::CLONE_NEWNET,
+                CloneFlags::CLONE_NEWUSER,
                 CloneFlags::CLONE_NEWNS
             ]
         );

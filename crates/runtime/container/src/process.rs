@@ -60,6 +60,12 @@ pub struct ProcessPlan {
     pub scheduler: Option<SchedAttr>,
     /// Whether the cpuset limits the CPUs (a scheduler EPERM then says why).
     pub cpus_restricted: bool,
+    /// `process.execCPUAffinity.initial`: the CPUs of the launching process
+    /// before it joins the cgroup (exec only; `None` for a container's init).
+    pub affinity_initial: Option<Vec<usize>>,
+    /// `process.execCPUAffinity.final`: the process's CPUs once in the
+    /// cgroup; `None` allows every CPU (the cpuset still limits).
+    pub affinity_final: Option<Vec<usize>>,
     /// Where the seccomp agent listens (`linux.seccomp.listenerPath`, a
     /// path or `@abstract` name) and its `listenerMetadata`, when the filter
     /// has `SCMP_ACT_NOTIFY` rules.
@@ -234,6 +240,21 @@ impl ProcessPlan {
             .map(io_priority)
             .transpose()?;
         let scheduler = process.scheduler().as_ref().map(sched_attr);
+        let affinity = process.exec_cpu_affinity().as_ref();
+        let cpus = |what: &str, list: Option<&String>| {
+            list.filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    parse_cpu_list(l).map_err(|e| {
+                        Error::Usage(format!("process.execCPUAffinity.{what} {l:?}: {e}"))
+                    })
+                })
+                .transpose()
+        };
+        let affinity_initial = cpus("initial", affinity.and_then(|a| a.initial().as_ref()))?;
+        let affinity_final = cpus(
+            "final",
+            affinity.and_then(|a| a.cpu_affinity_final().as_ref()),
+        )?;
         let mut seccomp_listener = None;
         let compiled = match seccomp {
             Some(s) => {
@@ -286,10 +307,64 @@ impl ProcessPlan {
             io_priority,
             scheduler,
             cpus_restricted: false,
+            affinity_initial,
+            affinity_final,
             seccomp_listener,
             stdio: None,
         })
     }
+}
+
+/// A CPU list as in `cpuset.cpus` and execCPUAffinity (`0-3,7`).
+pub fn parse_cpu_list(list: &str) -> std::result::Result<Vec<usize>, String> {
+    let max = nix::sched::CpuSet::count();
+    let mut out = Vec::new();
+    for part in list.trim().split(',') {
+        let part = part.trim();
+        let num = |n: &str| {
+            n.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{part:?} is not a CPU number or range"))
+        };
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => (num(part)?, num(part)?),
+        };
+        if lo > hi {
+            return Err(format!("range {part:?} runs backwards"));
+        }
+        if hi >= max {
+            return Err(format!("CPU {hi} is beyond the {max} CPUs a mask holds"));
+        }
+        out.extend(lo..=hi);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// The affinity mask of `cpus` in hex (`0x5` for CPUs 0 and 2).
+pub fn cpu_mask_hex(cpus: &[usize]) -> String {
+    let words = cpus.iter().max().map_or(1, |m| m / 64 + 1);
+    let mut w = vec![0u64; words];
+    for &c in cpus {
+        w[c / 64] |= 1 << (c % 64);
+    }
+    let mut out = format!("0x{:x}", w[words - 1]);
+    for word in w[..words - 1].iter().rev() {
+        out.push_str(&format!("{word:016x}"));
+    }
+    out
+}
+
+/// Sets the calling thread's CPU affinity to `cpus`.
+pub fn set_affinity(cpus: &[usize]) -> std::result::Result<(), String> {
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cpus {
+        set.set(c).map_err(|e| format!("CPU {c}: {e}"))?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .map_err(|e| format!("set CPU affinity {}: {e}", cpu_mask_hex(cpus)))
 }
 
 /// One entry per variable, the last value winning, in first-seen order (as runc).
@@ -314,12 +389,17 @@ fn os<T>(what: &str, r: nix::Result<T>) -> std::result::Result<T, String> {
 /// Runs in the forked child.
 pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), String> {
     // The caller's CPU affinity (e.g. `taskset -c 0 strato …`) is not the
-    // container's: allow every CPU; the cpuset cgroup still limits.
-    let mut all = nix::sched::CpuSet::new();
-    for cpu in 0..nix::sched::CpuSet::count() {
-        let _ = all.set(cpu);
+    // container's: allow every CPU, the cpuset cgroup still limits; or the
+    // final set of process.execCPUAffinity.
+    if let Some(cpus) = &plan.affinity_final {
+        set_affinity(cpus).map_err(|e| format!("process.execCPUAffinity.final: {e}"))?;
+    } else {
+        let mut all = nix::sched::CpuSet::new();
+        for cpu in 0..nix::sched::CpuSet::count() {
+            let _ = all.set(cpu);
+        }
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all);
     }
-    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all);
     if let Some(persona) = plan.personality {
         // SAFETY: personality takes one integer and touches no memory of ours.
         if unsafe { libc::personality(persona) } == -1 {
@@ -448,7 +528,7 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
                 if !inheritable.contains(cap) {
                     // As runc: the kernel would refuse; warn and go on.
                     eprintln!(
-                        "strato: warning: ambient capability {cap} is not inheritable: ignored"
+                        "strato: warning: can't raise ambient capability {cap}: it is not in process.capabilities.inheritable: ignored"
                     );
                     continue;
                 }
@@ -818,6 +898,30 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(dedup_env(&env), vec!["A=1", "ONE=", "B=2"]);
+    }
+
+    #[test]
+    fn cpu_lists_and_masks() {
+        assert_eq!(parse_cpu_list("0-3,7").unwrap(), vec![0, 1, 2, 3, 7]);
+        assert_eq!(parse_cpu_list("1,0-1").unwrap(), vec![0, 1]);
+        assert_eq!(cpu_mask_hex(&[1]), "0x2");
+        assert_eq!(cpu_mask_hex(&[0, 1]), "0x3");
+        assert_eq!(cpu_mask_hex(&[64]), "0x10000000000000000");
+        assert!(parse_cpu_list("3-1").unwrap_err().contains("backwards"));
+        assert!(parse_cpu_list("x").is_err());
+        assert!(parse_cpu_list("99999").unwrap_err().contains("beyond"));
+    }
+
+    #[test]
+    fn exec_cpu_affinity_is_parsed_into_the_plan() {
+        let p: Process = serde_json::from_str(
+            r#"{"args":["true"],"cwd":"/","user":{"uid":0,"gid":0},
+                "execCPUAffinity":{"initial":"0","final":"0-1"}}"#,
+        )
+        .unwrap();
+        let plan = ProcessPlan::new(&p, None).unwrap();
+        assert_eq!(plan.affinity_initial, Some(vec![0]));
+        assert_eq!(plan.affinity_final, Some(vec![0, 1]));
     }
 
     #[test]

@@ -28,6 +28,38 @@ pub struct RootfsContext<'a> {
     pub cgroup: &'a CgroupView,
     /// In a new user namespace device nodes can't be created: they are bind-mounted.
     pub userns: bool,
+    /// In a user namespace, bind-mount sources are opened by the runtime
+    /// outside it (where the host's root may reach them) and arrive as
+    /// detached mounts: `(source, recursive)` → the mount's descriptor.
+    pub mount_source: Option<&'a OpenMountSource<'a>>,
+}
+
+/// Opens a bind-mount source `(path, recursive)` as a detached mount.
+pub type OpenMountSource<'a> = dyn Fn(&Path, bool) -> Result<std::os::fd::OwnedFd> + 'a;
+
+/// Attaches the detached mount `tree` (from `open_tree`) at `dest`.
+fn move_mount_to(tree: &std::os::fd::OwnedFd, dest: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let to = std::ffi::CString::new(dest.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: both paths are NUL-terminated strings alive for the call; the
+    // descriptor is open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Parsed `mounts[].options`.
@@ -38,6 +70,12 @@ pub struct MountOptions {
     pub data: Vec<String>,
     pub bind: bool,
     pub recursive: bool,
+    /// `tmpcopyup`: fill a tmpfs with what it covers.
+    pub copy_up: bool,
+    /// `rro`, `rnosuid`, …: MOUNT_ATTR_* bits to set and clear on the
+    /// whole mount tree (mount_setattr with AT_RECURSIVE).
+    pub rec_set: u64,
+    pub rec_clear: u64,
 }
 
 impl Default for MountOptions {
@@ -48,8 +86,44 @@ impl Default for MountOptions {
             data: Vec::new(),
             bind: false,
             recursive: false,
+            copy_up: false,
+            rec_set: 0,
+            rec_clear: 0,
         }
     }
+}
+
+/// Copies the contents of directory `from` into `to`, keeping modes, owners
+/// and symlinks (tmpcopyup). Files other than regular ones, directories and
+/// symlinks (device nodes, sockets) are skipped.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let top = std::fs::metadata(from)?;
+    std::os::unix::fs::lchown(to, Some(top.uid()), Some(top.gid()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(top.mode() & 0o7777))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        let md = std::fs::symlink_metadata(&src)?;
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+            continue;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else {
+            continue;
+        }
+        std::os::unix::fs::lchown(&dst, Some(md.uid()), Some(md.gid()))?;
+        if !ft.is_symlink() {
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
 }
 
 /// Splits mount(8)-style options into flags, propagation changes and fs data.
@@ -98,8 +172,18 @@ pub fn parse_options(options: &[String]) -> MountOptions {
                     .push(propagation_flags(opt).unwrap_or(MsFlags::MS_PRIVATE));
                 continue;
             }
+            "tmpcopyup" => {
+                out.copy_up = true;
+                continue;
+            }
+            o if recursive_attr(o).is_some() => {
+                let (set, clear) = recursive_attr(o).unwrap_or_default();
+                out.rec_set = (out.rec_set & !clear) | set;
+                out.rec_clear = (out.rec_clear & !set) | clear;
+                continue;
+            }
             // Accepted by runc and containerd, meaningless here.
-            "tmpcopyup" | "idmap" | "ridmap" => continue,
+            "idmap" | "ridmap" => continue,
             _ => {
                 out.data.push(opt.clone());
                 continue;
@@ -125,6 +209,16 @@ pub fn propagation_flags(name: &str) -> Option<MsFlags> {
         _ => return None,
     };
     Some(f | rec)
+}
+
+/// A mount destination as a path inside the container. One given with the
+/// rootfs' host path in front (`/bundle/rootfs/mnt`) means the path below it
+/// (`/mnt`), as runc reads it; symlinks are still resolved inside the rootfs.
+pub fn container_path(rootfs: &Path, destination: &Path) -> PathBuf {
+    match destination.strip_prefix(rootfs) {
+        Ok(rest) if rootfs != Path::new("/") => Path::new("/").join(rest),
+        _ => destination.to_path_buf(),
+    }
 }
 
 /// Joins `unsafe_path` to `root` resolving symlinks as if `root` were `/`, so no
@@ -218,8 +312,14 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
     // Read-only filesystems are mounted writable and made read-only at the
     // end, so mounts (and device nodes) can still be made beneath them.
     let mut read_only = Vec::new();
+    let mut recursive_attrs = Vec::new();
     for m in &mounts {
         mount_one(sys, ctx, m, &mut read_only)?;
+        let o = parse_options(m.options().as_deref().unwrap_or(&[]));
+        if o.rec_set != 0 || o.rec_clear != 0 {
+            let dest = secure_join(ctx.rootfs, &container_path(ctx.rootfs, m.destination()))?;
+            recursive_attrs.push((dest, o.rec_set, o.rec_clear));
+        }
     }
     let dev_mounted = mounts.iter().any(|m| m.destination() == Path::new("/dev"));
     if dev_mounted {
@@ -259,7 +359,80 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
         )
         .map_err(|e| mnt_err("remount read-only", dest, e))?;
     }
+    // rro, rnosuid & co.: the attributes of a whole mount tree, last (like
+    // read-only remounts, so nothing below was blocked while mounting).
+    for (dest, set, clear) in recursive_attrs.iter().rev() {
+        set_tree_attrs(dest, *set, *clear)
+            .map_err(|e| mnt_err("set recursive mount attributes (mount_setattr) of", dest, e))?;
+    }
     Ok(())
+}
+
+/// `mount_setattr(AT_RECURSIVE)`: sets and clears MOUNT_ATTR_* on every
+/// mount of the tree at `dest`.
+fn set_tree_attrs(dest: &Path, set: u64, clear: u64) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let path = std::ffi::CString::new(dest.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `path` is NUL-terminated and `attr` a mount_attr of the size
+    // passed, both alive for the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The MOUNT_ATTR_* bits a recursive option (`rro`, `rnosuid`, …) sets and
+/// clears; `None` for other options.
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    const RDONLY: u64 = 0x1;
+    const NOSUID: u64 = 0x2;
+    const NODEV: u64 = 0x4;
+    const NOEXEC: u64 = 0x8;
+    const ATIME_MASK: u64 = 0x70;
+    const NOATIME: u64 = 0x10;
+    const STRICTATIME: u64 = 0x20;
+    const NODIRATIME: u64 = 0x80;
+    Some(match opt {
+        "rro" => (RDONLY, 0),
+        "rrw" => (0, RDONLY),
+        "rnosuid" => (NOSUID, 0),
+        "rsuid" => (0, NOSUID),
+        "rnodev" => (NODEV, 0),
+        "rdev" => (0, NODEV),
+        "rnoexec" => (NOEXEC, 0),
+        "rexec" => (0, NOEXEC),
+        "rnodiratime" => (NODIRATIME, 0),
+        "rdiratime" => (0, NODIRATIME),
+        // The atime modes replace each other: clear the field, set one.
+        "rrelatime" => (0, ATIME_MASK),
+        "rnoatime" => (NOATIME, ATIME_MASK),
+        "rstrictatime" => (STRICTATIME, ATIME_MASK),
+        _ => return None,
+    })
 }
 
 fn mount_one(
@@ -268,7 +441,8 @@ fn mount_one(
     m: &Mount,
     read_only: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    let dest = secure_join(ctx.rootfs, m.destination())?;
+    let destination = container_path(ctx.rootfs, m.destination());
+    let dest = secure_join(ctx.rootfs, &destination)?;
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
     // procfs and sysfs go on real directories only: a symlink in the image
@@ -276,7 +450,7 @@ fn mount_one(
     if matches!(typ, "proc" | "sysfs") {
         let literal = ctx
             .rootfs
-            .join(m.destination().strip_prefix("/").unwrap_or(m.destination()));
+            .join(destination.strip_prefix("/").unwrap_or(&destination));
         if literal != dest || std::fs::symlink_metadata(&literal).is_ok_and(|md| !md.is_dir()) {
             return Err(Error::Init(format!(
                 "{typ} must be mounted on ordinary directory: {} is a symlink or not a directory in the rootfs",
@@ -300,7 +474,18 @@ fn mount_one(
         } else {
             ctx.bundle.join(src)
         };
-        let md = std::fs::metadata(&src).map_err(|e| {
+        let tree = match ctx.mount_source {
+            Some(open) => Some(open(&src, opts.recursive)?),
+            None => None,
+        };
+        let md = match &tree {
+            Some(t) => t
+                .try_clone()
+                .map(std::fs::File::from)
+                .and_then(|f| f.metadata()),
+            None => std::fs::metadata(&src),
+        }
+        .map_err(|e| {
             Error::io(
                 format!(
                     "bind mount source {} for {}",
@@ -325,8 +510,12 @@ fn mount_one(
         if opts.recursive {
             flags |= MsFlags::MS_REC;
         }
-        sys.mount(Some(&src), &dest, None, flags, None)
-            .map_err(|e| mnt_err(&format!("bind mount {} on", src.display()), &dest, e))?;
+        match &tree {
+            Some(t) => move_mount_to(t, &dest),
+            None => sys.mount(Some(&src), &dest, None, flags, None),
+        }
+        .map_err(|e| mnt_err(&format!("bind mount {} on", src.display()), &dest, e))?;
+        drop(tree);
         let extra = opts.flags & !MsFlags::MS_REMOUNT;
         if !extra.is_empty() {
             let keep = sys.mount_flags(&dest).unwrap_or(MsFlags::empty());
@@ -340,12 +529,22 @@ fn mount_one(
             .map_err(|e| mnt_err("remount", &dest, e))?;
         }
     } else {
+        let existed = std::fs::symlink_metadata(&dest).is_ok();
         sys.mkdir_all(&dest, 0o755)
             .map_err(|e| mnt_err("create mount point", &dest, e))?;
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
         let flags = opts.flags - MsFlags::MS_RDONLY;
-        // A tmpfs without mode= keeps the mode of the directory it covers.
-        let data = if typ == "tmpfs" && !opts.data.iter().any(|d| d.starts_with("mode=")) {
+        // tmpcopyup: what the tmpfs covers is copied into it, read through a
+        // descriptor of the directory taken before it is covered.
+        let copy_from = if typ == "tmpfs" && opts.copy_up && existed {
+            Some(std::fs::File::open(&dest).map_err(|e| mnt_err("open for tmpcopyup", &dest, e))?)
+        } else {
+            None
+        };
+        // A tmpfs without mode= keeps the mode of the directory it covers
+        // (one the runtime just made has none to keep: tmpfs' own 1777).
+        let data = if typ == "tmpfs" && existed && !opts.data.iter().any(|d| d.starts_with("mode="))
+        {
             use std::os::unix::fs::PermissionsExt;
             match std::fs::metadata(&dest) {
                 Ok(md) => {
@@ -361,6 +560,15 @@ fn mount_one(
             data
         };
         let res = sys.mount(Some(&source), &dest, Some(typ), flags, data.as_deref());
+        if let (Ok(()), Some(dir)) = (&res, &copy_from) {
+            use std::os::fd::AsRawFd;
+            // /proc is still the host's here: the magic link reaches the
+            // covered directory.
+            let from = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+            copy_tree(&from, &dest)
+                .map_err(|e| mnt_err("tmpcopyup: copy the covered directory into", &dest, e))?;
+        }
+        drop(copy_from);
         match res {
             Ok(()) if opts.flags.contains(MsFlags::MS_RDONLY) => read_only.push(dest.clone()),
             Ok(()) => {}
@@ -600,6 +808,9 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
             .map_err(|e| Error::io(format!("set sysctl {key}={value} ({})", path.display()), e))?;
     }
     let mut masked: Vec<&String> = Vec::new();
+    // Masked directories share one read-only tmpfs (one mount, one device):
+    // the first gets it, the others a bind of it.
+    let mut shared_tmpfs: Option<PathBuf> = None;
     for p in linux
         .and_then(|l| l.masked_paths().as_ref())
         .into_iter()
@@ -609,7 +820,7 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
             continue;
         }
         masked.push(p);
-        mask_path(sys, Path::new(p))?;
+        mask_path(sys, Path::new(p), &mut shared_tmpfs)?;
     }
     for p in linux
         .and_then(|l| l.readonly_paths().as_ref())
@@ -644,19 +855,29 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn mask_path(sys: &dyn Syscall, path: &Path) -> Result<()> {
+fn mask_path(sys: &dyn Syscall, path: &Path, shared_tmpfs: &mut Option<PathBuf>) -> Result<()> {
     let md = match std::fs::metadata(path) {
         Ok(md) => md,
         Err(_) => return Ok(()),
     };
     let res = if md.is_dir() {
-        sys.mount(
-            Some(Path::new("tmpfs")),
-            path,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            None,
-        )
+        match shared_tmpfs {
+            // A bind keeps the read-only flag of the mount it copies.
+            Some(first) => sys.mount(Some(first), path, None, MsFlags::MS_BIND, None),
+            None => {
+                let res = sys.mount(
+                    Some(Path::new("tmpfs")),
+                    path,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY,
+                    None,
+                );
+                if res.is_ok() {
+                    *shared_tmpfs = Some(path.to_path_buf());
+                }
+                res
+            }
+        }
     } else {
         sys.mount(
             Some(Path::new("/dev/null")),
@@ -765,6 +986,7 @@ mod tests {
             spec,
             cgroup,
             userns,
+            mount_source: None,
         }
     }
 
@@ -867,6 +1089,110 @@ mod tests {
         assert_eq!(calls[1], Call::PivotRoot(".".into(), ".".into()));
         assert_eq!(calls[3], Call::Umount(".".into(), MntFlags::MNT_DETACH));
         assert_eq!(calls[4], Call::Chdir("/".into()));
+    }
+
+    #[test]
+    fn destinations_with_the_rootfs_prefix_are_container_paths() {
+        let r = Path::new("/b/rootfs");
+        assert_eq!(
+            container_path(r, Path::new("/b/rootfs/mnt/x")),
+            Path::new("/mnt/x")
+        );
+        assert_eq!(container_path(r, Path::new("/b/rootfs")), Path::new("/"));
+        assert_eq!(container_path(r, Path::new("/mnt")), Path::new("/mnt"));
+        // A mere string prefix is not a path prefix.
+        assert_eq!(
+            container_path(r, Path::new("/b/rootfs2/a")),
+            Path::new("/b/rootfs2/a")
+        );
+    }
+
+    #[test]
+    fn masked_directories_share_one_tmpfs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        let spec = spec_with(&format!(
+            r#"{{"ociVersion":"1.0.2","linux":{{"maskedPaths":[{a:?},{file:?},{b:?},{a:?}]}}}}"#
+        ));
+        let rec = Recorder::default();
+        finish(&rec, &spec).unwrap();
+        let calls = rec.calls();
+        let mounts: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount {
+                    source,
+                    target,
+                    fstype,
+                    flags,
+                    ..
+                } => Some((
+                    source.clone().unwrap(),
+                    target.clone(),
+                    fstype.clone(),
+                    *flags,
+                )),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            mounts,
+            vec![
+                (
+                    "tmpfs".into(),
+                    a.clone(),
+                    Some("tmpfs".into()),
+                    MsFlags::MS_RDONLY
+                ),
+                ("/dev/null".into(), file, None, MsFlags::MS_BIND),
+                (a, b, None, MsFlags::MS_BIND),
+            ]
+        );
+    }
+
+    #[test]
+    fn recursive_options_are_mount_attributes_not_data() {
+        let o = opts(&["rbind", "rro", "rnosuid", "rnoatime"]);
+        assert!(o.data.is_empty(), "{:?}", o.data);
+        assert_eq!(o.rec_set, 0x1 | 0x2 | 0x10);
+        assert_eq!(o.rec_clear, 0x70);
+        // A later option undoes an earlier one.
+        let o = opts(&["rro", "rrw"]);
+        assert_eq!((o.rec_set, o.rec_clear), (0, 0x1));
+    }
+
+    #[test]
+    fn tmpcopyup_is_an_option_not_data() {
+        let o = opts(&["tmpcopyup", "size=1m"]);
+        assert!(o.copy_up);
+        assert_eq!(o.data, vec!["size=1m"]);
+    }
+
+    #[test]
+    fn copy_tree_keeps_modes_and_symlinks() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (from, to) = (tmp.path().join("from"), tmp.path().join("to"));
+        std::fs::create_dir_all(from.join("d/e")).unwrap();
+        std::fs::set_permissions(from.join("d"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::write(from.join("d/e/f"), "data").unwrap();
+        std::fs::set_permissions(from.join("d/e/f"), std::fs::Permissions::from_mode(0o640))
+            .unwrap();
+        std::os::unix::fs::symlink("d/e/f", from.join("l")).unwrap();
+        std::fs::create_dir(&to).unwrap();
+        copy_tree(&from, &to).unwrap();
+        let mode = |p: &str| std::fs::metadata(to.join(p)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode("d"), 0o777);
+        assert_eq!(mode("d/e/f"), 0o640);
+        assert_eq!(std::fs::read_to_string(to.join("d/e/f")).unwrap(), "data");
+        assert_eq!(
+            std::fs::read_link(to.join("l")).unwrap(),
+            Path::new("d/e/f")
+        );
     }
 
     #[test]

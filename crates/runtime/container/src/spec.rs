@@ -176,6 +176,19 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
     if maps && !has_userns {
         return Err("linux.uidMappings are set but linux.namespaces has no user namespace".into());
     }
+    if let Some(offsets) = linux.time_offsets().as_ref().filter(|o| !o.is_empty()) {
+        let new_timens = namespaces.iter().any(|n| {
+            n.typ() == LinuxNamespaceType::Time
+                && n.path().as_ref().is_none_or(|p| p.as_os_str().is_empty())
+        });
+        if !new_timens {
+            return Err(
+                "linux.timeOffsets are set but linux.namespaces creates no time namespace: add {\"type\": \"time\"}"
+                    .into(),
+            );
+        }
+        time_offsets(offsets)?;
+    }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
             return Err(format!(
@@ -185,6 +198,32 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// `linux.timeOffsets` as /proc/PID/timens_offsets takes them: one
+/// `CLOCK SECS NANOSECS` line per clock, for `monotonic` and `boottime` (the
+/// clocks a time namespace offsets).
+pub fn time_offsets(
+    offsets: &std::collections::HashMap<String, oci_spec::runtime::LinuxTimeOffset>,
+) -> std::result::Result<String, String> {
+    let mut clocks: Vec<_> = offsets.iter().collect();
+    clocks.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = String::new();
+    for (clock, off) in clocks {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(format!(
+                "linux.timeOffsets: unknown clock {clock:?}: a time namespace offsets \"monotonic\" and \"boottime\""
+            ));
+        }
+        let nanos = off.nanosecs().unwrap_or(0);
+        if nanos >= 1_000_000_000 {
+            return Err(format!(
+                "linux.timeOffsets.{clock}.nanosecs {nanos} must be below 1000000000"
+            ));
+        }
+        out.push_str(&format!("{clock} {} {nanos}\n", off.secs().unwrap_or(0)));
+    }
+    Ok(out)
 }
 
 /// Resolves `root.path` against the bundle. A relative path must stay inside the bundle.
@@ -289,6 +328,49 @@ mod tests {
         "root": {"path": "rootfs"},
         "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]}
     }"#;
+
+    fn with_time(namespaces: &str, offsets: &str) -> std::result::Result<(), String> {
+        let text = format!(
+            r#"{{"ociVersion": "1.0.2",
+                "process": {{"args": ["sh"], "cwd": "/", "user": {{"uid": 0, "gid": 0}}}},
+                "root": {{"path": "rootfs"}},
+                "linux": {{"namespaces": [{{"type": "mount"}}{namespaces}], "timeOffsets": {offsets}}}}}"#
+        );
+        validate(&parse(text.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn time_offsets_render_for_the_kernel_and_need_a_new_time_namespace() {
+        let offsets =
+            r#"{"monotonic": {"secs": 7881, "nanosecs": 2718281}, "boottime": {"secs": -5}}"#;
+        assert!(with_time(r#", {"type": "time"}"#, offsets).is_ok());
+        let spec = parse(
+            format!(r#"{{"ociVersion": "1.0.2", "linux": {{"timeOffsets": {offsets}}}}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let text = time_offsets(
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .time_offsets()
+                .as_ref()
+                .unwrap(),
+        );
+        assert_eq!(text.unwrap(), "boottime -5 0\nmonotonic 7881 2718281\n");
+        let e = with_time("", offsets).unwrap_err();
+        assert!(e.contains("no time namespace"), "{e}");
+        let e = with_time(r#", {"type": "time", "path": "/proc/1/ns/time"}"#, offsets).unwrap_err();
+        assert!(e.contains("no time namespace"), "{e}");
+        let e = with_time(r#", {"type": "time"}"#, r#"{"realtime": {"secs": 1}}"#).unwrap_err();
+        assert!(e.contains("unknown clock \"realtime\""), "{e}");
+        let e = with_time(
+            r#", {"type": "time"}"#,
+            r#"{"boottime": {"secs": 1, "nanosecs": 1000000000}}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("nanosecs"), "{e}");
+    }
 
     fn bundle_with(config: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

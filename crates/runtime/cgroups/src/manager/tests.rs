@@ -48,6 +48,7 @@ fn v1(cgroups_path: &str) -> Fixture {
         &["devices"],
         &["freezer"],
         &["pids"],
+        &["blkio"],
         &["name=systemd"],
     ];
     let mut mounts = Vec::new();
@@ -116,7 +117,7 @@ fn enter_moves_the_current_thread_without_the_global_lock() {
     let f = v1("/strato/c1");
     f.mgr.create().unwrap();
     f.mgr.enter().unwrap();
-    assert_eq!(f.io.writes_to("tasks").len(), 7);
+    assert_eq!(f.io.writes_to("tasks").len(), 8);
     assert!(f.io.writes_to("tasks").iter().all(|v| v == "0"));
     assert!(f.io.writes_to("cgroup.procs").is_empty());
     let g = v2("strato/c1");
@@ -130,7 +131,7 @@ fn paths_cover_every_hierarchy() {
     let f = v1("/strato/c1");
     let paths = f.mgr.paths();
     // The hybrid host's controller-less unified mount is not used.
-    assert_eq!(paths.len(), 7);
+    assert_eq!(paths.len(), 8);
     assert_eq!(f.mgr.version(), Version::V1);
     assert_eq!(f.mgr.cgroups_path(), Path::new("strato/c1"));
     let cpu = f.mgr.path("cpuacct").unwrap();
@@ -363,7 +364,8 @@ fn pids_limit_and_max() {
     f.mgr
         .apply(&resources(json!({"pids": {"limit": 0}})))
         .unwrap();
-    assert_eq!(f.read("pids", "pids.max"), "max");
+    // 0 means 1 (runc, systemd's TasksMax), not unlimited.
+    assert_eq!(f.read("pids", "pids.max"), "1");
     f.mgr
         .apply(&resources(json!({"pids": {"limit": -1}})))
         .unwrap();
@@ -378,19 +380,22 @@ fn v1_devices_deny_all_then_rules_in_order() {
         {"allow": false, "access": "rwm"},
         {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
         {"allow": false, "type": "c", "major": 5, "minor": 1, "access": "rwm"},
-        {"allow": true, "type": "c", "major": 136, "access": "rwm"}
+        {"allow": true, "type": "c", "major": 136, "access": "rwm"},
+        {"allow": false, "type": "c", "major": 136, "minor": 5, "access": "w"},
+        {"allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa"}
     ]}));
     f.mgr.apply(&r).unwrap();
     let dev: Vec<_> = names(&f.io.writes())
         .into_iter()
         .filter(|(n, _)| n.starts_with("devices."))
         .collect();
+    // Deny rules for what nothing allowed are already in force after
+    // "deny a" and are skipped (even one the kernel would refuse: "rwa").
     let expect: Vec<(String, String)> = [
         ("devices.deny", "a"),
-        ("devices.deny", "a *:* rwm"),
         ("devices.allow", "c 1:3 rwm"),
-        ("devices.deny", "c 5:1 rwm"),
         ("devices.allow", "c 136:* rwm"),
+        ("devices.deny", "c 136:5 w"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -430,6 +435,29 @@ fn v1_rejects_unified_map() {
         .apply(&resources(json!({"unified": {"memory.high": "1000"}})))
         .unwrap_err();
     assert!(err.to_string().contains("v1"), "{err}");
+    assert!(err.to_string().contains("invalid configuration"), "{err}");
+}
+
+#[test]
+fn frozen_state_of_an_existing_cgroup() {
+    let f = v1("/strato/c1");
+    // Not created yet: not frozen.
+    assert!(!f.mgr.is_frozen().unwrap());
+    f.mgr.create().unwrap();
+    f.kernel_file("freezer", "freezer.state", "THAWED\n");
+    assert!(!f.mgr.is_frozen().unwrap());
+    f.kernel_file("freezer", "freezer.state", "FROZEN\n");
+    assert!(f.mgr.is_frozen().unwrap());
+    f.kernel_file("freezer", "freezer.state", "FREEZING\n");
+    assert!(f.mgr.is_frozen().unwrap());
+
+    let g = v2("/strato/c1");
+    assert!(!g.mgr.is_frozen().unwrap());
+    g.mgr.create().unwrap();
+    g.kernel_file("", "cgroup.freeze", "0\n");
+    assert!(!g.mgr.is_frozen().unwrap());
+    g.kernel_file("", "cgroup.freeze", "1\n");
+    assert!(g.mgr.is_frozen().unwrap());
 }
 
 #[test]
@@ -572,4 +600,97 @@ fn stats_read_files_and_fail_only_without_the_cgroup() {
     g.mgr.create().unwrap();
     g.kernel_file("", "memory.current", "5\n");
     assert_eq!(g.mgr.stats().unwrap().memory.usage.usage, 5);
+}
+
+#[test]
+fn enter_sub_cgroups_per_controller() {
+    let f = v1("/strato/c1");
+    f.mgr.create().unwrap();
+    for c in ["memory", "cpu"] {
+        fs::create_dir_all(f.mgr.path(c).unwrap().join("sub")).unwrap();
+    }
+    let subs = vec![(vec!["memory".to_string()], PathBuf::from("sub"))];
+    f.mgr.check_sub_cgroups(&subs).unwrap();
+    f.mgr.enter_sub(&subs).unwrap();
+    let mem = f.mgr.path("memory").unwrap().join("sub/tasks");
+    assert_eq!(fs::read_to_string(mem).unwrap(), "0");
+    // Other hierarchies: the container's cgroup itself.
+    assert_eq!(f.read("pids", "tasks"), "0");
+    assert!(!f.mgr.path("pids").unwrap().join("sub").exists());
+    // A path for all controllers must exist in each.
+    let all = vec![(vec![], PathBuf::from("sub"))];
+    let err = f.mgr.enter_sub(&all).unwrap_err().to_string();
+    assert!(err.contains("sub/tasks"), "{err}");
+    let err = f
+        .mgr
+        .check_sub_cgroups(&[(vec!["whaaat".to_string()], PathBuf::new())])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown controller"), "{err}");
+}
+
+#[test]
+fn block_io_weights_and_throttles() {
+    let r = resources(json!({"blockIO": {
+        "weight": 333,
+        "weightDevice": [{"major": 7, "minor": 0, "weight": 444}],
+        "throttleReadBpsDevice": [{"major": 8, "minor": 0, "rate": 1048576}],
+        "throttleWriteIOPSDevice": [{"major": 8, "minor": 0, "rate": 100}]
+    }}));
+    // v1 with BFQ only (no CFQ blkio.weight): the bfq files.
+    let f = v1("/strato/c1");
+    f.mgr.create().unwrap();
+    f.kernel_file("blkio", "blkio.bfq.weight", "100\n");
+    f.mgr.apply(&r).unwrap();
+    assert_eq!(f.io.writes_to("blkio.bfq.weight"), ["333"]);
+    assert_eq!(f.io.writes_to("blkio.bfq.weight_device"), ["7:0 444"]);
+    assert_eq!(
+        f.io.writes_to("blkio.throttle.read_bps_device"),
+        ["8:0 1048576"]
+    );
+    assert_eq!(
+        f.io.writes_to("blkio.throttle.write_iops_device"),
+        ["8:0 100"]
+    );
+    // v1 with CFQ's blkio.weight.
+    let g = v1("/strato/c2");
+    g.mgr.create().unwrap();
+    g.kernel_file("blkio", "blkio.weight", "500\n");
+    g.mgr.apply(&r).unwrap();
+    assert_eq!(g.io.writes_to("blkio.weight"), ["333"]);
+    assert_eq!(g.io.writes_to("blkio.weight_device"), ["7:0 444"]);
+    // v2 without BFQ: io.weight scaled, io.max.
+    let h = v2("/strato/c1");
+    h.mgr.create().unwrap();
+    h.mgr.apply(&r).unwrap();
+    assert_eq!(h.io.writes_to("io.weight"), ["default 3263"]);
+    assert_eq!(
+        h.io.writes_to("io.max"),
+        ["8:0 rbps=1048576", "8:0 wiops=100"]
+    );
+    // v2 with BFQ: the blkio scale, per device too.
+    let k = v2("/strato/c2");
+    k.mgr.create().unwrap();
+    k.kernel_file("", "io.bfq.weight", "default 100\n");
+    k.mgr.apply(&r).unwrap();
+    assert_eq!(k.io.writes_to("io.bfq.weight"), ["333", "7:0 444"]);
+}
+
+#[test]
+fn hybrid_unified_directory_is_made_and_removed_but_not_written() {
+    let f = v1("/strato/c1");
+    let unified = f.mgr.unified_path().unwrap().to_path_buf();
+    assert!(
+        unified.ends_with("unified/strato/c1"),
+        "{}",
+        unified.display()
+    );
+    f.mgr.create().unwrap();
+    assert!(unified.is_dir());
+    f.mgr.enter().unwrap();
+    // Joined by forking into it, never through cgroup.procs.
+    assert!(f.io.writes_to("cgroup.procs").is_empty());
+    f.mgr.destroy().unwrap();
+    assert!(!unified.exists());
+    assert!(v2("/strato/c1").mgr.unified_path().is_none());
 }

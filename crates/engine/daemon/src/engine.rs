@@ -678,13 +678,18 @@ impl Engine {
         if !is_mountpoint(&rootfs) {
             let images = self.images.clone();
             let (image, cid, target) = (r.image_id.clone(), id.clone(), rootfs.clone());
-            let mount =
-                tokio::task::spawn_blocking(move || images.rootfs_for(&image, &cid, &target))
-                    .await
-                    .map_err(internal)?
-                    .map_err(|e| {
-                        EngineError::Internal(format!("mount the container's root filesystem: {e}"))
-                    })?;
+            // A --rm container's layer goes with it: never synced.
+            let opts = strato_image::RootfsOptions {
+                volatile: r.auto_remove,
+            };
+            let mount = tokio::task::spawn_blocking(move || {
+                images.rootfs_for_with(&image, &cid, &target, opts)
+            })
+            .await
+            .map_err(internal)?
+            .map_err(|e| {
+                EngineError::Internal(format!("mount the container's root filesystem: {e}"))
+            })?;
             std::mem::forget(mount);
         }
         let result = self.start_mounted(&mut r, &dir, &bundle, &rootfs).await;
@@ -815,20 +820,26 @@ impl Engine {
 
     /// Frees what a stopped container holds: its network endpoint and
     /// namespace, and its rootfs mount.
+    /// The network and the mounts are independent: released concurrently.
     async fn release(&self, id: &str) {
         let rec = self.records.lock().expect("records lock").get(id).cloned();
-        if let Some(r) = &rec {
-            for ep in r.endpoint.iter().chain(&r.extra_endpoints) {
-                if let Err(e) = self.net.detach(&ep.network, id).await {
-                    tracing::warn!(id, error = %e, "detach network");
+        let network = async {
+            if let Some(r) = &rec {
+                for ep in r.endpoint.iter().chain(&r.extra_endpoints) {
+                    if let Err(e) = self.net.detach(&ep.network, id).await {
+                        tracing::warn!(id, error = %e, "detach network");
+                    }
                 }
             }
-        }
-        let _ = crate::netns::remove(&self.netns_path(id));
-        let rootfs = self.dir(id).join("bundle/rootfs");
-        if is_mountpoint(&rootfs) {
-            let _ = strato_image::unmount(&rootfs);
-        }
+        };
+        let (netns, rootfs) = (self.netns_path(id), self.dir(id).join("bundle/rootfs"));
+        let mounts = tokio::task::spawn_blocking(move || {
+            let _ = crate::netns::remove(&netns);
+            if is_mountpoint(&rootfs) {
+                let _ = strato_image::unmount(&rootfs);
+            }
+        });
+        let ((), _) = tokio::join!(network, mounts);
         let mut recs = self.records.lock().expect("records lock");
         if let Some(r) = recs.get_mut(id) {
             r.endpoint = None;

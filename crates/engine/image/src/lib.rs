@@ -389,6 +389,17 @@ impl ImageStore {
     /// records that the container uses the image, and mounts the overlay
     /// at `target` (an existing directory).
     pub fn rootfs_for(&self, image: &str, container_id: &str, target: &Path) -> Result<Mount> {
+        self.rootfs_for_with(image, container_id, target, RootfsOptions::default())
+    }
+
+    /// [`Self::rootfs_for`] with options.
+    pub fn rootfs_for_with(
+        &self,
+        image: &str,
+        container_id: &str,
+        target: &Path,
+        opts: RootfsOptions,
+    ) -> Result<Mount> {
         validate_container_id(container_id)?;
         let _span = tracing::info_span!("rootfs", container = container_id).entered();
         let _lock = self.layout.lock()?;
@@ -417,7 +428,7 @@ impl ImageStore {
         let res = (|| {
             index.containers.insert(container_id.to_owned(), id.clone());
             self.layout.write_index(&index)?;
-            overlay::mount_overlay(&lowers, &upper, &work, target)
+            overlay::mount_overlay(&lowers, &upper, &work, target, opts.volatile)
         })();
         if let Err(e) = res {
             if fresh {
@@ -457,6 +468,16 @@ impl ImageStore {
         }
         Ok(())
     }
+}
+
+/// How [`ImageStore::rootfs_for_with`] mounts a container's root.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RootfsOptions {
+    /// The writable layer is thrown away with the container (`--rm`): it is
+    /// never synced, so unmounting it does not sync the host's filesystem;
+    /// after a host crash its content is undefined. See overlayfs's
+    /// `volatile` option.
+    pub volatile: bool,
 }
 
 fn validate_container_id(id: &str) -> Result<()> {

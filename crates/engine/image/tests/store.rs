@@ -382,6 +382,39 @@ fn an_image_without_layers_mounts_an_empty_root() {
 }
 
 #[test]
+fn a_volatile_root_mounts_again_and_keeps_its_writes() {
+    let (dir, s) = store();
+    s.import(&gzip(&base_layer())[..], Some("v:1")).unwrap();
+    let target = dir.path().join("rootfs");
+    fs::create_dir(&target).unwrap();
+    let opts = strato_image::RootfsOptions { volatile: true };
+    let m = s.rootfs_for_with("v:1", "vol", &target, opts).unwrap();
+    let options = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(target.to_str().unwrap()))
+        .map(str::to_owned)
+        .unwrap();
+    assert!(options.contains("volatile"), "{options}");
+    fs::write(target.join("kept"), b"x").unwrap();
+    m.unmount().unwrap();
+    // The kernel leaves its mark in the work dir; mounting again (volatile
+    // or not) still works and shows the layer.
+    assert!(s
+        .root()
+        .join("containers/vol/work/work/incompat/volatile")
+        .exists());
+    let m = s.rootfs_for_with("v:1", "vol", &target, opts).unwrap();
+    assert_eq!(fs::read(target.join("kept")).unwrap(), b"x");
+    m.unmount().unwrap();
+    let m = s.rootfs_for("v:1", "vol", &target).unwrap();
+    assert_eq!(fs::read(target.join("kept")).unwrap(), b"x");
+    m.unmount().unwrap();
+    s.remove_container_layer("vol").unwrap();
+    assert!(!s.root().join("containers/vol").exists());
+}
+
+#[test]
 fn many_layers_fit_the_mount_options() {
     let (dir, s) = store();
     // 130 layers need ~5 KiB of lowerdir even with short links: more than

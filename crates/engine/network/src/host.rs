@@ -617,6 +617,9 @@ impl Host for Recorder {
         while self.hold.load(std::sync::atomic::Ordering::SeqCst) {
             tokio::task::yield_now().await;
         }
+        if !self.links.lock().unwrap().contains(&p.bridge) {
+            return Err(Error::LinkNotFound(p.bridge.clone()));
+        }
         self.record(format!(
             "plug {} {} {}:{} {}/{} {} {}",
             p.bridge,

@@ -122,6 +122,10 @@ pub struct NetworkManager<H: Host = LinuxHost> {
     /// A change that leaves it equal (an endpoint without published ports)
     /// runs no `nft` at all.
     applied: std::sync::Mutex<Option<String>>,
+    /// Bridges made (or found) and configured by this manager. An attach
+    /// to one of them goes straight to the veth; if the bridge vanished
+    /// behind our back the plug says so and the bridge is made again.
+    realised: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn valid_name(s: &str, max: usize) -> bool {
@@ -178,6 +182,7 @@ impl<H: Host> NetworkManager<H> {
             host,
             state: Mutex::new(state),
             applied: std::sync::Mutex::new(None),
+            realised: Default::default(),
         })
     }
 
@@ -340,10 +345,15 @@ impl<H: Host> NetworkManager<H> {
             if let Err(e) = done {
                 st.networks.remove(&network.name);
                 let _ = st.save(&self.state_path(), Durability::Host);
+                self.forget_realised(&network.bridge);
                 let _ = self.host.delete_link(&network.bridge).await;
                 let _ = self.sync_firewall(&st).await;
                 return Err(e);
             }
+            self.realised
+                .lock()
+                .expect("realised")
+                .insert(network.bridge.clone());
             info!(bridge = %network.bridge, %subnet, %gateway, "network created");
             Ok(network)
         }
@@ -358,11 +368,25 @@ impl<H: Host> NetworkManager<H> {
             .sysctl(&format!("net/ipv4/conf/{}/route_localnet", n.bridge), "1")
     }
 
+    /// Makes sure the network's bridge exists and is configured (once per
+    /// manager, see `realised`).
     async fn realise_network(&self, n: &Network) -> Result<()> {
+        if self.realised.lock().expect("realised").contains(&n.bridge) {
+            return Ok(());
+        }
         self.host
             .ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix())
             .await?;
-        self.host_settings(n)
+        self.host_settings(n)?;
+        self.realised
+            .lock()
+            .expect("realised")
+            .insert(n.bridge.clone());
+        Ok(())
+    }
+
+    fn forget_realised(&self, bridge: &str) {
+        self.realised.lock().expect("realised").remove(bridge);
     }
 
     /// After a daemon or host restart: recreates missing bridges and
@@ -373,6 +397,7 @@ impl<H: Host> NetworkManager<H> {
         let mut st = self.state.lock().await;
         let nets: Vec<Network> = st.networks.values().map(|n| n.network.clone()).collect();
         for n in &nets {
+            self.forget_realised(&n.bridge);
             self.realise_network(n).await?;
         }
         let eps: Vec<Endpoint> = st.endpoints().cloned().collect();
@@ -405,6 +430,7 @@ impl<H: Host> NetworkManager<H> {
         let removed = st.networks.remove(name).expect("checked above");
         st.save(&self.state_path(), Durability::Host)?;
         self.sync_firewall(&st).await?;
+        self.forget_realised(&removed.network.bridge);
         self.host.delete_link(&removed.network.bridge).await?;
         info!(network = name, "network removed");
         Ok(())
@@ -481,11 +507,18 @@ impl<H: Host> NetworkManager<H> {
             (ep, plug, network)
         };
         // Outside the lock: the veth pair and the addresses (netlink).
-        let plugged = async {
+        let plug_once = || async {
             self.realise_network(&network).await?;
             self.host.plug(&plug).await
-        }
-        .await;
+        };
+        let plugged = match plug_once().await {
+            Err(Error::LinkNotFound(l)) if l == network.bridge => {
+                warn!(bridge = %l, "bridge vanished; making it again");
+                self.forget_realised(&l);
+                plug_once().await
+            }
+            other => other,
+        };
         let mut st = self.state.lock().await;
         // Detached (or its network removed) while being plugged: undone.
         let still_ours = st
@@ -1033,5 +1066,30 @@ mod tests {
             .lock()
             .unwrap()
             .contains(&host_veth_name("bridge", "c1")));
+    }
+    #[tokio::test]
+    async fn a_vanished_bridge_is_made_again_at_attach() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.ensure_default().await.unwrap();
+        m.attach(AttachRequest::new("bridge", "c1", ns()))
+            .await
+            .unwrap();
+        let bridges = |m: &NetworkManager<Recorder>| {
+            m.host()
+                .calls()
+                .iter()
+                .filter(|c| c.starts_with("ensure_bridge"))
+                .count()
+        };
+        // Known to exist: not looked at again.
+        assert_eq!(bridges(&m), 1);
+        m.host().links.lock().unwrap().remove("strato0");
+        m.attach(AttachRequest::new("bridge", "c2", ns()))
+            .await
+            .unwrap();
+        assert_eq!(bridges(&m), 2);
+        assert!(m.host().links.lock().unwrap().contains("strato0"));
+        assert_eq!(m.endpoints("bridge").await.unwrap().len(), 2);
     }
 }

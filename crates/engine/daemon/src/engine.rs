@@ -490,12 +490,15 @@ impl Engine {
         let status = self.sup(move |c| c.state(&owned)).await.ok();
         let mut recs = self.records.lock().expect("records lock");
         if let Some(r) = recs.get_mut(id) {
-            if status.is_some() {
+            // Saved only when it changed: a run asks the status several
+            // times (start, its event, wait, exit) and each save is a new
+            // file renamed over the old one.
+            if status.is_some() && r.status != status {
                 r.status = status.clone();
+                let r = r.clone();
+                drop(recs);
+                let _ = self.save(&r);
             }
-            let r = r.clone();
-            drop(recs);
-            let _ = self.save(&r);
         }
         status
     }
@@ -804,14 +807,25 @@ impl Engine {
             c.start(spec)
         })
         .await?;
-        {
+        let idc = id.clone();
+        let status = self.sup(move |c| c.state(&idc)).await.ok();
+        let saved = {
             let mut recs = self.records.lock().expect("records lock");
-            if let Some(rec) = recs.get_mut(&id) {
+            recs.get_mut(&id).map(|rec| {
                 rec.endpoint = r.endpoint.clone();
                 rec.extra_endpoints = r.extra_endpoints.clone();
+                if status.is_some() {
+                    rec.status = status.clone();
+                }
+                rec.clone()
+            })
+        };
+        if let Some(rec) = saved {
+            // It runs: a record that cannot be written is not a failed start.
+            if let Err(e) = self.save(&rec) {
+                tracing::warn!(id, error = %e, "save container record");
             }
         }
-        let status = self.refresh(&id).await;
         if let Some(s) = status {
             r.status = Some(s);
         }

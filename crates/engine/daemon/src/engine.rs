@@ -856,11 +856,15 @@ impl Engine {
         let ((), _) = tokio::join!(network, mounts);
         let mut recs = self.records.lock().expect("records lock");
         if let Some(r) = recs.get_mut(id) {
-            r.endpoint = None;
-            r.extra_endpoints.clear();
-            let r = r.clone();
-            drop(recs);
-            let _ = self.save(&r);
+            // Released twice for --rm (at exit, then by the removal): the
+            // record is rewritten only if it named endpoints.
+            if r.endpoint.is_some() || !r.extra_endpoints.is_empty() {
+                r.endpoint = None;
+                r.extra_endpoints.clear();
+                let r = r.clone();
+                drop(recs);
+                let _ = self.save(&r);
+            }
         }
     }
 

@@ -490,12 +490,15 @@ impl Engine {
         let status = self.sup(move |c| c.state(&owned)).await.ok();
         let mut recs = self.records.lock().expect("records lock");
         if let Some(r) = recs.get_mut(id) {
-            if status.is_some() {
+            // Saved only when it changed: a run asks the status several
+            // times (start, its event, wait, exit) and each save is a new
+            // file renamed over the old one.
+            if status.is_some() && r.status != status {
                 r.status = status.clone();
+                let r = r.clone();
+                drop(recs);
+                let _ = self.save(&r);
             }
-            let r = r.clone();
-            drop(recs);
-            let _ = self.save(&r);
         }
         status
     }
@@ -678,13 +681,18 @@ impl Engine {
         if !is_mountpoint(&rootfs) {
             let images = self.images.clone();
             let (image, cid, target) = (r.image_id.clone(), id.clone(), rootfs.clone());
-            let mount =
-                tokio::task::spawn_blocking(move || images.rootfs_for(&image, &cid, &target))
-                    .await
-                    .map_err(internal)?
-                    .map_err(|e| {
-                        EngineError::Internal(format!("mount the container's root filesystem: {e}"))
-                    })?;
+            // A --rm container's layer goes with it: never synced.
+            let opts = strato_image::RootfsOptions {
+                volatile: r.auto_remove,
+            };
+            let mount = tokio::task::spawn_blocking(move || {
+                images.rootfs_for_with(&image, &cid, &target, opts)
+            })
+            .await
+            .map_err(internal)?
+            .map_err(|e| {
+                EngineError::Internal(format!("mount the container's root filesystem: {e}"))
+            })?;
             std::mem::forget(mount);
         }
         let result = self.start_mounted(&mut r, &dir, &bundle, &rootfs).await;
@@ -799,14 +807,25 @@ impl Engine {
             c.start(spec)
         })
         .await?;
-        {
+        let idc = id.clone();
+        let status = self.sup(move |c| c.state(&idc)).await.ok();
+        let saved = {
             let mut recs = self.records.lock().expect("records lock");
-            if let Some(rec) = recs.get_mut(&id) {
+            recs.get_mut(&id).map(|rec| {
                 rec.endpoint = r.endpoint.clone();
                 rec.extra_endpoints = r.extra_endpoints.clone();
+                if status.is_some() {
+                    rec.status = status.clone();
+                }
+                rec.clone()
+            })
+        };
+        if let Some(rec) = saved {
+            // It runs: a record that cannot be written is not a failed start.
+            if let Err(e) = self.save(&rec) {
+                tracing::warn!(id, error = %e, "save container record");
             }
         }
-        let status = self.refresh(&id).await;
         if let Some(s) = status {
             r.status = Some(s);
         }
@@ -815,27 +834,37 @@ impl Engine {
 
     /// Frees what a stopped container holds: its network endpoint and
     /// namespace, and its rootfs mount.
+    /// The network and the mounts are independent: released concurrently.
     async fn release(&self, id: &str) {
         let rec = self.records.lock().expect("records lock").get(id).cloned();
-        if let Some(r) = &rec {
-            for ep in r.endpoint.iter().chain(&r.extra_endpoints) {
-                if let Err(e) = self.net.detach(&ep.network, id).await {
-                    tracing::warn!(id, error = %e, "detach network");
+        let network = async {
+            if let Some(r) = &rec {
+                for ep in r.endpoint.iter().chain(&r.extra_endpoints) {
+                    if let Err(e) = self.net.detach(&ep.network, id).await {
+                        tracing::warn!(id, error = %e, "detach network");
+                    }
                 }
             }
-        }
-        let _ = crate::netns::remove(&self.netns_path(id));
-        let rootfs = self.dir(id).join("bundle/rootfs");
-        if is_mountpoint(&rootfs) {
-            let _ = strato_image::unmount(&rootfs);
-        }
+        };
+        let (netns, rootfs) = (self.netns_path(id), self.dir(id).join("bundle/rootfs"));
+        let mounts = tokio::task::spawn_blocking(move || {
+            let _ = crate::netns::remove(&netns);
+            if is_mountpoint(&rootfs) {
+                let _ = strato_image::unmount(&rootfs);
+            }
+        });
+        let ((), _) = tokio::join!(network, mounts);
         let mut recs = self.records.lock().expect("records lock");
         if let Some(r) = recs.get_mut(id) {
-            r.endpoint = None;
-            r.extra_endpoints.clear();
-            let r = r.clone();
-            drop(recs);
-            let _ = self.save(&r);
+            // Released twice for --rm (at exit, then by the removal): the
+            // record is rewritten only if it named endpoints.
+            if r.endpoint.is_some() || !r.extra_endpoints.is_empty() {
+                r.endpoint = None;
+                r.extra_endpoints.clear();
+                let r = r.clone();
+                drop(recs);
+                let _ = self.save(&r);
+            }
         }
     }
 

@@ -24,8 +24,9 @@
 //! ROOT/snapshots/<chain-hex>/fs  one unpacked directory per layer chain id
 //! ROOT/l/<16 hex>                short symlinks to snapshots (mount options)
 //! ROOT/containers/<id>/{upper,work}  writable layers of containers
+//! ROOT/containers/<id>/image     the image the layer is on (its hold)
 //! ROOT/empty                     lower dir of images without layers
-//! ROOT/index.json                images, tags, containers (atomic rewrite)
+//! ROOT/index.json                images, tags (atomic rewrite, fsynced)
 //! ROOT/lock                      flock serializing every change
 //! ROOT/tmp                       staging; cleaned on open
 //! ```
@@ -260,8 +261,9 @@ impl ImageStore {
             .filter(|r| r.digest().is_none())
             .map(|r| r.to_string())
             .filter(|t| index.tags.contains_key(t));
-        let user = index
-            .containers
+        let user = self
+            .layout
+            .holds(&index)?
             .iter()
             .find(|(_, img)| **img == id)
             .map(|(c, _)| c.clone());
@@ -309,6 +311,7 @@ impl ImageStore {
     /// Lists images, newest first.
     pub fn list(&self) -> Result<Vec<ImageSummary>> {
         let index = self.layout.read_index()?;
+        let holds = self.layout.holds(&index)?;
         let mut out: Vec<ImageSummary> = index
             .images
             .iter()
@@ -322,7 +325,7 @@ impl ImageStore {
                     .and_then(time::parse_rfc3339)
                     .unwrap_or(0),
                 size: rec.size,
-                containers: index.containers.values().filter(|v| *v == id).count(),
+                containers: holds.values().filter(|v| *v == id).count(),
             })
             .collect();
         out.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.id.cmp(&b.id)));
@@ -362,11 +365,12 @@ impl ImageStore {
     pub fn prune(&self) -> Result<Vec<Digest>> {
         let _lock = self.layout.lock()?;
         let mut index = self.layout.read_index()?;
+        let holds = self.layout.holds(&index)?;
         let dangling: Vec<Digest> = index
             .images
             .keys()
             .filter(|id| !index.tags.values().any(|v| v == *id))
-            .filter(|id| !index.containers.values().any(|v| v == *id))
+            .filter(|id| !holds.values().any(|v| v == *id))
             .cloned()
             .collect();
         for id in &dangling {
@@ -389,19 +393,35 @@ impl ImageStore {
     /// records that the container uses the image, and mounts the overlay
     /// at `target` (an existing directory).
     pub fn rootfs_for(&self, image: &str, container_id: &str, target: &Path) -> Result<Mount> {
+        self.rootfs_for_with(image, container_id, target, RootfsOptions::default())
+    }
+
+    /// [`Self::rootfs_for`] with options.
+    pub fn rootfs_for_with(
+        &self,
+        image: &str,
+        container_id: &str,
+        target: &Path,
+        opts: RootfsOptions,
+    ) -> Result<Mount> {
         validate_container_id(container_id)?;
         let _span = tracing::info_span!("rootfs", container = container_id).entered();
         let _lock = self.layout.lock()?;
-        let mut index = self.layout.read_index()?;
+        let index = self.layout.read_index()?;
         let id = index.resolve(image)?;
         let rec = index.images[&id].clone();
-        if let Some(other) = index.containers.get(container_id).filter(|o| **o != id) {
+        let dir = self.layout.containers().join(container_id);
+        let held = index
+            .containers
+            .get(container_id)
+            .cloned()
+            .or_else(|| self.layout.read_hold(&dir));
+        if let Some(other) = held.as_ref().filter(|o| **o != id) {
             return Err(Error::ContainerExists {
                 container: container_id.to_owned(),
                 image: other.to_string(),
             });
         }
-        let dir = self.layout.containers().join(container_id);
         let (upper, work) = (dir.join("upper"), dir.join("work"));
         let fresh = !dir.exists();
         for d in [&upper, &work] {
@@ -415,17 +435,14 @@ impl ImageStore {
             lowers.push(self.layout.empty());
         }
         let res = (|| {
-            index.containers.insert(container_id.to_owned(), id.clone());
-            self.layout.write_index(&index)?;
-            overlay::mount_overlay(&lowers, &upper, &work, target)
+            if held.is_none() {
+                self.layout.write_hold(&dir, &id)?;
+            }
+            overlay::mount_overlay(&lowers, &upper, &work, target, opts.volatile)
         })();
         if let Err(e) = res {
             if fresh {
                 let _ = fs::remove_dir_all(&dir);
-                if let Ok(mut index) = self.layout.read_index() {
-                    index.containers.remove(container_id);
-                    let _ = self.layout.write_index(&index);
-                }
             }
             return Err(e);
         }
@@ -457,6 +474,16 @@ impl ImageStore {
         }
         Ok(())
     }
+}
+
+/// How [`ImageStore::rootfs_for_with`] mounts a container's root.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RootfsOptions {
+    /// The writable layer is thrown away with the container (`--rm`): it is
+    /// never synced, so unmounting it does not sync the host's filesystem;
+    /// after a host crash its content is undefined. See overlayfs's
+    /// `volatile` option.
+    pub volatile: bool,
 }
 
 fn validate_container_id(id: &str) -> Result<()> {

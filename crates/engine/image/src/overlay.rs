@@ -77,13 +77,52 @@ pub(crate) fn short_lower(layout: &Layout, chain: &Digest) -> Result<PathBuf> {
     }
 }
 
+/// Where a volatile mount leaves its mark in the work directory; the kernel
+/// refuses to mount over it again until it is removed.
+fn volatile_mark(work: &Path) -> PathBuf {
+    work.join("work/incompat/volatile")
+}
+
 /// Mounts an overlay of `lowers` (top first) with `upper` and `work` at
-/// `target`.
+/// `target`. A `volatile` overlay never syncs its upper layer: without it,
+/// unmounting syncs the whole filesystem holding the upper layer (all of
+/// it, not just this layer), tens of milliseconds on a busy host. Only for
+/// layers that are thrown away with their container: after a host crash
+/// their content is undefined. Kernels before 5.10 lack it; there the
+/// overlay is mounted as usual.
 pub(crate) fn mount_overlay(
     lowers: &[PathBuf],
     upper: &Path,
     work: &Path,
     target: &Path,
+    volatile: bool,
+) -> Result<()> {
+    // A volatile mount that was not unmounted cleanly (host crash) leaves
+    // its mark; the layer is then as the crash left it, which is what a
+    // volatile layer promises, and the kernel wants the mark gone.
+    let mark = volatile_mark(work);
+    if mark.exists() {
+        fs::remove_dir_all(&mark).map_err(io_err("remove stale volatile mark", &mark))?;
+    }
+    if volatile {
+        match mount_overlay_opts(lowers, upper, work, target, true) {
+            Err(Error::Mount { ref source, .. })
+                if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+            {
+                tracing::debug!("overlayfs without volatile support: mounting it durable");
+            }
+            other => return other,
+        }
+    }
+    mount_overlay_opts(lowers, upper, work, target, false)
+}
+
+fn mount_overlay_opts(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    volatile: bool,
 ) -> Result<()> {
     let merr = |e: rustix::io::Errno| Error::Mount {
         op: "mount",
@@ -115,9 +154,10 @@ pub(crate) fn mount_overlay(
         .collect::<Vec<_>>()
         .join(":");
     let data = format!(
-        "lowerdir={lowerdir},upperdir={},workdir={}",
+        "lowerdir={lowerdir},upperdir={},workdir={}{}",
         upper.display(),
-        work.display()
+        work.display(),
+        if volatile { ",volatile" } else { "" }
     );
     if data.len() <= MAX_MOUNT_DATA {
         let data = CString::new(data).map_err(|_| merr(rustix::io::Errno::INVAL))?;
@@ -148,6 +188,9 @@ pub(crate) fn mount_overlay(
     }
     rustix::mount::fsconfig_set_string(&fsfd, "upperdir", upper).map_err(merr)?;
     rustix::mount::fsconfig_set_string(&fsfd, "workdir", work).map_err(merr)?;
+    if volatile {
+        rustix::mount::fsconfig_set_flag(&fsfd, "volatile").map_err(merr)?;
+    }
     rustix::mount::fsconfig_create(&fsfd).map_err(merr)?;
     let mnt = rustix::mount::fsmount(
         &fsfd,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::FlockOperation;
@@ -34,7 +34,10 @@ pub(crate) struct Index {
     pub images: BTreeMap<Digest, ImageRecord>,
     /// Normalized `name:tag` → image id.
     pub tags: BTreeMap<String, Digest>,
-    /// Container id → image id of containers with a writable layer.
+    /// Container id → image id of containers with a writable layer, as
+    /// older stores recorded them. New holds are the files
+    /// `containers/<id>/image` ([`Layout::holds`] merges both),
+    /// so starting a container does not rewrite and fsync the whole index.
     pub containers: BTreeMap<String, Digest>,
 }
 
@@ -171,6 +174,41 @@ impl Layout {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index::default()),
             Err(e) => Err(io_err("read", path)(e)),
         }
+    }
+
+    /// Every container's hold on its image: those in the index (older
+    /// stores) and those in `containers/<id>/image`.
+    pub fn holds(&self, index: &Index) -> Result<BTreeMap<String, Digest>> {
+        let mut holds = index.containers.clone();
+        let dir = self.containers();
+        let entries = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(holds),
+            Err(e) => return Err(io_err("read", dir)(e)),
+        };
+        for e in entries.flatten() {
+            if let Some(image) = self.read_hold(&e.path()) {
+                holds.insert(e.file_name().to_string_lossy().into_owned(), image);
+            }
+        }
+        Ok(holds)
+    }
+
+    /// The image a container layer directory holds, if it says.
+    pub fn read_hold(&self, container_dir: &Path) -> Option<Digest> {
+        fs::read_to_string(container_dir.join("image"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Records that the container layer in `container_dir` uses `image`.
+    /// Not fsynced: it lasts exactly as long as the layer directory itself
+    /// (whose creation is not synced either).
+    pub fn write_hold(&self, container_dir: &Path, image: &Digest) -> Result<()> {
+        let tmp = container_dir.join(".image.tmp");
+        let path = container_dir.join("image");
+        fs::write(&tmp, image.to_string()).map_err(io_err("write", &tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err("rename into place", path))
     }
 
     /// Writes the index atomically (temp file, fsync, rename). Call with the

@@ -382,6 +382,76 @@ fn an_image_without_layers_mounts_an_empty_root() {
 }
 
 #[test]
+fn a_volatile_root_mounts_again_and_keeps_its_writes() {
+    let (dir, s) = store();
+    s.import(&gzip(&base_layer())[..], Some("v:1")).unwrap();
+    let target = dir.path().join("rootfs");
+    fs::create_dir(&target).unwrap();
+    let opts = strato_image::RootfsOptions { volatile: true };
+    let m = s.rootfs_for_with("v:1", "vol", &target, opts).unwrap();
+    let options = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.contains(target.to_str().unwrap()))
+        .map(str::to_owned)
+        .unwrap();
+    assert!(options.contains("volatile"), "{options}");
+    fs::write(target.join("kept"), b"x").unwrap();
+    m.unmount().unwrap();
+    // The kernel leaves its mark in the work dir; mounting again (volatile
+    // or not) still works and shows the layer.
+    assert!(s
+        .root()
+        .join("containers/vol/work/work/incompat/volatile")
+        .exists());
+    let m = s.rootfs_for_with("v:1", "vol", &target, opts).unwrap();
+    assert_eq!(fs::read(target.join("kept")).unwrap(), b"x");
+    m.unmount().unwrap();
+    let m = s.rootfs_for("v:1", "vol", &target).unwrap();
+    assert_eq!(fs::read(target.join("kept")).unwrap(), b"x");
+    m.unmount().unwrap();
+    s.remove_container_layer("vol").unwrap();
+    assert!(!s.root().join("containers/vol").exists());
+}
+
+#[test]
+fn container_holds_live_with_the_layer_and_old_index_holds_count() {
+    let (dir, s) = store();
+    let id = s.import(&gzip(&base_layer())[..], Some("h:1")).unwrap();
+    let target = dir.path().join("rootfs");
+    fs::create_dir(&target).unwrap();
+    let index = s.root().join("index.json");
+    let before = fs::read(&index).unwrap();
+    let m = s.rootfs_for("h:1", "c1", &target).unwrap();
+    // Starting a container leaves the index alone; its hold is its layer's.
+    assert_eq!(fs::read(&index).unwrap(), before);
+    assert_eq!(
+        fs::read_to_string(s.root().join("containers/c1/image")).unwrap(),
+        id.to_string()
+    );
+    assert_eq!(s.list().unwrap()[0].containers, 1);
+    assert!(matches!(
+        s.remove(id.as_str(), false),
+        Err(Error::InUse { .. })
+    ));
+    m.unmount().unwrap();
+    s.remove_container_layer("c1").unwrap();
+    assert_eq!(s.list().unwrap()[0].containers, 0);
+    // A store written before holds were files keeps them in the index.
+    let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
+    v["containers"] = serde_json::json!({ "old": id.to_string() });
+    fs::write(&index, serde_json::to_vec(&v).unwrap()).unwrap();
+    assert_eq!(s.list().unwrap()[0].containers, 1);
+    assert!(s.prune().unwrap().is_empty());
+    assert!(matches!(
+        s.remove(id.as_str(), false),
+        Err(Error::InUse { .. })
+    ));
+    s.remove_container_layer("old").unwrap();
+    assert_eq!(s.list().unwrap()[0].containers, 0);
+}
+
+#[test]
 fn many_layers_fit_the_mount_options() {
     let (dir, s) = store();
     // 130 layers need ~5 KiB of lowerdir even with short links: more than

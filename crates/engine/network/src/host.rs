@@ -561,12 +561,19 @@ pub struct Recorder {
     /// The last firewall applied: (table, nft script).
     pub firewall: Mutex<Option<(String, String)>>,
     fail: Mutex<Option<String>>,
+    /// While set, `plug` waits (to test what happens meanwhile).
+    hold: std::sync::atomic::AtomicBool,
 }
 
 impl Recorder {
     /// Makes the next call whose record starts with `prefix` fail.
     pub fn fail_on(&self, prefix: &str) {
         *self.fail.lock().unwrap() = Some(prefix.to_string());
+    }
+
+    /// Makes `plug` wait until called again with `false`.
+    pub fn hold_plugs(&self, hold: bool) {
+        self.hold.store(hold, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The calls so far.
@@ -607,6 +614,12 @@ impl Host for Recorder {
     }
 
     async fn plug(&self, p: &Plug) -> Result<()> {
+        while self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        if !self.links.lock().unwrap().contains(&p.bridge) {
+            return Err(Error::LinkNotFound(p.bridge.clone()));
+        }
         self.record(format!(
             "plug {} {} {}:{} {}/{} {} {}",
             p.bridge,

@@ -13,7 +13,7 @@ use crate::firewall::fnv1a;
 use crate::host::{Host, LinuxHost, Netns, Plug};
 use crate::ipam::Ipam;
 use crate::ipnet::carve;
-use crate::state::{Endpoint, Network, NetworkState, State};
+use crate::state::{Durability, Endpoint, Network, NetworkState, State};
 use crate::{Ipv4Net, PortMapping};
 
 /// The default network's name, as in Docker.
@@ -110,12 +110,22 @@ pub struct ContainerFiles {
 }
 
 /// Container networking of the engine. One per daemon; all methods are
-/// async and serialised by an internal lock (netlink calls take
-/// milliseconds).
+/// async. The state is behind one lock, held for bookkeeping, the state
+/// file and the firewall; the netlink work of an attach (milliseconds) runs
+/// outside it, so containers starting together are wired in parallel.
 pub struct NetworkManager<H: Host = LinuxHost> {
     config: Config,
     host: H,
     state: Mutex<State>,
+    /// The firewall last applied (its nft rendering, which names everything
+    /// the iptables form has too); `None` when unknown or after a failure.
+    /// A change that leaves it equal (an endpoint without published ports)
+    /// runs no `nft` at all.
+    applied: std::sync::Mutex<Option<String>>,
+    /// Bridges made (or found) and configured by this manager. An attach
+    /// to one of them goes straight to the veth; if the bridge vanished
+    /// behind our back the plug says so and the bridge is made again.
+    realised: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 fn valid_name(s: &str, max: usize) -> bool {
@@ -171,7 +181,29 @@ impl<H: Host> NetworkManager<H> {
             config,
             host,
             state: Mutex::new(state),
+            applied: std::sync::Mutex::new(None),
+            realised: Default::default(),
         })
+    }
+
+    /// Applies the firewall for `st` unless the same rules are known to be
+    /// in place. Call with the state lock held.
+    async fn sync_firewall(&self, st: &State) -> Result<()> {
+        let want = crate::firewall::nft_script(&self.config.table, st);
+        if self.applied.lock().expect("firewall cache").as_deref() == Some(want.as_str()) {
+            return Ok(());
+        }
+        *self.applied.lock().expect("firewall cache") = None;
+        self.host.apply_firewall(&self.config.table, st).await?;
+        *self.applied.lock().expect("firewall cache") = Some(want);
+        Ok(())
+    }
+
+    /// Applies the firewall for `st` whatever was applied before (at
+    /// restore: the rules may have been flushed behind our back).
+    async fn force_firewall(&self, st: &State) -> Result<()> {
+        *self.applied.lock().expect("firewall cache") = None;
+        self.sync_firewall(st).await
     }
 
     /// The host implementation (tests inspect a [`crate::Recorder`]).
@@ -306,17 +338,22 @@ impl<H: Host> NetworkManager<H> {
             );
             let done = async {
                 self.host_settings(&network)?;
-                st.save(&self.state_path())?;
-                self.host.apply_firewall(&self.config.table, &st).await
+                st.save(&self.state_path(), Durability::Host)?;
+                self.sync_firewall(&st).await
             }
             .await;
             if let Err(e) = done {
                 st.networks.remove(&network.name);
-                let _ = st.save(&self.state_path());
+                let _ = st.save(&self.state_path(), Durability::Host);
+                self.forget_realised(&network.bridge);
                 let _ = self.host.delete_link(&network.bridge).await;
-                let _ = self.host.apply_firewall(&self.config.table, &st).await;
+                let _ = self.sync_firewall(&st).await;
                 return Err(e);
             }
+            self.realised
+                .lock()
+                .expect("realised")
+                .insert(network.bridge.clone());
             info!(bridge = %network.bridge, %subnet, %gateway, "network created");
             Ok(network)
         }
@@ -331,11 +368,25 @@ impl<H: Host> NetworkManager<H> {
             .sysctl(&format!("net/ipv4/conf/{}/route_localnet", n.bridge), "1")
     }
 
+    /// Makes sure the network's bridge exists and is configured (once per
+    /// manager, see `realised`).
     async fn realise_network(&self, n: &Network) -> Result<()> {
+        if self.realised.lock().expect("realised").contains(&n.bridge) {
+            return Ok(());
+        }
         self.host
             .ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix())
             .await?;
-        self.host_settings(n)
+        self.host_settings(n)?;
+        self.realised
+            .lock()
+            .expect("realised")
+            .insert(n.bridge.clone());
+        Ok(())
+    }
+
+    fn forget_realised(&self, bridge: &str) {
+        self.realised.lock().expect("realised").remove(bridge);
     }
 
     /// After a daemon or host restart: recreates missing bridges and
@@ -346,6 +397,7 @@ impl<H: Host> NetworkManager<H> {
         let mut st = self.state.lock().await;
         let nets: Vec<Network> = st.networks.values().map(|n| n.network.clone()).collect();
         for n in &nets {
+            self.forget_realised(&n.bridge);
             self.realise_network(n).await?;
         }
         let eps: Vec<Endpoint> = st.endpoints().cloned().collect();
@@ -358,8 +410,8 @@ impl<H: Host> NetworkManager<H> {
                 }
             }
         }
-        st.save(&self.state_path())?;
-        self.host.apply_firewall(&self.config.table, &st).await
+        st.save(&self.state_path(), Durability::Host)?;
+        self.force_firewall(&st).await
     }
 
     /// Removes a network with no endpoints: its bridge and its rules.
@@ -376,8 +428,9 @@ impl<H: Host> NetworkManager<H> {
             });
         }
         let removed = st.networks.remove(name).expect("checked above");
-        st.save(&self.state_path())?;
-        self.host.apply_firewall(&self.config.table, &st).await?;
+        st.save(&self.state_path(), Durability::Host)?;
+        self.sync_firewall(&st).await?;
+        self.forget_realised(&removed.network.bridge);
         self.host.delete_link(&removed.network.bridge).await?;
         info!(network = name, "network removed");
         Ok(())
@@ -402,83 +455,108 @@ impl<H: Host> NetworkManager<H> {
         for n in &req.names {
             files::validate_hostname(n)?;
         }
-        let mut st = self.state.lock().await;
-        check_ports(&st, &req.container_id, &req.ports)?;
-        let ns = st
-            .networks
-            .get_mut(&req.network)
-            .ok_or_else(|| Error::NoSuchNetwork(req.network.clone()))?;
-        if ns.endpoints.contains_key(&req.container_id) {
-            return Err(Error::AlreadyAttached {
-                container: req.container_id,
-                network: req.network,
-            });
-        }
-        let network = ns.network.clone();
-        let ip = match req.ip {
-            Some(ip) => {
-                ns.ipam
-                    .allocate_exact(&network.name, &req.container_id, ip)?;
-                ip
+        // Under the lock: the checks, an address, and the endpoint entered
+        // at once (so concurrent attaches see its address and ports taken).
+        let (ep, plug, network) = {
+            let mut st = self.state.lock().await;
+            check_ports(&st, &req.container_id, &req.ports)?;
+            let ns = st
+                .networks
+                .get_mut(&req.network)
+                .ok_or_else(|| Error::NoSuchNetwork(req.network.clone()))?;
+            if ns.endpoints.contains_key(&req.container_id) {
+                return Err(Error::AlreadyAttached {
+                    container: req.container_id,
+                    network: req.network,
+                });
             }
-            None => ns.ipam.allocate(&network.name, &req.container_id)?,
+            let network = ns.network.clone();
+            let ip = match req.ip {
+                Some(ip) => {
+                    ns.ipam
+                        .allocate_exact(&network.name, &req.container_id, ip)?;
+                    ip
+                }
+                None => ns.ipam.allocate(&network.name, &req.container_id)?,
+            };
+            let mac = mac_for(ip);
+            let ep = Endpoint {
+                network: network.name.clone(),
+                container_id: req.container_id.clone(),
+                names: req.names.clone(),
+                ip,
+                prefix: network.subnet.prefix(),
+                gateway: network.gateway,
+                mac: mac_string(mac),
+                host_veth: host_veth_name(&network.name, &req.container_id),
+                ifname: req.ifname.clone(),
+                ports: req.ports.clone(),
+            };
+            ns.endpoints.insert(ep.container_id.clone(), ep.clone());
+            let plug = Plug {
+                bridge: network.bridge.clone(),
+                host_veth: ep.host_veth.clone(),
+                netns: req.netns.clone(),
+                ifname: req.ifname.clone(),
+                mac,
+                ip,
+                prefix: ep.prefix,
+                gateway: network.gateway,
+                default_route: req.default_route,
+            };
+            (ep, plug, network)
         };
-        let mac = mac_for(ip);
-        let ep = Endpoint {
-            network: network.name.clone(),
-            container_id: req.container_id.clone(),
-            names: req.names.clone(),
-            ip,
-            prefix: network.subnet.prefix(),
-            gateway: network.gateway,
-            mac: mac_string(mac),
-            host_veth: host_veth_name(&network.name, &req.container_id),
-            ifname: req.ifname.clone(),
-            ports: req.ports.clone(),
-        };
-        let plug = Plug {
-            bridge: network.bridge.clone(),
-            host_veth: ep.host_veth.clone(),
-            netns: req.netns.clone(),
-            ifname: req.ifname.clone(),
-            mac,
-            ip,
-            prefix: ep.prefix,
-            gateway: network.gateway,
-            default_route: req.default_route,
-        };
-        let plugged = async {
+        // Outside the lock: the veth pair and the addresses (netlink).
+        let plug_once = || async {
             self.realise_network(&network).await?;
             self.host.plug(&plug).await
-        }
-        .await;
-        if let Err(e) = plugged {
-            st.networks
-                .get_mut(&network.name)
-                .expect("present")
-                .ipam
-                .release(ip);
-            return Err(e);
-        }
-        st.networks
-            .get_mut(&network.name)
-            .expect("present")
-            .endpoints
-            .insert(ep.container_id.clone(), ep.clone());
-        let done = async {
-            st.save(&self.state_path())?;
-            self.host.apply_firewall(&self.config.table, &st).await
-        }
-        .await;
+        };
+        let plugged = match plug_once().await {
+            Err(Error::LinkNotFound(l)) if l == network.bridge => {
+                warn!(bridge = %l, "bridge vanished; making it again");
+                self.forget_realised(&l);
+                plug_once().await
+            }
+            other => other,
+        };
+        let mut st = self.state.lock().await;
+        // Detached (or its network removed) while being plugged: undone.
+        let still_ours = st
+            .networks
+            .get(&network.name)
+            .and_then(|n| n.endpoints.get(&ep.container_id))
+            == Some(&ep);
+        // A failed plug removed what it made; after a good one the veth is ours.
+        let veth_made = plugged.is_ok();
+        let done = match plugged {
+            Err(e) => Err(e),
+            Ok(()) if !still_ours => Err(Error::NotAttached {
+                container: ep.container_id.clone(),
+                network: network.name.clone(),
+            }),
+            Ok(()) => {
+                async {
+                    st.save(&self.state_path(), Durability::Daemon)?;
+                    self.sync_firewall(&st).await
+                }
+                .await
+            }
+        };
         if let Err(e) = done {
-            let n = st.networks.get_mut(&network.name).expect("present");
-            n.endpoints.remove(&ep.container_id);
-            n.ipam.release(ip);
-            let _ = self.host.delete_link(&ep.host_veth).await;
-            let _ = st.save(&self.state_path());
-            let _ = self.host.apply_firewall(&self.config.table, &st).await;
+            if still_ours {
+                let n = st.networks.get_mut(&network.name).expect("present");
+                n.endpoints.remove(&ep.container_id);
+                n.ipam.release(ep.ip);
+            }
+            if veth_made {
+                let _ = self.host.delete_link(&ep.host_veth).await;
+            }
+            let _ = st.save(&self.state_path(), Durability::Daemon);
+            let _ = self.sync_firewall(&st).await;
             return Err(e);
         }
+        drop(st);
+        let ip = ep.ip;
         info!(%ip, veth = %ep.host_veth, "container attached");
         Ok(ep)
     }
@@ -499,8 +577,8 @@ impl<H: Host> NetworkManager<H> {
                 network: network.to_string(),
             })?;
         n.ipam.release(ep.ip);
-        st.save(&self.state_path())?;
-        self.host.apply_firewall(&self.config.table, &st).await?;
+        st.save(&self.state_path(), Durability::Daemon)?;
+        self.sync_firewall(&st).await?;
         self.host.delete_link(&ep.host_veth).await?;
         info!(network, container = container_id, ip = %ep.ip, "container detached");
         Ok(())
@@ -529,8 +607,8 @@ impl<H: Host> NetworkManager<H> {
             })?;
         let old = std::mem::replace(&mut ep.ports, ports);
         let done = async {
-            st.save(&self.state_path())?;
-            self.host.apply_firewall(&self.config.table, &st).await
+            st.save(&self.state_path(), Durability::Daemon)?;
+            self.sync_firewall(&st).await
         }
         .await;
         if let Err(e) = done {
@@ -541,7 +619,7 @@ impl<H: Host> NetworkManager<H> {
             {
                 ep.ports = old;
             }
-            let _ = st.save(&self.state_path());
+            let _ = st.save(&self.state_path(), Durability::Daemon);
             return Err(e);
         }
         Ok(())
@@ -794,9 +872,11 @@ mod tests {
         m.host().fail_on("plug");
         assert!(m.attach(AttachRequest::new("n", "c1", ns())).await.is_err());
         assert!(m.endpoints("n").await.unwrap().is_empty());
-        // a failed firewall update undoes the veth too
+        // a failed firewall update (ports change the rules) undoes the veth too
         m.host().fail_on("apply_firewall");
-        assert!(m.attach(AttachRequest::new("n", "c1", ns())).await.is_err());
+        let mut published = AttachRequest::new("n", "c1", ns());
+        published.ports = vec!["8080:80".parse().unwrap()];
+        assert!(m.attach(published).await.is_err());
         assert!(m.endpoints("n").await.unwrap().is_empty());
         assert!(!m
             .host()
@@ -886,5 +966,130 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, Error::InvalidHostname(_)), "{e}");
+    }
+    #[tokio::test]
+    async fn unchanged_rules_are_not_reapplied() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.ensure_default().await.unwrap();
+        let applies = |m: &NetworkManager<Recorder>| {
+            m.host()
+                .calls()
+                .iter()
+                .filter(|c| c.starts_with("apply_firewall"))
+                .count()
+        };
+        assert_eq!(applies(&m), 1);
+        // Endpoints without published ports leave the rules as they are.
+        m.attach(AttachRequest::new("bridge", "c1", ns()))
+            .await
+            .unwrap();
+        m.detach("bridge", "c1").await.unwrap();
+        assert_eq!(applies(&m), 1);
+        // Publishing changes them, and unpublishing changes them back.
+        let mut req = AttachRequest::new("bridge", "c2", ns());
+        req.ports = vec!["8080:80".parse().unwrap()];
+        m.attach(req).await.unwrap();
+        assert_eq!(applies(&m), 2);
+        assert!(m
+            .host()
+            .firewall
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap()
+            .1
+            .contains("dnat"));
+        m.detach("bridge", "c2").await.unwrap();
+        assert_eq!(applies(&m), 3);
+        // After a failure nothing is assumed: the next change reapplies.
+        m.host().fail_on("apply_firewall");
+        let mut req = AttachRequest::new("bridge", "c3", ns());
+        req.ports = vec!["8081:80".parse().unwrap()];
+        assert!(m.attach(req).await.is_err());
+        m.attach(AttachRequest::new("bridge", "c4", ns()))
+            .await
+            .unwrap();
+        assert_eq!(applies(&m), 5);
+        // Restore applies whatever was there before.
+        m.restore().await.unwrap();
+        assert_eq!(applies(&m), 6);
+    }
+
+    #[tokio::test]
+    async fn concurrent_attaches_get_distinct_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = std::sync::Arc::new(manager(dir.path()));
+        m.ensure_default().await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let m = m.clone();
+            tasks.push(tokio::spawn(async move {
+                m.attach(AttachRequest::new("bridge", &format!("c{i}"), ns()))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut ips = std::collections::BTreeSet::new();
+        for t in tasks {
+            ips.insert(t.await.unwrap().ip);
+        }
+        assert_eq!(ips.len(), 16);
+        assert_eq!(m.endpoints("bridge").await.unwrap().len(), 16);
+        // The state file has them all.
+        let saved = State::load(&dir.path().join("network.json")).unwrap();
+        assert_eq!(saved.endpoints().count(), 16);
+    }
+
+    #[tokio::test]
+    async fn a_detach_during_the_plug_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = std::sync::Arc::new(manager(dir.path()));
+        m.ensure_default().await.unwrap();
+        // Hold the plug until the endpoint has been detached.
+        m.host().hold_plugs(true);
+        let attach = {
+            let m = m.clone();
+            tokio::spawn(async move { m.attach(AttachRequest::new("bridge", "c1", ns())).await })
+        };
+        while m.endpoints("bridge").await.unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        m.detach("bridge", "c1").await.unwrap();
+        m.host().hold_plugs(false);
+        let e = attach.await.unwrap().unwrap_err();
+        assert!(matches!(e, Error::NotAttached { .. }), "{e}");
+        assert!(m.endpoints("bridge").await.unwrap().is_empty());
+        assert!(!m
+            .host()
+            .links
+            .lock()
+            .unwrap()
+            .contains(&host_veth_name("bridge", "c1")));
+    }
+    #[tokio::test]
+    async fn a_vanished_bridge_is_made_again_at_attach() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.ensure_default().await.unwrap();
+        m.attach(AttachRequest::new("bridge", "c1", ns()))
+            .await
+            .unwrap();
+        let bridges = |m: &NetworkManager<Recorder>| {
+            m.host()
+                .calls()
+                .iter()
+                .filter(|c| c.starts_with("ensure_bridge"))
+                .count()
+        };
+        // Known to exist: not looked at again.
+        assert_eq!(bridges(&m), 1);
+        m.host().links.lock().unwrap().remove("strato0");
+        m.attach(AttachRequest::new("bridge", "c2", ns()))
+            .await
+            .unwrap();
+        assert_eq!(bridges(&m), 2);
+        assert!(m.host().links.lock().unwrap().contains("strato0"));
+        assert_eq!(m.endpoints("bridge").await.unwrap().len(), 2);
     }
 }

@@ -1,6 +1,8 @@
 //! The persisted state: networks, their address pools and endpoints, kept
-//! in one JSON file written atomically (temporary file, fsync, rename), so
-//! a restarted daemon keeps every assignment.
+//! in one JSON file written atomically (temporary file, rename), so a
+//! restarted daemon keeps every assignment. Changes to networks are also
+//! fsynced; changes to endpoints only need to survive the daemon, not the
+//! host (see [`Durability`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -62,6 +64,18 @@ pub struct NetworkState {
     pub endpoints: BTreeMap<String, Endpoint>,
 }
 
+/// How long a saved state must last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Through a host crash (fsynced): networks, their bridges and subnets.
+    Host,
+    /// Through a daemon restart only (in the page cache): endpoints. Their
+    /// veths and namespaces are kernel state that a host crash takes with
+    /// it, and [`crate::NetworkManager::restore`] drops endpoints whose
+    /// veth is gone, so an fsync per container start and stop buys nothing.
+    Daemon,
+}
+
 /// Everything persisted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -86,8 +100,9 @@ impl State {
     }
 
     /// Writes `path` atomically: a reader (or a crash) sees the old or the
-    /// new state, never a mix.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// new state, never a mix. With [`Durability::Host`] the file and its
+    /// directory are fsynced before this returns.
+    pub fn save(&self, path: &Path, durability: Durability) -> Result<()> {
         let werr = |source| Error::StateWrite {
             path: path.to_path_buf(),
             source,
@@ -101,9 +116,14 @@ impl State {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&json)?;
             f.write_all(b"\n")?;
-            f.sync_all()?;
+            if durability == Durability::Host {
+                f.sync_all()?;
+            }
             std::fs::rename(&tmp, path)?;
-            std::fs::File::open(dir)?.sync_all()
+            if durability == Durability::Host {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
         };
         write().map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
@@ -167,7 +187,7 @@ mod tests {
         let p = dir.path().join("sub/network.json");
         assert_eq!(State::load(&p).unwrap(), State::default());
         let s = sample();
-        s.save(&p).unwrap();
+        s.save(&p, Durability::Host).unwrap();
         assert_eq!(State::load(&p).unwrap(), s);
         // no temporary file is left behind
         let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
@@ -176,6 +196,12 @@ mod tests {
             .collect();
         assert_eq!(names, ["network.json"]);
         assert_eq!(s.endpoints().count(), 1);
+        // Without the fsync it is the same file, replaced atomically.
+        let mut t = sample();
+        t.networks.clear();
+        t.save(&p, Durability::Daemon).unwrap();
+        assert_eq!(State::load(&p).unwrap(), t);
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
     }
 
     #[test]

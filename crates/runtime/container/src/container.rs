@@ -99,8 +99,19 @@ fn cgroup_manager(path: &Path) -> Result<Manager> {
     Manager::new(&hierarchy, path).map_err(|e| Error::Cgroup(e.to_string()))
 }
 
+/// The host's cgroup layout, detected once per process: it changes only
+/// with a reboot, and detecting it reads all of /proc/self/mountinfo, which
+/// grows by two lines per running container (its root and its network
+/// namespace), so reading it per container operation made starting n
+/// containers O(n²) in the supervisor.
 fn host_hierarchy() -> Result<Hierarchy> {
-    strato_cgroups::detect(Path::new("/sys/fs/cgroup")).map_err(|e| Error::Cgroup(e.to_string()))
+    static HOST: std::sync::OnceLock<Hierarchy> = std::sync::OnceLock::new();
+    if let Some(h) = HOST.get() {
+        return Ok(h.clone());
+    }
+    let h = strato_cgroups::detect(Path::new("/sys/fs/cgroup"))
+        .map_err(|e| Error::Cgroup(e.to_string()))?;
+    Ok(HOST.get_or_init(|| h).clone())
 }
 
 fn cgroup_view(cg: &Manager) -> CgroupView {

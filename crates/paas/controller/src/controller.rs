@@ -875,7 +875,10 @@ impl<E: Engine> Controller<E> {
             };
             if !has_ip {
                 let ip = match self.inner.engine.list().await {
-                    Ok(cs) => cs.into_iter().find(|c| c.id == container).and_then(|c| c.ip),
+                    Ok(cs) => cs
+                        .into_iter()
+                        .find(|c| c.id == container)
+                        .and_then(|c| c.ip),
                     Err(_) => None,
                 };
                 if let Some(m) = lock(&self.inner.state).members.get_mut(id) {

@@ -1386,6 +1386,7 @@ impl Backend for EngineBackend {
             tty: r.config.tty,
             stdin,
             output: channel_stream(out),
+            detach_keys: None,
         })
     }
 
@@ -1696,7 +1697,15 @@ impl Backend for EngineBackend {
                 &[("name", &r.name), ("image", &r.image_ref)],
             );
         }
-        Ok(AttachSession { tty, stdin, output })
+        // As dockerd: the start request's Tty decides the framing (raw or
+        // multiplexed), whatever the process has; docker-py starts a TTY exec
+        // with `Tty: false` and reads frames.
+        Ok(AttachSession {
+            tty: opts.tty,
+            stdin,
+            output,
+            detach_keys: Some(cfg.detach_keys.clone()).filter(|k| !k.is_empty()),
+        })
     }
 
     async fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect, ApiError> {

@@ -920,6 +920,35 @@ fn api(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
     (status, body)
 }
 
+/// `POST /exec/{id}/start` asking to upgrade: the answer's head, then all
+/// that follows it until the daemon closes the connection.
+fn hijacked_start(d: &Daemon, exec_id: &str, body: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(CMD_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "POST /exec/{exec_id}/start HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("exec start {exec_id}: {e}; read so far: {all:?}"),
+        }
+        // A refusal is an ordinary answer on a kept-alive connection.
+        if all.starts_with(b"HTTP/1.1 4") && all.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let rest = all.split_off(end);
+    (all, rest)
+}
+
 fn exec_create(d: &Daemon, container: &str, body: &str) -> String {
     let (st, out) = api(d, "POST", &format!("/containers/{container}/exec"), body);
     assert_eq!(st, 201, "{}", String::from_utf8_lossy(&out));
@@ -956,6 +985,38 @@ fn exec_framing_detach_keys_and_forced_removal_while_an_exec_runs() {
     assert_eq!(st, 200);
     assert_eq!(body, b"hi", "raw with Tty in the start request");
 
+    // An upgraded start runs the process after the 101 answer and relays it;
+    // a second start of the same exec is refused before any upgrade.
+    let e = exec_create(
+        &d,
+        "ex",
+        r#"{"Cmd":["echo","up"],"AttachStdout":true,"AttachStderr":true}"#,
+    );
+    let (head, rest) = hijacked_start(&d, &e, r#"{"Tty":false}"#);
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(rest, b"\x01\x00\x00\x00\x00\x00\x00\x03up\n");
+    let (head, _) = hijacked_start(&d, &e, r#"{"Tty":false}"#);
+    assert!(
+        head.starts_with(b"HTTP/1.1 409"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    // JSON nulls are absent members, as in dockerd (docker-py sends them).
+    let (st, out) = api(
+        &d,
+        "POST",
+        "/containers/create",
+        r#"{"Image":"busybox","Cmd":["true"],"MacAddress":null,"Healthcheck":{"Test":["CMD","true"],"Interval":null},"HostConfig":{"Binds":null}}"#,
+    );
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    d.docker(&["rm", v["Id"].as_str().unwrap()]).ok();
+
     // Detach keys: the hijacked connection ends when they are typed.
     let (st, out) = api(
         &d,
@@ -968,7 +1029,8 @@ fn exec_framing_detach_keys_and_forced_removal_while_an_exec_runs() {
     let e = exec_create(
         &d,
         "ex",
-        r#"{"Cmd":["cat"],"AttachStdin":true,"AttachStdout":true,"Tty":true,"DetachKeys":"ctrl-p"}"#,
+        // docker-py's spelling of the key (dockerd matches keys case-insensitively).
+        r#"{"Cmd":["cat"],"AttachStdin":true,"AttachStdout":true,"Tty":true,"detachKeys":"ctrl-p"}"#,
     );
     let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
     s.set_read_timeout(Some(CMD_TIMEOUT)).unwrap();

@@ -238,6 +238,10 @@ impl Server {
                 let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
                 let cfg: ExecStartConfig = read_json(req.into_body(), false).await?;
                 let detach = cfg.detach;
+                if let (Some(on_upgrade), false) = (on_upgrade, detach) {
+                    return self.exec_start_hijacked(id, cfg, on_upgrade, minor).await;
+                }
+                let on_upgrade = None;
                 let session = b.exec_start(id, cfg).await?;
                 if detach {
                     return Ok(empty(StatusCode::OK));
@@ -575,6 +579,53 @@ impl Server {
         }
     }
 
+    /// `POST /exec/{id}/start` with an upgrade: as dockerd, answer `101`
+    /// first and start the process once the connection is hijacked, so its
+    /// first output never travels with the answer's headers (clients that read
+    /// the answer through a buffer and then take the raw socket, as docker-py
+    /// does, would lose it). Unknown or already started execs are refused
+    /// before the upgrade; a failure to start is written on the connection.
+    async fn exec_start_hijacked(
+        &self,
+        id: &str,
+        cfg: ExecStartConfig,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+        minor: u32,
+    ) -> Result<Response<Body>, ApiError> {
+        let b = self.backend.clone();
+        let info = b.exec_inspect(id).await?;
+        if info.running || info.exit_code.is_some() || info.pid != 0 {
+            return Err(ApiError::conflict(format!(
+                "exec instance {id} has already been started"
+            )));
+        }
+        let ctype = stream_content_type(cfg.tty, minor);
+        let id = id.to_string();
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                let up = match on_upgrade.await {
+                    Ok(up) => up,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "connection upgrade failed");
+                        return;
+                    }
+                };
+                let (rd, mut wr) = tokio::io::split(TokioIo::new(up));
+                match b.exec_start(&id, cfg).await {
+                    Ok(session) => duplex(rd, wr, session).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "exec start failed after the upgrade");
+                        let _ = wr.write_all(format!("{}\n", e.message).as_bytes()).await;
+                        let _ = wr.shutdown().await;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(upgraded(ctype))
+    }
+
     async fn image_create(
         &self,
         q: &Query,
@@ -773,16 +824,7 @@ fn hijack(
                 }
                 .instrument(span),
             );
-            let mut r = Response::new(empty_body());
-            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let h = r.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
-            h.insert(
-                hyper::header::CONNECTION,
-                HeaderValue::from_static("Upgrade"),
-            );
-            h.insert(hyper::header::UPGRADE, HeaderValue::from_static("tcp"));
-            r
+            upgraded(ctype)
         }
         None => {
             let tty = session.tty;
@@ -794,6 +836,20 @@ fn hijack(
             stream_response(StatusCode::OK, ctype, body)
         }
     }
+}
+
+/// The `101` answer to an attach or exec start that asked to upgrade.
+fn upgraded(ctype: &'static str) -> Response<Body> {
+    let mut r = Response::new(empty_body());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(
+        hyper::header::CONNECTION,
+        HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(hyper::header::UPGRADE, HeaderValue::from_static("tcp"));
+    r
 }
 
 /// Relays a hijacked connection: client bytes to stdin (shut down on the
@@ -1198,8 +1254,30 @@ async fn read_json<T: DeserializeOwned + Default>(
         }
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_parameter(format!("invalid JSON in the request body: {e}")))
+    parse_json_body(&bytes)
+}
+
+/// Decodes a JSON request body as dockerd does: a `null` member is the same
+/// as an absent one (Go leaves the field at its zero value), so clients that
+/// send every field, docker-py among them (`"Interval": null`), are accepted.
+fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bad = |e: serde_json::Error| {
+        ApiError::bad_parameter(format!("invalid JSON in the request body: {e}"))
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(bad)?;
+    drop_null_members(&mut v);
+    serde_json::from_value(v).map_err(bad)
+}
+
+fn drop_null_members(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_null_members);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_null_members),
+        _ => {}
+    }
 }
 
 fn body_stream(body: Incoming) -> ByteStream {
@@ -1349,6 +1427,20 @@ pub fn go_arch() -> &'static str {
 #[cfg(test)]
 mod detach_tests {
     use super::*;
+
+    #[test]
+    fn null_members_are_absent_members() {
+        let c: ContainerCreateConfig = parse_json_body(
+            br#"{"Image":"busybox","MacAddress":null,"Healthcheck":{"Test":["CMD","true"],"Interval":null,"Retries":null},"HostConfig":{"NetworkMode":null}}"#,
+        )
+        .unwrap();
+        let h = c.config.healthcheck.expect("healthcheck");
+        assert_eq!(h.interval, 0);
+        assert_eq!(h.test.unwrap(), ["CMD", "true"]);
+        let e = parse_json_body::<ContainerCreateConfig>(br#"{"Image":3}"#).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.message.contains("invalid JSON"), "{}", e.message);
+    }
 
     #[test]
     fn detach_keys_parse_docker_syntax() {

@@ -1058,6 +1058,17 @@ fn exec_framing_detach_keys_and_forced_removal_while_an_exec_runs() {
     s.read_to_end(&mut rest)
         .expect("the connection closes after the detach keys");
 
+    // A SIGKILL answers once the container is down (docker-py inspects at once).
+    d.docker(&["run", "-d", "--name", "kk", "busybox", "sleep", "600"])
+        .ok();
+    let (st, out) = api(&d, "POST", "/containers/kk/kill", "");
+    assert_eq!(st, 204, "{}", String::from_utf8_lossy(&out));
+    let (_, out) = api(&d, "GET", "/containers/kk/json", "");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["State"]["Running"], false, "{v}");
+    assert_eq!(v["State"]["ExitCode"], 137, "{v}");
+    d.docker(&["rm", "kk"]).ok();
+
     // An exec still running in the container; a forced removal completes.
     d.docker(&["exec", "-d", "ex", "sleep", "300"]).ok();
     d.docker(&["rm", "-f", "ex"]).ok();

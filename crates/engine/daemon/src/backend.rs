@@ -967,6 +967,7 @@ impl Backend for EngineBackend {
                 r.id
             )));
         }
+        let mut down = (sig == libc::SIGKILL).then(|| self.engine.subscribe());
         self.engine.kill(&r.id, sig).await.map_err(api_err)?;
         let name = format!("{sig}");
         self.emit(
@@ -979,6 +980,25 @@ impl Backend for EngineBackend {
                 ("signal", &name),
             ],
         );
+        // As dockerd: a SIGKILL answers once the container is down (clients
+        // inspect right after and expect it stopped), waiting a bounded time.
+        if let Some(rx) = down.as_mut() {
+            let cid = r.id.clone();
+            let engine = self.engine.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(10), async move {
+                loop {
+                    if engine.record(&cid).map_or(true, |r| !is_running(&r)) {
+                        break;
+                    }
+                    match rx.recv().await {
+                        Ok(ev) if ev.id == cid && ev.action == "die" => break,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            })
+            .await;
+        }
         Ok(())
     }
 

@@ -1016,6 +1016,19 @@ fn exec_framing_detach_keys_and_forced_removal_while_an_exec_runs() {
     assert_eq!(st, 201, "{}", String::from_utf8_lossy(&out));
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
     d.docker(&["rm", v["Id"].as_str().unwrap()]).ok();
+    // A log driver this engine does not have is refused at create.
+    let (st, out) = api(
+        &d,
+        "POST",
+        "/containers/create",
+        r#"{"Image":"busybox","HostConfig":{"LogConfig":{"Type":"asdf","Config":{}}}}"#,
+    );
+    assert_eq!(st, 400);
+    assert!(
+        String::from_utf8_lossy(&out).contains("no log driver named 'asdf'"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 
     // Detach keys: the hijacked connection ends when they are typed.
     let (st, out) = api(

@@ -887,6 +887,14 @@ impl Backend for EngineBackend {
                 )));
             }
         }
+        // Logs are always kept as json-file by the supervisor; other drivers
+        // (syslog, journald, ...) are refused with dockerd's wording.
+        let driver = config.host_config.log_config.kind.as_str();
+        if !matches!(driver, "" | "json-file" | "local" | "none") {
+            return Err(ApiError::bad_parameter(format!(
+                "logger: no log driver named '{driver}' is registered"
+            )));
+        }
         // The image first: a missing one is the 404 that makes the CLI pull.
         let image = config.config.image.clone();
         {

@@ -878,3 +878,216 @@ fn bridge_peers_restart_policies_and_hostile_imports() {
     let images = d.docker(&["images", "--format", "{{.Repository}}"]).ok();
     assert_eq!(images.stdout.trim(), "busybox");
 }
+
+/// One request over the daemon's unix socket (HTTP/1.1, `Connection:
+/// close`); the raw answer (status line, headers, body) is returned once the
+/// daemon closes the connection, or after `CMD_TIMEOUT` (then the test fails).
+fn api(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
+    s.set_read_timeout(Some(CMD_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)
+        .unwrap_or_else(|e| panic!("{method} {path}: no complete answer: {e}"));
+    let head_end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers")
+        + 4;
+    let status = String::from_utf8_lossy(&all[9..12]).parse().unwrap();
+    let head = String::from_utf8_lossy(&all[..head_end]).to_lowercase();
+    let mut body = all[head_end..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
+            rest = &rest[eol + 2 + n + 2..];
+        }
+        body = out;
+    }
+    (status, body)
+}
+
+/// `POST /exec/{id}/start` asking to upgrade: the answer's head, then all
+/// that follows it until the daemon closes the connection.
+fn hijacked_start(d: &Daemon, exec_id: &str, body: &str) -> (Vec<u8>, Vec<u8>) {
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(CMD_TIMEOUT)).unwrap();
+    write!(
+        s,
+        "POST /exec/{exec_id}/start HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("exec start {exec_id}: {e}; read so far: {all:?}"),
+        }
+        // A refusal is an ordinary answer on a kept-alive connection.
+        if all.starts_with(b"HTTP/1.1 4") && all.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let rest = all.split_off(end);
+    (all, rest)
+}
+
+fn exec_create(d: &Daemon, container: &str, body: &str) -> String {
+    let (st, out) = api(d, "POST", &format!("/containers/{container}/exec"), body);
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    v["Id"].as_str().unwrap().to_string()
+}
+
+/// What docker-py's integration tests found: a forced removal while an exec
+/// runs hung the supervisor for good; a TTY exec started with `Tty: false`
+/// must answer multiplexed frames (dockerd frames by the start request);
+/// detach keys end a hijacked exec session; bad detach keys are a 400.
+#[test]
+fn exec_framing_detach_keys_and_forced_removal_while_an_exec_runs() {
+    let d = Daemon::start("daemon-execpy");
+    d.load_busybox();
+    d.docker(&["run", "-d", "--name", "ex", "busybox", "sleep", "600"])
+        .ok();
+
+    // Framing follows the start request's Tty.
+    let e = exec_create(
+        &d,
+        "ex",
+        r#"{"Cmd":["printf","hi"],"Tty":true,"AttachStdout":true}"#,
+    );
+    let (st, body) = api(&d, "POST", &format!("/exec/{e}/start"), r#"{"Tty":false}"#);
+    assert_eq!(st, 200);
+    assert_eq!(body, b"\x01\x00\x00\x00\x00\x00\x00\x02hi", "framed stdout");
+    let e = exec_create(
+        &d,
+        "ex",
+        r#"{"Cmd":["printf","hi"],"Tty":false,"AttachStdout":true}"#,
+    );
+    let (st, body) = api(&d, "POST", &format!("/exec/{e}/start"), r#"{"Tty":true}"#);
+    assert_eq!(st, 200);
+    assert_eq!(body, b"hi", "raw with Tty in the start request");
+
+    // An upgraded start runs the process after the 101 answer and relays it;
+    // a second start of the same exec is refused before any upgrade.
+    let e = exec_create(
+        &d,
+        "ex",
+        r#"{"Cmd":["echo","up"],"AttachStdout":true,"AttachStderr":true}"#,
+    );
+    let (head, rest) = hijacked_start(&d, &e, r#"{"Tty":false}"#);
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(rest, b"\x01\x00\x00\x00\x00\x00\x00\x03up\n");
+    let (head, _) = hijacked_start(&d, &e, r#"{"Tty":false}"#);
+    assert!(
+        head.starts_with(b"HTTP/1.1 409"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    // JSON nulls are absent members, as in dockerd (docker-py sends them).
+    let (st, out) = api(
+        &d,
+        "POST",
+        "/containers/create",
+        r#"{"Image":"busybox","Cmd":["true"],"MacAddress":null,"Healthcheck":{"Test":["CMD","true"],"Interval":null},"HostConfig":{"Binds":null}}"#,
+    );
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    d.docker(&["rm", v["Id"].as_str().unwrap()]).ok();
+    // A log driver this engine does not have is refused at create.
+    let (st, out) = api(
+        &d,
+        "POST",
+        "/containers/create",
+        r#"{"Image":"busybox","HostConfig":{"LogConfig":{"Type":"asdf","Config":{}}}}"#,
+    );
+    assert_eq!(st, 400);
+    assert!(
+        String::from_utf8_lossy(&out).contains("no log driver named 'asdf'"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+
+    // Detach keys: the hijacked connection ends when they are typed.
+    let (st, out) = api(
+        &d,
+        "POST",
+        "/containers/ex/exec",
+        r#"{"Cmd":["cat"],"DetachKeys":"ctrl-1"}"#,
+    );
+    assert_eq!(st, 400, "{}", String::from_utf8_lossy(&out));
+    assert!(String::from_utf8_lossy(&out).contains("detach key"));
+    let e = exec_create(
+        &d,
+        "ex",
+        // docker-py's spelling of the key (dockerd matches keys case-insensitively).
+        r#"{"Cmd":["cat"],"AttachStdin":true,"AttachStdout":true,"Tty":true,"detachKeys":"ctrl-p"}"#,
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(&d.sock).unwrap();
+    s.set_read_timeout(Some(CMD_TIMEOUT)).unwrap();
+    let body = r#"{"Tty":true}"#;
+    write!(
+        s,
+        "POST /exec/{e}/start HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1, "answer cut short");
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s.write_all(b"ab\x10").unwrap();
+    // The session ends (end of file) rather than running into the timeout.
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the connection closes after the detach keys");
+
+    // A SIGKILL answers once the container is down (docker-py inspects at once).
+    d.docker(&["run", "-d", "--name", "kk", "busybox", "sleep", "600"])
+        .ok();
+    let (st, out) = api(&d, "POST", "/containers/kk/kill", "");
+    assert_eq!(st, 204, "{}", String::from_utf8_lossy(&out));
+    let (_, out) = api(&d, "GET", "/containers/kk/json", "");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["State"]["Running"], false, "{v}");
+    assert_eq!(v["State"]["ExitCode"], 137, "{v}");
+    d.docker(&["rm", "kk"]).ok();
+
+    // An exec still running in the container; a forced removal completes.
+    d.docker(&["exec", "-d", "ex", "sleep", "300"]).ok();
+    d.docker(&["rm", "-f", "ex"]).ok();
+    let left = d.docker(&["ps", "-aq"]).ok();
+    assert_eq!(left.stdout.trim(), "");
+    // The supervisor still answers.
+    let out = d.docker(&["run", "--rm", "busybox", "echo", "alive"]).ok();
+    assert_eq!(out.stdout.trim(), "alive");
+}

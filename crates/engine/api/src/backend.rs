@@ -87,6 +87,10 @@ pub struct AttachSession {
     /// when the container stops), which ends the session and closes the
     /// connection.
     pub output: OutputStream,
+    /// The key sequence (Docker's syntax, `ctrl-p,ctrl-q`) that detaches a
+    /// client from the stdin it writes: the exec's `DetachKeys`. `None`: the
+    /// attach request's `detachKeys`, else Docker's default `ctrl-p,ctrl-q`.
+    pub detach_keys: Option<String>,
 }
 
 /// A pending wait: resolves when the condition holds. Obtained before the

@@ -238,6 +238,10 @@ impl Server {
                 let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
                 let cfg: ExecStartConfig = read_json(req.into_body(), false).await?;
                 let detach = cfg.detach;
+                if let (Some(on_upgrade), false) = (on_upgrade, detach) {
+                    return self.exec_start_hijacked(id, cfg, on_upgrade, minor).await;
+                }
+                let on_upgrade = None;
                 let session = b.exec_start(id, cfg).await?;
                 if detach {
                     return Ok(empty(StatusCode::OK));
@@ -493,9 +497,16 @@ impl Server {
                         "Bad parameters: you must choose at least one of stream or logs",
                     ));
                 }
+                if let Some(keys) = &opts.detach_keys {
+                    parse_detach_keys(keys)?;
+                }
                 let on_upgrade =
                     upgrade_requested(req.headers()).then(|| hyper::upgrade::on(&mut req));
-                let session = b.container_attach(id, opts).await?;
+                let keys = opts.detach_keys.clone().filter(|k| !k.is_empty());
+                let mut session = b.container_attach(id, opts).await?;
+                if keys.is_some() {
+                    session.detach_keys = keys;
+                }
                 Ok(hijack(session, on_upgrade, minor))
             }
             (&M::POST, "resize") => {
@@ -561,10 +572,58 @@ impl Server {
                         "no exec command specified: give a non-empty Cmd",
                     ));
                 }
+                parse_detach_keys(&cfg.detach_keys)?;
                 Ok(json(StatusCode::CREATED, &b.exec_create(id, cfg).await?))
             }
             _ => Err(page_not_found()),
         }
+    }
+
+    /// `POST /exec/{id}/start` with an upgrade: as dockerd, answer `101`
+    /// first and start the process once the connection is hijacked, so its
+    /// first output never travels with the answer's headers (clients that read
+    /// the answer through a buffer and then take the raw socket, as docker-py
+    /// does, would lose it). Unknown or already started execs are refused
+    /// before the upgrade; a failure to start is written on the connection.
+    async fn exec_start_hijacked(
+        &self,
+        id: &str,
+        cfg: ExecStartConfig,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+        minor: u32,
+    ) -> Result<Response<Body>, ApiError> {
+        let b = self.backend.clone();
+        let info = b.exec_inspect(id).await?;
+        if info.running || info.exit_code.is_some() || info.pid != 0 {
+            return Err(ApiError::conflict(format!(
+                "exec instance {id} has already been started"
+            )));
+        }
+        let ctype = stream_content_type(cfg.tty, minor);
+        let id = id.to_string();
+        let span = tracing::Span::current();
+        tokio::spawn(
+            async move {
+                let up = match on_upgrade.await {
+                    Ok(up) => up,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "connection upgrade failed");
+                        return;
+                    }
+                };
+                let (rd, mut wr) = tokio::io::split(TokioIo::new(up));
+                match b.exec_start(&id, cfg).await {
+                    Ok(session) => duplex(rd, wr, session).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "exec start failed after the upgrade");
+                        let _ = wr.write_all(format!("{}\n", e.message).as_bytes()).await;
+                        let _ = wr.shutdown().await;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+        Ok(upgraded(ctype))
     }
 
     async fn image_create(
@@ -765,16 +824,7 @@ fn hijack(
                 }
                 .instrument(span),
             );
-            let mut r = Response::new(empty_body());
-            *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let h = r.headers_mut();
-            h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
-            h.insert(
-                hyper::header::CONNECTION,
-                HeaderValue::from_static("Upgrade"),
-            );
-            h.insert(hyper::header::UPGRADE, HeaderValue::from_static("tcp"));
-            r
+            upgraded(ctype)
         }
         None => {
             let tty = session.tty;
@@ -786,6 +836,20 @@ fn hijack(
             stream_response(StatusCode::OK, ctype, body)
         }
     }
+}
+
+/// The `101` answer to an attach or exec start that asked to upgrade.
+fn upgraded(ctype: &'static str) -> Response<Body> {
+    let mut r = Response::new(empty_body());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(
+        hyper::header::CONNECTION,
+        HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(hyper::header::UPGRADE, HeaderValue::from_static("tcp"));
+    r
 }
 
 /// Relays a hijacked connection: client bytes to stdin (shut down on the
@@ -800,19 +864,38 @@ where
         tty,
         stdin,
         mut output,
+        detach_keys,
     } = session;
     let mut buf = vec![0u8; 32 * 1024];
     let mut stdin_task = None;
     let mut watch = None;
+    let detached = Arc::new(tokio::sync::Notify::new());
     match stdin {
         Some(mut w) => {
+            // Checked by the routes; a bad value here falls back to the default.
+            let keys = parse_detach_keys(detach_keys.as_deref().unwrap_or(""))
+                .unwrap_or_else(|_| DEFAULT_DETACH_KEYS.to_vec());
+            let detached = detached.clone();
             stdin_task = Some(tokio::spawn(async move {
+                let mut escape = EscapeMatcher::new(keys);
+                let mut out = Vec::new();
                 loop {
                     match rd.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            if w.write_all(&buf[..n]).await.is_err() || w.flush().await.is_err() {
+                            out.clear();
+                            let detach = escape.feed(&buf[..n], &mut out);
+                            if !out.is_empty()
+                                && (w.write_all(&out).await.is_err() || w.flush().await.is_err())
+                            {
                                 break;
+                            }
+                            if detach {
+                                // As dockerd: the client leaves; the process
+                                // keeps running.
+                                tracing::debug!("client detached with its detach keys");
+                                detached.notify_one();
+                                return;
                             }
                         }
                     }
@@ -841,7 +924,10 @@ where
                 n = output.next() => n,
                 _ = w => { tracing::debug!("client went away"); break }
             },
-            None => output.next().await,
+            None => tokio::select! {
+                n = output.next() => n,
+                _ = detached.notified() => break,
+            },
         };
         match next {
             Some(Ok(chunk)) => {
@@ -862,6 +948,78 @@ where
     }
     if let Some(w) = watch {
         w.abort();
+    }
+}
+
+/// Docker's default detach keys: ctrl-p, ctrl-q.
+const DEFAULT_DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+
+/// Parses Docker's detach key syntax: comma-separated keys, each a single
+/// character or `ctrl-X` (X one of `a`-`z`, `@`, `[`, `\`, `]`, `^`, `_`).
+/// Empty: the default `ctrl-p,ctrl-q`.
+pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, ApiError> {
+    if s.is_empty() {
+        return Ok(DEFAULT_DETACH_KEYS.to_vec());
+    }
+    let bad = |k: &str| {
+        ApiError::bad_parameter(format!(
+            "invalid detach key {k:?} in {s:?}: use comma-separated keys such as ctrl-p,ctrl-q (a single character or ctrl-<a-z, @, [, \\, ], ^, _>)"
+        ))
+    };
+    s.split(',')
+        .map(|k| {
+            let lower = k.to_ascii_lowercase();
+            match lower.strip_prefix("ctrl-") {
+                Some(c) if c.len() == 1 => match c.as_bytes()[0] {
+                    b @ b'a'..=b'z' => Ok(b - b'a' + 1),
+                    b @ (b'@' | b'[' | b'\\' | b']' | b'^' | b'_') => Ok(b - b'@'),
+                    _ => Err(bad(k)),
+                },
+                Some(_) => Err(bad(k)),
+                None if k.len() == 1 => Ok(k.as_bytes()[0]),
+                None => Err(bad(k)),
+            }
+        })
+        .collect()
+}
+
+/// Finds the detach key sequence in a client's stdin, holding back bytes
+/// that may begin it (they are passed on when the sequence breaks off).
+struct EscapeMatcher {
+    keys: Vec<u8>,
+    held: usize,
+}
+
+impl EscapeMatcher {
+    fn new(keys: Vec<u8>) -> Self {
+        EscapeMatcher { keys, held: 0 }
+    }
+
+    /// Appends to `out` what goes on to the process; true when the whole
+    /// sequence was typed (what follows it in `input` is dropped).
+    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool {
+        for &b in input {
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    self.held = 0;
+                    return true;
+                }
+                continue;
+            }
+            out.extend_from_slice(&self.keys[..self.held]);
+            self.held = 0;
+            if b == self.keys[0] {
+                self.held = 1;
+                if self.keys.len() == 1 {
+                    self.held = 0;
+                    return true;
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        false
     }
 }
 
@@ -1096,8 +1254,30 @@ async fn read_json<T: DeserializeOwned + Default>(
         }
         return Ok(T::default());
     }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_parameter(format!("invalid JSON in the request body: {e}")))
+    parse_json_body(&bytes)
+}
+
+/// Decodes a JSON request body as dockerd does: a `null` member is the same
+/// as an absent one (Go leaves the field at its zero value), so clients that
+/// send every field, docker-py among them (`"Interval": null`), are accepted.
+fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bad = |e: serde_json::Error| {
+        ApiError::bad_parameter(format!("invalid JSON in the request body: {e}"))
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(bad)?;
+    drop_null_members(&mut v);
+    serde_json::from_value(v).map_err(bad)
+}
+
+fn drop_null_members(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_null_members);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(drop_null_members),
+        _ => {}
+    }
 }
 
 fn body_stream(body: Incoming) -> ByteStream {
@@ -1241,6 +1421,68 @@ pub fn go_arch() -> &'static str {
         "x86" => "386",
         "powerpc64" => "ppc64le",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod detach_tests {
+    use super::*;
+
+    #[test]
+    fn null_members_are_absent_members() {
+        let c: ContainerCreateConfig = parse_json_body(
+            br#"{"Image":"busybox","MacAddress":null,"Healthcheck":{"Test":["CMD","true"],"Interval":null,"Retries":null},"HostConfig":{"NetworkMode":null}}"#,
+        )
+        .unwrap();
+        let h = c.config.healthcheck.expect("healthcheck");
+        assert_eq!(h.interval, 0);
+        assert_eq!(h.test.unwrap(), ["CMD", "true"]);
+        let e = parse_json_body::<ContainerCreateConfig>(br#"{"Image":3}"#).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.message.contains("invalid JSON"), "{}", e.message);
+    }
+
+    #[test]
+    fn detach_keys_parse_docker_syntax() {
+        assert_eq!(parse_detach_keys("").unwrap(), vec![0x10, 0x11]);
+        assert_eq!(
+            parse_detach_keys("ctrl-p,ctrl-q").unwrap(),
+            vec![0x10, 0x11]
+        );
+        assert_eq!(
+            parse_detach_keys("ctrl-@,a,ctrl-_").unwrap(),
+            vec![0, b'a', 0x1f]
+        );
+        for bad in ["ctrl-", "ctrl-1", "ab", "ctrl-p,", "ctrl-pq"] {
+            let e = parse_detach_keys(bad).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad}");
+            assert!(e.message.contains("detach key"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn escape_matcher_passes_broken_prefixes_and_stops_at_the_sequence() {
+        let mut m = EscapeMatcher::new(vec![0x10, 0x11]);
+        let mut out = Vec::new();
+        assert!(!m.feed(b"ab\x10c", &mut out));
+        assert_eq!(out, b"ab\x10c");
+        out.clear();
+        // The sequence split across reads, with bytes before it.
+        assert!(!m.feed(b"x\x10", &mut out));
+        assert_eq!(out, b"x");
+        out.clear();
+        assert!(m.feed(b"\x11tail", &mut out));
+        assert!(out.is_empty());
+        // A repeated first key keeps one held.
+        let mut m = EscapeMatcher::new(vec![0x10, 0x11]);
+        let mut out = Vec::new();
+        assert!(m.feed(b"\x10\x10\x11", &mut out));
+        assert_eq!(out, b"\x10");
+        // A single key.
+        let mut m = EscapeMatcher::new(vec![0x10]);
+        let mut out = Vec::new();
+        assert!(m.feed(b"ab\x10", &mut out));
+        assert_eq!(out, b"ab");
     }
 }
 

@@ -1139,6 +1139,7 @@ impl Backend for FakeBackend {
             tty: c.config.tty,
             stdin,
             output,
+            detach_keys: None,
         })
     }
 
@@ -1388,6 +1389,7 @@ impl Backend for FakeBackend {
             tty,
             stdin: stdin_w,
             output,
+            detach_keys: None,
         })
     }
 

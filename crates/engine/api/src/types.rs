@@ -1077,6 +1077,8 @@ pub struct ExecConfig {
     pub attach_stdin: bool,
     pub attach_stdout: bool,
     pub attach_stderr: bool,
+    /// dockerd decodes JSON case-insensitively; docker-py sends `detachKeys`.
+    #[serde(alias = "detachKeys")]
     pub detach_keys: String,
     pub tty: bool,
     pub console_size: Option<[u64; 2]>,

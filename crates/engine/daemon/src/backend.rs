@@ -887,6 +887,14 @@ impl Backend for EngineBackend {
                 )));
             }
         }
+        // Logs are always kept as json-file by the supervisor; other drivers
+        // (syslog, journald, ...) are refused with dockerd's wording.
+        let driver = config.host_config.log_config.kind.as_str();
+        if !matches!(driver, "" | "json-file" | "local" | "none") {
+            return Err(ApiError::bad_parameter(format!(
+                "logger: no log driver named '{driver}' is registered"
+            )));
+        }
         // The image first: a missing one is the 404 that makes the CLI pull.
         let image = config.config.image.clone();
         {
@@ -967,6 +975,7 @@ impl Backend for EngineBackend {
                 r.id
             )));
         }
+        let mut down = (sig == libc::SIGKILL).then(|| self.engine.subscribe());
         self.engine.kill(&r.id, sig).await.map_err(api_err)?;
         let name = format!("{sig}");
         self.emit(
@@ -979,6 +988,25 @@ impl Backend for EngineBackend {
                 ("signal", &name),
             ],
         );
+        // As dockerd: a SIGKILL answers once the container is down (clients
+        // inspect right after and expect it stopped), waiting a bounded time.
+        if let Some(rx) = down.as_mut() {
+            let cid = r.id.clone();
+            let engine = self.engine.clone();
+            let _ = tokio::time::timeout(Duration::from_secs(10), async move {
+                loop {
+                    if engine.record(&cid).map_or(true, |r| !is_running(&r)) {
+                        break;
+                    }
+                    match rx.recv().await {
+                        Ok(ev) if ev.id == cid && ev.action == "die" => break,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    }
+                }
+            })
+            .await;
+        }
         Ok(())
     }
 
@@ -1386,6 +1414,7 @@ impl Backend for EngineBackend {
             tty: r.config.tty,
             stdin,
             output: channel_stream(out),
+            detach_keys: None,
         })
     }
 
@@ -1696,7 +1725,15 @@ impl Backend for EngineBackend {
                 &[("name", &r.name), ("image", &r.image_ref)],
             );
         }
-        Ok(AttachSession { tty, stdin, output })
+        // As dockerd: the start request's Tty decides the framing (raw or
+        // multiplexed), whatever the process has; docker-py starts a TTY exec
+        // with `Tty: false` and reads frames.
+        Ok(AttachSession {
+            tty: opts.tty,
+            stdin,
+            output,
+            detach_keys: Some(cfg.detach_keys.clone()).filter(|k| !k.is_empty()),
+        })
     }
 
     async fn exec_inspect(&self, exec_id: &str) -> Result<ExecInspect, ApiError> {

@@ -787,6 +787,35 @@ impl Supervisor {
         }
     }
 
+    /// Waits until the killed init `pid` of container `id` is reaped, so a
+    /// removal is complete on return. Not a blocking `waitpid(pid)`: an init
+    /// dying with a pid namespace waits for every process of the namespace to
+    /// be reaped, and exec'd processes are our children too (their zombies
+    /// would wait for us while we wait for the init), so every child is reaped
+    /// meanwhile.
+    fn wait_killed(&mut self, id: &str, pid: i32) {
+        let target = nix::unistd::Pid::from_raw(pid);
+        loop {
+            match waitpid(target, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(st) => {
+                    if let Some(code) = strato_container::launch::exit_code(st) {
+                        if let Some(m) = self.containers.get_mut(id) {
+                            m.reaped = Some(code);
+                        }
+                        return;
+                    }
+                    continue;
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                // Reaped already (by `reap` below, which records it), or not ours.
+                Err(_) => return,
+            }
+            self.reap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn reap(&mut self) {
         loop {
             let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -797,30 +826,36 @@ impl Supervisor {
             let Some(code) = strato_container::launch::exit_code(status) else {
                 continue;
             };
-            let pid = pid.as_raw();
-            if let Some(m) = self.containers.values_mut().find(|m| {
-                m.status.pid == pid && m.reaped.is_none() && m.status.phase != Phase::Exited
-            }) {
-                m.reaped = Some(code);
-                continue;
-            }
-            let time = now();
-            if let Some(e) = self
-                .execs
-                .values_mut()
-                .find(|e| e.status.pid == pid && e.status.running)
-            {
-                e.status.running = false;
-                e.status.exit_code = Some(code);
-                e.master = None;
-                let ev = Event::ExecDie {
-                    exec_id: e.status.exec_id.clone(),
-                    container: e.status.container.clone(),
-                    code,
-                    time,
-                };
-                self.emit(ev);
-            }
+            self.record_exit(pid.as_raw(), code);
+        }
+    }
+
+    /// Notes the exit of a reaped child: a container's init or an exec.
+    fn record_exit(&mut self, pid: i32, code: i32) {
+        if let Some(m) = self
+            .containers
+            .values_mut()
+            .find(|m| m.status.pid == pid && m.reaped.is_none() && m.status.phase != Phase::Exited)
+        {
+            m.reaped = Some(code);
+            return;
+        }
+        let time = now();
+        if let Some(e) = self
+            .execs
+            .values_mut()
+            .find(|e| e.status.pid == pid && e.status.running)
+        {
+            e.status.running = false;
+            e.status.exit_code = Some(code);
+            e.master = None;
+            let ev = Event::ExecDie {
+                exec_id: e.status.exec_id.clone(),
+                container: e.status.container.clone(),
+                code,
+                time,
+            };
+            self.emit(ev);
         }
     }
 
@@ -929,12 +964,7 @@ impl Supervisor {
                 let _ = self.runtime.set_paused(id, false);
             }
             let _ = self.runtime.kill(id, Signal::SIGKILL, true);
-            // Our child: wait for it here so the removal is complete on return.
-            if let Ok(st) = waitpid(nix::unistd::Pid::from_raw(pid), None) {
-                if let Some(m) = self.containers.get_mut(id) {
-                    m.reaped = strato_container::launch::exit_code(st);
-                }
-            }
+            self.wait_killed(id, pid);
             // Drain what it wrote last.
             while self
                 .containers

@@ -35,6 +35,9 @@ cleanup() {
         "$STRATO" -H "$dsock" application undeploy php-mysql-app --wait >/dev/null 2>&1 || true
         kill "$daemon_pid" 2>/dev/null || true
         wait "$daemon_pid" 2>/dev/null || true
+        # The supervisor outlives its daemon by design (containers survive
+        # a daemon restart); this one's containers are gone with the undeploy.
+        pkill -f "strato supervisor --root $work/exec/supervisor" 2>/dev/null || true
     fi
     for m in $(awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null || true; done
     ip link del strato-asb0 2>/dev/null || true

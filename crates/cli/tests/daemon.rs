@@ -1091,3 +1091,45 @@ fn exec_framing_detach_keys_and_forced_removal_while_an_exec_runs() {
     let out = d.docker(&["run", "--rm", "busybox", "echo", "alive"]).ok();
     assert_eq!(out.stdout.trim(), "alive");
 }
+
+/// More of what docker-py's integration tests found: an exec whose command
+/// is not there reports exit code 126 (as dockerd) and the reason on its
+/// stream.
+#[test]
+fn exec_start_failures_diff_and_update() {
+    let d = Daemon::start("daemon-dpy2");
+    d.load_busybox();
+    d.docker(&["run", "-d", "--name", "cx", "busybox", "sleep", "600"])
+        .ok();
+
+    // A command that does not exist: the reason on stdout, then exit 126.
+    let e = exec_create(
+        &d,
+        "cx",
+        r#"{"Cmd":["nosuchcmd","x"],"AttachStdout":true,"AttachStderr":true}"#,
+    );
+    let (head, rest) = hijacked_start(&d, &e, r#"{"Tty":false}"#);
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(rest[0], 1, "a stdout frame: {rest:?}");
+    assert!(
+        String::from_utf8_lossy(&rest[8..]).contains("nosuchcmd"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    let (st, out) = api(&d, "GET", &format!("/exec/{e}/json"), "");
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["ExitCode"], 126, "{v}");
+    assert_eq!(v["Running"], false, "{v}");
+    // docker exec shows the same code.
+    let out = d.docker(&["exec", "cx", "nosuchcmd"]);
+    assert_eq!(out.code(), Some(126), "{}", out.stderr);
+    let (head, _) = hijacked_start(&d, &e, r#"{"Tty":false}"#);
+    assert!(head.starts_with(b"HTTP/1.1 409"), "started once only");
+
+    d.docker(&["rm", "-f", "cx"]).ok();
+}

@@ -1094,7 +1094,7 @@ fn exec_framing_detach_keys_and_forced_removal_while_an_exec_runs() {
 
 /// More of what docker-py's integration tests found: an exec whose command
 /// is not there reports exit code 126 (as dockerd) and the reason on its
-/// stream.
+/// stream; `GET /containers/{id}/changes` reports the writable layer.
 #[test]
 fn exec_start_failures_diff_and_update() {
     let d = Daemon::start("daemon-dpy2");
@@ -1131,5 +1131,43 @@ fn exec_start_failures_diff_and_update() {
     let (head, _) = hijacked_start(&d, &e, r#"{"Tty":false}"#);
     assert!(head.starts_with(b"HTTP/1.1 409"), "started once only");
 
-    d.docker(&["rm", "-f", "cx"]).ok();
+    // docker diff: the writable layer against the image, without the
+    // mount points the runtime made (/etc/hosts, /proc, ...).
+    let (st, out) = api(&d, "GET", "/containers/cx/changes", "");
+    assert_eq!(st, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&out).trim(),
+        "[]",
+        "nothing changed yet"
+    );
+    d.docker(&[
+        "run",
+        "--name",
+        "df",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /test && mkdir /newd && echo x >>/etc/passwd && rm /bin/true",
+    ])
+    .ok();
+    let (st, out) = api(&d, "GET", "/containers/df/changes", "");
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"Path": "/bin", "Kind": 0},
+            {"Path": "/bin/true", "Kind": 2},
+            {"Path": "/etc", "Kind": 0},
+            {"Path": "/etc/passwd", "Kind": 0},
+            {"Path": "/newd", "Kind": 1},
+            {"Path": "/test", "Kind": 1},
+        ])
+    );
+    let out = d.docker(&["diff", "df"]).ok();
+    assert!(out.stdout.contains("A /test"), "{}", out.stdout);
+    let (st, _) = api(&d, "GET", "/containers/nosuch/changes", "");
+    assert_eq!(st, 404);
+
+    d.docker(&["rm", "-f", "cx", "df"]).ok();
 }

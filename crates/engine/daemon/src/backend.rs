@@ -1442,6 +1442,17 @@ impl Backend for EngineBackend {
             .map_err(api_err)
     }
 
+    async fn container_changes(&self, id: &str) -> Result<Vec<FilesystemChange>, ApiError> {
+        let changes = self.engine.changes(id).await.map_err(api_err)?;
+        Ok(changes
+            .into_iter()
+            .map(|c| FilesystemChange {
+                path: c.path,
+                kind: c.kind as u8,
+            })
+            .collect())
+    }
+
     async fn container_top(
         &self,
         id: &str,

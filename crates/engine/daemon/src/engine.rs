@@ -1256,6 +1256,37 @@ impl Engine {
         m.pids().map_err(internal)
     }
 
+    /// `docker diff`: the changes of the container's writable layer. Its
+    /// mount points (from its last start's OCI config: /proc, /dev, the
+    /// /etc files, volumes) are left out, as dockerd keeps them in a layer
+    /// of their own.
+    pub async fn changes(
+        &self,
+        name_or_id: &str,
+    ) -> Result<Vec<strato_image::changes::Change>, EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let config = self.bundle_path(&id).join("config.json");
+        let images = self.images.clone();
+        tokio::task::spawn_blocking(move || {
+            let spec: serde_json::Value = fs::read(&config)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let mut ignore: Vec<String> = spec["mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["destination"].as_str())
+                .map(|d| format!("/{}", d.trim_matches('/')))
+                .collect();
+            ignore.push("/.dockerenv".into());
+            images.container_changes(&id, &ignore)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)
+    }
+
     /// Runs a process in a running container (see [`Client::exec`]).
     pub async fn exec(
         &self,

@@ -1094,7 +1094,8 @@ fn exec_framing_detach_keys_and_forced_removal_while_an_exec_runs() {
 
 /// More of what docker-py's integration tests found: an exec whose command
 /// is not there reports exit code 126 (as dockerd) and the reason on its
-/// stream; `GET /containers/{id}/changes` reports the writable layer.
+/// stream; `GET /containers/{id}/changes` reports the writable layer;
+/// `POST /containers/{id}/update` changes limits and the restart policy.
 #[test]
 fn exec_start_failures_diff_and_update() {
     let d = Daemon::start("daemon-dpy2");
@@ -1169,5 +1170,89 @@ fn exec_start_failures_diff_and_update() {
     let (st, _) = api(&d, "GET", "/containers/nosuch/changes", "");
     assert_eq!(st, 404);
 
-    d.docker(&["rm", "-f", "cx", "df"]).ok();
+    // docker update: limits on a running container reach its cgroup and
+    // inspect; the restart policy too; bad values are refused whole.
+    let full = |s: &str| d.docker(&["inspect", "-f", "{{.Id}}", s]).ok().stdout;
+    let out = d
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "up",
+            "-m",
+            "400m",
+            "--restart",
+            "always",
+            "busybox",
+            "sleep",
+            "600",
+        ])
+        .ok();
+    let up = out.stdout.trim().to_string();
+    assert_eq!(full("up").trim(), up);
+    let (st, out) = api(
+        &d,
+        "POST",
+        "/containers/up/update",
+        r#"{"Memory":314572800,"MemorySwap":629145600,"CpuShares":3,"PidsLimit":50,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":42}}"#,
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v, serde_json::json!({"Warnings": []}));
+    let (_, out) = api(&d, "GET", "/containers/up/json", "");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let h = &v["HostConfig"];
+    assert_eq!(h["Memory"], 314572800, "{h}");
+    assert_eq!(h["MemorySwap"], 629145600, "{h}");
+    assert_eq!(h["CpuShares"], 3, "{h}");
+    assert_eq!(h["PidsLimit"], 50, "{h}");
+    assert_eq!(h["RestartPolicy"]["Name"], "on-failure", "{h}");
+    assert_eq!(h["RestartPolicy"]["MaximumRetryCount"], 42, "{h}");
+    let cgroup = |v1: &str, v2: &str| {
+        let a = format!("/sys/fs/cgroup/{v1}/strato/{up}/{v2}");
+        let b = format!("/sys/fs/cgroup/strato/{up}/{v2}");
+        fs::read_to_string(&a)
+            .or_else(|_| fs::read_to_string(&b))
+            .unwrap_or_else(|e| panic!("{a} / {b}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let mem_file = if Path::new("/sys/fs/cgroup/memory").is_dir() {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    assert_eq!(cgroup("memory", mem_file), "314572800");
+    assert_eq!(cgroup("pids", "pids.max"), "50");
+    // The docker CLI's body (every field, zeros for the unchanged ones).
+    d.docker(&["update", "--memory", "200m", "--pids-limit", "-1", "up"])
+        .ok();
+    assert_eq!(cgroup("memory", mem_file), "209715200");
+    assert_eq!(cgroup("pids", "pids.max"), "max");
+    let out = d.docker(&["update", "--memory", "1m", "up"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("Minimum memory limit"),
+        "{}",
+        out.stderr
+    );
+    let (st, out) = api(
+        &d,
+        "POST",
+        "/containers/up/update",
+        r#"{"BlkioWeight":300}"#,
+    );
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&out).contains("BlkioWeight"));
+    assert_eq!(cgroup("memory", mem_file), "209715200", "unchanged");
+    // A created container: recorded, applied when it starts.
+    d.docker(&["create", "--name", "cr", "busybox", "sleep", "600"])
+        .ok();
+    d.docker(&["update", "--cpu-shares", "512", "cr"]).ok();
+    let out = d
+        .docker(&["inspect", "-f", "{{.HostConfig.CpuShares}}", "cr"])
+        .ok();
+    assert_eq!(out.stdout.trim(), "512");
+
+    d.docker(&["rm", "-f", "cx", "df", "up", "cr"]).ok();
 }

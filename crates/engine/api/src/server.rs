@@ -564,6 +564,10 @@ impl Server {
                 Ok(empty(StatusCode::OK))
             }
             (&M::GET, "changes") => Ok(json(StatusCode::OK, &b.container_changes(id).await?)),
+            (&M::POST, "update") => {
+                let u: ContainerUpdate = read_json(req.into_body(), true).await?;
+                Ok(json(StatusCode::OK, &b.container_update(id, u).await?))
+            }
             (&M::GET, "export") => Ok(tar(b.container_export(id).await?)),
             (&M::POST, "exec") => {
                 let cfg: ExecConfig = read_json(req.into_body(), true).await?;

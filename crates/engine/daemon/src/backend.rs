@@ -1453,6 +1453,26 @@ impl Backend for EngineBackend {
             .collect())
     }
 
+    async fn container_update(
+        &self,
+        id: &str,
+        update: ContainerUpdate,
+    ) -> Result<ContainerUpdateResponse, ApiError> {
+        let r = self.rec(id)?;
+        let (resources, restart) = convert::container_update(&update)?;
+        self.engine
+            .update(&r.id, resources, restart)
+            .await
+            .map_err(api_err)?;
+        self.emit(
+            "container",
+            "update",
+            &r.id,
+            &[("name", &r.name), ("image", &r.image_ref)],
+        );
+        Ok(ContainerUpdateResponse::default())
+    }
+
     async fn container_top(
         &self,
         id: &str,

@@ -1091,3 +1091,168 @@ fn exec_framing_detach_keys_and_forced_removal_while_an_exec_runs() {
     let out = d.docker(&["run", "--rm", "busybox", "echo", "alive"]).ok();
     assert_eq!(out.stdout.trim(), "alive");
 }
+
+/// More of what docker-py's integration tests found: an exec whose command
+/// is not there reports exit code 126 (as dockerd) and the reason on its
+/// stream; `GET /containers/{id}/changes` reports the writable layer;
+/// `POST /containers/{id}/update` changes limits and the restart policy.
+#[test]
+fn exec_start_failures_diff_and_update() {
+    let d = Daemon::start("daemon-dpy2");
+    d.load_busybox();
+    d.docker(&["run", "-d", "--name", "cx", "busybox", "sleep", "600"])
+        .ok();
+
+    // A command that does not exist: the reason on stdout, then exit 126.
+    let e = exec_create(
+        &d,
+        "cx",
+        r#"{"Cmd":["nosuchcmd","x"],"AttachStdout":true,"AttachStderr":true}"#,
+    );
+    let (head, rest) = hijacked_start(&d, &e, r#"{"Tty":false}"#);
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(rest[0], 1, "a stdout frame: {rest:?}");
+    assert!(
+        String::from_utf8_lossy(&rest[8..]).contains("nosuchcmd"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    let (st, out) = api(&d, "GET", &format!("/exec/{e}/json"), "");
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["ExitCode"], 126, "{v}");
+    assert_eq!(v["Running"], false, "{v}");
+    // docker exec shows the same code.
+    let out = d.docker(&["exec", "cx", "nosuchcmd"]);
+    assert_eq!(out.code(), Some(126), "{}", out.stderr);
+    let (head, _) = hijacked_start(&d, &e, r#"{"Tty":false}"#);
+    assert!(head.starts_with(b"HTTP/1.1 409"), "started once only");
+
+    // docker diff: the writable layer against the image, without the
+    // mount points the runtime made (/etc/hosts, /proc, ...).
+    let (st, out) = api(&d, "GET", "/containers/cx/changes", "");
+    assert_eq!(st, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&out).trim(),
+        "[]",
+        "nothing changed yet"
+    );
+    d.docker(&[
+        "run",
+        "--name",
+        "df",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /test && mkdir /newd && echo x >>/etc/passwd && rm /bin/true",
+    ])
+    .ok();
+    let (st, out) = api(&d, "GET", "/containers/df/changes", "");
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([
+            {"Path": "/bin", "Kind": 0},
+            {"Path": "/bin/true", "Kind": 2},
+            {"Path": "/etc", "Kind": 0},
+            {"Path": "/etc/passwd", "Kind": 0},
+            {"Path": "/newd", "Kind": 1},
+            {"Path": "/test", "Kind": 1},
+        ])
+    );
+    let out = d.docker(&["diff", "df"]).ok();
+    assert!(out.stdout.contains("A /test"), "{}", out.stdout);
+    let (st, _) = api(&d, "GET", "/containers/nosuch/changes", "");
+    assert_eq!(st, 404);
+
+    // docker update: limits on a running container reach its cgroup and
+    // inspect; the restart policy too; bad values are refused whole.
+    let full = |s: &str| d.docker(&["inspect", "-f", "{{.Id}}", s]).ok().stdout;
+    let out = d
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "up",
+            "-m",
+            "400m",
+            "--restart",
+            "always",
+            "busybox",
+            "sleep",
+            "600",
+        ])
+        .ok();
+    let up = out.stdout.trim().to_string();
+    assert_eq!(full("up").trim(), up);
+    let (st, out) = api(
+        &d,
+        "POST",
+        "/containers/up/update",
+        r#"{"Memory":314572800,"MemorySwap":629145600,"CpuShares":3,"PidsLimit":50,"RestartPolicy":{"Name":"on-failure","MaximumRetryCount":42}}"#,
+    );
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v, serde_json::json!({"Warnings": []}));
+    let (_, out) = api(&d, "GET", "/containers/up/json", "");
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let h = &v["HostConfig"];
+    assert_eq!(h["Memory"], 314572800, "{h}");
+    assert_eq!(h["MemorySwap"], 629145600, "{h}");
+    assert_eq!(h["CpuShares"], 3, "{h}");
+    assert_eq!(h["PidsLimit"], 50, "{h}");
+    assert_eq!(h["RestartPolicy"]["Name"], "on-failure", "{h}");
+    assert_eq!(h["RestartPolicy"]["MaximumRetryCount"], 42, "{h}");
+    let cgroup = |v1: &str, v2: &str| {
+        let a = format!("/sys/fs/cgroup/{v1}/strato/{up}/{v2}");
+        let b = format!("/sys/fs/cgroup/strato/{up}/{v2}");
+        fs::read_to_string(&a)
+            .or_else(|_| fs::read_to_string(&b))
+            .unwrap_or_else(|e| panic!("{a} / {b}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let mem_file = if Path::new("/sys/fs/cgroup/memory").is_dir() {
+        "memory.limit_in_bytes"
+    } else {
+        "memory.max"
+    };
+    assert_eq!(cgroup("memory", mem_file), "314572800");
+    assert_eq!(cgroup("pids", "pids.max"), "50");
+    // The docker CLI's body (every field, zeros for the unchanged ones).
+    d.docker(&["update", "--memory", "200m", "--pids-limit", "-1", "up"])
+        .ok();
+    assert_eq!(cgroup("memory", mem_file), "209715200");
+    assert_eq!(cgroup("pids", "pids.max"), "max");
+    let out = d.docker(&["update", "--memory", "1m", "up"]);
+    assert!(!out.success());
+    assert!(
+        out.stderr.contains("Minimum memory limit"),
+        "{}",
+        out.stderr
+    );
+    let (st, out) = api(
+        &d,
+        "POST",
+        "/containers/up/update",
+        r#"{"BlkioWeight":300}"#,
+    );
+    assert_eq!(st, 400);
+    assert!(String::from_utf8_lossy(&out).contains("BlkioWeight"));
+    assert_eq!(cgroup("memory", mem_file), "209715200", "unchanged");
+    // A created container: recorded, applied when it starts.
+    d.docker(&["create", "--name", "cr", "busybox", "sleep", "600"])
+        .ok();
+    d.docker(&["update", "--cpu-shares", "512", "cr"]).ok();
+    let out = d
+        .docker(&["inspect", "-f", "{{.HostConfig.CpuShares}}", "cr"])
+        .ok();
+    assert_eq!(out.stdout.trim(), "512");
+
+    d.docker(&["rm", "-f", "cx", "df", "up", "cr"]).ok();
+}

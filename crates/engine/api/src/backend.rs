@@ -272,6 +272,19 @@ pub trait Backend: Send + Sync + 'static {
         ))
     }
 
+    /// `POST /containers/{id}/update` (optional): new resource limits
+    /// (zero or absent fields keep theirs) and restart policy.
+    async fn container_update(
+        &self,
+        id: &str,
+        update: ContainerUpdate,
+    ) -> Result<ContainerUpdateResponse, ApiError> {
+        let _ = (id, update);
+        Err(ApiError::not_implemented(
+            "container update is not implemented by this engine",
+        ))
+    }
+
     /// `GET /containers/{id}/export`: tar of the root filesystem (optional).
     async fn container_export(&self, id: &str) -> Result<ByteStream, ApiError> {
         let _ = id;

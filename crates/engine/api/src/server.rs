@@ -564,6 +564,10 @@ impl Server {
                 Ok(empty(StatusCode::OK))
             }
             (&M::GET, "changes") => Ok(json(StatusCode::OK, &b.container_changes(id).await?)),
+            (&M::POST, "update") => {
+                let u: ContainerUpdate = read_json(req.into_body(), true).await?;
+                Ok(json(StatusCode::OK, &b.container_update(id, u).await?))
+            }
             (&M::GET, "export") => Ok(tar(b.container_export(id).await?)),
             (&M::POST, "exec") => {
                 let cfg: ExecConfig = read_json(req.into_body(), true).await?;
@@ -600,6 +604,7 @@ impl Server {
             )));
         }
         let ctype = stream_content_type(cfg.tty, minor);
+        let tty = cfg.tty;
         let id = id.to_string();
         let span = tracing::Span::current();
         tokio::spawn(
@@ -616,7 +621,10 @@ impl Server {
                     Ok(session) => duplex(rd, wr, session).await,
                     Err(e) => {
                         tracing::warn!(error = %e.message, "exec start failed after the upgrade");
-                        let _ = wr.write_all(format!("{}\n", e.message).as_bytes()).await;
+                        // As dockerd: the message goes out on stdout (in
+                        // a frame unless the stream is raw).
+                        let msg = OutputChunk::stdout(format!("{}\r\n", e.message));
+                        let _ = wr.write_all(&frame(tty, &msg)).await;
                         let _ = wr.shutdown().await;
                     }
                 }

@@ -1053,6 +1053,33 @@ pub struct ArchivePutOptions {
     pub copy_uid_gid: bool,
 }
 
+/// The body of `POST /containers/{id}/update`: the resource fields of a
+/// HostConfig (zero or absent: unchanged) and the restart policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ContainerUpdate {
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub memory_reservation: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_period: i64,
+    pub cpu_quota: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub pids_limit: Option<i64>,
+    pub restart_policy: Option<RestartPolicy>,
+    #[serde(flatten)]
+    pub extra: Extra,
+}
+
+/// The answer of `POST /containers/{id}/update`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct ContainerUpdateResponse {
+    pub warnings: Vec<String>,
+}
+
 /// An entry of `GET /containers/{id}/changes` (Kind: 0 modified, 1 added, 2 deleted).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]

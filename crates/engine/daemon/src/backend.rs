@@ -102,7 +102,14 @@ struct ExecEntry {
     config: ExecConfig,
     started: bool,
     tty: bool,
+    /// Set when the process could not be started (a command that is not
+    /// there, or not executable): dockerd then reports exit code 126.
+    start_failed: bool,
 }
+
+/// The exit code dockerd reports for an exec whose process could not start
+/// (whatever the reason: its exec path overrides 127 with 126).
+const EXEC_START_FAILED: i64 = 126;
 
 /// Container events as Docker shows them, with a history for `--since`.
 struct EventLog {
@@ -1435,6 +1442,37 @@ impl Backend for EngineBackend {
             .map_err(api_err)
     }
 
+    async fn container_changes(&self, id: &str) -> Result<Vec<FilesystemChange>, ApiError> {
+        let changes = self.engine.changes(id).await.map_err(api_err)?;
+        Ok(changes
+            .into_iter()
+            .map(|c| FilesystemChange {
+                path: c.path,
+                kind: c.kind as u8,
+            })
+            .collect())
+    }
+
+    async fn container_update(
+        &self,
+        id: &str,
+        update: ContainerUpdate,
+    ) -> Result<ContainerUpdateResponse, ApiError> {
+        let r = self.rec(id)?;
+        let (resources, restart) = convert::container_update(&update)?;
+        self.engine
+            .update(&r.id, resources, restart)
+            .await
+            .map_err(api_err)?;
+        self.emit(
+            "container",
+            "update",
+            &r.id,
+            &[("name", &r.name), ("image", &r.image_ref)],
+        );
+        Ok(ContainerUpdateResponse::default())
+    }
+
     async fn container_top(
         &self,
         id: &str,
@@ -1618,6 +1656,7 @@ impl Backend for EngineBackend {
                 tty: config.tty,
                 config,
                 started: false,
+                start_failed: false,
             },
         );
         self.emit(
@@ -1662,12 +1701,23 @@ impl Backend for EngineBackend {
             .ok_or_else(|| {
                 ApiError::conflict(format!("container {} is not running", entry.container))
             })?;
-        let process = exec_process(&spec["process"], &cfg, &bundle.join("rootfs"))?;
-        let (_pid, tty, mut fds) = self
-            .engine
-            .exec(&entry.container, exec_id, process, cfg.attach_stdin)
-            .await
-            .map_err(api_err)?;
+        let launched = match exec_process(&spec["process"], &cfg, &bundle.join("rootfs")) {
+            Ok(process) => self
+                .engine
+                .exec(&entry.container, exec_id, process, cfg.attach_stdin)
+                .await
+                .map_err(api_err),
+            Err(e) => Err(e),
+        };
+        let (_pid, tty, mut fds) = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                if let Some(x) = self.execs.lock().expect("execs lock").get_mut(exec_id) {
+                    x.start_failed = true;
+                }
+                return Err(e);
+            }
+        };
         let (tx, out) = mpsc::channel(64);
         let mut stdin: Option<StdinWriter> = None;
         let engine = self.engine.clone();
@@ -1744,7 +1794,9 @@ impl Backend for EngineBackend {
             .get(exec_id)
             .cloned()
             .ok_or_else(|| ApiError::no_such_exec(exec_id))?;
-        let (running, exit_code, pid) = if e.started {
+        let (running, exit_code, pid) = if e.start_failed {
+            (false, Some(EXEC_START_FAILED), 0)
+        } else if e.started {
             match self.engine.exec_state(exec_id).await {
                 Ok(s) => (s.running, s.exit_code.map(i64::from), i64::from(s.pid)),
                 Err(_) => (false, None, 0),

@@ -14,7 +14,7 @@ use strato_network::{PortMapping, Protocol};
 use strato_supervisor::{ContainerStatus, Phase, RestartPolicy};
 
 use crate::engine::{CreateRequest, NetworkMode, Record};
-use crate::model::{ContainerConfig, MountSpec, Resources};
+use crate::model::{ContainerConfig, MountSpec, ResourceUpdate, Resources};
 use crate::time;
 
 /// A signal given by name (`SIGHUP`, `HUP`, `hup`) or number.
@@ -696,6 +696,49 @@ pub fn inspect_config(r: &Record) -> api::ContainerConfig {
     c
 }
 
+/// The limits and restart policy of `POST /containers/{id}/update`. Fields
+/// this engine cannot change are refused when set (silently dropping them
+/// would report an update that did not happen).
+pub fn container_update(
+    u: &api::ContainerUpdate,
+) -> Result<(ResourceUpdate, Option<RestartPolicy>), ApiError> {
+    let unsupported: Vec<&str> = u
+        .extra
+        .iter()
+        .filter(|(_, v)| match v {
+            serde_json::Value::Null => false,
+            serde_json::Value::Number(n) => n.as_f64() != Some(0.0),
+            serde_json::Value::String(s) => !s.is_empty(),
+            serde_json::Value::Array(a) => !a.is_empty(),
+            serde_json::Value::Object(o) => !o.is_empty(),
+            serde_json::Value::Bool(b) => *b,
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(ApiError::bad_parameter(format!(
+            "cannot update {}: this engine updates Memory, MemorySwap, MemoryReservation, NanoCpus, CpuShares, CpuPeriod, CpuQuota, CpusetCpus, CpusetMems, PidsLimit and RestartPolicy",
+            unsupported.join(", ")
+        )));
+    }
+    let restart = u.restart_policy.as_ref().map(restart_policy).transpose()?;
+    Ok((
+        ResourceUpdate {
+            memory: u.memory,
+            memory_swap: u.memory_swap,
+            memory_reservation: u.memory_reservation,
+            nano_cpus: u.nano_cpus,
+            cpu_shares: u.cpu_shares,
+            cpu_quota: u.cpu_quota,
+            cpu_period: u.cpu_period,
+            cpuset_cpus: u.cpuset_cpus.clone(),
+            cpuset_mems: u.cpuset_mems.clone(),
+            pids_limit: u.pids_limit,
+        },
+        restart,
+    ))
+}
+
 /// `HostConfig` of inspect: the create body's, with Docker's defaults.
 pub fn inspect_host_config(r: &Record) -> api::HostConfig {
     let mut h: api::HostConfig = r
@@ -714,6 +757,20 @@ pub fn inspect_host_config(r: &Record) -> api::HostConfig {
         h.log_config.kind = "json-file".into();
     }
     h.restart_policy = restart_policy_api(&r.restart);
+    // The limits as they are now (`docker update` changes them).
+    let res = &r.config.resources;
+    h.memory = res.memory;
+    h.memory_swap = res.memory_swap;
+    h.memory_reservation = res.memory_reservation;
+    h.nano_cpus = res.nano_cpus;
+    h.cpu_shares = res.cpu_shares;
+    h.cpu_quota = res.cpu_quota;
+    h.cpu_period = res.cpu_period;
+    h.cpuset_cpus = res.cpuset_cpus.clone();
+    h.cpuset_mems = res.cpuset_mems.clone();
+    if res.pids_limit > 0 || h.pids_limit.is_some() {
+        h.pids_limit = Some(res.pids_limit);
+    }
     if h.shm_size == 0 {
         h.shm_size = 64 << 20;
     }

@@ -19,7 +19,7 @@ use strato_network::{AttachRequest, Endpoint, NetworkManager, PortMapping};
 use strato_supervisor::{Client, ContainerSpec, ContainerStatus, Phase, RestartPolicy};
 use tokio::sync::broadcast;
 
-use crate::model::{ContainerConfig, ImageDefaults};
+use crate::model::{ContainerConfig, ImageDefaults, ResourceUpdate};
 
 /// Where the engine keeps things.
 #[derive(Debug, Clone)]
@@ -1238,6 +1238,76 @@ impl Engine {
         self.save(&r)
     }
 
+    /// `docker update`: merges `update` into the container's limits (zero
+    /// or empty fields keep theirs; `pids_limit` ≤ 0 is unlimited), checks
+    /// them as dockerd does, applies them to the cgroup of a live container
+    /// and to its bundle (restarts by policy use it), then records them and
+    /// the new restart policy. Nothing is recorded if applying fails.
+    pub async fn update(
+        &self,
+        name_or_id: &str,
+        update: ResourceUpdate,
+        restart: Option<RestartPolicy>,
+    ) -> Result<(), EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let r = self.record(&id)?;
+        if restart.as_ref().is_some_and(|p| *p != RestartPolicy::No) && r.auto_remove {
+            return Err(EngineError::Invalid(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                    .into(),
+            ));
+        }
+        let merged = update
+            .merge(&r.config.resources)
+            .map_err(EngineError::Invalid)?;
+        let mut limits = serde_json::Map::new();
+        for (k, v) in crate::spec::limits(&merged) {
+            limits.insert(k.into(), v);
+        }
+        if update.pids_limit.is_some_and(|p| p <= 0) {
+            limits.insert("pids".into(), serde_json::json!({"limit": -1}));
+        }
+        let changed = merged != r.config.resources;
+        let live = r
+            .status
+            .as_ref()
+            .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused | Phase::Restarting));
+        if live {
+            let (idc, res, pol) = (
+                id.clone(),
+                changed.then(|| serde_json::Value::Object(limits.clone())),
+                restart.clone(),
+            );
+            self.sup(move |c| c.update(&idc, res, pol)).await?;
+        }
+        if changed {
+            let config = self.bundle_path(&id).join("config.json");
+            if let Ok(bytes) = fs::read(&config) {
+                let mut spec: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(internal)?;
+                for (k, v) in &limits {
+                    spec["linux"]["resources"][k] = v.clone();
+                }
+                let tmp = config.with_extension("json.tmp");
+                fs::write(&tmp, serde_json::to_vec_pretty(&spec).map_err(internal)?)
+                    .map_err(internal)?;
+                fs::rename(&tmp, &config).map_err(internal)?;
+            }
+        }
+        let saved = {
+            let mut recs = self.records.lock().expect("records lock");
+            let rec = recs
+                .get_mut(&id)
+                .ok_or(EngineError::NoSuchContainer(id.clone()))?;
+            rec.config.resources = merged;
+            if let Some(p) = restart {
+                rec.restart = p;
+            }
+            rec.clone()
+        };
+        self.save(&saved)
+    }
+
     /// cgroup statistics of a running container.
     pub fn stats(&self, name_or_id: &str) -> Result<strato_cgroups::Stats, EngineError> {
         let id = self.resolve(name_or_id)?;
@@ -1254,6 +1324,37 @@ impl Engine {
         let m = strato_cgroups::Manager::new(&h, Path::new(&format!("/strato/{id}")))
             .map_err(internal)?;
         m.pids().map_err(internal)
+    }
+
+    /// `docker diff`: the changes of the container's writable layer. Its
+    /// mount points (from its last start's OCI config: /proc, /dev, the
+    /// /etc files, volumes) are left out, as dockerd keeps them in a layer
+    /// of their own.
+    pub async fn changes(
+        &self,
+        name_or_id: &str,
+    ) -> Result<Vec<strato_image::changes::Change>, EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let config = self.bundle_path(&id).join("config.json");
+        let images = self.images.clone();
+        tokio::task::spawn_blocking(move || {
+            let spec: serde_json::Value = fs::read(&config)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let mut ignore: Vec<String> = spec["mounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["destination"].as_str())
+                .map(|d| format!("/{}", d.trim_matches('/')))
+                .collect();
+            ignore.push("/.dockerenv".into());
+            images.container_changes(&id, &ignore)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)
     }
 
     /// Runs a process in a running container (see [`Client::exec`]).

@@ -48,6 +48,97 @@ pub struct Resources {
     pub pids_limit: i64,
 }
 
+/// The limits of a `docker update`: zero or empty fields keep the
+/// container's; `pids_limit` ≤ 0 makes it unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceUpdate {
+    pub memory: i64,
+    pub memory_swap: i64,
+    pub memory_reservation: i64,
+    pub nano_cpus: i64,
+    pub cpu_shares: i64,
+    pub cpu_quota: i64,
+    pub cpu_period: i64,
+    pub cpuset_cpus: String,
+    pub cpuset_mems: String,
+    pub pids_limit: Option<i64>,
+}
+
+/// The smallest memory limit dockerd accepts (6 MiB).
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+impl ResourceUpdate {
+    /// `current` with this update applied, checked with dockerd's rules
+    /// and messages.
+    pub fn merge(&self, current: &Resources) -> Result<Resources, String> {
+        let mut r = current.clone();
+        let set = |to: &mut i64, v: i64| {
+            if v != 0 {
+                *to = v;
+            }
+        };
+        set(&mut r.memory, self.memory);
+        set(&mut r.memory_swap, self.memory_swap);
+        set(&mut r.memory_reservation, self.memory_reservation);
+        set(&mut r.cpu_shares, self.cpu_shares);
+        set(&mut r.cpu_quota, self.cpu_quota);
+        set(&mut r.cpu_period, self.cpu_period);
+        if self.nano_cpus != 0 {
+            r.nano_cpus = self.nano_cpus;
+            r.cpu_quota = 0;
+            r.cpu_period = 0;
+        } else if self.cpu_quota != 0 || self.cpu_period != 0 {
+            r.nano_cpus = 0;
+        }
+        if !self.cpuset_cpus.is_empty() {
+            r.cpuset_cpus = self.cpuset_cpus.clone();
+        }
+        if !self.cpuset_mems.is_empty() {
+            r.cpuset_mems = self.cpuset_mems.clone();
+        }
+        if let Some(p) = self.pids_limit {
+            r.pids_limit = p.max(0);
+        }
+        if self.nano_cpus != 0 && (self.cpu_quota != 0 || self.cpu_period != 0) {
+            return Err(
+                "Conflicting options: Nano CPUs cannot be set with CPU Quota or CPU Period".into(),
+            );
+        }
+        if r.memory != 0 && r.memory < MIN_MEMORY {
+            return Err("Minimum memory limit allowed is 6MB".into());
+        }
+        if r.memory_swap > 0 && r.memory == 0 {
+            return Err(
+                "You should always set the Memory limit when using Memoryswap limit, see usage"
+                    .into(),
+            );
+        }
+        if r.memory_swap > 0 && r.memory_swap < r.memory {
+            return Err(if self.memory_swap == 0 {
+                "Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time".into()
+            } else {
+                "Minimum memoryswap limit should be larger than memory limit, see usage".into()
+            });
+        }
+        if r.memory_reservation > 0 && r.memory > 0 && r.memory_reservation > r.memory {
+            return Err(
+                "Minimum memory limit can not be less than memory reservation limit, see usage"
+                    .into(),
+            );
+        }
+        if r.cpu_shares < 0 || r.cpu_period < 0 || r.nano_cpus < 0 {
+            return Err("CPU shares, period and NanoCPUs cannot be negative".into());
+        }
+        if r.cpu_period != 0 && !(1000..=1_000_000).contains(&r.cpu_period) {
+            return Err("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)".into());
+        }
+        if r.cpu_quota > 0 && r.cpu_quota < 1000 {
+            return Err("CPU cfs quota can not be less than 1ms (i.e. 1000)".into());
+        }
+        Ok(r)
+    }
+}
+
 /// Everything `build` needs about one container.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -86,4 +177,87 @@ pub struct ContainerConfig {
     /// Groups added with `--group-add`.
     pub group_add: Vec<String>,
     pub oom_score_adj: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_keeps_unset_fields_and_checks_the_result() {
+        let cur = Resources {
+            memory: 400 << 20,
+            cpu_shares: 2,
+            nano_cpus: 1_000_000_000,
+            pids_limit: 10,
+            ..Default::default()
+        };
+        let u = ResourceUpdate {
+            memory: 300 << 20,
+            cpu_quota: 50_000,
+            pids_limit: Some(-1),
+            ..Default::default()
+        };
+        let r = u.merge(&cur).unwrap();
+        assert_eq!(r.memory, 300 << 20);
+        assert_eq!(r.cpu_shares, 2, "unset: kept");
+        assert_eq!(
+            (r.nano_cpus, r.cpu_quota),
+            (0, 50_000),
+            "quota replaces NanoCpus"
+        );
+        assert_eq!(r.pids_limit, 0, "unlimited");
+        assert_eq!(ResourceUpdate::default().merge(&cur).unwrap(), cur);
+
+        let bad = |u: ResourceUpdate, cur: &Resources, msg: &str| {
+            let e = u.merge(cur).unwrap_err();
+            assert!(e.contains(msg), "{e}");
+        };
+        bad(
+            ResourceUpdate {
+                memory: 1 << 20,
+                ..Default::default()
+            },
+            &cur,
+            "Minimum memory limit allowed is 6MB",
+        );
+        let swapped = Resources {
+            memory: 100 << 20,
+            memory_swap: 200 << 20,
+            ..Default::default()
+        };
+        bad(
+            ResourceUpdate {
+                memory: 300 << 20,
+                ..Default::default()
+            },
+            &swapped,
+            "smaller than already set memoryswap",
+        );
+        bad(
+            ResourceUpdate {
+                memory_swap: 1 << 30,
+                ..Default::default()
+            },
+            &Resources::default(),
+            "always set the Memory limit",
+        );
+        bad(
+            ResourceUpdate {
+                nano_cpus: 1,
+                cpu_period: 100_000,
+                ..Default::default()
+            },
+            &cur,
+            "Conflicting options",
+        );
+        bad(
+            ResourceUpdate {
+                cpu_period: 10,
+                ..Default::default()
+            },
+            &cur,
+            "CPU cfs period",
+        );
+    }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
-use crate::model::{ContainerConfig, ImageDefaults};
+use crate::model::{ContainerConfig, ImageDefaults, Resources};
 
 /// Why a container configuration can't become a runnable spec.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -251,48 +251,8 @@ pub fn build(
     if cfg.privileged {
         resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
     }
-    let mut memory = serde_json::Map::new();
-    if r.memory > 0 {
-        memory.insert("limit".into(), json!(r.memory));
-        let swap = match r.memory_swap {
-            0 => r.memory * 2,
-            s => s,
-        };
-        memory.insert("swap".into(), json!(swap));
-    }
-    if r.memory_reservation > 0 {
-        memory.insert("reservation".into(), json!(r.memory_reservation));
-    }
-    if !memory.is_empty() {
-        resources["memory"] = Value::Object(memory);
-    }
-    let mut cpu = serde_json::Map::new();
-    if r.cpu_shares > 0 {
-        cpu.insert("shares".into(), json!(r.cpu_shares));
-    }
-    if r.nano_cpus > 0 {
-        let period: i64 = 100_000;
-        cpu.insert("period".into(), json!(period));
-        cpu.insert("quota".into(), json!(r.nano_cpus * period / 1_000_000_000));
-    } else {
-        if r.cpu_quota > 0 {
-            cpu.insert("quota".into(), json!(r.cpu_quota));
-        }
-        if r.cpu_period > 0 {
-            cpu.insert("period".into(), json!(r.cpu_period));
-        }
-    }
-    if !r.cpuset_cpus.is_empty() {
-        cpu.insert("cpus".into(), json!(r.cpuset_cpus));
-    }
-    if !r.cpuset_mems.is_empty() {
-        cpu.insert("mems".into(), json!(r.cpuset_mems));
-    }
-    if !cpu.is_empty() {
-        resources["cpu"] = Value::Object(cpu);
-    }
-    if r.pids_limit > 0 {
-        resources["pids"] = json!({"limit": r.pids_limit});
+    for (k, v) in limits(r) {
+        resources[k] = v;
     }
 
     let mut linux = json!({
@@ -334,6 +294,56 @@ pub fn build(
     let parsed = strato_container::spec::parse(text.as_slice()).map_err(BuildError::Invalid)?;
     strato_container::spec::validate(&parsed).map_err(BuildError::Invalid)?;
     Ok(parsed)
+}
+
+/// The OCI `linux.resources` members (memory, cpu, pids) for Docker's
+/// resource fields; those without a limit are absent.
+pub fn limits(r: &Resources) -> Vec<(&'static str, Value)> {
+    let mut out = Vec::new();
+    let mut memory = serde_json::Map::new();
+    if r.memory > 0 {
+        memory.insert("limit".into(), json!(r.memory));
+        let swap = match r.memory_swap {
+            0 => r.memory * 2,
+            s => s,
+        };
+        memory.insert("swap".into(), json!(swap));
+    }
+    if r.memory_reservation > 0 {
+        memory.insert("reservation".into(), json!(r.memory_reservation));
+    }
+    if !memory.is_empty() {
+        out.push(("memory", Value::Object(memory)));
+    }
+    let mut cpu = serde_json::Map::new();
+    if r.cpu_shares > 0 {
+        cpu.insert("shares".into(), json!(r.cpu_shares));
+    }
+    if r.nano_cpus > 0 {
+        let period: i64 = 100_000;
+        cpu.insert("period".into(), json!(period));
+        cpu.insert("quota".into(), json!(r.nano_cpus * period / 1_000_000_000));
+    } else {
+        if r.cpu_quota > 0 {
+            cpu.insert("quota".into(), json!(r.cpu_quota));
+        }
+        if r.cpu_period > 0 {
+            cpu.insert("period".into(), json!(r.cpu_period));
+        }
+    }
+    if !r.cpuset_cpus.is_empty() {
+        cpu.insert("cpus".into(), json!(r.cpuset_cpus));
+    }
+    if !r.cpuset_mems.is_empty() {
+        cpu.insert("mems".into(), json!(r.cpuset_mems));
+    }
+    if !cpu.is_empty() {
+        out.push(("cpu", Value::Object(cpu)));
+    }
+    if r.pids_limit > 0 {
+        out.push(("pids", json!({"limit": r.pids_limit})));
+    }
+    out
 }
 
 #[cfg(test)]

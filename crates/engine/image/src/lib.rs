@@ -48,6 +48,7 @@
 #![forbid(unsafe_code)]
 
 mod archive;
+pub mod changes;
 pub mod digest;
 mod error;
 pub mod media;
@@ -473,6 +474,41 @@ impl ImageStore {
             self.layout.write_index(&index)?;
         }
         Ok(())
+    }
+
+    /// The filesystem changes of a container's writable layer over its
+    /// image (see [`changes::diff`]); none for a container without a layer
+    /// (never started). `ignore` lists mount points to leave out.
+    pub fn container_changes(
+        &self,
+        container_id: &str,
+        ignore: &[String],
+    ) -> Result<Vec<changes::Change>> {
+        validate_container_id(container_id)?;
+        let dir = self.layout.containers().join(container_id);
+        let upper = dir.join("upper");
+        if !upper.is_dir() {
+            return Ok(Vec::new());
+        }
+        let lowers: Vec<PathBuf> = {
+            let _lock = self.layout.lock()?;
+            let index = self.layout.read_index()?;
+            let image = index
+                .containers
+                .get(container_id)
+                .cloned()
+                .or_else(|| self.layout.read_hold(&dir));
+            match image.and_then(|i| index.images.get(&i).cloned()) {
+                Some(rec) => rec
+                    .chain
+                    .iter()
+                    .rev()
+                    .map(|c| self.layout.snapshot(c).join("fs"))
+                    .collect(),
+                None => Vec::new(),
+            }
+        };
+        changes::diff(&upper, &lowers, ignore)
     }
 }
 

@@ -84,6 +84,21 @@ impl Client {
         })
     }
 
+    /// Applies new limits to a live container's cgroup and/or sets its
+    /// restart policy (see [`Request::Update`]).
+    pub fn update(
+        &mut self,
+        id: &str,
+        resources: Option<serde_json::Value>,
+        restart: Option<crate::policy::RestartPolicy>,
+    ) -> Result<(), ClientError> {
+        self.expect_ok(&Request::Update {
+            id: id.into(),
+            resources,
+            restart,
+        })
+    }
+
     pub fn pause(&mut self, id: &str) -> Result<(), ClientError> {
         self.expect_ok(&Request::Pause { id: id.into() })
     }

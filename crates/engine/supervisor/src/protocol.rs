@@ -118,6 +118,15 @@ pub enum Request {
     State {
         id: String,
     },
+    /// `docker update`: new cgroup limits (an OCI `LinuxResources`, merged
+    /// into the current ones) and/or a new restart policy.
+    Update {
+        id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resources: Option<serde_json::Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        restart: Option<crate::policy::RestartPolicy>,
+    },
     List,
     /// The write end of the container's stdin pipe, passed as a descriptor.
     Stdin {

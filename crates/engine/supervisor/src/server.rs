@@ -529,6 +529,14 @@ impl Supervisor {
                 let status = self.get(&id)?.status.clone();
                 none(Response::Status { status })
             }
+            Request::Update {
+                id,
+                resources,
+                restart,
+            } => {
+                self.update(&id, resources, restart)?;
+                none(Response::Ok)
+            }
             Request::List => none(Response::List {
                 containers: self.containers.values().map(|m| m.status.clone()).collect(),
             }),
@@ -605,6 +613,34 @@ impl Supervisor {
         self.containers
             .get_mut(id)
             .ok_or_else(|| Failure::new(ErrorKind::NotFound, format!("no such container: {id}")))
+    }
+
+    /// New limits go to the cgroup of a container that has a live process
+    /// (an exited one gets them at its next start, from the engine's
+    /// config); the restart policy applies from the next exit on.
+    fn update(
+        &mut self,
+        id: &str,
+        resources: Option<serde_json::Value>,
+        restart: Option<crate::policy::RestartPolicy>,
+    ) -> Result<(), Failure> {
+        let phase = self.get(id)?.status.phase;
+        if let Some(r) = resources {
+            let r: oci_spec::runtime::LinuxResources = serde_json::from_value(r)
+                .map_err(|e| Failure::new(ErrorKind::Invalid, format!("resources: {e}")))?;
+            if matches!(phase, Phase::Running | Phase::Paused) {
+                self.runtime
+                    .update(id, &r)
+                    .map_err(|e| Failure::new(ErrorKind::Invalid, e.to_string()))?;
+            }
+        }
+        if let Some(policy) = restart {
+            let m = self.get_mut(id)?;
+            m.status.spec.restart = policy;
+            let status = m.status.clone();
+            self.save(&status);
+        }
+        Ok(())
     }
 
     fn set_paused(&mut self, id: &str, paused: bool) -> Result<(), Failure> {

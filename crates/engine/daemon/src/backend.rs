@@ -85,6 +85,18 @@ pub fn network_id(name: &str) -> String {
         .to_string()
 }
 
+/// dockerd's range for `--cpus` (NanoCpus): at least 0.01 of a cpu (the
+/// kernel refuses a CFS quota under 1 ms per 100 ms period), at most every
+/// online cpu.
+fn check_nano_cpus(nano_cpus: i64, ncpu: i64) -> Result<(), ApiError> {
+    if nano_cpus != 0 && !(10_000_000..=ncpu * 1_000_000_000).contains(&nano_cpus) {
+        return Err(ApiError::bad_parameter(format!(
+            "Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+        )));
+    }
+    Ok(())
+}
+
 fn is_running(r: &Record) -> bool {
     r.status
         .as_ref()
@@ -912,6 +924,7 @@ impl Backend for EngineBackend {
                 .map_err(join_err)?
                 .map_err(|e| image_err(&familiar_ref(&image), e))?;
         }
+        check_nano_cpus(config.host_config.nano_cpus, crate::hostinfo::ncpu())?;
         let (mut req, vols) = convert::create_request(name, &config, self.volumes.dir())?;
         for p in req.ports.iter_mut().filter(|p| p.host_port == 0) {
             p.host_port = free_port(p)?;
@@ -2527,6 +2540,20 @@ async fn wait_exec(engine: &Engine, exec_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpus_in_dockerds_range() {
+        assert!(check_nano_cpus(0, 2).is_ok());
+        assert!(check_nano_cpus(10_000_000, 2).is_ok());
+        assert!(check_nano_cpus(2_000_000_000, 2).is_ok());
+        for bad in [5_000_000, 2_000_000_001, -1] {
+            let e = check_nano_cpus(bad, 2).unwrap_err();
+            assert_eq!(
+                e.message,
+                "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
+            );
+        }
+    }
 
     #[test]
     fn familiar_references() {

@@ -24,6 +24,15 @@ pub fn resources(props: &[Property]) -> Result<Resources, (usize, String)> {
     for (i, p) in props.iter().enumerate() {
         if CPU_PROPERTIES.contains(&p.name.as_str()) && out.cpu_millis.is_none() {
             let v = cpu_millis(&p.value).map_err(|m| (i, m))?;
+            if v > 0 && v < MIN_CPU_MILLIS {
+                return Err((
+                    i,
+                    format!(
+                        "cpu amount {:?} is below {MIN_CPU_MILLIS}m, the least a container can be limited to (the kernel's 1 ms CFS quota per 100 ms); give at least \"{MIN_CPU_MILLIS}m\", or 0 for no limit",
+                        p.value
+                    ),
+                ));
+            }
             out.cpu_millis = (v > 0).then_some(v);
         } else if MEMORY_PROPERTIES.contains(&p.name.as_str()) && out.memory_bytes.is_none() {
             let v = memory_bytes(&p.value).map_err(|m| (i, m))?;
@@ -32,6 +41,9 @@ pub fn resources(props: &[Property]) -> Result<Resources, (usize, String)> {
     }
     Ok(out)
 }
+
+/// The least cpu a member may be given (Docker's 0.01 cpu).
+pub const MIN_CPU_MILLIS: u64 = 10;
 
 /// `"2"` → 2000, `"0.5"` → 500, `"250m"` → 250.
 pub fn cpu_millis(s: &str) -> Result<u64, String> {
@@ -121,5 +133,13 @@ mod tests {
             }
         );
         assert_eq!(resources(&[p("x", "y"), p("cpu", "z")]).unwrap_err().0, 1);
+        // Below what the kernel can enforce: refused, naming the fix.
+        let (i, why) = resources(&[p("memory", "16Mi"), p("cpu", "5m")]).unwrap_err();
+        assert_eq!(i, 1);
+        assert!(
+            why.contains("below 10m") && why.contains("\"10m\""),
+            "{why}"
+        );
+        assert_eq!(resources(&[p("cpu", "10m")]).unwrap().cpu_millis, Some(10));
     }
 }

@@ -846,6 +846,11 @@ impl<E: Engine> Controller<E> {
             self.forget(&id, Some(e.to_string()));
             return;
         }
+        // The start timeout runs from here: a member may wait long in the
+        // queue of a large deployment before its container starts.
+        if let Some(m) = lock(&self.inner.state).members.get_mut(&id) {
+            m.started_ms = now_ms();
+        }
         self.set_status(&id, MemberStatus::Initialized, None);
         self.watch_start(&id, &container).await;
     }

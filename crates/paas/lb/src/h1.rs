@@ -41,8 +41,6 @@ const MAX_HEADERS: usize = 96;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How much is read at once.
 const READ_CHUNK: usize = 16 * 1024;
-/// Most idle connections kept per member (per proxy, i.e. per thread).
-const MAX_IDLE_PER_MEMBER: usize = 512;
 
 /// How a client connection served by the fast path ended.
 pub(crate) enum Outcome {
@@ -82,19 +80,13 @@ impl RawUpstreams {
             }
             return Ok((conn, true));
         }
-        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                io::Error::new(io::ErrorKind::TimedOut, "connect timed out after 5 s")
-            })??;
-        let _ = stream.set_nodelay(true);
-        Ok((stream, false))
+        Ok((crate::http::connect_member(addr).await?, false))
     }
 
     fn checkin(&self, addr: SocketAddr, conn: TcpStream) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.entry(addr).or_default();
-        if list.len() < MAX_IDLE_PER_MEMBER {
+        if list.len() < crate::http::MAX_IDLE_PER_MEMBER {
             list.push(conn);
         }
     }

@@ -83,8 +83,21 @@ impl Drop for LeasedBody {
     }
 }
 
-/// Most idle connections kept per member (per proxy, i.e. per thread).
-const MAX_IDLE_PER_MEMBER: usize = 512;
+/// Most idle connections kept per member (per proxy, i.e. per thread), on
+/// either path.
+pub(crate) const MAX_IDLE_PER_MEMBER: usize = 512;
+
+/// A new connection to a member: 5 s to connect (`TimedOut` after), no
+/// Nagle delay.
+pub(crate) async fn connect_member(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out after 5 s")
+        })??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
 
 /// Keep-alive HTTP/1.1 connections to members, ready for a next request.
 ///
@@ -134,11 +147,13 @@ impl Upstreams {
                 return Ok((conn, true));
             }
         }
-        let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr))
-            .await
-            .map_err(|_| ConnectError::Timeout)?
-            .map_err(ConnectError::Io)?;
-        let _ = stream.set_nodelay(true);
+        let stream = connect_member(addr).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                ConnectError::Timeout
+            } else {
+                ConnectError::Io(e)
+            }
+        })?;
         let (conn, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(ConnectError::Http)?;

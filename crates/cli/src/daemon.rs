@@ -28,6 +28,23 @@ pub struct DaemonArgs {
     /// Bearer token TCP clients must send (`Authorization: Bearer TOKEN`).
     #[arg(long, env = "STRATO_TOKEN")]
     token: Option<String>,
+    /// Serve tcp hosts over TLS (--tlscert, --tlskey); clients still need
+    /// --token or a certificate (--tlsverify).
+    #[arg(long)]
+    tls: bool,
+    /// Serve tcp hosts over TLS and admit only clients whose certificate is
+    /// signed by --tlscacert (implies --tls).
+    #[arg(long, requires = "tlscacert")]
+    tlsverify: bool,
+    /// CA certificates (PEM) that sign the clients' certificates.
+    #[arg(long, value_name = "PEM")]
+    tlscacert: Option<PathBuf>,
+    /// The server's certificate chain (PEM).
+    #[arg(long, value_name = "PEM")]
+    tlscert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long, value_name = "PEM")]
+    tlskey: Option<PathBuf>,
     /// A registry (`HOST[:PORT]`) that may be reached over plain HTTP;
     /// loopback registries always may. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
@@ -107,11 +124,14 @@ fn parse_hosts(args: &DaemonArgs) -> anyhow::Result<Vec<Listen>> {
             }
             out.push(Listen::Unix(PathBuf::from(p)));
         } else if let Some(a) = h.strip_prefix("tcp://") {
-            match args.token.as_deref() {
-                Some(t) if !t.is_empty() => {}
-                _ => bail!(
-                    "--host {h}: a tcp listener needs authentication; give --token TOKEN (clients then send it as a bearer token)"
-                ),
+            let token = matches!(args.token.as_deref(), Some(t) if !t.is_empty());
+            if !token && !args.tlsverify {
+                bail!(
+                    "--host {h}: a tcp listener needs authentication; give --tlsverify --tlscacert CA --tlscert CERT --tlskey KEY (client certificates), or --token TOKEN (clients send it as a bearer token; add --tls to encrypt)"
+                );
+            }
+            if (args.tls || args.tlsverify) && (args.tlscert.is_none() || args.tlskey.is_none()) {
+                bail!("--host {h}: TLS needs the server's --tlscert CERT.pem and --tlskey KEY.pem");
             }
             out.push(Listen::Tcp(a.to_string()));
         } else {
@@ -119,6 +139,28 @@ fn parse_hosts(args: &DaemonArgs) -> anyhow::Result<Vec<Listen>> {
         }
     }
     Ok(out)
+}
+
+/// The tcp listeners' authentication from the flags `parse_hosts` checked.
+fn tcp_auth(args: &DaemonArgs) -> anyhow::Result<TcpAuth> {
+    let token = args.token.clone().filter(|t| !t.is_empty());
+    if !(args.tls || args.tlsverify) {
+        return Ok(TcpAuth::Token(token.unwrap_or_default()));
+    }
+    let (Some(cert), Some(key)) = (&args.tlscert, &args.tlskey) else {
+        bail!("TLS needs the server's --tlscert CERT.pem and --tlskey KEY.pem");
+    };
+    let ca = if args.tlsverify {
+        args.tlscacert.as_deref()
+    } else {
+        None
+    };
+    let acceptor = strato_registry::tls_acceptor(cert, key, ca)?;
+    Ok(TcpAuth::Tls {
+        acceptor,
+        client_certs: args.tlsverify,
+        token,
+    })
 }
 
 fn network_config(args: &DaemonArgs) -> anyhow::Result<Option<strato_network::Config>> {
@@ -222,9 +264,9 @@ async fn serve(
                 tasks.spawn(strato_api::serve_unix_listener(listener, backend.clone()));
             }
             Listen::Tcp(addr) => {
-                let auth = TcpAuth::Token(args.token.clone().unwrap_or_default());
+                let auth = tcp_auth(&args)?;
                 let listener = strato_api::bind_tcp(&addr, &auth).await?;
-                tracing::info!(addr, "serving the Engine API over tcp (bearer token)");
+                tracing::info!(addr, auth = ?auth, "serving the Engine API over tcp");
                 tasks.spawn(strato_api::serve_tcp_listener(
                     listener,
                     backend.clone(),

@@ -177,7 +177,7 @@ pub async fn start(a: &ServeArgs) -> anyhow::Result<tokio::task::JoinHandle<std:
     };
     strato_registry::check_exposure(&addr, &auth)?;
     let tls = match (&a.tls_cert, &a.tls_key) {
-        (Some(c), Some(k)) => Some(strato_registry::tls_acceptor(c, k)?),
+        (Some(c), Some(k)) => Some(strato_registry::tls_acceptor(c, k, None)?),
         _ => None,
     };
     if matches!(auth, Auth::Basic(_)) && tls.is_none() && !addr.ip().is_loopback() {

@@ -646,6 +646,176 @@ fn host_flag_and_strato_host_are_honoured() {
     );
 }
 
+/// A CA, a server certificate for 127.0.0.1 and a client certificate it
+/// signed, written as PEM files into `dir` (ca.pem, server-*.pem, cert.pem,
+/// key.pem: the client's under docker's names).
+fn write_test_pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let srv_key = KeyPair::generate().unwrap();
+    let mut srv = CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    srv.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let srv = srv.signed_by(&srv_key, &ca, &ca_key).unwrap();
+    let cli_key = KeyPair::generate().unwrap();
+    let mut cli = CertificateParams::new(Vec::<String>::new()).unwrap();
+    cli.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cli = cli.signed_by(&cli_key, &ca, &ca_key).unwrap();
+    fs::create_dir_all(dir).unwrap();
+    for (name, pem) in [
+        ("ca.pem", ca.pem()),
+        ("server-cert.pem", srv.pem()),
+        ("server-key.pem", srv_key.serialize_pem()),
+        ("cert.pem", cli.pem()),
+        ("key.pem", cli_key.serialize_pem()),
+    ] {
+        fs::write(dir.join(name), pem).unwrap();
+    }
+}
+
+/// dockerd's `--tlsverify`: the stock docker CLI and strato's own client
+/// reach a TCP listener only with a client certificate the CA signed.
+#[test]
+fn tcp_with_tlsverify_admits_only_signed_clients() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let ctx = Ctx::new("client-tls-pki");
+    let pki = ctx.dir().join("pki");
+    write_test_pki(&pki);
+    let p = |n: &str| pki.join(n).display().to_string();
+    // A tcp listener with neither a token nor --tlsverify is refused, and so
+    // is --tlsverify without the server's certificate.
+    let out = run_strato(
+        ctx.dir(),
+        &[
+            "daemon",
+            "--host",
+            &tcp,
+            "--tls",
+            "--tlscert",
+            &p("server-cert.pem"),
+            "--tlskey",
+            &p("server-key.pem"),
+        ],
+        None,
+        &[],
+    )
+    .code_is(1);
+    assert!(out.stderr.contains("--tlsverify --tlscacert"), "{out}");
+    let out = run_strato(
+        ctx.dir(),
+        &[
+            "daemon",
+            "--host",
+            &tcp,
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+        ],
+        None,
+        &[],
+    )
+    .code_is(1);
+    assert!(out.stderr.contains("--tlscert"), "{out}");
+
+    let d = Daemon::start_with(
+        "client-tls",
+        &[
+            "--host",
+            &tcp,
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+            "--tlscert",
+            &p("server-cert.pem"),
+            "--tlskey",
+            &p("server-key.pem"),
+        ],
+    );
+    let docker = |args: &[&str]| {
+        let mut c = Command::new("docker");
+        c.args(args)
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env_remove("DOCKER_CERT_PATH")
+            .env("DOCKER_CONFIG", d.dir.join("docker-config"));
+        run_bounded(c, &d.dir, "docker", args, None, CMD_TIMEOUT, String::new)
+    };
+    let out = docker(&[
+        "-H",
+        &tcp,
+        "--tlsverify",
+        "--tlscacert",
+        &p("ca.pem"),
+        "--tlscert",
+        &p("cert.pem"),
+        "--tlskey",
+        &p("key.pem"),
+        "version",
+        "-f",
+        "{{.Server.Os}}",
+    ])
+    .ok();
+    assert_eq!(out.out(), "linux");
+    // Plain HTTP to the TLS port: no answer the CLI accepts.
+    docker(&["-H", &tcp, "version", "-f", "{{.Server.Os}}"]).code_is(1);
+
+    // strato's own client: the certificates from STRATO_CERT_PATH.
+    let env = [
+        ("STRATO_TLS_VERIFY", "1"),
+        ("STRATO_CERT_PATH", pki.to_str().unwrap()),
+    ];
+    let out = run_strato(
+        &d.dir,
+        &["-H", &tcp, "info", "-f", "{{.OSType}}"],
+        None,
+        &env,
+    )
+    .ok();
+    assert_eq!(out.out(), "linux");
+    // Without a client certificate the handshake is refused.
+    let only_ca = d.dir.join("only-ca");
+    fs::create_dir_all(&only_ca).unwrap();
+    fs::copy(pki.join("ca.pem"), only_ca.join("ca.pem")).unwrap();
+    let env = [
+        ("STRATO_TLS_VERIFY", "1"),
+        ("STRATO_CERT_PATH", only_ca.to_str().unwrap()),
+    ];
+    let out = run_strato(&d.dir, &["-H", &tcp, "ps"], None, &env).code_is(1);
+    assert!(
+        out.stderr.contains("TLS") || out.stderr.contains("talking to the daemon"),
+        "{out}"
+    );
+    // A CA that did not sign the server: the client refuses the daemon.
+    let other = d.dir.join("other-pki");
+    write_test_pki(&other);
+    let out = run_strato(
+        &d.dir,
+        &[
+            "-H",
+            &tcp,
+            "--tlsverify",
+            "--tlscacert",
+            other.join("ca.pem").to_str().unwrap(),
+            "--tlscert",
+            &p("cert.pem"),
+            "--tlskey",
+            &p("key.pem"),
+            "ps",
+        ],
+        None,
+        &[],
+    )
+    .code_is(1);
+    assert!(out.stderr.contains("TLS"), "{out}");
+}
+
 /// `cp` both ways, through a real API server (over the fake backend, which
 /// keeps what is put and answers it back).
 #[test]

@@ -19,6 +19,8 @@ mod progress;
 mod template;
 mod tty;
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use strato_client::{Client, Host, DEFAULT_HOST};
@@ -33,6 +35,50 @@ pub struct GlobalArgs {
     /// Bearer token for a TCP daemon.
     #[arg(long, env = "STRATO_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
+    /// Speak TLS to a TCP daemon and verify its certificate against
+    /// --tlscacert [env: STRATO_TLS_VERIFY].
+    #[arg(long, env = "STRATO_TLS_VERIFY", hide_env = true, value_parser = clap::builder::FalseyValueParser::new())]
+    pub(crate) tlsverify: bool,
+    /// CA certificate (PEM) that signed the daemon's [default: STRATO_CERT_PATH/ca.pem].
+    #[arg(long, value_name = "PEM")]
+    pub(crate) tlscacert: Option<PathBuf>,
+    /// This client's certificate (PEM) [default: STRATO_CERT_PATH/cert.pem if it exists].
+    #[arg(long, value_name = "PEM")]
+    pub(crate) tlscert: Option<PathBuf>,
+    /// This client's key (PEM) [default: STRATO_CERT_PATH/key.pem if it exists].
+    #[arg(long, value_name = "PEM")]
+    pub(crate) tlskey: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    /// The client these flags name: host, token and TLS.
+    pub(crate) fn client(&self) -> std::result::Result<Client, String> {
+        let host = self
+            .host
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .unwrap_or(DEFAULT_HOST);
+        let host = Host::parse(host).map_err(|e| e.to_string())?;
+        let client = Client::new(host.clone(), self.token.clone());
+        if !self.tlsverify {
+            return Ok(client);
+        }
+        if !matches!(host, Host::Tcp(_)) {
+            return Err(format!("--tlsverify is for tcp:// hosts, not {host}"));
+        }
+        // As the docker CLI's DOCKER_CERT_PATH: one folder holding all three.
+        let dir = std::env::var_os("STRATO_CERT_PATH")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".strato")))
+            .unwrap_or_else(|| PathBuf::from(".strato"));
+        let ca = self.tlscacert.clone().unwrap_or_else(|| dir.join("ca.pem"));
+        let cert = self.tlscert.clone().unwrap_or_else(|| dir.join("cert.pem"));
+        let key = self.tlskey.clone().unwrap_or_else(|| dir.join("key.pem"));
+        let pair = (self.tlscert.is_some() || self.tlskey.is_some() || cert.exists())
+            .then_some((cert.as_path(), key.as_path()));
+        let connector = strato_client::tls::connector(&ca, pair).map_err(|e| e.to_string())?;
+        Ok(client.with_tls(connector))
+    }
 }
 
 /// The client verbs, mirroring docker's.
@@ -213,19 +259,13 @@ impl ImageVerb {
 
 /// Runs one verb and returns the process exit code.
 pub fn main(global: GlobalArgs, verb: Verb) -> i32 {
-    let host = global
-        .host
-        .as_deref()
-        .filter(|h| !h.is_empty())
-        .unwrap_or(DEFAULT_HOST);
-    let host = match Host::parse(host) {
-        Ok(h) => h,
+    let client = match global.client() {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("strato: {e}");
             return 1;
         }
     };
-    let client = Client::new(host, global.token);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -148,13 +148,11 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error(
-        "a tcp listener needs authentication: give a bearer token (--token) or TLS certificates"
+        "a tcp listener needs authentication: give --tlsverify with --tlscacert (client certificates) or a bearer token (--token)"
     )]
     NoAuth,
     #[error("empty bearer token for tcp listener: give a non-empty --token")]
     EmptyToken,
-    #[error("TLS not supported yet: use --token")]
-    TlsUnsupported,
     #[error("accept failed: {0}")]
     Accept(std::io::Error),
 }

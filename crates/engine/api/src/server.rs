@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,18 +46,51 @@ type Body = UnsyncBoxBody<Bytes, io::Error>;
 pub enum TcpAuth {
     /// `Authorization: Bearer <token>` on every request, compared in constant time.
     Token(String),
-    /// TLS with a certificate and key (not supported yet).
-    Tls { cert: PathBuf, key: PathBuf },
+    /// TLS. Clients are authenticated by a certificate the acceptor verifies
+    /// (`client_certs`, dockerd's `--tlsverify`), by a bearer token sent
+    /// inside TLS, or both; TLS that authenticates nobody is refused.
+    Tls {
+        acceptor: tokio_rustls::TlsAcceptor,
+        client_certs: bool,
+        token: Option<String>,
+    },
+}
+
+impl TcpAuth {
+    /// Refuses a listener that would let anyone in.
+    fn check(&self) -> Result<(), ServeError> {
+        match self {
+            TcpAuth::Token(t) if t.is_empty() => Err(ServeError::EmptyToken),
+            TcpAuth::Tls { token: Some(t), .. } if t.is_empty() => Err(ServeError::EmptyToken),
+            TcpAuth::Tls {
+                client_certs: false,
+                token: None,
+                ..
+            } => Err(ServeError::NoAuth),
+            _ => Ok(()),
+        }
+    }
+
+    fn token(&self) -> Option<&str> {
+        match self {
+            TcpAuth::Token(t) => Some(t),
+            TcpAuth::Tls { token, .. } => token.as_deref(),
+        }
+    }
 }
 
 impl std::fmt::Debug for TcpAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TcpAuth::Token(_) => f.write_str("Token(<redacted>)"),
-            TcpAuth::Tls { cert, key } => f
+            TcpAuth::Tls {
+                client_certs,
+                token,
+                ..
+            } => f
                 .debug_struct("Tls")
-                .field("cert", cert)
-                .field("key", key)
+                .field("client_certs", client_certs)
+                .field("token", &token.as_ref().map(|_| "<redacted>"))
                 .finish(),
         }
     }
@@ -732,11 +765,7 @@ pub async fn serve_unix(
 
 /// Checks `auth` and binds `addr` (e.g. `127.0.0.1:2375`).
 pub async fn bind_tcp(addr: &str, auth: &TcpAuth) -> Result<TcpListener, ServeError> {
-    match auth {
-        TcpAuth::Token(t) if t.is_empty() => return Err(ServeError::EmptyToken),
-        TcpAuth::Token(_) => {}
-        TcpAuth::Tls { .. } => return Err(ServeError::TlsUnsupported),
-    }
+    auth.check()?;
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::BindTcp {
@@ -745,21 +774,42 @@ pub async fn bind_tcp(addr: &str, auth: &TcpAuth) -> Result<TcpListener, ServeEr
         })
 }
 
-/// Serves a bound TCP listener; every request must carry the bearer token.
+/// Serves a bound TCP listener with `auth`: TLS handshakes first when it is
+/// TLS, then every request carries the bearer token when one is set.
 pub async fn serve_tcp_listener(
     listener: TcpListener,
     backend: Arc<dyn Backend>,
     auth: TcpAuth,
 ) -> Result<(), ServeError> {
-    let server = match &auth {
-        TcpAuth::Token(t) if t.is_empty() => return Err(ServeError::EmptyToken),
-        TcpAuth::Token(t) => Server::with_token(backend, t),
-        TcpAuth::Tls { .. } => return Err(ServeError::TlsUnsupported),
+    auth.check()?;
+    let server = match auth.token() {
+        Some(t) => Server::with_token(backend, t),
+        None => Server::new(backend),
+    };
+    let acceptor = match auth {
+        TcpAuth::Tls { acceptor, .. } => Some(acceptor),
+        TcpAuth::Token(_) => None,
     };
     loop {
-        let (stream, _) = listener.accept().await.map_err(ServeError::Accept)?;
+        let (stream, peer) = listener.accept().await.map_err(ServeError::Accept)?;
         let _ = stream.set_nodelay(true);
-        tokio::spawn(server.clone().serve_connection(stream));
+        let server = server.clone();
+        match &acceptor {
+            None => {
+                tokio::spawn(server.serve_connection(stream));
+            }
+            Some(acc) => {
+                // The handshake runs in the connection's task, so a slow or
+                // silent client does not hold up the accept loop.
+                let handshake = acc.accept(stream);
+                tokio::spawn(async move {
+                    match handshake.await {
+                        Ok(tls) => server.serve_connection(tls).await,
+                        Err(e) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    }
+                });
+            }
+        }
     }
 }
 

@@ -615,16 +615,28 @@ async fn tcp_requires_the_bearer_token() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("empty bearer token"));
+    // TLS that checks neither a client certificate nor a token lets anyone in.
+    let acceptor = self_signed_acceptor();
+    let open_tls = TcpAuth::Tls {
+        acceptor: acceptor.clone(),
+        client_certs: false,
+        token: None,
+    };
+    let err = strato_api::bind_tcp("127.0.0.1:0", &open_tls)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--tlsverify"), "{err}");
     let err = strato_api::bind_tcp(
         "127.0.0.1:0",
         &TcpAuth::Tls {
-            cert: "c.pem".into(),
-            key: "k.pem".into(),
+            acceptor,
+            client_certs: false,
+            token: Some(String::new()),
         },
     )
     .await
     .unwrap_err();
-    assert_eq!(err.to_string(), "TLS not supported yet: use --token");
+    assert!(err.to_string().contains("empty bearer token"), "{err}");
     let auth = TcpAuth::Token("s3cret-token".into());
     let l = strato_api::bind_tcp("127.0.0.1:0", &auth).await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -656,5 +668,85 @@ async fn tcp_requires_the_bearer_token() {
             assert!(v["message"].as_str().unwrap().contains("bearer token"));
         }
     }
+    task.abort();
+}
+
+/// A TLS acceptor for a self-signed `localhost` certificate, and the
+/// certificate, without client authentication.
+fn self_signed() -> (tokio_rustls::TlsAcceptor, rcgen::CertifiedKey) {
+    use tokio_rustls::rustls;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(ck.key_pair.serialize_der()).unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)
+    .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(cfg)), ck)
+}
+
+fn self_signed_acceptor() -> tokio_rustls::TlsAcceptor {
+    self_signed().0
+}
+
+#[tokio::test]
+async fn tls_with_a_token_serves_inside_tls_only() {
+    use strato_api::TcpAuth;
+    use tokio_rustls::rustls;
+    let (acceptor, ck) = self_signed();
+    let auth = TcpAuth::Tls {
+        acceptor,
+        client_certs: false,
+        token: Some("tls-token".into()),
+    };
+    let l = strato_api::bind_tcp("127.0.0.1:0", &auth).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let fake = strato_api::testing::FakeBackend::new();
+    let task = tokio::spawn(strato_api::serve_tcp_listener(l, Arc::new(fake), auth));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    for (hdr, want) in [(None, 401), (Some("Bearer tls-token"), 200)] {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut r = Request::builder().uri("/_ping").header("Host", "x");
+        if let Some(h) = hdr {
+            r = r.header("Authorization", h);
+        }
+        let resp = sender
+            .send_request(r.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), want, "{hdr:?}");
+    }
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let r = Request::builder()
+        .uri("/_ping")
+        .header("Host", "x")
+        .header("Authorization", "Bearer tls-token")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert!(sender.send_request(r).await.is_err());
     task.abort();
 }

@@ -53,10 +53,21 @@ pub struct Session {
 }
 
 /// An Engine API client for one daemon.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     host: Host,
     token: Option<String>,
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("host", &self.host)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Client {
@@ -66,7 +77,14 @@ impl Client {
         Client {
             host,
             token: token.filter(|t| !t.is_empty()),
+            tls: None,
         }
+    }
+
+    /// Speaks TLS to a TCP daemon through `connector` (see [`crate::tls`]).
+    pub fn with_tls(mut self, connector: tokio_rustls::TlsConnector) -> Client {
+        self.tls = Some(connector);
+        self
     }
 
     /// A client of the daemon named by `STRATO_HOST` (default
@@ -106,7 +124,20 @@ impl Client {
                     .await
                     .map_err(connect_err)?;
                 let _ = s.set_nodelay(true);
-                self.handshake(s).await
+                match &self.tls {
+                    None => self.handshake(s).await,
+                    Some(c) => {
+                        let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
+                        let host = host.trim_start_matches('[').trim_end_matches(']');
+                        let name =
+                            tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_string())
+                                .map_err(|e| Error::Tls(format!("server name {host:?}: {e}")))?;
+                        let tls = c.connect(name, s).await.map_err(|e| {
+                            Error::Tls(format!("handshake with {}: {e}", self.host))
+                        })?;
+                        self.handshake(tls).await
+                    }
+                }
             }
         }
     }

@@ -27,6 +27,9 @@ pub enum Error {
         #[source]
         source: hyper::Error,
     },
+    /// TLS could not be set up (certificates, keys).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A request the client could not build (bad header value, …).
     #[error("invalid request: {0}")]
     Request(String),

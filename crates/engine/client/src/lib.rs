@@ -1,5 +1,5 @@
 //! strato-client: an async client of the Docker Engine API as `strato
-//! daemon` serves it, over a unix socket or TCP with a bearer token.
+//! daemon` serves it, over a unix socket or TCP (bearer token, TLS).
 //!
 //! Entry point: [`Client::new`] with a [`Host`] (parsed from
 //! `unix:///run/strato/strato.sock` or `tcp://HOST:PORT`). Methods take and
@@ -21,6 +21,7 @@ pub mod error;
 pub mod host;
 pub mod query;
 pub mod stream;
+pub mod tls;
 
 pub use client::{
     check_progress, progress_error, reader_stream, Client, Progress, Session, Stdin,

@@ -89,33 +89,58 @@ pub async fn bind(addr: &str) -> std::result::Result<TcpListener, ServeError> {
         })
 }
 
-/// A TLS acceptor from a PEM certificate chain and private key.
+/// A TLS acceptor from a PEM certificate chain and private key. With
+/// `client_ca`, clients must present a certificate signed by one of its CAs
+/// (dockerd's `--tlsverify --tlscacert`). The strato daemon's Engine API
+/// listener uses it too.
 pub fn tls_acceptor(
     cert: &Path,
     key: &Path,
+    client_ca: Option<&Path>,
 ) -> std::result::Result<tokio_rustls::TlsAcceptor, ServeError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tokio_rustls::rustls;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect())
-        .map_err(|e| ServeError::Config(format!("read TLS certificate {}: {e}", cert.display())))?;
-    if certs.is_empty() {
-        return Err(ServeError::Config(format!(
-            "TLS certificate {} holds no CERTIFICATE block",
-            cert.display()
-        )));
-    }
+    let read_certs = |path: &Path, what: &str| {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect())
+            .map_err(|e| ServeError::Config(format!("read TLS {what} {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(ServeError::Config(format!(
+                "TLS {what} {} holds no CERTIFICATE block",
+                path.display()
+            )));
+        }
+        Ok(certs)
+    };
+    let certs = read_certs(cert, "certificate")?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| ServeError::Config(format!("read TLS key {}: {e}", key.display())))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ServeError::Config(format!("TLS setup: {e}")))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| ServeError::Config(format!("TLS certificate and key do not fit together: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Config(format!("TLS setup: {e}")))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(ca, "CA certificate")? {
+                roots.add(c).map_err(|e| {
+                    ServeError::Config(format!("TLS CA certificate {}: {e}", ca.display()))
+                })?;
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| {
+                        ServeError::Config(format!("TLS CA certificate {}: {e}", ca.display()))
+                    })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_single_cert(certs, key).map_err(|e| {
+        ServeError::Config(format!("TLS certificate and key do not fit together: {e}"))
+    })?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }

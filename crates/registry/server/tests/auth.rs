@@ -250,7 +250,7 @@ async fn tls_serves_with_a_given_certificate() {
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    let acceptor = strato_registry::tls_acceptor(&cert, &key).unwrap();
+    let acceptor = strato_registry::tls_acceptor(&cert, &key, None).unwrap();
     let mut c = strato_registry::Config::new(dir.path().join("root"));
     c.tls = true;
     let registry = strato_registry::Registry::open(c).unwrap();
@@ -307,7 +307,7 @@ async fn tls_serves_with_a_given_certificate() {
     // A key that does not fit the certificate is refused up front.
     let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     std::fs::write(&key, other.key_pair.serialize_pem()).unwrap();
-    let Err(e) = strato_registry::tls_acceptor(&cert, &key) else {
+    let Err(e) = strato_registry::tls_acceptor(&cert, &key, None) else {
         panic!("a mismatched key must be refused");
     };
     assert!(e.to_string().contains("do not fit"), "{e}");

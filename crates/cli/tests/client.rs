@@ -383,11 +383,7 @@ fn detached_container_logs_exec_ps_inspect_stop_rm() {
         "{stats}"
     );
     // -p publishes: the PORTS cell shows it and the host reaches it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let publish = format!("127.0.0.1:{port}:8080");
     d.strato(&[
         "run", "-d", "--name", "nc", "-p", &publish, "busybox", "nc", "-ll", "-p", "8080", "-e",
@@ -583,11 +579,7 @@ fn images_save_load_networks_volumes_version_info() {
 
 #[test]
 fn host_flag_and_strato_host_are_honoured() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let tcp = format!("tcp://127.0.0.1:{port}");
     let d = Daemon::start_with("client-host", &["--host", &tcp, "--token", "t0ken"]);
     let dir = &d.dir;
@@ -675,15 +667,20 @@ fn write_test_pki(dir: &Path) {
     }
 }
 
+/// A loopback port nothing listens on (at the time of asking).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// dockerd's `--tlsverify`: the stock docker CLI and strato's own client
 /// reach a TCP listener only with a client certificate the CA signed.
 #[test]
 fn tcp_with_tlsverify_admits_only_signed_clients() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let tcp = format!("tcp://127.0.0.1:{port}");
     let ctx = Ctx::new("client-tls-pki");
     let pki = ctx.dir().join("pki");

@@ -649,18 +649,7 @@ async fn tcp_requires_the_bearer_token() {
         (Some("Bearer s3cret-token"), 200),
     ] {
         let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let mut r = Request::builder().uri("/_ping").header("Host", "x");
-        if let Some(h) = hdr {
-            r = r.header("Authorization", h);
-        }
-        let resp = sender
-            .send_request(r.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap();
+        let resp = ping_over(s, hdr).await.unwrap();
         assert_eq!(resp.status(), want, "{hdr:?}");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         if want == 401 {
@@ -721,32 +710,30 @@ async fn tls_with_a_token_serves_inside_tls_only() {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
         let tls = connector.connect(name, tcp).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let mut r = Request::builder().uri("/_ping").header("Host", "x");
-        if let Some(h) = hdr {
-            r = r.header("Authorization", h);
-        }
-        let resp = sender
-            .send_request(r.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap();
+        let resp = ping_over(tls, hdr).await.unwrap();
         assert_eq!(resp.status(), want, "{hdr:?}");
     }
     // Plain HTTP to the TLS port gets no HTTP answer.
     let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let r = Request::builder()
-        .uri("/_ping")
-        .header("Host", "x")
-        .header("Authorization", "Bearer tls-token")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    assert!(sender.send_request(r).await.is_err());
+    assert!(ping_over(s, Some("Bearer tls-token")).await.is_err());
     task.abort();
+}
+
+/// `GET /_ping` on a fresh connection `io`, with `Authorization: auth`.
+async fn ping_over<IO>(
+    io: IO,
+    auth: Option<&str>,
+) -> hyper::Result<hyper::Response<hyper::body::Incoming>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(conn);
+    let mut r = Request::builder().uri("/_ping").header("Host", "x");
+    if let Some(h) = auth {
+        r = r.header("Authorization", h);
+    }
+    sender
+        .send_request(r.body(Full::new(Bytes::new())).unwrap())
+        .await
 }

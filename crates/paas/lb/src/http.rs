@@ -26,8 +26,9 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
+use crate::accept::Acceptor;
 use crate::pool::{Lease, Pool};
 
 /// What goes to a member: the client's body, or nothing (for a retry).
@@ -365,24 +366,17 @@ fn peer_header(peer: SocketAddr) -> HeaderValue {
     HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// Accepts connections on `listener` and proxies their requests to `pool`.
-pub async fn serve(listener: TcpListener, pool: Arc<Pool>) -> std::io::Result<()> {
+/// Accepts connections and proxies their requests to `pool`.
+pub(crate) async fn serve(mut acceptor: Acceptor, pool: Arc<Pool>) -> std::io::Result<()> {
     let proxy = Arc::new(Proxy::new(Arc::clone(&pool)));
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) if crate::transient_accept_error(&e) => {
-                tracing::warn!(pool = pool.name(), error = %e, "accept failed; retrying");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+        let (stream, peer, live) = acceptor.next(pool.name()).await?;
         let _ = stream.set_nodelay(true);
         let proxy = Arc::clone(&proxy);
         let builder = builder.clone();
         tokio::spawn(async move {
+            let _live = live;
             // HTTP/1.1 in the plain case on the fast path; the rest of the
             // connection on hyper from the first request it leaves.
             let (stream, read) = match crate::h1::serve(stream, peer, &proxy.pool, &proxy.raw).await

@@ -12,6 +12,7 @@
 //! the last byte of its response is sent (or the client goes away); a TCP
 //! connection counts while it is open.
 
+mod accept;
 mod h1;
 pub mod http;
 pub mod pool;
@@ -48,20 +49,26 @@ pub async fn serve(
     pool: Arc<Pool>,
     protocol: Protocol,
 ) -> std::io::Result<()> {
+    serve_from(accept::Acceptor::single(listener), pool, protocol).await
+}
+
+async fn serve_from(
+    acceptor: accept::Acceptor,
+    pool: Arc<Pool>,
+    protocol: Protocol,
+) -> std::io::Result<()> {
     match protocol {
-        Protocol::Http => http::serve(listener, pool).await,
-        Protocol::Tcp => tcp::serve(listener, pool).await,
+        Protocol::Http => http::serve(acceptor, pool).await,
+        Protocol::Tcp => tcp::serve(acceptor, pool).await,
     }
 }
 
 /// Serves `pool` on `addr` from `threads` threads, each with its own
 /// single-threaded async runtime and its own connections to the members, so
 /// a request never crosses threads (the way nginx runs its workers). The
-/// threads share one listening socket: whichever is free accepts the next
-/// connection, which keeps them evenly loaded (SO_REUSEPORT would hash
-/// connections to threads whatever their load). The pool and its counters
-/// are shared. Returns once the socket listens; the threads run until the
-/// process ends.
+/// threads share one listening socket and keep equal numbers of client
+/// connections (see [`accept`]); the pool and its counters are shared.
+/// Returns once the socket listens; the threads run until the process ends.
 pub fn serve_threads(
     addr: std::net::SocketAddr,
     pool: Arc<Pool>,
@@ -72,8 +79,10 @@ pub fn serve_threads(
         .map_err(|e| std::io::Error::new(e.kind(), format!("listen on {addr}: {e}")))?;
     listener.set_nonblocking(true)?;
     let mut handles = Vec::new();
-    for i in 0..threads.max(1) {
-        let own = listener.try_clone()?;
+    for (i, part) in accept::balanced(&listener, threads)?
+        .into_iter()
+        .enumerate()
+    {
         let pool = Arc::clone(&pool);
         let handle = std::thread::Builder::new()
             .name(format!("strato-lb-{i}"))
@@ -81,10 +90,7 @@ pub fn serve_threads(
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(own)?;
-                    serve(listener, pool, protocol).await
-                })
+                rt.block_on(async move { serve_from(part.into_acceptor()?, pool, protocol).await })
             })?;
         handles.push(handle);
     }

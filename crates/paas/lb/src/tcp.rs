@@ -4,27 +4,24 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+use crate::accept::Acceptor;
 
 use crate::pool::Pool;
 
 /// How long a member may take to accept a connection before the next one is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Accepts connections on `listener` and relays each to a member of `pool`.
-pub async fn serve(listener: TcpListener, pool: Arc<Pool>) -> std::io::Result<()> {
+/// Accepts connections and relays each to a member of `pool`.
+pub(crate) async fn serve(mut acceptor: Acceptor, pool: Arc<Pool>) -> std::io::Result<()> {
     loop {
-        let (client, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) if crate::transient_accept_error(&e) => {
-                tracing::warn!(pool = pool.name(), error = %e, "accept failed; retrying");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+        let (client, peer, live) = acceptor.next(pool.name()).await?;
         let pool = Arc::clone(&pool);
-        tokio::spawn(async move { relay(client, peer, &pool).await });
+        tokio::spawn(async move {
+            relay(client, peer, &pool).await;
+            drop(live);
+        });
     }
 }
 

@@ -18,11 +18,9 @@
 //! already read, to the general path in [`crate::http`], which serves the
 //! rest of the connection with hyper.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -54,7 +52,7 @@ pub(crate) enum Outcome {
 /// Keep-alive connections to members for the fast path.
 #[derive(Debug, Default)]
 pub(crate) struct RawUpstreams {
-    idle: Mutex<HashMap<SocketAddr, Vec<TcpStream>>>,
+    idle: crate::http::Idle<TcpStream>,
 }
 
 impl RawUpstreams {
@@ -62,14 +60,7 @@ impl RawUpstreams {
     /// `probe`, an idle connection is first checked for having been closed
     /// by the member (for requests that cannot be sent again).
     async fn checkout(&self, addr: SocketAddr, probe: bool) -> io::Result<(TcpStream, bool)> {
-        loop {
-            let candidate = self
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&addr)
-                .and_then(|v| v.pop());
-            let Some(conn) = candidate else { break };
+        while let Some(conn) = self.idle.pop(addr) {
             if probe {
                 let mut byte = [0u8; 1];
                 match conn.try_read(&mut byte) {
@@ -84,11 +75,7 @@ impl RawUpstreams {
     }
 
     fn checkin(&self, addr: SocketAddr, conn: TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(addr).or_default();
-        if list.len() < crate::http::MAX_IDLE_PER_MEMBER {
-            list.push(conn);
-        }
+        self.idle.push(addr, conn);
     }
 }
 

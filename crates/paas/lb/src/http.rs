@@ -88,6 +88,50 @@ impl Drop for LeasedBody {
 /// either path.
 pub(crate) const MAX_IDLE_PER_MEMBER: usize = 512;
 
+/// Idle keep-alive connections to members, by member address, at most
+/// [`MAX_IDLE_PER_MEMBER`] each: hyper senders for the general path, raw
+/// sockets for the fast path. With one proxy per thread the lock is never
+/// contended.
+pub(crate) struct Idle<T> {
+    by_member: Mutex<HashMap<SocketAddr, Vec<T>>>,
+}
+
+impl<T> Default for Idle<T> {
+    fn default() -> Self {
+        Idle {
+            by_member: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Idle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let map = self.by_member.lock().unwrap_or_else(|e| e.into_inner());
+        let counts: HashMap<_, _> = map.iter().map(|(a, v)| (*a, v.len())).collect();
+        f.debug_struct("Idle").field("by_member", &counts).finish()
+    }
+}
+
+impl<T> Idle<T> {
+    /// The most recently returned connection to `addr`, if any.
+    pub(crate) fn pop(&self, addr: SocketAddr) -> Option<T> {
+        self.by_member
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&addr)
+            .and_then(|v| v.pop())
+    }
+
+    /// Keeps `conn` for a next request to `addr`, unless enough are kept.
+    pub(crate) fn push(&self, addr: SocketAddr, conn: T) {
+        let mut map = self.by_member.lock().unwrap_or_else(|e| e.into_inner());
+        let list = map.entry(addr).or_default();
+        if list.len() < MAX_IDLE_PER_MEMBER {
+            list.push(conn);
+        }
+    }
+}
+
 /// A new connection to a member: 5 s to connect (`TimedOut` after), no
 /// Nagle delay.
 pub(crate) async fn connect_member(addr: SocketAddr) -> std::io::Result<TcpStream> {
@@ -104,11 +148,10 @@ pub(crate) async fn connect_member(addr: SocketAddr) -> std::io::Result<TcpStrea
 ///
 /// Hand-written rather than hyper-util's pooled client: a proxy knows when a
 /// response body ends (it forwards it), so a connection goes back at once,
-/// without that client's per-request pool key, timers and extra task hop;
-/// with one proxy per thread the lock is never contended.
+/// without that client's per-request pool key, timers and extra task hop.
 #[derive(Debug, Default)]
 pub struct Upstreams {
-    idle: Mutex<HashMap<SocketAddr, Vec<SendRequest<UpstreamBody>>>>,
+    idle: Idle<SendRequest<UpstreamBody>>,
 }
 
 enum ConnectError {
@@ -133,14 +176,7 @@ impl Upstreams {
         &self,
         addr: SocketAddr,
     ) -> Result<(SendRequest<UpstreamBody>, bool), ConnectError> {
-        loop {
-            let candidate = self
-                .idle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&addr)
-                .and_then(|v| v.pop());
-            let Some(mut conn) = candidate else { break };
+        while let Some(mut conn) = self.idle.pop(addr) {
             if conn.is_closed() {
                 continue;
             }
@@ -167,13 +203,8 @@ impl Upstreams {
     }
 
     fn checkin(&self, addr: SocketAddr, conn: SendRequest<UpstreamBody>) {
-        if conn.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(addr).or_default();
-        if list.len() < MAX_IDLE_PER_MEMBER {
-            list.push(conn);
+        if !conn.is_closed() {
+            self.idle.push(addr, conn);
         }
     }
 }

@@ -378,7 +378,14 @@ pub fn main(args: RuntimeArgs) -> i32 {
             if !to_stderr {
                 tracing::error!("{e:#}");
             }
-            eprintln!("strato: {e:#}");
+            match e.downcast_ref::<strato_container::Error>() {
+                // runc's wording for a program that cannot run: the line
+                // alone, as the process's own error.
+                Some(strato_container::Error::Exec(m)) if m == &format!("{e:#}") => {
+                    eprintln!("{m}")
+                }
+                _ => eprintln!("strato: {e:#}"),
+            }
             failure
         }
     }

@@ -105,6 +105,26 @@ fn procfs_is_not_mounted_through_a_symlink() {
     ctx.assert_gone(&id, None);
 }
 
+/// A program that cannot be executed (here a script whose interpreter is
+/// missing) fails `run` with one line, runc's, and the container is gone.
+#[test]
+fn an_unexecutable_program_fails_run_with_one_line() {
+    let ctx = Ctx::new("execerr");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    let script = b.rootfs().join("run.sh");
+    fs::write(&script, "#!/mmnnttbb foo bar\nsh\n").unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    b.args(&["/run.sh"]);
+    let out = ctx.run(&b, &id).failed();
+    assert_eq!(
+        out.stderr.trim_end(),
+        "exec /run.sh: no such file or directory",
+        "{out}"
+    );
+    ctx.assert_gone(&id, None);
+}
+
 #[test]
 fn home_comes_from_passwd_and_cwd_is_entered_before_dropping_root() {
     let ctx = Ctx::new("home");

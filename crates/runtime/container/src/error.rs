@@ -34,6 +34,11 @@ pub enum Error {
     Seccomp(String),
     #[error("container init: {0}")]
     Init(String),
+    /// The container was set up but its process could not be executed
+    /// (`exec /run.sh: no such file or directory`): the program's fault,
+    /// told as a shell tells it.
+    #[error("{0}")]
+    Exec(String),
     #[error("error running {kind} hook #{index}: {path}: {msg}")]
     Hook {
         kind: String,

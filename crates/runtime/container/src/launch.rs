@@ -338,7 +338,7 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
                 Ok(Some(Msg::Ready)) => {
                     return match ch.recv() {
                         Ok(None) => Ok(pid),
-                        Ok(Some(Msg::Error(e))) => Err(Error::Init(e)),
+                        Ok(Some(Msg::Error(e))) => Err(Error::Exec(e)),
                         Ok(Some(m)) => Err(Error::Init(format!("unexpected sync message {m:?}"))),
                         Err(e) => Err(Error::io("sync with container process", e)),
                     }

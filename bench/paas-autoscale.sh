@@ -18,41 +18,11 @@ set -euo pipefail
 
 ROUNDS=${ROUNDS:-2}
 OFFSET=${OFFSET:-1700}
-repo=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${STRATO:-}" ]; then
-    echo "building strato (release)..." >&2
-    (cd "$repo" && cargo build --release -q -p strato)
-    STRATO="${CARGO_TARGET_DIR:-$repo/target}/release/strato"
-fi
-
-work=$(mktemp -d /tmp/strato-autoscale-bench.XXXXXX)
-dsock="unix://$work/d.sock"
-psock="unix://$work/p.sock"
-export STRATO_PAAS_HOST=$psock
-daemon_pid=
-cleanup() {
-    if [ -n "$daemon_pid" ]; then
-        "$STRATO" -H "$dsock" application undeploy php-mysql-app --wait >/dev/null 2>&1 || true
-        kill "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
-        # The supervisor outlives its daemon by design (containers survive
-        # a daemon restart); this one's containers are gone with the undeploy.
-        pkill -f "strato supervisor --root $work/exec/supervisor" 2>/dev/null || true
-    fi
-    for m in $(awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null || true; done
-    ip link del strato-asb0 2>/dev/null || true
-    nft delete table ip strato_asb 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$STRATO" daemon --host "$dsock" --data-root "$work/data" --exec-root "$work/exec" \
-    --bridge-pool 100.76.0.0/24 --subnet-prefix 26 --bridge-name strato-asb0 --nft-table strato_asb \
-    --paas --paas-host "$psock" --paas-port-offset "$OFFSET" >"$work/daemon.log" 2>&1 &
-daemon_pid=$!
-for _ in $(seq 200); do [ -S "$work/p.sock" ] && "$STRATO" -H "$dsock" version >/dev/null 2>&1 && break; sleep 0.05; done
+. "$(dirname "$0")/paas-daemon.sh"
+paas_daemon asb 100.76.0.0/24 26 "$OFFSET" php-mysql-app
+psock=$STRATO_PAAS_HOST
 echo "strato up (sample application, defaults)..." >&2
-"$STRATO" -H "$dsock" up --timeout 120 >"$work/up.log" 2>&1 || { cat "$work/up.log" "$work/daemon.log" >&2; exit 1; }
+s up --timeout 120 >"$work/up.log" 2>&1 || { cat "$work/up.log" "$work/daemon.log" >&2; exit 1; }
 port=$((8280 + OFFSET))
 
 python3 - "$port" "$ROUNDS" "$STRATO" "$dsock" "$psock" <<'PY'

@@ -17,38 +17,8 @@ set -euo pipefail
 
 MEMBERS=${MEMBERS:-200}
 OFFSET=${OFFSET:-1800}
-repo=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "${STRATO:-}" ]; then
-    echo "building strato (release)..." >&2
-    (cd "$repo" && cargo build --release -q -p strato)
-    STRATO="${CARGO_TARGET_DIR:-$repo/target}/release/strato"
-fi
-
-work=$(mktemp -d /tmp/strato-members-bench.XXXXXX)
-dsock="unix://$work/d.sock"
-export STRATO_PAAS_HOST="unix://$work/p.sock"
-daemon_pid=
-s() { "$STRATO" -H "$dsock" "$@"; }
-cleanup() {
-    if [ -n "$daemon_pid" ]; then
-        s application undeploy members-app --wait >/dev/null 2>&1 || true
-        s application undeploy php-mysql-app --wait >/dev/null 2>&1 || true
-        kill "$daemon_pid" 2>/dev/null || true
-        wait "$daemon_pid" 2>/dev/null || true
-        pkill -f "strato supervisor --root $work/exec/supervisor" 2>/dev/null || true
-    fi
-    for m in $(awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null || true; done
-    ip link del strato-mb0 2>/dev/null || true
-    nft delete table ip strato_mb 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-"$STRATO" daemon --host "$dsock" --data-root "$work/data" --exec-root "$work/exec" \
-    --bridge-pool 100.78.0.0/16 --subnet-prefix 22 --bridge-name strato-mb0 --nft-table strato_mb \
-    --paas --paas-host "$STRATO_PAAS_HOST" --paas-port-offset "$OFFSET" >"$work/daemon.log" 2>&1 &
-daemon_pid=$!
-for _ in $(seq 200); do [ -S "$work/p.sock" ] && s version >/dev/null 2>&1 && break; sleep 0.05; done
+. "$(dirname "$0")/paas-daemon.sh"
+paas_daemon mb 100.78.0.0/16 22 "$OFFSET" members-app php-mysql-app
 echo "strato up (sample image and definitions)..." >&2
 s up --timeout 120 >"$work/up.log" 2>&1 || { cat "$work/up.log" "$work/daemon.log" >&2; exit 1; }
 s application undeploy php-mysql-app --wait >/dev/null

@@ -792,6 +792,139 @@ fn user_network_names_connect_disconnect_and_daemon_restart() {
 }
 
 #[test]
+fn network_endpoint_settings_links_labels_and_first_network_disconnect() {
+    let d = Daemon::start("daemon-endpoints");
+    d.load_busybox();
+    // A subnet of our own (outside every test pool), with a dynamic range
+    // and a reserved address.
+    let n = std::process::id() % 250 + 1;
+    let (net, sub) = (format!("ep{n}"), format!("172.30.{n}"));
+    d.docker(&[
+        "network",
+        "create",
+        "--label",
+        "tier=back",
+        "--subnet",
+        &format!("{sub}.0/24"),
+        "--ip-range",
+        &format!("{sub}.128/25"),
+        "--aux-address",
+        &format!("router={sub}.128"),
+        &net,
+    ])
+    .ok();
+    let f = |fmt: &str, obj: &str| {
+        d.docker(&["inspect", "-f", fmt, obj])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(f("{{json .Labels}}", &net), r#"{"tier":"back"}"#);
+    assert_eq!(
+        f(
+            "{{range .IPAM.Config}}{{.IPRange}} {{.AuxiliaryAddresses.router}}{{end}}",
+            &net
+        ),
+        format!("{sub}.128/25 {sub}.128")
+    );
+    // A dynamic address comes from the range, past the reserved one.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "--network",
+        &net,
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let up_ip = f(
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+        "up",
+    );
+    assert_eq!(up_ip, format!("{sub}.129"));
+    // A fixed address, a fixed MAC and a link alias on the first network.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "cc",
+        "--network",
+        &net,
+        "--ip",
+        &format!("{sub}.7"),
+        "--mac-address",
+        "02:42:ac:1e:00:07",
+        "--link",
+        "up:bar",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let ep = |what: &str| {
+        f(
+            &format!("{{{{with index .NetworkSettings.Networks \"{net}\"}}}}{what}{{{{end}}}}"),
+            "cc",
+        )
+    };
+    assert_eq!(
+        ep("{{.IPAMConfig.IPv4Address}} {{.IPAddress}}"),
+        format!("{sub}.7 {sub}.7")
+    );
+    assert_eq!(
+        ep("{{.MacAddress}} {{json .Links}}"),
+        r#"02:42:ac:1e:00:07 ["up:bar"]"#
+    );
+    let link = d.docker(&["exec", "cc", "ip", "link", "show", "eth0"]).ok();
+    assert!(link.stdout.contains("02:42:ac:1e:00:07"), "{link}");
+    // The link alias resolves for c only.
+    let out = d.docker(&["exec", "cc", "nslookup", "bar"]).ok();
+    assert!(out.stdout.contains(&up_ip), "{out}");
+    d.docker(&["exec", "up", "nslookup", "bar"]).failed();
+    // Disconnected from its first (only) network: loopback only, no entry.
+    d.docker(&["network", "disconnect", &net, "cc"]).ok();
+    assert_eq!(f("{{len .NetworkSettings.Networks}}", "cc"), "0");
+    d.docker(&["exec", "cc", "ip", "link", "show", "eth0"])
+        .failed();
+    assert_eq!(f("{{len .Containers}}", &net), "1");
+    // Connected again: the network is its first once more (eth0, route).
+    d.docker(&[
+        "network",
+        "connect",
+        "--ip",
+        &format!("{sub}.8"),
+        &net,
+        "cc",
+    ])
+    .ok();
+    let addr = d
+        .docker(&["exec", "cc", "ip", "-4", "addr", "show", "eth0"])
+        .ok();
+    assert!(addr.stdout.contains(&format!("{sub}.8/24")), "{addr}");
+    let route = d.docker(&["exec", "cc", "ip", "route"]).ok();
+    assert!(
+        route.stdout.contains(&format!("default via {sub}.1")),
+        "{route}"
+    );
+    d.docker(&["exec", "cc", "nslookup", "up"]).ok();
+    // It survives a restart of the container in that state.
+    d.docker(&["restart", "-t", "1", "cc"]).ok();
+    let addr = d
+        .docker(&["exec", "cc", "ip", "-4", "addr", "show", "eth0"])
+        .ok();
+    assert!(addr.stdout.contains(&format!("{sub}.8/24")), "{addr}");
+    // A network whose name has a space, as dockerd allows.
+    d.docker(&["network", "create", "sp ace"]).ok();
+    d.docker(&["network", "rm", "sp ace"]).ok();
+    d.docker(&["rm", "-f", "cc", "up"]).ok();
+    d.docker(&["network", "rm", &net]).ok();
+}
+
+#[test]
 fn bridge_peers_restart_policies_and_hostile_imports() {
     let d = Daemon::start("daemon-peers");
     d.load_busybox();

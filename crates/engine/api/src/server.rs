@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tracing::Instrument;
 
 use crate::backend::*;
-use crate::error::{ApiError, ServeError};
+use crate::error::{ApiError, ErrorKind, ServeError};
 use crate::types::*;
 
 /// The API version this engine advertises (`Api-Version`, `/version`).
@@ -368,6 +368,25 @@ impl Server {
             (&M::DELETE, ["volumes", name]) => {
                 b.volume_remove(name, q.bool("force")).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
+            }
+
+            // -------------------------------------------------- swarm
+            // This engine is never part of a swarm: answer as dockerd does on a
+            // node outside one (503), so clients that leave a swarm "just in
+            // case" (docker-py's test teardown, scripts) see the usual answer.
+            (&M::POST, ["swarm", "init" | "join"]) => Err(ApiError::not_implemented(
+                "swarm mode is not supported by this engine: run services as containers",
+            )),
+            (&M::POST, ["swarm", "leave"]) => Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "This node is not part of a swarm",
+            )),
+            (_, ["swarm" | "nodes" | "services" | "tasks" | "secrets" | "configs", ..]) => {
+                Err(ApiError::new(
+                    ErrorKind::Unavailable,
+                    "This node is not a swarm manager. Use \"docker swarm init\" or \
+                     \"docker swarm join\" to connect this node to swarm and try again.",
+                ))
             }
             _ => Err(page_not_found()),
         }

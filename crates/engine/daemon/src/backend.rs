@@ -316,12 +316,16 @@ impl EngineBackend {
                 },
             );
         }
-        let mut options = StringMap::new();
+        let mut options: StringMap = n.meta.options.clone().into_iter().collect();
         options.insert("com.docker.network.bridge.name".into(), n.bridge.clone());
         NetworkResource {
             name: n.name.clone(),
             id: network_id(&n.name),
-            created: time::ZERO_TIME.into(),
+            created: if n.meta.created.is_empty() {
+                time::ZERO_TIME.into()
+            } else {
+                n.meta.created.clone()
+            },
             scope: "local".into(),
             driver: "bridge".into(),
             enable_ipv4: true,
@@ -332,7 +336,14 @@ impl EngineBackend {
                 config: vec![IpamPool {
                     subnet: n.subnet.to_string(),
                     gateway: n.gateway.to_string(),
-                    ..Default::default()
+                    ip_range: n.meta.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                    auxiliary_addresses: (!n.meta.aux_addresses.is_empty()).then(|| {
+                        n.meta
+                            .aux_addresses
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.to_string()))
+                            .collect()
+                    }),
                 }],
             },
             internal: n.internal,
@@ -342,7 +353,7 @@ impl EngineBackend {
             config_only: false,
             containers,
             options,
-            labels: StringMap::new(),
+            labels: n.meta.labels.clone().into_iter().collect(),
         }
     }
 
@@ -926,6 +937,25 @@ impl Backend for EngineBackend {
         }
         check_nano_cpus(config.host_config.nano_cpus, crate::hostinfo::ncpu())?;
         let (mut req, vols) = convert::create_request(name, &config, self.volumes.dir())?;
+        // Every network named must exist now, as dockerd checks at create.
+        let mut named: Vec<String> = req.extra_networks.iter().map(|n| n.name.clone()).collect();
+        if let Some(crate::engine::NetworkMode::Bridge(n)) = &req.network {
+            named.push(n.clone());
+        }
+        for n in named.iter().filter(|n| n.as_str() != "bridge") {
+            let found = self.find_network(n).await?;
+            if found.name != *n {
+                // By id or a prefix of it: the engine works by name.
+                if let Some(crate::engine::NetworkMode::Bridge(first)) = &mut req.network {
+                    if first == n {
+                        *first = found.name.clone();
+                    }
+                }
+                for x in req.extra_networks.iter_mut().filter(|x| &x.name == n) {
+                    x.name = found.name.clone();
+                }
+            }
+        }
         for p in req.ports.iter_mut().filter(|p| p.host_port == 0) {
             p.host_port = free_port(p)?;
         }
@@ -2259,12 +2289,61 @@ impl Backend for EngineBackend {
             .as_ref()
             .and_then(|o| o.get("com.docker.network.bridge.name"))
             .cloned();
+        if req.ipam.as_ref().is_some_and(|i| i.config.len() > 1) {
+            return Err(ApiError::not_implemented(
+                "more than one IPAM pool per network is not supported: give one subnet",
+            ));
+        }
+        if !matches!(
+            req.ipam.as_ref().map(|i| i.driver.as_str()),
+            None | Some("" | "default")
+        ) {
+            return Err(ApiError::not_implemented(
+                "only the default IPAM driver is supported: leave IPAM.Driver empty",
+            ));
+        }
+        let ip_range = match pool.map(|p| p.ip_range.as_str()).filter(|s| !s.is_empty()) {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|e: strato_network::Error| ApiError::bad_parameter(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut aux_addresses = std::collections::BTreeMap::new();
+        for (k, v) in pool
+            .and_then(|p| p.auxiliary_addresses.clone())
+            .unwrap_or_default()
+        {
+            let ip = v.parse().map_err(|_| {
+                ApiError::bad_parameter(format!(
+                    "invalid auxiliary address {k}={v:?}: give an IPv4 address"
+                ))
+            })?;
+            aux_addresses.insert(k, ip);
+        }
+        if (ip_range.is_some() || !aux_addresses.is_empty()) && subnet.is_none() {
+            return Err(ApiError::bad_parameter(
+                "an ip range or auxiliary addresses need a subnet: give IPAM.Config[].Subnet",
+            ));
+        }
         let spec = strato_network::NetworkSpec {
             name: req.name.clone(),
             bridge,
             subnet,
             gateway,
             internal: req.internal,
+            meta: strato_network::NetworkMeta {
+                labels: req.labels.clone().unwrap_or_default().into_iter().collect(),
+                options: req
+                    .options
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                ip_range,
+                aux_addresses,
+                created: time::format(time::now_f64() as i64, 0),
+            },
         };
         let n = self
             .engine
@@ -2276,9 +2355,17 @@ impl Backend for EngineBackend {
                     ApiError::conflict(format!("network with name {} already exists", req.name))
                 }
                 strato_network::Error::InvalidName(_)
-                | strato_network::Error::InvalidBridgeName(_) => {
+                | strato_network::Error::InvalidBridgeName(_)
+                | strato_network::Error::RangeOutsideSubnet { .. }
+                | strato_network::Error::AuxAddressOutsideSubnet { .. }
+                | strato_network::Error::GatewayOutsideSubnet { .. }
+                | strato_network::Error::SubnetTooSmall { .. } => {
                     ApiError::bad_parameter(e.to_string())
                 }
+                strato_network::Error::SubnetOverlap { .. } => ApiError::new(
+                    ErrorKind::Forbidden,
+                    format!("Pool overlaps with other one on this address space: {e}"),
+                ),
                 other => ApiError::internal(other.to_string()),
             })?;
         let id = network_id(&n.name);
@@ -2343,23 +2430,15 @@ impl Backend for EngineBackend {
     async fn network_connect(&self, id: &str, req: NetworkConnectRequest) -> Result<(), ApiError> {
         let n = self.find_network(id).await?;
         let r = self.rec(&req.container)?;
-        let cfg = req.endpoint_config.unwrap_or_default();
-        let aliases = cfg.aliases.unwrap_or_default();
-        for a in &aliases {
-            strato_network::files::validate_hostname(a).map_err(|_| {
-                ApiError::bad_parameter(format!(
-                    "invalid network alias {a:?}: use letters, digits, '-', '_' and '.'"
-                ))
-            })?;
+        if matches!(n.name.as_str(), "host" | "none") {
+            return Err(ApiError::bad_parameter(format!(
+                "container cannot be disconnected from its network and connected to {}: use docker run --network {}",
+                n.name, n.name
+            )));
         }
-        let ip = match cfg.ipam_config.map(|c| c.ipv4_address).unwrap_or_default() {
-            s if s.is_empty() => None,
-            s => Some(s.parse().map_err(|_| {
-                ApiError::bad_parameter(format!("invalid IPv4 address {s:?} for --ip"))
-            })?),
-        };
+        let (aliases, opts) = convert::endpoint_request(&req.endpoint_config.unwrap_or_default())?;
         self.engine
-            .connect(&r.id, &n.name, aliases, ip)
+            .connect(&r.id, &n.name, aliases, opts)
             .await
             .map_err(api_err)?;
         self.emit(

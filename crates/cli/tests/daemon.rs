@@ -925,6 +925,96 @@ fn network_endpoint_settings_links_labels_and_first_network_disconnect() {
 }
 
 #[test]
+fn commit_and_import_with_changes() {
+    let d = Daemon::start("daemon-commit");
+    d.load_busybox();
+    let f = |fmt: &str, obj: &str| {
+        d.docker(&["inspect", "-f", fmt, obj])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    // A file added, one deleted, a directory replaced: all in the new layer.
+    d.docker(&[
+        "run",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello > /test && rm /bin/ls && mkdir -p /srv/d && echo x > /srv/d/f",
+    ])
+    .ok();
+    d.docker(&[
+        "commit",
+        "-c",
+        r#"CMD ["cat", "/test"]"#,
+        "-c",
+        "EXPOSE 8000",
+        "-c",
+        "ENV GREETING=hi",
+        "-m",
+        "a message",
+        "src",
+        "committed:1",
+    ])
+    .ok();
+    let out = d.docker(&["run", "--rm", "committed:1"]).ok();
+    assert_eq!(out.stdout, "hello\n");
+    d.docker(&["run", "--rm", "committed:1", "cat", "/srv/d/f"])
+        .ok();
+    d.docker(&["run", "--rm", "committed:1", "ls", "/"])
+        .failed();
+    let env = d
+        .docker(&["run", "--rm", "committed:1", "sh", "-c", "echo $GREETING"])
+        .ok();
+    assert_eq!(env.stdout, "hi\n");
+    assert_eq!(
+        f("{{json .Config.ExposedPorts}} {{.Comment}}", "committed:1"),
+        r#"{"8000/tcp":{}} a message"#
+    );
+    let parent = f("{{.Parent}}", "committed:1");
+    assert_eq!(parent, f("{{.Id}}", "busybox"));
+    let layers = f("{{len .RootFS.Layers}}", "committed:1");
+    assert_eq!(layers, "2");
+    // An unknown instruction is refused and makes no image.
+    let bad = d
+        .docker(&["commit", "-c", "RUN true", "src", "bad:1"])
+        .failed();
+    assert!(bad.stderr.contains("not a valid change command"), "{bad}");
+    d.docker(&["image", "inspect", "bad:1"]).failed();
+    // import --change
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs_cache())
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("tar the rootfs");
+    d.docker_in(
+        &[
+            "import",
+            "-c",
+            "USER nobody",
+            "-c",
+            r#"CMD ["id", "-un"]"#,
+            "-",
+            "imp:1",
+        ],
+        Some(&tar.stdout),
+    )
+    .ok();
+    assert_eq!(
+        f("{{.Config.User}} {{json .Config.Cmd}}", "imp:1"),
+        r#"nobody ["id","-un"]"#
+    );
+    let who = d.docker(&["run", "--rm", "imp:1"]).ok();
+    assert_eq!(who.stdout, "nobody\n");
+    d.docker(&["rm", "src"]).ok();
+    d.docker(&["rmi", "committed:1", "imp:1"]).ok();
+}
+
+#[test]
 fn bridge_peers_restart_policies_and_hostile_imports() {
     let d = Daemon::start("daemon-peers");
     d.load_busybox();

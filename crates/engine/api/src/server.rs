@@ -266,6 +266,25 @@ impl Server {
                 Ok(json(StatusCode::OK, &b.image_list(opts).await?))
             }
             (&M::POST, ["images", "create"]) => self.image_create(&q, req).await,
+            (&M::POST, ["commit"]) => {
+                let container = q.get("container").unwrap_or("");
+                if container.is_empty() {
+                    return Err(ApiError::bad_parameter(
+                        "missing container in the query: add container=<name or id>",
+                    ));
+                }
+                let opts = CommitOptions {
+                    container: container.to_string(),
+                    repo: q.get("repo").unwrap_or("").into(),
+                    tag: q.get("tag").unwrap_or("").into(),
+                    comment: q.get("comment").unwrap_or("").into(),
+                    author: q.get("author").unwrap_or("").into(),
+                    pause: q.get("pause").is_none_or(|_| q.bool("pause")),
+                    changes: q.all("changes").map(String::from).collect(),
+                };
+                let config: Option<ContainerConfig> = read_json(req.into_body(), false).await?;
+                Ok(json(StatusCode::CREATED, &b.commit(opts, config).await?))
+            }
             (&M::POST, ["images", "load"]) => {
                 let body = body_stream(req.into_body());
                 let progress = b.image_load(body, q.bool("quiet")).await?;

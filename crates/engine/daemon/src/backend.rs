@@ -1919,7 +1919,7 @@ impl Backend for EngineBackend {
             id: d.id.to_string(),
             repo_tags: d.repo_tags.clone(),
             repo_digests: Vec::new(),
-            parent: String::new(),
+            parent: d.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
             comment: cfg
                 .history()
                 .as_ref()
@@ -2125,11 +2125,13 @@ impl Backend for EngineBackend {
                 "importing from a URL is not implemented yet: download the tar and import it from stdin (docker import - )",
             ));
         }
-        if !opts.changes.is_empty() {
-            return Err(ApiError::not_implemented(
-                "docker import --change is not implemented yet",
-            ));
-        }
+        let config = if opts.changes.is_empty() {
+            None
+        } else {
+            let mut c = strato_image::default_import_config();
+            crate::commit::apply_changes(&mut c, &opts.changes).map_err(ApiError::bad_parameter)?;
+            Some(c)
+        };
         let reference = if opts.repo.is_empty() {
             None
         } else if opts.tag.is_empty() {
@@ -2144,9 +2146,11 @@ impl Backend for EngineBackend {
         let reader = BodyReader::spawn(body);
         let images = self.engine.images().clone();
         let r2 = reference.clone();
-        let res = tokio::task::spawn_blocking(move || images.import(reader, r2.as_deref()))
-            .await
-            .map_err(join_err)?;
+        let res = tokio::task::spawn_blocking(move || {
+            images.import_with_config(reader, r2.as_deref(), config)
+        })
+        .await
+        .map_err(join_err)?;
         let msg = match res {
             Ok(id) => {
                 self.emit("image", "import", id.as_str(), &[]);
@@ -2155,6 +2159,63 @@ impl Backend for EngineBackend {
             Err(e) => JsonMessage::error(format!("import: {e}")),
         };
         Ok(futures::stream::iter(vec![msg]).boxed())
+    }
+
+    async fn commit(
+        &self,
+        opts: CommitOptions,
+        config: Option<ContainerConfig>,
+    ) -> Result<IdResponse, ApiError> {
+        let r = self.rec(&opts.container)?;
+        let mut cfg = convert::inspect_config(&r);
+        if let Some(over) = &config {
+            cfg = crate::commit::overlay(cfg, over);
+        }
+        let mut image_cfg = crate::commit::image_config(&cfg);
+        crate::commit::apply_changes(&mut image_cfg, &opts.changes)
+            .map_err(ApiError::bad_parameter)?;
+        let tag = match (opts.repo.as_str(), opts.tag.as_str()) {
+            ("", "") => None,
+            ("", _) => {
+                return Err(ApiError::bad_parameter(
+                    "a tag needs a repository: add repo=<name>",
+                ))
+            }
+            (repo, "") => Some(repo.to_string()),
+            (repo, tag) => Some(format!("{repo}:{tag}")),
+        };
+        if let Some(t) = &tag {
+            strato_image::Reference::parse(t)
+                .map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+        }
+        let mut created_by = cfg.entrypoint.clone().unwrap_or_default();
+        created_by.extend(cfg.cmd.clone().unwrap_or_default());
+        let spec = strato_image::CommitSpec {
+            config: image_cfg,
+            author: opts.author.clone(),
+            comment: opts.comment.clone(),
+            created_by: created_by.join(" "),
+            tag,
+        };
+        // As dockerd: a running container is paused while its layer is read.
+        let pause = opts.pause && r.status.as_ref().is_some_and(|s| s.phase == Phase::Running);
+        if pause {
+            self.engine.set_paused(&r.id, true).await.map_err(api_err)?;
+        }
+        let res = self.engine.commit(&r.id, spec).await;
+        if pause {
+            if let Err(e) = self.engine.set_paused(&r.id, false).await {
+                tracing::warn!(id = %r.id, error = %e, "unpause after commit");
+            }
+        }
+        let id = res.map_err(api_err)?;
+        self.emit(
+            "container",
+            "commit",
+            &r.id,
+            &[("comment", &opts.comment), ("imageID", id.as_str())],
+        );
+        Ok(IdResponse { id: id.to_string() })
     }
 
     async fn image_pull(&self, opts: PullOptions) -> Result<ProgressStream, ApiError> {

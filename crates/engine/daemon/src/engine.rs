@@ -289,6 +289,24 @@ fn now() -> String {
 /// /etc/hosts of a container on no network.
 const DETACHED_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
+/// The mount points of a container's last run (from its bundle's
+/// config.json), which its layer's changes leave out.
+fn layer_ignore(config: &Path) -> Vec<String> {
+    let spec: serde_json::Value = fs::read(config)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut ignore: Vec<String> = spec["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["destination"].as_str())
+        .map(|d| format!("/{}", d.trim_matches('/')))
+        .collect();
+    ignore.push("/.dockerenv".into());
+    ignore
+}
+
 /// A requested MAC address, checked.
 fn parse_mac(mac: Option<&str>) -> Result<Option<[u8; 6]>, EngineError> {
     mac.filter(|m| !m.is_empty())
@@ -1548,24 +1566,34 @@ impl Engine {
         let id = self.resolve(name_or_id)?;
         let config = self.bundle_path(&id).join("config.json");
         let images = self.images.clone();
+        tokio::task::spawn_blocking(move || images.container_changes(&id, &layer_ignore(&config)))
+            .await
+            .map_err(internal)?
+            .map_err(internal)
+    }
+
+    /// `docker commit`: an image of the container's writable layer (mount
+    /// points left out) over its image.
+    pub async fn commit(
+        &self,
+        name_or_id: &str,
+        spec: strato_image::CommitSpec,
+    ) -> Result<strato_image::Digest, EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let config = self.bundle_path(&id).join("config.json");
+        let images = self.images.clone();
         tokio::task::spawn_blocking(move || {
-            let spec: serde_json::Value = fs::read(&config)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
-            let mut ignore: Vec<String> = spec["mounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m["destination"].as_str())
-                .map(|d| format!("/{}", d.trim_matches('/')))
-                .collect();
-            ignore.push("/.dockerenv".into());
-            images.container_changes(&id, &ignore)
+            images.commit_container(&id, &layer_ignore(&config), &spec)
         })
         .await
         .map_err(internal)?
-        .map_err(internal)
+        .map_err(|e| match e {
+            strato_image::Error::NotFound(_) => EngineError::Invalid(format!(
+                "container {name_or_id} has no filesystem layer yet: start it once before committing it"
+            )),
+            strato_image::Error::InvalidReference { .. } => EngineError::Invalid(e.to_string()),
+            other => EngineError::Internal(other.to_string()),
+        })
     }
 
     /// Runs a process in a running container (see [`Client::exec`]).

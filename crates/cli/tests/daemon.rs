@@ -1015,6 +1015,139 @@ fn commit_and_import_with_changes() {
 }
 
 #[test]
+fn health_checks_from_run_flags_and_image_config() {
+    let d = Daemon::start("daemon-health");
+    d.load_busybox();
+    let status = |c: &str| {
+        d.docker(&["inspect", "-f", "{{.State.Health.Status}}", c])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /ok",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    assert_eq!(status("hc"), "starting");
+    eventually("hc unhealthy", || status("hc") == "unhealthy");
+    let streak = d
+        .docker(&["inspect", "-f", "{{.State.Health.FailingStreak}}", "hc"])
+        .ok();
+    assert!(
+        streak.stdout.trim().parse::<u32>().unwrap() >= 2,
+        "{streak}"
+    );
+    let ps = d
+        .docker(&[
+            "ps",
+            "--filter",
+            "health=unhealthy",
+            "--format",
+            "{{.Names}} {{.Status}}",
+        ])
+        .ok();
+    assert!(
+        ps.stdout.starts_with("hc Up") && ps.stdout.contains("(unhealthy)"),
+        "{ps}"
+    );
+    d.docker(&["exec", "hc", "touch", "/ok"]).ok();
+    eventually("hc healthy", || status("hc") == "healthy");
+    let log = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{(index .State.Health.Log 0).ExitCode}}",
+            "hc",
+        ])
+        .ok();
+    assert_eq!(log.stdout.trim(), "1");
+    let events = || {
+        d.docker(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            "0s",
+            "--filter",
+            "container=hc",
+            "--format",
+            "{{.Action}}",
+        ])
+        .ok()
+        .stdout
+    };
+    // The event follows the status change.
+    eventually("the healthy event", || {
+        events().contains("health_status: healthy")
+    });
+    assert!(events().contains("health_status: unhealthy"));
+    // A HEALTHCHECK of the image (here from commit --change) applies; a
+    // timed-out probe counts as a failure.
+    d.docker(&["create", "--name", "base", "busybox", "true"])
+        .ok();
+    d.docker(&["start", "-a", "base"]).ok();
+    d.docker(&[
+        "commit",
+        "-c",
+        "HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD sleep 5",
+        "base",
+        "slowhealth:1",
+    ])
+    .ok();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "slowhealth:1",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    eventually("slow unhealthy", || status("slow") == "unhealthy");
+    let out = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{(index .State.Health.Log 0).Output}}",
+            "slow",
+        ])
+        .ok();
+    assert!(out.stdout.contains("exceeded timeout"), "{out}");
+    // --no-healthcheck turns the image's off.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "off",
+        "--no-healthcheck",
+        "slowhealth:1",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let none = d
+        .docker(&["ps", "--filter", "health=none", "--format", "{{.Names}}"])
+        .ok();
+    assert!(none.stdout.contains("off"), "{none}");
+    d.docker(&["rm", "-f", "hc", "slow", "off", "base"]).ok();
+    d.docker(&["rmi", "slowhealth:1"]).ok();
+}
+
+#[test]
 fn bridge_peers_restart_policies_and_hostile_imports() {
     let d = Daemon::start("daemon-peers");
     d.load_busybox();

@@ -162,11 +162,19 @@ impl EventLog {
     }
 }
 
+/// The health of a container with a health check, and which monitor
+/// (generation) owns it: a new start begins a new generation.
+struct HealthEntry {
+    gen: u64,
+    state: crate::health::HealthState,
+}
+
 /// The Engine API backend of strato's engine.
 pub struct EngineBackend {
     engine: Arc<Engine>,
     volumes: Volumes,
     execs: Mutex<BTreeMap<String, ExecEntry>>,
+    health: Mutex<HashMap<String, HealthEntry>>,
     events: Arc<EventLog>,
     id: String,
     /// Pull, push and login; an error if the registry client could not be set up.
@@ -208,10 +216,16 @@ impl EngineBackend {
             engine: engine.clone(),
             volumes,
             execs: Mutex::new(BTreeMap::new()),
+            health: Mutex::new(HashMap::new()),
             events: events.clone(),
         });
+        // Health checks of containers that run already (a restarted daemon).
+        for r in engine.records().iter().filter(|r| is_running(r)) {
+            backend.start_health(&r.id);
+        }
         let mut rx = engine.subscribe();
         let weak = Arc::downgrade(&engine);
+        let me = Arc::downgrade(&backend);
         drop(engine);
         tokio::spawn(async move {
             let mut names: HashMap<String, (String, String)> = HashMap::new();
@@ -230,9 +244,210 @@ impl EngineBackend {
                     names.remove(&ev.id);
                 }
                 events.push(container_event(&ev, &name, &image));
+                // Every start (API, restart policy) begins the health check anew.
+                if let Some(b) = me.upgrade() {
+                    match ev.action.as_str() {
+                        "start" => b.start_health(&ev.id),
+                        "destroy" => {
+                            b.health.lock().expect("health lock").remove(&ev.id);
+                        }
+                        _ => {}
+                    }
+                }
             }
         });
         backend
+    }
+
+    /// A container's health check: its own over its image's.
+    fn health_config(r: &Record) -> Option<HealthConfig> {
+        let own = r.raw.get("Healthcheck").and_then(crate::health::from_json);
+        let image = r
+            .image_defaults
+            .healthcheck
+            .as_ref()
+            .and_then(crate::health::from_json);
+        crate::health::merged(own.as_ref(), image.as_ref())
+    }
+
+    /// Its `State.Health`, if it has a health check.
+    fn health_of(&self, r: &Record) -> Option<Health> {
+        Self::health_config(r)
+            .as_ref()
+            .and_then(crate::health::probe)?;
+        let h = self.health.lock().expect("health lock");
+        Some(
+            h.get(&r.id)
+                .map(|e| e.state.api())
+                .unwrap_or_else(|| Health {
+                    // Never started: dockerd shows "starting" too.
+                    status: crate::health::STARTING.into(),
+                    ..Default::default()
+                }),
+        )
+    }
+
+    /// Starts the health monitor of a container that just started: its
+    /// health is `starting` again, and earlier monitors stop.
+    fn start_health(self: &Arc<Self>, id: &str) {
+        let Ok(r) = self.engine.record(id) else {
+            return;
+        };
+        let Some(cfg) = Self::health_config(&r) else {
+            return;
+        };
+        let Some(probe) = crate::health::probe(&cfg) else {
+            return;
+        };
+        let start_interval_set = cfg.start_interval > 0;
+        let gen = {
+            let mut h = self.health.lock().expect("health lock");
+            let e = h.entry(r.id.clone()).or_insert(HealthEntry {
+                gen: 0,
+                state: Default::default(),
+            });
+            e.gen += 1;
+            e.state = Default::default();
+            e.gen
+        };
+        let weak = Arc::downgrade(self);
+        let id = r.id.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            loop {
+                let in_start = started.elapsed() < probe.start_period;
+                tokio::time::sleep(probe.next_wait(in_start, start_interval_set)).await;
+                let Some(b) = weak.upgrade() else { return };
+                let current = |b: &EngineBackend| {
+                    b.health
+                        .lock()
+                        .expect("health lock")
+                        .get(&id)
+                        .map(|e| e.gen)
+                        == Some(gen)
+                };
+                if !current(&b) {
+                    return;
+                }
+                let Ok(r) = b.engine.record(&id) else { return };
+                match r.status.as_ref().map(|s| s.phase) {
+                    Some(Phase::Running) => {}
+                    Some(Phase::Paused) => continue,
+                    // Stopped: the next start begins a new monitor.
+                    _ => return,
+                }
+                let in_start = started.elapsed() < probe.start_period;
+                let result = b.run_probe(&r, &probe).await;
+                let changed = {
+                    let mut h = b.health.lock().expect("health lock");
+                    match h.get_mut(&id).filter(|e| e.gen == gen) {
+                        Some(e) => e
+                            .state
+                            .record(result, probe.retries, in_start)
+                            .then_some(e.state.status),
+                        None => return,
+                    }
+                };
+                if let Some(status) = changed {
+                    b.emit(
+                        "container",
+                        &format!("health_status: {status}"),
+                        &id,
+                        &[("name", &r.name), ("image", &r.image_ref)],
+                    );
+                }
+            }
+        });
+    }
+
+    /// Runs one probe as an exec in the container, within its timeout.
+    async fn run_probe(&self, r: &Record, p: &crate::health::Probe) -> crate::health::ProbeResult {
+        let start = strato_container::state::now_rfc3339();
+        let pid = std::sync::atomic::AtomicI32::new(0);
+        let (exit_code, output) =
+            match tokio::time::timeout(p.timeout, self.probe_exec(r, &p.cmd, &pid)).await {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => (-1, e),
+                Err(_) => {
+                    let pid = pid.load(std::sync::atomic::Ordering::SeqCst);
+                    if pid > 0 {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    (
+                        -1,
+                        format!("Health check exceeded timeout ({:?})", p.timeout),
+                    )
+                }
+            };
+        crate::health::ProbeResult {
+            start,
+            end: strato_container::state::now_rfc3339(),
+            exit_code,
+            output,
+        }
+    }
+
+    /// Execs `cmd` in the container; its exit code and output (the first
+    /// [`crate::health::MAX_OUTPUT`] bytes of stdout and stderr).
+    async fn probe_exec(
+        &self,
+        r: &Record,
+        cmd: &[String],
+        pid_slot: &std::sync::atomic::AtomicI32,
+    ) -> Result<(i64, String), String> {
+        let bundle = self.engine.bundle_path(&r.id);
+        let spec: Value = fs::read(bundle.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| format!("container {} is not running", r.id))?;
+        let cfg = ExecConfig {
+            cmd: cmd.to_vec(),
+            ..Default::default()
+        };
+        let process =
+            exec_process(&spec["process"], &cfg, &bundle.join("rootfs")).map_err(|e| e.message)?;
+        let exec_id = crate::ids::new_id();
+        let (pid, _tty, mut fds) = self
+            .engine
+            .exec(&r.id, &exec_id, process, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        pid_slot.store(pid, std::sync::atomic::Ordering::SeqCst);
+        if fds.len() != 3 {
+            return Err("exec: expected three pipes from the supervisor".into());
+        }
+        let err_fd = fds.pop().expect("three fds");
+        let out_fd = fds.pop().expect("three fds");
+        drop(fds);
+        async fn read_capped(fd: OwnedFd) -> Vec<u8> {
+            let mut out = Vec::new();
+            let Ok(mut r) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+                return out;
+            };
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let room = crate::health::MAX_OUTPUT.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+            out
+        }
+        let (mut out, err) = tokio::join!(read_capped(out_fd), read_capped(err_fd));
+        out.extend(err);
+        out.truncate(crate::health::MAX_OUTPUT);
+        let code = loop {
+            match self.engine.exec_state(&exec_id).await {
+                Ok(s) if s.running => tokio::time::sleep(POLL).await,
+                Ok(s) => break s.exit_code.unwrap_or(-1),
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        Ok((i64::from(code), String::from_utf8_lossy(&out).into_owned()))
     }
 
     fn rec(&self, id: &str) -> Result<Record, ApiError> {
@@ -1248,6 +1463,11 @@ impl Backend for EngineBackend {
             .into_iter()
             .filter(|r| opts.all || opts.limit.is_some() || is_running(r))
             .filter(|r| convert::matches_filters(r, &opts.filters))
+            .filter(|r| {
+                let h = self.health_of(r);
+                let word = h.as_ref().map_or("none", |h| h.status.as_str());
+                opts.filters.match_any("health", |v| v == word)
+            })
             .collect();
         records.sort_by(|a, b| b.created.cmp(&a.created));
         if let Some(n) = opts.limit {
@@ -1256,7 +1476,19 @@ impl Backend for EngineBackend {
         let now = time::now_f64();
         Ok(records
             .iter()
-            .map(|r| convert::summary(r, now, &network_id(r.network.name()), self.volumes.dir()))
+            .map(|r| {
+                let mut s =
+                    convert::summary(r, now, &network_id(r.network.name()), self.volumes.dir());
+                // "Up 3 minutes (healthy)", as dockerd shows it.
+                if let (Some(h), true) = (self.health_of(r), is_running(r)) {
+                    let word = match h.status.as_str() {
+                        crate::health::STARTING => "health: starting".to_string(),
+                        other => other.to_string(),
+                    };
+                    s.status = format!("{} ({word})", s.status);
+                }
+                s
+            })
             .collect())
     }
 
@@ -1315,7 +1547,11 @@ impl Backend for EngineBackend {
             created: r.created.clone(),
             path,
             args,
-            state: convert::state(&r),
+            state: {
+                let mut s = convert::state(&r);
+                s.health = self.health_of(&r);
+                s
+            },
             image: r.image_id.clone(),
             resolv_conf_path: etc("resolv.conf"),
             hostname_path: etc("hostname"),
@@ -1336,7 +1572,13 @@ impl Backend for EngineBackend {
                 data: StringMap::new(),
             },
             mounts: convert::mount_points(&r, self.volumes.dir()),
-            config: convert::inspect_config(&r),
+            config: {
+                let mut c = convert::inspect_config(&r);
+                if c.healthcheck.is_none() {
+                    c.healthcheck = Self::health_config(&r);
+                }
+                c
+            },
             network_settings: ns,
             ..Default::default()
         })

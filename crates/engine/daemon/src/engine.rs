@@ -701,6 +701,14 @@ impl Engine {
             cmd: image_cfg.cmd().clone().unwrap_or_default(),
             working_dir: image_cfg.working_dir().clone().unwrap_or_default(),
             user: image_cfg.user().clone().unwrap_or_default(),
+            // Not in the OCI config type: read from the config blob.
+            healthcheck: self
+                .images
+                .blob_path(&details.id)
+                .and_then(|p| fs::read(p).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .map(|v| v["config"]["Healthcheck"].clone())
+                .filter(|h| h.is_object()),
         };
         let mut config = req.config;
         config.id = id.clone();

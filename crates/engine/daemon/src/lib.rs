@@ -14,6 +14,7 @@ pub mod copy;
 pub mod distribution;
 pub mod dns;
 pub mod engine;
+pub mod health;
 pub mod hostinfo;
 pub mod ids;
 pub mod model;

@@ -1148,6 +1148,64 @@ fn health_checks_from_run_flags_and_image_config() {
 }
 
 #[test]
+fn prune_space_wait_under_a_restart_policy_and_volume_drivers() {
+    let d = Daemon::start("daemon-misc");
+    d.load_busybox();
+    d.docker(&[
+        "run",
+        "--name",
+        "big",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1024",
+        "count=100",
+    ])
+    .ok();
+    let rt = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Runtime}} {{.SizeRw}}",
+            "-s",
+            "big",
+        ])
+        .ok();
+    // The file, and the few bytes of what the runtime adds (mount points).
+    let (runtime, size) = rt.stdout.trim().split_once(' ').unwrap();
+    assert_eq!(runtime, "strato");
+    let size: u64 = size.parse().unwrap();
+    assert!((102_400..110_000).contains(&size), "{rt}");
+    let out = d.docker(&["container", "prune", "-f"]).ok();
+    assert!(
+        out.stdout.contains("Total reclaimed space: 102.4kB"),
+        "{out}"
+    );
+    // wait returns at an exit even when the restart policy starts it again.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "alw",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1",
+    ])
+    .ok();
+    let w = d.docker(&["wait", "alw"]).ok();
+    assert_eq!(w.stdout.trim(), "0");
+    d.docker(&["rm", "-f", "alw"]).ok();
+    // Only the local volume driver: others are missing plugins (404).
+    let e = d
+        .docker(&["volume", "create", "-d", "nosuch", "v1"])
+        .failed();
+    assert!(e.stderr.contains("plugin \"nosuch\" not found"), "{e}");
+}
+
+#[test]
 fn bridge_peers_restart_policies_and_hostile_imports() {
     let d = Daemon::start("daemon-peers");
     d.load_busybox();

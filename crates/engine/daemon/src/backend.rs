@@ -450,6 +450,15 @@ impl EngineBackend {
         Ok((i64::from(code), String::from_utf8_lossy(&out).into_owned()))
     }
 
+    /// Bytes in a container's writable layer (0 when unreadable).
+    async fn layer_size(&self, id: &str) -> u64 {
+        let images = self.engine.images().clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || images.container_layer_size(&id).unwrap_or(0))
+            .await
+            .unwrap_or(0)
+    }
+
     fn rec(&self, id: &str) -> Result<Record, ApiError> {
         self.engine.record(id).map_err(|e| match e {
             EngineError::NoSuchContainer(_) => ApiError::no_such_container(id),
@@ -1326,15 +1335,10 @@ impl Backend for EngineBackend {
                         if condition == WaitCondition::Removed {
                             continue;
                         }
-                        // Final unless a restart follows.
-                        let restarting = engine
-                            .record(&cid)
-                            .ok()
-                            .and_then(|r| r.status)
-                            .is_some_and(|s| s.phase == Phase::Restarting);
-                        if !restarting {
-                            break;
-                        }
+                        // Every exit ends the wait, also one a restart
+                        // policy follows: dockerd wakes its waiters when the
+                        // container goes to "restarting".
+                        break;
                     }
                     Ok(ev) if ev.id == cid && ev.action == "destroy" => break,
                     Ok(_) => {}
@@ -1492,7 +1496,7 @@ impl Backend for EngineBackend {
             .collect())
     }
 
-    async fn container_inspect(&self, id: &str, _size: bool) -> Result<ContainerInspect, ApiError> {
+    async fn container_inspect(&self, id: &str, size: bool) -> Result<ContainerInspect, ApiError> {
         let r = self.rec(id)?;
         let (path, args) = convert::path_and_args(&r);
         let dir = self.engine.container_dir(&r.id);
@@ -1580,6 +1584,11 @@ impl Backend for EngineBackend {
                 c
             },
             network_settings: ns,
+            size_rw: if size {
+                Some(self.layer_size(&r.id).await as i64)
+            } else {
+                None
+            },
             ..Default::default()
         })
     }
@@ -1893,6 +1902,7 @@ impl Backend for EngineBackend {
             .first()
             .and_then(|u| u.parse::<f64>().ok().or_else(|| time::parse_f64(u)));
         let mut deleted = Vec::new();
+        let mut reclaimed = 0u64;
         for r in self.engine.records() {
             if is_running(&r)
                 || !filters.match_labels("label", &r.config.labels)
@@ -1900,14 +1910,18 @@ impl Backend for EngineBackend {
             {
                 continue;
             }
+            let size = self.layer_size(&r.id).await;
             match self.engine.remove(&r.id, false).await {
-                Ok(()) => deleted.push(r.id),
+                Ok(()) => {
+                    deleted.push(r.id);
+                    reclaimed += size;
+                }
                 Err(e) => tracing::warn!(id = %r.id, error = %e, "prune"),
             }
         }
         Ok(ContainersPruneReport {
             containers_deleted: deleted,
-            space_reclaimed: 0,
+            space_reclaimed: reclaimed,
         })
     }
 
@@ -2440,10 +2454,10 @@ impl Backend for EngineBackend {
             tag,
         };
         // As dockerd: a running container is paused while its layer is read.
-        let pause = opts.pause && r.status.as_ref().is_some_and(|s| s.phase == Phase::Running);
-        if pause {
-            self.engine.set_paused(&r.id, true).await.map_err(api_err)?;
-        }
+        // (It may exit meanwhile: then there is nothing to pause.)
+        let pause = opts.pause
+            && r.status.as_ref().is_some_and(|s| s.phase == Phase::Running)
+            && self.engine.set_paused(&r.id, true).await.is_ok();
         let res = self.engine.commit(&r.id, spec).await;
         if pause {
             if let Err(e) = self.engine.set_paused(&r.id, false).await {
@@ -2820,8 +2834,10 @@ impl Backend for EngineBackend {
 
     async fn volume_create(&self, req: VolumeCreateRequest) -> Result<Volume, ApiError> {
         if !matches!(req.driver.as_str(), "" | "local") {
-            return Err(ApiError::not_implemented(format!(
-                "volume driver {:?} is not implemented yet: use local",
+            // No volume plugins here: any other driver is a missing plugin
+            // (404, as dockerd answers for one that is not installed).
+            return Err(ApiError::not_found(format!(
+                "error looking up volume plugin {0}: plugin \"{0}\" not found: this engine has only the local driver",
                 req.driver
             )));
         }

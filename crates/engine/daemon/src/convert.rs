@@ -340,10 +340,18 @@ pub fn create_request(
             k.as_str() == network.name() || (network.name() == "bridge" && k.as_str() == "default")
         })
         .cloned();
-    let (aliases, first_opts) = match first_key.as_ref().and_then(|k| eps.get(k)) {
+    let (aliases, mut first_opts) = match first_key.as_ref().and_then(|k| eps.get(k)) {
         Some(e) => endpoint_request(e)?,
         None => Default::default(),
     };
+    // The deprecated `Config.MacAddress` (API < 1.44 clients) is the first
+    // network's, as dockerd migrates it.
+    if let Some(m) = c.mac_address.as_ref().filter(|m| !m.is_empty()) {
+        if first_opts.mac.is_none() {
+            strato_network::parse_mac(m).map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+            first_opts.mac = Some(m.clone());
+        }
+    }
     let mut extra_networks = Vec::new();
     for (name, e) in eps.iter().filter(|(k, _)| Some(*k) != first_key.as_ref()) {
         if !matches!(network, NetworkMode::Bridge(_)) {
@@ -868,6 +876,10 @@ pub fn inspect_host_config(r: &Record) -> api::HostConfig {
     if h.log_config.kind.is_empty() {
         h.log_config.kind = "json-file".into();
     }
+    if h.runtime.is_empty() {
+        // The default runtime, as dockerd fills it in.
+        h.runtime = "strato".into();
+    }
     h.restart_policy = restart_policy_api(&r.restart);
     // The limits as they are now (`docker update` changes them).
     let res = &r.config.resources;
@@ -1012,6 +1024,10 @@ mod tests {
             let e = create_request(None, &b, Path::new("/v")).unwrap_err();
             assert_eq!(e.status(), 400, "{bad}: {e}");
         }
+        // The deprecated top-level MacAddress is the first network's.
+        let b = body(r#"{"Image":"busybox","MacAddress":"02:42:ac:11:00:0a"}"#);
+        let (req, _) = create_request(None, &b, Path::new("/v")).unwrap();
+        assert_eq!(req.first_opts.mac.as_deref(), Some("02:42:ac:11:00:0a"));
         // --network host allows no other network.
         let b = body(
             r#"{"Image":"busybox","HostConfig":{"NetworkMode":"host"},

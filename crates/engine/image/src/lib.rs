@@ -520,6 +520,37 @@ impl ImageStore {
         Ok(())
     }
 
+    /// Bytes in a container's writable layer (`SizeRw`): regular files
+    /// and symlinks, a file with several links counted once; 0 for a
+    /// container without a layer.
+    pub fn container_layer_size(&self, container_id: &str) -> Result<u64> {
+        validate_container_id(container_id)?;
+        let upper = self.layout.containers().join(container_id).join("upper");
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0u64;
+        let mut stack = vec![upper];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("read directory", &dir)(e)),
+            };
+            for e in entries {
+                let e = e.map_err(io_err("read directory", &dir))?;
+                let m = e.metadata().map_err(io_err("stat", e.path()))?;
+                use std::os::unix::fs::MetadataExt;
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else if (m.is_file() || m.file_type().is_symlink())
+                    && (m.nlink() == 1 || seen.insert((m.dev(), m.ino())))
+                {
+                    total += m.len();
+                }
+            }
+        }
+        Ok(total)
+    }
+
     /// The filesystem changes of a container's writable layer over its
     /// image (see [`changes::diff`]); none for a container without a layer
     /// (never started). `ignore` lists mount points to leave out.

@@ -792,6 +792,420 @@ fn user_network_names_connect_disconnect_and_daemon_restart() {
 }
 
 #[test]
+fn network_endpoint_settings_links_labels_and_first_network_disconnect() {
+    let d = Daemon::start("daemon-endpoints");
+    d.load_busybox();
+    // A subnet of our own (outside every test pool), with a dynamic range
+    // and a reserved address.
+    let n = std::process::id() % 250 + 1;
+    let (net, sub) = (format!("ep{n}"), format!("172.30.{n}"));
+    d.docker(&[
+        "network",
+        "create",
+        "--label",
+        "tier=back",
+        "--subnet",
+        &format!("{sub}.0/24"),
+        "--ip-range",
+        &format!("{sub}.128/25"),
+        "--aux-address",
+        &format!("router={sub}.128"),
+        &net,
+    ])
+    .ok();
+    let f = |fmt: &str, obj: &str| {
+        d.docker(&["inspect", "-f", fmt, obj])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(f("{{json .Labels}}", &net), r#"{"tier":"back"}"#);
+    assert_eq!(
+        f(
+            "{{range .IPAM.Config}}{{.IPRange}} {{.AuxiliaryAddresses.router}}{{end}}",
+            &net
+        ),
+        format!("{sub}.128/25 {sub}.128")
+    );
+    // A dynamic address comes from the range, past the reserved one.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "--network",
+        &net,
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let up_ip = f(
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}"),
+        "up",
+    );
+    assert_eq!(up_ip, format!("{sub}.129"));
+    // A fixed address, a fixed MAC and a link alias on the first network.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "cc",
+        "--network",
+        &net,
+        "--ip",
+        &format!("{sub}.7"),
+        "--mac-address",
+        "02:42:ac:1e:00:07",
+        "--link",
+        "up:bar",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let ep = |what: &str| {
+        f(
+            &format!("{{{{with index .NetworkSettings.Networks \"{net}\"}}}}{what}{{{{end}}}}"),
+            "cc",
+        )
+    };
+    assert_eq!(
+        ep("{{.IPAMConfig.IPv4Address}} {{.IPAddress}}"),
+        format!("{sub}.7 {sub}.7")
+    );
+    assert_eq!(
+        ep("{{.MacAddress}} {{json .Links}}"),
+        r#"02:42:ac:1e:00:07 ["up:bar"]"#
+    );
+    let link = d.docker(&["exec", "cc", "ip", "link", "show", "eth0"]).ok();
+    assert!(link.stdout.contains("02:42:ac:1e:00:07"), "{link}");
+    // The link alias resolves for c only.
+    let out = d.docker(&["exec", "cc", "nslookup", "bar"]).ok();
+    assert!(out.stdout.contains(&up_ip), "{out}");
+    d.docker(&["exec", "up", "nslookup", "bar"]).failed();
+    // Disconnected from its first (only) network: loopback only, no entry.
+    d.docker(&["network", "disconnect", &net, "cc"]).ok();
+    assert_eq!(f("{{len .NetworkSettings.Networks}}", "cc"), "0");
+    d.docker(&["exec", "cc", "ip", "link", "show", "eth0"])
+        .failed();
+    assert_eq!(f("{{len .Containers}}", &net), "1");
+    // Connected again: the network is its first once more (eth0, route).
+    d.docker(&[
+        "network",
+        "connect",
+        "--ip",
+        &format!("{sub}.8"),
+        &net,
+        "cc",
+    ])
+    .ok();
+    let addr = d
+        .docker(&["exec", "cc", "ip", "-4", "addr", "show", "eth0"])
+        .ok();
+    assert!(addr.stdout.contains(&format!("{sub}.8/24")), "{addr}");
+    let route = d.docker(&["exec", "cc", "ip", "route"]).ok();
+    assert!(
+        route.stdout.contains(&format!("default via {sub}.1")),
+        "{route}"
+    );
+    d.docker(&["exec", "cc", "nslookup", "up"]).ok();
+    // It survives a restart of the container in that state.
+    d.docker(&["restart", "-t", "1", "cc"]).ok();
+    let addr = d
+        .docker(&["exec", "cc", "ip", "-4", "addr", "show", "eth0"])
+        .ok();
+    assert!(addr.stdout.contains(&format!("{sub}.8/24")), "{addr}");
+    // A network whose name has a space, as dockerd allows.
+    d.docker(&["network", "create", "sp ace"]).ok();
+    d.docker(&["network", "rm", "sp ace"]).ok();
+    d.docker(&["rm", "-f", "cc", "up"]).ok();
+    d.docker(&["network", "rm", &net]).ok();
+}
+
+#[test]
+fn commit_and_import_with_changes() {
+    let d = Daemon::start("daemon-commit");
+    d.load_busybox();
+    let f = |fmt: &str, obj: &str| {
+        d.docker(&["inspect", "-f", fmt, obj])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    // A file added, one deleted, a directory replaced: all in the new layer.
+    d.docker(&[
+        "run",
+        "--name",
+        "src",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello > /test && rm /bin/ls && mkdir -p /srv/d && echo x > /srv/d/f",
+    ])
+    .ok();
+    d.docker(&[
+        "commit",
+        "-c",
+        r#"CMD ["cat", "/test"]"#,
+        "-c",
+        "EXPOSE 8000",
+        "-c",
+        "ENV GREETING=hi",
+        "-m",
+        "a message",
+        "src",
+        "committed:1",
+    ])
+    .ok();
+    let out = d.docker(&["run", "--rm", "committed:1"]).ok();
+    assert_eq!(out.stdout, "hello\n");
+    d.docker(&["run", "--rm", "committed:1", "cat", "/srv/d/f"])
+        .ok();
+    d.docker(&["run", "--rm", "committed:1", "ls", "/"])
+        .failed();
+    let env = d
+        .docker(&["run", "--rm", "committed:1", "sh", "-c", "echo $GREETING"])
+        .ok();
+    assert_eq!(env.stdout, "hi\n");
+    assert_eq!(
+        f("{{json .Config.ExposedPorts}} {{.Comment}}", "committed:1"),
+        r#"{"8000/tcp":{}} a message"#
+    );
+    let parent = f("{{.Parent}}", "committed:1");
+    assert_eq!(parent, f("{{.Id}}", "busybox"));
+    let layers = f("{{len .RootFS.Layers}}", "committed:1");
+    assert_eq!(layers, "2");
+    // An unknown instruction is refused and makes no image.
+    let bad = d
+        .docker(&["commit", "-c", "RUN true", "src", "bad:1"])
+        .failed();
+    assert!(bad.stderr.contains("not a valid change command"), "{bad}");
+    d.docker(&["image", "inspect", "bad:1"]).failed();
+    // import --change
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs_cache())
+        .args(["-cf", "-", "."])
+        .output()
+        .expect("tar the rootfs");
+    d.docker_in(
+        &[
+            "import",
+            "-c",
+            "USER nobody",
+            "-c",
+            r#"CMD ["id", "-un"]"#,
+            "-",
+            "imp:1",
+        ],
+        Some(&tar.stdout),
+    )
+    .ok();
+    assert_eq!(
+        f("{{.Config.User}} {{json .Config.Cmd}}", "imp:1"),
+        r#"nobody ["id","-un"]"#
+    );
+    let who = d.docker(&["run", "--rm", "imp:1"]).ok();
+    assert_eq!(who.stdout, "nobody\n");
+    d.docker(&["rm", "src"]).ok();
+    d.docker(&["rmi", "committed:1", "imp:1"]).ok();
+}
+
+#[test]
+fn health_checks_from_run_flags_and_image_config() {
+    let d = Daemon::start("daemon-health");
+    d.load_busybox();
+    let status = |c: &str| {
+        d.docker(&["inspect", "-f", "{{.State.Health.Status}}", c])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /ok",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    assert_eq!(status("hc"), "starting");
+    eventually("hc unhealthy", || status("hc") == "unhealthy");
+    let streak = d
+        .docker(&["inspect", "-f", "{{.State.Health.FailingStreak}}", "hc"])
+        .ok();
+    assert!(
+        streak.stdout.trim().parse::<u32>().unwrap() >= 2,
+        "{streak}"
+    );
+    let ps = d
+        .docker(&[
+            "ps",
+            "--filter",
+            "health=unhealthy",
+            "--format",
+            "{{.Names}} {{.Status}}",
+        ])
+        .ok();
+    assert!(
+        ps.stdout.starts_with("hc Up") && ps.stdout.contains("(unhealthy)"),
+        "{ps}"
+    );
+    d.docker(&["exec", "hc", "touch", "/ok"]).ok();
+    eventually("hc healthy", || status("hc") == "healthy");
+    let log = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{(index .State.Health.Log 0).ExitCode}}",
+            "hc",
+        ])
+        .ok();
+    assert_eq!(log.stdout.trim(), "1");
+    let events = || {
+        d.docker(&[
+            "events",
+            "--since",
+            "0",
+            "--until",
+            "0s",
+            "--filter",
+            "container=hc",
+            "--format",
+            "{{.Action}}",
+        ])
+        .ok()
+        .stdout
+    };
+    // The event follows the status change.
+    eventually("the healthy event", || {
+        events().contains("health_status: healthy")
+    });
+    assert!(events().contains("health_status: unhealthy"));
+    // A HEALTHCHECK of the image (here from commit --change) applies; a
+    // timed-out probe counts as a failure.
+    d.docker(&["create", "--name", "base", "busybox", "true"])
+        .ok();
+    d.docker(&["start", "-a", "base"]).ok();
+    d.docker(&[
+        "commit",
+        "-c",
+        "HEALTHCHECK --interval=1s --timeout=1s --retries=1 CMD sleep 5",
+        "base",
+        "slowhealth:1",
+    ])
+    .ok();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "slowhealth:1",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    eventually("slow unhealthy", || status("slow") == "unhealthy");
+    let out = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{(index .State.Health.Log 0).Output}}",
+            "slow",
+        ])
+        .ok();
+    assert!(out.stdout.contains("exceeded timeout"), "{out}");
+    // --no-healthcheck turns the image's off.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "off",
+        "--no-healthcheck",
+        "slowhealth:1",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let none = d
+        .docker(&["ps", "--filter", "health=none", "--format", "{{.Names}}"])
+        .ok();
+    assert!(none.stdout.contains("off"), "{none}");
+    d.docker(&["rm", "-f", "hc", "slow", "off", "base"]).ok();
+    d.docker(&["rmi", "slowhealth:1"]).ok();
+}
+
+#[test]
+fn prune_space_wait_under_a_restart_policy_and_volume_drivers() {
+    let d = Daemon::start("daemon-misc");
+    d.load_busybox();
+    d.docker(&[
+        "run",
+        "--name",
+        "big",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/big",
+        "bs=1024",
+        "count=100",
+    ])
+    .ok();
+    let rt = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Runtime}} {{.SizeRw}}",
+            "-s",
+            "big",
+        ])
+        .ok();
+    // The file, and the few bytes of what the runtime adds (mount points).
+    let (runtime, size) = rt.stdout.trim().split_once(' ').unwrap();
+    assert_eq!(runtime, "strato");
+    let size: u64 = size.parse().unwrap();
+    assert!((102_400..110_000).contains(&size), "{rt}");
+    let out = d.docker(&["container", "prune", "-f"]).ok();
+    assert!(
+        out.stdout.contains("Total reclaimed space: 102.4kB"),
+        "{out}"
+    );
+    // wait returns at an exit even when the restart policy starts it again.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "alw",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "1",
+    ])
+    .ok();
+    let w = d.docker(&["wait", "alw"]).ok();
+    assert_eq!(w.stdout.trim(), "0");
+    d.docker(&["rm", "-f", "alw"]).ok();
+    // Only the local volume driver: others are missing plugins (404).
+    let e = d
+        .docker(&["volume", "create", "-d", "nosuch", "v1"])
+        .failed();
+    assert!(e.stderr.contains("plugin \"nosuch\" not found"), "{e}");
+}
+
+#[test]
 fn bridge_peers_restart_policies_and_hostile_imports() {
     let d = Daemon::start("daemon-peers");
     d.load_busybox();

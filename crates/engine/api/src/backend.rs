@@ -360,6 +360,19 @@ pub trait Backend: Send + Sync + 'static {
         opts: ImportOptions,
     ) -> Result<ProgressStream, ApiError>;
 
+    /// `POST /commit` (optional): an image of the container's writable
+    /// layer; `config` (the body) overrides the container's configuration.
+    async fn commit(
+        &self,
+        opts: CommitOptions,
+        config: Option<ContainerConfig>,
+    ) -> Result<IdResponse, ApiError> {
+        let _ = (opts, config);
+        Err(ApiError::not_implemented(
+            "commit is not implemented by this engine",
+        ))
+    }
+
     /// `POST /images/create?fromImage=`: pull, emitting Docker's progress lines
     /// (`Pulling from`, per-layer `Pull complete`, `Digest:`, `Status:`).
     async fn image_pull(&self, opts: PullOptions) -> Result<ProgressStream, ApiError>;

@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tracing::Instrument;
 
 use crate::backend::*;
-use crate::error::{ApiError, ServeError};
+use crate::error::{ApiError, ErrorKind, ServeError};
 use crate::types::*;
 
 /// The API version this engine advertises (`Api-Version`, `/version`).
@@ -299,6 +299,25 @@ impl Server {
                 Ok(json(StatusCode::OK, &b.image_list(opts).await?))
             }
             (&M::POST, ["images", "create"]) => self.image_create(&q, req).await,
+            (&M::POST, ["commit"]) => {
+                let container = q.get("container").unwrap_or("");
+                if container.is_empty() {
+                    return Err(ApiError::bad_parameter(
+                        "missing container in the query: add container=<name or id>",
+                    ));
+                }
+                let opts = CommitOptions {
+                    container: container.to_string(),
+                    repo: q.get("repo").unwrap_or("").into(),
+                    tag: q.get("tag").unwrap_or("").into(),
+                    comment: q.get("comment").unwrap_or("").into(),
+                    author: q.get("author").unwrap_or("").into(),
+                    pause: q.get("pause").is_none_or(|_| q.bool("pause")),
+                    changes: q.all("changes").map(String::from).collect(),
+                };
+                let config: Option<ContainerConfig> = read_json(req.into_body(), false).await?;
+                Ok(json(StatusCode::CREATED, &b.commit(opts, config).await?))
+            }
             (&M::POST, ["images", "load"]) => {
                 let body = body_stream(req.into_body());
                 let progress = b.image_load(body, q.bool("quiet")).await?;
@@ -401,6 +420,25 @@ impl Server {
             (&M::DELETE, ["volumes", name]) => {
                 b.volume_remove(name, q.bool("force")).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
+            }
+
+            // -------------------------------------------------- swarm
+            // This engine is never part of a swarm: answer as dockerd does on a
+            // node outside one (503), so clients that leave a swarm "just in
+            // case" (docker-py's test teardown, scripts) see the usual answer.
+            (&M::POST, ["swarm", "init" | "join"]) => Err(ApiError::not_implemented(
+                "swarm mode is not supported by this engine: run services as containers",
+            )),
+            (&M::POST, ["swarm", "leave"]) => Err(ApiError::new(
+                ErrorKind::Unavailable,
+                "This node is not part of a swarm",
+            )),
+            (_, ["swarm" | "nodes" | "services" | "tasks" | "secrets" | "configs", ..]) => {
+                Err(ApiError::new(
+                    ErrorKind::Unavailable,
+                    "This node is not a swarm manager. Use \"docker swarm init\" or \
+                     \"docker swarm join\" to connect this node to swarm and try again.",
+                ))
             }
             _ => Err(page_not_found()),
         }

@@ -1274,6 +1274,21 @@ pub struct ImportOptions {
     pub platform: String,
 }
 
+/// Query of `POST /commit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitOptions {
+    pub container: String,
+    /// `repo` and `tag` of the new image (both may be empty).
+    pub repo: String,
+    pub tag: String,
+    pub comment: String,
+    pub author: String,
+    /// Pause a running container while its layer is read (default true).
+    pub pause: bool,
+    /// Dockerfile instructions to apply (`changes=CMD …`, repeated).
+    pub changes: Vec<String>,
+}
+
 /// Options of `POST /images/create?fromImage=…` (pull).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PullOptions {

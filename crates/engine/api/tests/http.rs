@@ -106,6 +106,16 @@ async fn error_shapes_and_codes() {
     );
     let (s, v) = d.json("GET", "/v1.44/nothing/here", "").await;
     assert_eq!((s, v["message"].as_str()), (404, Some("page not found")));
+    // Not part of a swarm: 503 as dockerd answers outside one; init is refused.
+    let (s, v) = d.json("POST", "/v1.44/swarm/leave?force=1", "").await;
+    assert_eq!(
+        (s, v["message"].as_str()),
+        (503, Some("This node is not part of a swarm"))
+    );
+    let (s, _) = d.json("GET", "/v1.44/services", "").await;
+    assert_eq!(s, 503);
+    let (s, _) = d.json("POST", "/v1.44/swarm/init", "{}").await;
+    assert_eq!(s, 501);
     let (s, v) = d.json("GET", "/containers/json?filters=%7Bbad", "").await;
     assert_eq!(s, 400);
     assert!(v["message"]

@@ -162,11 +162,19 @@ impl EventLog {
     }
 }
 
+/// The health of a container with a health check, and which monitor
+/// (generation) owns it: a new start begins a new generation.
+struct HealthEntry {
+    gen: u64,
+    state: crate::health::HealthState,
+}
+
 /// The Engine API backend of strato's engine.
 pub struct EngineBackend {
     engine: Arc<Engine>,
     volumes: Volumes,
     execs: Mutex<BTreeMap<String, ExecEntry>>,
+    health: Mutex<HashMap<String, HealthEntry>>,
     events: Arc<EventLog>,
     id: String,
     /// Pull, push and login; an error if the registry client could not be set up.
@@ -208,10 +216,16 @@ impl EngineBackend {
             engine: engine.clone(),
             volumes,
             execs: Mutex::new(BTreeMap::new()),
+            health: Mutex::new(HashMap::new()),
             events: events.clone(),
         });
+        // Health checks of containers that run already (a restarted daemon).
+        for r in engine.records().iter().filter(|r| is_running(r)) {
+            backend.start_health(&r.id);
+        }
         let mut rx = engine.subscribe();
         let weak = Arc::downgrade(&engine);
+        let me = Arc::downgrade(&backend);
         drop(engine);
         tokio::spawn(async move {
             let mut names: HashMap<String, (String, String)> = HashMap::new();
@@ -230,9 +244,219 @@ impl EngineBackend {
                     names.remove(&ev.id);
                 }
                 events.push(container_event(&ev, &name, &image));
+                // Every start (API, restart policy) begins the health check anew.
+                if let Some(b) = me.upgrade() {
+                    match ev.action.as_str() {
+                        "start" => b.start_health(&ev.id),
+                        "destroy" => {
+                            b.health.lock().expect("health lock").remove(&ev.id);
+                        }
+                        _ => {}
+                    }
+                }
             }
         });
         backend
+    }
+
+    /// A container's health check: its own over its image's.
+    fn health_config(r: &Record) -> Option<HealthConfig> {
+        let own = r.raw.get("Healthcheck").and_then(crate::health::from_json);
+        let image = r
+            .image_defaults
+            .healthcheck
+            .as_ref()
+            .and_then(crate::health::from_json);
+        crate::health::merged(own.as_ref(), image.as_ref())
+    }
+
+    /// Its `State.Health`, if it has a health check.
+    fn health_of(&self, r: &Record) -> Option<Health> {
+        Self::health_config(r)
+            .as_ref()
+            .and_then(crate::health::probe)?;
+        let h = self.health.lock().expect("health lock");
+        Some(
+            h.get(&r.id)
+                .map(|e| e.state.api())
+                .unwrap_or_else(|| Health {
+                    // Never started: dockerd shows "starting" too.
+                    status: crate::health::STARTING.into(),
+                    ..Default::default()
+                }),
+        )
+    }
+
+    /// Starts the health monitor of a container that just started: its
+    /// health is `starting` again, and earlier monitors stop.
+    fn start_health(self: &Arc<Self>, id: &str) {
+        let Ok(r) = self.engine.record(id) else {
+            return;
+        };
+        let Some(cfg) = Self::health_config(&r) else {
+            return;
+        };
+        let Some(probe) = crate::health::probe(&cfg) else {
+            return;
+        };
+        let start_interval_set = cfg.start_interval > 0;
+        let gen = {
+            let mut h = self.health.lock().expect("health lock");
+            let e = h.entry(r.id.clone()).or_insert(HealthEntry {
+                gen: 0,
+                state: Default::default(),
+            });
+            e.gen += 1;
+            e.state = Default::default();
+            e.gen
+        };
+        let weak = Arc::downgrade(self);
+        let id = r.id.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            loop {
+                let in_start = started.elapsed() < probe.start_period;
+                tokio::time::sleep(probe.next_wait(in_start, start_interval_set)).await;
+                let Some(b) = weak.upgrade() else { return };
+                let current = |b: &EngineBackend| {
+                    b.health
+                        .lock()
+                        .expect("health lock")
+                        .get(&id)
+                        .map(|e| e.gen)
+                        == Some(gen)
+                };
+                if !current(&b) {
+                    return;
+                }
+                let Ok(r) = b.engine.record(&id) else { return };
+                match r.status.as_ref().map(|s| s.phase) {
+                    Some(Phase::Running) => {}
+                    Some(Phase::Paused) => continue,
+                    // Stopped: the next start begins a new monitor.
+                    _ => return,
+                }
+                let in_start = started.elapsed() < probe.start_period;
+                let result = b.run_probe(&r, &probe).await;
+                let changed = {
+                    let mut h = b.health.lock().expect("health lock");
+                    match h.get_mut(&id).filter(|e| e.gen == gen) {
+                        Some(e) => e
+                            .state
+                            .record(result, probe.retries, in_start)
+                            .then_some(e.state.status),
+                        None => return,
+                    }
+                };
+                if let Some(status) = changed {
+                    b.emit(
+                        "container",
+                        &format!("health_status: {status}"),
+                        &id,
+                        &[("name", &r.name), ("image", &r.image_ref)],
+                    );
+                }
+            }
+        });
+    }
+
+    /// Runs one probe as an exec in the container, within its timeout.
+    async fn run_probe(&self, r: &Record, p: &crate::health::Probe) -> crate::health::ProbeResult {
+        let start = strato_container::state::now_rfc3339();
+        let pid = std::sync::atomic::AtomicI32::new(0);
+        let (exit_code, output) =
+            match tokio::time::timeout(p.timeout, self.probe_exec(r, &p.cmd, &pid)).await {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => (-1, e),
+                Err(_) => {
+                    let pid = pid.load(std::sync::atomic::Ordering::SeqCst);
+                    if pid > 0 {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    (
+                        -1,
+                        format!("Health check exceeded timeout ({:?})", p.timeout),
+                    )
+                }
+            };
+        crate::health::ProbeResult {
+            start,
+            end: strato_container::state::now_rfc3339(),
+            exit_code,
+            output,
+        }
+    }
+
+    /// Execs `cmd` in the container; its exit code and output (the first
+    /// [`crate::health::MAX_OUTPUT`] bytes of stdout and stderr).
+    async fn probe_exec(
+        &self,
+        r: &Record,
+        cmd: &[String],
+        pid_slot: &std::sync::atomic::AtomicI32,
+    ) -> Result<(i64, String), String> {
+        let bundle = self.engine.bundle_path(&r.id);
+        let spec: Value = fs::read(bundle.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| format!("container {} is not running", r.id))?;
+        let cfg = ExecConfig {
+            cmd: cmd.to_vec(),
+            ..Default::default()
+        };
+        let process =
+            exec_process(&spec["process"], &cfg, &bundle.join("rootfs")).map_err(|e| e.message)?;
+        let exec_id = crate::ids::new_id();
+        let (pid, _tty, mut fds) = self
+            .engine
+            .exec(&r.id, &exec_id, process, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        pid_slot.store(pid, std::sync::atomic::Ordering::SeqCst);
+        if fds.len() != 3 {
+            return Err("exec: expected three pipes from the supervisor".into());
+        }
+        let err_fd = fds.pop().expect("three fds");
+        let out_fd = fds.pop().expect("three fds");
+        drop(fds);
+        async fn read_capped(fd: OwnedFd) -> Vec<u8> {
+            let mut out = Vec::new();
+            let Ok(mut r) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+                return out;
+            };
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let room = crate::health::MAX_OUTPUT.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+            out
+        }
+        let (mut out, err) = tokio::join!(read_capped(out_fd), read_capped(err_fd));
+        out.extend(err);
+        out.truncate(crate::health::MAX_OUTPUT);
+        let code = loop {
+            match self.engine.exec_state(&exec_id).await {
+                Ok(s) if s.running => tokio::time::sleep(POLL).await,
+                Ok(s) => break s.exit_code.unwrap_or(-1),
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        Ok((i64::from(code), String::from_utf8_lossy(&out).into_owned()))
+    }
+
+    /// Bytes in a container's writable layer (0 when unreadable).
+    async fn layer_size(&self, id: &str) -> u64 {
+        let images = self.engine.images().clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || images.container_layer_size(&id).unwrap_or(0))
+            .await
+            .unwrap_or(0)
     }
 
     fn rec(&self, id: &str) -> Result<Record, ApiError> {
@@ -316,12 +540,16 @@ impl EngineBackend {
                 },
             );
         }
-        let mut options = StringMap::new();
+        let mut options: StringMap = n.meta.options.clone().into_iter().collect();
         options.insert("com.docker.network.bridge.name".into(), n.bridge.clone());
         NetworkResource {
             name: n.name.clone(),
             id: network_id(&n.name),
-            created: time::ZERO_TIME.into(),
+            created: if n.meta.created.is_empty() {
+                time::ZERO_TIME.into()
+            } else {
+                n.meta.created.clone()
+            },
             scope: "local".into(),
             driver: "bridge".into(),
             enable_ipv4: true,
@@ -332,7 +560,14 @@ impl EngineBackend {
                 config: vec![IpamPool {
                     subnet: n.subnet.to_string(),
                     gateway: n.gateway.to_string(),
-                    ..Default::default()
+                    ip_range: n.meta.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                    auxiliary_addresses: (!n.meta.aux_addresses.is_empty()).then(|| {
+                        n.meta
+                            .aux_addresses
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.to_string()))
+                            .collect()
+                    }),
                 }],
             },
             internal: n.internal,
@@ -342,7 +577,7 @@ impl EngineBackend {
             config_only: false,
             containers,
             options,
-            labels: StringMap::new(),
+            labels: n.meta.labels.clone().into_iter().collect(),
         }
     }
 
@@ -926,6 +1161,25 @@ impl Backend for EngineBackend {
         }
         check_nano_cpus(config.host_config.nano_cpus, crate::hostinfo::ncpu())?;
         let (mut req, vols) = convert::create_request(name, &config, self.volumes.dir())?;
+        // Every network named must exist now, as dockerd checks at create.
+        let mut named: Vec<String> = req.extra_networks.iter().map(|n| n.name.clone()).collect();
+        if let Some(crate::engine::NetworkMode::Bridge(n)) = &req.network {
+            named.push(n.clone());
+        }
+        for n in named.iter().filter(|n| n.as_str() != "bridge") {
+            let found = self.find_network(n).await?;
+            if found.name != *n {
+                // By id or a prefix of it: the engine works by name.
+                if let Some(crate::engine::NetworkMode::Bridge(first)) = &mut req.network {
+                    if first == n {
+                        *first = found.name.clone();
+                    }
+                }
+                for x in req.extra_networks.iter_mut().filter(|x| &x.name == n) {
+                    x.name = found.name.clone();
+                }
+            }
+        }
         for p in req.ports.iter_mut().filter(|p| p.host_port == 0) {
             p.host_port = free_port(p)?;
         }
@@ -1081,15 +1335,10 @@ impl Backend for EngineBackend {
                         if condition == WaitCondition::Removed {
                             continue;
                         }
-                        // Final unless a restart follows.
-                        let restarting = engine
-                            .record(&cid)
-                            .ok()
-                            .and_then(|r| r.status)
-                            .is_some_and(|s| s.phase == Phase::Restarting);
-                        if !restarting {
-                            break;
-                        }
+                        // Every exit ends the wait, also one a restart
+                        // policy follows: dockerd wakes its waiters when the
+                        // container goes to "restarting".
+                        break;
                     }
                     Ok(ev) if ev.id == cid && ev.action == "destroy" => break,
                     Ok(_) => {}
@@ -1218,6 +1467,11 @@ impl Backend for EngineBackend {
             .into_iter()
             .filter(|r| opts.all || opts.limit.is_some() || is_running(r))
             .filter(|r| convert::matches_filters(r, &opts.filters))
+            .filter(|r| {
+                let h = self.health_of(r);
+                let word = h.as_ref().map_or("none", |h| h.status.as_str());
+                opts.filters.match_any("health", |v| v == word)
+            })
             .collect();
         records.sort_by(|a, b| b.created.cmp(&a.created));
         if let Some(n) = opts.limit {
@@ -1226,11 +1480,23 @@ impl Backend for EngineBackend {
         let now = time::now_f64();
         Ok(records
             .iter()
-            .map(|r| convert::summary(r, now, &network_id(r.network.name()), self.volumes.dir()))
+            .map(|r| {
+                let mut s =
+                    convert::summary(r, now, &network_id(r.network.name()), self.volumes.dir());
+                // "Up 3 minutes (healthy)", as dockerd shows it.
+                if let (Some(h), true) = (self.health_of(r), is_running(r)) {
+                    let word = match h.status.as_str() {
+                        crate::health::STARTING => "health: starting".to_string(),
+                        other => other.to_string(),
+                    };
+                    s.status = format!("{} ({word})", s.status);
+                }
+                s
+            })
             .collect())
     }
 
-    async fn container_inspect(&self, id: &str, _size: bool) -> Result<ContainerInspect, ApiError> {
+    async fn container_inspect(&self, id: &str, size: bool) -> Result<ContainerInspect, ApiError> {
         let r = self.rec(id)?;
         let (path, args) = convert::path_and_args(&r);
         let dir = self.engine.container_dir(&r.id);
@@ -1285,7 +1551,11 @@ impl Backend for EngineBackend {
             created: r.created.clone(),
             path,
             args,
-            state: convert::state(&r),
+            state: {
+                let mut s = convert::state(&r);
+                s.health = self.health_of(&r);
+                s
+            },
             image: r.image_id.clone(),
             resolv_conf_path: etc("resolv.conf"),
             hostname_path: etc("hostname"),
@@ -1306,8 +1576,19 @@ impl Backend for EngineBackend {
                 data: StringMap::new(),
             },
             mounts: convert::mount_points(&r, self.volumes.dir()),
-            config: convert::inspect_config(&r),
+            config: {
+                let mut c = convert::inspect_config(&r);
+                if c.healthcheck.is_none() {
+                    c.healthcheck = Self::health_config(&r);
+                }
+                c
+            },
             network_settings: ns,
+            size_rw: if size {
+                Some(self.layer_size(&r.id).await as i64)
+            } else {
+                None
+            },
             ..Default::default()
         })
     }
@@ -1621,6 +1902,7 @@ impl Backend for EngineBackend {
             .first()
             .and_then(|u| u.parse::<f64>().ok().or_else(|| time::parse_f64(u)));
         let mut deleted = Vec::new();
+        let mut reclaimed = 0u64;
         for r in self.engine.records() {
             if is_running(&r)
                 || !filters.match_labels("label", &r.config.labels)
@@ -1628,14 +1910,18 @@ impl Backend for EngineBackend {
             {
                 continue;
             }
+            let size = self.layer_size(&r.id).await;
             match self.engine.remove(&r.id, false).await {
-                Ok(()) => deleted.push(r.id),
+                Ok(()) => {
+                    deleted.push(r.id);
+                    reclaimed += size;
+                }
                 Err(e) => tracing::warn!(id = %r.id, error = %e, "prune"),
             }
         }
         Ok(ContainersPruneReport {
             containers_deleted: deleted,
-            space_reclaimed: 0,
+            space_reclaimed: reclaimed,
         })
     }
 
@@ -1889,7 +2175,7 @@ impl Backend for EngineBackend {
             id: d.id.to_string(),
             repo_tags: d.repo_tags.clone(),
             repo_digests: Vec::new(),
-            parent: String::new(),
+            parent: d.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
             comment: cfg
                 .history()
                 .as_ref()
@@ -2095,11 +2381,13 @@ impl Backend for EngineBackend {
                 "importing from a URL is not implemented yet: download the tar and import it from stdin (docker import - )",
             ));
         }
-        if !opts.changes.is_empty() {
-            return Err(ApiError::not_implemented(
-                "docker import --change is not implemented yet",
-            ));
-        }
+        let config = if opts.changes.is_empty() {
+            None
+        } else {
+            let mut c = strato_image::default_import_config();
+            crate::commit::apply_changes(&mut c, &opts.changes).map_err(ApiError::bad_parameter)?;
+            Some(c)
+        };
         let reference = if opts.repo.is_empty() {
             None
         } else if opts.tag.is_empty() {
@@ -2114,9 +2402,11 @@ impl Backend for EngineBackend {
         let reader = BodyReader::spawn(body);
         let images = self.engine.images().clone();
         let r2 = reference.clone();
-        let res = tokio::task::spawn_blocking(move || images.import(reader, r2.as_deref()))
-            .await
-            .map_err(join_err)?;
+        let res = tokio::task::spawn_blocking(move || {
+            images.import_with_config(reader, r2.as_deref(), config)
+        })
+        .await
+        .map_err(join_err)?;
         let msg = match res {
             Ok(id) => {
                 self.emit("image", "import", id.as_str(), &[]);
@@ -2125,6 +2415,63 @@ impl Backend for EngineBackend {
             Err(e) => JsonMessage::error(format!("import: {e}")),
         };
         Ok(futures::stream::iter(vec![msg]).boxed())
+    }
+
+    async fn commit(
+        &self,
+        opts: CommitOptions,
+        config: Option<ContainerConfig>,
+    ) -> Result<IdResponse, ApiError> {
+        let r = self.rec(&opts.container)?;
+        let mut cfg = convert::inspect_config(&r);
+        if let Some(over) = &config {
+            cfg = crate::commit::overlay(cfg, over);
+        }
+        let mut image_cfg = crate::commit::image_config(&cfg);
+        crate::commit::apply_changes(&mut image_cfg, &opts.changes)
+            .map_err(ApiError::bad_parameter)?;
+        let tag = match (opts.repo.as_str(), opts.tag.as_str()) {
+            ("", "") => None,
+            ("", _) => {
+                return Err(ApiError::bad_parameter(
+                    "a tag needs a repository: add repo=<name>",
+                ))
+            }
+            (repo, "") => Some(repo.to_string()),
+            (repo, tag) => Some(format!("{repo}:{tag}")),
+        };
+        if let Some(t) = &tag {
+            strato_image::Reference::parse(t)
+                .map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+        }
+        let mut created_by = cfg.entrypoint.clone().unwrap_or_default();
+        created_by.extend(cfg.cmd.clone().unwrap_or_default());
+        let spec = strato_image::CommitSpec {
+            config: image_cfg,
+            author: opts.author.clone(),
+            comment: opts.comment.clone(),
+            created_by: created_by.join(" "),
+            tag,
+        };
+        // As dockerd: a running container is paused while its layer is read.
+        // (It may exit meanwhile: then there is nothing to pause.)
+        let pause = opts.pause
+            && r.status.as_ref().is_some_and(|s| s.phase == Phase::Running)
+            && self.engine.set_paused(&r.id, true).await.is_ok();
+        let res = self.engine.commit(&r.id, spec).await;
+        if pause {
+            if let Err(e) = self.engine.set_paused(&r.id, false).await {
+                tracing::warn!(id = %r.id, error = %e, "unpause after commit");
+            }
+        }
+        let id = res.map_err(api_err)?;
+        self.emit(
+            "container",
+            "commit",
+            &r.id,
+            &[("comment", &opts.comment), ("imageID", id.as_str())],
+        );
+        Ok(IdResponse { id: id.to_string() })
     }
 
     async fn image_pull(&self, opts: PullOptions) -> Result<ProgressStream, ApiError> {
@@ -2259,12 +2606,61 @@ impl Backend for EngineBackend {
             .as_ref()
             .and_then(|o| o.get("com.docker.network.bridge.name"))
             .cloned();
+        if req.ipam.as_ref().is_some_and(|i| i.config.len() > 1) {
+            return Err(ApiError::not_implemented(
+                "more than one IPAM pool per network is not supported: give one subnet",
+            ));
+        }
+        if !matches!(
+            req.ipam.as_ref().map(|i| i.driver.as_str()),
+            None | Some("" | "default")
+        ) {
+            return Err(ApiError::not_implemented(
+                "only the default IPAM driver is supported: leave IPAM.Driver empty",
+            ));
+        }
+        let ip_range = match pool.map(|p| p.ip_range.as_str()).filter(|s| !s.is_empty()) {
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|e: strato_network::Error| ApiError::bad_parameter(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut aux_addresses = std::collections::BTreeMap::new();
+        for (k, v) in pool
+            .and_then(|p| p.auxiliary_addresses.clone())
+            .unwrap_or_default()
+        {
+            let ip = v.parse().map_err(|_| {
+                ApiError::bad_parameter(format!(
+                    "invalid auxiliary address {k}={v:?}: give an IPv4 address"
+                ))
+            })?;
+            aux_addresses.insert(k, ip);
+        }
+        if (ip_range.is_some() || !aux_addresses.is_empty()) && subnet.is_none() {
+            return Err(ApiError::bad_parameter(
+                "an ip range or auxiliary addresses need a subnet: give IPAM.Config[].Subnet",
+            ));
+        }
         let spec = strato_network::NetworkSpec {
             name: req.name.clone(),
             bridge,
             subnet,
             gateway,
             internal: req.internal,
+            meta: strato_network::NetworkMeta {
+                labels: req.labels.clone().unwrap_or_default().into_iter().collect(),
+                options: req
+                    .options
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                ip_range,
+                aux_addresses,
+                created: time::format(time::now_f64() as i64, 0),
+            },
         };
         let n = self
             .engine
@@ -2276,9 +2672,17 @@ impl Backend for EngineBackend {
                     ApiError::conflict(format!("network with name {} already exists", req.name))
                 }
                 strato_network::Error::InvalidName(_)
-                | strato_network::Error::InvalidBridgeName(_) => {
+                | strato_network::Error::InvalidBridgeName(_)
+                | strato_network::Error::RangeOutsideSubnet { .. }
+                | strato_network::Error::AuxAddressOutsideSubnet { .. }
+                | strato_network::Error::GatewayOutsideSubnet { .. }
+                | strato_network::Error::SubnetTooSmall { .. } => {
                     ApiError::bad_parameter(e.to_string())
                 }
+                strato_network::Error::SubnetOverlap { .. } => ApiError::new(
+                    ErrorKind::Forbidden,
+                    format!("Pool overlaps with other one on this address space: {e}"),
+                ),
                 other => ApiError::internal(other.to_string()),
             })?;
         let id = network_id(&n.name);
@@ -2343,23 +2747,15 @@ impl Backend for EngineBackend {
     async fn network_connect(&self, id: &str, req: NetworkConnectRequest) -> Result<(), ApiError> {
         let n = self.find_network(id).await?;
         let r = self.rec(&req.container)?;
-        let cfg = req.endpoint_config.unwrap_or_default();
-        let aliases = cfg.aliases.unwrap_or_default();
-        for a in &aliases {
-            strato_network::files::validate_hostname(a).map_err(|_| {
-                ApiError::bad_parameter(format!(
-                    "invalid network alias {a:?}: use letters, digits, '-', '_' and '.'"
-                ))
-            })?;
+        if matches!(n.name.as_str(), "host" | "none") {
+            return Err(ApiError::bad_parameter(format!(
+                "container cannot be disconnected from its network and connected to {}: use docker run --network {}",
+                n.name, n.name
+            )));
         }
-        let ip = match cfg.ipam_config.map(|c| c.ipv4_address).unwrap_or_default() {
-            s if s.is_empty() => None,
-            s => Some(s.parse().map_err(|_| {
-                ApiError::bad_parameter(format!("invalid IPv4 address {s:?} for --ip"))
-            })?),
-        };
+        let (aliases, opts) = convert::endpoint_request(&req.endpoint_config.unwrap_or_default())?;
         self.engine
-            .connect(&r.id, &n.name, aliases, ip)
+            .connect(&r.id, &n.name, aliases, opts)
             .await
             .map_err(api_err)?;
         self.emit(
@@ -2438,8 +2834,10 @@ impl Backend for EngineBackend {
 
     async fn volume_create(&self, req: VolumeCreateRequest) -> Result<Volume, ApiError> {
         if !matches!(req.driver.as_str(), "" | "local") {
-            return Err(ApiError::not_implemented(format!(
-                "volume driver {:?} is not implemented yet: use local",
+            // No volume plugins here: any other driver is a missing plugin
+            // (404, as dockerd answers for one that is not installed).
+            return Err(ApiError::not_found(format!(
+                "error looking up volume plugin {0}: plugin \"{0}\" not found: this engine has only the local driver",
                 req.driver
             )));
         }

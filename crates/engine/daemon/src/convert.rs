@@ -331,20 +331,41 @@ pub fn create_request(
             network.name()
         )));
     }
-    // `--network-alias`: the aliases given for the container's network.
-    let aliases = body
-        .networking_config
-        .endpoints_config
-        .get(network.name())
-        .or_else(|| body.networking_config.endpoints_config.values().next())
-        .and_then(|e| e.aliases.clone())
-        .unwrap_or_default();
-    for a in &aliases {
-        strato_network::files::validate_hostname(a).map_err(|_| {
-            ApiError::bad_parameter(format!(
-                "invalid network alias {a:?}: use letters, digits, '-', '_' and '.'"
-            ))
-        })?;
+    // The first network's endpoint settings (`--network-alias`, `--ip`, ...);
+    // the other entries of EndpointsConfig are more networks (API 1.44).
+    let eps = &body.networking_config.endpoints_config;
+    let first_key = eps
+        .keys()
+        .find(|k| {
+            k.as_str() == network.name() || (network.name() == "bridge" && k.as_str() == "default")
+        })
+        .cloned();
+    let (aliases, mut first_opts) = match first_key.as_ref().and_then(|k| eps.get(k)) {
+        Some(e) => endpoint_request(e)?,
+        None => Default::default(),
+    };
+    // The deprecated `Config.MacAddress` (API < 1.44 clients) is the first
+    // network's, as dockerd migrates it.
+    if let Some(m) = c.mac_address.as_ref().filter(|m| !m.is_empty()) {
+        if first_opts.mac.is_none() {
+            strato_network::parse_mac(m).map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+            first_opts.mac = Some(m.clone());
+        }
+    }
+    let mut extra_networks = Vec::new();
+    for (name, e) in eps.iter().filter(|(k, _)| Some(*k) != first_key.as_ref()) {
+        if !matches!(network, NetworkMode::Bridge(_)) {
+            return Err(ApiError::bad_parameter(format!(
+                "container cannot be connected to network {name:?}: --network {} allows no others",
+                network.name()
+            )));
+        }
+        let (aliases, opts) = endpoint_request(e)?;
+        extra_networks.push(crate::engine::ExtraNetwork {
+            name: name.clone(),
+            aliases,
+            opts,
+        });
     }
     let raw = serde_json::to_value(body).map_err(|e| ApiError::internal(e.to_string()))?;
     Ok((
@@ -357,6 +378,8 @@ pub fn create_request(
             network: Some(network),
             ports,
             aliases,
+            first_opts,
+            extra_networks,
             raw,
         },
         volumes,
@@ -478,6 +501,104 @@ pub fn port_map(r: &Record) -> api::PortMap {
     m
 }
 
+/// The aliases and settings asked of one endpoint (create or connect), checked.
+pub fn endpoint_request(
+    e: &api::EndpointSettings,
+) -> Result<(Vec<String>, crate::engine::EndpointExtras), ApiError> {
+    let aliases = e.aliases.clone().unwrap_or_default();
+    for a in &aliases {
+        strato_network::files::validate_hostname(a).map_err(|_| {
+            ApiError::bad_parameter(format!(
+                "invalid network alias {a:?}: use letters, digits, '-', '_' and '.'"
+            ))
+        })?;
+    }
+    let ipam = e.ipam_config.clone().unwrap_or_default();
+    let ip = match ipam.ipv4_address.as_str() {
+        "" => None,
+        s => Some(s.parse().map_err(|_| {
+            ApiError::bad_parameter(format!(
+                "invalid IPv4 address {s:?} in IPAMConfig.IPv4Address: give a dotted quad"
+            ))
+        })?),
+    };
+    if !ipam.ipv6_address.is_empty() {
+        return Err(ApiError::not_implemented(
+            "IPv6 addresses are not supported by this engine's networks: leave IPAMConfig.IPv6Address empty",
+        ));
+    }
+    for l in &ipam.link_local_ips {
+        l.parse::<std::net::IpAddr>().map_err(|_| {
+            ApiError::bad_parameter(format!(
+                "invalid link-local IP {l:?} in IPAMConfig.LinkLocalIPs"
+            ))
+        })?;
+    }
+    let mac = Some(e.mac_address.clone()).filter(|m| !m.is_empty());
+    if let Some(m) = &mac {
+        strato_network::parse_mac(m).map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+    }
+    let links = e.links.clone().unwrap_or_default();
+    for l in &links {
+        let (target, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+        let target = target.trim_start_matches('/');
+        if target.is_empty() || strato_network::files::validate_hostname(alias).is_err() {
+            return Err(ApiError::bad_parameter(format!(
+                "invalid link {l:?}: give container:alias"
+            )));
+        }
+    }
+    let links = links
+        .iter()
+        .map(|l| {
+            let (t, a) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+            format!("{}:{a}", t.trim_start_matches('/'))
+        })
+        .collect();
+    Ok((
+        aliases,
+        crate::engine::EndpointExtras {
+            ip,
+            mac,
+            links,
+            link_local_ips: ipam.link_local_ips,
+            driver_opts: e.driver_opts.clone().unwrap_or_default(),
+        },
+    ))
+}
+
+/// What inspect shows of the settings asked for: IPAMConfig, Links,
+/// DriverOpts, Aliases (with the short id on user-defined networks, as API
+/// 1.44 does).
+fn requested(
+    s: &mut api::EndpointSettings,
+    r: &Record,
+    net: &str,
+    aliases: &[String],
+    o: &crate::engine::EndpointExtras,
+) {
+    if o.ip.is_some() || !o.link_local_ips.is_empty() {
+        s.ipam_config = Some(api::EndpointIpamConfig {
+            ipv4_address: o.ip.map(|i| i.to_string()).unwrap_or_default(),
+            ipv6_address: String::new(),
+            link_local_ips: o.link_local_ips.clone(),
+        });
+    }
+    s.links = (!o.links.is_empty()).then(|| o.links.clone());
+    s.driver_opts = (!o.driver_opts.is_empty()).then(|| o.driver_opts.clone());
+    let mut a = aliases.to_vec();
+    if net != "bridge" && net != "host" && net != "none" {
+        let short = r.id[..12.min(r.id.len())].to_string();
+        if !a.contains(&short) {
+            a.push(short);
+        }
+    }
+    s.aliases = (!a.is_empty()).then_some(a);
+    if s.mac_address.is_empty() {
+        s.mac_address = o.mac.clone().unwrap_or_default();
+    }
+}
+
 /// The container's endpoints as `Networks` entries.
 pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::EndpointSettings> {
     let mut m = BTreeMap::new();
@@ -501,6 +622,7 @@ pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::
                 },
             );
         }
+        _ if r.first_detached => {}
         (mode, _) => {
             m.insert(
                 mode.name().to_string(),
@@ -512,16 +634,13 @@ pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::
         }
     }
     if let Some(first) = m.values_mut().next() {
-        if !r.aliases.is_empty() {
-            first.aliases = Some(r.aliases.clone());
-        }
+        requested(first, r, r.network.name(), &r.aliases, &r.first_opts);
     }
     // Networks connected after create; addresses while running.
     for extra in &r.extra_networks {
         let ep = r.extra_endpoints.iter().find(|e| e.network == extra.name);
         let mut s = api::EndpointSettings {
             network_id: crate::backend::network_id(&extra.name),
-            aliases: (!extra.aliases.is_empty()).then(|| extra.aliases.clone()),
             ..Default::default()
         };
         if let Some(ep) = ep {
@@ -534,6 +653,7 @@ pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::
             s.mac_address = ep.mac.clone();
             s.dns_names = Some(ep.names.clone());
         }
+        requested(&mut s, r, &extra.name, &extra.aliases, &extra.opts);
         m.insert(extra.name.clone(), s);
     }
     m
@@ -756,6 +876,10 @@ pub fn inspect_host_config(r: &Record) -> api::HostConfig {
     if h.log_config.kind.is_empty() {
         h.log_config.kind = "json-file".into();
     }
+    if h.runtime.is_empty() {
+        // The default runtime, as dockerd fills it in.
+        h.runtime = "strato".into();
+    }
     h.restart_policy = restart_policy_api(&r.restart);
     // The limits as they are now (`docker update` changes them).
     let res = &r.config.resources;
@@ -863,6 +987,58 @@ mod tests {
         assert_eq!(vols.len(), 2);
         assert_eq!(vols[0], "data");
         assert_eq!(req.raw["HostConfig"]["Memory"], 1048576);
+    }
+
+    #[test]
+    fn endpoints_config_gives_the_first_network_and_more() {
+        let b = body(
+            r#"{"Image":"busybox","HostConfig":{"NetworkMode":"front"},
+            "NetworkingConfig":{"EndpointsConfig":{
+              "front":{"Aliases":["web"],"IPAMConfig":{"IPv4Address":"172.28.5.24","LinkLocalIPs":["169.254.8.8"]},
+                       "Links":["/db:database"],"MacAddress":"02:42:ac:11:00:02","DriverOpts":{"k":"v"}},
+              "back":{"Aliases":["api"]}}}}"#,
+        );
+        let (req, _) = create_request(None, &b, Path::new("/v")).unwrap();
+        assert_eq!(req.network, Some(NetworkMode::Bridge("front".into())));
+        assert_eq!(req.aliases, ["web"]);
+        let o = &req.first_opts;
+        assert_eq!(o.ip, Some("172.28.5.24".parse().unwrap()));
+        assert_eq!(o.mac.as_deref(), Some("02:42:ac:11:00:02"));
+        assert_eq!(o.links, ["db:database"]);
+        assert_eq!(o.link_target("DATABASE"), Some("db"));
+        assert_eq!(o.link_target("db"), None);
+        assert_eq!(o.link_local_ips, ["169.254.8.8"]);
+        assert_eq!(o.driver_opts.get("k").map(String::as_str), Some("v"));
+        assert_eq!(req.extra_networks.len(), 1);
+        assert_eq!(req.extra_networks[0].name, "back");
+        assert_eq!(req.extra_networks[0].aliases, ["api"]);
+        // Bad endpoint settings are the client's error.
+        for bad in [
+            r#"{"MacAddress":"01:00:5e:00:00:01"}"#,
+            r#"{"IPAMConfig":{"IPv4Address":"300.1.1.1"}}"#,
+            r#"{"Links":[":x"]}"#,
+        ] {
+            let b = body(&format!(
+                r#"{{"Image":"busybox","HostConfig":{{"NetworkMode":"n"}},"NetworkingConfig":{{"EndpointsConfig":{{"n":{bad}}}}}}}"#
+            ));
+            let e = create_request(None, &b, Path::new("/v")).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad}: {e}");
+        }
+        // The deprecated top-level MacAddress is the first network's.
+        let b = body(r#"{"Image":"busybox","MacAddress":"02:42:ac:11:00:0a"}"#);
+        let (req, _) = create_request(None, &b, Path::new("/v")).unwrap();
+        assert_eq!(req.first_opts.mac.as_deref(), Some("02:42:ac:11:00:0a"));
+        // --network host allows no other network.
+        let b = body(
+            r#"{"Image":"busybox","HostConfig":{"NetworkMode":"host"},
+            "NetworkingConfig":{"EndpointsConfig":{"other":{}}}}"#,
+        );
+        assert_eq!(
+            create_request(None, &b, Path::new("/v"))
+                .unwrap_err()
+                .status(),
+            400
+        );
     }
 
     #[test]

@@ -119,7 +119,10 @@ async fn serve(
         let (sock, network) = (sock.clone(), network.clone());
         // Only the network's own containers learn its names; anyone else
         // reaching the gateway gets upstream answers.
-        let member = matches!(peer.ip(), IpAddr::V4(ip) if subnet.contains(ip));
+        let member = match peer.ip() {
+            IpAddr::V4(ip) if subnet.contains(ip) => Some(ip),
+            _ => None,
+        };
         tokio::spawn(async move {
             if let Some(resp) = answer(&engine, &network, member, &query).await {
                 let _ = sock.send_to(&resp, peer).await;
@@ -147,14 +150,36 @@ pub fn lookup(endpoints: &[strato_network::Endpoint], name: &str) -> Lookup {
         .map_or(Lookup::Unknown, |e| Lookup::Found(e.ip))
 }
 
+/// What `name` means to the container at `asker`: the target container's
+/// name when it is one of that container's link aliases on the network.
+fn linked_name(
+    engine: &Engine,
+    endpoints: &[strato_network::Endpoint],
+    network: &str,
+    asker: Ipv4Addr,
+    name: &str,
+) -> Option<String> {
+    let ep = endpoints.iter().find(|e| e.ip == asker)?;
+    let r = engine.record(&ep.container_id).ok()?;
+    let (_, opts) = r.endpoint_request(network)?;
+    opts.link_target(name.trim_end_matches('.'))
+        .map(str::to_string)
+}
+
 /// The answer to one query datagram: from the network's table when the name
-/// is a container's, else from upstream. `None` drops a malformed query.
-async fn answer(engine: &Engine, network: &str, member: bool, query: &[u8]) -> Option<Vec<u8>> {
+/// is a container's (or, for the asking container, one of its link
+/// aliases), else from upstream. `None` drops a malformed query.
+async fn answer(
+    engine: &Engine,
+    network: &str,
+    member: Option<Ipv4Addr>,
+    query: &[u8],
+) -> Option<Vec<u8>> {
     let msg = Message::from_vec(query).ok()?;
     if msg.message_type() != MessageType::Query {
         return None;
     }
-    if member && msg.op_code() == OpCode::Query && msg.queries().len() == 1 {
+    if let (Some(asker), OpCode::Query, 1) = (member, msg.op_code(), msg.queries().len()) {
         let q = &msg.queries()[0];
         let mut endpoints = engine
             .network()
@@ -168,7 +193,9 @@ async fn answer(engine: &Engine, network: &str, member: bool, query: &[u8]) -> O
                 *first = r.name;
             }
         }
-        if let Lookup::Found(ip) = lookup(&endpoints, &q.name().to_ascii()) {
+        let asked = q.name().to_ascii();
+        let name = linked_name(engine, &endpoints, network, asker, &asked).unwrap_or(asked);
+        if let Lookup::Found(ip) = lookup(&endpoints, &name) {
             let mut resp = Message::new();
             resp.set_id(msg.id())
                 .set_message_type(MessageType::Response)

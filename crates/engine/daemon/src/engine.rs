@@ -113,18 +113,51 @@ pub struct CreateRequest {
     pub ports: Vec<PortMapping>,
     /// `--network-alias`: more names on the container's first network.
     pub aliases: Vec<String>,
+    /// The first network's endpoint settings (`--ip`, `--mac-address`, links, ...).
+    pub first_opts: EndpointExtras,
+    /// More networks from `NetworkingConfig` (API 1.44: several at create).
+    pub extra_networks: Vec<ExtraNetwork>,
     /// The request body as received (`Config` plus `HostConfig`), shown back by inspect.
     pub raw: serde_json::Value,
 }
 
-/// A network a container was connected to after create (`docker network
-/// connect`), kept across restarts as Docker does.
+/// What a container asked of its endpoint on one network (Docker's
+/// `EndpointSettings` as given at create or connect).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointExtras {
+    /// A fixed address (`--ip`), else the next free one.
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// A fixed MAC address (`--mac-address`), else one derived from the address.
+    pub mac: Option<String>,
+    /// `container:alias`: `alias` resolves to `container` for this container
+    /// on this network (by the network's name server).
+    pub links: Vec<String>,
+    /// Shown back only: the kernel gives every interface its link-local
+    /// IPv6 address, and IPv4 link-local addresses are not assigned.
+    pub link_local_ips: Vec<String>,
+    /// Shown back only (the bridge driver reads none of them).
+    pub driver_opts: BTreeMap<String, String>,
+}
+
+impl EndpointExtras {
+    /// The link target for `alias`, if this endpoint has one.
+    pub fn link_target(&self, alias: &str) -> Option<&str> {
+        self.links.iter().find_map(|l| {
+            let (target, a) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+            a.eq_ignore_ascii_case(alias).then_some(target)
+        })
+    }
+}
+
+/// A network a container is on besides its first one (`docker network
+/// connect`, or more networks at create), kept across restarts as Docker does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtraNetwork {
     pub name: String,
     pub aliases: Vec<String>,
-    /// A fixed address (`--ip`), else the next free one.
-    pub ip: Option<std::net::Ipv4Addr>,
+    #[serde(flatten)]
+    pub opts: EndpointExtras,
 }
 
 /// A container as the engine remembers it.
@@ -154,14 +187,58 @@ pub struct Record {
     /// Their endpoints while the container runs.
     #[serde(default)]
     pub extra_endpoints: Vec<Endpoint>,
+    /// What was asked of the first network's endpoint.
+    #[serde(default)]
+    pub first_opts: EndpointExtras,
+    /// Disconnected from its first network and on no other: it keeps only
+    /// loopback until connected again (then that network becomes its first).
+    #[serde(default)]
+    pub first_detached: bool,
 }
 
 impl Record {
     /// Every network the container is on (its first one, then connected ones).
     pub fn network_names(&self) -> Vec<String> {
-        let mut v = vec![self.network.name().to_string()];
+        let mut v = Vec::new();
+        if !self.first_detached {
+            v.push(self.network.name().to_string());
+        }
         v.extend(self.extra_networks.iter().map(|n| n.name.clone()));
         v
+    }
+
+    /// The endpoint settings asked for on `network`, with its aliases.
+    pub fn endpoint_request(&self, network: &str) -> Option<(&[String], &EndpointExtras)> {
+        if !self.first_detached && self.network.name() == network {
+            return Some((&self.aliases, &self.first_opts));
+        }
+        self.extra_networks
+            .iter()
+            .find(|n| n.name == network)
+            .map(|n| (n.aliases.as_slice(), &n.opts))
+    }
+
+    /// Makes its first connected-later network its first one (after its
+    /// first was disconnected), or marks it as on no network.
+    fn promote_or_detach(&mut self) {
+        if self.extra_networks.is_empty() {
+            self.first_detached = true;
+            self.aliases.clear();
+            self.first_opts = EndpointExtras::default();
+            return;
+        }
+        let x = self.extra_networks.remove(0);
+        if let Some(i) = self
+            .extra_endpoints
+            .iter()
+            .position(|e| e.network == x.name)
+        {
+            self.endpoint = Some(self.extra_endpoints.remove(i));
+        }
+        self.network = NetworkMode::Bridge(x.name);
+        self.aliases = x.aliases;
+        self.first_opts = x.opts;
+        self.first_detached = false;
     }
 
     /// Its names on a network: name, hostname, then aliases.
@@ -207,6 +284,34 @@ impl std::fmt::Debug for Engine {
 
 fn now() -> String {
     strato_container::state::now_rfc3339()
+}
+
+/// /etc/hosts of a container on no network.
+const DETACHED_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
+/// The mount points of a container's last run (from its bundle's
+/// config.json), which its layer's changes leave out.
+fn layer_ignore(config: &Path) -> Vec<String> {
+    let spec: serde_json::Value = fs::read(config)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut ignore: Vec<String> = spec["mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["destination"].as_str())
+        .map(|d| format!("/{}", d.trim_matches('/')))
+        .collect();
+    ignore.push("/.dockerenv".into());
+    ignore
+}
+
+/// A requested MAC address, checked.
+fn parse_mac(mac: Option<&str>) -> Result<Option<[u8; 6]>, EngineError> {
+    mac.filter(|m| !m.is_empty())
+        .map(|m| strato_network::parse_mac(m).map_err(|e| EngineError::Invalid(e.to_string())))
+        .transpose()
 }
 
 impl Engine {
@@ -596,6 +701,14 @@ impl Engine {
             cmd: image_cfg.cmd().clone().unwrap_or_default(),
             working_dir: image_cfg.working_dir().clone().unwrap_or_default(),
             user: image_cfg.user().clone().unwrap_or_default(),
+            // Not in the OCI config type: read from the config blob.
+            healthcheck: self
+                .images
+                .blob_path(&details.id)
+                .and_then(|p| fs::read(p).ok())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .map(|v| v["config"]["Healthcheck"].clone())
+                .filter(|h| h.is_object()),
         };
         let mut config = req.config;
         config.id = id.clone();
@@ -631,8 +744,10 @@ impl Engine {
             endpoint: None,
             status: None,
             aliases: req.aliases,
-            extra_networks: Vec::new(),
+            extra_networks: req.extra_networks,
             extra_endpoints: Vec::new(),
+            first_opts: req.first_opts,
+            first_detached: false,
         };
         {
             let mut recs = self.records.lock().expect("records lock");
@@ -722,6 +837,29 @@ impl Engine {
         match &r.network {
             NetworkMode::Host => cfg.netns = None,
             NetworkMode::None => cfg.netns = Some(String::new()),
+            NetworkMode::Bridge(_) if r.first_detached => {
+                // On no network: a namespace of its own (pinned, so a later
+                // connect can wire it) and files without peers.
+                let ns = self.netns_path(&id);
+                let _ = crate::netns::remove(&ns);
+                crate::netns::create(&ns)
+                    .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                for (name, text) in [
+                    ("hosts", DETACHED_HOSTS.to_string()),
+                    (
+                        "resolv.conf",
+                        strato_network::files::resolv_conf(&host_resolv),
+                    ),
+                    ("hostname", format!("{}\n", cfg.hostname)),
+                ] {
+                    let p = dir.join(name);
+                    fs::write(&p, text).map_err(internal)?;
+                    cfg.etc_files
+                        .push((p.display().to_string(), format!("/etc/{name}")));
+                }
+                cfg.netns = Some(ns.display().to_string());
+            }
             NetworkMode::Bridge(net) => {
                 let ns = self.netns_path(&id);
                 let _ = crate::netns::remove(&ns);
@@ -737,6 +875,8 @@ impl Engine {
                     AttachRequest::new(&network, &id, strato_network::Netns::Path(ns.clone()));
                 req.names = r.dns_names(&r.aliases);
                 req.ports = r.ports.clone();
+                req.ip = r.first_opts.ip;
+                req.mac = parse_mac(r.first_opts.mac.as_deref())?;
                 let ep = self.net.attach(req).await.map_err(|e| match e {
                     strato_network::Error::PortInUse { .. } => EngineError::Conflict(e.to_string()),
                     other => EngineError::Internal(other.to_string()),
@@ -900,7 +1040,8 @@ impl Engine {
         );
         req.ifname = ifname;
         req.names = r.dns_names(&extra.aliases);
-        req.ip = extra.ip;
+        req.ip = extra.opts.ip;
+        req.mac = parse_mac(extra.opts.mac.as_deref())?;
         req.default_route = false;
         self.serve_dns_for(&extra.name).await;
         self.net.attach(req).await.map_err(|e| match e {
@@ -964,9 +1105,10 @@ impl Engine {
         name_or_id: &str,
         network: &str,
         aliases: Vec<String>,
-        ip: Option<std::net::Ipv4Addr>,
+        opts: EndpointExtras,
     ) -> Result<(), EngineError> {
         let mut r = self.record(name_or_id)?;
+        parse_mac(opts.mac.as_deref())?;
         if !matches!(r.network, NetworkMode::Bridge(_)) {
             return Err(EngineError::Invalid(format!(
                 "container {} uses --network {}: it cannot be connected to other networks",
@@ -975,22 +1117,29 @@ impl Engine {
             )));
         }
         if r.network_names().iter().any(|n| n == network)
-            || (network == strato_network::DEFAULT_NETWORK && r.network.name() == "bridge")
+            || (network == strato_network::DEFAULT_NETWORK
+                && r.network.name() == "bridge"
+                && !r.first_detached)
         {
             return Err(EngineError::Conflict(format!(
                 "endpoint with name {} already exists in network {network}",
                 r.name
             )));
         }
+        let running = r
+            .status
+            .as_ref()
+            .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused))
+            && self.netns_path(&r.id).exists();
+        if r.first_detached {
+            return self.connect_first(r, network, aliases, opts, running).await;
+        }
         let extra = ExtraNetwork {
             name: network.to_string(),
             aliases,
-            ip,
+            opts,
         };
-        let running = r.endpoint.is_some()
-            && r.status
-                .as_ref()
-                .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused));
+        let running = running && r.endpoint.is_some();
         if running {
             let ep = self.attach_extra(&r, &extra).await?;
             r.extra_endpoints.push(ep);
@@ -1015,13 +1164,13 @@ impl Engine {
     pub async fn disconnect(&self, name_or_id: &str, network: &str) -> Result<(), EngineError> {
         let mut r = self.record(name_or_id)?;
         let Some(pos) = r.extra_networks.iter().position(|n| n.name == network) else {
-            if r.network.name() == network
-                || (network == strato_network::DEFAULT_NETWORK && r.network.name() == "bridge")
-            {
-                return Err(EngineError::Invalid(format!(
-                    "container {} was created on network {network}; disconnecting it from its first network is not supported: recreate it with --network NAME",
-                    r.name
-                )));
+            let first = matches!(r.network, NetworkMode::Bridge(_))
+                && !r.first_detached
+                && (r.network.name() == network
+                    || (network == strato_network::DEFAULT_NETWORK
+                        && r.network.name() == "bridge"));
+            if first {
+                return self.disconnect_first(r).await;
             }
             return Err(EngineError::Invalid(format!(
                 "container {} is not connected to network {network}",
@@ -1045,6 +1194,94 @@ impl Engine {
             }
         }
         self.save(&r)
+    }
+
+    /// Disconnects a container from its first network: the next connected
+    /// one (if any) becomes its first.
+    async fn disconnect_first(&self, mut r: Record) -> Result<(), EngineError> {
+        if let Some(ep) = r.endpoint.take() {
+            self.net
+                .detach(&ep.network, &r.id)
+                .await
+                .map_err(internal)?;
+        }
+        r.promote_or_detach();
+        self.store_networks(&r);
+        self.save(&r)?;
+        self.rewrite_hosts(&r);
+        Ok(())
+    }
+
+    /// Connects a container that is on no network: this one becomes its
+    /// first (eth0, the default route, its published ports).
+    async fn connect_first(
+        &self,
+        mut r: Record,
+        network: &str,
+        aliases: Vec<String>,
+        opts: EndpointExtras,
+        running: bool,
+    ) -> Result<(), EngineError> {
+        let mut next = r.clone();
+        next.network = NetworkMode::Bridge(network.to_string());
+        next.aliases = aliases;
+        next.first_opts = opts;
+        next.first_detached = false;
+        if running {
+            let mut req = AttachRequest::new(
+                network,
+                &r.id,
+                strato_network::Netns::Path(self.netns_path(&r.id)),
+            );
+            req.names = next.dns_names(&next.aliases);
+            req.ports = next.ports.clone();
+            req.ip = next.first_opts.ip;
+            req.mac = parse_mac(next.first_opts.mac.as_deref())?;
+            self.serve_dns_for(network).await;
+            let ep = self.net.attach(req).await.map_err(|e| match e {
+                strato_network::Error::NoSuchNetwork(_) => EngineError::Invalid(e.to_string()),
+                strato_network::Error::PortInUse { .. }
+                | strato_network::Error::AlreadyAttached { .. } => {
+                    EngineError::Conflict(e.to_string())
+                }
+                other => EngineError::Internal(other.to_string()),
+            })?;
+            next.endpoint = Some(ep);
+        }
+        r = next;
+        self.store_networks(&r);
+        self.save(&r)?;
+        if running {
+            // The files are bind-mounted: rewritten in place.
+            let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            if let Ok(files) = self
+                .net
+                .container_files(network, &r.id, &r.config.hostname, &host_resolv)
+                .await
+            {
+                let dir = self.dir(&r.id);
+                for (name, text) in [("hosts", &files.hosts), ("resolv.conf", &files.resolv_conf)] {
+                    if let Err(e) = fs::write(dir.join(name), text) {
+                        tracing::warn!(id = %r.id, error = %e, "update /etc/{name}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a record's network fields into the table.
+    fn store_networks(&self, r: &Record) {
+        let mut recs = self.records.lock().expect("records lock");
+        if let Some(rec) = recs.get_mut(&r.id) {
+            rec.network = r.network.clone();
+            rec.aliases = r.aliases.clone();
+            rec.first_opts = r.first_opts.clone();
+            rec.first_detached = r.first_detached;
+            rec.endpoint = r.endpoint.clone();
+            rec.extra_networks = r.extra_networks.clone();
+            rec.extra_endpoints = r.extra_endpoints.clone();
+        }
     }
 
     /// `docker kill`.
@@ -1337,24 +1574,34 @@ impl Engine {
         let id = self.resolve(name_or_id)?;
         let config = self.bundle_path(&id).join("config.json");
         let images = self.images.clone();
+        tokio::task::spawn_blocking(move || images.container_changes(&id, &layer_ignore(&config)))
+            .await
+            .map_err(internal)?
+            .map_err(internal)
+    }
+
+    /// `docker commit`: an image of the container's writable layer (mount
+    /// points left out) over its image.
+    pub async fn commit(
+        &self,
+        name_or_id: &str,
+        spec: strato_image::CommitSpec,
+    ) -> Result<strato_image::Digest, EngineError> {
+        let id = self.resolve(name_or_id)?;
+        let config = self.bundle_path(&id).join("config.json");
+        let images = self.images.clone();
         tokio::task::spawn_blocking(move || {
-            let spec: serde_json::Value = fs::read(&config)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
-            let mut ignore: Vec<String> = spec["mounts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m["destination"].as_str())
-                .map(|d| format!("/{}", d.trim_matches('/')))
-                .collect();
-            ignore.push("/.dockerenv".into());
-            images.container_changes(&id, &ignore)
+            images.commit_container(&id, &layer_ignore(&config), &spec)
         })
         .await
         .map_err(internal)?
-        .map_err(internal)
+        .map_err(|e| match e {
+            strato_image::Error::NotFound(_) => EngineError::Invalid(format!(
+                "container {name_or_id} has no filesystem layer yet: start it once before committing it"
+            )),
+            strato_image::Error::InvalidReference { .. } => EngineError::Invalid(e.to_string()),
+            other => EngineError::Internal(other.to_string()),
+        })
     }
 
     /// Runs a process in a running container (see [`Client::exec`]).

@@ -8,11 +8,13 @@
 //! configuration and its image's into the OCI bundle config the runtime runs.
 
 pub mod backend;
+pub mod commit;
 pub mod convert;
 pub mod copy;
 pub mod distribution;
 pub mod dns;
 pub mod engine;
+pub mod health;
 pub mod hostinfo;
 pub mod ids;
 pub mod model;

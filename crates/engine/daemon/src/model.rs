@@ -14,6 +14,9 @@ pub struct ImageDefaults {
     pub cmd: Vec<String>,
     pub working_dir: String,
     pub user: String,
+    /// The image's `Healthcheck`, as in its config.
+    #[serde(default)]
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 /// A bind mount, named volume or tmpfs.

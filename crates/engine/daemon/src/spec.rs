@@ -369,6 +369,7 @@ mod tests {
             cmd: vec!["sh".into()],
             working_dir: "/srv".into(),
             user: String::new(),
+            healthcheck: None,
         }
     }
 

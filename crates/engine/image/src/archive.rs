@@ -505,6 +505,7 @@ fn stage_image(
             created: config.created().clone(),
             size,
             chain,
+            parent: None,
         },
         tags: plan.tags,
     })
@@ -722,7 +723,12 @@ fn read_small(f: &Staged) -> Result<Vec<u8>> {
 }
 
 /// Imports a plain rootfs tar (optionally compressed) as a one-layer image.
-pub(crate) fn import(layout: &Layout, reader: impl Read, tag: Option<Reference>) -> Result<Digest> {
+pub(crate) fn import(
+    layout: &Layout,
+    reader: impl Read,
+    tag: Option<Reference>,
+    config: Option<serde_json::Value>,
+) -> Result<Digest> {
     let mut staging = Staging::new(layout)?;
     let (blob, blob_size, path) = staging.write(reader)?;
     let f = File::open(&path).map_err(io_err("open", &path))?;
@@ -740,9 +746,7 @@ pub(crate) fn import(layout: &Layout, reader: impl Read, tag: Option<Reference>)
         "architecture": host_arch(),
         "os": "linux",
         "created": now,
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-        },
+        "config": config.unwrap_or_else(default_import_config),
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
         "history": [{ "created": now, "created_by": "strato import", "comment": "imported from a rootfs tar" }],
     });
@@ -781,11 +785,19 @@ pub(crate) fn import(layout: &Layout, reader: impl Read, tag: Option<Reference>)
             created: Some(now),
             size,
             chain: vec![diff_id],
+            parent: None,
         },
         tags: tag.into_iter().collect(),
     };
     crate::store::commit(layout, &mut staging, &[image])?;
     Ok(id)
+}
+
+/// The `config` of an imported image: only the usual PATH.
+pub fn default_import_config() -> serde_json::Value {
+    serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+    })
 }
 
 /// What to put in a saved archive: an image and the tags to give it.

@@ -49,6 +49,7 @@
 
 mod archive;
 pub mod changes;
+mod commit;
 pub mod digest;
 mod error;
 pub mod media;
@@ -62,7 +63,10 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-pub use archive::{Ingest, LayerStep, LoadedImage, PulledImage, VerifiedBlob};
+pub use archive::{
+    default_import_config, Ingest, LayerStep, LoadedImage, PulledImage, VerifiedBlob,
+};
+pub use commit::CommitSpec;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use oci_spec::image::ImageConfiguration;
@@ -111,6 +115,8 @@ pub struct ImageDetails {
     pub diff_ids: Vec<Digest>,
     /// Layer chain ids, bottom first (the snapshot keys).
     pub chain_ids: Vec<Digest>,
+    /// The image it was committed from, if it was.
+    pub parent: Option<Digest>,
     /// The full image configuration: `config()` holds Env, Cmd,
     /// Entrypoint, WorkingDir, User, ExposedPorts, Labels, Volumes;
     /// `history()`, `created()`, `architecture()`, `os()` the rest.
@@ -173,8 +179,45 @@ impl ImageStore {
     /// Imports a plain rootfs tar (optionally gzip/zstd) as a one-layer
     /// image for this host's architecture, tagged `reference` if given.
     pub fn import(&self, reader: impl Read, reference: Option<&str>) -> Result<Digest> {
+        self.import_with_config(reader, reference, None)
+    }
+
+    /// [`Self::import`] with the image config's `config` object given
+    /// (`docker import --change`); `None` is [`default_import_config`].
+    pub fn import_with_config(
+        &self,
+        reader: impl Read,
+        reference: Option<&str>,
+        config: Option<serde_json::Value>,
+    ) -> Result<Digest> {
         let tag = reference.map(Reference::parse).transpose()?;
-        archive::import(&self.layout, reader, tag)
+        archive::import(&self.layout, reader, tag, config)
+    }
+
+    /// `docker commit`: a new image of the container's writable layer over
+    /// its image (see [`commit`]). `ignore` lists mount points to leave out.
+    pub fn commit_container(
+        &self,
+        container_id: &str,
+        ignore: &[String],
+        spec: &CommitSpec,
+    ) -> Result<Digest> {
+        validate_container_id(container_id)?;
+        let _span = tracing::info_span!("commit", container = container_id).entered();
+        let dir = self.layout.containers().join(container_id);
+        let parent = {
+            let _lock = self.layout.lock()?;
+            let index = self.layout.read_index()?;
+            index
+                .containers
+                .get(container_id)
+                .cloned()
+                .or_else(|| self.layout.read_hold(&dir))
+                .ok_or_else(|| Error::NotFound(format!("layer of container {container_id}")))?
+        };
+        let upper = dir.join("upper");
+        let changes = self.container_changes(container_id, ignore)?;
+        commit::commit(&self.layout, &parent, &upper, &changes, spec)
     }
 
     /// Starts adding an image fetched from a registry: the caller downloads
@@ -356,6 +399,7 @@ impl ImageStore {
             size: rec.size,
             diff_ids,
             chain_ids: rec.chain.clone(),
+            parent: rec.parent.clone(),
             config,
             id,
         })
@@ -474,6 +518,37 @@ impl ImageStore {
             self.layout.write_index(&index)?;
         }
         Ok(())
+    }
+
+    /// Bytes in a container's writable layer (`SizeRw`): regular files
+    /// and symlinks, a file with several links counted once; 0 for a
+    /// container without a layer.
+    pub fn container_layer_size(&self, container_id: &str) -> Result<u64> {
+        validate_container_id(container_id)?;
+        let upper = self.layout.containers().join(container_id).join("upper");
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0u64;
+        let mut stack = vec![upper];
+        while let Some(dir) = stack.pop() {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("read directory", &dir)(e)),
+            };
+            for e in entries {
+                let e = e.map_err(io_err("read directory", &dir))?;
+                let m = e.metadata().map_err(io_err("stat", e.path()))?;
+                use std::os::unix::fs::MetadataExt;
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else if (m.is_file() || m.file_type().is_symlink())
+                    && (m.nlink() == 1 || seen.insert((m.dev(), m.ino())))
+                {
+                    total += m.len();
+                }
+            }
+        }
+        Ok(total)
     }
 
     /// The filesystem changes of a container's writable layer over its

@@ -25,6 +25,9 @@ pub(crate) struct ImageRecord {
     pub size: u64,
     /// Chain ids, bottom layer first.
     pub chain: Vec<Digest>,
+    /// The image it was committed from (`docker commit`), as inspect's `Parent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Digest>,
 }
 
 /// The image index, persisted as `index.json`.

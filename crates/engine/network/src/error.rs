@@ -15,7 +15,7 @@ pub enum Error {
     #[error("invalid port mapping {input:?}: {reason}; write it as [ip:]hostPort:containerPort[/tcp|udp]")]
     InvalidPort { input: String, reason: String },
 
-    #[error("invalid network name {0:?}: use 1 to 64 characters of letters, digits, '_', '.' and '-', starting with a letter or digit")]
+    #[error("invalid network name {0:?}: use 1 to 64 characters of letters, digits, '_', '.', '-' and inner spaces, starting with a letter or digit")]
     InvalidName(String),
 
     #[error("invalid bridge name {0:?}: a Linux interface name has 1 to 15 characters and no '/', ':' or whitespace")]
@@ -57,6 +57,19 @@ pub enum Error {
 
     #[error("gateway {gateway} is not a usable host address of subnet {subnet}; pick one inside it, not its network or broadcast address")]
     GatewayOutsideSubnet { gateway: Ipv4Addr, subnet: Ipv4Net },
+
+    #[error(
+        "invalid MAC address {0:?}: give six hex pairs like 02:42:ac:11:00:02 (a unicast address)"
+    )]
+    InvalidMac(String),
+
+    #[error(
+        "ip range {range} is not inside subnet {subnet}; give an --ip-range within the --subnet"
+    )]
+    RangeOutsideSubnet { range: Ipv4Net, subnet: Ipv4Net },
+
+    #[error("auxiliary address {ip} is not inside subnet {subnet}; give --aux-address values within the --subnet")]
+    AuxAddressOutsideSubnet { ip: Ipv4Addr, subnet: Ipv4Net },
 
     #[error("address pool {pool} has no free /{prefix} left; configure a larger pool or remove unused networks")]
     PoolExhausted { pool: Ipv4Net, prefix: u8 },

@@ -229,6 +229,7 @@ mod tests {
                 gateway: gw,
                 user_defined: true,
                 internal,
+                meta: Default::default(),
             },
             ipam: Ipam::new(subnet, gw).unwrap(),
             endpoints: BTreeMap::new(),

@@ -21,6 +21,12 @@ pub struct Ipam {
     allocated: BTreeMap<Ipv4Addr, String>,
     #[serde(default)]
     last: Option<Ipv4Addr>,
+    /// Dynamic allocation stays inside this part of the subnet.
+    #[serde(default)]
+    range: Option<Ipv4Net>,
+    /// Never handed out (auxiliary addresses).
+    #[serde(default)]
+    reserved: Vec<Ipv4Addr>,
 }
 
 impl Ipam {
@@ -37,7 +43,31 @@ impl Ipam {
             gateway,
             allocated: BTreeMap::new(),
             last: None,
+            range: None,
+            reserved: Vec::new(),
         })
+    }
+
+    /// Limits dynamic allocation to `range` (inside the subnet) and keeps
+    /// `reserved` addresses (inside the subnet) from ever being handed out.
+    pub fn restrict(mut self, range: Option<Ipv4Net>, reserved: Vec<Ipv4Addr>) -> Result<Self> {
+        if let Some(r) = range {
+            if !(self.subnet.contains(r.addr()) && r.prefix() >= self.subnet.prefix()) {
+                return Err(Error::RangeOutsideSubnet {
+                    range: r,
+                    subnet: self.subnet,
+                });
+            }
+        }
+        if let Some(ip) = reserved.iter().find(|ip| !self.subnet.contains(**ip)) {
+            return Err(Error::AuxAddressOutsideSubnet {
+                ip: *ip,
+                subnet: self.subnet,
+            });
+        }
+        self.range = range;
+        self.reserved = reserved;
+        Ok(self)
     }
 
     /// The subnet.
@@ -58,7 +88,7 @@ impl Ipam {
     /// How many addresses can still be handed out.
     pub fn free(&self) -> u64 {
         // network, broadcast and gateway are never handed out
-        self.subnet.size() - 3 - self.allocated.len() as u64
+        (self.subnet.size() - 3).saturating_sub((self.allocated.len() + self.reserved.len()) as u64)
     }
 
     /// Hands out the next free address to `owner`.
@@ -75,7 +105,10 @@ impl Ipam {
             let Some(ip) = self.subnet.nth(n) else {
                 continue;
             };
-            if self.usable(ip) && !self.allocated.contains_key(&ip) {
+            if self.usable(ip)
+                && self.range.is_none_or(|r| r.contains(ip))
+                && !self.allocated.contains_key(&ip)
+            {
                 self.allocated.insert(ip, owner.to_string());
                 self.last = Some(ip);
                 return Ok(ip);
@@ -101,6 +134,9 @@ impl Ipam {
         if ip == self.gateway {
             return Err(unavailable("it is the gateway".into()));
         }
+        if self.reserved.contains(&ip) {
+            return Err(unavailable("it is an auxiliary address".into()));
+        }
         if !self.usable(ip) {
             return Err(unavailable("it is the network or broadcast address".into()));
         }
@@ -117,7 +153,7 @@ impl Ipam {
     }
 
     fn usable(&self, ip: Ipv4Addr) -> bool {
-        self.subnet.is_host(ip) && ip != self.gateway
+        self.subnet.is_host(ip) && ip != self.gateway && !self.reserved.contains(&ip)
     }
 }
 
@@ -170,6 +206,32 @@ mod tests {
         // wraps around to a
         assert_eq!(p.allocate("n", "f").unwrap(), a);
         assert_eq!(p.allocated().get(&a).unwrap(), "f");
+    }
+
+    #[test]
+    fn a_range_bounds_dynamic_addresses_and_aux_addresses_are_kept() {
+        let p = Ipam::new("172.28.0.0/16".parse().unwrap(), ip("172.28.5.254")).unwrap();
+        let mut p = p
+            .restrict(
+                Some("172.28.5.0/24".parse().unwrap()),
+                vec![ip("172.28.5.1"), ip("172.28.1.5")],
+            )
+            .unwrap();
+        // the range's first address is a host of the /16: handed out, as dockerd does
+        assert_eq!(p.allocate("n", "a").unwrap(), ip("172.28.5.0"));
+        assert_eq!(p.allocate("n", "a2").unwrap(), ip("172.28.5.2"));
+        // a static address may lie outside the range, never on an aux address
+        p.allocate_exact("n", "b", ip("172.28.9.9")).unwrap();
+        let e = p.allocate_exact("n", "c", ip("172.28.1.5")).unwrap_err();
+        assert!(e.to_string().contains("auxiliary"), "{e}");
+        let outside = Ipam::new("172.28.0.0/16".parse().unwrap(), ip("172.28.0.1"))
+            .unwrap()
+            .restrict(Some("10.0.0.0/24".parse().unwrap()), vec![]);
+        assert!(matches!(outside, Err(Error::RangeOutsideSubnet { .. })));
+        let aux = Ipam::new("172.28.0.0/16".parse().unwrap(), ip("172.28.0.1"))
+            .unwrap()
+            .restrict(None, vec![ip("10.0.0.1")]);
+        assert!(matches!(aux, Err(Error::AuxAddressOutsideSubnet { .. })));
     }
 
     #[test]

@@ -36,8 +36,8 @@ pub use error::{Error, Result};
 pub use host::{FirewallBackend, Host, LinuxHost, Netns, Plug, Recorder};
 pub use ipnet::{carve, Ipv4Net};
 pub use manager::{
-    host_veth_name, mac_for, AttachRequest, Config, ContainerFiles, NetworkManager, NetworkSpec,
-    DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_POOL,
+    host_veth_name, mac_for, parse_mac, AttachRequest, Config, ContainerFiles, NetworkManager,
+    NetworkSpec, DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_POOL,
 };
 pub use ports::{PortMapping, Protocol};
-pub use state::{Endpoint, Network};
+pub use state::{Endpoint, Network, NetworkMeta};

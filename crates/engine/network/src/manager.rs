@@ -65,6 +65,8 @@ pub struct NetworkSpec {
     pub gateway: Option<Ipv4Addr>,
     /// No egress masquerading, no forwarding off the bridge.
     pub internal: bool,
+    /// Labels, options, ip range and aux addresses (checked against the subnet).
+    pub meta: crate::NetworkMeta,
 }
 
 /// What to attach with [`NetworkManager::attach`].
@@ -83,6 +85,8 @@ pub struct AttachRequest {
     /// Give the container its default route through this network (its
     /// first one); networks connected later reach only their subnet.
     pub default_route: bool,
+    /// A fixed MAC address, else one derived from the IP address.
+    pub mac: Option<[u8; 6]>,
 }
 
 impl AttachRequest {
@@ -97,6 +101,7 @@ impl AttachRequest {
             ip: None,
             ports: Vec::new(),
             default_route: true,
+            mac: None,
         }
     }
 }
@@ -150,6 +155,26 @@ fn valid_ifname(s: &str) -> bool {
 pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
     let o = ip.octets();
     [0x02, 0x53, o[0], o[1], o[2], o[3]]
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (a unicast address: a container's).
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let bad = || Error::InvalidMac(s.to_string());
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if m[0] & 1 == 1 {
+        return Err(bad());
+    }
+    Ok(m)
 }
 
 fn mac_string(m: [u8; 6]) -> String {
@@ -264,7 +289,9 @@ impl<H: Host> NetworkManager<H> {
     }
 
     async fn create_inner(&self, spec: NetworkSpec, user_defined: bool) -> Result<Network> {
-        if !valid_name(&spec.name, 64) {
+        // Docker allows spaces inside network names ("test 01"); they are
+        // only ever quoted (nft comments) or hashed (bridge, veth names).
+        if !valid_name(&spec.name.replace(' ', "_"), 64) || spec.name.ends_with(' ') {
             return Err(Error::InvalidName(spec.name));
         }
         let span = info_span!("network_create", network = %spec.name);
@@ -316,7 +343,10 @@ impl<H: Host> NetworkManager<H> {
                 .gateway
                 .or_else(|| subnet.nth(1))
                 .unwrap_or(subnet.addr());
-            let ipam = Ipam::new(subnet, gateway)?;
+            let ipam = Ipam::new(subnet, gateway)?.restrict(
+                spec.meta.ip_range,
+                spec.meta.aux_addresses.values().copied().collect(),
+            )?;
             let network = Network {
                 name: spec.name.clone(),
                 bridge,
@@ -324,6 +354,7 @@ impl<H: Host> NetworkManager<H> {
                 gateway,
                 user_defined,
                 internal: spec.internal,
+                meta: spec.meta.clone(),
             };
             self.host
                 .ensure_bridge(&network.bridge, gateway, subnet.prefix())
@@ -479,7 +510,7 @@ impl<H: Host> NetworkManager<H> {
                 }
                 None => ns.ipam.allocate(&network.name, &req.container_id)?,
             };
-            let mac = mac_for(ip);
+            let mac = req.mac.unwrap_or_else(|| mac_for(ip));
             let ep = Endpoint {
                 network: network.name.clone(),
                 container_id: req.container_id.clone(),
@@ -713,6 +744,52 @@ mod tests {
         Netns::Path("/run/netns/x".into())
     }
 
+    #[test]
+    fn macs_parse_only_as_unicast_hex_pairs() {
+        assert_eq!(
+            parse_mac("02:42:AC:11:00:02").unwrap(),
+            [0x02, 0x42, 0xac, 0x11, 0x00, 0x02]
+        );
+        for bad in [
+            "",
+            "02:42:ac:11:00",
+            "02:42:ac:11:00:2",
+            "01:00:5e:00:00:01",
+            "zz:42:ac:11:00:02",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fixed_mac_and_the_network_meta_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        let mut meta = crate::NetworkMeta::default();
+        meta.labels.insert("a".into(), "b".into());
+        meta.ip_range = Some("198.18.7.128/25".parse().unwrap());
+        let n = m
+            .create(NetworkSpec {
+                name: "metanet".into(),
+                subnet: Some("198.18.7.0/24".parse().unwrap()),
+                meta: meta.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(n.meta, meta);
+        let mut req = AttachRequest::new("metanet", "c1", ns());
+        req.mac = Some([0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
+        let ep = m.attach(req).await.unwrap();
+        assert_eq!(ep.mac, "02:42:ac:11:00:02");
+        // from the range; its first address is a host address of the subnet
+        assert_eq!(ep.ip.to_string(), "198.18.7.128");
+        // kept across a restart of the manager
+        drop(m);
+        let m = manager(dir.path());
+        assert_eq!(m.get("metanet").await.unwrap().meta, meta);
+    }
+
     #[tokio::test]
     async fn default_network_carves_around_host_routes() {
         let dir = tempfile::tempdir().unwrap();
@@ -769,6 +846,12 @@ mod tests {
         );
         let e = m.create(spec("../x", "198.18.2.0/24")).await.unwrap_err();
         assert!(matches!(e, Error::InvalidName(_)), "{e}");
+        for bad in [" x", "x ", "a\"b"] {
+            let e = m.create(spec(bad, "198.18.2.0/24")).await.unwrap_err();
+            assert!(matches!(e, Error::InvalidName(_)), "{bad:?}: {e}");
+        }
+        m.create(spec("test 01", "198.18.2.0/24")).await.unwrap();
+        m.remove("test 01").await.unwrap();
         let mut s = spec("c", "198.18.3.0/24");
         s.bridge = Some("way-too-long-bridge".into());
         assert!(matches!(

@@ -30,6 +30,26 @@ pub struct Network {
     /// Internal networks get no egress masquerading.
     #[serde(default)]
     pub internal: bool,
+    /// What the API shows back and the allocator honours; the engine's
+    /// business, kept here so a network is one record.
+    #[serde(default)]
+    pub meta: NetworkMeta,
+}
+
+/// A network's settings beyond addressing: labels, driver options, the
+/// dynamic range and reserved addresses (`docker network create --label,
+/// -o, --ip-range, --aux-address`), its creation time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkMeta {
+    pub labels: BTreeMap<String, String>,
+    pub options: BTreeMap<String, String>,
+    /// Dynamic addresses come from here (static ones from the whole subnet).
+    pub ip_range: Option<Ipv4Net>,
+    /// Named addresses never handed out.
+    pub aux_addresses: BTreeMap<String, Ipv4Addr>,
+    /// RFC 3339; empty for networks made before it was recorded.
+    pub created: String,
 }
 
 /// A container's interface on a network.
@@ -173,6 +193,7 @@ mod tests {
                     gateway: gw,
                     user_defined: true,
                     internal: false,
+                    meta: Default::default(),
                 },
                 ipam,
                 endpoints,

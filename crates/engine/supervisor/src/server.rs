@@ -81,7 +81,13 @@ struct Managed {
 struct ExecRec {
     status: ExecStatus,
     master: Option<OwnedFd>,
+    /// Order of creation (older exited execs are forgotten first).
+    seq: u64,
 }
+
+/// Exited execs remembered per container (for exec inspect); older ones are
+/// forgotten, so periodic execs (health checks) do not grow the table.
+const EXITED_EXECS_KEPT: usize = 64;
 
 struct Client {
     stream: UnixStream,
@@ -96,6 +102,7 @@ pub struct Supervisor {
     signals: SignalFd,
     containers: BTreeMap<String, Managed>,
     execs: BTreeMap<String, ExecRec>,
+    exec_seq: u64,
     clients: Vec<Client>,
     subscribers: Vec<UnixStream>,
     /// Pending restarts: when, which container.
@@ -222,6 +229,7 @@ impl Supervisor {
             signals,
             containers: BTreeMap::new(),
             execs: BTreeMap::new(),
+            exec_seq: 0,
             clients: Vec::new(),
             subscribers: Vec::new(),
             timers: Vec::new(),
@@ -986,6 +994,23 @@ impl Supervisor {
         }
     }
 
+    /// Drops the oldest exited execs of `container` beyond [`EXITED_EXECS_KEPT`].
+    fn forget_old_execs(&mut self, container: &str) {
+        let mut exited: Vec<(u64, String)> = self
+            .execs
+            .iter()
+            .filter(|(_, e)| e.status.container == container && !e.status.running)
+            .map(|(k, e)| (e.seq, k.clone()))
+            .collect();
+        if exited.len() < EXITED_EXECS_KEPT {
+            return;
+        }
+        exited.sort();
+        for (_, k) in &exited[..=exited.len() - EXITED_EXECS_KEPT] {
+            self.execs.remove(k);
+        }
+    }
+
     fn delete(&mut self, id: &str, force: bool) -> Result<(), Failure> {
         let m = self.get(id)?;
         if matches!(m.status.phase, Phase::Running | Phase::Paused) {
@@ -1098,8 +1123,17 @@ impl Supervisor {
             running: true,
             exit_code: None,
         };
-        self.execs
-            .insert(spec.exec_id.clone(), ExecRec { status, master });
+        self.forget_old_execs(&spec.container);
+        self.exec_seq += 1;
+        let seq = self.exec_seq;
+        self.execs.insert(
+            spec.exec_id.clone(),
+            ExecRec {
+                status,
+                master,
+                seq,
+            },
+        );
         Ok((
             Response::Fds {
                 count: fds.len() as u8,

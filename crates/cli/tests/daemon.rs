@@ -287,6 +287,94 @@ fn run_rm_exit_codes_and_stdin() {
     d.docker(&["rm", "nocmd"]).ok();
 }
 
+/// `--add-host`, `--dns*`, `--device` and `--privileged` as dockerd gives
+/// them, with bad values refused before anything is created.
+#[test]
+fn run_hosts_dns_devices_and_privileged() {
+    let d = Daemon::start("daemon-hostcfg");
+    d.load_busybox();
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "gw:host-gateway",
+            "--dns",
+            "9.9.9.9",
+            "--dns-search",
+            "example.com",
+            "--dns-option",
+            "ndots:2",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /etc/hosts /etc/resolv.conf; ip route",
+        ])
+        .ok();
+    assert!(out.stdout.contains("10.1.2.3\tdb\n"), "{out}");
+    let gw = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("default via "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no default route: {out}"));
+    assert!(out.stdout.contains(&format!("{gw}\tgw\n")), "{out}");
+    assert!(
+        out.stdout
+            .contains("search example.com\nnameserver 9.9.9.9\noptions ndots:2\n"),
+        "{out}"
+    );
+    // A host device under another name, usable there; a missing one refused.
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/null:/dev/mynull:rw",
+            "busybox",
+            "sh",
+            "-c",
+            "stat -c '%t:%T' /dev/mynull && echo x > /dev/mynull && echo ok",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "1:3\nok\n", "{out}");
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/strato-no-such",
+            "busybox",
+            "true",
+        ])
+        .code_is(125);
+    assert!(out.stderr.contains("/dev/strato-no-such"), "{out}");
+    // --privileged: every capability the daemon holds (no more: capset
+    // would refuse it), and the devices cgroup open.
+    let own = fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--privileged",
+            "busybox",
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ])
+        .ok();
+    assert_eq!(out.stdout.trim(), format!("CapEff:\t{bnd}"), "{out}");
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
+}
+
 #[test]
 fn detached_container_ps_exec_logs_port_stop_rm() {
     let d = Daemon::start("daemon-web");

@@ -14,7 +14,7 @@ use strato_network::{PortMapping, Protocol};
 use strato_supervisor::{ContainerStatus, Phase, RestartPolicy};
 
 use crate::engine::{CreateRequest, NetworkMode, Record};
-use crate::model::{ContainerConfig, MountSpec, ResourceUpdate, Resources};
+use crate::model::{ContainerConfig, DeviceSpec, MountSpec, ResourceUpdate, Resources};
 use crate::time;
 
 /// A signal given by name (`SIGHUP`, `HUP`, `hup`) or number.
@@ -305,6 +305,16 @@ pub fn create_request(
         oom_score_adj: i32::try_from(h.oom_score_adj).map_err(|_| {
             ApiError::bad_parameter(format!("invalid OomScoreAdj {}", h.oom_score_adj))
         })?,
+        extra_hosts: extra_hosts(h.extra_hosts.as_deref().unwrap_or_default())?,
+        dns: dns_servers(h.dns.as_deref().unwrap_or_default())?,
+        dns_search: h.dns_search.clone().unwrap_or_default(),
+        dns_options: h.dns_options.clone().unwrap_or_default(),
+        devices: h
+            .devices
+            .iter()
+            .flatten()
+            .map(device)
+            .collect::<Result<_, _>>()?,
         ..Default::default()
     };
     let network = match h.network_mode.as_str() {
@@ -936,9 +946,139 @@ pub fn image_config(cfg: &oci_spec::image::Config) -> api::ContainerConfig {
     }
 }
 
+/// `--add-host NAME:IP` (or `NAME=IP`): the name checked as a host name, the
+/// address as IPv4/IPv6 or `host-gateway` (the container's gateway).
+fn extra_hosts(list: &[String]) -> Result<Vec<(String, String)>, ApiError> {
+    list.iter()
+        .map(|e| {
+            let bad = || {
+                ApiError::bad_parameter(format!(
+                    "invalid extra host {e:?}: use NAME:IP, e.g. db:10.0.0.5 or gw:host-gateway"
+                ))
+            };
+            let (name, ip) = e
+                .split_once('=')
+                .or_else(|| e.split_once(':'))
+                .ok_or_else(bad)?;
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            let name_ok = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !name_ok || (ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err()) {
+                return Err(bad());
+            }
+            Ok((name.to_string(), ip.to_string()))
+        })
+        .collect()
+}
+
+/// `--dns` addresses, checked.
+fn dns_servers(list: &[String]) -> Result<Vec<String>, ApiError> {
+    list.iter()
+        .map(|d| {
+            d.parse::<std::net::IpAddr>()
+                .map(|ip| ip.to_string())
+                .map_err(|_| {
+                    ApiError::bad_parameter(format!(
+                        "{d} is not an ip address: give --dns an IPv4 or IPv6 address"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// `--device HOST[:CONTAINER[:PERMS]]`: the host node's type and numbers.
+fn device(d: &strato_api::types::DeviceMapping) -> Result<DeviceSpec, ApiError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let host = &d.path_on_host;
+    let meta = std::fs::metadata(host).map_err(|e| {
+        ApiError::bad_parameter(format!(
+            "error gathering device information while adding custom device {host:?}: {e}"
+        ))
+    })?;
+    let ft = meta.file_type();
+    let kind = if ft.is_char_device() {
+        "c"
+    } else if ft.is_block_device() {
+        "b"
+    } else {
+        return Err(ApiError::bad_parameter(format!(
+            "{host:?} is not a device node: --device takes a character or block device"
+        )));
+    };
+    let path = if d.path_in_container.is_empty() {
+        host.clone()
+    } else {
+        d.path_in_container.clone()
+    };
+    if !path.starts_with('/') {
+        return Err(ApiError::bad_parameter(format!(
+            "device path {path:?} in the container must be absolute"
+        )));
+    }
+    let access = if d.cgroup_permissions.is_empty() {
+        "rwm".to_string()
+    } else {
+        d.cgroup_permissions.clone()
+    };
+    if access.is_empty() || !access.chars().all(|c| "rwm".contains(c)) {
+        return Err(ApiError::bad_parameter(format!(
+            "invalid device permissions {access:?}: use some of r, w and m"
+        )));
+    }
+    let rdev = meta.rdev();
+    Ok(DeviceSpec {
+        path,
+        kind: kind.into(),
+        major: libc::major(rdev) as u64,
+        minor: libc::minor(rdev) as u64,
+        mode: meta.mode() & 0o7777,
+        access,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_hosts_and_dns_servers_are_checked() {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            extra_hosts(&v(&[
+                "db:10.0.0.5",
+                "v6=::1",
+                "gw:host-gateway",
+                "b:[fe80::1]"
+            ]))
+            .unwrap(),
+            vec![
+                ("db".into(), "10.0.0.5".into()),
+                ("v6".into(), "::1".into()),
+                ("gw".into(), "host-gateway".into()),
+                ("b".into(), "fe80::1".into())
+            ]
+        );
+        for bad in [
+            "db",
+            "db:300.1.1.1",
+            ":1.2.3.4",
+            "a b:1.2.3.4",
+            "x:\n1.2.3.4",
+        ] {
+            let e = extra_hosts(&v(&[bad])).unwrap_err();
+            assert!(e.to_string().contains("NAME:IP"), "{bad}: {e}");
+        }
+        assert_eq!(
+            dns_servers(&v(&["9.9.9.9", "2001:db8::1"])).unwrap().len(),
+            2
+        );
+        assert!(dns_servers(&v(&["dns.example"]))
+            .unwrap_err()
+            .to_string()
+            .contains("not an ip address"));
+    }
 
     fn body(json: &str) -> api::ContainerCreateConfig {
         serde_json::from_str(json).unwrap()

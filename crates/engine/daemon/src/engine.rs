@@ -887,11 +887,12 @@ impl Engine {
                 self.set_endpoints(r);
                 self.serve_dns_for(&network).await;
                 let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-                let files = self
+                let mut files = self
                     .net
                     .container_files(&network, &id, &cfg.hostname, &host_resolv)
                     .await
                     .map_err(internal)?;
+                own_etc_lines(&cfg, ep_gateway(r), &mut files);
                 for (name, text) in [
                     ("hosts", &files.hosts),
                     ("resolv.conf", &files.resolv_conf),
@@ -1254,11 +1255,12 @@ impl Engine {
         if running {
             // The files are bind-mounted: rewritten in place.
             let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-            if let Ok(files) = self
+            if let Ok(mut files) = self
                 .net
                 .container_files(network, &r.id, &r.config.hostname, &host_resolv)
                 .await
             {
+                own_etc_lines(&r.config, ep_gateway(&r), &mut files);
                 let dir = self.dir(&r.id);
                 for (name, text) in [("hosts", &files.hosts), ("resolv.conf", &files.resolv_conf)] {
                     if let Err(e) = fs::write(dir.join(name), text) {
@@ -1663,4 +1665,56 @@ fn start_failure_code(msg: &str) -> i32 {
     } else {
         128
     }
+}
+
+/// The gateway of a container's first network, if it has one.
+fn ep_gateway(r: &Record) -> Option<std::net::Ipv4Addr> {
+    r.endpoint.as_ref().map(|ep| ep.gateway)
+}
+
+/// The container's own lines in its /etc files: `--add-host` entries after
+/// the network's hosts (`host-gateway` as the network's gateway), and
+/// `--dns`, `--dns-search`, `--dns-option` in place of the host's.
+fn own_etc_lines(
+    cfg: &ContainerConfig,
+    gateway: Option<std::net::Ipv4Addr>,
+    files: &mut strato_network::ContainerFiles,
+) {
+    for (name, ip) in &cfg.extra_hosts {
+        let ip = match (ip.as_str(), gateway) {
+            ("host-gateway", Some(gw)) => gw.to_string(),
+            ("host-gateway", None) => continue,
+            _ => ip.clone(),
+        };
+        files.hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    if cfg.dns.is_empty() && cfg.dns_search.is_empty() && cfg.dns_options.is_empty() {
+        return;
+    }
+    let mut servers = Vec::new();
+    let mut search = None;
+    let mut options = None;
+    for line in files.resolv_conf.lines() {
+        match line.split_whitespace().next() {
+            Some("nameserver") => servers.push(line.to_string()),
+            Some("search") | Some("domain") => search = Some(line.to_string()),
+            Some("options") => options = Some(line.to_string()),
+            _ => {}
+        }
+    }
+    if !cfg.dns.is_empty() {
+        servers = cfg.dns.iter().map(|d| format!("nameserver {d}")).collect();
+    }
+    if !cfg.dns_search.is_empty() {
+        search = Some(format!("search {}", cfg.dns_search.join(" ")));
+    }
+    if !cfg.dns_options.is_empty() {
+        options = Some(format!("options {}", cfg.dns_options.join(" ")));
+    }
+    let mut out = String::new();
+    for l in search.iter().chain(servers.iter()).chain(options.iter()) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    files.resolv_conf = out;
 }

@@ -32,6 +32,21 @@ pub struct MountSpec {
     pub options: Vec<String>,
 }
 
+/// A host device given to the container (`--device`), resolved at create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSpec {
+    /// Where it appears in the container.
+    pub path: String,
+    /// `c` or `b`.
+    pub kind: String,
+    pub major: u64,
+    pub minor: u64,
+    /// The node's permission bits on the host.
+    pub mode: u32,
+    /// cgroup access: some of `r`, `w`, `m`.
+    pub access: String,
+}
+
 /// Resource limits (Docker's HostConfig resource fields).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
@@ -180,6 +195,20 @@ pub struct ContainerConfig {
     /// Groups added with `--group-add`.
     pub group_add: Vec<String>,
     pub oom_score_adj: i32,
+    /// `--add-host NAME:IP` lines for /etc/hosts (IP may be `host-gateway`).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--dns`, `--dns-search`, `--dns-option`: replace the host's in
+    /// /etc/resolv.conf when given.
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// `--device`.
+    #[serde(default)]
+    pub devices: Vec<DeviceSpec>,
 }
 
 #[cfg(test)]

@@ -35,8 +35,13 @@ pub fn masked_paths() -> Vec<&'static str> {
     v
 }
 
+/// Every capability in the daemon's own bounding set (`--privileged`,
+/// `--cap-add ALL`): a container gets no more than the daemon holds, and
+/// asking for one the daemon lacks fails the container's `capset` (hosts
+/// that drop some, as sandboxes do, exist).
 fn all_caps() -> Vec<String> {
-    let mut v: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
+    let held = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
+    let mut v: Vec<String> = held.into_iter().map(|c| c.to_string()).collect();
     v.sort();
     v
 }
@@ -250,6 +255,10 @@ pub fn build(
     });
     if cfg.privileged {
         resources["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    } else if let Some(rules) = resources["devices"].as_array_mut() {
+        for d in &cfg.devices {
+            rules.push(json!({"allow": true, "type": d.kind, "major": d.major, "minor": d.minor, "access": d.access}));
+        }
     }
     for (k, v) in limits(r) {
         resources[k] = v;
@@ -261,6 +270,13 @@ pub fn build(
         "cgroupsPath": format!("/strato/{}", cfg.id),
         "sysctl": cfg.sysctls,
     });
+    if !cfg.devices.is_empty() {
+        linux["devices"] = cfg
+            .devices
+            .iter()
+            .map(|d| json!({"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor, "fileMode": d.mode, "uid": 0, "gid": 0}))
+            .collect();
+    }
     if !cfg.privileged {
         linux["maskedPaths"] = json!(masked_paths());
         linux["readonlyPaths"] = json!(strato_container::specgen::READONLY_PATHS);

@@ -375,6 +375,60 @@ fn run_hosts_dns_devices_and_privileged() {
     assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
 }
 
+/// `docker export`: the root filesystem (image and container layer), not
+/// volumes or /proc, of a running and of a stopped container.
+#[test]
+fn export_writes_the_root_filesystem_only() {
+    let d = Daemon::start("daemon-export");
+    d.load_busybox();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ex1",
+        "-v",
+        "/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /new; echo v > /data/vol; sleep 100",
+    ])
+    .ok();
+    let list = |name: &str| {
+        let tar = d.dir.join(format!("{name}.tar"));
+        d.docker(&["export", name, "-o", tar.to_str().unwrap()])
+            .ok();
+        let out = Command::new("tar").arg("tf").arg(&tar).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut names = String::new();
+    eventually("the container wrote /new", || {
+        names = list("ex1");
+        names.lines().any(|l| l == "new")
+    });
+    assert!(names.lines().any(|l| l == "bin/busybox"), "{names}");
+    assert!(
+        !names.contains("data/vol"),
+        "volume content exported: {names}"
+    );
+    assert!(!names.contains("proc/self"), "/proc exported: {names}");
+    d.docker(&["rm", "-f", "ex1"]).ok();
+    d.docker(&[
+        "run",
+        "--name",
+        "ex2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /stopped",
+    ])
+    .ok();
+    let names = list("ex2");
+    assert!(names.lines().any(|l| l == "stopped"), "{names}");
+    d.docker(&["rm", "ex2"]).ok();
+}
+
 #[test]
 fn detached_container_ps_exec_logs_port_stop_rm() {
     let d = Daemon::start("daemon-web");

@@ -335,6 +335,13 @@ impl Server {
             (&M::POST, ["images", "prune"]) => {
                 Ok(json(StatusCode::OK, &b.images_prune(q.filters()?).await?))
             }
+            // `docker system prune` and `docker builder prune` clear the build
+            // cache; this engine keeps none (it has no builder yet), so the
+            // true answer is that nothing was deleted.
+            (&M::POST, ["build", "prune"]) => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}),
+            )),
             (&M::GET, ["images", "search"]) => Err(ApiError::not_implemented(
                 "image search is not implemented by this engine",
             )),

@@ -747,3 +747,14 @@ where
         .send_request(r.body(Full::new(Bytes::new())).unwrap())
         .await
 }
+
+#[tokio::test]
+async fn build_prune_reports_an_empty_cache() {
+    let d = Daemon::start().await;
+    let r = d.send(req("POST", "/v1.44/build/prune", "")).await;
+    assert_eq!(r.status(), 200);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["SpaceReclaimed"], 0);
+    assert_eq!(v["CachesDeleted"], serde_json::json!([]));
+}

@@ -1835,6 +1835,28 @@ impl Backend for EngineBackend {
             .map_err(ApiError::from)
     }
 
+    async fn container_export(&self, id: &str) -> Result<ByteStream, ApiError> {
+        let r = self.rec(id)?;
+        let src = copy::RootSource::for_export(&self.engine, &r);
+        let name = r.name.clone();
+        let (stat_tx, stat_rx) = tokio::sync::oneshot::channel();
+        let (mut w, stream) = BodyWriter::new();
+        let done = copy::spawn(src, move |root| {
+            let res = copy::archive(root, "/", &name, stat_tx, &mut w);
+            if let Err(e) = &res {
+                w.fail(std::io::Error::other(e.to_string()));
+            }
+            res
+        });
+        match stat_rx.await {
+            Ok(_) => Ok(stream),
+            Err(_) => Err(match done.await {
+                Ok(Err(e)) => e.into(),
+                _ => ApiError::internal("the export thread ended early"),
+            }),
+        }
+    }
+
     async fn container_archive_get(
         &self,
         id: &str,

@@ -105,6 +105,21 @@ impl RootSource {
     }
 }
 
+impl RootSource {
+    /// The root filesystem alone, as `docker export` writes it: the image
+    /// and the container's layer, without volumes, binds or /proc. The
+    /// container's own rootfs mount, as the host sees it, is exactly that
+    /// (its other mounts live in its own namespace); a container without
+    /// one gets its layers mounted on a scratch directory.
+    pub fn for_export(engine: &Engine, r: &Record) -> RootSource {
+        let (mut src, _) = RootSource::of(engine, r);
+        src.pid = None;
+        src.mounts.clear();
+        src.mounted = Some(engine.bundle_path(&r.id).join("rootfs")).filter(|p| is_mountpoint(p));
+        src
+    }
+}
+
 impl From<CopyError> for ApiError {
     fn from(e: CopyError) -> ApiError {
         match e {

@@ -91,6 +91,10 @@ pub struct PaasArgs {
     /// Seconds a leaving member may finish its requests.
     #[arg(long = "paas-drain-timeout", default_value_t = 30, hide = true)]
     pub drain_timeout: u64,
+    /// Members created and started at once (engine calls in flight).
+    #[arg(long = "paas-engine-parallel", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub engine_parallel: u16,
 }
 
 enum Listen {
@@ -298,6 +302,7 @@ async fn start_paas(
     let config = strato_paas::Config {
         port_offset: p.port_offset,
         drain_timeout: std::time::Duration::from_secs(p.drain_timeout),
+        engine_parallel: usize::from(p.engine_parallel),
         scaling: strato_paas_model::scaling::ScalingConfig {
             cooldown_ms: p.cooldown_ms,
             window_ms: p.window_ms,

@@ -66,6 +66,9 @@ pub trait Engine: Send + Sync + 'static {
     fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Every container labelled as a PaaS member, running or not.
     fn list(&self) -> impl Future<Output = Result<Vec<ContainerInfo>, EngineError>> + Send;
+    /// The address of a container on its network (`None` before it has one).
+    fn address(&self, id: &str)
+        -> impl Future<Output = Result<Option<IpAddr>, EngineError>> + Send;
     /// Kills and removes a container; one already gone is not an error.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Resource use of a running container.
@@ -146,6 +149,18 @@ impl Engine for ClientEngine {
                 id: c.id,
             })
             .collect())
+    }
+
+    async fn address(&self, id: &str) -> Result<Option<IpAddr>, EngineError> {
+        let c = self
+            .client
+            .container_inspect(id)
+            .await
+            .map_err(|e| err(&format!("inspect container {id}"), e))?;
+        let n = &c.network_settings;
+        Ok(std::iter::once(n.ip_address.as_str())
+            .chain(n.networks.values().map(|e| e.ip_address.as_str()))
+            .find_map(|a| a.parse().ok()))
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {

@@ -551,6 +551,22 @@ fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
     assert_eq!(listed, N, "every member is decided at once");
     assert!(with_container <= N && active < N);
 
+    // The cartridge's limits hold (the CPU limit is set once it runs).
+    let rt = runtime("deploy").expect("deployed");
+    let container = rt["clusters"][0]["members"][0]["containerId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let limits = d
+        .strato(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}",
+            &container,
+        ])
+        .ok();
+    assert_eq!(limits.stdout.trim(), "10000000 16777216", "{limits}");
+
     // All Active means all in the load balancer.
     d.until(10, "the load balancer to serve many-app", || {
         get(port, "/member.txt").is_ok_and(|p| p.contains("tiny-"))

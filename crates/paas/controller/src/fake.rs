@@ -14,6 +14,8 @@ pub struct FakeContainer {
     pub spec: CreateSpec,
     pub running: bool,
     pub ip: IpAddr,
+    /// The CPU limit set on it, thousandths of a CPU.
+    pub cpu_limit: Option<u64>,
 }
 
 #[derive(Default)]
@@ -82,6 +84,7 @@ impl Engine for Fake {
                 spec: spec.clone(),
                 running: false,
                 ip: IpAddr::from([10, 9, (n >> 8) as u8, n as u8]),
+                cpu_limit: None,
             },
         );
         Ok(id)
@@ -107,6 +110,15 @@ impl Engine for Fake {
                 ip: Some(c.ip),
             })
             .collect())
+    }
+    async fn limit_cpu(&self, id: &str, millis: u64) -> Result<(), EngineError> {
+        match self.state().containers.get_mut(id) {
+            Some(c) => {
+                c.cpu_limit = Some(millis);
+                Ok(())
+            }
+            None => Err(EngineError(format!("no container {id}"))),
+        }
     }
     async fn address(&self, id: &str) -> Result<Option<IpAddr>, EngineError> {
         match self.state().containers.get(id) {

@@ -82,6 +82,11 @@ async fn deploys_in_startup_order_and_members_become_active() {
     assert!(php.env.contains(&"PORT=80".to_owned()), "{:?}", php.env);
     assert_eq!(php.memory_bytes, Some(128 << 20));
     assert_eq!(php.cpu_millis, Some(500));
+    assert_eq!(
+        fake.running_in(PHP)[0].cpu_limit,
+        Some(500),
+        "set once started"
+    );
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     assert_eq!(rt.status, DeploymentStatus::Active);
     // The member is in its pool.

@@ -878,6 +878,19 @@ impl<E: Engine> Controller<E> {
             }
             return;
         }
+        // Members retired while their records were being written (an
+        // undeploy right after the decision) must not leave records behind.
+        let gone: Vec<&str> = {
+            let state = lock(&self.inner.state);
+            batch
+                .iter()
+                .filter(|l| !state.members.contains_key(&l.id))
+                .map(|l| l.id.as_str())
+                .collect()
+        };
+        if !gone.is_empty() {
+            let _ = lock(&self.inner.store).defer_members(&[], &gone);
+        }
         for l in batch {
             let status = lock(&self.inner.state)
                 .members

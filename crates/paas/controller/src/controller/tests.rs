@@ -412,3 +412,42 @@ async fn a_large_deployment_launches_through_bounded_slots_while_the_runtime_ans
         .values()
         .all(|r| r.status == MemberStatus::Active && r.container_id.is_some()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_running_member_whose_record_lagged_behind_is_adopted_and_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let offset = free_offset();
+    {
+        let ctl = controller(&fake, dir.path(), offset);
+        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+            .unwrap();
+        let base = now_ms();
+        for i in 0..4 {
+            tick(&ctl, base, i).await;
+        }
+        // A crash before the deferred changes reached the disk: the
+        // record still says Created, though the container runs.
+        let store = lock(&ctl.inner.store);
+        let mut recs = store.members().unwrap();
+        for r in recs.values_mut() {
+            r.status = MemberStatus::Created;
+        }
+        let recs: Vec<MemberRecord> = recs.into_values().collect();
+        store.write_members(&recs, &[]).unwrap();
+        drop(store);
+        ctl.shutdown();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before: Vec<String> = fake.state().containers.keys().cloned().collect();
+    let ctl = controller(&fake, dir.path(), offset);
+    ctl.restore().await.unwrap();
+    let base = now_ms();
+    for i in 0..3 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
+    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
+    let after: Vec<String> = fake.state().containers.keys().cloned().collect();
+    assert_eq!(after, before, "adopted, not replaced");
+}

@@ -38,7 +38,7 @@ cleanup() {
         s application undeploy php-mysql-app --wait >/dev/null 2>&1 || true
         kill "$daemon_pid" 2>/dev/null || true
         wait "$daemon_pid" 2>/dev/null || true
-        pkill -f "strato supervisor --root $work/exec/supervisor" 2>/dev/null || true
+        pkill -f " supervisor --root $work/exec/supervisor" 2>/dev/null || true
     fi
     for m in $(awk -v w="$work" '$5 ~ "^"w {print $5}' /proc/self/mountinfo | sort -r); do umount -l "$m" 2>/dev/null || true; done
     ip link del strato-mb0 2>/dev/null || true

@@ -4,6 +4,8 @@
 #
 #   bench/paas-members.sh                   # MEMBERS=200
 #   MEMBERS=50 STRATO=/path/to/strato bench/paas-members.sh
+#   STRATO_LOG=strato_paas=debug DAEMON_LOG=/tmp/d.log bench/paas-members.sh
+#   PARALLEL=16 bench/paas-members.sh       # --paas-engine-parallel (default 8)
 #
 # A daemon with the PaaS on its own sockets, data root, bridge (a /22, room
 # for 1000 members) and nft table runs `strato up` once (it builds the sample
@@ -18,7 +20,8 @@ set -euo pipefail
 MEMBERS=${MEMBERS:-200}
 OFFSET=${OFFSET:-1800}
 . "$(dirname "$0")/paas-daemon.sh"
-paas_daemon mb 100.78.0.0/16 22 "$OFFSET" members-app php-mysql-app
+paas_daemon mb 100.78.0.0/16 22 "$OFFSET" members-app php-mysql-app -- \
+    ${PARALLEL:+--paas-engine-parallel "$PARALLEL"}
 echo "strato up (sample image and definitions)..." >&2
 s up --timeout 120 >"$work/up.log" 2>&1 || { cat "$work/up.log" "$work/daemon.log" >&2; exit 1; }
 s application undeploy php-mysql-app --wait >/dev/null
@@ -46,9 +49,17 @@ s cartridge add -f "$work/cartridge.json" >/dev/null
 s policy deployment add -f "$work/deployment.json" >/dev/null
 s application add -f "$work/application.json" >/dev/null
 
+# Active members; the slowest answer of the runtime call (the PaaS API must
+# stay responsive during a deploy) is kept in $work/slowest.
+echo 0 >"$work/slowest"
 active() {
-    s application runtime members-app 2>/dev/null |
-        python3 -c 'import json,sys; print(sum(m["status"] == "Active" for c in json.load(sys.stdin)["clusters"] for m in c["members"]))' 2>/dev/null || echo 0
+    local a b
+    a=$(date +%s.%N)
+    s application runtime members-app >"$work/runtime.json" 2>/dev/null || true
+    b=$(date +%s.%N)
+    awk -v d="$(echo "$b - $a" | bc)" '{ if (d > $1) print d; else print $1 }' "$work/slowest" >"$work/slowest.n"
+    mv "$work/slowest.n" "$work/slowest"
+    python3 -c 'import json,sys; print(sum(m["status"] == "Active" for c in json.load(sys.stdin)["clusters"] for m in c["members"]))' <"$work/runtime.json" 2>/dev/null || echo 0
 }
 t0=$(date +%s.%N)
 s application deploy members-app application-policy-local >/dev/null
@@ -72,3 +83,4 @@ s application undeploy members-app --wait >/dev/null
 t2=$(date +%s.%N)
 printf 'deploy of %d members until all Active: %.1f s; undeploy until gone: %.1f s\n' \
     "$MEMBERS" "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)"
+printf 'slowest answer of the PaaS runtime call during the deploy: %.2f s\n' "$(cat "$work/slowest")"

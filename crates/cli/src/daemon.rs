@@ -108,6 +108,10 @@ pub struct PaasArgs {
     /// Seconds a leaving member may finish its requests.
     #[arg(long = "paas-drain-timeout", default_value_t = 30, hide = true)]
     pub drain_timeout: u64,
+    /// Members created and started at once (engine calls in flight).
+    #[arg(long = "paas-engine-parallel", default_value_t = 8,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub engine_parallel: u16,
 }
 
 enum Listen {
@@ -299,14 +303,19 @@ async fn serve(
         },
     };
     tracing::info!("daemon stopping; containers keep running under the supervisor");
-    if let Some((ctl, sock)) = paas {
+    let mut paas_rt = None;
+    if let Some((ctl, sock, rt)) = paas {
         ctl.shutdown();
         if let Some(s) = sock {
             let _ = std::fs::remove_file(s);
         }
+        paas_rt = Some(rt);
     }
     tasks.abort_all();
     paas_tasks.abort_all();
+    if let Some(rt) = paas_rt {
+        rt.shutdown_background();
+    }
     for s in sockets {
         let _ = std::fs::remove_file(s);
     }
@@ -316,10 +325,13 @@ async fn serve(
 type Paas = (
     strato_paas::Controller<strato_paas::ClientEngine>,
     Option<PathBuf>,
+    tokio::runtime::Runtime,
 );
 
-/// Opens the PaaS store and starts the controller and its API as tasks of
-/// the daemon. The controller drives the engine through the daemon's own
+/// Opens the PaaS store and starts the controller, its API and its load
+/// balancers on a runtime of their own (two threads named `strato-paas`):
+/// however busy the engine's threads are with container starts, the PaaS
+/// API answers. The controller drives the engine through the daemon's own
 /// unix socket, as any client does, so the engine code knows nothing of it.
 async fn start_paas(
     args: &DaemonArgs,
@@ -340,6 +352,7 @@ async fn start_paas(
     let config = strato_paas::Config {
         port_offset: p.port_offset,
         drain_timeout: std::time::Duration::from_secs(p.drain_timeout),
+        engine_parallel: usize::from(p.engine_parallel),
         scaling: strato_paas_model::scaling::ScalingConfig {
             cooldown_ms: p.cooldown_ms,
             window_ms: p.window_ms,
@@ -348,6 +361,31 @@ async fn start_paas(
         ..Default::default()
     };
     let ctl = strato_paas::Controller::new(strato_paas::ClientEngine::new(client), store, config);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("strato-paas")
+        .enable_all()
+        .build()
+        .context("start the PaaS runtime")?;
+    match serve_paas(args, &ctl, tasks, rt.handle()) {
+        Ok(socket) => Ok((ctl, socket, rt)),
+        Err(e) => {
+            // Not dropped here: a runtime may not be dropped inside another.
+            rt.shutdown_background();
+            Err(e)
+        }
+    }
+}
+
+/// Spawns the PaaS API and the controller's loop on `rt`; returns the API's
+/// unix socket, if it has one.
+fn serve_paas(
+    args: &DaemonArgs,
+    ctl: &strato_paas::Controller<strato_paas::ClientEngine>,
+    tasks: &mut tokio::task::JoinSet<Result<(), String>>,
+    rt: &tokio::runtime::Handle,
+) -> anyhow::Result<Option<PathBuf>> {
+    let p = &args.paas;
     let mut socket = None;
     if let Some(path) = p.host.strip_prefix("unix://") {
         if !path.starts_with('/') {
@@ -361,26 +399,35 @@ async fn start_paas(
             std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         }
         tracing::info!(socket = %path.display(), "serving the PaaS API");
-        tasks.spawn(async move {
-            strato_paas::api::serve_unix(&path, c)
-                .await
-                .map_err(|e| format!("PaaS API on {}: {e}", path.display()))
-        });
+        tasks.spawn_on(
+            async move {
+                strato_paas::api::serve_unix(&path, c)
+                    .await
+                    .map_err(|e| format!("PaaS API on {}: {e}", path.display()))
+            },
+            rt,
+        );
     } else if let Some(addr) = p.host.strip_prefix("tcp://") {
         let token = match args.token.as_deref() {
             Some(t) if !t.is_empty() => t.to_owned(),
             _ => bail!("--paas-host {}: a tcp listener needs --token TOKEN", p.host),
         };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .with_context(|| format!("--paas-host {}: listen", p.host))?;
         tracing::info!(addr, "serving the PaaS API over tcp (bearer token)");
         let c = ctl.clone();
-        tasks.spawn(async move {
-            strato_paas::api::serve_tcp(listener, c, token)
-                .await
-                .map_err(|e| format!("PaaS API: {e}"))
-        });
+        tasks.spawn_on(
+            async move {
+                // Registered with the PaaS runtime's reactor, where it is polled.
+                let listener = tokio::net::TcpListener::from_std(listener)
+                    .map_err(|e| format!("PaaS API: {e}"))?;
+                strato_paas::api::serve_tcp(listener, c, token)
+                    .await
+                    .map_err(|e| format!("PaaS API: {e}"))
+            },
+            rt,
+        );
     } else {
         bail!(
             "--paas-host {}: expected unix:///path or tcp://ADDR:PORT",
@@ -388,9 +435,12 @@ async fn start_paas(
         );
     }
     let c = ctl.clone();
-    tasks.spawn(async move {
-        c.run().await;
-        Ok(())
-    });
-    Ok((ctl, socket))
+    tasks.spawn_on(
+        async move {
+            c.run().await;
+            Ok(())
+        },
+        rt,
+    );
+    Ok(socket)
 }

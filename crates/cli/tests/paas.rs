@@ -34,9 +34,10 @@ struct Daemon {
     _ctx: Ctx,
 }
 
-/// A port offset under which the sample's proxy ports (8280, 13306) are free.
-fn free_offset() -> i32 {
-    let base = 20_000 + (std::process::id() % 20_000) as i32;
+/// A port offset under which the sample's proxy ports (8280, 13306) are
+/// free; test `k` of this binary searches its own range.
+fn free_offset(k: i32) -> i32 {
+    let base = 20_000 + (std::process::id() % 20_000) as i32 + k * 1_500;
     for k in 0..200 {
         let off = base + k * 7;
         let free = |p: i32| TcpListener::bind(("0.0.0.0", p as u16)).is_ok();
@@ -48,12 +49,14 @@ fn free_offset() -> i32 {
 }
 
 impl Daemon {
-    fn start(name: &str, offset: i32) -> Daemon {
+    /// A daemon for test `k` (0 or 1) of this binary: its own pool, bridge
+    /// and table, so the tests run side by side.
+    fn start(name: &str, offset: i32, k: u32) -> Daemon {
         let ctx = Ctx::new(name);
         let dir = ctx.dir().to_path_buf();
-        let n = std::process::id() % 240 + 10;
-        let bridge = format!("stp{}", std::process::id() % 100_000);
-        let table = format!("strato_p{}", std::process::id());
+        let n = std::process::id() % 120 + 10 + 120 * k;
+        let bridge = format!("stp{k}{}", std::process::id() % 100_000);
+        let table = format!("strato_p{k}{}", std::process::id());
         let exec_root = dir.join("exec");
         let args: Vec<String> = [
             "daemon".to_string(),
@@ -136,22 +139,16 @@ impl Daemon {
     /// `strato -H <daemon> --paas-host <its PaaS> ARGS` (flags after the verb
     /// for the PaaS verbs, which take `--paas-host` anywhere).
     fn strato(&self, args: &[&str]) -> Out {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_strato"));
-        c.arg("-H")
-            .arg(format!("unix://{}", self.dir.join("d.sock").display()))
-            .args(args)
-            .env(
-                "STRATO_PAAS_HOST",
-                format!("unix://{}", self.dir.join("p.sock").display()),
-            )
-            .env_remove("STRATO_HOST")
-            .env_remove("STRATO_TOKEN")
-            .stdin(Stdio::null());
-        run_out(c, args)
+        strato_at(&self.dir, args)
     }
 
     fn runtime(&self) -> Option<Value> {
-        let out = self.strato(&["application", "runtime", APP]);
+        self.runtime_of(APP)
+    }
+
+    /// `strato application runtime APP`: `None` once it is not deployed.
+    fn runtime_of(&self, app: &str) -> Option<Value> {
+        let out = self.strato(&["application", "runtime", app]);
         out.success()
             .then(|| serde_json::from_str(&out.stdout).expect("runtime JSON"))
     }
@@ -198,6 +195,22 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// `strato ARGS` against the daemon whose sockets are in `dir`.
+fn strato_at(dir: &Path, args: &[&str]) -> Out {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strato"));
+    c.arg("-H")
+        .arg(format!("unix://{}", dir.join("d.sock").display()))
+        .args(args)
+        .env(
+            "STRATO_PAAS_HOST",
+            format!("unix://{}", dir.join("p.sock").display()),
+        )
+        .env_remove("STRATO_HOST")
+        .env_remove("STRATO_TOKEN")
+        .stdin(Stdio::null());
+    run_out(c, args)
 }
 
 /// Runs `c` (at most [`CMD_TIMEOUT`]) and collects its output.
@@ -281,10 +294,10 @@ fn watch_lines(p: &Path) -> Vec<String> {
 #[test]
 fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
     rootfs_cache(); // makes sure a static busybox is installed for the sample image
-    let offset = free_offset();
+    let offset = free_offset(0);
     let php_port = (8280 + offset) as u16;
     let mysql_port = (13306 + offset) as u16;
-    let mut d = Daemon::start("paas-e2e", offset);
+    let mut d = Daemon::start("paas-e2e", offset, 0);
 
     // A live view, started before the deploy, records the startup order.
     let watch_file = d.dir.join("watch.txt");
@@ -418,6 +431,161 @@ fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
         lines.iter().any(|l| l.contains("applicationUndeployed")),
         "{lines:#?}"
     );
+}
+
+/// `(members listed, members with a container, members Active)` of a runtime answer.
+fn counts(rt: &Value) -> (usize, usize, usize) {
+    let members: Vec<&Value> = rt["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["members"].as_array().into_iter().flatten())
+        .collect();
+    let with_container = members
+        .iter()
+        .filter(|m| m["containerId"].is_string())
+        .count();
+    let active = members.iter().filter(|m| m["status"] == "Active").count();
+    (members.len(), with_container, active)
+}
+
+/// The PaaS API stays responsive while the controller launches and removes
+/// many members: every runtime call during the deploy and the undeploy
+/// answers (a hung call fails the test after 30 s, against the sub-second
+/// answers expected), and at least one answer catches the engine at work:
+/// members with containers, not yet all Active.
+#[test]
+fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
+    const N: usize = 24;
+    const MANY: &str = "many-app";
+    rootfs_cache();
+    let offset = free_offset(1);
+    let port = (8280 + offset) as u16;
+    let d = Daemon::start("paas-many", offset, 1);
+    let up = d.strato(&["up", "--timeout", "120"]);
+    assert!(up.success(), "{up}\n{}", tail(&d.log()));
+    d.strato(&["application", "undeploy", APP, "--wait"]).ok();
+
+    let write = |name: &str, json: String| {
+        let p = d.dir.join(name);
+        fs::write(&p, json).unwrap();
+        p.display().to_string()
+    };
+    let cartridge = write(
+        "tiny.json",
+        r#"{ "type": "tiny", "provider": "strato", "category": "framework",
+  "host": "strato.local", "displayName": "tiny", "description": "sample HTTP server, small",
+  "version": "1", "multiTenant": "false",
+  "portMapping": [ { "name": "http", "protocol": "http", "port": "80", "proxyPort": "8280" } ],
+  "iaasProvider": [ { "type": "strato", "imageId": "strato/sample-http:1", "property": [] } ],
+  "property": [ { "name": "cpu", "value": "10m" }, { "name": "memory", "value": "16Mi" } ] }"#
+            .into(),
+    );
+    let deployment = write(
+        "deployment.json",
+        format!(
+            r#"{{ "id": "deployment-policy-many", "networkPartitions": [ {{
+  "id": "network-partition-local", "partitionAlgo": "one-after-another",
+  "partitions": [ {{ "id": "partition-a", "partitionMax": {N} }} ] }} ] }}"#
+        ),
+    );
+    let application = write(
+        "many.json",
+        format!(
+            r#"{{ "applicationId": "{MANY}", "alias": "{MANY}", "multiTenant": false,
+  "components": {{ "cartridges": [ {{ "type": "tiny", "cartridgeMin": {N}, "cartridgeMax": {N},
+    "subscribableInfo": {{ "alias": "tiny", "autoscalingPolicy": "autoscaling-policy-web",
+      "deploymentPolicy": "deployment-policy-many" }} }} ] }} }}"#
+        ),
+    );
+    d.strato(&["cartridge", "add", "-f", &cartridge]).ok();
+    d.strato(&["policy", "deployment", "add", "-f", &deployment])
+        .ok();
+    d.strato(&["application", "add", "-f", &application]).ok();
+
+    // A runtime call that must answer; a hang fails here, not in the harness.
+    let runtime = |what: &str| -> Option<Value> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = d.dir.clone();
+        std::thread::spawn(move || {
+            let out = strato_at(&dir, &["application", "runtime", MANY]);
+            let _ = tx.send(
+                out.success()
+                    .then(|| serde_json::from_str::<Value>(&out.stdout).expect("runtime JSON")),
+            );
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the runtime call hung during the {what}; daemon log:\n{}",
+                    tail(&d.log())
+                )
+            })
+    };
+
+    d.strato(&["application", "deploy", MANY, "application-policy-local"])
+        .ok();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut answers = 0;
+    let mut at_work = None;
+    loop {
+        let rt = runtime("deploy").expect("deployed");
+        answers += 1;
+        let (listed, with_container, active) = counts(&rt);
+        if with_container > 0 && active < N && at_work.is_none() {
+            at_work = Some((listed, with_container, active));
+        }
+        if active == N {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all {N} members Active within 300 s: {rt:#}\n{}",
+            tail(&d.log())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (listed, with_container, active) =
+        at_work.expect("no runtime answer while the members were being launched");
+    assert!(answers >= 2, "{answers} answers");
+    assert_eq!(listed, N, "every member is decided at once");
+    assert!(with_container <= N && active < N);
+
+    // The cartridge's limits hold (the CPU limit is set once it runs).
+    let rt = runtime("deploy").expect("deployed");
+    let container = rt["clusters"][0]["members"][0]["containerId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let limits = d
+        .strato(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}",
+            &container,
+        ])
+        .ok();
+    assert_eq!(limits.stdout.trim(), "10000000 16777216", "{limits}");
+
+    // All Active means all in the load balancer.
+    d.until(10, "the load balancer to serve many-app", || {
+        get(port, "/member.txt").is_ok_and(|p| p.contains("tiny-"))
+    });
+
+    // Undeploy: the API keeps answering until the application is gone.
+    d.strato(&["application", "undeploy", MANY]).ok();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while let Some(rt) = runtime("undeploy") {
+        assert!(
+            Instant::now() < deadline,
+            "many-app still deployed after 120 s: {rt:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let left = d
+        .strato(&["ps", "-aq", "--filter", "label=strato.paas.member"])
+        .ok();
+    assert_eq!(left.stdout.trim(), "", "containers left: {left}");
 }
 
 /// A child process killed when the test ends, passed or failed.

@@ -365,6 +365,17 @@ impl Client {
             .await
     }
 
+    /// `POST /containers/{id}/update`: new resource limits, applied to a
+    /// running container at once.
+    pub async fn container_update(
+        &self,
+        id: &str,
+        update: &ContainerUpdate,
+    ) -> Result<ContainerUpdateResponse> {
+        self.post_json(&format!("/containers/{}/update", encode(id)), update)
+            .await
+    }
+
     /// `POST /containers/{id}/kill` with `signal` (default SIGKILL).
     pub async fn container_kill(&self, id: &str, signal: Option<&str>) -> Result<()> {
         let q = Query::new().opt("signal", signal);

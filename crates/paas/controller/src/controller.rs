@@ -25,20 +25,30 @@
 //! State that must survive a restart (definitions, deployments, member
 //! records) is in the store; on start the controller adopts the running
 //! containers its records name and the next tick replaces missing ones.
+//!
+//! Large deployments: the state lock is never held across an engine call,
+//! a probe or an fsync, so the API answers at any time. A scaling
+//! decision records all its new members in one durable commit (the record
+//! comes before the container); later member changes are deferred and
+//! made durable once per tick. Members are then launched through
+//! [`Config::engine_parallel`] engine slots, first come first served, and
+//! each is watched from its start until its port answers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::StreamExt;
 use strato_lb::{Algorithm, Pool, Protocol};
 use strato_paas_model::capacity::{self, Capacity, HostPool};
 use strato_paas_model::plan::{self, ClusterPlan, Placement, Plan};
 use strato_paas_model::scaling::{self, Action, Evaluation, Sample, ScalingConfig, ScalingState};
 use strato_paas_model::{Catalog, Change, Kind, ModelError};
 use strato_paas_store::{DeploymentStatus, MemberRecord, MemberStatus, Store, StoreError};
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, Notify, Semaphore};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::engine::{
     ContainerInfo, CreateSpec, Engine, LABEL_APPLICATION, LABEL_CLUSTER, LABEL_MEMBER,
@@ -61,6 +71,10 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How long a member may take from start to Active before it is replaced.
     pub start_timeout: Duration,
+    /// Engine calls in flight at once: member creates and starts (a
+    /// create and the start after it hold one slot), and per tick the
+    /// statistics reads. More only adds contention in the engine.
+    pub engine_parallel: usize,
 }
 
 impl Default for Config {
@@ -72,6 +86,7 @@ impl Default for Config {
             lb_addr: IpAddr::from([0, 0, 0, 0]),
             drain_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(120),
+            engine_parallel: 8,
         }
     }
 }
@@ -116,9 +131,32 @@ struct AppRt {
     clusters: BTreeMap<String, ClusterRt>,
 }
 
+/// When a member passed each step of its launch (for the timing logs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Timing {
+    /// The scaling decision that asked for it.
+    decided: Option<Instant>,
+    /// Its create request went to the engine (it had waited for a slot).
+    create_sent: Option<Instant>,
+    /// The engine created it; then started it.
+    created: Option<Instant>,
+    started: Option<Instant>,
+    /// Its port answered.
+    active: Option<Instant>,
+}
+
+fn ms(from: Option<Instant>, to: Option<Instant>) -> Option<u64> {
+    let d = to?.checked_duration_since(from?)?;
+    u64::try_from(d.as_millis()).ok()
+}
+
 struct MemberRt {
     rec: MemberRecord,
     ip: Option<IpAddr>,
+    /// A task watches it from its start until its port answers (the
+    /// ticks do not probe it meanwhile).
+    watching: bool,
+    timing: Timing,
     /// Last cumulative cpu figure and when it was read (ms).
     last_cpu: Option<(u64, i64)>,
     /// A drain and removal is under way.
@@ -127,6 +165,14 @@ struct MemberRt {
     started_ms: i64,
     load: Option<f64>,
     memory: Option<f64>,
+}
+
+/// A prepared member to record and launch.
+struct Launch {
+    app: String,
+    cluster: String,
+    id: String,
+    spec: CreateSpec,
 }
 
 /// Where a member's first port answers once it is up (its IP once known).
@@ -190,6 +236,8 @@ struct Inner<E> {
     wake: Notify,
     config: Config,
     seq: std::sync::atomic::AtomicU64,
+    /// [`Config::engine_parallel`] slots for creating and starting members.
+    launch_slots: Semaphore,
 }
 
 /// The PaaS controller. Cheap to clone.
@@ -263,6 +311,7 @@ impl<E: Engine> Controller<E> {
                 state: Mutex::new(State::default()),
                 events,
                 wake: Notify::new(),
+                launch_slots: Semaphore::new(config.engine_parallel.max(1)),
                 config,
                 seq: std::sync::atomic::AtomicU64::new(0),
             }),
@@ -497,6 +546,7 @@ impl<E: Engine> Controller<E> {
         let now = now_ms();
         let mut drop_records = Vec::new();
         let mut adopted = Vec::new();
+        let mut fixed = Vec::new();
         {
             let mut state = lock(&self.inner.state);
             for (id, rec) in records {
@@ -511,6 +561,13 @@ impl<E: Engine> Controller<E> {
                 let mut rec = rec;
                 if let Some(c) = &c {
                     rec.container_id = Some(c.id.clone());
+                }
+                // Started before the controller stopped, but its record
+                // had not caught up (deferred writes): it runs, so the
+                // probes take it from here.
+                if matches!(rec.status, MemberStatus::Created | MemberStatus::Pending) {
+                    rec.status = MemberStatus::Initialized;
+                    fixed.push(rec.clone());
                 }
                 let active = rec.status == MemberStatus::Active;
                 let placement = Placement {
@@ -539,6 +596,8 @@ impl<E: Engine> Controller<E> {
                     MemberRt {
                         rec,
                         ip,
+                        watching: false,
+                        timing: Timing::default(),
                         last_cpu: None,
                         leaving: false,
                         started_ms: now,
@@ -559,11 +618,14 @@ impl<E: Engine> Controller<E> {
                 }
             }
         }
+        if !fixed.is_empty() {
+            let _ = lock(&self.inner.store).defer_members(&fixed, &[]);
+        }
         for (id, container) in drop_records {
             if let Some(c) = container {
                 let _ = self.inner.engine.remove(&c).await;
             }
-            let _ = lock(&self.inner.store).remove_member(&id);
+            let _ = lock(&self.inner.store).defer_members(&[], &[&id]);
             tracing::info!(member = %id, "member gone while the controller was down; it will be replaced");
         }
         Ok(())
@@ -615,7 +677,7 @@ impl<E: Engine> Controller<E> {
                 m.ip.map(|i| i.to_string()),
             )
         };
-        if let Err(e) = lock(&self.inner.store).set_member_status(id, status, now) {
+        if let Err(e) = lock(&self.inner.store).defer_member_status(id, status, now) {
             tracing::warn!(member = %id, "recording status {status}: {e}");
         }
         self.emit(
@@ -636,6 +698,7 @@ impl<E: Engine> Controller<E> {
     fn prepare_member(
         &self,
         state: &mut State,
+        catalog: &Catalog,
         app_id: &str,
         cluster_id: &str,
         placement: &Placement,
@@ -712,8 +775,7 @@ impl<E: Engine> Controller<E> {
             status: MemberStatus::Created,
             updated_ms: now_ms(),
         };
-        let catalog = lock(&self.inner.store).catalog().clone();
-        if state.place(&catalog, &rec, need).is_none() {
+        if state.place(catalog, &rec, need).is_none() {
             // Level 2: no declared host has room. The member waits, Pending,
             // and counts for the autoscaler so it is not asked for again.
             rec.status = MemberStatus::Pending;
@@ -723,6 +785,11 @@ impl<E: Engine> Controller<E> {
             MemberRt {
                 rec,
                 ip: None,
+                watching: false,
+                timing: Timing {
+                    decided: Some(Instant::now()),
+                    ..Timing::default()
+                },
                 last_cpu: None,
                 leaving: false,
                 started_ms: now_ms(),
@@ -735,7 +802,7 @@ impl<E: Engine> Controller<E> {
 
     /// Moves Pending members that now fit on a host to Created; returns
     /// what to launch.
-    fn place_pending(&self) -> Vec<(String, String, String, CreateSpec)> {
+    fn place_pending(&self) -> Vec<Launch> {
         let catalog = lock(&self.inner.store).catalog().clone();
         let mut state = lock(&self.inner.state);
         let pending: Vec<MemberRecord> = state
@@ -766,83 +833,171 @@ impl<E: Engine> Controller<E> {
             state.release(&rec.member_id);
             if let Some((id, spec)) = self.prepare_member(
                 &mut state,
+                &catalog,
                 &rec.application_id,
                 &rec.cluster_id,
                 &placement,
                 Some(rec.member_id.clone()),
             ) {
                 if state.members.get(&id).map(|m| m.rec.status) == Some(MemberStatus::Created) {
-                    out.push((rec.application_id.clone(), rec.cluster_id.clone(), id, spec));
+                    out.push(Launch {
+                        app: rec.application_id.clone(),
+                        cluster: rec.cluster_id.clone(),
+                        id,
+                        spec,
+                    });
                 }
             }
         }
         out
     }
 
-    /// Records, creates and starts a prepared member.
-    async fn launch(&self, app_id: &str, cluster_id: &str, id: String, spec: CreateSpec) {
-        let pending = lock(&self.inner.state)
-            .members
-            .get(&id)
-            .map(|m| (m.rec.status == MemberStatus::Pending).then(|| m.rec.clone()));
-        if let Some(Some(rec)) = pending {
-            let _ = lock(&self.inner.store).put_member(&rec);
-            self.emit(
-                app_id,
-                EventKind::MemberStatus {
-                    cluster_id: cluster_id.to_owned(),
-                    member_id: id,
-                    status: MemberStatus::Pending,
-                    ip: None,
-                    reason: Some(format!(
-                        "no host of its partition has room for cpu {}m, memory {} bytes",
-                        spec.cpu_millis.unwrap_or(0),
-                        spec.memory_bytes.unwrap_or(0)
-                    )),
-                },
-            );
+    /// Records prepared members in one durable commit (the record before
+    /// the container: one fsync for a whole decision, off the runtime's
+    /// threads), then launches each through the engine slots. A Pending
+    /// member (no host has room) is only recorded.
+    async fn record_and_launch(&self, batch: Vec<Launch>) {
+        if batch.is_empty() {
             return;
         }
-        // The record first: a container whose record is missing after a
-        // crash is an orphan and gets removed; never the reverse.
-        let rec = lock(&self.inner.state)
-            .members
-            .get(&id)
-            .map(|m| m.rec.clone());
-        if let Some(rec) = rec {
-            if let Err(e) = lock(&self.inner.store).put_member(&rec) {
-                self.forget(&id, Some(format!("recording the member: {e}")));
-                return;
+        let recs: Vec<MemberRecord> = {
+            let state = lock(&self.inner.state);
+            batch
+                .iter()
+                .filter_map(|l| state.members.get(&l.id).map(|m| m.rec.clone()))
+                .collect()
+        };
+        let inner = Arc::clone(&self.inner);
+        let written = tokio::task::spawn_blocking(move || lock(&inner.store).put_members(&recs))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            for l in &batch {
+                self.forget(&l.id, Some(format!("recording the member: {e}")));
+            }
+            return;
+        }
+        // Members retired while their records were being written (an
+        // undeploy right after the decision) must not leave records behind.
+        let gone: Vec<&str> = {
+            let state = lock(&self.inner.state);
+            batch
+                .iter()
+                .filter(|l| !state.members.contains_key(&l.id))
+                .map(|l| l.id.as_str())
+                .collect()
+        };
+        if !gone.is_empty() {
+            let _ = lock(&self.inner.store).defer_members(&[], &gone);
+        }
+        for l in batch {
+            let status = lock(&self.inner.state)
+                .members
+                .get(&l.id)
+                .map(|m| m.rec.status);
+            match status {
+                Some(MemberStatus::Pending) => self.emit(
+                    &l.app,
+                    EventKind::MemberStatus {
+                        cluster_id: l.cluster.clone(),
+                        member_id: l.id.clone(),
+                        status: MemberStatus::Pending,
+                        ip: None,
+                        reason: Some(format!(
+                            "no host of its partition has room for cpu {}m, memory {} bytes",
+                            l.spec.cpu_millis.unwrap_or(0),
+                            l.spec.memory_bytes.unwrap_or(0)
+                        )),
+                    },
+                ),
+                Some(MemberStatus::Created) => {
+                    self.emit(
+                        &l.app,
+                        EventKind::MemberStatus {
+                            cluster_id: l.cluster.clone(),
+                            member_id: l.id.clone(),
+                            status: MemberStatus::Created,
+                            ip: None,
+                            reason: None,
+                        },
+                    );
+                    let this = self.clone();
+                    tokio::spawn(async move { this.launch(l).await });
+                }
+                // Retired or forgotten meanwhile.
+                _ => {}
             }
         }
-        self.emit(
-            app_id,
-            EventKind::MemberStatus {
-                cluster_id: cluster_id.to_owned(),
-                member_id: id.clone(),
-                status: MemberStatus::Created,
-                ip: None,
-                reason: None,
-            },
-        );
+    }
+
+    /// Whether a member is still wanted (not forgotten, not leaving).
+    fn wanted(&self, id: &str) -> bool {
+        lock(&self.inner.state)
+            .members
+            .get(id)
+            .is_some_and(|m| !m.leaving)
+    }
+
+    /// Creates and starts a recorded member once an engine slot is free,
+    /// then watches it come up.
+    async fn launch(&self, l: Launch) {
+        let Launch {
+            app: app_id,
+            cluster: cluster_id,
+            id,
+            spec,
+        } = l;
+        // The semaphore is never closed.
+        let Ok(slot) = self.inner.launch_slots.acquire().await else {
+            return;
+        };
+        if !self.wanted(&id) {
+            return;
+        }
+        if let Some(m) = lock(&self.inner.state).members.get_mut(&id) {
+            m.timing.create_sent = Some(Instant::now());
+        }
         let container = match self.inner.engine.create(&spec).await {
             Ok(c) => c,
             Err(e) => {
-                self.back_off(app_id, cluster_id);
+                drop(slot);
+                self.back_off(&app_id, &cluster_id);
                 self.forget(&id, Some(e.to_string()));
                 return;
             }
         };
-        {
+        let rec = {
             let mut state = lock(&self.inner.state);
-            if let Some(m) = state.members.get_mut(&id) {
+            state.members.get_mut(&id).filter(|m| !m.leaving).map(|m| {
                 m.rec.container_id = Some(container.clone());
-                let _ = lock(&self.inner.store).write_members(std::slice::from_ref(&m.rec), &[]);
-            }
-        }
-        if let Err(e) = self.inner.engine.start(&container).await {
+                m.timing.created = Some(Instant::now());
+                m.rec.clone()
+            })
+        };
+        let Some(rec) = rec else {
+            // Undeployed or scaled down while it was being created.
+            drop(slot);
             let _ = self.inner.engine.remove(&container).await;
-            self.back_off(app_id, cluster_id);
+            return;
+        };
+        let _ = lock(&self.inner.store).defer_members(std::slice::from_ref(&rec), &[]);
+        // The CPU limit once it runs: as little as the 10m a cartridge may
+        // ask for would throttle the runtime's own setup inside the
+        // container's cgroup (0.5 s a start instead of 0.1 s, and seconds
+        // with several in flight).
+        let started = match self.inner.engine.start(&container).await {
+            Ok(()) => match spec.cpu_millis {
+                Some(m) => self.inner.engine.limit_cpu(&container, m).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        drop(slot);
+        if let Err(e) = started {
+            // Not a member without its limit: removed, and another later.
+            let _ = self.inner.engine.remove(&container).await;
+            self.back_off(&app_id, &cluster_id);
             self.forget(&id, Some(e.to_string()));
             return;
         }
@@ -850,6 +1005,7 @@ impl<E: Engine> Controller<E> {
         // queue of a large deployment before its container starts.
         if let Some(m) = lock(&self.inner.state).members.get_mut(&id) {
             m.started_ms = now_ms();
+            m.timing.started = Some(Instant::now());
         }
         self.set_status(&id, MemberStatus::Initialized, None);
         self.watch_start(&id, &container).await;
@@ -860,8 +1016,19 @@ impl<E: Engine> Controller<E> {
     /// balancer tens of milliseconds after it is ready rather than at a
     /// later tick: that wait was most of a scale-out's reaction time.
     async fn watch_start(&self, id: &str, container: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::time::Instant::now() < deadline {
+        match lock(&self.inner.state).members.get_mut(id) {
+            Some(m) => m.watching = true,
+            None => return,
+        }
+        self.watch(id, container).await;
+        if let Some(m) = lock(&self.inner.state).members.get_mut(id) {
+            m.watching = false;
+        }
+    }
+
+    async fn watch(&self, id: &str, container: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
             let (has_ip, addr) = {
                 let state = lock(&self.inner.state);
                 match state.members.get(id) {
@@ -879,13 +1046,8 @@ impl<E: Engine> Controller<E> {
                 }
             };
             if !has_ip {
-                let ip = match self.inner.engine.list().await {
-                    Ok(cs) => cs
-                        .into_iter()
-                        .find(|c| c.id == container)
-                        .and_then(|c| c.ip),
-                    Err(_) => None,
-                };
+                // This container alone, not a list of every member.
+                let ip = self.inner.engine.address(container).await.ok().flatten();
                 if let Some(m) = lock(&self.inner.state).members.get_mut(id) {
                     m.ip = m.ip.or(ip);
                 }
@@ -944,7 +1106,7 @@ impl<E: Engine> Controller<E> {
             }
             m.rec
         };
-        let _ = lock(&self.inner.store).remove_member(&rec.member_id);
+        let _ = lock(&self.inner.store).defer_members(&[], &[&rec.member_id]);
     }
 
     /// Drains a member from its pools, stops it and forgets it.
@@ -992,10 +1154,7 @@ impl<E: Engine> Controller<E> {
             }
         };
         self.check_containers(&containers, now).await;
-        for (app, cluster, id, spec) in self.place_pending() {
-            let this = self.clone();
-            tokio::spawn(async move { this.launch(&app, &cluster, id, spec).await });
-        }
+        self.record_and_launch(self.place_pending()).await;
         self.probe_starting(now).await;
         self.sample(now).await;
         let deployments = match lock(&self.inner.store).deployments() {
@@ -1013,10 +1172,68 @@ impl<E: Engine> Controller<E> {
                 if dep.status == DeploymentStatus::Deploying && self.app_active(&app_id) {
                     let _ = lock(&self.inner.store)
                         .set_deployment_status(&app_id, DeploymentStatus::Active);
+                    self.log_launch_times(&app_id);
                     self.emit(&app_id, EventKind::ApplicationActive);
                 }
             }
         }
+        // Once a tick, the deferred member changes become durable: one
+        // fsync, off the runtime's threads.
+        if lock(&self.inner.store).has_deferred() {
+            let inner = Arc::clone(&self.inner);
+            match tokio::task::spawn_blocking(move || lock(&inner.store).flush()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("making member changes durable: {e}"),
+                Err(e) => tracing::warn!("making member changes durable: {e}"),
+            }
+        }
+    }
+
+    /// Logs where an application's members spent their launch, as
+    /// medians and maxima over its members that have the figures: waiting
+    /// for an engine slot (from the scaling decision), create, start, and
+    /// from the start until the port answered.
+    fn log_launch_times(&self, app_id: &str) {
+        let state = lock(&self.inner.state);
+        let mut phases: [Vec<u64>; 5] = Default::default();
+        for m in state
+            .members
+            .values()
+            .filter(|m| m.rec.application_id == app_id)
+        {
+            let t = &m.timing;
+            let steps = [
+                ms(t.decided, t.create_sent),
+                ms(t.create_sent, t.created),
+                ms(t.created, t.started),
+                ms(t.started, t.active),
+                ms(t.decided, t.active),
+            ];
+            for (v, p) in steps.into_iter().zip(phases.iter_mut()) {
+                if let Some(v) = v {
+                    p.push(v);
+                }
+            }
+        }
+        let fig = |v: &mut Vec<u64>| -> String {
+            v.sort_unstable();
+            match (v.get(v.len() / 2), v.last()) {
+                (Some(mid), Some(max)) => format!("{mid}/{max}"),
+                _ => "-".into(),
+            }
+        };
+        let [wait, create, start, up, total] = &mut phases;
+        tracing::info!(
+            application = %app_id,
+            members = total.len(),
+            slots = self.inner.config.engine_parallel,
+            "Active; launch times in ms, median/max: waiting for an engine slot {}, create {}, start {}, start to port open {}, decision to Active {}",
+            fig(wait),
+            fig(create),
+            fig(start),
+            fig(up),
+            fig(total),
+        );
     }
 
     /// Compares the engine's containers with the members.
@@ -1087,6 +1304,7 @@ impl<E: Engine> Controller<E> {
                 .values()
                 .filter(|m| {
                     !m.leaving
+                        && !m.watching
                         && matches!(
                             m.rec.status,
                             MemberStatus::Initialized | MemberStatus::Starting
@@ -1115,8 +1333,18 @@ impl<E: Engine> Controller<E> {
         {
             let mut state = lock(&self.inner.state);
             let State { apps, members, .. } = &mut *state;
-            let Some(m) = members.get(id) else { return };
+            let Some(m) = members.get_mut(id) else { return };
             let Some(ip) = m.ip else { return };
+            m.timing.active = Some(Instant::now());
+            let t = m.timing;
+            tracing::debug!(
+                member = %id,
+                wait_ms = ms(t.decided, t.create_sent),
+                create_ms = ms(t.create_sent, t.created),
+                start_ms = ms(t.created, t.started),
+                up_ms = ms(t.started, t.active),
+                "member Active"
+            );
             if let Some(c) = apps
                 .get_mut(&m.rec.application_id)
                 .and_then(|a| a.clusters.get_mut(&m.rec.cluster_id))
@@ -1143,11 +1371,11 @@ impl<E: Engine> Controller<E> {
                 .filter_map(|m| Some((m.rec.member_id.clone(), m.rec.container_id.clone()?)))
                 .collect()
         };
-        let reads = futures::future::join_all(
-            todo.into_iter()
-                .map(|(id, c)| async move { (id, self.inner.engine.usage(&c).await) }),
-        )
-        .await;
+        let reads: Vec<_> = futures::stream::iter(todo)
+            .map(|(id, c)| async move { (id, self.inner.engine.usage(&c).await) })
+            .buffer_unordered(self.inner.config.engine_parallel.max(1))
+            .collect()
+            .await;
         let mut state = lock(&self.inner.state);
         let State { apps, members, .. } = &mut *state;
         for (id, usage) in reads {
@@ -1225,7 +1453,8 @@ impl<E: Engine> Controller<E> {
     /// Runs the autoscaler of each cluster whose predecessors are up.
     async fn scale(&self, app_id: &str, now: i64) {
         let mut spawns: Vec<(String, Placement)> = Vec::new();
-        let mut launches: Vec<(String, String, CreateSpec)> = Vec::new();
+        let mut launches: Vec<Launch> = Vec::new();
+        let catalog = self.catalog();
         let mut removals: Vec<String> = Vec::new();
         let mut evals: Vec<(String, Evaluation, usize)> = Vec::new();
         {
@@ -1295,8 +1524,15 @@ impl<E: Engine> Controller<E> {
                 }
             }
             for (cid, p) in &spawns {
-                if let Some((id, spec)) = self.prepare_member(&mut state, app_id, cid, p, None) {
-                    launches.push((cid.clone(), id, spec));
+                if let Some((id, spec)) =
+                    self.prepare_member(&mut state, &catalog, app_id, cid, p, None)
+                {
+                    launches.push(Launch {
+                        app: app_id.to_owned(),
+                        cluster: cid.clone(),
+                        id,
+                        spec,
+                    });
                 }
             }
         }
@@ -1315,10 +1551,9 @@ impl<E: Engine> Controller<E> {
                 },
             );
         }
-        for (cluster_id, id, spec) in launches {
+        if !launches.is_empty() {
             let this = self.clone();
-            let app = app_id.to_owned();
-            tokio::spawn(async move { this.launch(&app, &cluster_id, id, spec).await });
+            tokio::spawn(async move { this.record_and_launch(launches).await });
         }
         for id in removals {
             let this = self.clone();

@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use strato_client::types::{
-    ContainerCreateConfig, ContainerListOptions, Filters, RemoveOptions, StatsResponse,
+    ContainerCreateConfig, ContainerListOptions, ContainerUpdate, Filters, RemoveOptions,
+    StatsResponse,
 };
 use strato_client::Client;
 
@@ -59,13 +60,24 @@ pub struct Usage {
 
 /// The engine operations of the controller.
 pub trait Engine: Send + Sync + 'static {
-    /// Creates (not starts) a container; returns its id.
+    /// Creates (not starts) a container with the spec's memory limit;
+    /// returns its id. The CPU limit follows with [`Engine::limit_cpu`].
     fn create(&self, spec: &CreateSpec)
         -> impl Future<Output = Result<String, EngineError>> + Send;
     /// Starts a created container.
     fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Sets a container's CPU limit, `millis` thousandths of a CPU (on a
+    /// running container it applies at once).
+    fn limit_cpu(
+        &self,
+        id: &str,
+        millis: u64,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Every container labelled as a PaaS member, running or not.
     fn list(&self) -> impl Future<Output = Result<Vec<ContainerInfo>, EngineError>> + Send;
+    /// The address of a container on its network (`None` before it has one).
+    fn address(&self, id: &str)
+        -> impl Future<Output = Result<Option<IpAddr>, EngineError>> + Send;
     /// Kills and removes a container; one already gone is not an error.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Resource use of a running container.
@@ -97,9 +109,6 @@ impl Engine for ClientEngine {
         cfg.config.env = Some(spec.env.clone());
         cfg.config.labels = Some(spec.labels.clone().into_iter().collect());
         cfg.config.hostname = spec.name.chars().take(63).collect();
-        if let Some(m) = spec.cpu_millis {
-            cfg.host_config.nano_cpus = i64::try_from(m.saturating_mul(1_000_000)).unwrap_or(0);
-        }
         if let Some(b) = spec.memory_bytes {
             cfg.host_config.memory = i64::try_from(b).unwrap_or(0);
         }
@@ -116,6 +125,18 @@ impl Engine for ClientEngine {
             .container_start(id)
             .await
             .map_err(|e| err(&format!("start container {id}"), e))
+    }
+
+    async fn limit_cpu(&self, id: &str, millis: u64) -> Result<(), EngineError> {
+        let update = ContainerUpdate {
+            nano_cpus: i64::try_from(millis.saturating_mul(1_000_000)).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        self.client
+            .container_update(id, &update)
+            .await
+            .map(|_| ())
+            .map_err(|e| err(&format!("set the cpu limit of container {id}"), e))
     }
 
     async fn list(&self) -> Result<Vec<ContainerInfo>, EngineError> {
@@ -146,6 +167,18 @@ impl Engine for ClientEngine {
                 id: c.id,
             })
             .collect())
+    }
+
+    async fn address(&self, id: &str) -> Result<Option<IpAddr>, EngineError> {
+        let c = self
+            .client
+            .container_inspect(id)
+            .await
+            .map_err(|e| err(&format!("inspect container {id}"), e))?;
+        let n = &c.network_settings;
+        Ok(std::iter::once(n.ip_address.as_str())
+            .chain(n.networks.values().map(|e| e.ip_address.as_str()))
+            .find_map(|a| a.parse().ok()))
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::engine::{ContainerInfo, CreateSpec, Engine, EngineError, Usage, LABEL_CLUSTER};
 
@@ -13,6 +14,8 @@ pub struct FakeContainer {
     pub spec: CreateSpec,
     pub running: bool,
     pub ip: IpAddr,
+    /// The CPU limit set on it, thousandths of a CPU.
+    pub cpu_limit: Option<u64>,
 }
 
 #[derive(Default)]
@@ -28,6 +31,11 @@ pub struct FakeState {
     pub fail_create: bool,
     /// Create calls, failed or not.
     pub create_calls: u32,
+    /// How long a create takes (tokio time; tests pause it).
+    pub create_delay: Duration,
+    /// Creates in flight now, and the most at once.
+    pub creating: u32,
+    pub most_creating: u32,
 }
 
 #[derive(Clone, Default)]
@@ -51,10 +59,20 @@ impl Fake {
 
 impl Engine for Fake {
     async fn create(&self, spec: &CreateSpec) -> Result<String, EngineError> {
+        let delay = {
+            let mut s = self.state();
+            s.create_calls += 1;
+            s.creating += 1;
+            s.most_creating = s.most_creating.max(s.creating);
+            s.create_delay
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let id = format!("c{n}");
         let mut s = self.state();
-        s.create_calls += 1;
+        s.creating -= 1;
         if s.fail_create {
             return Err(EngineError(format!("No such image: {}", spec.image)));
         }
@@ -66,6 +84,7 @@ impl Engine for Fake {
                 spec: spec.clone(),
                 running: false,
                 ip: IpAddr::from([10, 9, (n >> 8) as u8, n as u8]),
+                cpu_limit: None,
             },
         );
         Ok(id)
@@ -91,6 +110,21 @@ impl Engine for Fake {
                 ip: Some(c.ip),
             })
             .collect())
+    }
+    async fn limit_cpu(&self, id: &str, millis: u64) -> Result<(), EngineError> {
+        match self.state().containers.get_mut(id) {
+            Some(c) => {
+                c.cpu_limit = Some(millis);
+                Ok(())
+            }
+            None => Err(EngineError(format!("no container {id}"))),
+        }
+    }
+    async fn address(&self, id: &str) -> Result<Option<IpAddr>, EngineError> {
+        match self.state().containers.get(id) {
+            Some(c) => Ok(c.running.then_some(c.ip)),
+            None => Err(EngineError(format!("no container {id}"))),
+        }
     }
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
         let mut s = self.state();

@@ -14,13 +14,23 @@
 //! - `deployments`: application id → [`DeploymentRecord`];
 //! - `members`: member id → [`MemberRecord`], for reconciliation;
 //! - `meta`: `schema` → the layout version.
+//!
+//! Member writes come in two strengths. A record written before its
+//! container is created must be on disk first ([`Store::put_members`],
+//! many in one fsync'd commit); the lifecycle's later changes (container
+//! id, status, removal) are deferred ([`Store::defer_members`],
+//! [`Store::defer_member_status`]): committed at once for readers, made
+//! durable by the next [`Store::flush`] or durable commit. A crash may lose
+//! deferred changes; the controller's restore works from the containers'
+//! labels and its probes, so it only redoes them.
 
 #![forbid(unsafe_code)]
 
-use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 pub use strato_paas_model::lifecycle::MemberStatus;
 use strato_paas_model::{parse, Catalog, Change, Kind, ModelError};
 
@@ -115,6 +125,8 @@ pub struct Store {
     path: PathBuf,
     db: Database,
     catalog: Catalog,
+    /// Deferred commits not yet made durable.
+    deferred: AtomicBool,
 }
 
 fn key(kind: Kind, id: &str) -> String {
@@ -137,6 +149,7 @@ impl Store {
             path: path.to_owned(),
             db,
             catalog: Catalog::new(),
+            deferred: AtomicBool::new(false),
         };
         store.init()?;
         store.catalog = store.load()?;
@@ -264,7 +277,7 @@ impl Store {
                 }
             }
         }
-        txn.commit().db(&self.path)?;
+        self.commit(txn, Durability::Immediate)?;
         self.catalog = next;
         Ok(&self.catalog)
     }
@@ -292,7 +305,7 @@ impl Store {
             deps.insert(application_id, to_json(&rec).as_slice())
                 .db(&self.path)?;
         }
-        txn.commit().db(&self.path)?;
+        self.commit(txn, Durability::Immediate)?;
         Ok(())
     }
 
@@ -308,9 +321,78 @@ impl Store {
         self.write_members(std::slice::from_ref(member), &[])
     }
 
-    /// Inserts or replaces `put` and removes `remove` in one transaction.
+    /// Records members (insert or replace) in one durable commit: one
+    /// fsync for a whole scaling decision. Their applications must be
+    /// deployed; on error nothing is written.
+    pub fn put_members(&self, members: &[MemberRecord]) -> Result<(), StoreError> {
+        if let Some(m) = members
+            .iter()
+            .find(|m| !self.catalog.deployments.contains_key(&m.application_id))
+        {
+            return Err(StoreError::NotDeployed(m.application_id.clone()));
+        }
+        self.write_members(members, &[])
+    }
+
+    /// Inserts or replaces `put` and removes `remove` in one durable transaction.
     pub fn write_members(&self, put: &[MemberRecord], remove: &[&str]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().db(&self.path)?;
+        self.write_members_with(put, remove, Durability::Immediate)
+    }
+
+    /// Like [`Store::write_members`], deferred: visible at once, durable
+    /// after the next [`Store::flush`] (or any durable commit).
+    pub fn defer_members(&self, put: &[MemberRecord], remove: &[&str]) -> Result<(), StoreError> {
+        self.write_members_with(put, remove, Durability::None)
+    }
+
+    /// Makes the deferred commits durable (one fsync'd commit); does
+    /// nothing when there are none. Returns whether it committed.
+    pub fn flush(&self) -> Result<bool, StoreError> {
+        if !self.deferred.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        let r = (|| {
+            let txn = self.db.begin_write().db(&self.path)?;
+            txn.commit().db(&self.path)
+        })();
+        if r.is_err() {
+            self.deferred.store(true, Ordering::Release);
+        }
+        r.map(|()| true)
+    }
+
+    /// Whether deferred commits wait for a [`Store::flush`].
+    pub fn has_deferred(&self) -> bool {
+        self.deferred.load(Ordering::Acquire)
+    }
+
+    fn begin(&self, durability: Durability) -> Result<redb::WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write().db(&self.path)?;
+        txn.set_durability(durability);
+        Ok(txn)
+    }
+
+    fn commit(
+        &self,
+        txn: redb::WriteTransaction,
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        txn.commit().db(&self.path)?;
+        match durability {
+            Durability::None => self.deferred.store(true, Ordering::Release),
+            // A durable commit persists the deferred ones before it too.
+            _ => self.deferred.store(false, Ordering::Release),
+        }
+        Ok(())
+    }
+
+    fn write_members_with(
+        &self,
+        put: &[MemberRecord],
+        remove: &[&str],
+        durability: Durability,
+    ) -> Result<(), StoreError> {
+        let txn = self.begin(durability)?;
         {
             let mut t = txn.open_table(MEMBERS).db(&self.path)?;
             for m in put {
@@ -321,8 +403,7 @@ impl Store {
                 t.remove(*id).db(&self.path)?;
             }
         }
-        txn.commit().db(&self.path)?;
-        Ok(())
+        self.commit(txn, durability)
     }
 
     /// Moves a member to `status` if its lifecycle allows it, in one
@@ -333,7 +414,27 @@ impl Store {
         status: MemberStatus,
         now_ms: i64,
     ) -> Result<MemberRecord, StoreError> {
-        let txn = self.db.begin_write().db(&self.path)?;
+        self.set_member_status_with(member_id, status, now_ms, Durability::Immediate)
+    }
+
+    /// Like [`Store::set_member_status`], deferred (see [`Store::defer_members`]).
+    pub fn defer_member_status(
+        &self,
+        member_id: &str,
+        status: MemberStatus,
+        now_ms: i64,
+    ) -> Result<MemberRecord, StoreError> {
+        self.set_member_status_with(member_id, status, now_ms, Durability::None)
+    }
+
+    fn set_member_status_with(
+        &self,
+        member_id: &str,
+        status: MemberStatus,
+        now_ms: i64,
+        durability: Durability,
+    ) -> Result<MemberRecord, StoreError> {
+        let txn = self.begin(durability)?;
         let rec = {
             let mut t = txn.open_table(MEMBERS).db(&self.path)?;
             let mut rec: MemberRecord = match t.get(member_id).db(&self.path)? {
@@ -354,7 +455,7 @@ impl Store {
                 .db(&self.path)?;
             rec
         };
-        txn.commit().db(&self.path)?;
+        self.commit(txn, durability)?;
         Ok(rec)
     }
 
@@ -506,6 +607,63 @@ mod tests {
         drop(s);
         let s = Store::open(&path).unwrap();
         assert_eq!(s.members().unwrap()["m3"].status, MemberStatus::Active);
+    }
+
+    #[test]
+    fn deferred_member_writes_are_read_at_once_and_kept_after_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("paas.redb");
+        {
+            let mut s = Store::open(&path).unwrap();
+            s.apply(&samples::changes().unwrap()).unwrap();
+            s.apply(&[deploy()]).unwrap();
+            // One durable commit for a batch; a member of an application
+            // that is not deployed refuses the whole batch.
+            let stray = MemberRecord {
+                application_id: "other-app".into(),
+                ..member("m9")
+            };
+            let e = s.put_members(&[member("m1"), stray]).unwrap_err();
+            assert!(
+                matches!(e, StoreError::NotDeployed(ref a) if a == "other-app"),
+                "{e}"
+            );
+            assert_eq!(s.member_count().unwrap(), 0);
+            let created = |id: &str| MemberRecord {
+                status: MemberStatus::Created,
+                ..member(id)
+            };
+            s.put_members(&[created("m1"), created("m2"), created("m3")])
+                .unwrap();
+            assert!(!s.has_deferred());
+            assert!(!s.flush().unwrap(), "nothing to flush");
+            s.defer_member_status("m1", MemberStatus::Initialized, 7)
+                .unwrap();
+            s.defer_members(&[], &["m2"]).unwrap();
+            assert!(s.has_deferred());
+            // Readers see deferred changes at once.
+            let m = s.members().unwrap();
+            assert_eq!(m.keys().collect::<Vec<_>>(), ["m1", "m3"]);
+            assert_eq!(m["m1"].status, MemberStatus::Initialized);
+            // The lifecycle is checked as for a durable change.
+            let e = s
+                .defer_member_status("m1", MemberStatus::Created, 8)
+                .unwrap_err();
+            assert!(matches!(e, StoreError::Transition { .. }), "{e}");
+            assert!(s.flush().unwrap());
+            assert!(!s.has_deferred());
+            // A durable commit persists the deferred ones before it.
+            s.defer_member_status("m3", MemberStatus::Initialized, 9)
+                .unwrap();
+            s.set_deployment_status(samples::APPLICATION, DeploymentStatus::Active)
+                .unwrap();
+            assert!(!s.has_deferred());
+        }
+        let s = Store::open(&path).unwrap();
+        let m = s.members().unwrap();
+        assert_eq!(m.keys().collect::<Vec<_>>(), ["m1", "m3"]);
+        assert_eq!(m["m1"].status, MemberStatus::Initialized);
+        assert_eq!(m["m3"].status, MemberStatus::Initialized);
     }
 
     #[test]

@@ -82,6 +82,11 @@ async fn deploys_in_startup_order_and_members_become_active() {
     assert!(php.env.contains(&"PORT=80".to_owned()), "{:?}", php.env);
     assert_eq!(php.memory_bytes, Some(128 << 20));
     assert_eq!(php.cpu_millis, Some(500));
+    assert_eq!(
+        fake.running_in(PHP)[0].cpu_limit,
+        Some(500),
+        "set once started"
+    );
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     assert_eq!(rt.status, DeploymentStatus::Active);
     // The member is in its pool.
@@ -313,4 +318,136 @@ async fn a_member_that_cannot_be_created_is_retried_with_backoff() {
         }
     }
     panic!("mysql never became Active: {:?}", statuses(&ctl, MYSQL));
+}
+
+/// An application `many-app` of `n` members of one small cartridge
+/// (`tiny`, listening on proxyPort 9280 + the offset), on the samples'
+/// policies and one-host partition.
+fn many_members(n: u32) -> Vec<Change> {
+    let cartridge = r#"{ "type": "tiny", "provider": "strato", "category": "framework",
+        "host": "strato.local", "displayName": "tiny", "description": "small",
+        "version": "1", "multiTenant": "false",
+        "portMapping": [ { "name": "http", "protocol": "http", "port": "80", "proxyPort": "9280" } ],
+        "iaasProvider": [ { "type": "strato", "imageId": "strato/sample-http:1", "property": [] } ],
+        "property": [ { "name": "cpu", "value": "10m" }, { "name": "memory", "value": "16Mi" } ] }"#;
+    let deployment = format!(
+        r#"{{ "id": "deployment-policy-many", "networkPartitions": [ {{
+            "id": "network-partition-local", "partitionAlgo": "one-after-another",
+            "partitions": [ {{ "id": "partition-a", "partitionMax": {n} }} ] }} ] }}"#
+    );
+    let application = format!(
+        r#"{{ "applicationId": "many-app", "alias": "many-app", "multiTenant": false,
+            "components": {{ "cartridges": [ {{ "type": "tiny",
+                "cartridgeMin": {n}, "cartridgeMax": {n},
+                "subscribableInfo": {{ "alias": "tiny",
+                    "autoscalingPolicy": "autoscaling-policy-web",
+                    "deploymentPolicy": "deployment-policy-many" }} }} ] }} }}"#
+    );
+    [
+        (Kind::Cartridge, cartridge.to_owned()),
+        (Kind::DeploymentPolicy, deployment),
+        (Kind::Application, application),
+    ]
+    .into_iter()
+    .map(|(k, j)| Change::add(strato_paas_model::parse(k, j.as_bytes()).unwrap()))
+    .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_deployment_launches_through_bounded_slots_while_the_runtime_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    fake.state().create_delay = Duration::from_millis(200);
+    let ctl = controller(&fake, dir.path(), free_offset());
+    let slots = ctl.inner.config.engine_parallel;
+    let n = 5 * slots;
+    ctl.apply(&many_members(u32::try_from(n).unwrap())).unwrap();
+    ctl.deploy("many-app", samples::APPLICATION_POLICY).unwrap();
+    ctl.reconcile_once(now_ms()).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Every member is decided and recorded at once; the engine gets the
+    // creates a slot at a time, and the runtime answers meanwhile.
+    let rt = ctl.runtime("many-app").unwrap();
+    let members = &rt.clusters[0].members;
+    assert_eq!(members.len(), n);
+    assert!(members.iter().all(|m| m.status == MemberStatus::Created));
+    assert_eq!(fake.state().creating as usize, slots);
+    assert_eq!(lock(&ctl.inner.store).members().unwrap().len(), n);
+    let mut seen_partly_active = false;
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let st: Vec<MemberStatus> = ctl.runtime("many-app").unwrap().clusters[0]
+            .members
+            .iter()
+            .map(|m| m.status)
+            .collect();
+        let active = st.iter().filter(|s| **s == MemberStatus::Active).count();
+        seen_partly_active |= active > 0 && active < n;
+        if active == n {
+            break;
+        }
+        if i % 10 == 9 {
+            ctl.reconcile_once(now_ms()).await;
+        }
+    }
+    ctl.reconcile_once(now_ms()).await;
+    assert!(
+        seen_partly_active,
+        "members become Active as their slots finish"
+    );
+    let rt = ctl.runtime("many-app").unwrap();
+    assert_eq!(rt.status, DeploymentStatus::Active);
+    assert!(rt.clusters[0]
+        .members
+        .iter()
+        .all(|m| m.status == MemberStatus::Active));
+    let s = fake.state();
+    assert_eq!(s.most_creating as usize, slots, "never more than the slots");
+    assert_eq!(s.created.len(), n, "one container per member");
+    drop(s);
+    // The records' later changes were deferred, then flushed by the tick.
+    assert!(!lock(&ctl.inner.store).has_deferred());
+    let recs = lock(&ctl.inner.store).members().unwrap();
+    assert!(recs
+        .values()
+        .all(|r| r.status == MemberStatus::Active && r.container_id.is_some()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_running_member_whose_record_lagged_behind_is_adopted_and_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let offset = free_offset();
+    {
+        let ctl = controller(&fake, dir.path(), offset);
+        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+            .unwrap();
+        let base = now_ms();
+        for i in 0..4 {
+            tick(&ctl, base, i).await;
+        }
+        // A crash before the deferred changes reached the disk: the
+        // record still says Created, though the container runs.
+        let store = lock(&ctl.inner.store);
+        let mut recs = store.members().unwrap();
+        for r in recs.values_mut() {
+            r.status = MemberStatus::Created;
+        }
+        let recs: Vec<MemberRecord> = recs.into_values().collect();
+        store.write_members(&recs, &[]).unwrap();
+        drop(store);
+        ctl.shutdown();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before: Vec<String> = fake.state().containers.keys().cloned().collect();
+    let ctl = controller(&fake, dir.path(), offset);
+    ctl.restore().await.unwrap();
+    let base = now_ms();
+    for i in 0..3 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
+    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
+    let after: Vec<String> = fake.state().containers.keys().cloned().collect();
+    assert_eq!(after, before, "adopted, not replaced");
 }

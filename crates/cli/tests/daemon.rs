@@ -1198,6 +1198,35 @@ fn prune_space_wait_under_a_restart_policy_and_volume_drivers() {
     let w = d.docker(&["wait", "alw"]).ok();
     assert_eq!(w.stdout.trim(), "0");
     d.docker(&["rm", "-f", "alw"]).ok();
+    // A bind's propagation is applied and shown.
+    let src = d.dir.join("shared-src");
+    fs::create_dir_all(&src).unwrap();
+    let bind = format!("{}:/m:rw,rshared", src.display());
+    d.docker(&[
+        "create",
+        "--name",
+        "prop",
+        "-v",
+        &bind,
+        "busybox",
+        "grep",
+        " /m ",
+        "/proc/self/mountinfo",
+    ])
+    .ok();
+    d.docker(&["start", "-a", "prop"]).ok();
+    let info = d.docker(&["logs", "prop"]).ok();
+    assert!(info.stdout.contains("shared:"), "{info}");
+    let p = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Propagation}}{{end}}",
+            "prop",
+        ])
+        .ok();
+    assert_eq!(p.stdout.trim(), "rshared");
+    d.docker(&["rm", "prop"]).ok();
     // Only the local volume driver: others are missing plugins (404).
     let e = d
         .docker(&["volume", "create", "-d", "nosuch", "v1"])

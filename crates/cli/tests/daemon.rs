@@ -1235,6 +1235,71 @@ fn prune_space_wait_under_a_restart_policy_and_volume_drivers() {
 }
 
 #[test]
+fn legacy_links_on_the_default_bridge() {
+    let d = Daemon::start("daemon-links");
+    d.load_busybox();
+    d.docker(&[
+        "run", "-d", "--name", "db", "-e", "PASS=x", "--expose", "5432", "busybox", "sleep", "600",
+    ])
+    .ok();
+    let ip = d
+        .docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "db"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let out = d
+        .docker(&[
+            "run",
+            "--name",
+            "web",
+            "--link",
+            "db:pg",
+            "busybox",
+            "sh",
+            "-c",
+            "env; cat /etc/hosts; ping -c1 -W3 pg >/dev/null && echo reached",
+        ])
+        .ok();
+    for want in [
+        "PG_NAME=/web/pg".to_string(),
+        format!("PG_PORT=tcp://{ip}:5432"),
+        format!("PG_PORT_5432_TCP_ADDR={ip}"),
+        "PG_PORT_5432_TCP_PROTO=tcp".to_string(),
+        "PG_ENV_PASS=x".to_string(),
+        format!("{ip}\tpg db "),
+        "reached".to_string(),
+    ] {
+        assert!(out.stdout.contains(&want), "{want} missing:\n{out}");
+    }
+    assert!(!out.stdout.contains("PG_ENV_PATH"), "{out}");
+    let links = d
+        .docker(&["inspect", "-f", "{{json .HostConfig.Links}}", "web"])
+        .ok();
+    assert_eq!(links.stdout.trim(), r#"["/db:/web/pg"]"#);
+    // The link needs its target running.
+    d.docker(&["stop", "-t", "1", "db"]).ok();
+    let e = d.docker(&["start", "web"]).failed();
+    assert!(
+        e.stderr.contains("Cannot link to a non running container"),
+        "{e}"
+    );
+    // docker rm --link forgets it; then the container starts alone.
+    d.docker(&["rm", "--link", "web/pg"]).ok();
+    let links = d
+        .docker(&["inspect", "-f", "{{json .HostConfig.Links}}", "web"])
+        .ok();
+    assert_eq!(links.stdout.trim(), "null");
+    // (pg no longer resolves: the script's ping fails.)
+    let alone = d.docker(&["start", "-a", "web"]).failed();
+    assert!(!alone.stdout.contains("PG_NAME"), "{alone}");
+    // A link to a container that does not exist is refused at create.
+    d.docker(&["create", "--link", "nosuch:x", "busybox", "true"])
+        .failed();
+    d.docker(&["rm", "-f", "web", "db"]).ok();
+}
+
+#[test]
 fn bridge_peers_restart_policies_and_hostile_imports() {
     let d = Daemon::start("daemon-peers");
     d.load_busybox();

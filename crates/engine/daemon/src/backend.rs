@@ -1161,6 +1161,16 @@ impl Backend for EngineBackend {
         }
         check_nano_cpus(config.host_config.nano_cpus, crate::hostinfo::ncpu())?;
         let (mut req, vols) = convert::create_request(name, &config, self.volumes.dir())?;
+        // Legacy link targets by id (they may be renamed later).
+        for l in &mut req.links {
+            let t = self.engine.record(&l.target).map_err(|_| {
+                ApiError::bad_parameter(format!(
+                    "could not get container for {}: no such container",
+                    l.target
+                ))
+            })?;
+            l.target = t.id;
+        }
         // Every network named must exist now, as dockerd checks at create.
         let mut named: Vec<String> = req.extra_networks.iter().map(|n| n.name.clone()).collect();
         if let Some(crate::engine::NetworkMode::Bridge(n)) = &req.network {
@@ -1402,6 +1412,10 @@ impl Backend for EngineBackend {
         Ok(())
     }
 
+    async fn container_remove_link(&self, id: &str, alias: &str) -> Result<(), ApiError> {
+        self.engine.remove_link(id, alias).map_err(api_err)
+    }
+
     async fn container_rename(&self, id: &str, new_name: &str) -> Result<(), ApiError> {
         let r = self.rec(id)?;
         let new_name = new_name.trim_start_matches('/');
@@ -1461,9 +1475,9 @@ impl Backend for EngineBackend {
         &self,
         opts: ContainerListOptions,
     ) -> Result<Vec<ContainerSummary>, ApiError> {
-        let mut records: Vec<Record> = self
-            .engine
-            .records()
+        let all = self.engine.records();
+        let mut records: Vec<Record> = all
+            .clone()
             .into_iter()
             .filter(|r| opts.all || opts.limit.is_some() || is_running(r))
             .filter(|r| convert::matches_filters(r, &opts.filters))
@@ -1483,6 +1497,12 @@ impl Backend for EngineBackend {
             .map(|r| {
                 let mut s =
                     convert::summary(r, now, &network_id(r.network.name()), self.volumes.dir());
+                // Names under which linking containers know it (/linker/alias).
+                for other in &all {
+                    for l in other.links.iter().filter(|l| l.target == r.id) {
+                        s.names.push(format!("/{}/{}", other.name, l.alias));
+                    }
+                }
                 // "Up 3 minutes (healthy)", as dockerd shows it.
                 if let (Some(h), true) = (self.health_of(r), is_running(r)) {
                     let word = match h.status.as_str() {
@@ -1570,7 +1590,26 @@ impl Backend for EngineBackend {
             driver: "overlayfs".into(),
             platform: "linux".into(),
             exec_ids: (!exec_ids.is_empty()).then_some(exec_ids),
-            host_config: convert::inspect_host_config(&r),
+            host_config: {
+                let mut h = convert::inspect_host_config(&r);
+                // Legacy links as they are now (docker rm --link drops them).
+                if r.network.name() == "bridge" {
+                    h.links = (!r.links.is_empty()).then(|| {
+                        r.links
+                            .iter()
+                            .map(|l| {
+                                let t = self
+                                    .engine
+                                    .record(&l.target)
+                                    .map(|t| t.name)
+                                    .unwrap_or_else(|_| l.target.clone());
+                                format!("/{t}:/{}/{}", r.name, l.alias)
+                            })
+                            .collect()
+                    });
+                }
+                h
+            },
             graph_driver: GraphDriver {
                 name: "overlayfs".into(),
                 data: StringMap::new(),

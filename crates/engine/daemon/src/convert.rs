@@ -377,6 +377,33 @@ pub fn create_request(
             first_opts.mac = Some(m.clone());
         }
     }
+    // HostConfig.Links: legacy links on the default bridge; on a
+    // user-defined network, names its server resolves (as dockerd does).
+    let mut links = Vec::new();
+    for l in h.links.iter().flatten() {
+        let (target, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+        let target = target.trim_start_matches('/');
+        // dockerd's stored form is /target:/self/alias.
+        let alias = alias.rsplit('/').next().unwrap_or(alias);
+        if target.is_empty() || strato_network::files::validate_hostname(alias).is_err() {
+            return Err(ApiError::bad_parameter(format!(
+                "invalid link {l:?}: give name:alias"
+            )));
+        }
+        match &network {
+            NetworkMode::Bridge(n) if n == "bridge" => links.push(crate::engine::LegacyLink {
+                target: target.to_string(),
+                alias: alias.to_string(),
+            }),
+            NetworkMode::Bridge(_) => first_opts.links.push(format!("{target}:{alias}")),
+            other => {
+                return Err(ApiError::bad_parameter(format!(
+                    "links need a bridge network; --network {} has none",
+                    other.name()
+                )))
+            }
+        }
+    }
     let mut extra_networks = Vec::new();
     for (name, e) in eps.iter().filter(|(k, _)| Some(*k) != first_key.as_ref()) {
         if !matches!(network, NetworkMode::Bridge(_)) {
@@ -405,6 +432,7 @@ pub fn create_request(
             aliases,
             first_opts,
             extra_networks,
+            links,
             raw,
         },
         volumes,

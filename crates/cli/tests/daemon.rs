@@ -1227,6 +1227,29 @@ fn prune_space_wait_under_a_restart_policy_and_volume_drivers() {
         .ok();
     assert_eq!(p.stdout.trim(), "rshared");
     d.docker(&["rm", "prop"]).ok();
+    // One runtime (runc is its alias); others are refused.
+    let e = d
+        .docker(&["create", "--runtime", "nvidia", "busybox", "true"])
+        .failed();
+    assert!(
+        e.stderr.contains("unknown or invalid runtime name: nvidia"),
+        "{e}"
+    );
+    d.docker(&[
+        "create",
+        "--name",
+        "rc",
+        "--runtime",
+        "runc",
+        "busybox",
+        "true",
+    ])
+    .ok();
+    let rt = d
+        .docker(&["inspect", "-f", "{{.HostConfig.Runtime}}", "rc"])
+        .ok();
+    assert_eq!(rt.stdout.trim(), "runc");
+    d.docker(&["rm", "rc"]).ok();
     // Only the local volume driver: others are missing plugins (404).
     let e = d
         .docker(&["volume", "create", "-d", "nosuch", "v1"])

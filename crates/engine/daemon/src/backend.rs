@@ -1009,13 +1009,16 @@ impl Backend for EngineBackend {
         let (os, os_version) = hostinfo::os_release();
         let cfg = self.engine.config();
         let mut runtimes = BTreeMap::new();
-        runtimes.insert(
-            "strato".to_string(),
-            RuntimeInfo {
-                path: cfg.strato_bin.display().to_string(),
-                runtime_args: None,
-            },
-        );
+        // `runc` is an alias of the built-in runtime (see container_create).
+        for name in ["strato", "runc"] {
+            runtimes.insert(
+                name.to_string(),
+                RuntimeInfo {
+                    path: cfg.strato_bin.display().to_string(),
+                    runtime_args: None,
+                },
+            );
+        }
         let now = time::now_f64();
         Ok(SystemInfo {
             id: self.id.clone(),
@@ -1140,6 +1143,15 @@ impl Backend for EngineBackend {
                     other.id
                 )));
             }
+        }
+        // One runtime: strato's own, which also answers to runc (it is a
+        // runc work-alike); others are refused with dockerd's wording rather
+        // than silently run by ours.
+        let runtime = config.host_config.runtime.as_str();
+        if !matches!(runtime, "" | "strato" | "runc") {
+            return Err(ApiError::bad_parameter(format!(
+                "unknown or invalid runtime name: {runtime}: this engine has strato (alias runc)"
+            )));
         }
         // Logs are always kept as json-file by the supervisor; other drivers
         // (syslog, journald, ...) are refused with dockerd's wording.

@@ -1340,11 +1340,128 @@ fn prune_space_wait_under_a_restart_policy_and_volume_drivers() {
     let w = d.docker(&["wait", "alw"]).ok();
     assert_eq!(w.stdout.trim(), "0");
     d.docker(&["rm", "-f", "alw"]).ok();
+    // A bind's propagation is applied and shown.
+    let src = d.dir.join("shared-src");
+    fs::create_dir_all(&src).unwrap();
+    let bind = format!("{}:/m:rw,rshared", src.display());
+    d.docker(&[
+        "create",
+        "--name",
+        "prop",
+        "-v",
+        &bind,
+        "busybox",
+        "grep",
+        " /m ",
+        "/proc/self/mountinfo",
+    ])
+    .ok();
+    d.docker(&["start", "-a", "prop"]).ok();
+    let info = d.docker(&["logs", "prop"]).ok();
+    assert!(info.stdout.contains("shared:"), "{info}");
+    let p = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Propagation}}{{end}}",
+            "prop",
+        ])
+        .ok();
+    assert_eq!(p.stdout.trim(), "rshared");
+    d.docker(&["rm", "prop"]).ok();
+    // One runtime (runc is its alias); others are refused.
+    let e = d
+        .docker(&["create", "--runtime", "nvidia", "busybox", "true"])
+        .failed();
+    assert!(
+        e.stderr.contains("unknown or invalid runtime name: nvidia"),
+        "{e}"
+    );
+    d.docker(&[
+        "create",
+        "--name",
+        "rc",
+        "--runtime",
+        "runc",
+        "busybox",
+        "true",
+    ])
+    .ok();
+    let rt = d
+        .docker(&["inspect", "-f", "{{.HostConfig.Runtime}}", "rc"])
+        .ok();
+    assert_eq!(rt.stdout.trim(), "runc");
+    d.docker(&["rm", "rc"]).ok();
     // Only the local volume driver: others are missing plugins (404).
     let e = d
         .docker(&["volume", "create", "-d", "nosuch", "v1"])
         .failed();
     assert!(e.stderr.contains("plugin \"nosuch\" not found"), "{e}");
+}
+
+#[test]
+fn legacy_links_on_the_default_bridge() {
+    let d = Daemon::start("daemon-links");
+    d.load_busybox();
+    d.docker(&[
+        "run", "-d", "--name", "db", "-e", "PASS=x", "--expose", "5432", "busybox", "sleep", "600",
+    ])
+    .ok();
+    let ip = d
+        .docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "db"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let out = d
+        .docker(&[
+            "run",
+            "--name",
+            "web",
+            "--link",
+            "db:pg",
+            "busybox",
+            "sh",
+            "-c",
+            "env; cat /etc/hosts; ping -c1 -W3 pg >/dev/null && echo reached",
+        ])
+        .ok();
+    for want in [
+        "PG_NAME=/web/pg".to_string(),
+        format!("PG_PORT=tcp://{ip}:5432"),
+        format!("PG_PORT_5432_TCP_ADDR={ip}"),
+        "PG_PORT_5432_TCP_PROTO=tcp".to_string(),
+        "PG_ENV_PASS=x".to_string(),
+        format!("{ip}\tpg db "),
+        "reached".to_string(),
+    ] {
+        assert!(out.stdout.contains(&want), "{want} missing:\n{out}");
+    }
+    assert!(!out.stdout.contains("PG_ENV_PATH"), "{out}");
+    let links = d
+        .docker(&["inspect", "-f", "{{json .HostConfig.Links}}", "web"])
+        .ok();
+    assert_eq!(links.stdout.trim(), r#"["/db:/web/pg"]"#);
+    // The link needs its target running.
+    d.docker(&["stop", "-t", "1", "db"]).ok();
+    let e = d.docker(&["start", "web"]).failed();
+    assert!(
+        e.stderr.contains("Cannot link to a non running container"),
+        "{e}"
+    );
+    // docker rm --link forgets it; then the container starts alone.
+    d.docker(&["rm", "--link", "web/pg"]).ok();
+    let links = d
+        .docker(&["inspect", "-f", "{{json .HostConfig.Links}}", "web"])
+        .ok();
+    assert_eq!(links.stdout.trim(), "null");
+    // (pg no longer resolves: the script's ping fails.)
+    let alone = d.docker(&["start", "-a", "web"]).failed();
+    assert!(!alone.stdout.contains("PG_NAME"), "{alone}");
+    // A link to a container that does not exist is refused at create.
+    d.docker(&["create", "--link", "nosuch:x", "busybox", "true"])
+        .failed();
+    d.docker(&["rm", "-f", "web", "db"]).ok();
 }
 
 #[test]

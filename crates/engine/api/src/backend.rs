@@ -183,6 +183,15 @@ pub trait Backend: Send + Sync + 'static {
     /// removing or force remove`. Pending `Removed` waits resolve.
     async fn container_remove(&self, id: &str, opts: RemoveOptions) -> Result<(), ApiError>;
 
+    /// `DELETE /containers/{id}/{alias}?link=1` (optional): removes the
+    /// legacy link `alias` of container `id`.
+    async fn container_remove_link(&self, id: &str, alias: &str) -> Result<(), ApiError> {
+        let _ = (id, alias);
+        Err(ApiError::not_implemented(
+            "legacy links are not implemented by this engine",
+        ))
+    }
+
     /// `POST /containers/{id}/rename?name=`. Name in use: 409.
     async fn container_rename(&self, id: &str, new_name: &str) -> Result<(), ApiError>;
 

@@ -260,6 +260,10 @@ impl Server {
                 b.container_remove(id, opts).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
+            (&M::DELETE, ["containers", id, alias]) if q.bool("link") => {
+                b.container_remove_link(id, alias).await?;
+                Ok(empty(StatusCode::NO_CONTENT))
+            }
             (_, ["containers", id, action]) => {
                 self.container_action(&method, id, action, &q, minor, req)
                     .await

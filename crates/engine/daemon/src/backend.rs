@@ -1009,13 +1009,16 @@ impl Backend for EngineBackend {
         let (os, os_version) = hostinfo::os_release();
         let cfg = self.engine.config();
         let mut runtimes = BTreeMap::new();
-        runtimes.insert(
-            "strato".to_string(),
-            RuntimeInfo {
-                path: cfg.strato_bin.display().to_string(),
-                runtime_args: None,
-            },
-        );
+        // `runc` is an alias of the built-in runtime (see container_create).
+        for name in ["strato", "runc"] {
+            runtimes.insert(
+                name.to_string(),
+                RuntimeInfo {
+                    path: cfg.strato_bin.display().to_string(),
+                    runtime_args: None,
+                },
+            );
+        }
         let now = time::now_f64();
         Ok(SystemInfo {
             id: self.id.clone(),
@@ -1141,6 +1144,15 @@ impl Backend for EngineBackend {
                 )));
             }
         }
+        // One runtime: strato's own, which also answers to runc (it is a
+        // runc work-alike); others are refused with dockerd's wording rather
+        // than silently run by ours.
+        let runtime = config.host_config.runtime.as_str();
+        if !matches!(runtime, "" | "strato" | "runc") {
+            return Err(ApiError::bad_parameter(format!(
+                "unknown or invalid runtime name: {runtime}: this engine has strato (alias runc)"
+            )));
+        }
         // Logs are always kept as json-file by the supervisor; other drivers
         // (syslog, journald, ...) are refused with dockerd's wording.
         let driver = config.host_config.log_config.kind.as_str();
@@ -1161,6 +1173,16 @@ impl Backend for EngineBackend {
         }
         check_nano_cpus(config.host_config.nano_cpus, crate::hostinfo::ncpu())?;
         let (mut req, vols) = convert::create_request(name, &config, self.volumes.dir())?;
+        // Legacy link targets by id (they may be renamed later).
+        for l in &mut req.links {
+            let t = self.engine.record(&l.target).map_err(|_| {
+                ApiError::bad_parameter(format!(
+                    "could not get container for {}: no such container",
+                    l.target
+                ))
+            })?;
+            l.target = t.id;
+        }
         // Every network named must exist now, as dockerd checks at create.
         let mut named: Vec<String> = req.extra_networks.iter().map(|n| n.name.clone()).collect();
         if let Some(crate::engine::NetworkMode::Bridge(n)) = &req.network {
@@ -1402,6 +1424,10 @@ impl Backend for EngineBackend {
         Ok(())
     }
 
+    async fn container_remove_link(&self, id: &str, alias: &str) -> Result<(), ApiError> {
+        self.engine.remove_link(id, alias).map_err(api_err)
+    }
+
     async fn container_rename(&self, id: &str, new_name: &str) -> Result<(), ApiError> {
         let r = self.rec(id)?;
         let new_name = new_name.trim_start_matches('/');
@@ -1461,9 +1487,9 @@ impl Backend for EngineBackend {
         &self,
         opts: ContainerListOptions,
     ) -> Result<Vec<ContainerSummary>, ApiError> {
-        let mut records: Vec<Record> = self
-            .engine
-            .records()
+        let all = self.engine.records();
+        let mut records: Vec<Record> = all
+            .clone()
             .into_iter()
             .filter(|r| opts.all || opts.limit.is_some() || is_running(r))
             .filter(|r| convert::matches_filters(r, &opts.filters))
@@ -1483,6 +1509,12 @@ impl Backend for EngineBackend {
             .map(|r| {
                 let mut s =
                     convert::summary(r, now, &network_id(r.network.name()), self.volumes.dir());
+                // Names under which linking containers know it (/linker/alias).
+                for other in &all {
+                    for l in other.links.iter().filter(|l| l.target == r.id) {
+                        s.names.push(format!("/{}/{}", other.name, l.alias));
+                    }
+                }
                 // "Up 3 minutes (healthy)", as dockerd shows it.
                 if let (Some(h), true) = (self.health_of(r), is_running(r)) {
                     let word = match h.status.as_str() {
@@ -1570,7 +1602,26 @@ impl Backend for EngineBackend {
             driver: "overlayfs".into(),
             platform: "linux".into(),
             exec_ids: (!exec_ids.is_empty()).then_some(exec_ids),
-            host_config: convert::inspect_host_config(&r),
+            host_config: {
+                let mut h = convert::inspect_host_config(&r);
+                // Legacy links as they are now (docker rm --link drops them).
+                if r.network.name() == "bridge" {
+                    h.links = (!r.links.is_empty()).then(|| {
+                        r.links
+                            .iter()
+                            .map(|l| {
+                                let t = self
+                                    .engine
+                                    .record(&l.target)
+                                    .map(|t| t.name)
+                                    .unwrap_or_else(|_| l.target.clone());
+                                format!("/{t}:/{}/{}", r.name, l.alias)
+                            })
+                            .collect()
+                    });
+                }
+                h
+            },
             graph_driver: GraphDriver {
                 name: "overlayfs".into(),
                 data: StringMap::new(),

@@ -149,6 +149,18 @@ pub fn create_request(
             }
         };
         let read_only = opts.split(',').any(|o| o == "ro");
+        let mut options = Vec::new();
+        for o in opts.split(',').filter(|o| !o.is_empty()) {
+            match o {
+                "ro" | "rw" | "z" | "Z" | "nocopy" | "consistent" | "cached" | "delegated" => {}
+                p if PROPAGATIONS.contains(&p) => options = vec![p.to_string()],
+                other => {
+                    return Err(ApiError::bad_parameter(format!(
+                        "invalid mode {other:?} in volume specification {bind:?}: use ro, rw or a propagation (rprivate, private, rshared, shared, rslave, slave)"
+                    )))
+                }
+            }
+        }
         let source = if src.starts_with('/') {
             src.to_string()
         } else {
@@ -165,19 +177,32 @@ pub fn create_request(
             target: dst.to_string(),
             kind: "bind".into(),
             read_only,
-            options: Vec::new(),
+            options,
         });
     }
     for m in h.mounts.iter().flatten() {
         let kind = m.kind.as_str();
         match kind {
-            "bind" => mounts.push(MountSpec {
-                source: m.source.clone(),
-                target: m.target.clone(),
-                kind: "bind".into(),
-                read_only: m.read_only,
-                options: Vec::new(),
-            }),
+            "bind" => {
+                let prop = m
+                    .extra
+                    .get("BindOptions")
+                    .and_then(|b| b.get("Propagation"))
+                    .and_then(|p| p.as_str())
+                    .filter(|p| !p.is_empty());
+                if let Some(p) = prop.filter(|p| !PROPAGATIONS.contains(p)) {
+                    return Err(ApiError::bad_parameter(format!(
+                        "invalid BindOptions.Propagation {p:?}: use rprivate, private, rshared, shared, rslave or slave"
+                    )));
+                }
+                mounts.push(MountSpec {
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    kind: "bind".into(),
+                    read_only: m.read_only,
+                    options: prop.map(|p| vec![p.to_string()]).unwrap_or_default(),
+                })
+            }
             "volume" => {
                 let name = if m.source.is_empty() {
                     crate::ids::new_id()
@@ -362,6 +387,33 @@ pub fn create_request(
             first_opts.mac = Some(m.clone());
         }
     }
+    // HostConfig.Links: legacy links on the default bridge; on a
+    // user-defined network, names its server resolves (as dockerd does).
+    let mut links = Vec::new();
+    for l in h.links.iter().flatten() {
+        let (target, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+        let target = target.trim_start_matches('/');
+        // dockerd's stored form is /target:/self/alias.
+        let alias = alias.rsplit('/').next().unwrap_or(alias);
+        if target.is_empty() || strato_network::files::validate_hostname(alias).is_err() {
+            return Err(ApiError::bad_parameter(format!(
+                "invalid link {l:?}: give name:alias"
+            )));
+        }
+        match &network {
+            NetworkMode::Bridge(n) if n == "bridge" => links.push(crate::engine::LegacyLink {
+                target: target.to_string(),
+                alias: alias.to_string(),
+            }),
+            NetworkMode::Bridge(_) => first_opts.links.push(format!("{target}:{alias}")),
+            other => {
+                return Err(ApiError::bad_parameter(format!(
+                    "links need a bridge network; --network {} has none",
+                    other.name()
+                )))
+            }
+        }
+    }
     let mut extra_networks = Vec::new();
     for (name, e) in eps.iter().filter(|(k, _)| Some(*k) != first_key.as_ref()) {
         if !matches!(network, NetworkMode::Bridge(_)) {
@@ -390,6 +442,7 @@ pub fn create_request(
             aliases,
             first_opts,
             extra_networks,
+            links,
             raw,
         },
         volumes,
@@ -609,6 +662,20 @@ fn requested(
     }
 }
 
+/// Mount propagation modes of binds.
+pub const PROPAGATIONS: &[&str] = &[
+    "rprivate", "private", "rshared", "shared", "rslave", "slave",
+];
+
+/// A bind's propagation (`rprivate` unless one was given).
+pub fn bind_propagation(m: &MountSpec) -> &str {
+    m.options
+        .iter()
+        .map(String::as_str)
+        .find(|o| PROPAGATIONS.contains(o))
+        .unwrap_or("rprivate")
+}
+
 /// The container's endpoints as `Networks` entries.
 pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::EndpointSettings> {
     let mut m = BTreeMap::new();
@@ -698,7 +765,7 @@ pub fn mount_points(r: &Record, volumes_dir: &Path) -> Vec<api::MountPoint> {
                 },
                 rw: !m.read_only,
                 propagation: if kind == "bind" {
-                    "rprivate".into()
+                    bind_propagation(m).into()
                 } else {
                     String::new()
                 },
@@ -1164,6 +1231,21 @@ mod tests {
             let e = create_request(None, &b, Path::new("/v")).unwrap_err();
             assert_eq!(e.status(), 400, "{bad}: {e}");
         }
+        // Bind propagation, from Binds or Mounts; a bad mode is refused.
+        let b = body(
+            r#"{"Image":"busybox","HostConfig":{"Binds":["/a:/a:rw,rshared","/b:/b"],
+            "Mounts":[{"Type":"bind","Source":"/c","Target":"/c","BindOptions":{"Propagation":"rslave"}}]}}"#,
+        );
+        let (req, _) = create_request(None, &b, Path::new("/v")).unwrap();
+        let props: Vec<&str> = req.config.mounts.iter().map(bind_propagation).collect();
+        assert_eq!(props, ["rshared", "rprivate", "rslave"]);
+        let b = body(r#"{"Image":"busybox","HostConfig":{"Binds":["/a:/a:rw,bogus"]}}"#);
+        assert_eq!(
+            create_request(None, &b, Path::new("/v"))
+                .unwrap_err()
+                .status(),
+            400
+        );
         // The deprecated top-level MacAddress is the first network's.
         let b = body(r#"{"Image":"busybox","MacAddress":"02:42:ac:11:00:0a"}"#);
         let (req, _) = create_request(None, &b, Path::new("/v")).unwrap();

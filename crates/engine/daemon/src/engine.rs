@@ -117,8 +117,19 @@ pub struct CreateRequest {
     pub first_opts: EndpointExtras,
     /// More networks from `NetworkingConfig` (API 1.44: several at create).
     pub extra_networks: Vec<ExtraNetwork>,
+    /// Legacy links (`--link` on the default bridge).
+    pub links: Vec<LegacyLink>,
     /// The request body as received (`Config` plus `HostConfig`), shown back by inspect.
     pub raw: serde_json::Value,
+}
+
+/// A legacy link (`--link name:alias` on the default bridge): the alias
+/// resolves in /etc/hosts and the target's address, ports and environment
+/// come as `ALIAS_*` variables, set at each start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyLink {
+    pub target: String,
+    pub alias: String,
 }
 
 /// What a container asked of its endpoint on one network (Docker's
@@ -194,6 +205,9 @@ pub struct Record {
     /// loopback until connected again (then that network becomes its first).
     #[serde(default)]
     pub first_detached: bool,
+    /// Legacy links (target container id and alias).
+    #[serde(default)]
+    pub links: Vec<LegacyLink>,
 }
 
 impl Record {
@@ -284,6 +298,49 @@ impl std::fmt::Debug for Engine {
 
 fn now() -> String {
     strato_container::state::now_rfc3339()
+}
+
+/// Docker's link variables for `alias` to container `t` at `ip`: NAME,
+/// its exposed ports (`ALIAS_PORT_80_TCP_ADDR`, ...), its environment
+/// (`ALIAS_ENV_X`; not HOME or PATH).
+fn link_env(alias: &str, path: &str, ip: std::net::Ipv4Addr, t: &Record) -> Vec<String> {
+    let a = alias.to_ascii_uppercase().replace('-', "_");
+    let mut env = vec![format!("{a}_NAME={path}")];
+    let mut ports: Vec<(u16, String)> = t
+        .raw
+        .get("ExposedPorts")
+        .and_then(|p| p.as_object())
+        .into_iter()
+        .flat_map(|o| o.keys())
+        .filter_map(|k| {
+            let (p, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+            p.parse().ok().map(|p| (p, proto.to_string()))
+        })
+        .collect();
+    for m in &t.ports {
+        let proto = m.protocol.to_string();
+        ports.push((m.container_port, proto));
+    }
+    ports.sort();
+    ports.dedup();
+    if let Some((p, proto)) = ports.first() {
+        env.push(format!("{a}_PORT={proto}://{ip}:{p}"));
+    }
+    for (p, proto) in &ports {
+        let up = proto.to_ascii_uppercase();
+        env.push(format!("{a}_PORT_{p}_{up}={proto}://{ip}:{p}"));
+        env.push(format!("{a}_PORT_{p}_{up}_ADDR={ip}"));
+        env.push(format!("{a}_PORT_{p}_{up}_PORT={p}"));
+        env.push(format!("{a}_PORT_{p}_{up}_PROTO={proto}"));
+    }
+    for e in &t.config.env {
+        if let Some((k, v)) = e.split_once('=') {
+            if k != "HOME" && k != "PATH" {
+                env.push(format!("{a}_ENV_{k}={v}"));
+            }
+        }
+    }
+    env
 }
 
 /// /etc/hosts of a container on no network.
@@ -748,6 +805,7 @@ impl Engine {
             extra_endpoints: Vec::new(),
             first_opts: req.first_opts,
             first_detached: false,
+            links: req.links,
         };
         {
             let mut recs = self.records.lock().expect("records lock");
@@ -893,8 +951,11 @@ impl Engine {
                     .await
                     .map_err(internal)?;
                 own_etc_lines(&cfg, ep_gateway(r), &mut files);
+                let (link_env, link_hosts) = self.legacy_links(r)?;
+                cfg.env.extend(link_env);
+                let hosts = format!("{}{link_hosts}", files.hosts);
                 for (name, text) in [
-                    ("hosts", &files.hosts),
+                    ("hosts", &hosts),
                     ("resolv.conf", &files.resolv_conf),
                     ("hostname", &files.hostname),
                 ] {
@@ -1270,6 +1331,62 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// The variables and /etc/hosts lines of a container's legacy links;
+    /// every target must run (as dockerd requires).
+    fn legacy_links(&self, r: &Record) -> Result<(Vec<String>, String), EngineError> {
+        let mut env = Vec::new();
+        let mut hosts = String::new();
+        for l in &r.links {
+            let t = self.record(&l.target).map_err(|_| {
+                EngineError::Invalid(format!(
+                    "could not get container for link {}: it was removed; remove the link with docker rm --link /{}/{}",
+                    l.alias, r.name, l.alias
+                ))
+            })?;
+            let ep = t.endpoint.as_ref().filter(|_| {
+                t.status
+                    .as_ref()
+                    .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused))
+            });
+            let Some(ep) = ep else {
+                return Err(EngineError::Conflict(format!(
+                    "Cannot link to a non running container: /{} AS /{}/{}",
+                    t.name, r.name, l.alias
+                )));
+            };
+            env.extend(link_env(
+                &l.alias,
+                &format!("/{}/{}", r.name, l.alias),
+                ep.ip,
+                &t,
+            ));
+            hosts.push_str(&format!(
+                "{}\t{} {} {}\n",
+                ep.ip, l.alias, t.name, t.config.hostname
+            ));
+        }
+        Ok((env, hosts))
+    }
+
+    /// `docker rm --link /NAME/ALIAS`: forgets a legacy link.
+    pub fn remove_link(&self, name_or_id: &str, alias: &str) -> Result<(), EngineError> {
+        let mut r = self.record(name_or_id)?;
+        let Some(i) = r.links.iter().position(|l| l.alias == alias) else {
+            return Err(EngineError::Invalid(format!(
+                "container {} has no link {alias}",
+                r.name
+            )));
+        };
+        r.links.remove(i);
+        {
+            let mut recs = self.records.lock().expect("records lock");
+            if let Some(rec) = recs.get_mut(&r.id) {
+                rec.links = r.links.clone();
+            }
+        }
+        self.save(&r)
     }
 
     /// Copies a record's network fields into the table.
@@ -1717,4 +1834,55 @@ fn own_etc_lines(
         out.push('\n');
     }
     files.resolv_conf = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_variables_follow_dockers_names() {
+        let t = Record {
+            id: "t".into(),
+            name: "db".into(),
+            created: String::new(),
+            image_ref: String::new(),
+            image_id: String::new(),
+            config: ContainerConfig {
+                env: vec!["PASS=x".into(), "PATH=/bin".into(), "HOME=/root".into()],
+                ..Default::default()
+            },
+            image_defaults: ImageDefaults::default(),
+            restart: RestartPolicy::default(),
+            auto_remove: false,
+            network: NetworkMode::Bridge("bridge".into()),
+            ports: Vec::new(),
+            raw: serde_json::json!({"ExposedPorts": {"5432/tcp": {}, "53/udp": {}}}),
+            endpoint: None,
+            status: None,
+            aliases: Vec::new(),
+            extra_networks: Vec::new(),
+            extra_endpoints: Vec::new(),
+            first_opts: EndpointExtras::default(),
+            first_detached: false,
+            links: Vec::new(),
+        };
+        let env = link_env("my-db", "/web/my-db", "10.0.0.5".parse().unwrap(), &t);
+        assert_eq!(
+            env,
+            [
+                "MY_DB_NAME=/web/my-db",
+                "MY_DB_PORT=udp://10.0.0.5:53",
+                "MY_DB_PORT_53_UDP=udp://10.0.0.5:53",
+                "MY_DB_PORT_53_UDP_ADDR=10.0.0.5",
+                "MY_DB_PORT_53_UDP_PORT=53",
+                "MY_DB_PORT_53_UDP_PROTO=udp",
+                "MY_DB_PORT_5432_TCP=tcp://10.0.0.5:5432",
+                "MY_DB_PORT_5432_TCP_ADDR=10.0.0.5",
+                "MY_DB_PORT_5432_TCP_PORT=5432",
+                "MY_DB_PORT_5432_TCP_PROTO=tcp",
+                "MY_DB_ENV_PASS=x",
+            ]
+        );
+    }
 }

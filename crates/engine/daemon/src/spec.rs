@@ -229,7 +229,7 @@ pub fn build(
             }
             mounts.push(json!({"destination": m.target, "type": "tmpfs", "source": "tmpfs", "options": opts}));
         } else {
-            let mut opts = vec!["rbind", "rprivate"];
+            let mut opts = vec!["rbind", crate::convert::bind_propagation(m)];
             if m.read_only {
                 opts.push("ro");
             }
@@ -276,6 +276,19 @@ pub fn build(
             .iter()
             .map(|d| json!({"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor, "fileMode": d.mode, "uid": 0, "gid": 0}))
             .collect();
+    }
+    // As dockerd: a shared bind makes the root rshared (else pivot_root's
+    // private parent would cut it off), a slave one rslave.
+    let props: Vec<&str> = cfg
+        .mounts
+        .iter()
+        .filter(|m| m.kind != "tmpfs")
+        .map(crate::convert::bind_propagation)
+        .collect();
+    if props.iter().any(|p| p.ends_with("shared")) {
+        linux["rootfsPropagation"] = json!("rshared");
+    } else if props.iter().any(|p| p.ends_with("slave")) {
+        linux["rootfsPropagation"] = json!("rslave");
     }
     if !cfg.privileged {
         linux["maskedPaths"] = json!(masked_paths());

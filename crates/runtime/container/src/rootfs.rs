@@ -298,6 +298,17 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
         None,
     )
     .map_err(|e| mnt_err("set propagation of", Path::new("/"), e))?;
+    // A shared root (rootfsPropagation rshared, for shared binds): the mount
+    // holding the rootfs is made private, so the rootfs bind below is not
+    // shared and pivot_root accepts it (runc does the same).
+    if prop_flags.contains(MsFlags::MS_SHARED) {
+        let text = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+        if let Some(mp) = mount_point_of(&text, ctx.rootfs) {
+            sys.mount(None, &mp, None, MsFlags::MS_PRIVATE, None)
+                .map_err(|e| mnt_err("make private", &mp, e))?;
+        }
+    }
     // pivot_root needs the new root to be a mount point.
     sys.mount(
         Some(ctx.rootfs),
@@ -762,6 +773,35 @@ fn default_symlinks(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The mount point (from mountinfo text) that holds `path`: the longest
+/// mount point that is `path` or one of its ancestors.
+fn mount_point_of(mountinfo: &str, path: &Path) -> Option<PathBuf> {
+    let unescape = |s: &str| {
+        let mut out = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                let oct: String = (0..3).filter_map(|_| chars.next()).collect();
+                match u8::from_str_radix(&oct, 8) {
+                    Ok(b) => out.push(b as char),
+                    Err(_) => {
+                        out.push(c);
+                        out.push_str(&oct);
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(|m| PathBuf::from(unescape(m))))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+}
+
 /// Makes the rootfs the root: `pivot_root(".", ".")` then detaches the old root.
 pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
     sys.chdir(rootfs).map_err(|e| mnt_err("chdir", rootfs, e))?;
@@ -1078,6 +1118,17 @@ mod tests {
             .calls()
             .iter()
             .any(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "proc")));
+    }
+
+    #[test]
+    fn the_mount_holding_a_path() {
+        let info = "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n\
+            30 22 0:40 / /var/lib rw - ext4 /dev/sdb rw\n\
+            31 30 0:41 / /var/lib/x\\040y rw - overlay overlay rw\n";
+        let at = |p: &str| mount_point_of(info, Path::new(p)).unwrap();
+        assert_eq!(at("/var/lib/x y/rootfs"), Path::new("/var/lib/x y"));
+        assert_eq!(at("/var/lib/other"), Path::new("/var/lib"));
+        assert_eq!(at("/var/library"), Path::new("/"));
     }
 
     #[test]

@@ -405,7 +405,14 @@ pub fn create_request(
                 target: target.to_string(),
                 alias: alias.to_string(),
             }),
-            NetworkMode::Bridge(_) => first_opts.links.push(format!("{target}:{alias}")),
+            // The docker CLI sends a link in both HostConfig and the
+            // network's EndpointSettings: kept once.
+            NetworkMode::Bridge(_) => {
+                let link = format!("{target}:{alias}");
+                if !first_opts.links.contains(&link) {
+                    first_opts.links.push(link);
+                }
+            }
             other => {
                 return Err(ApiError::bad_parameter(format!(
                     "links need a bridge network; --network {} has none",

@@ -195,3 +195,21 @@ proptest! {
         }
     }
 }
+
+/// A case proptest found: a large integer read as a float must print and
+/// read back to the same float (serde_json's exact float parsing, its
+/// `float_roundtrip` feature; the default fast path was off by one unit).
+#[test]
+fn a_large_integer_threshold_round_trips() {
+    let (kind, _, json) = samples::FILES
+        .iter()
+        .copied()
+        .find(|(k, _, j)| *k == Kind::AutoscalingPolicy && j.contains("loadAverage"))
+        .expect("a sample autoscaling policy with loadAverage");
+    let mut v: Value = serde_json::from_str(json).unwrap();
+    *v.pointer_mut("/loadThresholds/loadAverage/threshold")
+        .unwrap() = Value::from(9_013_031_249_439_382_017u64);
+    let def = parse(kind, v.to_string().as_bytes()).unwrap();
+    let again = parse(kind, &def.to_json()).unwrap();
+    assert_eq!(again, def);
+}

@@ -840,7 +840,7 @@ impl Engine {
         let network = async {
             if let Some(r) = &rec {
                 for ep in r.endpoint.iter().chain(&r.extra_endpoints) {
-                    if let Err(e) = self.net.detach(&ep.network, id).await {
+                    if let Err(e) = self.net.detach_exited(&ep.network, id).await {
                         tracing::warn!(id, error = %e, "detach network");
                     }
                 }

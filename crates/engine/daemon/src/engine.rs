@@ -801,14 +801,16 @@ impl Engine {
             restart: r.restart.clone(),
             auto_remove: false,
         };
-        self.sup(move |c| {
-            // A record of an earlier run is replaced.
-            let _ = c.delete(&spec.id, false);
-            c.start(spec)
-        })
-        .await?;
-        let idc = id.clone();
-        let status = self.sup(move |c| c.state(&idc)).await.ok();
+        // One connection: the start, then the status it left.
+        let status = self
+            .sup(move |c| {
+                // A record of an earlier run is replaced.
+                let _ = c.delete(&spec.id, false);
+                let id = spec.id.clone();
+                c.start(spec)?;
+                Ok(c.state(&id).ok())
+            })
+            .await?;
         let saved = {
             let mut recs = self.records.lock().expect("records lock");
             recs.get_mut(&id).map(|rec| {

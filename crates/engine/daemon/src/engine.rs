@@ -724,9 +724,16 @@ impl Engine {
             NetworkMode::None => cfg.netns = Some(String::new()),
             NetworkMode::Bridge(net) => {
                 let ns = self.netns_path(&id);
-                let _ = crate::netns::remove(&ns);
-                crate::netns::create(&ns)
-                    .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                // Off the async workers: a new network namespace costs the
+                // kernel milliseconds, and the daemon has one worker per CPU.
+                let pin = ns.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _ = crate::netns::remove(&pin);
+                    crate::netns::create(&pin)
+                })
+                .await
+                .map_err(internal)?
+                .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
                 let network = Self::bridge_network(net);
                 let network = if network.is_empty() {
                     self.net.ensure_default().await.map_err(internal)?.name

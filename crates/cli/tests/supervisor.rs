@@ -314,3 +314,107 @@ fn a_tty_container_logs_its_terminal_output() {
     let text: String = log_lines(&s.log_path).into_iter().map(|(_, l)| l).collect();
     assert!(text.contains("on-a-tty"), "{text:?}");
 }
+
+/// Starts overlap (each runs in its own starter process): many clients
+/// starting at once all get running containers with their own pids, and
+/// containers that exit before their start is reported still have their
+/// exit recorded.
+#[test]
+fn concurrent_starts_from_many_clients_all_run() {
+    let ctx = Ctx::new("sup-concurrent");
+    let sup = Sup::start(&ctx);
+    let mut specs = Vec::new();
+    for i in 0..16 {
+        let id = format!("{}-{i}", ctx.id());
+        let mut b = ctx.bundle(&id);
+        if i % 4 == 3 {
+            b.sh("exit 7");
+        } else {
+            b.args(&["sleep", "60"]);
+        }
+        specs.push(spec(&ctx, &b, &id));
+    }
+    let threads: Vec<_> = specs
+        .chunks(4)
+        .map(|chunk| {
+            let chunk = chunk.to_vec();
+            let root = sup.root.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&root).expect("connect");
+                chunk
+                    .into_iter()
+                    .map(|s| (s.id.clone(), c.start(s).expect("start")))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let started: Vec<(String, i32)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("a starting thread"))
+        .collect();
+    assert_eq!(started.len(), 16);
+    let mut pids: Vec<i32> = started.iter().map(|(_, p)| *p).collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert_eq!(pids.len(), 16, "pids are not distinct: {started:?}");
+    let mut c = sup.client();
+    for (i, (id, pid)) in started.iter().enumerate() {
+        let n: usize = id.rsplit('-').next().unwrap().parse().unwrap();
+        if n % 4 == 3 {
+            let st = wait_exited(&mut c, id);
+            assert_eq!(st.exit_code, Some(7), "{st:?}");
+        } else {
+            let st = c.state(id).expect("state");
+            assert_eq!(st.phase, Phase::Running, "{i}: {st:?}");
+            assert_eq!(st.pid, *pid);
+            assert!(proc_alive(*pid), "{id} is not running");
+        }
+    }
+    for (id, pid) in &started {
+        c.delete(id, true).expect("delete");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while proc_alive(*pid) {
+            assert!(Instant::now() < deadline, "{id} still alive");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!sup.runtime_root().join(id).exists());
+    }
+}
+
+/// A start that fails in the runtime answers with the runtime's error,
+/// records the container exited with it, and leaves no process, runtime
+/// state or cgroup; the supervisor goes on serving.
+#[test]
+fn a_failed_start_reports_the_error_and_leaves_nothing() {
+    let ctx = Ctx::new("sup-failstart");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["/no/such/program"]);
+    let err = c.start(spec(&ctx, &b, &id)).unwrap_err().to_string();
+    assert!(err.contains("/no/such/program"), "{err}");
+    let st = c.state(&id).expect("state");
+    assert_eq!(st.phase, Phase::Exited);
+    assert_eq!(st.exit_code, Some(127));
+    assert!(
+        st.error
+            .as_deref()
+            .is_some_and(|e| e.contains("/no/such/program")),
+        "{st:?}"
+    );
+    assert!(!sup.runtime_root().join(&id).exists());
+    for d in cgroup_dirs(&cgroups_path(&id)) {
+        assert!(!d.exists(), "cgroup {} left behind", d.display());
+    }
+    // The same client starts the next container on the same connection.
+    let ok = format!("{id}-ok");
+    let mut b2 = ctx.bundle(&ok);
+    b2.args(&["sleep", "60"]);
+    let pid = c
+        .start(spec(&ctx, &b2, &ok))
+        .expect("start after a failure");
+    assert!(proc_alive(pid));
+    c.delete(&ok, true).expect("delete");
+    c.delete(&id, false).expect("delete the failed one");
+}

@@ -920,9 +920,16 @@ impl Engine {
             }
             NetworkMode::Bridge(net) => {
                 let ns = self.netns_path(&id);
-                let _ = crate::netns::remove(&ns);
-                crate::netns::create(&ns)
-                    .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                // Off the async workers: a new network namespace costs the
+                // kernel milliseconds, and the daemon has one worker per CPU.
+                let pin = ns.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _ = crate::netns::remove(&pin);
+                    crate::netns::create(&pin)
+                })
+                .await
+                .map_err(internal)?
+                .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
                 let network = Self::bridge_network(net);
                 let network = if network.is_empty() {
                     self.net.ensure_default().await.map_err(internal)?.name
@@ -1003,14 +1010,16 @@ impl Engine {
             restart: r.restart.clone(),
             auto_remove: false,
         };
-        self.sup(move |c| {
-            // A record of an earlier run is replaced.
-            let _ = c.delete(&spec.id, false);
-            c.start(spec)
-        })
-        .await?;
-        let idc = id.clone();
-        let status = self.sup(move |c| c.state(&idc)).await.ok();
+        // One connection: the start, then the status it left.
+        let status = self
+            .sup(move |c| {
+                // A record of an earlier run is replaced.
+                let _ = c.delete(&spec.id, false);
+                let id = spec.id.clone();
+                c.start(spec)?;
+                Ok(c.state(&id).ok())
+            })
+            .await?;
         let saved = {
             let mut recs = self.records.lock().expect("records lock");
             recs.get_mut(&id).map(|rec| {
@@ -1042,7 +1051,7 @@ impl Engine {
         let network = async {
             if let Some(r) = &rec {
                 for ep in r.endpoint.iter().chain(&r.extra_endpoints) {
-                    if let Err(e) = self.net.detach(&ep.network, id).await {
+                    if let Err(e) = self.net.detach_exited(&ep.network, id).await {
                         tracing::warn!(id, error = %e, "detach network");
                     }
                 }

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::error::{Error, Result};
@@ -120,8 +120,12 @@ pub struct ContainerFiles {
 /// outside it, so containers starting together are wired in parallel.
 pub struct NetworkManager<H: Host = LinuxHost> {
     config: Config,
-    host: H,
+    host: std::sync::Arc<H>,
     state: Mutex<State>,
+    /// Host veths being deleted outside the state lock (deleting one waits
+    /// for the kernel's network synchronisation, ~10 ms): an attach that
+    /// would make one of the same name waits until it is gone.
+    unplugging: std::sync::Arc<Unplugging>,
     /// The firewall last applied (its nft rendering, which names everything
     /// the iptables form has too); `None` when unknown or after a failure.
     /// A change that leaves it equal (an endpoint without published ports)
@@ -184,6 +188,44 @@ fn mac_string(m: [u8; 6]) -> String {
         .join(":")
 }
 
+/// Names of host veths being deleted, each with the signal of its end.
+#[derive(Default)]
+struct Unplugging(std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Notify>>>);
+
+impl Unplugging {
+    /// Marks `name` as being deleted; `None` if it already is.
+    fn begin(&self, name: &str) -> Option<std::sync::Arc<Notify>> {
+        let mut m = self.0.lock().expect("unplugging lock");
+        if m.contains_key(name) {
+            return None;
+        }
+        let n = std::sync::Arc::new(Notify::new());
+        m.insert(name.to_string(), n.clone());
+        Some(n)
+    }
+
+    fn end(&self, name: &str) {
+        if let Some(n) = self.0.lock().expect("unplugging lock").remove(name) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Returns once `name` is not being deleted.
+    async fn wait(&self, name: &str) {
+        loop {
+            let Some(n) = self.0.lock().expect("unplugging lock").get(name).cloned() else {
+                return;
+            };
+            // Registered before the check below: an `end` in between wakes it.
+            let notified = n.notified();
+            if !self.0.lock().expect("unplugging lock").contains_key(name) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// The host end of a container's veth: stable for (network, container),
 /// at most 15 characters.
 pub fn host_veth_name(network: &str, container_id: &str) -> String {
@@ -204,8 +246,9 @@ impl<H: Host> NetworkManager<H> {
         let state = State::load(&config.state_dir.join("network.json"))?;
         Ok(Self {
             config,
-            host,
+            host: std::sync::Arc::new(host),
             state: Mutex::new(state),
+            unplugging: Default::default(),
             applied: std::sync::Mutex::new(None),
             realised: Default::default(),
         })
@@ -537,7 +580,9 @@ impl<H: Host> NetworkManager<H> {
             };
             (ep, plug, network)
         };
-        // Outside the lock: the veth pair and the addresses (netlink).
+        // Outside the lock: the veth pair and the addresses (netlink), once
+        // an earlier veth of the same name is gone.
+        self.unplugging.wait(&plug.host_veth).await;
         let plug_once = || async {
             self.realise_network(&network).await?;
             self.host.plug(&plug).await
@@ -595,6 +640,46 @@ impl<H: Host> NetworkManager<H> {
     /// Disconnects a container: deletes the host veth (its peer dies with
     /// it), unpublishes its ports and releases its address.
     pub async fn detach(&self, network: &str, container_id: &str) -> Result<()> {
+        let veth = self.detach_state(network, container_id).await?;
+        let done = self.unplugging.begin(&veth);
+        let r = self.host.delete_link(&veth).await;
+        if done.is_some() {
+            self.unplugging.end(&veth);
+        }
+        r?;
+        info!(network, container = container_id, "container detached");
+        Ok(())
+    }
+
+    /// Detaches a container whose processes are gone: its endpoint, address
+    /// and published ports are released now; its veth (which the kernel
+    /// also removes with the namespace) is deleted in the background, so an
+    /// exit or a removal does not wait for it. A new attach with the same
+    /// veth name waits for that deletion.
+    pub async fn detach_exited(&self, network: &str, container_id: &str) -> Result<()>
+    where
+        H: 'static,
+    {
+        let veth = self.detach_state(network, container_id).await?;
+        let Some(done) = self.unplugging.begin(&veth) else {
+            return Ok(());
+        };
+        drop(done);
+        let (host, unplugging) = (self.host.clone(), self.unplugging.clone());
+        let container = container_id.to_string();
+        tokio::spawn(async move {
+            if let Err(e) = host.delete_link(&veth).await {
+                warn!(%veth, %container, error = %e, "delete the veth of an exited container");
+            }
+            unplugging.end(&veth);
+        });
+        info!(network, container = container_id, "container detached");
+        Ok(())
+    }
+
+    /// The state half of a detach, under the lock: the endpoint, its address
+    /// and rules. Returns the host veth to delete.
+    async fn detach_state(&self, network: &str, container_id: &str) -> Result<String> {
         let mut st = self.state.lock().await;
         let n = st
             .networks
@@ -610,9 +695,7 @@ impl<H: Host> NetworkManager<H> {
         n.ipam.release(ep.ip);
         st.save(&self.state_path(), Durability::Daemon)?;
         self.sync_firewall(&st).await?;
-        self.host.delete_link(&ep.host_veth).await?;
-        info!(network, container = container_id, ip = %ep.ip, "container detached");
-        Ok(())
+        Ok(ep.host_veth)
     }
 
     /// Replaces the ports a container publishes on `network` (an empty
@@ -938,6 +1021,43 @@ mod tests {
 
     async fn ep_bridge(m: &NetworkManager<Recorder>) -> String {
         m.get("n").await.unwrap().bridge
+    }
+
+    /// An exited container's veth goes in the background; its address is
+    /// free at once, and attaching the same container again (a restart)
+    /// plugs a new veth only after the old one is deleted.
+    #[tokio::test]
+    async fn detach_exited_frees_now_and_a_reattach_waits_for_the_old_veth() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.create(NetworkSpec {
+            name: "n".into(),
+            subnet: Some("198.18.9.0/30".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        // A /30 has one container address: it must be free again at once.
+        let ep = m.attach(AttachRequest::new("n", "c1", ns())).await.unwrap();
+        m.detach_exited("n", "c1").await.unwrap();
+        assert!(m.endpoints("n").await.unwrap().is_empty());
+        let again = m.attach(AttachRequest::new("n", "c1", ns())).await.unwrap();
+        assert_eq!(again.ip, ep.ip);
+        assert_eq!(again.host_veth, ep.host_veth);
+        let calls = m.host().calls();
+        let deleted = calls
+            .iter()
+            .position(|c| *c == format!("delete_link {}", ep.host_veth))
+            .expect("the old veth was deleted");
+        let plugged = calls
+            .iter()
+            .rposition(|c| c.starts_with("plug") && c.contains(&ep.host_veth))
+            .expect("plugged again");
+        assert!(deleted < plugged, "{calls:?}");
+        let e = m.detach_exited("n", "c1").await;
+        assert!(e.is_ok());
+        let e = m.detach_exited("n", "c1").await.unwrap_err();
+        assert!(matches!(e, Error::NotAttached { .. }), "{e}");
     }
 
     #[tokio::test]

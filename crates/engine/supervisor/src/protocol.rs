@@ -154,6 +154,30 @@ pub enum Request {
     Events,
 }
 
+impl Request {
+    /// The container a request is about, if it names one.
+    pub fn container(&self) -> Option<&str> {
+        match self {
+            Request::Start { spec } => Some(&spec.id),
+            Request::Exec { spec } => Some(&spec.container),
+            Request::Restart { id }
+            | Request::Kill { id, .. }
+            | Request::Pause { id }
+            | Request::Resume { id }
+            | Request::Delete { id, .. }
+            | Request::State { id }
+            | Request::Update { id, .. }
+            | Request::Stdin { id }
+            | Request::Resize { id, .. } => Some(id),
+            Request::Ping
+            | Request::List
+            | Request::ExecState { .. }
+            | Request::ExecResize { .. }
+            | Request::Events => None,
+        }
+    }
+}
+
 /// A response line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]

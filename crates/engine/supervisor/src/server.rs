@@ -60,6 +60,15 @@ impl Failure {
     }
 }
 
+impl Failure {
+    fn into_response(self) -> Response {
+        Response::Error {
+            message: self.message,
+            kind: self.kind,
+        }
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> Failure {
     Failure::new(ErrorKind::Internal, e.to_string())
 }
@@ -90,8 +99,11 @@ struct ExecRec {
 const EXITED_EXECS_KEPT: usize = 64;
 
 struct Client {
+    id: u64,
     stream: UnixStream,
     buf: Vec<u8>,
+    /// A start it asked for is pending: its next requests wait.
+    waiting: bool,
 }
 
 /// The supervisor's state.
@@ -107,6 +119,12 @@ pub struct Supervisor {
     subscribers: Vec<UnixStream>,
     /// Pending restarts: when, which container.
     timers: Vec<(Instant, String)>,
+    /// Starts in progress.
+    starting: Vec<Starting>,
+    /// Children reaped while starts were pending that matched nothing: a
+    /// container can exit before its starter's report arrives.
+    orphans: Vec<(i32, i32)>,
+    next_client: u64,
 }
 
 fn set_nonblocking(fd: RawFd) {
@@ -186,8 +204,61 @@ impl ConsolePair {
 
     /// The master the container process sent.
     fn master(self) -> Result<OwnedFd, Failure> {
-        strato_container::foreground::receive_master(&OwnedFd::from(self.ours)).map_err(internal)
+        receive_master(self.ours)
     }
+}
+
+fn receive_master(ours: UnixStream) -> Result<OwnedFd, Failure> {
+    strato_container::foreground::receive_master(&OwnedFd::from(ours)).map_err(internal)
+}
+
+/// What a container's stdio needs while its start is prepared: the pipes or
+/// the console pair, both ends.
+enum Held {
+    Pipes(StdioPipes),
+    Console(ConsolePair),
+}
+
+/// Our ends of a starting container's stdio (the starter holds the others).
+enum Stdio {
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// Where the container sends its pty master.
+    Console(UnixStream),
+}
+
+/// A start in progress (see [`Supervisor::start`]).
+struct Starting {
+    spec: ContainerSpec,
+    restart_count: u32,
+    /// The forked process running the runtime's create and start.
+    starter: i32,
+    /// Its report (a [`StartReport`] line), read until whole.
+    report: OwnedFd,
+    buf: Vec<u8>,
+    log: LogWriter,
+    stdio: Stdio,
+    waiter: Waiter,
+}
+
+/// Who waits for a start's outcome.
+enum Waiter {
+    /// A client's Start or Restart request: answered on this connection;
+    /// the client's further requests wait until then.
+    Client { client: u64, stream: UnixStream },
+    /// A restart by policy.
+    Timer { id: String },
+}
+
+/// A starter's one line to the supervisor.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+enum StartReport {
+    Started { pid: i32 },
+    Failed { message: String },
 }
 
 fn now() -> String {
@@ -233,6 +304,9 @@ impl Supervisor {
             clients: Vec::new(),
             subscribers: Vec::new(),
             timers: Vec::new(),
+            starting: Vec::new(),
+            orphans: Vec::new(),
+            next_client: 0,
         };
         sup.load_records();
         Ok(sup)
@@ -312,6 +386,7 @@ impl Supervisor {
                 .unwrap_or(PollTimeout::NONE);
             let (ready, stop) = self.wait_ready(timeout);
             if stop {
+                self.settle_all();
                 tracing::info!("supervisor stopping; containers keep running");
                 return Ok(());
             }
@@ -321,6 +396,11 @@ impl Supervisor {
                     Ready::Signal => self.reap(),
                     Ready::Client(i) => self.read_client(i),
                     Ready::Output(id, i) => self.read_output(&id, i),
+                    Ready::Report(starter) => {
+                        if let Some(i) = self.starting.iter().position(|s| s.starter == starter) {
+                            self.read_report(i);
+                        }
+                    }
                 }
             }
             self.clients
@@ -339,6 +419,10 @@ impl Supervisor {
         for (i, c) in self.clients.iter().enumerate() {
             tags.push(Ready::Client(i));
             fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
+        }
+        for s in &self.starting {
+            tags.push(Ready::Report(s.starter));
+            fds.push(PollFd::new(s.report.as_fd(), PollFlags::POLLIN));
         }
         for (id, m) in &self.containers {
             for (i, (fd, _)) in m.outputs.iter().enumerate() {
@@ -384,9 +468,12 @@ impl Supervisor {
     fn accept(&mut self) {
         while let Ok((stream, _)) = self.listener.accept() {
             let _ = stream.set_nonblocking(true);
+            self.next_client += 1;
             self.clients.push(Client {
+                id: self.next_client,
                 stream,
                 buf: Vec::new(),
+                waiting: false,
             });
         }
     }
@@ -410,7 +497,16 @@ impl Supervisor {
                 }
             }
         }
+        self.serve_lines(i);
+    }
+
+    /// Handles the complete request lines of client `i`, in order, until
+    /// one of them waits for a start.
+    fn serve_lines(&mut self, i: usize) {
         while let Some(pos) = self.clients[i].buf.iter().position(|b| *b == b'\n') {
+            if self.clients[i].waiting {
+                return;
+            }
             let line: Vec<u8> = self.clients[i].buf.drain(..=pos).collect();
             let req = serde_json::from_slice::<Request>(&line);
             let stream = match self.clients[i].stream.try_clone() {
@@ -425,16 +521,52 @@ impl Supervisor {
                     self.clients[i].buf = vec![0];
                     return;
                 }
+                Ok(Request::Start { spec }) => {
+                    let id = spec.id.clone();
+                    self.settle(&id);
+                    match self.containers.get(&id) {
+                        Some(m) if m.status.phase != Phase::Exited => {
+                            let f = Failure::new(
+                                ErrorKind::Conflict,
+                                format!("container {id} is already running"),
+                            );
+                            let _ = self.reply(&stream, &f.into_response(), &[]);
+                        }
+                        _ => {
+                            let waiter = self.wait_for_start(i, stream);
+                            self.start(spec, 0, waiter);
+                        }
+                    }
+                }
+                Ok(Request::Restart { id }) => {
+                    self.settle(&id);
+                    match self.get(&id) {
+                        Err(f) => {
+                            let _ = self.reply(&stream, &f.into_response(), &[]);
+                        }
+                        Ok(m) if m.status.phase != Phase::Exited => {
+                            let f = Failure::new(
+                                ErrorKind::Conflict,
+                                format!("container {id} is running"),
+                            );
+                            let _ = self.reply(&stream, &f.into_response(), &[]);
+                        }
+                        Ok(m) => {
+                            let spec = m.status.spec.clone();
+                            let count = m.status.restart_count;
+                            let waiter = self.wait_for_start(i, stream);
+                            self.start(spec, count, waiter);
+                        }
+                    }
+                }
                 Ok(req) => {
+                    if let Some(id) = req.container() {
+                        let id = id.to_string();
+                        self.settle(&id);
+                    }
                     let (resp, fds) = match self.handle(req) {
                         Ok(r) => r,
-                        Err(f) => (
-                            Response::Error {
-                                message: f.message,
-                                kind: f.kind,
-                            },
-                            Vec::new(),
-                        ),
+                        Err(f) => (f.into_response(), Vec::new()),
                     };
                     let _ = self.reply(&stream, &resp, &fds);
                 }
@@ -446,7 +578,18 @@ impl Supervisor {
                     let _ = self.reply(&stream, &resp, &[]);
                 }
             }
-            let _ = self.clients[i].stream.set_nonblocking(true);
+            if let Some(c) = self.clients.get(i) {
+                let _ = c.stream.set_nonblocking(true);
+            }
+        }
+    }
+
+    /// Client `i` waits for a start: its answer goes on `stream` later.
+    fn wait_for_start(&mut self, i: usize, stream: UnixStream) -> Waiter {
+        self.clients[i].waiting = true;
+        Waiter::Client {
+            client: self.clients[i].id,
+            stream,
         }
     }
 
@@ -470,31 +613,11 @@ impl Supervisor {
             Request::Ping => none(Response::Pong {
                 pid: std::process::id() as i32,
             }),
-            Request::Start { spec } => {
-                if let Some(m) = self.containers.get(&spec.id) {
-                    if m.status.phase != Phase::Exited {
-                        return Err(Failure::new(
-                            ErrorKind::Conflict,
-                            format!("container {} is already running", spec.id),
-                        ));
-                    }
-                }
-                let pid = self.start(spec, 0)?;
-                none(Response::Started { pid })
-            }
-            Request::Restart { id } => {
-                let m = self.get(&id)?;
-                if m.status.phase != Phase::Exited {
-                    return Err(Failure::new(
-                        ErrorKind::Conflict,
-                        format!("container {id} is running"),
-                    ));
-                }
-                let spec = m.status.spec.clone();
-                let count = m.status.restart_count;
-                let pid = self.start(spec, count)?;
-                none(Response::Started { pid })
-            }
+            // Answered when the start completes (`serve_lines`).
+            Request::Start { .. } | Request::Restart { .. } => Err(Failure::new(
+                ErrorKind::Internal,
+                "a start is not handled here",
+            )),
             Request::Kill { id, signal, stop } => {
                 let sig = Signal::try_from(signal).map_err(|_| {
                     Failure::new(ErrorKind::Invalid, format!("signal {signal} is not valid"))
@@ -679,59 +802,213 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Creates and starts the container process with pipes for its stdio.
-    fn start(&mut self, spec: ContainerSpec, restart_count: u32) -> Result<i32, Failure> {
+    /// Begins a container's start: prepares its log and stdio, then forks a
+    /// starter (a copy of this single-threaded process) that runs the
+    /// runtime's create and start and reports the pid on a pipe. The loop
+    /// goes on meanwhile, so starts overlap (their mounts, cgroup and
+    /// namespace work runs in parallel); [`Supervisor::finish_start`]
+    /// completes it when the report arrives. When the starter exits, the
+    /// container is reparented to us (we are its nearest subreaper).
+    fn start(&mut self, spec: ContainerSpec, restart_count: u32, waiter: Waiter) {
+        if let Err((waiter, f)) = self.spawn_starter(spec, restart_count, waiter) {
+            // Nothing was forked (no log, no pipes): answered at once.
+            self.answer(waiter, Err(f));
+        }
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn spawn_starter(
+        &mut self,
+        spec: ContainerSpec,
+        restart_count: u32,
+        waiter: Waiter,
+    ) -> Result<(), (Waiter, Failure)> {
         // Leftovers of an earlier run of the same id.
         if self.runtime.load(&spec.id).is_ok() {
             let _ = self.runtime.delete(&spec.id, true);
         }
-        let mut log = LogWriter::open(&spec.log_path).map_err(|e| {
-            Failure::new(
-                ErrorKind::Internal,
-                format!("open log {}: {e}", spec.log_path.display()),
-            )
-        })?;
+        let prepared = (|| {
+            let log = LogWriter::open(&spec.log_path).map_err(|e| {
+                Failure::new(
+                    ErrorKind::Internal,
+                    format!("open log {}: {e}", spec.log_path.display()),
+                )
+            })?;
+            let (report_r, report_w) = pipe().map_err(internal)?;
+            let mut opts = CreateOptions {
+                id: spec.id.clone(),
+                bundle: spec.bundle.clone(),
+                ..Default::default()
+            };
+            let stdio = if spec.tty {
+                let console = ConsolePair::new().map_err(internal)?;
+                let (stdio, console_fd) = console.stdio();
+                opts.stdio = Some(stdio);
+                opts.console_fd = Some(console_fd);
+                Held::Console(console)
+            } else {
+                let pipes = StdioPipes::new(spec.open_stdin).map_err(internal)?;
+                opts.stdio = Some(pipes.child_raw());
+                Held::Pipes(pipes)
+            };
+            Ok((log, report_r, report_w, opts, stdio))
+        })();
+        let (log, report_r, report_w, opts, stdio) = match prepared {
+            Ok(p) => p,
+            Err(f) => return Err((waiter, f)),
+        };
+        // SAFETY: this process is single-threaded (the supervisor's
+        // invariant, checked again by the launch in the child), so the child
+        // may run ordinary Rust code; it leaves with `_exit`, never returning
+        // into our loop.
+        let starter = match unsafe { nix::unistd::fork() } {
+            Err(e) => return Err((waiter, internal(format!("fork a starter: {e}")))),
+            Ok(nix::unistd::ForkResult::Child) => {
+                drop(report_r);
+                let runtime = &self.runtime;
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runtime.run_detached(&opts)
+                }));
+                let report = match result {
+                    Ok(Ok(state)) => StartReport::Started { pid: state.pid },
+                    Ok(Err(e)) => StartReport::Failed {
+                        message: e.to_string(),
+                    },
+                    Err(_) => StartReport::Failed {
+                        message: "the container's start panicked".into(),
+                    },
+                };
+                let mut line = serde_json::to_vec(&report).unwrap_or_default();
+                line.push(b'\n');
+                let code = i32::from(fs::File::from(report_w).write_all(&line).is_err());
+                // SAFETY: ends this child at once, without running our
+                // parent's destructors or atexit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
+        };
+        drop(report_w);
+        set_nonblocking(report_r.as_raw_fd());
+        // Only the container keeps the child's ends: end-of-file when it exits.
+        let stdio = match stdio {
+            Held::Pipes(p) => Stdio::Pipes {
+                stdin: p.stdin,
+                stdout: p.stdout,
+                stderr: p.stderr,
+            },
+            Held::Console(c) => Stdio::Console(c.ours),
+        };
+        tracing::debug!(id = %spec.id, starter, "container starting");
+        self.starting.push(Starting {
+            spec,
+            restart_count,
+            starter,
+            report: report_r,
+            buf: Vec::new(),
+            log,
+            stdio,
+            waiter,
+        });
+        Ok(())
+    }
+
+    /// Reads the report of start `i`; completes the start when the report
+    /// is whole (or the starter went without one).
+    fn read_report(&mut self, i: usize) {
+        let mut chunk = [0u8; 4096];
+        let s = &mut self.starting[i];
+        let eof = loop {
+            match nix::unistd::read(s.report.as_raw_fd(), &mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => s.buf.extend_from_slice(&chunk[..n]),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break false,
+            }
+        };
+        if !eof && !s.buf.ends_with(b"\n") {
+            return;
+        }
+        let s = self.starting.swap_remove(i);
+        let report = serde_json::from_slice::<StartReport>(&s.buf).unwrap_or(StartReport::Failed {
+            message: "the container's start process ended without a report".into(),
+        });
+        self.finish_start(s, report);
+        if self.starting.is_empty() {
+            self.orphans.clear();
+        }
+    }
+
+    /// Completes the pending start of `id`, if there is one, before a request
+    /// about that container is handled (as if starts were serial).
+    fn settle(&mut self, id: &str) {
+        while let Some(i) = self.starting.iter().position(|s| s.spec.id == id) {
+            let fd = self.starting[i].report.as_fd();
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::NONE);
+            self.read_report(i);
+        }
+    }
+
+    /// Completes every pending start (when the supervisor stops).
+    fn settle_all(&mut self) {
+        while let Some(s) = self.starting.first() {
+            let id = s.spec.id.clone();
+            self.settle(&id);
+        }
+    }
+
+    /// Records the outcome of a start and answers whoever waits for it.
+    fn finish_start(&mut self, s: Starting, report: StartReport) {
+        let Starting {
+            spec,
+            restart_count,
+            mut log,
+            stdio,
+            waiter,
+            ..
+        } = s;
+        let pid = match report {
+            StartReport::Started { pid } => pid,
+            StartReport::Failed { message } => {
+                let _ = log.write(Stream::Stderr, format!("strato: {message}\n").as_bytes());
+                drop(log);
+                self.start_failed(&spec, restart_count, &message);
+                self.answer(waiter, Err(Failure::new(ErrorKind::Invalid, message)));
+                return;
+            }
+        };
         let mut outputs = Vec::new();
         let mut stdin = None;
         let mut master = None;
-        let mut opts = CreateOptions {
-            id: spec.id.clone(),
-            bundle: spec.bundle.clone(),
-            ..Default::default()
-        };
-        let result = if spec.tty {
-            // Output the container writes before we hold the master is not lost:
-            // the pty buffers it.
-            let console = ConsolePair::new().map_err(internal)?;
-            let (stdio, console_fd) = console.stdio();
-            opts.stdio = Some(stdio);
-            opts.console_fd = Some(console_fd);
-            let r = self.runtime.run_detached(&opts);
-            if r.is_ok() {
-                let m = console.master()?;
-                set_nonblocking(m.as_raw_fd());
-                outputs.push((m.try_clone().map_err(internal)?, Stream::Stdout));
-                master = Some(m);
+        match stdio {
+            Stdio::Console(ours) => match receive_master(ours) {
+                Ok(m) => {
+                    set_nonblocking(m.as_raw_fd());
+                    match m.try_clone() {
+                        Ok(c) => outputs.push((c, Stream::Stdout)),
+                        Err(e) => tracing::warn!(id = %spec.id, error = %e, "dup the pty master"),
+                    }
+                    master = Some(m);
+                }
+                Err(f) => tracing::warn!(id = %spec.id, error = %f.message, "pty master"),
+            },
+            Stdio::Pipes {
+                stdin: input,
+                stdout,
+                stderr,
+            } => {
+                set_nonblocking(stdout.as_raw_fd());
+                set_nonblocking(stderr.as_raw_fd());
+                outputs.push((stdout, Stream::Stdout));
+                outputs.push((stderr, Stream::Stderr));
+                stdin = input;
             }
-            r
-        } else {
-            let pipes = StdioPipes::new(spec.open_stdin).map_err(internal)?;
-            opts.stdio = Some(pipes.child_raw());
-            let r = self.runtime.run_detached(&opts);
-            // Only the container keeps its ends: end-of-file when it exits.
-            drop(pipes.child);
-            set_nonblocking(pipes.stdout.as_raw_fd());
-            set_nonblocking(pipes.stderr.as_raw_fd());
-            outputs.push((pipes.stdout, Stream::Stdout));
-            outputs.push((pipes.stderr, Stream::Stderr));
-            stdin = pipes.stdin;
-            r
-        };
+        }
         let started_at = now();
-        let mut status = ContainerStatus {
+        let status = ContainerStatus {
             spec: spec.clone(),
             phase: Phase::Running,
-            pid: 0,
+            pid,
             exit_code: None,
             oom_killed: false,
             started_at: Some(started_at.clone()),
@@ -740,39 +1017,18 @@ impl Supervisor {
             stopped_by_user: false,
             error: None,
         };
-        let state = match result {
-            Ok(s) => s,
-            Err(e) => {
-                let msg = e.to_string();
-                let _ = log.write(Stream::Stderr, format!("strato: {msg}\n").as_bytes());
-                status.phase = Phase::Exited;
-                status.exit_code = Some(127);
-                status.finished_at = Some(now());
-                status.error = Some(msg.clone());
-                self.save(&status);
-                self.containers.insert(
-                    spec.id.clone(),
-                    Managed {
-                        status,
-                        outputs: Vec::new(),
-                        stdin: None,
-                        master: None,
-                        log: None,
-                        reaped: None,
-                        started: Instant::now(),
-                        backoff_ms: 0,
-                    },
-                );
-                return Err(Failure::new(ErrorKind::Invalid, msg));
-            }
-        };
-        status.pid = state.pid;
         self.save(&status);
         let backoff = self
             .containers
             .get(&spec.id)
             .map(|m| m.backoff_ms)
             .unwrap_or(0);
+        // It may have exited (and been reaped by us) before its report came.
+        let reaped = self
+            .orphans
+            .iter()
+            .position(|(p, _)| *p == pid)
+            .map(|i| self.orphans.swap_remove(i).1);
         self.containers.insert(
             spec.id.clone(),
             Managed {
@@ -781,17 +1037,80 @@ impl Supervisor {
                 stdin,
                 master,
                 log: Some(log),
-                reaped: None,
+                reaped,
                 started: Instant::now(),
                 backoff_ms: backoff,
             },
         );
         self.emit(Event::Start {
-            id: spec.id,
-            pid: state.pid,
+            id: spec.id.clone(),
+            pid,
             time: started_at,
         });
-        Ok(state.pid)
+        if let Waiter::Timer { .. } = waiter {
+            self.emit(Event::Restart {
+                id: spec.id,
+                count: restart_count,
+                time: now(),
+            });
+        } else {
+            self.answer(waiter, Ok(pid));
+        }
+    }
+
+    /// A start that failed: the container is recorded exited, with the error.
+    fn start_failed(&mut self, spec: &ContainerSpec, restart_count: u32, msg: &str) {
+        let status = ContainerStatus {
+            spec: spec.clone(),
+            phase: Phase::Exited,
+            pid: 0,
+            exit_code: Some(127),
+            oom_killed: false,
+            started_at: Some(now()),
+            finished_at: Some(now()),
+            restart_count,
+            stopped_by_user: false,
+            error: Some(msg.to_string()),
+        };
+        self.save(&status);
+        self.containers.insert(
+            spec.id.clone(),
+            Managed {
+                status,
+                outputs: Vec::new(),
+                stdin: None,
+                master: None,
+                log: None,
+                reaped: None,
+                started: Instant::now(),
+                backoff_ms: 0,
+            },
+        );
+    }
+
+    /// Sends the answer to a start to the client that asked for it, then
+    /// serves that client's further requests.
+    fn answer(&mut self, waiter: Waiter, result: Result<i32, Failure>) {
+        match waiter {
+            Waiter::Client { client, stream } => {
+                let resp = match result {
+                    Ok(pid) => Response::Started { pid },
+                    Err(f) => f.into_response(),
+                };
+                let _ = stream.set_nonblocking(false);
+                let _ = self.reply(&stream, &resp, &[]);
+                let _ = stream.set_nonblocking(true);
+                if let Some(i) = self.clients.iter().position(|c| c.id == client) {
+                    self.clients[i].waiting = false;
+                    self.serve_lines(i);
+                }
+            }
+            Waiter::Timer { id } => {
+                if let Err(f) = result {
+                    tracing::warn!(id, error = %f.message, "restart failed");
+                }
+            }
+        }
     }
 
     fn read_output(&mut self, id: &str, i: usize) {
@@ -900,6 +1219,11 @@ impl Supervisor {
                 time,
             };
             self.emit(ev);
+            return;
+        }
+        // A container whose starter has not reported yet (or a starter).
+        if !self.starting.is_empty() && !self.starting.iter().any(|s| s.starter == pid) {
+            self.orphans.push((pid, code));
         }
     }
 
@@ -983,14 +1307,7 @@ impl Supervisor {
             }
             let spec = m.status.spec.clone();
             let count = m.status.restart_count + 1;
-            match self.start(spec, count) {
-                Ok(_) => self.emit(Event::Restart {
-                    id,
-                    count,
-                    time: now(),
-                }),
-                Err(f) => tracing::warn!(id, error = %f.message, "restart failed"),
-            }
+            self.start(spec, count, Waiter::Timer { id });
         }
     }
 
@@ -1150,6 +1467,8 @@ enum Ready {
     Signal,
     Client(usize),
     Output(String, usize),
+    /// The report pipe of the starter with this pid.
+    Report(i32),
 }
 
 fn resize(fd: RawFd, height: u16, width: u16) {

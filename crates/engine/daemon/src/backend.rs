@@ -1183,6 +1183,14 @@ impl Backend for EngineBackend {
             })?;
             l.target = t.id;
         }
+        // The container whose network it joins: by id from now on.
+        if let Some(NetworkMode::Container(target)) = &mut req.network {
+            let t = self
+                .engine
+                .record(target)
+                .map_err(|_| ApiError::no_such_container(target))?;
+            *target = t.id;
+        }
         // Every network named must exist now, as dockerd checks at create.
         let mut named: Vec<String> = req.extra_networks.iter().map(|n| n.name.clone()).collect();
         if let Some(crate::engine::NetworkMode::Bridge(n)) = &req.network {

@@ -1183,12 +1183,15 @@ impl Backend for EngineBackend {
             })?;
             l.target = t.id;
         }
-        // The container whose network it joins: by id from now on.
+        // The container whose network it joins: by id from now on. A 400,
+        // not a 404: the docker CLI takes any 404 of create for a missing
+        // image and goes to pull it.
         if let Some(NetworkMode::Container(target)) = &mut req.network {
-            let t = self
-                .engine
-                .record(target)
-                .map_err(|_| ApiError::no_such_container(target))?;
+            let t = self.engine.record(target).map_err(|_| {
+                ApiError::bad_parameter(format!(
+                    "No such container: {target}: --network container:<name|id> must name an existing container"
+                ))
+            })?;
             *target = t.id;
         }
         // Every network named must exist now, as dockerd checks at create.

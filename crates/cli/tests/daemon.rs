@@ -1974,6 +1974,21 @@ fn network_container_mode_shares_the_targets_namespace_and_files() {
         ])
         .ok();
     assert_eq!(mode.stdout.trim(), format!("container:{tid} {{}}"));
+    let paths = |c: &str| {
+        d.docker(&[
+            "inspect",
+            "-f",
+            "{{.HostsPath}} {{.ResolvConfPath}} {{.HostnamePath}}",
+            c,
+        ])
+        .ok()
+        .stdout
+    };
+    assert_eq!(paths("joiner"), paths("target"));
+    let e = d
+        .docker(&["network", "connect", "bridge", "joiner"])
+        .failed();
+    assert!(e.stderr.contains("cannot be connected"), "{e}");
     // A long-running joiner is listed, and kept across a daemon restart.
     d.docker(&[
         "run",

@@ -1581,8 +1581,13 @@ impl Backend for EngineBackend {
             .filter(|(_, e)| e.container == r.id)
             .map(|(k, _)| k.clone())
             .collect();
+        // A joined container uses its target's /etc files.
+        let etc_dir = match &r.network {
+            NetworkMode::Container(target) => self.engine.container_dir(target),
+            _ => dir.clone(),
+        };
         let etc = |name: &str| {
-            let p = dir.join(name);
+            let p = etc_dir.join(name);
             if p.exists() {
                 p.display().to_string()
             } else {

@@ -1294,7 +1294,7 @@ impl Engine {
             return Err(EngineError::Invalid(format!(
                 "container {} uses --network {}: it cannot be connected to other networks",
                 r.name,
-                r.network.name()
+                r.network.mode_string()
             )));
         }
         if r.network_names().iter().any(|n| n == network)

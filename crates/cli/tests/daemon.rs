@@ -2004,6 +2004,43 @@ fn network_container_mode_shares_the_targets_namespace_and_files() {
     .ok();
     let ps = d.docker(&["ps", "--format", "{{.Names}}"]).ok();
     assert!(ps.stdout.lines().any(|l| l == "j2"), "{ps}");
+    // One namespace, whether the target has a pinned one (bridge), only
+    // its process's (none), or joins another container in turn.
+    let netns_of = |c: &str| {
+        d.docker(&["exec", c, "readlink", "/proc/self/ns/net"])
+            .ok()
+            .stdout
+    };
+    let joined_netns = |target: &str| {
+        d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            &format!("container:{target}"),
+            "busybox",
+            "readlink",
+            "/proc/self/ns/net",
+        ])
+        .ok()
+        .stdout
+    };
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "lone",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    assert_eq!(joined_netns("lone"), netns_of("lone"));
+    assert_ne!(netns_of("lone"), netns_of("target"));
+    assert_eq!(joined_netns("j2"), netns_of("target"));
+    assert_eq!(joined_netns("target"), netns_of("target"));
+    d.docker(&["rm", "-f", "lone"]).ok();
     // What dockerd refuses with a joined namespace.
     for (flags, want) in [
         (

@@ -343,7 +343,7 @@ pub fn create_request(
         ..Default::default()
     };
     let network = match h.network_mode.as_str() {
-        m if m == "container" || m.starts_with("container:") => {
+        m if m.starts_with("container:") => {
             let mode = NetworkMode::parse(m);
             container_mode_conflicts(body, &mode)?;
             mode

@@ -1929,3 +1929,191 @@ fn exec_start_failures_diff_and_update() {
 
     d.docker(&["rm", "-f", "cx", "df", "up", "cr"]).ok();
 }
+
+#[test]
+fn network_container_mode_shares_the_targets_namespace_and_files() {
+    let mut d = Daemon::start("daemon-netcontainer");
+    d.load_busybox();
+    d.docker(&[
+        "run", "-d", "--name", "target", "busybox", "nc", "-ll", "-p", "8080", "-e", "echo", "hi",
+    ])
+    .ok();
+    let tid = d
+        .docker(&["inspect", "-f", "{{.Id}}", "target"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let target_view = d
+        .docker(&["exec", "target", "sh", "-c", "hostname; cat /etc/hosts"])
+        .ok()
+        .stdout;
+    // The joiner reaches the target's listener on loopback: one namespace.
+    let out = d
+        .docker(&[
+            "run",
+            "--name",
+            "joiner",
+            "--network",
+            "container:target",
+            "busybox",
+            "sh",
+            "-c",
+            "for i in $(seq 100); do got=$(nc 127.0.0.1 8080 </dev/null) && [ -n \"$got\" ] && break; sleep 0.1; done; \
+             echo \"got:$got\"; hostname; cat /etc/hosts",
+        ])
+        .ok();
+    assert!(out.stdout.starts_with("got:hi\n"), "{out}");
+    assert_eq!(out.stdout.trim_start_matches("got:hi\n"), target_view);
+    let mode = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.NetworkMode}} {{json .NetworkSettings.Networks}}",
+            "joiner",
+        ])
+        .ok();
+    assert_eq!(mode.stdout.trim(), format!("container:{tid} {{}}"));
+    let paths = |c: &str| {
+        d.docker(&[
+            "inspect",
+            "-f",
+            "{{.HostsPath}} {{.ResolvConfPath}} {{.HostnamePath}}",
+            c,
+        ])
+        .ok()
+        .stdout
+    };
+    assert_eq!(paths("joiner"), paths("target"));
+    let e = d
+        .docker(&["network", "connect", "bridge", "joiner"])
+        .failed();
+    assert!(e.stderr.contains("cannot be connected"), "{e}");
+    // A long-running joiner is listed, and kept across a daemon restart.
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "j2",
+        "--network",
+        &format!("container:{}", &tid[..12]),
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    let ps = d.docker(&["ps", "--format", "{{.Names}}"]).ok();
+    assert!(ps.stdout.lines().any(|l| l == "j2"), "{ps}");
+    // One namespace, whether the target has a pinned one (bridge), only
+    // its process's (none), or joins another container in turn.
+    let netns_of = |c: &str| {
+        d.docker(&["exec", c, "readlink", "/proc/self/ns/net"])
+            .ok()
+            .stdout
+    };
+    let joined_netns = |target: &str| {
+        d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            &format!("container:{target}"),
+            "busybox",
+            "readlink",
+            "/proc/self/ns/net",
+        ])
+        .ok()
+        .stdout
+    };
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "lone",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    assert_eq!(joined_netns("lone"), netns_of("lone"));
+    assert_ne!(netns_of("lone"), netns_of("target"));
+    assert_eq!(joined_netns("j2"), netns_of("target"));
+    assert_eq!(joined_netns("target"), netns_of("target"));
+    d.docker(&["rm", "-f", "lone"]).ok();
+    // What dockerd refuses with a joined namespace.
+    for (flags, want) in [
+        (
+            &["-p", "8081:80"][..],
+            "conflicting options: port publishing and the container type network mode",
+        ),
+        (
+            &["--hostname", "h"],
+            "conflicting options: hostname and the network mode",
+        ),
+        (
+            &["--dns", "192.0.2.53"],
+            "conflicting options: dns and the network mode",
+        ),
+        (
+            &["--add-host", "a:192.0.2.1"],
+            "conflicting options: custom host-to-IP mapping and the network mode",
+        ),
+        (
+            &["--mac-address", "02:42:ac:11:00:09"],
+            "conflicting options: mac-address and the network mode",
+        ),
+    ] {
+        let mut args = vec!["create", "--network", "container:target"];
+        args.extend_from_slice(flags);
+        args.extend(["busybox", "true"]);
+        let e = d.docker(&args).failed();
+        assert!(e.stderr.contains(want), "{flags:?}: {e}");
+    }
+    let e = d
+        .docker(&["create", "--network", "container:nosuch", "busybox", "true"])
+        .failed();
+    assert!(e.stderr.contains("No such container: nosuch"), "{e}");
+    d.kill9_and_restart();
+    let after = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.HostConfig.NetworkMode}}",
+            "j2",
+        ])
+        .ok();
+    assert_eq!(after.stdout.trim(), format!("true container:{tid}"));
+    // A joiner cannot start while its target is stopped; it can once it runs.
+    d.docker(&[
+        "create",
+        "--name",
+        "j3",
+        "--network",
+        "container:target",
+        "busybox",
+        "sleep",
+        "600",
+    ])
+    .ok();
+    d.docker(&["stop", "-t", "1", "target"]).ok();
+    let e = d.docker(&["start", "j3"]).failed();
+    assert!(
+        e.stderr.contains(&format!(
+            "cannot join network of a non running container: {tid}"
+        )),
+        "{e}"
+    );
+    d.docker(&["start", "target"]).ok();
+    d.docker(&["start", "j3"]).ok();
+    let hostname = d.docker(&["exec", "j3", "hostname"]).ok();
+    assert_eq!(hostname.stdout.trim(), &tid[..12]);
+    // The target may go while joiners run: its pinned namespace goes with
+    // it, the joiners keep theirs through their own processes.
+    d.docker(&["rm", "-f", "target"]).ok();
+    assert!(!d.exec_root.join("netns").join(&tid).exists());
+    d.docker(&["exec", "j3", "true"]).ok();
+    let e = d.docker(&["restart", "-t", "1", "j3"]).failed();
+    assert!(e.stderr.contains("No such container"), "{e}");
+    d.docker(&["rm", "-f", "joiner", "j2", "j3"]).ok();
+}

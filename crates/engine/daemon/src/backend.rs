@@ -1183,6 +1183,17 @@ impl Backend for EngineBackend {
             })?;
             l.target = t.id;
         }
+        // The container whose network it joins: by id from now on. A 400,
+        // not a 404: the docker CLI takes any 404 of create for a missing
+        // image and goes to pull it.
+        if let Some(NetworkMode::Container(target)) = &mut req.network {
+            let t = self.engine.record(target).map_err(|_| {
+                ApiError::bad_parameter(format!(
+                    "No such container: {target}: --network container:<name|id> must name an existing container"
+                ))
+            })?;
+            *target = t.id;
+        }
         // Every network named must exist now, as dockerd checks at create.
         let mut named: Vec<String> = req.extra_networks.iter().map(|n| n.name.clone()).collect();
         if let Some(crate::engine::NetworkMode::Bridge(n)) = &req.network {
@@ -1570,8 +1581,13 @@ impl Backend for EngineBackend {
             .filter(|(_, e)| e.container == r.id)
             .map(|(k, _)| k.clone())
             .collect();
+        // A joined container uses its target's /etc files.
+        let etc_dir = match &r.network {
+            NetworkMode::Container(target) => self.engine.container_dir(target),
+            _ => dir.clone(),
+        };
         let etc = |name: &str| {
-            let p = dir.join(name);
+            let p = etc_dir.join(name);
             if p.exists() {
                 p.display().to_string()
             } else {

@@ -344,9 +344,9 @@ pub fn create_request(
     };
     let network = match h.network_mode.as_str() {
         m if m.starts_with("container:") => {
-            return Err(ApiError::not_implemented(
-                "--network container:NAME is not implemented yet",
-            ))
+            let mode = NetworkMode::parse(m);
+            container_mode_conflicts(body, &mode)?;
+            mode
         }
         m => {
             // A user-defined network may also come through NetworkingConfig only.
@@ -372,7 +372,9 @@ pub fn create_request(
     let first_key = eps
         .keys()
         .find(|k| {
-            k.as_str() == network.name() || (network.name() == "bridge" && k.as_str() == "default")
+            k.as_str() == network.name()
+                || (network.name() == "bridge" && k.as_str() == "default")
+                || matches!(network, NetworkMode::Container(_)) && **k == network.mode_string()
         })
         .cloned();
     let (aliases, mut first_opts) = match first_key.as_ref().and_then(|k| eps.get(k)) {
@@ -454,6 +456,64 @@ pub fn create_request(
         },
         volumes,
     ))
+}
+
+/// What a `--network container:<name or id>` container may not ask for,
+/// with dockerd's words: it has no network of its own, and takes its
+/// hostname and /etc files from the container it joins.
+fn container_mode_conflicts(
+    body: &api::ContainerCreateConfig,
+    mode: &NetworkMode,
+) -> Result<(), ApiError> {
+    let (c, h) = (&body.config, &body.host_config);
+    let eps = &body.networking_config.endpoints_config;
+    let target = match mode {
+        NetworkMode::Container(t) => t.as_str(),
+        _ => "",
+    };
+    let conflict = if target.is_empty() {
+        Some("invalid network mode: give container:<name|id> of the container to join")
+    } else if !c.hostname.is_empty() {
+        Some("conflicting options: hostname and the network mode")
+    } else if h.links.as_ref().is_some_and(|l| !l.is_empty()) {
+        Some("conflicting options: container type network can't be used with links. This would result in undefined behavior")
+    } else if h.dns.as_ref().is_some_and(|d| !d.is_empty()) {
+        Some("conflicting options: dns and the network mode")
+    } else if h.extra_hosts.as_ref().is_some_and(|x| !x.is_empty()) {
+        Some("conflicting options: custom host-to-IP mapping and the network mode")
+    } else if h.port_bindings.as_ref().is_some_and(|p| !p.is_empty()) || h.publish_all_ports {
+        Some("conflicting options: port publishing and the container type network mode")
+    } else if c.exposed_ports.as_ref().is_some_and(|p| !p.is_empty()) {
+        Some("conflicting options: port exposing and the container type network mode")
+    } else if c.mac_address.as_ref().is_some_and(|m| !m.is_empty())
+        || eps.values().any(|e| !e.mac_address.is_empty())
+    {
+        Some("conflicting options: mac-address and the network mode")
+    } else if eps
+        .values()
+        .any(|e| e.links.as_ref().is_some_and(|l| !l.is_empty()))
+    {
+        Some("conflicting options: container type network can't be used with links. This would result in undefined behavior")
+    } else if eps
+        .values()
+        .any(|e| e.aliases.as_ref().is_some_and(|a| !a.is_empty()))
+    {
+        Some("network-scoped alias is supported only for containers in user defined networks")
+    } else if eps.values().any(|e| {
+        e.ipam_config
+            .as_ref()
+            .is_some_and(|i| !i.ipv4_address.is_empty() || !i.ipv6_address.is_empty())
+    }) {
+        Some("user specified IP address is supported on user defined networks only")
+    } else if eps.keys().any(|k| NetworkMode::parse(k) != *mode) {
+        Some("container sharing network namespace with another container or host cannot be connected to any other network")
+    } else {
+        None
+    };
+    match conflict {
+        Some(m) => Err(ApiError::bad_parameter(m)),
+        None => Ok(()),
+    }
 }
 
 /// Docker's state word of a container.
@@ -707,6 +767,8 @@ pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::
             );
         }
         _ if r.first_detached => {}
+        // In another container's namespace: on no network of its own.
+        (NetworkMode::Container(_), _) => {}
         (mode, _) => {
             m.insert(
                 mode.name().to_string(),
@@ -810,10 +872,7 @@ pub fn summary(
         state: state_word(r.status.as_ref()).into(),
         status: status_text(r.status.as_ref(), now),
         host_config: api::SummaryHostConfig {
-            network_mode: match &r.network {
-                NetworkMode::Bridge(n) if n == "bridge" => "bridge".into(),
-                other => other.name().to_string(),
-            },
+            network_mode: r.network.mode_string(),
         },
         network_settings: api::SummaryNetworkSettings {
             networks: endpoint_settings(r, network_id),
@@ -842,7 +901,9 @@ pub fn matches_filters(r: &Record, f: &api::Filters) -> bool {
                 s.phase == Phase::Exited && s.exit_code.map(|c| c.to_string()).as_deref() == Some(v)
             })
         })
-        && f.match_any("network", |v| r.network.name() == v)
+        && f.match_any("network", |v| {
+            !matches!(r.network, NetworkMode::Container(_)) && r.network.name() == v
+        })
 }
 
 /// `State` of inspect.
@@ -951,11 +1012,12 @@ pub fn inspect_host_config(r: &Record) -> api::HostConfig {
         .cloned()
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
-    if h.network_mode.is_empty() || h.network_mode == "default" {
-        h.network_mode = match &r.network {
-            NetworkMode::Bridge(n) if n == "bridge" => "bridge".into(),
-            other => other.name().to_string(),
-        };
+    if h.network_mode.is_empty()
+        || h.network_mode == "default"
+        || matches!(r.network, NetworkMode::Container(_))
+    {
+        // A joined container is shown by id, whatever name it was given by.
+        h.network_mode = r.network.mode_string();
     }
     if h.log_config.kind.is_empty() {
         h.log_config.kind = "json-file".into();
@@ -1268,6 +1330,124 @@ mod tests {
                 .status(),
             400
         );
+    }
+
+    #[test]
+    fn network_container_mode_parses_and_refuses_what_dockerd_refuses() {
+        let dir = Path::new("/v");
+        let b = body(r#"{"Image":"busybox","HostConfig":{"NetworkMode":"container:web"}}"#);
+        let (req, _) = create_request(None, &b, dir).unwrap();
+        assert_eq!(req.network, Some(NetworkMode::Container("web".into())));
+        assert!(req.ports.is_empty() && req.links.is_empty());
+        // The CLI may name the mode in EndpointsConfig with nothing in it.
+        let b = body(
+            r#"{"Image":"busybox","HostConfig":{"NetworkMode":"container:web"},
+            "NetworkingConfig":{"EndpointsConfig":{"container:web":{}}}}"#,
+        );
+        assert!(create_request(None, &b, dir).is_ok());
+        for (config, host, eps, want) in [
+            ("", "", "", "give container:<name|id>"),
+            (
+                r#""Hostname":"h","#,
+                "",
+                "",
+                "hostname and the network mode",
+            ),
+            ("", r#""Links":["db:db"],"#, "", "can't be used with links"),
+            ("", r#""Dns":["1.1.1.1"],"#, "", "dns and the network mode"),
+            (
+                "",
+                r#""ExtraHosts":["a:1.2.3.4"],"#,
+                "",
+                "custom host-to-IP mapping",
+            ),
+            (
+                "",
+                r#""PortBindings":{"80/tcp":[{"HostPort":"8080"}]},"#,
+                "",
+                "port publishing and the container type network mode",
+            ),
+            ("", r#""PublishAllPorts":true,"#, "", "port publishing"),
+            (r#""ExposedPorts":{"80/tcp":{}},"#, "", "", "port exposing"),
+            (
+                r#""MacAddress":"02:42:ac:11:00:02","#,
+                "",
+                "",
+                "mac-address and the network mode",
+            ),
+            (
+                "",
+                "",
+                r#""container:web":{"MacAddress":"02:42:ac:11:00:02"}"#,
+                "mac-address",
+            ),
+            (
+                "",
+                "",
+                r#""container:web":{"Aliases":["a"]}"#,
+                "network-scoped alias",
+            ),
+            (
+                "",
+                "",
+                r#""container:web":{"IPAMConfig":{"IPv4Address":"10.0.0.9"}}"#,
+                "IP address",
+            ),
+            (
+                "",
+                "",
+                r#""other":{}"#,
+                "cannot be connected to any other network",
+            ),
+        ] {
+            let mode = if want.starts_with("give") {
+                "container:"
+            } else {
+                "container:web"
+            };
+            let json = format!(
+                r#"{{{config}"Image":"busybox","HostConfig":{{{host}"NetworkMode":"{mode}"}},
+                "NetworkingConfig":{{"EndpointsConfig":{{{eps}}}}}}}"#
+            );
+            let e = create_request(None, &body(&json), dir).unwrap_err();
+            assert_eq!(e.status(), 400, "{json}: {e}");
+            assert!(e.to_string().contains(want), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_joined_container_shows_its_target_by_id_and_no_networks() {
+        let b = body(r#"{"Image":"busybox","HostConfig":{"NetworkMode":"container:web"}}"#);
+        let (req, _) = create_request(None, &b, Path::new("/v")).unwrap();
+        let r = Record {
+            id: "j".into(),
+            name: "joiner".into(),
+            created: String::new(),
+            image_ref: String::new(),
+            image_id: String::new(),
+            config: req.config,
+            image_defaults: Default::default(),
+            restart: Default::default(),
+            auto_remove: false,
+            network: NetworkMode::Container("0123abcd".into()),
+            ports: Vec::new(),
+            raw: req.raw,
+            endpoint: None,
+            status: None,
+            aliases: Vec::new(),
+            extra_networks: Vec::new(),
+            extra_endpoints: Vec::new(),
+            first_opts: Default::default(),
+            first_detached: false,
+            links: Vec::new(),
+        };
+        assert_eq!(inspect_host_config(&r).network_mode, "container:0123abcd");
+        assert!(endpoint_settings(&r, "x").is_empty());
+        let s = summary(&r, 0.0, "x", Path::new("/v"));
+        assert_eq!(s.host_config.network_mode, "container:0123abcd");
+        assert!(s.network_settings.networks.is_empty());
+        let f = api::Filters::parse(r#"{"network":["container"]}"#).unwrap();
+        assert!(!matches_filters(&r, &f));
     }
 
     #[test]

@@ -78,27 +78,55 @@ pub enum NetworkMode {
     Bridge(String),
     Host,
     None,
+    /// `container:<id>`: joins that container's network namespace and
+    /// shares its /etc/hosts, /etc/resolv.conf and hostname.
+    Container(String),
 }
 
 impl NetworkMode {
-    /// Docker's spelling: `default`/`bridge`, `host`, `none`, or a network name.
+    /// Docker's spelling: `default`/`bridge`, `host`, `none`,
+    /// `container:<name or id>`, or a network name.
     pub fn parse(s: &str) -> NetworkMode {
         match s {
             "" | "default" | "bridge" => NetworkMode::Bridge("bridge".into()),
             "host" => NetworkMode::Host,
             "none" => NetworkMode::None,
-            other => NetworkMode::Bridge(other.into()),
+            other => match other.strip_prefix("container:") {
+                Some(target) => NetworkMode::Container(target.into()),
+                None => NetworkMode::Bridge(other.into()),
+            },
         }
     }
 
-    /// The name Docker shows in inspect.
+    /// The network's name (`container` for a joined namespace, which is on
+    /// no network of its own).
     pub fn name(&self) -> &str {
         match self {
             NetworkMode::Bridge(n) => n,
             NetworkMode::Host => "host",
             NetworkMode::None => "none",
+            NetworkMode::Container(_) => "container",
         }
     }
+
+    /// `HostConfig.NetworkMode` as Docker shows it: `bridge`, `host`,
+    /// `none`, `container:<id>` or the network's name.
+    pub fn mode_string(&self) -> String {
+        match self {
+            NetworkMode::Container(id) => format!("container:{id}"),
+            other => other.name().to_string(),
+        }
+    }
+}
+
+/// What a `container:<id>` joiner takes from its target at start.
+#[derive(Debug)]
+struct Joined {
+    /// The namespace to enter (`None`: the host's).
+    netns: Option<String>,
+    /// (host file, path in the container) bind mounts.
+    etc_files: Vec<(String, String)>,
+    hostname: String,
 }
 
 /// What `docker create` asked for, in engine terms.
@@ -214,7 +242,7 @@ impl Record {
     /// Every network the container is on (its first one, then connected ones).
     pub fn network_names(&self) -> Vec<String> {
         let mut v = Vec::new();
-        if !self.first_detached {
+        if !self.first_detached && !matches!(self.network, NetworkMode::Container(_)) {
             v.push(self.network.name().to_string());
         }
         v.extend(self.extra_networks.iter().map(|n| n.name.clone()));
@@ -223,7 +251,10 @@ impl Record {
 
     /// The endpoint settings asked for on `network`, with its aliases.
     pub fn endpoint_request(&self, network: &str) -> Option<(&[String], &EndpointExtras)> {
-        if !self.first_detached && self.network.name() == network {
+        if !self.first_detached
+            && !matches!(self.network, NetworkMode::Container(_))
+            && self.network.name() == network
+        {
             return Some((&self.aliases, &self.first_opts));
         }
         self.extra_networks
@@ -893,6 +924,12 @@ impl Engine {
         let id = r.id.clone();
         let mut cfg = r.config.clone();
         match &r.network {
+            NetworkMode::Container(target) => {
+                let joined = self.joined_network(&id, target).await?;
+                cfg.netns = joined.netns;
+                cfg.etc_files.extend(joined.etc_files);
+                cfg.hostname = joined.hostname;
+            }
             NetworkMode::Host => cfg.netns = None,
             NetworkMode::None => cfg.netns = Some(String::new()),
             NetworkMode::Bridge(_) if r.first_detached => {
@@ -985,7 +1022,7 @@ impl Engine {
                 }
             }
         }
-        if !matches!(r.network, NetworkMode::Bridge(_)) {
+        if matches!(r.network, NetworkMode::Host | NetworkMode::None) {
             let hostname = dir.join("hostname");
             fs::write(&hostname, format!("{}\n", cfg.hostname)).map_err(internal)?;
             cfg.etc_files
@@ -1023,6 +1060,8 @@ impl Engine {
         let saved = {
             let mut recs = self.records.lock().expect("records lock");
             recs.get_mut(&id).map(|rec| {
+                // A joiner's hostname is its target's, as dockerd records it.
+                rec.config.hostname = cfg.hostname.clone();
                 rec.endpoint = r.endpoint.clone();
                 rec.extra_endpoints = r.extra_endpoints.clone();
                 if status.is_some() {
@@ -1041,6 +1080,86 @@ impl Engine {
             r.status = Some(s);
         }
         Ok(())
+    }
+
+    /// What a `--network container:<id>` container takes from its target
+    /// (followed through targets that join another in turn): the network
+    /// namespace to enter, the target's /etc/hosts, /etc/resolv.conf and
+    /// /etc/hostname (bind-mounted, so later rewrites are seen by both) and
+    /// its hostname. The target must be running, as dockerd requires.
+    async fn joined_network(&self, joiner: &str, target: &str) -> Result<Joined, EngineError> {
+        let mut target = target.to_string();
+        // Targets are resolved to ids at create and must exist then, so a
+        // chain cannot loop; the bound is only a guard.
+        for _ in 0..16 {
+            if target == joiner {
+                return Err(EngineError::Invalid("cannot join own network".into()));
+            }
+            let t = self.record(&target)?;
+            let idc = t.id.clone();
+            let status = match self.sup(move |c| c.state(&idc)).await {
+                Ok(s) => Some(s),
+                Err(EngineError::NoSuchContainer(_)) => None,
+                Err(e) => return Err(e),
+            };
+            match status.as_ref().map(|s| (s.phase, s.pid)) {
+                Some((Phase::Running | Phase::Paused, pid)) if pid > 0 => {}
+                Some((Phase::Restarting, _)) => {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot join network of container {}: it is restarting, wait until it runs",
+                        t.id
+                    )))
+                }
+                _ => {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot join network of a non running container: {}",
+                        t.id
+                    )))
+                }
+            }
+            let pid = status.map(|s| s.pid).unwrap_or_default();
+            let by_pid = format!("/proc/{pid}/ns/net");
+            let dir = self.dir(&t.id);
+            let own = |names: &[&str]| -> Vec<(String, String)> {
+                names
+                    .iter()
+                    .map(|n| (dir.join(n), format!("/etc/{n}")))
+                    .filter(|(p, _)| p.exists())
+                    .map(|(p, d)| (p.display().to_string(), d))
+                    .collect()
+            };
+            let (netns, etc_files) = match &t.network {
+                NetworkMode::Container(next) => {
+                    target = next.clone();
+                    continue;
+                }
+                NetworkMode::Host => {
+                    let mut files = own(&["hostname"]);
+                    files.push(("/etc/resolv.conf".into(), "/etc/resolv.conf".into()));
+                    files.push(("/etc/hosts".into(), "/etc/hosts".into()));
+                    (None, files)
+                }
+                // Made by the runtime at its start: entered through its process.
+                NetworkMode::None => (Some(by_pid), own(&["hostname"])),
+                NetworkMode::Bridge(_) => {
+                    let pinned = self.netns_path(&t.id);
+                    let ns = if pinned.exists() {
+                        pinned.display().to_string()
+                    } else {
+                        by_pid
+                    };
+                    (Some(ns), own(&["hosts", "resolv.conf", "hostname"]))
+                }
+            };
+            return Ok(Joined {
+                netns,
+                etc_files,
+                hostname: t.config.hostname,
+            });
+        }
+        Err(EngineError::Invalid(format!(
+            "cannot join network of container {target}: too many containers join one another"
+        )))
     }
 
     /// Frees what a stopped container holds: its network endpoint and
@@ -1184,7 +1303,7 @@ impl Engine {
             return Err(EngineError::Invalid(format!(
                 "container {} uses --network {}: it cannot be connected to other networks",
                 r.name,
-                r.network.name()
+                r.network.mode_string()
             )));
         }
         if r.network_names().iter().any(|n| n == network)
@@ -1848,6 +1967,39 @@ fn own_etc_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_modes_parse_show_and_keep_old_records_readable() {
+        assert_eq!(
+            NetworkMode::parse("container:web"),
+            NetworkMode::Container("web".into())
+        );
+        assert_eq!(
+            NetworkMode::parse("container"),
+            NetworkMode::Bridge("container".into())
+        );
+        assert_eq!(
+            NetworkMode::Container("abc".into()).mode_string(),
+            "container:abc"
+        );
+        assert_eq!(NetworkMode::Host.mode_string(), "host");
+        assert_eq!(NetworkMode::parse("front").mode_string(), "front");
+        // Records written before the container mode existed still read.
+        for (json, want) in [
+            (
+                r#"{"mode":"bridge","name":"front"}"#,
+                NetworkMode::Bridge("front".into()),
+            ),
+            (r#"{"mode":"host"}"#, NetworkMode::Host),
+            (r#"{"mode":"none"}"#, NetworkMode::None),
+        ] {
+            assert_eq!(serde_json::from_str::<NetworkMode>(json).unwrap(), want);
+        }
+        let joined = NetworkMode::Container("abc".into());
+        let text = serde_json::to_string(&joined).unwrap();
+        assert_eq!(text, r#"{"mode":"container","name":"abc"}"#);
+        assert_eq!(serde_json::from_str::<NetworkMode>(&text).unwrap(), joined);
+    }
 
     #[test]
     fn link_variables_follow_dockers_names() {

@@ -687,3 +687,116 @@ async fn a_restarted_controller_reconciles_group_instances() {
     }
     assert_eq!(instances_of(&fake, PHP), [G1, G2]);
 }
+
+/// The sample's plan reshaped into nested groups: mysql in group `s`
+/// (2 instances), php in group `i` (2 instances per instance of `s`).
+fn nested_app() -> AppRt {
+    let catalog = {
+        let mut c = Catalog::new();
+        c = c.apply(&samples::changes().unwrap()).unwrap();
+        c
+    };
+    let mut plan = plan::plan(&catalog, samples::APPLICATION, samples::APPLICATION_POLICY).unwrap();
+    let g = |alias: &str, parent: Option<&str>, clusters: &[&str]| GroupPlan {
+        alias: alias.into(),
+        name: alias.into(),
+        parent: parent.map(Into::into),
+        min_instances: 2,
+        max_instances: 3,
+        group_scaling_enabled: true,
+        termination_behaviour: plan.groups[0].termination_behaviour,
+        clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
+    };
+    plan.groups = vec![g("i", Some("s"), &[PHP]), g("s", None, &[MYSQL, PHP])];
+    let policy = catalog
+        .autoscaling_policies
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    let clusters = plan
+        .clusters
+        .iter_mut()
+        .map(|c| {
+            c.groups = if c.cluster_id == PHP {
+                vec!["s".into(), "i".into()]
+            } else {
+                vec!["s".into()]
+            };
+            (
+                c.cluster_id.clone(),
+                ClusterRt {
+                    plan: c.clone(),
+                    policy: policy.clone(),
+                    instances: BTreeMap::new(),
+                    listeners: Vec::new(),
+                    failures: 0,
+                    backoff_until: None,
+                },
+            )
+        })
+        .collect();
+    AppRt {
+        plan,
+        clusters,
+        group_insts: Vec::new(),
+        group_scaling: BTreeMap::new(),
+        group_last: BTreeMap::new(),
+        next_instance: BTreeMap::new(),
+        config: ScalingConfig::default(),
+    }
+}
+
+fn keys(app: &AppRt, cluster: &str) -> Vec<String> {
+    app.clusters[cluster].instances.keys().cloned().collect()
+}
+
+#[test]
+fn nested_group_instances_multiply_and_go_with_their_parent() {
+    let mut app = nested_app();
+    app.ensure_instances();
+    assert_eq!(keys(&app, MYSQL), ["s-1", "s-2"]);
+    assert_eq!(
+        keys(&app, PHP),
+        ["s-1/i-1", "s-1/i-2", "s-2/i-3", "s-2/i-4"]
+    );
+    // A third instance of `s` brings its own two of `i`.
+    app.add_group_instance("s", "");
+    app.ensure_instances();
+    assert_eq!(keys(&app, MYSQL), ["s-1", "s-2", "s-3"]);
+    assert_eq!(
+        keys(&app, PHP),
+        ["s-1/i-1", "s-1/i-2", "s-2/i-3", "s-2/i-4", "s-3/i-5", "s-3/i-6"]
+    );
+    // Removing it removes what is inside it, and nothing that only shares
+    // a prefix of its name.
+    let mut gone = app.remove_group_instance("s-3");
+    gone.sort();
+    assert_eq!(gone, ["s-3", "s-3/i-5", "s-3/i-6"]);
+    assert_eq!(keys(&app, PHP).len(), 4);
+    assert!(within("s-3/i-5", "s-3"));
+    assert!(!within("s-30/i-5", "s-3"));
+    assert!(!within("s-3", "s-3/i-5"));
+}
+
+#[test]
+fn instance_ids_from_records_are_checked_against_the_plan() {
+    let mut app = nested_app();
+    assert!(app.adopt_instance(PHP, "s-2/i-7"));
+    assert!(app.adopt_instance(MYSQL, "s-2"));
+    // Wrong nesting, unknown group, a group that is not the cluster's
+    // innermost, no number, and no instance for a grouped cluster.
+    assert!(!app.adopt_instance(PHP, "i-1/s-1"));
+    assert!(!app.adopt_instance(PHP, "s-1/x-1"));
+    assert!(!app.adopt_instance(PHP, "s-1"));
+    assert!(!app.adopt_instance(MYSQL, "s-x"));
+    assert!(!app.adopt_instance(MYSQL, ""));
+    app.ensure_instances();
+    // s-2 adopted, one more s to reach 2; i to 2 in each s; new numbers
+    // follow the adopted ones.
+    assert_eq!(keys(&app, MYSQL), ["s-2", "s-3"]);
+    assert_eq!(
+        keys(&app, PHP),
+        ["s-2/i-7", "s-2/i-8", "s-3/i-10", "s-3/i-9"]
+    );
+}

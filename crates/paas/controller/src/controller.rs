@@ -22,6 +22,20 @@
 //!    stage in the reverse startup order (draining each member), then closes
 //!    its listeners and forgets the deployment.
 //!
+//! Cartridge groups (Stratos's group monitor): a group has
+//! `groupMinInstances` instances (`ALIAS-N`, nested ones `OUTER-N/INNER-M`),
+//! and each of its clusters one instance per group instance, with its own
+//! autoscaler; the cluster's listeners and pools are shared by all of them.
+//! The instance id is on the member record, the container label
+//! `strato.paas.instance` and `INSTANCE_ID`. After the clusters' rules,
+//! each group (innermost first) hears whether a cluster instance was over
+//! its maximum (then, with `groupScalingEnabled`, a new group instance up
+//! to `groupMaxInstances`, one at a time; else the notice goes to the
+//! parent group) or whether every cluster of its newest instance would go
+//! below its minimum (then that instance goes, after the consecutive
+//! decisions and the cooldown). A restart rebuilds the instances from the
+//! records of running members.
+//!
 //! State that must survive a restart (definitions, deployments, member
 //! records) is in the store; on start the controller adopts the running
 //! containers its records name and the next tick replaces missing ones.

@@ -336,6 +336,10 @@ impl AppRt {
     /// cluster-instance keys that went with it.
     fn remove_group_instance(&mut self, id: &str) -> Vec<String> {
         self.group_insts.retain(|i| !within(&i.id, id));
+        // The monitors of groups inside it go with it.
+        self.group_scaling
+            .retain(|(_, parent), _| !within(parent, id));
+        self.group_last.retain(|(_, parent), _| !within(parent, id));
         let mut keys = Vec::new();
         for c in self.clusters.values_mut() {
             let gone: Vec<String> = c

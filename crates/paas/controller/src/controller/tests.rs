@@ -770,7 +770,17 @@ fn nested_group_instances_multiply_and_go_with_their_parent() {
     );
     // Removing it removes what is inside it, and nothing that only shares
     // a prefix of its name.
+    app.group_scaling.insert(
+        ("i".into(), "s-3".into()),
+        GroupScaling::new(ScalingConfig::default()),
+    );
+    app.group_scaling.insert(
+        ("i".into(), "s-1".into()),
+        GroupScaling::new(ScalingConfig::default()),
+    );
     let mut gone = app.remove_group_instance("s-3");
+    let monitors: Vec<&(String, String)> = app.group_scaling.keys().collect();
+    assert_eq!(monitors, [&("i".to_owned(), "s-1".to_owned())]);
     gone.sort();
     assert_eq!(gone, ["s-3", "s-3/i-5", "s-3/i-6"]);
     assert_eq!(keys(&app, PHP).len(), 4);

@@ -389,6 +389,35 @@ async fn app_verb(conn: &Conn, verb: AppVerb) -> Result<i32> {
 
 fn print_members(rt: &Value) {
     let empty = Vec::new();
+    // Group instances as Stratos's application runtime lists them.
+    for g in rt["groups"].as_array().unwrap_or(&empty) {
+        let insts = g["instances"].as_array().unwrap_or(&empty);
+        println!(
+            "group {} ({}) instances {} [min {}, max {}, group scaling {}]",
+            g["alias"].as_str().unwrap_or(""),
+            g["name"].as_str().unwrap_or(""),
+            insts.len(),
+            g["groupMinInstances"],
+            g["groupMaxInstances"],
+            if g["groupScalingEnabled"].as_bool() == Some(true) {
+                "on"
+            } else {
+                "off"
+            },
+        );
+        for i in insts {
+            println!(
+                "  instance {:<32} {:<8} {}",
+                i["instanceId"].as_str().unwrap_or(""),
+                i["status"].as_str().unwrap_or(""),
+                i["lastDecision"]
+                    .as_object()
+                    .map(|_| i["lastDecision"].to_string())
+                    .or_else(|| i["lastDecision"].as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+            );
+        }
+    }
     for cl in rt["clusters"].as_array().unwrap_or(&empty) {
         let lbs: Vec<String> = cl["loadBalancer"]
             .as_array()
@@ -411,9 +440,11 @@ fn print_members(rt: &Value) {
             lbs.join(", ")
         );
         for m in cl["members"].as_array().unwrap_or(&empty) {
+            let instance = m["instanceId"].as_str().unwrap_or("");
             println!(
-                "  {:<24} {:<16} {:<16} {}/{}  load {}  memory {}  in flight {}",
+                "  {:<24} {:<16} {:<16} {:<16} {}/{}  load {}  memory {}  in flight {}",
                 m["memberId"].as_str().unwrap_or(""),
+                if instance.is_empty() { "-" } else { instance },
                 m["status"].as_str().unwrap_or(""),
                 m["defaultPrivateIp"].as_str().unwrap_or("-"),
                 m["networkPartitionId"].as_str().unwrap_or(""),
@@ -485,6 +516,22 @@ async fn watch(c: &PaasClient, app: &str) -> Result<()> {
                 "{cluster_id}: member {member_id} {status}{}{}",
                 ip.map(|i| format!(" at {i}")).unwrap_or_default(),
                 reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ),
+            EventKind::GroupScaling {
+                group,
+                parent_instance_id,
+                instances,
+                action,
+                instance_id,
+            } => format!(
+                "group {group}{}: {instances} instances → {}{}",
+                if parent_instance_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {parent_instance_id}")
+                },
+                serde_json::to_string(&action).unwrap_or_default(),
+                instance_id.map(|i| format!(" ({i})")).unwrap_or_default()
             ),
             other => serde_json::to_string(&other).unwrap_or_default(),
         };

@@ -586,6 +586,123 @@ fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
         .strato(&["ps", "-aq", "--filter", "label=strato.paas.member"])
         .ok();
     assert_eq!(left.stdout.trim(), "", "containers left: {left}");
+
+    // A cartridge group at groupMinInstances 2: two copies of its cluster,
+    // each member labelled with its group instance, all in one pool.
+    const GRP: &str = "grp-app";
+    let group = write(
+        "tiny-group.json",
+        r#"{ "name": "tiny-group", "cartridges": ["tiny"], "groupScalingEnabled": true }"#.into(),
+    );
+    let grp_app = write(
+        "grp.json",
+        format!(
+            r#"{{ "applicationId": "{GRP}", "alias": "{GRP}", "multiTenant": false,
+  "components": {{ "groups": [ {{ "name": "tiny-group", "alias": "tg",
+    "groupMinInstances": 2, "groupMaxInstances": 3, "groupScalingEnabled": true,
+    "cartridges": [ {{ "type": "tiny", "cartridgeMin": 1, "cartridgeMax": 1,
+      "subscribableInfo": {{ "alias": "tiny-g", "autoscalingPolicy": "autoscaling-policy-web",
+        "deploymentPolicy": "deployment-policy-many" }} }} ] }} ] }} }}"#
+        ),
+    );
+    d.strato(&["group", "add", "-f", &group]).ok();
+    d.strato(&["application", "add", "-f", &grp_app]).ok();
+    d.strato(&[
+        "application",
+        "deploy",
+        GRP,
+        "application-policy-local",
+        "--wait",
+    ])
+    .ok();
+    let rt = d.runtime_of(GRP).expect("deployed");
+    let insts: Vec<&str> = rt["groups"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["instanceId"].as_str().unwrap())
+        .collect();
+    assert_eq!(insts, ["tg-1", "tg-2"], "{rt:#}");
+    let mut member_insts: Vec<&str> = rt["clusters"][0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["instanceId"].as_str().unwrap())
+        .collect();
+    member_insts.sort();
+    assert_eq!(member_insts, ["tg-1", "tg-2"], "{rt:#}");
+    for inst in ["tg-1", "tg-2"] {
+        let one = d
+            .strato(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=strato.paas.instance={inst}"),
+            ])
+            .ok();
+        assert_eq!(one.stdout.lines().count(), 1, "{inst}: {one}");
+    }
+    let members = d.strato(&["member", "list", GRP]).ok();
+    assert!(
+        members.stdout.contains("group tg (tiny-group) instances 2"),
+        "{members}"
+    );
+    d.until(10, "the load balancer to serve grp-app", || {
+        get(port, "/member.txt").is_ok_and(|p| p.contains("tiny-g-"))
+    });
+
+    // Group scaling: 50 requests in flight over two instances of one
+    // member each (threshold 20): ceil(25 / 20) = 2 wanted, cartridgeMax
+    // is 1, so the group adds a third instance (50 / 3 → 1 each: enough).
+    let instances = || -> Vec<String> {
+        d.runtime_of(GRP)
+            .and_then(|rt| rt["groups"][0]["instances"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|i| i["instanceId"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..50 {
+        let stop = Arc::clone(&stop);
+        load.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = get(port, "/cgi-bin/slow?2");
+            }
+        }));
+    }
+    d.until(90, "a third group instance", || {
+        instances() == ["tg-1", "tg-2", "tg-3"]
+    });
+    d.until(60, "the third instance's member Active", || {
+        d.runtime_of(GRP).is_some_and(|rt| {
+            rt["clusters"][0]["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().filter(|m| m["status"] == "Active").count() == 3)
+        })
+    });
+    assert_eq!(instances().len(), 3, "groupMaxInstances is 3");
+    // Load removed: after the deferred decisions and the cooldown the
+    // newest instance goes, and the group stays at its minimum.
+    stop.store(true, Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    d.until(90, "group scale-in to 2 instances", || {
+        instances() == ["tg-1", "tg-2"]
+    });
+    d.until(30, "the third instance's container to go", || {
+        d.strato(&["ps", "-q", "--filter", "label=strato.paas.instance=tg-3"])
+            .stdout
+            .trim()
+            .is_empty()
+    });
+    d.strato(&["application", "undeploy", GRP, "--wait"]).ok();
+    let left = d
+        .strato(&["ps", "-aq", "--filter", "label=strato.paas.member"])
+        .ok();
+    assert_eq!(left.stdout.trim(), "", "containers left: {left}");
 }
 
 /// A child process killed when the test ends, passed or failed.

@@ -22,6 +22,20 @@
 //!    stage in the reverse startup order (draining each member), then closes
 //!    its listeners and forgets the deployment.
 //!
+//! Cartridge groups (Stratos's group monitor): a group has
+//! `groupMinInstances` instances (`ALIAS-N`, nested ones `OUTER-N/INNER-M`),
+//! and each of its clusters one instance per group instance, with its own
+//! autoscaler; the cluster's listeners and pools are shared by all of them.
+//! The instance id is on the member record, the container label
+//! `strato.paas.instance` and `INSTANCE_ID`. After the clusters' rules,
+//! each group (innermost first) hears whether a cluster instance was over
+//! its maximum (then, with `groupScalingEnabled`, a new group instance up
+//! to `groupMaxInstances`, one at a time; else the notice goes to the
+//! parent group) or whether every cluster of its newest instance would go
+//! below its minimum (then that instance goes, after the consecutive
+//! decisions and the cooldown). A restart rebuilds the instances from the
+//! records of running members.
+//!
 //! State that must survive a restart (definitions, deployments, member
 //! records) is in the store; on start the controller adopts the running
 //! containers its records name and the next tick replaces missing ones.
@@ -42,17 +56,19 @@ use std::time::Duration;
 use futures::StreamExt;
 use strato_lb::{Algorithm, Pool, Protocol};
 use strato_paas_model::capacity::{self, Capacity, HostPool};
-use strato_paas_model::plan::{self, ClusterPlan, Placement, Plan};
-use strato_paas_model::scaling::{self, Action, Evaluation, Sample, ScalingConfig, ScalingState};
-use strato_paas_model::{Catalog, Change, Kind, ModelError};
+use strato_paas_model::plan::{self, ClusterPlan, GroupPlan, Placement, Plan};
+use strato_paas_model::scaling::{
+    self, Action, Evaluation, GroupAction, GroupScaling, Sample, ScalingConfig, ScalingState,
+};
+use strato_paas_model::{AutoscalePolicy, Catalog, Change, Kind, ModelError};
 use strato_paas_store::{DeploymentStatus, MemberRecord, MemberStatus, Store, StoreError};
 use tokio::sync::{broadcast, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::engine::{
-    ContainerInfo, CreateSpec, Engine, LABEL_APPLICATION, LABEL_CLUSTER, LABEL_MEMBER,
-    LABEL_PARTITION,
+    ContainerInfo, CreateSpec, Engine, LABEL_APPLICATION, LABEL_CLUSTER, LABEL_INSTANCE,
+    LABEL_MEMBER, LABEL_PARTITION,
 };
 use crate::events::{now_ms, Event, EventKind};
 
@@ -115,20 +131,236 @@ struct Listener {
     task: JoinHandle<()>,
 }
 
+/// One instance of a cluster: its members in one group instance, with
+/// their own autoscaler (Stratos's cluster instance).
+struct InstanceRt {
+    scaling: ScalingState,
+    last_eval: Option<Evaluation>,
+}
+
 struct ClusterRt {
     plan: ClusterPlan,
-    scaling: ScalingState,
+    policy: AutoscalePolicy,
+    /// By group instance id (`""` outside groups). The listeners are the
+    /// cluster's: every instance's Active members are in its pools.
+    instances: BTreeMap<String, InstanceRt>,
     listeners: Vec<Listener>,
-    last_eval: Option<Evaluation>,
     /// Members that failed to start in a row, and no new member before
     /// this time (ms): a missing image must not become a create loop.
     failures: u32,
     backoff_until: Option<tokio::time::Instant>,
 }
 
+/// One instance of a cartridge group.
+#[derive(Debug, Clone)]
+struct GroupInst {
+    /// `ALIAS-N`, or `PARENT/ALIAS-N` in an instance of the parent group.
+    id: String,
+    group: String,
+    /// The enclosing group instance (`""` at the top).
+    parent: String,
+}
+
 struct AppRt {
     plan: Plan,
     clusters: BTreeMap<String, ClusterRt>,
+    /// Group instances, oldest first.
+    group_insts: Vec<GroupInst>,
+    /// The group monitor per (group alias, parent instance).
+    group_scaling: BTreeMap<(String, String), GroupScaling>,
+    /// The last group decision per (group alias, parent instance).
+    group_last: BTreeMap<(String, String), GroupAction>,
+    /// Next instance number per group alias (numbers are not reused).
+    next_instance: BTreeMap<String, u32>,
+    config: ScalingConfig,
+}
+
+/// Whether cluster-instance key `key` lies in group instance `inst`.
+fn within(key: &str, inst: &str) -> bool {
+    key == inst
+        || key
+            .strip_prefix(inst)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+impl AppRt {
+    fn group(&self, alias: &str) -> Option<&GroupPlan> {
+        self.plan.groups.iter().find(|g| g.alias == alias)
+    }
+
+    fn depth(&self, g: &GroupPlan) -> usize {
+        let mut d = 0;
+        let mut p = g.parent.clone();
+        while let Some(a) = p {
+            d += 1;
+            p = self.group(&a).and_then(|g| g.parent.clone());
+            if d > 64 {
+                break;
+            }
+        }
+        d
+    }
+
+    /// Groups, outermost first.
+    fn groups_outer_first(&self) -> Vec<GroupPlan> {
+        let mut gs = self.plan.groups.clone();
+        gs.sort_by_key(|g| self.depth(g));
+        gs
+    }
+
+    /// Parent instances a group's instances live in.
+    fn parent_instances(&self, g: &GroupPlan) -> Vec<String> {
+        match &g.parent {
+            None => vec![String::new()],
+            Some(p) => self
+                .group_insts
+                .iter()
+                .filter(|i| &i.group == p)
+                .map(|i| i.id.clone())
+                .collect(),
+        }
+    }
+
+    /// Adds an instance of group `g` in parent instance `parent`.
+    fn add_group_instance(&mut self, g: &str, parent: &str) -> String {
+        let n = self.next_instance.entry(g.to_owned()).or_insert(1);
+        let id = if parent.is_empty() {
+            format!("{g}-{n}")
+        } else {
+            format!("{parent}/{g}-{n}")
+        };
+        *n += 1;
+        self.group_insts.push(GroupInst {
+            id: id.clone(),
+            group: g.to_owned(),
+            parent: parent.to_owned(),
+        });
+        id
+    }
+
+    /// Takes in an instance id read from a member record (a restart):
+    /// each step of its path must name a group of the plan under the
+    /// step before. Returns whether it is valid.
+    fn adopt_instance(&mut self, cluster_id: &str, id: &str) -> bool {
+        let Some(c) = self.clusters.get(cluster_id) else {
+            return false;
+        };
+        let inner = c.plan.groups.last().cloned();
+        if id.is_empty() {
+            return inner.is_none();
+        }
+        let steps: Vec<&str> = id.split('/').collect();
+        let mut parent_alias: Option<String> = None;
+        let mut parsed = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let Some((alias, n)) = step.rsplit_once('-') else {
+                return false;
+            };
+            let Ok(n) = n.parse::<u32>() else {
+                return false;
+            };
+            match self.group(alias) {
+                Some(g) if g.parent == parent_alias => {}
+                _ => return false,
+            }
+            parsed.push((
+                alias.to_owned(),
+                n,
+                steps[..=i].join("/"),
+                steps[..i].join("/"),
+            ));
+            parent_alias = Some(alias.to_owned());
+        }
+        if parent_alias != inner {
+            return false;
+        }
+        for (alias, n, path, parent) in parsed {
+            let next = self.next_instance.entry(alias.clone()).or_insert(1);
+            *next = (*next).max(n + 1);
+            if !self.group_insts.iter().any(|i| i.id == path) {
+                self.group_insts.push(GroupInst {
+                    id: path,
+                    group: alias,
+                    parent,
+                });
+            }
+        }
+        true
+    }
+
+    /// Brings every group to its `groupMinInstances` in each parent
+    /// instance and gives every cluster one instance (and autoscaler) per
+    /// instance of its innermost group.
+    fn ensure_instances(&mut self) {
+        // Oldest first within each group: numbers grow with each new
+        // instance (a restart adopts them in the records' order).
+        self.group_insts.sort_by_key(|i| {
+            i.id.rsplit_once('-')
+                .and_then(|(_, n)| n.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        for g in self.groups_outer_first() {
+            for parent in self.parent_instances(&g) {
+                let have = self
+                    .group_insts
+                    .iter()
+                    .filter(|i| i.group == g.alias && i.parent == parent)
+                    .count();
+                for _ in u32::try_from(have).unwrap_or(u32::MAX)..g.min_instances.max(1) {
+                    self.add_group_instance(&g.alias, &parent);
+                }
+            }
+        }
+        let config = self.config;
+        for c in self.clusters.values_mut() {
+            let keys: Vec<String> = match c.plan.groups.last() {
+                None => vec![String::new()],
+                Some(g) => self
+                    .group_insts
+                    .iter()
+                    .filter(|i| &i.group == g)
+                    .map(|i| i.id.clone())
+                    .collect(),
+            };
+            c.instances.retain(|k, _| keys.contains(k));
+            for k in keys {
+                c.instances.entry(k).or_insert_with(|| InstanceRt {
+                    scaling: ScalingState::new(&c.plan, &c.policy, config),
+                    last_eval: None,
+                });
+            }
+        }
+    }
+
+    /// Forgets group instance `id` and the ones inside it; returns the
+    /// cluster-instance keys that went with it.
+    fn remove_group_instance(&mut self, id: &str) -> Vec<String> {
+        self.group_insts.retain(|i| !within(&i.id, id));
+        // The monitors of groups inside it go with it.
+        self.group_scaling
+            .retain(|(_, parent), _| !within(parent, id));
+        self.group_last.retain(|(_, parent), _| !within(parent, id));
+        let mut keys = Vec::new();
+        for c in self.clusters.values_mut() {
+            let gone: Vec<String> = c
+                .instances
+                .keys()
+                .filter(|k| within(k, id))
+                .cloned()
+                .collect();
+            for k in gone {
+                c.instances.remove(&k);
+                keys.push(k);
+            }
+        }
+        keys
+    }
+
+    fn instance_mut(&mut self, cluster: &str, instance: &str) -> Option<&mut InstanceRt> {
+        self.clusters
+            .get_mut(cluster)
+            .and_then(|c| c.instances.get_mut(instance))
+    }
 }
 
 /// When a member passed each step of its launch (for the timing logs).
@@ -265,6 +497,8 @@ pub struct MemberView {
     pub cluster_id: String,
     pub network_partition_id: String,
     pub partition_id: String,
+    /// The group instance it belongs to (empty outside groups).
+    pub instance_id: String,
     pub status: MemberStatus,
     pub container_id: Option<String>,
     pub default_private_ip: Option<String>,
@@ -286,7 +520,44 @@ pub struct ClusterView {
     /// `{"port", "proxyPort", "protocol", "requestsInFlight"}` per listener.
     pub load_balancer: Vec<serde_json::Value>,
     pub members: Vec<MemberView>,
+    /// The first instance's last evaluation (the only one outside groups).
     pub last_evaluation: Option<Evaluation>,
+    /// One per group instance the cluster is in (Stratos's cluster instances).
+    pub instances: Vec<ClusterInstanceView>,
+}
+
+/// One instance of a cluster.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInstanceView {
+    pub instance_id: String,
+    pub active_members: u32,
+    pub members: u32,
+    pub last_evaluation: Option<Evaluation>,
+}
+
+/// A cartridge group of a deployed application and its instances.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    pub alias: String,
+    pub name: String,
+    pub parent_alias: Option<String>,
+    pub group_min_instances: u32,
+    pub group_max_instances: u32,
+    pub group_scaling_enabled: bool,
+    pub instances: Vec<GroupInstanceView>,
+}
+
+/// One group instance: `Active` once each of its clusters has its
+/// minimum of Active members, else `Created`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupInstanceView {
+    pub instance_id: String,
+    pub parent_instance_id: Option<String>,
+    pub status: String,
+    pub last_decision: Option<GroupAction>,
 }
 
 /// Runtime view of a deployed application (`GET /api/applications/{id}/runtime`).
@@ -296,6 +567,8 @@ pub struct ApplicationView {
     pub application_id: String,
     pub application_policy: String,
     pub status: DeploymentStatus,
+    /// Group instances, outermost groups first.
+    pub groups: Vec<GroupView>,
     pub clusters: Vec<ClusterView>,
 }
 
@@ -421,14 +694,13 @@ impl<E: Engine> Controller<E> {
                         task,
                     });
                 }
-                let scaling = ScalingState::new(c, policy, self.inner.config.scaling);
                 clusters.insert(
                     c.cluster_id.clone(),
                     ClusterRt {
                         plan: c.clone(),
-                        scaling,
+                        policy: policy.clone(),
+                        instances: BTreeMap::new(),
                         listeners,
-                        last_eval: None,
                         failures: 0,
                         backoff_until: None,
                     },
@@ -444,7 +716,15 @@ impl<E: Engine> Controller<E> {
             }
             return Err(e);
         }
-        Ok(AppRt { plan, clusters })
+        Ok(AppRt {
+            plan,
+            clusters,
+            group_insts: Vec::new(),
+            group_scaling: BTreeMap::new(),
+            group_last: BTreeMap::new(),
+            next_instance: BTreeMap::new(),
+            config: self.inner.config.scaling,
+        })
     }
 
     /// Deploys an application: plans it, opens its listeners, records the
@@ -462,7 +742,10 @@ impl<E: Engine> Controller<E> {
         // Check first (not deployed yet, references) without writing.
         let next = catalog.apply(std::slice::from_ref(&change))?;
         let plan = plan::plan(&next, application_id, application_policy)?;
-        let app = self.open_app(plan, &next)?;
+        let mut app = self.open_app(plan, &next)?;
+        // groupMinInstances of each group; the members follow from each
+        // cluster instance's minimum on the next tick.
+        app.ensure_instances();
         if let Err(e) = lock(&self.inner.store).apply(&[change]) {
             close_app(&app);
             return Err(e.into());
@@ -549,6 +832,21 @@ impl<E: Engine> Controller<E> {
         let mut fixed = Vec::new();
         {
             let mut state = lock(&self.inner.state);
+            // Group instances come back from the records of running
+            // members; then each group is brought to its minimum.
+            let mut rehome = BTreeSet::new();
+            for (id, rec) in &records {
+                let alive = by_member.get(id.as_str()).is_some_and(|c| c.running)
+                    && !rec.status.is_terminal();
+                if let Some(app) = state.apps.get_mut(&rec.application_id) {
+                    if alive && !app.adopt_instance(&rec.cluster_id, &rec.instance_id) {
+                        rehome.insert(id.clone());
+                    }
+                }
+            }
+            for app in state.apps.values_mut() {
+                app.ensure_instances();
+            }
             for (id, rec) in records {
                 let container = by_member.get(id.as_str());
                 let alive = container.is_some_and(|c| c.running) && !rec.status.is_terminal();
@@ -562,11 +860,31 @@ impl<E: Engine> Controller<E> {
                 if let Some(c) = &c {
                     rec.container_id = Some(c.id.clone());
                 }
+                // A record from before group instances (or naming one the
+                // plan no longer has) joins the cluster's first instance.
+                if rehome.contains(&id) {
+                    let first = state
+                        .apps
+                        .get(&rec.application_id)
+                        .and_then(|a| a.clusters.get(&rec.cluster_id))
+                        .and_then(|c| c.instances.keys().next().cloned());
+                    match first {
+                        Some(k) => {
+                            rec.instance_id = k;
+                            fixed.push(rec.clone());
+                        }
+                        None => {
+                            drop_records.push((id, rec.container_id.clone()));
+                            continue;
+                        }
+                    }
+                }
                 // Started before the controller stopped, but its record
                 // had not caught up (deferred writes): it runs, so the
                 // probes take it from here.
                 if matches!(rec.status, MemberStatus::Created | MemberStatus::Pending) {
                     rec.status = MemberStatus::Initialized;
+                    fixed.retain(|f: &MemberRecord| f.member_id != rec.member_id);
                     fixed.push(rec.clone());
                 }
                 let active = rec.status == MemberStatus::Active;
@@ -582,7 +900,11 @@ impl<E: Engine> Controller<E> {
                     drop_records.push((id, rec.container_id.clone()));
                     continue;
                 };
-                cluster.scaling.add_member(&id, &placement, active);
+                let Some(inst) = cluster.instances.get_mut(&rec.instance_id) else {
+                    drop_records.push((id, rec.container_id.clone()));
+                    continue;
+                };
+                inst.scaling.add_member(&id, &placement, active);
                 let ip = c.as_ref().and_then(|c| c.ip);
                 if active {
                     if let Some(ip) = ip {
@@ -695,12 +1017,14 @@ impl<E: Engine> Controller<E> {
     /// Registers a new member of `cluster_id` at `placement` (in the
     /// autoscaler and the member table, under the state lock, so the next
     /// evaluation counts it) and returns what to create.
+    #[allow(clippy::too_many_arguments)]
     fn prepare_member(
         &self,
         state: &mut State,
         catalog: &Catalog,
         app_id: &str,
         cluster_id: &str,
+        instance_id: &str,
         placement: &Placement,
         reuse_id: Option<String>,
     ) -> Option<(String, CreateSpec)> {
@@ -709,6 +1033,7 @@ impl<E: Engine> Controller<E> {
             .get_mut(app_id)
             .and_then(|a| a.clusters.get_mut(cluster_id))?;
         let c = &cluster.plan;
+        let inst = cluster.instances.get_mut(instance_id)?;
         let np = c
             .network_partitions
             .iter()
@@ -718,6 +1043,7 @@ impl<E: Engine> Controller<E> {
         labels.insert(LABEL_MEMBER.to_owned(), id.clone());
         labels.insert(LABEL_APPLICATION.to_owned(), app_id.to_owned());
         labels.insert(LABEL_CLUSTER.to_owned(), cluster_id.to_owned());
+        labels.insert(LABEL_INSTANCE.to_owned(), instance_id.to_owned());
         labels.insert(
             LABEL_PARTITION.to_owned(),
             format!("{}/{}", placement.network_partition, placement.partition),
@@ -726,6 +1052,7 @@ impl<E: Engine> Controller<E> {
             format!("APPLICATION_ID={app_id}"),
             format!("CLUSTER_ID={cluster_id}"),
             format!("MEMBER_ID={id}"),
+            format!("INSTANCE_ID={instance_id}"),
             format!("CARTRIDGE_TYPE={}", c.cartridge_type),
             format!("CARTRIDGE_ALIAS={}", c.alias),
             format!("HOST_NAME={}", c.hostname),
@@ -760,7 +1087,7 @@ impl<E: Engine> Controller<E> {
             cpu_millis: c.cpu_millis,
             memory_bytes: c.memory_bytes,
         };
-        cluster.scaling.add_member(&id, placement, false);
+        inst.scaling.add_member(&id, placement, false);
         let need = Capacity {
             cpu_millis: c.cpu_millis,
             memory_bytes: c.memory_bytes,
@@ -771,6 +1098,7 @@ impl<E: Engine> Controller<E> {
             cluster_id: cluster_id.to_owned(),
             network_partition: placement.network_partition.clone(),
             partition: placement.partition.clone(),
+            instance_id: instance_id.to_owned(),
             container_id: None,
             status: MemberStatus::Created,
             updated_ms: now_ms(),
@@ -819,12 +1147,12 @@ impl<E: Engine> Controller<E> {
             }
             // Prepare again under the same id: drop the Pending entry first.
             state.members.remove(&rec.member_id);
-            if let Some(c) = state
+            if let Some(i) = state
                 .apps
                 .get_mut(&rec.application_id)
-                .and_then(|a| a.clusters.get_mut(&rec.cluster_id))
+                .and_then(|a| a.instance_mut(&rec.cluster_id, &rec.instance_id))
             {
-                c.scaling.remove_member(&rec.member_id);
+                i.scaling.remove_member(&rec.member_id);
             }
             let placement = Placement {
                 network_partition: rec.network_partition.clone(),
@@ -836,6 +1164,7 @@ impl<E: Engine> Controller<E> {
                 &catalog,
                 &rec.application_id,
                 &rec.cluster_id,
+                &rec.instance_id,
                 &placement,
                 Some(rec.member_id.clone()),
             ) {
@@ -1099,7 +1428,9 @@ impl<E: Engine> Controller<E> {
                 .get_mut(&m.rec.application_id)
                 .and_then(|a| a.clusters.get_mut(&m.rec.cluster_id))
             {
-                c.scaling.remove_member(id);
+                if let Some(i) = c.instances.get_mut(&m.rec.instance_id) {
+                    i.scaling.remove_member(id);
+                }
                 for l in &c.listeners {
                     l.pool.remove(id);
                 }
@@ -1350,7 +1681,9 @@ impl<E: Engine> Controller<E> {
                 .and_then(|a| a.clusters.get_mut(&m.rec.cluster_id))
             {
                 c.failures = 0;
-                c.scaling.member_active(id);
+                if let Some(i) = c.instances.get_mut(&m.rec.instance_id) {
+                    i.scaling.member_active(id);
+                }
                 for l in &c.listeners {
                     l.pool
                         .add(id.to_owned(), SocketAddr::new(ip, l.member_port));
@@ -1389,6 +1722,9 @@ impl<E: Engine> Controller<E> {
             else {
                 continue;
             };
+            let Some(inst) = c.instances.get_mut(&m.rec.instance_id) else {
+                continue;
+            };
             let limit = if u.memory_limit > 0 && u.memory_limit < u64::MAX / 2 {
                 u.memory_limit
             } else {
@@ -1396,7 +1732,7 @@ impl<E: Engine> Controller<E> {
             };
             let mem = scaling::memory_percent(u.memory_bytes, limit);
             m.memory = Some(mem);
-            c.scaling.record(Sample::MemoryConsumption {
+            inst.scaling.record(Sample::MemoryConsumption {
                 member: id.clone(),
                 at_ms: now,
                 value: mem,
@@ -1410,7 +1746,7 @@ impl<E: Engine> Controller<E> {
                         c.plan.cpu_millis.unwrap_or(1000),
                     );
                     m.load = Some(load);
-                    c.scaling.record(Sample::LoadAverage {
+                    inst.scaling.record(Sample::LoadAverage {
                         member: id.clone(),
                         at_ms: now,
                         value: load,
@@ -1421,84 +1757,161 @@ impl<E: Engine> Controller<E> {
         }
         for app in apps.values_mut() {
             for c in app.clusters.values_mut() {
-                let rif: usize = c.listeners.iter().map(|l| l.pool.in_flight()).sum();
-                #[allow(clippy::cast_precision_loss)]
-                c.scaling.record(Sample::RequestsInFlight {
-                    at_ms: now,
-                    value: rif as f64,
-                });
+                // Requests in flight per cluster instance: the pools are
+                // the cluster's, so several instances split them by member.
+                let mut rif: BTreeMap<String, usize> = BTreeMap::new();
+                if c.instances.len() == 1 {
+                    let total = c.listeners.iter().map(|l| l.pool.in_flight()).sum();
+                    if let Some(k) = c.instances.keys().next() {
+                        rif.insert(k.clone(), total);
+                    }
+                } else {
+                    for l in &c.listeners {
+                        for s in l.pool.stats().members {
+                            if let Some(m) = members.get(&s.id) {
+                                *rif.entry(m.rec.instance_id.clone()).or_default() += s.in_flight;
+                            }
+                        }
+                    }
+                }
+                for (k, inst) in c.instances.iter_mut() {
+                    let v = rif.get(k.as_str()).copied().unwrap_or(0);
+                    #[allow(clippy::cast_precision_loss)]
+                    inst.scaling.record(Sample::RequestsInFlight {
+                        at_ms: now,
+                        value: v as f64,
+                    });
+                }
             }
         }
     }
 
-    fn active_count(state: &State, cluster_id: &str) -> u32 {
-        let n = state
-            .members
+    /// Active members per (cluster, instance).
+    fn active_counts(members: &BTreeMap<String, MemberRt>) -> BTreeMap<(&str, &str), u32> {
+        let mut n: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+        for m in members
             .values()
-            .filter(|m| m.rec.cluster_id == cluster_id && m.rec.status == MemberStatus::Active)
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
+            .filter(|m| m.rec.status == MemberStatus::Active)
+        {
+            *n.entry((m.rec.cluster_id.as_str(), m.rec.instance_id.as_str()))
+                .or_default() += 1;
+        }
+        n
     }
 
+    /// Whether every instance of every cluster has its minimum of Active members.
     fn app_active(&self, app_id: &str) -> bool {
         let state = lock(&self.inner.state);
         let Some(app) = state.apps.get(app_id) else {
             return false;
         };
-        app.clusters
-            .values()
-            .all(|c| Self::active_count(&state, &c.plan.cluster_id) >= c.plan.min)
+        let active = Self::active_counts(&state.members);
+        app.clusters.values().all(|c| {
+            c.instances.keys().all(|k| {
+                active
+                    .get(&(c.plan.cluster_id.as_str(), k.as_str()))
+                    .copied()
+                    .unwrap_or(0)
+                    >= c.plan.min
+            })
+        })
     }
 
-    /// Runs the autoscaler of each cluster whose predecessors are up.
+    /// Runs the autoscaler of each cluster instance whose predecessors are
+    /// up, then each group's monitor on what its clusters said.
     async fn scale(&self, app_id: &str, now: i64) {
-        let mut spawns: Vec<(String, Placement)> = Vec::new();
+        let mut spawns: Vec<(String, String, Placement)> = Vec::new();
         let mut launches: Vec<Launch> = Vec::new();
         let catalog = self.catalog();
-        let mut removals: Vec<String> = Vec::new();
+        let mut removals: Vec<(String, &'static str)> = Vec::new();
         let mut evals: Vec<(String, Evaluation, usize)> = Vec::new();
+        let mut group_events: Vec<EventKind> = Vec::new();
         {
-            let mut state = lock(&self.inner.state);
-            let ready: BTreeSet<String> = match state.apps.get(app_id) {
-                Some(app) => app
-                    .clusters
-                    .values()
-                    .filter(|c| Self::active_count(&state, &c.plan.cluster_id) >= c.plan.min)
-                    .map(|c| c.plan.cluster_id.clone())
-                    .collect(),
-                None => return,
-            };
-            let Some(app) = state.apps.get_mut(app_id) else {
+            let mut guard = lock(&self.inner.state);
+            let State { apps, members, .. } = &mut *guard;
+            let Some(app) = apps.get_mut(app_id) else {
                 return;
             };
+            let active = Self::active_counts(members);
+            let count = |cid: &str, k: &str| active.get(&(cid, k)).copied().unwrap_or(0);
+            // Instances of each cluster with their minimum Active.
+            let ready: BTreeMap<String, BTreeMap<String, bool>> = app
+                .clusters
+                .values()
+                .map(|c| {
+                    let per = c
+                        .instances
+                        .keys()
+                        .map(|k| (k.clone(), count(&c.plan.cluster_id, k) >= c.plan.min))
+                        .collect();
+                    (c.plan.cluster_id.clone(), per)
+                })
+                .collect();
+            // A predecessor is up for instance `k` when its instances in the
+            // same group instance (or around or inside it) are; when none
+            // is related, when all of them are.
+            let up = |w: &str, k: &str| -> bool {
+                let Some(per) = ready.get(w) else {
+                    return false;
+                };
+                let related: Vec<bool> = per
+                    .iter()
+                    .filter(|(wk, _)| within(k, wk) || within(wk, k))
+                    .map(|(_, r)| *r)
+                    .collect();
+                if related.is_empty() {
+                    per.values().all(|r| *r)
+                } else {
+                    related.into_iter().all(|r| r)
+                }
+            };
             let mut factors: BTreeMap<String, f64> = BTreeMap::new();
+            // What each cluster instance told its group: over its maximum,
+            // or below its minimum.
+            let mut over: BTreeSet<String> = BTreeSet::new();
+            let mut below: BTreeMap<(String, String), bool> = BTreeMap::new();
             for c in app.clusters.values_mut() {
-                if !c.plan.waits_for.iter().all(|w| ready.contains(w))
-                    || c.backoff_until
-                        .is_some_and(|t| tokio::time::Instant::now() < t)
+                if c.backoff_until
+                    .is_some_and(|t| tokio::time::Instant::now() < t)
                 {
                     continue;
                 }
-                let eval = c.scaling.evaluate(now);
-                let rif = c.listeners.iter().map(|l| l.pool.in_flight()).sum();
-                match &eval.action {
-                    Action::ScaleUp { spawn, .. } => {
-                        for p in spawn {
-                            spawns.push((c.plan.cluster_id.clone(), p.clone()));
+                let rif: usize = c.listeners.iter().map(|l| l.pool.in_flight()).sum();
+                let cid = c.plan.cluster_id.clone();
+                for (k, inst) in c.instances.iter_mut() {
+                    if !c.plan.waits_for.iter().all(|w| up(w, k)) {
+                        continue;
+                    }
+                    let eval = inst.scaling.evaluate(now);
+                    match &eval.action {
+                        Action::ScaleUp { spawn, .. } => {
+                            for p in spawn {
+                                spawns.push((cid.clone(), k.clone(), p.clone()));
+                            }
                         }
+                        Action::ScaleDown { remove } => {
+                            removals
+                                .extend(remove.iter().map(|r| (r.member.clone(), "scale down")));
+                        }
+                        Action::NotifyDependents { factor } => {
+                            let f = factors.entry(cid.clone()).or_insert(*factor);
+                            *f = f.max(*factor);
+                        }
+                        _ => {}
                     }
-                    Action::ScaleDown { remove } => {
-                        removals.extend(remove.iter().map(|r| r.member.clone()));
+                    if scaling::over_max(&eval.action) {
+                        over.insert(k.clone());
                     }
-                    Action::NotifyDependents { factor } => {
-                        factors.insert(c.plan.cluster_id.clone(), *factor);
-                    }
-                    _ => {}
+                    below.insert(
+                        (cid.clone(), k.clone()),
+                        scaling::below_min(&eval.figures, c.plan.min),
+                    );
+                    inst.last_eval = Some(eval.clone());
+                    evals.push((cid.clone(), eval, rif));
                 }
-                c.last_eval = Some(eval.clone());
-                evals.push((c.plan.cluster_id.clone(), eval, rif));
             }
-            // Scaling dependents: the highest factor of a set moves all of it.
+            // Scaling dependents: the highest factor of a set moves all of
+            // it, every instance of each cluster.
             for set in &app.plan.scaling_sets {
                 let Some(f) =
                     scaling::highest_factor(set.iter().filter_map(|c| factors.get(c).copied()))
@@ -1509,23 +1922,125 @@ impl<E: Engine> Controller<E> {
                     let Some(c) = app.clusters.get_mut(cid) else {
                         continue;
                     };
-                    let want = scaling::dependent_required(c.plan.min, f, c.scaling.rounding());
-                    match c.scaling.apply_dependent(want, now) {
-                        Action::ScaleUp { spawn, .. } => {
-                            for p in spawn {
-                                spawns.push((cid.clone(), p));
+                    for (k, inst) in c.instances.iter_mut() {
+                        let want =
+                            scaling::dependent_required(c.plan.min, f, inst.scaling.rounding());
+                        match inst.scaling.apply_dependent(want, now) {
+                            Action::ScaleUp { spawn, .. } => {
+                                for p in spawn {
+                                    spawns.push((cid.clone(), k.clone(), p));
+                                }
                             }
+                            Action::ScaleDown { remove } => {
+                                removals
+                                    .extend(remove.into_iter().map(|r| (r.member, "scale down")));
+                            }
+                            _ => {}
                         }
-                        Action::ScaleDown { remove } => {
-                            removals.extend(remove.into_iter().map(|r| r.member));
-                        }
-                        _ => {}
                     }
                 }
             }
-            for (cid, p) in &spawns {
+            // The group monitors, innermost groups first: a notice a group
+            // cannot act on goes to its parent's instance.
+            let mut groups = app.groups_outer_first();
+            groups.reverse();
+            let mut changed = false;
+            for g in groups {
+                for parent in app.parent_instances(&g) {
+                    let insts: Vec<String> = app
+                        .group_insts
+                        .iter()
+                        .filter(|i| i.group == g.alias && i.parent == parent)
+                        .map(|i| i.id.clone())
+                        .collect();
+                    let Some(newest) = insts.last().cloned() else {
+                        continue;
+                    };
+                    let child_over_max = insts.iter().any(|i| over.contains(i));
+                    // Every cluster instance of the newest group instance
+                    // evaluated and would go below its minimum.
+                    let keys: Vec<(String, String)> = app
+                        .clusters
+                        .values()
+                        .flat_map(|c| {
+                            c.instances
+                                .keys()
+                                .filter(|k| within(k, &newest))
+                                .map(|k| (c.plan.cluster_id.clone(), k.clone()))
+                        })
+                        .collect();
+                    let children_below_min = !keys.is_empty()
+                        && keys.iter().all(|k| below.get(k).copied().unwrap_or(false));
+                    let settling = app.clusters.values().any(|c| {
+                        c.instances.keys().any(|k| {
+                            insts.iter().any(|i| within(k, i))
+                                && count(&c.plan.cluster_id, k) < c.plan.min
+                        })
+                    });
+                    let n = u32::try_from(insts.len()).unwrap_or(u32::MAX);
+                    let key = (g.alias.clone(), parent.clone());
+                    let config = app.config;
+                    let action = app
+                        .group_scaling
+                        .entry(key.clone())
+                        .or_insert_with(|| GroupScaling::new(config))
+                        .decide(
+                            g.group_scaling_enabled,
+                            n,
+                            g.min_instances.max(1),
+                            g.max_instances.max(g.min_instances.max(1)),
+                            child_over_max,
+                            children_below_min,
+                            settling,
+                            now,
+                        );
+                    let mut instance_id = None;
+                    match action {
+                        GroupAction::AddInstance => {
+                            let id = app.add_group_instance(&g.alias, &parent);
+                            tracing::info!(group = %g.alias, instance = %id, "group scale-out: a cluster is at its maximum");
+                            instance_id = Some(id);
+                            changed = true;
+                        }
+                        GroupAction::RemoveInstance => {
+                            app.remove_group_instance(&newest);
+                            tracing::info!(group = %g.alias, instance = %newest, "group scale-in");
+                            removals.extend(
+                                members
+                                    .values()
+                                    .filter(|m| {
+                                        m.rec.application_id == app_id
+                                            && within(&m.rec.instance_id, &newest)
+                                    })
+                                    .map(|m| (m.rec.member_id.clone(), "group scale down")),
+                            );
+                            instance_id = Some(newest.clone());
+                        }
+                        GroupAction::Escalate if !parent.is_empty() => {
+                            over.insert(parent.clone());
+                        }
+                        _ => {}
+                    }
+                    let previous = app.group_last.insert(key, action);
+                    if previous != Some(action) || instance_id.is_some() {
+                        group_events.push(EventKind::GroupScaling {
+                            group: g.alias.clone(),
+                            parent_instance_id: parent.clone(),
+                            instances: n,
+                            action,
+                            instance_id,
+                        });
+                    }
+                }
+            }
+            if changed {
+                // New group instances: their cluster instances, which ask
+                // for their minimum on the next evaluation.
+                app.ensure_instances();
+            }
+            for (cid, k, p) in &spawns {
                 if let Some((id, spec)) =
-                    self.prepare_member(&mut state, &catalog, app_id, cid, p, None)
+                    self.prepare_member(&mut guard, &catalog, app_id, cid, k, p, None)
                 {
                     launches.push(Launch {
                         app: app_id.to_owned(),
@@ -1551,13 +2066,16 @@ impl<E: Engine> Controller<E> {
                 },
             );
         }
+        for e in group_events {
+            self.emit(app_id, e);
+        }
         if !launches.is_empty() {
             let this = self.clone();
             tokio::spawn(async move { this.record_and_launch(launches).await });
         }
-        for id in removals {
+        for (id, why) in removals {
             let this = self.clone();
-            tokio::spawn(async move { this.retire(&id, "scale down").await });
+            tokio::spawn(async move { this.retire(&id, why).await });
         }
     }
 
@@ -1625,7 +2143,43 @@ impl<E: Engine> Controller<E> {
             .ok_or_else(|| ControlError::NotDeployed(app_id.to_owned()))?;
         let state = lock(&self.inner.state);
         let mut clusters = Vec::new();
+        let mut groups = Vec::new();
         if let Some(app) = state.apps.get(app_id) {
+            let active = Self::active_counts(&state.members);
+            let count = |cid: &str, k: &str| active.get(&(cid, k)).copied().unwrap_or(0);
+            for g in app.groups_outer_first() {
+                let instances = app
+                    .group_insts
+                    .iter()
+                    .filter(|i| i.group == g.alias)
+                    .map(|i| {
+                        let up = app.clusters.values().all(|c| {
+                            c.instances
+                                .keys()
+                                .filter(|k| within(k, &i.id))
+                                .all(|k| count(&c.plan.cluster_id, k) >= c.plan.min)
+                        });
+                        GroupInstanceView {
+                            instance_id: i.id.clone(),
+                            parent_instance_id: (!i.parent.is_empty()).then(|| i.parent.clone()),
+                            status: if up { "Active" } else { "Created" }.into(),
+                            last_decision: app
+                                .group_last
+                                .get(&(g.alias.clone(), i.parent.clone()))
+                                .copied(),
+                        }
+                    })
+                    .collect();
+                groups.push(GroupView {
+                    alias: g.alias.clone(),
+                    name: g.name.clone(),
+                    parent_alias: g.parent.clone(),
+                    group_min_instances: g.min_instances,
+                    group_max_instances: g.max_instances,
+                    group_scaling_enabled: g.group_scaling_enabled,
+                    instances,
+                });
+            }
             for cid in app.plan.stages.iter().flatten() {
                 let Some(c) = app.clusters.get(cid) else {
                     continue;
@@ -1638,6 +2192,7 @@ impl<E: Engine> Controller<E> {
                     .map(|m| MemberView {
                         member_id: m.rec.member_id.clone(),
                         cluster_id: cid.clone(),
+                        instance_id: m.rec.instance_id.clone(),
                         network_partition_id: m.rec.network_partition.clone(),
                         partition_id: m.rec.partition.clone(),
                         status: m.rec.status,
@@ -1659,7 +2214,11 @@ impl<E: Engine> Controller<E> {
                     service_name: c.plan.cartridge_type.clone(),
                     hostname: c.plan.hostname.clone(),
                     min: c.plan.min,
-                    max: c.scaling.max_members(),
+                    max: c
+                        .instances
+                        .values()
+                        .next()
+                        .map_or(c.plan.max, |i| i.scaling.max_members()),
                     load_balancer: c
                         .listeners
                         .iter()
@@ -1673,7 +2232,17 @@ impl<E: Engine> Controller<E> {
                         })
                         .collect(),
                     members,
-                    last_evaluation: c.last_eval.clone(),
+                    last_evaluation: c.instances.values().next().and_then(|i| i.last_eval.clone()),
+                    instances: c
+                        .instances
+                        .iter()
+                        .map(|(k, i)| ClusterInstanceView {
+                            instance_id: k.clone(),
+                            active_members: count(cid, k),
+                            members: i.scaling.member_count(),
+                            last_evaluation: i.last_eval.clone(),
+                        })
+                        .collect(),
                 });
             }
         }
@@ -1681,6 +2250,7 @@ impl<E: Engine> Controller<E> {
             application_id: app_id.to_owned(),
             application_policy: dep.application_policy,
             status: dep.status,
+            groups,
             clusters,
         })
     }

@@ -19,6 +19,8 @@ pub const LABEL_MEMBER: &str = "strato.paas.member";
 pub const LABEL_APPLICATION: &str = "strato.paas.application";
 /// Label naming the member's cluster.
 pub const LABEL_CLUSTER: &str = "strato.paas.cluster";
+/// Label naming the member's group instance (empty outside groups).
+pub const LABEL_INSTANCE: &str = "strato.paas.instance";
 /// Label naming the member's partition (`NETWORK-PARTITION/PARTITION`).
 pub const LABEL_PARTITION: &str = "strato.paas.partition";
 

@@ -1,7 +1,7 @@
 //! Topology, lifecycle and scaling events, broadcast to `/api/events`.
 
 use serde::{Deserialize, Serialize};
-use strato_paas_model::scaling::{Action, Figures};
+use strato_paas_model::scaling::{Action, Figures, GroupAction};
 use strato_paas_store::MemberStatus;
 
 /// One event.
@@ -46,6 +46,17 @@ pub enum EventKind {
         figures: Figures,
         action: Action,
         requests_in_flight: usize,
+    },
+    /// The group monitor added or removed an instance of a group (or
+    /// counted towards removing one).
+    #[serde(rename_all = "camelCase")]
+    GroupScaling {
+        group: String,
+        parent_instance_id: String,
+        instances: u32,
+        action: GroupAction,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        instance_id: Option<String>,
     },
     /// Something failed and will be retried.
     #[serde(rename_all = "camelCase")]

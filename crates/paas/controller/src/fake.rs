@@ -16,6 +16,8 @@ pub struct FakeContainer {
     pub ip: IpAddr,
     /// The CPU limit set on it, thousandths of a CPU.
     pub cpu_limit: Option<u64>,
+    /// Cumulative cpu time reported so far.
+    pub cpu_ns: u64,
 }
 
 #[derive(Default)]
@@ -27,6 +29,9 @@ pub struct FakeState {
     pub removed: Vec<String>,
     /// Memory use reported for containers of a cluster, percent of the limit.
     pub memory_percent: BTreeMap<String, u64>,
+    /// CPU use of containers of a cluster, percent of their cpu limit:
+    /// each usage read adds a second's worth (the tests tick once a second).
+    pub load_percent: BTreeMap<String, u64>,
     /// Creates fail (a missing image) while set.
     pub fail_create: bool,
     /// Create calls, failed or not.
@@ -85,6 +90,7 @@ impl Engine for Fake {
                 running: false,
                 ip: IpAddr::from([10, 9, (n >> 8) as u8, n as u8]),
                 cpu_limit: None,
+                cpu_ns: 0,
             },
         );
         Ok(id)
@@ -135,16 +141,17 @@ impl Engine for Fake {
         Ok(())
     }
     async fn usage(&self, id: &str) -> Result<Usage, EngineError> {
-        let s = self.state();
-        let c = s.containers.get(id).ok_or(EngineError("gone".into()))?;
+        let mut guard = self.state();
+        let s = &mut *guard;
+        let c = s.containers.get_mut(id).ok_or(EngineError("gone".into()))?;
         let limit = c.spec.memory_bytes.unwrap_or(1 << 30);
-        let pct = s
-            .memory_percent
-            .get(&c.spec.labels[LABEL_CLUSTER])
-            .copied()
-            .unwrap_or(1);
+        let cluster = &c.spec.labels[LABEL_CLUSTER];
+        let pct = s.memory_percent.get(cluster).copied().unwrap_or(1);
+        let load = s.load_percent.get(cluster).copied().unwrap_or(0);
+        // load % of cpu_millis/1000 cores for one second.
+        c.cpu_ns += load * c.spec.cpu_millis.unwrap_or(1000) * 10_000;
         Ok(Usage {
-            cpu_ns: 0,
+            cpu_ns: c.cpu_ns,
             memory_bytes: limit / 100 * pct,
             memory_limit: limit,
         })

@@ -862,6 +862,127 @@ pub fn group_decision(
     }
 }
 
+/// Whether a cluster instance's figures ask to go below its minimum
+/// (Stratos's `ScalingDownBeyondMinEvent`: the rule would scale down but
+/// the cluster is at `cartridgeMin`); a group instance whose clusters all
+/// say so may be removed.
+pub fn below_min(f: &Figures, min: u32) -> bool {
+    let active = i64::from(f.active);
+    let scale_down = active > f.required || (f.required == 1 && active == 1);
+    scale_down && f.non_terminated <= min
+}
+
+/// Whether an action says more members were required than the cluster
+/// may have (Stratos's `ScalingOverMaxEvent`).
+pub fn over_max(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::AtMax { .. } | Action::ScaleUp { over_max: true, .. }
+    )
+}
+
+/// The group monitor's state for the instances of one group under one
+/// parent instance: [`group_decision`] with the clusters' rule for
+/// removals (consecutive decisions, then a cooldown after the last
+/// change of the instance count).
+#[derive(Debug, Clone)]
+pub struct GroupScaling {
+    config: ScalingConfig,
+    remove_requests: u32,
+    last_change_ms: Option<i64>,
+}
+
+/// What the group monitor does this round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum GroupAction {
+    Hold,
+    /// Start another group instance.
+    AddInstance,
+    /// Stop the newest group instance.
+    RemoveInstance,
+    /// A removal was counted, not acted on.
+    RemoveDeferred {
+        count: u32,
+    },
+    /// A removal is due but the last change is too recent.
+    CoolingDown {
+        until_ms: i64,
+    },
+    /// Over max and no room here: the parent's business.
+    Escalate,
+}
+
+impl GroupScaling {
+    pub fn new(config: ScalingConfig) -> Self {
+        GroupScaling {
+            config,
+            remove_requests: 0,
+            last_change_ms: None,
+        }
+    }
+
+    /// Decides at `now_ms` for `instances` running (bounded by `min` and
+    /// `max`). `settling`: an instance has not all its clusters at their
+    /// minimum of Active members yet, so no other is added meanwhile (the
+    /// new one takes load once up).
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
+        &mut self,
+        group_scaling_enabled: bool,
+        instances: u32,
+        min: u32,
+        max: u32,
+        child_over_max: bool,
+        children_below_min: bool,
+        settling: bool,
+        now_ms: i64,
+    ) -> GroupAction {
+        match group_decision(
+            group_scaling_enabled,
+            instances,
+            min,
+            max,
+            child_over_max,
+            children_below_min,
+        ) {
+            GroupDecision::Hold => {
+                self.remove_requests = 0;
+                GroupAction::Hold
+            }
+            GroupDecision::Escalate => {
+                self.remove_requests = 0;
+                GroupAction::Escalate
+            }
+            GroupDecision::AddInstance => {
+                self.remove_requests = 0;
+                if settling {
+                    return GroupAction::Hold;
+                }
+                self.last_change_ms = Some(now_ms);
+                GroupAction::AddInstance
+            }
+            GroupDecision::RemoveInstance => {
+                if self.remove_requests < self.config.scale_down_deferrals {
+                    self.remove_requests += 1;
+                    return GroupAction::RemoveDeferred {
+                        count: self.remove_requests,
+                    };
+                }
+                if let Some(last) = self.last_change_ms {
+                    let until = last.saturating_add(self.config.cooldown_ms);
+                    if now_ms < until {
+                        return GroupAction::CoolingDown { until_ms: until };
+                    }
+                }
+                self.remove_requests = 0;
+                self.last_change_ms = Some(now_ms);
+                GroupAction::RemoveInstance
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -975,6 +1096,89 @@ mod tests {
         assert_eq!(dependent_required(3, 0.5, 0.6), 1);
         assert_eq!(highest_factor([1.0, 2.5, 2.0]), Some(2.5));
         assert_eq!(highest_factor([]), None);
+    }
+
+    #[test]
+    fn below_min_and_over_max_as_stratos_notices() {
+        let f = |active, non_terminated, required| Figures {
+            active,
+            non_terminated,
+            required,
+            ..Figures::default()
+        };
+        // At min 1 with nothing required: it would go below its minimum.
+        assert!(below_min(&f(1, 1, 0), 1));
+        // required == active == 1 counts as a scale-down (Stratos's rule).
+        assert!(below_min(&f(1, 1, 1), 1));
+        // Above its minimum it scales down itself.
+        assert!(!below_min(&f(2, 2, 0), 1));
+        // Load wants it as it is, or more.
+        assert!(!below_min(&f(2, 2, 2), 2));
+        assert!(!below_min(&f(1, 1, 3), 1));
+        assert!(over_max(&Action::AtMax { required: 3 }));
+        assert!(over_max(&Action::ScaleUp {
+            spawn: vec![],
+            reason: Reason::LoadAverage,
+            over_max: true
+        }));
+        assert!(!over_max(&Action::ScaleUp {
+            spawn: vec![],
+            reason: Reason::LoadAverage,
+            over_max: false
+        }));
+        assert!(!over_max(&Action::Hold));
+    }
+
+    #[test]
+    fn group_instances_are_added_at_once_and_removed_after_deferrals_and_cooldown() {
+        use GroupAction::*;
+        let config = ScalingConfig {
+            scale_down_deferrals: 2,
+            cooldown_ms: 10_000,
+            ..ScalingConfig::default()
+        };
+        let mut g = GroupScaling::new(config);
+        // min 2, max 3: over max at 2 instances adds one at once…
+        assert_eq!(g.decide(true, 2, 2, 3, true, false, false, 0), AddInstance);
+        // …but not a second while the new one is coming up.
+        assert_eq!(g.decide(true, 3, 2, 3, true, false, true, 1_000), Escalate);
+        let mut h = GroupScaling::new(config);
+        assert_eq!(h.decide(true, 2, 2, 3, true, false, true, 0), Hold);
+        // At 3 (max) the notice goes up.
+        assert_eq!(g.decide(true, 3, 2, 3, true, false, false, 2_000), Escalate);
+        // Load gone: two deferred decisions, then the cooldown from the
+        // add at 0 holds until 10 000, then the newest goes.
+        assert_eq!(
+            g.decide(true, 3, 2, 3, false, true, false, 3_000),
+            RemoveDeferred { count: 1 }
+        );
+        assert_eq!(
+            g.decide(true, 3, 2, 3, false, true, false, 4_000),
+            RemoveDeferred { count: 2 }
+        );
+        assert_eq!(
+            g.decide(true, 3, 2, 3, false, true, false, 5_000),
+            CoolingDown { until_ms: 10_000 }
+        );
+        assert_eq!(
+            g.decide(true, 3, 2, 3, false, true, false, 10_000),
+            RemoveInstance
+        );
+        // At min nothing more goes; a busy round resets the count.
+        assert_eq!(g.decide(true, 2, 2, 3, false, true, false, 30_000), Hold);
+        let mut k = GroupScaling::new(config);
+        assert_eq!(
+            k.decide(true, 3, 2, 3, false, true, false, 0),
+            RemoveDeferred { count: 1 }
+        );
+        assert_eq!(k.decide(true, 3, 2, 3, false, false, false, 1_000), Hold);
+        assert_eq!(
+            k.decide(true, 3, 2, 3, false, true, false, 2_000),
+            RemoveDeferred { count: 1 }
+        );
+        // Group scaling off: never added nor removed.
+        assert_eq!(k.decide(false, 2, 2, 3, true, false, false, 0), Escalate);
+        assert_eq!(k.decide(false, 3, 2, 3, false, true, false, 0), Hold);
     }
 
     #[test]

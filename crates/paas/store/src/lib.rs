@@ -113,6 +113,11 @@ pub struct MemberRecord {
     pub cluster_id: String,
     pub network_partition: String,
     pub partition: String,
+    /// The group instance it belongs to (`ALIAS-N`, nested ones as
+    /// `OUTER-N/INNER-M`); empty outside groups. Records written before
+    /// group instances existed read as empty and are re-homed on restore.
+    #[serde(default)]
+    pub instance_id: String,
     /// The engine container, once created.
     pub container_id: Option<String>,
     pub status: MemberStatus,
@@ -546,10 +551,23 @@ mod tests {
             cluster_id: "php-mysql-app.my-php.php.domain".into(),
             network_partition: "network-partition-local".into(),
             partition: "partition-a".into(),
+            instance_id: "my-php-mysql-1".into(),
             container_id: Some(format!("c-{id}")),
             status: MemberStatus::Active,
             updated_ms: 1_700_000_000_000,
         }
+    }
+
+    #[test]
+    fn a_member_record_without_an_instance_reads_as_outside_groups() {
+        let old = r#"{"memberId":"m","applicationId":"a","clusterId":"c",
+            "networkPartition":"np","partition":"p","containerId":null,
+            "status":"Active","updatedMs":1}"#;
+        let rec: MemberRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.instance_id, "");
+        let back: MemberRecord =
+            serde_json::from_slice(&serde_json::to_vec(&member("m")).unwrap()).unwrap();
+        assert_eq!(back.instance_id, "my-php-mysql-1");
     }
 
     #[test]

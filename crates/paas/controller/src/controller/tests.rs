@@ -5,6 +5,7 @@
 use super::*;
 use crate::fake::Fake;
 use strato_paas_model::samples;
+use strato_paas_model::scaling::GroupAction;
 
 const PHP: &str = "php-mysql-app.my-php.php.domain";
 const MYSQL: &str = "php-mysql-app.my-mysql.mysql.domain";
@@ -450,4 +451,362 @@ async fn a_running_member_whose_record_lagged_behind_is_adopted_and_probed() {
     assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
     let after: Vec<String> = fake.state().containers.keys().cloned().collect();
     assert_eq!(after, before, "adopted, not replaced");
+}
+
+/// The samples with the group at `groupMinInstances` 2, `groupMaxInstances`
+/// 3 and group scaling on, php at one member per instance, and a host
+/// large enough for three instances.
+fn group_scaling_samples() -> Vec<Change> {
+    samples::FILES
+        .iter()
+        .map(|(kind, file, json)| {
+            let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+            if file.ends_with("php-mysql-app.json") {
+                let g = &mut v["components"]["groups"][0];
+                g["groupMinInstances"] = 2.into();
+                g["groupMaxInstances"] = 3.into();
+                g["groupScalingEnabled"] = true.into();
+                g["cartridges"][1]["cartridgeMax"] = 1.into();
+            }
+            if file.ends_with("local-cluster.json") {
+                v["kubernetesHosts"][0]["property"] = serde_json::json!([
+                    { "name": "cpu", "value": "8" },
+                    { "name": "memory", "value": "16Gi" }
+                ]);
+            }
+            let d = strato_paas_model::parse(*kind, v.to_string().as_bytes()).unwrap();
+            Change::add(d)
+        })
+        .collect()
+}
+
+fn group_controller(fake: &Fake, dir: &std::path::Path, offset: i32) -> Controller<Fake> {
+    let path = dir.join("paas.redb");
+    if !path.exists() {
+        let mut store = Store::open(&path).unwrap();
+        store.apply(&group_scaling_samples()).unwrap();
+    }
+    controller(fake, dir, offset)
+}
+
+/// Group instance of each running container of a cluster, sorted.
+fn instances_of(fake: &Fake, cluster: &str) -> Vec<String> {
+    let mut v: Vec<String> = fake
+        .running_in(cluster)
+        .iter()
+        .map(|c| c.spec.labels[LABEL_INSTANCE].clone())
+        .collect();
+    v.sort();
+    v
+}
+
+fn group_instances(ctl: &Controller<Fake>) -> Vec<(String, String)> {
+    let rt = ctl.runtime(samples::APPLICATION).unwrap();
+    rt.groups
+        .iter()
+        .flat_map(|g| g.instances.iter())
+        .map(|i| (i.instance_id.clone(), i.status.clone()))
+        .collect()
+}
+
+const G1: &str = "my-php-mysql-1";
+const G2: &str = "my-php-mysql-2";
+const G3: &str = "my-php-mysql-3";
+
+#[tokio::test(start_paused = true)]
+async fn group_min_instances_deploy_copies_of_the_groups_clusters() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let ctl = group_controller(&fake, dir.path(), free_offset());
+    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+        .unwrap();
+    let base = now_ms();
+    tick(&ctl, base, 0).await;
+    // mysql of both instances first; php of each waits for its mysql.
+    assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
+    assert!(fake.running_in(PHP).is_empty());
+    for i in 1..5 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
+    let rt = ctl.runtime(samples::APPLICATION).unwrap();
+    assert_eq!(rt.status, DeploymentStatus::Active);
+    assert_eq!(
+        group_instances(&ctl),
+        [(G1.into(), "Active".into()), (G2.into(), "Active".into())]
+    );
+    let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
+    let mut member_instances: Vec<&str> =
+        php.members.iter().map(|m| m.instance_id.as_str()).collect();
+    member_instances.sort();
+    assert_eq!(member_instances, [G1, G2]);
+    assert_eq!(php.instances.len(), 2);
+    // Both members of the cluster are in its one load-balancer pool.
+    assert!(php.members.iter().all(|m| m.status == MemberStatus::Active));
+    let c = fake.running_in(PHP).remove(0);
+    let inst = &c.spec.labels[LABEL_INSTANCE];
+    assert!(c.spec.env.contains(&format!("INSTANCE_ID={inst}")));
+    // The records carry the instance.
+    let recs = lock(&ctl.inner.store).members().unwrap();
+    assert_eq!(recs.len(), 4);
+    assert!(recs
+        .values()
+        .all(|r| r.instance_id == G1 || r.instance_id == G2));
+    // Undeploy removes every instance's members.
+    ctl.undeploy(samples::APPLICATION).unwrap();
+    for i in 5..12 {
+        tick(&ctl, base, i).await;
+    }
+    assert!(!ctl.is_deployed(samples::APPLICATION));
+    assert!(fake.state().containers.is_empty());
+    assert_eq!(lock(&ctl.inner.store).member_count().unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_at_its_max_adds_a_group_instance_and_load_gone_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let ctl = group_controller(&fake, dir.path(), free_offset());
+    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+        .unwrap();
+    let base = now_ms();
+    for i in 0..5 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    // php busy at 100 % of its cpu against a loadAverage threshold of 70:
+    // ceil(1 · 100 / 70) = 2 members wanted, cartridgeMax is 1, so each
+    // php instance is over its maximum and the group adds an instance
+    // (up to groupMaxInstances 3, one at a time).
+    fake.state().load_percent.insert(PHP.into(), 100);
+    let mut events = ctl.subscribe();
+    for i in 5..16 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
+    assert_eq!(instances_of(&fake, MYSQL), [G1, G2, G3]);
+    let rt = ctl.runtime(samples::APPLICATION).unwrap();
+    let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
+    let eval = php.instances[0].last_evaluation.as_ref().unwrap();
+    assert_eq!(eval.figures.required_by_load_average, Some(2));
+    assert_eq!(eval.action, Action::AtMax { required: 2 });
+    let mut added = Vec::new();
+    let mut escalated = false;
+    while let Ok(e) = events.try_recv() {
+        if let EventKind::GroupScaling {
+            action,
+            instance_id,
+            ..
+        } = e.kind
+        {
+            match action {
+                GroupAction::AddInstance => added.push(instance_id.unwrap()),
+                GroupAction::Escalate => escalated = true,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(added, [G3], "one instance added");
+    assert!(escalated, "at groupMaxInstances the notice goes up");
+    // Load gone: php would go below its minimum in every instance, and
+    // so would mysql; after three deferred decisions and the 30 s
+    // cooldown from the add, the newest instance goes, and only it.
+    fake.state().load_percent.insert(PHP.into(), 0);
+    for i in 16..30 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(instances_of(&fake, PHP), [G1, G2, G3], "cooling down");
+    for i in 30..50 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
+    assert_eq!(
+        group_instances(&ctl),
+        [(G1.into(), "Active".into()), (G2.into(), "Active".into())]
+    );
+    // groupMinInstances holds: no fewer than 2 however long it stays idle.
+    for i in 50..120 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    let recs = lock(&ctl.inner.store).members().unwrap();
+    assert!(recs.values().all(|r| r.instance_id != G3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_controller_reconciles_group_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = Fake::default();
+    let offset = free_offset();
+    {
+        let ctl = group_controller(&fake, dir.path(), offset);
+        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+            .unwrap();
+        let base = now_ms();
+        for i in 0..5 {
+            tick(&ctl, base, i).await;
+        }
+        fake.state().load_percent.insert(PHP.into(), 100);
+        for i in 5..16 {
+            tick(&ctl, base, i).await;
+        }
+        assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
+        ctl.shutdown();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // While it was down, instance 2's php container vanished.
+    let gone: Vec<String> = fake
+        .state()
+        .containers
+        .iter()
+        .filter(|(_, c)| c.spec.labels[LABEL_CLUSTER] == PHP && c.spec.labels[LABEL_INSTANCE] == G2)
+        .map(|(id, _)| id.clone())
+        .collect();
+    fake.state().containers.remove(&gone[0]);
+    let creates_before = fake.state().created.len();
+    let ctl = group_controller(&fake, dir.path(), offset);
+    ctl.restore().await.unwrap();
+    // The three instances come back from the members' records.
+    let ids: Vec<String> = group_instances(&ctl).into_iter().map(|i| i.0).collect();
+    assert_eq!(ids, [G1, G2, G3]);
+    let base = now_ms();
+    for i in 0..3 {
+        tick(&ctl, base, i).await;
+    }
+    // The missing php member is replaced in its own instance, nothing else.
+    assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
+    assert_eq!(instances_of(&fake, MYSQL), [G1, G2, G3]);
+    assert_eq!(fake.state().created.len(), creates_before + 1);
+    // The group monitor of the restarted controller still removes the
+    // extra instance once the load is gone.
+    fake.state().load_percent.insert(PHP.into(), 0);
+    for i in 3..60 {
+        tick(&ctl, base, i).await;
+    }
+    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+}
+
+/// The sample's plan reshaped into nested groups: mysql in group `s`
+/// (2 instances), php in group `i` (2 instances per instance of `s`).
+fn nested_app() -> AppRt {
+    let catalog = {
+        let mut c = Catalog::new();
+        c = c.apply(&samples::changes().unwrap()).unwrap();
+        c
+    };
+    let mut plan = plan::plan(&catalog, samples::APPLICATION, samples::APPLICATION_POLICY).unwrap();
+    let g = |alias: &str, parent: Option<&str>, clusters: &[&str]| GroupPlan {
+        alias: alias.into(),
+        name: alias.into(),
+        parent: parent.map(Into::into),
+        min_instances: 2,
+        max_instances: 3,
+        group_scaling_enabled: true,
+        termination_behaviour: plan.groups[0].termination_behaviour,
+        clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
+    };
+    plan.groups = vec![g("i", Some("s"), &[PHP]), g("s", None, &[MYSQL, PHP])];
+    let policy = catalog
+        .autoscaling_policies
+        .values()
+        .next()
+        .unwrap()
+        .clone();
+    let clusters = plan
+        .clusters
+        .iter_mut()
+        .map(|c| {
+            c.groups = if c.cluster_id == PHP {
+                vec!["s".into(), "i".into()]
+            } else {
+                vec!["s".into()]
+            };
+            (
+                c.cluster_id.clone(),
+                ClusterRt {
+                    plan: c.clone(),
+                    policy: policy.clone(),
+                    instances: BTreeMap::new(),
+                    listeners: Vec::new(),
+                    failures: 0,
+                    backoff_until: None,
+                },
+            )
+        })
+        .collect();
+    AppRt {
+        plan,
+        clusters,
+        group_insts: Vec::new(),
+        group_scaling: BTreeMap::new(),
+        group_last: BTreeMap::new(),
+        next_instance: BTreeMap::new(),
+        config: ScalingConfig::default(),
+    }
+}
+
+fn keys(app: &AppRt, cluster: &str) -> Vec<String> {
+    app.clusters[cluster].instances.keys().cloned().collect()
+}
+
+#[test]
+fn nested_group_instances_multiply_and_go_with_their_parent() {
+    let mut app = nested_app();
+    app.ensure_instances();
+    assert_eq!(keys(&app, MYSQL), ["s-1", "s-2"]);
+    assert_eq!(
+        keys(&app, PHP),
+        ["s-1/i-1", "s-1/i-2", "s-2/i-3", "s-2/i-4"]
+    );
+    // A third instance of `s` brings its own two of `i`.
+    app.add_group_instance("s", "");
+    app.ensure_instances();
+    assert_eq!(keys(&app, MYSQL), ["s-1", "s-2", "s-3"]);
+    assert_eq!(
+        keys(&app, PHP),
+        ["s-1/i-1", "s-1/i-2", "s-2/i-3", "s-2/i-4", "s-3/i-5", "s-3/i-6"]
+    );
+    // Removing it removes what is inside it, and nothing that only shares
+    // a prefix of its name.
+    app.group_scaling.insert(
+        ("i".into(), "s-3".into()),
+        GroupScaling::new(ScalingConfig::default()),
+    );
+    app.group_scaling.insert(
+        ("i".into(), "s-1".into()),
+        GroupScaling::new(ScalingConfig::default()),
+    );
+    let mut gone = app.remove_group_instance("s-3");
+    let monitors: Vec<&(String, String)> = app.group_scaling.keys().collect();
+    assert_eq!(monitors, [&("i".to_owned(), "s-1".to_owned())]);
+    gone.sort();
+    assert_eq!(gone, ["s-3", "s-3/i-5", "s-3/i-6"]);
+    assert_eq!(keys(&app, PHP).len(), 4);
+    assert!(within("s-3/i-5", "s-3"));
+    assert!(!within("s-30/i-5", "s-3"));
+    assert!(!within("s-3", "s-3/i-5"));
+}
+
+#[test]
+fn instance_ids_from_records_are_checked_against_the_plan() {
+    let mut app = nested_app();
+    assert!(app.adopt_instance(PHP, "s-2/i-7"));
+    assert!(app.adopt_instance(MYSQL, "s-2"));
+    // Wrong nesting, unknown group, a group that is not the cluster's
+    // innermost, no number, and no instance for a grouped cluster.
+    assert!(!app.adopt_instance(PHP, "i-1/s-1"));
+    assert!(!app.adopt_instance(PHP, "s-1/x-1"));
+    assert!(!app.adopt_instance(PHP, "s-1"));
+    assert!(!app.adopt_instance(MYSQL, "s-x"));
+    assert!(!app.adopt_instance(MYSQL, ""));
+    app.ensure_instances();
+    // s-2 adopted, one more s to reach 2; i to 2 in each s; new numbers
+    // follow the adopted ones.
+    assert_eq!(keys(&app, MYSQL), ["s-2", "s-3"]);
+    assert_eq!(
+        keys(&app, PHP),
+        ["s-2/i-7", "s-2/i-8", "s-3/i-10", "s-3/i-9"]
+    );
 }

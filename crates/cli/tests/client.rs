@@ -667,15 +667,6 @@ fn write_test_pki(dir: &Path) {
     }
 }
 
-/// A loopback port nothing listens on (at the time of asking).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// dockerd's `--tlsverify`: the stock docker CLI and strato's own client
 /// reach a TCP listener only with a client certificate the CA signed.
 #[test]

@@ -197,14 +197,6 @@ fn spawn_daemon(
         .expect("start strato daemon")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn version_info_load_and_images() {
     let d = Daemon::start("daemon-info");

@@ -32,14 +32,6 @@ fn registry_bin() -> String {
     std::env::var("REGISTRY_BIN").unwrap_or_else(|_| "/usr/bin/docker-registry".into())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn sha256(data: &[u8]) -> String {
     let d = sha2::Sha256::digest(data);
     let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();

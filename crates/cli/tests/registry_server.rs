@@ -10,16 +10,11 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+mod common;
+use common::free_port;
+
 fn strato() -> Command {
     Command::new(env!("CARGO_BIN_EXE_strato"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// One HTTP/1.1 request; returns the status line and headers, and the body.

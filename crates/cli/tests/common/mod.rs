@@ -1073,3 +1073,12 @@ pub fn run_bounded(
         stderr: read(&e),
     }
 }
+
+/// A loopback port nothing listens on (at the time of asking).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

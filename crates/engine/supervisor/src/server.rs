@@ -87,6 +87,22 @@ struct Managed {
     backoff_ms: u64,
 }
 
+impl Managed {
+    /// A container known only by its status: no process, pipes or log open.
+    fn at_rest(status: ContainerStatus) -> Managed {
+        Managed {
+            status,
+            outputs: Vec::new(),
+            stdin: None,
+            master: None,
+            log: None,
+            reaped: None,
+            started: Instant::now(),
+            backoff_ms: 0,
+        }
+    }
+}
+
 struct ExecRec {
     status: ExecStatus,
     master: Option<OwnedFd>,
@@ -337,16 +353,7 @@ impl Supervisor {
                 status.error = Some("the supervisor restarted while the container ran".into());
             }
             let id = status.spec.id.clone();
-            let m = Managed {
-                status,
-                outputs: Vec::new(),
-                stdin: None,
-                master: None,
-                log: None,
-                reaped: None,
-                started: Instant::now(),
-                backoff_ms: 0,
-            };
+            let m = Managed::at_rest(status);
             self.save(&m.status);
             self.containers.insert(id, m);
         }
@@ -1073,19 +1080,8 @@ impl Supervisor {
             error: Some(msg.to_string()),
         };
         self.save(&status);
-        self.containers.insert(
-            spec.id.clone(),
-            Managed {
-                status,
-                outputs: Vec::new(),
-                stdin: None,
-                master: None,
-                log: None,
-                reaped: None,
-                started: Instant::now(),
-                backoff_ms: 0,
-            },
-        );
+        self.containers
+            .insert(spec.id.clone(), Managed::at_rest(status));
     }
 
     /// Sends the answer to a start to the client that asked for it, then

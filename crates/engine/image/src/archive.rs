@@ -36,6 +36,19 @@ pub(crate) struct Descriptor {
     pub platform: Option<Platform>,
 }
 
+impl Descriptor {
+    /// A descriptor of `size` bytes at `digest`, without annotations or platform.
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.to_owned(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        }
+    }
+}
+
 /// The platform of an index entry.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Platform {
@@ -52,6 +65,19 @@ pub(crate) struct Manifest {
     pub media_type: Option<String>,
     pub config: Descriptor,
     pub layers: Vec<Descriptor>,
+}
+
+impl Manifest {
+    /// An OCI image manifest of the config blob `config` (`config_len`
+    /// bytes) and `layers`.
+    pub fn oci(config: Digest, config_len: usize, layers: Vec<Descriptor>) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: Some(media::OCI_MANIFEST.to_owned()),
+            config: Descriptor::new(media::OCI_CONFIG, config, config_len as u64),
+            layers,
+        }
+    }
 }
 
 /// An image index / manifest list.
@@ -755,24 +781,15 @@ pub(crate) fn import(
         source,
     })?;
     let id = staging.add_blob_bytes(&config_bytes)?;
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(media::OCI_MANIFEST.to_owned()),
-        config: Descriptor {
-            media_type: media::OCI_CONFIG.to_owned(),
-            digest: id.clone(),
-            size: config_bytes.len() as u64,
-            annotations: None,
-            platform: None,
-        },
-        layers: vec![Descriptor {
-            media_type: compression.oci_layer_media_type().to_owned(),
-            digest: blob,
-            size: blob_size,
-            annotations: None,
-            platform: None,
-        }],
-    };
+    let manifest = Manifest::oci(
+        id.clone(),
+        config_bytes.len(),
+        vec![Descriptor::new(
+            compression.oci_layer_media_type(),
+            blob,
+            blob_size,
+        )],
+    );
     let mbytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
         what: "generated manifest".into(),
         source,

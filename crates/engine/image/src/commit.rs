@@ -161,25 +161,12 @@ pub(crate) fn commit(
     })?;
     let id = staging.add_blob_bytes(&config_bytes)?;
     let mut layers = parent_manifest.layers.clone();
-    layers.push(Descriptor {
-        media_type: media::Compression::None.oci_layer_media_type().to_owned(),
-        digest: diff_id,
+    layers.push(Descriptor::new(
+        media::Compression::None.oci_layer_media_type(),
+        diff_id,
         size,
-        annotations: None,
-        platform: None,
-    });
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(media::OCI_MANIFEST.to_owned()),
-        config: Descriptor {
-            media_type: media::OCI_CONFIG.to_owned(),
-            digest: id.clone(),
-            size: config_bytes.len() as u64,
-            annotations: None,
-            platform: None,
-        },
-        layers,
-    };
+    ));
+    let manifest = Manifest::oci(id.clone(), config_bytes.len(), layers);
     let mbytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
         what: "committed manifest".into(),
         source,

@@ -358,3 +358,49 @@ fn v2_paths_on_a_real_cgroup2() {
     g.mgr.destroy().unwrap();
     assert!(!fake_root.join("c1").exists());
 }
+
+/// Containers under a common parent: the first creates the parent, the next
+/// ones one directory each. On v1 the parent's cpuset hands cpus and mems to
+/// each new child at mkdir, and a child with a task leaves with its rmdir.
+#[test]
+fn siblings_under_a_new_parent_get_cpusets_and_go() {
+    let hierarchy = detect(Path::new(ROOT)).unwrap();
+    let parent = format!("/strato-test-{}-siblings", std::process::id());
+    let a = Manager::new(&hierarchy, Path::new(&format!("{parent}/a"))).unwrap();
+    let b = Manager::new(&hierarchy, Path::new(&format!("{parent}/b"))).unwrap();
+    a.create().unwrap();
+    b.create().unwrap();
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = i32::try_from(child.id()).unwrap();
+    b.add_task(pid).unwrap();
+    let parent_dirs: Vec<PathBuf> = a
+        .paths()
+        .iter()
+        .map(|d| d.path.as_path())
+        .chain(a.unified_path())
+        .map(|p| p.parent().unwrap().to_owned())
+        .collect();
+    if let Some(cpuset) = a.path("cpuset").filter(|_| a.version() == Version::V1) {
+        let parent = cpuset.parent().unwrap();
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap().trim().to_owned();
+        assert_eq!(read(&parent.join("cgroup.clone_children")), "1");
+        let cpus = read(&parent.join("cpuset.cpus"));
+        assert!(!cpus.is_empty());
+        let b_dir = b.path("cpuset").unwrap();
+        assert_eq!(read(&b_dir.join("cpuset.cpus")), cpus);
+        assert_eq!(
+            read(&b_dir.join("cpuset.mems")),
+            read(&parent.join("cpuset.mems"))
+        );
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    a.destroy().unwrap();
+    b.destroy().unwrap();
+    for d in a.paths().iter().chain(b.paths()) {
+        assert!(!d.path.exists(), "{} left", d.path.display());
+    }
+    for p in parent_dirs {
+        std::fs::remove_dir(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+}

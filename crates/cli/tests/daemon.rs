@@ -549,6 +549,9 @@ fn lifecycle_wait_events_volumes_networks() {
         "start job",
         "die job",
         "pause sl",
+        "kill sl",
+        "stop sl",
+        "restart sl",
         "destroy sl",
     ] {
         assert!(ev.stdout.contains(want), "{want} missing:\n{ev}");

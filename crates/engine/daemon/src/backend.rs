@@ -1264,10 +1264,27 @@ impl Backend for EngineBackend {
             Some(s) => Some(convert::signal_number(&s)?),
             None => None,
         };
+        // dockerd's events for a stop: kill (with the signal), die, stop.
+        if is_running(&r) {
+            let sig = signal.unwrap_or(libc::SIGTERM).to_string();
+            let attrs = [
+                ("name", r.name.as_str()),
+                ("image", r.image_ref.as_str()),
+                ("signal", sig.as_str()),
+            ];
+            self.emit("container", "kill", &r.id, &attrs);
+        }
         self.engine
             .stop(&r.id, Some(timeout), signal)
             .await
-            .map_err(api_err)
+            .map_err(api_err)?;
+        self.emit(
+            "container",
+            "stop",
+            &r.id,
+            &[("name", &r.name), ("image", &r.image_ref)],
+        );
+        Ok(())
     }
 
     async fn container_kill(&self, id: &str, signal: Option<String>) -> Result<(), ApiError> {

@@ -530,6 +530,20 @@ fn docker_cli_push_and_pull_show_progress() {
         .unwrap()
         .to_owned();
     assert_eq!(reg.manifest_digest("cli", "t1", None), digest);
+    // The pushed digest is one of the image's RepoDigests.
+    let repo_digests = |d: &Daemon| {
+        d.docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{json .RepoDigests}}",
+            &reference,
+        ])
+        .ok()
+        .stdout
+    };
+    let by_digest = format!("{name}@{digest}");
+    assert_eq!(repo_digests(&d).trim(), format!("[\"{by_digest}\"]"));
 
     // Another repository of the same registry: the layer is mounted.
     d.docker(&["tag", &reference, &format!("{}/other:t1", reg.host())])
@@ -558,6 +572,21 @@ fn docker_cli_push_and_pull_show_progress() {
         );
     }
     assert_eq!(d.image_id(&reference), id);
+    // Pulled: the digest the registry served, listed and usable as a name.
+    assert_eq!(repo_digests(&d).trim(), format!("[\"{by_digest}\"]"));
+    let out = d
+        .docker(&[
+            "images",
+            "--digests",
+            "--format",
+            "{{.Repository}} {{.Digest}}",
+        ])
+        .ok();
+    assert!(out.stdout.contains(&format!("{name} {digest}")), "{out}");
+    let out = d
+        .docker(&["run", "--rm", &by_digest, "echo", "by-digest"])
+        .ok();
+    assert_eq!(out.stdout, "by-digest\n");
     let out = d.docker(&["pull", &reference]).ok();
     assert!(
         out.stdout

@@ -636,7 +636,7 @@ impl EngineBackend {
                 id: i.id.to_string(),
                 parent_id: String::new(),
                 repo_tags: i.repo_tags.clone(),
-                repo_digests: Vec::new(),
+                repo_digests: i.repo_digests.clone(),
                 created: i.created_unix,
                 size: i.size as i64,
                 shared_size: -1,
@@ -2280,7 +2280,7 @@ impl Backend for EngineBackend {
         Ok(ImageInspect {
             id: d.id.to_string(),
             repo_tags: d.repo_tags.clone(),
-            repo_digests: Vec::new(),
+            repo_digests: d.repo_digests.clone(),
             parent: d.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
             comment: cfg
                 .history()

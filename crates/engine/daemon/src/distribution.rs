@@ -482,13 +482,18 @@ impl Distribution {
         let repo_name = format!("{}/{}", r.domain(), r.path());
         let m = &resolved.manifest;
         if let Ok(id) = existing {
-            if r.digest().is_none() {
-                let (images, id2, tag) = (self.images.clone(), id.to_string(), r.to_string());
-                tokio::task::spawn_blocking(move || images.tag(&id2, &tag))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("tag {}: {e}", r.familiar()))?;
-            }
+            let (images, id2, tag) = (self.images.clone(), id.to_string(), r.to_string());
+            let repo_digest = r.with_digest(&resolved.digest).to_string();
+            let tagged = r.digest().is_none();
+            tokio::task::spawn_blocking(move || {
+                if tagged {
+                    images.tag(&id2, &tag)?;
+                }
+                images.add_repo_digest(&id2, &repo_digest)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("tag {}: {e}", r.familiar()))?;
             send(status(format!("Digest: {}", resolved.digest), None)).await;
             send(status(
                 format!("Status: Image is up to date for {}", r.familiar()),
@@ -600,6 +605,7 @@ impl Distribution {
             config,
             layers,
             tag: r.digest().is_none().then(|| r.clone()),
+            repo_digest: Some(r.with_digest(&resolved.digest)),
         };
         let txb = tx.clone();
         let id = tokio::task::spawn_blocking(move || {
@@ -892,6 +898,15 @@ impl Distribution {
         let mut all: Vec<Digest> = pushed_layers.iter().map(|(d, _, _)| d.clone()).collect();
         all.push(m.config.digest.clone());
         self.remember_sources(&format!("{}/{}", repo.registry(), repo.path()), &all);
+        let (images, id2, repo_digest) = (
+            self.images.clone(),
+            id.to_string(),
+            r.with_digest(&digest).to_string(),
+        );
+        tokio::task::spawn_blocking(move || images.add_repo_digest(&id2, &repo_digest))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("record the pushed digest of {}: {e}", r.familiar()))?;
         send(status(
             format!("{tag}: digest: {digest} size: {size}"),
             None,

@@ -532,6 +532,7 @@ fn stage_image(
             size,
             chain,
             parent: None,
+            repo_digests: Default::default(),
         },
         tags: plan.tags,
     })
@@ -571,6 +572,9 @@ pub struct PulledImage {
     pub layers: Vec<VerifiedBlob>,
     /// The tag to give it, if any.
     pub tag: Option<Reference>,
+    /// The `name@digest` it was pulled as (the digest the registry served
+    /// for the reference: an index's when the image came through one).
+    pub repo_digest: Option<Reference>,
 }
 
 /// An ingest in progress: a private staging directory into which the
@@ -683,7 +687,10 @@ impl Ingest {
             }),
             tags: image.tag.into_iter().collect(),
         };
-        let new = stage_image(&self.layout, &mut self.staging, plan, on_layer)?;
+        let mut new = stage_image(&self.layout, &mut self.staging, plan, on_layer)?;
+        new.record
+            .repo_digests
+            .extend(image.repo_digest.iter().map(|r| r.to_string()));
         let id = new.id.clone();
         crate::store::commit(&self.layout, &mut self.staging, &[new])?;
         Ok(id)
@@ -803,6 +810,7 @@ pub(crate) fn import(
             size,
             chain: vec![diff_id],
             parent: None,
+            repo_digests: Default::default(),
         },
         tags: tag.into_iter().collect(),
     };

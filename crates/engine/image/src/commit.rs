@@ -182,6 +182,7 @@ pub(crate) fn commit(
             size: parent_rec.size + size,
             chain: chain_all,
             parent: Some(parent.clone()),
+            repo_digests: Default::default(),
         },
         tags: tag.into_iter().collect(),
     };

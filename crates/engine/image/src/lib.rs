@@ -98,6 +98,8 @@ pub struct ImageSummary {
     pub size: u64,
     /// Number of containers with a writable layer on it.
     pub containers: usize,
+    /// `name@digest` references a registry serves it under (familiar form).
+    pub repo_digests: Vec<String>,
 }
 
 /// What [`ImageStore::inspect`] returns.
@@ -109,6 +111,8 @@ pub struct ImageDetails {
     pub repo_tags: Vec<String>,
     /// Digest of the stored manifest.
     pub manifest_digest: Digest,
+    /// `name@digest` references a registry serves it under (familiar form).
+    pub repo_digests: Vec<String>,
     /// Uncompressed size of its layers in bytes.
     pub size: u64,
     /// Layer diff ids, bottom first.
@@ -291,6 +295,26 @@ impl ImageStore {
         self.layout.write_index(&index)
     }
 
+    /// Records that a registry serves the image `source` names as
+    /// `repo_digest` (`name@sha256:…`), after a push: Docker's `RepoDigests`.
+    pub fn add_repo_digest(&self, source: &str, repo_digest: &str) -> Result<()> {
+        let parsed = Reference::parse(repo_digest)?;
+        let Some(digest) = parsed.digest() else {
+            return Err(Error::InvalidReference {
+                reference: repo_digest.to_owned(),
+                reason: "a repository digest needs @sha256:…".into(),
+            });
+        };
+        let r = parsed.with_digest(digest);
+        let _lock = self.layout.lock()?;
+        let mut index = self.layout.read_index()?;
+        let id = index.resolve(source)?;
+        if let Some(rec) = index.images.get_mut(&id) {
+            rec.repo_digests.insert(r.to_string());
+        }
+        self.layout.write_index(&index)
+    }
+
     /// Removes a reference like `docker rmi`: a tag is untagged and the image
     /// deleted when no tag is left and no container uses it; an id deletes
     /// the image, which needs `force` if several tags name it or a container
@@ -370,6 +394,7 @@ impl ImageStore {
                     .unwrap_or(0),
                 size: rec.size,
                 containers: holds.values().filter(|v| *v == id).count(),
+                repo_digests: index.repo_digests_of(id),
             })
             .collect();
         out.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.id.cmp(&b.id)));
@@ -396,6 +421,7 @@ impl ImageStore {
         Ok(ImageDetails {
             repo_tags: index.tags_of(&id),
             manifest_digest: rec.manifest.clone(),
+            repo_digests: index.repo_digests_of(&id),
             size: rec.size,
             diff_ids,
             chain_ids: rec.chain.clone(),

@@ -134,6 +134,16 @@ impl Reference {
         }
     }
 
+    /// Returns the same repository at `digest`, without a tag: the
+    /// `name@digest` form of Docker's `RepoDigests`.
+    pub fn with_digest(&self, digest: &Digest) -> Reference {
+        Reference {
+            tag: None,
+            digest: Some(digest.clone()),
+            ..self.clone()
+        }
+    }
+
     /// The short form Docker shows: `busybox:latest`, `team/app:v1`,
     /// `registry:5000/app:v1`.
     pub fn familiar(&self) -> String {

@@ -28,6 +28,10 @@ pub(crate) struct ImageRecord {
     /// The image it was committed from (`docker commit`), as inspect's `Parent`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Digest>,
+    /// `name@digest` references (normalized) under which a registry serves
+    /// this image: recorded on pull and push, as Docker's `RepoDigests`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub repo_digests: BTreeSet<String>,
 }
 
 /// The image index, persisted as `index.json`.
@@ -54,6 +58,14 @@ impl Index {
             .collect()
     }
 
+    /// The familiar `name@digest` references of an image, sorted.
+    pub fn repo_digests_of(&self, id: &Digest) -> Vec<String> {
+        self.images
+            .get(id)
+            .map(|rec| rec.repo_digests.iter().map(|r| familiar(r)).collect())
+            .unwrap_or_default()
+    }
+
     /// The normalized tags of an image.
     pub fn full_tags_of(&self, id: &Digest) -> Vec<String> {
         self.tags
@@ -68,10 +80,11 @@ impl Index {
     pub fn resolve(&self, s: &str) -> Result<Digest> {
         if let Ok(r) = Reference::parse(s) {
             if let Some(d) = r.digest() {
+                let wanted = r.to_string();
                 return self
                     .images
                     .iter()
-                    .find(|(_, rec)| &rec.manifest == d)
+                    .find(|(_, rec)| &rec.manifest == d || rec.repo_digests.contains(&wanted))
                     .map(|(id, _)| id.clone())
                     .ok_or_else(|| Error::NotFound(s.to_owned()));
             }
@@ -371,7 +384,11 @@ pub(crate) fn commit(layout: &Layout, staging: &mut Staging, images: &[NewImage]
                     )));
                 }
             }
-            index.images.insert(img.id.clone(), img.record.clone());
+            let mut record = img.record.clone();
+            if let Some(old) = index.images.get(&img.id) {
+                record.repo_digests.extend(old.repo_digests.iter().cloned());
+            }
+            index.images.insert(img.id.clone(), record);
             // `name@digest` references are not tags.
             for t in img.tags.iter().filter(|t| t.digest().is_none()) {
                 index.tags.insert(t.to_string(), img.id.clone());

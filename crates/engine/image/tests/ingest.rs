@@ -69,6 +69,11 @@ fn a_pulled_image_is_committed_with_its_exact_manifest() {
                 config,
                 layers: vec![l],
                 tag: Some(Reference::parse("localhost:5000/app:v1").unwrap()),
+                // As through an image index: a digest other than the manifest's.
+                repo_digest: Some(
+                    Reference::parse(&format!("localhost:5000/app@{}", Digest::of(b"index")))
+                        .unwrap(),
+                ),
             },
             &mut |st| steps.push(st),
         )
@@ -86,6 +91,24 @@ fn a_pulled_image_is_committed_with_its_exact_manifest() {
         id,
         "name@digest finds it"
     );
+    let index_ref = format!("localhost:5000/app@{}", Digest::of(b"index"));
+    assert_eq!(
+        s.resolve(&index_ref).unwrap(),
+        id,
+        "so does the digest it was pulled as"
+    );
+    assert_eq!(
+        s.inspect(&id.to_string()).unwrap().repo_digests,
+        std::slice::from_ref(&index_ref)
+    );
+    // A push records another; both are kept.
+    let pushed = format!("localhost:5000/other@{md}");
+    s.add_repo_digest("localhost:5000/app:v1", &pushed).unwrap();
+    let listed = s.list().unwrap();
+    assert_eq!(listed[0].repo_digests, [index_ref, pushed]);
+    assert!(s
+        .add_repo_digest("localhost:5000/app:v1", "localhost:5000/app:v2")
+        .is_err());
     assert!(s.blob_path(&Digest::of(&gz)).is_some());
     assert!(staging_empty(&s));
 
@@ -114,6 +137,7 @@ fn a_bad_pull_leaves_nothing() {
                 config: c,
                 layers: vec![l],
                 tag: Some(Reference::parse("app:bad").unwrap()),
+                repo_digest: None,
             },
             &mut |_| {},
         )
@@ -131,6 +155,7 @@ fn a_bad_pull_leaves_nothing() {
                 config: c,
                 layers: vec![l],
                 tag: None,
+                repo_digest: None,
             },
             &mut |_| {},
         )

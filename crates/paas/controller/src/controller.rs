@@ -164,6 +164,16 @@ struct GroupInst {
 struct AppRt {
     plan: Plan,
     clusters: BTreeMap<String, ClusterRt>,
+    /// Application instances, one per network partition in use (Stratos
+    /// 4.1): `""` in the application policy's first network partition,
+    /// `@NP` in each other one, in the order they were added. The first
+    /// `plan.default_network_partitions` are never removed; the others
+    /// come from bursting.
+    app_insts: Vec<String>,
+    /// The application monitor: bursting into the next network partition
+    /// and giving a burst one up again.
+    app_scaling: GroupScaling,
+    app_last: Option<GroupAction>,
     /// Group instances, oldest first.
     group_insts: Vec<GroupInst>,
     /// The group monitor per (group alias, parent instance).
@@ -175,12 +185,71 @@ struct AppRt {
     config: ScalingConfig,
 }
 
-/// Whether cluster-instance key `key` lies in group instance `inst`.
+/// Whether cluster-instance key `key` lies in group (or application)
+/// instance `inst`. Every key lies in the first application instance
+/// `""` except those of burst ones (`@NP…`).
 fn within(key: &str, inst: &str) -> bool {
+    if inst.is_empty() {
+        return !key.starts_with('@');
+    }
     key == inst
         || key
             .strip_prefix(inst)
             .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// The application instance a key lies in: `@NP` or `""`.
+fn app_instance_of(key: &str) -> &str {
+    if key.starts_with('@') {
+        key.split('/').next().unwrap_or(key)
+    } else {
+        ""
+    }
+}
+
+/// The group-instance steps of a key, below its application instance.
+fn group_steps(key: &str) -> Vec<&str> {
+    let app = app_instance_of(key);
+    let rest = key[app.len()..].trim_start_matches('/');
+    if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    }
+}
+
+/// How many group levels the clusters of a scaling set share: the depth
+/// of the group (0: the application) whose `scalingDependents` named
+/// them, since a set names at least two of that group's children.
+fn set_depth(clusters: &BTreeMap<String, ClusterRt>, set: &[String]) -> usize {
+    let mut groups = set
+        .iter()
+        .filter_map(|cid| clusters.get(cid))
+        .map(|c| c.plan.groups.as_slice());
+    let Some(first) = groups.next() else {
+        return 0;
+    };
+    groups.fold(first.len(), |n, g| {
+        n.min(first.iter().zip(g).take_while(|(a, b)| a == b).count())
+    })
+}
+
+/// Whether instance `k` of a cluster under groups `k_groups` and
+/// instance `w` of a cluster under `w_groups` are in the same instance
+/// of their innermost common enclosing group (or of the application):
+/// a startup order or a dependency between the two clusters holds
+/// between such instances.
+fn related(k: &str, k_groups: &[String], w: &str, w_groups: &[String]) -> bool {
+    if app_instance_of(k) != app_instance_of(w) {
+        return false;
+    }
+    let common = k_groups
+        .iter()
+        .zip(w_groups)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (ks, ws) = (group_steps(k), group_steps(w));
+    ks.len() >= common && ws.len() >= common && ks[..common] == ws[..common]
 }
 
 impl AppRt {
@@ -208,10 +277,65 @@ impl AppRt {
         gs
     }
 
+    /// The network partition of an instance key (its application
+    /// instance's).
+    fn network_partition_of<'a>(&'a self, key: &'a str) -> &'a str {
+        match app_instance_of(key).strip_prefix('@') {
+            Some(np) => np,
+            None => self
+                .plan
+                .network_partitions
+                .first()
+                .map_or("", String::as_str),
+        }
+    }
+
+    /// The id of the application instance in network partition `np`.
+    fn app_instance_id(&self, np: &str) -> String {
+        if self.plan.network_partitions.first().map(String::as_str) == Some(np) {
+            String::new()
+        } else {
+            format!("@{np}")
+        }
+    }
+
+    /// Network partitions the application may use, in the policy's order:
+    /// those at least one of its clusters can run in.
+    fn usable_network_partitions(&self) -> Vec<String> {
+        self.plan
+            .network_partitions
+            .iter()
+            .filter(|np| {
+                self.clusters
+                    .values()
+                    .any(|c| c.plan.network_partitions.iter().any(|n| &n.id == *np))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Whether every group inside instance `inst` (or the application
+    /// instance) is at its `groupMinInstances` in each of its parent
+    /// instances there: a group that can still give an instance up does
+    /// so itself before its parent goes (Stratos's group monitor does not
+    /// pass the notice up then).
+    fn groups_at_min_within(&self, inst: &str) -> bool {
+        let mut sets: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+        for i in &self.group_insts {
+            if within(&i.parent, inst) {
+                *sets
+                    .entry((i.group.as_str(), i.parent.as_str()))
+                    .or_default() += 1;
+            }
+        }
+        sets.iter()
+            .all(|((g, _), n)| self.group(g).is_none_or(|g| *n <= g.min_instances.max(1)))
+    }
+
     /// Parent instances a group's instances live in.
     fn parent_instances(&self, g: &GroupPlan) -> Vec<String> {
         match &g.parent {
-            None => vec![String::new()],
+            None => self.app_insts.clone(),
             Some(p) => self
                 .group_insts
                 .iter()
@@ -239,19 +363,36 @@ impl AppRt {
     }
 
     /// Takes in an instance id read from a member record (a restart):
-    /// each step of its path must name a group of the plan under the
+    /// an optional application instance `@NP` (a network partition of the
+    /// policy other than the first, one the cluster can run in), then
+    /// each step of the path must name a group of the plan under the
     /// step before. Returns whether it is valid.
     fn adopt_instance(&mut self, cluster_id: &str, id: &str) -> bool {
         let Some(c) = self.clusters.get(cluster_id) else {
             return false;
         };
         let inner = c.plan.groups.last().cloned();
-        if id.is_empty() {
-            return inner.is_none();
+        let app_inst = app_instance_of(id).to_owned();
+        if let Some(np) = app_inst.strip_prefix('@') {
+            let burstable = self.plan.network_partitions.iter().skip(1).any(|n| n == np);
+            if !burstable || !c.plan.network_partitions.iter().any(|n| n.id == np) {
+                return false;
+            }
         }
-        let steps: Vec<&str> = id.split('/').collect();
+        let steps = group_steps(id);
+        if id != app_inst && steps.is_empty() {
+            return false;
+        }
         let mut parent_alias: Option<String> = None;
         let mut parsed = Vec::new();
+        let prefix = |n: usize| -> String {
+            let path = steps[..n].join("/");
+            match (app_inst.is_empty(), path.is_empty()) {
+                (true, _) => path,
+                (false, true) => app_inst.clone(),
+                (false, false) => format!("{app_inst}/{path}"),
+            }
+        };
         for (i, step) in steps.iter().enumerate() {
             let Some((alias, n)) = step.rsplit_once('-') else {
                 return false;
@@ -263,16 +404,14 @@ impl AppRt {
                 Some(g) if g.parent == parent_alias => {}
                 _ => return false,
             }
-            parsed.push((
-                alias.to_owned(),
-                n,
-                steps[..=i].join("/"),
-                steps[..i].join("/"),
-            ));
+            parsed.push((alias.to_owned(), n, prefix(i + 1), prefix(i)));
             parent_alias = Some(alias.to_owned());
         }
         if parent_alias != inner {
             return false;
+        }
+        if !self.app_insts.contains(&app_inst) {
+            self.app_insts.push(app_inst);
         }
         for (alias, n, path, parent) in parsed {
             let next = self.next_instance.entry(alias.clone()).or_insert(1);
@@ -292,6 +431,31 @@ impl AppRt {
     /// instance and gives every cluster one instance (and autoscaler) per
     /// instance of its innermost group.
     fn ensure_instances(&mut self) {
+        // The default application instances, then all in the policy's
+        // order (bursting follows it, so the last is the newest).
+        let defaults: Vec<String> = self
+            .plan
+            .network_partitions
+            .iter()
+            .take(self.plan.default_network_partitions.max(1))
+            .map(|np| self.app_instance_id(np))
+            .collect();
+        for d in defaults {
+            if !self.app_insts.contains(&d) {
+                self.app_insts.push(d);
+            }
+        }
+        if self.app_insts.is_empty() {
+            self.app_insts.push(String::new());
+        }
+        let order: Vec<String> = self
+            .plan
+            .network_partitions
+            .iter()
+            .map(|np| self.app_instance_id(np))
+            .collect();
+        self.app_insts
+            .sort_by_key(|a| order.iter().position(|o| o == a).unwrap_or(usize::MAX));
         // Oldest first within each group: numbers grow with each new
         // instance (a restart adopts them in the records' order).
         self.group_insts.sort_by_key(|i| {
@@ -312,9 +476,10 @@ impl AppRt {
             }
         }
         let config = self.config;
-        for c in self.clusters.values_mut() {
+        let mut wanted: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for c in self.clusters.values() {
             let keys: Vec<String> = match c.plan.groups.last() {
-                None => vec![String::new()],
+                None => self.app_insts.clone(),
                 Some(g) => self
                     .group_insts
                     .iter()
@@ -322,14 +487,47 @@ impl AppRt {
                     .map(|i| i.id.clone())
                     .collect(),
             };
-            c.instances.retain(|k, _| keys.contains(k));
-            for k in keys {
-                c.instances.entry(k).or_insert_with(|| InstanceRt {
-                    scaling: ScalingState::new(&c.plan, &c.policy, config),
-                    last_eval: None,
-                });
+            // Each cluster instance is confined to its application
+            // instance's network partition (none where the cluster's
+            // deployment policy has no such network partition).
+            let keyed = keys
+                .into_iter()
+                .map(|k| {
+                    let np = self.network_partition_of(&k).to_owned();
+                    (k, np)
+                })
+                .filter(|(_, np)| c.plan.network_partitions.iter().any(|n| &n.id == np))
+                .collect();
+            wanted.insert(c.plan.cluster_id.clone(), keyed);
+        }
+        for c in self.clusters.values_mut() {
+            let keys = wanted.remove(&c.plan.cluster_id).unwrap_or_default();
+            c.instances.retain(|k, _| keys.iter().any(|(w, _)| w == k));
+            for (k, np) in keys {
+                if c.instances.contains_key(&k) {
+                    continue;
+                }
+                if let Some(scaling) = ScalingState::new_in(&c.plan, &np, &c.policy, config) {
+                    c.instances.insert(
+                        k,
+                        InstanceRt {
+                            scaling,
+                            last_eval: None,
+                        },
+                    );
+                }
             }
         }
+    }
+
+    /// Forgets burst application instance `id` and everything in it;
+    /// returns the cluster-instance keys that went with it.
+    fn remove_app_instance(&mut self, id: &str) -> Vec<String> {
+        if id.is_empty() {
+            return Vec::new();
+        }
+        self.app_insts.retain(|a| a != id);
+        self.remove_group_instance(id)
     }
 
     /// Forgets group instance `id` and the ones inside it; returns the
@@ -719,6 +917,9 @@ impl<E: Engine> Controller<E> {
         Ok(AppRt {
             plan,
             clusters,
+            app_insts: Vec::new(),
+            app_scaling: GroupScaling::new(self.inner.config.scaling),
+            app_last: None,
             group_insts: Vec::new(),
             group_scaling: BTreeMap::new(),
             group_last: BTreeMap::new(),
@@ -904,7 +1105,12 @@ impl<E: Engine> Controller<E> {
                     drop_records.push((id, rec.container_id.clone()));
                     continue;
                 };
-                inst.scaling.add_member(&id, &placement, active);
+                // A member outside its instance's network partition (a
+                // record from before application instances) is replaced.
+                if !inst.scaling.add_member(&id, &placement, active) {
+                    drop_records.push((id, rec.container_id.clone()));
+                    continue;
+                }
                 let ip = c.as_ref().and_then(|c| c.ip);
                 if active {
                     if let Some(ip) = ip {
@@ -1847,16 +2053,24 @@ impl<E: Engine> Controller<E> {
                     (c.plan.cluster_id.clone(), per)
                 })
                 .collect();
-            // A predecessor is up for instance `k` when its instances in the
-            // same group instance (or around or inside it) are; when none
-            // is related, when all of them are.
-            let up = |w: &str, k: &str| -> bool {
+            let groups_of: BTreeMap<String, Vec<String>> = app
+                .clusters
+                .values()
+                .map(|c| (c.plan.cluster_id.clone(), c.plan.groups.clone()))
+                .collect();
+            // A predecessor is up for instance `k` of cluster `c` when its
+            // instances in the same instance of their innermost common
+            // group (or application instance) are; when none is related,
+            // when all of them are.
+            let up = |w: &str, c: &str, k: &str| -> bool {
                 let Some(per) = ready.get(w) else {
                     return false;
                 };
+                let (none, cg, wg) = (Vec::new(), groups_of.get(c), groups_of.get(w));
+                let (cg, wg) = (cg.unwrap_or(&none), wg.unwrap_or(&none));
                 let related: Vec<bool> = per
                     .iter()
-                    .filter(|(wk, _)| within(k, wk) || within(wk, k))
+                    .filter(|(wk, _)| related(k, cg, wk, wg))
                     .map(|(_, r)| *r)
                     .collect();
                 if related.is_empty() {
@@ -1865,7 +2079,8 @@ impl<E: Engine> Controller<E> {
                     related.into_iter().all(|r| r)
                 }
             };
-            let mut factors: BTreeMap<String, f64> = BTreeMap::new();
+            // Dependent-scaling factors per (cluster, instance).
+            let mut factors: BTreeMap<(String, String), f64> = BTreeMap::new();
             // What each cluster instance told its group: over its maximum,
             // or below its minimum.
             let mut over: BTreeSet<String> = BTreeSet::new();
@@ -1879,7 +2094,7 @@ impl<E: Engine> Controller<E> {
                 let rif: usize = c.listeners.iter().map(|l| l.pool.in_flight()).sum();
                 let cid = c.plan.cluster_id.clone();
                 for (k, inst) in c.instances.iter_mut() {
-                    if !c.plan.waits_for.iter().all(|w| up(w, k)) {
+                    if !c.plan.waits_for.iter().all(|w| up(w, &cid, k)) {
                         continue;
                     }
                     let eval = inst.scaling.evaluate(now);
@@ -1894,7 +2109,7 @@ impl<E: Engine> Controller<E> {
                                 .extend(remove.iter().map(|r| (r.member.clone(), "scale down")));
                         }
                         Action::NotifyDependents { factor } => {
-                            let f = factors.entry(cid.clone()).or_insert(*factor);
+                            let f = factors.entry((cid.clone(), k.clone())).or_insert(*factor);
                             *f = f.max(*factor);
                         }
                         _ => {}
@@ -1910,22 +2125,47 @@ impl<E: Engine> Controller<E> {
                     evals.push((cid.clone(), eval, rif));
                 }
             }
-            // Scaling dependents: the highest factor of a set moves all of
-            // it, every instance of each cluster.
+            // Scaling dependents, per instance of the group (or application
+            // instance) that declares them: the highest factor of a set's
+            // cluster instances there moves all of them there, and no
+            // other instance (Stratos's dependent scaling runs in the
+            // parent instance that heard the scaling event).
             for set in &app.plan.scaling_sets {
-                let Some(f) =
-                    scaling::highest_factor(set.iter().filter_map(|c| factors.get(c).copied()))
-                else {
-                    continue;
+                let depth = set_depth(&app.clusters, set);
+                let scope = |k: &str| -> String {
+                    let steps = group_steps(k);
+                    let mut s = app_instance_of(k).to_owned();
+                    for st in steps.iter().take(depth) {
+                        s.push('/');
+                        s.push_str(st);
+                    }
+                    s
                 };
+                let mut per_scope: BTreeMap<String, f64> = BTreeMap::new();
+                for ((cid, k), f) in &factors {
+                    if set.contains(cid) {
+                        let e = per_scope.entry(scope(k)).or_insert(*f);
+                        *e = scaling::highest_factor([*e, *f]).unwrap_or(*e);
+                    }
+                }
+                if per_scope.is_empty() {
+                    continue;
+                }
                 for cid in set {
                     let Some(c) = app.clusters.get_mut(cid) else {
                         continue;
                     };
                     for (k, inst) in c.instances.iter_mut() {
+                        let Some(f) = per_scope.get(&scope(k)).copied() else {
+                            continue;
+                        };
                         let want =
                             scaling::dependent_required(c.plan.min, f, inst.scaling.rounding());
-                        match inst.scaling.apply_dependent(want, now) {
+                        let action = inst.scaling.apply_dependent(want, now);
+                        if scaling::over_max(&action) {
+                            over.insert(k.clone());
+                        }
+                        match action {
                             Action::ScaleUp { spawn, .. } => {
                                 for p in spawn {
                                     spawns.push((cid.clone(), k.clone(), p));
@@ -1970,7 +2210,8 @@ impl<E: Engine> Controller<E> {
                         })
                         .collect();
                     let children_below_min = !keys.is_empty()
-                        && keys.iter().all(|k| below.get(k).copied().unwrap_or(false));
+                        && keys.iter().all(|k| below.get(k).copied().unwrap_or(false))
+                        && app.groups_at_min_within(&newest);
                     let settling = app.clusters.values().any(|c| {
                         c.instances.keys().any(|k| {
                             insts.iter().any(|i| within(k, i))
@@ -2016,7 +2257,7 @@ impl<E: Engine> Controller<E> {
                             );
                             instance_id = Some(newest.clone());
                         }
-                        GroupAction::Escalate if !parent.is_empty() => {
+                        GroupAction::Escalate => {
                             over.insert(parent.clone());
                         }
                         _ => {}
@@ -2033,9 +2274,105 @@ impl<E: Engine> Controller<E> {
                     }
                 }
             }
+            // The application monitor (Stratos's application bursting): a
+            // notice of an application instance over its maximum adds an
+            // application instance in the next network partition of the
+            // policy, with every top-level group at its minimum and every
+            // top-level cluster at its minimum there; a burst instance
+            // whose clusters all would go below their minimum (and whose
+            // groups are at theirs) goes again after the deferrals and the
+            // cooldown. The default ones stay.
+            {
+                let usable = app.usable_network_partitions();
+                let n = u32::try_from(app.app_insts.len()).unwrap_or(u32::MAX);
+                let defaults = app
+                    .plan
+                    .default_network_partitions
+                    .clamp(1, app.plan.network_partitions.len().max(1));
+                let defaults = u32::try_from(defaults).unwrap_or(1);
+                let room = usable
+                    .iter()
+                    .filter(|np| !app.app_insts.contains(&app.app_instance_id(np)))
+                    .count();
+                let max = n.saturating_add(u32::try_from(room).unwrap_or(u32::MAX));
+                let child_over_max = app.app_insts.iter().any(|a| over.contains(a));
+                let newest = app.app_insts.last().cloned().unwrap_or_default();
+                let keys: Vec<(String, String)> = app
+                    .clusters
+                    .values()
+                    .flat_map(|c| {
+                        c.instances
+                            .keys()
+                            .filter(|k| !newest.is_empty() && within(k, &newest))
+                            .map(|k| (c.plan.cluster_id.clone(), k.clone()))
+                    })
+                    .collect();
+                let children_below_min = !keys.is_empty()
+                    && keys.iter().all(|k| below.get(k).copied().unwrap_or(false))
+                    && app.groups_at_min_within(&newest);
+                // Stratos bursts only when no application instance is pending.
+                let settling = app.clusters.values().any(|c| {
+                    c.instances
+                        .keys()
+                        .any(|k| count(&c.plan.cluster_id, k) < c.plan.min)
+                });
+                let action = app.app_scaling.decide(
+                    true,
+                    n,
+                    defaults,
+                    max,
+                    child_over_max,
+                    children_below_min,
+                    settling,
+                    now,
+                );
+                let mut instance_id = None;
+                let mut network_partition = None;
+                match action {
+                    GroupAction::AddInstance => {
+                        let next = usable
+                            .iter()
+                            .map(|np| (np, app.app_instance_id(np)))
+                            .find(|(_, id)| !app.app_insts.contains(id));
+                        if let Some((np, id)) = next {
+                            tracing::info!(application = %app_id, network_partition = %np, "application bursting: an instance is at its maximum");
+                            app.app_insts.push(id.clone());
+                            network_partition = Some(np.clone());
+                            instance_id = Some(id);
+                            changed = true;
+                        }
+                    }
+                    GroupAction::RemoveInstance => {
+                        network_partition = Some(app.network_partition_of(&newest).to_owned());
+                        app.remove_app_instance(&newest);
+                        tracing::info!(application = %app_id, instance = %newest, "burst application instance removed");
+                        removals.extend(
+                            members
+                                .values()
+                                .filter(|m| {
+                                    m.rec.application_id == app_id
+                                        && within(&m.rec.instance_id, &newest)
+                                })
+                                .map(|m| (m.rec.member_id.clone(), "bursting over")),
+                        );
+                        instance_id = Some(newest.clone());
+                    }
+                    _ => {}
+                }
+                let previous = app.app_last.replace(action);
+                if previous != Some(action) || instance_id.is_some() {
+                    group_events.push(EventKind::Bursting {
+                        instances: n,
+                        action,
+                        instance_id,
+                        network_partition_id: network_partition,
+                    });
+                }
+            }
             if changed {
-                // New group instances: their cluster instances, which ask
-                // for their minimum on the next evaluation.
+                // New group or application instances: their cluster
+                // instances, which ask for their minimum on the next
+                // evaluation.
                 app.ensure_instances();
             }
             for (cid, k, p) in &spawns {

@@ -27,6 +27,15 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Plan {
     pub application_id: String,
     pub application_policy: String,
+    /// The application policy's network partitions, in its order: each
+    /// one in use holds one application instance (Stratos 4.1).
+    #[serde(default)]
+    pub network_partitions: Vec<String>,
+    /// How many of them are in use from the deploy on and never given
+    /// up: the first (`one-after-another`, the others are burst into
+    /// when the application is at its maximum) or all (`all-at-once`).
+    #[serde(default)]
+    pub default_network_partitions: usize,
     pub clusters: Vec<ClusterPlan>,
     pub groups: Vec<GroupPlan>,
     /// Startup order: the clusters of a stage wait only for clusters of
@@ -343,6 +352,12 @@ pub fn plan(
     Ok(Plan {
         application_id: app.application_id.clone(),
         application_policy: policy.id.clone(),
+        network_partitions: policy.network_partitions.clone(),
+        default_network_partitions: match policy.algorithm {
+            NetworkPartitionAlgorithm::OneAfterAnother => 1,
+            NetworkPartitionAlgorithm::AllAtOnce => policy.network_partitions.len(),
+        }
+        .min(policy.network_partitions.len()),
         clusters: b.clusters,
         groups: b.groups,
         stages,
@@ -828,6 +843,9 @@ mod tests {
             placed,
             [("np2", "q1"), ("np2", "q1"), ("np1", "p1"), ("np1", "p2")]
         );
+        // Both are in use from the start, np2 first.
+        assert_eq!(p.network_partitions, ["np2", "np1"]);
+        assert_eq!(p.default_network_partitions, 2);
     }
 
     #[test]

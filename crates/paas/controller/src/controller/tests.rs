@@ -739,6 +739,9 @@ fn nested_app() -> AppRt {
     AppRt {
         plan,
         clusters,
+        app_insts: Vec::new(),
+        app_scaling: GroupScaling::new(ScalingConfig::default()),
+        app_last: None,
         group_insts: Vec::new(),
         group_scaling: BTreeMap::new(),
         group_last: BTreeMap::new(),

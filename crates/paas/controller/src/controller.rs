@@ -729,6 +729,7 @@ pub struct ClusterView {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterInstanceView {
     pub instance_id: String,
+    pub network_partition_id: String,
     pub active_members: u32,
     pub members: u32,
     pub last_evaluation: Option<Evaluation>,
@@ -754,8 +755,22 @@ pub struct GroupView {
 pub struct GroupInstanceView {
     pub instance_id: String,
     pub parent_instance_id: Option<String>,
+    pub network_partition_id: String,
     pub status: String,
     pub last_decision: Option<GroupAction>,
+}
+
+/// One application instance (one per network partition in use): `Active`
+/// once each cluster instance in it has its minimum of Active members.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationInstanceView {
+    /// `""` in the first network partition, `@NP` in the others.
+    pub instance_id: String,
+    pub network_partition_id: String,
+    /// Burst into (given up again once idle), not a default one.
+    pub burst: bool,
+    pub status: String,
 }
 
 /// Runtime view of a deployed application (`GET /api/applications/{id}/runtime`).
@@ -765,6 +780,10 @@ pub struct ApplicationView {
     pub application_id: String,
     pub application_policy: String,
     pub status: DeploymentStatus,
+    /// Application instances, in the application policy's order.
+    pub instances: Vec<ApplicationInstanceView>,
+    /// The application monitor's last decision (bursting).
+    pub last_decision: Option<GroupAction>,
     /// Group instances, outermost groups first.
     pub groups: Vec<GroupView>,
     pub clusters: Vec<ClusterView>,
@@ -2481,24 +2500,47 @@ impl<E: Engine> Controller<E> {
         let state = lock(&self.inner.state);
         let mut clusters = Vec::new();
         let mut groups = Vec::new();
+        let mut instances = Vec::new();
+        let mut last_decision = None;
         if let Some(app) = state.apps.get(app_id) {
             let active = Self::active_counts(&state.members);
             let count = |cid: &str, k: &str| active.get(&(cid, k)).copied().unwrap_or(0);
+            let up_within = |inst: &str| {
+                app.clusters.values().all(|c| {
+                    c.instances
+                        .keys()
+                        .filter(|k| within(k, inst))
+                        .all(|k| count(&c.plan.cluster_id, k) >= c.plan.min)
+                })
+            };
+            let defaults = app.plan.default_network_partitions.max(1);
+            for a in &app.app_insts {
+                let np = app.network_partition_of(a).to_owned();
+                let burst = !app
+                    .plan
+                    .network_partitions
+                    .iter()
+                    .take(defaults)
+                    .any(|d| *d == np);
+                instances.push(ApplicationInstanceView {
+                    instance_id: a.clone(),
+                    network_partition_id: np,
+                    burst,
+                    status: if up_within(a) { "Active" } else { "Created" }.into(),
+                });
+            }
+            last_decision = app.app_last;
             for g in app.groups_outer_first() {
                 let instances = app
                     .group_insts
                     .iter()
                     .filter(|i| i.group == g.alias)
                     .map(|i| {
-                        let up = app.clusters.values().all(|c| {
-                            c.instances
-                                .keys()
-                                .filter(|k| within(k, &i.id))
-                                .all(|k| count(&c.plan.cluster_id, k) >= c.plan.min)
-                        });
+                        let up = up_within(&i.id);
                         GroupInstanceView {
                             instance_id: i.id.clone(),
                             parent_instance_id: (!i.parent.is_empty()).then(|| i.parent.clone()),
+                            network_partition_id: app.network_partition_of(&i.id).to_owned(),
                             status: if up { "Active" } else { "Created" }.into(),
                             last_decision: app
                                 .group_last
@@ -2575,6 +2617,7 @@ impl<E: Engine> Controller<E> {
                         .iter()
                         .map(|(k, i)| ClusterInstanceView {
                             instance_id: k.clone(),
+                            network_partition_id: app.network_partition_of(k).to_owned(),
                             active_members: count(cid, k),
                             members: i.scaling.member_count(),
                             last_evaluation: i.last_eval.clone(),
@@ -2587,6 +2630,8 @@ impl<E: Engine> Controller<E> {
             application_id: app_id.to_owned(),
             application_policy: dep.application_policy,
             status: dep.status,
+            instances,
+            last_decision,
             groups,
             clusters,
         })

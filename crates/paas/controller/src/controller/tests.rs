@@ -48,6 +48,149 @@ async fn tick(ctl: &Controller<Fake>, base: i64, i: i64) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// What the tests here start from: a fake engine, a store in a
+/// temporary directory holding the definitions, a controller over both,
+/// and the clock base of the ticks.
+struct Harness {
+    dir: tempfile::TempDir,
+    fake: Fake,
+    offset: i32,
+    ctl: Controller<Fake>,
+    base: i64,
+}
+
+impl Harness {
+    /// The samples in a new store.
+    fn new() -> Harness {
+        Harness::with(samples::changes().unwrap())
+    }
+
+    /// `changes` in a new store.
+    fn with(changes: Vec<Change>) -> Harness {
+        Harness::with_fake(changes, Fake::default())
+    }
+
+    /// `changes` in a new store, over `fake` (set up beforehand).
+    fn with_fake(changes: Vec<Change>, fake: Fake) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(&dir.path().join("paas.redb"))
+            .unwrap()
+            .apply(&changes)
+            .unwrap();
+        let offset = free_offset();
+        let ctl = controller(&fake, dir.path(), offset);
+        Harness {
+            dir,
+            fake,
+            offset,
+            ctl,
+            base: now_ms(),
+        }
+    }
+
+    /// The sample application deployed over `changes`.
+    fn deployed(changes: Vec<Change>) -> Harness {
+        let h = Harness::with(changes);
+        h.deploy();
+        h
+    }
+
+    fn deploy(&self) {
+        self.ctl
+            .deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+            .unwrap();
+    }
+
+    /// Ticks `range` (seconds after the base).
+    async fn ticks(&self, range: std::ops::Range<i64>) {
+        for i in range {
+            tick(&self.ctl, self.base, i).await;
+        }
+    }
+
+    /// A restart: the controller stops (its members run on), `while_down`
+    /// changes the engine, then a new controller over the same store and
+    /// engine restores; the ticks count from 0 again.
+    async fn restart(self, while_down: impl FnOnce(&Fake)) -> Harness {
+        let Harness {
+            dir,
+            fake,
+            offset,
+            ctl,
+            ..
+        } = self;
+        ctl.shutdown();
+        // The store closes with the last handle of the old controller.
+        drop(ctl);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while_down(&fake);
+        let ctl = controller(&fake, dir.path(), offset);
+        ctl.restore().await.unwrap();
+        Harness {
+            dir,
+            fake,
+            offset,
+            ctl,
+            base: now_ms(),
+        }
+    }
+
+    fn runtime(&self) -> ApplicationView {
+        self.ctl.runtime(samples::APPLICATION).unwrap()
+    }
+}
+
+/// Removes the containers `which` picks (they vanished behind our back).
+fn remove_containers(fake: &Fake, which: impl Fn(&crate::fake::FakeContainer) -> bool) {
+    fake.state().containers.retain(|_, c| !which(c));
+}
+
+/// Marks the containers `which` picks as exited.
+fn exit_containers(fake: &Fake, which: impl Fn(&crate::fake::FakeContainer) -> bool) {
+    for c in fake.state().containers.values_mut() {
+        if which(c) {
+            c.running = false;
+        }
+    }
+}
+
+/// The events received so far.
+fn drain(events: &mut broadcast::Receiver<Event>) -> Vec<EventKind> {
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e.kind);
+    }
+    seen
+}
+
+/// The samples with each file's JSON changed by `edit(file, json)`, and
+/// `extra` definitions.
+fn samples_with(
+    edit: impl Fn(&str, &mut serde_json::Value),
+    extra: &[(Kind, serde_json::Value)],
+) -> Vec<Change> {
+    let edited = samples::FILES.iter().map(|(kind, file, json)| {
+        let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+        edit(file, &mut v);
+        (*kind, v)
+    });
+    // A batch is checked as a whole: the order does not matter.
+    edited
+        .chain(extra.iter().cloned())
+        .map(|(k, v)| Change::add(strato_paas_model::parse(k, v.to_string().as_bytes()).unwrap()))
+        .collect()
+}
+
+/// Gives the samples' one host room for many members (8 cpus, 16 GiB).
+fn big_host(file: &str, v: &mut serde_json::Value) {
+    if file.ends_with("local-cluster.json") {
+        v["kubernetesHosts"][0]["property"] = serde_json::json!([
+            { "name": "cpu", "value": "8" },
+            { "name": "memory", "value": "16Gi" }
+        ]);
+    }
+}
+
 fn statuses(ctl: &Controller<Fake>, cluster: &str) -> Vec<MemberStatus> {
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     rt.clusters
@@ -59,13 +202,9 @@ fn statuses(ctl: &Controller<Fake>, cluster: &str) -> Vec<MemberStatus> {
 
 #[tokio::test(start_paused = true)]
 async fn deploys_in_startup_order_and_members_become_active() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let ctl = controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    tick(&ctl, base, 0).await;
+    let h = Harness::deployed(samples::changes().unwrap());
+    let (ctl, fake, base) = (&h.ctl, &h.fake, h.base);
+    tick(ctl, base, 0).await;
     // Only the first stage (mysql) is created; php waits for it.
     let created: Vec<String> = fake.state().created.iter().map(|c| c.1.clone()).collect();
     assert_eq!(created, vec![MYSQL.to_owned()]);
@@ -97,24 +236,12 @@ async fn deploys_in_startup_order_and_members_become_active() {
 
 #[tokio::test(start_paused = true)]
 async fn a_member_whose_container_exits_is_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let ctl = controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    for i in 0..4 {
-        tick(&ctl, base, i).await;
-    }
+    let h = Harness::deployed(samples::changes().unwrap());
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..4).await;
     let old = fake.running_in(PHP).remove(0);
-    for c in fake.state().containers.values_mut() {
-        if c.spec.labels[LABEL_CLUSTER] == PHP {
-            c.running = false;
-        }
-    }
-    for i in 4..7 {
-        tick(&ctl, base, i).await;
-    }
+    exit_containers(fake, |c| c.spec.labels[LABEL_CLUSTER] == PHP);
+    h.ticks(4..7).await;
     let now = fake.running_in(PHP);
     assert_eq!(now.len(), 1);
     assert_ne!(now[0].spec.name, old.spec.name);
@@ -125,19 +252,15 @@ async fn a_member_whose_container_exits_is_replaced() {
 
 #[tokio::test(start_paused = true)]
 async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_capacity() {
-    let dir = tempfile::tempdir().unwrap();
     let fake = Fake::default();
     // A steady 90 % (no gradient: the prediction is 90) against a
     // threshold of 80 with min 1, max 4:
     // ceil(1 + (90 − 80) / ((100 − 80) / (4 − 1))) = ceil(2.5) = 3.
     fake.state().memory_percent.insert(PHP.into(), 90);
-    let ctl = controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    for i in 0..12 {
-        tick(&ctl, base, i).await;
-    }
+    let h = Harness::with_fake(samples::changes().unwrap(), fake);
+    h.deploy();
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..12).await;
     // Level 2: the sample's one host declares 2 cpus; mysql takes 1000m
     // and each php 500m, so the third php member waits, Pending.
     let mut st = statuses(&ctl, PHP);
@@ -179,14 +302,8 @@ async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_ca
     );
     // A php container exits: its room goes to the Pending member.
     let gone = php[0].spec.name.clone();
-    for c in fake.state().containers.values_mut() {
-        if c.spec.name == gone {
-            c.running = false;
-        }
-    }
-    for i in 12..16 {
-        tick(&ctl, base, i).await;
-    }
+    exit_containers(fake, |c| c.spec.name == gone);
+    h.ticks(12..16).await;
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     let now = &rt
         .clusters
@@ -201,31 +318,19 @@ async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_ca
 
 #[tokio::test(start_paused = true)]
 async fn undeploy_goes_in_reverse_startup_order_and_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let offset = free_offset();
-    let ctl = controller(&fake, dir.path(), offset);
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    for i in 0..4 {
-        tick(&ctl, base, i).await;
-    }
+    let h = Harness::deployed(samples::changes().unwrap());
+    let (ctl, fake, offset) = (&h.ctl, &h.fake, h.offset);
+    h.ticks(0..4).await;
     let mut events = ctl.subscribe();
     ctl.undeploy(samples::APPLICATION).unwrap();
-    for i in 4..10 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(4..10).await;
     assert!(fake.state().containers.is_empty());
     assert_eq!(fake.state().removed, vec![PHP.to_owned(), MYSQL.to_owned()]);
     assert!(!ctl.is_deployed(samples::APPLICATION));
     // The listener is closed: the port can be bound again.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(std::net::TcpListener::bind(("127.0.0.1", (8280 + offset) as u16)).is_ok());
-    let mut seen = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        seen.push(e.kind);
-    }
+    let seen = drain(&mut events);
     assert!(seen.contains(&EventKind::ApplicationUndeployed), "{seen:?}");
     // Undeployed, the application's definitions can be removed again.
     ctl.apply(&[Change::Remove(
@@ -237,40 +342,17 @@ async fn undeploy_goes_in_reverse_startup_order_and_leaves_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restarted_controller_adopts_running_members_and_replaces_missing_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let offset = free_offset();
-    {
-        let ctl = controller(&fake, dir.path(), offset);
-        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-            .unwrap();
-        let base = now_ms();
-        for i in 0..4 {
-            tick(&ctl, base, i).await;
-        }
-        ctl.shutdown();
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let h = Harness::deployed(samples::changes().unwrap());
+    h.ticks(0..4).await;
+    let php_before = h.fake.running_in(PHP).remove(0).spec.name;
+    let creates_before = h.fake.state().created.len();
     // While it was down, the mysql container vanished.
-    let gone: Vec<String> = fake
-        .state()
-        .containers
-        .iter()
-        .filter(|(_, c)| c.spec.labels[LABEL_CLUSTER] == MYSQL)
-        .map(|(id, _)| id.clone())
-        .collect();
-    for id in gone {
-        fake.state().containers.remove(&id);
-    }
-    let php_before = fake.running_in(PHP).remove(0).spec.name;
-    let creates_before = fake.state().created.len();
-    let ctl = controller(&fake, dir.path(), offset);
-    ctl.restore().await.unwrap();
-    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
-    let base = now_ms();
-    for i in 0..3 {
-        tick(&ctl, base, i).await;
-    }
+    let h = h
+        .restart(|fake| remove_containers(fake, |c| c.spec.labels[LABEL_CLUSTER] == MYSQL))
+        .await;
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    assert_eq!(statuses(ctl, PHP), vec![MemberStatus::Active]);
+    h.ticks(0..3).await;
     assert_eq!(fake.running_in(PHP).remove(0).spec.name, php_before);
     assert_eq!(fake.running_in(MYSQL).len(), 1);
     assert_eq!(fake.state().created.len(), creates_before + 1);
@@ -279,12 +361,9 @@ async fn a_restarted_controller_adopts_running_members_and_replaces_missing_ones
 
 #[tokio::test(start_paused = true)]
 async fn a_member_that_cannot_be_created_is_retried_with_backoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
+    let h = Harness::deployed(samples::changes().unwrap());
+    let (ctl, fake) = (&h.ctl, &h.fake);
     fake.state().fail_create = true;
-    let ctl = controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
     let mut events = ctl.subscribe();
     // Ten ticks of a second each: 1 + 2 + 4 s of backoff leave room for
     // a few attempts, not ten.
@@ -295,15 +374,13 @@ async fn a_member_that_cannot_be_created_is_retried_with_backoff() {
     }
     let calls = fake.state().create_calls;
     assert!((2..=4).contains(&calls), "{calls} create attempts");
-    let mut reasons = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        if let EventKind::MemberStatus {
-            reason: Some(r), ..
-        } = e.kind
-        {
-            reasons.push(r);
-        }
-    }
+    let reasons: Vec<String> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::MemberStatus { reason, .. } => reason,
+            _ => None,
+        })
+        .collect();
     assert!(
         reasons.iter().any(|r| r.contains("No such image")),
         "{reasons:?}"
@@ -356,10 +433,9 @@ fn many_members(n: u32) -> Vec<Change> {
 
 #[tokio::test(start_paused = true)]
 async fn a_large_deployment_launches_through_bounded_slots_while_the_runtime_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
+    let h = Harness::new();
+    let (ctl, fake) = (&h.ctl, &h.fake);
     fake.state().create_delay = Duration::from_millis(200);
-    let ctl = controller(&fake, dir.path(), free_offset());
     let slots = ctl.inner.config.engine_parallel;
     let n = 5 * slots;
     ctl.apply(&many_members(u32::try_from(n).unwrap())).unwrap();
@@ -416,40 +492,25 @@ async fn a_large_deployment_launches_through_bounded_slots_while_the_runtime_ans
 
 #[tokio::test(start_paused = true)]
 async fn a_running_member_whose_record_lagged_behind_is_adopted_and_probed() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let offset = free_offset();
+    let h = Harness::deployed(samples::changes().unwrap());
+    h.ticks(0..4).await;
+    // A crash before the deferred changes reached the disk: the record
+    // still says Created, though the container runs.
     {
-        let ctl = controller(&fake, dir.path(), offset);
-        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-            .unwrap();
-        let base = now_ms();
-        for i in 0..4 {
-            tick(&ctl, base, i).await;
-        }
-        // A crash before the deferred changes reached the disk: the
-        // record still says Created, though the container runs.
-        let store = lock(&ctl.inner.store);
+        let store = lock(&h.ctl.inner.store);
         let mut recs = store.members().unwrap();
         for r in recs.values_mut() {
             r.status = MemberStatus::Created;
         }
         let recs: Vec<MemberRecord> = recs.into_values().collect();
         store.write_members(&recs, &[]).unwrap();
-        drop(store);
-        ctl.shutdown();
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let before: Vec<String> = fake.state().containers.keys().cloned().collect();
-    let ctl = controller(&fake, dir.path(), offset);
-    ctl.restore().await.unwrap();
-    let base = now_ms();
-    for i in 0..3 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
-    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
-    let after: Vec<String> = fake.state().containers.keys().cloned().collect();
+    let before: Vec<String> = h.fake.state().containers.keys().cloned().collect();
+    let h = h.restart(|_| {}).await;
+    h.ticks(0..3).await;
+    assert_eq!(statuses(&h.ctl, MYSQL), vec![MemberStatus::Active]);
+    assert_eq!(statuses(&h.ctl, PHP), vec![MemberStatus::Active]);
+    let after: Vec<String> = h.fake.state().containers.keys().cloned().collect();
     assert_eq!(after, before, "adopted, not replaced");
 }
 
@@ -457,10 +518,8 @@ async fn a_running_member_whose_record_lagged_behind_is_adopted_and_probed() {
 /// 3 and group scaling on, php at one member per instance, and a host
 /// large enough for three instances.
 fn group_scaling_samples() -> Vec<Change> {
-    samples::FILES
-        .iter()
-        .map(|(kind, file, json)| {
-            let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+    samples_with(
+        |file, v| {
             if file.ends_with("php-mysql-app.json") {
                 let g = &mut v["components"]["groups"][0];
                 g["groupMinInstances"] = 2.into();
@@ -468,25 +527,10 @@ fn group_scaling_samples() -> Vec<Change> {
                 g["groupScalingEnabled"] = true.into();
                 g["cartridges"][1]["cartridgeMax"] = 1.into();
             }
-            if file.ends_with("local-cluster.json") {
-                v["kubernetesHosts"][0]["property"] = serde_json::json!([
-                    { "name": "cpu", "value": "8" },
-                    { "name": "memory", "value": "16Gi" }
-                ]);
-            }
-            let d = strato_paas_model::parse(*kind, v.to_string().as_bytes()).unwrap();
-            Change::add(d)
-        })
-        .collect()
-}
-
-fn group_controller(fake: &Fake, dir: &std::path::Path, offset: i32) -> Controller<Fake> {
-    let path = dir.join("paas.redb");
-    if !path.exists() {
-        let mut store = Store::open(&path).unwrap();
-        store.apply(&group_scaling_samples()).unwrap();
-    }
-    controller(fake, dir, offset)
+            big_host(file, v);
+        },
+        &[],
+    )
 }
 
 /// Group instance of each running container of a cluster, sorted.
@@ -498,6 +542,29 @@ fn instances_of(fake: &Fake, cluster: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+/// The group decisions among events: (group, parent instance, action,
+/// instance added or removed).
+fn group_decisions(events: &[EventKind]) -> Vec<(String, String, GroupAction, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EventKind::GroupScaling {
+                group,
+                parent_instance_id,
+                action,
+                instance_id,
+                ..
+            } => Some((
+                group.clone(),
+                parent_instance_id.clone(),
+                *action,
+                instance_id.clone().unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 fn group_instances(ctl: &Controller<Fake>) -> Vec<(String, String)> {
@@ -515,19 +582,13 @@ const G3: &str = "my-php-mysql-3";
 
 #[tokio::test(start_paused = true)]
 async fn group_min_instances_deploy_copies_of_the_groups_clusters() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let ctl = group_controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    tick(&ctl, base, 0).await;
+    let h = Harness::deployed(group_scaling_samples());
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..1).await;
     // mysql of both instances first; php of each waits for its mysql.
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2]);
     assert!(fake.running_in(PHP).is_empty());
-    for i in 1..5 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(1..5).await;
     assert_eq!(instances_of(&fake, PHP), [G1, G2]);
     assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
@@ -555,9 +616,7 @@ async fn group_min_instances_deploy_copies_of_the_groups_clusters() {
         .all(|r| r.instance_id == G1 || r.instance_id == G2));
     // Undeploy removes every instance's members.
     ctl.undeploy(samples::APPLICATION).unwrap();
-    for i in 5..12 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(5..12).await;
     assert!(!ctl.is_deployed(samples::APPLICATION));
     assert!(fake.state().containers.is_empty());
     assert_eq!(lock(&ctl.inner.store).member_count().unwrap(), 0);
@@ -565,15 +624,9 @@ async fn group_min_instances_deploy_copies_of_the_groups_clusters() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cluster_at_its_max_adds_a_group_instance_and_load_gone_removes_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let ctl = group_controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    for i in 0..5 {
-        tick(&ctl, base, i).await;
-    }
+    let h = Harness::deployed(group_scaling_samples());
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..5).await;
     assert_eq!(instances_of(&fake, PHP), [G1, G2]);
     // php busy at 100 % of its cpu against a loadAverage threshold of 70:
     // ceil(1 · 100 / 70) = 2 members wanted, cartridgeMax is 1, so each
@@ -581,45 +634,30 @@ async fn a_cluster_at_its_max_adds_a_group_instance_and_load_gone_removes_it() {
     // (up to groupMaxInstances 3, one at a time).
     fake.state().load_percent.insert(PHP.into(), 100);
     let mut events = ctl.subscribe();
-    for i in 5..16 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
+    h.ticks(5..16).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2, G3]);
     assert_eq!(instances_of(&fake, MYSQL), [G1, G2, G3]);
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
     let eval = php.instances[0].last_evaluation.as_ref().unwrap();
     assert_eq!(eval.figures.required_by_load_average, Some(2));
     assert_eq!(eval.action, Action::AtMax { required: 2 });
-    let mut added = Vec::new();
-    let mut escalated = false;
-    while let Ok(e) = events.try_recv() {
-        if let EventKind::GroupScaling {
-            action,
-            instance_id,
-            ..
-        } = e.kind
-        {
-            match action {
-                GroupAction::AddInstance => added.push(instance_id.unwrap()),
-                GroupAction::Escalate => escalated = true,
-                _ => {}
-            }
-        }
-    }
+    let seen = group_decisions(&drain(&mut events));
+    let added: Vec<&str> = seen
+        .iter()
+        .filter(|d| d.2 == GroupAction::AddInstance)
+        .map(|d| d.3.as_str())
+        .collect();
+    let escalated = seen.iter().any(|d| d.2 == GroupAction::Escalate);
     assert_eq!(added, [G3], "one instance added");
     assert!(escalated, "at groupMaxInstances the notice goes up");
     // Load gone: php would go below its minimum in every instance, and
     // so would mysql; after three deferred decisions and the 30 s
     // cooldown from the add, the newest instance goes, and only it.
     fake.state().load_percent.insert(PHP.into(), 0);
-    for i in 16..30 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(instances_of(&fake, PHP), [G1, G2, G3], "cooling down");
-    for i in 30..50 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(16..30).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2, G3], "cooling down");
+    h.ticks(30..50).await;
     assert_eq!(instances_of(&fake, PHP), [G1, G2]);
     assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
     assert_eq!(
@@ -627,9 +665,7 @@ async fn a_cluster_at_its_max_adds_a_group_instance_and_load_gone_removes_it() {
         [(G1.into(), "Active".into()), (G2.into(), "Active".into())]
     );
     // groupMinInstances holds: no fewer than 2 however long it stays idle.
-    for i in 50..120 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(50..120).await;
     assert_eq!(instances_of(&fake, PHP), [G1, G2]);
     let recs = lock(&ctl.inner.store).members().unwrap();
     assert!(recs.values().all(|r| r.instance_id != G3));
@@ -637,44 +673,25 @@ async fn a_cluster_at_its_max_adds_a_group_instance_and_load_gone_removes_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restarted_controller_reconciles_group_instances() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let offset = free_offset();
-    {
-        let ctl = group_controller(&fake, dir.path(), offset);
-        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-            .unwrap();
-        let base = now_ms();
-        for i in 0..5 {
-            tick(&ctl, base, i).await;
-        }
-        fake.state().load_percent.insert(PHP.into(), 100);
-        for i in 5..16 {
-            tick(&ctl, base, i).await;
-        }
-        assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
-        ctl.shutdown();
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let h = Harness::deployed(group_scaling_samples());
+    h.ticks(0..5).await;
+    h.fake.state().load_percent.insert(PHP.into(), 100);
+    h.ticks(5..16).await;
+    assert_eq!(instances_of(&h.fake, PHP), [G1, G2, G3]);
+    let creates_before = h.fake.state().created.len();
     // While it was down, instance 2's php container vanished.
-    let gone: Vec<String> = fake
-        .state()
-        .containers
-        .iter()
-        .filter(|(_, c)| c.spec.labels[LABEL_CLUSTER] == PHP && c.spec.labels[LABEL_INSTANCE] == G2)
-        .map(|(id, _)| id.clone())
-        .collect();
-    fake.state().containers.remove(&gone[0]);
-    let creates_before = fake.state().created.len();
-    let ctl = group_controller(&fake, dir.path(), offset);
-    ctl.restore().await.unwrap();
+    let h = h
+        .restart(|fake| {
+            remove_containers(fake, |c| {
+                c.spec.labels[LABEL_CLUSTER] == PHP && c.spec.labels[LABEL_INSTANCE] == G2
+            })
+        })
+        .await;
+    let (ctl, fake) = (&h.ctl, &h.fake);
     // The three instances come back from the members' records.
-    let ids: Vec<String> = group_instances(&ctl).into_iter().map(|i| i.0).collect();
+    let ids: Vec<String> = group_instances(ctl).into_iter().map(|i| i.0).collect();
     assert_eq!(ids, [G1, G2, G3]);
-    let base = now_ms();
-    for i in 0..3 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(0..3).await;
     // The missing php member is replaced in its own instance, nothing else.
     assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
     assert_eq!(instances_of(&fake, MYSQL), [G1, G2, G3]);
@@ -682,9 +699,7 @@ async fn a_restarted_controller_reconciles_group_instances() {
     // The group monitor of the restarted controller still removes the
     // extra instance once the load is gone.
     fake.state().load_percent.insert(PHP.into(), 0);
-    for i in 3..60 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(3..60).await;
     assert_eq!(instances_of(&fake, PHP), [G1, G2]);
 }
 
@@ -812,4 +827,203 @@ fn instance_ids_from_records_are_checked_against_the_plan() {
         keys(&app, PHP),
         ["s-2/i-7", "s-2/i-8", "s-3/i-10", "s-3/i-9"]
     );
+}
+
+/// The samples reshaped into nested groups: group `my-php-mysql` (the
+/// outer one: groupMinInstances 1, groupMaxInstances 2, group scaling
+/// `outer_scaling`) holds mysql and group `my-php-g` (the inner one:
+/// 1 to 2 instances, group scaling on), which holds php at one member;
+/// php starts after mysql in each outer instance.
+fn nested_samples(outer_scaling: bool) -> Vec<Change> {
+    samples_with(
+        |file, v| {
+            if file.ends_with("php-mysql-group.json") {
+                *v = serde_json::json!({
+                    "name": "php-mysql-group",
+                    "cartridges": ["mysql"],
+                    "groups": [{
+                        "name": "php-group",
+                        "cartridges": ["php"],
+                        "groupScalingEnabled": true
+                    }],
+                    "dependencies": {
+                        "startupOrders": [{"aliases": ["cartridge.my-mysql", "group.my-php-g"]}],
+                        "terminationBehaviour": "terminate-all"
+                    },
+                    "groupScalingEnabled": outer_scaling
+                });
+            }
+            if file.ends_with("php-mysql-app.json") {
+                let g = &mut v["components"]["groups"][0];
+                g["groupMaxInstances"] = 2.into();
+                g["groupScalingEnabled"] = outer_scaling.into();
+                let mut php = g["cartridges"][1].take();
+                php["cartridgeMax"] = 1.into();
+                g["cartridges"] = serde_json::json!([g["cartridges"][0].take()]);
+                g["groups"] = serde_json::json!([{
+                    "name": "php-group",
+                    "alias": "my-php-g",
+                    "groupMinInstances": 1,
+                    "groupMaxInstances": 2,
+                    "groupScalingEnabled": true,
+                    "cartridges": [php]
+                }]);
+            }
+            big_host(file, v);
+        },
+        &[],
+    )
+}
+
+const O1: &str = "my-php-mysql-1";
+const O2: &str = "my-php-mysql-2";
+const O1I1: &str = "my-php-mysql-1/my-php-g-1";
+const O1I2: &str = "my-php-mysql-1/my-php-g-2";
+const O2I3: &str = "my-php-mysql-2/my-php-g-3";
+const O2I4: &str = "my-php-mysql-2/my-php-g-4";
+
+/// Ticks `range` and notes the first tick at which a container of each
+/// (cluster, instance) ran.
+async fn ticks_noting_starts(
+    h: &Harness,
+    range: std::ops::Range<i64>,
+    seen: &mut BTreeMap<(String, String), i64>,
+) {
+    for i in range {
+        tick(&h.ctl, h.base, i).await;
+        for c in [MYSQL, PHP] {
+            for inst in instances_of(&h.fake, c) {
+                seen.entry((c.to_owned(), inst)).or_insert(i);
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_groups_scale_the_inner_group_in_its_outer_instance_then_the_outer_group() {
+    let h = Harness::deployed(nested_samples(true));
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..6).await;
+    assert_eq!(instances_of(fake, MYSQL), [O1]);
+    assert_eq!(instances_of(fake, PHP), [O1I1]);
+    // php busy: ceil(100 / 70) = 2 members wanted in each php instance,
+    // one allowed. The inner group adds an instance in its outer instance;
+    // at its maximum there it passes the notice to the outer group, which
+    // adds an outer instance (mysql, and the inner group at its minimum);
+    // that one's inner group grows in turn; then the outer group is at
+    // its maximum and the application (one network partition) too.
+    fake.state().load_percent.insert(PHP.into(), 100);
+    let mut events = ctl.subscribe();
+    let mut started = BTreeMap::new();
+    ticks_noting_starts(&h, 6..40, &mut started).await;
+    assert_eq!(instances_of(fake, MYSQL), [O1, O2]);
+    assert_eq!(instances_of(fake, PHP), [O1I1, O1I2, O2I3, O2I4]);
+    let seen = drain(&mut events);
+    let added: Vec<(String, String, String)> = group_decisions(&seen)
+        .into_iter()
+        .filter(|d| d.2 == GroupAction::AddInstance)
+        .map(|d| (d.0, d.1, d.3))
+        .collect();
+    let add = |g: &str, parent: &str, id: &str| (g.to_owned(), parent.to_owned(), id.to_owned());
+    assert_eq!(
+        added,
+        [
+            add("my-php-g", O1, O1I2),
+            add("my-php-mysql", "", O2),
+            add("my-php-g", O2, O2I4),
+        ]
+    );
+    assert!(group_decisions(&seen)
+        .iter()
+        .any(|d| d.0 == "my-php-mysql" && d.2 == GroupAction::Escalate));
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            EventKind::Bursting {
+                action: GroupAction::Escalate,
+                ..
+            }
+        )),
+        "no network partition left to burst into"
+    );
+    // Startup order per instance: php of the new outer instance started
+    // after its own mysql.
+    let at = |c: &str, i: &str| started[&(c.to_owned(), i.to_owned())];
+    assert!(at(MYSQL, O2) < at(PHP, O2I3), "{started:?}");
+    // The runtime shows the nesting: parents, members' instances.
+    let rt = h.runtime();
+    let inner = rt.groups.iter().find(|g| g.alias == "my-php-g").unwrap();
+    assert_eq!(inner.parent_alias.as_deref(), Some("my-php-mysql"));
+    let parents: Vec<(&str, Option<&str>)> = inner
+        .instances
+        .iter()
+        .map(|i| (i.instance_id.as_str(), i.parent_instance_id.as_deref()))
+        .collect();
+    assert_eq!(
+        parents,
+        [
+            (O1I1, Some(O1)),
+            (O1I2, Some(O1)),
+            (O2I3, Some(O2)),
+            (O2I4, Some(O2))
+        ]
+    );
+    assert!(inner.instances.iter().all(|i| i.status == "Active"));
+    let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
+    let mut member_insts: Vec<&str> = php.members.iter().map(|m| m.instance_id.as_str()).collect();
+    member_insts.sort();
+    assert_eq!(member_insts, [O1I1, O1I2, O2I3, O2I4]);
+    // Load gone: each inner group gives its newest instance up, then the
+    // outer group its newest instance (with what is inside it).
+    fake.state().load_percent.insert(PHP.into(), 0);
+    let mut events = ctl.subscribe();
+    h.ticks(40..120).await;
+    assert_eq!(instances_of(fake, MYSQL), [O1]);
+    assert_eq!(instances_of(fake, PHP), [O1I1]);
+    let removed: Vec<String> = group_decisions(&drain(&mut events))
+        .into_iter()
+        .filter(|d| d.2 == GroupAction::RemoveInstance)
+        .map(|d| d.3)
+        .collect();
+    let outer_at = removed.iter().position(|r| r == O2).unwrap();
+    let inner_at = removed.iter().position(|r| r == O2I4).unwrap();
+    assert!(inner_at < outer_at, "{removed:?}");
+    assert!(removed.iter().any(|r| r == O1I2), "{removed:?}");
+    let recs = lock(&ctl.inner.store).members().unwrap();
+    let mut left: Vec<&str> = recs.values().map(|r| r.instance_id.as_str()).collect();
+    left.sort();
+    assert_eq!(left, [O1, O1I1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_group_at_its_maximum_tells_an_outer_group_without_group_scaling() {
+    let h = Harness::deployed(nested_samples(false));
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..6).await;
+    fake.state().load_percent.insert(PHP.into(), 100);
+    let mut events = ctl.subscribe();
+    h.ticks(6..40).await;
+    // The inner group grows within the one outer instance; the outer
+    // group, without group scaling, passes the notice up.
+    assert_eq!(instances_of(fake, MYSQL), [O1]);
+    assert_eq!(instances_of(fake, PHP), [O1I1, O1I2]);
+    let decisions = group_decisions(&drain(&mut events));
+    let of = |g: &str| -> Vec<GroupAction> {
+        let mut v: Vec<GroupAction> = decisions
+            .iter()
+            .filter(|d| d.0 == g && d.2 != GroupAction::Hold)
+            .map(|d| d.2)
+            .collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(
+        of("my-php-g"),
+        [GroupAction::AddInstance, GroupAction::Escalate]
+    );
+    assert_eq!(of("my-php-mysql"), [GroupAction::Escalate]);
+    fake.state().load_percent.insert(PHP.into(), 0);
+    h.ticks(40..100).await;
+    assert_eq!(instances_of(fake, PHP), [O1I1]);
+    assert_eq!(instances_of(fake, MYSQL), [O1]);
 }

@@ -1027,3 +1027,330 @@ async fn an_inner_group_at_its_maximum_tells_an_outer_group_without_group_scalin
     assert_eq!(instances_of(fake, PHP), [O1I1]);
     assert_eq!(instances_of(fake, MYSQL), [O1]);
 }
+
+const BURST_NP: &str = "network-partition-burst";
+const BURST: &str = "@network-partition-burst";
+
+/// The samples with a second network partition (on the same host) that
+/// the application policy lists after the first (one-after-another) and
+/// the deployment policy allows two members in; `edit` changes the
+/// application further.
+fn burst_samples(edit: impl Fn(&mut serde_json::Value)) -> Vec<Change> {
+    let np = serde_json::json!({
+        "id": BURST_NP,
+        "provider": "strato",
+        "partitions": [{
+            "id": "partition-c",
+            "property": [{ "name": "cluster", "value": "local-cluster" }]
+        }]
+    });
+    samples_with(
+        |file, v| {
+            if file.ends_with("deployment-policy-local.json") {
+                v["networkPartitions"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({
+                        "id": BURST_NP,
+                        "partitionAlgo": "one-after-another",
+                        "partitions": [{ "id": "partition-c", "partitionMax": 2 }]
+                    }));
+            }
+            if file.ends_with("application-policy-local.json") {
+                v["networkPartitions"] = serde_json::json!(["network-partition-local", BURST_NP]);
+            }
+            if file.ends_with("php-mysql-app.json") {
+                edit(v);
+            }
+            big_host(file, v);
+        },
+        &[(Kind::NetworkPartition, np)],
+    )
+}
+
+/// (instance id, network partition, burst) of each application instance.
+fn app_instances(h: &Harness) -> Vec<(String, String, bool)> {
+    h.runtime()
+        .instances
+        .iter()
+        .map(|a| {
+            (
+                a.instance_id.clone(),
+                a.network_partition_id.clone(),
+                a.burst,
+            )
+        })
+        .collect()
+}
+
+/// Network partition of each running container of a cluster, sorted.
+fn partitions_of(fake: &Fake, cluster: &str) -> Vec<String> {
+    let mut v: Vec<String> = fake
+        .running_in(cluster)
+        .iter()
+        .map(|c| c.spec.labels[LABEL_PARTITION].clone())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_at_its_maximum_bursts_into_the_next_network_partition_and_back() {
+    // The group without group scaling, php at one member.
+    let h = Harness::deployed(burst_samples(|v| {
+        v["components"]["groups"][0]["cartridges"][1]["cartridgeMax"] = 1.into();
+    }));
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..5).await;
+    let local = |id: &str| (id.to_owned(), "network-partition-local".to_owned(), false);
+    assert_eq!(app_instances(&h), [local("")]);
+    assert_eq!(instances_of(fake, PHP), [G1]);
+    // php over its maximum; the group cannot grow and tells the
+    // application, which starts an instance of itself in the next network
+    // partition: the group at its minimum there, mysql first, then php.
+    fake.state().load_percent.insert(PHP.into(), 100);
+    let mut events = ctl.subscribe();
+    let mut started = BTreeMap::new();
+    let burst_group = format!("{BURST}/my-php-mysql-2");
+    for i in 5..20 {
+        tick(ctl, h.base, i).await;
+        for c in [MYSQL, PHP] {
+            for inst in instances_of(fake, c) {
+                started.entry((c, inst)).or_insert(i);
+            }
+        }
+    }
+    assert_eq!(
+        app_instances(&h),
+        [local(""), (BURST.into(), BURST_NP.into(), true)]
+    );
+    // (Sorted: `@` before letters.)
+    assert_eq!(
+        instances_of(fake, PHP),
+        [burst_group.clone(), G1.to_owned()]
+    );
+    assert_eq!(
+        instances_of(fake, MYSQL),
+        [burst_group.clone(), G1.to_owned()]
+    );
+    assert!(
+        started[&(MYSQL, burst_group.clone())] < started[&(PHP, burst_group.clone())],
+        "{started:?}"
+    );
+    // Its members are placed in the burst network partition, and in the
+    // cluster's one load-balancer pool.
+    assert_eq!(
+        partitions_of(fake, PHP),
+        [
+            "network-partition-burst/partition-c",
+            "network-partition-local/partition-a"
+        ]
+    );
+    let rt = h.runtime();
+    let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
+    let nps: Vec<(&str, &str)> = php
+        .instances
+        .iter()
+        .map(|i| (i.instance_id.as_str(), i.network_partition_id.as_str()))
+        .collect();
+    assert_eq!(
+        nps,
+        [
+            (burst_group.as_str(), BURST_NP),
+            (G1, "network-partition-local")
+        ]
+    );
+    let g = &rt.groups[0].instances;
+    assert_eq!(g[1].network_partition_id, BURST_NP);
+    assert_eq!(g[1].parent_instance_id.as_deref(), Some(BURST));
+    let bursts: Vec<(GroupAction, Option<String>, Option<String>)> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::Bursting {
+                action,
+                instance_id,
+                network_partition_id,
+                ..
+            } => Some((action, instance_id, network_partition_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        bursts.first(),
+        Some(&(
+            GroupAction::AddInstance,
+            Some(BURST.to_owned()),
+            Some(BURST_NP.to_owned())
+        ))
+    );
+    // No third network partition: the application says so.
+    assert_eq!(bursts.last().map(|b| b.0), Some(GroupAction::Escalate));
+
+    // A restart finds the burst instance again from the members' records.
+    let creates = fake.state().created.len();
+    let h = h.restart(|_| {}).await;
+    assert_eq!(
+        app_instances(&h),
+        [local(""), (BURST.into(), BURST_NP.into(), true)]
+    );
+    h.ticks(0..3).await;
+    assert_eq!(
+        h.fake.state().created.len(),
+        creates,
+        "adopted, not replaced"
+    );
+
+    // Load gone: after the deferrals and the cooldown the burst instance
+    // goes with everything in it; the first one stays.
+    h.fake.state().load_percent.insert(PHP.into(), 0);
+    h.ticks(3..60).await;
+    assert_eq!(app_instances(&h), [local("")]);
+    assert_eq!(instances_of(&h.fake, PHP), [G1]);
+    assert_eq!(instances_of(&h.fake, MYSQL), [G1]);
+    let recs = lock(&h.ctl.inner.store).members().unwrap();
+    assert!(recs.values().all(|r| r.network_partition != BURST_NP));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plain_cluster_at_its_maximum_bursts_with_the_application() {
+    // No group: mysql, then php (cartridgeMax 1), at the top.
+    let h = Harness::deployed(burst_samples(|v| {
+        let mut g = v["components"]["groups"][0].take();
+        g["cartridges"][1]["cartridgeMax"] = 1.into();
+        g["cartridges"][1]["subscribableInfo"]["deploymentPolicy"] =
+            "deployment-policy-local".into();
+        g["cartridges"][0]["subscribableInfo"]["deploymentPolicy"] =
+            "deployment-policy-local".into();
+        v["components"] = serde_json::json!({
+            "cartridges": g["cartridges"].take(),
+            "dependencies": {
+                "startupOrders": [{"aliases": ["cartridge.my-mysql", "cartridge.my-php"]}]
+            }
+        });
+    }));
+    let fake = &h.fake;
+    h.ticks(0..5).await;
+    assert_eq!(instances_of(fake, PHP), [""]);
+    fake.state().load_percent.insert(PHP.into(), 100);
+    h.ticks(5..20).await;
+    // The burst instance of each top-level cluster is the application
+    // instance's own; php there waits for mysql there.
+    assert_eq!(instances_of(fake, PHP), ["", BURST]);
+    assert_eq!(instances_of(fake, MYSQL), ["", BURST]);
+    assert_eq!(
+        partitions_of(fake, MYSQL),
+        [
+            "network-partition-burst/partition-c",
+            "network-partition-local/partition-a"
+        ]
+    );
+    fake.state().load_percent.insert(PHP.into(), 0);
+    h.ticks(20..80).await;
+    assert_eq!(instances_of(fake, PHP), [""]);
+    assert_eq!(instances_of(fake, MYSQL), [""]);
+}
+
+/// Running containers of a cluster per group instance.
+fn count_by_instance(fake: &Fake, cluster: &str) -> BTreeMap<String, usize> {
+    let mut n = BTreeMap::new();
+    for i in instances_of(fake, cluster) {
+        *n.entry(i).or_default() += 1;
+    }
+    n
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn scaling_dependents_of_a_group_scale_together_in_one_group_instance_only() {
+    // Two instances of the group, whose definition says mysql and php
+    // scale together; mysql may have two members.
+    let h = Harness::deployed(samples_with(
+        |file, v| {
+            if file.ends_with("php-mysql-group.json") {
+                v["dependencies"]["scalingDependents"] =
+                    serde_json::json!([{"aliases": ["cartridge.my-mysql", "cartridge.my-php"]}]);
+            }
+            if file.ends_with("php-mysql-app.json") {
+                let g = &mut v["components"]["groups"][0];
+                g["groupMinInstances"] = 2.into();
+                g["groupMaxInstances"] = 2.into();
+                g["cartridges"][0]["cartridgeMax"] = 2.into();
+            }
+            big_host(file, v);
+        },
+        &[],
+    ));
+    let fake = &h.fake;
+    h.ticks(0..6).await;
+    // php of the first instance alone is busy: ceil(100 / 70) = 2, a
+    // factor of 2 over its minimum, so mysql and php of that instance go
+    // to two members each; the other instance stays as it is.
+    fake.state()
+        .instance_load_percent
+        .insert((PHP.into(), G1.into()), 100);
+    h.ticks(6..14).await;
+    assert_eq!(count_by_instance(fake, PHP), counts(&[(G1, 2), (G2, 1)]));
+    assert_eq!(count_by_instance(fake, MYSQL), counts(&[(G1, 2), (G2, 1)]));
+    // Load gone: both back to one, together.
+    fake.state().instance_load_percent.clear();
+    h.ticks(14..60).await;
+    assert_eq!(count_by_instance(fake, PHP), counts(&[(G1, 1), (G2, 1)]));
+    assert_eq!(count_by_instance(fake, MYSQL), counts(&[(G1, 1), (G2, 1)]));
+}
+
+const WORKER: &str = "php-mysql-app.my-worker.worker.domain";
+
+#[tokio::test(start_paused = true)]
+async fn scaling_dependents_naming_a_group_and_a_cartridge_scale_together() {
+    // The application's dependencies: the group (two instances) and a
+    // top-level cartridge scale together.
+    let worker = serde_json::json!({
+        "type": "worker", "category": "framework", "provider": "strato",
+        "portMapping": [{"name": "w", "protocol": "tcp", "port": 9000, "proxyPort": 0}],
+        "iaasProvider": [{"type": "strato", "imageId": "strato/sample-http:1"}],
+        "property": [{"name": "cpu", "value": "100m"}, {"name": "memory", "value": "32Mi"}]
+    });
+    let h = Harness::deployed(samples_with(
+        |file, v| {
+            if file.ends_with("php-mysql-app.json") {
+                let c = &mut v["components"];
+                c["groups"][0]["groupMinInstances"] = 2.into();
+                c["groups"][0]["groupMaxInstances"] = 2.into();
+                c["groups"][0]["cartridges"][0]["cartridgeMax"] = 2.into();
+                c["cartridges"] = serde_json::json!([{
+                    "type": "worker", "cartridgeMin": 1, "cartridgeMax": 3,
+                    "subscribableInfo": {
+                        "alias": "my-worker",
+                        "autoscalingPolicy": "autoscaling-policy-web",
+                        "deploymentPolicy": "deployment-policy-local"
+                    }
+                }]);
+                c["dependencies"] = serde_json::json!({
+                    "scalingDependents": [{"aliases": ["group.my-php-mysql", "cartridge.my-worker"]}]
+                });
+            }
+            big_host(file, v);
+        },
+        &[(Kind::Cartridge, worker)],
+    ));
+    let fake = &h.fake;
+    h.ticks(0..6).await;
+    assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 1)]));
+    // php busy in one group instance: the factor 2 reaches every cluster
+    // of the set in the application instance: the group's clusters in
+    // both its instances and the worker.
+    fake.state()
+        .instance_load_percent
+        .insert((PHP.into(), G1.into()), 100);
+    h.ticks(6..14).await;
+    assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 2)]));
+    assert_eq!(count_by_instance(fake, PHP), counts(&[(G1, 2), (G2, 2)]));
+    assert_eq!(count_by_instance(fake, MYSQL), counts(&[(G1, 2), (G2, 2)]));
+    fake.state().instance_load_percent.clear();
+    h.ticks(14..60).await;
+    assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 1)]));
+    assert_eq!(count_by_instance(fake, PHP), counts(&[(G1, 1), (G2, 1)]));
+}

@@ -332,6 +332,24 @@ impl AppRt {
             .all(|((g, _), n)| self.group(g).is_none_or(|g| *n <= g.min_instances.max(1)))
     }
 
+    /// Whether every cluster instance in instance `inst` (group or
+    /// application) was evaluated and would go below its minimum, and
+    /// every group in it is at its minimum: then `inst` may go.
+    fn all_below_min_within(&self, inst: &str, below: &BTreeMap<(String, String), bool>) -> bool {
+        let mut keys = self.clusters.values().flat_map(|c| {
+            c.instances
+                .keys()
+                .filter(|k| within(k, inst))
+                .map(|k| (c.plan.cluster_id.clone(), k.clone()))
+        });
+        let mut any = false;
+        let all = keys.all(|k| {
+            any = true;
+            below.get(&k).copied().unwrap_or(false)
+        });
+        any && all && self.groups_at_min_within(inst)
+    }
+
     /// Parent instances a group's instances live in.
     fn parent_instances(&self, g: &GroupPlan) -> Vec<String> {
         match &g.parent {
@@ -685,6 +703,21 @@ impl<E> Clone for Controller<E> {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The members of application `app_id` in instance `inst` (or inside
+/// it), each with `why` it goes.
+fn members_within(
+    members: &BTreeMap<String, MemberRt>,
+    app_id: &str,
+    inst: &str,
+    why: &'static str,
+) -> Vec<(String, &'static str)> {
+    members
+        .values()
+        .filter(|m| m.rec.application_id == app_id && within(&m.rec.instance_id, inst))
+        .map(|m| (m.rec.member_id.clone(), why))
+        .collect()
 }
 
 /// Runtime view of one member, for the API.
@@ -2216,21 +2249,7 @@ impl<E: Engine> Controller<E> {
                         continue;
                     };
                     let child_over_max = insts.iter().any(|i| over.contains(i));
-                    // Every cluster instance of the newest group instance
-                    // evaluated and would go below its minimum.
-                    let keys: Vec<(String, String)> = app
-                        .clusters
-                        .values()
-                        .flat_map(|c| {
-                            c.instances
-                                .keys()
-                                .filter(|k| within(k, &newest))
-                                .map(|k| (c.plan.cluster_id.clone(), k.clone()))
-                        })
-                        .collect();
-                    let children_below_min = !keys.is_empty()
-                        && keys.iter().all(|k| below.get(k).copied().unwrap_or(false))
-                        && app.groups_at_min_within(&newest);
+                    let children_below_min = app.all_below_min_within(&newest, &below);
                     let settling = app.clusters.values().any(|c| {
                         c.instances.keys().any(|k| {
                             insts.iter().any(|i| within(k, i))
@@ -2265,15 +2284,12 @@ impl<E: Engine> Controller<E> {
                         GroupAction::RemoveInstance => {
                             app.remove_group_instance(&newest);
                             tracing::info!(group = %g.alias, instance = %newest, "group scale-in");
-                            removals.extend(
-                                members
-                                    .values()
-                                    .filter(|m| {
-                                        m.rec.application_id == app_id
-                                            && within(&m.rec.instance_id, &newest)
-                                    })
-                                    .map(|m| (m.rec.member_id.clone(), "group scale down")),
-                            );
+                            removals.extend(members_within(
+                                members,
+                                app_id,
+                                &newest,
+                                "group scale down",
+                            ));
                             instance_id = Some(newest.clone());
                         }
                         GroupAction::Escalate => {
@@ -2316,19 +2332,9 @@ impl<E: Engine> Controller<E> {
                 let max = n.saturating_add(u32::try_from(room).unwrap_or(u32::MAX));
                 let child_over_max = app.app_insts.iter().any(|a| over.contains(a));
                 let newest = app.app_insts.last().cloned().unwrap_or_default();
-                let keys: Vec<(String, String)> = app
-                    .clusters
-                    .values()
-                    .flat_map(|c| {
-                        c.instances
-                            .keys()
-                            .filter(|k| !newest.is_empty() && within(k, &newest))
-                            .map(|k| (c.plan.cluster_id.clone(), k.clone()))
-                    })
-                    .collect();
-                let children_below_min = !keys.is_empty()
-                    && keys.iter().all(|k| below.get(k).copied().unwrap_or(false))
-                    && app.groups_at_min_within(&newest);
+                // (The first application instance never goes.)
+                let children_below_min =
+                    !newest.is_empty() && app.all_below_min_within(&newest, &below);
                 // Stratos bursts only when no application instance is pending.
                 let settling = app.clusters.values().any(|c| {
                     c.instances
@@ -2365,15 +2371,7 @@ impl<E: Engine> Controller<E> {
                         network_partition = Some(app.network_partition_of(&newest).to_owned());
                         app.remove_app_instance(&newest);
                         tracing::info!(application = %app_id, instance = %newest, "burst application instance removed");
-                        removals.extend(
-                            members
-                                .values()
-                                .filter(|m| {
-                                    m.rec.application_id == app_id
-                                        && within(&m.rec.instance_id, &newest)
-                                })
-                                .map(|m| (m.rec.member_id.clone(), "bursting over")),
-                        );
+                        removals.extend(members_within(members, app_id, &newest, "bursting over"));
                         instance_id = Some(newest.clone());
                     }
                     _ => {}

@@ -208,11 +208,11 @@ async fn deploys_in_startup_order_and_members_become_active() {
     // Only the first stage (mysql) is created; php waits for it.
     let created: Vec<String> = fake.state().created.iter().map(|c| c.1.clone()).collect();
     assert_eq!(created, vec![MYSQL.to_owned()]);
-    tick(&ctl, base, 1).await;
-    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
-    tick(&ctl, base, 2).await;
-    tick(&ctl, base, 3).await;
-    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
+    tick(ctl, base, 1).await;
+    assert_eq!(statuses(ctl, MYSQL), vec![MemberStatus::Active]);
+    tick(ctl, base, 2).await;
+    tick(ctl, base, 3).await;
+    assert_eq!(statuses(ctl, PHP), vec![MemberStatus::Active]);
     let created: Vec<String> = fake.state().created.iter().map(|c| c.1.clone()).collect();
     assert_eq!(created, vec![MYSQL.to_owned(), PHP.to_owned()]);
     // The container as the cartridge says: image, labels, ports, limits.
@@ -245,7 +245,7 @@ async fn a_member_whose_container_exits_is_replaced() {
     let now = fake.running_in(PHP);
     assert_eq!(now.len(), 1);
     assert_ne!(now[0].spec.name, old.spec.name);
-    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
+    assert_eq!(statuses(ctl, PHP), vec![MemberStatus::Active]);
     // The exited container was removed, not left behind.
     assert_eq!(fake.state().containers.len(), 2);
 }
@@ -263,7 +263,7 @@ async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_ca
     h.ticks(0..12).await;
     // Level 2: the sample's one host declares 2 cpus; mysql takes 1000m
     // and each php 500m, so the third php member waits, Pending.
-    let mut st = statuses(&ctl, PHP);
+    let mut st = statuses(ctl, PHP);
     st.sort();
     assert_eq!(
         st,
@@ -356,7 +356,7 @@ async fn a_restarted_controller_adopts_running_members_and_replaces_missing_ones
     assert_eq!(fake.running_in(PHP).remove(0).spec.name, php_before);
     assert_eq!(fake.running_in(MYSQL).len(), 1);
     assert_eq!(fake.state().created.len(), creates_before + 1);
-    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
+    assert_eq!(statuses(ctl, MYSQL), vec![MemberStatus::Active]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -391,11 +391,11 @@ async fn a_member_that_cannot_be_created_is_retried_with_backoff() {
         ctl.reconcile_once(now_ms()).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         tokio::time::advance(Duration::from_millis(950)).await;
-        if statuses(&ctl, MYSQL) == vec![MemberStatus::Active] {
+        if statuses(ctl, MYSQL) == vec![MemberStatus::Active] {
             return;
         }
     }
-    panic!("mysql never became Active: {:?}", statuses(&ctl, MYSQL));
+    panic!("mysql never became Active: {:?}", statuses(ctl, MYSQL));
 }
 
 /// An application `many-app` of `n` members of one small cartridge
@@ -533,15 +533,20 @@ fn group_scaling_samples() -> Vec<Change> {
     )
 }
 
-/// Group instance of each running container of a cluster, sorted.
-fn instances_of(fake: &Fake, cluster: &str) -> Vec<String> {
+/// Label `label` of each running container of a cluster, sorted.
+fn labels_of(fake: &Fake, cluster: &str, label: &str) -> Vec<String> {
     let mut v: Vec<String> = fake
         .running_in(cluster)
         .iter()
-        .map(|c| c.spec.labels[LABEL_INSTANCE].clone())
+        .map(|c| c.spec.labels[label].clone())
         .collect();
     v.sort();
     v
+}
+
+/// Group instance of each running container of a cluster, sorted.
+fn instances_of(fake: &Fake, cluster: &str) -> Vec<String> {
+    labels_of(fake, cluster, LABEL_INSTANCE)
 }
 
 /// The group decisions among events: (group, parent instance, action,
@@ -589,12 +594,12 @@ async fn group_min_instances_deploy_copies_of_the_groups_clusters() {
     assert_eq!(instances_of(fake, MYSQL), [G1, G2]);
     assert!(fake.running_in(PHP).is_empty());
     h.ticks(1..5).await;
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2]);
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     assert_eq!(rt.status, DeploymentStatus::Active);
     assert_eq!(
-        group_instances(&ctl),
+        group_instances(ctl),
         [(G1.into(), "Active".into()), (G2.into(), "Active".into())]
     );
     let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
@@ -627,7 +632,7 @@ async fn a_cluster_at_its_max_adds_a_group_instance_and_load_gone_removes_it() {
     let h = Harness::deployed(group_scaling_samples());
     let (ctl, fake) = (&h.ctl, &h.fake);
     h.ticks(0..5).await;
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
     // php busy at 100 % of its cpu against a loadAverage threshold of 70:
     // ceil(1 · 100 / 70) = 2 members wanted, cartridgeMax is 1, so each
     // php instance is over its maximum and the group adds an instance
@@ -636,7 +641,7 @@ async fn a_cluster_at_its_max_adds_a_group_instance_and_load_gone_removes_it() {
     let mut events = ctl.subscribe();
     h.ticks(5..16).await;
     assert_eq!(instances_of(fake, PHP), [G1, G2, G3]);
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2, G3]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2, G3]);
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
     let eval = php.instances[0].last_evaluation.as_ref().unwrap();
@@ -658,15 +663,15 @@ async fn a_cluster_at_its_max_adds_a_group_instance_and_load_gone_removes_it() {
     h.ticks(16..30).await;
     assert_eq!(instances_of(fake, PHP), [G1, G2, G3], "cooling down");
     h.ticks(30..50).await;
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2]);
     assert_eq!(
-        group_instances(&ctl),
+        group_instances(ctl),
         [(G1.into(), "Active".into()), (G2.into(), "Active".into())]
     );
     // groupMinInstances holds: no fewer than 2 however long it stays idle.
     h.ticks(50..120).await;
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
     let recs = lock(&ctl.inner.store).members().unwrap();
     assert!(recs.values().all(|r| r.instance_id != G3));
 }
@@ -693,14 +698,14 @@ async fn a_restarted_controller_reconciles_group_instances() {
     assert_eq!(ids, [G1, G2, G3]);
     h.ticks(0..3).await;
     // The missing php member is replaced in its own instance, nothing else.
-    assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2, G3]);
+    assert_eq!(instances_of(fake, PHP), [G1, G2, G3]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2, G3]);
     assert_eq!(fake.state().created.len(), creates_before + 1);
     // The group monitor of the restarted controller still removes the
     // extra instance once the load is gone.
     fake.state().load_percent.insert(PHP.into(), 0);
     h.ticks(3..60).await;
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
 }
 
 /// The sample's plan reshaped into nested groups: mysql in group `s`
@@ -1085,13 +1090,7 @@ fn app_instances(h: &Harness) -> Vec<(String, String, bool)> {
 
 /// Network partition of each running container of a cluster, sorted.
 fn partitions_of(fake: &Fake, cluster: &str) -> Vec<String> {
-    let mut v: Vec<String> = fake
-        .running_in(cluster)
-        .iter()
-        .map(|c| c.spec.labels[LABEL_PARTITION].clone())
-        .collect();
-    v.sort();
-    v
+    labels_of(fake, cluster, LABEL_PARTITION)
 }
 
 #[tokio::test(start_paused = true)]

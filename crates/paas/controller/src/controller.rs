@@ -33,8 +33,26 @@
 //! to `groupMaxInstances`, one at a time; else the notice goes to the
 //! parent group) or whether every cluster of its newest instance would go
 //! below its minimum (then that instance goes, after the consecutive
-//! decisions and the cooldown). A restart rebuilds the instances from the
-//! records of running members.
+//! decisions and the cooldown). A group inside a group has instances in
+//! each instance of its parent, and its notices go to that instance; a
+//! group gives an instance up only once the groups inside it are at
+//! their minimum. Startup orders and scaling dependents hold between
+//! instances in the same instance of the group (or application instance)
+//! that declares them. A restart rebuilds the instances from the records
+//! of running members.
+//!
+//! Application instances and bursting (Stratos 4.1's application
+//! monitor): an application has an instance per network partition it
+//! uses: `""` in the application policy's first one (`one-after-another`;
+//! every one for `all-at-once`) and `@NP` in each other, and every cluster
+//! instance is confined to its application instance's network partition.
+//! A notice over the maximum that reaches the application (from a
+//! top-level cluster instance, or a group that cannot grow) adds an
+//! application instance in the next network partition of the policy:
+//! its top-level groups at their minimum (`@NP/ALIAS-N`) and its
+//! top-level clusters (`@NP`) at theirs, all behind the same listeners.
+//! Once every cluster instance in the burst instance would go below its
+//! minimum, it goes again after the deferrals and the cooldown.
 //!
 //! State that must survive a restart (definitions, deployments, member
 //! records) is in the store; on start the controller adopts the running

@@ -198,6 +198,9 @@ struct AppRt {
     group_scaling: BTreeMap<(String, String), GroupScaling>,
     /// The last group decision per (group alias, parent instance).
     group_last: BTreeMap<(String, String), GroupAction>,
+    /// Factors the monitors of groups in scaling sets asked for, by
+    /// (group alias, parent instance); the sets act on them next tick.
+    group_factors: BTreeMap<(String, String), f64>,
     /// Next instance number per group alias (numbers are not reused).
     next_instance: BTreeMap<String, u32>,
     config: ScalingConfig,
@@ -236,20 +239,17 @@ fn group_steps(key: &str) -> Vec<&str> {
     }
 }
 
-/// How many group levels the clusters of a scaling set share: the depth
-/// of the group (0: the application) whose `scalingDependents` named
-/// them, since a set names at least two of that group's children.
-fn set_depth(clusters: &BTreeMap<String, ClusterRt>, set: &[String]) -> usize {
-    let mut groups = set
-        .iter()
-        .filter_map(|cid| clusters.get(cid))
-        .map(|c| c.plan.groups.as_slice());
-    let Some(first) = groups.next() else {
-        return 0;
-    };
-    groups.fold(first.len(), |n, g| {
-        n.min(first.iter().zip(g).take_while(|(a, b)| a == b).count())
-    })
+/// The instance, `depth` group levels down, that key `k` lies in: its
+/// application instance and the first `depth` steps of its path (the
+/// instance of the group at that depth, or the application instance).
+fn scope_of(k: &str, depth: usize) -> String {
+    let app = app_instance_of(k);
+    let mut parts: Vec<&str> = Vec::new();
+    if !app.is_empty() {
+        parts.push(app);
+    }
+    parts.extend(group_steps(k).into_iter().take(depth));
+    parts.join("/")
 }
 
 /// Whether instance `k` of a cluster under groups `k_groups` and
@@ -574,6 +574,8 @@ impl AppRt {
         self.group_scaling
             .retain(|(_, parent), _| !within(parent, id));
         self.group_last.retain(|(_, parent), _| !within(parent, id));
+        self.group_factors
+            .retain(|(_, parent), _| !within(parent, id));
         let mut keys = Vec::new();
         for c in self.clusters.values_mut() {
             let gone: Vec<String> = c
@@ -993,6 +995,7 @@ impl<E: Engine> Controller<E> {
             group_insts: Vec::new(),
             group_scaling: BTreeMap::new(),
             group_last: BTreeMap::new(),
+            group_factors: BTreeMap::new(),
             next_instance: BTreeMap::new(),
             config: self.inner.config.scaling,
         })
@@ -2196,37 +2199,40 @@ impl<E: Engine> Controller<E> {
                 }
             }
             // Scaling dependents, per instance of the group (or application
-            // instance) that declares them: the highest factor of a set's
-            // cluster instances there moves all of them there, and no
-            // other instance (Stratos's dependent scaling runs in the
-            // parent instance that heard the scaling event).
-            for set in &app.plan.scaling_sets {
-                let depth = set_depth(&app.clusters, set);
-                let scope = |k: &str| -> String {
-                    let steps = group_steps(k);
-                    let mut s = app_instance_of(k).to_owned();
-                    for st in steps.iter().take(depth) {
-                        s.push('/');
-                        s.push_str(st);
-                    }
-                    s
-                };
+            // instance) that declares them: the highest factor asked for
+            // there (by a cluster instance's rule, or last tick by a
+            // group's monitor) moves every member of the set there: a
+            // cluster instance to `min · factor` members, a group to
+            // `groupMinInstances · factor` instances; no other instance
+            // moves (Stratos's dependent scaling runs in the parent
+            // instance that heard the scaling event).
+            let mut changed = false;
+            let group_factors = std::mem::take(&mut app.group_factors);
+            for set in app.plan.scaling_sets.clone() {
+                let depth = set
+                    .scope
+                    .as_deref()
+                    .and_then(|s| app.group(s))
+                    .map_or(0, |g| app.depth(g) + 1);
                 let mut per_scope: BTreeMap<String, f64> = BTreeMap::new();
-                for ((cid, k), f) in &factors {
-                    if set.contains(cid) {
-                        let e = per_scope.entry(scope(k)).or_insert(*f);
-                        *e = scaling::highest_factor([*e, *f]).unwrap_or(*e);
-                    }
+                let cluster_factors = factors
+                    .iter()
+                    .filter(|((cid, _), _)| set.clusters.contains(cid))
+                    .map(|((_, k), f)| (scope_of(k, depth), *f));
+                let group_factors = group_factors
+                    .iter()
+                    .filter(|((g, _), _)| set.groups.contains(g))
+                    .map(|((_, parent), f)| (parent.clone(), *f));
+                for (sc, f) in cluster_factors.chain(group_factors) {
+                    let e = per_scope.entry(sc).or_insert(f);
+                    *e = scaling::highest_factor([*e, f]).unwrap_or(*e);
                 }
-                if per_scope.is_empty() {
-                    continue;
-                }
-                for cid in set {
+                for cid in &set.clusters {
                     let Some(c) = app.clusters.get_mut(cid) else {
                         continue;
                     };
                     for (k, inst) in c.instances.iter_mut() {
-                        let Some(f) = per_scope.get(&scope(k)).copied() else {
+                        let Some(f) = per_scope.get(&scope_of(k, depth)).copied() else {
                             continue;
                         };
                         let want =
@@ -2249,12 +2255,72 @@ impl<E: Engine> Controller<E> {
                         }
                     }
                 }
+                for alias in &set.groups {
+                    let Some(g) = app.group(alias).cloned() else {
+                        continue;
+                    };
+                    for (sc, f) in &per_scope {
+                        let insts: Vec<String> = app
+                            .group_insts
+                            .iter()
+                            .filter(|i| &i.group == alias && &i.parent == sc)
+                            .map(|i| i.id.clone())
+                            .collect();
+                        let n = u32::try_from(insts.len()).unwrap_or(u32::MAX);
+                        if n == 0 {
+                            continue;
+                        }
+                        let min = g.min_instances.max(1);
+                        let max = g.max_instances.max(min);
+                        // ceil(min · factor), blind to the last bits of
+                        // a factor such as 4 / 3.
+                        let required =
+                            scaling::rounded_instance_count(f64::from(min) * f - 1e-9, 0.0);
+                        let required = u32::try_from(required.max(0)).unwrap_or(u32::MAX);
+                        let want = required.clamp(min, max);
+                        if required > max || (want > n && !g.group_scaling_enabled) {
+                            // No room (or no group scaling): the parent's.
+                            over.insert(sc.clone());
+                        }
+                        let mut event = |action, instance_id: String| {
+                            group_events.push(EventKind::GroupScaling {
+                                group: alias.clone(),
+                                parent_instance_id: sc.clone(),
+                                instances: n,
+                                action,
+                                instance_id: Some(instance_id),
+                            });
+                        };
+                        if want > n && g.group_scaling_enabled {
+                            for _ in n..want {
+                                let id = app.add_group_instance(alias, sc);
+                                tracing::info!(group = %alias, instance = %id, factor = f, "group scale-out with its scaling dependents");
+                                event(GroupAction::AddInstance, id);
+                                changed = true;
+                            }
+                        }
+                        let surplus = usize::try_from(n.saturating_sub(want)).unwrap_or(0);
+                        for id in insts.iter().rev().take(surplus) {
+                            app.remove_group_instance(id);
+                            tracing::info!(group = %alias, instance = %id, factor = f, "group scale-in with its scaling dependents");
+                            removals.extend(members_within(
+                                members,
+                                app_id,
+                                id,
+                                "group scale down",
+                            ));
+                            event(GroupAction::RemoveInstance, id.clone());
+                        }
+                    }
+                }
+            }
+            if changed {
+                app.ensure_instances();
             }
             // The group monitors, innermost groups first: a notice a group
             // cannot act on goes to its parent's instance.
             let mut groups = app.groups_outer_first();
             groups.reverse();
-            let mut changed = false;
             for g in groups {
                 for parent in app.parent_instances(&g) {
                     let insts: Vec<String> = app
@@ -2291,6 +2357,22 @@ impl<E: Engine> Controller<E> {
                             settling,
                             now,
                         );
+                    // A group in a scaling set hands its decision to the
+                    // set, as the factor of one instance more or fewer.
+                    let action = match action {
+                        GroupAction::AddInstance | GroupAction::RemoveInstance
+                            if g.has_scaling_dependents =>
+                        {
+                            let more = action == GroupAction::AddInstance;
+                            let to = if more { n.saturating_add(1) } else { n - 1 };
+                            app.group_factors.insert(
+                                key.clone(),
+                                f64::from(to) / f64::from(g.min_instances.max(1)),
+                            );
+                            GroupAction::Dependents
+                        }
+                        other => other,
+                    };
                     let mut instance_id = None;
                     match action {
                         GroupAction::AddInstance => {

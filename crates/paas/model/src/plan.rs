@@ -41,9 +41,8 @@ pub struct Plan {
     /// Startup order: the clusters of a stage wait only for clusters of
     /// earlier stages (see [`ClusterPlan::waits_for`] for the exact edges).
     pub stages: Vec<Vec<String>>,
-    /// Sets of clusters that scale together (`scalingDependents`, with each
-    /// group expanded to the clusters under it).
-    pub scaling_sets: Vec<Vec<String>>,
+    /// Sets of clusters and groups that scale together (`scalingDependents`).
+    pub scaling_sets: Vec<ScalingSet>,
     /// The application's own `terminationBehaviour` (for its top-level
     /// components; groups carry theirs).
     pub termination_behaviour: TerminationBehaviour,
@@ -193,6 +192,23 @@ pub struct Placement {
     pub partition: String,
 }
 
+/// Components of one parent that scale together (Stratos's
+/// `dependencies.scalingDependents`): a factor one of them asks for in an
+/// instance of the parent moves all of them in that instance: a cluster to
+/// `cartridgeMin · factor` members, a group to `groupMinInstances ·
+/// factor` instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingSet {
+    /// Alias of the group whose definition declares it (`None`: the
+    /// application's).
+    pub scope: Option<String>,
+    /// Clusters it names (`cartridge.ALIAS`).
+    pub clusters: Vec<String>,
+    /// Aliases of the groups it names (`group.ALIAS`).
+    pub groups: Vec<String>,
+}
+
 /// A group instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -204,6 +220,10 @@ pub struct GroupPlan {
     pub min_instances: u32,
     pub max_instances: u32,
     pub group_scaling_enabled: bool,
+    /// Whether it is in a scaling set: then what its monitor decides
+    /// goes to the set as a factor (`(n ± 1) / groupMinInstances`).
+    #[serde(default)]
+    pub has_scaling_dependents: bool,
     pub termination_behaviour: TerminationBehaviour,
     /// Every cluster under this group, nested ones included.
     pub clusters: Vec<String>,
@@ -277,7 +297,7 @@ struct Builder<'a> {
     groups: Vec<GroupPlan>,
     /// (before, after) cluster-id edges.
     edges: BTreeSet<(String, String)>,
-    scaling_sets: Vec<Vec<String>>,
+    scaling_sets: Vec<ScalingSet>,
 }
 
 fn invalid(app: &str, path: String, message: String) -> ModelError {
@@ -347,7 +367,13 @@ pub fn plan(
         waits.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     for cl in &mut b.clusters {
         cl.waits_for = waits.get(&cl.cluster_id).cloned().unwrap_or_default();
-        cl.has_scaling_dependents = b.scaling_sets.iter().any(|s| s.contains(&cl.cluster_id));
+        cl.has_scaling_dependents = b
+            .scaling_sets
+            .iter()
+            .any(|s| s.clusters.contains(&cl.cluster_id));
+    }
+    for g in &mut b.groups {
+        g.has_scaling_dependents = b.scaling_sets.iter().any(|s| s.groups.contains(&g.alias));
     }
     Ok(Plan {
         application_id: app.application_id.clone(),
@@ -434,6 +460,7 @@ impl Builder<'_> {
                 min_instances: to_u32(g.group_min_instances),
                 max_instances: to_u32(g.group_max_instances),
                 group_scaling_enabled: g.group_scaling_enabled || gdef.group_scaling_enabled,
+                has_scaling_dependents: false,
                 termination_behaviour: gdef
                     .dependencies
                     .as_ref()
@@ -455,9 +482,19 @@ impl Builder<'_> {
                 }
             }
             for set in &d.scaling_dependents {
-                let clusters: Vec<String> = set.aliases.iter().flat_map(|a| expand(a)).collect();
-                if clusters.len() > 1 {
-                    self.scaling_sets.push(clusters);
+                let mut s = ScalingSet {
+                    scope: parents.last().cloned(),
+                    clusters: Vec::new(),
+                    groups: Vec::new(),
+                };
+                for a in &set.aliases {
+                    match a.strip_prefix("group.") {
+                        Some(g) => s.groups.push(g.to_owned()),
+                        None => s.clusters.extend(expand(a)),
+                    }
+                }
+                if s.clusters.len() + s.groups.len() > 1 {
+                    self.scaling_sets.push(s);
                 }
             }
         }
@@ -858,16 +895,30 @@ mod tests {
             .apply(&[Change::update(fx::def(Kind::Application, &app))])
             .unwrap();
         let p = plan(&cat, "app1", "ap1").unwrap();
+        // The group scales by its instances, the cartridge by its members
+        // (Stratos's dependent scaling): the group's clusters are not in
+        // the set themselves.
         assert_eq!(
             p.scaling_sets,
-            vec![vec![
-                D.to_owned(),
-                W.to_owned(),
-                W2.to_owned(),
-                FRONT.to_owned()
-            ]]
+            vec![ScalingSet {
+                scope: None,
+                clusters: vec![FRONT.to_owned()],
+                groups: vec!["s".to_owned()],
+            }]
         );
-        assert!(p.clusters.iter().all(|c| c.has_scaling_dependents));
+        let with: Vec<&str> = p
+            .clusters
+            .iter()
+            .filter(|c| c.has_scaling_dependents)
+            .map(|c| c.cluster_id.as_str())
+            .collect();
+        assert_eq!(with, [FRONT]);
+        let groups: Vec<(&str, bool)> = p
+            .groups
+            .iter()
+            .map(|g| (g.alias.as_str(), g.has_scaling_dependents))
+            .collect();
+        assert_eq!(groups, [("i", false), ("s", true)]);
     }
 
     #[test]

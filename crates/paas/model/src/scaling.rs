@@ -913,6 +913,9 @@ pub enum GroupAction {
     },
     /// Over max and no room here: the parent's business.
     Escalate,
+    /// The group is in a scaling set: its decision to add or remove an
+    /// instance went to the set as a factor, which moves the whole set.
+    Dependents,
 }
 
 impl GroupScaling {

@@ -724,6 +724,7 @@ fn nested_app() -> AppRt {
         min_instances: 2,
         max_instances: 3,
         group_scaling_enabled: true,
+        has_scaling_dependents: false,
         termination_behaviour: plan.groups[0].termination_behaviour,
         clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
     };
@@ -765,6 +766,7 @@ fn nested_app() -> AppRt {
         group_insts: Vec::new(),
         group_scaling: BTreeMap::new(),
         group_last: BTreeMap::new(),
+        group_factors: BTreeMap::new(),
         next_instance: BTreeMap::new(),
         config: ScalingConfig::default(),
     }
@@ -1304,8 +1306,9 @@ const WORKER: &str = "php-mysql-app.my-worker.worker.domain";
 
 #[tokio::test(start_paused = true)]
 async fn scaling_dependents_naming_a_group_and_a_cartridge_scale_together() {
-    // The application's dependencies: the group (two instances) and a
-    // top-level cartridge scale together.
+    // The application's dependencies: the group (1 to 2 instances, group
+    // scaling on, php at one member) and a top-level cartridge scale
+    // together: the group by its instances, the cartridge by its members.
     let worker = serde_json::json!({
         "type": "worker", "category": "framework", "provider": "strato",
         "portMapping": [{"name": "w", "protocol": "tcp", "port": 9000, "proxyPort": 0}],
@@ -1316,9 +1319,9 @@ async fn scaling_dependents_naming_a_group_and_a_cartridge_scale_together() {
         |file, v| {
             if file.ends_with("php-mysql-app.json") {
                 let c = &mut v["components"];
-                c["groups"][0]["groupMinInstances"] = 2.into();
                 c["groups"][0]["groupMaxInstances"] = 2.into();
-                c["groups"][0]["cartridges"][0]["cartridgeMax"] = 2.into();
+                c["groups"][0]["groupScalingEnabled"] = true.into();
+                c["groups"][0]["cartridges"][1]["cartridgeMax"] = 1.into();
                 c["cartridges"] = serde_json::json!([{
                     "type": "worker", "cartridgeMin": 1, "cartridgeMax": 3,
                     "subscribableInfo": {
@@ -1335,21 +1338,36 @@ async fn scaling_dependents_naming_a_group_and_a_cartridge_scale_together() {
         },
         &[(Kind::Cartridge, worker)],
     ));
-    let fake = &h.fake;
+    let (ctl, fake) = (&h.ctl, &h.fake);
     h.ticks(0..6).await;
     assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 1)]));
-    // php busy in one group instance: the factor 2 reaches every cluster
-    // of the set in the application instance: the group's clusters in
-    // both its instances and the worker.
-    fake.state()
-        .instance_load_percent
-        .insert((PHP.into(), G1.into()), 100);
-    h.ticks(6..14).await;
+    assert_eq!(instances_of(fake, PHP), [G1]);
+    // php at its maximum: the group would add an instance; in the set,
+    // that is a factor of 2 for all of it: a second group instance and a
+    // second worker member.
+    fake.state().load_percent.insert(PHP.into(), 100);
+    let mut events = ctl.subscribe();
+    h.ticks(6..12).await;
     assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 2)]));
-    assert_eq!(count_by_instance(fake, PHP), counts(&[(G1, 2), (G2, 2)]));
-    assert_eq!(count_by_instance(fake, MYSQL), counts(&[(G1, 2), (G2, 2)]));
-    fake.state().instance_load_percent.clear();
-    h.ticks(14..60).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2]);
+    let decisions = group_decisions(&drain(&mut events));
+    assert!(
+        decisions.iter().any(|d| d.2 == GroupAction::Dependents),
+        "{decisions:?}"
+    );
+    assert!(decisions
+        .iter()
+        .any(|d| d.2 == GroupAction::AddInstance && d.3 == G2));
+    // Load gone: the set goes back to one of each, together.
+    fake.state().load_percent.insert(PHP.into(), 0);
+    h.ticks(12..60).await;
     assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 1)]));
-    assert_eq!(count_by_instance(fake, PHP), counts(&[(G1, 1), (G2, 1)]));
+    assert_eq!(instances_of(fake, PHP), [G1]);
+    // The worker busy: its factor 2 brings a second group instance (a
+    // new number: numbers are not reused).
+    fake.state().load_percent.insert(WORKER.into(), 100);
+    h.ticks(60..66).await;
+    assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 2)]));
+    assert_eq!(instances_of(fake, PHP), [G1, G3]);
 }

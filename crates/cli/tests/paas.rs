@@ -101,6 +101,20 @@ impl Daemon {
         d
     }
 
+    /// A daemon for test `k` with the sample image built (by `strato up`,
+    /// whose sample application is undeployed again) and the `tiny`
+    /// cartridge added; with the port of tiny's listener.
+    fn with_tiny(name: &str, k: u32) -> (Daemon, u16) {
+        rootfs_cache();
+        let offset = free_offset(i32::try_from(k).unwrap());
+        let d = Daemon::start(name, offset, k);
+        let up = d.strato(&["up", "--timeout", "120"]);
+        assert!(up.success(), "{up}\n{}", tail(&d.log()));
+        d.strato(&["application", "undeploy", APP, "--wait"]).ok();
+        d.add(&["cartridge"], "tiny.json", &tiny_cartridge("tiny", 8280));
+        (d, (8280 + offset) as u16)
+    }
+
     fn spawn(&mut self) {
         let log = fs::OpenOptions::new()
             .create(true)
@@ -505,15 +519,7 @@ fn counts(rt: &Value) -> (usize, usize, usize) {
 fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
     const N: usize = 24;
     const MANY: &str = "many-app";
-    rootfs_cache();
-    let offset = free_offset(1);
-    let port = (8280 + offset) as u16;
-    let d = Daemon::start("paas-many", offset, 1);
-    let up = d.strato(&["up", "--timeout", "120"]);
-    assert!(up.success(), "{up}\n{}", tail(&d.log()));
-    d.strato(&["application", "undeploy", APP, "--wait"]).ok();
-
-    d.add(&["cartridge"], "tiny.json", &tiny_cartridge("tiny", 8280));
+    let (d, port) = Daemon::with_tiny("paas-many", 1);
     d.add(
         &["policy", "deployment"],
         "deployment.json",
@@ -774,15 +780,7 @@ fn paas_nested_groups_scale_per_instance_and_the_application_bursts() {
     const NEST: &str = "nest-app";
     const DB: &str = "nest-app.db.tinydb.domain";
     const WEB: &str = "nest-app.web.tiny.domain";
-    rootfs_cache();
-    let offset = free_offset(2);
-    let port = (8280 + offset) as u16;
-    let d = Daemon::start("paas-nest", offset, 2);
-    let up = d.strato(&["up", "--timeout", "120"]);
-    assert!(up.success(), "{up}\n{}", tail(&d.log()));
-    d.strato(&["application", "undeploy", APP, "--wait"]).ok();
-
-    d.add(&["cartridge"], "tiny.json", &tiny_cartridge("tiny", 8280));
+    let (d, port) = Daemon::with_tiny("paas-nest", 2);
     d.add(&["cartridge"], "tinydb.json", &tiny_cartridge("tinydb", 0));
     d.add(
         &["policy", "deployment"],
@@ -978,7 +976,7 @@ fn paas_nested_groups_scale_per_instance_and_the_application_bursts() {
         "@network-partition-burst".to_owned(),
         "network-partition-burst".to_owned(),
     );
-    assert_eq!(app_instances(), [local.clone()]);
+    assert_eq!(app_instances(), std::slice::from_ref(&local));
     let load = Load::start(port, 50);
     d.until(
         90,

@@ -271,6 +271,24 @@ fn related(k: &str, k_groups: &[String], w: &str, w_groups: &[String]) -> bool {
 }
 
 impl AppRt {
+    /// An application with no instances yet ([`AppRt::ensure_instances`]
+    /// makes them).
+    fn new(plan: Plan, clusters: BTreeMap<String, ClusterRt>, config: ScalingConfig) -> AppRt {
+        AppRt {
+            plan,
+            clusters,
+            app_insts: Vec::new(),
+            app_scaling: GroupScaling::new(config),
+            app_last: None,
+            group_insts: Vec::new(),
+            group_scaling: BTreeMap::new(),
+            group_last: BTreeMap::new(),
+            group_factors: BTreeMap::new(),
+            next_instance: BTreeMap::new(),
+            config,
+        }
+    }
+
     fn group(&self, alias: &str) -> Option<&GroupPlan> {
         self.plan.groups.iter().find(|g| g.alias == alias)
     }
@@ -986,19 +1004,7 @@ impl<E: Engine> Controller<E> {
             }
             return Err(e);
         }
-        Ok(AppRt {
-            plan,
-            clusters,
-            app_insts: Vec::new(),
-            app_scaling: GroupScaling::new(self.inner.config.scaling),
-            app_last: None,
-            group_insts: Vec::new(),
-            group_scaling: BTreeMap::new(),
-            group_last: BTreeMap::new(),
-            group_factors: BTreeMap::new(),
-            next_instance: BTreeMap::new(),
-            config: self.inner.config.scaling,
-        })
+        Ok(AppRt::new(plan, clusters, self.inner.config.scaling))
     }
 
     /// Deploys an application: plans it, opens its listeners, records the

@@ -77,7 +77,11 @@ impl Harness {
             .unwrap()
             .apply(&changes)
             .unwrap();
-        let offset = free_offset();
+        Harness::over(dir, fake, free_offset())
+    }
+
+    /// A controller over the store in `dir` and `fake`.
+    fn over(dir: tempfile::TempDir, fake: Fake, offset: i32) -> Harness {
         let ctl = controller(&fake, dir.path(), offset);
         Harness {
             dir,
@@ -124,15 +128,9 @@ impl Harness {
         drop(ctl);
         tokio::time::sleep(Duration::from_millis(50)).await;
         while_down(&fake);
-        let ctl = controller(&fake, dir.path(), offset);
-        ctl.restore().await.unwrap();
-        Harness {
-            dir,
-            fake,
-            offset,
-            ctl,
-            base: now_ms(),
-        }
+        let h = Harness::over(dir, fake, offset);
+        h.ctl.restore().await.unwrap();
+        h
     }
 
     fn runtime(&self) -> ApplicationView {
@@ -757,19 +755,7 @@ fn nested_app() -> AppRt {
             )
         })
         .collect();
-    AppRt {
-        plan,
-        clusters,
-        app_insts: Vec::new(),
-        app_scaling: GroupScaling::new(ScalingConfig::default()),
-        app_last: None,
-        group_insts: Vec::new(),
-        group_scaling: BTreeMap::new(),
-        group_last: BTreeMap::new(),
-        group_factors: BTreeMap::new(),
-        next_instance: BTreeMap::new(),
-        config: ScalingConfig::default(),
-    }
+    AppRt::new(plan, clusters, ScalingConfig::default())
 }
 
 fn keys(app: &AppRt, cluster: &str) -> Vec<String> {

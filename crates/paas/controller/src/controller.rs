@@ -1141,13 +1141,14 @@ impl<E: Engine> Controller<E> {
                     rec.container_id = Some(c.id.clone());
                 }
                 // A record from before group instances (or naming one the
-                // plan no longer has) joins the cluster's first instance.
+                // plan no longer has) joins the cluster's first instance in
+                // the first application instance.
                 if rehome.contains(&id) {
                     let first = state
                         .apps
                         .get(&rec.application_id)
                         .and_then(|a| a.clusters.get(&rec.cluster_id))
-                        .and_then(|c| c.instances.keys().next().cloned());
+                        .and_then(|c| c.instances.keys().find(|k| within(k, "")).cloned());
                     match first {
                         Some(k) => {
                             rec.instance_id = k;

@@ -1029,6 +1029,11 @@ const BURST: &str = "@network-partition-burst";
 /// the deployment policy allows two members in; `edit` changes the
 /// application further.
 fn burst_samples(edit: impl Fn(&mut serde_json::Value)) -> Vec<Change> {
+    two_network_partitions("one-after-another", edit)
+}
+
+/// [`burst_samples`] with the application policy's `algorithm`.
+fn two_network_partitions(algorithm: &str, edit: impl Fn(&mut serde_json::Value)) -> Vec<Change> {
     let np = serde_json::json!({
         "id": BURST_NP,
         "provider": "strato",
@@ -1051,6 +1056,7 @@ fn burst_samples(edit: impl Fn(&mut serde_json::Value)) -> Vec<Change> {
             }
             if file.ends_with("application-policy-local.json") {
                 v["networkPartitions"] = serde_json::json!(["network-partition-local", BURST_NP]);
+                v["algorithm"] = algorithm.into();
             }
             if file.ends_with("php-mysql-app.json") {
                 edit(v);
@@ -1356,4 +1362,30 @@ async fn scaling_dependents_naming_a_group_and_a_cartridge_scale_together() {
     h.ticks(60..66).await;
     assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 2)]));
     assert_eq!(instances_of(fake, PHP), [G1, G3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_at_once_runs_an_application_instance_in_every_network_partition() {
+    let h = Harness::deployed(two_network_partitions("all-at-once", |_| {}));
+    h.ticks(0..6).await;
+    // Both network partitions from the start, neither of them burst; the
+    // group and its clusters at their minimum in each.
+    let both = [
+        (String::new(), "network-partition-local".to_owned(), false),
+        (BURST.to_owned(), BURST_NP.to_owned(), false),
+    ];
+    assert_eq!(app_instances(&h), both);
+    let in_burst = format!("{BURST}/my-php-mysql-2");
+    assert_eq!(instances_of(&h.fake, PHP), [in_burst.as_str(), G1]);
+    assert_eq!(
+        partitions_of(&h.fake, MYSQL),
+        [
+            "network-partition-burst/partition-c",
+            "network-partition-local/partition-a"
+        ]
+    );
+    // Idle, they stay: neither is a burst one.
+    h.ticks(6..80).await;
+    assert_eq!(app_instances(&h), both);
+    assert_eq!(instances_of(&h.fake, PHP), [in_burst.as_str(), G1]);
 }

@@ -3,9 +3,10 @@
 //! [`plan`] turns an application and the [`Catalog`] into one
 //! [`ClusterPlan`] per cartridge alias (cluster id `APP.ALIAS.TYPE.domain`,
 //! as Stratos's `STClusterInformation` names them), the startup order as
-//! stages of cluster ids, the group instances, the sets of clusters that
-//! scale together, and where the first `cartridgeMin` members of each
-//! cluster go.
+//! stages of cluster ids, the group instances, the sets of clusters and
+//! groups that scale together ([`ScalingSet`]), the network partitions the
+//! application instances use, and where the first `cartridgeMin` members
+//! of each cluster go.
 //!
 //! Placement follows the deployment policy: the application policy's
 //! network partitions in its order (one-after-another uses the first and

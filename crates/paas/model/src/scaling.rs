@@ -34,7 +34,9 @@
 //!   dependents does not scale itself; it reports the factor
 //!   `required / min`, the highest factor of the set wins, and every cluster
 //!   of the set goes to `min · factor` members, rounded up when the fraction
-//!   exceeds the policy's `instanceRoundingFactor`.
+//!   exceeds the policy's `instanceRoundingFactor` (a group of the set goes
+//!   to `ceil(groupMinInstances · factor)` instances; the controller does
+//!   that, per instance of the parent that declares the set).
 //!
 //! Where strato differs, on purpose: the window slides (Stratos used
 //! tumbling one-minute batches); the counter of scale-down decisions resets

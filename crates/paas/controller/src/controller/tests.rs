@@ -1389,3 +1389,55 @@ async fn all_at_once_runs_an_application_instance_in_every_network_partition() {
     assert_eq!(app_instances(&h), both);
     assert_eq!(instances_of(&h.fake, PHP), [in_burst.as_str(), G1]);
 }
+
+#[test]
+fn instances_relate_within_their_common_group_instance_and_application_instance() {
+    let g = |v: &[&str]| -> Vec<String> { v.iter().map(|s| (*s).to_owned()).collect() };
+    let (top, s, si) = (g(&[]), g(&["s"]), g(&["s", "i"]));
+    // php in s-1/i-2 and mysql in s-1: same instance of `s`.
+    assert!(related("s-1/i-2", &si, "s-1", &s));
+    assert!(!related("s-1/i-2", &si, "s-2", &s));
+    // Two clusters of `i`: the same instance of `i`, not just of `s`.
+    assert!(related("s-1/i-2", &si, "s-1/i-2", &si));
+    assert!(!related("s-1/i-2", &si, "s-1/i-3", &si));
+    // A top-level cluster relates to everything in its application
+    // instance, and to nothing in another.
+    assert!(related("s-1/i-2", &si, "", &top));
+    assert!(!related("s-1/i-2", &si, "@np2", &top));
+    assert!(related("@np2/s-3/i-5", &si, "@np2", &top));
+    assert!(related("@np2/s-3", &s, "@np2/s-3/i-5", &si));
+    // The scope of a set declared by `s` (depth 1), by `i` (2), by the
+    // application (0).
+    assert_eq!(scope_of("s-1/i-2", 1), "s-1");
+    assert_eq!(scope_of("s-1/i-2", 2), "s-1/i-2");
+    assert_eq!(scope_of("s-1/i-2", 0), "");
+    assert_eq!(scope_of("@np2/s-3/i-5", 1), "@np2/s-3");
+    assert_eq!(scope_of("@np2", 0), "@np2");
+    assert!(within("s-1/i-2", ""));
+    assert!(!within("@np2/s-3", ""));
+    assert!(within("@np2/s-3", "@np2"));
+    assert_eq!(app_instance_of("@np2/s-3/i-5"), "@np2");
+    assert_eq!(group_steps("@np2/s-3/i-5"), ["s-3", "i-5"]);
+}
+
+#[test]
+fn burst_instance_ids_from_records_are_checked_against_the_policy() {
+    // The sample's network partition, then np2, for every cluster.
+    let mut app = nested_app();
+    let first = app.plan.network_partitions[0].clone();
+    app.plan.network_partitions.push("np2".into());
+    for c in app.clusters.values_mut() {
+        let mut np2 = c.plan.network_partitions[0].clone();
+        np2.id = "np2".into();
+        c.plan.network_partitions.push(np2);
+    }
+    assert!(app.adopt_instance(PHP, "@np2/s-4/i-9"));
+    // The first network partition has no `@` id; unknown ones are refused.
+    assert!(!app.adopt_instance(PHP, &format!("@{first}/s-4/i-9")));
+    assert!(!app.adopt_instance(PHP, "@np3/s-4/i-9"));
+    assert!(!app.adopt_instance(MYSQL, "@np2"));
+    app.ensure_instances();
+    assert_eq!(app.app_insts, ["", "@np2"]);
+    // groupMinInstances (2) in each application instance.
+    assert_eq!(keys(&app, MYSQL), ["@np2/s-4", "@np2/s-7", "s-5", "s-6"]);
+}

@@ -1,6 +1,8 @@
 //! The controller against a fake engine, with tokio's clock paused: the
 //! decisions (startup order, lifecycle, replacement, scale-out placement,
-//! undeploy order, adoption on restart) without containers.
+//! undeploy order, adoption on restart, group instances nested or not,
+//! application bursting, scaling dependents) without containers. Each
+//! test starts from a [`Harness`].
 
 use super::*;
 use crate::fake::Fake;

@@ -160,6 +160,21 @@ impl Daemon {
         self.runtime_of(APP)
     }
 
+    /// `strato application watch APP` running until the guard drops,
+    /// with the file its output goes to.
+    fn watch(&self, app: &str) -> (KillOnDrop, PathBuf) {
+        let file = self.dir.join(format!("watch-{app}.txt"));
+        let child = Command::new(env!("CARGO_BIN_EXE_strato"))
+            .args(["application", "watch", app, "--paas-host"])
+            .arg(format!("unix://{}", self.dir.join("p.sock").display()))
+            .stdout(fs::File::create(&file).unwrap())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        (KillOnDrop(child), file)
+    }
+
     /// Writes a definition into the daemon's directory; its path.
     fn write(&self, name: &str, json: &str) -> String {
         let p = self.dir.join(name);
@@ -373,17 +388,7 @@ fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
     let mut d = Daemon::start("paas-e2e", offset, 0);
 
     // A live view, started before the deploy, records the startup order.
-    let watch_file = d.dir.join("watch.txt");
-    let _watch = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_strato"))
-            .args(["application", "watch", APP, "--paas-host"])
-            .arg(format!("unix://{}", d.dir.join("p.sock").display()))
-            .stdout(fs::File::create(&watch_file).unwrap())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_watch, watch_file) = d.watch(APP);
 
     // strato up against the running daemon: images, samples, deploy, Active.
     let up = d.strato(&["up", "--timeout", "120"]);
@@ -818,17 +823,7 @@ fn paas_nested_groups_scale_per_instance_and_the_application_bursts() {
         ),
     );
     // A live view from before the deploy records the order of events.
-    let watch_file = d.dir.join("nest-watch.txt");
-    let _watch = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_strato"))
-            .args(["application", "watch", NEST, "--paas-host"])
-            .arg(format!("unix://{}", d.dir.join("p.sock").display()))
-            .stdout(fs::File::create(&watch_file).unwrap())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_watch, watch_file) = d.watch(NEST);
     d.strato(&[
         "application",
         "deploy",

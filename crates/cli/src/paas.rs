@@ -389,6 +389,24 @@ async fn app_verb(conn: &Conn, verb: AppVerb) -> Result<i32> {
 
 fn print_members(rt: &Value) {
     let empty = Vec::new();
+    // Application instances: one per network partition in use.
+    let apps = rt["instances"].as_array().unwrap_or(&empty);
+    if apps.len() > 1 || apps.iter().any(|a| a["burst"].as_bool() == Some(true)) {
+        for a in apps {
+            let id = a["instanceId"].as_str().unwrap_or("");
+            println!(
+                "application instance {:<24} {:<8} network partition {}{}",
+                if id.is_empty() { "-" } else { id },
+                a["status"].as_str().unwrap_or(""),
+                a["networkPartitionId"].as_str().unwrap_or(""),
+                if a["burst"].as_bool() == Some(true) {
+                    " (burst)"
+                } else {
+                    ""
+                },
+            );
+        }
+    }
     // Group instances as Stratos's application runtime lists them.
     for g in rt["groups"].as_array().unwrap_or(&empty) {
         let insts = g["instances"].as_array().unwrap_or(&empty);
@@ -532,6 +550,22 @@ async fn watch(c: &PaasClient, app: &str) -> Result<()> {
                 },
                 serde_json::to_string(&action).unwrap_or_default(),
                 instance_id.map(|i| format!(" ({i})")).unwrap_or_default()
+            ),
+            EventKind::Bursting {
+                instances,
+                action,
+                instance_id,
+                network_partition_id,
+            } => format!(
+                "application bursting: {instances} instances → {}{}{}",
+                serde_json::to_string(&action).unwrap_or_default(),
+                instance_id
+                    .filter(|i| !i.is_empty())
+                    .map(|i| format!(" ({i})"))
+                    .unwrap_or_default(),
+                network_partition_id
+                    .map(|n| format!(" in network partition {n}"))
+                    .unwrap_or_default()
             ),
             other => serde_json::to_string(&other).unwrap_or_default(),
         };

@@ -49,12 +49,12 @@ fn free_offset(k: i32) -> i32 {
 }
 
 impl Daemon {
-    /// A daemon for test `k` (0 or 1) of this binary: its own pool, bridge
+    /// A daemon for test `k` (0 to 2) of this binary: its own pool, bridge
     /// and table, so the tests run side by side.
     fn start(name: &str, offset: i32, k: u32) -> Daemon {
         let ctx = Ctx::new(name);
         let dir = ctx.dir().to_path_buf();
-        let n = std::process::id() % 120 + 10 + 120 * k;
+        let n = std::process::id() % 80 + 10 + 80 * k;
         let bridge = format!("stp{k}{}", std::process::id() % 100_000);
         let table = format!("strato_p{k}{}", std::process::id());
         let exec_root = dir.join("exec");
@@ -101,6 +101,20 @@ impl Daemon {
         d
     }
 
+    /// A daemon for test `k` with the sample image built (by `strato up`,
+    /// whose sample application is undeployed again) and the `tiny`
+    /// cartridge added; with the port of tiny's listener.
+    fn with_tiny(name: &str, k: u32) -> (Daemon, u16) {
+        rootfs_cache();
+        let offset = free_offset(i32::try_from(k).unwrap());
+        let d = Daemon::start(name, offset, k);
+        let up = d.strato(&["up", "--timeout", "120"]);
+        assert!(up.success(), "{up}\n{}", tail(&d.log()));
+        d.strato(&["application", "undeploy", APP, "--wait"]).ok();
+        d.add(&["cartridge"], "tiny.json", &tiny_cartridge("tiny", 8280));
+        (d, (8280 + offset) as u16)
+    }
+
     fn spawn(&mut self) {
         let log = fs::OpenOptions::new()
             .create(true)
@@ -144,6 +158,36 @@ impl Daemon {
 
     fn runtime(&self) -> Option<Value> {
         self.runtime_of(APP)
+    }
+
+    /// `strato application watch APP` running until the guard drops,
+    /// with the file its output goes to.
+    fn watch(&self, app: &str) -> (KillOnDrop, PathBuf) {
+        let file = self.dir.join(format!("watch-{app}.txt"));
+        let child = Command::new(env!("CARGO_BIN_EXE_strato"))
+            .args(["application", "watch", app, "--paas-host"])
+            .arg(format!("unix://{}", self.dir.join("p.sock").display()))
+            .stdout(fs::File::create(&file).unwrap())
+            .stderr(Stdio::null())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        (KillOnDrop(child), file)
+    }
+
+    /// Writes a definition into the daemon's directory; its path.
+    fn write(&self, name: &str, json: &str) -> String {
+        let p = self.dir.join(name);
+        fs::write(&p, json).unwrap();
+        p.display().to_string()
+    }
+
+    /// `strato KIND... add -f FILE` for a definition written first.
+    fn add(&self, verb: &[&str], name: &str, json: &str) {
+        let file = self.write(name, json);
+        let mut args = verb.to_vec();
+        args.extend(["add", "-f", &file]);
+        self.strato(&args).ok();
     }
 
     /// `strato application runtime APP`: `None` once it is not deployed.
@@ -291,6 +335,50 @@ fn watch_lines(p: &Path) -> Vec<String> {
         .collect()
 }
 
+/// `n` clients that each keep one slow request (2 s) in flight on the
+/// load balancer at `port`, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16, n: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..n)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = get(port, "/cgi-bin/slow?2");
+                    }
+                })
+            })
+            .collect();
+        Load { stop, clients }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.clients {
+            t.join().unwrap();
+        }
+    }
+}
+
+/// A small cartridge of the sample image: HTTP on 80 behind proxyPort
+/// 8280 (`tiny`), or without a listener (`tinydb`).
+fn tiny_cartridge(ty: &str, proxy_port: u16) -> String {
+    format!(
+        r#"{{ "type": "{ty}", "provider": "strato", "category": "framework",
+  "host": "strato.local", "displayName": "{ty}", "description": "sample HTTP server, small",
+  "version": "1", "multiTenant": "false",
+  "portMapping": [ {{ "name": "http", "protocol": "http", "port": "80", "proxyPort": "{proxy_port}" }} ],
+  "iaasProvider": [ {{ "type": "strato", "imageId": "strato/sample-http:1", "property": [] }} ],
+  "property": [ {{ "name": "cpu", "value": "10m" }}, {{ "name": "memory", "value": "16Mi" }} ] }}"#
+    )
+}
+
 #[test]
 fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
     rootfs_cache(); // makes sure a static busybox is installed for the sample image
@@ -300,17 +388,7 @@ fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
     let mut d = Daemon::start("paas-e2e", offset, 0);
 
     // A live view, started before the deploy, records the startup order.
-    let watch_file = d.dir.join("watch.txt");
-    let _watch = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_strato"))
-            .args(["application", "watch", APP, "--paas-host"])
-            .arg(format!("unix://{}", d.dir.join("p.sock").display()))
-            .stdout(fs::File::create(&watch_file).unwrap())
-            .stderr(Stdio::null())
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (_watch, watch_file) = d.watch(APP);
 
     // strato up against the running daemon: images, samples, deploy, Active.
     let up = d.strato(&["up", "--timeout", "120"]);
@@ -350,16 +428,7 @@ fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
     assert!(tcp.contains(&d.active(MYSQL)[0]), "{tcp}");
 
     // Load: 30 requests in flight (threshold 20) → ceil(30/20) = 2 members.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = Vec::new();
-    for _ in 0..30 {
-        let stop = Arc::clone(&stop);
-        load.push(std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let _ = get(php_port, "/cgi-bin/slow?2");
-            }
-        }));
-    }
+    let load = Load::start(php_port, 30);
     let mut most = 0;
     d.until(90, "scale-out to 2 php members", || {
         let m = d.members(PHP);
@@ -385,10 +454,7 @@ fn paas_deploys_balances_scales_heals_survives_a_restart_and_undeploys() {
     );
 
     // Load removed → back to the minimum of 1.
-    stop.store(true, Ordering::Relaxed);
-    for t in load {
-        t.join().unwrap();
-    }
+    load.stop();
     d.until(90, "scale-in to 1 php member", || d.members(PHP).len() == 1);
     assert!(watch_lines(&watch_file)
         .iter()
@@ -458,50 +524,26 @@ fn counts(rt: &Value) -> (usize, usize, usize) {
 fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
     const N: usize = 24;
     const MANY: &str = "many-app";
-    rootfs_cache();
-    let offset = free_offset(1);
-    let port = (8280 + offset) as u16;
-    let d = Daemon::start("paas-many", offset, 1);
-    let up = d.strato(&["up", "--timeout", "120"]);
-    assert!(up.success(), "{up}\n{}", tail(&d.log()));
-    d.strato(&["application", "undeploy", APP, "--wait"]).ok();
-
-    let write = |name: &str, json: String| {
-        let p = d.dir.join(name);
-        fs::write(&p, json).unwrap();
-        p.display().to_string()
-    };
-    let cartridge = write(
-        "tiny.json",
-        r#"{ "type": "tiny", "provider": "strato", "category": "framework",
-  "host": "strato.local", "displayName": "tiny", "description": "sample HTTP server, small",
-  "version": "1", "multiTenant": "false",
-  "portMapping": [ { "name": "http", "protocol": "http", "port": "80", "proxyPort": "8280" } ],
-  "iaasProvider": [ { "type": "strato", "imageId": "strato/sample-http:1", "property": [] } ],
-  "property": [ { "name": "cpu", "value": "10m" }, { "name": "memory", "value": "16Mi" } ] }"#
-            .into(),
-    );
-    let deployment = write(
+    let (d, port) = Daemon::with_tiny("paas-many", 1);
+    d.add(
+        &["policy", "deployment"],
         "deployment.json",
-        format!(
+        &format!(
             r#"{{ "id": "deployment-policy-many", "networkPartitions": [ {{
   "id": "network-partition-local", "partitionAlgo": "one-after-another",
   "partitions": [ {{ "id": "partition-a", "partitionMax": {N} }} ] }} ] }}"#
         ),
     );
-    let application = write(
+    d.add(
+        &["application"],
         "many.json",
-        format!(
+        &format!(
             r#"{{ "applicationId": "{MANY}", "alias": "{MANY}", "multiTenant": false,
   "components": {{ "cartridges": [ {{ "type": "tiny", "cartridgeMin": {N}, "cartridgeMax": {N},
     "subscribableInfo": {{ "alias": "tiny", "autoscalingPolicy": "autoscaling-policy-web",
       "deploymentPolicy": "deployment-policy-many" }} }} ] }} }}"#
         ),
     );
-    d.strato(&["cartridge", "add", "-f", &cartridge]).ok();
-    d.strato(&["policy", "deployment", "add", "-f", &deployment])
-        .ok();
-    d.strato(&["application", "add", "-f", &application]).ok();
 
     // A runtime call that must answer; a hang fails here, not in the harness.
     let runtime = |what: &str| -> Option<Value> {
@@ -590,13 +632,15 @@ fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
     // A cartridge group at groupMinInstances 2: two copies of its cluster,
     // each member labelled with its group instance, all in one pool.
     const GRP: &str = "grp-app";
-    let group = write(
+    d.add(
+        &["group"],
         "tiny-group.json",
-        r#"{ "name": "tiny-group", "cartridges": ["tiny"], "groupScalingEnabled": true }"#.into(),
+        r#"{ "name": "tiny-group", "cartridges": ["tiny"], "groupScalingEnabled": true }"#,
     );
-    let grp_app = write(
+    d.add(
+        &["application"],
         "grp.json",
-        format!(
+        &format!(
             r#"{{ "applicationId": "{GRP}", "alias": "{GRP}", "multiTenant": false,
   "components": {{ "groups": [ {{ "name": "tiny-group", "alias": "tg",
     "groupMinInstances": 2, "groupMaxInstances": 3, "groupScalingEnabled": true,
@@ -605,8 +649,6 @@ fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
         "deploymentPolicy": "deployment-policy-many" }} }} ] }} ] }} }}"#
         ),
     );
-    d.strato(&["group", "add", "-f", &group]).ok();
-    d.strato(&["application", "add", "-f", &grp_app]).ok();
     d.strato(&[
         "application",
         "deploy",
@@ -662,16 +704,7 @@ fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
             .map(|i| i["instanceId"].as_str().unwrap_or("").to_owned())
             .collect()
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = Vec::new();
-    for _ in 0..50 {
-        let stop = Arc::clone(&stop);
-        load.push(std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let _ = get(port, "/cgi-bin/slow?2");
-            }
-        }));
-    }
+    let load = Load::start(port, 50);
     d.until(90, "a third group instance", || {
         instances() == ["tg-1", "tg-2", "tg-3"]
     });
@@ -685,10 +718,7 @@ fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
     assert_eq!(instances().len(), 3, "groupMaxInstances is 3");
     // Load removed: after the deferred decisions and the cooldown the
     // newest instance goes, and the group stays at its minimum.
-    stop.store(true, Ordering::Relaxed);
-    for t in load {
-        t.join().unwrap();
-    }
+    load.stop();
     d.until(90, "group scale-in to 2 instances", || {
         instances() == ["tg-1", "tg-2"]
     });
@@ -699,6 +729,292 @@ fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
             .is_empty()
     });
     d.strato(&["application", "undeploy", GRP, "--wait"]).ok();
+    let left = d
+        .strato(&["ps", "-aq", "--filter", "label=strato.paas.member"])
+        .ok();
+    assert_eq!(left.stdout.trim(), "", "containers left: {left}");
+}
+
+/// Instance ids of a group (by alias) in a runtime answer.
+fn group_instances(rt: &Value, alias: &str) -> Vec<String> {
+    rt["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["alias"] == alias)
+        .flat_map(|g| g["instances"].as_array().cloned().unwrap_or_default())
+        .map(|i| i["instanceId"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+/// (member id, instance, status, network partition) of a cluster's
+/// members in a runtime answer, sorted by instance.
+fn cluster_members(rt: &Value, cluster: &str) -> Vec<(String, String, String, String)> {
+    let mut v: Vec<(String, String, String, String)> = rt["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["clusterId"] == cluster)
+        .flat_map(|c| c["members"].as_array().cloned().unwrap_or_default())
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or("").to_owned();
+            (
+                s("memberId"),
+                s("instanceId"),
+                s("status"),
+                s("networkPartitionId"),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.1.cmp(&b.1));
+    v
+}
+
+/// Nested cartridge groups and application bursting on real containers.
+/// A group `out` (1 to 2 instances, group scaling) holds `db` and a group
+/// `in` (1 to 2 instances per `out` instance, group scaling) that holds
+/// `web` at one member, after `db`: 50 requests in flight on web's
+/// listener (threshold 20) add an `in` instance inside `out-1`, then (at
+/// its maximum there) an `out` instance with its own db and `in`
+/// instance, db first; without load all of it goes again. Then an
+/// application whose policy lists a second network partition bursts
+/// into it when its cluster is at its maximum in the first, and gives
+/// it up once the load is gone.
+#[test]
+fn paas_nested_groups_scale_per_instance_and_the_application_bursts() {
+    const NEST: &str = "nest-app";
+    const DB: &str = "nest-app.db.tinydb.domain";
+    const WEB: &str = "nest-app.web.tiny.domain";
+    let (d, port) = Daemon::with_tiny("paas-nest", 2);
+    d.add(&["cartridge"], "tinydb.json", &tiny_cartridge("tinydb", 0));
+    d.add(
+        &["policy", "deployment"],
+        "deployment.json",
+        r#"{ "id": "deployment-policy-nest", "networkPartitions": [ {
+  "id": "network-partition-local", "partitionAlgo": "one-after-another",
+  "partitions": [ { "id": "partition-a", "partitionMax": 8 } ] } ] }"#,
+    );
+    d.add(
+        &["group"],
+        "nest-outer.json",
+        r#"{ "name": "nest-outer", "cartridges": ["tinydb"], "groupScalingEnabled": true,
+  "groups": [ { "name": "nest-inner", "cartridges": ["tiny"], "groupScalingEnabled": true } ],
+  "dependencies": { "startupOrders": [ { "aliases": ["cartridge.db", "group.in"] } ] } }"#,
+    );
+    let sub = |alias: &str| {
+        format!(
+            r#""subscribableInfo": {{ "alias": "{alias}", "autoscalingPolicy": "autoscaling-policy-web" }}"#
+        )
+    };
+    d.add(
+        &["application"],
+        "nest.json",
+        &format!(
+            r#"{{ "applicationId": "{NEST}", "alias": "{NEST}", "multiTenant": false,
+  "components": {{ "groups": [ {{ "name": "nest-outer", "alias": "out",
+    "groupMinInstances": 1, "groupMaxInstances": 2, "groupScalingEnabled": true,
+    "deploymentPolicy": "deployment-policy-nest",
+    "cartridges": [ {{ "type": "tinydb", "cartridgeMin": 1, "cartridgeMax": 1, {} }} ],
+    "groups": [ {{ "name": "nest-inner", "alias": "in",
+      "groupMinInstances": 1, "groupMaxInstances": 2, "groupScalingEnabled": true,
+      "cartridges": [ {{ "type": "tiny", "cartridgeMin": 1, "cartridgeMax": 1, {} }} ] }} ] }} ] }} }}"#,
+            sub("db"),
+            sub("web")
+        ),
+    );
+    // A live view from before the deploy records the order of events.
+    let (_watch, watch_file) = d.watch(NEST);
+    d.strato(&[
+        "application",
+        "deploy",
+        NEST,
+        "application-policy-local",
+        "--wait",
+    ])
+    .ok();
+    let rt = d.runtime_of(NEST).expect("deployed");
+    assert_eq!(group_instances(&rt, "out"), ["out-1"], "{rt:#}");
+    assert_eq!(group_instances(&rt, "in"), ["out-1/in-1"], "{rt:#}");
+
+    // Load: the inner group grows inside out-1, then out-2 comes with
+    // its own db and inner instance.
+    let load = Load::start(port, 50);
+    let rt_now = || d.runtime_of(NEST).unwrap_or(Value::Null);
+    d.until(
+        120,
+        "a second outer instance with its inner one Active",
+        || {
+            let rt = rt_now();
+            group_instances(&rt, "out") == ["out-1", "out-2"]
+                && cluster_members(&rt, WEB)
+                    .iter()
+                    .any(|m| m.1 == "out-2/in-3" && m.2 == "Active")
+        },
+    );
+    let rt = rt_now();
+    let inner = group_instances(&rt, "in");
+    assert_eq!(
+        inner[..3],
+        ["out-1/in-1", "out-1/in-2", "out-2/in-3"],
+        "{rt:#}"
+    );
+    let dbs: Vec<String> = cluster_members(&rt, DB).into_iter().map(|m| m.1).collect();
+    assert_eq!(dbs, ["out-1", "out-2"], "{rt:#}");
+    // Each container carries its instance.
+    let one = d
+        .strato(&[
+            "ps",
+            "-q",
+            "--filter",
+            "label=strato.paas.instance=out-2/in-3",
+        ])
+        .ok();
+    assert_eq!(one.stdout.lines().count(), 1, "{one}");
+    // Startup order within out-2: its db was Active before its web
+    // member existed.
+    let db2 = cluster_members(&rt, DB).remove(1).0;
+    let web3 = cluster_members(&rt, WEB)
+        .into_iter()
+        .find(|m| m.1 == "out-2/in-3")
+        .unwrap()
+        .0;
+    let lines = watch_lines(&watch_file);
+    let at = |member: &str, status: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(&format!("member {member} {status}")))
+            .unwrap_or_else(|| panic!("no {status} of {member}: {lines:#?}"))
+    };
+    assert!(at(&db2, "Active") < at(&web3, "Created"), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("group in in out-1") && l.contains("escalate")),
+        "{lines:#?}"
+    );
+    let members = d.strato(&["member", "list", NEST]).ok();
+    assert!(
+        members.stdout.contains("group in (nest-inner) instances"),
+        "{members}"
+    );
+    assert!(members.stdout.contains("out-2/in-3"), "{members}");
+
+    // Load gone: back to one instance of each group.
+    load.stop();
+    d.until(120, "nested scale-in to out-1 and out-1/in-1", || {
+        let rt = rt_now();
+        group_instances(&rt, "out") == ["out-1"]
+            && group_instances(&rt, "in") == ["out-1/in-1"]
+            && cluster_members(&rt, WEB).len() == 1
+            && cluster_members(&rt, DB).len() == 1
+    });
+    d.strato(&["application", "undeploy", NEST, "--wait"]).ok();
+
+    // Bursting: a second network partition on this host, the application
+    // policy lists it after the first; one member fits in each.
+    const BURSTY: &str = "burst-app";
+    const BWEB: &str = "burst-app.bweb.tiny.domain";
+    d.add(
+        &["network-partition"],
+        "np-burst.json",
+        r#"{ "id": "network-partition-burst", "provider": "strato",
+  "partitions": [ { "id": "partition-c", "property": [ { "name": "cluster", "value": "local-cluster" } ] } ] }"#,
+    );
+    d.add(
+        &["policy", "deployment"],
+        "deployment-burst.json",
+        r#"{ "id": "deployment-policy-burst", "networkPartitions": [
+  { "id": "network-partition-local", "partitionAlgo": "one-after-another",
+    "partitions": [ { "id": "partition-a", "partitionMax": 1 } ] },
+  { "id": "network-partition-burst", "partitionAlgo": "one-after-another",
+    "partitions": [ { "id": "partition-c", "partitionMax": 1 } ] } ] }"#,
+    );
+    d.add(
+        &["policy", "application"],
+        "application-policy-burst.json",
+        r#"{ "id": "application-policy-burst", "algorithm": "one-after-another",
+  "networkPartitions": [ "network-partition-local", "network-partition-burst" ] }"#,
+    );
+    d.add(
+        &["application"],
+        "burst.json",
+        &format!(
+            r#"{{ "applicationId": "{BURSTY}", "alias": "{BURSTY}", "multiTenant": false,
+  "components": {{ "cartridges": [ {{ "type": "tiny", "cartridgeMin": 1, "cartridgeMax": 4,
+    "subscribableInfo": {{ "alias": "bweb", "autoscalingPolicy": "autoscaling-policy-web",
+      "deploymentPolicy": "deployment-policy-burst" }} }} ] }} }}"#
+        ),
+    );
+    d.strato(&[
+        "application",
+        "deploy",
+        BURSTY,
+        "application-policy-burst",
+        "--wait",
+    ])
+    .ok();
+    let app_instances = || -> Vec<(String, String)> {
+        d.runtime_of(BURSTY)
+            .and_then(|rt| rt["instances"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                (
+                    a["instanceId"].as_str().unwrap_or("").to_owned(),
+                    a["networkPartitionId"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let local = (String::new(), "network-partition-local".to_owned());
+    let burst = (
+        "@network-partition-burst".to_owned(),
+        "network-partition-burst".to_owned(),
+    );
+    assert_eq!(app_instances(), std::slice::from_ref(&local));
+    let load = Load::start(port, 50);
+    d.until(
+        90,
+        "a burst member Active in the second network partition",
+        || {
+            d.runtime_of(BURSTY).is_some_and(|rt| {
+                cluster_members(&rt, BWEB).iter().any(|m| {
+                    m.1 == "@network-partition-burst"
+                        && m.2 == "Active"
+                        && m.3 == "network-partition-burst"
+                })
+            })
+        },
+    );
+    assert_eq!(app_instances(), [local.clone(), burst.clone()]);
+    let members = d.strato(&["member", "list", BURSTY]).ok();
+    assert!(
+        members
+            .stdout
+            .contains("network partition network-partition-burst (burst)"),
+        "{members}"
+    );
+    // Both members serve behind the one listener.
+    d.until(20, "the burst member to answer through the LB", || {
+        let burst_member = d
+            .runtime_of(BURSTY)
+            .map(|rt| cluster_members(&rt, BWEB))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|m| m.3 == "network-partition-burst")
+            .map(|m| m.0)
+            .unwrap_or_default();
+        !burst_member.is_empty()
+            && get(port, "/member.txt").is_ok_and(|p| p.contains(&burst_member))
+    });
+    load.stop();
+    d.until(90, "the burst instance to go", || {
+        app_instances() == [local.clone()]
+            && d.runtime_of(BURSTY)
+                .is_some_and(|rt| cluster_members(&rt, BWEB).len() == 1)
+    });
+    d.strato(&["application", "undeploy", BURSTY, "--wait"])
+        .ok();
     let left = d
         .strato(&["ps", "-aq", "--filter", "label=strato.paas.member"])
         .ok();

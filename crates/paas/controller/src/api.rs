@@ -383,7 +383,7 @@ pub fn openapi() -> Value {
     );
     paths.insert(
         "/api/applications/{id}/runtime".into(),
-        json!({"get": {"summary": "Clusters, members, load balancer listeners and the last scaling evaluation", "responses": {"200": {"description": "runtime"}, "404": msg}}}),
+        json!({"get": {"summary": "Application instances (one per network partition in use), group instances, clusters and their instances, members, load balancer listeners and the last scaling evaluations", "responses": {"200": {"description": "runtime"}, "404": msg}}}),
     );
     paths.insert(
         "/api/events".into(),

@@ -33,8 +33,26 @@
 //! to `groupMaxInstances`, one at a time; else the notice goes to the
 //! parent group) or whether every cluster of its newest instance would go
 //! below its minimum (then that instance goes, after the consecutive
-//! decisions and the cooldown). A restart rebuilds the instances from the
-//! records of running members.
+//! decisions and the cooldown). A group inside a group has instances in
+//! each instance of its parent, and its notices go to that instance; a
+//! group gives an instance up only once the groups inside it are at
+//! their minimum. Startup orders and scaling dependents hold between
+//! instances in the same instance of the group (or application instance)
+//! that declares them. A restart rebuilds the instances from the records
+//! of running members.
+//!
+//! Application instances and bursting (Stratos 4.1's application
+//! monitor): an application has an instance per network partition it
+//! uses: `""` in the application policy's first one (`one-after-another`;
+//! every one for `all-at-once`) and `@NP` in each other, and every cluster
+//! instance is confined to its application instance's network partition.
+//! A notice over the maximum that reaches the application (from a
+//! top-level cluster instance, or a group that cannot grow) adds an
+//! application instance in the next network partition of the policy:
+//! its top-level groups at their minimum (`@NP/ALIAS-N`) and its
+//! top-level clusters (`@NP`) at theirs, all behind the same listeners.
+//! Once every cluster instance in the burst instance would go below its
+//! minimum, it goes again after the deferrals and the cooldown.
 //!
 //! State that must survive a restart (definitions, deployments, member
 //! records) is in the store; on start the controller adopts the running
@@ -164,26 +182,113 @@ struct GroupInst {
 struct AppRt {
     plan: Plan,
     clusters: BTreeMap<String, ClusterRt>,
+    /// Application instances, one per network partition in use (Stratos
+    /// 4.1): `""` in the application policy's first network partition,
+    /// `@NP` in each other one, in the order they were added. The first
+    /// `plan.default_network_partitions` are never removed; the others
+    /// come from bursting.
+    app_insts: Vec<String>,
+    /// The application monitor: bursting into the next network partition
+    /// and giving a burst one up again.
+    app_scaling: GroupScaling,
+    app_last: Option<GroupAction>,
     /// Group instances, oldest first.
     group_insts: Vec<GroupInst>,
     /// The group monitor per (group alias, parent instance).
     group_scaling: BTreeMap<(String, String), GroupScaling>,
     /// The last group decision per (group alias, parent instance).
     group_last: BTreeMap<(String, String), GroupAction>,
+    /// Factors the monitors of groups in scaling sets asked for, by
+    /// (group alias, parent instance); the sets act on them next tick.
+    group_factors: BTreeMap<(String, String), f64>,
     /// Next instance number per group alias (numbers are not reused).
     next_instance: BTreeMap<String, u32>,
     config: ScalingConfig,
 }
 
-/// Whether cluster-instance key `key` lies in group instance `inst`.
+/// Whether cluster-instance key `key` lies in group (or application)
+/// instance `inst`. Every key lies in the first application instance
+/// `""` except those of burst ones (`@NP…`).
 fn within(key: &str, inst: &str) -> bool {
+    if inst.is_empty() {
+        return !key.starts_with('@');
+    }
     key == inst
         || key
             .strip_prefix(inst)
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// The application instance a key lies in: `@NP` or `""`.
+fn app_instance_of(key: &str) -> &str {
+    if key.starts_with('@') {
+        key.split('/').next().unwrap_or(key)
+    } else {
+        ""
+    }
+}
+
+/// The group-instance steps of a key, below its application instance.
+fn group_steps(key: &str) -> Vec<&str> {
+    let app = app_instance_of(key);
+    let rest = key[app.len()..].trim_start_matches('/');
+    if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    }
+}
+
+/// The instance, `depth` group levels down, that key `k` lies in: its
+/// application instance and the first `depth` steps of its path (the
+/// instance of the group at that depth, or the application instance).
+fn scope_of(k: &str, depth: usize) -> String {
+    let app = app_instance_of(k);
+    let mut parts: Vec<&str> = Vec::new();
+    if !app.is_empty() {
+        parts.push(app);
+    }
+    parts.extend(group_steps(k).into_iter().take(depth));
+    parts.join("/")
+}
+
+/// Whether instance `k` of a cluster under groups `k_groups` and
+/// instance `w` of a cluster under `w_groups` are in the same instance
+/// of their innermost common enclosing group (or of the application):
+/// a startup order or a dependency between the two clusters holds
+/// between such instances.
+fn related(k: &str, k_groups: &[String], w: &str, w_groups: &[String]) -> bool {
+    if app_instance_of(k) != app_instance_of(w) {
+        return false;
+    }
+    let common = k_groups
+        .iter()
+        .zip(w_groups)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (ks, ws) = (group_steps(k), group_steps(w));
+    ks.len() >= common && ws.len() >= common && ks[..common] == ws[..common]
+}
+
 impl AppRt {
+    /// An application with no instances yet ([`AppRt::ensure_instances`]
+    /// makes them).
+    fn new(plan: Plan, clusters: BTreeMap<String, ClusterRt>, config: ScalingConfig) -> AppRt {
+        AppRt {
+            plan,
+            clusters,
+            app_insts: Vec::new(),
+            app_scaling: GroupScaling::new(config),
+            app_last: None,
+            group_insts: Vec::new(),
+            group_scaling: BTreeMap::new(),
+            group_last: BTreeMap::new(),
+            group_factors: BTreeMap::new(),
+            next_instance: BTreeMap::new(),
+            config,
+        }
+    }
+
     fn group(&self, alias: &str) -> Option<&GroupPlan> {
         self.plan.groups.iter().find(|g| g.alias == alias)
     }
@@ -208,10 +313,83 @@ impl AppRt {
         gs
     }
 
+    /// The network partition of an instance key (its application
+    /// instance's).
+    fn network_partition_of<'a>(&'a self, key: &'a str) -> &'a str {
+        match app_instance_of(key).strip_prefix('@') {
+            Some(np) => np,
+            None => self
+                .plan
+                .network_partitions
+                .first()
+                .map_or("", String::as_str),
+        }
+    }
+
+    /// The id of the application instance in network partition `np`.
+    fn app_instance_id(&self, np: &str) -> String {
+        if self.plan.network_partitions.first().map(String::as_str) == Some(np) {
+            String::new()
+        } else {
+            format!("@{np}")
+        }
+    }
+
+    /// Network partitions the application may use, in the policy's order:
+    /// those at least one of its clusters can run in.
+    fn usable_network_partitions(&self) -> Vec<String> {
+        self.plan
+            .network_partitions
+            .iter()
+            .filter(|np| {
+                self.clusters
+                    .values()
+                    .any(|c| c.plan.network_partitions.iter().any(|n| &n.id == *np))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Whether every group inside instance `inst` (or the application
+    /// instance) is at its `groupMinInstances` in each of its parent
+    /// instances there: a group that can still give an instance up does
+    /// so itself before its parent goes (Stratos's group monitor does not
+    /// pass the notice up then).
+    fn groups_at_min_within(&self, inst: &str) -> bool {
+        let mut sets: BTreeMap<(&str, &str), u32> = BTreeMap::new();
+        for i in &self.group_insts {
+            if within(&i.parent, inst) {
+                *sets
+                    .entry((i.group.as_str(), i.parent.as_str()))
+                    .or_default() += 1;
+            }
+        }
+        sets.iter()
+            .all(|((g, _), n)| self.group(g).is_none_or(|g| *n <= g.min_instances.max(1)))
+    }
+
+    /// Whether every cluster instance in instance `inst` (group or
+    /// application) was evaluated and would go below its minimum, and
+    /// every group in it is at its minimum: then `inst` may go.
+    fn all_below_min_within(&self, inst: &str, below: &BTreeMap<(String, String), bool>) -> bool {
+        let mut keys = self.clusters.values().flat_map(|c| {
+            c.instances
+                .keys()
+                .filter(|k| within(k, inst))
+                .map(|k| (c.plan.cluster_id.clone(), k.clone()))
+        });
+        let mut any = false;
+        let all = keys.all(|k| {
+            any = true;
+            below.get(&k).copied().unwrap_or(false)
+        });
+        any && all && self.groups_at_min_within(inst)
+    }
+
     /// Parent instances a group's instances live in.
     fn parent_instances(&self, g: &GroupPlan) -> Vec<String> {
         match &g.parent {
-            None => vec![String::new()],
+            None => self.app_insts.clone(),
             Some(p) => self
                 .group_insts
                 .iter()
@@ -239,19 +417,36 @@ impl AppRt {
     }
 
     /// Takes in an instance id read from a member record (a restart):
-    /// each step of its path must name a group of the plan under the
+    /// an optional application instance `@NP` (a network partition of the
+    /// policy other than the first, one the cluster can run in), then
+    /// each step of the path must name a group of the plan under the
     /// step before. Returns whether it is valid.
     fn adopt_instance(&mut self, cluster_id: &str, id: &str) -> bool {
         let Some(c) = self.clusters.get(cluster_id) else {
             return false;
         };
         let inner = c.plan.groups.last().cloned();
-        if id.is_empty() {
-            return inner.is_none();
+        let app_inst = app_instance_of(id).to_owned();
+        if let Some(np) = app_inst.strip_prefix('@') {
+            let burstable = self.plan.network_partitions.iter().skip(1).any(|n| n == np);
+            if !burstable || !c.plan.network_partitions.iter().any(|n| n.id == np) {
+                return false;
+            }
         }
-        let steps: Vec<&str> = id.split('/').collect();
+        let steps = group_steps(id);
+        if id != app_inst && steps.is_empty() {
+            return false;
+        }
         let mut parent_alias: Option<String> = None;
         let mut parsed = Vec::new();
+        let prefix = |n: usize| -> String {
+            let path = steps[..n].join("/");
+            match (app_inst.is_empty(), path.is_empty()) {
+                (true, _) => path,
+                (false, true) => app_inst.clone(),
+                (false, false) => format!("{app_inst}/{path}"),
+            }
+        };
         for (i, step) in steps.iter().enumerate() {
             let Some((alias, n)) = step.rsplit_once('-') else {
                 return false;
@@ -263,16 +458,14 @@ impl AppRt {
                 Some(g) if g.parent == parent_alias => {}
                 _ => return false,
             }
-            parsed.push((
-                alias.to_owned(),
-                n,
-                steps[..=i].join("/"),
-                steps[..i].join("/"),
-            ));
+            parsed.push((alias.to_owned(), n, prefix(i + 1), prefix(i)));
             parent_alias = Some(alias.to_owned());
         }
         if parent_alias != inner {
             return false;
+        }
+        if !self.app_insts.contains(&app_inst) {
+            self.app_insts.push(app_inst);
         }
         for (alias, n, path, parent) in parsed {
             let next = self.next_instance.entry(alias.clone()).or_insert(1);
@@ -292,6 +485,31 @@ impl AppRt {
     /// instance and gives every cluster one instance (and autoscaler) per
     /// instance of its innermost group.
     fn ensure_instances(&mut self) {
+        // The default application instances, then all in the policy's
+        // order (bursting follows it, so the last is the newest).
+        let defaults: Vec<String> = self
+            .plan
+            .network_partitions
+            .iter()
+            .take(self.plan.default_network_partitions.max(1))
+            .map(|np| self.app_instance_id(np))
+            .collect();
+        for d in defaults {
+            if !self.app_insts.contains(&d) {
+                self.app_insts.push(d);
+            }
+        }
+        if self.app_insts.is_empty() {
+            self.app_insts.push(String::new());
+        }
+        let order: Vec<String> = self
+            .plan
+            .network_partitions
+            .iter()
+            .map(|np| self.app_instance_id(np))
+            .collect();
+        self.app_insts
+            .sort_by_key(|a| order.iter().position(|o| o == a).unwrap_or(usize::MAX));
         // Oldest first within each group: numbers grow with each new
         // instance (a restart adopts them in the records' order).
         self.group_insts.sort_by_key(|i| {
@@ -312,9 +530,10 @@ impl AppRt {
             }
         }
         let config = self.config;
-        for c in self.clusters.values_mut() {
+        let mut wanted: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for c in self.clusters.values() {
             let keys: Vec<String> = match c.plan.groups.last() {
-                None => vec![String::new()],
+                None => self.app_insts.clone(),
                 Some(g) => self
                     .group_insts
                     .iter()
@@ -322,14 +541,47 @@ impl AppRt {
                     .map(|i| i.id.clone())
                     .collect(),
             };
-            c.instances.retain(|k, _| keys.contains(k));
-            for k in keys {
-                c.instances.entry(k).or_insert_with(|| InstanceRt {
-                    scaling: ScalingState::new(&c.plan, &c.policy, config),
-                    last_eval: None,
-                });
+            // Each cluster instance is confined to its application
+            // instance's network partition (none where the cluster's
+            // deployment policy has no such network partition).
+            let keyed = keys
+                .into_iter()
+                .map(|k| {
+                    let np = self.network_partition_of(&k).to_owned();
+                    (k, np)
+                })
+                .filter(|(_, np)| c.plan.network_partitions.iter().any(|n| &n.id == np))
+                .collect();
+            wanted.insert(c.plan.cluster_id.clone(), keyed);
+        }
+        for c in self.clusters.values_mut() {
+            let keys = wanted.remove(&c.plan.cluster_id).unwrap_or_default();
+            c.instances.retain(|k, _| keys.iter().any(|(w, _)| w == k));
+            for (k, np) in keys {
+                if c.instances.contains_key(&k) {
+                    continue;
+                }
+                if let Some(scaling) = ScalingState::new_in(&c.plan, &np, &c.policy, config) {
+                    c.instances.insert(
+                        k,
+                        InstanceRt {
+                            scaling,
+                            last_eval: None,
+                        },
+                    );
+                }
             }
         }
+    }
+
+    /// Forgets burst application instance `id` and everything in it;
+    /// returns the cluster-instance keys that went with it.
+    fn remove_app_instance(&mut self, id: &str) -> Vec<String> {
+        if id.is_empty() {
+            return Vec::new();
+        }
+        self.app_insts.retain(|a| a != id);
+        self.remove_group_instance(id)
     }
 
     /// Forgets group instance `id` and the ones inside it; returns the
@@ -340,6 +592,8 @@ impl AppRt {
         self.group_scaling
             .retain(|(_, parent), _| !within(parent, id));
         self.group_last.retain(|(_, parent), _| !within(parent, id));
+        self.group_factors
+            .retain(|(_, parent), _| !within(parent, id));
         let mut keys = Vec::new();
         for c in self.clusters.values_mut() {
             let gone: Vec<String> = c
@@ -489,6 +743,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The members of application `app_id` in instance `inst` (or inside
+/// it), each with `why` it goes.
+fn members_within(
+    members: &BTreeMap<String, MemberRt>,
+    app_id: &str,
+    inst: &str,
+    why: &'static str,
+) -> Vec<(String, &'static str)> {
+    members
+        .values()
+        .filter(|m| m.rec.application_id == app_id && within(&m.rec.instance_id, inst))
+        .map(|m| (m.rec.member_id.clone(), why))
+        .collect()
+}
+
 /// Runtime view of one member, for the API.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -531,6 +800,7 @@ pub struct ClusterView {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterInstanceView {
     pub instance_id: String,
+    pub network_partition_id: String,
     pub active_members: u32,
     pub members: u32,
     pub last_evaluation: Option<Evaluation>,
@@ -556,8 +826,22 @@ pub struct GroupView {
 pub struct GroupInstanceView {
     pub instance_id: String,
     pub parent_instance_id: Option<String>,
+    pub network_partition_id: String,
     pub status: String,
     pub last_decision: Option<GroupAction>,
+}
+
+/// One application instance (one per network partition in use): `Active`
+/// once each cluster instance in it has its minimum of Active members.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationInstanceView {
+    /// `""` in the first network partition, `@NP` in the others.
+    pub instance_id: String,
+    pub network_partition_id: String,
+    /// Burst into (given up again once idle), not a default one.
+    pub burst: bool,
+    pub status: String,
 }
 
 /// Runtime view of a deployed application (`GET /api/applications/{id}/runtime`).
@@ -567,6 +851,10 @@ pub struct ApplicationView {
     pub application_id: String,
     pub application_policy: String,
     pub status: DeploymentStatus,
+    /// Application instances, in the application policy's order.
+    pub instances: Vec<ApplicationInstanceView>,
+    /// The application monitor's last decision (bursting).
+    pub last_decision: Option<GroupAction>,
     /// Group instances, outermost groups first.
     pub groups: Vec<GroupView>,
     pub clusters: Vec<ClusterView>,
@@ -716,15 +1004,7 @@ impl<E: Engine> Controller<E> {
             }
             return Err(e);
         }
-        Ok(AppRt {
-            plan,
-            clusters,
-            group_insts: Vec::new(),
-            group_scaling: BTreeMap::new(),
-            group_last: BTreeMap::new(),
-            next_instance: BTreeMap::new(),
-            config: self.inner.config.scaling,
-        })
+        Ok(AppRt::new(plan, clusters, self.inner.config.scaling))
     }
 
     /// Deploys an application: plans it, opens its listeners, records the
@@ -861,13 +1141,14 @@ impl<E: Engine> Controller<E> {
                     rec.container_id = Some(c.id.clone());
                 }
                 // A record from before group instances (or naming one the
-                // plan no longer has) joins the cluster's first instance.
+                // plan no longer has) joins the cluster's first instance in
+                // the first application instance.
                 if rehome.contains(&id) {
                     let first = state
                         .apps
                         .get(&rec.application_id)
                         .and_then(|a| a.clusters.get(&rec.cluster_id))
-                        .and_then(|c| c.instances.keys().next().cloned());
+                        .and_then(|c| c.instances.keys().find(|k| within(k, "")).cloned());
                     match first {
                         Some(k) => {
                             rec.instance_id = k;
@@ -904,7 +1185,12 @@ impl<E: Engine> Controller<E> {
                     drop_records.push((id, rec.container_id.clone()));
                     continue;
                 };
-                inst.scaling.add_member(&id, &placement, active);
+                // A member outside its instance's network partition (a
+                // record from before application instances) is replaced.
+                if !inst.scaling.add_member(&id, &placement, active) {
+                    drop_records.push((id, rec.container_id.clone()));
+                    continue;
+                }
                 let ip = c.as_ref().and_then(|c| c.ip);
                 if active {
                     if let Some(ip) = ip {
@@ -1847,16 +2133,24 @@ impl<E: Engine> Controller<E> {
                     (c.plan.cluster_id.clone(), per)
                 })
                 .collect();
-            // A predecessor is up for instance `k` when its instances in the
-            // same group instance (or around or inside it) are; when none
-            // is related, when all of them are.
-            let up = |w: &str, k: &str| -> bool {
+            let groups_of: BTreeMap<String, Vec<String>> = app
+                .clusters
+                .values()
+                .map(|c| (c.plan.cluster_id.clone(), c.plan.groups.clone()))
+                .collect();
+            // A predecessor is up for instance `k` of cluster `c` when its
+            // instances in the same instance of their innermost common
+            // group (or application instance) are; when none is related,
+            // when all of them are.
+            let up = |w: &str, c: &str, k: &str| -> bool {
                 let Some(per) = ready.get(w) else {
                     return false;
                 };
+                let (none, cg, wg) = (Vec::new(), groups_of.get(c), groups_of.get(w));
+                let (cg, wg) = (cg.unwrap_or(&none), wg.unwrap_or(&none));
                 let related: Vec<bool> = per
                     .iter()
-                    .filter(|(wk, _)| within(k, wk) || within(wk, k))
+                    .filter(|(wk, _)| related(k, cg, wk, wg))
                     .map(|(_, r)| *r)
                     .collect();
                 if related.is_empty() {
@@ -1865,7 +2159,8 @@ impl<E: Engine> Controller<E> {
                     related.into_iter().all(|r| r)
                 }
             };
-            let mut factors: BTreeMap<String, f64> = BTreeMap::new();
+            // Dependent-scaling factors per (cluster, instance).
+            let mut factors: BTreeMap<(String, String), f64> = BTreeMap::new();
             // What each cluster instance told its group: over its maximum,
             // or below its minimum.
             let mut over: BTreeSet<String> = BTreeSet::new();
@@ -1879,7 +2174,7 @@ impl<E: Engine> Controller<E> {
                 let rif: usize = c.listeners.iter().map(|l| l.pool.in_flight()).sum();
                 let cid = c.plan.cluster_id.clone();
                 for (k, inst) in c.instances.iter_mut() {
-                    if !c.plan.waits_for.iter().all(|w| up(w, k)) {
+                    if !c.plan.waits_for.iter().all(|w| up(w, &cid, k)) {
                         continue;
                     }
                     let eval = inst.scaling.evaluate(now);
@@ -1894,7 +2189,7 @@ impl<E: Engine> Controller<E> {
                                 .extend(remove.iter().map(|r| (r.member.clone(), "scale down")));
                         }
                         Action::NotifyDependents { factor } => {
-                            let f = factors.entry(cid.clone()).or_insert(*factor);
+                            let f = factors.entry((cid.clone(), k.clone())).or_insert(*factor);
                             *f = f.max(*factor);
                         }
                         _ => {}
@@ -1910,22 +2205,50 @@ impl<E: Engine> Controller<E> {
                     evals.push((cid.clone(), eval, rif));
                 }
             }
-            // Scaling dependents: the highest factor of a set moves all of
-            // it, every instance of each cluster.
-            for set in &app.plan.scaling_sets {
-                let Some(f) =
-                    scaling::highest_factor(set.iter().filter_map(|c| factors.get(c).copied()))
-                else {
-                    continue;
-                };
-                for cid in set {
+            // Scaling dependents, per instance of the group (or application
+            // instance) that declares them: the highest factor asked for
+            // there (by a cluster instance's rule, or last tick by a
+            // group's monitor) moves every member of the set there: a
+            // cluster instance to `min · factor` members, a group to
+            // `groupMinInstances · factor` instances; no other instance
+            // moves (Stratos's dependent scaling runs in the parent
+            // instance that heard the scaling event).
+            let mut changed = false;
+            let group_factors = std::mem::take(&mut app.group_factors);
+            for set in app.plan.scaling_sets.clone() {
+                let depth = set
+                    .scope
+                    .as_deref()
+                    .and_then(|s| app.group(s))
+                    .map_or(0, |g| app.depth(g) + 1);
+                let mut per_scope: BTreeMap<String, f64> = BTreeMap::new();
+                let cluster_factors = factors
+                    .iter()
+                    .filter(|((cid, _), _)| set.clusters.contains(cid))
+                    .map(|((_, k), f)| (scope_of(k, depth), *f));
+                let group_factors = group_factors
+                    .iter()
+                    .filter(|((g, _), _)| set.groups.contains(g))
+                    .map(|((_, parent), f)| (parent.clone(), *f));
+                for (sc, f) in cluster_factors.chain(group_factors) {
+                    let e = per_scope.entry(sc).or_insert(f);
+                    *e = scaling::highest_factor([*e, f]).unwrap_or(*e);
+                }
+                for cid in &set.clusters {
                     let Some(c) = app.clusters.get_mut(cid) else {
                         continue;
                     };
                     for (k, inst) in c.instances.iter_mut() {
+                        let Some(f) = per_scope.get(&scope_of(k, depth)).copied() else {
+                            continue;
+                        };
                         let want =
                             scaling::dependent_required(c.plan.min, f, inst.scaling.rounding());
-                        match inst.scaling.apply_dependent(want, now) {
+                        let action = inst.scaling.apply_dependent(want, now);
+                        if scaling::over_max(&action) {
+                            over.insert(k.clone());
+                        }
+                        match action {
                             Action::ScaleUp { spawn, .. } => {
                                 for p in spawn {
                                     spawns.push((cid.clone(), k.clone(), p));
@@ -1939,12 +2262,72 @@ impl<E: Engine> Controller<E> {
                         }
                     }
                 }
+                for alias in &set.groups {
+                    let Some(g) = app.group(alias).cloned() else {
+                        continue;
+                    };
+                    for (sc, f) in &per_scope {
+                        let insts: Vec<String> = app
+                            .group_insts
+                            .iter()
+                            .filter(|i| &i.group == alias && &i.parent == sc)
+                            .map(|i| i.id.clone())
+                            .collect();
+                        let n = u32::try_from(insts.len()).unwrap_or(u32::MAX);
+                        if n == 0 {
+                            continue;
+                        }
+                        let min = g.min_instances.max(1);
+                        let max = g.max_instances.max(min);
+                        // ceil(min · factor), blind to the last bits of
+                        // a factor such as 4 / 3.
+                        let required =
+                            scaling::rounded_instance_count(f64::from(min) * f - 1e-9, 0.0);
+                        let required = u32::try_from(required.max(0)).unwrap_or(u32::MAX);
+                        let want = required.clamp(min, max);
+                        if required > max || (want > n && !g.group_scaling_enabled) {
+                            // No room (or no group scaling): the parent's.
+                            over.insert(sc.clone());
+                        }
+                        let mut event = |action, instance_id: String| {
+                            group_events.push(EventKind::GroupScaling {
+                                group: alias.clone(),
+                                parent_instance_id: sc.clone(),
+                                instances: n,
+                                action,
+                                instance_id: Some(instance_id),
+                            });
+                        };
+                        if want > n && g.group_scaling_enabled {
+                            for _ in n..want {
+                                let id = app.add_group_instance(alias, sc);
+                                tracing::info!(group = %alias, instance = %id, factor = f, "group scale-out with its scaling dependents");
+                                event(GroupAction::AddInstance, id);
+                                changed = true;
+                            }
+                        }
+                        let surplus = usize::try_from(n.saturating_sub(want)).unwrap_or(0);
+                        for id in insts.iter().rev().take(surplus) {
+                            app.remove_group_instance(id);
+                            tracing::info!(group = %alias, instance = %id, factor = f, "group scale-in with its scaling dependents");
+                            removals.extend(members_within(
+                                members,
+                                app_id,
+                                id,
+                                "group scale down",
+                            ));
+                            event(GroupAction::RemoveInstance, id.clone());
+                        }
+                    }
+                }
+            }
+            if changed {
+                app.ensure_instances();
             }
             // The group monitors, innermost groups first: a notice a group
             // cannot act on goes to its parent's instance.
             let mut groups = app.groups_outer_first();
             groups.reverse();
-            let mut changed = false;
             for g in groups {
                 for parent in app.parent_instances(&g) {
                     let insts: Vec<String> = app
@@ -1957,20 +2340,7 @@ impl<E: Engine> Controller<E> {
                         continue;
                     };
                     let child_over_max = insts.iter().any(|i| over.contains(i));
-                    // Every cluster instance of the newest group instance
-                    // evaluated and would go below its minimum.
-                    let keys: Vec<(String, String)> = app
-                        .clusters
-                        .values()
-                        .flat_map(|c| {
-                            c.instances
-                                .keys()
-                                .filter(|k| within(k, &newest))
-                                .map(|k| (c.plan.cluster_id.clone(), k.clone()))
-                        })
-                        .collect();
-                    let children_below_min = !keys.is_empty()
-                        && keys.iter().all(|k| below.get(k).copied().unwrap_or(false));
+                    let children_below_min = app.all_below_min_within(&newest, &below);
                     let settling = app.clusters.values().any(|c| {
                         c.instances.keys().any(|k| {
                             insts.iter().any(|i| within(k, i))
@@ -1994,6 +2364,22 @@ impl<E: Engine> Controller<E> {
                             settling,
                             now,
                         );
+                    // A group in a scaling set hands its decision to the
+                    // set, as the factor of one instance more or fewer.
+                    let action = match action {
+                        GroupAction::AddInstance | GroupAction::RemoveInstance
+                            if g.has_scaling_dependents =>
+                        {
+                            let more = action == GroupAction::AddInstance;
+                            let to = if more { n.saturating_add(1) } else { n - 1 };
+                            app.group_factors.insert(
+                                key.clone(),
+                                f64::from(to) / f64::from(g.min_instances.max(1)),
+                            );
+                            GroupAction::Dependents
+                        }
+                        other => other,
+                    };
                     let mut instance_id = None;
                     match action {
                         GroupAction::AddInstance => {
@@ -2005,18 +2391,15 @@ impl<E: Engine> Controller<E> {
                         GroupAction::RemoveInstance => {
                             app.remove_group_instance(&newest);
                             tracing::info!(group = %g.alias, instance = %newest, "group scale-in");
-                            removals.extend(
-                                members
-                                    .values()
-                                    .filter(|m| {
-                                        m.rec.application_id == app_id
-                                            && within(&m.rec.instance_id, &newest)
-                                    })
-                                    .map(|m| (m.rec.member_id.clone(), "group scale down")),
-                            );
+                            removals.extend(members_within(
+                                members,
+                                app_id,
+                                &newest,
+                                "group scale down",
+                            ));
                             instance_id = Some(newest.clone());
                         }
-                        GroupAction::Escalate if !parent.is_empty() => {
+                        GroupAction::Escalate => {
                             over.insert(parent.clone());
                         }
                         _ => {}
@@ -2033,9 +2416,87 @@ impl<E: Engine> Controller<E> {
                     }
                 }
             }
+            // The application monitor (Stratos's application bursting): a
+            // notice of an application instance over its maximum adds an
+            // application instance in the next network partition of the
+            // policy, with every top-level group at its minimum and every
+            // top-level cluster at its minimum there; a burst instance
+            // whose clusters all would go below their minimum (and whose
+            // groups are at theirs) goes again after the deferrals and the
+            // cooldown. The default ones stay.
+            {
+                let usable = app.usable_network_partitions();
+                let n = u32::try_from(app.app_insts.len()).unwrap_or(u32::MAX);
+                let defaults = app
+                    .plan
+                    .default_network_partitions
+                    .clamp(1, app.plan.network_partitions.len().max(1));
+                let defaults = u32::try_from(defaults).unwrap_or(1);
+                let room = usable
+                    .iter()
+                    .filter(|np| !app.app_insts.contains(&app.app_instance_id(np)))
+                    .count();
+                let max = n.saturating_add(u32::try_from(room).unwrap_or(u32::MAX));
+                let child_over_max = app.app_insts.iter().any(|a| over.contains(a));
+                let newest = app.app_insts.last().cloned().unwrap_or_default();
+                // (The first application instance never goes.)
+                let children_below_min =
+                    !newest.is_empty() && app.all_below_min_within(&newest, &below);
+                // Stratos bursts only when no application instance is pending.
+                let settling = app.clusters.values().any(|c| {
+                    c.instances
+                        .keys()
+                        .any(|k| count(&c.plan.cluster_id, k) < c.plan.min)
+                });
+                let action = app.app_scaling.decide(
+                    true,
+                    n,
+                    defaults,
+                    max,
+                    child_over_max,
+                    children_below_min,
+                    settling,
+                    now,
+                );
+                let mut instance_id = None;
+                let mut network_partition = None;
+                match action {
+                    GroupAction::AddInstance => {
+                        let next = usable
+                            .iter()
+                            .map(|np| (np, app.app_instance_id(np)))
+                            .find(|(_, id)| !app.app_insts.contains(id));
+                        if let Some((np, id)) = next {
+                            tracing::info!(application = %app_id, network_partition = %np, "application bursting: an instance is at its maximum");
+                            app.app_insts.push(id.clone());
+                            network_partition = Some(np.clone());
+                            instance_id = Some(id);
+                            changed = true;
+                        }
+                    }
+                    GroupAction::RemoveInstance => {
+                        network_partition = Some(app.network_partition_of(&newest).to_owned());
+                        app.remove_app_instance(&newest);
+                        tracing::info!(application = %app_id, instance = %newest, "burst application instance removed");
+                        removals.extend(members_within(members, app_id, &newest, "bursting over"));
+                        instance_id = Some(newest.clone());
+                    }
+                    _ => {}
+                }
+                let previous = app.app_last.replace(action);
+                if previous != Some(action) || instance_id.is_some() {
+                    group_events.push(EventKind::Bursting {
+                        instances: n,
+                        action,
+                        instance_id,
+                        network_partition_id: network_partition,
+                    });
+                }
+            }
             if changed {
-                // New group instances: their cluster instances, which ask
-                // for their minimum on the next evaluation.
+                // New group or application instances: their cluster
+                // instances, which ask for their minimum on the next
+                // evaluation.
                 app.ensure_instances();
             }
             for (cid, k, p) in &spawns {
@@ -2144,24 +2605,47 @@ impl<E: Engine> Controller<E> {
         let state = lock(&self.inner.state);
         let mut clusters = Vec::new();
         let mut groups = Vec::new();
+        let mut instances = Vec::new();
+        let mut last_decision = None;
         if let Some(app) = state.apps.get(app_id) {
             let active = Self::active_counts(&state.members);
             let count = |cid: &str, k: &str| active.get(&(cid, k)).copied().unwrap_or(0);
+            let up_within = |inst: &str| {
+                app.clusters.values().all(|c| {
+                    c.instances
+                        .keys()
+                        .filter(|k| within(k, inst))
+                        .all(|k| count(&c.plan.cluster_id, k) >= c.plan.min)
+                })
+            };
+            let defaults = app.plan.default_network_partitions.max(1);
+            for a in &app.app_insts {
+                let np = app.network_partition_of(a).to_owned();
+                let burst = !app
+                    .plan
+                    .network_partitions
+                    .iter()
+                    .take(defaults)
+                    .any(|d| *d == np);
+                instances.push(ApplicationInstanceView {
+                    instance_id: a.clone(),
+                    network_partition_id: np,
+                    burst,
+                    status: if up_within(a) { "Active" } else { "Created" }.into(),
+                });
+            }
+            last_decision = app.app_last;
             for g in app.groups_outer_first() {
                 let instances = app
                     .group_insts
                     .iter()
                     .filter(|i| i.group == g.alias)
                     .map(|i| {
-                        let up = app.clusters.values().all(|c| {
-                            c.instances
-                                .keys()
-                                .filter(|k| within(k, &i.id))
-                                .all(|k| count(&c.plan.cluster_id, k) >= c.plan.min)
-                        });
+                        let up = up_within(&i.id);
                         GroupInstanceView {
                             instance_id: i.id.clone(),
                             parent_instance_id: (!i.parent.is_empty()).then(|| i.parent.clone()),
+                            network_partition_id: app.network_partition_of(&i.id).to_owned(),
                             status: if up { "Active" } else { "Created" }.into(),
                             last_decision: app
                                 .group_last
@@ -2238,6 +2722,7 @@ impl<E: Engine> Controller<E> {
                         .iter()
                         .map(|(k, i)| ClusterInstanceView {
                             instance_id: k.clone(),
+                            network_partition_id: app.network_partition_of(k).to_owned(),
                             active_members: count(cid, k),
                             members: i.scaling.member_count(),
                             last_evaluation: i.last_eval.clone(),
@@ -2250,6 +2735,8 @@ impl<E: Engine> Controller<E> {
             application_id: app_id.to_owned(),
             application_policy: dep.application_policy,
             status: dep.status,
+            instances,
+            last_decision,
             groups,
             clusters,
         })

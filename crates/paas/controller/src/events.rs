@@ -58,6 +58,19 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         instance_id: Option<String>,
     },
+    /// The application monitor burst into another network partition (a
+    /// new application instance there), gave a burst one up, or counted
+    /// towards that; `escalate`: at its maximum with no network partition
+    /// left to burst into.
+    #[serde(rename_all = "camelCase")]
+    Bursting {
+        instances: u32,
+        action: GroupAction,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        instance_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        network_partition_id: Option<String>,
+    },
     /// Something failed and will be retried.
     #[serde(rename_all = "camelCase")]
     Error { message: String },

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::engine::{ContainerInfo, CreateSpec, Engine, EngineError, Usage, LABEL_CLUSTER};
+use crate::engine::{
+    ContainerInfo, CreateSpec, Engine, EngineError, Usage, LABEL_CLUSTER, LABEL_INSTANCE,
+};
 
 #[derive(Debug, Clone)]
 pub struct FakeContainer {
@@ -32,6 +34,9 @@ pub struct FakeState {
     /// CPU use of containers of a cluster, percent of their cpu limit:
     /// each usage read adds a second's worth (the tests tick once a second).
     pub load_percent: BTreeMap<String, u64>,
+    /// The same for the containers of one group instance of a cluster,
+    /// by (cluster, instance); before `load_percent`.
+    pub instance_load_percent: BTreeMap<(String, String), u64>,
     /// Creates fail (a missing image) while set.
     pub fail_create: bool,
     /// Create calls, failed or not.
@@ -147,7 +152,18 @@ impl Engine for Fake {
         let limit = c.spec.memory_bytes.unwrap_or(1 << 30);
         let cluster = &c.spec.labels[LABEL_CLUSTER];
         let pct = s.memory_percent.get(cluster).copied().unwrap_or(1);
-        let load = s.load_percent.get(cluster).copied().unwrap_or(0);
+        let instance = c
+            .spec
+            .labels
+            .get(LABEL_INSTANCE)
+            .cloned()
+            .unwrap_or_default();
+        let load = s
+            .instance_load_percent
+            .get(&(cluster.clone(), instance))
+            .or_else(|| s.load_percent.get(cluster))
+            .copied()
+            .unwrap_or(0);
         // load % of cpu_millis/1000 cores for one second.
         c.cpu_ns += load * c.spec.cpu_millis.unwrap_or(1000) * 10_000;
         Ok(Usage {

@@ -3,9 +3,10 @@
 //! [`plan`] turns an application and the [`Catalog`] into one
 //! [`ClusterPlan`] per cartridge alias (cluster id `APP.ALIAS.TYPE.domain`,
 //! as Stratos's `STClusterInformation` names them), the startup order as
-//! stages of cluster ids, the group instances, the sets of clusters that
-//! scale together, and where the first `cartridgeMin` members of each
-//! cluster go.
+//! stages of cluster ids, the group instances, the sets of clusters and
+//! groups that scale together ([`ScalingSet`]), the network partitions the
+//! application instances use, and where the first `cartridgeMin` members
+//! of each cluster go.
 //!
 //! Placement follows the deployment policy: the application policy's
 //! network partitions in its order (one-after-another uses the first and
@@ -27,14 +28,22 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Plan {
     pub application_id: String,
     pub application_policy: String,
+    /// The application policy's network partitions, in its order: each
+    /// one in use holds one application instance (Stratos 4.1).
+    #[serde(default)]
+    pub network_partitions: Vec<String>,
+    /// How many of them are in use from the deploy on and never given
+    /// up: the first (`one-after-another`, the others are burst into
+    /// when the application is at its maximum) or all (`all-at-once`).
+    #[serde(default)]
+    pub default_network_partitions: usize,
     pub clusters: Vec<ClusterPlan>,
     pub groups: Vec<GroupPlan>,
     /// Startup order: the clusters of a stage wait only for clusters of
     /// earlier stages (see [`ClusterPlan::waits_for`] for the exact edges).
     pub stages: Vec<Vec<String>>,
-    /// Sets of clusters that scale together (`scalingDependents`, with each
-    /// group expanded to the clusters under it).
-    pub scaling_sets: Vec<Vec<String>>,
+    /// Sets of clusters and groups that scale together (`scalingDependents`).
+    pub scaling_sets: Vec<ScalingSet>,
     /// The application's own `terminationBehaviour` (for its top-level
     /// components; groups carry theirs).
     pub termination_behaviour: TerminationBehaviour,
@@ -184,6 +193,23 @@ pub struct Placement {
     pub partition: String,
 }
 
+/// Components of one parent that scale together (Stratos's
+/// `dependencies.scalingDependents`): a factor one of them asks for in an
+/// instance of the parent moves all of them in that instance: a cluster to
+/// `cartridgeMin · factor` members, a group to `groupMinInstances ·
+/// factor` instances.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingSet {
+    /// Alias of the group whose definition declares it (`None`: the
+    /// application's).
+    pub scope: Option<String>,
+    /// Clusters it names (`cartridge.ALIAS`).
+    pub clusters: Vec<String>,
+    /// Aliases of the groups it names (`group.ALIAS`).
+    pub groups: Vec<String>,
+}
+
 /// A group instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -195,6 +221,10 @@ pub struct GroupPlan {
     pub min_instances: u32,
     pub max_instances: u32,
     pub group_scaling_enabled: bool,
+    /// Whether it is in a scaling set: then what its monitor decides
+    /// goes to the set as a factor (`(n ± 1) / groupMinInstances`).
+    #[serde(default)]
+    pub has_scaling_dependents: bool,
     pub termination_behaviour: TerminationBehaviour,
     /// Every cluster under this group, nested ones included.
     pub clusters: Vec<String>,
@@ -268,7 +298,7 @@ struct Builder<'a> {
     groups: Vec<GroupPlan>,
     /// (before, after) cluster-id edges.
     edges: BTreeSet<(String, String)>,
-    scaling_sets: Vec<Vec<String>>,
+    scaling_sets: Vec<ScalingSet>,
 }
 
 fn invalid(app: &str, path: String, message: String) -> ModelError {
@@ -338,11 +368,23 @@ pub fn plan(
         waits.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     for cl in &mut b.clusters {
         cl.waits_for = waits.get(&cl.cluster_id).cloned().unwrap_or_default();
-        cl.has_scaling_dependents = b.scaling_sets.iter().any(|s| s.contains(&cl.cluster_id));
+        cl.has_scaling_dependents = b
+            .scaling_sets
+            .iter()
+            .any(|s| s.clusters.contains(&cl.cluster_id));
+    }
+    for g in &mut b.groups {
+        g.has_scaling_dependents = b.scaling_sets.iter().any(|s| s.groups.contains(&g.alias));
     }
     Ok(Plan {
         application_id: app.application_id.clone(),
         application_policy: policy.id.clone(),
+        network_partitions: policy.network_partitions.clone(),
+        default_network_partitions: match policy.algorithm {
+            NetworkPartitionAlgorithm::OneAfterAnother => 1,
+            NetworkPartitionAlgorithm::AllAtOnce => policy.network_partitions.len(),
+        }
+        .min(policy.network_partitions.len()),
         clusters: b.clusters,
         groups: b.groups,
         stages,
@@ -419,6 +461,7 @@ impl Builder<'_> {
                 min_instances: to_u32(g.group_min_instances),
                 max_instances: to_u32(g.group_max_instances),
                 group_scaling_enabled: g.group_scaling_enabled || gdef.group_scaling_enabled,
+                has_scaling_dependents: false,
                 termination_behaviour: gdef
                     .dependencies
                     .as_ref()
@@ -440,9 +483,19 @@ impl Builder<'_> {
                 }
             }
             for set in &d.scaling_dependents {
-                let clusters: Vec<String> = set.aliases.iter().flat_map(|a| expand(a)).collect();
-                if clusters.len() > 1 {
-                    self.scaling_sets.push(clusters);
+                let mut s = ScalingSet {
+                    scope: parents.last().cloned(),
+                    clusters: Vec::new(),
+                    groups: Vec::new(),
+                };
+                for a in &set.aliases {
+                    match a.strip_prefix("group.") {
+                        Some(g) => s.groups.push(g.to_owned()),
+                        None => s.clusters.extend(expand(a)),
+                    }
+                }
+                if s.clusters.len() + s.groups.len() > 1 {
+                    self.scaling_sets.push(s);
                 }
             }
         }
@@ -828,6 +881,9 @@ mod tests {
             placed,
             [("np2", "q1"), ("np2", "q1"), ("np1", "p1"), ("np1", "p2")]
         );
+        // Both are in use from the start, np2 first.
+        assert_eq!(p.network_partitions, ["np2", "np1"]);
+        assert_eq!(p.default_network_partitions, 2);
     }
 
     #[test]
@@ -840,16 +896,30 @@ mod tests {
             .apply(&[Change::update(fx::def(Kind::Application, &app))])
             .unwrap();
         let p = plan(&cat, "app1", "ap1").unwrap();
+        // The group scales by its instances, the cartridge by its members
+        // (Stratos's dependent scaling): the group's clusters are not in
+        // the set themselves.
         assert_eq!(
             p.scaling_sets,
-            vec![vec![
-                D.to_owned(),
-                W.to_owned(),
-                W2.to_owned(),
-                FRONT.to_owned()
-            ]]
+            vec![ScalingSet {
+                scope: None,
+                clusters: vec![FRONT.to_owned()],
+                groups: vec!["s".to_owned()],
+            }]
         );
-        assert!(p.clusters.iter().all(|c| c.has_scaling_dependents));
+        let with: Vec<&str> = p
+            .clusters
+            .iter()
+            .filter(|c| c.has_scaling_dependents)
+            .map(|c| c.cluster_id.as_str())
+            .collect();
+        assert_eq!(with, [FRONT]);
+        let groups: Vec<(&str, bool)> = p
+            .groups
+            .iter()
+            .map(|g| (g.alias.as_str(), g.has_scaling_dependents))
+            .collect();
+        assert_eq!(groups, [("i", false), ("s", true)]);
     }
 
     #[test]

@@ -34,16 +34,20 @@
 //!   dependents does not scale itself; it reports the factor
 //!   `required / min`, the highest factor of the set wins, and every cluster
 //!   of the set goes to `min · factor` members, rounded up when the fraction
-//!   exceeds the policy's `instanceRoundingFactor`.
+//!   exceeds the policy's `instanceRoundingFactor` (a group of the set goes
+//!   to `ceil(groupMinInstances · factor)` instances; the controller does
+//!   that, per instance of the parent that declares the set).
 //!
 //! Where strato differs, on purpose: the window slides (Stratos used
 //! tumbling one-minute batches); the counter of scale-down decisions resets
 //! on any other decision and after a scale-down (so "consecutive" means
 //! consecutive); a scale-down also waits `cooldown_ms` after the last scaling
-//! action; round-robin placement looks past full partitions; the cluster's
-//! network partitions are used in order, so when one is at its maximum new
-//! members burst into the next (Stratos did this a level up, in the
-//! application monitor); values are f64 where Stratos used float.
+//! action; round-robin placement looks past full partitions; values are
+//! f64 where Stratos used float. A state made by [`ScalingState::new`] uses
+//! the cluster's network partitions in order (new members go to the next
+//! when one is at its maximum); the controller, like Stratos, gives each
+//! cluster instance one network partition ([`ScalingState::new_in`]) and
+//! bursts a level up, with a new application instance in the next one.
 //!
 //! No clock inside: every call that needs time takes `now_ms`.
 
@@ -911,6 +915,9 @@ pub enum GroupAction {
     },
     /// Over max and no room here: the parent's business.
     Escalate,
+    /// The group is in a scaling set: its decision to add or remove an
+    /// instance went to the set as a factor, which moves the whole set.
+    Dependents,
 }
 
 impl GroupScaling {

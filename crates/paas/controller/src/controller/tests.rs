@@ -1,6 +1,8 @@
 //! The controller against a fake engine, with tokio's clock paused: the
 //! decisions (startup order, lifecycle, replacement, scale-out placement,
-//! undeploy order, adoption on restart) without containers.
+//! undeploy order, adoption on restart, group instances nested or not,
+//! application bursting, scaling dependents) without containers. Each
+//! test starts from a [`Harness`].
 
 use super::*;
 use crate::fake::Fake;
@@ -48,6 +50,147 @@ async fn tick(ctl: &Controller<Fake>, base: i64, i: i64) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// What the tests here start from: a fake engine, a store in a
+/// temporary directory holding the definitions, a controller over both,
+/// and the clock base of the ticks.
+struct Harness {
+    dir: tempfile::TempDir,
+    fake: Fake,
+    offset: i32,
+    ctl: Controller<Fake>,
+    base: i64,
+}
+
+impl Harness {
+    /// The samples in a new store.
+    fn new() -> Harness {
+        Harness::with(samples::changes().unwrap())
+    }
+
+    /// `changes` in a new store.
+    fn with(changes: Vec<Change>) -> Harness {
+        Harness::with_fake(changes, Fake::default())
+    }
+
+    /// `changes` in a new store, over `fake` (set up beforehand).
+    fn with_fake(changes: Vec<Change>, fake: Fake) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        Store::open(&dir.path().join("paas.redb"))
+            .unwrap()
+            .apply(&changes)
+            .unwrap();
+        Harness::over(dir, fake, free_offset())
+    }
+
+    /// A controller over the store in `dir` and `fake`.
+    fn over(dir: tempfile::TempDir, fake: Fake, offset: i32) -> Harness {
+        let ctl = controller(&fake, dir.path(), offset);
+        Harness {
+            dir,
+            fake,
+            offset,
+            ctl,
+            base: now_ms(),
+        }
+    }
+
+    /// The sample application deployed over `changes`.
+    fn deployed(changes: Vec<Change>) -> Harness {
+        let h = Harness::with(changes);
+        h.deploy();
+        h
+    }
+
+    fn deploy(&self) {
+        self.ctl
+            .deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+            .unwrap();
+    }
+
+    /// Ticks `range` (seconds after the base).
+    async fn ticks(&self, range: std::ops::Range<i64>) {
+        for i in range {
+            tick(&self.ctl, self.base, i).await;
+        }
+    }
+
+    /// A restart: the controller stops (its members run on), `while_down`
+    /// changes the engine, then a new controller over the same store and
+    /// engine restores; the ticks count from 0 again.
+    async fn restart(self, while_down: impl FnOnce(&Fake)) -> Harness {
+        let Harness {
+            dir,
+            fake,
+            offset,
+            ctl,
+            ..
+        } = self;
+        ctl.shutdown();
+        // The store closes with the last handle of the old controller.
+        drop(ctl);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        while_down(&fake);
+        let h = Harness::over(dir, fake, offset);
+        h.ctl.restore().await.unwrap();
+        h
+    }
+
+    fn runtime(&self) -> ApplicationView {
+        self.ctl.runtime(samples::APPLICATION).unwrap()
+    }
+}
+
+/// Removes the containers `which` picks (they vanished behind our back).
+fn remove_containers(fake: &Fake, which: impl Fn(&crate::fake::FakeContainer) -> bool) {
+    fake.state().containers.retain(|_, c| !which(c));
+}
+
+/// Marks the containers `which` picks as exited.
+fn exit_containers(fake: &Fake, which: impl Fn(&crate::fake::FakeContainer) -> bool) {
+    for c in fake.state().containers.values_mut() {
+        if which(c) {
+            c.running = false;
+        }
+    }
+}
+
+/// The events received so far.
+fn drain(events: &mut broadcast::Receiver<Event>) -> Vec<EventKind> {
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e.kind);
+    }
+    seen
+}
+
+/// The samples with each file's JSON changed by `edit(file, json)`, and
+/// `extra` definitions.
+fn samples_with(
+    edit: impl Fn(&str, &mut serde_json::Value),
+    extra: &[(Kind, serde_json::Value)],
+) -> Vec<Change> {
+    let edited = samples::FILES.iter().map(|(kind, file, json)| {
+        let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+        edit(file, &mut v);
+        (*kind, v)
+    });
+    // A batch is checked as a whole: the order does not matter.
+    edited
+        .chain(extra.iter().cloned())
+        .map(|(k, v)| Change::add(strato_paas_model::parse(k, v.to_string().as_bytes()).unwrap()))
+        .collect()
+}
+
+/// Gives the samples' one host room for many members (8 cpus, 16 GiB).
+fn big_host(file: &str, v: &mut serde_json::Value) {
+    if file.ends_with("local-cluster.json") {
+        v["kubernetesHosts"][0]["property"] = serde_json::json!([
+            { "name": "cpu", "value": "8" },
+            { "name": "memory", "value": "16Gi" }
+        ]);
+    }
+}
+
 fn statuses(ctl: &Controller<Fake>, cluster: &str) -> Vec<MemberStatus> {
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     rt.clusters
@@ -59,21 +202,17 @@ fn statuses(ctl: &Controller<Fake>, cluster: &str) -> Vec<MemberStatus> {
 
 #[tokio::test(start_paused = true)]
 async fn deploys_in_startup_order_and_members_become_active() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let ctl = controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    tick(&ctl, base, 0).await;
+    let h = Harness::deployed(samples::changes().unwrap());
+    let (ctl, fake, base) = (&h.ctl, &h.fake, h.base);
+    tick(ctl, base, 0).await;
     // Only the first stage (mysql) is created; php waits for it.
     let created: Vec<String> = fake.state().created.iter().map(|c| c.1.clone()).collect();
     assert_eq!(created, vec![MYSQL.to_owned()]);
-    tick(&ctl, base, 1).await;
-    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
-    tick(&ctl, base, 2).await;
-    tick(&ctl, base, 3).await;
-    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
+    tick(ctl, base, 1).await;
+    assert_eq!(statuses(ctl, MYSQL), vec![MemberStatus::Active]);
+    tick(ctl, base, 2).await;
+    tick(ctl, base, 3).await;
+    assert_eq!(statuses(ctl, PHP), vec![MemberStatus::Active]);
     let created: Vec<String> = fake.state().created.iter().map(|c| c.1.clone()).collect();
     assert_eq!(created, vec![MYSQL.to_owned(), PHP.to_owned()]);
     // The container as the cartridge says: image, labels, ports, limits.
@@ -97,50 +236,34 @@ async fn deploys_in_startup_order_and_members_become_active() {
 
 #[tokio::test(start_paused = true)]
 async fn a_member_whose_container_exits_is_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let ctl = controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    for i in 0..4 {
-        tick(&ctl, base, i).await;
-    }
+    let h = Harness::deployed(samples::changes().unwrap());
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..4).await;
     let old = fake.running_in(PHP).remove(0);
-    for c in fake.state().containers.values_mut() {
-        if c.spec.labels[LABEL_CLUSTER] == PHP {
-            c.running = false;
-        }
-    }
-    for i in 4..7 {
-        tick(&ctl, base, i).await;
-    }
+    exit_containers(fake, |c| c.spec.labels[LABEL_CLUSTER] == PHP);
+    h.ticks(4..7).await;
     let now = fake.running_in(PHP);
     assert_eq!(now.len(), 1);
     assert_ne!(now[0].spec.name, old.spec.name);
-    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
+    assert_eq!(statuses(ctl, PHP), vec![MemberStatus::Active]);
     // The exited container was removed, not left behind.
     assert_eq!(fake.state().containers.len(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_capacity() {
-    let dir = tempfile::tempdir().unwrap();
     let fake = Fake::default();
     // A steady 90 % (no gradient: the prediction is 90) against a
     // threshold of 80 with min 1, max 4:
     // ceil(1 + (90 − 80) / ((100 − 80) / (4 − 1))) = ceil(2.5) = 3.
     fake.state().memory_percent.insert(PHP.into(), 90);
-    let ctl = controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    for i in 0..12 {
-        tick(&ctl, base, i).await;
-    }
+    let h = Harness::with_fake(samples::changes().unwrap(), fake);
+    h.deploy();
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..12).await;
     // Level 2: the sample's one host declares 2 cpus; mysql takes 1000m
     // and each php 500m, so the third php member waits, Pending.
-    let mut st = statuses(&ctl, PHP);
+    let mut st = statuses(ctl, PHP);
     st.sort();
     assert_eq!(
         st,
@@ -179,14 +302,8 @@ async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_ca
     );
     // A php container exits: its room goes to the Pending member.
     let gone = php[0].spec.name.clone();
-    for c in fake.state().containers.values_mut() {
-        if c.spec.name == gone {
-            c.running = false;
-        }
-    }
-    for i in 12..16 {
-        tick(&ctl, base, i).await;
-    }
+    exit_containers(fake, |c| c.spec.name == gone);
+    h.ticks(12..16).await;
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     let now = &rt
         .clusters
@@ -201,31 +318,19 @@ async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_ca
 
 #[tokio::test(start_paused = true)]
 async fn undeploy_goes_in_reverse_startup_order_and_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let offset = free_offset();
-    let ctl = controller(&fake, dir.path(), offset);
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    for i in 0..4 {
-        tick(&ctl, base, i).await;
-    }
+    let h = Harness::deployed(samples::changes().unwrap());
+    let (ctl, fake, offset) = (&h.ctl, &h.fake, h.offset);
+    h.ticks(0..4).await;
     let mut events = ctl.subscribe();
     ctl.undeploy(samples::APPLICATION).unwrap();
-    for i in 4..10 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(4..10).await;
     assert!(fake.state().containers.is_empty());
     assert_eq!(fake.state().removed, vec![PHP.to_owned(), MYSQL.to_owned()]);
     assert!(!ctl.is_deployed(samples::APPLICATION));
     // The listener is closed: the port can be bound again.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(std::net::TcpListener::bind(("127.0.0.1", (8280 + offset) as u16)).is_ok());
-    let mut seen = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        seen.push(e.kind);
-    }
+    let seen = drain(&mut events);
     assert!(seen.contains(&EventKind::ApplicationUndeployed), "{seen:?}");
     // Undeployed, the application's definitions can be removed again.
     ctl.apply(&[Change::Remove(
@@ -237,54 +342,28 @@ async fn undeploy_goes_in_reverse_startup_order_and_leaves_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restarted_controller_adopts_running_members_and_replaces_missing_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let offset = free_offset();
-    {
-        let ctl = controller(&fake, dir.path(), offset);
-        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-            .unwrap();
-        let base = now_ms();
-        for i in 0..4 {
-            tick(&ctl, base, i).await;
-        }
-        ctl.shutdown();
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let h = Harness::deployed(samples::changes().unwrap());
+    h.ticks(0..4).await;
+    let php_before = h.fake.running_in(PHP).remove(0).spec.name;
+    let creates_before = h.fake.state().created.len();
     // While it was down, the mysql container vanished.
-    let gone: Vec<String> = fake
-        .state()
-        .containers
-        .iter()
-        .filter(|(_, c)| c.spec.labels[LABEL_CLUSTER] == MYSQL)
-        .map(|(id, _)| id.clone())
-        .collect();
-    for id in gone {
-        fake.state().containers.remove(&id);
-    }
-    let php_before = fake.running_in(PHP).remove(0).spec.name;
-    let creates_before = fake.state().created.len();
-    let ctl = controller(&fake, dir.path(), offset);
-    ctl.restore().await.unwrap();
-    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
-    let base = now_ms();
-    for i in 0..3 {
-        tick(&ctl, base, i).await;
-    }
+    let h = h
+        .restart(|fake| remove_containers(fake, |c| c.spec.labels[LABEL_CLUSTER] == MYSQL))
+        .await;
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    assert_eq!(statuses(ctl, PHP), vec![MemberStatus::Active]);
+    h.ticks(0..3).await;
     assert_eq!(fake.running_in(PHP).remove(0).spec.name, php_before);
     assert_eq!(fake.running_in(MYSQL).len(), 1);
     assert_eq!(fake.state().created.len(), creates_before + 1);
-    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
+    assert_eq!(statuses(ctl, MYSQL), vec![MemberStatus::Active]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_member_that_cannot_be_created_is_retried_with_backoff() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
+    let h = Harness::deployed(samples::changes().unwrap());
+    let (ctl, fake) = (&h.ctl, &h.fake);
     fake.state().fail_create = true;
-    let ctl = controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
     let mut events = ctl.subscribe();
     // Ten ticks of a second each: 1 + 2 + 4 s of backoff leave room for
     // a few attempts, not ten.
@@ -295,15 +374,13 @@ async fn a_member_that_cannot_be_created_is_retried_with_backoff() {
     }
     let calls = fake.state().create_calls;
     assert!((2..=4).contains(&calls), "{calls} create attempts");
-    let mut reasons = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        if let EventKind::MemberStatus {
-            reason: Some(r), ..
-        } = e.kind
-        {
-            reasons.push(r);
-        }
-    }
+    let reasons: Vec<String> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::MemberStatus { reason, .. } => reason,
+            _ => None,
+        })
+        .collect();
     assert!(
         reasons.iter().any(|r| r.contains("No such image")),
         "{reasons:?}"
@@ -314,11 +391,11 @@ async fn a_member_that_cannot_be_created_is_retried_with_backoff() {
         ctl.reconcile_once(now_ms()).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         tokio::time::advance(Duration::from_millis(950)).await;
-        if statuses(&ctl, MYSQL) == vec![MemberStatus::Active] {
+        if statuses(ctl, MYSQL) == vec![MemberStatus::Active] {
             return;
         }
     }
-    panic!("mysql never became Active: {:?}", statuses(&ctl, MYSQL));
+    panic!("mysql never became Active: {:?}", statuses(ctl, MYSQL));
 }
 
 /// An application `many-app` of `n` members of one small cartridge
@@ -356,10 +433,9 @@ fn many_members(n: u32) -> Vec<Change> {
 
 #[tokio::test(start_paused = true)]
 async fn a_large_deployment_launches_through_bounded_slots_while_the_runtime_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
+    let h = Harness::new();
+    let (ctl, fake) = (&h.ctl, &h.fake);
     fake.state().create_delay = Duration::from_millis(200);
-    let ctl = controller(&fake, dir.path(), free_offset());
     let slots = ctl.inner.config.engine_parallel;
     let n = 5 * slots;
     ctl.apply(&many_members(u32::try_from(n).unwrap())).unwrap();
@@ -416,40 +492,25 @@ async fn a_large_deployment_launches_through_bounded_slots_while_the_runtime_ans
 
 #[tokio::test(start_paused = true)]
 async fn a_running_member_whose_record_lagged_behind_is_adopted_and_probed() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let offset = free_offset();
+    let h = Harness::deployed(samples::changes().unwrap());
+    h.ticks(0..4).await;
+    // A crash before the deferred changes reached the disk: the record
+    // still says Created, though the container runs.
     {
-        let ctl = controller(&fake, dir.path(), offset);
-        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-            .unwrap();
-        let base = now_ms();
-        for i in 0..4 {
-            tick(&ctl, base, i).await;
-        }
-        // A crash before the deferred changes reached the disk: the
-        // record still says Created, though the container runs.
-        let store = lock(&ctl.inner.store);
+        let store = lock(&h.ctl.inner.store);
         let mut recs = store.members().unwrap();
         for r in recs.values_mut() {
             r.status = MemberStatus::Created;
         }
         let recs: Vec<MemberRecord> = recs.into_values().collect();
         store.write_members(&recs, &[]).unwrap();
-        drop(store);
-        ctl.shutdown();
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let before: Vec<String> = fake.state().containers.keys().cloned().collect();
-    let ctl = controller(&fake, dir.path(), offset);
-    ctl.restore().await.unwrap();
-    let base = now_ms();
-    for i in 0..3 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(statuses(&ctl, MYSQL), vec![MemberStatus::Active]);
-    assert_eq!(statuses(&ctl, PHP), vec![MemberStatus::Active]);
-    let after: Vec<String> = fake.state().containers.keys().cloned().collect();
+    let before: Vec<String> = h.fake.state().containers.keys().cloned().collect();
+    let h = h.restart(|_| {}).await;
+    h.ticks(0..3).await;
+    assert_eq!(statuses(&h.ctl, MYSQL), vec![MemberStatus::Active]);
+    assert_eq!(statuses(&h.ctl, PHP), vec![MemberStatus::Active]);
+    let after: Vec<String> = h.fake.state().containers.keys().cloned().collect();
     assert_eq!(after, before, "adopted, not replaced");
 }
 
@@ -457,10 +518,8 @@ async fn a_running_member_whose_record_lagged_behind_is_adopted_and_probed() {
 /// 3 and group scaling on, php at one member per instance, and a host
 /// large enough for three instances.
 fn group_scaling_samples() -> Vec<Change> {
-    samples::FILES
-        .iter()
-        .map(|(kind, file, json)| {
-            let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+    samples_with(
+        |file, v| {
             if file.ends_with("php-mysql-app.json") {
                 let g = &mut v["components"]["groups"][0];
                 g["groupMinInstances"] = 2.into();
@@ -468,36 +527,49 @@ fn group_scaling_samples() -> Vec<Change> {
                 g["groupScalingEnabled"] = true.into();
                 g["cartridges"][1]["cartridgeMax"] = 1.into();
             }
-            if file.ends_with("local-cluster.json") {
-                v["kubernetesHosts"][0]["property"] = serde_json::json!([
-                    { "name": "cpu", "value": "8" },
-                    { "name": "memory", "value": "16Gi" }
-                ]);
-            }
-            let d = strato_paas_model::parse(*kind, v.to_string().as_bytes()).unwrap();
-            Change::add(d)
-        })
-        .collect()
+            big_host(file, v);
+        },
+        &[],
+    )
 }
 
-fn group_controller(fake: &Fake, dir: &std::path::Path, offset: i32) -> Controller<Fake> {
-    let path = dir.join("paas.redb");
-    if !path.exists() {
-        let mut store = Store::open(&path).unwrap();
-        store.apply(&group_scaling_samples()).unwrap();
-    }
-    controller(fake, dir, offset)
+/// Label `label` of each running container of a cluster, sorted.
+fn labels_of(fake: &Fake, cluster: &str, label: &str) -> Vec<String> {
+    let mut v: Vec<String> = fake
+        .running_in(cluster)
+        .iter()
+        .map(|c| c.spec.labels[label].clone())
+        .collect();
+    v.sort();
+    v
 }
 
 /// Group instance of each running container of a cluster, sorted.
 fn instances_of(fake: &Fake, cluster: &str) -> Vec<String> {
-    let mut v: Vec<String> = fake
-        .running_in(cluster)
+    labels_of(fake, cluster, LABEL_INSTANCE)
+}
+
+/// The group decisions among events: (group, parent instance, action,
+/// instance added or removed).
+fn group_decisions(events: &[EventKind]) -> Vec<(String, String, GroupAction, String)> {
+    events
         .iter()
-        .map(|c| c.spec.labels[LABEL_INSTANCE].clone())
-        .collect();
-    v.sort();
-    v
+        .filter_map(|e| match e {
+            EventKind::GroupScaling {
+                group,
+                parent_instance_id,
+                action,
+                instance_id,
+                ..
+            } => Some((
+                group.clone(),
+                parent_instance_id.clone(),
+                *action,
+                instance_id.clone().unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .collect()
 }
 
 fn group_instances(ctl: &Controller<Fake>) -> Vec<(String, String)> {
@@ -515,25 +587,19 @@ const G3: &str = "my-php-mysql-3";
 
 #[tokio::test(start_paused = true)]
 async fn group_min_instances_deploy_copies_of_the_groups_clusters() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let ctl = group_controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    tick(&ctl, base, 0).await;
+    let h = Harness::deployed(group_scaling_samples());
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..1).await;
     // mysql of both instances first; php of each waits for its mysql.
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2]);
     assert!(fake.running_in(PHP).is_empty());
-    for i in 1..5 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
+    h.ticks(1..5).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2]);
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     assert_eq!(rt.status, DeploymentStatus::Active);
     assert_eq!(
-        group_instances(&ctl),
+        group_instances(ctl),
         [(G1.into(), "Active".into()), (G2.into(), "Active".into())]
     );
     let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
@@ -555,9 +621,7 @@ async fn group_min_instances_deploy_copies_of_the_groups_clusters() {
         .all(|r| r.instance_id == G1 || r.instance_id == G2));
     // Undeploy removes every instance's members.
     ctl.undeploy(samples::APPLICATION).unwrap();
-    for i in 5..12 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(5..12).await;
     assert!(!ctl.is_deployed(samples::APPLICATION));
     assert!(fake.state().containers.is_empty());
     assert_eq!(lock(&ctl.inner.store).member_count().unwrap(), 0);
@@ -565,127 +629,83 @@ async fn group_min_instances_deploy_copies_of_the_groups_clusters() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cluster_at_its_max_adds_a_group_instance_and_load_gone_removes_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let ctl = group_controller(&fake, dir.path(), free_offset());
-    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-        .unwrap();
-    let base = now_ms();
-    for i in 0..5 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    let h = Harness::deployed(group_scaling_samples());
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..5).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
     // php busy at 100 % of its cpu against a loadAverage threshold of 70:
     // ceil(1 · 100 / 70) = 2 members wanted, cartridgeMax is 1, so each
     // php instance is over its maximum and the group adds an instance
     // (up to groupMaxInstances 3, one at a time).
     fake.state().load_percent.insert(PHP.into(), 100);
     let mut events = ctl.subscribe();
-    for i in 5..16 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2, G3]);
+    h.ticks(5..16).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2, G3]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2, G3]);
     let rt = ctl.runtime(samples::APPLICATION).unwrap();
     let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
     let eval = php.instances[0].last_evaluation.as_ref().unwrap();
     assert_eq!(eval.figures.required_by_load_average, Some(2));
     assert_eq!(eval.action, Action::AtMax { required: 2 });
-    let mut added = Vec::new();
-    let mut escalated = false;
-    while let Ok(e) = events.try_recv() {
-        if let EventKind::GroupScaling {
-            action,
-            instance_id,
-            ..
-        } = e.kind
-        {
-            match action {
-                GroupAction::AddInstance => added.push(instance_id.unwrap()),
-                GroupAction::Escalate => escalated = true,
-                _ => {}
-            }
-        }
-    }
+    let seen = group_decisions(&drain(&mut events));
+    let added: Vec<&str> = seen
+        .iter()
+        .filter(|d| d.2 == GroupAction::AddInstance)
+        .map(|d| d.3.as_str())
+        .collect();
+    let escalated = seen.iter().any(|d| d.2 == GroupAction::Escalate);
     assert_eq!(added, [G3], "one instance added");
     assert!(escalated, "at groupMaxInstances the notice goes up");
     // Load gone: php would go below its minimum in every instance, and
     // so would mysql; after three deferred decisions and the 30 s
     // cooldown from the add, the newest instance goes, and only it.
     fake.state().load_percent.insert(PHP.into(), 0);
-    for i in 16..30 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(instances_of(&fake, PHP), [G1, G2, G3], "cooling down");
-    for i in 30..50 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2]);
+    h.ticks(16..30).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2, G3], "cooling down");
+    h.ticks(30..50).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2]);
     assert_eq!(
-        group_instances(&ctl),
+        group_instances(ctl),
         [(G1.into(), "Active".into()), (G2.into(), "Active".into())]
     );
     // groupMinInstances holds: no fewer than 2 however long it stays idle.
-    for i in 50..120 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    h.ticks(50..120).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
     let recs = lock(&ctl.inner.store).members().unwrap();
     assert!(recs.values().all(|r| r.instance_id != G3));
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_restarted_controller_reconciles_group_instances() {
-    let dir = tempfile::tempdir().unwrap();
-    let fake = Fake::default();
-    let offset = free_offset();
-    {
-        let ctl = group_controller(&fake, dir.path(), offset);
-        ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
-            .unwrap();
-        let base = now_ms();
-        for i in 0..5 {
-            tick(&ctl, base, i).await;
-        }
-        fake.state().load_percent.insert(PHP.into(), 100);
-        for i in 5..16 {
-            tick(&ctl, base, i).await;
-        }
-        assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
-        ctl.shutdown();
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let h = Harness::deployed(group_scaling_samples());
+    h.ticks(0..5).await;
+    h.fake.state().load_percent.insert(PHP.into(), 100);
+    h.ticks(5..16).await;
+    assert_eq!(instances_of(&h.fake, PHP), [G1, G2, G3]);
+    let creates_before = h.fake.state().created.len();
     // While it was down, instance 2's php container vanished.
-    let gone: Vec<String> = fake
-        .state()
-        .containers
-        .iter()
-        .filter(|(_, c)| c.spec.labels[LABEL_CLUSTER] == PHP && c.spec.labels[LABEL_INSTANCE] == G2)
-        .map(|(id, _)| id.clone())
-        .collect();
-    fake.state().containers.remove(&gone[0]);
-    let creates_before = fake.state().created.len();
-    let ctl = group_controller(&fake, dir.path(), offset);
-    ctl.restore().await.unwrap();
+    let h = h
+        .restart(|fake| {
+            remove_containers(fake, |c| {
+                c.spec.labels[LABEL_CLUSTER] == PHP && c.spec.labels[LABEL_INSTANCE] == G2
+            })
+        })
+        .await;
+    let (ctl, fake) = (&h.ctl, &h.fake);
     // The three instances come back from the members' records.
-    let ids: Vec<String> = group_instances(&ctl).into_iter().map(|i| i.0).collect();
+    let ids: Vec<String> = group_instances(ctl).into_iter().map(|i| i.0).collect();
     assert_eq!(ids, [G1, G2, G3]);
-    let base = now_ms();
-    for i in 0..3 {
-        tick(&ctl, base, i).await;
-    }
+    h.ticks(0..3).await;
     // The missing php member is replaced in its own instance, nothing else.
-    assert_eq!(instances_of(&fake, PHP), [G1, G2, G3]);
-    assert_eq!(instances_of(&fake, MYSQL), [G1, G2, G3]);
+    assert_eq!(instances_of(fake, PHP), [G1, G2, G3]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2, G3]);
     assert_eq!(fake.state().created.len(), creates_before + 1);
     // The group monitor of the restarted controller still removes the
     // extra instance once the load is gone.
     fake.state().load_percent.insert(PHP.into(), 0);
-    for i in 3..60 {
-        tick(&ctl, base, i).await;
-    }
-    assert_eq!(instances_of(&fake, PHP), [G1, G2]);
+    h.ticks(3..60).await;
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
 }
 
 /// The sample's plan reshaped into nested groups: mysql in group `s`
@@ -704,6 +724,7 @@ fn nested_app() -> AppRt {
         min_instances: 2,
         max_instances: 3,
         group_scaling_enabled: true,
+        has_scaling_dependents: false,
         termination_behaviour: plan.groups[0].termination_behaviour,
         clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
     };
@@ -736,15 +757,7 @@ fn nested_app() -> AppRt {
             )
         })
         .collect();
-    AppRt {
-        plan,
-        clusters,
-        group_insts: Vec::new(),
-        group_scaling: BTreeMap::new(),
-        group_last: BTreeMap::new(),
-        next_instance: BTreeMap::new(),
-        config: ScalingConfig::default(),
-    }
+    AppRt::new(plan, clusters, ScalingConfig::default())
 }
 
 fn keys(app: &AppRt, cluster: &str) -> Vec<String> {
@@ -809,4 +822,624 @@ fn instance_ids_from_records_are_checked_against_the_plan() {
         keys(&app, PHP),
         ["s-2/i-7", "s-2/i-8", "s-3/i-10", "s-3/i-9"]
     );
+}
+
+/// The samples reshaped into nested groups: group `my-php-mysql` (the
+/// outer one: groupMinInstances 1, groupMaxInstances 2, group scaling
+/// `outer_scaling`) holds mysql and group `my-php-g` (the inner one:
+/// 1 to 2 instances, group scaling on), which holds php at one member;
+/// php starts after mysql in each outer instance.
+fn nested_samples(outer_scaling: bool) -> Vec<Change> {
+    samples_with(
+        |file, v| {
+            if file.ends_with("php-mysql-group.json") {
+                *v = serde_json::json!({
+                    "name": "php-mysql-group",
+                    "cartridges": ["mysql"],
+                    "groups": [{
+                        "name": "php-group",
+                        "cartridges": ["php"],
+                        "groupScalingEnabled": true
+                    }],
+                    "dependencies": {
+                        "startupOrders": [{"aliases": ["cartridge.my-mysql", "group.my-php-g"]}],
+                        "terminationBehaviour": "terminate-all"
+                    },
+                    "groupScalingEnabled": outer_scaling
+                });
+            }
+            if file.ends_with("php-mysql-app.json") {
+                let g = &mut v["components"]["groups"][0];
+                g["groupMaxInstances"] = 2.into();
+                g["groupScalingEnabled"] = outer_scaling.into();
+                let mut php = g["cartridges"][1].take();
+                php["cartridgeMax"] = 1.into();
+                g["cartridges"] = serde_json::json!([g["cartridges"][0].take()]);
+                g["groups"] = serde_json::json!([{
+                    "name": "php-group",
+                    "alias": "my-php-g",
+                    "groupMinInstances": 1,
+                    "groupMaxInstances": 2,
+                    "groupScalingEnabled": true,
+                    "cartridges": [php]
+                }]);
+            }
+            big_host(file, v);
+        },
+        &[],
+    )
+}
+
+const O1: &str = "my-php-mysql-1";
+const O2: &str = "my-php-mysql-2";
+const O1I1: &str = "my-php-mysql-1/my-php-g-1";
+const O1I2: &str = "my-php-mysql-1/my-php-g-2";
+const O2I3: &str = "my-php-mysql-2/my-php-g-3";
+const O2I4: &str = "my-php-mysql-2/my-php-g-4";
+
+/// Ticks `range` and notes the first tick at which a container of each
+/// (cluster, instance) ran.
+async fn ticks_noting_starts(
+    h: &Harness,
+    range: std::ops::Range<i64>,
+    seen: &mut BTreeMap<(String, String), i64>,
+) {
+    for i in range {
+        tick(&h.ctl, h.base, i).await;
+        for c in [MYSQL, PHP] {
+            for inst in instances_of(&h.fake, c) {
+                seen.entry((c.to_owned(), inst)).or_insert(i);
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nested_groups_scale_the_inner_group_in_its_outer_instance_then_the_outer_group() {
+    let h = Harness::deployed(nested_samples(true));
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..6).await;
+    assert_eq!(instances_of(fake, MYSQL), [O1]);
+    assert_eq!(instances_of(fake, PHP), [O1I1]);
+    // php busy: ceil(100 / 70) = 2 members wanted in each php instance,
+    // one allowed. The inner group adds an instance in its outer instance;
+    // at its maximum there it passes the notice to the outer group, which
+    // adds an outer instance (mysql, and the inner group at its minimum);
+    // that one's inner group grows in turn; then the outer group is at
+    // its maximum and the application (one network partition) too.
+    fake.state().load_percent.insert(PHP.into(), 100);
+    let mut events = ctl.subscribe();
+    let mut started = BTreeMap::new();
+    ticks_noting_starts(&h, 6..40, &mut started).await;
+    assert_eq!(instances_of(fake, MYSQL), [O1, O2]);
+    assert_eq!(instances_of(fake, PHP), [O1I1, O1I2, O2I3, O2I4]);
+    let seen = drain(&mut events);
+    let added: Vec<(String, String, String)> = group_decisions(&seen)
+        .into_iter()
+        .filter(|d| d.2 == GroupAction::AddInstance)
+        .map(|d| (d.0, d.1, d.3))
+        .collect();
+    let add = |g: &str, parent: &str, id: &str| (g.to_owned(), parent.to_owned(), id.to_owned());
+    assert_eq!(
+        added,
+        [
+            add("my-php-g", O1, O1I2),
+            add("my-php-mysql", "", O2),
+            add("my-php-g", O2, O2I4),
+        ]
+    );
+    assert!(group_decisions(&seen)
+        .iter()
+        .any(|d| d.0 == "my-php-mysql" && d.2 == GroupAction::Escalate));
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            EventKind::Bursting {
+                action: GroupAction::Escalate,
+                ..
+            }
+        )),
+        "no network partition left to burst into"
+    );
+    // Startup order per instance: php of the new outer instance started
+    // after its own mysql.
+    let at = |c: &str, i: &str| started[&(c.to_owned(), i.to_owned())];
+    assert!(at(MYSQL, O2) < at(PHP, O2I3), "{started:?}");
+    // The runtime shows the nesting: parents, members' instances.
+    let rt = h.runtime();
+    let inner = rt.groups.iter().find(|g| g.alias == "my-php-g").unwrap();
+    assert_eq!(inner.parent_alias.as_deref(), Some("my-php-mysql"));
+    let parents: Vec<(&str, Option<&str>)> = inner
+        .instances
+        .iter()
+        .map(|i| (i.instance_id.as_str(), i.parent_instance_id.as_deref()))
+        .collect();
+    assert_eq!(
+        parents,
+        [
+            (O1I1, Some(O1)),
+            (O1I2, Some(O1)),
+            (O2I3, Some(O2)),
+            (O2I4, Some(O2))
+        ]
+    );
+    assert!(inner.instances.iter().all(|i| i.status == "Active"));
+    let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
+    let mut member_insts: Vec<&str> = php.members.iter().map(|m| m.instance_id.as_str()).collect();
+    member_insts.sort();
+    assert_eq!(member_insts, [O1I1, O1I2, O2I3, O2I4]);
+    // Load gone: each inner group gives its newest instance up, then the
+    // outer group its newest instance (with what is inside it).
+    fake.state().load_percent.insert(PHP.into(), 0);
+    let mut events = ctl.subscribe();
+    h.ticks(40..120).await;
+    assert_eq!(instances_of(fake, MYSQL), [O1]);
+    assert_eq!(instances_of(fake, PHP), [O1I1]);
+    let removed: Vec<String> = group_decisions(&drain(&mut events))
+        .into_iter()
+        .filter(|d| d.2 == GroupAction::RemoveInstance)
+        .map(|d| d.3)
+        .collect();
+    let outer_at = removed.iter().position(|r| r == O2).unwrap();
+    let inner_at = removed.iter().position(|r| r == O2I4).unwrap();
+    assert!(inner_at < outer_at, "{removed:?}");
+    assert!(removed.iter().any(|r| r == O1I2), "{removed:?}");
+    let recs = lock(&ctl.inner.store).members().unwrap();
+    let mut left: Vec<&str> = recs.values().map(|r| r.instance_id.as_str()).collect();
+    left.sort();
+    assert_eq!(left, [O1, O1I1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inner_group_at_its_maximum_tells_an_outer_group_without_group_scaling() {
+    let h = Harness::deployed(nested_samples(false));
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..6).await;
+    fake.state().load_percent.insert(PHP.into(), 100);
+    let mut events = ctl.subscribe();
+    h.ticks(6..40).await;
+    // The inner group grows within the one outer instance; the outer
+    // group, without group scaling, passes the notice up.
+    assert_eq!(instances_of(fake, MYSQL), [O1]);
+    assert_eq!(instances_of(fake, PHP), [O1I1, O1I2]);
+    let decisions = group_decisions(&drain(&mut events));
+    let of = |g: &str| -> Vec<GroupAction> {
+        let mut v: Vec<GroupAction> = decisions
+            .iter()
+            .filter(|d| d.0 == g && d.2 != GroupAction::Hold)
+            .map(|d| d.2)
+            .collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(
+        of("my-php-g"),
+        [GroupAction::AddInstance, GroupAction::Escalate]
+    );
+    assert_eq!(of("my-php-mysql"), [GroupAction::Escalate]);
+    fake.state().load_percent.insert(PHP.into(), 0);
+    h.ticks(40..100).await;
+    assert_eq!(instances_of(fake, PHP), [O1I1]);
+    assert_eq!(instances_of(fake, MYSQL), [O1]);
+}
+
+const BURST_NP: &str = "network-partition-burst";
+const BURST: &str = "@network-partition-burst";
+
+/// The samples with a second network partition (on the same host) that
+/// the application policy lists after the first (one-after-another) and
+/// the deployment policy allows two members in; `edit` changes the
+/// application further.
+fn burst_samples(edit: impl Fn(&mut serde_json::Value)) -> Vec<Change> {
+    two_network_partitions("one-after-another", edit)
+}
+
+/// [`burst_samples`] with the application policy's `algorithm`.
+fn two_network_partitions(algorithm: &str, edit: impl Fn(&mut serde_json::Value)) -> Vec<Change> {
+    let np = serde_json::json!({
+        "id": BURST_NP,
+        "provider": "strato",
+        "partitions": [{
+            "id": "partition-c",
+            "property": [{ "name": "cluster", "value": "local-cluster" }]
+        }]
+    });
+    samples_with(
+        |file, v| {
+            if file.ends_with("deployment-policy-local.json") {
+                v["networkPartitions"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({
+                        "id": BURST_NP,
+                        "partitionAlgo": "one-after-another",
+                        "partitions": [{ "id": "partition-c", "partitionMax": 2 }]
+                    }));
+            }
+            if file.ends_with("application-policy-local.json") {
+                v["networkPartitions"] = serde_json::json!(["network-partition-local", BURST_NP]);
+                v["algorithm"] = algorithm.into();
+            }
+            if file.ends_with("php-mysql-app.json") {
+                edit(v);
+            }
+            big_host(file, v);
+        },
+        &[(Kind::NetworkPartition, np)],
+    )
+}
+
+/// (instance id, network partition, burst) of each application instance.
+fn app_instances(h: &Harness) -> Vec<(String, String, bool)> {
+    h.runtime()
+        .instances
+        .iter()
+        .map(|a| {
+            (
+                a.instance_id.clone(),
+                a.network_partition_id.clone(),
+                a.burst,
+            )
+        })
+        .collect()
+}
+
+/// Network partition of each running container of a cluster, sorted.
+fn partitions_of(fake: &Fake, cluster: &str) -> Vec<String> {
+    labels_of(fake, cluster, LABEL_PARTITION)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_at_its_maximum_bursts_into_the_next_network_partition_and_back() {
+    // The group without group scaling, php at one member.
+    let h = Harness::deployed(burst_samples(|v| {
+        v["components"]["groups"][0]["cartridges"][1]["cartridgeMax"] = 1.into();
+    }));
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..5).await;
+    let local = |id: &str| (id.to_owned(), "network-partition-local".to_owned(), false);
+    assert_eq!(app_instances(&h), [local("")]);
+    assert_eq!(instances_of(fake, PHP), [G1]);
+    // php over its maximum; the group cannot grow and tells the
+    // application, which starts an instance of itself in the next network
+    // partition: the group at its minimum there, mysql first, then php.
+    fake.state().load_percent.insert(PHP.into(), 100);
+    let mut events = ctl.subscribe();
+    let mut started = BTreeMap::new();
+    let burst_group = format!("{BURST}/my-php-mysql-2");
+    for i in 5..20 {
+        tick(ctl, h.base, i).await;
+        for c in [MYSQL, PHP] {
+            for inst in instances_of(fake, c) {
+                started.entry((c, inst)).or_insert(i);
+            }
+        }
+    }
+    assert_eq!(
+        app_instances(&h),
+        [local(""), (BURST.into(), BURST_NP.into(), true)]
+    );
+    // (Sorted: `@` before letters.)
+    assert_eq!(
+        instances_of(fake, PHP),
+        [burst_group.clone(), G1.to_owned()]
+    );
+    assert_eq!(
+        instances_of(fake, MYSQL),
+        [burst_group.clone(), G1.to_owned()]
+    );
+    assert!(
+        started[&(MYSQL, burst_group.clone())] < started[&(PHP, burst_group.clone())],
+        "{started:?}"
+    );
+    // Its members are placed in the burst network partition, and in the
+    // cluster's one load-balancer pool.
+    assert_eq!(
+        partitions_of(fake, PHP),
+        [
+            "network-partition-burst/partition-c",
+            "network-partition-local/partition-a"
+        ]
+    );
+    let rt = h.runtime();
+    let php = rt.clusters.iter().find(|c| c.cluster_id == PHP).unwrap();
+    let nps: Vec<(&str, &str)> = php
+        .instances
+        .iter()
+        .map(|i| (i.instance_id.as_str(), i.network_partition_id.as_str()))
+        .collect();
+    assert_eq!(
+        nps,
+        [
+            (burst_group.as_str(), BURST_NP),
+            (G1, "network-partition-local")
+        ]
+    );
+    let g = &rt.groups[0].instances;
+    assert_eq!(g[1].network_partition_id, BURST_NP);
+    assert_eq!(g[1].parent_instance_id.as_deref(), Some(BURST));
+    let bursts: Vec<(GroupAction, Option<String>, Option<String>)> = drain(&mut events)
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::Bursting {
+                action,
+                instance_id,
+                network_partition_id,
+                ..
+            } => Some((action, instance_id, network_partition_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        bursts.first(),
+        Some(&(
+            GroupAction::AddInstance,
+            Some(BURST.to_owned()),
+            Some(BURST_NP.to_owned())
+        ))
+    );
+    // No third network partition: the application says so.
+    assert_eq!(bursts.last().map(|b| b.0), Some(GroupAction::Escalate));
+
+    // A restart finds the burst instance again from the members' records.
+    let creates = fake.state().created.len();
+    let h = h.restart(|_| {}).await;
+    assert_eq!(
+        app_instances(&h),
+        [local(""), (BURST.into(), BURST_NP.into(), true)]
+    );
+    h.ticks(0..3).await;
+    assert_eq!(
+        h.fake.state().created.len(),
+        creates,
+        "adopted, not replaced"
+    );
+
+    // Load gone: after the deferrals and the cooldown the burst instance
+    // goes with everything in it; the first one stays.
+    h.fake.state().load_percent.insert(PHP.into(), 0);
+    h.ticks(3..60).await;
+    assert_eq!(app_instances(&h), [local("")]);
+    assert_eq!(instances_of(&h.fake, PHP), [G1]);
+    assert_eq!(instances_of(&h.fake, MYSQL), [G1]);
+    let recs = lock(&h.ctl.inner.store).members().unwrap();
+    assert!(recs.values().all(|r| r.network_partition != BURST_NP));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plain_cluster_at_its_maximum_bursts_with_the_application() {
+    // No group: mysql, then php (cartridgeMax 1), at the top.
+    let h = Harness::deployed(burst_samples(|v| {
+        let mut g = v["components"]["groups"][0].take();
+        g["cartridges"][1]["cartridgeMax"] = 1.into();
+        g["cartridges"][1]["subscribableInfo"]["deploymentPolicy"] =
+            "deployment-policy-local".into();
+        g["cartridges"][0]["subscribableInfo"]["deploymentPolicy"] =
+            "deployment-policy-local".into();
+        v["components"] = serde_json::json!({
+            "cartridges": g["cartridges"].take(),
+            "dependencies": {
+                "startupOrders": [{"aliases": ["cartridge.my-mysql", "cartridge.my-php"]}]
+            }
+        });
+    }));
+    let fake = &h.fake;
+    h.ticks(0..5).await;
+    assert_eq!(instances_of(fake, PHP), [""]);
+    fake.state().load_percent.insert(PHP.into(), 100);
+    h.ticks(5..20).await;
+    // The burst instance of each top-level cluster is the application
+    // instance's own; php there waits for mysql there.
+    assert_eq!(instances_of(fake, PHP), ["", BURST]);
+    assert_eq!(instances_of(fake, MYSQL), ["", BURST]);
+    assert_eq!(
+        partitions_of(fake, MYSQL),
+        [
+            "network-partition-burst/partition-c",
+            "network-partition-local/partition-a"
+        ]
+    );
+    fake.state().load_percent.insert(PHP.into(), 0);
+    h.ticks(20..80).await;
+    assert_eq!(instances_of(fake, PHP), [""]);
+    assert_eq!(instances_of(fake, MYSQL), [""]);
+}
+
+/// Running containers of a cluster per group instance.
+fn count_by_instance(fake: &Fake, cluster: &str) -> BTreeMap<String, usize> {
+    let mut n = BTreeMap::new();
+    for i in instances_of(fake, cluster) {
+        *n.entry(i).or_default() += 1;
+    }
+    n
+}
+
+fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn scaling_dependents_of_a_group_scale_together_in_one_group_instance_only() {
+    // Two instances of the group, whose definition says mysql and php
+    // scale together; mysql may have two members.
+    let h = Harness::deployed(samples_with(
+        |file, v| {
+            if file.ends_with("php-mysql-group.json") {
+                v["dependencies"]["scalingDependents"] =
+                    serde_json::json!([{"aliases": ["cartridge.my-mysql", "cartridge.my-php"]}]);
+            }
+            if file.ends_with("php-mysql-app.json") {
+                let g = &mut v["components"]["groups"][0];
+                g["groupMinInstances"] = 2.into();
+                g["groupMaxInstances"] = 2.into();
+                g["cartridges"][0]["cartridgeMax"] = 2.into();
+            }
+            big_host(file, v);
+        },
+        &[],
+    ));
+    let fake = &h.fake;
+    h.ticks(0..6).await;
+    // php of the first instance alone is busy: ceil(100 / 70) = 2, a
+    // factor of 2 over its minimum, so mysql and php of that instance go
+    // to two members each; the other instance stays as it is.
+    fake.state()
+        .instance_load_percent
+        .insert((PHP.into(), G1.into()), 100);
+    h.ticks(6..14).await;
+    assert_eq!(count_by_instance(fake, PHP), counts(&[(G1, 2), (G2, 1)]));
+    assert_eq!(count_by_instance(fake, MYSQL), counts(&[(G1, 2), (G2, 1)]));
+    // Load gone: both back to one, together.
+    fake.state().instance_load_percent.clear();
+    h.ticks(14..60).await;
+    assert_eq!(count_by_instance(fake, PHP), counts(&[(G1, 1), (G2, 1)]));
+    assert_eq!(count_by_instance(fake, MYSQL), counts(&[(G1, 1), (G2, 1)]));
+}
+
+const WORKER: &str = "php-mysql-app.my-worker.worker.domain";
+
+#[tokio::test(start_paused = true)]
+async fn scaling_dependents_naming_a_group_and_a_cartridge_scale_together() {
+    // The application's dependencies: the group (1 to 2 instances, group
+    // scaling on, php at one member) and a top-level cartridge scale
+    // together: the group by its instances, the cartridge by its members.
+    let worker = serde_json::json!({
+        "type": "worker", "category": "framework", "provider": "strato",
+        "portMapping": [{"name": "w", "protocol": "tcp", "port": 9000, "proxyPort": 0}],
+        "iaasProvider": [{"type": "strato", "imageId": "strato/sample-http:1"}],
+        "property": [{"name": "cpu", "value": "100m"}, {"name": "memory", "value": "32Mi"}]
+    });
+    let h = Harness::deployed(samples_with(
+        |file, v| {
+            if file.ends_with("php-mysql-app.json") {
+                let c = &mut v["components"];
+                c["groups"][0]["groupMaxInstances"] = 2.into();
+                c["groups"][0]["groupScalingEnabled"] = true.into();
+                c["groups"][0]["cartridges"][1]["cartridgeMax"] = 1.into();
+                c["cartridges"] = serde_json::json!([{
+                    "type": "worker", "cartridgeMin": 1, "cartridgeMax": 3,
+                    "subscribableInfo": {
+                        "alias": "my-worker",
+                        "autoscalingPolicy": "autoscaling-policy-web",
+                        "deploymentPolicy": "deployment-policy-local"
+                    }
+                }]);
+                c["dependencies"] = serde_json::json!({
+                    "scalingDependents": [{"aliases": ["group.my-php-mysql", "cartridge.my-worker"]}]
+                });
+            }
+            big_host(file, v);
+        },
+        &[(Kind::Cartridge, worker)],
+    ));
+    let (ctl, fake) = (&h.ctl, &h.fake);
+    h.ticks(0..6).await;
+    assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 1)]));
+    assert_eq!(instances_of(fake, PHP), [G1]);
+    // php at its maximum: the group would add an instance; in the set,
+    // that is a factor of 2 for all of it: a second group instance and a
+    // second worker member.
+    fake.state().load_percent.insert(PHP.into(), 100);
+    let mut events = ctl.subscribe();
+    h.ticks(6..12).await;
+    assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 2)]));
+    assert_eq!(instances_of(fake, PHP), [G1, G2]);
+    assert_eq!(instances_of(fake, MYSQL), [G1, G2]);
+    let decisions = group_decisions(&drain(&mut events));
+    assert!(
+        decisions.iter().any(|d| d.2 == GroupAction::Dependents),
+        "{decisions:?}"
+    );
+    assert!(decisions
+        .iter()
+        .any(|d| d.2 == GroupAction::AddInstance && d.3 == G2));
+    // Load gone: the set goes back to one of each, together.
+    fake.state().load_percent.insert(PHP.into(), 0);
+    h.ticks(12..60).await;
+    assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 1)]));
+    assert_eq!(instances_of(fake, PHP), [G1]);
+    // The worker busy: its factor 2 brings a second group instance (a
+    // new number: numbers are not reused).
+    fake.state().load_percent.insert(WORKER.into(), 100);
+    h.ticks(60..66).await;
+    assert_eq!(count_by_instance(fake, WORKER), counts(&[("", 2)]));
+    assert_eq!(instances_of(fake, PHP), [G1, G3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn all_at_once_runs_an_application_instance_in_every_network_partition() {
+    let h = Harness::deployed(two_network_partitions("all-at-once", |_| {}));
+    h.ticks(0..6).await;
+    // Both network partitions from the start, neither of them burst; the
+    // group and its clusters at their minimum in each.
+    let both = [
+        (String::new(), "network-partition-local".to_owned(), false),
+        (BURST.to_owned(), BURST_NP.to_owned(), false),
+    ];
+    assert_eq!(app_instances(&h), both);
+    let in_burst = format!("{BURST}/my-php-mysql-2");
+    assert_eq!(instances_of(&h.fake, PHP), [in_burst.as_str(), G1]);
+    assert_eq!(
+        partitions_of(&h.fake, MYSQL),
+        [
+            "network-partition-burst/partition-c",
+            "network-partition-local/partition-a"
+        ]
+    );
+    // Idle, they stay: neither is a burst one.
+    h.ticks(6..80).await;
+    assert_eq!(app_instances(&h), both);
+    assert_eq!(instances_of(&h.fake, PHP), [in_burst.as_str(), G1]);
+}
+
+#[test]
+fn instances_relate_within_their_common_group_instance_and_application_instance() {
+    let g = |v: &[&str]| -> Vec<String> { v.iter().map(|s| (*s).to_owned()).collect() };
+    let (top, s, si) = (g(&[]), g(&["s"]), g(&["s", "i"]));
+    // php in s-1/i-2 and mysql in s-1: same instance of `s`.
+    assert!(related("s-1/i-2", &si, "s-1", &s));
+    assert!(!related("s-1/i-2", &si, "s-2", &s));
+    // Two clusters of `i`: the same instance of `i`, not just of `s`.
+    assert!(related("s-1/i-2", &si, "s-1/i-2", &si));
+    assert!(!related("s-1/i-2", &si, "s-1/i-3", &si));
+    // A top-level cluster relates to everything in its application
+    // instance, and to nothing in another.
+    assert!(related("s-1/i-2", &si, "", &top));
+    assert!(!related("s-1/i-2", &si, "@np2", &top));
+    assert!(related("@np2/s-3/i-5", &si, "@np2", &top));
+    assert!(related("@np2/s-3", &s, "@np2/s-3/i-5", &si));
+    // The scope of a set declared by `s` (depth 1), by `i` (2), by the
+    // application (0).
+    assert_eq!(scope_of("s-1/i-2", 1), "s-1");
+    assert_eq!(scope_of("s-1/i-2", 2), "s-1/i-2");
+    assert_eq!(scope_of("s-1/i-2", 0), "");
+    assert_eq!(scope_of("@np2/s-3/i-5", 1), "@np2/s-3");
+    assert_eq!(scope_of("@np2", 0), "@np2");
+    assert!(within("s-1/i-2", ""));
+    assert!(!within("@np2/s-3", ""));
+    assert!(within("@np2/s-3", "@np2"));
+    assert_eq!(app_instance_of("@np2/s-3/i-5"), "@np2");
+    assert_eq!(group_steps("@np2/s-3/i-5"), ["s-3", "i-5"]);
+}
+
+#[test]
+fn burst_instance_ids_from_records_are_checked_against_the_policy() {
+    // The sample's network partition, then np2, for every cluster.
+    let mut app = nested_app();
+    let first = app.plan.network_partitions[0].clone();
+    app.plan.network_partitions.push("np2".into());
+    for c in app.clusters.values_mut() {
+        let mut np2 = c.plan.network_partitions[0].clone();
+        np2.id = "np2".into();
+        c.plan.network_partitions.push(np2);
+    }
+    assert!(app.adopt_instance(PHP, "@np2/s-4/i-9"));
+    // The first network partition has no `@` id; unknown ones are refused.
+    assert!(!app.adopt_instance(PHP, &format!("@{first}/s-4/i-9")));
+    assert!(!app.adopt_instance(PHP, "@np3/s-4/i-9"));
+    assert!(!app.adopt_instance(MYSQL, "@np2"));
+    app.ensure_instances();
+    assert_eq!(app.app_insts, ["", "@np2"]);
+    // groupMinInstances (2) in each application instance.
+    assert_eq!(keys(&app, MYSQL), ["@np2/s-4", "@np2/s-7", "s-5", "s-6"]);
 }

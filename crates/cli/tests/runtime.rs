@@ -288,6 +288,19 @@ fn env_and_cwd_are_applied() {
 }
 
 #[test]
+fn a_missing_cwd_is_created_even_under_a_read_only_root() {
+    let ctx = Ctx::new("mkcwd");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("pwd; stat -c %a .")
+        .set("/process/cwd", json!("/work/dir"))
+        .set("/root/readonly", json!(true));
+    let out = ctx.run(&b, &id).ok();
+    assert_eq!(out.out(), "/work/dir\n755");
+    assert!(b.rootfs().join("work/dir").is_dir());
+}
+
+#[test]
 fn umask_is_applied() {
     let ctx = Ctx::new("umask");
     // Unset: the conventional 0022.

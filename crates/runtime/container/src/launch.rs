@@ -880,6 +880,10 @@ fn init_setup(
     hooks::run(spec, HookKind::CreateContainer, &(l.hook_state)(host_pid)).map_err(s)?;
     tracing::debug!("container process: pivot_root");
     rootfs::pivot(&sys, rootfs).map_err(s)?;
+    // As runc: a missing working directory is made (inside the new root,
+    // before it may turn read-only), as Docker's WorkingDir expects.
+    sys.mkdir_all(&l.plan.cwd, 0o755)
+        .map_err(|e| format!("create process.cwd {}: {e}", l.plan.cwd.display()))?;
     rootfs::finish(&sys, spec).map_err(s)?;
     tracing::debug!("container process: rootfs done");
     if l.plan.terminal {

@@ -925,6 +925,164 @@ fn user_network_names_connect_disconnect_and_daemon_restart() {
     d.docker(&["network", "rm", &net]).ok();
 }
 
+/// A dual-stack network (`--ipv6`): containers get IPv6 addresses (one
+/// fixed with `--ip6`), reach each other over IPv6 by address and by name,
+/// inspect shows both families; bad IPv6 input is refused with nothing
+/// made, and the ip6 table goes with the network.
+#[test]
+fn dual_stack_network_containers_reach_each_other_over_ipv6() {
+    let d = Daemon::start("daemon-ipv6");
+    d.load_busybox();
+    let n = std::process::id() % 60_000 + 1;
+    let (net, sub6) = (format!("six{n}"), format!("fd53:{n:x}:6"));
+    let bridge = format!("st6b{}", n % 100_000);
+    let _guard = LinkGuard(bridge.clone());
+    d.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &format!("{sub6}::/64"),
+        "-o",
+        &format!("com.docker.network.bridge.name={bridge}"),
+        &net,
+    ])
+    .ok();
+    let f = |fmt: &str, obj: &str| {
+        d.docker(&["inspect", "-f", fmt, obj])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(f("{{.EnableIPv6}}", &net), "true");
+    let pools = f(
+        "{{range .IPAM.Config}}{{.Subnet}} {{.Gateway}};{{end}}",
+        &net,
+    );
+    assert!(
+        pools.starts_with("198.19.") && pools.ends_with(&format!(";{sub6}::/64 {sub6}::1;")),
+        "{pools}"
+    );
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name, "--network", &net];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "sleep", "600"]);
+        d.docker(&args).ok();
+    };
+    let fixed = format!("{sub6}::f00d");
+    run("a6", &["--ip6", &fixed]);
+    run("b6", &[]);
+    let ep = |what: &str, c: &str| {
+        f(
+            &format!("{{{{with index .NetworkSettings.Networks \"{net}\"}}}}{what}{{{{end}}}}"),
+            c,
+        )
+    };
+    assert_eq!(
+        ep(
+            "{{.IPAMConfig.IPv6Address}} {{.GlobalIPv6Address}}/{{.GlobalIPv6PrefixLen}} {{.IPv6Gateway}}",
+            "a6"
+        ),
+        format!("{fixed} {fixed}/64 {sub6}::1")
+    );
+    let b6 = ep("{{.GlobalIPv6Address}}", "b6");
+    assert!(b6.starts_with(&format!("{sub6}::")) && b6 != fixed, "{b6}");
+    let members = f("{{range .Containers}}{{.IPv6Address}} {{end}}", &net);
+    assert!(members.contains(&format!("{fixed}/64")), "{members}");
+    // Inside: the address (not tentative), the default IPv6 route, hosts lines.
+    let addr = d
+        .docker(&["exec", "a6", "ip", "-6", "addr", "show", "eth0"])
+        .ok();
+    assert!(addr.stdout.contains(&format!("{fixed}/64")), "{addr}");
+    assert!(!addr.stdout.contains("tentative"), "{addr}");
+    let route = d.docker(&["exec", "a6", "ip", "-6", "route"]).ok();
+    assert!(
+        route
+            .stdout
+            .contains(&format!("default via {sub6}::1 dev eth0")),
+        "{route}"
+    );
+    let hosts = d.docker(&["exec", "a6", "cat", "/etc/hosts"]).ok();
+    assert!(
+        hosts
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{fixed}\t")) && l.ends_with(" a6")),
+        "{hosts}"
+    );
+    // Over IPv6: ping, then a TCP exchange with nc.
+    d.docker(&["exec", "b6", "ping", "-6", "-c", "1", "-W", "5", &fixed])
+        .ok();
+    d.docker(&["exec", "a6", "ping", "-6", "-c", "1", "-W", "5", &b6])
+        .ok();
+    // By name: the network's name server answers AAAA too.
+    let ns = d
+        .docker(&["exec", "b6", "nslookup", "-type=aaaa", "a6"])
+        .ok();
+    assert!(ns.stdout.contains(&fixed), "{ns}");
+    d.docker(&["exec", "-d", "a6", "sh", "-c", "nc -l -p 7777 > /tmp/got"])
+        .ok();
+    eventually("a6 listens on 7777", || {
+        d.docker(&["exec", "a6", "netstat", "-ltn"])
+            .stdout
+            .contains(":7777")
+    });
+    d.docker(&[
+        "exec",
+        "b6",
+        "sh",
+        "-c",
+        &format!("echo over-ipv6 | nc -w 5 {fixed} 7777"),
+    ])
+    .ok();
+    eventually("a6 received the line", || {
+        d.docker(&["exec", "a6", "cat", "/tmp/got"])
+            .stdout
+            .contains("over-ipv6")
+    });
+    // Bad input: nothing is made.
+    let bad_bridge = format!("st6x{}", n % 100_000);
+    d.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "fd00::/129",
+        "-o",
+        &format!("com.docker.network.bridge.name={bad_bridge}"),
+        "bad6",
+    ])
+    .failed()
+    .stderr_mentions(&["fd00::/129", "prefix length"]);
+    d.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        &format!("{sub6}::/48"),
+        "-o",
+        &format!("com.docker.network.bridge.name={bad_bridge}"),
+        "bad6",
+    ])
+    .failed()
+    .stderr_mentions(&["overlaps", &net]);
+    assert!(!Path::new("/sys/class/net").join(&bad_bridge).exists());
+    d.docker(&["network", "inspect", "bad6"]).failed();
+    // --ip6 on an IPv4-only network: refused, naming the fix.
+    d.docker(&["run", "--rm", "--ip6", "fd00::5", "busybox", "true"])
+        .failed()
+        .stderr_mentions(&["IPv6", "--ipv6"]);
+    d.docker(&["rm", "-f", "a6", "b6"]).ok();
+    d.docker(&["network", "rm", &net]).ok();
+    assert!(!Path::new("/sys/class/net").join(&bridge).exists());
+    let ip6 = Command::new("nft")
+        .args(["list", "table", "ip6", &d.table])
+        .output()
+        .unwrap();
+    assert!(!ip6.status.success(), "the ip6 table outlived the network");
+}
+
 #[test]
 fn network_endpoint_settings_links_labels_and_first_network_disconnect() {
     let d = Daemon::start("daemon-endpoints");

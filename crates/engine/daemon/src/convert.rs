@@ -652,11 +652,14 @@ pub fn endpoint_request(
             ))
         })?),
     };
-    if !ipam.ipv6_address.is_empty() {
-        return Err(ApiError::not_implemented(
-            "IPv6 addresses are not supported by this engine's networks: leave IPAMConfig.IPv6Address empty",
-        ));
-    }
+    let ip6 = match ipam.ipv6_address.as_str() {
+        "" => None,
+        s => Some(s.parse::<std::net::Ipv6Addr>().map_err(|_| {
+            ApiError::bad_parameter(format!(
+                "invalid IPv6 address {s:?} in IPAMConfig.IPv6Address: give an address like fd00:1::5"
+            ))
+        })?),
+    };
     for l in &ipam.link_local_ips {
         l.parse::<std::net::IpAddr>().map_err(|_| {
             ApiError::bad_parameter(format!(
@@ -689,6 +692,7 @@ pub fn endpoint_request(
         aliases,
         crate::engine::EndpointExtras {
             ip,
+            ip6,
             mac,
             links,
             link_local_ips: ipam.link_local_ips,
@@ -707,10 +711,10 @@ fn requested(
     aliases: &[String],
     o: &crate::engine::EndpointExtras,
 ) {
-    if o.ip.is_some() || !o.link_local_ips.is_empty() {
+    if o.ip.is_some() || o.ip6.is_some() || !o.link_local_ips.is_empty() {
         s.ipam_config = Some(api::EndpointIpamConfig {
             ipv4_address: o.ip.map(|i| i.to_string()).unwrap_or_default(),
-            ipv6_address: String::new(),
+            ipv6_address: o.ip6.map(|i| i.to_string()).unwrap_or_default(),
             link_local_ips: o.link_local_ips.clone(),
         });
     }
@@ -760,6 +764,9 @@ pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::
                     gateway: ep.gateway.to_string(),
                     ip_address: ep.ip.to_string(),
                     ip_prefix_len: i64::from(ep.prefix),
+                    ipv6_gateway: ep.ipv6.map(|v| v.gateway.to_string()).unwrap_or_default(),
+                    global_ipv6_address: ep.ipv6.map(|v| v.ip.to_string()).unwrap_or_default(),
+                    global_ipv6_prefix_len: ep.ipv6.map_or(0, |v| i64::from(v.prefix)),
                     mac_address: ep.mac.clone(),
                     dns_names: Some(ep.names.clone()),
                     ..Default::default()
@@ -796,6 +803,11 @@ pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::
             s.gateway = ep.gateway.to_string();
             s.ip_address = ep.ip.to_string();
             s.ip_prefix_len = i64::from(ep.prefix);
+            if let Some(v6) = ep.ipv6 {
+                s.ipv6_gateway = v6.gateway.to_string();
+                s.global_ipv6_address = v6.ip.to_string();
+                s.global_ipv6_prefix_len = i64::from(v6.prefix);
+            }
             s.mac_address = ep.mac.clone();
             s.dns_names = Some(ep.names.clone());
         }

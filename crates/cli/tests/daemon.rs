@@ -720,6 +720,48 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Between two runs of a container (its restart back-off, or just after it
+/// exited) its root is still mounted without a process: a copy still sees
+/// its volumes, which lived in its own mount namespace (docker-py's
+/// ArchiveTest reads a volume right after `wait`).
+#[test]
+fn cp_sees_the_volumes_of_a_container_between_runs() {
+    let d = Daemon::start("daemon-cp-between");
+    d.load_busybox();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "flap",
+        "--restart",
+        "always",
+        "-v",
+        "/vol1",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /vol1/data.txt; exit 3",
+    ])
+    .ok();
+    // From the fourth restart on the back-off is 1.6 s or more: a copy
+    // made while it shows Restarting meets the root without a process.
+    eventually("flap waits to restart a fourth time", || {
+        let s = d
+            .docker(&[
+                "inspect",
+                "-f",
+                "{{.State.Restarting}} {{.RestartCount}}",
+                "flap",
+            ])
+            .stdout;
+        let mut w = s.split_whitespace();
+        w.next() == Some("true") && w.next().and_then(|n| n.parse::<u32>().ok()) >= Some(4)
+    });
+    let out = d.docker(&["cp", "flap:/vol1/data.txt", "-"]).ok();
+    assert!(out.stdout.contains("kept\n"), "{out}");
+    d.docker(&["rm", "-f", "flap"]).ok();
+}
+
 #[test]
 fn cp_in_and_out_of_running_and_stopped_containers_without_escapes() {
     let d = Daemon::start("daemon-cp");

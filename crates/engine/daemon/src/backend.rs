@@ -1060,7 +1060,8 @@ impl Backend for EngineBackend {
         let (os, os_version) = hostinfo::os_release();
         let cfg = self.engine.config();
         let mut runtimes = BTreeMap::new();
-        // `runc` is an alias of the built-in runtime (see container_create).
+        // The built-in runtime under dockerd's default name and its own
+        // (see container_create).
         for name in ["strato", "runc"] {
             runtimes.insert(
                 name.to_string(),
@@ -1093,7 +1094,7 @@ impl Backend for EngineBackend {
             name: hostinfo::hostname(),
             server_version: env!("CARGO_PKG_VERSION").into(),
             runtimes,
-            default_runtime: "strato".into(),
+            default_runtime: convert::DEFAULT_RUNTIME.into(),
             n_events_listener: self.events.tx.receiver_count() as i64,
             ..SystemInfo::default()
         })
@@ -1195,13 +1196,13 @@ impl Backend for EngineBackend {
                 )));
             }
         }
-        // One runtime: strato's own, which also answers to runc (it is a
-        // runc work-alike); others are refused with dockerd's wording rather
+        // One runtime: strato's own, named runc as dockerd's default (it is
+        // a runc work-alike) and strato; others are refused with dockerd's wording rather
         // than silently run by ours.
         let runtime = config.host_config.runtime.as_str();
         if !matches!(runtime, "" | "strato" | "runc") {
             return Err(ApiError::bad_parameter(format!(
-                "unknown or invalid runtime name: {runtime}: this engine has strato (alias runc)"
+                "unknown or invalid runtime name: {runtime}: this engine has runc (strato's built-in runtime, also named strato)"
             )));
         }
         // Logs are always kept as json-file by the supervisor; other drivers

@@ -17,6 +17,10 @@ use crate::engine::{CreateRequest, NetworkMode, Record};
 use crate::model::{ContainerConfig, DeviceSpec, MountSpec, ResourceUpdate, Resources};
 use crate::time;
 
+/// The name of the default runtime in info and inspect (dockerd's); the
+/// built-in runtime also answers to `strato`.
+pub const DEFAULT_RUNTIME: &str = "runc";
+
 /// A signal given by name (`SIGHUP`, `HUP`, `hup`) or number.
 pub fn signal_number(s: &str) -> Result<i32, ApiError> {
     let s = s.trim();
@@ -1035,8 +1039,11 @@ pub fn inspect_host_config(r: &Record) -> api::HostConfig {
         h.log_config.kind = "json-file".into();
     }
     if h.runtime.is_empty() {
-        // The default runtime, as dockerd fills it in.
-        h.runtime = "strato".into();
+        // The default runtime's name, as dockerd fills it in: `runc`, which
+        // strato's own runtime (a runc work-alike) answers to. Clients that
+        // assume dockerd's default (docker-py's tests, compose files naming
+        // `runtime: runc`) see the name they expect.
+        h.runtime = DEFAULT_RUNTIME.into();
     }
     h.restart_policy = restart_policy_api(&r.restart);
     // The limits as they are now (`docker update` changes them).
@@ -1454,6 +1461,12 @@ mod tests {
             links: Vec::new(),
         };
         assert_eq!(inspect_host_config(&r).network_mode, "container:0123abcd");
+        // No runtime asked: dockerd's default name, which ours answers to;
+        // one asked by name is shown as given.
+        assert_eq!(inspect_host_config(&r).runtime, "runc");
+        let mut named = r.clone();
+        named.raw["HostConfig"]["Runtime"] = "strato".into();
+        assert_eq!(inspect_host_config(&named).runtime, "strato");
         assert!(endpoint_settings(&r, "x").is_empty());
         let s = summary(&r, 0.0, "x", Path::new("/v"));
         assert_eq!(s.host_config.network_mode, "container:0123abcd");

@@ -1092,6 +1092,23 @@ fn dual_stack_network_containers_reach_each_other_over_ipv6() {
             .stdout
             .contains("over-ipv6")
     });
+    // --ipv6 without a subnet: a /64 of the host's unique local /48.
+    let auto = format!("auto{n}");
+    let auto_bridge = format!("st6a{}", n % 100_000);
+    let _auto_guard = LinkGuard(auto_bridge.clone());
+    d.docker(&[
+        "network",
+        "create",
+        "--ipv6",
+        "-o",
+        &format!("com.docker.network.bridge.name={auto_bridge}"),
+        &auto,
+    ])
+    .ok();
+    let pools = f("{{range .IPAM.Config}}{{.Subnet}};{{end}}", &auto);
+    let v6 = pools.split(';').nth(1).unwrap_or_default();
+    assert!(v6.starts_with("fd") && v6.ends_with("::/64"), "{pools}");
+    d.docker(&["network", "rm", &auto]).ok();
     // Bad input: nothing is made.
     let bad_bridge = format!("st6x{}", n % 100_000);
     d.docker(&[

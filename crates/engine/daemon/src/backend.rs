@@ -2858,6 +2858,7 @@ impl Backend for EngineBackend {
                 | strato_network::Error::AuxAddressOutsideSubnet { .. }
                 | strato_network::Error::GatewayOutsideSubnet { .. }
                 | strato_network::Error::InvalidIpv6 { .. }
+                | strato_network::Error::Ipv6Unavailable
                 | strato_network::Error::SubnetTooSmall { .. } => {
                     ApiError::bad_parameter(e.to_string())
                 }

@@ -88,6 +88,9 @@ pub enum Error {
     #[error("network {network:?} has no IPv6 subnet, so {ip} cannot be given: create the network with --ipv6 (and an IPv6 --subnet), or leave --ip6 out")]
     NoIpv6 { network: String, ip: IpAddr },
 
+    #[error("IPv6 is not available on this host (no /proc/sys/net/ipv6: the kernel runs without IPv6, e.g. booted with ipv6.disable=1); create the network without --ipv6")]
+    Ipv6Unavailable,
+
     #[error("invalid IPv6 configuration of network {network:?}: {reason}")]
     InvalidIpv6 { network: String, reason: String },
 

@@ -479,6 +479,9 @@ impl Host for LinuxHost {
             };
             ensure_address(&h, index, name, IpAddr::V4(gateway), prefix).await?;
             if let Some((gw6, prefix6)) = gateway6 {
+                if !Path::new("/proc/sys/net/ipv6").exists() {
+                    return Err(Error::Ipv6Unavailable);
+                }
                 for (key, value) in ipv6_sysctls(name) {
                     self.sysctl(&key, &value)?;
                 }

@@ -1205,6 +1205,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_daemon_can_make_the_default_network_dual_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.default_ipv6 = Some(Some("fd00:d::/64".parse().unwrap()));
+        let m = NetworkManager::with_host(config, Recorder::default()).unwrap();
+        let n = m.ensure_default().await.unwrap();
+        let v6 = n.ipv6.unwrap();
+        assert_eq!(v6.subnet.to_string(), "fd00:d::/64");
+        assert_eq!(v6.gateway.to_string(), "fd00:d::1");
+        let ep = m
+            .attach(AttachRequest::new("bridge", "c1", ns()))
+            .await
+            .unwrap();
+        assert_eq!(ep.ipv6.unwrap().ip.to_string(), "fd00:d::2");
+        // --ipv6 alone: a /64 of the host's pool
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.default_ipv6 = Some(None);
+        let pool = config.pool6;
+        let m = NetworkManager::with_host(config, Recorder::default()).unwrap();
+        let v6 = m.ensure_default().await.unwrap().ipv6.unwrap();
+        assert!(
+            pool.covers(&v6.subnet) && v6.subnet.prefix() == 64,
+            "{v6:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn bad_ipv6_settings_are_refused_and_nothing_is_made() {
         let dir = tempfile::tempdir().unwrap();
         let m = manager(dir.path());

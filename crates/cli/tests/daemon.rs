@@ -32,11 +32,17 @@ struct Daemon {
     dir: PathBuf,
     bridge: String,
     table: String,
+    /// More `strato daemon` flags.
+    extra: Vec<String>,
     _ctx: Ctx,
 }
 
 impl Daemon {
     fn start(name: &str) -> Daemon {
+        Daemon::start_with(name, &[])
+    }
+
+    fn start_with(name: &str, extra: &[&str]) -> Daemon {
         let ctx = Ctx::new(name);
         let dir = ctx.dir().to_path_buf();
         static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -49,7 +55,8 @@ impl Daemon {
         let sock = dir.join("d.sock");
         let exec_root = dir.join("exec");
         let pool = format!("198.19.{n}.0/24");
-        let child = spawn_daemon(&dir, &sock, &exec_root, &pool, &bridge, &table);
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn_daemon(&dir, &sock, &exec_root, &pool, &bridge, &table, &extra);
         let d = Daemon {
             child: Some(child),
             pool,
@@ -58,6 +65,7 @@ impl Daemon {
             dir,
             bridge,
             table,
+            extra,
             _ctx: ctx,
         };
         d.wait_ready();
@@ -92,6 +100,7 @@ impl Daemon {
             &self.pool,
             &self.bridge,
             &self.table,
+            &self.extra,
         ));
         self.wait_ready();
     }
@@ -172,6 +181,7 @@ fn spawn_daemon(
     pool: &str,
     bridge: &str,
     table: &str,
+    extra: &[String],
 ) -> Child {
     let log = fs::OpenOptions::new()
         .create(true)
@@ -190,6 +200,7 @@ fn spawn_daemon(
         .args(["--subnet-prefix", "26"])
         .args(["--bridge-name", bridge])
         .args(["--nft-table", table])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -1149,6 +1160,44 @@ fn dual_stack_network_containers_reach_each_other_over_ipv6() {
         .output()
         .unwrap();
     assert!(!ip6.status.success(), "the ip6 table outlived the network");
+}
+
+/// `strato daemon --ipv6 --fixed-cidr-v6`: the default network is
+/// dual-stack, and inspect shows the IPv6 address at the top level too.
+#[test]
+fn daemon_ipv6_makes_the_default_bridge_dual_stack() {
+    let sub6 = format!("fd53:{:x}:d", std::process::id() % 60_000 + 1);
+    let cidr = format!("{sub6}::/64");
+    let d = Daemon::start_with("daemon-ipv6-default", &["--ipv6", "--fixed-cidr-v6", &cidr]);
+    d.load_busybox();
+    let f = |fmt: &str, obj: &str| {
+        d.docker(&["inspect", "-f", fmt, obj])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(f("{{.EnableIPv6}}", "bridge"), "true");
+    d.docker(&["run", "-d", "--name", "d6", "busybox", "sleep", "600"])
+        .ok();
+    assert_eq!(
+        f(
+            "{{.NetworkSettings.GlobalIPv6Address}}/{{.NetworkSettings.GlobalIPv6PrefixLen}} {{.NetworkSettings.IPv6Gateway}}",
+            "d6"
+        ),
+        format!("{sub6}::2/64 {sub6}::1")
+    );
+    // The host reaches the container over IPv6 through the bridge.
+    let ping = Command::new("ping")
+        .args(["-6", "-c", "1", "-W", "5", &format!("{sub6}::2")])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    d.docker(&["rm", "-f", "d6"]).ok();
 }
 
 #[test]

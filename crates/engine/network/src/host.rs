@@ -29,7 +29,7 @@ use tokio::io::AsyncWriteExt;
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::state::{EndpointV6, State};
-use crate::Ipv4Net;
+use crate::{Ipv4Net, Ipv6Net};
 
 /// Where a container's network namespace is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +92,10 @@ pub trait Host: Send + Sync {
 
     /// The IPv4 prefixes routed on the host (to keep new subnets clear of them).
     fn host_routes(&self) -> impl Future<Output = Result<Vec<Ipv4Net>>> + Send;
+
+    /// The IPv6 prefixes routed on the host, link-local and multicast ones
+    /// left out (to keep carved IPv6 subnets clear of them).
+    fn host_routes6(&self) -> impl Future<Output = Result<Vec<Ipv6Net>>> + Send;
 
     /// Creates and configures a container's interface; on failure leaves
     /// nothing behind.
@@ -553,6 +557,35 @@ impl Host for LinuxHost {
         .await
     }
 
+    async fn host_routes6(&self) -> Result<Vec<Ipv6Net>> {
+        with_netlink(None, |h| async move {
+            let routes: Vec<_> = h
+                .route()
+                .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
+                .execute()
+                .try_collect()
+                .await
+                .map_err(nl("listing the host's IPv6 routes"))?;
+            Ok(routes
+                .iter()
+                .filter(|r| r.header.destination_prefix_length > 0)
+                .filter_map(|r| {
+                    r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                            Ipv6Net::new(*ip, r.header.destination_prefix_length).ok()
+                        }
+                        _ => None,
+                    })
+                })
+                .filter(|n| {
+                    let a = n.addr();
+                    !a.is_loopback() && !a.is_multicast() && (a.segments()[0] & 0xffc0) != 0xfe80
+                })
+                .collect())
+        })
+        .await
+    }
+
     async fn plug(&self, p: &Plug) -> Result<()> {
         let ns_file = std::fs::File::open(p.netns.path()).map_err(|source| Error::Netns {
             path: p.netns.path(),
@@ -630,6 +663,8 @@ pub struct Recorder {
     pub links: Mutex<std::collections::BTreeSet<String>>,
     /// Routes the host reports.
     pub routes: Mutex<Vec<Ipv4Net>>,
+    /// IPv6 routes the host reports.
+    pub routes6: Mutex<Vec<Ipv6Net>>,
     /// The last firewall applied: (table, nft script).
     pub firewall: Mutex<Option<(String, String)>>,
     fail: Mutex<Option<String>>,
@@ -690,6 +725,10 @@ impl Host for Recorder {
 
     async fn host_routes(&self) -> Result<Vec<Ipv4Net>> {
         Ok(self.routes.lock().unwrap().clone())
+    }
+
+    async fn host_routes6(&self) -> Result<Vec<Ipv6Net>> {
+        Ok(self.routes6.lock().unwrap().clone())
     }
 
     async fn plug(&self, p: &Plug) -> Result<()> {

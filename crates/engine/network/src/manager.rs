@@ -446,7 +446,7 @@ impl<H: Host> NetworkManager<H> {
             )?;
             let (ipv6, ipam6) = match &spec.ipv6 {
                 Some(v6) => {
-                    let (c, i) = self.plan_ipv6(&st, &spec.name, v6)?;
+                    let (c, i) = self.plan_ipv6(&st, &spec.name, v6).await?;
                     (Some(c), Some(i))
                 }
                 None => (None, None),
@@ -517,7 +517,12 @@ impl<H: Host> NetworkManager<H> {
 
     /// The IPv6 subnet (given, or carved from the pool clear of other
     /// networks'), gateway and address pool of a dual-stack network.
-    fn plan_ipv6(&self, st: &State, name: &str, v6: &Ipv6Spec) -> Result<(Ipv6Config, Ipam6)> {
+    async fn plan_ipv6(
+        &self,
+        st: &State,
+        name: &str,
+        v6: &Ipv6Spec,
+    ) -> Result<(Ipv6Config, Ipam6)> {
         let bad = |reason: String| Error::InvalidIpv6 {
             network: name.to_string(),
             reason,
@@ -544,7 +549,13 @@ impl<H: Host> NetworkManager<H> {
                         "an IPv6 ip range or auxiliary addresses need an IPv6 subnet: give one with --subnet".into(),
                     ));
                 }
-                let nets: Vec<Ipv6Net> = taken.iter().map(|(_, t)| *t).collect();
+                let mut nets: Vec<Ipv6Net> = taken.iter().map(|(_, t)| *t).collect();
+                match self.host.host_routes6().await {
+                    Ok(r) => nets.extend(r),
+                    Err(e) => {
+                        warn!(error = %e, "cannot list host IPv6 routes; carving without them")
+                    }
+                }
                 crate::carve(&self.config.pool6, self.config.subnet_prefix6, &nets)?
             }
         };
@@ -1112,7 +1123,10 @@ mod tests {
     async fn dual_stack_networks_give_every_container_an_ipv6_address() {
         let dir = tempfile::tempdir().unwrap();
         let m = manager(dir.path());
-        // --ipv6 without a subnet: a /64 of the host's ULA pool
+        // --ipv6 without a subnet: a /64 of the host's ULA pool, clear of
+        // the host's own IPv6 routes
+        let first = crate::carve(&m.config.pool6, 64, &[]).unwrap();
+        m.host().routes6.lock().unwrap().push(first);
         let carved = m
             .create(NetworkSpec {
                 name: "auto6".into(),
@@ -1122,7 +1136,11 @@ mod tests {
             .await
             .unwrap();
         let c = carved.ipv6.clone().unwrap();
-        assert_eq!(c.subnet, crate::carve(&m.config.pool6, 64, &[]).unwrap());
+        assert_eq!(
+            c.subnet,
+            crate::carve(&m.config.pool6, 64, &[first]).unwrap()
+        );
+        assert_ne!(c.subnet, first);
         assert_eq!(c.gateway, c.subnet.nth(1).unwrap());
         assert!(m.host().calls().contains(&format!(
             "ensure_bridge {} {}/24 {}/64",

@@ -331,6 +331,13 @@ async fn dual_stack_namespaces_reach_each_other_over_ipv6() {
         .await
         .unwrap();
     let gw6 = net.ipv6.as_ref().unwrap().gateway;
+    // The bridge's prefix is now a host route (kept clear of by carving).
+    let routes6 = strato_network::Host::host_routes6(m.host()).await.unwrap();
+    assert!(routes6.contains(&subnet6.parse().unwrap()), "{routes6:?}");
+    assert!(
+        routes6.iter().all(|r| !r.addr().is_multicast()),
+        "{routes6:?}"
+    );
     let a = NetnsFixture::new(format!("strato-n6-{tag}-a"));
     let b = NetnsFixture::new(format!("strato-n6-{tag}-b"));
     let host_port = free_port();

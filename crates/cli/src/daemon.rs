@@ -67,6 +67,13 @@ pub struct DaemonArgs {
     /// The nftables table holding the engine's rules.
     #[arg(long, hide = true)]
     nft_table: Option<String>,
+    /// Make the default network (`bridge`) dual-stack when it is created.
+    #[arg(long)]
+    ipv6: bool,
+    /// The default network's IPv6 subnet (else a /64 of the host's unique
+    /// local pool).
+    #[arg(long = "fixed-cidr-v6", value_name = "CIDR", requires = "ipv6")]
+    fixed_cidr_v6: Option<String>,
     /// Also serve the OCI registry (as `strato registry serve`) on this address.
     #[arg(long)]
     registry_addr: Option<String>,
@@ -172,6 +179,7 @@ fn network_config(args: &DaemonArgs) -> anyhow::Result<Option<strato_network::Co
         && args.bridge_name.is_none()
         && args.nft_table.is_none()
         && args.subnet_prefix.is_none()
+        && !args.ipv6
     {
         return Ok(None);
     }
@@ -189,6 +197,14 @@ fn network_config(args: &DaemonArgs) -> anyhow::Result<Option<strato_network::Co
     }
     if let Some(t) = &args.nft_table {
         c.table = t.clone();
+    }
+    if args.ipv6 {
+        c.default_ipv6 = Some(match &args.fixed_cidr_v6 {
+            Some(s) => Some(s.parse().with_context(|| {
+                format!("--fixed-cidr-v6 {s}: expected an IPv6 CIDR like fd00:1::/64")
+            })?),
+            None => None,
+        });
     }
     Ok(Some(c))
 }

@@ -985,6 +985,21 @@ pub fn stop_daemon(child: Option<Child>) {
 /// Removes what a stopped test daemon may leave behind: its supervisor, its
 /// bridge and nft table, and mounts under its directory (container root
 /// filesystems of a failed test).
+/// Deletes a link when dropped, if it is still there (a user network's
+/// bridge a failed test did not remove).
+pub struct LinkGuard(pub String);
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        if Path::new("/sys/class/net").join(&self.0).exists() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.0])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 pub fn clean_daemon_leftovers(exec_root: &Path, bridge: &str, table: &str, dir: &Path) {
     if let Ok(mut c) = strato_supervisor::Client::connect(&exec_root.join("supervisor")) {
         if let Ok(pid) = c.ping() {
@@ -998,10 +1013,12 @@ pub fn clean_daemon_leftovers(exec_root: &Path, bridge: &str, table: &str, dir: 
         .args(["link", "del", bridge])
         .stderr(Stdio::null())
         .status();
-    let _ = Command::new("nft")
-        .args(["delete", "table", "ip", table])
-        .stderr(Stdio::null())
-        .status();
+    for family in ["ip", "ip6"] {
+        let _ = Command::new("nft")
+            .args(["delete", "table", family, table])
+            .stderr(Stdio::null())
+            .status();
+    }
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let prefix = dir.display().to_string();
     let mut targets: Vec<&str> = mounts

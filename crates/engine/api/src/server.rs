@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -125,8 +126,25 @@ impl Server {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let svc = hyper::service::service_fn(move |req| {
+        self.serve(io, None).await
+    }
+
+    /// Serves one unix socket connection; hijacked streams on it wait for
+    /// the client to read the `101` head before any output (see [`head_read`]).
+    pub async fn serve_unix_connection(self, stream: tokio::net::UnixStream) {
+        let fd = stream.as_raw_fd();
+        self.serve(stream, Some(UnixPeer(fd))).await
+    }
+
+    async fn serve<IO>(self, io: IO, peer: Option<UnixPeer>)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let srv = self.clone();
+            if let Some(p) = peer {
+                req.extensions_mut().insert(p);
+            }
             async move { Ok::<_, Infallible>(srv.handle(req).await) }
         });
         if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -273,17 +291,20 @@ impl Server {
             (&M::POST, ["exec", id, "start"]) => {
                 let upgrade = upgrade_requested(req.headers());
                 let on_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+                let peer = req.extensions().get::<UnixPeer>().copied();
                 let cfg: ExecStartConfig = read_json(req.into_body(), false).await?;
                 let detach = cfg.detach;
                 if let (Some(on_upgrade), false) = (on_upgrade, detach) {
-                    return self.exec_start_hijacked(id, cfg, on_upgrade, minor).await;
+                    return self
+                        .exec_start_hijacked(id, cfg, on_upgrade, peer, minor)
+                        .await;
                 }
                 let on_upgrade = None;
                 let session = b.exec_start(id, cfg).await?;
                 if detach {
                     return Ok(empty(StatusCode::OK));
                 }
-                Ok(hijack(session, on_upgrade, minor))
+                Ok(hijack(session, on_upgrade, peer, minor))
             }
             (&M::POST, ["exec", id, "resize"]) => {
                 let (h, w) = q.size()?;
@@ -584,12 +605,13 @@ impl Server {
                 }
                 let on_upgrade =
                     upgrade_requested(req.headers()).then(|| hyper::upgrade::on(&mut req));
+                let peer = req.extensions().get::<UnixPeer>().copied();
                 let keys = opts.detach_keys.clone().filter(|k| !k.is_empty());
                 let mut session = b.container_attach(id, opts).await?;
                 if keys.is_some() {
                     session.detach_keys = keys;
                 }
-                Ok(hijack(session, on_upgrade, minor))
+                Ok(hijack(session, on_upgrade, peer, minor))
             }
             (&M::POST, "resize") => {
                 let (h, w) = q.size()?;
@@ -676,6 +698,7 @@ impl Server {
         id: &str,
         cfg: ExecStartConfig,
         on_upgrade: hyper::upgrade::OnUpgrade,
+        peer: Option<UnixPeer>,
         minor: u32,
     ) -> Result<Response<Body>, ApiError> {
         let b = self.backend.clone();
@@ -698,6 +721,7 @@ impl Server {
                         return;
                     }
                 };
+                head_read(peer).await;
                 let (rd, mut wr) = tokio::io::split(TokioIo::new(up));
                 match b.exec_start(&id, cfg).await {
                     Ok(session) => duplex(rd, wr, session).await,
@@ -799,7 +823,7 @@ pub async fn serve_unix_listener(
     let server = Server::new(backend);
     loop {
         let (stream, _) = listener.accept().await.map_err(ServeError::Accept)?;
-        tokio::spawn(server.clone().serve_connection(stream));
+        tokio::spawn(server.clone().serve_unix_connection(stream));
     }
 }
 
@@ -913,6 +937,7 @@ fn upgrade_requested(h: &HeaderMap) -> bool {
 fn hijack(
     session: AttachSession,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    peer: Option<UnixPeer>,
     minor: u32,
 ) -> Response<Body> {
     let ctype = stream_content_type(session.tty, minor);
@@ -923,6 +948,7 @@ fn hijack(
                 async move {
                     match on_upgrade.await {
                         Ok(up) => {
+                            head_read(peer).await;
                             let (rd, wr) = tokio::io::split(TokioIo::new(up));
                             duplex(rd, wr, session).await;
                         }
@@ -942,6 +968,31 @@ fn hijack(
             });
             stream_response(StatusCode::OK, ctype, body)
         }
+    }
+}
+
+/// The unix socket a request came on (a request extension).
+#[derive(Clone, Copy, Debug)]
+struct UnixPeer(RawFd);
+
+/// How long a hijacked stream waits for its client to read the `101` head.
+const HEAD_READ_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waits until the client has read the `101` head, so that no output
+/// travels in the same read as the head: docker-py parses the head through
+/// a buffered reader, then reads the raw socket, and loses whatever the
+/// buffer took beyond the head (an attach with `stream=false` of an exited
+/// container's logs lost all of it). On a unix socket the kernel says how
+/// much the peer has not read; past [`HEAD_READ_WAIT`] (a client that does
+/// not read until it writes) the output goes anyway. Over TCP there is no
+/// such measure; the stream starts at once.
+async fn head_read(peer: Option<UnixPeer>) {
+    let Some(UnixPeer(fd)) = peer else {
+        return;
+    };
+    let until = Instant::now() + HEAD_READ_WAIT;
+    while crate::sys::unread_by_peer(fd).is_some_and(|n| n > 0) && Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 

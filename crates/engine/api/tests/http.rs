@@ -361,6 +361,47 @@ async fn attach_hijack_with_stdin_half_close() {
     assert_eq!(v["State"]["Status"], "exited");
 }
 
+/// docker-py parses the `101` head through a buffered reader, then reads
+/// the raw socket: output sent before it read the head would sit in that
+/// buffer and be lost. Here the client reads late (as a slow client does);
+/// its first read must hold the head alone.
+#[tokio::test]
+async fn hijacked_output_waits_until_the_client_has_read_the_head() {
+    let d = Daemon::start().await;
+    d.call(
+        "POST",
+        "/containers/create?name=e2",
+        r#"{"Image":"busybox","Cmd":["echo","hello"]}"#,
+    )
+    .await;
+    d.call("POST", "/containers/e2/start", "").await;
+    d.call("POST", "/containers/e2/wait", "").await;
+    let mut s = UnixStream::connect(&d.sock).await.unwrap();
+    s.write_all(
+        b"POST /v1.44/containers/e2/attach?logs=1&stdout=1&stderr=1&stream=0 HTTP/1.1\r\n\
+          Host: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // Long enough for the server to answer and, were it not waiting, to
+    // send the output behind the head.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut buf = vec![0u8; 8192];
+    let n = s.read(&mut buf).await.unwrap();
+    let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(first.starts_with("HTTP/1.1 101"), "{first}");
+    assert!(
+        first.ends_with("\r\n\r\n"),
+        "output came with the head: {first:?}"
+    );
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the stream ends after the logs")
+        .unwrap();
+    assert_eq!(demux(&out), vec![(1, b"hello\n".to_vec())]);
+}
+
 #[tokio::test]
 async fn attach_without_upgrade_streams_output_as_the_body() {
     let d = Daemon::start().await;

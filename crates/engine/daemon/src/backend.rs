@@ -78,6 +78,42 @@ fn familiar_ref(r: &str) -> String {
     }
 }
 
+/// The IPv6 half of a network create: the pool's subnet, gateway, range
+/// and auxiliary addresses (all optional; without a subnet one is carved
+/// from the host's unique local pool).
+fn ipv6_spec(pool: Option<&IpamPool>) -> Result<strato_network::Ipv6Spec, ApiError> {
+    let Some(p) = pool else {
+        return Ok(Default::default());
+    };
+    let net = |s: &str| -> Result<Option<strato_network::Ipv6Net>, ApiError> {
+        match s {
+            "" => Ok(None),
+            s => s
+                .parse()
+                .map(Some)
+                .map_err(|e: strato_network::Error| ApiError::bad_parameter(e.to_string())),
+        }
+    };
+    let addr = |what: &str, s: &str| -> Result<std::net::Ipv6Addr, ApiError> {
+        s.parse().map_err(|_| {
+            ApiError::bad_parameter(format!("invalid {what} {s:?}: give an IPv6 address"))
+        })
+    };
+    let mut aux_addresses = std::collections::BTreeMap::new();
+    for (k, v) in p.auxiliary_addresses.clone().unwrap_or_default() {
+        aux_addresses.insert(k.clone(), addr(&format!("auxiliary address {k}="), &v)?);
+    }
+    Ok(strato_network::Ipv6Spec {
+        subnet: net(&p.subnet)?,
+        gateway: match p.gateway.as_str() {
+            "" => None,
+            g => Some(addr("gateway", g)?),
+        },
+        ip_range: net(&p.ip_range)?,
+        aux_addresses,
+    })
+}
+
 /// A stable 64-hex id for a network name.
 pub fn network_id(name: &str) -> String {
     strato_image::Digest::of(format!("strato-network:{name}").as_bytes())
@@ -536,7 +572,10 @@ impl EngineBackend {
                     .to_string(),
                     mac_address: ep.mac.clone(),
                     ipv4_address: format!("{}/{}", ep.ip, ep.prefix),
-                    ipv6_address: String::new(),
+                    ipv6_address: ep
+                        .ipv6
+                        .map(|v| format!("{}/{}", v.ip, v.prefix))
+                        .unwrap_or_default(),
                 },
             );
         }
@@ -553,11 +592,11 @@ impl EngineBackend {
             scope: "local".into(),
             driver: "bridge".into(),
             enable_ipv4: true,
-            enable_ipv6: false,
+            enable_ipv6: n.ipv6.is_some(),
             ipam: Ipam {
                 driver: "default".into(),
                 options: None,
-                config: vec![IpamPool {
+                config: std::iter::once(IpamPool {
                     subnet: n.subnet.to_string(),
                     gateway: n.gateway.to_string(),
                     ip_range: n.meta.ip_range.map(|r| r.to_string()).unwrap_or_default(),
@@ -568,7 +607,19 @@ impl EngineBackend {
                             .map(|(k, v)| (k.clone(), v.to_string()))
                             .collect()
                     }),
-                }],
+                })
+                .chain(n.ipv6.as_ref().map(|v6| IpamPool {
+                    subnet: v6.subnet.to_string(),
+                    gateway: v6.gateway.to_string(),
+                    ip_range: v6.ip_range.map(|r| r.to_string()).unwrap_or_default(),
+                    auxiliary_addresses: (!v6.aux_addresses.is_empty()).then(|| {
+                        v6.aux_addresses
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.to_string()))
+                            .collect()
+                    }),
+                }))
+                .collect(),
             },
             internal: n.internal,
             attachable: false,
@@ -1009,7 +1060,8 @@ impl Backend for EngineBackend {
         let (os, os_version) = hostinfo::os_release();
         let cfg = self.engine.config();
         let mut runtimes = BTreeMap::new();
-        // `runc` is an alias of the built-in runtime (see container_create).
+        // The built-in runtime under dockerd's default name and its own
+        // (see container_create).
         for name in ["strato", "runc"] {
             runtimes.insert(
                 name.to_string(),
@@ -1042,7 +1094,7 @@ impl Backend for EngineBackend {
             name: hostinfo::hostname(),
             server_version: env!("CARGO_PKG_VERSION").into(),
             runtimes,
-            default_runtime: "strato".into(),
+            default_runtime: convert::DEFAULT_RUNTIME.into(),
             n_events_listener: self.events.tx.receiver_count() as i64,
             ..SystemInfo::default()
         })
@@ -1144,13 +1196,13 @@ impl Backend for EngineBackend {
                 )));
             }
         }
-        // One runtime: strato's own, which also answers to runc (it is a
-        // runc work-alike); others are refused with dockerd's wording rather
+        // One runtime: strato's own, named runc as dockerd's default (it is
+        // a runc work-alike) and strato; others are refused with dockerd's wording rather
         // than silently run by ours.
         let runtime = config.host_config.runtime.as_str();
         if !matches!(runtime, "" | "strato" | "runc") {
             return Err(ApiError::bad_parameter(format!(
-                "unknown or invalid runtime name: {runtime}: this engine has strato (alias runc)"
+                "unknown or invalid runtime name: {runtime}: this engine has runc (strato's built-in runtime, also named strato)"
             )));
         }
         // Logs are always kept as json-file by the supervisor; other drivers
@@ -1582,6 +1634,11 @@ impl Backend for EngineBackend {
                 ns.ip_address = ep.ip.to_string();
                 ns.ip_prefix_len = i64::from(ep.prefix);
                 ns.gateway = ep.gateway.to_string();
+                if let Some(v6) = ep.ipv6 {
+                    ns.global_ipv6_address = v6.ip.to_string();
+                    ns.global_ipv6_prefix_len = i64::from(v6.prefix);
+                    ns.ipv6_gateway = v6.gateway.to_string();
+                }
                 ns.mac_address = ep.mac.clone();
                 ns.endpoint_id = ns
                     .networks
@@ -2693,7 +2750,46 @@ impl Backend for EngineBackend {
                 req.name
             )));
         }
-        let pool = req.ipam.as_ref().and_then(|i| i.config.first());
+        // One pool per family: a pool is IPv6 when any of its addresses is.
+        let pools = req
+            .ipam
+            .as_ref()
+            .map(|i| i.config.as_slice())
+            .unwrap_or(&[]);
+        let (pools6, pools4): (Vec<&IpamPool>, Vec<&IpamPool>) = pools.iter().partition(|p| {
+            [&p.subnet, &p.ip_range, &p.gateway]
+                .iter()
+                .any(|s| s.contains(':'))
+        });
+        if pools4.len() > 1 || pools6.len() > 1 {
+            return Err(ApiError::not_implemented(
+                "more than one IPAM pool per address family is not supported: give at most one IPv4 and one IPv6 subnet",
+            ));
+        }
+        if req.enable_ipv4 == Some(false) {
+            return Err(ApiError::not_implemented(
+                "IPv6-only networks are not supported: leave IPv4 enabled (EnableIPv4) and add --ipv6 for dual stack",
+            ));
+        }
+        let pool = pools4.first().copied();
+        let pool6 = pools6.first().copied();
+        // An IPv6 pool implies IPv6 (as dockerd has done since 1.11 for
+        // networks with one); turning it off explicitly contradicts it.
+        let ipv6_on = match (req.enable_ipv6, pool6) {
+            (Some(false), Some(p)) => {
+                return Err(ApiError::bad_parameter(format!(
+                "IPv6 pool {:?} given but EnableIPv6 is false: add --ipv6 or drop the IPv6 subnet",
+                p.subnet
+            )))
+            }
+            (Some(on), _) => on,
+            (None, p) => p.is_some(),
+        };
+        let ipv6 = if ipv6_on {
+            Some(ipv6_spec(pool6)?)
+        } else {
+            None
+        };
         let subnet = match pool.map(|p| p.subnet.as_str()).filter(|s| !s.is_empty()) {
             Some(s) => Some(
                 s.parse()
@@ -2712,11 +2808,6 @@ impl Backend for EngineBackend {
             .as_ref()
             .and_then(|o| o.get("com.docker.network.bridge.name"))
             .cloned();
-        if req.ipam.as_ref().is_some_and(|i| i.config.len() > 1) {
-            return Err(ApiError::not_implemented(
-                "more than one IPAM pool per network is not supported: give one subnet",
-            ));
-        }
         if !matches!(
             req.ipam.as_ref().map(|i| i.driver.as_str()),
             None | Some("" | "default")
@@ -2767,6 +2858,7 @@ impl Backend for EngineBackend {
                 aux_addresses,
                 created: time::format(time::now_f64() as i64, 0),
             },
+            ipv6,
         };
         let n = self
             .engine
@@ -2782,6 +2874,8 @@ impl Backend for EngineBackend {
                 | strato_network::Error::RangeOutsideSubnet { .. }
                 | strato_network::Error::AuxAddressOutsideSubnet { .. }
                 | strato_network::Error::GatewayOutsideSubnet { .. }
+                | strato_network::Error::InvalidIpv6 { .. }
+                | strato_network::Error::Ipv6Unavailable
                 | strato_network::Error::SubnetTooSmall { .. } => {
                     ApiError::bad_parameter(e.to_string())
                 }

@@ -17,6 +17,10 @@ use crate::engine::{CreateRequest, NetworkMode, Record};
 use crate::model::{ContainerConfig, DeviceSpec, MountSpec, ResourceUpdate, Resources};
 use crate::time;
 
+/// The name of the default runtime in info and inspect (dockerd's); the
+/// built-in runtime also answers to `strato`.
+pub const DEFAULT_RUNTIME: &str = "runc";
+
 /// A signal given by name (`SIGHUP`, `HUP`, `hup`) or number.
 pub fn signal_number(s: &str) -> Result<i32, ApiError> {
     let s = s.trim();
@@ -652,11 +656,14 @@ pub fn endpoint_request(
             ))
         })?),
     };
-    if !ipam.ipv6_address.is_empty() {
-        return Err(ApiError::not_implemented(
-            "IPv6 addresses are not supported by this engine's networks: leave IPAMConfig.IPv6Address empty",
-        ));
-    }
+    let ip6 = match ipam.ipv6_address.as_str() {
+        "" => None,
+        s => Some(s.parse::<std::net::Ipv6Addr>().map_err(|_| {
+            ApiError::bad_parameter(format!(
+                "invalid IPv6 address {s:?} in IPAMConfig.IPv6Address: give an address like fd00:1::5"
+            ))
+        })?),
+    };
     for l in &ipam.link_local_ips {
         l.parse::<std::net::IpAddr>().map_err(|_| {
             ApiError::bad_parameter(format!(
@@ -689,6 +696,7 @@ pub fn endpoint_request(
         aliases,
         crate::engine::EndpointExtras {
             ip,
+            ip6,
             mac,
             links,
             link_local_ips: ipam.link_local_ips,
@@ -707,10 +715,10 @@ fn requested(
     aliases: &[String],
     o: &crate::engine::EndpointExtras,
 ) {
-    if o.ip.is_some() || !o.link_local_ips.is_empty() {
+    if o.ip.is_some() || o.ip6.is_some() || !o.link_local_ips.is_empty() {
         s.ipam_config = Some(api::EndpointIpamConfig {
             ipv4_address: o.ip.map(|i| i.to_string()).unwrap_or_default(),
-            ipv6_address: String::new(),
+            ipv6_address: o.ip6.map(|i| i.to_string()).unwrap_or_default(),
             link_local_ips: o.link_local_ips.clone(),
         });
     }
@@ -760,6 +768,9 @@ pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::
                     gateway: ep.gateway.to_string(),
                     ip_address: ep.ip.to_string(),
                     ip_prefix_len: i64::from(ep.prefix),
+                    ipv6_gateway: ep.ipv6.map(|v| v.gateway.to_string()).unwrap_or_default(),
+                    global_ipv6_address: ep.ipv6.map(|v| v.ip.to_string()).unwrap_or_default(),
+                    global_ipv6_prefix_len: ep.ipv6.map_or(0, |v| i64::from(v.prefix)),
                     mac_address: ep.mac.clone(),
                     dns_names: Some(ep.names.clone()),
                     ..Default::default()
@@ -796,6 +807,11 @@ pub fn endpoint_settings(r: &Record, network_id: &str) -> BTreeMap<String, api::
             s.gateway = ep.gateway.to_string();
             s.ip_address = ep.ip.to_string();
             s.ip_prefix_len = i64::from(ep.prefix);
+            if let Some(v6) = ep.ipv6 {
+                s.ipv6_gateway = v6.gateway.to_string();
+                s.global_ipv6_address = v6.ip.to_string();
+                s.global_ipv6_prefix_len = i64::from(v6.prefix);
+            }
             s.mac_address = ep.mac.clone();
             s.dns_names = Some(ep.names.clone());
         }
@@ -1023,8 +1039,11 @@ pub fn inspect_host_config(r: &Record) -> api::HostConfig {
         h.log_config.kind = "json-file".into();
     }
     if h.runtime.is_empty() {
-        // The default runtime, as dockerd fills it in.
-        h.runtime = "strato".into();
+        // The default runtime's name, as dockerd fills it in: `runc`, which
+        // strato's own runtime (a runc work-alike) answers to. Clients that
+        // assume dockerd's default (docker-py's tests, compose files naming
+        // `runtime: runc`) see the name they expect.
+        h.runtime = DEFAULT_RUNTIME.into();
     }
     h.restart_policy = restart_policy_api(&r.restart);
     // The limits as they are now (`docker update` changes them).
@@ -1442,6 +1461,12 @@ mod tests {
             links: Vec::new(),
         };
         assert_eq!(inspect_host_config(&r).network_mode, "container:0123abcd");
+        // No runtime asked: dockerd's default name, which ours answers to;
+        // one asked by name is shown as given.
+        assert_eq!(inspect_host_config(&r).runtime, "runc");
+        let mut named = r.clone();
+        named.raw["HostConfig"]["Runtime"] = "strato".into();
+        assert_eq!(inspect_host_config(&named).runtime, "strato");
         assert!(endpoint_settings(&r, "x").is_empty());
         let s = summary(&r, 0.0, "x", Path::new("/v"));
         assert_eq!(s.host_config.network_mode, "container:0123abcd");

@@ -203,7 +203,8 @@ fn open_root(src: &RootSource) -> Result<Root, CopyError> {
             scratch: None,
         });
     }
-    if let Some(path) = &src.mounted {
+    let binds = src.mounts.iter().any(|m| m.kind == "bind");
+    if let (Some(path), false) = (&src.mounted, binds) {
         let fd = rustix::fs::open(
             path,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -239,12 +240,28 @@ fn open_root(src: &RootSource) -> Result<Root, CopyError> {
         path: src.scratch.clone(),
         scratch: Some(src.scratch.clone()),
     };
-    let mount = src
-        .images
-        .rootfs_for(&src.image_id, &src.container, &src.scratch)
-        .map_err(|e| internal("mount the container's root filesystem", e))?;
-    // It goes with this thread's namespace.
-    let _ = mount;
+    match &src.mounted {
+        // The container's own root is still mounted (it has just stopped,
+        // or crashed before a restart): its volumes and binds are not on it
+        // (they lived in the container's namespace), so it is bound here
+        // and they are added below, without mounting its layer twice.
+        Some(mounted) => nix::mount::mount(
+            Some(mounted.as_path()),
+            &src.scratch,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(|e| internal("bind the container's root filesystem", e))?,
+        None => {
+            let mount = src
+                .images
+                .rootfs_for(&src.image_id, &src.container, &src.scratch)
+                .map_err(|e| internal("mount the container's root filesystem", e))?;
+            // It goes with this thread's namespace.
+            let _ = mount;
+        }
+    }
     let fd = rustix::fs::open(
         &src.scratch,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,

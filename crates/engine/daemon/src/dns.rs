@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
+use hickory_proto::rr::{rdata::A, rdata::AAAA, RData, Record, RecordType};
 use tokio::net::UdpSocket;
 
 use crate::engine::Engine;
@@ -150,6 +150,15 @@ pub fn lookup(endpoints: &[strato_network::Endpoint], name: &str) -> Lookup {
         .map_or(Lookup::Unknown, |e| Lookup::Found(e.ip))
 }
 
+/// The IPv6 address of the endpoint named `name`, on a dual-stack network.
+pub fn lookup_v6(endpoints: &[strato_network::Endpoint], name: &str) -> Option<std::net::Ipv6Addr> {
+    let name = name.trim_end_matches('.');
+    endpoints
+        .iter()
+        .find(|e| e.names.iter().any(|n| n.eq_ignore_ascii_case(name)))
+        .and_then(|e| Some(e.ipv6?.ip))
+}
+
 /// What `name` means to the container at `asker`: the target container's
 /// name when it is one of that container's link aliases on the network.
 fn linked_name(
@@ -205,10 +214,19 @@ async fn answer(
                 .set_recursion_available(true)
                 .set_response_code(ResponseCode::NoError)
                 .add_query(q.clone());
-            // Other types (AAAA: containers have IPv4 only) get an empty
-            // NOERROR answer: the name exists.
+            // AAAA is answered on dual-stack networks; other types get an
+            // empty NOERROR answer: the name exists.
             if matches!(q.query_type(), RecordType::A | RecordType::ANY) {
                 resp.add_answer(Record::from_rdata(q.name().clone(), TTL, RData::A(A(ip))));
+            }
+            if matches!(q.query_type(), RecordType::AAAA | RecordType::ANY) {
+                if let Some(ip6) = lookup_v6(&endpoints, &name) {
+                    resp.add_answer(Record::from_rdata(
+                        q.name().clone(),
+                        TTL,
+                        RData::AAAA(AAAA(ip6)),
+                    ));
+                }
             }
             return resp.to_vec().ok();
         }
@@ -289,6 +307,7 @@ mod tests {
             host_veth: String::new(),
             ifname: "eth0".into(),
             ports: Vec::new(),
+            ipv6: None,
         }
     }
 
@@ -308,5 +327,19 @@ mod tests {
         );
         assert_eq!(lookup(&eps, "example.com."), Lookup::Unknown);
         assert_eq!(lookup(&eps, "web.example.com."), Lookup::Unknown);
+    }
+
+    #[test]
+    fn aaaa_answers_come_from_dual_stack_endpoints_only() {
+        let mut six = ep("10.0.0.2", &["web"]);
+        six.ipv6 = Some(strato_network::EndpointV6 {
+            ip: "fd00::2".parse().unwrap(),
+            prefix: 64,
+            gateway: "fd00::1".parse().unwrap(),
+        });
+        let eps = [six, ep("10.0.0.3", &["db"])];
+        assert_eq!(lookup_v6(&eps, "Web."), Some("fd00::2".parse().unwrap()));
+        assert_eq!(lookup_v6(&eps, "db"), None);
+        assert_eq!(lookup_v6(&eps, "nosuch"), None);
     }
 }

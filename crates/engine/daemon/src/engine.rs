@@ -151,6 +151,19 @@ pub struct CreateRequest {
     pub raw: serde_json::Value,
 }
 
+/// The engine's error for a failed attach: what the request asked for
+/// (a network, an address, a port) is the caller's to fix.
+fn attach_error(e: strato_network::Error) -> EngineError {
+    use strato_network::Error as N;
+    match e {
+        N::NoSuchNetwork(_) | N::NoIpv6 { .. } | N::AddressUnavailable { .. } => {
+            EngineError::Invalid(e.to_string())
+        }
+        N::PortInUse { .. } | N::AlreadyAttached { .. } => EngineError::Conflict(e.to_string()),
+        other => EngineError::Internal(other.to_string()),
+    }
+}
+
 /// A legacy link (`--link name:alias` on the default bridge): the alias
 /// resolves in /etc/hosts and the target's address, ports and environment
 /// come as `ALIAS_*` variables, set at each start.
@@ -167,6 +180,9 @@ pub struct LegacyLink {
 pub struct EndpointExtras {
     /// A fixed address (`--ip`), else the next free one.
     pub ip: Option<std::net::Ipv4Addr>,
+    /// A fixed IPv6 address (`--ip6`) on a dual-stack network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<std::net::Ipv6Addr>,
     /// A fixed MAC address (`--mac-address`), else one derived from the address.
     pub mac: Option<String>,
     /// `container:alias`: `alias` resolves to `container` for this container
@@ -978,11 +994,9 @@ impl Engine {
                 req.names = r.dns_names(&r.aliases);
                 req.ports = r.ports.clone();
                 req.ip = r.first_opts.ip;
+                req.ip6 = r.first_opts.ip6;
                 req.mac = parse_mac(r.first_opts.mac.as_deref())?;
-                let ep = self.net.attach(req).await.map_err(|e| match e {
-                    strato_network::Error::PortInUse { .. } => EngineError::Conflict(e.to_string()),
-                    other => EngineError::Internal(other.to_string()),
-                })?;
+                let ep = self.net.attach(req).await.map_err(attach_error)?;
                 // Recorded at once, so a failure below releases it.
                 r.endpoint = Some(ep);
                 r.extra_endpoints.clear();
@@ -1231,14 +1245,11 @@ impl Engine {
         req.ifname = ifname;
         req.names = r.dns_names(&extra.aliases);
         req.ip = extra.opts.ip;
+        req.ip6 = extra.opts.ip6;
         req.mac = parse_mac(extra.opts.mac.as_deref())?;
         req.default_route = false;
         self.serve_dns_for(&extra.name).await;
-        self.net.attach(req).await.map_err(|e| match e {
-            strato_network::Error::NoSuchNetwork(_) => EngineError::Invalid(e.to_string()),
-            strato_network::Error::AlreadyAttached { .. } => EngineError::Conflict(e.to_string()),
-            other => EngineError::Internal(other.to_string()),
-        })
+        self.net.attach(req).await.map_err(attach_error)
     }
 
     /// Rewrites a running container's /etc/hosts in place (it is
@@ -1255,6 +1266,9 @@ impl Engine {
             base.push_str(MARK);
             for ep in &r.extra_endpoints {
                 base.push_str(&format!("{}\t{}\n", ep.ip, r.config.hostname));
+                if let Some(v6) = &ep.ipv6 {
+                    base.push_str(&format!("{}\t{}\n", v6.ip, r.config.hostname));
+                }
             }
         }
         if let Err(e) = fs::write(&path, base) {
@@ -1426,16 +1440,10 @@ impl Engine {
             req.names = next.dns_names(&next.aliases);
             req.ports = next.ports.clone();
             req.ip = next.first_opts.ip;
+            req.ip6 = next.first_opts.ip6;
             req.mac = parse_mac(next.first_opts.mac.as_deref())?;
             self.serve_dns_for(network).await;
-            let ep = self.net.attach(req).await.map_err(|e| match e {
-                strato_network::Error::NoSuchNetwork(_) => EngineError::Invalid(e.to_string()),
-                strato_network::Error::PortInUse { .. }
-                | strato_network::Error::AlreadyAttached { .. } => {
-                    EngineError::Conflict(e.to_string())
-                }
-                other => EngineError::Internal(other.to_string()),
-            })?;
+            let ep = self.net.attach(req).await.map_err(attach_error)?;
             next.endpoint = Some(ep);
         }
         r = next;

@@ -1,9 +1,9 @@
 //! The crate's error type.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::{Ipv4Net, Protocol};
+use crate::Protocol;
 
 /// Everything that can go wrong in strato's container networking. Each
 /// message names the input that failed and, where there is one, the fix.
@@ -45,18 +45,18 @@ pub enum Error {
         "subnet {subnet} overlaps {other_subnet} of network {other:?}; choose a disjoint subnet"
     )]
     SubnetOverlap {
-        subnet: Ipv4Net,
+        subnet: String,
         other: String,
-        other_subnet: Ipv4Net,
+        other_subnet: String,
     },
 
     #[error(
-        "subnet {subnet} is too small: a network needs at least a /30 (gateway and one container)"
+        "subnet {subnet} is too small: a network needs room for a gateway and one container (a /30 in IPv4, a /126 in IPv6, or larger)"
     )]
-    SubnetTooSmall { subnet: Ipv4Net },
+    SubnetTooSmall { subnet: String },
 
     #[error("gateway {gateway} is not a usable host address of subnet {subnet}; pick one inside it, not its network or broadcast address")]
-    GatewayOutsideSubnet { gateway: Ipv4Addr, subnet: Ipv4Net },
+    GatewayOutsideSubnet { gateway: IpAddr, subnet: String },
 
     #[error(
         "invalid MAC address {0:?}: give six hex pairs like 02:42:ac:11:00:02 (a unicast address)"
@@ -66,24 +66,33 @@ pub enum Error {
     #[error(
         "ip range {range} is not inside subnet {subnet}; give an --ip-range within the --subnet"
     )]
-    RangeOutsideSubnet { range: Ipv4Net, subnet: Ipv4Net },
+    RangeOutsideSubnet { range: String, subnet: String },
 
     #[error("auxiliary address {ip} is not inside subnet {subnet}; give --aux-address values within the --subnet")]
-    AuxAddressOutsideSubnet { ip: Ipv4Addr, subnet: Ipv4Net },
+    AuxAddressOutsideSubnet { ip: IpAddr, subnet: String },
 
     #[error("address pool {pool} has no free /{prefix} left; configure a larger pool or remove unused networks")]
-    PoolExhausted { pool: Ipv4Net, prefix: u8 },
+    PoolExhausted { pool: String, prefix: u8 },
 
     #[error("network {network:?} ({subnet}) has no free address left; detach containers or create the network with a larger subnet")]
-    NoFreeAddress { network: String, subnet: Ipv4Net },
+    NoFreeAddress { network: String, subnet: String },
 
     #[error("address {ip} is not available in network {network:?} ({subnet}): {reason}")]
     AddressUnavailable {
-        ip: Ipv4Addr,
+        ip: IpAddr,
         network: String,
-        subnet: Ipv4Net,
+        subnet: String,
         reason: String,
     },
+
+    #[error("network {network:?} has no IPv6 subnet, so {ip} cannot be given: create the network with --ipv6 (and an IPv6 --subnet), or leave --ip6 out")]
+    NoIpv6 { network: String, ip: IpAddr },
+
+    #[error("IPv6 is not available on this host (no /proc/sys/net/ipv6: the kernel runs without IPv6, e.g. booted with ipv6.disable=1); create the network without --ipv6")]
+    Ipv6Unavailable,
+
+    #[error("invalid IPv6 configuration of network {network:?}: {reason}")]
+    InvalidIpv6 { network: String, reason: String },
 
     #[error("container {container:?} is already attached to network {network:?}; detach it first")]
     AlreadyAttached { container: String, network: String },

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 /// One `/etc/hosts` line: an address and its names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostEntry {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     /// The first name is the canonical one.
     pub names: Vec<String>,
 }
@@ -43,11 +43,13 @@ pub fn hostname(name: &str) -> Result<String> {
     Ok(format!("{name}\n"))
 }
 
-/// `/etc/hosts`: the localhost lines, the container's own address and names,
-/// then `peers` (on user-defined networks, the other containers). Peers with
-/// an invalid name are left out rather than let a name inject lines.
-pub fn hosts(own: &HostEntry, peers: &[HostEntry]) -> Result<String> {
-    for n in &own.names {
+/// `/etc/hosts`: the localhost lines, the container's own addresses (IPv4,
+/// then IPv6 on a dual-stack network) and names, then `peers` (on
+/// user-defined networks, the other containers, each address a line).
+/// Peers with an invalid name are left out rather than let a name inject
+/// lines.
+pub fn hosts(own: &[HostEntry], peers: &[HostEntry]) -> Result<String> {
+    for n in own.iter().flat_map(|e| &e.names) {
         validate_hostname(n)?;
     }
     let mut out = String::from(
@@ -69,9 +71,11 @@ pub fn hosts(own: &HostEntry, peers: &[HostEntry]) -> Result<String> {
             out.push_str(&format!("{}\t{}\n", e.ip, names.join(" ")));
         }
     };
-    line(own);
+    for e in own {
+        line(e);
+    }
     for p in peers {
-        if p.ip != own.ip {
+        if !own.iter().any(|o| o.ip == p.ip) {
             line(p);
         }
     }
@@ -157,7 +161,7 @@ mod tests {
     #[test]
     fn hosts_with_peers() {
         let h = hosts(
-            &e("10.199.1.2", &["web", "abc123"]),
+            &[e("10.199.1.2", &["web", "abc123"])],
             &[e("10.199.1.3", &["db"]), e("10.199.1.2", &["web"])],
         )
         .unwrap();
@@ -170,9 +174,9 @@ mod tests {
 
     #[test]
     fn hosts_refuses_injection() {
-        assert!(hosts(&e("10.0.0.2", &["a\n1.2.3.4 evil"]), &[]).is_err());
+        assert!(hosts(&[e("10.0.0.2", &["a\n1.2.3.4 evil"])], &[]).is_err());
         let h = hosts(
-            &e("10.0.0.2", &["a"]),
+            &[e("10.0.0.2", &["a"])],
             &[
                 e("10.0.0.3", &["b\n6.6.6.6\tevil"]),
                 e("10.0.0.4", &["c d"]),
@@ -181,6 +185,24 @@ mod tests {
         .unwrap();
         assert!(
             !h.contains("evil") && !h.contains("10.0.0.3") && !h.contains("10.0.0.4"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn hosts_of_a_dual_stack_network() {
+        let h = hosts(
+            &[e("10.199.1.2", &["web"]), e("fd00:1::2", &["web"])],
+            &[
+                e("10.199.1.3", &["db"]),
+                e("fd00:1::3", &["db"]),
+                // a peer line naming one of our addresses is left out
+                e("fd00:1::2", &["other"]),
+            ],
+        )
+        .unwrap();
+        assert!(
+            h.ends_with("10.199.1.2\tweb\nfd00:1::2\tweb\n10.199.1.3\tdb\nfd00:1::3\tdb\n"),
             "{h}"
         );
     }

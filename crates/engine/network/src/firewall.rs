@@ -21,6 +21,12 @@
 //! }
 //! ```
 //!
+//! Dual-stack networks get the same shape in a second table, `ip6 strato`
+//! (present only while one exists): IPv6 egress masquerading, isolation,
+//! and ports published on every host address (`-p P:Q`) forwarded to the
+//! containers' IPv6 addresses, except from `::1` (the kernel drops IPv6
+//! loopback traffic leaving `lo`).
+//!
 //! The iptables fallback ([`iptables_restore`]) puts the same NAT rules in
 //! chains of the `nat` table named after the table (`STRATO-…`), reached by
 //! one jump from each built-in chain.
@@ -65,16 +71,27 @@ fn dnat_rule(ep: &Endpoint, p: &crate::PortMapping) -> String {
     )
 }
 
-/// The nft script replacing table `ip <table>` with the rules for `state`
-/// (or deleting it when there are no networks).
+/// The nft script replacing tables `ip <table>` and `ip6 <table>` with the
+/// rules for `state` (or deleting them when there are no networks, or no
+/// dual-stack ones).
 pub fn nft_script(table: &str, state: &State) -> String {
     let mut s = String::new();
-    // Declaring the table first makes the delete succeed on a first run.
-    let _ = writeln!(s, "table ip {table}");
-    let _ = writeln!(s, "delete table ip {table}");
+    // Declaring the tables first makes the deletes succeed on a first run.
+    for family in ["ip", "ip6"] {
+        let _ = writeln!(s, "table {family} {table}");
+        let _ = writeln!(s, "delete table {family} {table}");
+    }
     if state.networks.is_empty() {
         return s;
     }
+    ip4_table(&mut s, table, state);
+    if state.networks.values().any(|n| n.network.ipv6.is_some()) {
+        ip6_table(&mut s, table, state);
+    }
+    s
+}
+
+fn ip4_table(s: &mut String, table: &str, state: &State) {
     let _ = writeln!(s, "table ip {table} {{");
     s.push_str(
         "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\
@@ -139,7 +156,89 @@ pub fn nft_script(table: &str, state: &State) -> String {
         }
     }
     s.push_str("\t}\n}\n");
-    s
+}
+
+/// The `ip6` table: the IPv6 half of the rules, for dual-stack networks.
+fn ip6_table(s: &mut String, table: &str, state: &State) {
+    let _ = writeln!(s, "table ip6 {table} {{");
+    s.push_str(
+        "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\
+         \t\tfib daddr type local jump ports\n\t}\n",
+    );
+    s.push_str(
+        "\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\
+         \t\tip6 daddr != ::1 fib daddr type local jump ports\n\t}\n",
+    );
+    // Host addresses in the mappings are IPv4: only "any address" ones
+    // apply to IPv6.
+    let with_ports: Vec<(&Endpoint, std::net::Ipv6Addr)> = state
+        .endpoints()
+        .filter(|e| e.ports.iter().any(|p| p.host_ip.is_none()))
+        .filter_map(|e| Some((e, e.ipv6?.ip)))
+        .collect();
+    s.push_str("\tchain ports {\n");
+    for (ep, _) in &with_ports {
+        let _ = writeln!(s, "\t\tjump {}", endpoint_chain(ep));
+    }
+    s.push_str("\t}\n");
+    for (ep, ip6) in &with_ports {
+        let _ = writeln!(s, "\tchain {} {{", endpoint_chain(ep));
+        for p in ep.ports.iter().filter(|p| p.host_ip.is_none()) {
+            let _ = writeln!(
+                s,
+                "\t\t{proto} dport {hp} dnat to [{ip6}]:{cp} comment \"{net}/{ctr}\"",
+                proto = p.protocol,
+                hp = p.host_port,
+                cp = p.container_port,
+                net = ep.network,
+                ctr = ep.container_id,
+            );
+        }
+        s.push_str("\t}\n");
+    }
+    s.push_str(
+        "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n",
+    );
+    let v6: Vec<_> = state
+        .networks
+        .values()
+        .filter_map(|n| Some((&n.network, n.network.ipv6.as_ref()?.subnet)))
+        .collect();
+    for (n, net) in &v6 {
+        let (br, name) = (&n.bridge, &n.name);
+        let _ = writeln!(
+            s,
+            "\t\toifname \"{br}\" ip6 saddr {net} ct status dnat masquerade comment \"{name} hairpin\""
+        );
+        if !n.internal {
+            let _ = writeln!(
+                s,
+                "\t\tip6 saddr {net} oifname != \"{br}\" masquerade comment \"{name} egress\""
+            );
+        }
+    }
+    s.push_str("\t}\n");
+    s.push_str("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n");
+    for (a, _) in &v6 {
+        for b in state.networks.values().map(|n| &n.network) {
+            if a.name != b.name {
+                let _ = writeln!(
+                    s,
+                    "\t\tiifname \"{}\" oifname \"{}\" drop comment \"isolate {} from {}\"",
+                    a.bridge, b.bridge, a.name, b.name
+                );
+            }
+        }
+        if a.internal {
+            let _ = writeln!(
+                s,
+                "\t\tiifname \"{br}\" oifname != \"{br}\" drop comment \"{} internal\"",
+                a.name,
+                br = a.bridge
+            );
+        }
+    }
+    s.push_str("\t}\n}\n");
 }
 
 /// The chain prefix of the iptables fallback for `table`.
@@ -230,8 +329,10 @@ mod tests {
                 user_defined: true,
                 internal,
                 meta: Default::default(),
+                ipv6: None,
             },
             ipam: Ipam::new(subnet, gw).unwrap(),
+            ipam6: None,
             endpoints: BTreeMap::new(),
         }
     }
@@ -248,6 +349,7 @@ mod tests {
             host_veth: String::new(),
             ifname: "eth0".into(),
             ports: ports.iter().map(|p| p.parse().unwrap()).collect(),
+            ipv6: None,
         }
     }
 
@@ -275,15 +377,52 @@ mod tests {
     fn empty_state_deletes_the_table() {
         assert_eq!(
             nft_script("strato", &State::default()),
-            "table ip strato\ndelete table ip strato\n"
+            "table ip strato\ndelete table ip strato\ntable ip6 strato\ndelete table ip6 strato\n"
         );
+        // IPv4-only networks: no ip6 table beyond its deletion
+        let s = nft_script("strato", &state());
+        assert!(!s.contains("table ip6 strato {"), "{s}");
+    }
+
+    #[test]
+    fn dual_stack_rules_live_in_the_ip6_table() {
+        let mut st = state();
+        let a = st.networks.get_mut("a").unwrap();
+        a.network.ipv6 = Some(crate::state::Ipv6Config {
+            subnet: "fd00:1::/64".parse().unwrap(),
+            gateway: "fd00:1::1".parse().unwrap(),
+            ip_range: None,
+            aux_addresses: BTreeMap::new(),
+        });
+        a.endpoints.get_mut("c1").unwrap().ipv6 = Some(crate::state::EndpointV6 {
+            ip: "fd00:1::2".parse().unwrap(),
+            prefix: 64,
+            gateway: "fd00:1::1".parse().unwrap(),
+        });
+        let s = nft_script("strato", &st);
+        let v6 = &s[s.find("table ip6 strato {").expect("an ip6 table")..];
+        let chain = endpoint_chain(&ep("a", "c1", "198.18.1.2", &[]));
+        // only the mapping on every address is forwarded to the IPv6 address
+        assert!(
+            v6.contains(&format!(
+                "\tchain {chain} {{\n\t\ttcp dport 8080 dnat to [fd00:1::2]:80 comment \"a/c1\"\n\t}}\n"
+            )),
+            "{v6}"
+        );
+        assert!(v6.contains("ip6 daddr != ::1 fib daddr type local jump ports"));
+        assert!(v6.contains("ip6 saddr fd00:1::/64 oifname != \"stb-a\" masquerade"));
+        assert!(v6.contains("iifname \"stb-a\" oifname \"stb-b\" drop"));
+        assert!(!v6.contains("198.18."), "{v6}");
+        assert_eq!(s.matches('{').count(), s.matches('}').count());
     }
 
     #[test]
     fn nft_ruleset_shape() {
         let s = nft_script("strato", &state());
         let chain = endpoint_chain(&ep("a", "c1", "198.18.1.2", &[]));
-        assert!(s.starts_with("table ip strato\ndelete table ip strato\ntable ip strato {\n"));
+        assert!(s.starts_with(
+            "table ip strato\ndelete table ip strato\ntable ip6 strato\ndelete table ip6 strato\ntable ip strato {\n"
+        ));
         assert!(
             s.contains(&format!("\tchain ports {{\n\t\tjump {chain}\n\t}}\n")),
             "{s}"

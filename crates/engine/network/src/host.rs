@@ -11,13 +11,13 @@
 //! process (posix_spawn), which is safe in a multithreaded daemon.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, TokioSocket};
@@ -28,8 +28,8 @@ use tokio::io::AsyncWriteExt;
 
 use crate::error::{Error, Result};
 use crate::firewall;
-use crate::state::State;
-use crate::Ipv4Net;
+use crate::state::{EndpointV6, State};
+use crate::{Ipv4Net, Ipv6Net};
 
 /// Where a container's network namespace is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,17 +66,22 @@ pub struct Plug {
     /// Route everything via `gateway` (the container's first network);
     /// later networks only reach their own subnet.
     pub default_route: bool,
+    /// The IPv6 address and gateway on a dual-stack network (the default
+    /// IPv6 route too, with `default_route`).
+    pub ipv6: Option<EndpointV6>,
 }
 
 /// The OS effects the network manager needs.
 pub trait Host: Send + Sync {
     /// Creates bridge `name` if missing, brings it up and gives it
-    /// `gateway/prefix`.
+    /// `gateway/prefix`, and on a dual-stack network the IPv6 `gateway6`
+    /// (usable at once: no duplicate address detection).
     fn ensure_bridge(
         &self,
         name: &str,
         gateway: Ipv4Addr,
         prefix: u8,
+        gateway6: Option<(Ipv6Addr, u8)>,
     ) -> impl Future<Output = Result<()>> + Send;
 
     /// Deletes link `name` in the host's namespace; `false` if it did not exist.
@@ -87,6 +92,10 @@ pub trait Host: Send + Sync {
 
     /// The IPv4 prefixes routed on the host (to keep new subnets clear of them).
     fn host_routes(&self) -> impl Future<Output = Result<Vec<Ipv4Net>>> + Send;
+
+    /// The IPv6 prefixes routed on the host, link-local and multicast ones
+    /// left out (to keep carved IPv6 subnets clear of them).
+    fn host_routes6(&self) -> impl Future<Output = Result<Vec<Ipv6Net>>> + Send;
 
     /// Creates and configures a container's interface; on failure leaves
     /// nothing behind.
@@ -167,8 +176,10 @@ where
 }
 
 /// Opens a netlink socket inside the network namespace `ns` from a
-/// short-lived thread; the caller's thread never changes namespace.
-async fn socket_in(ns: &Netns) -> Result<Socket> {
+/// short-lived thread, after writing `sysctls` (keys relative to
+/// /proc/sys, whose `net` part is that of the writer's namespace) there;
+/// the caller's thread never changes namespace.
+async fn socket_in(ns: &Netns, sysctls: Vec<(String, String)>) -> Result<Socket> {
     let path = ns.path();
     let file = std::fs::File::open(&path).map_err(|source| Error::Netns {
         path: path.clone(),
@@ -181,7 +192,18 @@ async fn socket_in(ns: &Netns) -> Result<Socket> {
         .spawn(move || {
             let r = nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(std::io::Error::from)
-                .and_then(|()| Socket::new(NETLINK_ROUTE));
+                .and_then(|()| {
+                    for (key, value) in &sysctls {
+                        let path = Path::new("/proc/sys").join(key);
+                        std::fs::write(&path, value).map_err(|e| {
+                            std::io::Error::new(
+                                e.kind(),
+                                format!("writing {value} to {} there: {e}", path.display()),
+                            )
+                        })?;
+                    }
+                    Socket::new(NETLINK_ROUTE)
+                });
             let _ = tx.send(r);
             // the thread ends here, taking its namespace with it
         })
@@ -223,7 +245,7 @@ async fn ensure_address(
     handle: &Handle,
     index: u32,
     name: &str,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     prefix: u8,
 ) -> Result<()> {
     let addrs: Vec<_> = handle
@@ -236,19 +258,23 @@ async fn ensure_address(
         .map_err(nl(format!("listing addresses of {name:?}")))?;
     let present = addrs.iter().any(|a| {
         a.header.prefix_len == prefix
-            && a.attributes
-                .iter()
-                .any(|at| matches!(at, AddressAttribute::Local(IpAddr::V4(x)) | AddressAttribute::Address(IpAddr::V4(x)) if *x == ip))
+            && a.attributes.iter().any(|at| {
+                matches!(at, AddressAttribute::Local(x) | AddressAttribute::Address(x) if *x == ip)
+            })
     });
     if present {
         return Ok(());
     }
-    match handle
-        .address()
-        .add(index, IpAddr::V4(ip), prefix)
-        .execute()
-        .await
-    {
+    let mut req = handle.address().add(index, ip, prefix);
+    if ip.is_ipv6() {
+        // No duplicate address detection: the address is ours by IPAM, and
+        // a tentative address could not be used for a second or more.
+        let m = req.message_mut();
+        m.header.flags = AddressHeaderFlags::Nodad;
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
         Ok(()) => Ok(()),
         Err(e) if is_errno(&e, libc::EEXIST) => Ok(()),
         Err(e) => Err(nl(format!("adding {ip}/{prefix} to {name:?}"))(e)),
@@ -265,8 +291,11 @@ async fn configure_inside(handle: Handle, p: &Plug) -> Result<()> {
     let idx = link_index(&handle, &p.ifname)
         .await?
         .ok_or_else(|| Error::LinkNotFound(p.ifname.clone()))?;
-    ensure_address(&handle, idx, &p.ifname, p.ip, p.prefix).await?;
+    ensure_address(&handle, idx, &p.ifname, IpAddr::V4(p.ip), p.prefix).await?;
     set_up(&handle, idx, &p.ifname).await?;
+    if let Some(v6) = &p.ipv6 {
+        ensure_address(&handle, idx, &p.ifname, IpAddr::V6(v6.ip), v6.prefix).await?;
+    }
     if !p.default_route {
         return Ok(());
     }
@@ -282,7 +311,34 @@ async fn configure_inside(handle: Handle, p: &Plug) -> Result<()> {
         .map_err(nl(format!(
             "adding the default route via {} in the container",
             p.gateway
+        )))?;
+    let Some(v6) = &p.ipv6 else {
+        return Ok(());
+    };
+    let route = RouteMessageBuilder::<Ipv6Addr>::new()
+        .gateway(v6.gateway)
+        .output_interface(idx)
+        .build();
+    handle
+        .route()
+        .add(route)
+        .execute()
+        .await
+        .map_err(nl(format!(
+            "adding the default IPv6 route via {} in the container",
+            v6.gateway
         )))
+}
+
+/// The sysctls of an interface that gets a static IPv6 address: IPv6 on
+/// (a host may default it off), no duplicate address detection, no
+/// router advertisements (the routes are ours).
+fn ipv6_sysctls(ifname: &str) -> Vec<(String, String)> {
+    ["disable_ipv6=0", "accept_dad=0", "accept_ra=0"]
+        .iter()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (format!("net/ipv6/conf/{ifname}/{k}"), v.to_string()))
+        .collect()
 }
 
 impl LinuxHost {
@@ -404,7 +460,13 @@ async fn run_output(tool: &str, args: &[&str]) -> Result<String> {
 }
 
 impl Host for LinuxHost {
-    async fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+    async fn ensure_bridge(
+        &self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix: u8,
+        gateway6: Option<(Ipv6Addr, u8)>,
+    ) -> Result<()> {
         with_netlink(None, |h| async move {
             let index = match link_index(&h, name).await? {
                 Some(i) => i,
@@ -419,7 +481,16 @@ impl Host for LinuxHost {
                         .ok_or_else(|| Error::LinkNotFound(name.to_string()))?
                 }
             };
-            ensure_address(&h, index, name, gateway, prefix).await?;
+            ensure_address(&h, index, name, IpAddr::V4(gateway), prefix).await?;
+            if let Some((gw6, prefix6)) = gateway6 {
+                if !Path::new("/proc/sys/net/ipv6").exists() {
+                    return Err(Error::Ipv6Unavailable);
+                }
+                for (key, value) in ipv6_sysctls(name) {
+                    self.sysctl(&key, &value)?;
+                }
+                ensure_address(&h, index, name, IpAddr::V6(gw6), prefix6).await?;
+            }
             // A fixed MAC: a bridge with a kernel-chosen one takes the
             // lowest of its ports' whenever a port comes or goes, and every
             // container's ARP entry for the gateway then goes stale for
@@ -486,6 +557,35 @@ impl Host for LinuxHost {
         .await
     }
 
+    async fn host_routes6(&self) -> Result<Vec<Ipv6Net>> {
+        with_netlink(None, |h| async move {
+            let routes: Vec<_> = h
+                .route()
+                .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
+                .execute()
+                .try_collect()
+                .await
+                .map_err(nl("listing the host's IPv6 routes"))?;
+            Ok(routes
+                .iter()
+                .filter(|r| r.header.destination_prefix_length > 0)
+                .filter_map(|r| {
+                    r.attributes.iter().find_map(|a| match a {
+                        RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
+                            Ipv6Net::new(*ip, r.header.destination_prefix_length).ok()
+                        }
+                        _ => None,
+                    })
+                })
+                .filter(|n| {
+                    let a = n.addr();
+                    !a.is_loopback() && !a.is_multicast() && (a.segments()[0] & 0xffc0) != 0xfe80
+                })
+                .collect())
+        })
+        .await
+    }
+
     async fn plug(&self, p: &Plug) -> Result<()> {
         let ns_file = std::fs::File::open(p.netns.path()).map_err(|source| Error::Netns {
             path: p.netns.path(),
@@ -519,7 +619,12 @@ impl Host for LinuxHost {
         .await?;
         drop(ns_file);
         let inside = async {
-            let socket = socket_in(&p.netns).await?;
+            let sysctls = if p.ipv6.is_some() {
+                ipv6_sysctls(&p.ifname)
+            } else {
+                Vec::new()
+            };
+            let socket = socket_in(&p.netns, sysctls).await?;
             with_netlink(Some(socket), |h| configure_inside(h, p)).await
         };
         if let Err(e) = inside.await {
@@ -558,6 +663,8 @@ pub struct Recorder {
     pub links: Mutex<std::collections::BTreeSet<String>>,
     /// Routes the host reports.
     pub routes: Mutex<Vec<Ipv4Net>>,
+    /// IPv6 routes the host reports.
+    pub routes6: Mutex<Vec<Ipv6Net>>,
     /// The last firewall applied: (table, nft script).
     pub firewall: Mutex<Option<(String, String)>>,
     fail: Mutex<Option<String>>,
@@ -594,8 +701,15 @@ impl Recorder {
 }
 
 impl Host for Recorder {
-    async fn ensure_bridge(&self, name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
-        self.record(format!("ensure_bridge {name} {gateway}/{prefix}"))?;
+    async fn ensure_bridge(
+        &self,
+        name: &str,
+        gateway: Ipv4Addr,
+        prefix: u8,
+        gateway6: Option<(Ipv6Addr, u8)>,
+    ) -> Result<()> {
+        let v6 = gateway6.map_or(String::new(), |(g, p)| format!(" {g}/{p}"));
+        self.record(format!("ensure_bridge {name} {gateway}/{prefix}{v6}"))?;
         self.links.lock().unwrap().insert(name.to_string());
         Ok(())
     }
@@ -613,6 +727,10 @@ impl Host for Recorder {
         Ok(self.routes.lock().unwrap().clone())
     }
 
+    async fn host_routes6(&self) -> Result<Vec<Ipv6Net>> {
+        Ok(self.routes6.lock().unwrap().clone())
+    }
+
     async fn plug(&self, p: &Plug) -> Result<()> {
         while self.hold.load(std::sync::atomic::Ordering::SeqCst) {
             tokio::task::yield_now().await;
@@ -620,8 +738,11 @@ impl Host for Recorder {
         if !self.links.lock().unwrap().contains(&p.bridge) {
             return Err(Error::LinkNotFound(p.bridge.clone()));
         }
+        let v6 = p.ipv6.map_or(String::new(), |v| {
+            format!(" {}/{} {}", v.ip, v.prefix, v.gateway)
+        });
         self.record(format!(
-            "plug {} {} {}:{} {}/{} {} {}",
+            "plug {} {} {}:{} {}/{} {} {}{v6}",
             p.bridge,
             p.host_veth,
             p.netns.path().display(),

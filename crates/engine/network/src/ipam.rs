@@ -1,42 +1,55 @@
-//! Address management of one network: which addresses are handed out, to
-//! whom. Pure data; [`crate::state`] persists it.
+//! Address management of one network and family: which addresses are
+//! handed out, to whom. Pure data; [`crate::state`] persists it.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::Ipv4Net;
+use crate::ipnet::{Family, IpNet};
 
-/// The addresses of one network's subnet. The gateway is reserved; the
-/// network and broadcast addresses are never handed out. Allocation walks
-/// forward from the last address given, like Docker, so an address just
-/// released is not reused at once (stale ARP entries in peers).
+/// The addresses of one network's subnet in one family ([`Ipam`] for IPv4,
+/// [`Ipam6`] for IPv6). The gateway is reserved; the network address (and
+/// IPv4's broadcast address) is never handed out. Allocation walks forward
+/// from the last address given, like Docker, so an address just released
+/// is not reused at once (stale neighbour entries in peers).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ipam {
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
+#[serde(bound(serialize = "A: Serialize", deserialize = "A: DeserializeOwned"))]
+pub struct IpamOf<A: Family> {
+    subnet: IpNet<A>,
+    gateway: A,
     /// address → owner (a container id)
-    allocated: BTreeMap<Ipv4Addr, String>,
+    allocated: BTreeMap<A, String>,
     #[serde(default)]
-    last: Option<Ipv4Addr>,
+    last: Option<A>,
     /// Dynamic allocation stays inside this part of the subnet.
     #[serde(default)]
-    range: Option<Ipv4Net>,
+    range: Option<IpNet<A>>,
     /// Never handed out (auxiliary addresses).
     #[serde(default)]
-    reserved: Vec<Ipv4Addr>,
+    reserved: Vec<A>,
 }
 
-impl Ipam {
+/// IPv4 address management.
+pub type Ipam = IpamOf<Ipv4Addr>;
+/// IPv6 address management.
+pub type Ipam6 = IpamOf<Ipv6Addr>;
+
+impl<A: Family + Into<IpAddr>> IpamOf<A> {
     /// An empty pool for `subnet` with `gateway` reserved.
-    pub fn new(subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<Self> {
-        if subnet.prefix() > 30 {
-            return Err(Error::SubnetTooSmall { subnet });
+    pub fn new(subnet: IpNet<A>, gateway: A) -> Result<Self> {
+        if subnet.prefix() > A::BITS - 2 {
+            return Err(Error::SubnetTooSmall {
+                subnet: subnet.to_string(),
+            });
         }
         if !subnet.is_host(gateway) {
-            return Err(Error::GatewayOutsideSubnet { gateway, subnet });
+            return Err(Error::GatewayOutsideSubnet {
+                gateway: gateway.into(),
+                subnet: subnet.to_string(),
+            });
         }
         Ok(Self {
             subnet,
@@ -50,19 +63,19 @@ impl Ipam {
 
     /// Limits dynamic allocation to `range` (inside the subnet) and keeps
     /// `reserved` addresses (inside the subnet) from ever being handed out.
-    pub fn restrict(mut self, range: Option<Ipv4Net>, reserved: Vec<Ipv4Addr>) -> Result<Self> {
+    pub fn restrict(mut self, range: Option<IpNet<A>>, reserved: Vec<A>) -> Result<Self> {
         if let Some(r) = range {
-            if !(self.subnet.contains(r.addr()) && r.prefix() >= self.subnet.prefix()) {
+            if !self.subnet.covers(&r) {
                 return Err(Error::RangeOutsideSubnet {
-                    range: r,
-                    subnet: self.subnet,
+                    range: r.to_string(),
+                    subnet: self.subnet.to_string(),
                 });
             }
         }
         if let Some(ip) = reserved.iter().find(|ip| !self.subnet.contains(**ip)) {
             return Err(Error::AuxAddressOutsideSubnet {
-                ip: *ip,
-                subnet: self.subnet,
+                ip: (*ip).into(),
+                subnet: self.subnet.to_string(),
             });
         }
         self.range = range;
@@ -71,44 +84,47 @@ impl Ipam {
     }
 
     /// The subnet.
-    pub fn subnet(&self) -> Ipv4Net {
+    pub fn subnet(&self) -> IpNet<A> {
         self.subnet
     }
 
     /// The gateway (the bridge's address).
-    pub fn gateway(&self) -> Ipv4Addr {
+    pub fn gateway(&self) -> A {
         self.gateway
     }
 
     /// Addresses handed out, with their owners.
-    pub fn allocated(&self) -> &BTreeMap<Ipv4Addr, String> {
+    pub fn allocated(&self) -> &BTreeMap<A, String> {
         &self.allocated
     }
 
-    /// How many addresses can still be handed out.
-    pub fn free(&self) -> u64 {
-        // network, broadcast and gateway are never handed out
-        (self.subnet.size() - 3).saturating_sub((self.allocated.len() + self.reserved.len()) as u64)
+    /// How many addresses can still be handed out (saturating).
+    pub fn free(&self) -> u128 {
+        // the network address, the gateway and IPv4's broadcast are never handed out
+        let fixed = if A::BROADCAST { 3 } else { 2 };
+        self.subnet
+            .size()
+            .saturating_sub(fixed)
+            .saturating_sub((self.allocated.len() + self.reserved.len()) as u128)
     }
 
     /// Hands out the next free address to `owner`.
-    pub fn allocate(&mut self, network: &str, owner: &str) -> Result<Ipv4Addr> {
-        let size = self.subnet.size();
-        let start = match self.last {
-            Some(l) if self.subnet.contains(l) => {
-                u64::from(u32::from(l) - u32::from(self.subnet.addr())) + 1
-            }
-            _ => 1,
-        };
-        for i in 0..size {
-            let n = (start + i) % size;
-            let Some(ip) = self.subnet.nth(n) else {
+    pub fn allocate(&mut self, network: &str, owner: &str) -> Result<A> {
+        let pool = self.range.unwrap_or(self.subnet);
+        let size = pool.size();
+        let start = self
+            .last
+            .and_then(|l| pool.offset(l))
+            .map_or(0, |o| o.wrapping_add(1) % size);
+        // Each step that finds no address lands on one that is taken,
+        // reserved, the gateway, or the network or broadcast address; so
+        // this many steps either find one or have seen the whole pool.
+        let steps = size.min((self.allocated.len() + self.reserved.len() + 4) as u128);
+        for i in 0..steps {
+            let Some(ip) = pool.nth(start.wrapping_add(i) % size) else {
                 continue;
             };
-            if self.usable(ip)
-                && self.range.is_none_or(|r| r.contains(ip))
-                && !self.allocated.contains_key(&ip)
-            {
+            if self.usable(ip) && !self.allocated.contains_key(&ip) {
                 self.allocated.insert(ip, owner.to_string());
                 self.last = Some(ip);
                 return Ok(ip);
@@ -116,16 +132,16 @@ impl Ipam {
         }
         Err(Error::NoFreeAddress {
             network: network.to_string(),
-            subnet: self.subnet,
+            subnet: self.subnet.to_string(),
         })
     }
 
     /// Hands out exactly `ip` to `owner`.
-    pub fn allocate_exact(&mut self, network: &str, owner: &str, ip: Ipv4Addr) -> Result<()> {
+    pub fn allocate_exact(&mut self, network: &str, owner: &str, ip: A) -> Result<()> {
         let unavailable = |reason: String| Error::AddressUnavailable {
-            ip,
+            ip: ip.into(),
             network: network.to_string(),
-            subnet: self.subnet,
+            subnet: self.subnet.to_string(),
             reason,
         };
         if !self.subnet.contains(ip) {
@@ -138,7 +154,11 @@ impl Ipam {
             return Err(unavailable("it is an auxiliary address".into()));
         }
         if !self.usable(ip) {
-            return Err(unavailable("it is the network or broadcast address".into()));
+            return Err(unavailable(if A::BROADCAST {
+                "it is the network or broadcast address".into()
+            } else {
+                "it is the subnet's first address (the subnet-router anycast address)".into()
+            }));
         }
         if let Some(o) = self.allocated.get(&ip) {
             return Err(unavailable(format!("it is in use by {o:?}")));
@@ -148,11 +168,11 @@ impl Ipam {
     }
 
     /// Gives `ip` back; returns whether it was allocated.
-    pub fn release(&mut self, ip: Ipv4Addr) -> bool {
+    pub fn release(&mut self, ip: A) -> bool {
         self.allocated.remove(&ip).is_some()
     }
 
-    fn usable(&self, ip: Ipv4Addr) -> bool {
+    fn usable(&self, ip: A) -> bool {
         self.subnet.is_host(ip) && ip != self.gateway && !self.reserved.contains(&ip)
     }
 }
@@ -264,6 +284,10 @@ mod tests {
             Err(Error::SubnetTooSmall { .. })
         ));
         assert!(matches!(
+            Ipam6::new("fd00::/127".parse().unwrap(), "fd00::1".parse().unwrap()),
+            Err(Error::SubnetTooSmall { .. })
+        ));
+        assert!(matches!(
             Ipam::new("198.18.0.0/24".parse().unwrap(), ip("198.18.0.0")),
             Err(Error::GatewayOutsideSubnet { .. })
         ));
@@ -271,6 +295,67 @@ mod tests {
             Ipam::new("198.18.0.0/24".parse().unwrap(), ip("198.18.1.1")),
             Err(Error::GatewayOutsideSubnet { .. })
         ));
+    }
+
+    fn ip6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_allocation_in_a_range_with_the_gateway_at_its_end() {
+        // docker-py's pool: a /64, dynamic addresses from the first /96,
+        // the gateway at ::ffff
+        let p = Ipam6::new("2001:389::/64".parse().unwrap(), ip6("2001:389::ffff")).unwrap();
+        assert_eq!(p.free(), (1 << 64) - 2);
+        let mut p = p
+            .restrict(
+                Some("2001:389::/96".parse().unwrap()),
+                vec![ip6("2001:389::1")],
+            )
+            .unwrap();
+        assert_eq!(p.allocate("n", "a").unwrap(), ip6("2001:389::2"));
+        assert_eq!(p.allocate("n", "b").unwrap(), ip6("2001:389::3"));
+        p.allocate_exact("n", "c", ip6("2001:389::f00d")).unwrap();
+        for (bad, why) in [
+            ("2001:389::f00d", "in use by \"c\""),
+            ("2001:389::ffff", "gateway"),
+            ("2001:389::", "subnet-router anycast"),
+            ("2001:389::1", "auxiliary"),
+            ("2001:38a::5", "outside"),
+        ] {
+            let e = p
+                .allocate_exact("n", "d", ip6(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        // the last address of a /64 is a host address (no broadcast)
+        p.allocate_exact("n", "e", ip6("2001:389::ffff:ffff:ffff:ffff"))
+            .unwrap();
+        let outside = Ipam6::new("2001:389::/64".parse().unwrap(), ip6("2001:389::1"))
+            .unwrap()
+            .restrict(Some("2001:390::/96".parse().unwrap()), vec![]);
+        assert!(matches!(outside, Err(Error::RangeOutsideSubnet { .. })));
+    }
+
+    #[test]
+    fn a_full_ipv6_range_is_reported_without_scanning_the_subnet() {
+        let p = Ipam6::new("fd00::/64".parse().unwrap(), ip6("fd00::1")).unwrap();
+        let mut p = p
+            .restrict(Some("fd00::/126".parse().unwrap()), vec![])
+            .unwrap();
+        // ::0 is the network address and ::1 the gateway: two left
+        assert_eq!(p.allocate("n", "a").unwrap(), ip6("fd00::2"));
+        assert_eq!(p.allocate("n", "b").unwrap(), ip6("fd00::3"));
+        let e = p.allocate("n", "c").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "network \"n\" (fd00::/64) has no free address left; detach containers or create the network with a larger subnet"
+        );
+        assert!(p.release(ip6("fd00::2")));
+        assert_eq!(p.allocate("n", "c").unwrap(), ip6("fd00::2"));
+        let j = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Ipam6>(&j).unwrap(), p);
     }
 
     #[test]

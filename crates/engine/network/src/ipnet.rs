@@ -1,46 +1,104 @@
-//! A small IPv4 prefix type and the carving of subnets out of a pool.
+//! IP prefixes of either family ([`IpNet`], with the [`Ipv4Net`] and
+//! [`Ipv6Net`] aliases) and the carving of subnets out of a pool. One
+//! generic type over the address as a `u128` keeps the two families' prefix
+//! arithmetic in one place; no crate of the field offers prefix carving
+//! with this error reporting, and it is a few lines.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::hash::Hash;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// An IPv4 prefix such as `10.199.0.0/24`. The address is always the
-/// network address (host bits cleared).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ipv4Net {
-    addr: Ipv4Addr,
-    prefix: u8,
+/// An address family: its width and the conversions to and from bits.
+pub trait Family:
+    Copy + Ord + Hash + fmt::Debug + fmt::Display + FromStr + Send + Sync + 'static
+{
+    /// Bits in an address.
+    const BITS: u8;
+    /// `IPv4` or `IPv6`, for messages.
+    const NAME: &'static str;
+    /// Whether the last address of a subnet is its broadcast address
+    /// (never handed out).
+    const BROADCAST: bool;
+    /// The address as an integer.
+    fn bits(self) -> u128;
+    /// The address of an integer (`b` fits [`Family::BITS`]).
+    fn from_bits(b: u128) -> Self;
 }
 
-fn mask(prefix: u8) -> u32 {
-    if prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix))
+impl Family for Ipv4Addr {
+    const BITS: u8 = 32;
+    const NAME: &'static str = "IPv4";
+    const BROADCAST: bool = true;
+    fn bits(self) -> u128 {
+        u128::from(u32::from(self))
+    }
+    fn from_bits(b: u128) -> Self {
+        Ipv4Addr::from(u32::try_from(b & u128::from(u32::MAX)).unwrap_or(0))
     }
 }
 
-impl Ipv4Net {
+impl Family for Ipv6Addr {
+    const BITS: u8 = 128;
+    const NAME: &'static str = "IPv6";
+    const BROADCAST: bool = false;
+    fn bits(self) -> u128 {
+        u128::from(self)
+    }
+    fn from_bits(b: u128) -> Self {
+        Ipv6Addr::from(b)
+    }
+}
+
+/// A prefix such as `10.199.0.0/24` or `fd00:1::/64`. The address is always
+/// the network address (host bits cleared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IpNet<A> {
+    addr: A,
+    prefix: u8,
+}
+
+/// An IPv4 prefix.
+pub type Ipv4Net = IpNet<Ipv4Addr>;
+/// An IPv6 prefix.
+pub type Ipv6Net = IpNet<Ipv6Addr>;
+
+/// The netmask of `prefix` bits in an address of `width` bits, as the low
+/// `width` bits of a `u128`.
+fn mask(width: u8, prefix: u8) -> u128 {
+    let all = if width == 128 {
+        u128::MAX
+    } else {
+        (1u128 << width) - 1
+    };
+    if prefix == 0 {
+        0
+    } else {
+        (all << (width - prefix)) & all
+    }
+}
+
+impl<A: Family> IpNet<A> {
     /// The prefix containing `addr` with `prefix` bits, host bits cleared.
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Result<Self> {
-        if prefix > 32 {
+    pub fn new(addr: A, prefix: u8) -> Result<Self> {
+        if prefix > A::BITS {
             return Err(Error::InvalidSubnet {
                 input: format!("{addr}/{prefix}"),
-                reason: "the prefix length must be at most 32".into(),
+                reason: format!("the prefix length must be at most {}", A::BITS),
             });
         }
         Ok(Self {
-            addr: Ipv4Addr::from(u32::from(addr) & mask(prefix)),
+            addr: A::from_bits(addr.bits() & mask(A::BITS, prefix)),
             prefix,
         })
     }
 
     /// The network address.
-    pub fn addr(&self) -> Ipv4Addr {
+    pub fn addr(&self) -> A {
         self.addr
     }
 
@@ -49,72 +107,90 @@ impl Ipv4Net {
         self.prefix
     }
 
-    /// The number of addresses in the prefix.
-    pub fn size(&self) -> u64 {
-        1u64 << (32 - u32::from(self.prefix))
+    /// The number of addresses in the prefix (`u128::MAX` for `::/0`).
+    pub fn size(&self) -> u128 {
+        1u128
+            .checked_shl(u32::from(A::BITS - self.prefix))
+            .unwrap_or(u128::MAX)
     }
 
-    /// The broadcast (last) address.
-    pub fn broadcast(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !mask(self.prefix))
+    /// The last address (IPv4's broadcast address).
+    pub fn last(&self) -> A {
+        A::from_bits(self.addr.bits() | (!mask(A::BITS, self.prefix) & mask(A::BITS, A::BITS)))
     }
 
     /// The `n`th address of the prefix, if inside it.
-    pub fn nth(&self, n: u64) -> Option<Ipv4Addr> {
+    pub fn nth(&self, n: u128) -> Option<A> {
         if n >= self.size() {
             return None;
         }
-        let n = u32::try_from(n).ok()?;
-        Some(Ipv4Addr::from(u32::from(self.addr) + n))
+        Some(A::from_bits(self.addr.bits() + n))
+    }
+
+    /// How far `ip` lies from the network address, if inside the prefix.
+    pub fn offset(&self, ip: A) -> Option<u128> {
+        self.contains(ip).then(|| ip.bits() - self.addr.bits())
     }
 
     /// Whether `ip` lies inside the prefix.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & mask(self.prefix) == u32::from(self.addr)
+    pub fn contains(&self, ip: A) -> bool {
+        ip.bits() & mask(A::BITS, self.prefix) == self.addr.bits()
     }
 
-    /// Whether `ip` is a usable host address (neither the network nor the
-    /// broadcast address; for /31 and /32 every address is usable).
-    pub fn is_host(&self, ip: Ipv4Addr) -> bool {
-        self.contains(ip) && (self.prefix >= 31 || (ip != self.addr && ip != self.broadcast()))
+    /// Whether `other` lies wholly inside this prefix.
+    pub fn covers(&self, other: &IpNet<A>) -> bool {
+        other.prefix >= self.prefix && self.contains(other.addr)
+    }
+
+    /// Whether `ip` is a usable host address: not the network address
+    /// (IPv6's subnet-router anycast address) nor IPv4's broadcast address;
+    /// in the two smallest prefixes every address is usable.
+    pub fn is_host(&self, ip: A) -> bool {
+        self.contains(ip)
+            && (self.prefix >= A::BITS - 1
+                || (ip != self.addr && !(A::BROADCAST && ip == self.last())))
     }
 
     /// Whether two prefixes share any address.
-    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
-        let p = self.prefix.min(other.prefix);
-        u32::from(self.addr) & mask(p) == u32::from(other.addr) & mask(p)
+    pub fn overlaps(&self, other: &IpNet<A>) -> bool {
+        let m = mask(A::BITS, self.prefix.min(other.prefix));
+        self.addr.bits() & m == other.addr.bits() & m
     }
 
     /// The subnets of length `prefix` inside this prefix, in order.
-    pub fn subnets(&self, prefix: u8) -> impl Iterator<Item = Ipv4Net> + '_ {
-        let count = if prefix < self.prefix || prefix > 32 {
-            0
+    pub fn subnets(&self, prefix: u8) -> impl Iterator<Item = IpNet<A>> + '_ {
+        let (count, step) = if prefix < self.prefix || prefix > A::BITS {
+            (0, 0)
         } else {
-            1u64 << u32::from(prefix - self.prefix)
+            (
+                1u128
+                    .checked_shl(u32::from(prefix - self.prefix))
+                    .unwrap_or(u128::MAX),
+                1u128.checked_shl(u32::from(A::BITS - prefix)).unwrap_or(0),
+            )
         };
-        let step = if prefix > 32 {
-            0
-        } else {
-            1u64 << (32 - u32::from(prefix))
-        };
-        let base = u64::from(u32::from(self.addr));
-        (0..count).filter_map(move |i| {
-            let a = u32::try_from(base + i * step).ok()?;
-            Some(Ipv4Net {
-                addr: Ipv4Addr::from(a),
-                prefix,
-            })
+        let base = self.addr.bits();
+        (0..count).map(move |i| IpNet {
+            addr: A::from_bits(base + i * step),
+            prefix,
         })
     }
 }
 
-impl fmt::Display for Ipv4Net {
+impl Ipv4Net {
+    /// The broadcast (last) address.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        self.last()
+    }
+}
+
+impl<A: Family> fmt::Display for IpNet<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 
-impl FromStr for Ipv4Net {
+impl<A: Family> FromStr for IpNet<A> {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
@@ -123,14 +199,19 @@ impl FromStr for Ipv4Net {
             reason: reason.to_string(),
         };
         let (a, p) = s.split_once('/').ok_or_else(|| bad("missing '/prefix'"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| bad("not an IPv4 address"))?;
+        let addr: A = a
+            .parse()
+            .map_err(|_| bad(&format!("not an {} address", A::NAME)))?;
         let prefix: u8 = p
             .parse()
             .map_err(|_| bad("the prefix length is not a number"))?;
-        if prefix > 32 {
-            return Err(bad("the prefix length must be at most 32"));
+        if prefix > A::BITS {
+            return Err(bad(&format!(
+                "the prefix length must be at most {}",
+                A::BITS
+            )));
         }
-        let net = Ipv4Net::new(addr, prefix)?;
+        let net = IpNet::new(addr, prefix)?;
         if net.addr != addr {
             return Err(bad(&format!("host bits are set; did you mean {net}?")));
         }
@@ -138,13 +219,13 @@ impl FromStr for Ipv4Net {
     }
 }
 
-impl Serialize for Ipv4Net {
+impl<A: Family> Serialize for IpNet<A> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
 }
 
-impl<'de> Deserialize<'de> for Ipv4Net {
+impl<'de, A: Family> Deserialize<'de> for IpNet<A> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
@@ -153,13 +234,24 @@ impl<'de> Deserialize<'de> for Ipv4Net {
 
 /// The first subnet of length `prefix` in `pool` that overlaps none of
 /// `taken` (other networks' subnets and the host's own routes).
-pub fn carve(pool: &Ipv4Net, prefix: u8, taken: &[Ipv4Net]) -> Result<Ipv4Net> {
+pub fn carve<A: Family>(pool: &IpNet<A>, prefix: u8, taken: &[IpNet<A>]) -> Result<IpNet<A>> {
     pool.subnets(prefix)
         .find(|s| !taken.iter().any(|t| t.overlaps(s)))
         .ok_or(Error::PoolExhausted {
-            pool: *pool,
+            pool: pool.to_string(),
             prefix,
         })
+}
+
+/// A unique local IPv6 /48 (RFC 4193) for this host: `fd` and a 40-bit
+/// global id derived from `seed` (the machine id), so two hosts pick
+/// different prefixes, and one host always the same.
+pub fn ula_pool(seed: &str) -> Ipv6Net {
+    let a = u64::from(crate::firewall::fnv1a(seed));
+    let b = u64::from(crate::firewall::fnv1a(&format!("{seed}/ula")));
+    let global = ((a << 8) ^ b) & 0xff_ffff_ffff;
+    let bits = (0xfdu128 << 120) | (u128::from(global) << 80);
+    IpNet::new(Ipv6Addr::from(bits), 48).expect("/48 is a valid IPv6 prefix")
 }
 
 #[cfg(test)]
@@ -234,6 +326,64 @@ mod tests {
         );
         // A prefix shorter than the pool's yields nothing.
         assert!(carve(&pool, 16, &[]).is_err());
+    }
+
+    fn n6(s: &str) -> Ipv6Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_prefixes() {
+        let s = n6("fd00:1::/64");
+        assert_eq!(s.to_string(), "fd00:1::/64");
+        assert_eq!(s.size(), 1 << 64);
+        assert_eq!(
+            s.last(),
+            "fd00:1::ffff:ffff:ffff:ffff".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(s.nth(1), Some("fd00:1::1".parse().unwrap()));
+        // no broadcast in IPv6: the last address is a host; the first is not
+        assert!(s.is_host(s.last()));
+        assert!(!s.is_host(s.addr()));
+        assert!(s.contains("fd00:1::ffff".parse().unwrap()));
+        assert!(!s.contains("fd00:2::1".parse().unwrap()));
+        assert!(s.covers(&n6("fd00:1::/96")));
+        assert!(!s.covers(&n6("fd00::/16")));
+        assert!(n6("fd00::/16").overlaps(&s) && s.overlaps(&n6("fd00::/16")));
+        assert_eq!(n6("::/0").size(), u128::MAX);
+        let e = "fd00:1::1/64".parse::<Ipv6Net>().unwrap_err().to_string();
+        assert!(e.contains("did you mean fd00:1::/64"), "{e}");
+        for bad in [
+            "fd00::/129",
+            "fd00::",
+            "10.0.0.0/8",
+            "fd00::/x",
+            "fd00:::/64",
+        ] {
+            let e = bad.parse::<Ipv6Net>().unwrap_err().to_string();
+            assert!(e.starts_with("invalid subnet"), "{bad}: {e}");
+        }
+        let e = "fd00::/64".parse::<Ipv4Net>().unwrap_err().to_string();
+        assert!(e.contains("not an IPv4 address"), "{e}");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"fd00:1::/64\"");
+    }
+
+    #[test]
+    fn ipv6_carving_and_the_ula_pool() {
+        let pool = ula_pool("0123456789abcdef");
+        assert_eq!(pool, ula_pool("0123456789abcdef"));
+        assert_ne!(pool, ula_pool("fedcba9876543210"));
+        assert_eq!(pool.prefix(), 48);
+        assert_eq!(pool.addr().segments()[0] >> 8, 0xfd);
+        let first = carve(&pool, 64, &[]).unwrap();
+        assert_eq!(first, IpNet::new(pool.addr(), 64).unwrap());
+        let second = carve(&pool, 64, &[first]).unwrap();
+        assert_eq!(second.addr().segments()[3], 1);
+        let e = carve(&n6("fd00::/63"), 64, &[n6("fd00::/63")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "address pool fd00::/63 has no free /64 left; configure a larger pool or remove unused networks"
+        );
     }
 
     #[test]

@@ -13,9 +13,13 @@
 //!   nothing forks.
 //! - The state (networks, address allocations, endpoints, ports) is one
 //!   JSON file, `<state_dir>/network.json`, written atomically ([`state`]).
-//! - Firewall rules live in their own nftables table, `ip strato`, replaced
-//!   atomically with `nft -f -` on each change ([`firewall`] shows its
-//!   shape); without `nft`, iptables chains `STRATO-*` in the `nat` table.
+//! - Firewall rules live in their own nftables tables, `ip strato` and
+//!   `ip6 strato`, replaced atomically with `nft -f -` on each change
+//!   ([`firewall`] shows their shape); without `nft`, iptables chains
+//!   `STRATO-*` in the `nat` table (IPv4 only).
+//! - A network may be dual-stack (`--ipv6`): its bridge and every container
+//!   get an IPv6 address too (without duplicate address detection, so it is
+//!   usable at once), with a default IPv6 route via the bridge.
 //! - All OS effects sit behind the [`Host`] trait; [`Recorder`] fakes it.
 //!
 //! Host requirements (Debian packages): `nftables` (or `iptables`) for the
@@ -34,10 +38,11 @@ pub mod state;
 
 pub use error::{Error, Result};
 pub use host::{FirewallBackend, Host, LinuxHost, Netns, Plug, Recorder};
-pub use ipnet::{carve, Ipv4Net};
+pub use ipam::{Ipam, Ipam6};
+pub use ipnet::{carve, ula_pool, Family, IpNet, Ipv4Net, Ipv6Net};
 pub use manager::{
-    host_veth_name, mac_for, parse_mac, AttachRequest, Config, ContainerFiles, NetworkManager,
-    NetworkSpec, DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_POOL,
+    host_veth_name, mac_for, parse_mac, AttachRequest, Config, ContainerFiles, Ipv6Spec,
+    NetworkManager, NetworkSpec, DEFAULT_BRIDGE, DEFAULT_NETWORK, DEFAULT_POOL,
 };
 pub use ports::{PortMapping, Protocol};
-pub use state::{Endpoint, Network, NetworkMeta};
+pub use state::{Endpoint, EndpointV6, Ipv6Config, Network, NetworkMeta};

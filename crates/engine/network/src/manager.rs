@@ -1,7 +1,8 @@
 //! [`NetworkManager`]: networks, endpoints and published ports, persisted
 //! in the state file and realised on the host through [`Host`].
 
-use std::net::Ipv4Addr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use tokio::sync::{Mutex, Notify};
@@ -11,10 +12,10 @@ use crate::error::{Error, Result};
 use crate::files::{self, HostEntry};
 use crate::firewall::fnv1a;
 use crate::host::{Host, LinuxHost, Netns, Plug};
-use crate::ipam::Ipam;
+use crate::ipam::{Ipam, Ipam6};
 use crate::ipnet::carve;
-use crate::state::{Durability, Endpoint, Network, NetworkState, State};
-use crate::{Ipv4Net, PortMapping};
+use crate::state::{Durability, Endpoint, EndpointV6, Ipv6Config, Network, NetworkState, State};
+use crate::{Ipv4Net, Ipv6Net, PortMapping};
 
 /// The default network's name, as in Docker.
 pub const DEFAULT_NETWORK: &str = "bridge";
@@ -38,6 +39,31 @@ pub struct Config {
     pub default_bridge: String,
     /// The nftables table (and iptables chain prefix) holding every rule.
     pub table: String,
+    /// IPv6 subnets for dual-stack networks created without one are carved
+    /// from here: a unique local /48 of this host (see [`crate::ula_pool`]).
+    pub pool6: Ipv6Net,
+    /// The length of carved IPv6 subnets.
+    pub subnet_prefix6: u8,
+    /// Make the default network dual-stack when it is created (`strato
+    /// daemon --ipv6`), with this subnet (`--fixed-cidr-v6`) or a carved one.
+    pub default_ipv6: Option<Option<Ipv6Net>>,
+}
+
+/// The machine id that seeds the IPv6 pool (the hostname without one).
+fn machine_seed() -> String {
+    [
+        "/etc/machine-id",
+        "/var/lib/dbus/machine-id",
+        "/proc/sys/kernel/hostname",
+    ]
+    .iter()
+    .find_map(|p| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .unwrap_or_else(|| "strato".into())
 }
 
 impl Config {
@@ -49,6 +75,9 @@ impl Config {
             subnet_prefix: 24,
             default_bridge: DEFAULT_BRIDGE.to_string(),
             table: "strato".to_string(),
+            pool6: crate::ula_pool(&machine_seed()),
+            subnet_prefix6: 64,
+            default_ipv6: None,
         }
     }
 }
@@ -67,6 +96,21 @@ pub struct NetworkSpec {
     pub internal: bool,
     /// Labels, options, ip range and aux addresses (checked against the subnet).
     pub meta: crate::NetworkMeta,
+    /// Dual-stack (`--ipv6`): its IPv6 addressing, every part optional.
+    pub ipv6: Option<Ipv6Spec>,
+}
+
+/// The IPv6 side of a [`NetworkSpec`].
+#[derive(Clone, Debug, Default)]
+pub struct Ipv6Spec {
+    /// Defaults to a free /64 of [`Config::pool6`].
+    pub subnet: Option<Ipv6Net>,
+    /// Defaults to the subnet's first host address (`::1`).
+    pub gateway: Option<Ipv6Addr>,
+    /// Dynamic addresses come from here; needs `subnet`.
+    pub ip_range: Option<Ipv6Net>,
+    /// Never handed out; needs `subnet`.
+    pub aux_addresses: BTreeMap<String, Ipv6Addr>,
 }
 
 /// What to attach with [`NetworkManager::attach`].
@@ -81,6 +125,9 @@ pub struct AttachRequest {
     pub names: Vec<String>,
     /// A fixed address, else the next free one.
     pub ip: Option<Ipv4Addr>,
+    /// A fixed IPv6 address (the network must be dual-stack), else the next
+    /// free one on a dual-stack network.
+    pub ip6: Option<Ipv6Addr>,
     pub ports: Vec<PortMapping>,
     /// Give the container its default route through this network (its
     /// first one); networks connected later reach only their subnet.
@@ -99,6 +146,7 @@ impl AttachRequest {
             ifname: "eth0".to_string(),
             names: Vec::new(),
             ip: None,
+            ip6: None,
             ports: Vec::new(),
             default_route: true,
             mac: None,
@@ -319,6 +367,10 @@ impl<H: Host> NetworkManager<H> {
             NetworkSpec {
                 name: DEFAULT_NETWORK.to_string(),
                 bridge: Some(self.config.default_bridge.clone()),
+                ipv6: self.config.default_ipv6.map(|subnet| Ipv6Spec {
+                    subnet,
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
             false,
@@ -360,9 +412,9 @@ impl<H: Host> NetworkManager<H> {
                 Some(s) => {
                     if let Some(o) = st.networks.values().find(|n| n.network.subnet.overlaps(&s)) {
                         return Err(Error::SubnetOverlap {
-                            subnet: s,
+                            subnet: s.to_string(),
                             other: o.network.name.clone(),
-                            other_subnet: o.network.subnet,
+                            other_subnet: o.network.subnet.to_string(),
                         });
                     }
                     s
@@ -380,7 +432,9 @@ impl<H: Host> NetworkManager<H> {
                 }
             };
             if subnet.prefix() > 30 {
-                return Err(Error::SubnetTooSmall { subnet });
+                return Err(Error::SubnetTooSmall {
+                    subnet: subnet.to_string(),
+                });
             }
             let gateway = spec
                 .gateway
@@ -390,6 +444,13 @@ impl<H: Host> NetworkManager<H> {
                 spec.meta.ip_range,
                 spec.meta.aux_addresses.values().copied().collect(),
             )?;
+            let (ipv6, ipam6) = match &spec.ipv6 {
+                Some(v6) => {
+                    let (c, i) = self.plan_ipv6(&st, &spec.name, v6).await?;
+                    (Some(c), Some(i))
+                }
+                None => (None, None),
+            };
             let network = Network {
                 name: spec.name.clone(),
                 bridge,
@@ -398,15 +459,34 @@ impl<H: Host> NetworkManager<H> {
                 user_defined,
                 internal: spec.internal,
                 meta: spec.meta.clone(),
+                ipv6,
             };
-            self.host
-                .ensure_bridge(&network.bridge, gateway, subnet.prefix())
-                .await?;
+            if let Err(e) = self
+                .host
+                .ensure_bridge(
+                    &network.bridge,
+                    gateway,
+                    subnet.prefix(),
+                    bridge_v6(&network),
+                )
+                .await
+            {
+                // A bridge made before the failure (its IPv6 half) goes too.
+                if !st
+                    .networks
+                    .values()
+                    .any(|n| n.network.bridge == network.bridge)
+                {
+                    let _ = self.host.delete_link(&network.bridge).await;
+                }
+                return Err(e);
+            }
             st.networks.insert(
                 network.name.clone(),
                 NetworkState {
                     network: network.clone(),
                     ipam,
+                    ipam6,
                     endpoints: Default::default(),
                 },
             );
@@ -435,8 +515,79 @@ impl<H: Host> NetworkManager<H> {
         .await
     }
 
+    /// The IPv6 subnet (given, or carved from the pool clear of other
+    /// networks'), gateway and address pool of a dual-stack network.
+    async fn plan_ipv6(
+        &self,
+        st: &State,
+        name: &str,
+        v6: &Ipv6Spec,
+    ) -> Result<(Ipv6Config, Ipam6)> {
+        let bad = |reason: String| Error::InvalidIpv6 {
+            network: name.to_string(),
+            reason,
+        };
+        let taken: Vec<(String, Ipv6Net)> = st
+            .networks
+            .values()
+            .filter_map(|n| Some((n.network.name.clone(), n.network.ipv6.as_ref()?.subnet)))
+            .collect();
+        let subnet = match v6.subnet {
+            Some(s) => {
+                if let Some((other, o)) = taken.iter().find(|(_, t)| t.overlaps(&s)) {
+                    return Err(Error::SubnetOverlap {
+                        subnet: s.to_string(),
+                        other: other.clone(),
+                        other_subnet: o.to_string(),
+                    });
+                }
+                s
+            }
+            None => {
+                if v6.ip_range.is_some() || !v6.aux_addresses.is_empty() {
+                    return Err(bad(
+                        "an IPv6 ip range or auxiliary addresses need an IPv6 subnet: give one with --subnet".into(),
+                    ));
+                }
+                let mut nets: Vec<Ipv6Net> = taken.iter().map(|(_, t)| *t).collect();
+                match self.host.host_routes6().await {
+                    Ok(r) => nets.extend(r),
+                    Err(e) => {
+                        warn!(error = %e, "cannot list host IPv6 routes; carving without them")
+                    }
+                }
+                crate::carve(&self.config.pool6, self.config.subnet_prefix6, &nets)?
+            }
+        };
+        if subnet.addr().is_multicast() || subnet.addr().is_loopback() || subnet.prefix() < 16 {
+            return Err(bad(format!(
+                "{subnet} cannot be a network's subnet: give a unicast prefix of /16 to /126, like fd00:1::/64"
+            )));
+        }
+        let gateway = v6
+            .gateway
+            .or_else(|| subnet.nth(1))
+            .unwrap_or(subnet.addr());
+        let ipam = Ipam6::new(subnet, gateway)?
+            .restrict(v6.ip_range, v6.aux_addresses.values().copied().collect())?;
+        Ok((
+            Ipv6Config {
+                subnet,
+                gateway,
+                ip_range: v6.ip_range,
+                aux_addresses: v6.aux_addresses.clone(),
+            },
+            ipam,
+        ))
+    }
+
     fn host_settings(&self, n: &Network) -> Result<()> {
         self.host.sysctl("net/ipv4/ip_forward", "1")?;
+        if n.ipv6.is_some() && !n.internal {
+            // Egress of IPv6 containers is routed (and masqueraded), as
+            // dockerd does for IPv6 networks.
+            self.host.sysctl("net/ipv6/conf/all/forwarding", "1")?;
+        }
         // lets the host's 127.0.0.1:<published port> be DNATed out the bridge
         self.host
             .sysctl(&format!("net/ipv4/conf/{}/route_localnet", n.bridge), "1")
@@ -449,7 +600,7 @@ impl<H: Host> NetworkManager<H> {
             return Ok(());
         }
         self.host
-            .ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix())
+            .ensure_bridge(&n.bridge, n.gateway, n.subnet.prefix(), bridge_v6(n))
             .await?;
         self.host_settings(n)?;
         self.realised
@@ -480,7 +631,7 @@ impl<H: Host> NetworkManager<H> {
                 debug!(container = %ep.container_id, network = %ep.network, "dropping stale endpoint");
                 if let Some(n) = st.networks.get_mut(&ep.network) {
                     n.endpoints.remove(&ep.container_id);
-                    n.ipam.release(ep.ip);
+                    n.release(&ep);
                 }
             }
         }
@@ -545,6 +696,12 @@ impl<H: Host> NetworkManager<H> {
                 });
             }
             let network = ns.network.clone();
+            if let (Some(ip6), None) = (req.ip6, &ns.ipam6) {
+                return Err(Error::NoIpv6 {
+                    network: network.name.clone(),
+                    ip: IpAddr::V6(ip6),
+                });
+            }
             let ip = match req.ip {
                 Some(ip) => {
                     ns.ipam
@@ -552,6 +709,28 @@ impl<H: Host> NetworkManager<H> {
                     ip
                 }
                 None => ns.ipam.allocate(&network.name, &req.container_id)?,
+            };
+            let ipv6 = match (&mut ns.ipam6, &network.ipv6) {
+                (Some(ipam6), Some(c)) => {
+                    let got = match req.ip6 {
+                        Some(ip6) => ipam6
+                            .allocate_exact(&network.name, &req.container_id, ip6)
+                            .map(|()| ip6),
+                        None => ipam6.allocate(&network.name, &req.container_id),
+                    };
+                    match got {
+                        Ok(ip6) => Some(EndpointV6 {
+                            ip: ip6,
+                            prefix: c.subnet.prefix(),
+                            gateway: c.gateway,
+                        }),
+                        Err(e) => {
+                            ns.ipam.release(ip);
+                            return Err(e);
+                        }
+                    }
+                }
+                _ => None,
             };
             let mac = req.mac.unwrap_or_else(|| mac_for(ip));
             let ep = Endpoint {
@@ -565,6 +744,7 @@ impl<H: Host> NetworkManager<H> {
                 host_veth: host_veth_name(&network.name, &req.container_id),
                 ifname: req.ifname.clone(),
                 ports: req.ports.clone(),
+                ipv6,
             };
             ns.endpoints.insert(ep.container_id.clone(), ep.clone());
             let plug = Plug {
@@ -577,6 +757,7 @@ impl<H: Host> NetworkManager<H> {
                 prefix: ep.prefix,
                 gateway: network.gateway,
                 default_route: req.default_route,
+                ipv6,
             };
             (ep, plug, network)
         };
@@ -622,7 +803,7 @@ impl<H: Host> NetworkManager<H> {
             if still_ours {
                 let n = st.networks.get_mut(&network.name).expect("present");
                 n.endpoints.remove(&ep.container_id);
-                n.ipam.release(ep.ip);
+                n.release(&ep);
             }
             if veth_made {
                 let _ = self.host.delete_link(&ep.host_veth).await;
@@ -692,7 +873,7 @@ impl<H: Host> NetworkManager<H> {
                 container: container_id.to_string(),
                 network: network.to_string(),
             })?;
-        n.ipam.release(ep.ip);
+        n.release(&ep);
         st.save(&self.state_path(), Durability::Daemon)?;
         self.sync_firewall(&st).await?;
         Ok(ep.host_veth)
@@ -764,15 +945,12 @@ impl<H: Host> NetworkManager<H> {
             })?;
         let mut names = vec![hostname.to_string()];
         names.extend(ep.names.iter().filter(|x| *x != hostname).cloned());
-        let own = HostEntry { ip: ep.ip, names };
+        let own = host_entries(ep, &names);
         let peers: Vec<HostEntry> = if n.network.user_defined {
             n.endpoints
                 .values()
                 .filter(|p| p.container_id != container_id && !p.names.is_empty())
-                .map(|p| HostEntry {
-                    ip: p.ip,
-                    names: p.names.clone(),
-                })
+                .flat_map(|p| host_entries(p, &p.names))
                 .collect()
         } else {
             Vec::new()
@@ -786,6 +964,37 @@ impl<H: Host> NetworkManager<H> {
             },
             hostname: files::hostname(hostname)?,
         })
+    }
+}
+
+/// The /etc/hosts lines of an endpoint: its IPv4 address, then its IPv6
+/// address on a dual-stack network, each with `names`.
+fn host_entries(ep: &Endpoint, names: &[String]) -> Vec<HostEntry> {
+    let mut v = vec![HostEntry {
+        ip: IpAddr::V4(ep.ip),
+        names: names.to_vec(),
+    }];
+    if let Some(v6) = &ep.ipv6 {
+        v.push(HostEntry {
+            ip: IpAddr::V6(v6.ip),
+            names: names.to_vec(),
+        });
+    }
+    v
+}
+
+/// The bridge's IPv6 address of a dual-stack network.
+fn bridge_v6(n: &Network) -> Option<(Ipv6Addr, u8)> {
+    n.ipv6.as_ref().map(|c| (c.gateway, c.subnet.prefix()))
+}
+
+impl NetworkState {
+    /// Gives back the addresses of `ep` (both families).
+    fn release(&mut self, ep: &Endpoint) {
+        self.ipam.release(ep.ip);
+        if let (Some(ipam6), Some(v6)) = (&mut self.ipam6, &ep.ipv6) {
+            ipam6.release(v6.ip);
+        }
     }
 }
 
@@ -911,6 +1120,195 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dual_stack_networks_give_every_container_an_ipv6_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        // --ipv6 without a subnet: a /64 of the host's ULA pool, clear of
+        // the host's own IPv6 routes
+        let first = crate::carve(&m.config.pool6, 64, &[]).unwrap();
+        m.host().routes6.lock().unwrap().push(first);
+        let carved = m
+            .create(NetworkSpec {
+                name: "auto6".into(),
+                ipv6: Some(Ipv6Spec::default()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let c = carved.ipv6.clone().unwrap();
+        assert_eq!(
+            c.subnet,
+            crate::carve(&m.config.pool6, 64, &[first]).unwrap()
+        );
+        assert_ne!(c.subnet, first);
+        assert_eq!(c.gateway, c.subnet.nth(1).unwrap());
+        assert!(m.host().calls().contains(&format!(
+            "ensure_bridge {} {}/24 {}/64",
+            carved.bridge, carved.gateway, c.gateway
+        )));
+        assert!(m
+            .host()
+            .calls()
+            .contains(&"sysctl net/ipv6/conf/all/forwarding=1".to_string()));
+        // a given subnet, range and gateway (docker-py's)
+        let n = m
+            .create(NetworkSpec {
+                name: "six".into(),
+                subnet: Some("198.18.6.0/24".parse().unwrap()),
+                ipv6: Some(Ipv6Spec {
+                    subnet: Some("2001:389::/64".parse().unwrap()),
+                    gateway: Some("2001:389::ffff".parse().unwrap()),
+                    ip_range: Some("2001:389::/96".parse().unwrap()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut r = AttachRequest::new("six", "c1", ns());
+        r.names = vec!["web".into()];
+        let ep = m.attach(r).await.unwrap();
+        let v6 = ep.ipv6.unwrap();
+        assert_eq!(v6.ip.to_string(), "2001:389::1");
+        assert_eq!(
+            (v6.prefix, v6.gateway.to_string().as_str()),
+            (64, "2001:389::ffff")
+        );
+        assert!(m.host().calls().iter().any(|c| c.starts_with("plug")
+            && c.ends_with("198.18.6.2/24 via 198.18.6.1 2001:389::1/64 2001:389::ffff")));
+        let mut r = AttachRequest::new("six", "c2", ns());
+        r.names = vec!["db".into()];
+        r.ip6 = Some("2001:389::f00d".parse().unwrap());
+        let ep2 = m.attach(r.clone()).await.unwrap();
+        assert_eq!(ep2.ipv6.unwrap().ip.to_string(), "2001:389::f00d");
+        // the same static address again: refused, and nothing is held
+        r.container_id = "c3".into();
+        let e = m.attach(r).await.unwrap_err().to_string();
+        assert!(e.contains("in use by \"c2\""), "{e}");
+        assert_eq!(m.endpoints("six").await.unwrap().len(), 2);
+        let f = m.container_files("six", "c1", "web", "").await.unwrap();
+        assert!(
+            f.hosts.ends_with(
+                "198.18.6.2\tweb\n2001:389::1\tweb\n198.18.6.3\tdb\n2001:389::f00d\tdb\n"
+            ),
+            "{}",
+            f.hosts
+        );
+        // an IPv6 address on an IPv4-only network: a clear error, no address held
+        m.ensure_default().await.unwrap();
+        let mut r = AttachRequest::new("bridge", "c4", ns());
+        r.ip6 = Some("fd00::5".parse().unwrap());
+        let e = m.attach(r).await.unwrap_err();
+        assert!(matches!(e, Error::NoIpv6 { .. }), "{e}");
+        assert!(e.to_string().contains("--ipv6"), "{e}");
+        let ep4 = m
+            .attach(AttachRequest::new("bridge", "c4", ns()))
+            .await
+            .unwrap();
+        assert!(ep4.ipv6.is_none());
+        assert_eq!(
+            ep4.ip,
+            m.get("bridge").await.unwrap().subnet.nth(2).unwrap()
+        );
+        // detaching frees the IPv6 address too; state survives a restart
+        m.detach("six", "c2").await.unwrap();
+        drop(m);
+        let m = manager(dir.path());
+        assert_eq!(m.get("six").await.unwrap(), n);
+        let mut r = AttachRequest::new("six", "c5", ns());
+        r.ip6 = Some("2001:389::f00d".parse().unwrap());
+        m.attach(r).await.unwrap();
+        let fw = m.host().firewall.lock().unwrap().clone().unwrap().1;
+        assert!(fw.contains("ip6 saddr 2001:389::/64 oifname"), "{fw}");
+    }
+
+    #[tokio::test]
+    async fn the_daemon_can_make_the_default_network_dual_stack() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.default_ipv6 = Some(Some("fd00:d::/64".parse().unwrap()));
+        let m = NetworkManager::with_host(config, Recorder::default()).unwrap();
+        let n = m.ensure_default().await.unwrap();
+        let v6 = n.ipv6.unwrap();
+        assert_eq!(v6.subnet.to_string(), "fd00:d::/64");
+        assert_eq!(v6.gateway.to_string(), "fd00:d::1");
+        let ep = m
+            .attach(AttachRequest::new("bridge", "c1", ns()))
+            .await
+            .unwrap();
+        assert_eq!(ep.ipv6.unwrap().ip.to_string(), "fd00:d::2");
+        // --ipv6 alone: a /64 of the host's pool
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path());
+        config.default_ipv6 = Some(None);
+        let pool = config.pool6;
+        let m = NetworkManager::with_host(config, Recorder::default()).unwrap();
+        let v6 = m.ensure_default().await.unwrap().ipv6.unwrap();
+        assert!(
+            pool.covers(&v6.subnet) && v6.subnet.prefix() == 64,
+            "{v6:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_ipv6_settings_are_refused_and_nothing_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.create(NetworkSpec {
+            name: "a".into(),
+            ipv6: Some(Ipv6Spec {
+                subnet: Some("fd00:1::/64".parse().unwrap()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let calls = m.host().calls().len();
+        let spec = |v6: Ipv6Spec| NetworkSpec {
+            name: "b".into(),
+            ipv6: Some(v6),
+            ..Default::default()
+        };
+        let sub = |s: &str| Ipv6Spec {
+            subnet: Some(s.parse().unwrap()),
+            ..Default::default()
+        };
+        for (v6, want) in [
+            (sub("fd00:1::/48"), "overlaps fd00:1::/64 of network \"a\""),
+            (sub("ff02::/64"), "unicast prefix"),
+            (sub("fc00::/8"), "unicast prefix"),
+            (sub("fd00:2::/127"), "too small"),
+            (
+                Ipv6Spec {
+                    gateway: Some("fd00:3::1".parse().unwrap()),
+                    ..sub("fd00:2::/64")
+                },
+                "not a usable host address",
+            ),
+            (
+                Ipv6Spec {
+                    ip_range: Some("fd00:3::/96".parse().unwrap()),
+                    ..sub("fd00:2::/64")
+                },
+                "not inside subnet",
+            ),
+            (
+                Ipv6Spec {
+                    ip_range: Some("fd00:3::/96".parse().unwrap()),
+                    ..Default::default()
+                },
+                "need an IPv6 subnet",
+            ),
+        ] {
+            let e = m.create(spec(v6)).await.unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert_eq!(m.list().await.len(), 1);
+        assert_eq!(m.host().calls().len(), calls, "{:?}", m.host().calls());
+    }
+
+    #[tokio::test]
     async fn create_refuses_conflicts() {
         let dir = tempfile::tempdir().unwrap();
         let m = manager(dir.path());
@@ -1015,7 +1413,10 @@ mod tests {
         m.detach("n", "c2").await.unwrap();
         m.remove("n").await.unwrap();
         let fw = m.host().firewall.lock().unwrap().clone().unwrap().1;
-        assert_eq!(fw, "table ip strato\ndelete table ip strato\n");
+        assert_eq!(
+            fw,
+            "table ip strato\ndelete table ip strato\ntable ip6 strato\ndelete table ip6 strato\n"
+        );
         assert!(m.list().await.is_empty());
     }
 

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::ipam::Ipam;
-use crate::{Ipv4Net, PortMapping};
+use crate::ipam::{Ipam, Ipam6};
+use crate::{Ipv4Net, Ipv6Net, PortMapping};
 
 /// A network: a Linux bridge with a subnet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,31 @@ pub struct Network {
     /// business, kept here so a network is one record.
     #[serde(default)]
     pub meta: NetworkMeta,
+    /// The IPv6 side of a dual-stack network (`--ipv6`); `None`: IPv4 only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Config>,
+}
+
+/// A network's IPv6 addressing: the bridge has `gateway` besides its IPv4
+/// address, and every container gets an address of `subnet` too.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Config {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    /// Dynamic addresses come from here (static ones from the whole subnet).
+    #[serde(default)]
+    pub ip_range: Option<Ipv6Net>,
+    /// Named addresses never handed out.
+    #[serde(default)]
+    pub aux_addresses: BTreeMap<String, Ipv6Addr>,
+}
+
+/// A container's IPv6 address on a dual-stack network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointV6 {
+    pub ip: Ipv6Addr,
+    pub prefix: u8,
+    pub gateway: Ipv6Addr,
 }
 
 /// A network's settings beyond addressing: labels, driver options, the
@@ -72,6 +97,9 @@ pub struct Endpoint {
     pub ifname: String,
     #[serde(default)]
     pub ports: Vec<PortMapping>,
+    /// Its IPv6 address, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<EndpointV6>,
 }
 
 /// One network with its pool.
@@ -79,6 +107,9 @@ pub struct Endpoint {
 pub struct NetworkState {
     pub network: Network,
     pub ipam: Ipam,
+    /// The IPv6 addresses, on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam6: Option<Ipam6>,
     /// container id → endpoint
     #[serde(default)]
     pub endpoints: BTreeMap<String, Endpoint>,
@@ -180,6 +211,11 @@ mod tests {
                 host_veth: "stv0123abcd".into(),
                 ifname: "eth0".into(),
                 ports: vec!["8080:80".parse().unwrap()],
+                ipv6: Some(EndpointV6 {
+                    ip: "fd00:7::2".parse().unwrap(),
+                    prefix: 64,
+                    gateway: "fd00:7::1".parse().unwrap(),
+                }),
             },
         );
         let mut s = State::default();
@@ -194,8 +230,18 @@ mod tests {
                     user_defined: true,
                     internal: false,
                     meta: Default::default(),
+                    ipv6: Some(Ipv6Config {
+                        subnet: "fd00:7::/64".parse().unwrap(),
+                        gateway: "fd00:7::1".parse().unwrap(),
+                        ip_range: None,
+                        aux_addresses: BTreeMap::new(),
+                    }),
                 },
                 ipam,
+                ipam6: Some(
+                    Ipam6::new("fd00:7::/64".parse().unwrap(), "fd00:7::1".parse().unwrap())
+                        .unwrap(),
+                ),
                 endpoints,
             },
         );

@@ -79,10 +79,12 @@ impl Drop for Leftovers {
                 let _ = Command::new("ip").args(["link", "del", l]).status();
             }
         }
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &self.table])
-            .stderr(std::process::Stdio::null())
-            .status();
+        for family in ["ip", "ip6"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &self.table])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
     }
 }
 
@@ -95,8 +97,12 @@ fn link_exists(name: &str) -> bool {
 }
 
 fn nft_table(table: &str) -> Option<String> {
+    nft_table_of("ip", table)
+}
+
+fn nft_table_of(family: &str, table: &str) -> Option<String> {
     let out = Command::new("nft")
-        .args(["list", "table", "ip", table])
+        .args(["list", "table", family, table])
         .output()
         .expect("run nft (install nftables)");
     out.status
@@ -284,6 +290,135 @@ async fn bridge_attach_ping_publish_and_teardown() {
     assert!(!link_exists(&bridge));
     assert_eq!(nft_table(&table), None, "the strato table is gone");
     assert!(m.list().await.is_empty());
+}
+
+/// A dual-stack network: both namespaces get an IPv6 address usable at once
+/// (no duplicate address detection) and a default IPv6 route, reach each
+/// other over IPv6 (ping and TCP), a port published on every address is
+/// reached on the bridge's IPv6 address, and teardown leaves no ip6 table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_namespaces_reach_each_other_over_ipv6() {
+    let pid = std::process::id();
+    let tag = format!("{:05}", pid % 100_000);
+    let name = format!("net6test-{tag}");
+    let table = format!("strato_test6_{tag}");
+    let bridge = format!("stb6{tag}");
+    let third = (pid + 128) % 256;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.table = table.clone();
+    let m = NetworkManager::with_host(config, LinuxHost::new(FirewallBackend::Nft)).unwrap();
+    let _leftovers = Leftovers {
+        links: vec![
+            bridge.clone(),
+            strato_network::host_veth_name(&name, "ctr-a"),
+            strato_network::host_veth_name(&name, "ctr-b"),
+        ],
+        table: table.clone(),
+    };
+    let subnet6 = format!("fd00:5354:{:x}::/64", pid % 65536);
+    let net = m
+        .create(NetworkSpec {
+            name: name.clone(),
+            bridge: Some(bridge.clone()),
+            subnet: Some(format!("198.18.{third}.0/24").parse().unwrap()),
+            ipv6: Some(strato_network::Ipv6Spec {
+                subnet: Some(subnet6.parse().unwrap()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let gw6 = net.ipv6.as_ref().unwrap().gateway;
+    // The bridge's prefix is now a host route (kept clear of by carving).
+    let routes6 = strato_network::Host::host_routes6(m.host()).await.unwrap();
+    assert!(routes6.contains(&subnet6.parse().unwrap()), "{routes6:?}");
+    assert!(
+        routes6.iter().all(|r| !r.addr().is_multicast()),
+        "{routes6:?}"
+    );
+    let a = NetnsFixture::new(format!("strato-n6-{tag}-a"));
+    let b = NetnsFixture::new(format!("strato-n6-{tag}-b"));
+    let host_port = free_port();
+    let mut ra = AttachRequest::new(&name, "ctr-a", Netns::Path(a.path()));
+    ra.ports = vec![format!("{host_port}:8080").parse().unwrap()];
+    let ea = m.attach(ra).await.unwrap();
+    let mut rb = AttachRequest::new(&name, "ctr-b", Netns::Path(b.path()));
+    rb.ip6 = Some(
+        format!("{}f00d", &subnet6[..subnet6.len() - 3])
+            .parse()
+            .unwrap(),
+    );
+    let eb = m.attach(rb).await.unwrap();
+    let (a6, b6) = (ea.ipv6.unwrap().ip, eb.ipv6.unwrap().ip);
+    assert_eq!(b6.segments()[7], 0xf00d);
+
+    let addr = String::from_utf8(a.exec(&["ip", "-6", "addr", "show", "eth0"]).stdout).unwrap();
+    assert!(addr.contains(&format!("inet6 {a6}/64")), "{addr}");
+    assert!(!addr.contains("tentative"), "{addr}");
+    let route =
+        String::from_utf8(a.exec(&["ip", "-6", "route", "show", "default"]).stdout).unwrap();
+    assert!(
+        route.contains(&format!("default via {gw6} dev eth0")),
+        "{route}"
+    );
+    let br = String::from_utf8(
+        Command::new("ip")
+            .args(["-6", "addr", "show", &bridge])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(br.contains(&format!("inet6 {gw6}/64")), "{br}");
+
+    let ping = b.exec(&["ping", "-6", "-c1", "-W5", &a6.to_string()]);
+    assert!(
+        ping.status.success(),
+        "ping -6: {}{}",
+        String::from_utf8_lossy(&ping.stdout),
+        String::from_utf8_lossy(&ping.stderr)
+    );
+
+    let listener = in_netns(&a.path(), || TcpListener::bind("[::]:8080").unwrap());
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap();
+            s.write_all(&buf[..n]).unwrap();
+        }
+    });
+    let rules6 = nft_table_of("ip6", &table).expect("the ip6 table exists");
+    assert!(rules6.contains(&format!("dnat to [{a6}]:8080")), "{rules6}");
+    let bpath = b.path();
+    let results = tokio::task::spawn_blocking(move || {
+        let direct = in_netns(&bpath, move || {
+            echo(SocketAddr::from((a6, 8080)), "over-ipv6")
+        });
+        let published = echo(SocketAddr::from((gw6, host_port)), "published-v6");
+        (direct, published)
+    })
+    .await
+    .unwrap();
+    assert_eq!(results, ("over-ipv6".into(), "published-v6".into()));
+    server.join().unwrap();
+
+    let files = m.container_files(&name, "ctr-b", "beta", "").await.unwrap();
+    assert!(
+        files.hosts.contains(&format!("{b6}\tbeta\n")),
+        "{}",
+        files.hosts
+    );
+
+    m.detach(&name, "ctr-a").await.unwrap();
+    m.detach(&name, "ctr-b").await.unwrap();
+    m.remove(&name).await.unwrap();
+    assert!(!link_exists(&bridge));
+    assert_eq!(nft_table(&table), None);
+    assert_eq!(nft_table_of("ip6", &table), None, "the ip6 table is gone");
 }
 
 #[test]

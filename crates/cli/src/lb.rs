@@ -25,11 +25,6 @@ pub struct LbArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
-    /// Keep the kernel's default time slice for the worker threads instead
-    /// of asking for a short one (which lowers the tail latency when the
-    /// cores are shared with the members).
-    #[arg(long)]
-    default_slice: bool,
 }
 
 pub fn main(args: LbArgs) -> i32 {
@@ -47,33 +42,27 @@ pub fn main(args: LbArgs) -> i32 {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let result = strato_lb::serve_threads(
-        args.listen,
-        pool,
-        args.protocol,
-        threads,
-        !args.default_slice,
-    )
-    .map_err(|e| format!("{e}: choose another --listen address"))
-    .and_then(|handles| {
-        eprintln!(
-            "strato lb: {} on {} → {} member(s), {threads} thread(s)",
-            match args.protocol {
-                Protocol::Http => "http",
-                Protocol::Tcp => "tcp",
-            },
-            args.listen,
-            args.backends.len()
-        );
-        for h in handles {
-            match h.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(format!("accept: {e}")),
-                Err(_) => return Err("a load balancer thread panicked".into()),
+    let result = strato_lb::serve_threads(args.listen, pool, args.protocol, threads)
+        .map_err(|e| format!("{e}: choose another --listen address"))
+        .and_then(|handles| {
+            eprintln!(
+                "strato lb: {} on {} → {} member(s), {threads} thread(s)",
+                match args.protocol {
+                    Protocol::Http => "http",
+                    Protocol::Tcp => "tcp",
+                },
+                args.listen,
+                args.backends.len()
+            );
+            for h in handles {
+                match h.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(format!("accept: {e}")),
+                    Err(_) => return Err("a load balancer thread panicked".into()),
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        });
     match result {
         Ok(()) => 0,
         Err(e) => {

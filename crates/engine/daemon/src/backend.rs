@@ -179,6 +179,8 @@ pub struct EngineBackend {
     id: String,
     /// Pull, push and login; an error if the registry client could not be set up.
     distribution: Result<Arc<Distribution>, String>,
+    /// Itself, for work that outlives a request (builds).
+    me: std::sync::Weak<EngineBackend>,
 }
 
 impl std::fmt::Debug for EngineBackend {
@@ -210,7 +212,8 @@ impl EngineBackend {
         if let Err(e) = &distribution {
             tracing::error!(error = %e, "registry client unavailable: pull and push will fail");
         }
-        let backend = Arc::new(EngineBackend {
+        let backend = Arc::new_cyclic(|me| EngineBackend {
+            me: me.clone(),
             distribution,
             id: engine_id(&data_root),
             engine: engine.clone(),
@@ -466,8 +469,13 @@ impl EngineBackend {
         })
     }
 
-    fn emit(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, &str)]) {
+    pub(crate) fn emit(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, &str)]) {
         self.events.emit(kind, action, id, attrs);
+    }
+
+    /// The engine under this backend.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// Image events of pulls and pushes, which finish in their own tasks.
@@ -2541,6 +2549,7 @@ impl Backend for EngineBackend {
             comment: opts.comment.clone(),
             created_by: created_by.join(" "),
             tag,
+            container_config: serde_json::Value::Null,
         };
         // As dockerd: a running container is paused while its layer is read.
         // (It may exit meanwhile: then there is nothing to pause.)
@@ -2561,6 +2570,18 @@ impl Backend for EngineBackend {
             &[("comment", &opts.comment), ("imageID", id.as_str())],
         );
         Ok(IdResponse { id: id.to_string() })
+    }
+
+    async fn build(
+        &self,
+        opts: BuildOptions,
+        context: ByteStream,
+    ) -> Result<ProgressStream, ApiError> {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| ApiError::internal("the engine is shutting down"))?;
+        crate::build::start(me, opts, context)
     }
 
     async fn image_pull(&self, opts: PullOptions) -> Result<ProgressStream, ApiError> {

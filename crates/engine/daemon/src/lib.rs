@@ -8,6 +8,7 @@
 //! configuration and its image's into the OCI bundle config the runtime runs.
 
 pub mod backend;
+pub mod build;
 pub mod commit;
 pub mod convert;
 pub mod copy;

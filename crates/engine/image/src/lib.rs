@@ -220,6 +220,30 @@ impl ImageStore {
         commit::commit(&self.layout, &parent, &upper, &changes, spec)
     }
 
+    /// A config-only child of `parent` (`None`: of `scratch`, no layers),
+    /// as the builder makes for metadata steps.
+    pub fn derive(&self, parent: Option<&str>, spec: &CommitSpec) -> Result<Digest> {
+        let parent = match parent {
+            Some(p) => Some(self.layout.read_index()?.resolve(p)?),
+            None => None,
+        };
+        commit::derive(&self.layout, parent.as_ref(), spec)
+    }
+
+    /// The newest child of `parent` (`None`: images without a parent) made
+    /// for the step whose `container_config` is `key`: the build cache.
+    pub fn find_child(
+        &self,
+        parent: Option<&str>,
+        key: &serde_json::Value,
+    ) -> Result<Option<Digest>> {
+        let parent = match parent {
+            Some(p) => Some(self.layout.read_index()?.resolve(p)?),
+            None => None,
+        };
+        commit::find_child(&self.layout, parent.as_ref(), key)
+    }
+
     /// Starts adding an image fetched from a registry: the caller downloads
     /// and verifies blobs into [`Ingest::download_path`]s (or reuses
     /// [`Ingest::existing_blob`]s), then [`Ingest::commit`]s them. Like

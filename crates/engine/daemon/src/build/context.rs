@@ -551,6 +551,8 @@ impl<W: Write> TarOut<W> {
         h.set_mode(0o755);
         h.set_size(0);
         h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
         self.b
             .append_data(&mut h, dir.trim_start_matches('/'), io::empty())
     }
@@ -579,6 +581,9 @@ impl<W: Write> TarOut<W> {
             let ft = meta.file_type();
             let mut h = tar::Header::new_gnu();
             h.set_mtime(meta.mtime().max(0) as u64);
+            // Owners come from the copy's --chown (root by default).
+            h.set_uid(0);
+            h.set_gid(0);
             let mode = self.chmod.unwrap_or(meta.mode() & 0o7777);
             h.set_mode(mode);
             if ft.is_dir() {

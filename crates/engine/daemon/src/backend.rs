@@ -2268,6 +2268,26 @@ impl Backend for EngineBackend {
             .map_err(join_err)?
             .map_err(|e| image_err(name, e))?;
         let cfg = &d.config;
+        let mut config = cfg
+            .config()
+            .as_ref()
+            .map(convert::image_config)
+            .unwrap_or_default();
+        // Docker's own keys, which the OCI config type drops: read them
+        // from the config blob.
+        let raw = self
+            .engine
+            .images()
+            .blob_path(&d.id)
+            .and_then(|p| fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|v| v["config"].clone())
+            .unwrap_or(Value::Null);
+        config.on_build = serde_json::from_value(raw["OnBuild"].clone()).unwrap_or_default();
+        config.shell = serde_json::from_value(raw["Shell"].clone()).unwrap_or_default();
+        if raw["Healthcheck"].is_object() {
+            config.healthcheck = serde_json::from_value(raw["Healthcheck"].clone()).ok();
+        }
         Ok(ImageInspect {
             id: d.id.to_string(),
             repo_tags: d.repo_tags.clone(),
@@ -2285,11 +2305,7 @@ impl Backend for EngineBackend {
                 .unwrap_or_else(|| time::ZERO_TIME.into()),
             docker_version: String::new(),
             author: cfg.author().clone().unwrap_or_default(),
-            config: cfg
-                .config()
-                .as_ref()
-                .map(convert::image_config)
-                .unwrap_or_default(),
+            config,
             architecture: cfg.architecture().to_string(),
             variant: cfg.variant().clone().unwrap_or_default(),
             os: cfg.os().to_string(),

@@ -390,12 +390,17 @@ pub fn hash_sources(sources: &[Source]) -> io::Result<String> {
         writeln!(w, "source {}", s.name)?;
         for (rel, meta) in walk(&s.path)? {
             let ft = meta.file_type();
+            let path = if rel.is_empty() {
+                s.path.clone()
+            } else {
+                s.path.join(&rel)
+            };
             write!(w, "{rel}\0{:o}\0", meta.mode())?;
             if ft.is_file() {
                 write!(w, "f{}\0", meta.len())?;
-                io::copy(&mut open_nofollow(&s.path.join(&rel))?, &mut w)?;
+                io::copy(&mut open_nofollow(&path)?, &mut w)?;
             } else if ft.is_symlink() {
-                let t = fs::read_link(s.path.join(&rel))?;
+                let t = fs::read_link(&path)?;
                 write!(w, "l{}\0", t.display())?;
             } else if ft.is_dir() {
                 w.write_all(b"d\0")?;
@@ -674,6 +679,8 @@ mod tests {
     fn hashes_follow_content_not_time() {
         let d = tree();
         let ctx = d.path().join("ctx");
+        let f = resolve_sources(&ctx, &["a.txt".into()], Scope::Beneath, "COPY").unwrap();
+        assert_ne!(hash_sources(&f).unwrap(), "");
         let s = resolve_sources(&ctx, &["sub".into()], Scope::Beneath, "COPY").unwrap();
         let h1 = hash_sources(&s).unwrap();
         fs::write(ctx.join("sub/c"), "c").unwrap();

@@ -1136,8 +1136,11 @@ impl Builder {
             .collect();
         let digest = {
             let s = sources.clone();
-            self.blocking(move || context::hash_sources(&s).map_err(|e| e.to_string()))
-                .await?
+            let w = what.clone();
+            self.blocking(move || {
+                context::hash_sources(&s).map_err(|e| format!("{w} failed: read the sources: {e}"))
+            })
+            .await?
         };
         let kind = if sources.len() == 1 && !sources[0].is_dir {
             "file"

@@ -642,7 +642,7 @@ impl EngineBackend {
             .into_iter()
             .map(|i| ImageSummary {
                 id: i.id.to_string(),
-                parent_id: String::new(),
+                parent_id: i.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
                 repo_tags: i.repo_tags.clone(),
                 repo_digests: Vec::new(),
                 created: i.created_unix,
@@ -2249,6 +2249,13 @@ impl Backend for EngineBackend {
     async fn image_list(&self, opts: ImageListOptions) -> Result<Vec<ImageSummary>, ApiError> {
         let f = &opts.filters;
         let mut list = self.image_summaries()?;
+        if !opts.all {
+            // As dockerd: untagged images that others were built on (a
+            // build's intermediate images) are listed with `-a` only.
+            let parents: std::collections::HashSet<String> =
+                list.iter().map(|i| i.parent_id.clone()).collect();
+            list.retain(|i| !i.repo_tags.is_empty() || !parents.contains(&i.id));
+        }
         list.retain(|i| {
             f.match_any("dangling", |v| (v == "true") == i.repo_tags.is_empty())
                 && f.match_any("reference", |v| {

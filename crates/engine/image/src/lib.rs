@@ -98,6 +98,8 @@ pub struct ImageSummary {
     pub size: u64,
     /// Number of containers with a writable layer on it.
     pub containers: usize,
+    /// The image it was made from (commit, build), if any.
+    pub parent: Option<Digest>,
 }
 
 /// What [`ImageStore::inspect`] returns.
@@ -394,6 +396,7 @@ impl ImageStore {
                     .unwrap_or(0),
                 size: rec.size,
                 containers: holds.values().filter(|v| *v == id).count(),
+                parent: rec.parent.clone(),
             })
             .collect();
         out.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.id.cmp(&b.id)));

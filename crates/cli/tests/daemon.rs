@@ -2306,10 +2306,55 @@ fn build_multi_stage_target_failures_and_hostile_contexts() {
     assert_eq!(onbuild.stdout.trim(), r#"["RUN echo triggered"]"#);
     // An image built FROM it runs the trigger.
     let child = d.dir.join("child");
-    write_tree(&child, &[("Dockerfile", "FROM ms:builder\n")]);
+    write_tree(
+        &child,
+        &[
+            (
+                "Dockerfile",
+                "FROM ms:builder\n\
+                 SHELL [\"/bin/sh\", \"-ec\"]\n\
+                 RUN [\"sh\", \"-c\", \"echo exec-form > /exec\"]\n\
+                 ADD bundle.tar.gz /unpacked\n\
+                 USER nobody\n\
+                 VOLUME /data\n\
+                 STOPSIGNAL SIGTERM\n\
+                 HEALTHCHECK --interval=5s CMD true\n\
+                 ENTRYPOINT [\"cat\"]\n",
+            ),
+            ("src/hello.txt", "from the archive\n"),
+        ],
+    );
+    let packed = Command::new("tar")
+        .arg("-C")
+        .arg(child.join("src"))
+        .args([
+            "-czf",
+            child.join("bundle.tar.gz").to_str().unwrap(),
+            "hello.txt",
+        ])
+        .status()
+        .unwrap();
+    assert!(packed.success());
     let out = docker_build(&d, &["-t", "ms:child", child.to_str().unwrap()]).ok();
     assert!(out.stdout.contains("# Executing 1 build trigger"), "{out}");
     assert!(out.stdout.contains("triggered"), "{out}");
+    let run = d
+        .docker(&["run", "--rm", "ms:child", "/unpacked/hello.txt", "/exec"])
+        .ok();
+    assert_eq!(run.stdout, "from the archive\nexec-form\n");
+    // ENTRYPOINT drops the CMD the stage inherited.
+    let cfg = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.Config.User}} {{json .Config.Volumes}} {{.Config.StopSignal}} {{json .Config.Healthcheck.Test}} {{json .Config.Cmd}} {{json .Config.Shell}}",
+            "ms:child",
+        ])
+        .ok();
+    assert_eq!(
+        cfg.stdout.trim(),
+        r#"nobody {"/data":{}} SIGTERM ["CMD-SHELL","true"] null ["/bin/sh","-ec"]"#
+    );
     // A failing RUN: the exit code in the message, no image, no container.
     let fail = docker_build(
         &d,

@@ -197,6 +197,8 @@ impl EngineBackend {
     pub fn new(engine: Arc<Engine>) -> Arc<EngineBackend> {
         let data_root = engine.config().data_root.clone();
         let volumes = Volumes::new(data_root.join("volumes"));
+        // Build directories of builds a stopped daemon left unfinished.
+        let _ = fs::remove_dir_all(data_root.join("builds"));
         let _ = fs::create_dir_all(volumes.dir());
         let (tx, _) = broadcast::channel(1024);
         let events = Arc::new(EventLog {

@@ -31,6 +31,7 @@ const MAX_DOCKERFILE: u64 = 8 << 20;
 struct Limit<R> {
     inner: R,
     left: u64,
+    limit: u64,
 }
 
 impl<R: Read> Read for Limit<R> {
@@ -38,8 +39,8 @@ impl<R: Read> Read for Limit<R> {
         let n = self.inner.read(buf)?;
         if n as u64 > self.left {
             return Err(io::Error::other(format!(
-                "the build context is larger than {} GiB: leave big files out with .dockerignore",
-                MAX_CONTEXT >> 30
+                "the build context is larger than {} MiB: leave big files out with .dockerignore",
+                self.limit >> 20
             )));
         }
         self.left -= n as u64;
@@ -86,10 +87,15 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 
 /// Unpacks the context tar (plain or gzip) into the empty directory `dir`.
 pub fn unpack_context(body: impl Read, dir: &Path) -> Result<(), String> {
+    unpack_limited(body, dir, MAX_CONTEXT)
+}
+
+fn unpack_limited(body: impl Read, dir: &Path, limit: u64) -> Result<(), String> {
     let r = decompress(body, "the build context")?;
     let r = Limit {
         inner: r,
-        left: MAX_CONTEXT,
+        left: limit,
+        limit,
     };
     let fd = open_dir(dir).map_err(|e| format!("open {}: {e}", dir.display()))?;
     let opts = strato_image::unpack::UnpackOptions::default();
@@ -706,6 +712,32 @@ mod tests {
         fs::create_dir(&ctx).unwrap();
         assert!(unpack_context(&tar[..], &ctx).is_err());
         assert!(!d.path().join("escape").exists());
+    }
+
+    #[test]
+    fn contexts_are_bounded_and_gzip_is_read() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4 << 20);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, "big", io::repeat(0).take(4 << 20))
+            .unwrap();
+        let tar = b.into_inner().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let e = unpack_limited(&tar[..], d.path(), 1 << 20).unwrap_err();
+        assert!(e.contains("larger than 1 MiB"), "{e}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let d2 = tempfile::tempdir().unwrap();
+        unpack_limited(&gz[..], d2.path(), 8 << 20).unwrap();
+        assert_eq!(fs::metadata(d2.path().join("big")).unwrap().len(), 4 << 20);
+        let e = unpack_context(&b"BZh91AY"[..], d2.path()).unwrap_err();
+        assert!(e.contains("bzip2"), "{e}");
     }
 
     #[test]

@@ -1049,4 +1049,9 @@ fn build_with_args_target_quiet_and_a_failing_step() {
     let all = d.strato(&["images", "-aq"]).ok().stdout.lines().count();
     let top = d.strato(&["images", "-q"]).ok().stdout.lines().count();
     assert!(all > top, "images -a: {all}, images: {top}");
+    // Removing a build's image removes its untagged parents too.
+    let rmi = d.strato(&["rmi", "app:1"]).ok();
+    assert!(rmi.stdout.matches("Deleted:").count() > 1, "{rmi}");
+    let left = d.strato(&["images", "-aq"]).ok().stdout.lines().count();
+    assert!(left < all, "images -a before: {all}, after: {left}");
 }

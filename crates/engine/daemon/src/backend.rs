@@ -2384,7 +2384,7 @@ impl Backend for EngineBackend {
         &self,
         name: &str,
         force: bool,
-        _noprune: bool,
+        noprune: bool,
     ) -> Result<Vec<ImageDeleteItem>, ApiError> {
         let images = self.engine.images().clone();
         let details = {
@@ -2430,6 +2430,51 @@ impl Backend for EngineBackend {
                         deleted: Some(d.to_string()),
                     })
                 }
+            }
+        }
+        let deleted = out.iter().any(|i| i.deleted.is_some());
+        if deleted && !noprune {
+            // As dockerd: untagged parents nothing else uses go too (a
+            // build's intermediate images).
+            let used: Vec<String> = self
+                .engine
+                .records()
+                .into_iter()
+                .map(|r| r.image_id)
+                .collect();
+            let images = self.engine.images().clone();
+            let first = details.parent.clone();
+            let pruned = tokio::task::spawn_blocking(move || {
+                let mut gone = Vec::new();
+                let mut next = first;
+                while let Some(p) = next {
+                    let Ok(d) = images.inspect(p.as_str()) else {
+                        break;
+                    };
+                    let has_child = images
+                        .list()
+                        .map(|l| l.iter().any(|i| i.parent.as_ref() == Some(&p)))
+                        .unwrap_or(true);
+                    if !d.repo_tags.is_empty() || has_child || used.iter().any(|u| u == p.as_str())
+                    {
+                        break;
+                    }
+                    if images.remove(p.as_str(), false).is_err() {
+                        break;
+                    }
+                    gone.push(p);
+                    next = d.parent;
+                }
+                gone
+            })
+            .await
+            .map_err(join_err)?;
+            for d in pruned {
+                self.emit("image", "delete", d.as_str(), &[]);
+                out.push(ImageDeleteItem {
+                    untagged: None,
+                    deleted: Some(d.to_string()),
+                });
             }
         }
         Ok(out)

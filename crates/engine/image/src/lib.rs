@@ -438,11 +438,25 @@ impl ImageStore {
         let _lock = self.layout.lock()?;
         let mut index = self.layout.read_index()?;
         let holds = self.layout.holds(&index)?;
+        // Kept: tagged or used images and their ancestors (a build's
+        // intermediate images under a tagged result stay, as in dockerd).
+        let mut keep: std::collections::BTreeSet<Digest> = std::collections::BTreeSet::new();
+        for id in index.images.keys() {
+            if !index.tags.values().any(|v| v == id) && !holds.values().any(|v| v == id) {
+                continue;
+            }
+            let mut cur = Some(id.clone());
+            while let Some(c) = cur {
+                if !keep.insert(c.clone()) {
+                    break;
+                }
+                cur = index.images.get(&c).and_then(|r| r.parent.clone());
+            }
+        }
         let dangling: Vec<Digest> = index
             .images
             .keys()
-            .filter(|id| !index.tags.values().any(|v| v == *id))
-            .filter(|id| !holds.values().any(|v| v == *id))
+            .filter(|id| !keep.contains(*id))
             .cloned()
             .collect();
         for id in &dangling {

@@ -726,6 +726,11 @@ impl Server {
                 "building from a remote context ({remote}) is not supported by this engine: send the build context as a tar in the request body"
             )));
         }
+        if q.get("version") == Some("2") {
+            return Err(ApiError::bad_parameter(
+                "BuildKit (version=2) is not supported by this engine: build with the classic builder (DOCKER_BUILDKIT=0)",
+            ));
+        }
         if q.bool("squash") {
             return Err(ApiError::bad_parameter(
                 "squash is only supported with experimental mode",
@@ -1705,6 +1710,22 @@ mod detach_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_platforms_are_this_hosts() {
+        assert!(check_build_platform("").is_ok());
+        assert!(check_build_platform("linux").is_ok());
+        assert!(check_build_platform(&format!("linux/{}", go_arch())).is_ok());
+        let e = check_build_platform("foobar").unwrap_err();
+        assert!(
+            e.message.contains("unknown operating system"),
+            "{}",
+            e.message
+        );
+        let e = check_build_platform("linux/s390x").unwrap_err();
+        assert!(e.message.contains("invalid platform"), "{}", e.message);
+        assert!(check_build_platform("windows/amd64").is_err());
+    }
 
     #[test]
     fn versions() {

@@ -1344,6 +1344,43 @@ mod tests {
         assert_eq!(st.shell(), ["/bin/sh", "-c"]);
     }
 
+    proptest::proptest! {
+        // Dockerfiles, words and .dockerignore files are client input: any
+        // text gives a result or an error, never a panic.
+        #[test]
+        fn parsers_take_any_text(s in "\\PC{0,160}") {
+            if let Ok(df) = dockerfile::parse(&s) {
+                let _ = dockerfile::stages(&df);
+            }
+            let vars = Vars::new();
+            let _ = words::expand(&s, &vars, '\\');
+            let _ = words::expand_words(&s, &vars, '`');
+            let _ = words::key_values(&s, '\\', "ENV");
+            let pats = ignore::parse_ignore(&s);
+            let _ = ignore::excluded("a/b/c.txt", &pats);
+            let _ = ignore::glob_match(&s, "a/b", true);
+        }
+
+        #[test]
+        fn dockerfile_like_text(s in "(FROM |RUN |COPY |ENV |ARG |ONBUILD |# escape=`|\\\\|`|\n| |--from=|\\$\\{|:-|\\}|\\[\"|\"\\]|[a-z=\"'])*") {
+            if let Ok(df) = dockerfile::parse(&s) {
+                let _ = dockerfile::stages(&df);
+                for i in &df.instructions {
+                    let _ = words::expand_words(&i.rest, &Vars::new(), df.escape);
+                }
+            }
+        }
+
+        #[test]
+        fn plain_names_match_themselves(s in "[a-z0-9][a-z0-9._-]{0,29}") {
+            proptest::prop_assert!(ignore::glob_match(&s, &s, false));
+            let pats = ignore::parse_ignore(&s);
+            proptest::prop_assert!(ignore::excluded(&s, &pats));
+            let below = [s.as_str(), "below"].join("/");
+            proptest::prop_assert!(ignore::excluded(&below, &pats));
+        }
+    }
+
     #[test]
     fn failures_carry_the_exit_code() {
         let f = Failure {

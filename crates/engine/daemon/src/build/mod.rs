@@ -955,6 +955,9 @@ impl Builder {
             detach_keys: None,
         };
         let session = self.b.container_attach(&cid, attach).await?;
+        // The wait subscribes now, before the start: an exit cannot slip
+        // between the end of the output and the wait.
+        let exited = self.b.container_wait(&cid, WaitCondition::NextExit).await?;
         self.b.container_start(&cid).await?;
         let mut out = session.output;
         while let Some(chunk) = out.next().await {
@@ -965,12 +968,7 @@ impl Builder {
                 _ => self.say(text).await,
             }
         }
-        let code = self
-            .b
-            .container_wait(&cid, WaitCondition::NotRunning)
-            .await?
-            .await?
-            .status_code;
+        let code = exited.await?.status_code;
         if code != 0 {
             return Err(Failure {
                 message: format!(

@@ -959,16 +959,7 @@ impl Builder {
         // between the end of the output and the wait.
         let exited = self.b.container_wait(&cid, WaitCondition::NextExit).await?;
         self.b.container_start(&cid).await?;
-        let mut out = session.output;
-        while let Some(chunk) = out.next().await {
-            let Ok(chunk) = chunk else { break };
-            let text = String::from_utf8_lossy(&chunk.data).into_owned();
-            match chunk.kind {
-                StreamKind::Stderr => self.say(format!("\u{1b}[91m{text}\u{1b}[0m")).await,
-                _ => self.say(text).await,
-            }
-        }
-        let code = exited.await?.status_code;
+        let code = self.follow(&cid, session.output, exited).await?;
         if code != 0 {
             return Err(Failure {
                 message: format!(
@@ -988,6 +979,51 @@ impl Builder {
             .await;
         }
         Ok(())
+    }
+
+    /// Streams a RUN container's output until it exited and its output
+    /// ended; returns the exit code. The exit is taken from the wait, or
+    /// from the container's record (checked each second), whichever comes
+    /// first; after it the output gets a short grace to end, so no missed
+    /// event can hold a build forever.
+    async fn follow(
+        &self,
+        cid: &str,
+        mut out: strato_api::OutputStream,
+        mut exited: strato_api::WaitFuture,
+    ) -> Res<i64> {
+        let mut code: Option<i64> = None;
+        let mut grace = 3u32;
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                chunk = out.next() => {
+                    let Some(Ok(chunk)) = chunk else { break };
+                    let text = String::from_utf8_lossy(&chunk.data).into_owned();
+                    match chunk.kind {
+                        StreamKind::Stderr => self.say(format!("\u{1b}[91m{text}\u{1b}[0m")).await,
+                        _ => self.say(text).await,
+                    }
+                }
+                r = &mut exited, if code.is_none() => code = Some(r?.status_code),
+                _ = tick.tick() => {
+                    if code.is_some() {
+                        grace -= 1;
+                        if grace == 0 {
+                            break;
+                        }
+                    } else if let Ok(r) = self.b.engine().record(cid) {
+                        if let Some(s) = r.status.filter(|s| s.phase == strato_supervisor::Phase::Exited) {
+                            code = Some(i64::from(s.exit_code.unwrap_or(0)));
+                        }
+                    }
+                }
+            }
+        }
+        match code {
+            Some(c) => Ok(c),
+            None => Ok(exited.await?.status_code),
+        }
     }
 
     /// `WORKDIR`: the directory is made (as a layer) when the image lacks it.

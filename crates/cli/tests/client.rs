@@ -990,6 +990,11 @@ fn build_with_args_target_quiet_and_a_failing_step() {
     )
     .unwrap();
     fs::write(ctx.join("data.txt"), "data\n").unwrap();
+    // Left out by the client: a socket, which a tar cannot hold (sending
+    // it would fail the build).
+    fs::create_dir_all(ctx.join("secret")).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(ctx.join("secret/sock")).unwrap();
+    fs::write(ctx.join(".dockerignore"), "secret\n").unwrap();
     fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN false\n").unwrap();
     let c = ctx.to_str().unwrap();
     let file = ctx.join("docker/app.Dockerfile");

@@ -239,35 +239,69 @@ async fn open_input(path: Option<&std::path::Path>) -> Result<strato_client::Byt
 }
 
 /// The context directory as a tar in an anonymous temporary file (names
-/// relative to it; symlinks kept as symlinks). `.dockerignore` is applied
-/// by the daemon.
-fn context_tar(dir: &std::path::Path) -> Result<std::fs::File> {
+/// relative to it; symlinks kept as symlinks), without what `.dockerignore`
+/// excludes; the Dockerfile (`keep`) and `.dockerignore` always go, the
+/// daemon drops them when they are excluded, as docker does.
+fn context_tar(dir: &std::path::Path, keep: &str) -> Result<std::fs::File> {
     use std::io::{Seek, Write};
-    fn walk(
-        b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>,
-        root: &std::path::Path,
-        rel: &std::path::Path,
-    ) -> Result<()> {
-        let dir = root.join(rel);
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .with_context(|| format!("read {}", dir.display()))?
-            .collect::<std::io::Result<Vec<_>>>()?;
-        names.sort_by_key(|e| e.file_name());
-        for e in names {
-            let r = rel.join(e.file_name());
-            let full = root.join(&r);
-            b.append_path_with_name(&full, &r)
-                .with_context(|| format!("add {} to the build context", full.display()))?;
-            if e.file_type()?.is_dir() {
-                walk(b, root, &r)?;
-            }
-        }
-        Ok(())
+    use strato_engine::build::ignore;
+    struct Walk<'a> {
+        root: &'a std::path::Path,
+        patterns: Vec<ignore::Pattern>,
+        exceptions: bool,
+        keep: &'a str,
     }
+    impl Walk<'_> {
+        fn dir(
+            &self,
+            b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>,
+            rel: &str,
+        ) -> Result<()> {
+            let dir = self.root.join(rel);
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .with_context(|| format!("read {}", dir.display()))?
+                .collect::<std::io::Result<Vec<_>>>()?;
+            names.sort_by_key(|e| e.file_name());
+            for e in names {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let r = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let is_dir = e.file_type()?.is_dir();
+                let out =
+                    ignore::excluded(&r, &self.patterns) && r != self.keep && r != ".dockerignore";
+                // An excluded directory is still read when an exception
+                // may bring back something below it.
+                if out && !(is_dir && self.exceptions) {
+                    continue;
+                }
+                if !out {
+                    let full = self.root.join(&r);
+                    b.append_path_with_name(&full, &r)
+                        .with_context(|| format!("add {} to the build context", full.display()))?;
+                }
+                if is_dir {
+                    self.dir(b, &r)?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let patterns = std::fs::read_to_string(dir.join(".dockerignore"))
+        .map(|t| ignore::parse_ignore(&t))
+        .unwrap_or_default();
+    let w = Walk {
+        root: dir,
+        exceptions: patterns.iter().any(|p| p.exception),
+        patterns,
+        keep,
+    };
     let f = tempfile::tempfile().context("create a temporary file for the build context")?;
     let mut b = tar::Builder::new(std::io::BufWriter::new(f));
     b.follow_symlinks(false);
-    walk(&mut b, dir, std::path::Path::new(""))?;
+    w.dir(&mut b, "")?;
     let mut f = b.into_inner()?.into_inner().map_err(|e| e.into_error())?;
     f.flush()?;
     f.rewind()?;
@@ -327,7 +361,12 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<i32> {
         ..Default::default()
     };
     let dir = ctx.clone();
-    let file = tokio::task::spawn_blocking(move || context_tar(&dir)).await??;
+    let keep = if opts.dockerfile.is_empty() {
+        "Dockerfile".to_string()
+    } else {
+        opts.dockerfile.clone()
+    };
+    let file = tokio::task::spawn_blocking(move || context_tar(&dir, &keep)).await??;
     let body = reader_stream(tokio::fs::File::from_std(file));
     let p = c.build(body, &opts).await?;
     progress::render(p, &mut std::io::stdout()).await?;

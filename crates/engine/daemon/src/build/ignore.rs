@@ -12,45 +12,76 @@
 pub fn glob_match(pattern: &str, name: &str, double_star: bool) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    matches(&p, &n, double_star)
+    let mut m = Matcher {
+        plen: p.len(),
+        nlen: n.len(),
+        memo: vec![0; (p.len() + 1) * (n.len() + 1)],
+        ds: double_star,
+    };
+    m.matches(&p, &n)
 }
 
-fn matches(p: &[char], n: &[char], ds: bool) -> bool {
-    if p.is_empty() {
-        return n.is_empty();
+/// The matcher remembers each (pattern rest, name rest) it decided, so
+/// patterns like `*a*a*a*b` cost at most pattern × name steps.
+struct Matcher {
+    plen: usize,
+    nlen: usize,
+    /// 0: not yet known, 1: no match, 2: match.
+    memo: Vec<u8>,
+    ds: bool,
+}
+
+impl Matcher {
+    fn matches(&mut self, p: &[char], n: &[char]) -> bool {
+        let at = (self.plen - p.len()) * (self.nlen + 1) + (self.nlen - n.len());
+        match self.memo[at] {
+            1 => return false,
+            2 => return true,
+            _ => {}
+        }
+        let r = self.step(p, n);
+        self.memo[at] = if r { 2 } else { 1 };
+        r
     }
-    match p[0] {
-        '*' => {
-            if ds && p.get(1) == Some(&'*') {
-                // `**/` also matches no directory at all.
-                let rest = &p[2..];
-                if rest.first() == Some(&'/') && matches(&rest[1..], n, ds) {
-                    return true;
-                }
-                (0..=n.len()).any(|k| matches(rest, &n[k..], ds))
-            } else {
-                let rest = &p[1..];
-                for k in 0..=n.len() {
-                    if matches(rest, &n[k..], ds) {
+
+    fn step(&mut self, p: &[char], n: &[char]) -> bool {
+        let ds = self.ds;
+        if p.is_empty() {
+            return n.is_empty();
+        }
+        match p[0] {
+            '*' => {
+                if ds && p.get(1) == Some(&'*') {
+                    // `**/` also matches no directory at all.
+                    let rest = &p[2..];
+                    if rest.first() == Some(&'/') && self.matches(&rest[1..], n) {
                         return true;
                     }
-                    if k < n.len() && n[k] == '/' {
-                        break;
+                    (0..=n.len()).any(|k| self.matches(rest, &n[k..]))
+                } else {
+                    let rest = &p[1..];
+                    for k in 0..=n.len() {
+                        if self.matches(rest, &n[k..]) {
+                            return true;
+                        }
+                        if k < n.len() && n[k] == '/' {
+                            break;
+                        }
                     }
+                    false
                 }
-                false
             }
+            '?' => !n.is_empty() && n[0] != '/' && self.matches(&p[1..], &n[1..]),
+            '[' => {
+                let Some((ok, used)) = class(&p[1..], n.first().copied()) else {
+                    // An unterminated class matches a literal '['.
+                    return n.first() == Some(&'[') && self.matches(&p[1..], &n[1..]);
+                };
+                ok && self.matches(&p[1 + used..], &n[1..])
+            }
+            '\\' if p.len() > 1 => n.first() == Some(&p[1]) && self.matches(&p[2..], &n[1..]),
+            c => n.first() == Some(&c) && self.matches(&p[1..], &n[1..]),
         }
-        '?' => !n.is_empty() && n[0] != '/' && matches(&p[1..], &n[1..], ds),
-        '[' => {
-            let Some((ok, used)) = class(&p[1..], n.first().copied()) else {
-                // An unterminated class matches a literal '['.
-                return n.first() == Some(&'[') && matches(&p[1..], &n[1..], ds);
-            };
-            ok && matches(&p[1 + used..], &n[1..], ds)
-        }
-        '\\' if p.len() > 1 => n.first() == Some(&p[1]) && matches(&p[2..], &n[1..], ds),
-        c => n.first() == Some(&c) && matches(&p[1..], &n[1..], ds),
     }
 }
 
@@ -178,6 +209,14 @@ mod tests {
         assert!(glob_match("a/**/z", "a/z", true));
         assert!(glob_match("a/**/z", "a/b/c/z", true));
         assert!(!glob_match("a/**/z", "b/z", true));
+    }
+
+    #[test]
+    fn backtracking_patterns_stay_cheap() {
+        let name = "a".repeat(200);
+        let pat = "*a".repeat(40) + "b";
+        assert!(!glob_match(&pat, &name, false));
+        assert!(!glob_match(&"**a".repeat(40), &format!("{}/b", name), true));
     }
 
     #[test]

@@ -972,3 +972,91 @@ fn run_script(dir: &Path, cmd: &str, input: &[u8]) -> Out {
         stderr: fs::read_to_string(&e).unwrap_or_default(),
     }
 }
+
+#[test]
+fn build_with_args_target_quiet_and_a_failing_step() {
+    let d = Daemon::start("client-build");
+    d.import_busybox();
+    let ctx = d.dir.join("ctx");
+    fs::create_dir_all(ctx.join("docker")).unwrap();
+    fs::write(
+        ctx.join("docker/app.Dockerfile"),
+        "FROM busybox AS base\n\
+         ARG GREETING\n\
+         RUN echo \"$GREETING\" > /greeting\n\
+         FROM base AS final\n\
+         COPY data.txt /\n\
+         CMD [\"cat\", \"/greeting\", \"/data.txt\"]\n",
+    )
+    .unwrap();
+    fs::write(ctx.join("data.txt"), "data\n").unwrap();
+    // Left out by the client: a socket, which a tar cannot hold (sending
+    // it would fail the build).
+    fs::create_dir_all(ctx.join("secret")).unwrap();
+    let _sock = std::os::unix::net::UnixListener::bind(ctx.join("secret/sock")).unwrap();
+    fs::write(ctx.join(".dockerignore"), "secret\n").unwrap();
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN false\n").unwrap();
+    let c = ctx.to_str().unwrap();
+    let file = ctx.join("docker/app.Dockerfile");
+    let f = file.to_str().unwrap();
+    let out = d
+        .strato(&[
+            "build",
+            "-t",
+            "app:1",
+            "-f",
+            f,
+            "--build-arg",
+            "GREETING=hi",
+            c,
+        ])
+        .ok();
+    assert!(
+        out.stdout.contains("Step 1/6 : FROM busybox AS base"),
+        "{out}"
+    );
+    assert!(out.stdout.contains("Successfully tagged app:1"), "{out}");
+    let run = d.strato(&["run", "--rm", "app:1"]).ok();
+    assert_eq!(run.stdout, "hi\ndata\n");
+    // -q prints the ID alone; --target stops at the first stage.
+    let q = d
+        .strato(&[
+            "build",
+            "-q",
+            "--target",
+            "base",
+            "-f",
+            f,
+            "--build-arg",
+            "GREETING=yo",
+            c,
+        ])
+        .ok();
+    let id = q.stdout.trim();
+    assert!(id.starts_with("sha256:") && !id.contains('\n'), "{q}");
+    let run = d.strato(&["run", "--rm", id, "cat", "/greeting"]).ok();
+    assert_eq!(run.stdout, "yo\n");
+    // A failing step: the daemon's message, exit status 1, no image.
+    let bad = d.strato(&["build", "-t", "bad:1", c]).failed();
+    assert!(
+        bad.stderr
+            .contains("The command '/bin/sh -c false' returned a non-zero code: 1"),
+        "{bad}"
+    );
+    d.strato(&["image", "inspect", "bad:1"]).failed();
+    let outside = d.dir.join("outside.Dockerfile");
+    fs::write(&outside, "FROM busybox\n").unwrap();
+    let o = d
+        .strato(&["build", "-f", outside.to_str().unwrap(), c])
+        .failed();
+    assert!(o.stderr.contains("must be inside the build context"), "{o}");
+    // Intermediate images are listed with -a only.
+    let all = d.strato(&["images", "-aq"]).ok().stdout.lines().count();
+    let top = d.strato(&["images", "-q"]).ok().stdout.lines().count();
+    assert!(all > top, "images -a: {all}, images: {top}");
+    // Removing a build's image removes its untagged parents too.
+    let rmi = d.strato(&["rmi", "app:1"]).ok();
+    assert!(rmi.stdout.matches("Deleted:").count() > 1, "{rmi}");
+    let left = d.strato(&["images", "-aq"]).ok().stdout.lines().count();
+    assert!(left < all, "images -a before: {all}, after: {left}");
+}

@@ -1827,14 +1827,26 @@ fn bridge_peers_restart_policies_and_hostile_imports() {
 /// close`); the raw answer (status line, headers, body) is returned once the
 /// daemon closes the connection, or after `CMD_TIMEOUT` (then the test fails).
 fn api(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, Vec<u8>) {
+    api_with(d, method, path, "application/json", body.as_bytes())
+}
+
+/// A request with any body (`api` sends JSON).
+fn api_with(
+    d: &Daemon,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let mut s = std::os::unix::net::UnixStream::connect(&d.sock).expect("connect");
     s.set_read_timeout(Some(CMD_TIMEOUT)).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();
+    s.write_all(body).unwrap();
     let mut all = Vec::new();
     s.read_to_end(&mut all)
         .unwrap_or_else(|e| panic!("{method} {path}: no complete answer: {e}"));
@@ -2387,4 +2399,289 @@ fn network_container_mode_shares_the_targets_namespace_and_files() {
     let e = d.docker(&["restart", "-t", "1", "j3"]).failed();
     assert!(e.stderr.contains("No such container"), "{e}");
     d.docker(&["rm", "-f", "joiner", "j2", "j3"]).ok();
+}
+
+/// Writes `files` (path, content) under `dir`, making parent directories.
+fn write_tree(dir: &Path, files: &[(&str, &str)]) {
+    for (p, content) in files {
+        let path = dir.join(p);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+}
+
+/// `docker build` with the stock CLI (the daemon advertises the classic
+/// builder, so the CLI needs no BuildKit).
+fn docker_build(d: &Daemon, args: &[&str]) -> Out {
+    let mut all = vec!["build"];
+    all.extend_from_slice(args);
+    d.docker(&all)
+}
+
+#[test]
+fn build_run_copy_env_cmd_args_ignore_and_cache() {
+    let d = Daemon::start("daemon-build");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "# a comment\n\
+                 FROM busybox\n\
+                 ARG NAME=nobody\n\
+                 ENV GREETING=\"hello world\" \\\n    WHO=${NAME:-x}\n\
+                 WORKDIR /app\n\
+                 COPY greet.txt sub/ ./\n\
+                 COPY --chmod=0700 --chown=1:2 greet.txt /opt/g/\n\
+                 RUN echo \"$GREETING from $WHO\" > /app/run.txt && cat /app/greet.txt && echo oops >&2\n\
+                 LABEL built.by=strato\n\
+                 EXPOSE 8080\n\
+                 CMD [\"sh\", \"-c\", \"cat /app/run.txt /app/greet.txt /app/inner.txt; pwd; ls /app\"]\n",
+            ),
+            ("greet.txt", "greetings\n"),
+            ("sub/inner.txt", "inner\n"),
+            ("sub/ignored.log", "not sent\n"),
+            (".dockerignore", "**/*.log\n"),
+        ],
+    );
+    let c = ctx.to_str().unwrap();
+    let out = docker_build(
+        &d,
+        &[
+            "-t",
+            "built:1",
+            "--build-arg",
+            "NAME=strato",
+            "--build-arg",
+            "UNUSED=1",
+            c,
+        ],
+    )
+    .ok();
+    for want in [
+        "Step 1/10 : FROM busybox",
+        "Step 7/10 : RUN echo",
+        "greetings",
+        "Successfully built ",
+        "Successfully tagged built:1",
+        "[Warning] One or more build-args [UNUSED] were not consumed",
+    ] {
+        assert!(out.stdout.contains(want), "{want:?} missing in\n{out}");
+    }
+    let run = d.docker(&["run", "--rm", "built:1"]).ok();
+    assert_eq!(
+        run.stdout,
+        "hello world from strato\ngreetings\ninner\n/app\ngreet.txt\ninner.txt\nrun.txt\n"
+    );
+    let owner = d
+        .docker(&[
+            "run",
+            "--rm",
+            "built:1",
+            "stat",
+            "-c",
+            "%u:%g %a",
+            "/opt/g/greet.txt",
+        ])
+        .ok();
+    assert_eq!(owner.stdout, "1:2 700\n");
+    let f = |fmt: &str| {
+        d.docker(&["inspect", "-f", fmt, "built:1"])
+            .ok()
+            .stdout
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        f("{{json .Config.Labels}} {{json .Config.ExposedPorts}} {{.Config.WorkingDir}}"),
+        r#"{"built.by":"strato"} {"8080/tcp":{}} /app"#
+    );
+    // busybox's layer, WORKDIR, two COPYs and RUN: metadata steps add none.
+    assert_eq!(f("{{len .RootFS.Layers}}"), "5");
+    // The same build again comes from the cache, to the same image.
+    let id = f("{{.Id}}");
+    let again = docker_build(&d, &["-t", "built:2", "--build-arg", "NAME=strato", c]).ok();
+    assert_eq!(again.stdout.matches("Using cache").count(), 9, "{again}");
+    assert_eq!(
+        d.docker(&["inspect", "-f", "{{.Id}}", "built:2"])
+            .ok()
+            .stdout
+            .trim(),
+        id
+    );
+    // A changed file reruns the steps from its COPY on; a changed build
+    // arg from the ENV that uses it.
+    fs::write(ctx.join("sub/inner.txt"), "changed\n").unwrap();
+    let changed = docker_build(&d, &["-t", "built:3", "--build-arg", "NAME=strato", c]).ok();
+    assert_eq!(
+        changed.stdout.matches("Using cache").count(),
+        3,
+        "{changed}"
+    );
+    let run = d.docker(&["run", "--rm", "built:3"]).ok();
+    assert!(
+        run.stdout
+            .starts_with("hello world from strato\ngreetings\nchanged\n"),
+        "{run}"
+    );
+    let other = docker_build(&d, &["-t", "built:4", "--build-arg", "NAME=other", c]).ok();
+    assert_eq!(other.stdout.matches("Using cache").count(), 1, "{other}");
+    let run = d.docker(&["run", "--rm", "built:4"]).ok();
+    assert!(run.stdout.starts_with("hello world from other\n"), "{run}");
+    let nocache = docker_build(&d, &["--no-cache", "-q", c]).ok();
+    assert!(nocache.stdout.trim().starts_with("sha256:"), "{nocache}");
+    // No build container is left.
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
+}
+
+#[test]
+fn build_multi_stage_target_failures_and_hostile_contexts() {
+    let d = Daemon::start("daemon-build-ms");
+    d.load_busybox();
+    let ctx = d.dir.join("ctx");
+    write_tree(
+        &ctx,
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox AS builder\n\
+                 RUN mkdir /out && echo built > /out/artifact && ln -s artifact /out/link\n\
+                 ONBUILD RUN echo triggered\n\
+                 FROM scratch AS final\n\
+                 COPY --from=builder /out/ /dist/\n\
+                 COPY --from=builder /bin/busybox /bin/\n\
+                 ENTRYPOINT [\"/bin/busybox\"]\n\
+                 CMD [\"cat\", \"/dist/link\"]\n",
+            ),
+            (
+                "fail.Dockerfile",
+                "FROM busybox\nRUN echo partial > /p && exit 3\n",
+            ),
+            ("escape.Dockerfile", "FROM busybox\nCOPY ../outside /x\n"),
+            ("link.Dockerfile", "FROM busybox\nCOPY etc/passwd /x\n"),
+        ],
+    );
+    fs::write(d.dir.join("outside"), "secret\n").unwrap();
+    std::os::unix::fs::symlink("/etc", ctx.join("etc")).unwrap();
+    let c = ctx.to_str().unwrap();
+    docker_build(&d, &["-t", "ms:1", c]).ok();
+    let run = d.docker(&["run", "--rm", "ms:1"]).ok();
+    assert_eq!(run.stdout, "built\n");
+    let layers = d
+        .docker(&["inspect", "-f", "{{len .RootFS.Layers}}", "ms:1"])
+        .ok();
+    assert_eq!(layers.stdout.trim(), "2");
+    // --target stops at the first stage; its ONBUILD is stored, not run.
+    docker_build(&d, &["--target", "builder", "-t", "ms:builder", c]).ok();
+    let run = d
+        .docker(&["run", "--rm", "ms:builder", "cat", "/out/artifact"])
+        .ok();
+    assert_eq!(run.stdout, "built\n");
+    let onbuild = d
+        .docker(&["inspect", "-f", "{{json .Config.OnBuild}}", "ms:builder"])
+        .ok();
+    assert_eq!(onbuild.stdout.trim(), r#"["RUN echo triggered"]"#);
+    // An image built FROM it runs the trigger.
+    let child = d.dir.join("child");
+    write_tree(
+        &child,
+        &[
+            (
+                "Dockerfile",
+                "FROM ms:builder\n\
+                 SHELL [\"/bin/sh\", \"-ec\"]\n\
+                 RUN [\"sh\", \"-c\", \"echo exec-form > /exec\"]\n\
+                 ADD bundle.tar.gz /unpacked\n\
+                 USER nobody\n\
+                 VOLUME /data\n\
+                 STOPSIGNAL SIGTERM\n\
+                 HEALTHCHECK --interval=5s CMD true\n\
+                 ENTRYPOINT [\"cat\"]\n",
+            ),
+            ("src/hello.txt", "from the archive\n"),
+        ],
+    );
+    let packed = Command::new("tar")
+        .arg("-C")
+        .arg(child.join("src"))
+        .args([
+            "-czf",
+            child.join("bundle.tar.gz").to_str().unwrap(),
+            "hello.txt",
+        ])
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    let out = docker_build(&d, &["-t", "ms:child", child.to_str().unwrap()]).ok();
+    assert!(out.stdout.contains("# Executing 1 build trigger"), "{out}");
+    assert!(out.stdout.contains("triggered"), "{out}");
+    let run = d
+        .docker(&["run", "--rm", "ms:child", "/unpacked/hello.txt", "/exec"])
+        .ok();
+    assert_eq!(run.stdout, "from the archive\nexec-form\n");
+    // ENTRYPOINT drops the CMD the stage inherited.
+    let cfg = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.Config.User}} {{json .Config.Volumes}} {{.Config.StopSignal}} {{json .Config.Healthcheck.Test}} {{json .Config.Cmd}} {{json .Config.Shell}}",
+            "ms:child",
+        ])
+        .ok();
+    assert_eq!(
+        cfg.stdout.trim(),
+        r#"nobody {"/data":{}} SIGTERM ["CMD-SHELL","true"] null ["/bin/sh","-ec"]"#
+    );
+    // A failing RUN: the exit code in the message, no image, no container.
+    let fail = docker_build(
+        &d,
+        &["-f", &format!("{c}/fail.Dockerfile"), "-t", "bad:1", c],
+    )
+    .failed();
+    assert!(
+        fail.stderr.contains(
+            "The command '/bin/sh -c echo partial > /p && exit 3' returned a non-zero code: 3"
+        ),
+        "{fail}"
+    );
+    d.docker(&["image", "inspect", "bad:1"]).failed();
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
+    // COPY never reads outside the context.
+    let esc = docker_build(&d, &["-f", &format!("{c}/escape.Dockerfile"), c]).failed();
+    assert!(esc.stderr.contains("outside the build context"), "{esc}");
+    let link = docker_build(&d, &["-f", &format!("{c}/link.Dockerfile"), c]).failed();
+    assert!(link.stderr.contains("outside the build context"), "{link}");
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
+    // Hostile context tars are refused before anything is written outside.
+    let victim = d.dir.join("victim");
+    fs::create_dir(&victim).unwrap();
+    for tar in [hostile_tar(None), hostile_tar(Some(&victim))] {
+        let (status, body) = api_with(
+            &d,
+            "POST",
+            "/v1.43/build?t=hostile",
+            "application/x-tar",
+            &tar,
+        );
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("errorDetail"), "{body}");
+    }
+    assert!(!Path::new("/tmp/pwned-by-strato-test").exists());
+    assert!(!victim.join("pwned").exists());
+    d.docker(&["image", "inspect", "hostile"]).failed();
+    // What dockerd refuses up front.
+    let (status, body) = api_with(&d, "POST", "/build?squash=1", "application/x-tar", b"");
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("experimental"));
+    let (status, _) = api_with(
+        &d,
+        "POST",
+        "/build?platform=foobar",
+        "application/x-tar",
+        b"",
+    );
+    assert_eq!(status, 400);
 }

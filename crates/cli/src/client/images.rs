@@ -37,6 +37,42 @@ pub struct ImagesArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (name:tag) of the image; repeatable.
+    #[arg(short = 't', long = "tag")]
+    tag: Vec<String>,
+    /// The Dockerfile (default: PATH/Dockerfile); it must be inside PATH.
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
+    /// A build-time variable: KEY=VALUE, or KEY to take it from the environment.
+    #[arg(long = "build-arg")]
+    build_arg: Vec<String>,
+    /// A label of the image: KEY=VALUE.
+    #[arg(long)]
+    label: Vec<String>,
+    /// The build stage to stop at.
+    #[arg(long)]
+    target: Option<String>,
+    /// Take no step from the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print only the image ID.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Remove intermediate containers after a successful build.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    rm: bool,
+    /// Always remove intermediate containers.
+    #[arg(long)]
+    force_rm: bool,
+    /// Network of the RUN steps (bridge, host, none or a network name).
+    #[arg(long)]
+    network: Option<String>,
+    /// The build context: a directory.
+    path: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct LoadArgs {
     /// Read from a tar archive file instead of STDIN.
     #[arg(short = 'i', long)]
@@ -200,6 +236,141 @@ async fn open_input(path: Option<&std::path::Path>) -> Result<strato_client::Byt
             reader_stream(tokio::io::stdin())
         }
     })
+}
+
+/// The context directory as a tar in an anonymous temporary file (names
+/// relative to it; symlinks kept as symlinks), without what `.dockerignore`
+/// excludes; the Dockerfile (`keep`) and `.dockerignore` always go, the
+/// daemon drops them when they are excluded, as docker does.
+fn context_tar(dir: &std::path::Path, keep: &str) -> Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    use strato_engine::build::ignore;
+    struct Walk<'a> {
+        root: &'a std::path::Path,
+        patterns: Vec<ignore::Pattern>,
+        exceptions: bool,
+        keep: &'a str,
+    }
+    impl Walk<'_> {
+        fn dir(
+            &self,
+            b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>,
+            rel: &str,
+        ) -> Result<()> {
+            let dir = self.root.join(rel);
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .with_context(|| format!("read {}", dir.display()))?
+                .collect::<std::io::Result<Vec<_>>>()?;
+            names.sort_by_key(|e| e.file_name());
+            for e in names {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let r = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let is_dir = e.file_type()?.is_dir();
+                let out =
+                    ignore::excluded(&r, &self.patterns) && r != self.keep && r != ".dockerignore";
+                // An excluded directory is still read when an exception
+                // may bring back something below it.
+                if out && !(is_dir && self.exceptions) {
+                    continue;
+                }
+                if !out {
+                    let full = self.root.join(&r);
+                    b.append_path_with_name(&full, &r)
+                        .with_context(|| format!("add {} to the build context", full.display()))?;
+                }
+                if is_dir {
+                    self.dir(b, &r)?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let patterns = std::fs::read_to_string(dir.join(".dockerignore"))
+        .map(|t| ignore::parse_ignore(&t))
+        .unwrap_or_default();
+    let w = Walk {
+        root: dir,
+        exceptions: patterns.iter().any(|p| p.exception),
+        patterns,
+        keep,
+    };
+    let f = tempfile::tempfile().context("create a temporary file for the build context")?;
+    let mut b = tar::Builder::new(std::io::BufWriter::new(f));
+    b.follow_symlinks(false);
+    w.dir(&mut b, "")?;
+    let mut f = b.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+    f.flush()?;
+    f.rewind()?;
+    Ok(f)
+}
+
+pub async fn build(c: &Client, a: BuildArgs) -> Result<i32> {
+    let ctx = std::fs::canonicalize(&a.path)
+        .with_context(|| format!("unable to prepare context: path {:?} not found", a.path))?;
+    if !ctx.is_dir() {
+        bail!(
+            "unable to prepare context: {} is not a directory: give the directory holding the Dockerfile",
+            a.path.display()
+        );
+    }
+    let dockerfile = match &a.file {
+        None => String::new(),
+        Some(f) => {
+            let full = std::fs::canonicalize(f)
+                .with_context(|| format!("the Dockerfile {} does not exist", f.display()))?;
+            match full.strip_prefix(&ctx) {
+                Ok(rel) => rel.to_string_lossy().into_owned(),
+                Err(_) => bail!(
+                    "the Dockerfile ({}) must be inside the build context ({})",
+                    f.display(),
+                    ctx.display()
+                ),
+            }
+        }
+    };
+    let mut build_args = std::collections::BTreeMap::new();
+    for kv in &a.build_arg {
+        match kv.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_string(), Some(v.to_string())),
+            None => build_args.insert(kv.clone(), std::env::var(kv).ok()),
+        };
+    }
+    let labels = a
+        .label
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let opts = BuildOptions {
+        tags: a.tag,
+        dockerfile,
+        build_args,
+        labels,
+        target: a.target.unwrap_or_default(),
+        quiet: a.quiet,
+        no_cache: a.no_cache,
+        remove: a.rm,
+        force_remove: a.force_rm,
+        network_mode: a.network.unwrap_or_default(),
+        ..Default::default()
+    };
+    let dir = ctx.clone();
+    let keep = if opts.dockerfile.is_empty() {
+        "Dockerfile".to_string()
+    } else {
+        opts.dockerfile.clone()
+    };
+    let file = tokio::task::spawn_blocking(move || context_tar(&dir, &keep)).await??;
+    let body = reader_stream(tokio::fs::File::from_std(file));
+    let p = c.build(body, &opts).await?;
+    progress::render(p, &mut std::io::stdout()).await?;
+    Ok(0)
 }
 
 pub async fn load(c: &Client, a: LoadArgs) -> Result<i32> {

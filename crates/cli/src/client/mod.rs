@@ -118,6 +118,8 @@ pub enum Verb {
     Events(objects::EventsArgs),
     /// Copy files between a container and the local filesystem.
     Cp(cp::CpArgs),
+    /// Build an image from a Dockerfile (the classic builder).
+    Build(images::BuildArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Load an image from a tar archive or STDIN.
@@ -199,6 +201,8 @@ pub enum ImageVerb {
     Ls(images::ImagesArgs),
     /// Display detailed information on one or more images.
     Inspect(objects::TypedInspectArgs),
+    /// Build an image from a Dockerfile.
+    Build(images::BuildArgs),
     /// Remove one or more images.
     #[command(visible_alias = "remove")]
     Rm(images::RmiArgs),
@@ -246,6 +250,7 @@ impl ImageVerb {
         match self {
             I::Ls(a) => Verb::Images(a),
             I::Inspect(a) => Verb::Inspect(a.with_type("image")),
+            I::Build(a) => Verb::Build(a),
             I::Rm(a) => Verb::Rmi(a),
             I::Tag(a) => Verb::Tag(a),
             I::Load(a) => Verb::Load(a),
@@ -315,6 +320,7 @@ async fn dispatch(c: &Client, verb: Verb) -> Result<i32> {
         V::Inspect(a) => objects::inspect(c, a).await,
         V::Events(a) => objects::events(c, a).await,
         V::Cp(a) => cp::cp(c, a).await,
+        V::Build(a) => images::build(c, a).await,
         V::Images(a) => images::images(c, a).await,
         V::Load(a) => images::load(c, a).await,
         V::Save(a) => images::save(c, a).await,

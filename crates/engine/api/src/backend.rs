@@ -382,6 +382,22 @@ pub trait Backend: Send + Sync + 'static {
         ))
     }
 
+    /// `POST /build` (optional): the classic builder. `context` is the
+    /// build context tar (plain or gzip), streamed. The progress stream is
+    /// dockerd's: `{"stream":"Step 1/2 : FROM x\n"}`, RUN output, `{"aux":
+    /// {"ID":…}}`, `Successfully built`/`tagged`; a failure ends it with an
+    /// error item (with the exit code as `errorDetail.code` for RUN).
+    async fn build(
+        &self,
+        opts: BuildOptions,
+        context: ByteStream,
+    ) -> Result<ProgressStream, ApiError> {
+        let _ = (opts, context);
+        Err(ApiError::not_implemented(
+            "build is not implemented by this engine",
+        ))
+    }
+
     /// `POST /images/create?fromImage=`: pull, emitting Docker's progress lines
     /// (`Pulling from`, per-layer `Pull complete`, `Digest:`, `Status:`).
     async fn image_pull(&self, opts: PullOptions) -> Result<ProgressStream, ApiError>;

@@ -2,6 +2,7 @@
 //! prefixes, routing, request parsing, response framing and connection
 //! hijacking for attach and exec.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -324,6 +325,7 @@ impl Server {
                 Ok(json(StatusCode::OK, &b.image_list(opts).await?))
             }
             (&M::POST, ["images", "create"]) => self.image_create(&q, req).await,
+            (&M::POST, ["build"]) => self.build(&q, req).await,
             (&M::POST, ["commit"]) => {
                 let container = q.get("container").unwrap_or("");
                 if container.is_empty() {
@@ -361,8 +363,8 @@ impl Server {
                 Ok(json(StatusCode::OK, &b.images_prune(q.filters()?).await?))
             }
             // `docker system prune` and `docker builder prune` clear the build
-            // cache; this engine keeps none (it has no builder yet), so the
-            // true answer is that nothing was deleted.
+            // cache; the classic builder keeps its cache as images (removed
+            // with them), so the true answer is that nothing was deleted.
             (&M::POST, ["build", "prune"]) => Ok(json(
                 StatusCode::OK,
                 &serde_json::json!({"CachesDeleted": [], "SpaceReclaimed": 0}),
@@ -738,6 +740,94 @@ impl Server {
             .instrument(span),
         );
         Ok(upgraded(ctype))
+    }
+
+    /// `POST /build`: the query checked and parsed as dockerd does, the
+    /// body (the context tar) streamed to the backend.
+    async fn build(&self, q: &Query, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+        if let Some(remote) = q.get("remote").filter(|r| !r.is_empty()) {
+            return Err(ApiError::bad_parameter(format!(
+                "building from a remote context ({remote}) is not supported by this engine: send the build context as a tar in the request body"
+            )));
+        }
+        if q.get("version") == Some("2") {
+            return Err(ApiError::bad_parameter(
+                "BuildKit (version=2) is not supported by this engine: build with the classic builder (DOCKER_BUILDKIT=0)",
+            ));
+        }
+        if q.bool("squash") {
+            return Err(ApiError::bad_parameter(
+                "squash is only supported with experimental mode",
+            ));
+        }
+        let platform = q.get("platform").unwrap_or("").to_string();
+        check_build_platform(&platform)?;
+        let json_param = |k: &str| -> Result<Option<serde_json::Value>, ApiError> {
+            match q.get(k).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) => serde_json::from_str(v).map(Some).map_err(|e| {
+                    ApiError::bad_parameter(format!("invalid JSON in the {k} parameter: {e}"))
+                }),
+            }
+        };
+        let mut build_args = BTreeMap::new();
+        if let Some(v) = json_param("buildargs")? {
+            let m = v.as_object().ok_or_else(|| {
+                ApiError::bad_parameter("buildargs must be a JSON object of names to values")
+            })?;
+            for (k, v) in m {
+                build_args.insert(k.clone(), v.as_str().map(String::from));
+            }
+        }
+        let mut labels = BTreeMap::new();
+        if let Some(v) = json_param("labels")? {
+            let m = v.as_object().ok_or_else(|| {
+                ApiError::bad_parameter("labels must be a JSON object of names to values")
+            })?;
+            for (k, v) in m {
+                labels.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+            }
+        }
+        let cache_from = match json_param("cachefrom")? {
+            None => Vec::new(),
+            Some(v) => serde_json::from_value::<Vec<String>>(v).map_err(|_| {
+                ApiError::bad_parameter("cachefrom must be a JSON list of image references")
+            })?,
+        };
+        let shm_size = q.int("shmsize")?.filter(|n| *n > 0);
+        let opts = BuildOptions {
+            tags: q
+                .all("t")
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
+            dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
+            build_args,
+            labels,
+            target: q.get("target").unwrap_or("").to_string(),
+            quiet: q.bool("q"),
+            no_cache: q.bool("nocache"),
+            remove: q.get("rm").is_none_or(bool_value),
+            force_remove: q.bool("forcerm"),
+            pull: q.bool("pull"),
+            network_mode: q.get("networkmode").unwrap_or("").to_string(),
+            // One parameter per host (docker-py) or several in one,
+            // separated by commas or spaces.
+            extra_hosts: q
+                .all("extrahosts")
+                .flat_map(|v| v.split([',', ' ']))
+                .filter(|h| !h.is_empty())
+                .map(String::from)
+                .collect(),
+            shm_size,
+            cache_from,
+            platform,
+        };
+        let progress = self
+            .backend
+            .build(opts, body_stream(req.into_body()))
+            .await?;
+        Ok(json_lines(progress.map(Ok)))
     }
 
     async fn image_create(
@@ -1542,6 +1632,28 @@ fn page_not_found() -> ApiError {
     ApiError::not_found("page not found")
 }
 
+/// A build `platform` must be this host's (`linux`, `linux/ARCH[/VARIANT]`).
+fn check_build_platform(p: &str) -> Result<(), ApiError> {
+    if p.is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<&str> = p.split('/').collect();
+    let known_os = ["linux", "windows", "darwin", "freebsd"];
+    if !known_os.contains(&parts[0]) || parts.len() > 3 {
+        return Err(ApiError::bad_parameter(format!(
+            "\"{p}\": unknown operating system or architecture: invalid argument"
+        )));
+    }
+    let arch_ok = parts.get(1).is_none_or(|a| *a == go_arch());
+    if parts[0] != "linux" || !arch_ok {
+        return Err(ApiError::bad_parameter(format!(
+            "invalid platform {p:?}: this engine builds for linux/{} only",
+            go_arch()
+        )));
+    }
+    Ok(())
+}
+
 fn ping(head: bool) -> Response<Body> {
     let mut r = if head {
         empty(StatusCode::OK)
@@ -1558,6 +1670,8 @@ fn ping(head: bool) -> Response<Body> {
         HeaderValue::from_static("no-cache, no-store, must-revalidate"),
     );
     h.insert(hyper::header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // The classic builder only: the docker CLI then builds without BuildKit.
+    h.insert("Builder-Version", HeaderValue::from_static("1"));
     r
 }
 
@@ -1647,6 +1761,22 @@ mod detach_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_platforms_are_this_hosts() {
+        assert!(check_build_platform("").is_ok());
+        assert!(check_build_platform("linux").is_ok());
+        assert!(check_build_platform(&format!("linux/{}", go_arch())).is_ok());
+        let e = check_build_platform("foobar").unwrap_err();
+        assert!(
+            e.message.contains("unknown operating system"),
+            "{}",
+            e.message
+        );
+        let e = check_build_platform("linux/s390x").unwrap_err();
+        assert!(e.message.contains("invalid platform"), "{}", e.message);
+        assert!(check_build_platform("windows/amd64").is_err());
+    }
 
     #[test]
     fn versions() {

@@ -1261,6 +1261,44 @@ pub struct ImagesPruneReport {
     pub space_reclaimed: u64,
 }
 
+/// Options of `POST /build` (the classic builder), from its query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// `t`: `name[:tag]` references to give the result (repeatable).
+    pub tags: Vec<String>,
+    /// `dockerfile`: its path inside the context (default `Dockerfile`).
+    pub dockerfile: String,
+    /// `buildargs`: `--build-arg` values (`None`: take it from the
+    /// environment, which a daemon does not have: unset).
+    pub build_args: BTreeMap<String, Option<String>>,
+    /// `labels`: labels added to the final image.
+    pub labels: BTreeMap<String, String>,
+    /// `target`: the last stage to build.
+    pub target: String,
+    /// `q`: only the image ID is streamed.
+    pub quiet: bool,
+    /// `nocache`: no step is taken from the cache.
+    pub no_cache: bool,
+    /// `rm` (default true): remove intermediate containers.
+    pub remove: bool,
+    /// `forcerm`: remove intermediate containers even after a failure.
+    pub force_remove: bool,
+    /// `pull`: always pull FROM images (a daemon without registry access
+    /// uses what it has).
+    pub pull: bool,
+    /// `networkmode` of RUN containers (`default`/`bridge`, `host`, `none`, a network).
+    pub network_mode: String,
+    /// `extrahosts`: `host:ip` entries for RUN containers' /etc/hosts.
+    pub extra_hosts: Vec<String>,
+    /// `shmsize` in bytes of RUN containers' /dev/shm.
+    pub shm_size: Option<i64>,
+    /// `cachefrom`: images whose ancestry may serve as cache (only those,
+    /// when given).
+    pub cache_from: Vec<String>,
+    /// `platform`, already checked to be this host's.
+    pub platform: String,
+}
+
 /// Options of `POST /images/create?fromSrc=…` (import of a rootfs tar).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportOptions {

@@ -690,6 +690,48 @@ impl Client {
         Ok(body_stream(resp))
     }
 
+    /// `POST /build`: the classic builder; `context` is the build context
+    /// tar. The progress holds the build's output (`stream`) and ends with
+    /// an error message when the build fails.
+    pub async fn build(&self, context: ByteStream, opts: &BuildOptions) -> Result<Progress> {
+        let mut q = Query::new();
+        for t in &opts.tags {
+            q = q.add("t", t);
+        }
+        q = q
+            .opt(
+                "dockerfile",
+                (!opts.dockerfile.is_empty()).then_some(&opts.dockerfile),
+            )
+            .opt("target", (!opts.target.is_empty()).then_some(&opts.target))
+            .flag("q", opts.quiet)
+            .flag("nocache", opts.no_cache)
+            .add("rm", if opts.remove { "1" } else { "0" })
+            .flag("forcerm", opts.force_remove)
+            .opt(
+                "networkmode",
+                (!opts.network_mode.is_empty()).then_some(&opts.network_mode),
+            )
+            .opt(
+                "buildargs",
+                (!opts.build_args.is_empty())
+                    .then(|| serde_json::to_string(&opts.build_args).unwrap_or_default()),
+            )
+            .opt(
+                "labels",
+                (!opts.labels.is_empty())
+                    .then(|| serde_json::to_string(&opts.labels).unwrap_or_default()),
+            );
+        let mut req = self.request(
+            Method::POST,
+            &format!("/build{}", q.as_str()),
+            stream_body(context),
+        )?;
+        req.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+        Ok(stream::json_values(body_stream(self.send(req).await?)))
+    }
+
     /// `POST /images/create?fromSrc=-`: import a rootfs tar as an image.
     pub async fn image_import(&self, body: ByteStream, opts: &ImportOptions) -> Result<Progress> {
         let mut q = Query::new()

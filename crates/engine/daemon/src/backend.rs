@@ -215,6 +215,8 @@ pub struct EngineBackend {
     id: String,
     /// Pull, push and login; an error if the registry client could not be set up.
     distribution: Result<Arc<Distribution>, String>,
+    /// Itself, for work that outlives a request (builds).
+    me: std::sync::Weak<EngineBackend>,
 }
 
 impl std::fmt::Debug for EngineBackend {
@@ -231,6 +233,8 @@ impl EngineBackend {
     pub fn new(engine: Arc<Engine>) -> Arc<EngineBackend> {
         let data_root = engine.config().data_root.clone();
         let volumes = Volumes::new(data_root.join("volumes"));
+        // Build directories of builds a stopped daemon left unfinished.
+        let _ = fs::remove_dir_all(data_root.join("builds"));
         let _ = fs::create_dir_all(volumes.dir());
         let (tx, _) = broadcast::channel(1024);
         let events = Arc::new(EventLog {
@@ -246,7 +250,8 @@ impl EngineBackend {
         if let Err(e) = &distribution {
             tracing::error!(error = %e, "registry client unavailable: pull and push will fail");
         }
-        let backend = Arc::new(EngineBackend {
+        let backend = Arc::new_cyclic(|me| EngineBackend {
+            me: me.clone(),
             distribution,
             id: engine_id(&data_root),
             engine: engine.clone(),
@@ -502,8 +507,13 @@ impl EngineBackend {
         })
     }
 
-    fn emit(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, &str)]) {
+    pub(crate) fn emit(&self, kind: &str, action: &str, id: &str, attrs: &[(&str, &str)]) {
         self.events.emit(kind, action, id, attrs);
+    }
+
+    /// The engine under this backend.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// Image events of pulls and pushes, which finish in their own tasks.
@@ -685,7 +695,7 @@ impl EngineBackend {
             .into_iter()
             .map(|i| ImageSummary {
                 id: i.id.to_string(),
-                parent_id: String::new(),
+                parent_id: i.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
                 repo_tags: i.repo_tags.clone(),
                 repo_digests: i.repo_digests.clone(),
                 created: i.created_unix,
@@ -2315,6 +2325,13 @@ impl Backend for EngineBackend {
     async fn image_list(&self, opts: ImageListOptions) -> Result<Vec<ImageSummary>, ApiError> {
         let f = &opts.filters;
         let mut list = self.image_summaries()?;
+        if !opts.all {
+            // As dockerd: untagged images that others were built on (a
+            // build's intermediate images) are listed with `-a` only.
+            let parents: std::collections::HashSet<String> =
+                list.iter().map(|i| i.parent_id.clone()).collect();
+            list.retain(|i| !i.repo_tags.is_empty() || !parents.contains(&i.id));
+        }
         list.retain(|i| {
             f.match_any("dangling", |v| (v == "true") == i.repo_tags.is_empty())
                 && f.match_any("reference", |v| {
@@ -2334,6 +2351,26 @@ impl Backend for EngineBackend {
             .map_err(join_err)?
             .map_err(|e| image_err(name, e))?;
         let cfg = &d.config;
+        let mut config = cfg
+            .config()
+            .as_ref()
+            .map(convert::image_config)
+            .unwrap_or_default();
+        // Docker's own keys, which the OCI config type drops: read them
+        // from the config blob.
+        let raw = self
+            .engine
+            .images()
+            .blob_path(&d.id)
+            .and_then(|p| fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .map(|v| v["config"].clone())
+            .unwrap_or(Value::Null);
+        config.on_build = serde_json::from_value(raw["OnBuild"].clone()).unwrap_or_default();
+        config.shell = serde_json::from_value(raw["Shell"].clone()).unwrap_or_default();
+        if raw["Healthcheck"].is_object() {
+            config.healthcheck = serde_json::from_value(raw["Healthcheck"].clone()).ok();
+        }
         Ok(ImageInspect {
             id: d.id.to_string(),
             repo_tags: d.repo_tags.clone(),
@@ -2351,11 +2388,7 @@ impl Backend for EngineBackend {
                 .unwrap_or_else(|| time::ZERO_TIME.into()),
             docker_version: String::new(),
             author: cfg.author().clone().unwrap_or_default(),
-            config: cfg
-                .config()
-                .as_ref()
-                .map(convert::image_config)
-                .unwrap_or_default(),
+            config,
             architecture: cfg.architecture().to_string(),
             variant: cfg.variant().clone().unwrap_or_default(),
             os: cfg.os().to_string(),
@@ -2425,7 +2458,7 @@ impl Backend for EngineBackend {
         &self,
         name: &str,
         force: bool,
-        _noprune: bool,
+        noprune: bool,
     ) -> Result<Vec<ImageDeleteItem>, ApiError> {
         let images = self.engine.images().clone();
         let details = {
@@ -2471,6 +2504,51 @@ impl Backend for EngineBackend {
                         deleted: Some(d.to_string()),
                     })
                 }
+            }
+        }
+        let deleted = out.iter().any(|i| i.deleted.is_some());
+        if deleted && !noprune {
+            // As dockerd: untagged parents nothing else uses go too (a
+            // build's intermediate images).
+            let used: Vec<String> = self
+                .engine
+                .records()
+                .into_iter()
+                .map(|r| r.image_id)
+                .collect();
+            let images = self.engine.images().clone();
+            let first = details.parent.clone();
+            let pruned = tokio::task::spawn_blocking(move || {
+                let mut gone = Vec::new();
+                let mut next = first;
+                while let Some(p) = next {
+                    let Ok(d) = images.inspect(p.as_str()) else {
+                        break;
+                    };
+                    let has_child = images
+                        .list()
+                        .map(|l| l.iter().any(|i| i.parent.as_ref() == Some(&p)))
+                        .unwrap_or(true);
+                    if !d.repo_tags.is_empty() || has_child || used.iter().any(|u| u == p.as_str())
+                    {
+                        break;
+                    }
+                    if images.remove(p.as_str(), false).is_err() {
+                        break;
+                    }
+                    gone.push(p);
+                    next = d.parent;
+                }
+                gone
+            })
+            .await
+            .map_err(join_err)?;
+            for d in pruned {
+                self.emit("image", "delete", d.as_str(), &[]);
+                out.push(ImageDeleteItem {
+                    untagged: None,
+                    deleted: Some(d.to_string()),
+                });
             }
         }
         Ok(out)
@@ -2615,6 +2693,7 @@ impl Backend for EngineBackend {
             comment: opts.comment.clone(),
             created_by: created_by.join(" "),
             tag,
+            container_config: serde_json::Value::Null,
         };
         // As dockerd: a running container is paused while its layer is read.
         // (It may exit meanwhile: then there is nothing to pause.)
@@ -2635,6 +2714,18 @@ impl Backend for EngineBackend {
             &[("comment", &opts.comment), ("imageID", id.as_str())],
         );
         Ok(IdResponse { id: id.to_string() })
+    }
+
+    async fn build(
+        &self,
+        opts: BuildOptions,
+        context: ByteStream,
+    ) -> Result<ProgressStream, ApiError> {
+        let me = self
+            .me
+            .upgrade()
+            .ok_or_else(|| ApiError::internal("the engine is shutting down"))?;
+        crate::build::start(me, opts, context)
     }
 
     async fn image_pull(&self, opts: PullOptions) -> Result<ProgressStream, ApiError> {

@@ -227,7 +227,7 @@ fn json_list(s: &str) -> Result<Vec<String>, String> {
 }
 
 /// `80`, `80/udp` → `80/tcp`, `80/udp`.
-fn exposed_port(p: &str) -> Result<String, String> {
+pub(crate) fn exposed_port(p: &str) -> Result<String, String> {
     let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
     let proto = proto.to_ascii_lowercase();
     let ok_port = |s: &str| s.parse::<u16>().is_ok_and(|n| n > 0);

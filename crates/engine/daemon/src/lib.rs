@@ -5,9 +5,11 @@
 //!
 //! Entry points: [`engine::Engine`] (open, then the Docker verbs), and
 //! [`spec::build`] turns a container's Docker-style
-//! configuration and its image's into the OCI bundle config the runtime runs.
+//! configuration and its image's into the OCI bundle config the runtime runs;
+//! [`build::start`] is the classic Dockerfile builder behind `POST /build`.
 
 pub mod backend;
+pub mod build;
 pub mod commit;
 pub mod convert;
 pub mod copy;

@@ -33,6 +33,9 @@ pub struct CommitSpec {
     pub created_by: String,
     /// `repo[:tag]` to give the image.
     pub tag: Option<String>,
+    /// The config's `container_config` (the builder's cache key: the run
+    /// configuration of the step that made the image); `Null`: none.
+    pub container_config: serde_json::Value,
 }
 
 /// Writes the layer tar of `changes` (paths absolute, parents first) found
@@ -143,6 +146,7 @@ pub(crate) fn commit(
     if !spec.author.is_empty() {
         cfg["author"] = spec.author.clone().into();
     }
+    set_container_config(&mut cfg, spec);
     cfg["rootfs"] = serde_json::json!({ "type": "layers", "diff_ids": diff_ids });
     let mut h = serde_json::json!({ "created": now, "created_by": spec.created_by });
     if !spec.comment.is_empty() {
@@ -188,6 +192,126 @@ pub(crate) fn commit(
     };
     crate::store::commit(layout, &mut staging, &[image])?;
     Ok(id)
+}
+
+fn set_container_config(cfg: &mut serde_json::Value, spec: &CommitSpec) {
+    match (&spec.container_config, cfg.as_object_mut()) {
+        (serde_json::Value::Null, Some(m)) => {
+            m.remove("container_config");
+        }
+        (c, Some(m)) => {
+            m.insert("container_config".into(), c.clone());
+        }
+        _ => {}
+    }
+}
+
+/// A config-only image (the builder's metadata steps): the parent's layers
+/// (none for `scratch`) under a new configuration, and a history entry
+/// marked `empty_layer`.
+pub(crate) fn derive(
+    layout: &Layout,
+    parent: Option<&Digest>,
+    spec: &CommitSpec,
+) -> Result<Digest> {
+    let tag = spec.tag.as_deref().map(Reference::parse).transpose()?;
+    let (mut cfg, layers, chain, size) = match parent {
+        Some(parent) => {
+            let index = layout.read_index()?;
+            let rec = index
+                .images
+                .get(parent)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(parent.to_string()))?;
+            let cfg: serde_json::Value = serde_json::from_slice(&layout.read_blob(parent)?)
+                .map_err(|source| Error::Json {
+                    what: format!("image config {parent}"),
+                    source,
+                })?;
+            let m: Manifest = read_manifest(layout, &rec.manifest)?;
+            (cfg, m.layers, rec.chain, rec.size)
+        }
+        None => (
+            serde_json::json!({
+                "architecture": crate::archive::host_arch(),
+                "os": "linux",
+                "rootfs": { "type": "layers", "diff_ids": [] },
+            }),
+            Vec::new(),
+            Vec::new(),
+            0,
+        ),
+    };
+    let now = crate::time::now_rfc3339();
+    cfg["config"] = spec.config.clone();
+    cfg["created"] = now.clone().into();
+    if !spec.author.is_empty() {
+        cfg["author"] = spec.author.clone().into();
+    }
+    set_container_config(&mut cfg, spec);
+    let h = serde_json::json!({
+        "created": now,
+        "created_by": spec.created_by,
+        "empty_layer": true,
+    });
+    match cfg["history"].as_array_mut() {
+        Some(a) => a.push(h),
+        None => cfg["history"] = serde_json::json!([h]),
+    }
+    let mut staging = Staging::new(layout)?;
+    let config_bytes = serde_json::to_vec(&cfg).map_err(|source| Error::Json {
+        what: "derived config".into(),
+        source,
+    })?;
+    let id = staging.add_blob_bytes(&config_bytes)?;
+    let manifest = Manifest::oci(id.clone(), config_bytes.len(), layers);
+    let mbytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
+        what: "derived manifest".into(),
+        source,
+    })?;
+    let manifest = staging.add_blob_bytes(&mbytes)?;
+    let image = NewImage {
+        id: id.clone(),
+        record: ImageRecord {
+            manifest,
+            created: Some(now),
+            size,
+            chain,
+            parent: parent.cloned(),
+            repo_digests: Default::default(),
+        },
+        tags: tag.into_iter().collect(),
+    };
+    crate::store::commit(layout, &mut staging, &[image])?;
+    Ok(id)
+}
+
+/// The newest image whose parent is `parent` and whose `container_config`
+/// equals `key` (the builder's cache lookup).
+pub(crate) fn find_child(
+    layout: &Layout,
+    parent: Option<&Digest>,
+    key: &serde_json::Value,
+) -> Result<Option<Digest>> {
+    let index = layout.read_index()?;
+    let mut best: Option<(Option<String>, Digest)> = None;
+    for (id, rec) in &index.images {
+        if rec.parent.as_ref() != parent {
+            continue;
+        }
+        let Ok(bytes) = layout.read_blob(id) else {
+            continue;
+        };
+        let Ok(cfg) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        if cfg.get("container_config") == Some(key)
+            && best.as_ref().is_none_or(|(c, _)| *c < rec.created)
+        {
+            best = Some((rec.created.clone(), id.clone()));
+        }
+    }
+    Ok(best.map(|(_, id)| id))
 }
 
 #[cfg(test)]

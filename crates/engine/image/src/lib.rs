@@ -100,6 +100,8 @@ pub struct ImageSummary {
     pub containers: usize,
     /// `name@digest` references a registry serves it under (familiar form).
     pub repo_digests: Vec<String>,
+    /// The image it was made from (commit, build), if any.
+    pub parent: Option<Digest>,
 }
 
 /// What [`ImageStore::inspect`] returns.
@@ -222,6 +224,30 @@ impl ImageStore {
         let upper = dir.join("upper");
         let changes = self.container_changes(container_id, ignore)?;
         commit::commit(&self.layout, &parent, &upper, &changes, spec)
+    }
+
+    /// A config-only child of `parent` (`None`: of `scratch`, no layers),
+    /// as the builder makes for metadata steps.
+    pub fn derive(&self, parent: Option<&str>, spec: &CommitSpec) -> Result<Digest> {
+        let parent = match parent {
+            Some(p) => Some(self.layout.read_index()?.resolve(p)?),
+            None => None,
+        };
+        commit::derive(&self.layout, parent.as_ref(), spec)
+    }
+
+    /// The newest child of `parent` (`None`: images without a parent) made
+    /// for the step whose `container_config` is `key`: the build cache.
+    pub fn find_child(
+        &self,
+        parent: Option<&str>,
+        key: &serde_json::Value,
+    ) -> Result<Option<Digest>> {
+        let parent = match parent {
+            Some(p) => Some(self.layout.read_index()?.resolve(p)?),
+            None => None,
+        };
+        commit::find_child(&self.layout, parent.as_ref(), key)
     }
 
     /// Starts adding an image fetched from a registry: the caller downloads
@@ -395,6 +421,7 @@ impl ImageStore {
                 size: rec.size,
                 containers: holds.values().filter(|v| *v == id).count(),
                 repo_digests: index.repo_digests_of(id),
+                parent: rec.parent.clone(),
             })
             .collect();
         out.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.id.cmp(&b.id)));
@@ -437,11 +464,25 @@ impl ImageStore {
         let _lock = self.layout.lock()?;
         let mut index = self.layout.read_index()?;
         let holds = self.layout.holds(&index)?;
+        // Kept: tagged or used images and their ancestors (a build's
+        // intermediate images under a tagged result stay, as in dockerd).
+        let mut keep: std::collections::BTreeSet<Digest> = std::collections::BTreeSet::new();
+        for id in index.images.keys() {
+            if !index.tags.values().any(|v| v == id) && !holds.values().any(|v| v == id) {
+                continue;
+            }
+            let mut cur = Some(id.clone());
+            while let Some(c) = cur {
+                if !keep.insert(c.clone()) {
+                    break;
+                }
+                cur = index.images.get(&c).and_then(|r| r.parent.clone());
+            }
+        }
         let dangling: Vec<Digest> = index
             .images
             .keys()
-            .filter(|id| !index.tags.values().any(|v| v == *id))
-            .filter(|id| !holds.values().any(|v| v == *id))
+            .filter(|id| !keep.contains(*id))
             .cloned()
             .collect();
         for id in &dangling {

@@ -644,3 +644,51 @@ fn loads_docker_schema2_media_types_in_an_oci_layout() {
         d.manifest_digest
     );
 }
+
+#[test]
+fn derived_images_cache_lookup_and_prune_keeping_ancestors() {
+    let (_d, s) = store();
+    let base = s.import(&base_layer()[..], Some("base:1")).unwrap();
+    let key = serde_json::json!({"Cmd": ["#(nop) ENV A=1"]});
+    let spec = strato_image::CommitSpec {
+        config: serde_json::json!({"Env": ["A=1"]}),
+        created_by: "ENV A=1".into(),
+        container_config: key.clone(),
+        ..Default::default()
+    };
+    // A config-only child: same layers, new config, parent recorded.
+    let child = s.derive(Some("base:1"), &spec).unwrap();
+    let d = s.inspect(child.as_str()).unwrap();
+    assert_eq!(d.parent.as_ref(), Some(&base));
+    assert_eq!(d.chain_ids, s.inspect("base:1").unwrap().chain_ids);
+    assert_eq!(
+        d.config
+            .config()
+            .as_ref()
+            .unwrap()
+            .env()
+            .as_deref()
+            .unwrap(),
+        ["A=1"]
+    );
+    let hist = d.config.history().clone().unwrap();
+    assert!(hist.last().unwrap().empty_layer().unwrap_or(false));
+    // The cache finds it by parent and key only.
+    assert_eq!(
+        s.find_child(Some("base:1"), &key).unwrap(),
+        Some(child.clone())
+    );
+    assert_eq!(s.find_child(None, &key).unwrap(), None);
+    let other = serde_json::json!({"Cmd": ["#(nop) ENV A=2"]});
+    assert_eq!(s.find_child(Some("base:1"), &other).unwrap(), None);
+    // FROM scratch: no layers, no parent.
+    let scratch = s.derive(None, &spec).unwrap();
+    assert!(s.inspect(scratch.as_str()).unwrap().chain_ids.is_empty());
+    assert_eq!(s.find_child(None, &key).unwrap(), Some(scratch.clone()));
+    // A tagged grandchild keeps its untagged parent through a prune; the
+    // untagged scratch image goes.
+    let grand = s.derive(Some(child.as_str()), &spec).unwrap();
+    s.tag(grand.as_str(), "top:1").unwrap();
+    assert_eq!(s.prune().unwrap(), [scratch]);
+    assert!(s.inspect(child.as_str()).is_ok());
+}

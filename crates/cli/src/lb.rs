@@ -25,6 +25,11 @@ pub struct LbArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
+    /// shared (one work-stealing pool of threads: steady tail latency on
+    /// cores shared with members and clients) or per-thread (each thread
+    /// keeps its own connections, as nginx's workers).
+    #[arg(long, default_value = "shared")]
+    workers: strato_lb::Workers,
 }
 
 pub fn main(args: LbArgs) -> i32 {
@@ -42,7 +47,7 @@ pub fn main(args: LbArgs) -> i32 {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let result = strato_lb::serve_threads(args.listen, pool, args.protocol, threads)
+    let result = strato_lb::serve_threads(args.listen, pool, args.protocol, threads, args.workers)
         .map_err(|e| format!("{e}: choose another --listen address"))
         .and_then(|handles| {
             eprintln!(

@@ -537,3 +537,44 @@ async fn http10_expect_and_chunked_requests_are_served_by_the_general_path() {
     let (_, body) = read_response(&mut s, false).await;
     assert_eq!(body, b"a:hi");
 }
+
+/// `serve_threads` in both worker modes: many clients at once, each with
+/// several keep-alive requests, all answered, spread round-robin, and
+/// nothing left in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_threads_answers_concurrent_clients_in_both_worker_modes() {
+    for workers in [strato_lb::Workers::Shared, strato_lb::Workers::PerThread] {
+        let pool = Arc::new(Pool::new("web", Algorithm::RoundRobin));
+        pool.add("a", member("a").await);
+        pool.add("b", member("b").await);
+        let addr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap()
+        };
+        strato_lb::serve_threads(addr, Arc::clone(&pool), Protocol::Http, 2, workers).unwrap();
+        let clients: Vec<_> = (0..16)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let c = client(false);
+                    let mut names = Vec::new();
+                    for _ in 0..5 {
+                        let (status, body) = get(&c, format!("http://{addr}/")).await;
+                        assert_eq!(status, StatusCode::OK);
+                        names.push(body);
+                    }
+                    names
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        for c in clients {
+            seen.extend(c.await.unwrap());
+        }
+        assert_eq!(seen.len(), 80, "{workers:?}");
+        let a = seen.iter().filter(|n| *n == "a").count();
+        assert_eq!(a, 40, "round-robin over both members ({workers:?})");
+        let s = pool.stats();
+        assert_eq!(s.in_flight, 0, "{workers:?}");
+        assert_eq!(s.members.iter().map(|m| m.served).sum::<u64>(), 80);
+    }
+}

@@ -236,6 +236,14 @@ impl Manager {
     /// `cgroup.subtree_control` (failures there are logged, not fatal).
     #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn create(&self) -> Result<()> {
+        self.create_hierarchies()?;
+        self.create_unified();
+        Ok(())
+    }
+
+    /// [`Manager::create`] without the hybrid host's controller-less
+    /// unified directory (see [`Manager::create_unified`]).
+    pub fn create_hierarchies(&self) -> Result<()> {
         for dir in &self.dirs {
             let cpuset = dir.controllers.iter().any(|c| c == "cpuset");
             let enable = self.version == Version::V2;
@@ -269,9 +277,17 @@ impl Manager {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Hybrid hosts: creates the container's directory in the
+    /// controller-less cgroup2 mount, which the container process is forked
+    /// into. A runtime may make it first, fork, and make the others while
+    /// the child sets up its namespaces. Tracking only: failures are logged,
+    /// a host whose unified mount is not writable still runs containers.
+    /// Nothing to do elsewhere.
+    pub fn create_unified(&self) {
         if let Some(path) = &self.unified {
-            // Tracking only: a host whose unified mount is not writable
-            // still runs containers.
             let depth = self.relative.components().count();
             let mut levels: Vec<&Path> = match self.io.create_dir(path) {
                 Ok(()) => {
@@ -299,7 +315,6 @@ impl Manager {
                 }
             }
         }
-        Ok(())
     }
 
     /// Creates `path` if its parent exists: `Ok(false)` when it does not.

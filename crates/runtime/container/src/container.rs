@@ -412,8 +412,10 @@ impl Runtime {
             Some(r) => cg.apply(r).map_err(|e| Error::Cgroup(e.to_string())),
             None => Ok(()),
         };
+        let create_unified = || cg.create_unified();
         let prepare = || {
-            cg.create().map_err(|e| Error::Cgroup(e.to_string()))?;
+            cg.create_hierarchies()
+                .map_err(|e| Error::Cgroup(e.to_string()))?;
             cg.apply(&resources)
                 .map_err(|e| Error::Cgroup(e.to_string()))?;
             tracing::debug!(cgroup = %cg.cgroups_path().display(), "cgroup ready");
@@ -473,6 +475,7 @@ impl Runtime {
                 fifo_dir,
             },
             console,
+            create_unified: &create_unified,
             prepare_cgroup: &prepare,
             enter_cgroup: &enter,
             unified_cgroup: cg.unified_path(),
@@ -781,6 +784,7 @@ impl Runtime {
             plan,
             role: Role::Exec,
             console,
+            create_unified: &|| {},
             prepare_cgroup: &|| Ok(()),
             enter_cgroup: &enter,
             unified_cgroup: cg.unified_path(),

@@ -1045,7 +1045,12 @@ impl Manager {
 
     fn devices_v1(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         let dir = self.require("devices", "apply device rules")?;
-        self.write(dir, "devices.deny", "a")?;
+        // Runs of rules for the same file, each written through one open.
+        let mut runs: Vec<(&str, Vec<String>)> = vec![("devices.deny", vec!["a".to_owned()])];
+        let mut push = |file: &'static str, rule: String| match runs.last_mut() {
+            Some((f, values)) if *f == file => values.push(rule),
+            _ => runs.push((file, vec![rule])),
+        };
         // Starting from "deny all", a deny rule matters only where an earlier
         // allow rule opened something: others are skipped (runc computes the
         // same minimal transitions), so a redundant rule the kernel would
@@ -1053,13 +1058,24 @@ impl Manager {
         let mut allowed: Vec<&LinuxDeviceCgroup> = Vec::new();
         for rule in rules {
             if rule.allow() {
-                self.write(dir, "devices.allow", &device_rule(rule))?;
+                push("devices.allow", device_rule(rule));
                 allowed.push(rule);
             } else if allowed.iter().any(|a| devices_overlap(a, rule)) {
-                self.write(dir, "devices.deny", &device_rule(rule))?;
+                push("devices.deny", device_rule(rule));
             } else {
                 debug!(rule = %device_rule(rule), "device rule already denied; skipped");
             }
+        }
+        for (file, values) in &runs {
+            let path = dir.join(file);
+            debug!(path = %path.display(), ?values, "cgroup write");
+            self.io
+                .write_each(&path, values)
+                .map_err(|(i, source)| Error::Write {
+                    path,
+                    value: values[i].clone(),
+                    source,
+                })?;
         }
         Ok(())
     }

@@ -249,7 +249,7 @@ impl Manager {
             let enable = self.version == Version::V2;
             // The common case: the parents exist (made for an earlier
             // container), so one mkdir does it.
-            if !enable && self.create_leaf(&dir.path, cpuset)? {
+            if !enable && self.create_leaf(&dir.path, &dir.mount_point, cpuset)? {
                 continue;
             }
             let mut cur = dir.mount_point.clone();
@@ -265,7 +265,7 @@ impl Manager {
                     Err(source) => return Err(Error::Create { path: cur, source }),
                 }
                 if cpuset {
-                    self.inherit_cpuset(&parent, &cur)?;
+                    self.inherit_cpuset(&parent, &cur, &dir.mount_point)?;
                     if cur != dir.path {
                         // Later children get cpus and mems from the kernel
                         // at mkdir (v1 `cgroup.clone_children`), sparing
@@ -318,7 +318,7 @@ impl Manager {
     }
 
     /// Creates `path` if its parent exists: `Ok(false)` when it does not.
-    fn create_leaf(&self, path: &Path, cpuset: bool) -> Result<bool> {
+    fn create_leaf(&self, path: &Path, mount_point: &Path, cpuset: bool) -> Result<bool> {
         match self.io.create_dir(path) {
             Ok(()) => debug!(path = %path.display(), "created cgroup"),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -332,26 +332,47 @@ impl Manager {
         }
         if cpuset {
             if let Some(parent) = path.parent() {
-                self.inherit_cpuset(parent, path)?;
+                self.inherit_cpuset(parent, path, mount_point)?;
             }
         }
         Ok(true)
     }
 
-    /// Copies `cpuset.cpus` and `cpuset.mems` from `parent` when empty in `dir`.
-    fn inherit_cpuset(&self, parent: &Path, dir: &Path) -> Result<()> {
+    /// Copies `cpuset.cpus` and `cpuset.mems` from `parent` when empty in
+    /// `dir`. A parent made by someone else may be empty too (a pod cgroup
+    /// made with mkdir): it gets the value of its nearest ancestor below
+    /// `mount_point` that has one first, since the kernel wants a child's
+    /// set inside its parent's.
+    fn inherit_cpuset(&self, parent: &Path, dir: &Path, mount_point: &Path) -> Result<()> {
         for file in ["cpuset.cpus", "cpuset.mems"] {
             let own = self.read_opt(dir, file)?.unwrap_or_default();
             if !own.trim().is_empty() {
                 continue;
             }
-            let from_parent = self.read_opt(parent, file)?.unwrap_or_default();
-            let value = from_parent.trim();
+            let value = self.cpuset_from_ancestors(parent, file, mount_point)?;
             if !value.is_empty() {
-                self.write(dir, file, value)?;
+                self.write(dir, file, &value)?;
             }
         }
         Ok(())
+    }
+
+    /// `file` of `dir`, or when empty, of its nearest ancestor that has one
+    /// (up to `mount_point`), filled into the empty levels on the way.
+    fn cpuset_from_ancestors(&self, dir: &Path, file: &str, mount_point: &Path) -> Result<String> {
+        let own = self.read_opt(dir, file)?.unwrap_or_default();
+        let own = own.trim();
+        if !own.is_empty() || dir == mount_point || !dir.starts_with(mount_point) {
+            return Ok(own.to_owned());
+        }
+        let Some(parent) = dir.parent() else {
+            return Ok(String::new());
+        };
+        let value = self.cpuset_from_ancestors(parent, file, mount_point)?;
+        if !value.is_empty() {
+            self.write(dir, file, &value)?;
+        }
+        Ok(value)
     }
 
     /// Enables in `dir`'s subtree every controller `dir` has (v2 only).

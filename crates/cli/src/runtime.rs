@@ -417,6 +417,9 @@ fn init_logging(args: &RuntimeArgs) -> bool {
         eprintln!("strato: cannot open log file {}", path.display());
         return false;
     };
+    // Container processes log their own setup until they execute (the
+    // file is close-on-exec).
+    strato_container::process::keep_until_exec(std::os::fd::AsRawFd::as_raw_fd(&file));
     let _ = builder.with_writer(std::sync::Mutex::new(file)).try_init();
     false
 }

@@ -167,10 +167,16 @@ pub fn detect(root: &Path) -> Result<Hierarchy> {
         return detect_from(root, true, "");
     }
     let mountinfo_path = Path::new("/proc/self/mountinfo");
-    let text = std::fs::read_to_string(mountinfo_path).map_err(|source| Error::Read {
-        path: mountinfo_path.to_owned(),
-        source,
-    })?;
+    // procfs reports size 0, so read_to_string would start with a tiny
+    // buffer and double it read by read: start with room for a host's
+    // mounts, which takes one or two reads.
+    let mut text = String::with_capacity(16 * 1024);
+    std::fs::File::open(mountinfo_path)
+        .and_then(|mut f| std::io::Read::read_to_string(&mut f, &mut text))
+        .map_err(|source| Error::Read {
+            path: mountinfo_path.to_owned(),
+            source,
+        })?;
     detect_from(root, false, &text)
 }
 

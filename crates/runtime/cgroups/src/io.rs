@@ -17,6 +17,15 @@ pub trait CgroupIo: Debug + Send + Sync {
     fn read(&self, path: &Path) -> io::Result<String>;
     /// Writes `value` to an existing control file in a single `write(2)`.
     fn write(&self, path: &Path, value: &str) -> io::Result<()>;
+    /// Writes each of `values` to an existing control file, one `write(2)`
+    /// each, in order (a list of `devices.allow` rules). On failure, the
+    /// index of the value refused.
+    fn write_each(&self, path: &Path, values: &[String]) -> Result<(), (usize, io::Error)> {
+        for (i, v) in values.iter().enumerate() {
+            self.write(path, v).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
     /// Whether `path` exists.
     fn exists(&self, path: &Path) -> bool;
     /// Creates one directory (its parent must exist). An existing directory
@@ -44,6 +53,18 @@ impl CgroupIo for HostIo {
         // must surface as ENOENT rather than as a confusing EPERM.
         let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
         f.write_all(value.as_bytes())
+    }
+
+    /// Opens the file once: each write is one rule to the kernel all the same.
+    fn write_each(&self, path: &Path, values: &[String]) -> Result<(), (usize, io::Error)> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| (0, e))?;
+        for (i, v) in values.iter().enumerate() {
+            f.write_all(v.as_bytes()).map_err(|e| (i, e))?;
+        }
+        Ok(())
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -78,4 +99,26 @@ pub(crate) fn list_subdirs(path: &Path) -> io::Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_each_writes_in_order_and_names_the_refused_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("devices.allow");
+        std::fs::write(&file, "").unwrap();
+        let values = vec!["c 1:3 rwm\n".to_owned(), "c 1:5 rwm\n".to_owned()];
+        HostIo.write_each(&file, &values).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "c 1:3 rwm\nc 1:5 rwm\n"
+        );
+        let (i, e) = HostIo
+            .write_each(&dir.path().join("missing"), &values)
+            .unwrap_err();
+        assert_eq!((i, e.kind()), (0, io::ErrorKind::NotFound));
+    }
 }

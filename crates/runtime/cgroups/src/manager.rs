@@ -236,12 +236,20 @@ impl Manager {
     /// `cgroup.subtree_control` (failures there are logged, not fatal).
     #[tracing::instrument(level = "debug", skip_all, fields(cgroup = %self.relative.display()))]
     pub fn create(&self) -> Result<()> {
+        self.create_hierarchies()?;
+        self.create_unified();
+        Ok(())
+    }
+
+    /// [`Manager::create`] without the hybrid host's controller-less
+    /// unified directory (see [`Manager::create_unified`]).
+    pub fn create_hierarchies(&self) -> Result<()> {
         for dir in &self.dirs {
             let cpuset = dir.controllers.iter().any(|c| c == "cpuset");
             let enable = self.version == Version::V2;
             // The common case: the parents exist (made for an earlier
             // container), so one mkdir does it.
-            if !enable && self.create_leaf(&dir.path, cpuset)? {
+            if !enable && self.create_leaf(&dir.path, &dir.mount_point, cpuset)? {
                 continue;
             }
             let mut cur = dir.mount_point.clone();
@@ -257,7 +265,7 @@ impl Manager {
                     Err(source) => return Err(Error::Create { path: cur, source }),
                 }
                 if cpuset {
-                    self.inherit_cpuset(&parent, &cur)?;
+                    self.inherit_cpuset(&parent, &cur, &dir.mount_point)?;
                     if cur != dir.path {
                         // Later children get cpus and mems from the kernel
                         // at mkdir (v1 `cgroup.clone_children`), sparing
@@ -269,9 +277,17 @@ impl Manager {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Hybrid hosts: creates the container's directory in the
+    /// controller-less cgroup2 mount, which the container process is forked
+    /// into. A runtime may make it first, fork, and make the others while
+    /// the child sets up its namespaces. Tracking only: failures are logged,
+    /// a host whose unified mount is not writable still runs containers.
+    /// Nothing to do elsewhere.
+    pub fn create_unified(&self) {
         if let Some(path) = &self.unified {
-            // Tracking only: a host whose unified mount is not writable
-            // still runs containers.
             let depth = self.relative.components().count();
             let mut levels: Vec<&Path> = match self.io.create_dir(path) {
                 Ok(()) => {
@@ -299,11 +315,10 @@ impl Manager {
                 }
             }
         }
-        Ok(())
     }
 
     /// Creates `path` if its parent exists: `Ok(false)` when it does not.
-    fn create_leaf(&self, path: &Path, cpuset: bool) -> Result<bool> {
+    fn create_leaf(&self, path: &Path, mount_point: &Path, cpuset: bool) -> Result<bool> {
         match self.io.create_dir(path) {
             Ok(()) => debug!(path = %path.display(), "created cgroup"),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -317,26 +332,47 @@ impl Manager {
         }
         if cpuset {
             if let Some(parent) = path.parent() {
-                self.inherit_cpuset(parent, path)?;
+                self.inherit_cpuset(parent, path, mount_point)?;
             }
         }
         Ok(true)
     }
 
-    /// Copies `cpuset.cpus` and `cpuset.mems` from `parent` when empty in `dir`.
-    fn inherit_cpuset(&self, parent: &Path, dir: &Path) -> Result<()> {
+    /// Copies `cpuset.cpus` and `cpuset.mems` from `parent` when empty in
+    /// `dir`. A parent made by someone else may be empty too (a pod cgroup
+    /// made with mkdir): it gets the value of its nearest ancestor below
+    /// `mount_point` that has one first, since the kernel wants a child's
+    /// set inside its parent's.
+    fn inherit_cpuset(&self, parent: &Path, dir: &Path, mount_point: &Path) -> Result<()> {
         for file in ["cpuset.cpus", "cpuset.mems"] {
             let own = self.read_opt(dir, file)?.unwrap_or_default();
             if !own.trim().is_empty() {
                 continue;
             }
-            let from_parent = self.read_opt(parent, file)?.unwrap_or_default();
-            let value = from_parent.trim();
+            let value = self.cpuset_from_ancestors(parent, file, mount_point)?;
             if !value.is_empty() {
-                self.write(dir, file, value)?;
+                self.write(dir, file, &value)?;
             }
         }
         Ok(())
+    }
+
+    /// `file` of `dir`, or when empty, of its nearest ancestor that has one
+    /// (up to `mount_point`), filled into the empty levels on the way.
+    fn cpuset_from_ancestors(&self, dir: &Path, file: &str, mount_point: &Path) -> Result<String> {
+        let own = self.read_opt(dir, file)?.unwrap_or_default();
+        let own = own.trim();
+        if !own.is_empty() || dir == mount_point || !dir.starts_with(mount_point) {
+            return Ok(own.to_owned());
+        }
+        let Some(parent) = dir.parent() else {
+            return Ok(String::new());
+        };
+        let value = self.cpuset_from_ancestors(parent, file, mount_point)?;
+        if !value.is_empty() {
+            self.write(dir, file, &value)?;
+        }
+        Ok(value)
     }
 
     /// Enables in `dir`'s subtree every controller `dir` has (v2 only).
@@ -1030,7 +1066,12 @@ impl Manager {
 
     fn devices_v1(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         let dir = self.require("devices", "apply device rules")?;
-        self.write(dir, "devices.deny", "a")?;
+        // Runs of rules for the same file, each written through one open.
+        let mut runs: Vec<(&str, Vec<String>)> = vec![("devices.deny", vec!["a".to_owned()])];
+        let mut push = |file: &'static str, rule: String| match runs.last_mut() {
+            Some((f, values)) if *f == file => values.push(rule),
+            _ => runs.push((file, vec![rule])),
+        };
         // Starting from "deny all", a deny rule matters only where an earlier
         // allow rule opened something: others are skipped (runc computes the
         // same minimal transitions), so a redundant rule the kernel would
@@ -1038,13 +1079,24 @@ impl Manager {
         let mut allowed: Vec<&LinuxDeviceCgroup> = Vec::new();
         for rule in rules {
             if rule.allow() {
-                self.write(dir, "devices.allow", &device_rule(rule))?;
+                push("devices.allow", device_rule(rule));
                 allowed.push(rule);
             } else if allowed.iter().any(|a| devices_overlap(a, rule)) {
-                self.write(dir, "devices.deny", &device_rule(rule))?;
+                push("devices.deny", device_rule(rule));
             } else {
                 debug!(rule = %device_rule(rule), "device rule already denied; skipped");
             }
+        }
+        for (file, values) in &runs {
+            let path = dir.join(file);
+            debug!(path = %path.display(), ?values, "cgroup write");
+            self.io
+                .write_each(&path, values)
+                .map_err(|(i, source)| Error::Write {
+                    path,
+                    value: values[i].clone(),
+                    source,
+                })?;
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use crate::hooks::{self, HookKind};
 use crate::launch::{self, Launch, NsPlan, Role};
 use crate::process::ProcessPlan;
 use crate::rootfs::CgroupView;
-use crate::state::{self, State, Status, Store, EXEC_FIFO};
+use crate::state::{self, State, Status, Store, EXEC_FIFO, STATE_FILE};
 
 /// The default directory of container state.
 pub const DEFAULT_ROOT: &str = "/run/strato/runtime";
@@ -311,7 +311,13 @@ impl Runtime {
         }
         let code = crate::foreground::wait(state.pid, master);
         tracing::debug!(?code, "container process exited");
-        let cleanup = self.delete(&state.id, true);
+        // The state in hand, not re-read and parsed again from disk (unless
+        // someone else deleted the container meanwhile).
+        let cleanup = if self.store.dir(&state.id).join(STATE_FILE).exists() {
+            self.delete_loaded(&state, self.load_status(&state), true)
+        } else {
+            Err(Error::NotFound(state.id.clone()))
+        };
         tracing::debug!("container deleted");
         let code = code?;
         cleanup?;
@@ -412,8 +418,10 @@ impl Runtime {
             Some(r) => cg.apply(r).map_err(|e| Error::Cgroup(e.to_string())),
             None => Ok(()),
         };
+        let create_unified = || cg.create_unified();
         let prepare = || {
-            cg.create().map_err(|e| Error::Cgroup(e.to_string()))?;
+            cg.create_hierarchies()
+                .map_err(|e| Error::Cgroup(e.to_string()))?;
             cg.apply(&resources)
                 .map_err(|e| Error::Cgroup(e.to_string()))?;
             tracing::debug!(cgroup = %cg.cgroups_path().display(), "cgroup ready");
@@ -473,6 +481,7 @@ impl Runtime {
                 fifo_dir,
             },
             console,
+            create_unified: &create_unified,
             prepare_cgroup: &prepare,
             enter_cgroup: &enter,
             unified_cgroup: cg.unified_path(),
@@ -497,11 +506,17 @@ impl Runtime {
     /// Loads a container's state and its current status.
     pub fn load(&self, id: &str) -> Result<(State, Status)> {
         let st = self.store.load(id)?;
-        let mut status = self.store.status(&st);
-        if status == Status::Running && self.store.dir(id).join(PAUSED_MARK).exists() {
-            status = Status::Paused;
-        }
+        let status = self.load_status(&st);
         Ok((st, status))
+    }
+
+    /// The current status of a loaded container.
+    fn load_status(&self, st: &State) -> Status {
+        let status = self.store.status(st);
+        if status == Status::Running && self.store.dir(&st.id).join(PAUSED_MARK).exists() {
+            return Status::Paused;
+        }
+        status
     }
 
     /// `start`: lets a created container run its process.
@@ -609,6 +624,11 @@ impl Runtime {
     /// `delete`: removes a stopped (or, with `force`, any) container.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let (st, status) = self.load(id)?;
+        self.delete_loaded(&st, status, force)
+    }
+
+    fn delete_loaded(&self, st: &State, status: Status, force: bool) -> Result<()> {
+        let id = st.id.as_str();
         if matches!(status, Status::Running | Status::Paused) && !force {
             return Err(Error::State {
                 id: id.to_string(),
@@ -781,6 +801,7 @@ impl Runtime {
             plan,
             role: Role::Exec,
             console,
+            create_unified: &|| {},
             prepare_cgroup: &|| Ok(()),
             enter_cgroup: &enter,
             unified_cgroup: cg.unified_path(),

@@ -1,9 +1,12 @@
 //! Forking a container's processes into their namespaces.
 //!
-//! The runtime (P) forks an intermediate child (C1) that joins or creates the
-//! namespaces and forks the container process (C2), so that C2 lands inside a
-//! new pid namespace as its pid 1. C1 exits at once; P is a child subreaper and
-//! adopts C2. All three talk over a [`Channel`]:
+//! A new container without a user or time namespace and without a pid
+//! namespace to join (the common case) has its process forked by the runtime
+//! itself, straight into a new pid namespace (see [`launch_direct`]).
+//! Otherwise the runtime (P) forks an intermediate child (C1) that joins or
+//! creates the namespaces and forks the container process (C2), so that C2
+//! lands inside a new pid namespace as its pid 1. C1 exits at once; P is a
+//! child subreaper and adopts C2. All three talk over a [`Channel`]:
 //!
 //! ```text
 //! P: fork C1                          C1: setns paths (others, user, mount),
@@ -167,6 +170,22 @@ impl NsPlan {
         self.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
     }
 
+    /// Whether the runtime can fork the container process itself, without
+    /// an intermediate process ([`launch`]). Not with a user namespace (the
+    /// intermediate creates it and waits for its id maps, or joins the
+    /// others from outside it first), a joined pid namespace (`setns` of one
+    /// moves only later children) or a time namespace (its offsets are set
+    /// before the first process enters it).
+    pub fn direct(&self) -> bool {
+        let time = clone_flag(LinuxNamespaceType::Time);
+        !self.in_userns()
+            && !self.new.contains(time)
+            && !self
+                .join
+                .iter()
+                .any(|(f, _)| *f == CloneFlags::CLONE_NEWPID || *f == time)
+    }
+
     fn in_userns(&self) -> bool {
         self.new_user
             || self
@@ -199,6 +218,10 @@ pub struct Launch<'a> {
     pub role: Role<'a>,
     /// A connected console socket, when the process has a terminal.
     pub console: Option<OwnedFd>,
+    /// Hybrid hosts: creates the container's directory in the unified
+    /// cgroup2 mount (`unified_cgroup`), which the container process is
+    /// forked into; called in P before [`Launch::prepare_cgroup`].
+    pub create_unified: &'a dyn Fn(),
     /// Creates and configures the container's cgroup (called in P: before
     /// forking when a mount namespace is joined, else while C1 unshares).
     pub prepare_cgroup: &'a dyn Fn() -> Result<()>,
@@ -253,8 +276,12 @@ pub struct Launched {
 pub fn launch(l: Launch) -> Result<Launched> {
     ensure_single_threaded()?;
     let (parent, child) = channel::pair().ctx(|| "create sync socketpair".into())?;
+    if matches!(l.role, Role::Init { .. }) && l.ns.direct() {
+        return launch_direct(&l, parent, child);
+    }
     let early = l.ns.joins_mount();
     if early {
+        (l.create_unified)();
         (l.prepare_cgroup)()?;
     }
     // SAFETY: this process is single-threaded (checked above), so the child may
@@ -268,8 +295,12 @@ pub fn launch(l: Launch) -> Result<Launched> {
     };
     drop(child);
     let mut c2: Option<Pid> = None;
-    let result = if early { Ok(()) } else { (l.prepare_cgroup)() }
-        .and_then(|()| drive(&l, &parent, c1, &mut c2));
+    let prepare = || {
+        (l.create_unified)();
+        (l.prepare_cgroup)()
+    };
+    let result =
+        if early { Ok(()) } else { prepare() }.and_then(|()| drive(&l, &parent, c1, &mut c2));
     if result.is_err() {
         for pid in [Some(c1), c2].into_iter().flatten() {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -285,15 +316,7 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
         ch.expect(&Msg::MapIds).map_err(init_err)?;
         write_id_maps(c1.as_raw(), &l.ns)?;
     }
-    // A child that failed has exited after reporting: its report, not the
-    // broken pipe of our send, is the error.
-    let send_go = |what: &str| -> Result<()> {
-        ch.send(&Msg::Go).map_err(|e| match ch.recv() {
-            Ok(Some(Msg::Error(msg))) => Error::Init(msg),
-            _ => Error::io(what.to_string(), e),
-        })
-    };
-    send_go("sync with child")?;
+    send_go(ch, "sync with child")?;
     let pid = match ch.recv() {
         Ok(Some(Msg::Pid(p))) => p,
         Ok(Some(Msg::Error(e))) => return Err(Error::Init(e)),
@@ -311,7 +334,108 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
         Err(e) => return Err(Error::io("wait for namespace setup process", e.into())),
     }
     (l.limit_pids)()?;
-    send_go("sync with container process")?;
+    send_go(ch, "sync with container process")?;
+    serve(l, ch, pid)
+}
+
+/// Without an intermediate process ([`NsPlan::direct`]), P forks C2 itself:
+///
+/// ```text
+/// P: create the unified cgroup (hybrid),
+///    clone3 C2 into it (new pid ns)    C2: unshare(the rest but cgroup)
+/// P: create the other cgroups, limits ─ Go ─▶ C2: enter the cgroups, setns
+///                                             paths, unshare(cgroup), …
+/// ```
+///
+/// and the rest goes on as with C1. C2 writes its own `tasks` files (`0`:
+/// the calling thread), which spares the global threadgroup lock that a
+/// write of a pid takes, and unshares its cgroup namespace once inside the
+/// container's cgroups, which become its root.
+fn launch_direct(l: &Launch, parent: Channel, child: Channel) -> Result<Launched> {
+    (l.create_unified)();
+    let unified = l.unified_cgroup.and_then(|p| {
+        match nix::fcntl::open(
+            p,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            // SAFETY: `open` just returned this descriptor; we own it.
+            Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Err(e) => {
+                tracing::debug!(error = %e, path = %p.display(), "unified cgroup not joined");
+                None
+            }
+        }
+    });
+    let pidns = l.ns.new & CloneFlags::CLONE_NEWPID;
+    let forked = match &unified {
+        Some(cg) => fork_into_cgroup(Some(cg), pidns).or_else(|e| {
+            tracing::debug!(error = %e, "clone3 into the unified cgroup failed; plain fork");
+            fork_into_cgroup(None, pidns)
+        }),
+        None => fork_into_cgroup(None, pidns),
+    };
+    let c2 = match forked.ctx(|| "fork container process".into())? {
+        ForkResult::Child => {
+            drop(parent);
+            direct_child(l, &child)
+        }
+        ForkResult::Parent { child: pid } => pid,
+    };
+    drop(child);
+    drop(unified);
+    let result = (l.prepare_cgroup)()
+        .and_then(|()| (l.limit_pids)())
+        .and_then(|()| send_go(&parent, "sync with container process"))
+        .and_then(|()| serve(l, &parent, c2.as_raw()));
+    if result.is_err() {
+        let _ = nix::sys::signal::kill(c2, nix::sys::signal::Signal::SIGKILL);
+        let _ = waitpid(c2, None);
+    }
+    result.map(|pid| Launched { pid })
+}
+
+/// C2 forked by P: its namespaces and cgroups, then the container process.
+fn direct_child(l: &Launch, ch: &Channel) -> ! {
+    if let Err(e) = direct_setup(l, ch) {
+        die(ch, e, 1)
+    }
+    container_process(l, ch, false)
+}
+
+fn direct_setup(l: &Launch, ch: &Channel) -> std::result::Result<(), String> {
+    // Created while P makes the cgroups; the cgroup namespace waits until we
+    // are in the container's cgroups, its root.
+    let now = l.ns.new - CloneFlags::CLONE_NEWPID - CloneFlags::CLONE_NEWCGROUP;
+    if !now.is_empty() {
+        nix::sched::unshare(now)
+            .map_err(|e| format!("create namespaces {}: {e}", flag_names(now)))?;
+    }
+    ch.expect(&Msg::Go)?;
+    set_affinity_initial(l)?;
+    set_oom_score_adj(l)?;
+    (l.enter_cgroup)().map_err(|e| e.to_string())?;
+    join_namespaces(l)?;
+    if l.ns.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("create namespaces cgroup: {e}"))?;
+    }
+    tracing::debug!("container process: namespaces and cgroups set up");
+    Ok(())
+}
+
+/// Sends `Go`. A child that failed has exited after reporting: its report,
+/// not the broken pipe of our send, is the error.
+fn send_go(ch: &Channel, what: &str) -> Result<()> {
+    ch.send(&Msg::Go).map_err(|e| match ch.recv() {
+        Ok(Some(Msg::Error(msg))) => Error::Init(msg),
+        _ => Error::io(what.to_string(), e),
+    })
+}
+
+/// P's side of the protocol once C2 runs: until it is ready (init) or has
+/// executed (exec).
+fn serve(l: &Launch, ch: &Channel, pid: i32) -> Result<i32> {
     match l.role {
         Role::Init {
             spec, ref fifo_dir, ..
@@ -322,7 +446,7 @@ fn drive(l: &Launch, ch: &Channel, c1: Pid, c2: &mut Option<Pid>) -> Result<i32>
                     let state = (l.hook_state)(pid);
                     hooks::run(spec, HookKind::Prestart, &state)?;
                     hooks::run(spec, HookKind::CreateRuntime, &state)?;
-                    send_go("sync with container process")?;
+                    send_go(ch, "sync with container process")?;
                 }
                 Ok(Some(Msg::SeccompFd(fd))) => forward_listener(l, ch, pid, fd)?,
                 Ok(Some(Msg::MountSource(recursive, path))) => {
@@ -512,7 +636,7 @@ fn intermediate(l: &Launch, ch: &Channel) -> ! {
     // namespace whose first process died (which refuses every later fork),
     // and the new cgroup namespace is rooted at the cgroup C2 is born in.
     let clone3 = match &unified {
-        Some(cg) => fork_into_cgroup(cg, deferred).map_err(|e| {
+        Some(cg) => fork_into_cgroup(Some(cg), deferred).map_err(|e| {
             tracing::debug!(error = %e, "clone3 into the unified cgroup failed; plain fork");
         }),
         None => Err(()),
@@ -534,7 +658,7 @@ fn intermediate(l: &Launch, ch: &Channel) -> ! {
         }
     };
     match forked {
-        Ok(ForkResult::Child) => container_process(l, ch),
+        Ok(ForkResult::Child) => container_process(l, ch, true),
         Ok(ForkResult::Parent { child }) => {
             let code = if ch.send(&Msg::Pid(child.as_raw())).is_ok() {
                 0
@@ -549,10 +673,12 @@ fn intermediate(l: &Launch, ch: &Channel) -> ! {
 }
 
 /// `clone3(CLONE_INTO_CGROUP)`: forks like `fork(2)`, the child born in the
-/// cgroup2 directory `cgroup`. Joining that way takes the cgroup core's
-/// threadgroup lock only for reading; a `cgroup.procs` write takes it for
-/// writing, which waits for an RCU grace period (milliseconds per container).
-fn fork_into_cgroup(cgroup: &OwnedFd, namespaces: CloneFlags) -> nix::Result<ForkResult> {
+/// cgroup2 directory `cgroup` and in new `namespaces`. Joining that way
+/// takes the cgroup core's threadgroup lock only for reading; a
+/// `cgroup.procs` write takes it for writing, which waits for an RCU grace
+/// period (milliseconds per container). Without `cgroup`, a plain fork
+/// into new namespaces (`clone(2)` where the kernel lacks clone3).
+fn fork_into_cgroup(cgroup: Option<&OwnedFd>, namespaces: CloneFlags) -> nix::Result<ForkResult> {
     /// `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
     #[repr(C)]
     struct CloneArgs {
@@ -569,8 +695,13 @@ fn fork_into_cgroup(cgroup: &OwnedFd, namespaces: CloneFlags) -> nix::Result<For
         cgroup: u64,
     }
     const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let into = if cgroup.is_some() {
+        CLONE_INTO_CGROUP
+    } else {
+        0
+    };
     let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP | namespaces.bits() as u64,
+        flags: into | namespaces.bits() as u64,
         pidfd: 0,
         child_tid: 0,
         parent_tid: 0,
@@ -580,7 +711,7 @@ fn fork_into_cgroup(cgroup: &OwnedFd, namespaces: CloneFlags) -> nix::Result<For
         tls: 0,
         set_tid: 0,
         set_tid_size: 0,
-        cgroup: cgroup.as_raw_fd() as u64,
+        cgroup: cgroup.map_or(0, |c| c.as_raw_fd() as u64),
     };
     // SAFETY: without CLONE_VM and with no stack given this is fork(2): the
     // child gets a copy of this single-threaded process and returns here
@@ -588,13 +719,28 @@ fn fork_into_cgroup(cgroup: &OwnedFd, namespaces: CloneFlags) -> nix::Result<For
     // (none are registered here) and the thread's cached tid is the
     // parent's; nothing in the child relies on it (Rust's locks do not,
     // glibc's raise and fork ask the kernel).
-    let r = unsafe {
+    let mut r = unsafe {
         libc::syscall(
             libc::SYS_clone3,
             &args as *const CloneArgs,
             std::mem::size_of::<CloneArgs>(),
         )
     };
+    if r == -1 && cgroup.is_none() && nix::errno::Errno::last() == nix::errno::Errno::ENOSYS {
+        // SAFETY: as above; with no stack, parent or child tid and tls
+        // given, clone(2) is fork(2) into new namespaces (the argument
+        // order, which differs between architectures, does not matter).
+        r = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (namespaces.bits() | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+    }
     match r {
         -1 => Err(nix::errno::Errno::last()),
         0 => Ok(ForkResult::Child),
@@ -631,56 +777,15 @@ fn setup_namespaces(
         tracing::debug!("namespace setup: in cgroup");
         Ok(())
     };
-    if let Some(cpus) = &l.plan.affinity_initial {
-        // Before joining the cgroup, whose cpuset may move us (exec only).
-        process::set_affinity(cpus).map_err(|e| format!("process.execCPUAffinity.initial: {e}"))?;
-        // The step is runc's "nsexec"; its log line has this form.
-        tracing::debug!(
-            "namespace setup (runc's nsexec): affinity: {}",
-            process::cpu_mask_hex(cpus)
-        );
-    }
+    set_affinity_initial(l)?;
     // Joining another mount namespace hides the host's /sys/fs/cgroup: P set
     // the cgroup up before forking, enter it first.
     let early = l.ns.joins_mount();
     if early {
         enter()?;
     }
-    if let Some(adj) = l.plan.oom_score_adj {
-        // Inherited by C2; written here while the host's /proc is still ours.
-        fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| format!("set process.oomScoreAdj {adj}: {e}"))?;
-    }
-    // Open every path first: joining the mount namespace changes what paths mean.
-    let mut fds = Vec::new();
-    for (flag, path) in &l.ns.join {
-        let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| format!("open namespace {}: {e}", path.display()))?;
-        // SAFETY: `open` just returned this descriptor; we own it.
-        fds.push((*flag, path, unsafe { OwnedFd::from_raw_fd(fd) }));
-    }
-    // A namespace refused before joining the user namespace (EPERM: one
-    // whose own user namespace we lack rights in, as when the runtime is not
-    // the host's root) gets a second try from inside it.
-    let joins_user = fds.iter().any(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER);
-    let mut retry = Vec::new();
-    for (flag, path, fd) in &fds {
-        match nix::sched::setns(fd.as_fd(), *flag) {
-            Ok(()) => {}
-            Err(nix::errno::Errno::EPERM) if joins_user && join_order(*flag) == 0 => {
-                retry.push((flag, path, fd));
-                continue;
-            }
-            Err(e) => return Err(format!("join namespace {}: {e}", path.display())),
-        }
-        if *flag == CloneFlags::CLONE_NEWUSER {
-            for (flag, path, fd) in retry.drain(..) {
-                nix::sched::setns(fd.as_fd(), *flag)
-                    .map_err(|e| format!("join namespace {}: {e}", path.display()))?;
-            }
-        }
-    }
-    drop(fds);
+    set_oom_score_adj(l)?;
+    join_namespaces(l)?;
     if l.ns.new_user {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
             .map_err(|e| format!("create user namespace: {e}"))?;
@@ -729,6 +834,65 @@ fn setup_namespaces(
     Ok((unified, deferred))
 }
 
+/// Before joining the cgroup, whose cpuset may move us (exec only).
+fn set_affinity_initial(l: &Launch) -> std::result::Result<(), String> {
+    if let Some(cpus) = &l.plan.affinity_initial {
+        process::set_affinity(cpus).map_err(|e| format!("process.execCPUAffinity.initial: {e}"))?;
+        // The step is runc's "nsexec"; its log line has this form.
+        tracing::debug!(
+            "namespace setup (runc's nsexec): affinity: {}",
+            process::cpu_mask_hex(cpus)
+        );
+    }
+    Ok(())
+}
+
+/// Inherited by C2; written while the host's /proc is still ours.
+fn set_oom_score_adj(l: &Launch) -> std::result::Result<(), String> {
+    if let Some(adj) = l.plan.oom_score_adj {
+        fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| format!("set process.oomScoreAdj {adj}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Joins the namespaces given by path, in [`NsPlan::join`]'s order.
+fn join_namespaces(l: &Launch) -> std::result::Result<(), String> {
+    if l.ns.join.is_empty() {
+        return Ok(());
+    }
+    // Open every path first: joining the mount namespace changes what paths mean.
+    let mut fds = Vec::new();
+    for (flag, path) in &l.ns.join {
+        let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| format!("open namespace {}: {e}", path.display()))?;
+        // SAFETY: `open` just returned this descriptor; we own it.
+        fds.push((*flag, path, unsafe { OwnedFd::from_raw_fd(fd) }));
+    }
+    // A namespace refused before joining the user namespace (EPERM: one
+    // whose own user namespace we lack rights in, as when the runtime is not
+    // the host's root) gets a second try from inside it.
+    let joins_user = fds.iter().any(|(f, _, _)| *f == CloneFlags::CLONE_NEWUSER);
+    let mut retry = Vec::new();
+    for (flag, path, fd) in &fds {
+        match nix::sched::setns(fd.as_fd(), *flag) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EPERM) if joins_user && join_order(*flag) == 0 => {
+                retry.push((flag, path, fd));
+                continue;
+            }
+            Err(e) => return Err(format!("join namespace {}: {e}", path.display())),
+        }
+        if *flag == CloneFlags::CLONE_NEWUSER {
+            for (flag, path, fd) in retry.drain(..) {
+                nix::sched::setns(fd.as_fd(), *flag)
+                    .map_err(|e| format!("join namespace {}: {e}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// In a user namespace: become its root (uid and gid 0 must be mapped).
 fn become_userns_root() -> std::result::Result<(), String> {
     let root_g = nix::unistd::Gid::from_raw(0);
@@ -756,15 +920,18 @@ fn flag_names(f: CloneFlags) -> String {
     .join(",")
 }
 
-/// C2: becomes the container process; never returns.
-fn container_process(l: &Launch, ch: &Channel) -> ! {
+/// C2: becomes the container process; never returns. Forked by C1, it
+/// first waits for P's `Go` (`await_go`).
+fn container_process(l: &Launch, ch: &Channel, await_go: bool) -> ! {
     if l.ns.in_userns() {
         if let Err(e) = become_userns_root() {
             die(ch, e, 1)
         }
     }
-    if let Err(e) = ch.expect(&Msg::Go) {
-        die(ch, e, 1)
+    if await_go {
+        if let Err(e) = ch.expect(&Msg::Go) {
+            die(ch, e, 1)
+        }
     }
     process::reset_signals();
     if let Some(fds) = l.plan.stdio {
@@ -997,6 +1164,28 @@ mod tests {
             CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS
         );
         assert!(!plan.new_user);
+    }
+
+    #[test]
+    fn only_user_time_and_joined_pid_namespaces_need_the_intermediate() {
+        let plan = |ns: &str| {
+            NsPlan::for_spec(
+                &crate::spec::parse(
+                    format!(r#"{{"ociVersion":"1.0.2","linux":{{"namespaces":[{ns}]}}}}"#)
+                        .as_bytes(),
+                )
+                .unwrap(),
+            )
+        };
+        let common = r#"{"type":"pid"},{"type":"network"},{"type":"ipc"},{"type":"uts"},{"type":"mount"},{"type":"cgroup"}"#;
+        assert!(plan(common).direct());
+        assert!(plan(r#"{"type":"network","path":"/proc/1/ns/net"},{"type":"pid"}"#).direct());
+        assert!(plan("").direct());
+        assert!(!plan(&format!(r#"{common},{{"type":"user"}}"#)).direct());
+        assert!(!plan(r#"{"type":"user","path":"/proc/1/ns/user"}"#).direct());
+        assert!(!plan(r#"{"type":"pid","path":"/proc/1/ns/pid"}"#).direct());
+        assert!(!plan(&format!(r#"{common},{{"type":"time"}}"#)).direct());
+        assert!(!plan(r#"{"type":"time","path":"/proc/1/ns/time"}"#).direct());
     }
 
     #[test]

@@ -706,8 +706,33 @@ fn install_seccomp(f: &strato_seccomp::Filter) -> std::result::Result<(), String
     }
 }
 
-/// Closes every descriptor from `first` on except those in `keep`.
+/// A descriptor of the runtime (its `--log` file) that the container
+/// process keeps until exec, so its own setup is logged too; -1: none.
+static KEEP_UNTIL_EXEC: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// Keeps `fd` (which must be close-on-exec) open in container processes
+/// until they execute, where [`close_inherited_fds`] would close it: the
+/// runtime's log file.
+pub fn keep_until_exec(fd: RawFd) {
+    KEEP_UNTIL_EXEC.store(fd, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Closes every descriptor from `first` on except those in `keep` (and the
+/// one of [`keep_until_exec`]).
 pub fn close_inherited_fds(first: RawFd, keep: &[RawFd]) {
+    let mut keep = keep.to_vec();
+    let log = KEEP_UNTIL_EXEC.load(std::sync::atomic::Ordering::SeqCst);
+    if log >= 0 {
+        keep.push(log);
+    }
+    // close_range(2) between the kept ones: a few calls instead of listing
+    // /proc/self/fd and closing one by one.
+    if fd_ranges_between(first, &keep)
+        .into_iter()
+        .all(|(from, to)| close_range(from, to))
+    {
+        return;
+    }
     let Ok(rd) = std::fs::read_dir("/proc/self/fd") else {
         return;
     };
@@ -720,6 +745,41 @@ pub fn close_inherited_fds(first: RawFd, keep: &[RawFd]) {
             // The read_dir descriptor is gone already; EBADF is fine.
             let _ = nix::unistd::close(fd);
         }
+    }
+}
+
+/// The ranges of descriptors from `first` on (to `RawFd::MAX`) without
+/// those in `keep`.
+fn fd_ranges_between(first: RawFd, keep: &[RawFd]) -> Vec<(RawFd, RawFd)> {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|fd| *fd >= first).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut out = Vec::new();
+    let mut from = first;
+    for k in keep {
+        if k > from {
+            out.push((from, k - 1));
+        }
+        match k.checked_add(1) {
+            Some(next) => from = next,
+            None => return out,
+        }
+    }
+    out.push((from, RawFd::MAX));
+    out
+}
+
+/// `close_range(first, last, 0)`; false where the kernel lacks it (< 5.9).
+fn close_range(first: RawFd, last: RawFd) -> bool {
+    // SAFETY: closes descriptors by number only; the caller owns them all
+    // (they are the inherited ones a new container process drops).
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last as libc::c_uint,
+            0,
+        ) == 0
     }
 }
 
@@ -850,6 +910,15 @@ pub fn setup_console(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn descriptor_ranges_skip_the_kept_ones() {
+        use super::fd_ranges_between as r;
+        let max = std::os::fd::RawFd::MAX;
+        assert_eq!(r(3, &[]), vec![(3, max)]);
+        assert_eq!(r(3, &[5, 4, 9, 1, 5]), vec![(3, 3), (6, 8), (10, max)]);
+        assert_eq!(r(3, &[3, 4]), vec![(5, max)]);
+        assert_eq!(r(3, &[max]), vec![(3, max - 1)]);
+    }
     use super::*;
 
     #[test]

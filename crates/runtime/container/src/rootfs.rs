@@ -224,6 +224,17 @@ pub fn container_path(rootfs: &Path, destination: &Path) -> PathBuf {
 /// Joins `unsafe_path` to `root` resolving symlinks as if `root` were `/`, so no
 /// symlink inside the rootfs can point a mount outside it.
 pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
+    secure_join_stat(root, unsafe_path).map(|(p, _)| p)
+}
+
+/// [`secure_join`], with what resolving learnt of the result: its
+/// `lstat(2)` (never a symlink), or `None` when it does not exist or was
+/// not looked at (`/`, a path ending in `..`).
+fn secure_join_stat(
+    root: &Path,
+    unsafe_path: &Path,
+) -> Result<(PathBuf, Option<std::fs::Metadata>)> {
+    let mut last = None;
     let mut pending: Vec<std::ffi::OsString> = unsafe_path
         .components()
         .rev()
@@ -238,6 +249,7 @@ pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
     while let Some(part) = pending.pop() {
         if part == ".." {
             resolved.pop();
+            last = None;
             continue;
         }
         let candidate: PathBuf = std::iter::once(root.as_os_str())
@@ -265,13 +277,19 @@ pub fn secure_join(root: &Path, unsafe_path: &Path) -> Result<PathBuf> {
                         _ => {}
                     }
                 }
+                // A link to `/` resolves to the root, not looked at.
+                last = None;
             }
-            _ => resolved.push(part),
+            md => {
+                last = md.ok();
+                resolved.push(part)
+            }
         }
     }
-    Ok(std::iter::once(root.as_os_str())
+    let path = std::iter::once(root.as_os_str())
         .chain(resolved.iter().map(|s| s.as_os_str()))
-        .collect())
+        .collect();
+    Ok((path, last))
 }
 
 fn mnt_err(what: &str, target: &Path, e: std::io::Error) -> Error {
@@ -333,9 +351,11 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
         }
     }
     let dev_mounted = mounts.iter().any(|m| m.destination() == Path::new("/dev"));
+    // Directories device nodes went into: (in the container, on the host).
+    let mut parents = Vec::new();
     if dev_mounted {
         for d in default_devices() {
-            create_device(sys, ctx, &d)?;
+            create_device(sys, ctx, &d, &mut parents)?;
         }
         default_symlinks(sys, ctx.rootfs)?;
     }
@@ -344,18 +364,21 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
         .into_iter()
         .flatten()
     {
-        create_device(sys, ctx, d)?;
+        create_device(sys, ctx, d, &mut parents)?;
     }
     if mounts
         .iter()
         .any(|m| m.destination() == Path::new("/dev/pts"))
     {
         let ptmx = ctx.rootfs.join("dev/ptmx");
-        if std::fs::symlink_metadata(&ptmx).is_ok() {
-            let _ = std::fs::remove_file(&ptmx);
+        match sys.symlink(Path::new("pts/ptmx"), &ptmx) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&ptmx);
+                sys.symlink(Path::new("pts/ptmx"), &ptmx)
+            }
+            r => r,
         }
-        sys.symlink(Path::new("pts/ptmx"), &ptmx)
-            .map_err(|e| mnt_err("symlink", &ptmx, e))?;
+        .map_err(|e| mnt_err("symlink", &ptmx, e))?;
     }
     // A bind remount changes only this mount's flags (allowed in a user
     // namespace, unlike remounting a superblock shared with the host).
@@ -453,7 +476,9 @@ fn mount_one(
     read_only: &mut Vec<PathBuf>,
 ) -> Result<()> {
     let destination = container_path(ctx.rootfs, m.destination());
-    let dest = secure_join(ctx.rootfs, &destination)?;
+    // What is at the destination now (lstat, learnt while resolving it).
+    let (dest, dest_md) = secure_join_stat(ctx.rootfs, &destination)?;
+    let is_dir = dest_md.as_ref().is_some_and(|md| md.is_dir());
     let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("none");
     // procfs and sysfs go on real directories only: a symlink in the image
@@ -462,7 +487,7 @@ fn mount_one(
         let literal = ctx
             .rootfs
             .join(destination.strip_prefix("/").unwrap_or(&destination));
-        if literal != dest || std::fs::symlink_metadata(&literal).is_ok_and(|md| !md.is_dir()) {
+        if literal != dest || dest_md.is_some() && !is_dir {
             return Err(Error::Init(format!(
                 "{typ} must be mounted on ordinary directory: {} is a symlink or not a directory in the rootfs",
                 m.destination().display()
@@ -507,8 +532,10 @@ fn mount_one(
             )
         })?;
         if md.is_dir() {
-            sys.mkdir_all(&dest, 0o755)
-                .map_err(|e| mnt_err("create mount point", &dest, e))?;
+            if !is_dir {
+                sys.mkdir_all(&dest, 0o755)
+                    .map_err(|e| mnt_err("create mount point", &dest, e))?;
+            }
         } else {
             if let Some(parent) = dest.parent() {
                 sys.mkdir_all(parent, 0o755)
@@ -540,9 +567,11 @@ fn mount_one(
             .map_err(|e| mnt_err("remount", &dest, e))?;
         }
     } else {
-        let existed = std::fs::symlink_metadata(&dest).is_ok();
-        sys.mkdir_all(&dest, 0o755)
-            .map_err(|e| mnt_err("create mount point", &dest, e))?;
+        let existed = dest_md.is_some();
+        if !is_dir {
+            sys.mkdir_all(&dest, 0o755)
+                .map_err(|e| mnt_err("create mount point", &dest, e))?;
+        }
         let source = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
         let flags = opts.flags - MsFlags::MS_RDONLY;
         // tmpcopyup: what the tmpfs covers is copied into it, read through a
@@ -557,15 +586,17 @@ fn mount_one(
         let data = if typ == "tmpfs" && existed && !opts.data.iter().any(|d| d.starts_with("mode="))
         {
             use std::os::unix::fs::PermissionsExt;
-            match std::fs::metadata(&dest) {
-                Ok(md) => {
+            // The destination is no symlink (it was resolved): its lstat is
+            // its stat.
+            match &dest_md {
+                Some(md) => {
                     let mode = format!("mode={:o}", md.permissions().mode() & 0o7777);
                     Some(match data {
                         Some(d) => format!("{d},{mode}"),
                         None => mode,
                     })
                 }
-                Err(_) => data,
+                None => data,
             }
         } else {
             data
@@ -710,17 +741,46 @@ pub fn default_devices() -> Vec<LinuxDevice> {
     ]
 }
 
-fn create_device(sys: &dyn Syscall, ctx: &RootfsContext, d: &LinuxDevice) -> Result<()> {
-    let dest = secure_join(ctx.rootfs, d.path())?;
-    if let Some(parent) = dest.parent() {
-        sys.mkdir_all(parent, 0o755)
-            .map_err(|e| mnt_err("create directory", parent, e))?;
-    }
-    if std::fs::symlink_metadata(&dest).is_ok() {
-        // An existing node (e.g. a bind-mounted one) is kept.
-        let _ = std::fs::remove_file(&dest);
-    }
+/// Creates device node `d` (in a user namespace: binds the host's).
+/// `parents` caches the directories resolved and made for earlier nodes:
+/// only the directory is resolved inside the rootfs, since mknod never
+/// follows a symlink at the node's own name (an existing entry is replaced).
+fn create_device(
+    sys: &dyn Syscall,
+    ctx: &RootfsContext,
+    d: &LinuxDevice,
+    parents: &mut Vec<(PathBuf, PathBuf)>,
+) -> Result<()> {
+    let dest = match (d.path().parent(), d.path().file_name()) {
+        (Some(dir), Some(name)) => {
+            let host = match parents.iter().find(|(c, _)| c == dir) {
+                Some((_, host)) => host.clone(),
+                None => {
+                    let (host, md) = secure_join_stat(ctx.rootfs, dir)?;
+                    if !md.is_some_and(|md| md.is_dir()) {
+                        sys.mkdir_all(&host, 0o755)
+                            .map_err(|e| mnt_err("create directory", &host, e))?;
+                    }
+                    parents.push((dir.to_path_buf(), host.clone()));
+                    host
+                }
+            };
+            host.join(name)
+        }
+        // `/`, or a path ending in `..`: resolved as a whole.
+        _ => {
+            let dest = secure_join(ctx.rootfs, d.path())?;
+            if let Some(parent) = dest.parent() {
+                sys.mkdir_all(parent, 0o755)
+                    .map_err(|e| mnt_err("create directory", parent, e))?;
+            }
+            dest
+        }
+    };
     if ctx.userns {
+        if std::fs::symlink_metadata(&dest).is_ok() {
+            let _ = std::fs::remove_file(&dest);
+        }
         sys.touch(&dest)
             .map_err(|e| mnt_err("create device mount point", &dest, e))?;
         return sys
@@ -746,8 +806,15 @@ fn create_device(sys: &dyn Syscall, ctx: &RootfsContext, d: &LinuxDevice) -> Res
     };
     let perm = Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666) & 0o7777);
     let dev = nix::sys::stat::makedev(d.major() as u64, d.minor() as u64);
-    sys.mknod(&dest, kind, perm, dev)
-        .map_err(|e| mnt_err("mknod", &dest, e))?;
+    match sys.mknod(&dest, kind, perm, dev) {
+        // Something is there already (from the image, a symlink): replaced.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let _ = std::fs::remove_file(&dest);
+            sys.mknod(&dest, kind, perm, dev)
+        }
+        r => r,
+    }
+    .map_err(|e| mnt_err("mknod", &dest, e))?;
     sys.chown(&dest, d.uid(), d.gid())
         .map_err(|e| mnt_err("chown", &dest, e))
 }
@@ -764,11 +831,11 @@ fn default_symlinks(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
     }
     for (target, link) in links {
         let link = rootfs.join(link);
-        if std::fs::symlink_metadata(&link).is_ok() {
-            continue;
+        match sys.symlink(Path::new(target), &link) {
+            // Whatever is there already is kept.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            r => r.map_err(|e| mnt_err("symlink", &link, e))?,
         }
-        sys.symlink(Path::new(target), &link)
-            .map_err(|e| mnt_err("symlink", &link, e))?;
     }
     Ok(())
 }
@@ -931,17 +998,17 @@ fn mask_path(sys: &dyn Syscall, path: &Path, shared_tmpfs: &mut Option<PathBuf>)
 }
 
 fn readonly_path(sys: &dyn Syscall, path: &Path) -> Result<()> {
-    if std::fs::symlink_metadata(path).is_err() {
-        return Ok(());
-    }
-    sys.mount(
+    // A missing path has nothing to protect (as in runc).
+    match sys.mount(
         Some(path),
         path,
         None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
-    )
-    .map_err(|e| mnt_err("bind mount", path, e))?;
+    ) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        r => r.map_err(|e| mnt_err("bind mount", path, e))?,
+    }
     let keep = sys.mount_flags(path).unwrap_or(MsFlags::empty());
     sys.mount(
         None,
@@ -1004,6 +1071,62 @@ mod tests {
             secure_join(r, Path::new("/a/rel/c")).unwrap(),
             r.join("a/b/c")
         );
+    }
+
+    #[test]
+    fn secure_join_stat_reports_what_is_at_the_result() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/a", r.join("l")).unwrap();
+        let (p, md) = secure_join_stat(r, Path::new("/l/b")).unwrap();
+        assert_eq!(p, r.join("a/b"));
+        assert!(md.unwrap().is_dir());
+        let (p, md) = secure_join_stat(r, Path::new("/a/missing")).unwrap();
+        assert_eq!(p, r.join("a/missing"));
+        assert!(md.is_none());
+        // Popped to a directory that was not looked at itself.
+        assert!(secure_join_stat(r, Path::new("/a/b/.."))
+            .unwrap()
+            .1
+            .is_none());
+    }
+
+    #[test]
+    fn device_directories_resolve_inside_the_rootfs_once() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir(r.join("dev")).unwrap();
+        // A symlink in the image may not put a node outside the rootfs.
+        std::os::unix::fs::symlink("/etc", r.join("dev/net")).unwrap();
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","mounts":[{"destination":"/dev","type":"tmpfs","source":"tmpfs"}],
+              "linux":{"devices":[{"path":"/dev/net/tun","type":"c","major":10,"minor":200},
+                                  {"path":"/dev/fuse","type":"c","major":10,"minor":229}]}}"#,
+        );
+        let rec = Recorder::default();
+        prepare(&rec, &context(r, &spec, &CgroupView::V2, false)).unwrap();
+        let calls = rec.calls();
+        let nodes: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mknod(p, ..) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(nodes.len(), 8, "{nodes:?}");
+        assert!(nodes.contains(&r.join("dev/null")));
+        assert!(nodes.contains(&r.join("etc/tun")), "{nodes:?}");
+        assert!(nodes.contains(&r.join("dev/fuse")));
+        // /dev exists: no directory is made for it; the symlink's target is.
+        let dirs: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::MkdirAll(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dirs, vec![r.join("etc")]);
     }
 
     #[test]

@@ -170,6 +170,23 @@ fn create_makes_every_directory_and_inherits_cpuset() {
 }
 
 #[test]
+fn an_empty_cpuset_parent_made_by_someone_else_is_filled_first() {
+    // A pod cgroup made with mkdir in every hierarchy: its cpuset is empty,
+    // and a container in it could not be entered (ENOSPC).
+    let f = v1("/pod/c1");
+    for d in f.mgr.paths() {
+        fs::create_dir(d.path.parent().unwrap()).unwrap();
+    }
+    fs::write(f.root().join("cpuset/pod/cpuset.cpus"), "").unwrap();
+    f.mgr.create().unwrap();
+    for level in ["cpuset/pod", "cpuset/pod/c1"] {
+        let dir = f.root().join(level);
+        assert_eq!(fs::read_to_string(dir.join("cpuset.cpus")).unwrap(), "0-3");
+        assert_eq!(fs::read_to_string(dir.join("cpuset.mems")).unwrap(), "0");
+    }
+}
+
+#[test]
 fn create_fails_naming_the_directory() {
     let f = v1("/strato/c1");
     fs::remove_dir(f.root().join("memory")).unwrap();

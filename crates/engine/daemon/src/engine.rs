@@ -1050,7 +1050,10 @@ impl Engine {
         }
         let spec = crate::spec::build(&cfg, &r.image_defaults, rootfs)
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        let text = serde_json::to_vec_pretty(&spec).map_err(internal)?;
+        // Compact, as containerd writes it: the starter parses it per start,
+        // and with Docker's seccomp profile the pretty form was twice as large
+        // (17 KB against 9 KB).
+        let text = serde_json::to_vec(&spec).map_err(internal)?;
         fs::write(bundle.join("config.json"), text).map_err(internal)?;
         let spec = ContainerSpec {
             id: id.clone(),

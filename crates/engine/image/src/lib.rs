@@ -546,14 +546,21 @@ impl ImageStore {
         if lowers.is_empty() {
             lowers.push(self.layout.empty());
         }
-        let res = (|| {
-            if held.is_none() {
-                self.layout.write_hold(&dir, &id)?;
+        if held.is_none() {
+            if let Err(e) = self.layout.write_hold(&dir, &id) {
+                if fresh {
+                    let _ = fs::remove_dir_all(&dir);
+                }
+                return Err(e);
             }
-            overlay::mount_overlay(&lowers, &upper, &work, target, opts.volatile)
-        })();
-        if let Err(e) = res {
+        }
+        // The hold keeps the image's layers from GC: the mount itself (the
+        // kernel's overlay setup, milliseconds) runs without the store's
+        // lock, so parallel starts do not queue on it.
+        drop(_lock);
+        if let Err(e) = overlay::mount_overlay(&lowers, &upper, &work, target, opts.volatile) {
             if fresh {
+                let _lock = self.layout.lock();
                 let _ = fs::remove_dir_all(&dir);
             }
             return Err(e);

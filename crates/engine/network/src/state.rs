@@ -162,7 +162,9 @@ impl State {
         std::fs::create_dir_all(dir).map_err(werr)?;
         let mut tmp: PathBuf = path.to_path_buf();
         tmp.set_extension(format!("json.tmp{}", std::process::id()));
-        let json = serde_json::to_vec_pretty(self).map_err(|e| werr(e.into()))?;
+        // Compact: rewritten on every attach and detach, and its size
+        // grows with the endpoints (pretty printing added half again).
+        let json = serde_json::to_vec(self).map_err(|e| werr(e.into()))?;
         let write = || -> std::io::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&json)?;

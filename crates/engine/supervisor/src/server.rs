@@ -309,8 +309,11 @@ impl Supervisor {
         // Containers and execs become our children when their setup process exits.
         // SAFETY: plain prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let runtime = Runtime::new(root.join("runtime"));
+        // Starters are forks of this process: they inherit the layout.
+        runtime.warm_host_caches();
         let mut sup = Supervisor {
-            runtime: Runtime::new(root.join("runtime")),
+            runtime,
             root: root.to_path_buf(),
             listener,
             signals,

@@ -290,6 +290,17 @@ impl Runtime {
         &self.store
     }
 
+    /// Detects the host's cgroup layout now, for a long-lived caller that
+    /// forks container starts (the engine's supervisor): the forks inherit
+    /// it instead of each reading all of /proc/self/mountinfo, which grows
+    /// with every running container. An error is left for the first
+    /// operation that needs the layout to report.
+    pub fn warm_host_caches(&self) {
+        if let Err(e) = host_hierarchy() {
+            tracing::debug!(error = %e, "cgroup layout not detected yet");
+        }
+    }
+
     /// `create`: sets the container up and leaves it waiting for `start`.
     pub fn create(&self, opts: &CreateOptions) -> Result<State> {
         self.create_inner(opts, Mode::Create).map(|(s, _)| s)

@@ -67,6 +67,54 @@ pub(crate) struct Manifest {
     pub layers: Vec<Descriptor>,
 }
 
+/// An image made on this host (import, commit, a build step): its config,
+/// its layers (already staged or stored) and what the store records of it.
+pub(crate) struct LocalImage<'a> {
+    /// What made it, for error messages ("committed", "derived", …).
+    pub what: &'a str,
+    pub config: &'a serde_json::Value,
+    pub layers: Vec<Descriptor>,
+    /// When it was made (RFC 3339), as in its config.
+    pub created: String,
+    /// Uncompressed size of all its layers.
+    pub size: u64,
+    pub chain: Vec<Digest>,
+    pub parent: Option<Digest>,
+    pub tag: Option<Reference>,
+}
+
+/// Stages the config and an OCI manifest of `image`, then commits it with
+/// whatever else `staging` holds; returns the image id.
+pub(crate) fn commit_local(
+    layout: &Layout,
+    staging: &mut Staging,
+    image: LocalImage<'_>,
+) -> Result<Digest> {
+    let json_err = |doc: &str| {
+        let what = format!("{} {doc}", image.what);
+        move |source| Error::Json { what, source }
+    };
+    let config_bytes = serde_json::to_vec(image.config).map_err(json_err("config"))?;
+    let id = staging.add_blob_bytes(&config_bytes)?;
+    let manifest = Manifest::oci(id.clone(), config_bytes.len(), image.layers);
+    let mbytes = serde_json::to_vec(&manifest).map_err(json_err("manifest"))?;
+    let manifest = staging.add_blob_bytes(&mbytes)?;
+    let new = NewImage {
+        id: id.clone(),
+        record: ImageRecord {
+            manifest,
+            created: Some(image.created),
+            size: image.size,
+            chain: image.chain,
+            parent: image.parent,
+            repo_digests: Default::default(),
+        },
+        tags: image.tag.into_iter().collect(),
+    };
+    crate::store::commit(layout, staging, &[new])?;
+    Ok(id)
+}
+
 impl Manifest {
     /// An OCI image manifest of the config blob `config` (`config_len`
     /// bytes) and `layers`.
@@ -783,39 +831,24 @@ pub(crate) fn import(
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
         "history": [{ "created": now, "created_by": "strato import", "comment": "imported from a rootfs tar" }],
     });
-    let config_bytes = serde_json::to_vec(&config).map_err(|source| Error::Json {
-        what: "generated config".into(),
-        source,
-    })?;
-    let id = staging.add_blob_bytes(&config_bytes)?;
-    let manifest = Manifest::oci(
-        id.clone(),
-        config_bytes.len(),
-        vec![Descriptor::new(
-            compression.oci_layer_media_type(),
-            blob,
-            blob_size,
-        )],
-    );
-    let mbytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
-        what: "generated manifest".into(),
-        source,
-    })?;
-    let manifest = staging.add_blob_bytes(&mbytes)?;
-    let image = NewImage {
-        id: id.clone(),
-        record: ImageRecord {
-            manifest,
-            created: Some(now),
+    commit_local(
+        layout,
+        &mut staging,
+        LocalImage {
+            what: "generated",
+            config: &config,
+            layers: vec![Descriptor::new(
+                compression.oci_layer_media_type(),
+                blob,
+                blob_size,
+            )],
+            created: now,
             size,
             chain: vec![diff_id],
             parent: None,
-            repo_digests: Default::default(),
+            tag,
         },
-        tags: tag.into_iter().collect(),
-    };
-    crate::store::commit(layout, &mut staging, &[image])?;
-    Ok(id)
+    )
 }
 
 /// The `config` of an imported image: only the usual PATH.

@@ -13,13 +13,13 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::archive::{read_manifest, Descriptor, Manifest};
+use crate::archive::{commit_local, read_manifest, Descriptor, LocalImage, Manifest};
 use crate::changes::{Change, ChangeKind};
 use crate::digest::{chain_ids, Digest};
 use crate::error::{io_err, Error, Result};
 use crate::media;
 use crate::reference::Reference;
-use crate::store::{ImageRecord, Layout, NewImage, Staging};
+use crate::store::{Layout, Staging};
 use crate::unpack::OPAQUE_XATTR;
 
 /// What the new image says about itself besides its layer.
@@ -159,39 +159,28 @@ pub(crate) fn commit(
         Some(a) => a.push(h),
         None => cfg["history"] = serde_json::json!([h]),
     }
-    let config_bytes = serde_json::to_vec(&cfg).map_err(|source| Error::Json {
-        what: "committed config".into(),
-        source,
-    })?;
-    let id = staging.add_blob_bytes(&config_bytes)?;
     let mut layers = parent_manifest.layers.clone();
     layers.push(Descriptor::new(
         media::Compression::None.oci_layer_media_type(),
         diff_id,
         size,
     ));
-    let manifest = Manifest::oci(id.clone(), config_bytes.len(), layers);
-    let mbytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
-        what: "committed manifest".into(),
-        source,
-    })?;
-    let manifest = staging.add_blob_bytes(&mbytes)?;
-    let mut chain_all = parent_rec.chain.clone();
-    chain_all.push(top);
-    let image = NewImage {
-        id: id.clone(),
-        record: ImageRecord {
-            manifest,
-            created: Some(now),
+    let mut chain = parent_rec.chain.clone();
+    chain.push(top);
+    commit_local(
+        layout,
+        &mut staging,
+        LocalImage {
+            what: "committed",
+            config: &cfg,
+            layers,
+            created: now,
             size: parent_rec.size + size,
-            chain: chain_all,
+            chain,
             parent: Some(parent.clone()),
-            repo_digests: Default::default(),
+            tag,
         },
-        tags: tag.into_iter().collect(),
-    };
-    crate::store::commit(layout, &mut staging, &[image])?;
-    Ok(id)
+    )
 }
 
 fn set_container_config(cfg: &mut serde_json::Value, spec: &CommitSpec) {
@@ -259,31 +248,20 @@ pub(crate) fn derive(
         None => cfg["history"] = serde_json::json!([h]),
     }
     let mut staging = Staging::new(layout)?;
-    let config_bytes = serde_json::to_vec(&cfg).map_err(|source| Error::Json {
-        what: "derived config".into(),
-        source,
-    })?;
-    let id = staging.add_blob_bytes(&config_bytes)?;
-    let manifest = Manifest::oci(id.clone(), config_bytes.len(), layers);
-    let mbytes = serde_json::to_vec(&manifest).map_err(|source| Error::Json {
-        what: "derived manifest".into(),
-        source,
-    })?;
-    let manifest = staging.add_blob_bytes(&mbytes)?;
-    let image = NewImage {
-        id: id.clone(),
-        record: ImageRecord {
-            manifest,
-            created: Some(now),
+    commit_local(
+        layout,
+        &mut staging,
+        LocalImage {
+            what: "derived",
+            config: &cfg,
+            layers,
+            created: now,
             size,
             chain,
             parent: parent.cloned(),
-            repo_digests: Default::default(),
+            tag,
         },
-        tags: tag.into_iter().collect(),
-    };
-    crate::store::commit(layout, &mut staging, &[image])?;
-    Ok(id)
+    )
 }
 
 /// The newest image whose parent is `parent` and whose `container_config`

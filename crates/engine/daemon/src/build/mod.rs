@@ -639,6 +639,12 @@ impl Builder {
         if self.cached(st, &key).await? {
             return Ok(());
         }
+        self.config_only_step(st, ins, key).await
+    }
+
+    /// A step that changes only the configuration: a child image of the
+    /// current one without a layer, as dockerd makes for metadata steps.
+    async fn config_only_step(&self, st: &mut State, ins: &Instruction, key: Value) -> Res<()> {
         let spec = self.spec(st, format!("/bin/sh -c #(nop)  {}", ins.original), key);
         let images = self.b.engine().images().clone();
         let parent = st.image.clone();
@@ -1073,17 +1079,7 @@ impl Builder {
                 .await?;
         } else {
             // Nothing to add: a config-only image, as for metadata steps.
-            let spec = self.spec(st, format!("/bin/sh -c #(nop)  {}", ins.original), key);
-            let images = self.b.engine().images().clone();
-            let parent = st.image.clone();
-            let id = self
-                .blocking(move || {
-                    images
-                        .derive(parent.as_deref(), &spec)
-                        .map_err(|e| e.to_string())
-                })
-                .await?;
-            st.image = Some(id.to_string());
+            self.config_only_step(st, ins, key).await?;
         }
         self.remove_container(&cid).await
     }

@@ -31,57 +31,9 @@ if [ -z "${STRATO:-}" ]; then
 fi
 export DOCKER_BUILDKIT=0
 
-work=$(mktemp -d /tmp/strato-build-bench.XXXXXX)
-s_sock=$work/strato.sock
-d_sock=$work/docker.sock
-bridge=sbb$$
-table=strato_bb$$
-dbridge=dbb$$
-
-cleanup() {
-    set +e
-    for sock in "$s_sock" "$d_sock"; do
-        [ -S "$sock" ] && DOCKER_HOST=unix://$sock docker ps -aq 2>/dev/null |
-            xargs -r env DOCKER_HOST=unix://$sock docker rm -f >/dev/null 2>&1
-    done
-    [ -n "${s_pid:-}" ] && kill "$s_pid" 2>/dev/null && wait "$s_pid" 2>/dev/null
-    pkill -TERM -f "supervisor --root $work/strato-exec" 2>/dev/null
-    [ -n "${d_pid:-}" ] && kill "$d_pid" 2>/dev/null && wait "$d_pid" 2>/dev/null
-    sleep 0.5
-    pkill -f "containerd.*$work" 2>/dev/null
-    ip link del "$bridge" 2>/dev/null
-    ip link del "$dbridge" 2>/dev/null
-    nft delete table ip "$table" 2>/dev/null
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_sock() {
-    for _ in $(seq 1 200); do
-        DOCKER_HOST=unix://$1 docker version >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "engine-build.sh: daemon on $1 did not come up" >&2
-    exit 1
-}
-
-"$STRATO" daemon --host "unix://$s_sock" --data-root "$work/strato-data" --exec-root "$work/strato-exec" \
-    --bridge-name "$bridge" --nft-table "$table" --bridge-pool 198.18.192.0/20 --subnet-prefix 24 \
-    >"$work/strato.log" 2>&1 &
-s_pid=$!
-ip link add "$dbridge" type bridge && ip addr add 198.18.8.1/24 dev "$dbridge" && ip link set "$dbridge" up
-"$DOCKERD" -H "unix://$d_sock" --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
-    --pidfile "$work/dockerd.pid" --iptables=false --ip6tables=false --bridge "$dbridge" \
-    >"$work/dockerd.log" 2>&1 &
-d_pid=$!
-wait_sock "$s_sock"
-wait_sock "$d_sock"
-
-"$repo/scripts/mkrootfs.sh" "$work/rootfs"
-for sock in "$s_sock" "$d_sock"; do
-    tar -C "$work/rootfs" -c . | DOCKER_HOST=unix://$sock docker import - busybox:bench >/dev/null
-done
+. "$repo/bench/engine-daemons.sh"
+engine_daemons bld 198.18.192.0/20 24 198.18.8.1/24
+import_busybox
 
 ctx=$work/ctx
 mkdir -p "$ctx/files"

@@ -36,39 +36,11 @@ if [ -z "${STRATO:-}" ]; then
     STRATO="${CARGO_TARGET_DIR:-$repo/target}/release/strato"
 fi
 
-work=$(mktemp -d /tmp/strato-pull-bench.XXXXXX)
-s_sock=$work/strato.sock
-d_sock=$work/docker.sock
-bridge=stp$$
-table=strato_pbench$$
-dbridge=dkp$$
+. "$repo/bench/engine-daemons.sh"
+engine_daemons pul 198.18.192.0/18 20 198.19.251.1/24
+extra_cleanup() { [ -n "${r_pid:-}" ] && kill "$r_pid" 2>/dev/null && wait "$r_pid" 2>/dev/null; }
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 image=localhost:$port/bench:v1
-
-cleanup() {
-    set +e
-    [ -n "${s_pid:-}" ] && kill "$s_pid" 2>/dev/null && wait "$s_pid" 2>/dev/null
-    pkill -TERM -f "supervisor --root $work/strato-exec" 2>/dev/null
-    [ -n "${d_pid:-}" ] && kill "$d_pid" 2>/dev/null && wait "$d_pid" 2>/dev/null
-    [ -n "${r_pid:-}" ] && kill "$r_pid" 2>/dev/null && wait "$r_pid" 2>/dev/null
-    sleep 0.5
-    pkill -f "containerd.*$work" 2>/dev/null
-    ip link del "$bridge" 2>/dev/null
-    ip link del "$dbridge" 2>/dev/null
-    nft delete table ip "$table" 2>/dev/null
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_sock() {
-    for _ in $(seq 1 200); do
-        DOCKER_HOST=unix://$1 docker version >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "engine-pull.sh: daemon on $1 did not come up" >&2
-    exit 1
-}
 
 cat >"$work/registry.yml" <<EOF
 version: 0.1
@@ -83,17 +55,6 @@ http:
 EOF
 "$REGISTRY" serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 r_pid=$!
-"$STRATO" daemon --host "unix://$s_sock" --data-root "$work/strato-data" --exec-root "$work/strato-exec" \
-    --bridge-name "$bridge" --nft-table "$table" --bridge-pool 198.18.192.0/18 --subnet-prefix 20 \
-    >"$work/strato.log" 2>&1 &
-s_pid=$!
-ip link add "$dbridge" type bridge && ip addr add 198.19.251.1/24 dev "$dbridge" && ip link set "$dbridge" up
-"$DOCKERD" -H "unix://$d_sock" --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
-    --pidfile "$work/dockerd.pid" --iptables=false --ip6tables=false --bridge "$dbridge" \
-    >"$work/dockerd.log" 2>&1 &
-d_pid=$!
-wait_sock "$s_sock"
-wait_sock "$d_sock"
 
 # The image, as a docker-save archive.
 echo "making the image: busybox + $LAYERS x $LAYER_MB MiB of random data..." >&2

@@ -39,58 +39,9 @@ if [ -z "${STRATO:-}" ]; then
     STRATO="${CARGO_TARGET_DIR:-$repo/target}/release/strato"
 fi
 
-work=$(mktemp -d /tmp/strato-engine-bench.XXXXXX)
-s_sock=$work/strato.sock
-d_sock=$work/docker.sock
-bridge=stb$$
-table=strato_bench$$
-dbridge=dkb$$
-
-cleanup() {
-    set +e
-    for sock in "$s_sock" "$d_sock"; do
-        [ -S "$sock" ] && DOCKER_HOST=unix://$sock docker ps -aq 2>/dev/null |
-            xargs -r -n 20 env DOCKER_HOST=unix://$sock docker rm -f >/dev/null 2>&1
-    done
-    [ -n "${s_pid:-}" ] && kill "$s_pid" 2>/dev/null && wait "$s_pid" 2>/dev/null
-    pkill -TERM -f "supervisor --root $work/strato-exec" 2>/dev/null
-    [ -n "${d_pid:-}" ] && kill "$d_pid" 2>/dev/null && wait "$d_pid" 2>/dev/null
-    sleep 0.5
-    pkill -f "containerd.*$work" 2>/dev/null
-    ip link del "$bridge" 2>/dev/null
-    ip link del "$dbridge" 2>/dev/null
-    nft delete table ip "$table" 2>/dev/null
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_sock() {
-    for _ in $(seq 1 200); do
-        DOCKER_HOST=unix://$1 docker version >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "engine-run.sh: daemon on $1 did not come up" >&2
-    exit 1
-}
-
-"$STRATO" daemon --host "unix://$s_sock" --data-root "$work/strato-data" --exec-root "$work/strato-exec" \
-    --bridge-name "$bridge" --nft-table "$table" --bridge-pool 198.18.128.0/17 --subnet-prefix 20 \
-    >"$work/strato.log" 2>&1 &
-s_pid=$!
-ip link add "$dbridge" type bridge && ip addr add 198.18.0.1/21 dev "$dbridge" && ip link set "$dbridge" up
-"$DOCKERD" -H "unix://$d_sock" --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
-    --pidfile "$work/dockerd.pid" --iptables=false --ip6tables=false --bridge "$dbridge" \
-    >"$work/dockerd.log" 2>&1 &
-d_pid=$!
-wait_sock "$s_sock"
-wait_sock "$d_sock"
-
-# The same busybox image in both, from Debian's busybox-static.
-"$repo/scripts/mkrootfs.sh" "$work/rootfs"
-for sock in "$s_sock" "$d_sock"; do
-    tar -C "$work/rootfs" -c . | DOCKER_HOST=unix://$sock docker import - busybox:bench >/dev/null
-done
+. "$repo/bench/engine-daemons.sh"
+engine_daemons run 198.18.128.0/17 20 198.18.0.1/21
+import_busybox
 
 ms() { echo $(( ($2 - $1) / 1000000 )).$(( (($2 - $1) / 10000) % 100 )); }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }

@@ -54,21 +54,18 @@ pub fn split_raw(s: &str, escape: char) -> Vec<String> {
 
 /// One word with its quotes removed and variables expanded.
 pub fn expand(word: &str, vars: &Vars, escape: char) -> Result<String, WordError> {
-    let chars: Vec<char> = word.chars().collect();
-    let mut lx = Lexer {
-        s: &chars,
-        i: 0,
-        vars,
-        escape,
-    };
-    let mut out = Vec::new();
-    lx.words(&mut out, false)?;
-    Ok(out.concat())
+    Ok(lex(word, vars, escape, false)?.concat())
 }
 
 /// `s` split at unquoted whitespace into words, each with quotes removed
 /// and variables expanded (an expanded value is not split again).
 pub fn expand_words(s: &str, vars: &Vars, escape: char) -> Result<Vec<String>, WordError> {
+    lex(s, vars, escape, true)
+}
+
+/// The words of `s` (split at unquoted whitespace when `split`), quotes
+/// removed and variables expanded.
+fn lex(s: &str, vars: &Vars, escape: char, split: bool) -> Result<Vec<String>, WordError> {
     let chars: Vec<char> = s.chars().collect();
     let mut lx = Lexer {
         s: &chars,
@@ -77,7 +74,7 @@ pub fn expand_words(s: &str, vars: &Vars, escape: char) -> Result<Vec<String>, W
         escape,
     };
     let mut out = Vec::new();
-    lx.words(&mut out, true)?;
+    lx.words(&mut out, split)?;
     Ok(out)
 }
 

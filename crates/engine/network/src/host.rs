@@ -148,6 +148,36 @@ fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
 /// Runs `work` with a netlink handle on `socket` (or a new socket in the
 /// caller's namespace), driving the connection alongside: no task is
 /// spawned, so this works on any tokio runtime with I/O enabled.
+/// The destinations (address, prefix length) of the host's routes that
+/// `query` lists, default routes left out.
+async fn route_destinations(
+    query: rtnetlink::packet_route::route::RouteMessage,
+    what: &'static str,
+) -> Result<Vec<(RouteAddress, u8)>> {
+    with_netlink(None, |h| async move {
+        let routes: Vec<_> = h
+            .route()
+            .get(query)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(nl(what))?;
+        Ok(routes
+            .iter()
+            .filter(|r| r.header.destination_prefix_length > 0)
+            .filter_map(|r| {
+                r.attributes.iter().find_map(|a| match a {
+                    RouteAttribute::Destination(d) => {
+                        Some((d.clone(), r.header.destination_prefix_length))
+                    }
+                    _ => None,
+                })
+            })
+            .collect())
+    })
+    .await
+}
+
 async fn with_netlink<T, F, Fut>(socket: Option<Socket>, work: F) -> Result<T>
 where
     F: FnOnce(Handle) -> Fut,
@@ -532,58 +562,38 @@ impl Host for LinuxHost {
     }
 
     async fn host_routes(&self) -> Result<Vec<Ipv4Net>> {
-        with_netlink(None, |h| async move {
-            let routes: Vec<_> = h
-                .route()
-                .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-                .execute()
-                .try_collect()
-                .await
-                .map_err(nl("listing the host's routes"))?;
-            Ok(routes
-                .iter()
-                .filter(|r| r.header.destination_prefix_length > 0)
-                .filter_map(|r| {
-                    r.attributes.iter().find_map(|a| match a {
-                        RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
-                            Ipv4Net::new(*ip, r.header.destination_prefix_length).ok()
-                        }
-                        _ => None,
-                    })
-                })
-                .filter(|n| !n.addr().is_loopback())
-                .collect())
-        })
-        .await
+        let routes = route_destinations(
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            "listing the host's routes",
+        )
+        .await?;
+        Ok(routes
+            .into_iter()
+            .filter_map(|(dest, len)| match dest {
+                RouteAddress::Inet(ip) => Ipv4Net::new(ip, len).ok(),
+                _ => None,
+            })
+            .filter(|n| !n.addr().is_loopback())
+            .collect())
     }
 
     async fn host_routes6(&self) -> Result<Vec<Ipv6Net>> {
-        with_netlink(None, |h| async move {
-            let routes: Vec<_> = h
-                .route()
-                .get(RouteMessageBuilder::<Ipv6Addr>::new().build())
-                .execute()
-                .try_collect()
-                .await
-                .map_err(nl("listing the host's IPv6 routes"))?;
-            Ok(routes
-                .iter()
-                .filter(|r| r.header.destination_prefix_length > 0)
-                .filter_map(|r| {
-                    r.attributes.iter().find_map(|a| match a {
-                        RouteAttribute::Destination(RouteAddress::Inet6(ip)) => {
-                            Ipv6Net::new(*ip, r.header.destination_prefix_length).ok()
-                        }
-                        _ => None,
-                    })
-                })
-                .filter(|n| {
-                    let a = n.addr();
-                    !a.is_loopback() && !a.is_multicast() && (a.segments()[0] & 0xffc0) != 0xfe80
-                })
-                .collect())
-        })
-        .await
+        let routes = route_destinations(
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+            "listing the host's IPv6 routes",
+        )
+        .await?;
+        Ok(routes
+            .into_iter()
+            .filter_map(|(dest, len)| match dest {
+                RouteAddress::Inet6(ip) => Ipv6Net::new(ip, len).ok(),
+                _ => None,
+            })
+            .filter(|n| {
+                let a = n.addr();
+                !a.is_loopback() && !a.is_multicast() && (a.segments()[0] & 0xffc0) != 0xfe80
+            })
+            .collect())
     }
 
     async fn plug(&self, p: &Plug) -> Result<()> {

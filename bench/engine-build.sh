@@ -53,9 +53,9 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 build_once() { # sock, extra args -> prints ms
     local sock=$1; shift
     local t0 t1
-    t0=$(date +%s%N)
+    t0=${EPOCHREALTIME/[.,]/}000
     DOCKER_HOST=unix://$sock docker build -q "$@" -t bench:built "$ctx" >/dev/null 2>&1
-    t1=$(date +%s%N)
+    t1=${EPOCHREALTIME/[.,]/}000
     ms "$t0" "$t1"
 }
 

@@ -81,9 +81,9 @@ per() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1000 / hz
 round() { # count label
     local n=$1 label=$2 d0 s0 k0 m0 t0 d1 s1 k1 m1 t1
     d0=$(ticks "$s_pid"); s0=$(ticks "$sup"); k0=$(kids_ticks); m0=$(wc -l </proc/self/mountinfo)
-    t0=$(date +%s%N)
+    t0=${EPOCHREALTIME/[.,]/}000
     seq 1 "$n" | xargs -P "$PAR" -I{} "$STRATO" run -d "${netargs[@]}" busybox:bench sleep 3600 >/dev/null || true
-    t1=$(date +%s%N)
+    t1=${EPOCHREALTIME/[.,]/}000
     d1=$(ticks "$s_pid"); s1=$(ticks "$sup"); k1=$(kids_ticks); m1=$(wc -l </proc/self/mountinfo)
     local all=$(( d1 - d0 + s1 - s0 + k1 - k0 ))
     echo "$label: $n starts, $PAR clients, network $NET"

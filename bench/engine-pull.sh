@@ -92,9 +92,9 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 
 pull_once() { # sock -> prints ms
     local sock=$1 t0 t1
-    t0=$(date +%s%N)
+    t0=${EPOCHREALTIME/[.,]/}000
     DOCKER_HOST=unix://$sock docker pull -q "$image" >/dev/null
-    t1=$(date +%s%N)
+    t1=${EPOCHREALTIME/[.,]/}000
     DOCKER_HOST=unix://$sock docker rmi "$image" >/dev/null
     ms "$t0" "$t1"
 }

@@ -49,9 +49,9 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 run_once() { # sock, extra args -> prints ms
     local sock=$1; shift
     local t0 t1
-    t0=$(date +%s%N)
+    t0=${EPOCHREALTIME/[.,]/}000
     DOCKER_HOST=unix://$sock docker run --rm "$@" busybox:bench true >/dev/null
-    t1=$(date +%s%N)
+    t1=${EPOCHREALTIME/[.,]/}000
     ms "$t0" "$t1"
 }
 
@@ -101,10 +101,10 @@ for who in strato docker strato_own; do
         sock=$d_sock; pats=("dockerd -H unix://$d_sock" "containerd.*$work" "containerd-shim")
     fi
     before=$(rss_kb "${pats[@]}")
-    t0=$(date +%s%N)
+    t0=${EPOCHREALTIME/[.,]/}000
     # Failed runs show as fewer running, rather than ending the script.
     seq 1 "$n" | xargs -P "$PAR" -I{} env DOCKER_HOST=unix://$sock STRATO_HOST=unix://$sock "${client[@]}" run -d busybox:bench sleep 3600 >/dev/null || true
-    t1=$(date +%s%N)
+    t1=${EPOCHREALTIME/[.,]/}000
     running=$(DOCKER_HOST=unix://$sock docker ps -q | wc -l)
     after=$(rss_kb "${pats[@]}")
     label=$who; [ "$who" = strato_own ] && label="strato, own client"

@@ -2410,6 +2410,42 @@ fn write_tree(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// A loopback HTTP server for `ADD <url>` and remote contexts: `GET /<path>`
+/// answers the file `root/<path>` if there is one, else "served /<path>",
+/// with a Last-Modified header; any path containing "missing" is a 404.
+/// Runs until the test process ends; returns `http://127.0.0.1:PORT`.
+fn http_file_server(root: PathBuf) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                head.push(b[0]);
+            }
+            let head = String::from_utf8_lossy(&head);
+            let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+            let resp = if path.contains("missing") {
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+            } else {
+                let body = fs::read(root.join(path.trim_start_matches('/')))
+                    .unwrap_or_else(|_| format!("served {path}\n").into_bytes());
+                let mut r = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Wed, 21 Oct 2015 07:28:00 GMT\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                r.extend(body);
+                r
+            };
+            let _ = s.write_all(&resp);
+        }
+    });
+    base
+}
+
 /// `docker build` with the stock CLI (the daemon advertises the classic
 /// builder, so the CLI needs no BuildKit).
 fn docker_build(d: &Daemon, args: &[&str]) -> Out {
@@ -2603,6 +2639,17 @@ fn build_multi_stage_target_failures_and_hostile_contexts() {
             ("src/hello.txt", "from the archive\n"),
         ],
     );
+    // ADD of a URL: downloaded by the daemon, kept as a file (mode 0600,
+    // the server's time), never unpacked.
+    let web = http_file_server(child.clone());
+    let mut df = fs::read_to_string(child.join("Dockerfile")).unwrap();
+    df = df.replace(
+        "USER nobody\n",
+        &format!(
+            "ADD {web}/pkg/remote.tar.gz /remote/\nADD {web}/other.txt /named.txt\nUSER nobody\n"
+        ),
+    );
+    fs::write(child.join("Dockerfile"), df).unwrap();
     let packed = Command::new("tar")
         .arg("-C")
         .arg(child.join("src"))
@@ -2621,6 +2668,85 @@ fn build_multi_stage_target_failures_and_hostile_contexts() {
         .docker(&["run", "--rm", "ms:child", "/unpacked/hello.txt", "/exec"])
         .ok();
     assert_eq!(run.stdout, "from the archive\nexec-form\n");
+    let run = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "stat",
+            "ms:child",
+            "-c",
+            "%a %Y %n",
+            "/remote/remote.tar.gz",
+            "/named.txt",
+        ])
+        .ok();
+    assert_eq!(
+        run.stdout,
+        "600 1445412480 /remote/remote.tar.gz\n600 1445412480 /named.txt\n"
+    );
+    let run = d
+        .docker(&["run", "--rm", "-u", "0", "ms:child", "/named.txt"])
+        .ok();
+    assert_eq!(run.stdout, "served /other.txt\n");
+    // A URL the server does not have, COPY of a URL, a git repository.
+    for (df, want) in [
+        (format!("FROM busybox\nADD {web}/missing.txt /x\n"), "404"),
+        (format!("FROM busybox\nCOPY {web}/a.txt /x\n"), "use ADD"),
+        (
+            "FROM busybox\nADD git@example.com:a/b.git /x\n".to_string(),
+            "git repository",
+        ),
+        (
+            format!("FROM busybox\nADD {web}/ /x/\n"),
+            "cannot determine a file name",
+        ),
+    ] {
+        fs::write(child.join("url.Dockerfile"), df).unwrap();
+        let f = child.join("url.Dockerfile");
+        let e = docker_build(&d, &["-f", f.to_str().unwrap(), child.to_str().unwrap()]).failed();
+        assert!(e.stderr.contains(want), "{want:?} missing in {e}");
+    }
+    // A remote context (docker-py's `remote`): a Dockerfile, then a tar.
+    fs::write(
+        child.join("remote.Dockerfile"),
+        "FROM busybox\nRUN echo from-remote > /r\n",
+    )
+    .unwrap();
+    let remote = |what: &str, tag: &str| {
+        let (status, body) = api_with(
+            &d,
+            "POST",
+            &format!("/v1.43/build?t={tag}&remote={web}/{what}"),
+            "application/x-tar",
+            b"",
+        );
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let body = remote("remote.Dockerfile", "remote:1");
+    assert!(body.contains("Successfully tagged remote:1"), "{body}");
+    let run = d.docker(&["run", "--rm", "remote:1", "cat", "/r"]).ok();
+    assert_eq!(run.stdout, "from-remote\n");
+    fs::write(
+        child.join("src/Dockerfile"),
+        "FROM busybox\nCOPY hello.txt /h\n",
+    )
+    .unwrap();
+    let packed = Command::new("tar")
+        .arg("-C")
+        .arg(child.join("src"))
+        .args(["-czf", child.join("ctx.tgz").to_str().unwrap(), "."])
+        .status()
+        .unwrap();
+    assert!(packed.success());
+    let body = remote("ctx.tgz", "remote:2");
+    assert!(body.contains("Successfully tagged remote:2"), "{body}");
+    let run = d.docker(&["run", "--rm", "remote:2", "cat", "/h"]).ok();
+    assert_eq!(run.stdout, "from the archive\n");
+    let body = remote("missing.tar", "remote:3");
+    assert!(body.contains("404"), "{body}");
     // ENTRYPOINT drops the CMD the stage inherited.
     let cfg = d
         .docker(&[

@@ -308,6 +308,37 @@ fn context_tar(dir: &std::path::Path, keep: &str) -> Result<std::fs::File> {
     Ok(f)
 }
 
+/// The options of `strato build` but the context and Dockerfile.
+fn build_options(a: &BuildArgs) -> BuildOptions {
+    let mut build_args = std::collections::BTreeMap::new();
+    for kv in &a.build_arg {
+        match kv.split_once('=') {
+            Some((k, v)) => build_args.insert(k.to_string(), Some(v.to_string())),
+            None => build_args.insert(kv.clone(), std::env::var(kv).ok()),
+        };
+    }
+    let labels = a
+        .label
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    BuildOptions {
+        tags: a.tag.clone(),
+        build_args,
+        labels,
+        target: a.target.clone().unwrap_or_default(),
+        quiet: a.quiet,
+        no_cache: a.no_cache,
+        remove: a.rm,
+        force_remove: a.force_rm,
+        network_mode: a.network.clone().unwrap_or_default(),
+        ..Default::default()
+    }
+}
+
 pub async fn build(c: &Client, a: BuildArgs) -> Result<i32> {
     let ctx = std::fs::canonicalize(&a.path)
         .with_context(|| format!("unable to prepare context: path {:?} not found", a.path))?;
@@ -332,33 +363,9 @@ pub async fn build(c: &Client, a: BuildArgs) -> Result<i32> {
             }
         }
     };
-    let mut build_args = std::collections::BTreeMap::new();
-    for kv in &a.build_arg {
-        match kv.split_once('=') {
-            Some((k, v)) => build_args.insert(k.to_string(), Some(v.to_string())),
-            None => build_args.insert(kv.clone(), std::env::var(kv).ok()),
-        };
-    }
-    let labels = a
-        .label
-        .iter()
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k.to_string(), v.to_string())
-        })
-        .collect();
     let opts = BuildOptions {
-        tags: a.tag,
         dockerfile,
-        build_args,
-        labels,
-        target: a.target.unwrap_or_default(),
-        quiet: a.quiet,
-        no_cache: a.no_cache,
-        remove: a.rm,
-        force_remove: a.force_rm,
-        network_mode: a.network.unwrap_or_default(),
-        ..Default::default()
+        ..build_options(&a)
     };
     let dir = ctx.clone();
     let keep = if opts.dockerfile.is_empty() {

@@ -745,11 +745,6 @@ impl Server {
     /// `POST /build`: the query checked and parsed as dockerd does, the
     /// body (the context tar) streamed to the backend.
     async fn build(&self, q: &Query, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-        if let Some(remote) = q.get("remote").filter(|r| !r.is_empty()) {
-            return Err(ApiError::bad_parameter(format!(
-                "building from a remote context ({remote}) is not supported by this engine: send the build context as a tar in the request body"
-            )));
-        }
         if q.get("version") == Some("2") {
             return Err(ApiError::bad_parameter(
                 "BuildKit (version=2) is not supported by this engine: build with the classic builder (DOCKER_BUILDKIT=0)",
@@ -801,6 +796,7 @@ impl Server {
                 .filter(|t| !t.is_empty())
                 .map(String::from)
                 .collect(),
+            remote: q.get("remote").unwrap_or("").to_string(),
             dockerfile: q.get("dockerfile").unwrap_or("").to_string(),
             build_args,
             labels,

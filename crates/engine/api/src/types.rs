@@ -1266,6 +1266,9 @@ pub struct ImagesPruneReport {
 pub struct BuildOptions {
     /// `t`: `name[:tag]` references to give the result (repeatable).
     pub tags: Vec<String>,
+    /// `remote`: a URL to fetch the context from (a tar, plain or
+    /// compressed, or a Dockerfile); the request body is then unused.
+    pub remote: String,
     /// `dockerfile`: its path inside the context (default `Dockerfile`).
     pub dockerfile: String,
     /// `buildargs`: `--build-arg` values (`None`: take it from the

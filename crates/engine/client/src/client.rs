@@ -704,6 +704,7 @@ impl Client {
                 (!opts.dockerfile.is_empty()).then_some(&opts.dockerfile),
             )
             .opt("target", (!opts.target.is_empty()).then_some(&opts.target))
+            .opt("remote", (!opts.remote.is_empty()).then_some(&opts.remote))
             .flag("q", opts.quiet)
             .flag("nocache", opts.no_cache)
             .add("rm", if opts.remove { "1" } else { "0" })

@@ -524,7 +524,7 @@ impl EngineBackend {
         })
     }
 
-    fn distribution(&self) -> Result<&Arc<Distribution>, ApiError> {
+    pub(crate) fn distribution(&self) -> Result<&Arc<Distribution>, ApiError> {
         self.distribution
             .as_ref()
             .map_err(|e| ApiError::internal(format!("registry client unavailable: {e}")))

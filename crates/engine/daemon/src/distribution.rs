@@ -69,6 +69,13 @@ pub struct Distribution {
     meta: Mutex<Meta>,
 }
 
+impl Distribution {
+    /// The HTTP client (pool, TLS roots) for other downloads: `ADD <url>`.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
 impl std::fmt::Debug for Distribution {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Distribution")

@@ -23,7 +23,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use rustix::fs::{
@@ -437,10 +437,19 @@ fn root_metadata(
     };
     let (uid, gid) = (id(header.uid())?, id(header.gid())?);
     let (uid, gid) = chown.unwrap_or((uid, gid));
-    rustix::fs::fchown(root, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-        .map_err(|e| at(errno(e)))?;
     let mode = Mode::from_bits_truncate(header.mode().map_err(at)? & 0o7777);
-    rustix::fs::fchmod(root, mode).map_err(|e| at(errno(e)))
+    // `root` may be an O_PATH descriptor, which fchown and fchmod refuse:
+    // then through its /proc/self/fd link, which names the same inode.
+    let owner = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+    match rustix::fs::fchown(root, owner.0, owner.1) {
+        Err(Errno::BADF) => {
+            let link = format!("/proc/self/fd/{}", root.as_raw_fd());
+            rustix::fs::chown(&link, owner.0, owner.1).map_err(|e| at(errno(e)))?;
+            rustix::fs::chmod(&link, mode).map_err(|e| at(errno(e)))
+        }
+        Err(e) => Err(at(errno(e))),
+        Ok(()) => rustix::fs::fchmod(root, mode).map_err(|e| at(errno(e))),
+    }
 }
 
 fn mkdir(dir: &OwnedFd, name: &str) -> io::Result<()> {
@@ -463,10 +472,13 @@ fn remove_existing(dir: &OwnedFd, name: &str) -> io::Result<()> {
 fn open_dir(base: &OwnedFd, comps: &[&str], create: bool, entry: &str) -> Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    let mut cur = base.try_clone().map_err(|source| Error::Unpack {
-        entry: entry.to_owned(),
-        source,
-    })?;
+    // "." rather than a clone: `base` may be an O_PATH descriptor, on
+    // which the root's metadata could not be set.
+    let mut cur =
+        rustix::fs::openat(base, ".", flags, Mode::empty()).map_err(|e| Error::Unpack {
+            entry: entry.to_owned(),
+            source: errno(e),
+        })?;
     for (i, c) in comps.iter().enumerate() {
         let open = |d: &OwnedFd| rustix::fs::openat2(d, *c, flags, Mode::empty(), resolve);
         let next = match open(&cur) {
@@ -610,6 +622,43 @@ mod tests {
         let md = std::fs::metadata(dir.path().join("f")).unwrap();
         assert!(md.is_dir());
         assert_eq!((md.uid(), md.gid()), (7, 8));
+    }
+
+    #[test]
+    fn a_root_entry_applies_through_an_o_path_descriptor() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let fd = rustix::fs::open(
+            &root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o750);
+        h.set_uid(3);
+        h.set_gid(4);
+        h.set_mtime(1_000_000);
+        h.set_size(0);
+        b.append_data(&mut h, "./", &b""[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(2);
+        b.append_data(&mut h, "./a", &b"hi"[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        unpack_at(&tar[..], &fd, &UnpackOptions::default()).unwrap();
+        let md = std::fs::metadata(&root).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o750);
+        assert_eq!((md.uid(), md.gid(), md.mtime()), (3, 4, 1_000_000));
+        assert_eq!(std::fs::read(root.join("a")).unwrap(), b"hi");
     }
 
     #[test]

@@ -95,6 +95,14 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A plain download (`ADD <url>`, a remote build context) failed.
+    #[error("download {url}: {message}")]
+    Download {
+        /// The URL asked for.
+        url: String,
+        /// What failed, and the fix.
+        message: String,
+    },
     /// TLS could not be set up (no usable root certificates).
     #[error("tls setup: {0}")]
     Tls(String),

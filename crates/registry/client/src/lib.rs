@@ -11,7 +11,8 @@
 //!   `Range` after a broken connection, progress on a channel);
 //! * push: [`Repository::upload_blobs`] (skip what exists, cross-repository
 //!   mount, monolithic or chunked upload), [`Repository::put_manifest`];
-//! * [`Client::login`] checks credentials like `docker login`.
+//! * [`Client::login`] checks credentials like `docker login`;
+//! * [`Client::fetch_url`] downloads one plain URL (`ADD <url>`).
 //!
 //! References and digests are [`strato_image::Reference`] (normalized like
 //! Docker: `busybox` is `docker.io/library/busybox:latest`) and
@@ -29,12 +30,14 @@
 pub mod auth;
 mod client;
 mod error;
+mod fetch;
 mod pull;
 mod push;
 
 pub use auth::{parse_challenges, Challenge, Credentials};
 pub use client::{is_loopback, registry_host, Client, ClientConfig, Repository};
 pub use error::{Error, Result};
+pub use fetch::{file_name_of, Fetched};
 pub use pull::{
     host_arch, BlobJob, Descriptor, Manifest, Platform, PullProgress, Resolved, MANIFEST_ACCEPT,
     MAX_MANIFEST,

@@ -64,6 +64,19 @@ fn packing(head: &[u8], what: &str) -> Result<Packing, String> {
     })
 }
 
+/// Whether a download that starts with `head` is an archive (a tar,
+/// plain or compressed) rather than a Dockerfile: how a remote context is
+/// told apart, as dockerd sniffs it.
+pub fn looks_like_archive(head: &[u8]) -> bool {
+    matches!(
+        head,
+        [0x1f, 0x8b, ..]
+            | [b'B', b'Z', b'h', ..]
+            | [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..]
+            | [0x28, 0xb5, 0x2f, 0xfd, ..]
+    ) || head.get(257..262) == Some(b"ustar")
+}
+
 fn decompress<'a>(r: impl Read + 'a, what: &str) -> Result<Box<dyn Read + 'a>, String> {
     let mut r = BufReader::new(r);
     let head = r

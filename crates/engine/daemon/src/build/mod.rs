@@ -30,7 +30,7 @@ pub mod words;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -282,17 +282,21 @@ impl Builder {
         let ctx = self.ctx();
         fs::create_dir_all(&ctx)
             .map_err(|e| Failure::new(format!("create {}: {e}", ctx.display())))?;
-        let reader = BodyReader::spawn(body);
-        {
-            let ctx = ctx.clone();
-            self.blocking(move || context::unpack_context(reader, &ctx))
-                .await?;
-        }
         let name = if self.opts.dockerfile.is_empty() {
             "Dockerfile".to_string()
         } else {
             self.opts.dockerfile.clone()
         };
+        if self.opts.remote.is_empty() {
+            let reader = BodyReader::spawn(body);
+            let ctx = ctx.clone();
+            self.blocking(move || context::unpack_context(reader, &ctx))
+                .await?;
+        } else {
+            drop(body);
+            let remote = self.opts.remote.clone();
+            self.remote_context(&remote, &ctx, &name).await?;
+        }
         let text = {
             let (ctx, name) = (ctx.clone(), name.clone());
             self.blocking(move || {
@@ -1106,12 +1110,20 @@ impl Builder {
         }
         let (srcs, dest_raw) = args.split_at(args.len() - 1);
         let dest_raw = dest_raw[0].clone();
-        if add {
-            if let Some(u) = srcs.iter().find(|s| {
-                s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
-            }) {
+        if let Some(u) = srcs.iter().find(|s| is_url(s)) {
+            if !add {
                 return Err(Failure::new(format!(
-                    "ADD failed: {u} is a URL, and this engine builds without network access: download it into the build context and ADD or COPY it from there"
+                    "COPY failed: source can't be a URL ({u}): use ADD to download it"
+                )));
+            }
+            if u.starts_with("git@") || u.starts_with("git://") {
+                return Err(Failure::new(format!(
+                    "ADD failed: {u} is a git repository, which this builder does not clone: clone it into the build context and COPY it from there"
+                )));
+            }
+            if ins.flag("from").is_some() {
+                return Err(Failure::new(format!(
+                    "ADD failed: {u} is a URL and --from names an image: give one or the other"
                 )));
             }
         }
@@ -1145,13 +1157,28 @@ impl Builder {
         self.seq += 1;
         let staging = self.dir.join(format!("stage-{}", self.seq));
         let from = ins.flag("from").map(|f| f.to_string());
+        // Which sources were downloaded: never unpacked, as Docker does.
+        let mut remote = Vec::new();
         let sources = match &from {
             None => {
-                let (ctx, pats, w) = (self.ctx(), srcs.to_vec(), what.clone());
-                self.blocking(move || {
-                    context::resolve_sources(&ctx, &pats, context::Scope::Beneath, &w)
-                })
-                .await?
+                let mut all = Vec::new();
+                for (k, pat) in srcs.iter().enumerate() {
+                    let found = if is_url(pat) {
+                        vec![
+                            self.download(pat, &staging.join(format!("url-{k}")), explicit_dir)
+                                .await?,
+                        ]
+                    } else {
+                        let (ctx, pats, w) = (self.ctx(), vec![pat.clone()], what.clone());
+                        self.blocking(move || {
+                            context::resolve_sources(&ctx, &pats, context::Scope::Beneath, &w)
+                        })
+                        .await?
+                    };
+                    remote.extend(std::iter::repeat_n(is_url(pat), found.len()));
+                    all.extend(found);
+                }
+                all
             }
             Some(f) => self.stage_from(st, f, srcs, &what, &staging).await?,
         };
@@ -1162,7 +1189,13 @@ impl Builder {
         }
         let archives: Vec<bool> = sources
             .iter()
-            .map(|s| add && from.is_none() && !s.is_dir && context::is_archive(&s.path))
+            .enumerate()
+            .map(|(i, s)| {
+                add && from.is_none()
+                    && !remote.get(i).copied().unwrap_or(false)
+                    && !s.is_dir
+                    && context::is_archive(&s.path)
+            })
             .collect();
         let digest = {
             let s = sources.clone();
@@ -1272,6 +1305,101 @@ impl Builder {
 
     /// `COPY --from=`: the sources, copied out of a stage's (or an
     /// image's) root into `staging`.
+    /// Fills the empty context `ctx` from the `remote` URL: a tar (plain or
+    /// compressed) is unpacked as the context; anything else is taken as
+    /// the Dockerfile, saved as `dockerfile`, in an otherwise empty
+    /// context. Git repositories are refused.
+    async fn remote_context(&self, remote: &str, ctx: &Path, dockerfile: &str) -> Res<()> {
+        let git = remote.starts_with("git@")
+            || remote.starts_with("git://")
+            || remote.starts_with("github.com/")
+            || (is_url(remote) && remote.split('#').next().unwrap_or("").ends_with(".git"));
+        if git {
+            return Err(Failure::new(format!(
+                "the remote context {remote} is a git repository, which this builder does not clone: clone it and build from the directory"
+            )));
+        }
+        if !remote.starts_with("http://") && !remote.starts_with("https://") {
+            return Err(Failure::new(format!(
+                "the remote context {remote} is not an http:// or https:// URL"
+            )));
+        }
+        self.say(format!(
+            "Downloading build context from remote url: {remote}\n"
+        ))
+        .await;
+        let client = self.b.distribution().map_err(api_err)?.client().clone();
+        let file = self.dir.join("remote-context");
+        client
+            .fetch_url(remote, &file, context::MAX_CONTEXT)
+            .await
+            .map_err(|e| Failure::new(format!("cannot fetch the build context: {e}")))?;
+        let (ctx, name) = (ctx.to_path_buf(), dockerfile.to_string());
+        self.blocking(move || {
+            let mut head = Vec::with_capacity(512);
+            File::open(&file)
+                .and_then(|f| f.take(512).read_to_end(&mut head))
+                .map_err(|e| format!("read {}: {e}", file.display()))?;
+            if context::looks_like_archive(&head) {
+                let f = File::open(&file).map_err(|e| e.to_string())?;
+                context::unpack_context(f, &ctx)?;
+            } else {
+                if name.contains('/') || name == ".." {
+                    return Err(format!(
+                        "the remote context is a Dockerfile, so -f {name} cannot name a file in it: leave -f out"
+                    ));
+                }
+                fs::rename(&file, ctx.join(&name))
+                    .map_err(|e| format!("save the remote Dockerfile: {e}"))?;
+            }
+            let _ = fs::remove_file(&file);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Downloads the `ADD` source `url` into `dir` as Docker does: named
+    /// after the URL's last path segment, mode 0600, the server's
+    /// `Last-Modified` as its time; at most [`context::MAX_CONTEXT`] bytes.
+    async fn download(&self, url: &str, dir: &Path, to_dir: bool) -> Res<context::Source> {
+        let name = match strato_registry_client::file_name_of(url) {
+            Some(n) => n,
+            None if to_dir => {
+                return Err(Failure::new(format!(
+                    "ADD failed: cannot determine a file name from the URL {url}: name the destination file instead of a directory"
+                )))
+            }
+            None => "download".to_string(),
+        };
+        let client = self.b.distribution().map_err(api_err)?.client().clone();
+        fs::create_dir_all(dir).map_err(|e| Failure::new(format!("ADD {url}: {e}")))?;
+        let path = dir.join(&name);
+        let got = client
+            .fetch_url(url, &path, context::MAX_CONTEXT)
+            .await
+            .map_err(|e| Failure::new(format!("ADD failed: {e}")))?;
+        let p = path.clone();
+        self.blocking(move || {
+            use std::os::unix::fs::PermissionsExt;
+            let f = File::options()
+                .write(true)
+                .open(&p)
+                .map_err(|e| e.to_string())?;
+            f.set_permissions(fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+            if let Some(t) = got.last_modified {
+                f.set_modified(t).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(context::Source {
+            path,
+            name,
+            is_dir: false,
+        })
+    }
+
     async fn stage_from(
         &mut self,
         st: &State,
@@ -1348,6 +1476,13 @@ fn parent_of(p: &str) -> String {
 
 fn join_abs(dir: &str, name: &str) -> String {
     format!("{}/{name}", dir.trim_end_matches('/'))
+}
+
+/// Whether an `ADD` source is a URL rather than a path in the context.
+fn is_url(s: &str) -> bool {
+    ["http://", "https://", "git://", "git@"]
+        .iter()
+        .any(|p| s.starts_with(p))
 }
 
 #[cfg(test)]

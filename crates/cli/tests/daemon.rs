@@ -1422,8 +1422,24 @@ fn commit_and_import_with_changes() {
     );
     let who = d.docker(&["run", "--rm", "imp:1"]).ok();
     assert_eq!(who.stdout, "nobody\n");
+    // import from a URL: downloaded by the daemon; a 404 makes no image.
+    let web_root = d.dir.join("web");
+    fs::create_dir_all(&web_root).unwrap();
+    fs::write(web_root.join("rootfs.tar"), &tar.stdout).unwrap();
+    let web = http_file_server(web_root);
+    d.docker(&["import", &format!("{web}/rootfs.tar"), "imp:url"])
+        .ok();
+    let echo = d
+        .docker(&["run", "--rm", "imp:url", "echo", "from-url"])
+        .ok();
+    assert_eq!(echo.stdout, "from-url\n");
+    let e = d
+        .docker(&["import", &format!("{web}/missing.tar"), "imp:none"])
+        .failed();
+    assert!(e.stderr.contains("404"), "{e}");
+    d.docker(&["image", "inspect", "imp:none"]).failed();
     d.docker(&["rm", "src"]).ok();
-    d.docker(&["rmi", "committed:1", "imp:1"]).ok();
+    d.docker(&["rmi", "committed:1", "imp:1", "imp:url"]).ok();
 }
 
 #[test]

@@ -833,11 +833,6 @@ impl Server {
     ) -> Result<Response<Body>, ApiError> {
         let b = &self.backend;
         if let Some(src) = q.get("fromSrc") {
-            if src != "-" {
-                return Err(ApiError::not_implemented(format!(
-                    "importing from {src:?} is not supported: send the tar in the body with fromSrc=-"
-                )));
-            }
             let opts = ImportOptions {
                 from_src: src.to_string(),
                 repo: q.get("repo").unwrap_or("").into(),

@@ -205,6 +205,11 @@ struct HealthEntry {
     state: crate::health::HealthState,
 }
 
+/// The most `docker import <url>` downloads (a rootfs tar): far above any
+/// real root filesystem, low enough that a hostile server cannot fill the
+/// disk holding the data root.
+const IMPORT_URL_LIMIT: u64 = 32 << 30;
+
 /// The Engine API backend of strato's engine.
 pub struct EngineBackend {
     engine: Arc<Engine>,
@@ -2617,11 +2622,15 @@ impl Backend for EngineBackend {
         body: ByteStream,
         opts: ImportOptions,
     ) -> Result<ProgressStream, ApiError> {
-        if opts.from_src != "-" {
-            return Err(ApiError::not_implemented(
-                "importing from a URL is not implemented yet: download the tar and import it from stdin (docker import - )",
-            ));
-        }
+        let url = match opts.from_src.as_str() {
+            "-" => None,
+            u if u.starts_with("http://") || u.starts_with("https://") => Some(u.to_string()),
+            other => {
+                return Err(ApiError::bad_parameter(format!(
+                "fromSrc {other:?} is neither - (the request body) nor an http:// or https:// URL"
+            )))
+            }
+        };
         let config = if opts.changes.is_empty() {
             None
         } else {
@@ -2640,14 +2649,43 @@ impl Backend for EngineBackend {
             strato_image::Reference::parse(r)
                 .map_err(|e| ApiError::bad_parameter(e.to_string()))?;
         }
-        let reader = BodyReader::spawn(body);
         let images = self.engine.images().clone();
         let r2 = reference.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            images.import_with_config(reader, r2.as_deref(), config)
-        })
-        .await
-        .map_err(join_err)?;
+        let res = match url {
+            None => {
+                let reader = BodyReader::spawn(body);
+                tokio::task::spawn_blocking(move || {
+                    images.import_with_config(reader, r2.as_deref(), config)
+                })
+                .await
+                .map_err(join_err)?
+            }
+            Some(url) => {
+                // Downloaded whole first: the import reads one stream, and a
+                // broken download must not become a truncated image.
+                drop(body);
+                let dist = self.distribution()?;
+                let tmp = dist
+                    .tmp_dir()
+                    .join(format!("import-{}", &crate::ids::new_id()[..16]));
+                let client = dist.client().clone();
+                if let Err(e) = client.fetch_url(&url, &tmp, IMPORT_URL_LIMIT).await {
+                    return Ok(futures::stream::iter(vec![JsonMessage::error(format!(
+                        "import: {e}"
+                    ))])
+                    .boxed());
+                }
+                tokio::task::spawn_blocking(move || {
+                    let res = File::open(&tmp)
+                        .map_err(strato_image::Error::Archive)
+                        .and_then(|f| images.import_with_config(f, r2.as_deref(), config));
+                    let _ = fs::remove_file(&tmp);
+                    res
+                })
+                .await
+                .map_err(join_err)?
+            }
+        };
         let msg = match res {
             Ok(id) => {
                 self.emit("image", "import", id.as_str(), &[]);

@@ -74,6 +74,11 @@ impl Distribution {
     pub fn client(&self) -> &Client {
         &self.client
     }
+
+    /// A directory for downloads in progress, emptied when the daemon starts.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
 }
 
 impl std::fmt::Debug for Distribution {

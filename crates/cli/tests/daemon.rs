@@ -1106,6 +1106,72 @@ fn dual_stack_network_containers_reach_each_other_over_ipv6() {
             .stdout
             .contains("over-ipv6")
     });
+    // A port published on an IPv6 host address (the gateway on the
+    // bridge) reaches the container's IPv6 address from the host.
+    let gw6: std::net::Ipv6Addr = format!("{sub6}::1").parse().unwrap();
+    let port = std::net::TcpListener::bind((gw6, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web6",
+        "--network",
+        &net,
+        "-p",
+        &format!("[{gw6}]:{port}:80"),
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ])
+    .ok();
+    let listed = d.docker(&["port", "web6"]).ok();
+    assert!(
+        listed.stdout.contains(&format!("[{gw6}]:{port}"))
+            || listed.stdout.contains(&format!("{gw6}:{port}")),
+        "{listed}"
+    );
+    eventually("httpd answers over the IPv6 host address", || {
+        let Ok(mut c) = TcpStream::connect((gw6, port)) else {
+            return false;
+        };
+        let _ = c.write_all(b"GET /hostname HTTP/1.0\r\n\r\n");
+        let mut got = String::new();
+        let _ = c.read_to_string(&mut got);
+        got.starts_with("HTTP/1.") && got.contains(" 200 ")
+    });
+    d.docker(&["rm", "-f", "web6"]).ok();
+    // What NAT cannot forward: from the IPv6 loopback, or to a container
+    // without an IPv6 address.
+    d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        &net,
+        "-p",
+        "[::1]:18080:80",
+        "busybox",
+        "true",
+    ])
+    .failed()
+    .stderr_mentions(&["::1", "loopback"]);
+    d.docker(&[
+        "run",
+        "--rm",
+        "-p",
+        &format!("[{gw6}]:18080:80"),
+        "busybox",
+        "true",
+    ])
+    .failed()
+    .stderr_mentions(&["--ipv6"]);
     // --ipv6 without a subnet: a /64 of the host's unique local /48.
     let auto = format!("auto{n}");
     let auto_bridge = format!("st6a{}", n % 100_000);

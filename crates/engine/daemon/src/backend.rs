@@ -938,7 +938,9 @@ async fn follow_log(
 
 /// A free host port for a published port given without one.
 fn free_port(m: &strato_network::PortMapping) -> Result<u16, ApiError> {
-    let ip = m.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+    let ip = m
+        .host_ip
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
     let port = match m.protocol {
         strato_network::Protocol::Tcp => std::net::TcpListener::bind((ip, 0))?.local_addr()?,
         strato_network::Protocol::Udp => std::net::UdpSocket::bind((ip, 0))?.local_addr()?,

@@ -5,7 +5,7 @@
 //! unit-tested.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use strato_api::types as api;
@@ -91,11 +91,16 @@ pub fn port_mappings(bindings: &api::PortMap) -> Result<Vec<PortMapping>, ApiErr
         for b in list.iter().flatten() {
             let host_ip = match b.host_ip.as_str() {
                 "" | "0.0.0.0" | "::" | "[::]" => None,
-                ip => Some(ip.parse::<Ipv4Addr>().map_err(|_| {
-                    ApiError::bad_parameter(format!(
-                        "invalid host address {ip:?} for port {key}: only IPv4 addresses are supported"
-                    ))
-                })?),
+                ip => Some(
+                    ip.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<IpAddr>()
+                        .map_err(|_| {
+                            ApiError::bad_parameter(format!(
+                                "invalid host address {ip:?} for port {key}: give an IPv4 or IPv6 address"
+                            ))
+                        })?,
+                ),
             };
             let host_port: u16 = if b.host_port.is_empty() {
                 0
@@ -1270,7 +1275,7 @@ mod tests {
         assert!(req.auto_remove);
         assert_eq!(req.ports.len(), 1);
         assert_eq!(req.ports[0].host_port, 9000);
-        assert_eq!(req.ports[0].host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(req.ports[0].host_ip, Some(IpAddr::from([127, 0, 0, 1])));
         assert_eq!(req.config.ulimits, vec![("nofile".to_string(), 10, 20)]);
         let m = &req.config.mounts;
         assert_eq!(m[0].source, "/host");

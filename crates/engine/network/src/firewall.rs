@@ -32,6 +32,7 @@
 //! one jump from each built-in chain.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 
 use crate::state::{Endpoint, State};
 
@@ -55,16 +56,24 @@ pub(crate) fn fnv1a(s: &str) -> u32 {
     h
 }
 
-fn dnat_rule(ep: &Endpoint, p: &crate::PortMapping) -> String {
-    let daddr = p
-        .host_ip
-        .map(|ip| format!("ip daddr {ip} "))
-        .unwrap_or_default();
+/// Whether a mapping applies to the IPv4 (`v6` false) or IPv6 table: one
+/// on any host address applies to both.
+fn in_family(p: &crate::PortMapping, v6: bool) -> bool {
+    p.host_ip.is_none_or(|ip| ip.is_ipv6() == v6)
+}
+
+/// The DNAT rule of mapping `p` to the container address `to` (an IPv6
+/// one in brackets), in the table of `to`'s family.
+fn dnat_rule(ep: &Endpoint, p: &crate::PortMapping, to: &str) -> String {
+    let daddr = match p.host_ip {
+        Some(IpAddr::V4(ip)) => format!("ip daddr {ip} "),
+        Some(IpAddr::V6(ip)) => format!("ip6 daddr {ip} "),
+        None => String::new(),
+    };
     format!(
-        "{daddr}{proto} dport {hp} dnat to {ip}:{cp} comment \"{net}/{ctr}\"",
+        "{daddr}{proto} dport {hp} dnat to {to}:{cp} comment \"{net}/{ctr}\"",
         proto = p.protocol,
         hp = p.host_port,
-        ip = ep.ip,
         cp = p.container_port,
         net = ep.network,
         ctr = ep.container_id,
@@ -102,15 +111,18 @@ fn ip4_table(s: &mut String, table: &str, state: &State) {
          \t\tfib daddr type local jump ports\n\t}\n",
     );
     s.push_str("\tchain ports {\n");
-    let with_ports: Vec<&Endpoint> = state.endpoints().filter(|e| !e.ports.is_empty()).collect();
+    let with_ports: Vec<&Endpoint> = state
+        .endpoints()
+        .filter(|e| e.ports.iter().any(|p| in_family(p, false)))
+        .collect();
     for ep in &with_ports {
         let _ = writeln!(s, "\t\tjump {}", endpoint_chain(ep));
     }
     s.push_str("\t}\n");
     for ep in &with_ports {
         let _ = writeln!(s, "\tchain {} {{", endpoint_chain(ep));
-        for p in &ep.ports {
-            let _ = writeln!(s, "\t\t{}", dnat_rule(ep, p));
+        for p in ep.ports.iter().filter(|p| in_family(p, false)) {
+            let _ = writeln!(s, "\t\t{}", dnat_rule(ep, p, &ep.ip.to_string()));
         }
         s.push_str("\t}\n");
     }
@@ -169,11 +181,9 @@ fn ip6_table(s: &mut String, table: &str, state: &State) {
         "\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\
          \t\tip6 daddr != ::1 fib daddr type local jump ports\n\t}\n",
     );
-    // Host addresses in the mappings are IPv4: only "any address" ones
-    // apply to IPv6.
     let with_ports: Vec<(&Endpoint, std::net::Ipv6Addr)> = state
         .endpoints()
-        .filter(|e| e.ports.iter().any(|p| p.host_ip.is_none()))
+        .filter(|e| e.ports.iter().any(|p| in_family(p, true)))
         .filter_map(|e| Some((e, e.ipv6?.ip)))
         .collect();
     s.push_str("\tchain ports {\n");
@@ -183,16 +193,8 @@ fn ip6_table(s: &mut String, table: &str, state: &State) {
     s.push_str("\t}\n");
     for (ep, ip6) in &with_ports {
         let _ = writeln!(s, "\tchain {} {{", endpoint_chain(ep));
-        for p in ep.ports.iter().filter(|p| p.host_ip.is_none()) {
-            let _ = writeln!(
-                s,
-                "\t\t{proto} dport {hp} dnat to [{ip6}]:{cp} comment \"{net}/{ctr}\"",
-                proto = p.protocol,
-                hp = p.host_port,
-                cp = p.container_port,
-                net = ep.network,
-                ctr = ep.container_id,
-            );
+        for p in ep.ports.iter().filter(|p| in_family(p, true)) {
+            let _ = writeln!(s, "\t\t{}", dnat_rule(ep, p, &format!("[{ip6}]")));
         }
         s.push_str("\t}\n");
     }
@@ -278,7 +280,9 @@ pub fn iptables_restore(table: &str, state: &State) -> String {
     for ep in &with_ports {
         let chain = format!("{p}-{}", endpoint_chain(ep).to_ascii_uppercase());
         let _ = writeln!(s, "-A {p}-PORTS -j {chain}");
-        for m in &ep.ports {
+        // iptables is the IPv4 fallback: IPv6 host addresses are refused
+        // at attach time when nft is missing.
+        for m in ep.ports.iter().filter(|m| in_family(m, false)) {
             let daddr = m
                 .host_ip
                 .map(|ip| format!("-d {ip}/32 "))
@@ -399,16 +403,29 @@ mod tests {
             prefix: 64,
             gateway: "fd00:1::1".parse().unwrap(),
         });
+        a.endpoints
+            .get_mut("c1")
+            .unwrap()
+            .ports
+            .push("[fd00:1::1]:9090:90".parse().unwrap());
         let s = nft_script("strato", &st);
         let v6 = &s[s.find("table ip6 strato {").expect("an ip6 table")..];
+        let v4 = &s[..s.find("table ip6 strato {").unwrap()];
+        // A mapping on an IPv6 host address: the ip6 table alone.
+        assert!(
+            v6.contains("ip6 daddr fd00:1::1 tcp dport 9090 dnat to [fd00:1::2]:90"),
+            "{v6}"
+        );
+        assert!(!v4.contains("9090"), "{v4}");
         let chain = endpoint_chain(&ep("a", "c1", "198.18.1.2", &[]));
-        // only the mapping on every address is forwarded to the IPv6 address
+        // the mappings on every address and on an IPv6 one, not the IPv4 one
         assert!(
             v6.contains(&format!(
-                "\tchain {chain} {{\n\t\ttcp dport 8080 dnat to [fd00:1::2]:80 comment \"a/c1\"\n\t}}\n"
+                "\tchain {chain} {{\n\t\ttcp dport 8080 dnat to [fd00:1::2]:80 comment \"a/c1\"\n\t\tip6 daddr"
             )),
             "{v6}"
         );
+        assert!(!v6.contains("5353"), "{v6}");
         assert!(v6.contains("ip6 daddr != ::1 fib daddr type local jump ports"));
         assert!(v6.contains("ip6 saddr fd00:1::/64 oifname != \"stb-a\" masquerade"));
         assert!(v6.contains("iifname \"stb-a\" oifname \"stb-b\" drop"));

@@ -696,6 +696,7 @@ impl<H: Host> NetworkManager<H> {
                 });
             }
             let network = ns.network.clone();
+            check_v6_hosts(&req.ports, &network.name, ns.ipam6.is_some())?;
             if let (Some(ip6), None) = (req.ip6, &ns.ipam6) {
                 return Err(Error::NoIpv6 {
                     network: network.name.clone(),
@@ -893,6 +894,7 @@ impl<H: Host> NetworkManager<H> {
             .networks
             .get_mut(network)
             .ok_or_else(|| Error::NoSuchNetwork(network.to_string()))?;
+        check_v6_hosts(&ports, network, n.ipam6.is_some())?;
         let ep = n
             .endpoints
             .get_mut(container_id)
@@ -996,6 +998,29 @@ impl NetworkState {
             ipam6.release(v6.ip);
         }
     }
+}
+
+/// Refuses mappings on an IPv6 host address that NAT cannot forward: to a
+/// container without an IPv6 address (a network without `--ipv6`), or
+/// from the IPv6 loopback, which the kernel never routes off `lo`.
+fn check_v6_hosts(ports: &[PortMapping], network: &str, dual_stack: bool) -> Result<()> {
+    for p in ports {
+        let Some(IpAddr::V6(ip)) = p.host_ip else {
+            continue;
+        };
+        let reason = if ip.is_loopback() {
+            "the IPv6 loopback address cannot be forwarded by NAT; publish on [::] or another address of this host".to_string()
+        } else if !dual_stack {
+            format!("network {network} has no IPv6 (create it with --ipv6) to forward an IPv6 host address to")
+        } else {
+            continue;
+        };
+        return Err(Error::InvalidPort {
+            input: p.to_string(),
+            reason,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses host ports another container already publishes.

@@ -1,7 +1,7 @@
 //! Published ports: `[ip:]hostPort:containerPort[/tcp|udp]`.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,7 @@ impl fmt::Display for Protocol {
 /// when `host_ip` is `None`) goes to the container's `container_port`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PortMapping {
-    pub host_ip: Option<Ipv4Addr>,
+    pub host_ip: Option<IpAddr>,
     pub host_port: u16,
     pub container_port: u16,
     pub protocol: Protocol,
@@ -50,8 +50,10 @@ impl PortMapping {
 
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(ip) = self.host_ip {
-            write!(f, "{ip}:")?;
+        match self.host_ip {
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            Some(ip) => write!(f, "{ip}:")?,
+            None => {}
         }
         write!(
             f,
@@ -75,13 +77,18 @@ impl FromStr for PortMapping {
             Some(_) => return Err(bad("the protocol must be tcp or udp")),
             None => (s, Protocol::Tcp),
         };
-        let parts: Vec<&str> = spec.split(':').collect();
+        // From the right: the address may be IPv6, in brackets or not.
+        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
         let (host_ip, host, container) = match parts.as_slice() {
-            [h, c] => (None, *h, *c),
-            [ip, h, c] => {
-                let ip: Ipv4Addr = ip
+            [c, h] => (None, *h, *c),
+            [c, h, ip] => {
+                let bare = ip
+                    .strip_prefix('[')
+                    .and_then(|i| i.strip_suffix(']'))
+                    .unwrap_or(ip);
+                let ip: IpAddr = bare
                     .parse()
-                    .map_err(|_| bad("the host address is not an IPv4 address"))?;
+                    .map_err(|_| bad("the host address is not an IPv4 or IPv6 address"))?;
                 let ip = if ip.is_unspecified() { None } else { Some(ip) };
                 (ip, *h, *c)
             }
@@ -119,12 +126,20 @@ mod tests {
             }
         );
         let p: PortMapping = "127.0.0.1:5353:53/udp".parse().unwrap();
-        assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p.host_ip, Some(IpAddr::from([127, 0, 0, 1])));
         assert_eq!(p.protocol, Protocol::Udp);
         assert_eq!(p.to_string(), "127.0.0.1:5353:53/udp");
         let p: PortMapping = "0.0.0.0:1:2/tcp".parse().unwrap();
         assert_eq!(p.host_ip, None);
         assert_eq!(p.to_string(), "1:2/tcp");
+        for v6 in ["[fd00::1]:8080:80", "fd00::1:8080:80"] {
+            let p: PortMapping = v6.parse().unwrap();
+            assert_eq!(p.host_ip, Some("fd00::1".parse().unwrap()), "{v6}");
+            assert_eq!((p.host_port, p.container_port), (8080, 80));
+            assert_eq!(p.to_string(), "[fd00::1]:8080:80/tcp");
+        }
+        let p: PortMapping = "[::]:1:2".parse().unwrap();
+        assert_eq!(p.host_ip, None);
     }
 
     #[test]
@@ -137,7 +152,8 @@ mod tests {
             "70000:80",
             "a:80",
             "80:80/sctp",
-            "::1:80:80",
+            "[::1:80:80",
+            "[zz::1]:80:80",
             "1.2.3:80:80",
             "80:80/",
             "1:2:3:4",

@@ -637,22 +637,20 @@ mod tests {
         )
         .unwrap();
         let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o750);
-        h.set_uid(3);
-        h.set_gid(4);
-        h.set_mtime(1_000_000);
-        h.set_size(0);
-        b.append_data(&mut h, "./", &b""[..]).unwrap();
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_size(2);
-        b.append_data(&mut h, "./a", &b"hi"[..]).unwrap();
+        let entries: [(&str, tar::EntryType, u32, u64, &[u8]); 2] = [
+            ("./", tar::EntryType::Directory, 0o750, 3, b""),
+            ("./a", tar::EntryType::Regular, 0o644, 0, b"hi"),
+        ];
+        for (name, kind, mode, id, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(mode);
+            h.set_uid(id);
+            h.set_gid(id + 1);
+            h.set_mtime(1_000_000);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, data).unwrap();
+        }
         let tar = b.into_inner().unwrap();
         unpack_at(&tar[..], &fd, &UnpackOptions::default()).unwrap();
         let md = std::fs::metadata(&root).unwrap();

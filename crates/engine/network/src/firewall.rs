@@ -93,135 +93,89 @@ pub fn nft_script(table: &str, state: &State) -> String {
     if state.networks.is_empty() {
         return s;
     }
-    ip4_table(&mut s, table, state);
+    family_table(&mut s, table, state, false);
     if state.networks.values().any(|n| n.network.ipv6.is_some()) {
-        ip6_table(&mut s, table, state);
+        family_table(&mut s, table, state, true);
     }
     s
 }
 
-fn ip4_table(s: &mut String, table: &str, state: &State) {
-    let _ = writeln!(s, "table ip {table} {{");
+/// One nft table: `ip <table>` (`v6` false) or `ip6 <table>`, with the
+/// rules of that family. The IPv6 table covers dual-stack networks only,
+/// and has no loopback rule: the kernel never routes ::1 off `lo`.
+fn family_table(s: &mut String, table: &str, state: &State, v6: bool) {
+    let (family, addr) = if v6 { ("ip6", "ip6") } else { ("ip", "ip") };
+    let _ = writeln!(s, "table {family} {table} {{");
     s.push_str(
         "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\
          \t\tfib daddr type local jump ports\n\t}\n",
     );
-    s.push_str(
-        "\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\
-         \t\tfib daddr type local jump ports\n\t}\n",
+    let not_loopback = if v6 { "ip6 daddr != ::1 " } else { "" };
+    let _ = write!(
+        s,
+        "\tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n\
+         \t\t{not_loopback}fib daddr type local jump ports\n\t}}\n"
     );
-    s.push_str("\tchain ports {\n");
-    let with_ports: Vec<&Endpoint> = state
+    // Each endpoint with mappings of this family, and its address in it.
+    let with_ports: Vec<(&Endpoint, String)> = state
         .endpoints()
-        .filter(|e| e.ports.iter().any(|p| in_family(p, false)))
-        .collect();
-    for ep in &with_ports {
-        let _ = writeln!(s, "\t\tjump {}", endpoint_chain(ep));
-    }
-    s.push_str("\t}\n");
-    for ep in &with_ports {
-        let _ = writeln!(s, "\tchain {} {{", endpoint_chain(ep));
-        for p in ep.ports.iter().filter(|p| in_family(p, false)) {
-            let _ = writeln!(s, "\t\t{}", dnat_rule(ep, p, &ep.ip.to_string()));
-        }
-        s.push_str("\t}\n");
-    }
-    s.push_str(
-        "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n",
-    );
-    for n in state.networks.values().map(|n| &n.network) {
-        let (br, net, name) = (&n.bridge, n.subnet, &n.name);
-        let _ = writeln!(
-            s,
-            "\t\toifname \"{br}\" ip saddr 127.0.0.0/8 masquerade comment \"{name} localnet\""
-        );
-        let _ = writeln!(
-            s,
-            "\t\toifname \"{br}\" ip saddr {net} ct status dnat masquerade comment \"{name} hairpin\""
-        );
-        if !n.internal {
-            let _ = writeln!(
-                s,
-                "\t\tip saddr {net} oifname != \"{br}\" masquerade comment \"{name} egress\""
-            );
-        }
-    }
-    s.push_str("\t}\n");
-    s.push_str("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n");
-    for a in state.networks.values().map(|n| &n.network) {
-        for b in state.networks.values().map(|n| &n.network) {
-            if a.name != b.name {
-                let _ = writeln!(
-                    s,
-                    "\t\tiifname \"{}\" oifname \"{}\" drop comment \"isolate {} from {}\"",
-                    a.bridge, b.bridge, a.name, b.name
-                );
-            }
-        }
-        if a.internal {
-            let _ = writeln!(
-                s,
-                "\t\tiifname \"{br}\" oifname != \"{br}\" drop comment \"{} internal\"",
-                a.name,
-                br = a.bridge
-            );
-        }
-    }
-    s.push_str("\t}\n}\n");
-}
-
-/// The `ip6` table: the IPv6 half of the rules, for dual-stack networks.
-fn ip6_table(s: &mut String, table: &str, state: &State) {
-    let _ = writeln!(s, "table ip6 {table} {{");
-    s.push_str(
-        "\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\
-         \t\tfib daddr type local jump ports\n\t}\n",
-    );
-    s.push_str(
-        "\tchain output {\n\t\ttype nat hook output priority -100; policy accept;\n\
-         \t\tip6 daddr != ::1 fib daddr type local jump ports\n\t}\n",
-    );
-    let with_ports: Vec<(&Endpoint, std::net::Ipv6Addr)> = state
-        .endpoints()
-        .filter(|e| e.ports.iter().any(|p| in_family(p, true)))
-        .filter_map(|e| Some((e, e.ipv6?.ip)))
+        .filter(|e| e.ports.iter().any(|p| in_family(p, v6)))
+        .filter_map(|e| match (v6, e.ipv6) {
+            (false, _) => Some((e, e.ip.to_string())),
+            (true, Some(a)) => Some((e, format!("[{}]", a.ip))),
+            (true, None) => None,
+        })
         .collect();
     s.push_str("\tchain ports {\n");
     for (ep, _) in &with_ports {
         let _ = writeln!(s, "\t\tjump {}", endpoint_chain(ep));
     }
     s.push_str("\t}\n");
-    for (ep, ip6) in &with_ports {
+    for (ep, to) in &with_ports {
         let _ = writeln!(s, "\tchain {} {{", endpoint_chain(ep));
-        for p in ep.ports.iter().filter(|p| in_family(p, true)) {
-            let _ = writeln!(s, "\t\t{}", dnat_rule(ep, p, &format!("[{ip6}]")));
+        for p in ep.ports.iter().filter(|p| in_family(p, v6)) {
+            let _ = writeln!(s, "\t\t{}", dnat_rule(ep, p, to));
         }
         s.push_str("\t}\n");
     }
     s.push_str(
         "\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n",
     );
-    let v6: Vec<_> = state
+    // The networks of this family, with their subnet in it.
+    let nets: Vec<(&crate::state::Network, String)> = state
         .networks
         .values()
-        .filter_map(|n| Some((&n.network, n.network.ipv6.as_ref()?.subnet)))
+        .filter_map(|n| {
+            let net = &n.network;
+            match (v6, &net.ipv6) {
+                (false, _) => Some((net, net.subnet.to_string())),
+                (true, Some(c)) => Some((net, c.subnet.to_string())),
+                (true, None) => None,
+            }
+        })
         .collect();
-    for (n, net) in &v6 {
+    for (n, net) in &nets {
         let (br, name) = (&n.bridge, &n.name);
+        if !v6 {
+            let _ = writeln!(
+                s,
+                "\t\toifname \"{br}\" ip saddr 127.0.0.0/8 masquerade comment \"{name} localnet\""
+            );
+        }
         let _ = writeln!(
             s,
-            "\t\toifname \"{br}\" ip6 saddr {net} ct status dnat masquerade comment \"{name} hairpin\""
+            "\t\toifname \"{br}\" {addr} saddr {net} ct status dnat masquerade comment \"{name} hairpin\""
         );
         if !n.internal {
             let _ = writeln!(
                 s,
-                "\t\tip6 saddr {net} oifname != \"{br}\" masquerade comment \"{name} egress\""
+                "\t\t{addr} saddr {net} oifname != \"{br}\" masquerade comment \"{name} egress\""
             );
         }
     }
     s.push_str("\t}\n");
     s.push_str("\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n");
-    for (a, _) in &v6 {
+    for (a, _) in &nets {
         for b in state.networks.values().map(|n| &n.network) {
             if a.name != b.name {
                 let _ = writeln!(

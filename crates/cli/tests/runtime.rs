@@ -53,6 +53,36 @@ fn rootfs_is_the_bundles_and_read_only() {
     assert!(!b.rootfs().join("probe").exists());
 }
 
+/// `linux.rootfsPropagation`: the root mount inside ends up with the asked
+/// propagation, unbindable too (which the rootfs bind could not take
+/// before pivot_root).
+#[test]
+fn rootfs_propagation_is_applied_to_the_root() {
+    let ctx = Ctx::new("rootfs-prop");
+    for (prop, want) in [
+        ("runbindable", "unbindable"),
+        ("shared", "shared:"),
+        ("private", ""),
+    ] {
+        let id = ctx.id();
+        let mut b = ctx.bundle(&id);
+        b.sh("awk '$5 == \"/\" { print }' /proc/self/mountinfo")
+            .set("/linux/rootfsPropagation", json!(prop));
+        let out = ctx.run(&b, &id).ok();
+        let line = out.out();
+        if want.is_empty() {
+            assert!(
+                !line.contains("shared:")
+                    && !line.contains("master:")
+                    && !line.contains("unbindable"),
+                "{prop}: {line}"
+            );
+        } else {
+            assert!(line.contains(want), "{prop}: {line}");
+        }
+    }
+}
+
 #[test]
 fn rootfs_is_writable_when_not_readonly() {
     let ctx = Ctx::new("rootfs-rw");

@@ -307,12 +307,19 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
             "linux.rootfsPropagation {prop:?} is not one of private, shared, slave, unbindable (r-prefixed too)"
         ))
     })?;
-    // Keep our mounts from propagating back to the host.
+    // Keep our mounts from propagating back to the host. An unbindable
+    // root is made so only after pivot_root (in `finish`): the rootfs bind
+    // below would fail on an unbindable tree.
+    let before_pivot = if prop_flags.contains(MsFlags::MS_UNBINDABLE) {
+        MsFlags::MS_SLAVE
+    } else {
+        prop_flags
+    };
     sys.mount(
         None,
         Path::new("/"),
         None,
-        prop_flags | MsFlags::MS_REC,
+        before_pivot | MsFlags::MS_REC,
         None,
     )
     .map_err(|e| mnt_err("set propagation of", Path::new("/"), e))?;

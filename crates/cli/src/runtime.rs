@@ -394,20 +394,26 @@ pub fn main(args: RuntimeArgs) -> i32 {
 /// Sets up logging: to `--log` if given, else to stderr with `--debug`, in
 /// runc's (logrus') text or JSON line format. Returns whether it logs to stderr.
 fn init_logging(args: &RuntimeArgs) -> bool {
-    let level = if args.debug { "debug" } else { "warn" };
+    // The common call (no --log, no --debug) sets nothing up: it runs once
+    // per container operation.
+    if args.log.is_none() && !args.debug {
+        return false;
+    }
+    let level = if args.debug {
+        tracing::level_filters::LevelFilter::DEBUG
+    } else {
+        tracing::level_filters::LevelFilter::WARN
+    };
     let format = logfmt::Logrus {
         json: matches!(args.log_format, LogFormat::Json),
     };
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .with_max_level(level)
         .with_ansi(false)
         .event_format(format);
     let Some(path) = &args.log else {
-        if args.debug {
-            let _ = builder.with_writer(std::io::stderr).try_init();
-            return true;
-        }
-        return false;
+        let _ = builder.with_writer(std::io::stderr).try_init();
+        return true;
     };
     let Ok(file) = std::fs::OpenOptions::new()
         .create(true)

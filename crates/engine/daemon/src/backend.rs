@@ -448,8 +448,8 @@ impl EngineBackend {
             cmd: cmd.to_vec(),
             ..Default::default()
         };
-        let process =
-            exec_process(&spec["process"], &cfg, &bundle.join("rootfs")).map_err(|e| e.message)?;
+        let process = exec_process(&spec["process"], &cfg, &self.engine.root_path(&r.id))
+            .map_err(|e| e.message)?;
         let exec_id = crate::ids::new_id();
         let (pid, _tty, mut fds) = self
             .engine
@@ -2173,7 +2173,8 @@ impl Backend for EngineBackend {
             .ok_or_else(|| {
                 ApiError::conflict(format!("container {} is not running", entry.container))
             })?;
-        let launched = match exec_process(&spec["process"], &cfg, &bundle.join("rootfs")) {
+        let root = self.engine.root_path(&entry.container);
+        let launched = match exec_process(&spec["process"], &cfg, &root) {
             Ok(process) => self
                 .engine
                 .exec(&entry.container, exec_id, process, cfg.attach_stdin)

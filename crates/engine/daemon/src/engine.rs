@@ -335,7 +335,13 @@ pub struct Engine {
     dns: crate::dns::Dns,
     /// Ourselves, for tasks that must not keep the engine alive.
     me: std::sync::OnceLock<std::sync::Weak<Engine>>,
+    /// Each image's /etc/passwd and /etc/group (layers never change), for
+    /// the users of containers that did not change theirs.
+    accounts: Mutex<std::collections::HashMap<String, Arc<crate::users::Accounts>>>,
 }
+
+/// Images whose accounts are remembered; beyond, the table starts over.
+const ACCOUNTS_KEPT: usize = 256;
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -442,6 +448,7 @@ impl Engine {
             events,
             dns: crate::dns::Dns::default(),
             me: std::sync::OnceLock::new(),
+            accounts: Mutex::default(),
         });
         let _ = engine.me.set(Arc::downgrade(&engine));
         // Re-adopted containers keep resolving each other's names.
@@ -514,6 +521,24 @@ impl Engine {
     /// A container's OCI bundle (config.json, rootfs mount point).
     pub fn bundle_path(&self, id: &str) -> PathBuf {
         self.dir(id).join("bundle")
+    }
+
+    /// A container's root directory as the host reaches it: its process's
+    /// root (`/proc/PID/root`) while it runs; else its (empty) rootfs
+    /// mount point, since its root is mounted only in its own namespace.
+    pub fn root_path(&self, id: &str) -> PathBuf {
+        let pid = self
+            .records
+            .lock()
+            .expect("records lock")
+            .get(id)
+            .and_then(|r| r.status.as_ref())
+            .filter(|s| matches!(s.phase, Phase::Running | Phase::Paused) && s.pid > 0)
+            .map(|s| s.pid);
+        match pid {
+            Some(pid) => PathBuf::from(format!("/proc/{pid}/root")),
+            None => self.bundle_path(id).join("rootfs"),
+        }
     }
 
     /// A container's pinned network namespace (bridge networks).
@@ -897,25 +922,32 @@ impl Engine {
         let bundle = dir.join("bundle");
         let rootfs = bundle.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(internal)?;
-        // Rootfs: the image's layers under the container's writable layer.
-        if !is_mountpoint(&rootfs) {
-            let images = self.images.clone();
-            let (image, cid, target) = (r.image_id.clone(), id.clone(), rootfs.clone());
-            // A --rm container's layer goes with it: never synced.
-            let opts = strato_image::RootfsOptions {
-                volatile: r.auto_remove,
-            };
-            let mount = tokio::task::spawn_blocking(move || {
-                images.rootfs_for_with(&image, &cid, &target, opts)
-            })
-            .await
-            .map_err(internal)?
-            .map_err(|e| {
-                EngineError::Internal(format!("mount the container's root filesystem: {e}"))
-            })?;
-            std::mem::forget(mount);
-        }
-        let result = self.start_mounted(&mut r, &dir, &bundle, &rootfs).await;
+        // Rootfs: the image's layers under the container's writable layer,
+        // mounted by the runtime in the container's own mount namespace: the
+        // host's mount table never holds it (each new mount namespace copies
+        // that table, so a host mount per running container made every start
+        // cost more as containers ran). One left on the host by an earlier
+        // strato is taken down first.
+        let images = self.images.clone();
+        let (image, cid, target) = (r.image_id.clone(), id.clone(), rootfs.clone());
+        // A --rm container's layer goes with it: never synced.
+        let opts = strato_image::RootfsOptions {
+            volatile: r.auto_remove,
+        };
+        let overlay = tokio::task::spawn_blocking(move || {
+            if is_mountpoint(&target) {
+                let _ = strato_image::unmount(&target);
+            }
+            images.overlay_for(&image, &cid, opts)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            EngineError::Internal(format!("prepare the container's root filesystem: {e}"))
+        })?;
+        let result = self
+            .start_mounted(&mut r, &dir, &bundle, &rootfs, &overlay)
+            .await;
         if let Err(e) = result {
             self.release(&id).await;
             // As dockerd: a failed start is a "die" (with the shell's code
@@ -936,6 +968,7 @@ impl Engine {
         dir: &Path,
         bundle: &Path,
         rootfs: &Path,
+        overlay: &strato_image::Overlay,
     ) -> Result<(), EngineError> {
         let id = r.id.clone();
         let mut cfg = r.config.clone();
@@ -1048,8 +1081,15 @@ impl Engine {
                     .push(("/etc/hosts".into(), "/etc/hosts".into()));
             }
         }
-        let spec = crate::spec::build(&cfg, &r.image_defaults, rootfs)
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let accounts = self.accounts(r, overlay).await?;
+        let spec = crate::spec::build(
+            &cfg,
+            &r.image_defaults,
+            rootfs,
+            Some(overlay.options()),
+            &accounts,
+        )
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
         // Compact, as containerd writes it: the starter parses it per start,
         // and with Docker's seccomp profile the pretty form was twice as large
         // (17 KB against 9 KB).
@@ -1097,6 +1137,56 @@ impl Engine {
             r.status = Some(s);
         }
         Ok(())
+    }
+
+    /// The /etc/passwd and /etc/group a container's user is resolved
+    /// against. A container whose writable layer has not changed them (no
+    /// `/etc` there, or only the mount points of its /etc files) sees its
+    /// image's, read once per image; others are read from their merged
+    /// view, mounted briefly in a private mount namespace.
+    async fn accounts(
+        &self,
+        r: &Record,
+        overlay: &strato_image::Overlay,
+    ) -> Result<Arc<crate::users::Accounts>, EngineError> {
+        let image_only = !layer_changed_accounts(overlay.upper());
+        if image_only {
+            if let Some(a) = self
+                .accounts
+                .lock()
+                .expect("accounts lock")
+                .get(&r.image_id)
+            {
+                return Ok(a.clone());
+            }
+        }
+        let n = ACCOUNTS_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = self
+            .cfg
+            .exec_root
+            .join("accounts")
+            .join(format!("{}-{n}", r.id));
+        let ov = overlay.clone();
+        let accounts = tokio::task::spawn_blocking(move || {
+            crate::users::Accounts::read_overlay(&ov, image_only, &scratch)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            EngineError::Internal(format!(
+                "read /etc/passwd and /etc/group of container {}: {e}",
+                r.id
+            ))
+        })?;
+        let accounts = Arc::new(accounts);
+        if image_only {
+            let mut cache = self.accounts.lock().expect("accounts lock");
+            if cache.len() >= ACCOUNTS_KEPT {
+                cache.clear();
+            }
+            cache.insert(r.image_id.clone(), accounts.clone());
+        }
+        Ok(accounts)
     }
 
     /// What a `--network container:<id>` container takes from its target
@@ -1899,6 +1989,42 @@ impl Engine {
         let e = exec_id.to_string();
         self.sup(move |c| c.exec_state(&e)).await
     }
+}
+
+/// Makes each scratch mount point of [`Engine::accounts`] unique.
+static ACCOUNTS_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a writable layer (overlay upper directory) may change what
+/// /etc/passwd or /etc/group read: it has an `/etc` that is not a plain
+/// directory holding only the mount points the runtime makes for the
+/// container's /etc files (an opaque `/etc` hides the image's).
+fn layer_changed_accounts(upper: &Path) -> bool {
+    let etc = upper.join("etc");
+    let md = match fs::symlink_metadata(&etc) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(_) => return true,
+        Ok(md) => md,
+    };
+    if !md.is_dir() {
+        return true;
+    }
+    let mut buf = [0u8; 4];
+    for attr in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+        if rustix::fs::lgetxattr(&etc, attr, &mut buf).is_ok() {
+            return true;
+        }
+    }
+    let Ok(entries) = fs::read_dir(&etc) else {
+        return true;
+    };
+    entries.into_iter().any(|e| {
+        e.map_or(true, |e| {
+            !matches!(
+                e.file_name().to_str(),
+                Some("hosts" | "hostname" | "resolv.conf")
+            )
+        })
+    })
 }
 
 /// Whether `path` is a mount point (its device differs from its parent's).

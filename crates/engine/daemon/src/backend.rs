@@ -1633,7 +1633,7 @@ impl Backend for EngineBackend {
                 String::new()
             },
             sandbox_key: if r.endpoint.is_some() {
-                self.engine.netns_path_of(&r.id).display().to_string()
+                self.engine.sandbox_key(&r)
             } else {
                 String::new()
             },

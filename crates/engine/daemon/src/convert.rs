@@ -1501,6 +1501,7 @@ mod tests {
                 open_stdin: false,
                 restart: RestartPolicy::No,
                 auto_remove: false,
+                netns: false,
             },
             phase,
             pid: 1,

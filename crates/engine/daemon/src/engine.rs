@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,7 +123,7 @@ impl NetworkMode {
 #[derive(Debug)]
 struct Joined {
     /// The namespace to enter (`None`: the host's).
-    netns: Option<String>,
+    netns: Option<OwnedFd>,
     /// (host file, path in the container) bind mounts.
     etc_files: Vec<(String, String)>,
     hostname: String,
@@ -504,6 +504,7 @@ impl Engine {
         self.cfg.data_root.join("containers").join(id)
     }
 
+    /// Where an earlier strato pinned a container's network namespace.
     fn netns_path(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("netns").join(id)
     }
@@ -541,9 +542,14 @@ impl Engine {
         }
     }
 
-    /// A container's pinned network namespace (bridge networks).
-    pub fn netns_path_of(&self, id: &str) -> PathBuf {
-        self.netns_path(id)
+    /// Where a container's network namespace is seen (Docker's
+    /// `SandboxKey`): its process's namespace while it runs.
+    pub fn sandbox_key(&self, r: &Record) -> String {
+        r.status
+            .as_ref()
+            .filter(|s| matches!(s.phase, Phase::Running | Phase::Paused) && s.pid > 0)
+            .map(|s| format!("/proc/{}/ns/net", s.pid))
+            .unwrap_or_default()
     }
 
     /// Where the engine keeps things.
@@ -972,22 +978,31 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let id = r.id.clone();
         let mut cfg = r.config.clone();
+        // The network namespace the container joins, held by descriptor
+        // until the supervisor takes it with the start.
+        let mut netns: Option<OwnedFd> = None;
         match &r.network {
             NetworkMode::Container(target) => {
                 let joined = self.joined_network(&id, target).await?;
-                cfg.netns = joined.netns;
+                cfg.netns = joined.netns.as_ref().map(|_| String::new());
+                netns = joined.netns;
                 cfg.etc_files.extend(joined.etc_files);
                 cfg.hostname = joined.hostname;
             }
             NetworkMode::Host => cfg.netns = None,
             NetworkMode::None => cfg.netns = Some(String::new()),
             NetworkMode::Bridge(_) if r.first_detached => {
-                // On no network: a namespace of its own (pinned, so a later
-                // connect can wire it) and files without peers.
-                let ns = self.netns_path(&id);
-                let _ = crate::netns::remove(&ns);
-                crate::netns::create(&ns)
-                    .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                // On no network: a namespace of its own (a later connect
+                // wires it through the container's process) and files
+                // without peers.
+                netns = Some(
+                    tokio::task::spawn_blocking(crate::netns::create)
+                        .await
+                        .map_err(internal)?
+                        .map_err(|e| {
+                            EngineError::Internal(format!("create network namespace: {e}"))
+                        })?,
+                );
                 let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
                 for (name, text) in [
                     ("hosts", DETACHED_HOSTS.to_string()),
@@ -1002,20 +1017,17 @@ impl Engine {
                     cfg.etc_files
                         .push((p.display().to_string(), format!("/etc/{name}")));
                 }
-                cfg.netns = Some(ns.display().to_string());
+                cfg.netns = Some(String::new());
             }
             NetworkMode::Bridge(net) => {
-                let ns = self.netns_path(&id);
                 // Off the async workers: a new network namespace costs the
                 // kernel milliseconds, and the daemon has one worker per CPU.
-                let pin = ns.clone();
-                tokio::task::spawn_blocking(move || {
-                    let _ = crate::netns::remove(&pin);
-                    crate::netns::create(&pin)
-                })
-                .await
-                .map_err(internal)?
-                .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                let fd = tokio::task::spawn_blocking(crate::netns::create)
+                    .await
+                    .map_err(internal)?
+                    .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                let ns = crate::netns::fd_path(&fd);
+                netns = Some(fd);
                 let network = Self::bridge_network(net);
                 let network = if network.is_empty() {
                     self.net.ensure_default().await.map_err(internal)?.name
@@ -1055,9 +1067,11 @@ impl Engine {
                     cfg.etc_files
                         .push((p.display().to_string(), format!("/etc/{name}")));
                 }
-                cfg.netns = Some(ns.display().to_string());
+                cfg.netns = Some(String::new());
                 for extra in r.extra_networks.clone() {
-                    let ep = self.attach_extra(r, &extra).await?;
+                    let ep = self
+                        .attach_extra(r, &extra, strato_network::Netns::Path(ns.clone()))
+                        .await?;
                     r.extra_endpoints.push(ep);
                     self.set_endpoints(r);
                 }
@@ -1103,6 +1117,7 @@ impl Engine {
             open_stdin: cfg.open_stdin,
             restart: r.restart.clone(),
             auto_remove: false,
+            netns: netns.is_some(),
         };
         // One connection: the start, then the status it left.
         let status = self
@@ -1110,7 +1125,7 @@ impl Engine {
                 // A record of an earlier run is replaced.
                 let _ = c.delete(&spec.id, false);
                 let id = spec.id.clone();
-                c.start(spec)?;
+                c.start_in(spec, netns.as_ref().map(|fd| fd.as_fd()))?;
                 Ok(c.state(&id).ok())
             })
             .await?;
@@ -1225,7 +1240,13 @@ impl Engine {
                 }
             }
             let pid = status.map(|s| s.pid).unwrap_or_default();
-            let by_pid = format!("/proc/{pid}/ns/net");
+            // Its namespace, held from now on: the joiner's restarts join
+            // it again even if the target's process changed.
+            let by_pid = || {
+                crate::netns::of_process(pid).map_err(|e| {
+                    EngineError::Conflict(format!("cannot join network of container {}: {e}", t.id))
+                })
+            };
             let dir = self.dir(&t.id);
             let own = |names: &[&str]| -> Vec<(String, String)> {
                 names
@@ -1246,16 +1267,10 @@ impl Engine {
                     files.push(("/etc/hosts".into(), "/etc/hosts".into()));
                     (None, files)
                 }
-                // Made by the runtime at its start: entered through its process.
-                NetworkMode::None => (Some(by_pid), own(&["hostname"])),
+                // Entered through its process.
+                NetworkMode::None => (Some(by_pid()?), own(&["hostname"])),
                 NetworkMode::Bridge(_) => {
-                    let pinned = self.netns_path(&t.id);
-                    let ns = if pinned.exists() {
-                        pinned.display().to_string()
-                    } else {
-                        by_pid
-                    };
-                    (Some(ns), own(&["hosts", "resolv.conf", "hostname"]))
+                    (Some(by_pid()?), own(&["hosts", "resolv.conf", "hostname"]))
                 }
             };
             return Ok(Joined {
@@ -1283,9 +1298,12 @@ impl Engine {
                 }
             }
         };
+        // The namespace goes with its last holder (the supervisor lets go
+        // of it at the final exit); only pins and root mounts left on the
+        // host by an earlier strato are removed here.
         let (netns, rootfs) = (self.netns_path(id), self.dir(id).join("bundle/rootfs"));
         let mounts = tokio::task::spawn_blocking(move || {
-            let _ = crate::netns::remove(&netns);
+            let _ = crate::netns::remove_pin(&netns);
             if is_mountpoint(&rootfs) {
                 let _ = strato_image::unmount(&rootfs);
             }
@@ -1319,6 +1337,7 @@ impl Engine {
         &self,
         r: &Record,
         extra: &ExtraNetwork,
+        netns: strato_network::Netns,
     ) -> Result<Endpoint, EngineError> {
         let taken: Vec<&str> = r
             .endpoint
@@ -1330,11 +1349,7 @@ impl Engine {
             .map(|i| format!("eth{i}"))
             .find(|n| !taken.contains(&n.as_str()))
             .expect("an unused interface name");
-        let mut req = AttachRequest::new(
-            &extra.name,
-            &r.id,
-            strato_network::Netns::Path(self.netns_path(&r.id)),
-        );
+        let mut req = AttachRequest::new(&extra.name, &r.id, netns);
         req.ifname = ifname;
         req.names = r.dns_names(&extra.aliases);
         req.ip = extra.opts.ip;
@@ -1423,11 +1438,12 @@ impl Engine {
                 r.name
             )));
         }
+        // Wired through its process's namespace.
         let running = r
             .status
             .as_ref()
-            .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused))
-            && self.netns_path(&r.id).exists();
+            .filter(|s| matches!(s.phase, Phase::Running | Phase::Paused) && s.pid > 0)
+            .map(|s| strato_network::Netns::Pid(s.pid as u32));
         if r.first_detached {
             return self.connect_first(r, network, aliases, opts, running).await;
         }
@@ -1436,9 +1452,9 @@ impl Engine {
             aliases,
             opts,
         };
-        let running = running && r.endpoint.is_some();
-        if running {
-            let ep = self.attach_extra(&r, &extra).await?;
+        let running = running.filter(|_| r.endpoint.is_some());
+        if let Some(ns) = &running {
+            let ep = self.attach_extra(&r, &extra, ns.clone()).await?;
             r.extra_endpoints.push(ep);
         }
         r.extra_networks.push(extra);
@@ -1450,7 +1466,7 @@ impl Engine {
             }
         }
         self.save(&r)?;
-        if running {
+        if running.is_some() {
             self.rewrite_hosts(&r);
             self.use_embedded_dns(&r, network).await;
         }
@@ -1517,19 +1533,15 @@ impl Engine {
         network: &str,
         aliases: Vec<String>,
         opts: EndpointExtras,
-        running: bool,
+        running: Option<strato_network::Netns>,
     ) -> Result<(), EngineError> {
         let mut next = r.clone();
         next.network = NetworkMode::Bridge(network.to_string());
         next.aliases = aliases;
         next.first_opts = opts;
         next.first_detached = false;
-        if running {
-            let mut req = AttachRequest::new(
-                network,
-                &r.id,
-                strato_network::Netns::Path(self.netns_path(&r.id)),
-            );
+        if let Some(ns) = &running {
+            let mut req = AttachRequest::new(network, &r.id, ns.clone());
             req.names = next.dns_names(&next.aliases);
             req.ports = next.ports.clone();
             req.ip = next.first_opts.ip;
@@ -1542,7 +1554,7 @@ impl Engine {
         r = next;
         self.store_networks(&r);
         self.save(&r)?;
-        if running {
+        if running.is_some() {
             // The files are bind-mounted: rewritten in place.
             let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             if let Ok(mut files) = self

@@ -120,6 +120,8 @@ struct Client {
     buf: Vec<u8>,
     /// A start it asked for is pending: its next requests wait.
     waiting: bool,
+    /// Descriptors received with its requests, not yet taken by one.
+    fds: Vec<OwnedFd>,
 }
 
 /// The supervisor's state.
@@ -141,6 +143,9 @@ pub struct Supervisor {
     /// container can exit before its starter's report arrives.
     orphans: Vec<(i32, i32)>,
     next_client: u64,
+    /// The network namespaces of containers started with `spec.netns`,
+    /// held for their restarts until they exit for good or are deleted.
+    netns: BTreeMap<String, OwnedFd>,
 }
 
 fn set_nonblocking(fd: RawFd) {
@@ -326,6 +331,7 @@ impl Supervisor {
             starting: Vec::new(),
             orphans: Vec::new(),
             next_client: 0,
+            netns: BTreeMap::new(),
         };
         sup.load_records();
         Ok(sup)
@@ -484,23 +490,45 @@ impl Supervisor {
                 stream,
                 buf: Vec::new(),
                 waiting: false,
+                fds: Vec::new(),
             });
         }
     }
 
     fn read_client(&mut self, i: usize) {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         let mut chunk = [0u8; 8192];
         let Some(client) = self.clients.get_mut(i) else {
             return;
         };
         loop {
-            match io::Read::read(&mut client.stream, &mut chunk) {
+            let mut iov = [io::IoSliceMut::new(&mut chunk)];
+            let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+            let received = recvmsg::<()>(
+                client.stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+            )
+            .map(|msg| {
+                for c in msg.cmsgs().into_iter().flatten() {
+                    if let ControlMessageOwned::ScmRights(list) = c {
+                        for fd in list {
+                            // SAFETY: the kernel installed these descriptors for us.
+                            client.fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                        }
+                    }
+                }
+                msg.bytes
+            });
+            match received {
                 Ok(0) => {
                     client.buf.push(0); // mark closed
                     break;
                 }
                 Ok(n) => client.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => {
                     client.buf.push(0);
                     break;
@@ -534,6 +562,11 @@ impl Supervisor {
                 Ok(Request::Start { spec }) => {
                     let id = spec.id.clone();
                     self.settle(&id);
+                    let netns = if spec.netns && !self.clients[i].fds.is_empty() {
+                        Some(self.clients[i].fds.remove(0))
+                    } else {
+                        None
+                    };
                     match self.containers.get(&id) {
                         Some(m) if m.status.phase != Phase::Exited => {
                             let f = Failure::new(
@@ -542,7 +575,18 @@ impl Supervisor {
                             );
                             let _ = self.reply(&stream, &f.into_response(), &[]);
                         }
+                        _ if spec.netns && netns.is_none() => {
+                            let f = Failure::new(
+                                ErrorKind::Invalid,
+                                format!("the start of container {id} names a network namespace descriptor, but none came with it"),
+                            );
+                            let _ = self.reply(&stream, &f.into_response(), &[]);
+                        }
                         _ => {
+                            match netns {
+                                Some(fd) => self.netns.insert(id.clone(), fd),
+                                None => self.netns.remove(&id),
+                            };
                             let waiter = self.wait_for_start(i, stream);
                             self.start(spec, 0, waiter);
                         }
@@ -642,6 +686,10 @@ impl Supervisor {
                 }
                 let running = matches!(m.status.phase, Phase::Running | Phase::Paused);
                 let status = m.status.clone();
+                if status.phase == Phase::Exited {
+                    // Nothing restarts it now: its network namespace goes.
+                    self.netns.remove(&id);
+                }
                 self.save(&status);
                 self.timers.retain(|(_, t)| *t != id);
                 if !running {
@@ -844,10 +892,24 @@ impl Supervisor {
                     format!("open log {}: {e}", spec.log_path.display()),
                 )
             })?;
+            let netns_fd = match (spec.netns, self.netns.get(&spec.id)) {
+                (false, _) => None,
+                (true, Some(fd)) => Some(fd.as_raw_fd()),
+                (true, None) => {
+                    return Err(Failure::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "the network namespace of container {} is gone (the supervisor restarted): start it again through the engine",
+                            spec.id
+                        ),
+                    ))
+                }
+            };
             let (report_r, report_w) = pipe().map_err(internal)?;
             let mut opts = CreateOptions {
                 id: spec.id.clone(),
                 bundle: spec.bundle.clone(),
+                netns_fd,
                 ..Default::default()
             };
             let stdio = if spec.tty {
@@ -1070,6 +1132,7 @@ impl Supervisor {
 
     /// A start that failed: the container is recorded exited, with the error.
     fn start_failed(&mut self, spec: &ContainerSpec, restart_count: u32, msg: &str) {
+        self.netns.remove(&spec.id);
         let status = ContainerStatus {
             spec: spec.clone(),
             phase: Phase::Exited,
@@ -1284,6 +1347,7 @@ impl Supervisor {
         } else if spec.auto_remove {
             self.forget(id);
         } else {
+            self.netns.remove(id);
             self.save(&status);
         }
     }
@@ -1376,6 +1440,7 @@ impl Supervisor {
 
     fn forget(&mut self, id: &str) {
         self.containers.remove(id);
+        self.netns.remove(id);
         let _ = fs::remove_dir_all(self.root.join("containers").join(id));
         self.emit(Event::Destroy {
             id: id.to_string(),

@@ -1995,6 +1995,7 @@ impl Backend for EngineBackend {
         let done = copy::spawn(src, move |root| {
             let res = copy::archive(root, "/", &name, stat_tx, &mut w);
             if let Err(e) = &res {
+                tracing::warn!(container = %name, error = %e, "export");
                 w.fail(std::io::Error::other(e.to_string()));
             }
             res

@@ -412,6 +412,8 @@ fn layer_ignore(config: &Path) -> Vec<String> {
         .flatten()
         .filter_map(|m| m["destination"].as_str())
         .map(|d| format!("/{}", d.trim_matches('/')))
+        // The root filesystem itself (the overlay whose layer this is).
+        .filter(|d| d != "/")
         .collect();
     ignore.push("/.dockerenv".into());
     ignore
@@ -2116,6 +2118,45 @@ fn own_etc_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layer_ignores_mount_points_but_not_the_root_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        fs::write(
+            &config,
+            r#"{"mounts":[{"destination":"/","type":"overlay"},{"destination":"/etc/hosts/"},{"destination":"/proc"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            layer_ignore(&config),
+            vec!["/etc/hosts", "/proc", "/.dockerenv"]
+        );
+    }
+
+    #[test]
+    fn a_layer_changes_accounts_only_beyond_its_etc_mount_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path();
+        assert!(!layer_changed_accounts(upper));
+        fs::create_dir(upper.join("etc")).unwrap();
+        for f in ["hosts", "hostname", "resolv.conf"] {
+            fs::write(upper.join("etc").join(f), "").unwrap();
+        }
+        assert!(!layer_changed_accounts(upper));
+        fs::write(upper.join("etc/passwd"), "x:x:1:1::/:/bin/sh\n").unwrap();
+        assert!(layer_changed_accounts(upper));
+        fs::remove_file(upper.join("etc/passwd")).unwrap();
+        // An opaque /etc hides the image's files.
+        rustix::fs::setxattr(
+            &upper.join("etc"),
+            "trusted.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        assert!(layer_changed_accounts(upper));
+    }
 
     #[test]
     fn network_modes_parse_show_and_keep_old_records_readable() {

@@ -2149,7 +2149,7 @@ mod tests {
         fs::remove_file(upper.join("etc/passwd")).unwrap();
         // An opaque /etc hides the image's files.
         rustix::fs::setxattr(
-            &upper.join("etc"),
+            upper.join("etc"),
             "trusted.overlay.opaque",
             b"y",
             rustix::fs::XattrFlags::empty(),

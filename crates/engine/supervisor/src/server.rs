@@ -42,6 +42,8 @@ pub enum Error {
     Listen { path: PathBuf, source: io::Error },
     #[error("signal setup: {0}")]
     Signals(nix::Error),
+    #[error("epoll setup: {0}")]
+    Epoll(io::Error),
     #[error("{0}")]
     Runtime(String),
 }
@@ -124,6 +126,86 @@ struct Client {
     fds: Vec<OwnedFd>,
 }
 
+/// The containers' output pipes (two per container, or a pty), watched by
+/// one epoll instance that the loop polls as a single descriptor: a poll(2)
+/// over every output made each wakeup of the loop cost more as containers
+/// ran (and their outputs rarely have anything to read).
+struct Outputs {
+    epoll: OwnedFd,
+    /// Registered descriptor → its container.
+    owner: std::collections::HashMap<RawFd, String>,
+}
+
+impl Outputs {
+    fn new() -> io::Result<Outputs> {
+        // SAFETY: plain syscall with a flag argument; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: epoll_create1 just returned this descriptor; we own it.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Outputs {
+            epoll,
+            owner: std::collections::HashMap::new(),
+        })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: both descriptors are open; `ev` lives across the call.
+        let r = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Watches output `fd` of container `id`.
+    fn add(&mut self, fd: RawFd, id: &str) {
+        match self.ctl(libc::EPOLL_CTL_ADD, fd) {
+            Ok(()) => {
+                self.owner.insert(fd, id.to_string());
+            }
+            Err(e) => tracing::warn!(id, error = %e, "watch container output"),
+        }
+    }
+
+    /// Stops watching `fd`, before it is closed: a copy of it held by a
+    /// forked starter would keep the registration (and its events) alive.
+    fn remove(&mut self, fd: RawFd) {
+        if self.owner.remove(&fd).is_some() {
+            let _ = self.ctl(libc::EPOLL_CTL_DEL, fd);
+        }
+    }
+
+    /// The outputs with something to read (or closed), without waiting.
+    /// Level-triggered: outputs beyond one batch come in the next round.
+    fn ready(&self) -> Vec<(String, RawFd)> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        // SAFETY: `events` is a writable array of the length given.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                0,
+            )
+        };
+        let n = usize::try_from(n).unwrap_or(0);
+        events[..n]
+            .iter()
+            .filter_map(|ev| {
+                let fd = ev.u64 as RawFd;
+                self.owner.get(&fd).map(|id| (id.clone(), fd))
+            })
+            .collect()
+    }
+}
+
 /// The supervisor's state.
 pub struct Supervisor {
     root: PathBuf,
@@ -146,6 +228,7 @@ pub struct Supervisor {
     /// The network namespaces of containers started with `spec.netns`,
     /// held for their restarts until they exit for good or are deleted.
     netns: BTreeMap<String, OwnedFd>,
+    outputs: Outputs,
 }
 
 fn set_nonblocking(fd: RawFd) {
@@ -332,6 +415,7 @@ impl Supervisor {
             orphans: Vec::new(),
             next_client: 0,
             netns: BTreeMap::new(),
+            outputs: Outputs::new().map_err(Error::Epoll)?,
         };
         sup.load_records();
         Ok(sup)
@@ -412,6 +496,7 @@ impl Supervisor {
                     Ready::Signal => self.reap(),
                     Ready::Client(i) => self.read_client(i),
                     Ready::Output(id, i) => self.read_output(&id, i),
+                    Ready::Outputs => {}
                     Ready::Report(starter) => {
                         if let Some(i) = self.starting.iter().position(|s| s.starter == starter) {
                             self.read_report(i);
@@ -440,12 +525,8 @@ impl Supervisor {
             tags.push(Ready::Report(s.starter));
             fds.push(PollFd::new(s.report.as_fd(), PollFlags::POLLIN));
         }
-        for (id, m) in &self.containers {
-            for (i, (fd, _)) in m.outputs.iter().enumerate() {
-                tags.push(Ready::Output(id.clone(), i));
-                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-            }
-        }
+        tags.push(Ready::Outputs);
+        fds.push(PollFd::new(self.outputs.epoll.as_fd(), PollFlags::POLLIN));
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => return (Vec::new(), false),
@@ -460,6 +541,18 @@ impl Supervisor {
         for (tag, fd) in tags.into_iter().zip(fds.iter()) {
             let Some(ev) = fd.revents() else { continue };
             if ev.is_empty() {
+                continue;
+            }
+            if let Ready::Outputs = tag {
+                for (id, fd) in self.outputs.ready() {
+                    let i = self
+                        .containers
+                        .get(&id)
+                        .and_then(|m| m.outputs.iter().position(|(o, _)| o.as_raw_fd() == fd));
+                    if let Some(i) = i {
+                        out.push(Ready::Output(id, i));
+                    }
+                }
                 continue;
             }
             if let Ready::Signal = tag {
@@ -1095,6 +1188,10 @@ impl Supervisor {
             .get(&spec.id)
             .map(|m| m.backoff_ms)
             .unwrap_or(0);
+        for (fd, _) in &outputs {
+            self.outputs.add(fd.as_raw_fd(), &spec.id);
+        }
+        self.unwatch_outputs(&spec.id);
         // It may have exited (and been reaped by us) before its report came.
         let reaped = self
             .orphans
@@ -1133,6 +1230,7 @@ impl Supervisor {
     /// A start that failed: the container is recorded exited, with the error.
     fn start_failed(&mut self, spec: &ContainerSpec, restart_count: u32, msg: &str) {
         self.netns.remove(&spec.id);
+        self.unwatch_outputs(&spec.id);
         let status = ContainerStatus {
             spec: spec.clone(),
             phase: Phase::Exited,
@@ -1148,6 +1246,16 @@ impl Supervisor {
         self.save(&status);
         self.containers
             .insert(spec.id.clone(), Managed::at_rest(status));
+    }
+
+    /// Stops watching the outputs container `id` still holds (its record is
+    /// about to be replaced, closing them).
+    fn unwatch_outputs(&mut self, id: &str) {
+        if let Some(m) = self.containers.get(id) {
+            for (fd, _) in &m.outputs {
+                self.outputs.remove(fd.as_raw_fd());
+            }
+        }
     }
 
     /// Sends the answer to a start to the client that asked for it, then
@@ -1191,6 +1299,7 @@ impl Supervisor {
                     if let Some(log) = m.log.as_mut() {
                         let _ = log.finish(stream);
                     }
+                    self.outputs.remove(fd.as_raw_fd());
                     m.outputs.remove(i);
                     return;
                 }
@@ -1205,6 +1314,7 @@ impl Supervisor {
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     tracing::warn!(id, error = %e, "read container output");
+                    self.outputs.remove(fd.as_raw_fd());
                     m.outputs.remove(i);
                     return;
                 }
@@ -1421,7 +1531,9 @@ impl Supervisor {
                 {
                     // Still open (a descendant holds it): stop waiting.
                     if let Some(m) = self.containers.get_mut(id) {
-                        m.outputs.clear();
+                        for (fd, _) in m.outputs.drain(..) {
+                            self.outputs.remove(fd.as_raw_fd());
+                        }
                     }
                 }
             }
@@ -1439,6 +1551,7 @@ impl Supervisor {
     }
 
     fn forget(&mut self, id: &str) {
+        self.unwatch_outputs(id);
         self.containers.remove(id);
         self.netns.remove(id);
         let _ = fs::remove_dir_all(self.root.join("containers").join(id));
@@ -1531,6 +1644,8 @@ enum Ready {
     Signal,
     Client(usize),
     Output(String, usize),
+    /// Some of the outputs (see [`Outputs`]).
+    Outputs,
     /// The report pipe of the starter with this pid.
     Report(i32),
 }

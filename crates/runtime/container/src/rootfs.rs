@@ -595,7 +595,9 @@ fn mount_one(
                 sys.mkdir_all(&dest, 0o755)
                     .map_err(|e| mnt_err("create mount point", &dest, e))?;
             }
-        } else {
+        } else if dest_md.is_none() {
+            // Only a missing file is made: opening an image's file (an
+            // overlay root's /etc/hosts) to create it would copy it up.
             if let Some(parent) = dest.parent() {
                 sys.mkdir_all(parent, 0o755)
                     .map_err(|e| mnt_err("create mount point", parent, e))?;

@@ -26,7 +26,7 @@ use crate::model::{ContainerConfig, ImageDefaults, ResourceUpdate};
 pub struct EngineConfig {
     /// Persistent state: images, containers, volumes, networks.
     pub data_root: PathBuf,
-    /// Runtime state: the supervisor's socket and records, pinned namespaces.
+    /// Runtime state: the supervisor's socket and records, scratch mount points.
     pub exec_root: PathBuf,
     /// The `strato` binary that runs `strato supervisor`.
     pub strato_bin: PathBuf,

@@ -52,7 +52,7 @@ pub struct DaemonArgs {
     /// Persistent state: images, containers, volumes, networks.
     #[arg(long, default_value = "/var/lib/strato")]
     data_root: PathBuf,
-    /// Runtime state: the supervisor's socket, pinned namespaces.
+    /// Runtime state: the supervisor's socket and records.
     #[arg(long, default_value = "/run/strato/engine")]
     exec_root: PathBuf,
     /// Address pool of the networks (tests use a private one).

@@ -696,6 +696,96 @@ fn containers_outlive_a_killed_daemon_and_are_found_again() {
     assert!(all.stdout.trim().is_empty(), "{all}");
 }
 
+#[test]
+fn running_containers_hold_no_mounts_on_the_host() {
+    let d = Daemon::start("daemon-nomounts");
+    d.load_busybox();
+    // Mounts on the host naming this daemon's directories (root overlays,
+    // pinned network namespaces). Other tests' mounts are elsewhere.
+    let ours = || {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(d.dir.to_str().unwrap()))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let before = ours();
+    let run = |args: &[&str]| d.docker(args).ok().stdout.trim().to_string();
+    let a = run(&["run", "-d", "busybox", "sleep", "300"]);
+    let none = run(&["run", "-d", "--network", "none", "busybox", "sleep", "300"]);
+    let joiner = run(&[
+        "run",
+        "-d",
+        "--network",
+        &format!("container:{a}"),
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let flaky = run(&[
+        "run",
+        "-d",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0 | grep -c inet; exit 1",
+    ]);
+    assert_eq!(ours(), before, "running containers left mounts on the host");
+    let pid = |id: &str| run(&["inspect", "-f", "{{.State.Pid}}", id]);
+    let netns = |id: &str| fs::read_link(format!("/proc/{}/ns/net", pid(id))).unwrap();
+    // The joiner is in its target's namespace, the others each in their own.
+    assert_eq!(netns(&a), netns(&joiner));
+    assert_ne!(netns(&a), netns(&none));
+    assert_ne!(netns(&a), fs::read_link("/proc/self/ns/net").unwrap());
+    assert_eq!(
+        run(&["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", &a]),
+        format!("/proc/{}/ns/net", pid(&a))
+    );
+    // The image's users, and the container's own (its /etc/passwd changed).
+    assert_eq!(run(&["exec", "-u", "app", &a, "id", "-u"]), "1000");
+    d.docker(&[
+        "exec",
+        &a,
+        "sh",
+        "-c",
+        "echo extra:x:4242:4242::/:/bin/sh >> /etc/passwd",
+    ])
+    .ok();
+    assert_eq!(run(&["exec", "-u", "extra", &a, "id", "-u"]), "4242");
+    d.docker(&["stop", "-t", "0", &joiner]).ok();
+    d.docker(&["stop", "-t", "0", &a]).ok();
+    d.docker(&["start", &a]).ok();
+    let b = run(&["run", "-d", "--user", "app", "busybox", "sleep", "300"]);
+    assert_eq!(run(&["exec", &b, "id", "-u"]), "1000");
+    // `a` restarted with its writable layer: the user it added resolves.
+    d.docker(&["exec", "-u", "extra", &a, "true"]).ok();
+    // Every run of the restarted container had its network (the namespace
+    // held for its restarts).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = run(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.RestartCount}}",
+            &flaky,
+        ]);
+        if st == "exited 2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flaky: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = d.docker(&["logs", &flaky]).ok().stdout;
+    assert_eq!(logs, "1\n1\n1\n", "{logs}");
+    assert_eq!(ours(), before, "restarts left mounts on the host");
+    // Nothing is left once they are gone.
+    d.docker(&["rm", "-f", &a, &none, &joiner, &flaky, &b]).ok();
+    assert_eq!(ours(), before);
+}
+
 /// A tar with one hostile entry: a symlink `evil` to `target` followed by a
 /// file written through it, or (with `target` `None`) a `../` name. The
 /// tar crate refuses to write `..` itself, so that name goes in raw.

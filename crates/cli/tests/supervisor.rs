@@ -98,6 +98,7 @@ fn spec(ctx: &Ctx, b: &Bundle, id: &str) -> ContainerSpec {
         open_stdin: false,
         restart: RestartPolicy::No,
         auto_remove: false,
+        netns: false,
     }
 }
 
@@ -192,6 +193,64 @@ fn on_failure_restarts_up_to_the_limit() {
         .filter(|(_, l)| l == "run\n")
         .count();
     assert_eq!(runs, 3);
+}
+
+#[test]
+fn a_network_namespace_sent_with_the_start_is_held_for_restarts_then_released() {
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::fs::MetadataExt;
+    let ctx = Ctx::new("sup-netns");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("readlink /proc/self/ns/net; exit 1");
+    let mut s = spec(&ctx, &b, &id);
+    s.restart = RestartPolicy::OnFailure { max_retries: 2 };
+    // A namespace held by this descriptor only.
+    let ns: OwnedFd = std::thread::spawn(|| {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+        OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net").expect("open"))
+    })
+    .join()
+    .expect("thread");
+    let want = format!(
+        "net:[{}]\n",
+        std::fs::metadata(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&ns)
+        ))
+        .expect("stat")
+        .ino()
+    );
+    c.start_in(s.clone(), Some(ns.as_fd())).expect("start");
+    drop(ns);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = c.state(&id).expect("state");
+        if st.phase == Phase::Exited && st.restart_count == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no final exit: {st:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Every run, restarts included, was in that namespace.
+    let runs: Vec<String> = log_lines(&s.log_path).into_iter().map(|(_, l)| l).collect();
+    assert_eq!(runs, vec![want.clone(); 3]);
+    // After the final exit the supervisor let go of it.
+    let pid = c.ping().expect("ping");
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .flatten()
+    {
+        let link = std::fs::read_link(e.path()).unwrap_or_default();
+        assert_ne!(format!("{}\n", link.display()), want, "still held");
+    }
+    // A start that names a namespace but sends none is refused.
+    let mut t = spec(&ctx, &b, &ctx.id());
+    t.netns = true;
+    let e = c.start(t).expect_err("no descriptor");
+    assert!(e.to_string().contains("network namespace"), "{e}");
 }
 
 #[test]

@@ -453,8 +453,8 @@ impl EngineBackend {
             cmd: cmd.to_vec(),
             ..Default::default()
         };
-        let process =
-            exec_process(&spec["process"], &cfg, &bundle.join("rootfs")).map_err(|e| e.message)?;
+        let process = exec_process(&spec["process"], &cfg, &self.engine.root_path(&r.id))
+            .map_err(|e| e.message)?;
         let exec_id = crate::ids::new_id();
         let (pid, _tty, mut fds) = self
             .engine
@@ -1640,7 +1640,7 @@ impl Backend for EngineBackend {
                 String::new()
             },
             sandbox_key: if r.endpoint.is_some() {
-                self.engine.netns_path_of(&r.id).display().to_string()
+                self.engine.sandbox_key(&r)
             } else {
                 String::new()
             },
@@ -2002,6 +2002,7 @@ impl Backend for EngineBackend {
         let done = copy::spawn(src, move |root| {
             let res = copy::archive(root, "/", &name, stat_tx, &mut w);
             if let Err(e) = &res {
+                tracing::warn!(container = %name, error = %e, "export");
                 w.fail(std::io::Error::other(e.to_string()));
             }
             res
@@ -2180,7 +2181,8 @@ impl Backend for EngineBackend {
             .ok_or_else(|| {
                 ApiError::conflict(format!("container {} is not running", entry.container))
             })?;
-        let launched = match exec_process(&spec["process"], &cfg, &bundle.join("rootfs")) {
+        let root = self.engine.root_path(&entry.container);
+        let launched = match exec_process(&spec["process"], &cfg, &root) {
             Ok(process) => self
                 .engine
                 .exec(&entry.container, exec_id, process, cfg.attach_stdin)

@@ -1506,6 +1506,7 @@ mod tests {
                 open_stdin: false,
                 restart: RestartPolicy::No,
                 auto_remove: false,
+                netns: false,
             },
             phase,
             pid: 1,

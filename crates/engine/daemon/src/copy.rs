@@ -67,9 +67,13 @@ pub struct RootSource {
     pub mounts: Vec<MountSpec>,
     pub read_only: bool,
     /// The container's own rootfs mount when it is still there without a
-    /// process (between a crash and its restart): used as it is, so the
-    /// container layer is never mounted twice.
+    /// process (a root mounted on the host by an earlier strato): used as
+    /// it is, so the container layer is never mounted twice.
     pub mounted: Option<PathBuf>,
+    /// The root filesystem alone (export) of a running container, whose
+    /// process is this: its root mount is cloned from its mount namespace
+    /// (its writable layer is never mounted twice).
+    pub root_mount_of: Option<i32>,
 }
 
 /// Makes each mount point of a stopped container's copy unique.
@@ -99,6 +103,7 @@ impl RootSource {
                 read_only: r.config.read_only_rootfs,
                 mounted: Some(engine.bundle_path(&r.id).join("rootfs"))
                     .filter(|p| pid.is_none() && is_mountpoint(p)),
+                root_mount_of: None,
             },
             r.name.clone(),
         )
@@ -107,13 +112,13 @@ impl RootSource {
 
 impl RootSource {
     /// The root filesystem alone, as `docker export` writes it: the image
-    /// and the container's layer, without volumes, binds or /proc. The
-    /// container's own rootfs mount, as the host sees it, is exactly that
-    /// (its other mounts live in its own namespace); a container without
-    /// one gets its layers mounted on a scratch directory.
+    /// and the container's layer, without volumes, binds or /proc. A
+    /// running container's root mount alone (cloned, without the mounts
+    /// beneath it) is exactly that; a stopped one gets its layers mounted
+    /// on a scratch directory.
     pub fn for_export(engine: &Engine, r: &Record) -> RootSource {
         let (mut src, _) = RootSource::of(engine, r);
-        src.pid = None;
+        src.root_mount_of = src.pid.take();
         src.mounts.clear();
         src.mounted = Some(engine.bundle_path(&r.id).join("rootfs")).filter(|p| is_mountpoint(p));
         src
@@ -180,7 +185,54 @@ where
     rx
 }
 
+/// Checks that `pid` is still a process of `container` (not recycled).
+fn still_the_containers(pid: i32, container: &str) -> Result<(), CopyError> {
+    let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+    if !cgroup.contains(container) {
+        return Err(CopyError::Internal(format!(
+            "container {container} stopped during the copy: try again"
+        )));
+    }
+    Ok(())
+}
+
+/// The root mount of running process `pid`'s mount namespace, cloned
+/// without the mounts beneath it (a detached mount, gone when closed).
+/// This thread enters that namespace for the clone (after unsharing its
+/// filesystem attributes, which threads share), then comes back: paths
+/// such as /proc/self must keep meaning the host's. It is the copy's own
+/// thread, and it ends with the copy.
+fn clone_root_mount(pid: i32, container: &str) -> Result<Root, CopyError> {
+    use nix::sched::CloneFlags;
+    let own = fs::File::open("/proc/thread-self/ns/mnt")
+        .map_err(|e| internal("open our mount namespace", e))?;
+    let ns = fs::File::open(format!("/proc/{pid}/ns/mnt"))
+        .map_err(|e| internal("open the container's mount namespace", e))?;
+    still_the_containers(pid, container)?;
+    nix::sched::unshare(CloneFlags::CLONE_FS)
+        .map_err(|e| internal("unshare the copy thread's filesystem attributes", e))?;
+    nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNS)
+        .map_err(|e| internal("enter the container's mount namespace", e))?;
+    let cloned = rustix::mount::open_tree(
+        rustix::fs::CWD,
+        "/",
+        rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE
+            | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    );
+    nix::sched::setns(own.as_fd(), CloneFlags::CLONE_NEWNS)
+        .map_err(|e| internal("return to our mount namespace", e))?;
+    let fd = cloned.map_err(|e| internal("clone the container's root mount", e))?;
+    Ok(Root {
+        path: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+        fd,
+        scratch: None,
+    })
+}
+
 fn open_root(src: &RootSource) -> Result<Root, CopyError> {
+    if let Some(pid) = src.root_mount_of {
+        return clone_root_mount(pid, &src.container);
+    }
     if let Some(pid) = src.pid {
         let path = PathBuf::from(format!("/proc/{pid}/root"));
         let fd = rustix::fs::open(
@@ -190,13 +242,7 @@ fn open_root(src: &RootSource) -> Result<Root, CopyError> {
         )
         .map_err(|e| internal("open the container's root", e))?;
         // The pid must still be the container's (not recycled meanwhile).
-        let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if !cgroup.contains(&src.container) {
-            return Err(CopyError::Internal(format!(
-                "container {} stopped during the copy: try again",
-                src.container
-            )));
-        }
+        still_the_containers(pid, &src.container)?;
         return Ok(Root {
             fd,
             path,
@@ -241,10 +287,10 @@ fn open_root(src: &RootSource) -> Result<Root, CopyError> {
         scratch: Some(src.scratch.clone()),
     };
     match &src.mounted {
-        // The container's own root is still mounted (it has just stopped,
-        // or crashed before a restart): its volumes and binds are not on it
-        // (they lived in the container's namespace), so it is bound here
-        // and they are added below, without mounting its layer twice.
+        // The container's own root is still mounted on the host (by an
+        // earlier strato): its volumes and binds are not on it (they lived
+        // in the container's namespace), so it is bound here and they are
+        // added below, without mounting its layer twice.
         Some(mounted) => nix::mount::mount(
             Some(mounted.as_path()),
             &src.scratch,

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,7 +26,7 @@ use crate::model::{ContainerConfig, ImageDefaults, ResourceUpdate};
 pub struct EngineConfig {
     /// Persistent state: images, containers, volumes, networks.
     pub data_root: PathBuf,
-    /// Runtime state: the supervisor's socket and records, pinned namespaces.
+    /// Runtime state: the supervisor's socket and records, scratch mount points.
     pub exec_root: PathBuf,
     /// The `strato` binary that runs `strato supervisor`.
     pub strato_bin: PathBuf,
@@ -123,7 +123,7 @@ impl NetworkMode {
 #[derive(Debug)]
 struct Joined {
     /// The namespace to enter (`None`: the host's).
-    netns: Option<String>,
+    netns: Option<OwnedFd>,
     /// (host file, path in the container) bind mounts.
     etc_files: Vec<(String, String)>,
     hostname: String,
@@ -335,7 +335,13 @@ pub struct Engine {
     dns: crate::dns::Dns,
     /// Ourselves, for tasks that must not keep the engine alive.
     me: std::sync::OnceLock<std::sync::Weak<Engine>>,
+    /// Each image's /etc/passwd and /etc/group (layers never change), for
+    /// the users of containers that did not change theirs.
+    accounts: Mutex<std::collections::HashMap<String, Arc<crate::users::Accounts>>>,
 }
+
+/// Images whose accounts are remembered; beyond, the table starts over.
+const ACCOUNTS_KEPT: usize = 256;
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -406,6 +412,8 @@ fn layer_ignore(config: &Path) -> Vec<String> {
         .flatten()
         .filter_map(|m| m["destination"].as_str())
         .map(|d| format!("/{}", d.trim_matches('/')))
+        // The root filesystem itself (the overlay whose layer this is).
+        .filter(|d| d != "/")
         .collect();
     ignore.push("/.dockerenv".into());
     ignore
@@ -442,6 +450,7 @@ impl Engine {
             events,
             dns: crate::dns::Dns::default(),
             me: std::sync::OnceLock::new(),
+            accounts: Mutex::default(),
         });
         let _ = engine.me.set(Arc::downgrade(&engine));
         // Re-adopted containers keep resolving each other's names.
@@ -497,6 +506,7 @@ impl Engine {
         self.cfg.data_root.join("containers").join(id)
     }
 
+    /// Where an earlier strato pinned a container's network namespace.
     fn netns_path(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("netns").join(id)
     }
@@ -516,9 +526,32 @@ impl Engine {
         self.dir(id).join("bundle")
     }
 
-    /// A container's pinned network namespace (bridge networks).
-    pub fn netns_path_of(&self, id: &str) -> PathBuf {
-        self.netns_path(id)
+    /// A container's root directory as the host reaches it: its process's
+    /// root (`/proc/PID/root`) while it runs; else its (empty) rootfs
+    /// mount point, since its root is mounted only in its own namespace.
+    pub fn root_path(&self, id: &str) -> PathBuf {
+        let pid = self
+            .records
+            .lock()
+            .expect("records lock")
+            .get(id)
+            .and_then(|r| r.status.as_ref())
+            .filter(|s| matches!(s.phase, Phase::Running | Phase::Paused) && s.pid > 0)
+            .map(|s| s.pid);
+        match pid {
+            Some(pid) => PathBuf::from(format!("/proc/{pid}/root")),
+            None => self.bundle_path(id).join("rootfs"),
+        }
+    }
+
+    /// Where a container's network namespace is seen (Docker's
+    /// `SandboxKey`): its process's namespace while it runs.
+    pub fn sandbox_key(&self, r: &Record) -> String {
+        r.status
+            .as_ref()
+            .filter(|s| matches!(s.phase, Phase::Running | Phase::Paused) && s.pid > 0)
+            .map(|s| format!("/proc/{}/ns/net", s.pid))
+            .unwrap_or_default()
     }
 
     /// Where the engine keeps things.
@@ -897,25 +930,32 @@ impl Engine {
         let bundle = dir.join("bundle");
         let rootfs = bundle.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(internal)?;
-        // Rootfs: the image's layers under the container's writable layer.
-        if !is_mountpoint(&rootfs) {
-            let images = self.images.clone();
-            let (image, cid, target) = (r.image_id.clone(), id.clone(), rootfs.clone());
-            // A --rm container's layer goes with it: never synced.
-            let opts = strato_image::RootfsOptions {
-                volatile: r.auto_remove,
-            };
-            let mount = tokio::task::spawn_blocking(move || {
-                images.rootfs_for_with(&image, &cid, &target, opts)
-            })
-            .await
-            .map_err(internal)?
-            .map_err(|e| {
-                EngineError::Internal(format!("mount the container's root filesystem: {e}"))
-            })?;
-            std::mem::forget(mount);
-        }
-        let result = self.start_mounted(&mut r, &dir, &bundle, &rootfs).await;
+        // Rootfs: the image's layers under the container's writable layer,
+        // mounted by the runtime in the container's own mount namespace: the
+        // host's mount table never holds it (each new mount namespace copies
+        // that table, so a host mount per running container made every start
+        // cost more as containers ran). One left on the host by an earlier
+        // strato is taken down first.
+        let images = self.images.clone();
+        let (image, cid, target) = (r.image_id.clone(), id.clone(), rootfs.clone());
+        // A --rm container's layer goes with it: never synced.
+        let opts = strato_image::RootfsOptions {
+            volatile: r.auto_remove,
+        };
+        let overlay = tokio::task::spawn_blocking(move || {
+            if is_mountpoint(&target) {
+                let _ = strato_image::unmount(&target);
+            }
+            images.overlay_for(&image, &cid, opts)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            EngineError::Internal(format!("prepare the container's root filesystem: {e}"))
+        })?;
+        let result = self
+            .start_mounted(&mut r, &dir, &bundle, &rootfs, &overlay)
+            .await;
         if let Err(e) = result {
             self.release(&id).await;
             // As dockerd: a failed start is a "die" (with the shell's code
@@ -936,25 +976,35 @@ impl Engine {
         dir: &Path,
         bundle: &Path,
         rootfs: &Path,
+        overlay: &strato_image::Overlay,
     ) -> Result<(), EngineError> {
         let id = r.id.clone();
         let mut cfg = r.config.clone();
+        // The network namespace the container joins, held by descriptor
+        // until the supervisor takes it with the start.
+        let mut netns: Option<OwnedFd> = None;
         match &r.network {
             NetworkMode::Container(target) => {
                 let joined = self.joined_network(&id, target).await?;
-                cfg.netns = joined.netns;
+                cfg.netns = joined.netns.as_ref().map(|_| String::new());
+                netns = joined.netns;
                 cfg.etc_files.extend(joined.etc_files);
                 cfg.hostname = joined.hostname;
             }
             NetworkMode::Host => cfg.netns = None,
             NetworkMode::None => cfg.netns = Some(String::new()),
             NetworkMode::Bridge(_) if r.first_detached => {
-                // On no network: a namespace of its own (pinned, so a later
-                // connect can wire it) and files without peers.
-                let ns = self.netns_path(&id);
-                let _ = crate::netns::remove(&ns);
-                crate::netns::create(&ns)
-                    .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                // On no network: a namespace of its own (a later connect
+                // wires it through the container's process) and files
+                // without peers.
+                netns = Some(
+                    tokio::task::spawn_blocking(crate::netns::create)
+                        .await
+                        .map_err(internal)?
+                        .map_err(|e| {
+                            EngineError::Internal(format!("create network namespace: {e}"))
+                        })?,
+                );
                 let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
                 for (name, text) in [
                     ("hosts", DETACHED_HOSTS.to_string()),
@@ -969,20 +1019,17 @@ impl Engine {
                     cfg.etc_files
                         .push((p.display().to_string(), format!("/etc/{name}")));
                 }
-                cfg.netns = Some(ns.display().to_string());
+                cfg.netns = Some(String::new());
             }
             NetworkMode::Bridge(net) => {
-                let ns = self.netns_path(&id);
                 // Off the async workers: a new network namespace costs the
                 // kernel milliseconds, and the daemon has one worker per CPU.
-                let pin = ns.clone();
-                tokio::task::spawn_blocking(move || {
-                    let _ = crate::netns::remove(&pin);
-                    crate::netns::create(&pin)
-                })
-                .await
-                .map_err(internal)?
-                .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                let fd = tokio::task::spawn_blocking(crate::netns::create)
+                    .await
+                    .map_err(internal)?
+                    .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                let ns = crate::netns::fd_path(&fd);
+                netns = Some(fd);
                 let network = Self::bridge_network(net);
                 let network = if network.is_empty() {
                     self.net.ensure_default().await.map_err(internal)?.name
@@ -1022,9 +1069,11 @@ impl Engine {
                     cfg.etc_files
                         .push((p.display().to_string(), format!("/etc/{name}")));
                 }
-                cfg.netns = Some(ns.display().to_string());
+                cfg.netns = Some(String::new());
                 for extra in r.extra_networks.clone() {
-                    let ep = self.attach_extra(r, &extra).await?;
+                    let ep = self
+                        .attach_extra(r, &extra, strato_network::Netns::Path(ns.clone()))
+                        .await?;
                     r.extra_endpoints.push(ep);
                     self.set_endpoints(r);
                 }
@@ -1048,8 +1097,15 @@ impl Engine {
                     .push(("/etc/hosts".into(), "/etc/hosts".into()));
             }
         }
-        let spec = crate::spec::build(&cfg, &r.image_defaults, rootfs)
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let accounts = self.accounts(r, overlay).await?;
+        let spec = crate::spec::build(
+            &cfg,
+            &r.image_defaults,
+            rootfs,
+            Some(overlay.options()),
+            &accounts,
+        )
+        .map_err(|e| EngineError::Invalid(e.to_string()))?;
         // Compact, as containerd writes it: the starter parses it per start,
         // and with Docker's seccomp profile the pretty form was twice as large
         // (17 KB against 9 KB).
@@ -1063,6 +1119,7 @@ impl Engine {
             open_stdin: cfg.open_stdin,
             restart: r.restart.clone(),
             auto_remove: false,
+            netns: netns.is_some(),
         };
         // One connection: the start, then the status it left.
         let status = self
@@ -1070,7 +1127,7 @@ impl Engine {
                 // A record of an earlier run is replaced.
                 let _ = c.delete(&spec.id, false);
                 let id = spec.id.clone();
-                c.start(spec)?;
+                c.start_in(spec, netns.as_ref().map(|fd| fd.as_fd()))?;
                 Ok(c.state(&id).ok())
             })
             .await?;
@@ -1097,6 +1154,56 @@ impl Engine {
             r.status = Some(s);
         }
         Ok(())
+    }
+
+    /// The /etc/passwd and /etc/group a container's user is resolved
+    /// against. A container whose writable layer has not changed them (no
+    /// `/etc` there, or only the mount points of its /etc files) sees its
+    /// image's, read once per image; others are read from their merged
+    /// view, mounted briefly in a private mount namespace.
+    async fn accounts(
+        &self,
+        r: &Record,
+        overlay: &strato_image::Overlay,
+    ) -> Result<Arc<crate::users::Accounts>, EngineError> {
+        let image_only = !layer_changed_accounts(overlay.upper());
+        if image_only {
+            if let Some(a) = self
+                .accounts
+                .lock()
+                .expect("accounts lock")
+                .get(&r.image_id)
+            {
+                return Ok(a.clone());
+            }
+        }
+        let n = ACCOUNTS_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let scratch = self
+            .cfg
+            .exec_root
+            .join("accounts")
+            .join(format!("{}-{n}", r.id));
+        let ov = overlay.clone();
+        let accounts = tokio::task::spawn_blocking(move || {
+            crate::users::Accounts::read_overlay(&ov, image_only, &scratch)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(|e| {
+            EngineError::Internal(format!(
+                "read /etc/passwd and /etc/group of container {}: {e}",
+                r.id
+            ))
+        })?;
+        let accounts = Arc::new(accounts);
+        if image_only {
+            let mut cache = self.accounts.lock().expect("accounts lock");
+            if cache.len() >= ACCOUNTS_KEPT {
+                cache.clear();
+            }
+            cache.insert(r.image_id.clone(), accounts.clone());
+        }
+        Ok(accounts)
     }
 
     /// What a `--network container:<id>` container takes from its target
@@ -1135,7 +1242,13 @@ impl Engine {
                 }
             }
             let pid = status.map(|s| s.pid).unwrap_or_default();
-            let by_pid = format!("/proc/{pid}/ns/net");
+            // Its namespace, held from now on: the joiner's restarts join
+            // it again even if the target's process changed.
+            let by_pid = || {
+                crate::netns::of_process(pid).map_err(|e| {
+                    EngineError::Conflict(format!("cannot join network of container {}: {e}", t.id))
+                })
+            };
             let dir = self.dir(&t.id);
             let own = |names: &[&str]| -> Vec<(String, String)> {
                 names
@@ -1156,16 +1269,10 @@ impl Engine {
                     files.push(("/etc/hosts".into(), "/etc/hosts".into()));
                     (None, files)
                 }
-                // Made by the runtime at its start: entered through its process.
-                NetworkMode::None => (Some(by_pid), own(&["hostname"])),
+                // Entered through its process.
+                NetworkMode::None => (Some(by_pid()?), own(&["hostname"])),
                 NetworkMode::Bridge(_) => {
-                    let pinned = self.netns_path(&t.id);
-                    let ns = if pinned.exists() {
-                        pinned.display().to_string()
-                    } else {
-                        by_pid
-                    };
-                    (Some(ns), own(&["hosts", "resolv.conf", "hostname"]))
+                    (Some(by_pid()?), own(&["hosts", "resolv.conf", "hostname"]))
                 }
             };
             return Ok(Joined {
@@ -1193,9 +1300,12 @@ impl Engine {
                 }
             }
         };
+        // The namespace goes with its last holder (the supervisor lets go
+        // of it at the final exit); only pins and root mounts left on the
+        // host by an earlier strato are removed here.
         let (netns, rootfs) = (self.netns_path(id), self.dir(id).join("bundle/rootfs"));
         let mounts = tokio::task::spawn_blocking(move || {
-            let _ = crate::netns::remove(&netns);
+            let _ = crate::netns::remove_pin(&netns);
             if is_mountpoint(&rootfs) {
                 let _ = strato_image::unmount(&rootfs);
             }
@@ -1229,6 +1339,7 @@ impl Engine {
         &self,
         r: &Record,
         extra: &ExtraNetwork,
+        netns: strato_network::Netns,
     ) -> Result<Endpoint, EngineError> {
         let taken: Vec<&str> = r
             .endpoint
@@ -1240,11 +1351,7 @@ impl Engine {
             .map(|i| format!("eth{i}"))
             .find(|n| !taken.contains(&n.as_str()))
             .expect("an unused interface name");
-        let mut req = AttachRequest::new(
-            &extra.name,
-            &r.id,
-            strato_network::Netns::Path(self.netns_path(&r.id)),
-        );
+        let mut req = AttachRequest::new(&extra.name, &r.id, netns);
         req.ifname = ifname;
         req.names = r.dns_names(&extra.aliases);
         req.ip = extra.opts.ip;
@@ -1333,11 +1440,12 @@ impl Engine {
                 r.name
             )));
         }
+        // Wired through its process's namespace.
         let running = r
             .status
             .as_ref()
-            .is_some_and(|s| matches!(s.phase, Phase::Running | Phase::Paused))
-            && self.netns_path(&r.id).exists();
+            .filter(|s| matches!(s.phase, Phase::Running | Phase::Paused) && s.pid > 0)
+            .map(|s| strato_network::Netns::Pid(s.pid as u32));
         if r.first_detached {
             return self.connect_first(r, network, aliases, opts, running).await;
         }
@@ -1346,9 +1454,9 @@ impl Engine {
             aliases,
             opts,
         };
-        let running = running && r.endpoint.is_some();
-        if running {
-            let ep = self.attach_extra(&r, &extra).await?;
+        let running = running.filter(|_| r.endpoint.is_some());
+        if let Some(ns) = &running {
+            let ep = self.attach_extra(&r, &extra, ns.clone()).await?;
             r.extra_endpoints.push(ep);
         }
         r.extra_networks.push(extra);
@@ -1360,7 +1468,7 @@ impl Engine {
             }
         }
         self.save(&r)?;
-        if running {
+        if running.is_some() {
             self.rewrite_hosts(&r);
             self.use_embedded_dns(&r, network).await;
         }
@@ -1427,19 +1535,15 @@ impl Engine {
         network: &str,
         aliases: Vec<String>,
         opts: EndpointExtras,
-        running: bool,
+        running: Option<strato_network::Netns>,
     ) -> Result<(), EngineError> {
         let mut next = r.clone();
         next.network = NetworkMode::Bridge(network.to_string());
         next.aliases = aliases;
         next.first_opts = opts;
         next.first_detached = false;
-        if running {
-            let mut req = AttachRequest::new(
-                network,
-                &r.id,
-                strato_network::Netns::Path(self.netns_path(&r.id)),
-            );
+        if let Some(ns) = &running {
+            let mut req = AttachRequest::new(network, &r.id, ns.clone());
             req.names = next.dns_names(&next.aliases);
             req.ports = next.ports.clone();
             req.ip = next.first_opts.ip;
@@ -1452,7 +1556,7 @@ impl Engine {
         r = next;
         self.store_networks(&r);
         self.save(&r)?;
-        if running {
+        if running.is_some() {
             // The files are bind-mounted: rewritten in place.
             let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             if let Ok(mut files) = self
@@ -1901,6 +2005,42 @@ impl Engine {
     }
 }
 
+/// Makes each scratch mount point of [`Engine::accounts`] unique.
+static ACCOUNTS_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Whether a writable layer (overlay upper directory) may change what
+/// /etc/passwd or /etc/group read: it has an `/etc` that is not a plain
+/// directory holding only the mount points the runtime makes for the
+/// container's /etc files (an opaque `/etc` hides the image's).
+fn layer_changed_accounts(upper: &Path) -> bool {
+    let etc = upper.join("etc");
+    let md = match fs::symlink_metadata(&etc) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(_) => return true,
+        Ok(md) => md,
+    };
+    if !md.is_dir() {
+        return true;
+    }
+    let mut buf = [0u8; 4];
+    for attr in ["trusted.overlay.opaque", "user.overlay.opaque"] {
+        if rustix::fs::lgetxattr(&etc, attr, &mut buf).is_ok() {
+            return true;
+        }
+    }
+    let Ok(entries) = fs::read_dir(&etc) else {
+        return true;
+    };
+    entries.into_iter().any(|e| {
+        e.map_or(true, |e| {
+            !matches!(
+                e.file_name().to_str(),
+                Some("hosts" | "hostname" | "resolv.conf")
+            )
+        })
+    })
+}
+
 /// Whether `path` is a mount point (its device differs from its parent's).
 fn is_mountpoint(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -1978,6 +2118,45 @@ fn own_etc_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_layer_ignores_mount_points_but_not_the_root_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        fs::write(
+            &config,
+            r#"{"mounts":[{"destination":"/","type":"overlay"},{"destination":"/etc/hosts/"},{"destination":"/proc"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            layer_ignore(&config),
+            vec!["/etc/hosts", "/proc", "/.dockerenv"]
+        );
+    }
+
+    #[test]
+    fn a_layer_changes_accounts_only_beyond_its_etc_mount_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path();
+        assert!(!layer_changed_accounts(upper));
+        fs::create_dir(upper.join("etc")).unwrap();
+        for f in ["hosts", "hostname", "resolv.conf"] {
+            fs::write(upper.join("etc").join(f), "").unwrap();
+        }
+        assert!(!layer_changed_accounts(upper));
+        fs::write(upper.join("etc/passwd"), "x:x:1:1::/:/bin/sh\n").unwrap();
+        assert!(layer_changed_accounts(upper));
+        fs::remove_file(upper.join("etc/passwd")).unwrap();
+        // An opaque /etc hides the image's files.
+        rustix::fs::setxattr(
+            upper.join("etc"),
+            "trusted.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        assert!(layer_changed_accounts(upper));
+    }
 
     #[test]
     fn network_modes_parse_show_and_keep_old_records_readable() {

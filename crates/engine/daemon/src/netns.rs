@@ -1,45 +1,46 @@
 //! Network namespaces that exist before their container: created by a
-//! short-lived thread (`unshare(CLONE_NEWNET)` changes only that thread), kept
-//! alive by a bind mount on a file, then joined by the container by path.
-//! This is how the engine wires a container's network before its process
-//! starts, without forking from the (multithreaded) daemon.
+//! short-lived thread (`unshare(CLONE_NEWNET)` changes only that thread) and
+//! held by a descriptor, which the engine wires (through `/proc/self/fd/N`)
+//! and then hands to the supervisor with the container's start; the
+//! supervisor holds it for the container's restarts. No bind mount pins it:
+//! every new mount namespace copies the host's mount table, so a mount per
+//! running container made each start cost more. This is how the engine wires
+//! a container's network before its process starts, without forking from
+//! the (multithreaded) daemon. Once the container runs, `/proc/PID/ns/net`
+//! of its process is the handle.
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MntFlags;
 use nix::sched::CloneFlags;
 
-/// Creates a new network namespace pinned at `path`.
-pub fn create(path: &Path) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    fs::File::create(path)?;
-    let target: PathBuf = path.to_path_buf();
-    let res = std::thread::spawn(move || -> io::Result<()> {
+/// Creates a new network namespace, alive while the descriptor is open.
+pub fn create() -> io::Result<OwnedFd> {
+    std::thread::spawn(move || -> io::Result<OwnedFd> {
         nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
-        nix::mount::mount(
-            Some("/proc/thread-self/ns/net"),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )?;
-        Ok(())
+        Ok(fs::File::open("/proc/thread-self/ns/net")?.into())
     })
     .join()
-    .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked")));
-    if res.is_err() {
-        let _ = fs::remove_file(path);
-    }
-    res
+    .unwrap_or_else(|_| Err(io::Error::other("netns thread panicked")))
 }
 
-/// Unpins and removes a namespace made by [`create`] (it disappears when
-/// no process uses it any more). Missing is fine.
-pub fn remove(path: &Path) -> io::Result<()> {
+/// Opens the network namespace of process `pid`.
+pub fn of_process(pid: i32) -> io::Result<OwnedFd> {
+    Ok(fs::File::open(format!("/proc/{pid}/ns/net"))?.into())
+}
+
+/// A path naming the namespace held by `fd`, for this process only (while
+/// `fd` stays open).
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Unpins and removes a namespace bind-mounted at `path` by an earlier
+/// strato. Missing is fine.
+pub fn remove_pin(path: &Path) -> io::Result<()> {
     match nix::mount::umount2(path, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
         Err(e) => return Err(e.into()),
@@ -54,23 +55,30 @@ pub fn remove(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
-    fn a_pinned_namespace_differs_from_ours_and_goes_away() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ns1");
-        create(&path).unwrap();
+    fn a_held_namespace_differs_from_ours() {
+        let fd = create().unwrap();
         let ours = fs::metadata("/proc/self/ns/net").unwrap();
-        let pinned = fs::metadata(&path).unwrap();
-        use std::os::unix::fs::MetadataExt;
-        assert_ne!(ours.ino(), pinned.ino());
+        let held = fs::metadata(fd_path(&fd)).unwrap();
+        assert_ne!(ours.ino(), held.ino());
         // This thread's namespace did not change.
         assert_eq!(
             fs::metadata("/proc/thread-self/ns/net").unwrap().ino(),
             ours.ino()
         );
-        remove(&path).unwrap();
+        let mine = of_process(std::process::id() as i32).unwrap();
+        assert_eq!(fs::metadata(fd_path(&mine)).unwrap().ino(), ours.ino());
+    }
+
+    #[test]
+    fn removing_a_missing_pin_is_fine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ns1");
+        remove_pin(&path).unwrap();
+        fs::write(&path, "").unwrap();
+        remove_pin(&path).unwrap();
         assert!(!path.exists());
-        remove(&path).unwrap();
     }
 }

@@ -135,12 +135,17 @@ fn rlimit_name(name: &str) -> Option<&'static str> {
     })
 }
 
-/// Builds the OCI config of container `cfg` from image `image`, whose root
-/// filesystem is mounted at `rootfs` (read for /etc/passwd and /etc/group).
+/// Builds the OCI config of container `cfg` from image `image`. The root
+/// filesystem goes at `rootfs`: mounted there by the runtime, in the
+/// container's mount namespace, from `root_mount` (overlayfs options: the
+/// first mount, destination `/`), or already there when it is `None`.
+/// `accounts` are the root filesystem's /etc/passwd and /etc/group.
 pub fn build(
     cfg: &ContainerConfig,
     image: &ImageDefaults,
     rootfs: &Path,
+    root_mount: Option<Vec<String>>,
+    accounts: &crate::users::Accounts,
 ) -> Result<Spec, BuildError> {
     let entrypoint = cfg
         .entrypoint
@@ -163,7 +168,8 @@ pub fn build(
     } else {
         &cfg.user
     };
-    let user = crate::users::resolve(rootfs, user_str, &cfg.group_add).map_err(BuildError::User)?;
+    let user =
+        crate::users::resolve_in(accounts, user_str, &cfg.group_add).map_err(BuildError::User)?;
     let mut env = vec![format!("PATH={}", strato_container::process::DEFAULT_PATH)];
     env.push(format!("HOSTNAME={}", cfg.hostname));
     env = merge_env(&env, &image.env);
@@ -201,7 +207,13 @@ pub fn build(
     } else {
         64 << 20
     };
-    let mut mounts = vec![
+    let mut mounts = Vec::new();
+    if let Some(options) = root_mount {
+        mounts.push(
+            json!({"destination": "/", "type": "overlay", "source": "overlay", "options": options}),
+        );
+    }
+    mounts.extend([
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
@@ -209,7 +221,7 @@ pub fn build(
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", if cfg.privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm}")]}),
-    ];
+    ]);
     for (path, dest) in &cfg.etc_files {
         mounts.push(json!({"destination": dest, "type": "bind", "source": path, "options": ["rbind", "rprivate"]}));
     }
@@ -414,7 +426,14 @@ mod tests {
     #[test]
     fn image_defaults_and_overrides() {
         let r = rootfs();
-        let spec = build(&cfg(), &image(), r.path()).unwrap();
+        let spec = build(
+            &cfg(),
+            &image(),
+            r.path(),
+            None,
+            &crate::users::Accounts::read(r.path()),
+        )
+        .unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &vec!["sh".to_string()]);
         assert_eq!(p.cwd(), Path::new("/srv"));
@@ -427,7 +446,14 @@ mod tests {
         c.cmd = vec!["echo".into(), "hi".into()];
         c.env = vec!["A=container".into()];
         c.user = "web".into();
-        let spec = build(&c, &image(), r.path()).unwrap();
+        let spec = build(
+            &c,
+            &image(),
+            r.path(),
+            None,
+            &crate::users::Accounts::read(r.path()),
+        )
+        .unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(
             p.args().as_ref().unwrap(),
@@ -448,14 +474,28 @@ mod tests {
         let mut img = image();
         img.entrypoint = vec!["/entry".into()];
         img.cmd = vec!["default-arg".into()];
-        let spec = build(&cfg(), &img, r.path()).unwrap();
+        let spec = build(
+            &cfg(),
+            &img,
+            r.path(),
+            None,
+            &crate::users::Accounts::read(r.path()),
+        )
+        .unwrap();
         assert_eq!(
             spec.process().as_ref().unwrap().args().as_ref().unwrap(),
             &vec!["/entry".to_string(), "default-arg".into()]
         );
         let mut c = cfg();
         c.entrypoint = Some(vec!["/other".into()]);
-        let spec = build(&c, &img, r.path()).unwrap();
+        let spec = build(
+            &c,
+            &img,
+            r.path(),
+            None,
+            &crate::users::Accounts::read(r.path()),
+        )
+        .unwrap();
         assert_eq!(
             spec.process().as_ref().unwrap().args().as_ref().unwrap(),
             &vec!["/other".to_string()]
@@ -463,7 +503,14 @@ mod tests {
         let mut img = image();
         img.cmd.clear();
         assert_eq!(
-            build(&cfg(), &img, r.path()).unwrap_err(),
+            build(
+                &cfg(),
+                &img,
+                r.path(),
+                None,
+                &crate::users::Accounts::read(r.path())
+            )
+            .unwrap_err(),
             BuildError::NoCommand
         );
     }
@@ -500,7 +547,14 @@ mod tests {
         c.resources.nano_cpus = 500_000_000;
         c.resources.pids_limit = 50;
         c.read_only_rootfs = true;
-        let spec = build(&c, &image(), r.path()).unwrap();
+        let spec = build(
+            &c,
+            &image(),
+            r.path(),
+            None,
+            &crate::users::Accounts::read(r.path()),
+        )
+        .unwrap();
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux.seccomp().is_some());
         assert!(linux
@@ -514,13 +568,27 @@ mod tests {
         assert_eq!(res.pids().as_ref().unwrap().limit(), 50);
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
         c.privileged = true;
-        let spec = build(&c, &image(), r.path()).unwrap();
+        let spec = build(
+            &c,
+            &image(),
+            r.path(),
+            None,
+            &crate::users::Accounts::read(r.path()),
+        )
+        .unwrap();
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux.seccomp().is_none());
         assert!(linux.masked_paths().is_none());
         c.privileged = false;
         c.security_opt = vec!["seccomp=unconfined".into(), "no-new-privileges".into()];
-        let spec = build(&c, &image(), r.path()).unwrap();
+        let spec = build(
+            &c,
+            &image(),
+            r.path(),
+            None,
+            &crate::users::Accounts::read(r.path()),
+        )
+        .unwrap();
         assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
         assert_eq!(
             spec.process().as_ref().unwrap().no_new_privileges(),
@@ -533,7 +601,14 @@ mod tests {
         let r = rootfs();
         let mut c = cfg();
         c.netns = None;
-        let spec = build(&c, &image(), r.path()).unwrap();
+        let spec = build(
+            &c,
+            &image(),
+            r.path(),
+            None,
+            &crate::users::Accounts::read(r.path()),
+        )
+        .unwrap();
         let has_net = |s: &Spec| {
             s.linux()
                 .as_ref()
@@ -547,7 +622,14 @@ mod tests {
         };
         assert_eq!(has_net(&spec), None);
         c.netns = Some("/run/strato/netns/abc".into());
-        let spec = build(&c, &image(), r.path()).unwrap();
+        let spec = build(
+            &c,
+            &image(),
+            r.path(),
+            None,
+            &crate::users::Accounts::read(r.path()),
+        )
+        .unwrap();
         assert_eq!(has_net(&spec), Some(Some("/run/strato/netns/abc".into())));
     }
 
@@ -563,13 +645,25 @@ mod tests {
             options: vec![],
         });
         assert!(matches!(
-            build(&c, &image(), r.path()),
+            build(
+                &c,
+                &image(),
+                r.path(),
+                None,
+                &crate::users::Accounts::read(r.path())
+            ),
             Err(BuildError::MountTarget(_))
         ));
         let mut c = cfg();
         c.ulimits.push(("bogus".into(), 1, 1));
         assert!(matches!(
-            build(&c, &image(), r.path()),
+            build(
+                &c,
+                &image(),
+                r.path(),
+                None,
+                &crate::users::Accounts::read(r.path())
+            ),
             Err(BuildError::Ulimit(_))
         ));
     }

@@ -34,6 +34,85 @@ fn read_in_rootfs(rootfs: &Path, path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// An image's (or container's) /etc/passwd and /etc/group, as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accounts {
+    pub passwd: String,
+    pub group: String,
+}
+
+impl Accounts {
+    /// Reads them inside `rootfs` (symlinks resolved as if it were `/`).
+    pub fn read(rootfs: &Path) -> Accounts {
+        Accounts {
+            passwd: read_in_rootfs(rootfs, "/etc/passwd"),
+            group: read_in_rootfs(rootfs, "/etc/group"),
+        }
+    }
+
+    /// Reads them in the merged view of an overlay that no mount on the
+    /// host shows: a single layer is read as it is; otherwise a thread
+    /// unshares its mount namespace (only that thread; nothing is forked),
+    /// mounts the overlay on `scratch` there, reads, and unmounts before it
+    /// ends, so the overlay is gone before this returns (the runtime mounts
+    /// the same writable layer next). `image_only`: the image's layers
+    /// alone, read-only (the writable layer is not touched).
+    pub fn read_overlay(
+        overlay: &strato_image::Overlay,
+        image_only: bool,
+        scratch: &Path,
+    ) -> std::io::Result<Accounts> {
+        if image_only {
+            if let [only] = overlay.lowers() {
+                return Ok(Accounts::read(only));
+            }
+        }
+        let (overlay, scratch) = (overlay.clone(), scratch.to_path_buf());
+        std::thread::Builder::new()
+            .name("accounts".into())
+            .spawn(move || -> std::io::Result<Accounts> {
+                use nix::mount::{MntFlags, MsFlags};
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                // Nothing mounted here may propagate back to the host.
+                nix::mount::mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_SLAVE,
+                    None::<&str>,
+                )?;
+                std::fs::create_dir_all(&scratch)?;
+                let mounted = if image_only {
+                    let lowerdir = overlay
+                        .lowers()
+                        .iter()
+                        .map(|p| p.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(":");
+                    use strato_container::syscall::Syscall;
+                    strato_container::syscall::Linux.mount(
+                        Some(Path::new("overlay")),
+                        &scratch,
+                        Some("overlay"),
+                        MsFlags::MS_RDONLY,
+                        Some(&format!("lowerdir={lowerdir}")),
+                    )
+                } else {
+                    overlay
+                        .mount(&scratch)
+                        .map(|_| ())
+                        .map_err(std::io::Error::other)
+                };
+                let accounts = mounted.map(|()| Accounts::read(&scratch));
+                let _ = nix::mount::umount2(&scratch, MntFlags::empty());
+                let _ = std::fs::remove_dir(&scratch);
+                accounts
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the accounts thread panicked")))
+    }
+}
+
 fn passwd(text: &str) -> Vec<PasswdEntry> {
     text.lines()
         .filter_map(|l| {
@@ -73,8 +152,17 @@ fn groups(text: &str) -> Vec<GroupEntry> {
 
 /// Resolves `user` (Docker syntax) and `group_add` in the rootfs.
 pub fn resolve(rootfs: &Path, user: &str, group_add: &[String]) -> Result<Resolved, String> {
-    let users = passwd(&read_in_rootfs(rootfs, "/etc/passwd"));
-    let groups = groups(&read_in_rootfs(rootfs, "/etc/group"));
+    resolve_in(&Accounts::read(rootfs), user, group_add)
+}
+
+/// Resolves `user` (Docker syntax) and `group_add` against `accounts`.
+pub fn resolve_in(
+    accounts: &Accounts,
+    user: &str,
+    group_add: &[String],
+) -> Result<Resolved, String> {
+    let users = passwd(&accounts.passwd);
+    let groups = groups(&accounts.group);
     let (u, g) = match user.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),

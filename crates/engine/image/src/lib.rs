@@ -70,7 +70,7 @@ pub use commit::CommitSpec;
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use oci_spec::image::ImageConfiguration;
-pub use overlay::{unmount, Mount};
+pub use overlay::{unmount, Mount, Overlay};
 pub use reference::Reference;
 pub use store::GcReport;
 
@@ -516,6 +516,31 @@ impl ImageStore {
         target: &Path,
         opts: RootfsOptions,
     ) -> Result<Mount> {
+        let dir = self.layout.containers().join(container_id);
+        let fresh = !dir.exists();
+        let overlay = self.overlay_for(image, container_id, opts)?;
+        // The hold keeps the image's layers from GC: the mount itself (the
+        // kernel's overlay setup, milliseconds) runs without the store's
+        // lock, so parallel starts do not queue on it.
+        overlay.mount(target).inspect_err(|_| {
+            if fresh {
+                let _lock = self.layout.lock();
+                let _ = fs::remove_dir_all(&dir);
+            }
+        })
+    }
+
+    /// Prepares the writable layer `containers/<container_id>/{upper,work}`
+    /// (kept if it exists, so a restarted container keeps its changes) and
+    /// records that the container uses the image: the overlay to mount
+    /// (by the runtime, in the container's own mount namespace, or by
+    /// [`Overlay::mount`]).
+    pub fn overlay_for(
+        &self,
+        image: &str,
+        container_id: &str,
+        opts: RootfsOptions,
+    ) -> Result<Overlay> {
         validate_container_id(container_id)?;
         let _span = tracing::info_span!("rootfs", container = container_id).entered();
         let _lock = self.layout.lock()?;
@@ -536,39 +561,34 @@ impl ImageStore {
         }
         let (upper, work) = (dir.join("upper"), dir.join("work"));
         let fresh = !dir.exists();
-        for d in [&upper, &work] {
-            fs::create_dir_all(d).map_err(io_err("create", d))?;
-        }
-        let mut lowers: Vec<PathBuf> = Vec::new();
-        for c in rec.chain.iter().rev() {
-            lowers.push(overlay::short_lower(&self.layout, c)?);
-        }
-        if lowers.is_empty() {
-            lowers.push(self.layout.empty());
-        }
-        if held.is_none() {
-            if let Err(e) = self.layout.write_hold(&dir, &id) {
-                if fresh {
-                    let _ = fs::remove_dir_all(&dir);
-                }
-                return Err(e);
+        let made = (|| {
+            for d in [&upper, &work] {
+                fs::create_dir_all(d).map_err(io_err("create", d))?;
             }
-        }
-        // The hold keeps the image's layers from GC: the mount itself (the
-        // kernel's overlay setup, milliseconds) runs without the store's
-        // lock, so parallel starts do not queue on it.
-        drop(_lock);
-        if let Err(e) = overlay::mount_overlay(&lowers, &upper, &work, target, opts.volatile) {
-            if fresh {
-                let _lock = self.layout.lock();
-                let _ = fs::remove_dir_all(&dir);
+            let mut lowers: Vec<PathBuf> = Vec::new();
+            for c in rec.chain.iter().rev() {
+                lowers.push(overlay::short_lower(&self.layout, c)?);
             }
-            return Err(e);
+            if lowers.is_empty() {
+                lowers.push(self.layout.empty());
+            }
+            let ov = Overlay {
+                lowers,
+                upper: upper.clone(),
+                work: work.clone(),
+                volatile: opts.volatile,
+                container_id: container_id.to_owned(),
+            };
+            overlay::prepare(&ov)?;
+            if held.is_none() {
+                self.layout.write_hold(&dir, &id)?;
+            }
+            Ok(ov)
+        })();
+        if made.is_err() && fresh {
+            let _ = fs::remove_dir_all(&dir);
         }
-        Ok(Mount {
-            target: target.to_owned(),
-            container_id: container_id.to_owned(),
-        })
+        made
     }
 
     /// Unmounts a container's overlay (the layer itself is kept).

@@ -13,16 +13,13 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
-};
+use rustix::mount::{MountFlags, UnmountFlags};
 
 use crate::digest::Digest;
 use crate::error::{io_err, Error, Result};
 use crate::store::Layout;
 
-/// Longest mount(2) data string the kernel takes (one page, with its NUL).
-const MAX_MOUNT_DATA: usize = 4095;
+use strato_container::syscall::MAX_MOUNT_DATA;
 
 /// An overlay mounted by [`crate::ImageStore::rootfs_for`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,59 +74,91 @@ pub(crate) fn short_lower(layout: &Layout, chain: &Digest) -> Result<PathBuf> {
     }
 }
 
-/// Where a volatile mount leaves its mark in the work directory; the kernel
-/// refuses to mount over it again until it is removed.
-fn volatile_mark(work: &Path) -> PathBuf {
-    work.join("work/incompat/volatile")
+/// A container's overlay root, ready to mount: the image's layers (top
+/// first) under the container's writable layer. Made by
+/// [`crate::ImageStore::overlay_for`]; mounted either by the runtime inside
+/// the container's own mount namespace (from [`Overlay::options`], so the
+/// host's mount table never holds it) or by [`Overlay::mount`] (host-side
+/// work on a stopped container, in a private mount namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    pub(crate) lowers: Vec<PathBuf>,
+    pub(crate) upper: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) volatile: bool,
+    pub(crate) container_id: String,
 }
 
-/// Mounts an overlay of `lowers` (top first) with `upper` and `work` at
-/// `target`. A `volatile` overlay never syncs its upper layer: without it,
-/// unmounting syncs the whole filesystem holding the upper layer (all of
-/// it, not just this layer), tens of milliseconds on a busy host. Only for
-/// layers that are thrown away with their container: after a host crash
-/// their content is undefined. Kernels before 5.10 lack it; there the
-/// overlay is mounted as usual.
-pub(crate) fn mount_overlay(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    volatile: bool,
-) -> Result<()> {
-    // A volatile mount that was not unmounted cleanly (host crash) leaves
-    // its mark; the layer is then as the crash left it, which is what a
-    // volatile layer promises, and the kernel wants the mark gone.
-    let mark = volatile_mark(work);
-    if mark.exists() {
-        fs::remove_dir_all(&mark).map_err(io_err("remove stale volatile mark", &mark))?;
+impl Overlay {
+    /// The image's layers, top first.
+    pub fn lowers(&self) -> &[PathBuf] {
+        &self.lowers
     }
-    if volatile {
-        match mount_overlay_opts(lowers, upper, work, target, true) {
+
+    /// The container's writable layer (the overlay's upper directory).
+    pub fn upper(&self) -> &Path {
+        &self.upper
+    }
+
+    /// The overlayfs mount options (`lowerdir=…`, `upperdir=…`,
+    /// `workdir=…`, and `volatile` for a thrown-away layer: without it,
+    /// unmounting syncs the whole filesystem holding the upper layer, tens
+    /// of milliseconds on a busy host; after a host crash a volatile
+    /// layer's content is undefined). Their total may exceed one page (many
+    /// layers): the mounter then adds lower directories one by one.
+    pub fn options(&self) -> Vec<String> {
+        let lowerdir = self
+            .lowers
+            .iter()
+            .map(|p| p.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(":");
+        let mut o = vec![
+            format!("lowerdir={lowerdir}"),
+            format!("upperdir={}", self.upper.display()),
+            format!("workdir={}", self.work.display()),
+        ];
+        if self.volatile {
+            o.push("volatile".into());
+        }
+        o
+    }
+
+    /// Mounts the overlay at `target` (an existing directory) in this
+    /// thread's mount namespace. Kernels before 5.10 lack `volatile`: there
+    /// the overlay is mounted as usual.
+    pub fn mount(&self, target: &Path) -> Result<Mount> {
+        let mut options = self.options();
+        match mount_overlay_data(target, &options.join(",")) {
             Err(Error::Mount { ref source, .. })
-                if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
+                if self.volatile
+                    && source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) =>
             {
                 tracing::debug!("overlayfs without volatile support: mounting it durable");
+                options.retain(|o| o != "volatile");
+                mount_overlay_data(target, &options.join(","))
             }
-            other => return other,
-        }
+            other => other,
+        }?;
+        Ok(Mount {
+            target: target.to_owned(),
+            container_id: self.container_id.clone(),
+        })
     }
-    mount_overlay_opts(lowers, upper, work, target, false)
 }
 
-fn mount_overlay_opts(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-    target: &Path,
-    volatile: bool,
-) -> Result<()> {
-    let merr = |e: rustix::io::Errno| Error::Mount {
-        op: "mount",
-        target: target.to_owned(),
-        source: e.into(),
-    };
-    for p in lowers.iter().map(PathBuf::as_path).chain([upper, work]) {
+/// Checks the paths of an overlay: overlayfs options cannot carry ',', ':'
+/// or '\\'. A volatile mount that was not unmounted cleanly (host crash)
+/// leaves its mark in the work directory; the layer is then as the crash
+/// left it, which is what a volatile layer promises, and the kernel wants
+/// the mark gone before it mounts the layer again.
+pub(crate) fn prepare(ov: &Overlay) -> Result<()> {
+    for p in ov
+        .lowers
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([ov.upper.as_path(), ov.work.as_path()])
+    {
         if p.as_os_str()
             .as_bytes()
             .iter()
@@ -137,7 +166,7 @@ fn mount_overlay_opts(
         {
             return Err(Error::Mount {
                 op: "mount",
-                target: target.to_owned(),
+                target: ov.upper.clone(),
                 source: io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!(
@@ -148,62 +177,37 @@ fn mount_overlay_opts(
             });
         }
     }
-    let lowerdir = lowers
-        .iter()
-        .map(|p| p.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(":");
-    let data = format!(
-        "lowerdir={lowerdir},upperdir={},workdir={}{}",
-        upper.display(),
-        work.display(),
-        if volatile { ",volatile" } else { "" }
-    );
-    if data.len() <= MAX_MOUNT_DATA {
-        let data = CString::new(data).map_err(|_| merr(rustix::io::Errno::INVAL))?;
-        return rustix::mount::mount(
-            "overlay",
+    let mark = ov.work.join("work/incompat/volatile");
+    if mark.exists() {
+        fs::remove_dir_all(&mark).map_err(io_err("remove stale volatile mark", &mark))?;
+    }
+    Ok(())
+}
+
+/// Mounts an overlay with option string `data` at `target`; past one page
+/// of options, through the new mount API (see
+/// [`strato_container::syscall::mount_long_overlay`]).
+fn mount_overlay_data(target: &Path, data: &str) -> Result<()> {
+    let merr = |e: io::Error| Error::Mount {
+        op: "mount",
+        target: target.to_owned(),
+        source: e,
+    };
+    if data.len() > MAX_MOUNT_DATA {
+        return strato_container::syscall::mount_long_overlay(
             target,
-            "overlay",
-            MountFlags::empty(),
-            data.as_c_str(),
+            data,
+            rustix::mount::MountAttrFlags::empty(),
         )
         .map_err(merr);
     }
-    let fsfd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(merr)?;
-    for l in lowers {
-        rustix::mount::fsconfig_set_string(&fsfd, "lowerdir+", l.as_path()).map_err(|e| {
-            Error::Mount {
-                op: "mount",
-                target: target.to_owned(),
-                source: io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    format!(
-                        "{} layers are too many for one mount(2) call and this kernel lacks overlayfs lowerdir+ (Linux 6.8+): {e}",
-                        lowers.len()
-                    ),
-                ),
-            }
-        })?;
-    }
-    rustix::mount::fsconfig_set_string(&fsfd, "upperdir", upper).map_err(merr)?;
-    rustix::mount::fsconfig_set_string(&fsfd, "workdir", work).map_err(merr)?;
-    if volatile {
-        rustix::mount::fsconfig_set_flag(&fsfd, "volatile").map_err(merr)?;
-    }
-    rustix::mount::fsconfig_create(&fsfd).map_err(merr)?;
-    let mnt = rustix::mount::fsmount(
-        &fsfd,
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::empty(),
-    )
-    .map_err(merr)?;
-    rustix::mount::move_mount(
-        &mnt,
-        "",
-        rustix::fs::CWD,
+    let data = CString::new(data).map_err(|_| merr(io::ErrorKind::InvalidInput.into()))?;
+    rustix::mount::mount(
+        "overlay",
         target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        "overlay",
+        MountFlags::empty(),
+        data.as_c_str(),
     )
-    .map_err(merr)
+    .map_err(|e| merr(e.into()))
 }

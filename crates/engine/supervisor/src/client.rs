@@ -2,7 +2,7 @@
 //! `spawn_blocking` or a dedicated thread).
 
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -38,9 +38,36 @@ impl Client {
 
     /// Sends one request and reads its response and descriptors.
     pub fn call(&mut self, req: &Request) -> Result<(Response, Vec<OwnedFd>), ClientError> {
+        self.call_with(req, None)
+    }
+
+    /// [`Self::call`], with a descriptor sent beside the request.
+    fn call_with(
+        &mut self,
+        req: &Request,
+        fd: Option<BorrowedFd>,
+    ) -> Result<(Response, Vec<OwnedFd>), ClientError> {
         let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
         line.push(b'\n');
-        self.stream.write_all(&line)?;
+        match fd {
+            None => self.stream.write_all(&line)?,
+            Some(fd) => {
+                use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+                let raw = [fd.as_raw_fd()];
+                let cmsg = [ControlMessage::ScmRights(&raw)];
+                let iov = [io::IoSlice::new(&line)];
+                let n = sendmsg::<()>(
+                    self.stream.as_raw_fd(),
+                    &iov,
+                    &cmsg,
+                    MsgFlags::empty(),
+                    None,
+                )
+                .map_err(io::Error::from)?;
+                // The descriptor went with the first bytes; the rest follow.
+                self.stream.write_all(&line[n..])?;
+            }
+        }
         let (text, fds) = read_line_with_fds(&self.stream)?;
         let resp: Response =
             serde_json::from_str(&text).map_err(|_| ClientError::Protocol(text.clone()))?;
@@ -63,7 +90,26 @@ impl Client {
 
     /// Starts a container; returns its host pid.
     pub fn start(&mut self, spec: ContainerSpec) -> Result<i32, ClientError> {
-        match self.call(&Request::Start { spec })?.0 {
+        self.start_with(spec, None)
+    }
+
+    /// Starts a container in the network namespace `netns` (which the
+    /// supervisor then holds for its restarts; `spec.netns` is set).
+    pub fn start_in(
+        &mut self,
+        mut spec: ContainerSpec,
+        netns: Option<BorrowedFd>,
+    ) -> Result<i32, ClientError> {
+        spec.netns = netns.is_some();
+        self.start_with(spec, netns)
+    }
+
+    fn start_with(
+        &mut self,
+        spec: ContainerSpec,
+        netns: Option<BorrowedFd>,
+    ) -> Result<i32, ClientError> {
+        match self.call_with(&Request::Start { spec }, netns)?.0 {
             Response::Started { pid } => Ok(pid),
             other => Err(ClientError::Protocol(format!("{other:?}"))),
         }

@@ -1,7 +1,7 @@
 //! The supervisor's wire protocol: one JSON object per line over a unix stream
 //! socket, each request answered by one response line. Descriptors (a
-//! container's stdin, an exec's stdio) travel beside a response as
-//! `SCM_RIGHTS`. After an `Events` request the connection carries only event
+//! container's stdin, an exec's stdio; a started container's network
+//! namespace) travel beside a response (or request) as `SCM_RIGHTS`. After an `Events` request the connection carries only event
 //! lines.
 
 use std::path::PathBuf;
@@ -29,6 +29,12 @@ pub struct ContainerSpec {
     /// Delete the container when it exits (`--rm`).
     #[serde(default)]
     pub auto_remove: bool,
+    /// The container joins a network namespace sent as a descriptor with
+    /// its `Start` request (in place of its config's): the supervisor holds
+    /// it for the container's restarts until the container exits for good
+    /// or is deleted. Nothing pins it on the host's mount table.
+    #[serde(default)]
+    pub netns: bool,
 }
 
 /// Lifecycle of a supervised container, Docker's vocabulary.
@@ -88,7 +94,9 @@ pub struct ExecStatus {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Ping,
-    /// Create and start a container; it is supervised from then on.
+    /// Create and start a container; it is supervised from then on. With
+    /// `spec.netns`, its network namespace comes with the request
+    /// (`SCM_RIGHTS`, one descriptor).
     Start {
         spec: ContainerSpec,
     },

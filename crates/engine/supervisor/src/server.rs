@@ -42,6 +42,8 @@ pub enum Error {
     Listen { path: PathBuf, source: io::Error },
     #[error("signal setup: {0}")]
     Signals(nix::Error),
+    #[error("epoll setup: {0}")]
+    Epoll(io::Error),
     #[error("{0}")]
     Runtime(String),
 }
@@ -120,6 +122,88 @@ struct Client {
     buf: Vec<u8>,
     /// A start it asked for is pending: its next requests wait.
     waiting: bool,
+    /// Descriptors received with its requests, not yet taken by one.
+    fds: Vec<OwnedFd>,
+}
+
+/// The containers' output pipes (two per container, or a pty), watched by
+/// one epoll instance that the loop polls as a single descriptor: a poll(2)
+/// over every output made each wakeup of the loop cost more as containers
+/// ran (and their outputs rarely have anything to read).
+struct Outputs {
+    epoll: OwnedFd,
+    /// Registered descriptor → its container.
+    owner: std::collections::HashMap<RawFd, String>,
+}
+
+impl Outputs {
+    fn new() -> io::Result<Outputs> {
+        // SAFETY: plain syscall with a flag argument; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: epoll_create1 just returned this descriptor; we own it.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Outputs {
+            epoll,
+            owner: std::collections::HashMap::new(),
+        })
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: both descriptors are open; `ev` lives across the call.
+        let r = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Watches output `fd` of container `id`.
+    fn add(&mut self, fd: RawFd, id: &str) {
+        match self.ctl(libc::EPOLL_CTL_ADD, fd) {
+            Ok(()) => {
+                self.owner.insert(fd, id.to_string());
+            }
+            Err(e) => tracing::warn!(id, error = %e, "watch container output"),
+        }
+    }
+
+    /// Stops watching `fd`, before it is closed: a copy of it held by a
+    /// forked starter would keep the registration (and its events) alive.
+    fn remove(&mut self, fd: RawFd) {
+        if self.owner.remove(&fd).is_some() {
+            let _ = self.ctl(libc::EPOLL_CTL_DEL, fd);
+        }
+    }
+
+    /// The outputs with something to read (or closed), without waiting.
+    /// Level-triggered: outputs beyond one batch come in the next round.
+    fn ready(&self) -> Vec<(String, RawFd)> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        // SAFETY: `events` is a writable array of the length given.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epoll.as_raw_fd(),
+                events.as_mut_ptr(),
+                events.len() as libc::c_int,
+                0,
+            )
+        };
+        let n = usize::try_from(n).unwrap_or(0);
+        events[..n]
+            .iter()
+            .filter_map(|ev| {
+                let fd = ev.u64 as RawFd;
+                self.owner.get(&fd).map(|id| (id.clone(), fd))
+            })
+            .collect()
+    }
 }
 
 /// The supervisor's state.
@@ -141,6 +225,10 @@ pub struct Supervisor {
     /// container can exit before its starter's report arrives.
     orphans: Vec<(i32, i32)>,
     next_client: u64,
+    /// The network namespaces of containers started with `spec.netns`,
+    /// held for their restarts until they exit for good or are deleted.
+    netns: BTreeMap<String, OwnedFd>,
+    outputs: Outputs,
 }
 
 fn set_nonblocking(fd: RawFd) {
@@ -326,6 +414,8 @@ impl Supervisor {
             starting: Vec::new(),
             orphans: Vec::new(),
             next_client: 0,
+            netns: BTreeMap::new(),
+            outputs: Outputs::new().map_err(Error::Epoll)?,
         };
         sup.load_records();
         Ok(sup)
@@ -406,6 +496,7 @@ impl Supervisor {
                     Ready::Signal => self.reap(),
                     Ready::Client(i) => self.read_client(i),
                     Ready::Output(id, i) => self.read_output(&id, i),
+                    Ready::Outputs => {}
                     Ready::Report(starter) => {
                         if let Some(i) = self.starting.iter().position(|s| s.starter == starter) {
                             self.read_report(i);
@@ -434,12 +525,8 @@ impl Supervisor {
             tags.push(Ready::Report(s.starter));
             fds.push(PollFd::new(s.report.as_fd(), PollFlags::POLLIN));
         }
-        for (id, m) in &self.containers {
-            for (i, (fd, _)) in m.outputs.iter().enumerate() {
-                tags.push(Ready::Output(id.clone(), i));
-                fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
-            }
-        }
+        tags.push(Ready::Outputs);
+        fds.push(PollFd::new(self.outputs.epoll.as_fd(), PollFlags::POLLIN));
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => return (Vec::new(), false),
@@ -454,6 +541,18 @@ impl Supervisor {
         for (tag, fd) in tags.into_iter().zip(fds.iter()) {
             let Some(ev) = fd.revents() else { continue };
             if ev.is_empty() {
+                continue;
+            }
+            if let Ready::Outputs = tag {
+                for (id, fd) in self.outputs.ready() {
+                    let i = self
+                        .containers
+                        .get(&id)
+                        .and_then(|m| m.outputs.iter().position(|(o, _)| o.as_raw_fd() == fd));
+                    if let Some(i) = i {
+                        out.push(Ready::Output(id, i));
+                    }
+                }
                 continue;
             }
             if let Ready::Signal = tag {
@@ -484,23 +583,45 @@ impl Supervisor {
                 stream,
                 buf: Vec::new(),
                 waiting: false,
+                fds: Vec::new(),
             });
         }
     }
 
     fn read_client(&mut self, i: usize) {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         let mut chunk = [0u8; 8192];
         let Some(client) = self.clients.get_mut(i) else {
             return;
         };
         loop {
-            match io::Read::read(&mut client.stream, &mut chunk) {
+            let mut iov = [io::IoSliceMut::new(&mut chunk)];
+            let mut cmsg = nix::cmsg_space!([RawFd; 4]);
+            let received = recvmsg::<()>(
+                client.stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+            )
+            .map(|msg| {
+                for c in msg.cmsgs().into_iter().flatten() {
+                    if let ControlMessageOwned::ScmRights(list) = c {
+                        for fd in list {
+                            // SAFETY: the kernel installed these descriptors for us.
+                            client.fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                        }
+                    }
+                }
+                msg.bytes
+            });
+            match received {
                 Ok(0) => {
                     client.buf.push(0); // mark closed
                     break;
                 }
                 Ok(n) => client.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => {
                     client.buf.push(0);
                     break;
@@ -534,6 +655,11 @@ impl Supervisor {
                 Ok(Request::Start { spec }) => {
                     let id = spec.id.clone();
                     self.settle(&id);
+                    let netns = if spec.netns && !self.clients[i].fds.is_empty() {
+                        Some(self.clients[i].fds.remove(0))
+                    } else {
+                        None
+                    };
                     match self.containers.get(&id) {
                         Some(m) if m.status.phase != Phase::Exited => {
                             let f = Failure::new(
@@ -542,7 +668,18 @@ impl Supervisor {
                             );
                             let _ = self.reply(&stream, &f.into_response(), &[]);
                         }
+                        _ if spec.netns && netns.is_none() => {
+                            let f = Failure::new(
+                                ErrorKind::Invalid,
+                                format!("the start of container {id} names a network namespace descriptor, but none came with it"),
+                            );
+                            let _ = self.reply(&stream, &f.into_response(), &[]);
+                        }
                         _ => {
+                            match netns {
+                                Some(fd) => self.netns.insert(id.clone(), fd),
+                                None => self.netns.remove(&id),
+                            };
                             let waiter = self.wait_for_start(i, stream);
                             self.start(spec, 0, waiter);
                         }
@@ -642,6 +779,10 @@ impl Supervisor {
                 }
                 let running = matches!(m.status.phase, Phase::Running | Phase::Paused);
                 let status = m.status.clone();
+                if status.phase == Phase::Exited {
+                    // Nothing restarts it now: its network namespace goes.
+                    self.netns.remove(&id);
+                }
                 self.save(&status);
                 self.timers.retain(|(_, t)| *t != id);
                 if !running {
@@ -844,10 +985,24 @@ impl Supervisor {
                     format!("open log {}: {e}", spec.log_path.display()),
                 )
             })?;
+            let netns_fd = match (spec.netns, self.netns.get(&spec.id)) {
+                (false, _) => None,
+                (true, Some(fd)) => Some(fd.as_raw_fd()),
+                (true, None) => {
+                    return Err(Failure::new(
+                        ErrorKind::Conflict,
+                        format!(
+                            "the network namespace of container {} is gone (the supervisor restarted): start it again through the engine",
+                            spec.id
+                        ),
+                    ))
+                }
+            };
             let (report_r, report_w) = pipe().map_err(internal)?;
             let mut opts = CreateOptions {
                 id: spec.id.clone(),
                 bundle: spec.bundle.clone(),
+                netns_fd,
                 ..Default::default()
             };
             let stdio = if spec.tty {
@@ -1033,6 +1188,10 @@ impl Supervisor {
             .get(&spec.id)
             .map(|m| m.backoff_ms)
             .unwrap_or(0);
+        for (fd, _) in &outputs {
+            self.outputs.add(fd.as_raw_fd(), &spec.id);
+        }
+        self.unwatch_outputs(&spec.id);
         // It may have exited (and been reaped by us) before its report came.
         let reaped = self
             .orphans
@@ -1070,6 +1229,8 @@ impl Supervisor {
 
     /// A start that failed: the container is recorded exited, with the error.
     fn start_failed(&mut self, spec: &ContainerSpec, restart_count: u32, msg: &str) {
+        self.netns.remove(&spec.id);
+        self.unwatch_outputs(&spec.id);
         let status = ContainerStatus {
             spec: spec.clone(),
             phase: Phase::Exited,
@@ -1085,6 +1246,16 @@ impl Supervisor {
         self.save(&status);
         self.containers
             .insert(spec.id.clone(), Managed::at_rest(status));
+    }
+
+    /// Stops watching the outputs container `id` still holds (its record is
+    /// about to be replaced, closing them).
+    fn unwatch_outputs(&mut self, id: &str) {
+        if let Some(m) = self.containers.get(id) {
+            for (fd, _) in &m.outputs {
+                self.outputs.remove(fd.as_raw_fd());
+            }
+        }
     }
 
     /// Sends the answer to a start to the client that asked for it, then
@@ -1128,6 +1299,7 @@ impl Supervisor {
                     if let Some(log) = m.log.as_mut() {
                         let _ = log.finish(stream);
                     }
+                    self.outputs.remove(fd.as_raw_fd());
                     m.outputs.remove(i);
                     return;
                 }
@@ -1142,6 +1314,7 @@ impl Supervisor {
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     tracing::warn!(id, error = %e, "read container output");
+                    self.outputs.remove(fd.as_raw_fd());
                     m.outputs.remove(i);
                     return;
                 }
@@ -1284,6 +1457,7 @@ impl Supervisor {
         } else if spec.auto_remove {
             self.forget(id);
         } else {
+            self.netns.remove(id);
             self.save(&status);
         }
     }
@@ -1357,7 +1531,9 @@ impl Supervisor {
                 {
                     // Still open (a descendant holds it): stop waiting.
                     if let Some(m) = self.containers.get_mut(id) {
-                        m.outputs.clear();
+                        for (fd, _) in m.outputs.drain(..) {
+                            self.outputs.remove(fd.as_raw_fd());
+                        }
                     }
                 }
             }
@@ -1375,7 +1551,9 @@ impl Supervisor {
     }
 
     fn forget(&mut self, id: &str) {
+        self.unwatch_outputs(id);
         self.containers.remove(id);
+        self.netns.remove(id);
         let _ = fs::remove_dir_all(self.root.join("containers").join(id));
         self.emit(Event::Destroy {
             id: id.to_string(),
@@ -1466,6 +1644,8 @@ enum Ready {
     Signal,
     Client(usize),
     Output(String, usize),
+    /// Some of the outputs (see [`Outputs`]).
+    Outputs,
     /// The report pipe of the starter with this pid.
     Report(i32),
 }

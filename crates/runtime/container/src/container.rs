@@ -36,6 +36,11 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// The process's stdin, stdout and stderr (borrowed); `None` inherits ours.
     pub stdio: Option<[RawFd; 3]>,
+    /// A network namespace to join, open (borrowed, it must stay open
+    /// during the call), in place of the spec's: how a supervisor that
+    /// holds a container's namespace by descriptor (no bind mount) starts
+    /// it.
+    pub netns_fd: Option<RawFd>,
 }
 
 /// Options of `exec`.
@@ -481,8 +486,17 @@ impl Runtime {
         };
         let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
         launch::become_subreaper()?;
+        let mut ns = NsPlan::for_spec(spec);
+        if let Some(fd) = opts.netns_fd {
+            // Opened by the container's process through ours, which holds
+            // the descriptor until that process runs.
+            ns.join_network(PathBuf::from(format!(
+                "/proc/{}/fd/{fd}",
+                std::process::id()
+            )));
+        }
         let launched = launch::launch(Launch {
-            ns: NsPlan::for_spec(spec),
+            ns,
             plan,
             role: Role::Init {
                 spec,

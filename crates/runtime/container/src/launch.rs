@@ -140,6 +140,15 @@ impl NsPlan {
         plan
     }
 
+    /// Joins the network namespace at `path` instead of what the spec says
+    /// (a new one, another path, or none).
+    pub fn join_network(&mut self, path: PathBuf) {
+        self.new.remove(CloneFlags::CLONE_NEWNET);
+        self.join.retain(|(f, _)| *f != CloneFlags::CLONE_NEWNET);
+        self.join.push((CloneFlags::CLONE_NEWNET, path));
+        self.join.sort_by_key(|(f, _)| join_order(*f));
+    }
+
     /// The namespaces of running process `pid` that differ from ours: what
     /// `exec` joins.
     pub fn for_process(pid: i32) -> NsPlan {
@@ -1139,6 +1148,31 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_network_namespace_by_descriptor_replaces_the_specs() {
+        let spec = crate::spec::parse(
+            r#"{"ociVersion":"1.0.2","linux":{"namespaces":[
+                {"type":"mount","path":"/proc/1/ns/mnt"},{"type":"network"},{"type":"pid"}]}}"#
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut plan = NsPlan::for_spec(&spec);
+        assert!(plan.new.contains(CloneFlags::CLONE_NEWNET));
+        plan.join_network("/proc/7/fd/9".into());
+        assert!(!plan.new.contains(CloneFlags::CLONE_NEWNET));
+        assert!(plan.new.contains(CloneFlags::CLONE_NEWPID));
+        assert_eq!(
+            plan.join,
+            vec![
+                (CloneFlags::CLONE_NEWNET, PathBuf::from("/proc/7/fd/9")),
+                (CloneFlags::CLONE_NEWNS, PathBuf::from("/proc/1/ns/mnt")),
+            ]
+        );
+        plan.join_network("/proc/7/fd/10".into());
+        assert_eq!(plan.join.len(), 2);
+        assert_eq!(plan.join[0].1, PathBuf::from("/proc/7/fd/10"));
+    }
 
     #[test]
     fn plan_orders_joins_user_after_the_others_mount_last() {

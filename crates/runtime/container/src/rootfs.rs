@@ -334,17 +334,25 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
                 .map_err(|e| mnt_err("make private", &mp, e))?;
         }
     }
-    // pivot_root needs the new root to be a mount point.
-    sys.mount(
-        Some(ctx.rootfs),
-        ctx.rootfs,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-    )
-    .map_err(|e| mnt_err("bind mount rootfs", ctx.rootfs, e))?;
-
-    let mounts = ctx.spec.mounts().clone().unwrap_or_default();
+    let mut mounts = ctx.spec.mounts().clone().unwrap_or_default();
+    match mounts
+        .iter()
+        .position(|m| m.destination() == Path::new("/"))
+    {
+        // The root filesystem itself, mounted here in the container's mount
+        // namespace (the host's mount table never holds it).
+        Some(i) => mount_root(sys, ctx, &mounts.remove(i))?,
+        // pivot_root needs the new root to be a mount point.
+        None => sys
+            .mount(
+                Some(ctx.rootfs),
+                ctx.rootfs,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|e| mnt_err("bind mount rootfs", ctx.rootfs, e))?,
+    }
     // Read-only filesystems are mounted writable and made read-only at the
     // end, so mounts (and device nodes) can still be made beneath them.
     let mut read_only = Vec::new();
@@ -407,6 +415,57 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
             .map_err(|e| mnt_err("set recursive mount attributes (mount_setattr) of", dest, e))?;
     }
     Ok(())
+}
+
+/// Mounts the spec's root mount (the first entry with destination `/`, a
+/// strato extension in the manner of containerd's rootfs mounts: e.g. an
+/// overlay of image layers) at `root.path`, which must be an existing
+/// directory. An overlay's `volatile` option is dropped on kernels without
+/// it (before 5.10), which then mount the layer durable.
+fn mount_root(sys: &dyn Syscall, ctx: &RootfsContext, m: &Mount) -> Result<()> {
+    let opts = parse_options(m.options().as_deref().unwrap_or(&[]));
+    let typ = m.typ().as_deref().unwrap_or("none");
+    let source = m.source().as_deref();
+    if opts.bind {
+        let source = source.ok_or_else(|| {
+            Error::Init("the root mount (destination \"/\") is a bind without a source".into())
+        })?;
+        let rec = if opts.recursive {
+            MsFlags::MS_REC
+        } else {
+            MsFlags::empty()
+        };
+        return sys
+            .mount(Some(source), ctx.rootfs, None, MsFlags::MS_BIND | rec, None)
+            .map_err(|e| mnt_err("bind mount rootfs", ctx.rootfs, e));
+    }
+    let mount = |data: &[String]| {
+        let data = (!data.is_empty()).then(|| data.join(","));
+        sys.mount(source, ctx.rootfs, Some(typ), opts.flags, data.as_deref())
+    };
+    match mount(&opts.data) {
+        Err(e)
+            if typ == "overlay"
+                && e.raw_os_error() == Some(libc::EINVAL)
+                && opts.data.iter().any(|d| d == "volatile") =>
+        {
+            let durable: Vec<String> = opts
+                .data
+                .iter()
+                .filter(|d| *d != "volatile")
+                .cloned()
+                .collect();
+            mount(&durable)
+        }
+        other => other,
+    }
+    .map_err(|e| {
+        mnt_err(
+            &format!("mount the root filesystem ({typ}) at"),
+            ctx.rootfs,
+            e,
+        )
+    })
 }
 
 /// `mount_setattr(AT_RECURSIVE)`: sets and clears MOUNT_ATTR_* on every
@@ -543,7 +602,9 @@ fn mount_one(
                 sys.mkdir_all(&dest, 0o755)
                     .map_err(|e| mnt_err("create mount point", &dest, e))?;
             }
-        } else {
+        } else if dest_md.is_none() {
+            // Only a missing file is made: opening an image's file (an
+            // overlay root's /etc/hosts) to create it would copy it up.
             if let Some(parent) = dest.parent() {
                 sys.mkdir_all(parent, 0o755)
                     .map_err(|e| mnt_err("create mount point", parent, e))?;
@@ -1195,6 +1256,39 @@ mod tests {
             "/proc/self/fd".into(),
             root.path().join("dev/fd")
         )));
+    }
+
+    #[test]
+    fn a_root_mount_replaces_the_rootfs_bind() {
+        let root = tempfile::tempdir().unwrap();
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","mounts":[
+                {"destination":"/proc","type":"proc","source":"proc"},
+                {"destination":"/","type":"overlay","source":"overlay","options":["lowerdir=/l1:/l2","upperdir=/u","workdir=/w","volatile"]}
+            ]}"#,
+        );
+        let rec = Recorder::default();
+        prepare(&rec, &context(root.path(), &spec, &CgroupView::V2, false)).unwrap();
+        let calls = rec.calls();
+        assert!(
+            matches!(&calls[1], Call::Mount { source: Some(s), target, fstype: Some(t), flags, data: Some(d) }
+            if s == Path::new("overlay") && target == root.path() && t == "overlay"
+                && flags.is_empty() && d == "lowerdir=/l1:/l2,upperdir=/u,workdir=/w,volatile"),
+            "{:?}",
+            calls[1]
+        );
+        // No bind of the rootfs onto itself, and the entry is not mounted again.
+        assert!(!calls
+            .iter()
+            .any(|c| matches!(c, Call::Mount { flags, .. } if flags.contains(MsFlags::MS_BIND))));
+        let at_root = calls
+            .iter()
+            .filter(|c| matches!(c, Call::Mount { target, .. } if target == root.path()))
+            .count();
+        assert_eq!(at_root, 1);
+        assert!(calls
+            .iter()
+            .any(|c| matches!(c, Call::Mount { fstype: Some(t), .. } if t == "proc")));
     }
 
     #[test]

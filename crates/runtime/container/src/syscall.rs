@@ -69,6 +69,11 @@ impl Syscall for Linux {
         flags: MsFlags,
         data: Option<&str>,
     ) -> io::Result<()> {
+        if let (Some("overlay"), Some(d)) = (fstype, data) {
+            if d.len() > MAX_MOUNT_DATA {
+                return mount_long_overlay(target, d, mount_attrs(flags));
+            }
+        }
         nix::mount::mount(source, target, fstype, flags, data).map_err(io::Error::from)
     }
 
@@ -93,12 +98,16 @@ impl Syscall for Linux {
     }
 
     fn touch(&self, path: &Path) -> io::Result<()> {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map(|_| ())
+        // Read-only: an existing file on an overlay is not copied up (and
+        // synced) to its upper layer just for being a mount point.
+        use nix::fcntl::OFlag;
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_CREAT | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o644),
+        )
+        .map_err(io::Error::from)?;
+        nix::unistd::close(fd).map_err(io::Error::from)
     }
 
     fn mknod(&self, path: &Path, kind: SFlag, perm: Mode, dev: u64) -> io::Result<()> {
@@ -131,6 +140,86 @@ impl Syscall for Linux {
             Err(io::Error::last_os_error())
         }
     }
+}
+
+/// Longest mount(2) data string the kernel takes (one page, with its NUL).
+pub const MAX_MOUNT_DATA: usize = 4095;
+
+/// Mounts an overlay whose options exceed one page (long `lowerdir` lists:
+/// 64-hex layer paths fill a page after ~50 layers) with the new mount API:
+/// each lower directory is added on its own (`fsconfig(…, "lowerdir+", …)`,
+/// Linux 6.8+), which has no such limit. `attrs` are the new mount's
+/// attributes (read-only, nosuid, …).
+pub fn mount_long_overlay(
+    target: &Path,
+    data: &str,
+    attrs: rustix::mount::MountAttrFlags,
+) -> io::Result<()> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MoveMountFlags};
+    let fsfd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    let mut lowers = 0;
+    for opt in data.split(',').filter(|o| !o.is_empty()) {
+        match opt.split_once('=') {
+            Some(("lowerdir", list)) => {
+                for l in list.split(':') {
+                    lowers += 1;
+                    rustix::mount::fsconfig_set_string(&fsfd, "lowerdir+", l).map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            format!(
+                                "{} layers are too many for one mount(2) call and this kernel lacks overlayfs lowerdir+ (Linux 6.8+): {e}",
+                                list.split(':').count()
+                            ),
+                        )
+                    })?;
+                }
+            }
+            Some((key, value)) => rustix::mount::fsconfig_set_string(&fsfd, key, value)?,
+            None => rustix::mount::fsconfig_set_flag(&fsfd, opt)?,
+        }
+    }
+    if lowers == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an overlay mount needs lowerdir",
+        ));
+    }
+    rustix::mount::fsconfig_create(&fsfd)?;
+    let mnt = rustix::mount::fsmount(&fsfd, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
+    rustix::mount::move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
+    Ok(())
+}
+
+/// The MOUNT_ATTR_* bits of mount(2) flags (those that have one).
+fn mount_attrs(flags: MsFlags) -> rustix::mount::MountAttrFlags {
+    use rustix::mount::MountAttrFlags;
+    let mut attrs = MountAttrFlags::empty();
+    for (f, a) in [
+        (MsFlags::MS_RDONLY, MountAttrFlags::MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MountAttrFlags::MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MountAttrFlags::MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MountAttrFlags::MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NOATIME, MountAttrFlags::MOUNT_ATTR_NOATIME),
+        (
+            MsFlags::MS_NODIRATIME,
+            MountAttrFlags::MOUNT_ATTR_NODIRATIME,
+        ),
+        (
+            MsFlags::MS_STRICTATIME,
+            MountAttrFlags::MOUNT_ATTR_STRICTATIME,
+        ),
+    ] {
+        if flags.contains(f) {
+            attrs |= a;
+        }
+    }
+    attrs
 }
 
 /// One recorded call.

@@ -75,11 +75,27 @@ struct RuntimeCli {
     args: runtime::RuntimeArgs,
 }
 
+// docker's client verbs on their own, for the same reason: `strato run -d`
+// is started once per container by scripts and the PaaS. Anything this does
+// not parse (another command, --help, a mistake) goes to the whole command
+// line, which parses or reports it as before.
+#[derive(Debug, Parser)]
+#[command(name = "strato")]
+struct ClientCli {
+    #[command(flatten)]
+    client: client::GlobalArgs,
+    #[command(subcommand)]
+    verb: client::Verb,
+}
+
 fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "runtime") {
         let argv = std::iter::once("strato runtime".into()).chain(std::env::args_os().skip(2));
         let cli = RuntimeCli::parse_from::<_, std::ffi::OsString>(argv);
         std::process::exit(run_runtime(cli.args));
+    }
+    if let Ok(cli) = ClientCli::try_parse() {
+        std::process::exit(run_client(cli.client, cli.verb));
     }
     let cli = Cli::parse();
     let code = match cli.command {
@@ -100,13 +116,16 @@ fn main() {
         Command::Application(a) => paas::application(a),
         Command::Member(a) => paas::member(a),
         Command::Up(a) => paas::up(cli.client.host.clone(), cli.client.token.clone(), a),
-        Command::Client(verb) => {
-            // SAFETY: as above; no code of ours runs in signal context.
-            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-            client::main(cli.client, verb)
-        }
+        Command::Client(verb) => run_client(cli.client, verb),
     };
     std::process::exit(code);
+}
+
+fn run_client(global: client::GlobalArgs, verb: client::Verb) -> i32 {
+    // A command-line tool: `strato ps | head` ends quietly.
+    // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    client::main(global, verb)
 }
 
 fn run_runtime(args: runtime::RuntimeArgs) -> i32 {

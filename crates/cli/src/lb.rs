@@ -30,6 +30,11 @@ pub struct LbArgs {
     /// keeps its own connections, as nginx's workers).
     #[arg(long, default_value = "shared")]
     workers: strato_lb::Workers,
+    /// batch (SCHED_BATCH: a woken thread waits for its turn and then
+    /// serves all that arrived meanwhile; less CPU per request on cores
+    /// shared with members and clients) or normal.
+    #[arg(long, default_value = "batch")]
+    sched: strato_lb::Sched,
 }
 
 pub fn main(args: LbArgs) -> i32 {
@@ -47,27 +52,34 @@ pub fn main(args: LbArgs) -> i32 {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let result = strato_lb::serve_threads(args.listen, pool, args.protocol, threads, args.workers)
-        .map_err(|e| format!("{e}: choose another --listen address"))
-        .and_then(|handles| {
-            eprintln!(
-                "strato lb: {} on {} → {} member(s), {threads} thread(s)",
-                match args.protocol {
-                    Protocol::Http => "http",
-                    Protocol::Tcp => "tcp",
-                },
-                args.listen,
-                args.backends.len()
-            );
-            for h in handles {
-                match h.join() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(format!("accept: {e}")),
-                    Err(_) => return Err("a load balancer thread panicked".into()),
-                }
+    let result = strato_lb::serve_threads(
+        args.listen,
+        pool,
+        args.protocol,
+        threads,
+        args.workers,
+        args.sched,
+    )
+    .map_err(|e| format!("{e}: choose another --listen address"))
+    .and_then(|handles| {
+        eprintln!(
+            "strato lb: {} on {} → {} member(s), {threads} thread(s)",
+            match args.protocol {
+                Protocol::Http => "http",
+                Protocol::Tcp => "tcp",
+            },
+            args.listen,
+            args.backends.len()
+        );
+        for h in handles {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("accept: {e}")),
+                Err(_) => return Err("a load balancer thread panicked".into()),
             }
-            Ok(())
-        });
+        }
+        Ok(())
+    });
     match result {
         Ok(()) => 0,
         Err(e) => {

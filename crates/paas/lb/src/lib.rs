@@ -91,8 +91,58 @@ impl std::str::FromStr for Workers {
     }
 }
 
+/// How the kernel schedules [`serve_threads`]' threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sched {
+    /// `SCHED_BATCH`: a thread woken by a member's or a client's bytes does
+    /// not preempt the thread running on that core; it runs at its turn,
+    /// with every event that arrived meanwhile. Where the cores are shared
+    /// with the members and the clients, that turns many small wake-ups
+    /// into fewer larger batches: measured with wrk, nginx members and the
+    /// proxy on two cores also busy with a build, the CPU the whole setup
+    /// spent per 1000 requests fell from about 65 ms to 57 (nginx as the
+    /// proxy: 67), the proxy's own share from 27 to 24. On otherwise idle
+    /// cores the two measured the same.
+    Batch,
+    /// The default policy (`SCHED_OTHER`), as the process had it.
+    Normal,
+}
+
+impl std::str::FromStr for Sched {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "batch" => Ok(Sched::Batch),
+            "normal" | "other" => Ok(Sched::Normal),
+            other => Err(format!("unknown scheduling {other:?}: use batch or normal")),
+        }
+    }
+}
+
+/// Puts the calling thread under `SCHED_BATCH` (a thread's own policy; the
+/// process's other threads keep theirs). Nice value and limits are kept.
+fn sched_batch() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the call; pid 0 is the
+    // calling thread, and SCHED_BATCH needs no privilege.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Applies `sched` to the calling thread; a failure is logged, not fatal
+/// (the threads still serve, only scheduled as before).
+fn apply_sched(sched: Sched) {
+    if sched == Sched::Batch {
+        if let Err(e) = sched_batch() {
+            tracing::warn!(error = %e, "SCHED_BATCH for a load balancer thread failed; keeping the default policy");
+        }
+    }
+}
+
 /// Serves `pool` on `addr` from `threads` threads, scheduled as `workers`
-/// says. With [`Workers::PerThread`] the threads share one listening socket
+/// and `sched` say. With [`Workers::PerThread`] the threads share one listening socket
 /// and keep equal numbers of client connections (see [`accept`]); the pool
 /// and its counters are shared either way. Returns once the socket listens;
 /// the threads run until the process ends.
@@ -102,6 +152,7 @@ pub fn serve_threads(
     protocol: Protocol,
     threads: usize,
     workers: Workers,
+    sched: Sched,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<std::io::Result<()>>>> {
     let listener = std::net::TcpListener::bind(addr)
         .map_err(|e| std::io::Error::new(e.kind(), format!("listen on {addr}: {e}")))?;
@@ -111,6 +162,7 @@ pub fn serve_threads(
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("strato-lb")
+            .on_thread_start(move || apply_sched(sched))
             .enable_all()
             .build()?;
         let handle = std::thread::Builder::new()
@@ -132,6 +184,7 @@ pub fn serve_threads(
         let handle = std::thread::Builder::new()
             .name(format!("strato-lb-{i}"))
             .spawn(move || -> std::io::Result<()> {
+                apply_sched(sched);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
@@ -154,4 +207,46 @@ fn transient_accept_error(e: &std::io::Error) -> bool {
         e.kind(),
         ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
     ) || matches!(e.raw_os_error(), Some(EMFILE | ENFILE | ENOMEM | ENOBUFS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sched_batch_is_the_calling_threads_policy_only() {
+        let policy = || {
+            // SAFETY: reads the calling thread's policy; no pointers.
+            unsafe { libc::sched_getscheduler(0) }
+        };
+        let before = policy();
+        let (inner, outer) = std::thread::spawn(move || {
+            apply_sched(Sched::Batch);
+            let inner = policy();
+            // A thread it starts inherits the policy.
+            let outer = std::thread::spawn(policy).join().unwrap();
+            (inner, outer)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inner, libc::SCHED_BATCH);
+        assert_eq!(outer, libc::SCHED_BATCH);
+        assert_eq!(policy(), before, "the test thread keeps its policy");
+        std::thread::spawn(move || {
+            apply_sched(Sched::Normal);
+            assert_eq!(policy(), before);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn sched_names() {
+        assert_eq!("batch".parse::<Sched>(), Ok(Sched::Batch));
+        assert_eq!("normal".parse::<Sched>(), Ok(Sched::Normal));
+        assert!("fifo"
+            .parse::<Sched>()
+            .unwrap_err()
+            .contains("batch or normal"));
+    }
 }

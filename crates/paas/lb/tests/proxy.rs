@@ -551,7 +551,15 @@ async fn serve_threads_answers_concurrent_clients_in_both_worker_modes() {
             let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             probe.local_addr().unwrap()
         };
-        strato_lb::serve_threads(addr, Arc::clone(&pool), Protocol::Http, 2, workers).unwrap();
+        strato_lb::serve_threads(
+            addr,
+            Arc::clone(&pool),
+            Protocol::Http,
+            2,
+            workers,
+            strato_lb::Sched::Batch,
+        )
+        .unwrap();
         let clients: Vec<_> = (0..16)
             .map(|_| {
                 tokio::spawn(async move {

@@ -1936,6 +1936,25 @@ fn bridge_peers_restart_policies_and_hostile_imports() {
         .docker(&["run", "--rm", "busybox", "sh", "-c", &script])
         .ok();
     assert_eq!(out.stdout, "peer-ok\n");
+    // No IPv6 on an IPv4-only network: neither the container's interface
+    // nor the bridge ports (whose address detection and multicast reports
+    // went to every other port, at every start).
+    let inside = d.docker(&["exec", "srv", "cat", "/proc/net/if_inet6"]).ok();
+    assert!(!inside.stdout.contains("eth0"), "{inside}");
+    let with_v6 = fs::read_to_string("/proc/net/if_inet6").unwrap();
+    let ports: Vec<String> = fs::read_dir(Path::new("/sys/class/net").join(&d.bridge).join("brif"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!ports.is_empty());
+    for port in &ports {
+        assert!(
+            !with_v6
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(port)),
+            "{port} has an IPv6 address:\n{with_v6}"
+        );
+    }
     // on-failure:2 restarts twice, then stays exited with the code.
     d.docker(&[
         "run",

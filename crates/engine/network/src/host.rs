@@ -208,7 +208,8 @@ where
 /// Opens a netlink socket inside the network namespace `ns` from a
 /// short-lived thread, after writing `sysctls` (keys relative to
 /// /proc/sys, whose `net` part is that of the writer's namespace) there;
-/// the caller's thread never changes namespace.
+/// a value ending in `?` is written only where its key exists. The
+/// caller's thread never changes namespace.
 async fn socket_in(ns: &Netns, sysctls: Vec<(String, String)>) -> Result<Socket> {
     let path = ns.path();
     let file = std::fs::File::open(&path).map_err(|source| Error::Netns {
@@ -225,6 +226,14 @@ async fn socket_in(ns: &Netns, sysctls: Vec<(String, String)>) -> Result<Socket>
                 .and_then(|()| {
                     for (key, value) in &sysctls {
                         let path = Path::new("/proc/sys").join(key);
+                        // "VALUE?": only where the key exists.
+                        if let Some(v) = value.strip_suffix('?') {
+                            match std::fs::write(&path, v) {
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                                Err(e) => return Err(e),
+                                Ok(()) => continue,
+                            }
+                        }
                         std::fs::write(&path, value).map_err(|e| {
                             std::io::Error::new(
                                 e.kind(),
@@ -358,6 +367,20 @@ async fn configure_inside(handle: Handle, p: &Plug) -> Result<()> {
             "adding the default IPv6 route via {} in the container",
             v6.gateway
         )))
+}
+
+/// Turns IPv6 off on the host's interface `name` (before it is up: no
+/// link-local address, no duplicate address detection, no multicast
+/// reports). A host without IPv6 has nothing to turn off.
+fn disable_ipv6_on(name: &str) -> Result<()> {
+    let path = Path::new("/proc/sys/net/ipv6/conf")
+        .join(name)
+        .join("disable_ipv6");
+    match std::fs::write(&path, "1") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Sysctl { path, source }),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// The sysctls of an interface that gets a static IPv6 address: IPv6 on
@@ -616,7 +639,6 @@ impl Host for LinuxHost {
             let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
                 .name(p.host_veth.clone())
                 .controller(bridge)
-                .up()
                 .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
                 .build();
             h.link().add(msg).execute().await.map_err(nl(format!(
@@ -624,15 +646,31 @@ impl Host for LinuxHost {
                 p.host_veth,
                 p.ifname,
                 p.netns.path().display()
-            )))
+            )))?;
+            // A bridge port needs no IPv6 address. Left on, each new port's
+            // duplicate address detection and multicast reports went to
+            // every other port of the bridge: work in proportion to the
+            // containers already running, at every start. Set while the
+            // link is down, before any address exists.
+            disable_ipv6_on(&p.host_veth)?;
+            let index = link_index(&h, &p.host_veth)
+                .await?
+                .ok_or_else(|| Error::LinkNotFound(p.host_veth.clone()))?;
+            set_up(&h, index, &p.host_veth).await
         })
         .await?;
         drop(ns_file);
         let inside = async {
+            // On an IPv4-only network the container's interface gets no
+            // IPv6 either (as Docker 26+), for the same reason as the host
+            // end; a namespace without IPv6 at all has nothing to turn off.
             let sysctls = if p.ipv6.is_some() {
                 ipv6_sysctls(&p.ifname)
             } else {
-                Vec::new()
+                vec![(
+                    format!("net/ipv6/conf/{}/disable_ipv6", p.ifname),
+                    "1?".to_string(),
+                )]
             };
             let socket = socket_in(&p.netns, sysctls).await?;
             with_netlink(Some(socket), |h| configure_inside(h, p)).await

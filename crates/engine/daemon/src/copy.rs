@@ -161,6 +161,22 @@ impl Drop for Root {
     }
 }
 
+/// Moves the calling thread (one made for the purpose: the namespace goes
+/// with it) into a mount namespace of its own, from which no mount
+/// propagates back to the host.
+pub(crate) fn private_mount_namespace() -> std::io::Result<()> {
+    use nix::mount::MsFlags;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
 fn internal(what: &str, e: impl std::fmt::Display) -> CopyError {
     CopyError::Internal(format!("{what}: {e}"))
 }
@@ -264,17 +280,7 @@ fn open_root(src: &RootSource) -> Result<Root, CopyError> {
         });
     }
     use nix::mount::MsFlags;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| internal("unshare the mount namespace", e))?;
-    // Nothing mounted here may propagate back to the host.
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .map_err(|e| internal("make the copy's mounts private", e))?;
+    private_mount_namespace().map_err(|e| internal("enter a private mount namespace", e))?;
     fs::create_dir_all(&src.scratch).map_err(|e| internal("create a mount point", e))?;
     let mut root = Root {
         fd: rustix::fs::open(

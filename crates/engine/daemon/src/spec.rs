@@ -391,6 +391,11 @@ pub fn limits(r: &Resources) -> Vec<(&'static str, Value)> {
 mod tests {
     use super::*;
 
+    /// The spec of `c` over the test image, users from the rootfs at `root`.
+    fn spec_for(c: &ContainerConfig, root: &Path) -> Spec {
+        build(c, &image(), root, None, &crate::users::Accounts::read(root)).unwrap()
+    }
+
     fn rootfs() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("etc")).unwrap();
@@ -446,14 +451,7 @@ mod tests {
         c.cmd = vec!["echo".into(), "hi".into()];
         c.env = vec!["A=container".into()];
         c.user = "web".into();
-        let spec = build(
-            &c,
-            &image(),
-            r.path(),
-            None,
-            &crate::users::Accounts::read(r.path()),
-        )
-        .unwrap();
+        let spec = spec_for(&c, r.path());
         let p = spec.process().as_ref().unwrap();
         assert_eq!(
             p.args().as_ref().unwrap(),
@@ -547,14 +545,7 @@ mod tests {
         c.resources.nano_cpus = 500_000_000;
         c.resources.pids_limit = 50;
         c.read_only_rootfs = true;
-        let spec = build(
-            &c,
-            &image(),
-            r.path(),
-            None,
-            &crate::users::Accounts::read(r.path()),
-        )
-        .unwrap();
+        let spec = spec_for(&c, r.path());
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux.seccomp().is_some());
         assert!(linux
@@ -568,27 +559,13 @@ mod tests {
         assert_eq!(res.pids().as_ref().unwrap().limit(), 50);
         assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
         c.privileged = true;
-        let spec = build(
-            &c,
-            &image(),
-            r.path(),
-            None,
-            &crate::users::Accounts::read(r.path()),
-        )
-        .unwrap();
+        let spec = spec_for(&c, r.path());
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux.seccomp().is_none());
         assert!(linux.masked_paths().is_none());
         c.privileged = false;
         c.security_opt = vec!["seccomp=unconfined".into(), "no-new-privileges".into()];
-        let spec = build(
-            &c,
-            &image(),
-            r.path(),
-            None,
-            &crate::users::Accounts::read(r.path()),
-        )
-        .unwrap();
+        let spec = spec_for(&c, r.path());
         assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
         assert_eq!(
             spec.process().as_ref().unwrap().no_new_privileges(),
@@ -601,14 +578,7 @@ mod tests {
         let r = rootfs();
         let mut c = cfg();
         c.netns = None;
-        let spec = build(
-            &c,
-            &image(),
-            r.path(),
-            None,
-            &crate::users::Accounts::read(r.path()),
-        )
-        .unwrap();
+        let spec = spec_for(&c, r.path());
         let has_net = |s: &Spec| {
             s.linux()
                 .as_ref()
@@ -622,14 +592,7 @@ mod tests {
         };
         assert_eq!(has_net(&spec), None);
         c.netns = Some("/run/strato/netns/abc".into());
-        let spec = build(
-            &c,
-            &image(),
-            r.path(),
-            None,
-            &crate::users::Accounts::read(r.path()),
-        )
-        .unwrap();
+        let spec = spec_for(&c, r.path());
         assert_eq!(has_net(&spec), Some(Some("/run/strato/netns/abc".into())));
     }
 

@@ -72,15 +72,7 @@ impl Accounts {
             .name("accounts".into())
             .spawn(move || -> std::io::Result<Accounts> {
                 use nix::mount::{MntFlags, MsFlags};
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-                // Nothing mounted here may propagate back to the host.
-                nix::mount::mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_SLAVE,
-                    None::<&str>,
-                )?;
+                crate::copy::private_mount_namespace()?;
                 std::fs::create_dir_all(&scratch)?;
                 let mounted = if image_only {
                     let lowerdir = overlay

@@ -27,39 +27,15 @@ if [ -z "${STRATO:-}" ]; then
 fi
 
 work=$(mktemp -d /tmp/strato-client-bench.XXXXXX)
-sock=$work/strato.sock
 bridge=stcb$$
 table=strato_cb$$
 export DOCKER_CONFIG=$work/docker-config DOCKER_CLI_HINTS=false
 unset STRATO_HOST DOCKER_HOST
 
-cleanup() {
-    set +e
-    [ -S "$sock" ] && "$STRATO" -H "unix://$sock" ps -aq 2>/dev/null |
-        xargs -r "$STRATO" -H "unix://$sock" rm -f >/dev/null 2>&1
-    [ -n "${s_pid:-}" ] && kill "$s_pid" 2>/dev/null && wait "$s_pid" 2>/dev/null
-    # The supervisor of this daemon only: the process whose arguments name our exec root.
-    for p in /proc/[0-9]*; do
-        if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "supervisor --root $work/exec"; then
-            kill "${p#/proc/}" 2>/dev/null
-        fi
-    done
-    sleep 0.3
-    ip link del "$bridge" 2>/dev/null
-    nft delete table ip "$table" 2>/dev/null
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$repo/bench/strato-daemon.sh"
+trap strato_daemon_stop EXIT
 
-"$STRATO" daemon --host "unix://$sock" --data-root "$work/data" --exec-root "$work/exec" \
-    --bridge-name "$bridge" --nft-table "$table" --bridge-pool 100.73.0.0/24 --subnet-prefix 26 \
-    >"$work/daemon.log" 2>&1 &
-s_pid=$!
-for _ in $(seq 1 200); do
-    "$STRATO" -H "unix://$sock" version >/dev/null 2>&1 && break
-    sleep 0.1
-done
+strato_daemon_start 100.73.0.0/24 26
 
 bash "$repo/scripts/mkrootfs.sh" "$work/rootfs" >/dev/null
 tar -C "$work/rootfs" -cf - . | "$STRATO" -H "unix://$sock" import - busybox:latest >/dev/null

@@ -39,24 +39,10 @@ bridge=stc$$
 table=strato_cpu$$
 export STRATO_HOST=unix://$sock DOCKER_HOST=unix://$sock
 
-cleanup() {
-    set +e
-    [ -S "$sock" ] && "$STRATO" ps -aq 2>/dev/null | xargs -r -n 50 "$STRATO" rm -f >/dev/null 2>&1
-    [ -n "${s_pid:-}" ] && kill "$s_pid" 2>/dev/null && wait "$s_pid" 2>/dev/null
-    [ -n "${sup:-}" ] && kill -TERM "$sup" 2>/dev/null
-    sleep 0.5
-    ip link del "$bridge" 2>/dev/null
-    nft delete table ip "$table" 2>/dev/null
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+. "$repo/bench/strato-daemon.sh"
+trap strato_daemon_stop EXIT
 
-"$STRATO" daemon --host "unix://$sock" --data-root "$work/data" --exec-root "$work/exec" \
-    --bridge-name "$bridge" --nft-table "$table" --bridge-pool 198.18.128.0/17 --subnet-prefix 20 \
-    >"$work/daemon.log" 2>&1 &
-s_pid=$!
-for _ in $(seq 1 200); do "$STRATO" version >/dev/null 2>&1 && break; sleep 0.1; done
+strato_daemon_start 198.18.128.0/17 20
 "$repo/scripts/mkrootfs.sh" "$work/rootfs" >/dev/null
 tar -C "$work/rootfs" -c . | "$STRATO" import - busybox:bench >/dev/null
 netargs=()

@@ -391,9 +391,18 @@ pub fn limits(r: &Resources) -> Vec<(&'static str, Value)> {
 mod tests {
     use super::*;
 
-    /// The spec of `c` over the test image, users from the rootfs at `root`.
+    /// The spec of `c` over `img`, users from the rootfs at `root`.
+    fn try_build(
+        c: &ContainerConfig,
+        img: &ImageDefaults,
+        root: &Path,
+    ) -> Result<Spec, BuildError> {
+        build(c, img, root, None, &crate::users::Accounts::read(root))
+    }
+
+    /// The spec of `c` over the test image.
     fn spec_for(c: &ContainerConfig, root: &Path) -> Spec {
-        build(c, &image(), root, None, &crate::users::Accounts::read(root)).unwrap()
+        try_build(c, &image(), root).unwrap()
     }
 
     fn rootfs() -> tempfile::TempDir {
@@ -431,14 +440,7 @@ mod tests {
     #[test]
     fn image_defaults_and_overrides() {
         let r = rootfs();
-        let spec = build(
-            &cfg(),
-            &image(),
-            r.path(),
-            None,
-            &crate::users::Accounts::read(r.path()),
-        )
-        .unwrap();
+        let spec = try_build(&cfg(), &image(), r.path()).unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &vec!["sh".to_string()]);
         assert_eq!(p.cwd(), Path::new("/srv"));
@@ -472,28 +474,14 @@ mod tests {
         let mut img = image();
         img.entrypoint = vec!["/entry".into()];
         img.cmd = vec!["default-arg".into()];
-        let spec = build(
-            &cfg(),
-            &img,
-            r.path(),
-            None,
-            &crate::users::Accounts::read(r.path()),
-        )
-        .unwrap();
+        let spec = try_build(&cfg(), &img, r.path()).unwrap();
         assert_eq!(
             spec.process().as_ref().unwrap().args().as_ref().unwrap(),
             &vec!["/entry".to_string(), "default-arg".into()]
         );
         let mut c = cfg();
         c.entrypoint = Some(vec!["/other".into()]);
-        let spec = build(
-            &c,
-            &img,
-            r.path(),
-            None,
-            &crate::users::Accounts::read(r.path()),
-        )
-        .unwrap();
+        let spec = try_build(&c, &img, r.path()).unwrap();
         assert_eq!(
             spec.process().as_ref().unwrap().args().as_ref().unwrap(),
             &vec!["/other".to_string()]
@@ -501,14 +489,7 @@ mod tests {
         let mut img = image();
         img.cmd.clear();
         assert_eq!(
-            build(
-                &cfg(),
-                &img,
-                r.path(),
-                None,
-                &crate::users::Accounts::read(r.path())
-            )
-            .unwrap_err(),
+            try_build(&cfg(), &img, r.path()).unwrap_err(),
             BuildError::NoCommand
         );
     }
@@ -608,25 +589,13 @@ mod tests {
             options: vec![],
         });
         assert!(matches!(
-            build(
-                &c,
-                &image(),
-                r.path(),
-                None,
-                &crate::users::Accounts::read(r.path())
-            ),
+            try_build(&c, &image(), r.path()),
             Err(BuildError::MountTarget(_))
         ));
         let mut c = cfg();
         c.ulimits.push(("bogus".into(), 1, 1));
         assert!(matches!(
-            build(
-                &c,
-                &image(),
-                r.path(),
-                None,
-                &crate::users::Accounts::read(r.path())
-            ),
+            try_build(&c, &image(), r.path()),
             Err(BuildError::Ulimit(_))
         ));
     }

@@ -207,10 +207,14 @@ where
 
 /// Opens a netlink socket inside the network namespace `ns` from a
 /// short-lived thread, after writing `sysctls` (keys relative to
-/// /proc/sys, whose `net` part is that of the writer's namespace) there;
-/// a value ending in `?` is written only where its key exists. The
-/// caller's thread never changes namespace.
-async fn socket_in(ns: &Netns, sysctls: Vec<(String, String)>) -> Result<Socket> {
+/// /proc/sys, whose `net` part is that of the writer's namespace) there,
+/// IPv6 first turned off on `no_ipv6_on`. The caller's thread never
+/// changes namespace.
+async fn socket_in(
+    ns: &Netns,
+    sysctls: Vec<(String, String)>,
+    no_ipv6_on: Option<String>,
+) -> Result<Socket> {
     let path = ns.path();
     let file = std::fs::File::open(&path).map_err(|source| Error::Netns {
         path: path.clone(),
@@ -224,16 +228,11 @@ async fn socket_in(ns: &Netns, sysctls: Vec<(String, String)>) -> Result<Socket>
             let r = nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET)
                 .map_err(std::io::Error::from)
                 .and_then(|()| {
+                    if let Some(name) = &no_ipv6_on {
+                        write_disable_ipv6(name)?;
+                    }
                     for (key, value) in &sysctls {
                         let path = Path::new("/proc/sys").join(key);
-                        // "VALUE?": only where the key exists.
-                        if let Some(v) = value.strip_suffix('?') {
-                            match std::fs::write(&path, v) {
-                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                                Err(e) => return Err(e),
-                                Ok(()) => continue,
-                            }
-                        }
                         std::fs::write(&path, value).map_err(|e| {
                             std::io::Error::new(
                                 e.kind(),
@@ -373,13 +372,23 @@ async fn configure_inside(handle: Handle, p: &Plug) -> Result<()> {
 /// link-local address, no duplicate address detection, no multicast
 /// reports). A host without IPv6 has nothing to turn off.
 fn disable_ipv6_on(name: &str) -> Result<()> {
+    write_disable_ipv6(name).map_err(|source| Error::Sysctl {
+        path: Path::new("/proc/sys/net/ipv6/conf")
+            .join(name)
+            .join("disable_ipv6"),
+        source,
+    })
+}
+
+/// Turns IPv6 off on interface `name` of the calling thread's network
+/// namespace; nothing to do where that namespace has no IPv6.
+fn write_disable_ipv6(name: &str) -> std::io::Result<()> {
     let path = Path::new("/proc/sys/net/ipv6/conf")
         .join(name)
         .join("disable_ipv6");
-    match std::fs::write(&path, "1") {
+    match std::fs::write(path, "1") {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(Error::Sysctl { path, source }),
-        Ok(()) => Ok(()),
+        r => r,
     }
 }
 
@@ -653,10 +662,12 @@ impl Host for LinuxHost {
             // containers already running, at every start. Set while the
             // link is down, before any address exists.
             disable_ipv6_on(&p.host_veth)?;
-            let index = link_index(&h, &p.host_veth)
-                .await?
-                .ok_or_else(|| Error::LinkNotFound(p.host_veth.clone()))?;
-            set_up(&h, index, &p.host_veth).await
+            // By name: no lookup of the index on the start path.
+            h.link()
+                .set(LinkUnspec::new_with_name(&p.host_veth).up().build())
+                .execute()
+                .await
+                .map_err(nl(format!("setting link {:?} up", p.host_veth)))
         })
         .await?;
         drop(ns_file);
@@ -664,15 +675,11 @@ impl Host for LinuxHost {
             // On an IPv4-only network the container's interface gets no
             // IPv6 either (as Docker 26+), for the same reason as the host
             // end; a namespace without IPv6 at all has nothing to turn off.
-            let sysctls = if p.ipv6.is_some() {
-                ipv6_sysctls(&p.ifname)
+            let socket = if p.ipv6.is_some() {
+                socket_in(&p.netns, ipv6_sysctls(&p.ifname), None).await?
             } else {
-                vec![(
-                    format!("net/ipv6/conf/{}/disable_ipv6", p.ifname),
-                    "1?".to_string(),
-                )]
+                socket_in(&p.netns, Vec::new(), Some(p.ifname.clone())).await?
             };
-            let socket = socket_in(&p.netns, sysctls).await?;
             with_netlink(Some(socket), |h| configure_inside(h, p)).await
         };
         if let Err(e) = inside.await {

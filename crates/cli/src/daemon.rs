@@ -119,6 +119,12 @@ pub struct PaasArgs {
     #[arg(long = "paas-engine-parallel", default_value_t = 8,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub engine_parallel: u16,
+    /// Level 2 autoscaling: a program asked for a new host when members
+    /// find no room on their partition's hosts. It reads the request as
+    /// JSON on stdin and prints a kubernetesHost JSON object (or nothing).
+    /// Without it, this machine is offered to a cluster that lacks it.
+    #[arg(long = "paas-host-provider", value_name = "PROGRAM")]
+    pub host_provider: Option<PathBuf>,
 }
 
 enum Listen {
@@ -376,7 +382,19 @@ async fn start_paas(
         },
         ..Default::default()
     };
-    let ctl = strato_paas::Controller::new(strato_paas::ClientEngine::new(client), store, config);
+    let hosts: Arc<dyn strato_paas::HostProvider> = match &p.host_provider {
+        Some(program) => Arc::new(strato_paas::CommandProvider::new(
+            program,
+            std::time::Duration::from_secs(300),
+        )),
+        None => Arc::new(strato_paas::LocalMachine),
+    };
+    let ctl = strato_paas::Controller::with_host_provider(
+        strato_paas::ClientEngine::new(client),
+        store,
+        config,
+        hosts,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("strato-paas")

@@ -567,6 +567,22 @@ async fn watch(c: &PaasClient, app: &str) -> Result<()> {
                     .map(|n| format!(" in network partition {n}"))
                     .unwrap_or_default()
             ),
+            EventKind::HostAdded {
+                kubernetes_cluster_id,
+                host_id,
+                provider,
+                cpu_millis,
+                memory_bytes,
+            } => format!(
+                "hosts: {host_id} joined cluster {kubernetes_cluster_id} (from the {provider} provider; cpu {}, memory {})",
+                cpu_millis.map_or_else(|| "unlimited".into(), |m| format!("{m}m")),
+                memory_bytes.map_or_else(|| "unlimited".into(), |b| format!("{} MiB", b >> 20)),
+            ),
+            EventKind::HostUnavailable {
+                kubernetes_cluster_id,
+                reason,
+                ..
+            } => format!("hosts: no new host for cluster {kubernetes_cluster_id}: {reason}"),
             other => serde_json::to_string(&other).unwrap_or_default(),
         };
         let secs = t / 1000 % 86_400;

@@ -78,7 +78,9 @@ use strato_paas_model::plan::{self, ClusterPlan, GroupPlan, Placement, Plan};
 use strato_paas_model::scaling::{
     self, Action, Evaluation, GroupAction, GroupScaling, Sample, ScalingConfig, ScalingState,
 };
-use strato_paas_model::{AutoscalePolicy, Catalog, Change, Kind, ModelError};
+use strato_paas_model::{
+    AutoscalePolicy, Catalog, Change, Definition, Kind, KubernetesHost, ModelError,
+};
 use strato_paas_store::{DeploymentStatus, MemberRecord, MemberStatus, Store, StoreError};
 use tokio::sync::{broadcast, Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -89,6 +91,7 @@ use crate::engine::{
     LABEL_MEMBER, LABEL_PARTITION,
 };
 use crate::events::{now_ms, Event, EventKind};
+use crate::hosts::{HostProvider, HostRequest, LocalMachine};
 
 /// Tuning of the controller.
 #[derive(Debug, Clone)]
@@ -109,6 +112,9 @@ pub struct Config {
     /// create and the start after it hold one slot), and per tick the
     /// statistics reads. More only adds contention in the engine.
     pub engine_parallel: usize,
+    /// Level 2: how long after a host provider had no host (or failed)
+    /// the controller asks it again.
+    pub host_retry: Duration,
 }
 
 impl Default for Config {
@@ -121,6 +127,7 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(120),
             engine_parallel: 8,
+            host_retry: Duration::from_secs(30),
         }
     }
 }
@@ -676,24 +683,31 @@ fn probe_addr(state: &State, m: &MemberRt) -> Option<SocketAddr> {
 struct State {
     apps: BTreeMap<String, AppRt>,
     members: BTreeMap<String, MemberRt>,
-    /// Level 2: the declared hosts, one pool per set of hosts behind a
-    /// partition (partitions on the same hosts share it).
+    /// Level 2: the declared hosts, one pool per cluster of hosts behind
+    /// partitions (partitions on the same cluster share it), kept in step
+    /// with the catalog (a host provider adds hosts there).
     hosts: BTreeMap<String, HostPool>,
+    /// Level 2: the host requests per cluster (see [`crate::hosts`]).
+    host_asks: BTreeMap<String, HostAsk>,
+}
+
+/// Where a cluster's request for a new host stands.
+#[derive(Debug, Clone, Copy)]
+struct HostAsk {
+    /// A provider call is under way.
+    in_flight: bool,
+    /// No new request before then (after a refusal or a failure).
+    not_before: Instant,
 }
 
 impl State {
     /// Places a member on a host of its partition; `None` when none has room.
     fn place(&mut self, catalog: &Catalog, m: &MemberRecord, need: Capacity) -> Option<String> {
         let hosts = capacity::hosts_for_partition(catalog, &m.network_partition, &m.partition);
-        let key = hosts
-            .iter()
-            .map(|h| h.id.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        self.hosts
-            .entry(key)
-            .or_insert_with(|| HostPool::new(hosts))
-            .place(&m.member_id, need)
+        let key = capacity::pool_key(catalog, &m.network_partition, &m.partition);
+        let pool = self.hosts.entry(key).or_default();
+        pool.sync(hosts);
+        pool.place(&m.member_id, need)
     }
 
     fn release(&mut self, member: &str) {
@@ -724,6 +738,8 @@ struct Inner<E> {
     seq: std::sync::atomic::AtomicU64,
     /// [`Config::engine_parallel`] slots for creating and starting members.
     launch_slots: Semaphore,
+    /// Level 2: where new hosts come from.
+    host_provider: Arc<dyn HostProvider>,
 }
 
 /// The PaaS controller. Cheap to clone.
@@ -864,6 +880,17 @@ impl<E: Engine> Controller<E> {
     /// A controller over `engine` and the open `store`; call
     /// [`Controller::restore`] (or [`Controller::run`], which does) next.
     pub fn new(engine: E, store: Store, config: Config) -> Controller<E> {
+        Controller::with_host_provider(engine, store, config, Arc::new(LocalMachine))
+    }
+
+    /// [`Controller::new`] with `host_provider` asked for hosts when
+    /// members find no room (this machine by default).
+    pub fn with_host_provider(
+        engine: E,
+        store: Store,
+        config: Config,
+        host_provider: Arc<dyn HostProvider>,
+    ) -> Controller<E> {
         let (events, _) = broadcast::channel(1024);
         Controller {
             inner: Arc::new(Inner {
@@ -875,6 +902,7 @@ impl<E: Engine> Controller<E> {
                 launch_slots: Semaphore::new(config.engine_parallel.max(1)),
                 config,
                 seq: std::sync::atomic::AtomicU64::new(0),
+                host_provider,
             }),
         }
     }
@@ -1467,6 +1495,172 @@ impl<E: Engine> Controller<E> {
         out
     }
 
+    /// Level 2: asks the host provider for a host for each cluster of
+    /// hosts whose partitions have Pending members, one request per
+    /// cluster at a time, and after a refusal or a failure again only
+    /// after [`Config::host_retry`].
+    fn ask_for_hosts(&self) {
+        let catalog = self.catalog();
+        let now = Instant::now();
+        let mut asks: BTreeMap<String, (HostRequest, BTreeSet<String>)> = BTreeMap::new();
+        {
+            let mut state = lock(&self.inner.state);
+            let waiting = state
+                .members
+                .values()
+                .filter(|m| m.rec.status == MemberStatus::Pending && !m.leaving);
+            for m in waiting {
+                let Some(k) = capacity::cluster_of_partition(
+                    &catalog,
+                    &m.rec.network_partition,
+                    &m.rec.partition,
+                ) else {
+                    continue;
+                };
+                let need = state.need(&m.rec);
+                let (req, apps) = asks.entry(k.to_owned()).or_insert_with(|| {
+                    (
+                        HostRequest {
+                            kubernetes_cluster_id: k.to_owned(),
+                            network_partition_id: m.rec.network_partition.clone(),
+                            partition_id: m.rec.partition.clone(),
+                            pending_members: 0,
+                            cpu_millis: None,
+                            memory_bytes: None,
+                            hosts: catalog.kubernetes_clusters[k].kubernetes_hosts.clone(),
+                        },
+                        BTreeSet::new(),
+                    )
+                });
+                req.pending_members += 1;
+                req.cpu_millis = req.cpu_millis.max(need.cpu_millis);
+                req.memory_bytes = req.memory_bytes.max(need.memory_bytes);
+                apps.insert(m.rec.application_id.clone());
+            }
+            asks.retain(|k, _| {
+                state
+                    .host_asks
+                    .get(k)
+                    .is_none_or(|a| !a.in_flight && a.not_before <= now)
+            });
+            for k in asks.keys() {
+                state.host_asks.insert(
+                    k.clone(),
+                    HostAsk {
+                        in_flight: true,
+                        not_before: now,
+                    },
+                );
+            }
+        }
+        for (cluster, (req, apps)) in asks {
+            let this = self.clone();
+            tokio::spawn(async move { this.take_host(cluster, req, apps).await });
+        }
+    }
+
+    /// One host request: the provider's answer, a host it gave added to
+    /// the cluster in the store, and the events for `apps`.
+    async fn take_host(&self, cluster: String, req: HostRequest, apps: BTreeSet<String>) {
+        let provider = Arc::clone(&self.inner.host_provider);
+        let name = provider.name().to_owned();
+        let outcome = match provider.provide(req.clone()).await {
+            Ok(Some(host)) => self.add_provided_host(&cluster, &req, host).await,
+            Ok(None) => Err(format!(
+                "the {name} host provider has no host for cluster {cluster}; {} member(s) wait, Pending: declare another kubernetesHost there, or run the daemon with --paas-host-provider PROGRAM",
+                req.pending_members
+            )),
+            Err(e) => Err(e),
+        };
+        let retry = match &outcome {
+            Ok(_) => Duration::ZERO,
+            Err(_) => self.inner.config.host_retry,
+        };
+        lock(&self.inner.state).host_asks.insert(
+            cluster.clone(),
+            HostAsk {
+                in_flight: false,
+                not_before: Instant::now() + retry,
+            },
+        );
+        for app in &apps {
+            let kind = match &outcome {
+                Ok(host) => {
+                    let cap = capacity::host_of(host).capacity;
+                    EventKind::HostAdded {
+                        kubernetes_cluster_id: cluster.clone(),
+                        host_id: host.host_id.clone(),
+                        provider: name.clone(),
+                        cpu_millis: cap.cpu_millis,
+                        memory_bytes: cap.memory_bytes,
+                    }
+                }
+                Err(reason) => EventKind::HostUnavailable {
+                    kubernetes_cluster_id: cluster.clone(),
+                    provider: name.clone(),
+                    reason: reason.clone(),
+                },
+            };
+            self.emit(app, kind);
+        }
+        match outcome {
+            Ok(host) => {
+                tracing::info!(cluster = %cluster, host = %host.host_id, provider = %name, "level 2: a host was added");
+                self.inner.wake.notify_one();
+            }
+            Err(e) => tracing::warn!(cluster = %cluster, "level 2: {e}"),
+        }
+    }
+
+    /// Adds a provider's `host` to `cluster`'s declared hosts (validated
+    /// and durable like an operator's update), if it can hold the largest
+    /// waiting member.
+    async fn add_provided_host(
+        &self,
+        cluster: &str,
+        req: &HostRequest,
+        host: KubernetesHost,
+    ) -> Result<KubernetesHost, String> {
+        let cap = capacity::host_of(&host).capacity;
+        let short = |have: Option<u64>, need: Option<u64>| match (have, need) {
+            (Some(have), Some(need)) => have < need,
+            _ => false,
+        };
+        if short(cap.cpu_millis, req.cpu_millis) || short(cap.memory_bytes, req.memory_bytes) {
+            return Err(format!(
+                "host {} from the {} host provider is too small for a waiting member of cluster {cluster} (it needs cpu {}m, memory {} bytes); have the provider give larger hosts",
+                host.host_id,
+                self.inner.host_provider.name(),
+                req.cpu_millis.unwrap_or(0),
+                req.memory_bytes.unwrap_or(0)
+            ));
+        }
+        let inner = Arc::clone(&self.inner);
+        let cluster = cluster.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut store = lock(&inner.store);
+            let mut k = store
+                .catalog()
+                .kubernetes_clusters
+                .get(&cluster)
+                .cloned()
+                .ok_or_else(|| format!("cluster {cluster} was removed meanwhile"))?;
+            if k.kubernetes_hosts.iter().any(|h| h.host_id == host.host_id) {
+                return Err(format!(
+                    "the host provider gave host {}, which cluster {cluster} has already; it must give a new host id",
+                    host.host_id
+                ));
+            }
+            k.kubernetes_hosts.push(host.clone());
+            store
+                .apply(&[Change::update(Definition::KubernetesCluster(k))])
+                .map_err(|e| format!("adding host {} to cluster {cluster}: {e}", host.host_id))?;
+            Ok(host)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Records prepared members in one durable commit (the record before
     /// the container: one fsync for a whole decision, off the runtime's
     /// threads), then launches each through the engine slots. A Pending
@@ -1772,6 +1966,7 @@ impl<E: Engine> Controller<E> {
         };
         self.check_containers(&containers, now).await;
         self.record_and_launch(self.place_pending()).await;
+        self.ask_for_hosts();
         self.probe_starting(now).await;
         self.sample(now).await;
         let deployments = match lock(&self.inner.store).deployments() {
@@ -2114,11 +2309,39 @@ impl<E: Engine> Controller<E> {
         let mut group_events: Vec<EventKind> = Vec::new();
         {
             let mut guard = lock(&self.inner.state);
-            let State { apps, members, .. } = &mut *guard;
+            let State {
+                apps,
+                members,
+                host_asks,
+                ..
+            } = &mut *guard;
             let Some(app) = apps.get_mut(app_id) else {
                 return;
             };
             let active = Self::active_counts(members);
+            // Level 2: cluster instances with members Pending on hosts
+            // whose provider had no host the last time: at their maximum
+            // where they are, so their group or application hears it (and
+            // may burst into another network partition).
+            let refused = Instant::now();
+            let stuck: BTreeSet<(&str, &str)> = members
+                .values()
+                .filter(|m| {
+                    m.rec.application_id == app_id
+                        && m.rec.status == MemberStatus::Pending
+                        && !m.leaving
+                })
+                .filter(|m| {
+                    capacity::cluster_of_partition(
+                        &catalog,
+                        &m.rec.network_partition,
+                        &m.rec.partition,
+                    )
+                    .and_then(|k| host_asks.get(k))
+                    .is_some_and(|a| !a.in_flight && a.not_before > refused)
+                })
+                .map(|m| (m.rec.cluster_id.as_str(), m.rec.instance_id.as_str()))
+                .collect();
             let count = |cid: &str, k: &str| active.get(&(cid, k)).copied().unwrap_or(0);
             // Instances of each cluster with their minimum Active.
             let ready: BTreeMap<String, BTreeMap<String, bool>> = app
@@ -2194,7 +2417,9 @@ impl<E: Engine> Controller<E> {
                         }
                         _ => {}
                     }
-                    if scaling::over_max(&eval.action) {
+                    if scaling::over_max(&eval.action)
+                        || stuck.contains(&(cid.as_str(), k.as_str()))
+                    {
                         over.insert(k.clone());
                     }
                     below.insert(

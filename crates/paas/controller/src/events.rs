@@ -71,6 +71,26 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         network_partition_id: Option<String>,
     },
+    /// Level 2: a host provider gave a host to a cluster of hosts whose
+    /// partitions had Pending members of this application.
+    #[serde(rename_all = "camelCase")]
+    HostAdded {
+        kubernetes_cluster_id: String,
+        host_id: String,
+        provider: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        cpu_millis: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        memory_bytes: Option<u64>,
+    },
+    /// Level 2: members wait, Pending, and the host provider had no host
+    /// (or failed); it is asked again later.
+    #[serde(rename_all = "camelCase")]
+    HostUnavailable {
+        kubernetes_cluster_id: String,
+        provider: String,
+        reason: String,
+    },
     /// Something failed and will be retried.
     #[serde(rename_all = "camelCase")]
     Error { message: String },

@@ -11,6 +11,8 @@
 //! - [`client`]: a small client of that API for the `strato` CLI.
 //! - [`sample`]: the sample cartridge image (busybox httpd) `strato up` builds.
 //! - [`events`]: topology, lifecycle and scaling events.
+//! - [`hosts`]: level 2's host providers (this machine, or an operator's
+//!   program) asked for a host when members find no room.
 
 #![forbid(unsafe_code)]
 
@@ -21,7 +23,9 @@ pub mod engine;
 pub mod events;
 #[cfg(test)]
 mod fake;
+pub mod hosts;
 pub mod sample;
 
 pub use controller::{Config, ControlError, Controller};
 pub use engine::{ClientEngine, Engine};
+pub use hosts::{CommandProvider, HostProvider, LocalMachine};

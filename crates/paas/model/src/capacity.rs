@@ -10,7 +10,7 @@
 
 use crate::catalog::CLUSTER_PROPERTY;
 use crate::quantity::{self, Resources};
-use crate::{property, Catalog};
+use crate::{property, Catalog, KubernetesHost};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -43,30 +43,50 @@ impl From<Resources> for Capacity {
     }
 }
 
+/// The id of the Kubernetes cluster (Stratos's host group) whose hosts
+/// back a partition; `None` when the partition names none (this machine).
+pub fn cluster_of_partition<'a>(
+    catalog: &'a Catalog,
+    network_partition: &str,
+    partition: &str,
+) -> Option<&'a str> {
+    catalog
+        .network_partitions
+        .get(network_partition)
+        .and_then(|np| np.partitions.iter().find(|p| p.id == partition))
+        .and_then(|p| property(&p.property, CLUSTER_PROPERTY))
+        .filter(|id| catalog.kubernetes_clusters.contains_key(*id))
+}
+
+/// What partitions on the same hosts share: their cluster's id, or
+/// [`LOCAL_HOST`] for this machine.
+pub fn pool_key(catalog: &Catalog, network_partition: &str, partition: &str) -> String {
+    cluster_of_partition(catalog, network_partition, partition)
+        .unwrap_or(LOCAL_HOST)
+        .to_owned()
+}
+
+/// A declared host as capacity.
+pub fn host_of(h: &KubernetesHost) -> Host {
+    Host {
+        id: h.host_id.clone(),
+        address: h.private_ip_address.clone(),
+        // Checked when the cluster was added; an unreadable value here
+        // would mean "undeclared".
+        capacity: quantity::resources(&h.property).unwrap_or_default().into(),
+    }
+}
+
 /// The hosts backing a partition of a network partition.
 pub fn hosts_for_partition(
     catalog: &Catalog,
     network_partition: &str,
     partition: &str,
 ) -> Vec<Host> {
-    let cluster = catalog
-        .network_partitions
-        .get(network_partition)
-        .and_then(|np| np.partitions.iter().find(|p| p.id == partition))
-        .and_then(|p| property(&p.property, CLUSTER_PROPERTY))
-        .and_then(|id| catalog.kubernetes_clusters.get(id));
-    match cluster {
-        Some(k) => k
-            .kubernetes_hosts
-            .iter()
-            .map(|h| Host {
-                id: h.host_id.clone(),
-                address: h.private_ip_address.clone(),
-                // Checked when the cluster was added; an unreadable value
-                // here would mean "undeclared".
-                capacity: quantity::resources(&h.property).unwrap_or_default().into(),
-            })
-            .collect(),
+    match cluster_of_partition(catalog, network_partition, partition)
+        .and_then(|id| catalog.kubernetes_clusters.get(id))
+    {
+        Some(k) => k.kubernetes_hosts.iter().map(host_of).collect(),
         None => vec![Host {
             id: LOCAL_HOST.to_owned(),
             address: None,
@@ -80,6 +100,8 @@ struct HostState {
     host: Host,
     used: Capacity,
     members: BTreeMap<String, Capacity>,
+    /// No longer declared: keeps its members, takes no new one.
+    retired: bool,
 }
 
 /// Hosts with what their members use.
@@ -129,6 +151,7 @@ impl HostPool {
                     host,
                     used: Capacity::default(),
                     members: BTreeMap::new(),
+                    retired: false,
                 })
                 .collect(),
         }
@@ -140,7 +163,37 @@ impl HostPool {
             host,
             used: Capacity::default(),
             members: BTreeMap::new(),
+            retired: false,
         });
+    }
+
+    /// Brings the pool in step with the hosts declared now: new hosts
+    /// join empty, a changed capacity applies, and a host no longer
+    /// declared takes no new member (those it has keep their share until
+    /// they go).
+    pub fn sync(&mut self, hosts: Vec<Host>) {
+        for h in &mut self.hosts {
+            h.retired = true;
+        }
+        for host in hosts {
+            match self.hosts.iter_mut().find(|h| h.host.id == host.id) {
+                Some(h) => {
+                    h.host = host;
+                    h.retired = false;
+                }
+                None => self.add_host(host),
+            }
+        }
+        self.hosts.retain(|h| !h.retired || !h.members.is_empty());
+    }
+
+    /// Ids of the hosts that take members.
+    pub fn host_ids(&self) -> Vec<&str> {
+        self.hosts
+            .iter()
+            .filter(|h| !h.retired)
+            .map(|h| h.host.id.as_str())
+            .collect()
     }
 
     /// Places a member needing `need` on the host left least allocated
@@ -151,6 +204,7 @@ impl HostPool {
             .hosts
             .iter()
             .enumerate()
+            .filter(|(_, h)| !h.retired)
             .filter(|(_, h)| {
                 fits(
                     h.host.capacity.cpu_millis,
@@ -257,6 +311,29 @@ mod tests {
     }
 
     #[test]
+    fn a_synced_pool_keeps_what_members_use() {
+        let mut pool = HostPool::new(vec![host("a", 1000, GI)]);
+        let one = Capacity {
+            cpu_millis: Some(1000),
+            memory_bytes: Some(GI),
+        };
+        assert_eq!(pool.place("m1", one).as_deref(), Some("a"));
+        assert_eq!(pool.place("m2", one), None);
+        // A provider added b: m1 stays counted on a, m2 goes to b.
+        pool.sync(vec![host("a", 1000, GI), host("b", 1000, GI)]);
+        assert_eq!(pool.host_ids(), ["a", "b"]);
+        assert_eq!(pool.place("m2", one).as_deref(), Some("b"));
+        // a is no longer declared: it takes nothing new but keeps m1.
+        pool.sync(vec![host("b", 3000, 3 * GI)]);
+        assert_eq!(pool.host_ids(), ["b"]);
+        assert_eq!(pool.used("a").unwrap().cpu_millis, Some(1000));
+        assert_eq!(pool.place("m3", one).as_deref(), Some("b"));
+        pool.release("m1");
+        pool.sync(vec![host("b", 3000, 3 * GI)]);
+        assert_eq!(pool.used("a"), None, "an empty retired host is dropped");
+    }
+
+    #[test]
     fn memory_alone_can_be_the_limit() {
         let mut pool = HostPool::new(vec![host("a", 64_000, GI)]);
         let need = Capacity {
@@ -288,5 +365,8 @@ mod tests {
         assert_eq!(hosts[1].capacity, Capacity::default());
         let local = hosts_for_partition(&cat, "np1", "p2");
         assert_eq!((local.len(), local[0].id.as_str()), (1, LOCAL_HOST));
+        assert_eq!(pool_key(&cat, "np1", "p1"), "k1");
+        assert_eq!(pool_key(&cat, "np1", "p2"), LOCAL_HOST);
+        assert_eq!(cluster_of_partition(&cat, "np1", "p2"), None);
     }
 }

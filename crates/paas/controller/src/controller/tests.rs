@@ -29,6 +29,16 @@ pub(crate) fn free_offset() -> i32 {
 }
 
 pub(crate) fn controller(fake: &Fake, dir: &std::path::Path, offset: i32) -> Controller<Fake> {
+    controller_with(fake, dir, offset, Arc::new(LocalMachine))
+}
+
+/// [`controller`] with `hosts` as the level-2 host provider.
+fn controller_with(
+    fake: &Fake,
+    dir: &std::path::Path,
+    offset: i32,
+    hosts: Arc<dyn HostProvider>,
+) -> Controller<Fake> {
     let path = dir.join("paas.redb");
     let fresh = !path.exists();
     let mut store = Store::open(&path).unwrap();
@@ -41,7 +51,7 @@ pub(crate) fn controller(fake: &Fake, dir: &std::path::Path, offset: i32) -> Con
         drain_timeout: Duration::from_secs(1),
         ..Config::default()
     };
-    Controller::new(fake.clone(), store, config)
+    Controller::with_host_provider(fake.clone(), store, config, hosts)
 }
 
 /// One tick at `base + i` seconds, then lets the spawned tasks run.
@@ -74,17 +84,33 @@ impl Harness {
 
     /// `changes` in a new store, over `fake` (set up beforehand).
     fn with_fake(changes: Vec<Change>, fake: Fake) -> Harness {
+        Harness::with_hosts(changes, fake, Arc::new(LocalMachine))
+    }
+
+    /// `changes` in a new store, over `fake`, with `hosts` as the host
+    /// provider.
+    fn with_hosts(changes: Vec<Change>, fake: Fake, hosts: Arc<dyn HostProvider>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         Store::open(&dir.path().join("paas.redb"))
             .unwrap()
             .apply(&changes)
             .unwrap();
-        Harness::over(dir, fake, free_offset())
+        Harness::over_with(dir, fake, free_offset(), hosts)
     }
 
     /// A controller over the store in `dir` and `fake`.
     fn over(dir: tempfile::TempDir, fake: Fake, offset: i32) -> Harness {
-        let ctl = controller(&fake, dir.path(), offset);
+        Harness::over_with(dir, fake, offset, Arc::new(LocalMachine))
+    }
+
+    /// [`Harness::over`] with `hosts` as the host provider.
+    fn over_with(
+        dir: tempfile::TempDir,
+        fake: Fake,
+        offset: i32,
+        hosts: Arc<dyn HostProvider>,
+    ) -> Harness {
+        let ctl = controller_with(&fake, dir.path(), offset, hosts);
         Harness {
             dir,
             fake,
@@ -314,6 +340,142 @@ async fn memory_pressure_scales_out_to_the_rule_across_partitions_within_host_ca
     let m = now.iter().find(|m| m.member_id == waiting).unwrap();
     assert_eq!(m.status, MemberStatus::Active, "{now:?}");
     assert_eq!(fake.running_in(PHP).len(), 2);
+}
+
+/// A host provider for tests: gives the hosts queued in it, one per
+/// request, and keeps the requests.
+#[derive(Default)]
+struct Hosts {
+    give: Mutex<Vec<Result<Option<KubernetesHost>, String>>>,
+    asked: Mutex<Vec<HostRequest>>,
+}
+
+impl HostProvider for Hosts {
+    fn name(&self) -> &str {
+        "test"
+    }
+
+    fn provide(
+        &self,
+        req: HostRequest,
+    ) -> futures::future::BoxFuture<'static, Result<Option<KubernetesHost>, String>> {
+        lock(&self.asked).push(req);
+        let mut give = lock(&self.give);
+        let answer = if give.is_empty() {
+            Ok(None)
+        } else {
+            give.remove(0)
+        };
+        Box::pin(async move { answer })
+    }
+}
+
+fn two_cpu_host(id: &str) -> KubernetesHost {
+    serde_json::from_value(serde_json::json!({
+        "hostId": id, "privateIPAddress": "192.0.2.20",
+        "property": [{"name": "cpu", "value": "2"}, {"name": "memory", "value": "4Gi"}]
+    }))
+    .unwrap()
+}
+
+/// The sample deployed under memory pressure (its php cluster wants 3
+/// members, the one declared host holds 2) over `hosts`.
+fn short_of_room(hosts: Arc<Hosts>) -> Harness {
+    let fake = Fake::default();
+    fake.state().memory_percent.insert(PHP.into(), 90);
+    let h = Harness::with_hosts(samples::changes().unwrap(), fake, hosts);
+    h.deploy();
+    h
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_members_get_a_host_from_the_provider() {
+    let hosts = Arc::new(Hosts::default());
+    lock(&hosts.give).push(Ok(Some(two_cpu_host("vm-1"))));
+    let h = short_of_room(Arc::clone(&hosts));
+    let mut events = h.ctl.subscribe();
+    h.ticks(0..14).await;
+    // Asked once, for the sample's cluster, with what the member needs.
+    let asked = lock(&hosts.asked).clone();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].kubernetes_cluster_id, "local-cluster");
+    assert_eq!(asked[0].pending_members, 1);
+    assert_eq!(asked[0].cpu_millis, Some(500));
+    assert_eq!(
+        asked[0]
+            .hosts
+            .iter()
+            .map(|h| h.host_id.as_str())
+            .collect::<Vec<_>>(),
+        ["local"]
+    );
+    // The host is declared now (durably), and the member runs on it.
+    let k = &h.ctl.catalog().kubernetes_clusters["local-cluster"];
+    assert_eq!(k.kubernetes_hosts.len(), 2);
+    assert_eq!(k.kubernetes_hosts[1].host_id, "vm-1");
+    assert_eq!(statuses(&h.ctl, PHP), vec![MemberStatus::Active; 3]);
+    assert_eq!(h.fake.running_in(PHP).len(), 3);
+    assert!(drain(&mut events).iter().any(|e| matches!(
+        e,
+        EventKind::HostAdded { host_id, cpu_millis: Some(2000), .. } if host_id == "vm-1"
+    )));
+    // A restart keeps the host: the three members stay Active.
+    let h = h.restart(|_| {}).await;
+    h.ticks(0..3).await;
+    assert_eq!(statuses(&h.ctl, PHP), vec![MemberStatus::Active; 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_host_members_stay_pending_and_the_provider_is_asked_again_later() {
+    let hosts = Arc::new(Hosts::default());
+    // First no host, then one too small for a 500m member, then a failure.
+    let mut tiny = two_cpu_host("tiny");
+    tiny.property[0].value = "100m".into();
+    lock(&hosts.give).extend([Ok(None), Ok(Some(tiny)), Err("quota exceeded".into())]);
+    let h = short_of_room(Arc::clone(&hosts));
+    let mut events = h.ctl.subscribe();
+    h.ticks(0..14).await;
+    assert_eq!(
+        lock(&hosts.asked).len(),
+        1,
+        "no new request before host_retry"
+    );
+    let mut reasons = Vec::new();
+    for _ in 0..2 {
+        tokio::time::advance(Config::default().host_retry).await;
+        h.ticks(14..15).await;
+    }
+    assert_eq!(lock(&hosts.asked).len(), 3);
+    for e in drain(&mut events) {
+        if let EventKind::HostUnavailable { reason, .. } = e {
+            reasons.push(reason);
+        }
+    }
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].contains("has no host for cluster local-cluster"),
+        "{}",
+        reasons[0]
+    );
+    assert!(reasons[1].contains("too small"), "{}", reasons[1]);
+    assert_eq!(reasons[2], "quota exceeded");
+    // Nothing half-done: the small host was not declared, the member waits.
+    assert_eq!(
+        h.ctl.catalog().kubernetes_clusters["local-cluster"]
+            .kubernetes_hosts
+            .len(),
+        1
+    );
+    let mut st = statuses(&h.ctl, PHP);
+    st.sort();
+    assert_eq!(
+        st,
+        [
+            MemberStatus::Pending,
+            MemberStatus::Active,
+            MemberStatus::Active
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -1036,14 +1198,39 @@ fn burst_samples(edit: impl Fn(&mut serde_json::Value)) -> Vec<Change> {
 
 /// [`burst_samples`] with the application policy's `algorithm`.
 fn two_network_partitions(algorithm: &str, edit: impl Fn(&mut serde_json::Value)) -> Vec<Change> {
+    two_network_partitions_on("local-cluster", algorithm, edit)
+}
+
+/// [`two_network_partitions`] with the burst partition on the hosts of
+/// `cluster`: the samples' one (then with room for many members), or a
+/// cluster of its own with one big host (then the samples' host keeps
+/// its 2 cpus).
+fn two_network_partitions_on(
+    cluster: &str,
+    algorithm: &str,
+    edit: impl Fn(&mut serde_json::Value),
+) -> Vec<Change> {
     let np = serde_json::json!({
         "id": BURST_NP,
         "provider": "strato",
         "partitions": [{
             "id": "partition-c",
-            "property": [{ "name": "cluster", "value": "local-cluster" }]
+            "property": [{ "name": "cluster", "value": cluster }]
         }]
     });
+    let mut extra = vec![(Kind::NetworkPartition, np)];
+    let shared = cluster == "local-cluster";
+    if !shared {
+        let k = serde_json::json!({
+            "clusterId": cluster,
+            "kubernetesMaster": { "hostId": "far-master", "privateIPAddress": "192.0.2.30" },
+            "kubernetesHosts": [{
+                "hostId": "far", "privateIPAddress": "192.0.2.31",
+                "property": [{ "name": "cpu", "value": "8" }, { "name": "memory", "value": "16Gi" }]
+            }]
+        });
+        extra.insert(0, (Kind::KubernetesCluster, k));
+    }
     samples_with(
         |file, v| {
             if file.ends_with("deployment-policy-local.json") {
@@ -1063,9 +1250,11 @@ fn two_network_partitions(algorithm: &str, edit: impl Fn(&mut serde_json::Value)
             if file.ends_with("php-mysql-app.json") {
                 edit(v);
             }
-            big_host(file, v);
+            if shared {
+                big_host(file, v);
+            }
         },
-        &[(Kind::NetworkPartition, np)],
+        &extra,
     )
 }
 
@@ -1206,23 +1395,69 @@ async fn a_group_at_its_maximum_bursts_into_the_next_network_partition_and_back(
     assert!(recs.values().all(|r| r.network_partition != BURST_NP));
 }
 
+/// The sample application without its group: mysql, then php, at the
+/// top; php's cartridgeMax `php_max` when given.
+fn plain_clusters(v: &mut serde_json::Value, php_max: Option<u32>) {
+    let mut g = v["components"]["groups"][0].take();
+    if let Some(max) = php_max {
+        g["cartridges"][1]["cartridgeMax"] = max.into();
+    }
+    g["cartridges"][1]["subscribableInfo"]["deploymentPolicy"] = "deployment-policy-local".into();
+    g["cartridges"][0]["subscribableInfo"]["deploymentPolicy"] = "deployment-policy-local".into();
+    v["components"] = serde_json::json!({
+        "cartridges": g["cartridges"].take(),
+        "dependencies": {
+            "startupOrders": [{"aliases": ["cartridge.my-mysql", "cartridge.my-php"]}]
+        }
+    });
+}
+
+#[tokio::test(start_paused = true)]
+async fn members_with_no_host_anywhere_make_the_application_burst() {
+    // php wants 3 members (memory at 90 %, max 4), the samples' host
+    // holds mysql and two; the provider has no host, so the waiting
+    // member tells the application, which bursts into the partition on
+    // other hosts.
+    let fake = Fake::default();
+    fake.state().memory_percent.insert(PHP.into(), 90);
+    let hosts = Arc::new(Hosts::default());
+    let h = Harness::with_hosts(
+        two_network_partitions_on("far-cluster", "one-after-another", |v| {
+            plain_clusters(v, None)
+        }),
+        fake,
+        hosts.clone(),
+    );
+    h.deploy();
+    let mut events = h.ctl.subscribe();
+    h.ticks(0..20).await;
+    assert!(!lock(&hosts.asked).is_empty());
+    assert!(statuses(&h.ctl, PHP).contains(&MemberStatus::Pending));
+    let seen = drain(&mut events);
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, EventKind::HostUnavailable { .. })));
+    assert!(
+        seen.iter().any(|e| matches!(
+            e,
+            EventKind::Bursting { action: GroupAction::AddInstance, network_partition_id: Some(np), .. } if np == BURST_NP
+        )),
+        "{seen:?}"
+    );
+    assert_eq!(
+        partitions_of(&h.fake, MYSQL),
+        [
+            "network-partition-burst/partition-c",
+            "network-partition-local/partition-a"
+        ]
+    );
+    assert!(instances_of(&h.fake, PHP).contains(&BURST.to_owned()));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_plain_cluster_at_its_maximum_bursts_with_the_application() {
     // No group: mysql, then php (cartridgeMax 1), at the top.
-    let h = Harness::deployed(burst_samples(|v| {
-        let mut g = v["components"]["groups"][0].take();
-        g["cartridges"][1]["cartridgeMax"] = 1.into();
-        g["cartridges"][1]["subscribableInfo"]["deploymentPolicy"] =
-            "deployment-policy-local".into();
-        g["cartridges"][0]["subscribableInfo"]["deploymentPolicy"] =
-            "deployment-policy-local".into();
-        v["components"] = serde_json::json!({
-            "cartridges": g["cartridges"].take(),
-            "dependencies": {
-                "startupOrders": [{"aliases": ["cartridge.my-mysql", "cartridge.my-php"]}]
-            }
-        });
-    }));
+    let h = Harness::deployed(burst_samples(|v| plain_clusters(v, Some(1))));
     let fake = &h.fake;
     h.ticks(0..5).await;
     assert_eq!(instances_of(fake, PHP), [""]);

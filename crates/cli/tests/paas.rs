@@ -48,6 +48,20 @@ fn free_offset(k: i32) -> i32 {
     panic!("no free port pair for the load balancer");
 }
 
+/// A host provider program in `dir` (level 2): it appends each request to
+/// `host-requests.jsonl` there and answers the host in `host-offer.json`
+/// when that file exists, else nothing.
+fn host_provider(dir: &Path) -> PathBuf {
+    let p = dir.join("host-provider");
+    let script = format!(
+        "#!/bin/sh\ncat >> {d}/host-requests.jsonl\necho >> {d}/host-requests.jsonl\n[ -f {d}/host-offer.json ] && cat {d}/host-offer.json\nexit 0\n",
+        d = dir.display()
+    );
+    fs::write(&p, script).unwrap();
+    fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    p
+}
+
 impl Daemon {
     /// A daemon for test `k` (0 to 2) of this binary: its own pool, bridge
     /// and table, so the tests run side by side.
@@ -86,6 +100,8 @@ impl Daemon {
             "4000".into(),
             "--paas-drain-timeout".into(),
             "5".into(),
+            "--paas-host-provider".into(),
+            host_provider(&dir).display().to_string(),
         ]
         .into();
         let mut d = Daemon {
@@ -733,6 +749,71 @@ fn paas_api_answers_while_a_large_deployment_comes_up_and_goes() {
         .strato(&["ps", "-aq", "--filter", "label=strato.paas.member"])
         .ok();
     assert_eq!(left.stdout.trim(), "", "containers left: {left}");
+
+    // Level 2: a cluster of hosts with room for one tiny member; the
+    // second waits, Pending, and the daemon's host provider program
+    // (`--paas-host-provider`) is asked for a host, which it gives.
+    const TIGHT: &str = "tight-app";
+    d.add(
+        &["kubernetes-cluster"],
+        "tight-cluster.json",
+        r#"{ "clusterId": "tight-cluster",
+  "kubernetesMaster": { "hostId": "tight-master", "privateIPAddress": "192.0.2.40" },
+  "kubernetesHosts": [ { "hostId": "t1", "privateIPAddress": "192.0.2.41",
+    "property": [ { "name": "cpu", "value": "10m" }, { "name": "memory", "value": "16Mi" } ] } ] }"#,
+    );
+    d.add(
+        &["network-partition"],
+        "np-tight.json",
+        r#"{ "id": "np-tight", "provider": "strato",
+  "partitions": [ { "id": "pt", "property": [ { "name": "cluster", "value": "tight-cluster" } ] } ] }"#,
+    );
+    d.add(
+        &["policy", "deployment"],
+        "deployment-tight.json",
+        r#"{ "id": "deployment-policy-tight", "networkPartitions": [ { "id": "np-tight",
+  "partitionAlgo": "one-after-another", "partitions": [ { "id": "pt", "partitionMax": 2 } ] } ] }"#,
+    );
+    d.add(
+        &["policy", "application"],
+        "application-policy-tight.json",
+        r#"{ "id": "application-policy-tight", "algorithm": "one-after-another",
+  "networkPartitions": [ "np-tight" ] }"#,
+    );
+    d.add(
+        &["application"],
+        "tight.json",
+        &format!(
+            r#"{{ "applicationId": "{TIGHT}", "alias": "{TIGHT}", "multiTenant": false,
+  "components": {{ "cartridges": [ {{ "type": "tiny", "cartridgeMin": 2, "cartridgeMax": 2,
+    "subscribableInfo": {{ "alias": "tiny-t", "autoscalingPolicy": "autoscaling-policy-web",
+      "deploymentPolicy": "deployment-policy-tight" }} }} ] }} }}"#
+        ),
+    );
+    d.write(
+        "host-offer.json",
+        r#"{ "hostId": "t2", "privateIPAddress": "192.0.2.42",
+  "property": [ { "name": "cpu", "value": "10m" }, { "name": "memory", "value": "16Mi" } ] }"#,
+    );
+    d.strato(&["application", "deploy", TIGHT, "application-policy-tight"])
+        .ok();
+    d.until(120, "both tight-app members Active", || {
+        d.runtime_of(TIGHT).is_some_and(|rt| {
+            rt["clusters"][0]["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().filter(|m| m["status"] == "Active").count() == 2)
+        })
+    });
+    let asked = fs::read_to_string(d.dir.join("host-requests.jsonl")).unwrap_or_default();
+    let req: Value = serde_json::from_str(asked.lines().next().unwrap_or("null")).unwrap();
+    assert_eq!(req["kubernetesClusterId"], "tight-cluster", "{asked}");
+    assert_eq!(req["pendingMembers"], 1, "{asked}");
+    assert_eq!(req["cpuMillis"], 10, "{asked}");
+    let k = d
+        .strato(&["kubernetes-cluster", "describe", "tight-cluster"])
+        .ok();
+    assert!(k.stdout.contains("\"t2\""), "the host is declared now: {k}");
+    d.strato(&["application", "undeploy", TIGHT, "--wait"]).ok();
 }
 
 /// Instance ids of a group (by alias) in a runtime answer.

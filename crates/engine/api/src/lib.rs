@@ -22,6 +22,7 @@ pub mod server;
 mod sys;
 pub mod testing;
 pub mod types;
+mod ws;
 
 pub use backend::*;
 pub use error::{ApiError, ErrorKind, ServeError};

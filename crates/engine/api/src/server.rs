@@ -283,6 +283,25 @@ impl Server {
                 b.container_remove_link(id, alias).await?;
                 Ok(empty(StatusCode::NO_CONTENT))
             }
+            (&M::GET, ["containers", id, "attach", "ws"]) => {
+                let opts = AttachOptions {
+                    stream: q.bool("stream"),
+                    logs: q.bool("logs"),
+                    stdin: q.bool("stdin"),
+                    stdout: q.bool("stdout"),
+                    stderr: q.bool("stderr"),
+                    detach_keys: None,
+                };
+                if !opts.stream && !opts.logs {
+                    return Err(ApiError::bad_parameter(
+                        "Bad parameters: you must choose at least one of stream or logs",
+                    ));
+                }
+                let key = crate::ws::handshake_key(req.headers())?;
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                let session = b.container_attach(id, opts).await?;
+                Ok(crate::ws::attach(session, on_upgrade, &key, minor >= 28))
+            }
             (_, ["containers", id, action]) => {
                 self.container_action(&method, id, action, &q, minor, req)
                     .await

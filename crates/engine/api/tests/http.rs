@@ -361,6 +361,69 @@ async fn attach_hijack_with_stdin_half_close() {
     assert_eq!(v["State"]["Status"], "exited");
 }
 
+/// `GET /containers/{id}/attach/ws`: output as unframed WebSocket
+/// messages (binary from API 1.28, text before), messages to stdin, a close
+/// frame closes stdin; a plain GET is told what the endpoint needs.
+#[tokio::test]
+async fn attach_over_a_websocket() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let d = Daemon::start().await;
+    for (name, version, binary) in [("ws1", "v1.44", true), ("ws2", "v1.27", false)] {
+        d.call(
+            "POST",
+            &format!("/containers/create?name={name}"),
+            r#"{"Image":"busybox","Cmd":["cat"],"OpenStdin":true,"StdinOnce":true,"AttachStdin":true}"#,
+        )
+        .await;
+        let s = UnixStream::connect(&d.sock).await.unwrap();
+        let url = format!(
+            "ws://docker/{version}/containers/{name}/attach/ws?stream=1&stdin=1&stdout=1&stderr=1"
+        );
+        let (mut ws, resp) = tokio_tungstenite::client_async(url.as_str(), s)
+            .await
+            .expect("handshake");
+        assert_eq!(resp.status(), 101);
+        assert_eq!(
+            d.call("POST", &format!("/containers/{name}/start"), "")
+                .await
+                .0,
+            204
+        );
+        ws.send(Message::Binary(Bytes::from_static(b"hello\n")))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("output within 5 s")
+            .unwrap()
+            .unwrap();
+        let expected = if binary {
+            Message::Binary(Bytes::from_static(b"hello\n"))
+        } else {
+            Message::Text("hello\n".into())
+        };
+        assert_eq!(got, expected, "{version}: unframed, as dockerd sends it");
+        // Closing the socket closes stdin: cat ends, the container exits.
+        ws.close(None).await.unwrap();
+        let (_, v) = d
+            .json("POST", &format!("/containers/{name}/wait"), "")
+            .await;
+        assert_eq!(v["StatusCode"], 0);
+    }
+    let (status, v) = d
+        .json("GET", "/containers/ws1/attach/ws?stream=1", "")
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("WebSocket handshake"),
+        "{v}"
+    );
+}
+
 /// docker-py parses the `101` head through a buffered reader, then reads
 /// the raw socket: output sent before it read the head would sit in that
 /// buffer and be lost. Here the client reads late (as a slow client does);

@@ -410,6 +410,31 @@ fn engine_api_push_remove_pull_and_run() {
     );
     assert_eq!(reg.manifest_digest("bb", "v1", None), digest);
 
+    // The registry is asked what it holds, without a pull (docker-py's
+    // inspect_distribution): the manifest's descriptor and its platform.
+    let (status, body) = d.api("GET", &format!("/distribution/{name}:v1/json"), &[]);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Descriptor"]["digest"], digest.as_str(), "{v}");
+    assert_eq!(v["Descriptor"]["size"], size, "{v}");
+    assert!(
+        v["Descriptor"]["mediaType"]
+            .as_str()
+            .unwrap()
+            .contains("manifest"),
+        "{v}"
+    );
+    assert_eq!(v["Platforms"][0]["os"], "linux", "{v}");
+    assert!(
+        !v["Platforms"][0]["architecture"]
+            .as_str()
+            .unwrap()
+            .is_empty(),
+        "{v}"
+    );
+    let (status, body) = d.api("GET", &format!("/distribution/{name}:nope/json"), &[]);
+    assert_eq!(status, 404, "{body}");
+
     // A second push finds everything there and gives the same digest.
     let again = d.api_stream(
         "POST",

@@ -411,6 +411,19 @@ pub trait Backend: Send + Sync + 'static {
         auth: Option<AuthConfig>,
     ) -> Result<ProgressStream, ApiError>;
 
+    /// `GET /distribution/{name}/json`: the descriptor and platforms of
+    /// what the registry holds under `name`, asked with `auth`.
+    async fn distribution_inspect(
+        &self,
+        name: &str,
+        auth: Option<AuthConfig>,
+    ) -> Result<DistributionInspect, ApiError> {
+        let _ = auth;
+        Err(ApiError::not_implemented(format!(
+            "this engine cannot ask a registry about {name}"
+        )))
+    }
+
     /// `POST /images/prune` (`dangling`, `until`, `label` filters).
     async fn images_prune(&self, filters: Filters) -> Result<ImagesPruneReport, ApiError>;
 

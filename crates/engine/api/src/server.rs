@@ -302,6 +302,14 @@ impl Server {
                 let session = b.container_attach(id, opts).await?;
                 Ok(crate::ws::attach(session, on_upgrade, &key, minor >= 28))
             }
+            (&M::GET, ["distribution", name @ .., "json"]) if !name.is_empty() => {
+                let name = name.join("/");
+                let auth = registry_auth(req.headers());
+                Ok(json(
+                    StatusCode::OK,
+                    &b.distribution_inspect(&name, auth).await?,
+                ))
+            }
             (_, ["containers", id, action]) => {
                 self.container_action(&method, id, action, &q, minor, req)
                     .await

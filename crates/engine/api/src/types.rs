@@ -378,6 +378,34 @@ pub struct DiskUsage {
     pub build_cache: Vec<Value>,
 }
 
+/// `GET /distribution/{name}/json`: what a registry holds under a name,
+/// without pulling it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct DistributionInspect {
+    pub descriptor: OciDescriptor,
+    pub platforms: Vec<OciPlatform>,
+}
+
+/// An OCI content descriptor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct OciDescriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub size: i64,
+}
+
+/// An OCI platform.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OciPlatform {
+    pub architecture: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+}
+
 /// Registry credentials, from `POST /auth` or the `X-Registry-Auth` header.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -2785,6 +2785,14 @@ impl Backend for EngineBackend {
             .await
     }
 
+    async fn distribution_inspect(
+        &self,
+        name: &str,
+        auth: Option<AuthConfig>,
+    ) -> Result<DistributionInspect, ApiError> {
+        self.distribution()?.inspect(name, auth).await
+    }
+
     async fn images_prune(&self, filters: Filters) -> Result<ImagesPruneReport, ApiError> {
         let all = filters
             .get("dangling")

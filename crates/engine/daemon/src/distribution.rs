@@ -35,7 +35,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use strato_api::types::{AuthConfig, AuthResponse, JsonMessage, ProgressDetail, PullOptions};
+use strato_api::types::{
+    AuthConfig, AuthResponse, DistributionInspect, JsonMessage, OciDescriptor, OciPlatform,
+    ProgressDetail, PullOptions,
+};
 use strato_api::{ApiError, ProgressStream};
 use strato_image::{media, Digest, ImageStore, LayerStep, PulledImage, Reference, VerifiedBlob};
 use strato_registry_client::{
@@ -127,6 +130,15 @@ fn reg_err(e: RegError) -> ApiError {
         RegError::Reference(_) => ApiError::bad_parameter(e.to_string()),
         _ => ApiError::internal(e.to_string()),
     }
+}
+
+/// What to ask the registry's manifests endpoint for: the reference's
+/// digest, else its tag, else `latest`.
+fn manifest_reference(r: &Reference) -> String {
+    r.digest()
+        .map(|d| d.to_string())
+        .or_else(|| r.tag().map(str::to_owned))
+        .unwrap_or_else(|| "latest".into())
 }
 
 /// Docker's short layer id: 12 hex digits.
@@ -423,6 +435,40 @@ impl Distribution {
         })
     }
 
+    /// `GET /distribution/{name}/json`: asks the registry what `name`
+    /// (tag `latest` when it has neither tag nor digest) is, without
+    /// pulling it.
+    pub async fn inspect(
+        &self,
+        name: &str,
+        auth: Option<AuthConfig>,
+    ) -> Result<DistributionInspect, ApiError> {
+        let r = Reference::parse(name).map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+        let creds = self.credentials_for(r.domain(), auth.as_ref());
+        let repo = self
+            .client
+            .repository(&r, creds, false)
+            .await
+            .map_err(reg_err)?;
+        let what = manifest_reference(&r);
+        let (desc, platforms) = repo.inspect(&what).await.map_err(reg_err)?;
+        Ok(DistributionInspect {
+            descriptor: OciDescriptor {
+                media_type: desc.media_type,
+                digest: desc.digest.to_string(),
+                size: i64::try_from(desc.size).unwrap_or(i64::MAX),
+            },
+            platforms: platforms
+                .into_iter()
+                .map(|p| OciPlatform {
+                    architecture: p.architecture,
+                    os: p.os,
+                    variant: p.variant.unwrap_or_default(),
+                })
+                .collect(),
+        })
+    }
+
     /// `POST /images/create?fromImage=`.
     pub async fn pull(
         self: &Arc<Self>,
@@ -452,11 +498,7 @@ impl Distribution {
             .repository(&r, creds, false)
             .await
             .map_err(reg_err)?;
-        let what = r
-            .digest()
-            .map(|d| d.to_string())
-            .or_else(|| r.tag().map(str::to_owned))
-            .unwrap_or_else(|| "latest".into());
+        let what = manifest_reference(&r);
         let resolved = repo.resolve(&what).await.map_err(reg_err)?;
         let (tx, rx) = mpsc::channel(256);
         let this = self.clone();

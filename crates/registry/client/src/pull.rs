@@ -214,6 +214,47 @@ impl Repository {
         })
     }
 
+    /// What `reference` names, without pulling it: the descriptor of its
+    /// manifest or index, and the platforms it holds (an index's entries,
+    /// or a manifest's config's os and architecture). Docker's
+    /// `GET /distribution/{name}/json`.
+    pub async fn inspect(&self, reference: &str) -> Result<(Descriptor, Vec<Platform>)> {
+        let (bytes, media_type, digest) = self.get_manifest(reference).await?;
+        let platforms = match media::kind(&media_type) {
+            media::Kind::Index => {
+                let idx: IndexDoc = serde_json::from_slice(&bytes)
+                    .map_err(|e| self.protocol(format!("image index {digest}: {e}")))?;
+                idx.manifests
+                    .into_iter()
+                    .filter_map(|m| m.platform)
+                    .collect()
+            }
+            media::Kind::Manifest => {
+                let m = self.parse_manifest(&bytes, &digest)?;
+                let config = self.fetch_small_blob(&m.config, MAX_MANIFEST).await?;
+                let p: Platform = serde_json::from_slice(&config)
+                    .map_err(|e| self.protocol(format!("image config {}: {e}", m.config.digest)))?;
+                vec![p]
+            }
+            _ => {
+                return Err(self.protocol(format!(
+                    "{reference} is a {media_type:?}, neither an image manifest nor an index"
+                )))
+            }
+        };
+        let size = bytes.len() as u64;
+        Ok((
+            Descriptor {
+                media_type,
+                digest,
+                size,
+                urls: Vec::new(),
+                platform: None,
+            },
+            platforms,
+        ))
+    }
+
     fn parse_manifest(&self, bytes: &[u8], digest: &Digest) -> Result<Manifest> {
         let m: Manifest = serde_json::from_slice(bytes)
             .map_err(|e| self.protocol(format!("manifest {digest}: {e}")))?;

@@ -284,19 +284,7 @@ impl Server {
                 Ok(empty(StatusCode::NO_CONTENT))
             }
             (&M::GET, ["containers", id, "attach", "ws"]) => {
-                let opts = AttachOptions {
-                    stream: q.bool("stream"),
-                    logs: q.bool("logs"),
-                    stdin: q.bool("stdin"),
-                    stdout: q.bool("stdout"),
-                    stderr: q.bool("stderr"),
-                    detach_keys: None,
-                };
-                if !opts.stream && !opts.logs {
-                    return Err(ApiError::bad_parameter(
-                        "Bad parameters: you must choose at least one of stream or logs",
-                    ));
-                }
+                let opts = attach_options(&q)?;
                 let key = crate::ws::handshake_key(req.headers())?;
                 let on_upgrade = hyper::upgrade::on(&mut req);
                 let session = b.container_attach(id, opts).await?;
@@ -616,22 +604,7 @@ impl Server {
                 ))
             }
             (&M::POST, "attach") => {
-                let opts = AttachOptions {
-                    stream: q.bool("stream"),
-                    logs: q.bool("logs"),
-                    stdin: q.bool("stdin"),
-                    stdout: q.bool("stdout"),
-                    stderr: q.bool("stderr"),
-                    detach_keys: q.get("detachKeys").map(String::from),
-                };
-                if !opts.stream && !opts.logs {
-                    return Err(ApiError::bad_parameter(
-                        "Bad parameters: you must choose at least one of stream or logs",
-                    ));
-                }
-                if let Some(keys) = &opts.detach_keys {
-                    parse_detach_keys(keys)?;
-                }
+                let opts = attach_options(q)?;
                 let on_upgrade =
                     upgrade_requested(req.headers()).then(|| hyper::upgrade::on(&mut req));
                 let peer = req.extensions().get::<UnixPeer>().copied();
@@ -1038,6 +1011,27 @@ fn upgrade_requested(h: &HeaderMap) -> bool {
     conn.split(',')
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
         && h.contains_key(hyper::header::UPGRADE)
+}
+
+/// The options of an attach (plain or WebSocket) from its query.
+fn attach_options(q: &Query) -> Result<AttachOptions, ApiError> {
+    let opts = AttachOptions {
+        stream: q.bool("stream"),
+        logs: q.bool("logs"),
+        stdin: q.bool("stdin"),
+        stdout: q.bool("stdout"),
+        stderr: q.bool("stderr"),
+        detach_keys: q.get("detachKeys").map(String::from),
+    };
+    if !opts.stream && !opts.logs {
+        return Err(ApiError::bad_parameter(
+            "Bad parameters: you must choose at least one of stream or logs",
+        ));
+    }
+    if let Some(keys) = &opts.detach_keys {
+        parse_detach_keys(keys)?;
+    }
+    Ok(opts)
 }
 
 /// Answers an attach/exec start: `101 UPGRADED` and a raw duplex when the

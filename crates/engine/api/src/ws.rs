@@ -6,6 +6,8 @@
 //! messages from API 1.28 on, text before. Messages from the client go to
 //! the container's stdin; its close frame closes stdin. The session ends
 //! with a close frame when the output ends (the container stopped).
+//! Detach keys are checked but not matched here: a WebSocket client
+//! detaches by closing.
 //! The framing is tungstenite's; the handshake answer is made here because
 //! the connection is hyper's upgrade of an API request.
 

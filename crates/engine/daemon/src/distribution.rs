@@ -387,6 +387,21 @@ impl Distribution {
             .unwrap_or_default()
     }
 
+    /// A client of `r`'s repository with the credentials for its registry
+    /// (`push`: asking for push access too).
+    async fn repository(
+        &self,
+        r: &Reference,
+        auth: Option<&AuthConfig>,
+        push: bool,
+    ) -> Result<Repository, ApiError> {
+        let creds = self.credentials_for(r.domain(), auth);
+        self.client
+            .repository(r, creds, push)
+            .await
+            .map_err(reg_err)
+    }
+
     /// `POST /auth`: checks the credentials with the registry and, when
     /// they work, stores them in the credentials file.
     pub async fn login(&self, auth: AuthConfig) -> Result<AuthResponse, ApiError> {
@@ -444,12 +459,7 @@ impl Distribution {
         auth: Option<AuthConfig>,
     ) -> Result<DistributionInspect, ApiError> {
         let r = Reference::parse(name).map_err(|e| ApiError::bad_parameter(e.to_string()))?;
-        let creds = self.credentials_for(r.domain(), auth.as_ref());
-        let repo = self
-            .client
-            .repository(&r, creds, false)
-            .await
-            .map_err(reg_err)?;
+        let repo = self.repository(&r, auth.as_ref(), false).await?;
         let what = manifest_reference(&r);
         let (desc, platforms) = repo.inspect(&what).await.map_err(reg_err)?;
         Ok(DistributionInspect {
@@ -492,12 +502,7 @@ impl Distribution {
                 )));
             }
         }
-        let creds = self.credentials_for(r.domain(), opts.auth.as_ref());
-        let repo = self
-            .client
-            .repository(&r, creds, false)
-            .await
-            .map_err(reg_err)?;
+        let repo = self.repository(&r, opts.auth.as_ref(), false).await?;
         let what = manifest_reference(&r);
         let resolved = repo.resolve(&what).await.map_err(reg_err)?;
         let (tx, rx) = mpsc::channel(256);
@@ -745,12 +750,7 @@ impl Distribution {
                     ))
                 })?;
         }
-        let creds = self.credentials_for(base.domain(), auth.as_ref());
-        let repo = self
-            .client
-            .repository(&base, creds, true)
-            .await
-            .map_err(reg_err)?;
+        let repo = self.repository(&base, auth.as_ref(), true).await?;
         let (tx, rx) = mpsc::channel(256);
         let this = self.clone();
         tokio::spawn(async move {

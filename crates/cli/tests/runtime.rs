@@ -83,6 +83,60 @@ fn rootfs_propagation_is_applied_to_the_root() {
     }
 }
 
+/// Without a mount namespace (as runc allows) the container's mounts are
+/// made in the host's namespace beneath its rootfs, it enters the rootfs
+/// by chroot, exec lands in the same root, and delete takes the mounts
+/// away (runc leaves them behind).
+#[test]
+fn a_container_without_a_mount_namespace_shares_the_hosts() {
+    let ctx = Ctx::new("host-mntns");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.args(&["sleep", "60"]).set(
+        "/linux/namespaces",
+        json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}]),
+    );
+    b.write();
+    let rootfs = b.rootfs();
+    let rootfs_s = rootfs.to_str().unwrap().to_owned();
+    let mounts_under = || -> Vec<String> {
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+            .filter(|m| m.starts_with(&rootfs_s))
+            .collect()
+    };
+    ctx.create_start(&b, &id);
+    let pid = ctx.pid(&id);
+    assert_eq!(
+        fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap(),
+        fs::read_link("/proc/self/ns/mnt").unwrap(),
+        "the host's mount namespace"
+    );
+    assert_eq!(fs::read_link(format!("/proc/{pid}/root")).unwrap(), rootfs);
+    let seen = mounts_under();
+    assert!(seen.contains(&rootfs_s), "the rootfs bind: {seen:?}");
+    assert!(seen.contains(&format!("{rootfs_s}/proc")), "{seen:?}");
+    // Exec runs in the container's root (its `/` is the rootfs directory),
+    // and sees the container's processes.
+    let out = ctx.rt(&["exec", &id, "ls", "-di", "/"]).ok();
+    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&rootfs).unwrap());
+    assert_eq!(
+        out.stdout.split_whitespace().next(),
+        Some(ino.to_string().as_str()),
+        "{out}"
+    );
+    let out = ctx.rt(&["exec", &id, "cat", "/proc/1/cmdline"]).ok();
+    assert!(out.stdout.starts_with("sleep"), "{out}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+    assert_eq!(
+        mounts_under(),
+        Vec::<String>::new(),
+        "mounts left on the host"
+    );
+}
+
 #[test]
 fn rootfs_is_writable_when_not_readonly() {
     let ctx = Ctx::new("rootfs-rw");

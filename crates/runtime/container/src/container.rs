@@ -226,6 +226,18 @@ fn not_running(id: &str) -> Error {
 }
 
 /// Whether the spec asks for a new pid namespace of its own.
+/// Whether the container has a mount namespace (new or joined); without
+/// one its mounts live in the host's namespace beneath its rootfs.
+fn has_mount_ns(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
+        })
+}
+
 fn has_own_pidns(spec: &Spec) -> bool {
     spec.linux()
         .as_ref()
@@ -682,6 +694,16 @@ impl Runtime {
             }
         }
         tracing::debug!("container processes gone");
+        if !has_mount_ns(&st.spec) {
+            // Its mounts are in the host's namespace, beneath the rootfs
+            // bind: they go with it (runc leaves them behind).
+            match nix::mount::umount2(&st.rootfs, nix::mount::MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+                Err(e) => {
+                    tracing::warn!(rootfs = %st.rootfs.display(), error = %e, "unmount the rootfs")
+                }
+            }
+        }
         cg.destroy().map_err(|e| Error::Cgroup(e.to_string()))?;
         tracing::debug!("cgroup removed");
         let stopped = st.oci_state(Status::Stopped);
@@ -797,6 +819,9 @@ impl Runtime {
         plan.personality = personality_of(&st.spec);
         plan.memory_policy = st.memory_policy.clone();
         plan.cpus_restricted = cpus_restricted(&st.spec);
+        if !has_mount_ns(&st.spec) {
+            plan.root = Some(PathBuf::from(format!("/proc/{}/root", st.pid)));
+        }
         if !opts.detach {
             crate::foreground::block_signals()?;
         }

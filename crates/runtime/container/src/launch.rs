@@ -174,6 +174,12 @@ impl NsPlan {
         plan
     }
 
+    /// Whether the process gets a mount namespace other than ours (a new
+    /// one or a joined one).
+    pub fn has_mount_ns(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWNS) || self.joins_mount()
+    }
+
     /// Whether an existing mount namespace is joined.
     pub fn joins_mount(&self) -> bool {
         self.join.iter().any(|(f, _)| *f == CloneFlags::CLONE_NEWNS)
@@ -978,6 +984,10 @@ fn container_process(l: &Launch, ch: &Channel, await_go: bool) -> ! {
 }
 
 fn exec_setup(l: &Launch) -> std::result::Result<(), String> {
+    if let Some(root) = &l.plan.root {
+        let sys = Linux;
+        rootfs::chroot_into(&sys, root).map_err(|e| e.to_string())?;
+    }
     if l.plan.terminal {
         let sock = l
             .console
@@ -1047,6 +1057,7 @@ fn init_setup(
             .ns
             .new_user
             .then_some(&open_source as &rootfs::OpenMountSource),
+        own_mount_ns: l.ns.has_mount_ns(),
     };
     tracing::debug!("container process: mounting");
     rootfs::prepare(&sys, &ctx).map_err(s)?;
@@ -1054,8 +1065,13 @@ fn init_setup(
         .map_err(|e| e.to_string())?;
     ch.expect(&Msg::Go)?;
     hooks::run(spec, HookKind::CreateContainer, &(l.hook_state)(host_pid)).map_err(s)?;
-    tracing::debug!("container process: pivot_root");
-    rootfs::pivot(&sys, rootfs).map_err(s)?;
+    if ctx.own_mount_ns {
+        tracing::debug!("container process: pivot_root");
+        rootfs::pivot(&sys, rootfs).map_err(s)?;
+    } else {
+        tracing::debug!("container process: chroot (no mount namespace)");
+        rootfs::chroot_into(&sys, rootfs).map_err(s)?;
+    }
     // As runc: a missing working directory is made (inside the new root,
     // before it may turn read-only), as Docker's WorkingDir expects.
     sys.mkdir_all(&l.plan.cwd, 0o755)

@@ -76,6 +76,9 @@ pub struct ProcessPlan {
     /// Descriptors to install as the process's stdin, stdout and stderr
     /// (owned by the caller, kept open across the launch); `None` inherits.
     pub stdio: Option<[RawFd; 3]>,
+    /// Exec into a container that shares the host's mount namespace: its
+    /// root (`/proc/PID/root`) to chroot into first.
+    pub root: Option<PathBuf>,
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString> {
@@ -311,6 +314,7 @@ impl ProcessPlan {
             affinity_final,
             seccomp_listener,
             stdio: None,
+            root: None,
         })
     }
 }

@@ -32,6 +32,11 @@ pub struct RootfsContext<'a> {
     /// outside it (where the host's root may reach them) and arrive as
     /// detached mounts: `(source, recursive)` → the mount's descriptor.
     pub mount_source: Option<&'a OpenMountSource<'a>>,
+    /// The container has a mount namespace of its own (new or joined).
+    /// Without one (as runc allows) its mounts are made in the host's
+    /// namespace beneath a private bind of the rootfs, and the process
+    /// enters the rootfs by chroot, not pivot_root.
+    pub own_mount_ns: bool,
 }
 
 /// Opens a bind-mount source `(path, recursive)` as a detached mount.
@@ -315,18 +320,22 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
     } else {
         prop_flags
     };
-    sys.mount(
-        None,
-        Path::new("/"),
-        None,
-        before_pivot | MsFlags::MS_REC,
-        None,
-    )
-    .map_err(|e| mnt_err("set propagation of", Path::new("/"), e))?;
+    // In the host's mount namespace the host's own propagation stays as
+    // it is; the rootfs bind is made private below instead.
+    if ctx.own_mount_ns {
+        sys.mount(
+            None,
+            Path::new("/"),
+            None,
+            before_pivot | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(|e| mnt_err("set propagation of", Path::new("/"), e))?;
+    }
     // A shared root (rootfsPropagation rshared, for shared binds): the mount
     // holding the rootfs is made private, so the rootfs bind below is not
     // shared and pivot_root accepts it (runc does the same).
-    if prop_flags.contains(MsFlags::MS_SHARED) {
+    if ctx.own_mount_ns && prop_flags.contains(MsFlags::MS_SHARED) {
         let text = std::fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
         if let Some(mp) = mount_point_of(&text, ctx.rootfs) {
@@ -352,6 +361,17 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
                 None,
             )
             .map_err(|e| mnt_err("bind mount rootfs", ctx.rootfs, e))?,
+    }
+    if !ctx.own_mount_ns {
+        // Nothing mounted beneath it reaches the host's other mounts.
+        sys.mount(
+            None,
+            ctx.rootfs,
+            None,
+            MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(|e| mnt_err("make private", ctx.rootfs, e))?;
     }
     // Read-only filesystems are mounted writable and made read-only at the
     // end, so mounts (and device nodes) can still be made beneath them.
@@ -953,6 +973,16 @@ pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
         .map_err(|e| mnt_err("chdir", Path::new("/"), e))
 }
 
+/// Enters the rootfs without a mount namespace of its own: `chroot`, as
+/// runc does (pivot_root would move the host's own root).
+pub fn chroot_into(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
+    sys.chdir(rootfs).map_err(|e| mnt_err("chdir", rootfs, e))?;
+    sys.chroot(Path::new("."))
+        .map_err(|e| mnt_err("chroot into", rootfs, e))?;
+    sys.chdir(Path::new("/"))
+        .map_err(|e| mnt_err("chdir", Path::new("/"), e))
+}
+
 /// After pivot_root: sysctls, masked paths, read-only paths, read-only root.
 pub fn finish(sys: &dyn Syscall, spec: &Spec) -> Result<()> {
     let linux = spec.linux().as_ref();
@@ -1218,7 +1248,45 @@ mod tests {
             cgroup,
             userns,
             mount_source: None,
+            own_mount_ns: true,
         }
+    }
+
+    #[test]
+    fn without_a_mount_namespace_the_host_root_is_left_alone_and_the_rootfs_is_private() {
+        let root = tempfile::tempdir().unwrap();
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","mounts":[
+                {"destination":"/proc","type":"proc","source":"proc"}
+            ]}"#,
+        );
+        let rec = Recorder::default();
+        let ctx = RootfsContext {
+            own_mount_ns: false,
+            ..context(root.path(), &spec, &CgroupView::V2, false)
+        };
+        prepare(&rec, &ctx).unwrap();
+        let calls = rec.calls();
+        assert!(
+            !calls
+                .iter()
+                .any(|c| matches!(c, Call::Mount { target, .. } if target == Path::new("/"))),
+            "the host's root propagation is not touched: {calls:?}"
+        );
+        assert!(matches!(&calls[0], Call::Mount { target, flags, .. }
+            if target == root.path() && flags.contains(MsFlags::MS_BIND)));
+        assert!(matches!(&calls[1], Call::Mount { target, flags, .. }
+            if target == root.path() && *flags == MsFlags::MS_PRIVATE | MsFlags::MS_REC));
+        let rec = Recorder::default();
+        chroot_into(&rec, root.path()).unwrap();
+        assert_eq!(
+            rec.calls(),
+            [
+                Call::Chdir(root.path().to_path_buf()),
+                Call::Chroot(".".into()),
+                Call::Chdir("/".into())
+            ]
+        );
     }
 
     fn spec_with(json: &str) -> Spec {

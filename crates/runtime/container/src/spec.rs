@@ -150,9 +150,9 @@ pub fn validate(spec: &Spec) -> std::result::Result<(), String> {
             }
         }
     }
-    if !seen.contains(&LinuxNamespaceType::Mount) {
+    if !seen.contains(&LinuxNamespaceType::Mount) && seen.contains(&LinuxNamespaceType::User) {
         return Err(
-            "linux.namespaces has no mount namespace: strato needs one to pivot into the rootfs"
+            "linux.namespaces has a user namespace but no mount namespace: the rootfs cannot be mounted from there; add {\"type\": \"mount\"}"
                 .into(),
         );
     }
@@ -432,9 +432,20 @@ mod tests {
     }
 
     #[test]
-    fn no_mount_namespace_is_refused() {
-        let dir = bundle_with(&MINIMAL.replace(r#"{"type": "mount"}, "#, ""));
-        let err = load(dir.path()).unwrap_err().to_string();
+    fn no_mount_namespace_is_allowed_but_not_with_a_user_namespace() {
+        let host_mounts = MINIMAL.replace(r#"{"type": "mount"}, "#, "");
+        assert_ne!(host_mounts, MINIMAL);
+        load(bundle_with(&host_mounts).path()).unwrap();
+        let with_userns = host_mounts.replace(
+            r#""namespaces": ["#,
+            r#""uidMappings": [{"containerID": 0, "hostID": 100000, "size": 1000}],
+               "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 1000}],
+               "namespaces": [{"type": "user"}, "#,
+        );
+        assert_ne!(with_userns, host_mounts);
+        let err = load(bundle_with(&with_userns).path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no mount namespace"), "{err}");
     }
 

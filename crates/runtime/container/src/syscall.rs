@@ -23,6 +23,7 @@ pub trait Syscall {
     fn umount2(&self, target: &Path, flags: MntFlags) -> io::Result<()>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
     fn chdir(&self, path: &Path) -> io::Result<()>;
+    fn chroot(&self, path: &Path) -> io::Result<()>;
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()>;
     fn touch(&self, path: &Path) -> io::Result<()>;
     fn mknod(&self, path: &Path, kind: SFlag, perm: Mode, dev: u64) -> io::Result<()>;
@@ -87,6 +88,10 @@ impl Syscall for Linux {
 
     fn chdir(&self, path: &Path) -> io::Result<()> {
         nix::unistd::chdir(path).map_err(io::Error::from)
+    }
+
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        nix::unistd::chroot(path).map_err(io::Error::from)
     }
 
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()> {
@@ -235,6 +240,7 @@ pub enum Call {
     Umount(PathBuf, MntFlags),
     PivotRoot(PathBuf, PathBuf),
     Chdir(PathBuf),
+    Chroot(PathBuf),
     MkdirAll(PathBuf),
     Touch(PathBuf),
     Mknod(PathBuf, u64),
@@ -293,6 +299,9 @@ impl Syscall for Recorder {
     }
     fn chdir(&self, path: &Path) -> io::Result<()> {
         self.push(Call::Chdir(path.to_path_buf()))
+    }
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        self.push(Call::Chroot(path.to_path_buf()))
     }
     fn mkdir_all(&self, path: &Path, _mode: u32) -> io::Result<()> {
         self.push(Call::MkdirAll(path.to_path_buf()))

@@ -3002,3 +3002,295 @@ fn build_multi_stage_target_failures_and_hostile_contexts() {
     );
     assert_eq!(status, 400);
 }
+
+/// bollard, the Rust Docker API client, drives the daemon unmodified:
+/// ping, version, images, create with config, start, wait, logs, exec
+/// with its exit code, attach (hijacked and over a WebSocket), inspect,
+/// top, one-shot stats, networks, volumes and removal.
+#[test]
+fn bollard_drives_the_daemon() {
+    use bollard::models::{ContainerCreateBody, ExecConfig, NetworkCreateRequest};
+    use bollard::query_parameters as qp;
+    use futures::{StreamExt, TryStreamExt};
+    use tokio::io::AsyncWriteExt;
+
+    let d = Daemon::start("bollard");
+    d.load_busybox();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let docker = bollard::Docker::connect_with_unix(
+            d.sock.to_str().unwrap(),
+            60,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        assert_eq!(docker.ping().await.unwrap(), "OK");
+        let v = docker.version().await.unwrap();
+        assert_eq!(v.api_version.as_deref(), Some("1.44"));
+        let images = docker
+            .list_images(None::<qp::ListImagesOptions>)
+            .await
+            .unwrap();
+        assert!(
+            images
+                .iter()
+                .any(|i| i.repo_tags.iter().any(|t| t == "busybox:latest")),
+            "{images:?}"
+        );
+
+        // Create with a config, start, wait, logs.
+        let body = ContainerCreateBody {
+            image: Some("busybox".into()),
+            cmd: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                "echo out-$GREETING; echo err >&2; exit 3".into(),
+            ]),
+            env: Some(vec!["GREETING=hi".into()]),
+            labels: Some([("made-by".to_string(), "bollard".to_string())].into()),
+            ..Default::default()
+        };
+        let opts = qp::CreateContainerOptionsBuilder::default()
+            .name("bollard-one")
+            .build();
+        let id = docker.create_container(Some(opts), body).await.unwrap().id;
+        docker
+            .start_container(&id, None::<qp::StartContainerOptions>)
+            .await
+            .unwrap();
+        let waited: Vec<_> = docker
+            .wait_container(&id, None::<qp::WaitContainerOptions>)
+            .collect()
+            .await;
+        // bollard reports a non-zero exit as an error carrying the code.
+        let code = match &waited[0] {
+            Ok(w) => w.status_code,
+            Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => *code,
+            Err(e) => panic!("wait: {e}"),
+        };
+        assert_eq!(code, 3);
+        let logs: Vec<_> = docker
+            .logs(
+                &id,
+                Some(
+                    qp::LogsOptionsBuilder::default()
+                        .stdout(true)
+                        .stderr(true)
+                        .build(),
+                ),
+            )
+            .try_collect()
+            .await
+            .unwrap();
+        let (mut out, mut err) = (String::new(), String::new());
+        for l in logs {
+            match l {
+                bollard::container::LogOutput::StdOut { message } => {
+                    out.push_str(&String::from_utf8_lossy(&message))
+                }
+                bollard::container::LogOutput::StdErr { message } => {
+                    err.push_str(&String::from_utf8_lossy(&message))
+                }
+                other => panic!("unexpected log frame {other:?}"),
+            }
+        }
+        assert_eq!((out.as_str(), err.as_str()), ("out-hi\n", "err\n"));
+        let info = docker
+            .inspect_container("bollard-one", None::<qp::InspectContainerOptions>)
+            .await
+            .unwrap();
+        assert_eq!(info.id.as_deref(), Some(id.as_str()));
+        assert_eq!(info.state.unwrap().exit_code, Some(3));
+        assert_eq!(info.config.unwrap().labels.unwrap()["made-by"], "bollard");
+
+        // A running container: exec with its exit code, top, stats.
+        let body = ContainerCreateBody {
+            image: Some("busybox".into()),
+            cmd: Some(vec!["sleep".into(), "60".into()]),
+            ..Default::default()
+        };
+        let sleeper = docker
+            .create_container(None::<qp::CreateContainerOptions>, body)
+            .await
+            .unwrap()
+            .id;
+        docker
+            .start_container(&sleeper, None::<qp::StartContainerOptions>)
+            .await
+            .unwrap();
+        let exec = docker
+            .create_exec(
+                &sleeper,
+                ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "echo in-exec; exit 7".into(),
+                    ]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .id;
+        let mut got = String::new();
+        match docker.start_exec(&exec, None).await.unwrap() {
+            bollard::exec::StartExecResults::Attached { mut output, .. } => {
+                while let Some(Ok(m)) = output.next().await {
+                    got.push_str(&m.to_string());
+                }
+            }
+            bollard::exec::StartExecResults::Detached => panic!("not attached"),
+        }
+        assert_eq!(got, "in-exec\n");
+        let ei = docker.inspect_exec(&exec).await.unwrap();
+        assert_eq!(ei.exit_code, Some(7));
+        let top = docker
+            .top_processes(&sleeper, None::<qp::TopOptions>)
+            .await
+            .unwrap();
+        assert!(top
+            .processes
+            .unwrap_or_default()
+            .iter()
+            .any(|p| p.iter().any(|c| c.contains("sleep"))),);
+        let stats: Vec<_> = docker
+            .stats(
+                &sleeper,
+                Some(
+                    qp::StatsOptionsBuilder::default()
+                        .stream(false)
+                        .one_shot(true)
+                        .build(),
+                ),
+            )
+            .take(1)
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(stats[0].memory_stats.is_some(), "{stats:?}");
+
+        // Attach, hijacked and over a WebSocket, to containers that echo stdin.
+        for ws in [false, true] {
+            let body = ContainerCreateBody {
+                image: Some("busybox".into()),
+                cmd: Some(vec!["cat".into()]),
+                open_stdin: Some(true),
+                stdin_once: Some(true),
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                ..Default::default()
+            };
+            let cat = docker
+                .create_container(None::<qp::CreateContainerOptions>, body)
+                .await
+                .unwrap()
+                .id;
+            let opts = qp::AttachContainerOptionsBuilder::default()
+                .stdin(true)
+                .stdout(true)
+                .stream(true)
+                .build();
+            let mut att = if ws {
+                docker
+                    .attach_container_websocket(&cat, Some(opts))
+                    .await
+                    .unwrap()
+            } else {
+                docker.attach_container(&cat, Some(opts)).await.unwrap()
+            };
+            docker
+                .start_container(&cat, None::<qp::StartContainerOptions>)
+                .await
+                .unwrap();
+            att.input.write_all(b"echoed\n").await.unwrap();
+            att.input.flush().await.unwrap();
+            let first = tokio::time::timeout(Duration::from_secs(10), att.output.next())
+                .await
+                .expect("output within 10 s")
+                .unwrap()
+                .unwrap();
+            assert_eq!(first.to_string(), "echoed\n", "websocket: {ws}");
+            docker
+                .remove_container(
+                    &cat,
+                    Some(
+                        qp::RemoveContainerOptionsBuilder::default()
+                            .force(true)
+                            .build(),
+                    ),
+                )
+                .await
+                .unwrap();
+        }
+
+        // Networks and volumes.
+        let net = docker
+            .create_network(NetworkCreateRequest {
+                name: "bollard-net".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let n = docker
+            .inspect_network("bollard-net", None::<qp::InspectNetworkOptions>)
+            .await
+            .unwrap();
+        assert_eq!(n.id, Some(net.id.clone()));
+        assert_eq!(n.driver.as_deref(), Some("bridge"));
+        docker.remove_network("bollard-net").await.unwrap();
+        let vol = docker
+            .create_volume(bollard::models::VolumeCreateRequest {
+                name: Some("bollard-vol".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(vol.name, "bollard-vol");
+        docker
+            .remove_volume("bollard-vol", None::<qp::RemoveVolumeOptions>)
+            .await
+            .unwrap();
+
+        // Removal: gone from the list, and a 404 names it.
+        for c in [&id, &sleeper] {
+            docker
+                .remove_container(
+                    c,
+                    Some(
+                        qp::RemoveContainerOptionsBuilder::default()
+                            .force(true)
+                            .build(),
+                    ),
+                )
+                .await
+                .unwrap();
+        }
+        let all = docker
+            .list_containers(Some(
+                qp::ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .build(),
+            ))
+            .await
+            .unwrap();
+        assert!(all.is_empty(), "{all:?}");
+        match docker
+            .inspect_container("bollard-one", None::<qp::InspectContainerOptions>)
+            .await
+        {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message,
+            }) => {
+                assert_eq!(status_code, 404, "{message}");
+            }
+            other => panic!("expected a 404, got {other:?}"),
+        }
+    });
+}

@@ -25,10 +25,10 @@ pub struct LbArgs {
     /// Worker threads (default: one per CPU).
     #[arg(long)]
     threads: Option<usize>,
-    /// shared (one work-stealing pool of threads: steady tail latency on
-    /// cores shared with members and clients) or per-thread (each thread
-    /// keeps its own connections, as nginx's workers).
-    #[arg(long, default_value = "shared")]
+    /// per-thread (each thread keeps its own client and member
+    /// connections, as nginx's workers) or shared (one work-stealing pool
+    /// of threads).
+    #[arg(long, default_value = "per-thread")]
     workers: strato_lb::Workers,
     /// batch (SCHED_BATCH: a woken thread waits for its turn and then
     /// serves all that arrived meanwhile; less CPU per request on cores

@@ -1443,3 +1443,38 @@ fn burst_instance_ids_from_records_are_checked_against_the_policy() {
     // groupMinInstances (2) in each application instance.
     assert_eq!(keys(&app, MYSQL), ["@np2/s-4", "@np2/s-7", "s-5", "s-6"]);
 }
+
+/// A deploy that cannot open one of a cluster's listeners opens none: the
+/// listeners of that cluster opened before it are closed again.
+#[tokio::test(start_paused = true)]
+async fn a_deploy_that_cannot_listen_leaves_no_listener_open() {
+    let mut changes = many_members(1);
+    let two_ports = r#"{ "type": "tiny", "provider": "strato", "category": "framework",
+        "host": "strato.local", "displayName": "tiny", "description": "small",
+        "version": "1", "multiTenant": "false",
+        "portMapping": [ { "name": "http", "protocol": "http", "port": "80", "proxyPort": "9280" },
+                         { "name": "alt", "protocol": "http", "port": "81", "proxyPort": "9281" } ],
+        "iaasProvider": [ { "type": "strato", "imageId": "strato/sample-http:1", "property": [] } ],
+        "property": [ { "name": "cpu", "value": "10m" }, { "name": "memory", "value": "16Mi" } ] }"#;
+    changes[0] =
+        Change::add(strato_paas_model::parse(Kind::Cartridge, two_ports.as_bytes()).unwrap());
+    let h = Harness::new();
+    h.ctl.apply(&changes).unwrap();
+    let port = |p: i32| u16::try_from(p + h.offset).unwrap();
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port(9280))).is_ok(),
+        "the first proxy port is free before the deploy"
+    );
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port(9281))).unwrap();
+    let err = h
+        .ctl
+        .deploy("many-app", samples::APPLICATION_POLICY)
+        .unwrap_err();
+    assert!(matches!(err, ControlError::Listen(_)), "{err}");
+    assert!(!h.ctl.is_deployed("many-app"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port(9280))).is_ok(),
+        "the listener opened before the failure is closed"
+    );
+}

@@ -376,11 +376,8 @@ async fn start_paas(
             ..Default::default()
         },
         lb_threads: Some(Arc::new(
-            strato_lb::Threads::start(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-                strato_lb::Sched::Batch,
-            )
-            .context("start the load balancer's threads")?,
+            strato_lb::Threads::start(strato_lb::default_threads(), strato_lb::Sched::Batch)
+                .context("start the load balancer's threads")?,
         )),
         ..Default::default()
     };

@@ -393,6 +393,12 @@ mod tests {
     }
 
     #[test]
+    fn two_threads_per_cpu_by_default() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(default_threads(), 2 * cpus);
+    }
+
+    #[test]
     fn sched_names() {
         assert_eq!("batch".parse::<Sched>(), Ok(Sched::Batch));
         assert_eq!("normal".parse::<Sched>(), Ok(Sched::Normal));

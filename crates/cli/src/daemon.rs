@@ -350,8 +350,9 @@ type Paas = (
     tokio::runtime::Runtime,
 );
 
-/// Opens the PaaS store and starts the controller, its API and its load
-/// balancers on a runtime of their own (two threads named `strato-paas`):
+/// Opens the PaaS store and starts the controller and its API on a runtime
+/// of their own (two threads named `strato-paas`), and its load balancers
+/// on threads set up as `strato lb`'s (`strato_lb::Threads`):
 /// however busy the engine's threads are with container starts, the PaaS
 /// API answers. The controller drives the engine through the daemon's own
 /// unix socket, as any client does, so the engine code knows nothing of it.
@@ -380,6 +381,10 @@ async fn start_paas(
             window_ms: p.window_ms,
             ..Default::default()
         },
+        lb_threads: Some(Arc::new(
+            strato_lb::Threads::start(strato_lb::default_threads(), strato_lb::Sched::Batch)
+                .context("start the load balancer's threads")?,
+        )),
         ..Default::default()
     };
     let hosts: Arc<dyn strato_paas::HostProvider> = match &p.host_provider {

@@ -22,13 +22,14 @@ pub struct LbArgs {
     /// http (HTTP/1.1 and h2c) or tcp.
     #[arg(long, default_value = "http")]
     protocol: Protocol,
-    /// Worker threads (default: one per CPU).
+    /// Worker threads (default: two per CPU, so that a thread the kernel
+    /// preempts holds fewer connections).
     #[arg(long)]
     threads: Option<usize>,
-    /// shared (one work-stealing pool of threads: steady tail latency on
-    /// cores shared with members and clients) or per-thread (each thread
-    /// keeps its own connections, as nginx's workers).
-    #[arg(long, default_value = "shared")]
+    /// per-thread (each thread keeps its own client and member
+    /// connections, as nginx's workers) or shared (one work-stealing pool
+    /// of threads).
+    #[arg(long, default_value = "per-thread")]
     workers: strato_lb::Workers,
     /// batch (SCHED_BATCH: a woken thread waits for its turn and then
     /// serves all that arrived meanwhile; less CPU per request on cores
@@ -49,9 +50,7 @@ pub fn main(args: LbArgs) -> i32 {
     for (i, b) in args.backends.iter().enumerate() {
         pool.add(format!("backend-{i}"), *b);
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = args.threads.unwrap_or_else(strato_lb::default_threads);
     let result = strato_lb::serve_threads(
         args.listen,
         pool,

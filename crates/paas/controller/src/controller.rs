@@ -83,7 +83,6 @@ use strato_paas_model::{
 };
 use strato_paas_store::{DeploymentStatus, MemberRecord, MemberStatus, Store, StoreError};
 use tokio::sync::{broadcast, Notify, Semaphore};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::engine::{
@@ -115,6 +114,11 @@ pub struct Config {
     /// Level 2: how long after a host provider had no host (or failed)
     /// the controller asks it again.
     pub host_retry: Duration,
+    /// Threads the load balancers' listeners are served on (the daemon
+    /// starts them as `strato lb` runs: one single-threaded runtime per
+    /// CPU under SCHED_BATCH); `None` serves them on the controller's own
+    /// runtime.
+    pub lb_threads: Option<Arc<strato_lb::Threads>>,
 }
 
 impl Default for Config {
@@ -128,6 +132,7 @@ impl Default for Config {
             start_timeout: Duration::from_secs(120),
             engine_parallel: 8,
             host_retry: Duration::from_secs(30),
+            lb_threads: None,
         }
     }
 }
@@ -153,7 +158,7 @@ struct Listener {
     member_port: u16,
     protocol: Protocol,
     pool: Arc<Pool>,
-    task: JoinHandle<()>,
+    serving: strato_lb::Serving,
 }
 
 /// One instance of a cluster: its members in one group instance, with
@@ -986,28 +991,29 @@ impl<E: Engine> Controller<E> {
                             c.cluster_id, pm.proxy_port
                         ))
                     })?;
-                    std_listener
-                        .set_nonblocking(true)
-                        .map_err(|e| ControlError::Listen(format!("listen on {addr}: {e}")))?;
-                    let listener = tokio::net::TcpListener::from_std(std_listener)
-                        .map_err(|e| ControlError::Listen(format!("listen on {addr}: {e}")))?;
                     let pool = Arc::new(Pool::new(
                         format!("{}:{proxy_port}", c.cluster_id),
                         Algorithm::LeastOutstanding,
                     ));
-                    let p = Arc::clone(&pool);
-                    let name = c.cluster_id.clone();
-                    let task = tokio::spawn(async move {
-                        if let Err(e) = strato_lb::serve(listener, p, protocol).await {
-                            tracing::error!(cluster = %name, "load balancer stopped: {e}");
+                    let listen_error =
+                        |e: std::io::Error| ControlError::Listen(format!("listen on {addr}: {e}"));
+                    let serving = match &self.inner.config.lb_threads {
+                        Some(threads) => threads
+                            .serve(std_listener, Arc::clone(&pool), protocol)
+                            .map_err(listen_error)?,
+                        None => {
+                            std_listener.set_nonblocking(true).map_err(listen_error)?;
+                            let listener = tokio::net::TcpListener::from_std(std_listener)
+                                .map_err(listen_error)?;
+                            strato_lb::Serving::spawn(listener, Arc::clone(&pool), protocol)
                         }
-                    });
+                    };
                     listeners.push(Listener {
                         proxy_port,
                         member_port,
                         protocol,
                         pool,
-                        task,
+                        serving,
                     });
                 }
                 clusters.insert(
@@ -1027,7 +1033,7 @@ impl<E: Engine> Controller<E> {
         if let Err(e) = result {
             for c in clusters.values() {
                 for l in &c.listeners {
-                    l.task.abort();
+                    l.serving.stop();
                 }
             }
             return Err(e);
@@ -2989,7 +2995,7 @@ impl<E: Engine> Controller<E> {
 fn close_app(app: &AppRt) {
     for c in app.clusters.values() {
         for l in &c.listeners {
-            l.task.abort();
+            l.serving.stop();
         }
     }
 }

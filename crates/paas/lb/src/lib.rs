@@ -67,14 +67,21 @@ async fn serve_from(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workers {
     /// One work-stealing runtime: a connection with work runs on whichever
-    /// thread is free. Where the cores are shared with the members and the
-    /// clients, a thread the kernel preempts does not hold up the
-    /// connections it served last (measured: p99 as nginx's, where
-    /// [`Workers::PerThread`] had tails of 10–170 ms).
+    /// thread is free, so a thread the kernel preempts does not hold up
+    /// the connections it served last. The requests hop between cores
+    /// with their tasks, and the one I/O driver leaves a thread idle while
+    /// the other polls: measured against nginx (wrk, 64 connections, two
+    /// nginx members, 2 cores), the setup ran its cores 93% of the time
+    /// where [`Workers::PerThread`] ran them 98%, for 1.03× nginx's
+    /// requests/s where per-thread reached 1.25×.
     Shared,
     /// One single-threaded runtime per thread, each with its own client
     /// and member connections, so a request never crosses threads (the way
-    /// nginx runs its workers): a little more throughput on idle cores.
+    /// nginx runs its workers). The default of `strato lb` and of the
+    /// daemon's load balancers ([`Threads`]). Under SCHED_BATCH its tail
+    /// latency is no longer worse than [`Workers::Shared`]'s (p99 0.80×
+    /// nginx's against 0.83×; before SCHED_BATCH, per-thread tails reached
+    /// 10–170 ms).
     PerThread,
 }
 
@@ -195,6 +202,151 @@ pub fn serve_threads(
     Ok(handles)
 }
 
+/// How many threads [`serve_threads`] and [`Threads`] run unless told:
+/// two per CPU.
+///
+/// Where the proxy shares its cores with the members and the clients (the
+/// PaaS on one host, `bench/lb-vs-nginx.sh`), the kernel now and then
+/// preempts a load-balancer thread, and the client connections that thread
+/// holds wait until it runs again. With two threads per CPU each holds half
+/// as many, and a thread that waits leaves another runnable on either core.
+/// Measured on 2 CPUs against nginx (wrk, 64 connections, two nginx
+/// members, [`Workers::PerThread`]): 4 threads made 1.37× nginx's
+/// requests/s with p99 0.60× nginx's, 2 threads 1.25× and 0.78×, with one
+/// round in ten of p99 1.4×; and the proxy and the members spent less CPU
+/// per request (more events per wake-up on the members' side).
+pub fn default_threads() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Load-balancer threads that any number of listeners are served on, each
+/// thread with its own single-threaded runtime (the [`Workers::PerThread`]
+/// way): the daemon's PaaS opens and closes a listener per cluster and
+/// proxy port on the same threads, which `strato lb` tuned for the proxy
+/// alone. Every listener is spread over all the threads, with its client
+/// connections balanced among them (see [`accept`]). The threads end when
+/// this is dropped, and with them every listener served on them.
+pub struct Threads {
+    handles: Vec<tokio::runtime::Handle>,
+    /// One per thread: dropping it ends that thread's runtime.
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Threads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Threads")
+            .field("threads", &self.handles.len())
+            .finish()
+    }
+}
+
+impl Threads {
+    /// Starts `threads` threads (at least one) named `strato-lb-N`,
+    /// scheduled as `sched` says.
+    pub fn start(threads: usize, sched: Sched) -> std::io::Result<Threads> {
+        let mut handles = Vec::new();
+        let mut stops = Vec::new();
+        for i in 0..threads.max(1) {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let (ready, handle) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name(format!("strato-lb-{i}"))
+                .spawn(move || {
+                    apply_sched(sched);
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => {
+                            let _ = ready.send(Ok(rt.handle().clone()));
+                            let _ = rt.block_on(stopped);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    }
+                })?;
+            let handle = handle.recv().map_err(|_| {
+                std::io::Error::other(format!("load balancer thread {i} ended as it started"))
+            })??;
+            handles.push(handle);
+            stops.push(stop);
+        }
+        Ok(Threads {
+            handles,
+            _stop: stops,
+        })
+    }
+
+    /// Serves `pool` on `listener` from every thread until [`Serving::stop`].
+    pub fn serve(
+        &self,
+        listener: std::net::TcpListener,
+        pool: Arc<Pool>,
+        protocol: Protocol,
+    ) -> std::io::Result<Serving> {
+        listener.set_nonblocking(true)?;
+        let parts = accept::balanced(&listener, self.handles.len())?;
+        let tasks = parts
+            .into_iter()
+            .zip(&self.handles)
+            .map(|(part, rt)| {
+                let pool = Arc::clone(&pool);
+                rt.spawn(async move {
+                    let name = pool.name().to_string();
+                    let served = match part.into_acceptor() {
+                        Ok(acceptor) => serve_from(acceptor, pool, protocol).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = served {
+                        tracing::error!(pool = %name, error = %e, "load balancer stopped");
+                    }
+                })
+            })
+            .collect();
+        Ok(Serving { tasks })
+    }
+}
+
+/// A listener being served: by [`Threads::serve`], or by [`Serving::spawn`]
+/// on the calling runtime. Dropping it stops it (a listener nobody holds
+/// would keep its port until the process ends).
+#[derive(Debug)]
+pub struct Serving {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Serving {
+    /// Serves `pool` on `listener` in one task of the calling runtime.
+    pub fn spawn(
+        listener: tokio::net::TcpListener,
+        pool: Arc<Pool>,
+        protocol: Protocol,
+    ) -> Serving {
+        let task = tokio::spawn(async move {
+            let name = pool.name().to_string();
+            if let Err(e) = serve(listener, pool, protocol).await {
+                tracing::error!(pool = %name, error = %e, "load balancer stopped");
+            }
+        });
+        Serving { tasks: vec![task] }
+    }
+
+    /// Stops accepting: the listening socket closes; client connections
+    /// already accepted are served until they end.
+    pub fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Accept errors that mean "try again shortly" (out of descriptors or
 /// memory, a connection reset before accept) rather than a dead listener.
 fn transient_accept_error(e: &std::io::Error) -> bool {
@@ -238,6 +390,12 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn two_threads_per_cpu_by_default() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(default_threads(), 2 * cpus);
     }
 
     #[test]

@@ -594,3 +594,71 @@ async fn serve_threads_answers_concurrent_clients_in_both_worker_modes() {
         assert_eq!(s.members.iter().map(|m| m.served).sum::<u64>(), 80);
     }
 }
+
+/// `Threads`: listeners served on shared load-balancer threads (the
+/// daemon's way) answer many clients at once, and a stopped or dropped one
+/// closes its port while another keeps serving on the same threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_come_and_go_on_shared_lb_threads() {
+    let threads = strato_lb::Threads::start(2, strato_lb::Sched::Normal).unwrap();
+    let mut fronts = Vec::new();
+    for name in ["a", "b"] {
+        let pool = Arc::new(Pool::new(name, Algorithm::RoundRobin));
+        pool.add(name, member(name).await);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serving = threads
+            .serve(listener, Arc::clone(&pool), Protocol::Http)
+            .unwrap();
+        fronts.push((name, addr, pool, serving));
+    }
+    // Enough connections at once that both threads take some.
+    for (name, addr, pool, _) in &fronts {
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let url = format!("http://{addr}/");
+                tokio::spawn(async move {
+                    let c = client(false);
+                    let mut got = Vec::new();
+                    for _ in 0..3 {
+                        got.push(get(&c, url.clone()).await);
+                    }
+                    got
+                })
+            })
+            .collect();
+        for c in clients {
+            for (status, body) in c.await.unwrap() {
+                assert_eq!((status, body.as_str()), (StatusCode::OK, *name));
+            }
+        }
+        assert_eq!(pool.stats().members[0].served, 24);
+    }
+    let (_, gone, _, serving) = fronts.remove(0);
+    serving.stop();
+    // The port closes once both threads have dropped their accept loops.
+    let mut refused = false;
+    for _ in 0..500 {
+        if std::net::TcpListener::bind(gone).is_ok() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "{gone} is still bound after stop");
+    let (name, addr, _, _) = &fronts[0];
+    let (status, body) = get(&client(false), format!("http://{addr}/")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, *name));
+    // Dropping a `Serving` stops it too.
+    let (_, addr, _, serving) = fronts.remove(0);
+    drop(serving);
+    let mut closed = false;
+    for _ in 0..500 {
+        if std::net::TcpListener::bind(addr).is_ok() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "{addr} is still bound after drop");
+}

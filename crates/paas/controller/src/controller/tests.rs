@@ -1678,3 +1678,89 @@ fn burst_instance_ids_from_records_are_checked_against_the_policy() {
     // groupMinInstances (2) in each application instance.
     assert_eq!(keys(&app, MYSQL), ["@np2/s-4", "@np2/s-7", "s-5", "s-6"]);
 }
+
+/// A deploy that cannot open one of a cluster's listeners opens none: the
+/// listeners of that cluster opened before it are closed again.
+#[tokio::test(start_paused = true)]
+async fn a_deploy_that_cannot_listen_leaves_no_listener_open() {
+    let mut changes = many_members(1);
+    let two_ports = r#"{ "type": "tiny", "provider": "strato", "category": "framework",
+        "host": "strato.local", "displayName": "tiny", "description": "small",
+        "version": "1", "multiTenant": "false",
+        "portMapping": [ { "name": "http", "protocol": "http", "port": "80", "proxyPort": "9280" },
+                         { "name": "alt", "protocol": "http", "port": "81", "proxyPort": "9281" } ],
+        "iaasProvider": [ { "type": "strato", "imageId": "strato/sample-http:1", "property": [] } ],
+        "property": [ { "name": "cpu", "value": "10m" }, { "name": "memory", "value": "16Mi" } ] }"#;
+    changes[0] =
+        Change::add(strato_paas_model::parse(Kind::Cartridge, two_ports.as_bytes()).unwrap());
+    let h = Harness::new();
+    h.ctl.apply(&changes).unwrap();
+    let port = |p: i32| u16::try_from(p + h.offset).unwrap();
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port(9280))).is_ok(),
+        "the first proxy port is free before the deploy"
+    );
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port(9281))).unwrap();
+    let err = h
+        .ctl
+        .deploy("many-app", samples::APPLICATION_POLICY)
+        .unwrap_err();
+    assert!(matches!(err, ControlError::Listen(_)), "{err}");
+    assert!(!h.ctl.is_deployed("many-app"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", port(9280))).is_ok(),
+        "the listener opened before the failure is closed"
+    );
+}
+
+/// With load-balancer threads of its own (the daemon's setup), a deployed
+/// cluster's listener is served there, not on the controller's runtime:
+/// it answers (503 while no member is active) while this test's only
+/// runtime thread is blocked in a plain socket read; undeploy closes it.
+#[tokio::test(flavor = "current_thread")]
+async fn listeners_are_served_on_the_load_balancer_threads_when_given() {
+    use std::io::{Read, Write};
+    let fake = Fake::default();
+    let dir = tempfile::tempdir().unwrap();
+    let offset = free_offset();
+    let mut store = Store::open(&dir.path().join("paas.redb")).unwrap();
+    store.apply(&samples::changes().unwrap()).unwrap();
+    let threads = Arc::new(strato_lb::Threads::start(2, strato_lb::Sched::Normal).unwrap());
+    let config = Config {
+        port_offset: offset,
+        lb_addr: IpAddr::from([127, 0, 0, 1]),
+        lb_threads: Some(Arc::clone(&threads)),
+        ..Config::default()
+    };
+    let ctl = Controller::new(fake, store, config);
+    ctl.deploy(samples::APPLICATION, samples::APPLICATION_POLICY)
+        .unwrap();
+    let port = u16::try_from(8280 + offset).unwrap();
+    // Blocking I/O on the runtime's one thread: only another runtime can
+    // answer. (The timeout ends the test instead of hanging it if not.)
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    ctl.undeploy(samples::APPLICATION).unwrap();
+    for _ in 0..20 {
+        if !ctl.is_deployed(samples::APPLICATION) {
+            break;
+        }
+        ctl.reconcile_once(now_ms()).await;
+    }
+    assert!(!ctl.is_deployed(samples::APPLICATION));
+    let mut closed = false;
+    for _ in 0..500 {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "port {port} still bound after undeploy");
+}

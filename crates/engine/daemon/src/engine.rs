@@ -1024,7 +1024,7 @@ impl Engine {
             NetworkMode::Bridge(net) => {
                 // Off the async workers: a new network namespace costs the
                 // kernel milliseconds, and the daemon has one worker per CPU.
-                let fd = tokio::task::spawn_blocking(crate::netns::create)
+                let fd = tokio::task::spawn_blocking(crate::netns::create_wired)
                     .await
                     .map_err(internal)?
                     .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;

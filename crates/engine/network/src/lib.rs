@@ -37,7 +37,9 @@ mod ports;
 pub mod state;
 
 pub use error::{Error, Result};
-pub use host::{FirewallBackend, Host, LinuxHost, Netns, Plug, Recorder};
+pub use host::{
+    interfaces_born_without_ipv6, FirewallBackend, Host, LinuxHost, Netns, Plug, Recorder,
+};
 pub use ipam::{Ipam, Ipam6};
 pub use ipnet::{carve, ula_pool, Family, IpNet, Ipv4Net, Ipv6Net};
 pub use manager::{

@@ -18,7 +18,9 @@ use std::sync::Mutex;
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, TokioSocket};
 use rtnetlink::{
@@ -374,18 +376,6 @@ async fn configure_inside(handle: Handle, p: &Plug) -> Result<()> {
         )))
 }
 
-/// Turns IPv6 off on the host's interface `name` (before it is up: no
-/// link-local address, no duplicate address detection, no multicast
-/// reports). A host without IPv6 has nothing to turn off.
-fn disable_ipv6_on(name: &str) -> Result<()> {
-    write_disable_ipv6(name).map_err(|source| Error::Sysctl {
-        path: Path::new("/proc/sys/net/ipv6/conf")
-            .join(name)
-            .join("disable_ipv6"),
-        source,
-    })
-}
-
 /// Turns IPv6 off on interface `name` of the calling thread's network
 /// namespace; nothing to do where that namespace has no IPv6.
 fn write_disable_ipv6(name: &str) -> std::io::Result<()> {
@@ -705,15 +695,26 @@ impl Host for LinuxHost {
             // A bridge port needs no IPv6 address. Left on, each new port's
             // duplicate address detection and multicast reports went to
             // every other port of the bridge: work in proportion to the
-            // containers already running, at every start. Set while the
-            // link is down, before any address exists.
-            disable_ipv6_on(&p.host_veth)?;
-            // By name: no lookup of the index on the start path.
-            h.link()
-                .set(LinkUnspec::new_with_name(&p.host_veth).up().build())
-                .execute()
-                .await
-                .map_err(nl(format!("setting link {:?} up", p.host_veth)))
+            // containers already running, at every start. The port is set
+            // up with no IPv6 address generation, in the same message: the
+            // kernel applies it before the link is up, so no address ever
+            // exists. (Not disable_ipv6: that sysctl takes the rtnl lock by
+            // trylock and restarts until it gets it, spinning while other
+            // starts make links.) By name: no lookup of the index.
+            let up = || LinkUnspec::new_with_name(&p.host_veth).up();
+            let no_addresses = up()
+                .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                    vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                )]))
+                .build();
+            match h.link().set(no_addresses).execute().await {
+                // A kernel without IPv6 has no addresses to generate.
+                Err(e) if is_errno(&e, libc::EAFNOSUPPORT) => {
+                    h.link().set(up().build()).execute().await
+                }
+                r => r,
+            }
+            .map_err(nl(format!("setting link {:?} up", p.host_veth)))
         })
         .await?;
         drop(ns_file);

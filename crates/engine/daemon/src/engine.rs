@@ -581,9 +581,17 @@ impl Engine {
 
     fn save(&self, r: &Record) -> Result<(), EngineError> {
         let dir = self.dir(&r.id);
-        fs::create_dir_all(&dir).map_err(internal)?;
         let tmp = dir.join(".record.json.tmp");
-        fs::write(&tmp, serde_json::to_vec(r).map_err(internal)?).map_err(internal)?;
+        let text = serde_json::to_vec(r).map_err(internal)?;
+        // The directory is made by the first save only (not tried again at
+        // every later one: a mkdir that finds it costs a lookup and a lock).
+        match fs::write(&tmp, &text) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(&dir).map_err(internal)?;
+                fs::write(&tmp, &text).map_err(internal)?;
+            }
+            r => r.map_err(internal)?,
+        }
         fs::rename(&tmp, dir.join("record.json")).map_err(internal)
     }
 
@@ -1098,7 +1106,10 @@ impl Engine {
             }
         }
         let accounts = self.accounts(r, overlay).await?;
-        let spec = crate::spec::build(
+        // Compact, as containerd writes it: the starter parses it per start,
+        // and with Docker's seccomp profile the pretty form was twice as large
+        // (17 KB against 9 KB).
+        let (_, text) = crate::spec::build_json(
             &cfg,
             &r.image_defaults,
             rootfs,
@@ -1106,10 +1117,6 @@ impl Engine {
             &accounts,
         )
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        // Compact, as containerd writes it: the starter parses it per start,
-        // and with Docker's seccomp profile the pretty form was twice as large
-        // (17 KB against 9 KB).
-        let text = serde_json::to_vec(&spec).map_err(internal)?;
         fs::write(bundle.join("config.json"), text).map_err(internal)?;
         let spec = ContainerSpec {
             id: id.clone(),

@@ -147,6 +147,19 @@ pub fn build(
     root_mount: Option<Vec<String>>,
     accounts: &crate::users::Accounts,
 ) -> Result<Spec, BuildError> {
+    build_json(cfg, image, rootfs, root_mount, accounts).map(|(spec, _)| spec)
+}
+
+/// [`build`], with the config.json text the spec was parsed from (compact,
+/// as containerd writes it: the starter parses it at every start): written
+/// as it is, the spec is serialized once per start, not twice.
+pub fn build_json(
+    cfg: &ContainerConfig,
+    image: &ImageDefaults,
+    rootfs: &Path,
+    root_mount: Option<Vec<String>>,
+    accounts: &crate::users::Accounts,
+) -> Result<(Spec, Vec<u8>), BuildError> {
     let entrypoint = cfg
         .entrypoint
         .clone()
@@ -334,7 +347,7 @@ pub fn build(
     let text = serde_json::to_vec(&spec).map_err(|e| BuildError::Invalid(e.to_string()))?;
     let parsed = strato_container::spec::parse(text.as_slice()).map_err(BuildError::Invalid)?;
     strato_container::spec::validate(&parsed).map_err(BuildError::Invalid)?;
-    Ok(parsed)
+    Ok((parsed, text))
 }
 
 /// The OCI `linux.resources` members (memory, cpu, pids) for Docker's

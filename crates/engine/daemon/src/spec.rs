@@ -418,6 +418,34 @@ mod tests {
         try_build(c, &image(), root).unwrap()
     }
 
+    #[test]
+    fn the_written_config_is_the_spec_the_runtime_reads() {
+        // config.json is written from the text the spec was parsed from:
+        // what the starter parses back is that spec, seccomp included.
+        let root = rootfs();
+        for privileged in [false, true] {
+            let c = ContainerConfig {
+                privileged,
+                ..cfg()
+            };
+            let accounts = crate::users::Accounts::read(root.path());
+            let (spec, text) = build_json(
+                &c,
+                &image(),
+                root.path(),
+                Some(vec!["lowerdir=/l".into()]),
+                &accounts,
+            )
+            .unwrap();
+            let read = strato_container::spec::parse(text.as_slice()).unwrap();
+            assert_eq!(read, spec);
+            assert_eq!(
+                read.linux().as_ref().unwrap().seccomp().is_some(),
+                !privileged
+            );
+        }
+    }
+
     fn rootfs() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("etc")).unwrap();

@@ -338,6 +338,9 @@ pub struct Engine {
     /// Each image's /etc/passwd and /etc/group (layers never change), for
     /// the users of containers that did not change theirs.
     accounts: Mutex<std::collections::HashMap<String, Arc<crate::users::Accounts>>>,
+    /// Containers whose start request is under way: their start records
+    /// the status the supervisor reports, so its start event need not.
+    starting: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Images whose accounts are remembered; beyond, the table starts over.
@@ -451,6 +454,7 @@ impl Engine {
             dns: crate::dns::Dns::default(),
             me: std::sync::OnceLock::new(),
             accounts: Mutex::default(),
+            starting: Mutex::default(),
         });
         let _ = engine.me.set(Arc::downgrade(&engine));
         // Re-adopted containers keep resolving each other's names.
@@ -703,7 +707,12 @@ impl Engine {
         use strato_supervisor::Event as E;
         match ev {
             E::Start { id, .. } => {
-                self.refresh(&id).await;
+                // A start under way records (and saves) the status itself
+                // as soon as the supervisor answers: a refresh here would
+                // save the record once more, a new file renamed over it.
+                if !self.starting.lock().expect("starting lock").contains(&id) {
+                    self.refresh(&id).await;
+                }
                 self.emit(&id, "start", None);
             }
             E::Exit { id, code, .. } => {
@@ -1129,7 +1138,11 @@ impl Engine {
             netns: netns.is_some(),
         };
         // One connection: the start, then the status it left.
-        let status = self
+        self.starting
+            .lock()
+            .expect("starting lock")
+            .insert(id.clone());
+        let started = self
             .sup(move |c| {
                 // A record of an earlier run is replaced.
                 let _ = c.delete(&spec.id, false);
@@ -1137,7 +1150,14 @@ impl Engine {
                 c.start_in(spec, netns.as_ref().map(|fd| fd.as_fd()))?;
                 Ok(c.state(&id).ok())
             })
-            .await?;
+            .await;
+        let status = match started {
+            Ok(status) => status,
+            Err(e) => {
+                self.starting.lock().expect("starting lock").remove(&id);
+                return Err(e);
+            }
+        };
         let saved = {
             let mut recs = self.records.lock().expect("records lock");
             recs.get_mut(&id).map(|rec| {
@@ -1157,6 +1177,7 @@ impl Engine {
                 tracing::warn!(id, error = %e, "save container record");
             }
         }
+        self.starting.lock().expect("starting lock").remove(&id);
         if let Some(s) = status {
             r.status = Some(s);
         }

@@ -1240,7 +1240,10 @@ impl Backend for EngineBackend {
                 .map_err(join_err)?
                 .map_err(|e| image_err(&familiar_ref(&image), e))?;
         }
-        check_nano_cpus(config.host_config.nano_cpus, crate::hostinfo::ncpu())?;
+        if config.host_config.nano_cpus != 0 {
+            // Only then: counting CPUs reads the cgroup's quota files.
+            check_nano_cpus(config.host_config.nano_cpus, crate::hostinfo::ncpu())?;
+        }
         let (mut req, vols) = convert::create_request(name, &config, self.volumes.dir())?;
         // Legacy link targets by id (they may be renamed later).
         for l in &mut req.links {

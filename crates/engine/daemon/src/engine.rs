@@ -338,6 +338,9 @@ pub struct Engine {
     /// Each image's /etc/passwd and /etc/group (layers never change), for
     /// the users of containers that did not change theirs.
     accounts: Mutex<std::collections::HashMap<String, Arc<crate::users::Accounts>>>,
+    /// Containers whose start request is under way: their start records
+    /// the status the supervisor reports, so its start event need not.
+    starting: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Images whose accounts are remembered; beyond, the table starts over.
@@ -451,6 +454,7 @@ impl Engine {
             dns: crate::dns::Dns::default(),
             me: std::sync::OnceLock::new(),
             accounts: Mutex::default(),
+            starting: Mutex::default(),
         });
         let _ = engine.me.set(Arc::downgrade(&engine));
         // Re-adopted containers keep resolving each other's names.
@@ -581,9 +585,17 @@ impl Engine {
 
     fn save(&self, r: &Record) -> Result<(), EngineError> {
         let dir = self.dir(&r.id);
-        fs::create_dir_all(&dir).map_err(internal)?;
         let tmp = dir.join(".record.json.tmp");
-        fs::write(&tmp, serde_json::to_vec(r).map_err(internal)?).map_err(internal)?;
+        let text = serde_json::to_vec(r).map_err(internal)?;
+        // The directory is made by the first save only (not tried again at
+        // every later one: a mkdir that finds it costs a lookup and a lock).
+        match fs::write(&tmp, &text) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(&dir).map_err(internal)?;
+                fs::write(&tmp, &text).map_err(internal)?;
+            }
+            r => r.map_err(internal)?,
+        }
         fs::rename(&tmp, dir.join("record.json")).map_err(internal)
     }
 
@@ -695,7 +707,12 @@ impl Engine {
         use strato_supervisor::Event as E;
         match ev {
             E::Start { id, .. } => {
-                self.refresh(&id).await;
+                // A start under way records (and saves) the status itself
+                // as soon as the supervisor answers: a refresh here would
+                // save the record once more, a new file renamed over it.
+                if !self.starting.lock().expect("starting lock").contains(&id) {
+                    self.refresh(&id).await;
+                }
                 self.emit(&id, "start", None);
             }
             E::Exit { id, code, .. } => {
@@ -1024,7 +1041,7 @@ impl Engine {
             NetworkMode::Bridge(net) => {
                 // Off the async workers: a new network namespace costs the
                 // kernel milliseconds, and the daemon has one worker per CPU.
-                let fd = tokio::task::spawn_blocking(crate::netns::create)
+                let fd = tokio::task::spawn_blocking(crate::netns::create_wired)
                     .await
                     .map_err(internal)?
                     .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
@@ -1098,7 +1115,10 @@ impl Engine {
             }
         }
         let accounts = self.accounts(r, overlay).await?;
-        let spec = crate::spec::build(
+        // Compact, as containerd writes it: the starter parses it per start,
+        // and with Docker's seccomp profile the pretty form was twice as large
+        // (17 KB against 9 KB).
+        let (_, text) = crate::spec::build_json(
             &cfg,
             &r.image_defaults,
             rootfs,
@@ -1106,10 +1126,6 @@ impl Engine {
             &accounts,
         )
         .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        // Compact, as containerd writes it: the starter parses it per start,
-        // and with Docker's seccomp profile the pretty form was twice as large
-        // (17 KB against 9 KB).
-        let text = serde_json::to_vec(&spec).map_err(internal)?;
         fs::write(bundle.join("config.json"), text).map_err(internal)?;
         let spec = ContainerSpec {
             id: id.clone(),
@@ -1122,7 +1138,11 @@ impl Engine {
             netns: netns.is_some(),
         };
         // One connection: the start, then the status it left.
-        let status = self
+        self.starting
+            .lock()
+            .expect("starting lock")
+            .insert(id.clone());
+        let started = self
             .sup(move |c| {
                 // A record of an earlier run is replaced.
                 let _ = c.delete(&spec.id, false);
@@ -1130,7 +1150,14 @@ impl Engine {
                 c.start_in(spec, netns.as_ref().map(|fd| fd.as_fd()))?;
                 Ok(c.state(&id).ok())
             })
-            .await?;
+            .await;
+        let status = match started {
+            Ok(status) => status,
+            Err(e) => {
+                self.starting.lock().expect("starting lock").remove(&id);
+                return Err(e);
+            }
+        };
         let saved = {
             let mut recs = self.records.lock().expect("records lock");
             recs.get_mut(&id).map(|rec| {
@@ -1150,6 +1177,7 @@ impl Engine {
                 tracing::warn!(id, error = %e, "save container record");
             }
         }
+        self.starting.lock().expect("starting lock").remove(&id);
         if let Some(s) = status {
             r.status = Some(s);
         }

@@ -19,8 +19,22 @@ use nix::sched::CloneFlags;
 
 /// Creates a new network namespace, alive while the descriptor is open.
 pub fn create() -> io::Result<OwnedFd> {
+    create_then(|| Ok(()))
+}
+
+/// Creates the namespace of a container about to be wired to a network:
+/// its interfaces are born with IPv6 off (see
+/// [`strato_network::interfaces_born_without_ipv6`]; the network's plug
+/// turns it on where the network has IPv6, and restores the default).
+pub fn create_wired() -> io::Result<OwnedFd> {
+    create_then(strato_network::interfaces_born_without_ipv6)
+}
+
+/// A new namespace, with `setup` run inside it first.
+fn create_then(setup: fn() -> io::Result<()>) -> io::Result<OwnedFd> {
     std::thread::spawn(move || -> io::Result<OwnedFd> {
         nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+        setup()?;
         Ok(fs::File::open("/proc/thread-self/ns/net")?.into())
     })
     .join()

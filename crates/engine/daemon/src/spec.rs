@@ -147,6 +147,19 @@ pub fn build(
     root_mount: Option<Vec<String>>,
     accounts: &crate::users::Accounts,
 ) -> Result<Spec, BuildError> {
+    build_json(cfg, image, rootfs, root_mount, accounts).map(|(spec, _)| spec)
+}
+
+/// [`build`], with the config.json text the spec was parsed from (compact,
+/// as containerd writes it: the starter parses it at every start): written
+/// as it is, the spec is serialized once per start, not twice.
+pub fn build_json(
+    cfg: &ContainerConfig,
+    image: &ImageDefaults,
+    rootfs: &Path,
+    root_mount: Option<Vec<String>>,
+    accounts: &crate::users::Accounts,
+) -> Result<(Spec, Vec<u8>), BuildError> {
     let entrypoint = cfg
         .entrypoint
         .clone()
@@ -334,7 +347,7 @@ pub fn build(
     let text = serde_json::to_vec(&spec).map_err(|e| BuildError::Invalid(e.to_string()))?;
     let parsed = strato_container::spec::parse(text.as_slice()).map_err(BuildError::Invalid)?;
     strato_container::spec::validate(&parsed).map_err(BuildError::Invalid)?;
-    Ok(parsed)
+    Ok((parsed, text))
 }
 
 /// The OCI `linux.resources` members (memory, cpu, pids) for Docker's
@@ -403,6 +416,34 @@ mod tests {
     /// The spec of `c` over the test image.
     fn spec_for(c: &ContainerConfig, root: &Path) -> Spec {
         try_build(c, &image(), root).unwrap()
+    }
+
+    #[test]
+    fn the_written_config_is_the_spec_the_runtime_reads() {
+        // config.json is written from the text the spec was parsed from:
+        // what the starter parses back is that spec, seccomp included.
+        let root = rootfs();
+        for privileged in [false, true] {
+            let c = ContainerConfig {
+                privileged,
+                ..cfg()
+            };
+            let accounts = crate::users::Accounts::read(root.path());
+            let (spec, text) = build_json(
+                &c,
+                &image(),
+                root.path(),
+                Some(vec!["lowerdir=/l".into()]),
+                &accounts,
+            )
+            .unwrap();
+            let read = strato_container::spec::parse(text.as_slice()).unwrap();
+            assert_eq!(read, spec);
+            assert_eq!(
+                read.linux().as_ref().unwrap().seccomp().is_some(),
+                !privileged
+            );
+        }
     }
 
     fn rootfs() -> tempfile::TempDir {

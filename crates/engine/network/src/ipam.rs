@@ -167,6 +167,19 @@ impl<A: Family + Into<IpAddr>> IpamOf<A> {
         Ok(())
     }
 
+    /// Where dynamic allocation goes on from (the last address it gave).
+    pub(crate) fn cursor(&self) -> Option<A> {
+        self.last
+    }
+
+    /// Replays a journaled change: `ip` is `owner`'s, the cursor at `last`.
+    pub(crate) fn replay(&mut self, ip: Option<(A, &str)>, last: Option<A>) {
+        if let Some((ip, owner)) = ip {
+            self.allocated.insert(ip, owner.to_string());
+        }
+        self.last = last;
+    }
+
     /// Gives `ip` back; returns whether it was allocated.
     pub fn release(&mut self, ip: A) -> bool {
         self.allocated.remove(&ip).is_some()

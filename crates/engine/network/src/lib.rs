@@ -12,7 +12,9 @@
 //!   short-lived thread ([`host`]); no caller thread changes namespace and
 //!   nothing forks.
 //! - The state (networks, address allocations, endpoints, ports) is one
-//!   JSON file, `<state_dir>/network.json`, written atomically ([`state`]).
+//!   JSON file, `<state_dir>/network.json`, written atomically, with the
+//!   endpoint changes since in a journal beside it, `network.json.log`
+//!   ([`state`]).
 //! - Firewall rules live in their own nftables tables, `ip strato` and
 //!   `ip6 strato`, replaced atomically with `nft -f -` on each change
 //!   ([`firewall`] shows their shape); without `nft`, iptables chains
@@ -37,7 +39,9 @@ mod ports;
 pub mod state;
 
 pub use error::{Error, Result};
-pub use host::{FirewallBackend, Host, LinuxHost, Netns, Plug, Recorder};
+pub use host::{
+    interfaces_born_without_ipv6, FirewallBackend, Host, LinuxHost, Netns, Plug, Recorder,
+};
 pub use ipam::{Ipam, Ipam6};
 pub use ipnet::{carve, ula_pool, Family, IpNet, Ipv4Net, Ipv6Net};
 pub use manager::{

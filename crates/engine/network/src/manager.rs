@@ -183,6 +183,9 @@ pub struct NetworkManager<H: Host = LinuxHost> {
     /// to one of them goes straight to the veth; if the bridge vanished
     /// behind our back the plug says so and the bridge is made again.
     realised: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Endpoint changes in the journal since the state file was last
+    /// written whole (see `save_endpoint`).
+    journaled: std::sync::atomic::AtomicUsize,
 }
 
 fn valid_name(s: &str, max: usize) -> bool {
@@ -299,6 +302,7 @@ impl<H: Host> NetworkManager<H> {
             unplugging: Default::default(),
             applied: std::sync::Mutex::new(None),
             realised: Default::default(),
+            journaled: Default::default(),
         })
     }
 
@@ -329,6 +333,24 @@ impl<H: Host> NetworkManager<H> {
 
     fn state_path(&self) -> PathBuf {
         self.config.state_dir.join("network.json")
+    }
+
+    /// Persists a change of one endpoint (call with the state lock held):
+    /// a line in the journal, or, once the journal holds more lines than
+    /// twice the endpoints (plus some), the whole state, which starts a new
+    /// journal; so loading never replays much more than the file holds, and
+    /// the whole write is paid once per that many changes.
+    fn save_endpoint(&self, st: &State, network: &str, container: &str) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let endpoints: usize = st.networks.values().map(|n| n.endpoints.len()).sum();
+        if self.journaled.load(Relaxed) >= 2 * endpoints + 64 {
+            st.save(&self.state_path(), Durability::Daemon)?;
+            self.journaled.store(0, Relaxed);
+            return Ok(());
+        }
+        st.save_endpoint(&self.state_path(), network, container)?;
+        self.journaled.fetch_add(1, Relaxed);
+        Ok(())
     }
 
     /// Networks, by name.
@@ -794,7 +816,7 @@ impl<H: Host> NetworkManager<H> {
             }),
             Ok(()) => {
                 async {
-                    st.save(&self.state_path(), Durability::Daemon)?;
+                    self.save_endpoint(&st, &network.name, &ep.container_id)?;
                     self.sync_firewall(&st).await
                 }
                 .await
@@ -809,7 +831,7 @@ impl<H: Host> NetworkManager<H> {
             if veth_made {
                 let _ = self.host.delete_link(&ep.host_veth).await;
             }
-            let _ = st.save(&self.state_path(), Durability::Daemon);
+            let _ = self.save_endpoint(&st, &network.name, &ep.container_id);
             let _ = self.sync_firewall(&st).await;
             return Err(e);
         }
@@ -875,7 +897,7 @@ impl<H: Host> NetworkManager<H> {
                 network: network.to_string(),
             })?;
         n.release(&ep);
-        st.save(&self.state_path(), Durability::Daemon)?;
+        self.save_endpoint(&st, network, container_id)?;
         self.sync_firewall(&st).await?;
         Ok(ep.host_veth)
     }
@@ -904,7 +926,7 @@ impl<H: Host> NetworkManager<H> {
             })?;
         let old = std::mem::replace(&mut ep.ports, ports);
         let done = async {
-            st.save(&self.state_path(), Durability::Daemon)?;
+            self.save_endpoint(&st, network, container_id)?;
             self.sync_firewall(&st).await
         }
         .await;
@@ -916,7 +938,7 @@ impl<H: Host> NetworkManager<H> {
             {
                 ep.ports = old;
             }
-            let _ = st.save(&self.state_path(), Durability::Daemon);
+            let _ = self.save_endpoint(&st, network, container_id);
             return Err(e);
         }
         Ok(())
@@ -1668,6 +1690,53 @@ mod tests {
         // The state file has them all.
         let saved = State::load(&dir.path().join("network.json")).unwrap();
         assert_eq!(saved.endpoints().count(), 16);
+    }
+
+    #[tokio::test]
+    async fn endpoint_changes_go_to_a_journal_that_is_folded_in_when_long() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        m.ensure_default().await.unwrap();
+        let path = dir.path().join("network.json");
+        let journal = crate::state::journal_path(&path);
+        let whole = || std::fs::metadata(&path).unwrap().modified().unwrap();
+        m.attach(AttachRequest::new("bridge", "keep", ns()))
+            .await
+            .unwrap();
+        let before = whole();
+        let mut longest = 0;
+        for i in 0..150 {
+            let id = format!("c{i}");
+            m.attach(AttachRequest::new("bridge", &id, ns()))
+                .await
+                .unwrap();
+            m.detach_exited("bridge", &id).await.unwrap();
+            let lines = std::fs::read_to_string(&journal)
+                .map(|t| t.lines().count())
+                .unwrap_or(0);
+            longest = longest.max(lines);
+            // What a restarted daemon would load is what runs now.
+            assert_eq!(
+                State::load(&path).unwrap(),
+                *m.state.lock().await,
+                "after {id}"
+            );
+        }
+        // Folded into the file whole when it grew past 2 × endpoints + 64.
+        assert!(longest <= 2 + 64, "{longest}");
+        assert_ne!(whole(), before);
+        let saved = State::load(&path).unwrap();
+        assert_eq!(saved.endpoints().count(), 1);
+        assert_eq!(saved.networks["bridge"].ipam.allocated().len(), 1);
+        // A later whole save (a network change) leaves no journal.
+        m.create(NetworkSpec {
+            name: "other".into(),
+            subnet: Some("198.18.99.0/24".parse().unwrap()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert!(!journal.exists());
     }
 
     #[tokio::test]

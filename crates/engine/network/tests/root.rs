@@ -172,6 +172,11 @@ async fn bridge_attach_ping_publish_and_teardown() {
 
     let a = NetnsFixture::new(format!("strato-nt-{tag}-a"));
     let b = NetnsFixture::new(format!("strato-nt-{tag}-b"));
+    // a as the engine makes a container's namespace (interfaces born with
+    // IPv6 off), b as `ip netns add` does.
+    in_netns(&a.path(), || {
+        strato_network::interfaces_born_without_ipv6().unwrap()
+    });
     let host_port = free_port();
     let mut ra = AttachRequest::new(&name, "ctr-a", Netns::Path(a.path()));
     ra.names = vec!["alpha".into()];
@@ -207,6 +212,32 @@ async fn bridge_attach_ping_publish_and_teardown() {
         route.contains(&format!("default via {} dev eth0", ea.gateway)),
         "{route}"
     );
+
+    // IPv6 off on both ends of each veth of this IPv4-only network; in the
+    // namespaces, lo and the default (for interfaces made later) keep it.
+    let sysctl = |ns: &NetnsFixture, key: &str| {
+        let path = format!("/proc/sys/net/ipv6/conf/{key}/disable_ipv6");
+        String::from_utf8(ns.exec(&["cat", &path]).stdout)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    for ns in [&a, &b] {
+        assert_eq!(sysctl(ns, "eth0"), "1", "{}", ns.name);
+        assert_eq!(sysctl(ns, "lo"), "0", "{}", ns.name);
+        assert_eq!(sysctl(ns, "default"), "0", "{}", ns.name);
+    }
+    // The host ends (bridge ports) never get an IPv6 address: no duplicate
+    // address detection or multicast reports flooded to the other ports.
+    let inet6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+    for veth in [&ea.host_veth, &eb.host_veth] {
+        assert!(
+            !inet6
+                .lines()
+                .any(|l| l.split_whitespace().last() == Some(veth)),
+            "{veth} has an IPv6 address:\n{inet6}"
+        );
+    }
 
     // ping b → a across the bridge
     let ping = b.exec(&["ping", "-c1", "-W5", &ea.ip.to_string()]);
@@ -340,6 +371,11 @@ async fn dual_stack_namespaces_reach_each_other_over_ipv6() {
     );
     let a = NetnsFixture::new(format!("strato-n6-{tag}-a"));
     let b = NetnsFixture::new(format!("strato-n6-{tag}-b"));
+    // a as the engine makes a container's namespace (interfaces born with
+    // IPv6 off), b as `ip netns add` does.
+    in_netns(&a.path(), || {
+        strato_network::interfaces_born_without_ipv6().unwrap()
+    });
     let host_port = free_port();
     let mut ra = AttachRequest::new(&name, "ctr-a", Netns::Path(a.path()));
     ra.ports = vec![format!("{host_port}:8080").parse().unwrap()];

@@ -3014,6 +3014,13 @@ fn bollard_drives_the_daemon() {
     use futures::{StreamExt, TryStreamExt};
     use tokio::io::AsyncWriteExt;
 
+    let forced = || {
+        Some(
+            qp::RemoveContainerOptionsBuilder::default()
+                .force(true)
+                .build(),
+        )
+    };
     let d = Daemon::start("bollard");
     d.load_busybox();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -3216,17 +3223,7 @@ fn bollard_drives_the_daemon() {
                 .unwrap()
                 .unwrap();
             assert_eq!(first.to_string(), "echoed\n", "websocket: {ws}");
-            docker
-                .remove_container(
-                    &cat,
-                    Some(
-                        qp::RemoveContainerOptionsBuilder::default()
-                            .force(true)
-                            .build(),
-                    ),
-                )
-                .await
-                .unwrap();
+            docker.remove_container(&cat, forced()).await.unwrap();
         }
 
         // Networks and volumes.
@@ -3259,17 +3256,7 @@ fn bollard_drives_the_daemon() {
 
         // Removal: gone from the list, and a 404 names it.
         for c in [&id, &sleeper] {
-            docker
-                .remove_container(
-                    c,
-                    Some(
-                        qp::RemoveContainerOptionsBuilder::default()
-                            .force(true)
-                            .build(),
-                    ),
-                )
-                .await
-                .unwrap();
+            docker.remove_container(c, forced()).await.unwrap();
         }
         let all = docker
             .list_containers(Some(

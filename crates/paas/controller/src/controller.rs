@@ -1506,6 +1506,14 @@ impl<E: Engine> Controller<E> {
     /// cluster at a time, and after a refusal or a failure again only
     /// after [`Config::host_retry`].
     fn ask_for_hosts(&self) {
+        // The common tick has nobody waiting: no catalog copy then.
+        let any_waiting = lock(&self.inner.state)
+            .members
+            .values()
+            .any(|m| m.rec.status == MemberStatus::Pending && !m.leaving);
+        if !any_waiting {
+            return;
+        }
         let catalog = self.catalog();
         let now = Instant::now();
         let mut asks: BTreeMap<String, (HostRequest, BTreeSet<String>)> = BTreeMap::new();

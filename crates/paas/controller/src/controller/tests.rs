@@ -1683,24 +1683,38 @@ fn burst_instance_ids_from_records_are_checked_against_the_policy() {
 /// listeners of that cluster opened before it are closed again.
 #[tokio::test(start_paused = true)]
 async fn a_deploy_that_cannot_listen_leaves_no_listener_open() {
+    // Ports the system gave out (no port offset): the second stays taken,
+    // the first is free again.
+    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+    let second = taken.local_addr().unwrap().port();
+    let first = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut changes = many_members(1);
     let two_ports = r#"{ "type": "tiny", "provider": "strato", "category": "framework",
         "host": "strato.local", "displayName": "tiny", "description": "small",
         "version": "1", "multiTenant": "false",
-        "portMapping": [ { "name": "http", "protocol": "http", "port": "80", "proxyPort": "9280" },
-                         { "name": "alt", "protocol": "http", "port": "81", "proxyPort": "9281" } ],
+        "portMapping": [ { "name": "http", "protocol": "http", "port": "80", "proxyPort": "FIRST" },
+                         { "name": "alt", "protocol": "http", "port": "81", "proxyPort": "SECOND" } ],
         "iaasProvider": [ { "type": "strato", "imageId": "strato/sample-http:1", "property": [] } ],
-        "property": [ { "name": "cpu", "value": "10m" }, { "name": "memory", "value": "16Mi" } ] }"#;
+        "property": [ { "name": "cpu", "value": "10m" }, { "name": "memory", "value": "16Mi" } ] }"#
+        .replace("FIRST", &first.to_string())
+        .replace("SECOND", &second.to_string());
     changes[0] =
         Change::add(strato_paas_model::parse(Kind::Cartridge, two_ports.as_bytes()).unwrap());
-    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(&dir.path().join("paas.redb"))
+        .unwrap()
+        .apply(&samples::changes().unwrap())
+        .unwrap();
+    let h = Harness::over(dir, Fake::default(), 0);
     h.ctl.apply(&changes).unwrap();
-    let port = |p: i32| u16::try_from(p + h.offset).unwrap();
     assert!(
-        std::net::TcpListener::bind(("127.0.0.1", port(9280))).is_ok(),
+        std::net::TcpListener::bind(("127.0.0.1", first)).is_ok(),
         "the first proxy port is free before the deploy"
     );
-    let _taken = std::net::TcpListener::bind(("127.0.0.1", port(9281))).unwrap();
     let err = h
         .ctl
         .deploy("many-app", samples::APPLICATION_POLICY)
@@ -1709,9 +1723,10 @@ async fn a_deploy_that_cannot_listen_leaves_no_listener_open() {
     assert!(!h.ctl.is_deployed("many-app"));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
-        std::net::TcpListener::bind(("127.0.0.1", port(9280))).is_ok(),
+        std::net::TcpListener::bind(("127.0.0.1", first)).is_ok(),
         "the listener opened before the failure is closed"
     );
+    drop(taken);
 }
 
 /// With load-balancer threads of its own (the daemon's setup), a deployed

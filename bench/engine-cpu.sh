@@ -48,7 +48,7 @@ tar -C "$work/rootfs" -c . | "$STRATO" import - busybox:bench >/dev/null
 netargs=()
 [ "$NET" = none ] && netargs=(--network none)
 "$STRATO" run -d "${netargs[@]}" busybox:bench sleep 3600 >/dev/null
-sup=$(pgrep -f "supervisor --root $work/exec" | head -1)
+sup=$(pgrep -f "supervisor --root $run/exec" | head -1)
 
 hz=$(getconf CLK_TCK)
 ticks() { # pid -> utime+stime+cutime+cstime in clock ticks

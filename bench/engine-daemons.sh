@@ -1,7 +1,8 @@
 # Sourced by the engine benchmarks (engine-run.sh, engine-build.sh,
 # engine-pull.sh): `strato daemon` and Debian's dockerd side by side, each on
-# private sockets, data and exec roots under one temp dir and its own bridge
-# (dockerd with --iptables=false), removed with everything they made on exit.
+# private sockets and data roots under one temp dir, exec roots under one in
+# /run (tmpfs, where both keep them by default), and its own bridge (dockerd
+# with --iptables=false), removed with everything they made on exit.
 #
 #   engine_daemons TAG STRATO_POOL STRATO_PREFIX DOCKER_BRIDGE_CIDR
 #
@@ -13,18 +14,21 @@
 engine_daemons() {
     local tag=$1 pool=$2 prefix=$3 dcidr=$4
     work=$(mktemp -d "/tmp/strato-$tag-bench.XXXXXX")
+    # Exec roots on tmpfs, where both daemons keep them by default
+    # (/run/docker with containerd's state, /run/strato).
+    run=$(mktemp -d "/run/strato-$tag-bench.XXXXXX")
     s_sock=$work/strato.sock
     d_sock=$work/docker.sock
     ed_bridge=s$tag$$
     ed_dbridge=d$tag$$
     ed_table=strato_$tag$$
     trap engine_daemons_cleanup EXIT
-    "$STRATO" daemon --host "unix://$s_sock" --data-root "$work/strato-data" --exec-root "$work/strato-exec" \
+    "$STRATO" daemon --host "unix://$s_sock" --data-root "$work/strato-data" --exec-root "$run/strato-exec" \
         --bridge-name "$ed_bridge" --nft-table "$ed_table" --bridge-pool "$pool" --subnet-prefix "$prefix" \
         >"$work/strato.log" 2>&1 &
     s_pid=$!
     ip link add "$ed_dbridge" type bridge && ip addr add "$dcidr" dev "$ed_dbridge" && ip link set "$ed_dbridge" up
-    "$DOCKERD" -H "unix://$d_sock" --data-root "$work/docker-data" --exec-root "$work/docker-exec" \
+    "$DOCKERD" -H "unix://$d_sock" --data-root "$work/docker-data" --exec-root "$run/docker-exec" \
         --pidfile "$work/dockerd.pid" --iptables=false --ip6tables=false --bridge "$ed_dbridge" \
         >"$work/dockerd.log" 2>&1 &
     d_pid=$!
@@ -48,16 +52,16 @@ engine_daemons_cleanup() {
             xargs -r -n 20 env DOCKER_HOST=unix://$sock docker rm -f >/dev/null 2>&1
     done
     [ -n "${s_pid:-}" ] && kill "$s_pid" 2>/dev/null && wait "$s_pid" 2>/dev/null
-    pkill -TERM -f "supervisor --root $work/strato-exec" 2>/dev/null
+    pkill -TERM -f "supervisor --root $run/strato-exec" 2>/dev/null
     [ -n "${d_pid:-}" ] && kill "$d_pid" 2>/dev/null && wait "$d_pid" 2>/dev/null
     declare -F extra_cleanup >/dev/null && extra_cleanup
     sleep 0.5
-    pkill -f "containerd.*$work" 2>/dev/null
+    pkill -f "containerd.*($work|$run)" 2>/dev/null
     ip link del "$ed_bridge" 2>/dev/null
     ip link del "$ed_dbridge" 2>/dev/null
     nft delete table ip "$ed_table" 2>/dev/null
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$work"
+    grep -o -E " ($work|$run)[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$work" "$run"
 }
 
 import_busybox() {

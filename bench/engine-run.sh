@@ -95,10 +95,10 @@ echo "$n containers (docker run -d, networked), $PAR clients in parallel"
 for who in strato docker strato_own; do
     client=(docker)
     if [ "$who" != docker ]; then
-        sock=$s_sock; pats=("daemon --host unix://$s_sock" "supervisor --root $work/strato-exec")
+        sock=$s_sock; pats=("daemon --host unix://$s_sock" "supervisor --root $run/strato-exec")
         [ "$who" = strato_own ] && client=("$STRATO")
     else
-        sock=$d_sock; pats=("dockerd -H unix://$d_sock" "containerd.*$work" "containerd-shim")
+        sock=$d_sock; pats=("dockerd -H unix://$d_sock" "containerd.*($work|$run)" "containerd-shim")
     fi
     before=$(rss_kb "${pats[@]}")
     t0=${EPOCHREALTIME/[.,]/}000

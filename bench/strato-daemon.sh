@@ -8,7 +8,9 @@
 
 strato_daemon_start() {
     sock=$work/strato.sock
-    "$STRATO" daemon --host "unix://$sock" --data-root "$work/data" --exec-root "$work/exec" \
+    # The exec root on tmpfs, as the default /run/strato/engine.
+    run=$(mktemp -d /run/strato-bench.XXXXXX)
+    "$STRATO" daemon --host "unix://$sock" --data-root "$work/data" --exec-root "$run/exec" \
         --bridge-name "$bridge" --nft-table "$table" --bridge-pool "$1" --subnet-prefix "$2" \
         >"$work/daemon.log" 2>&1 &
     s_pid=$!
@@ -26,10 +28,10 @@ strato_daemon_stop() {
         xargs -r -n 50 "$STRATO" -H "unix://$sock" rm -f >/dev/null 2>&1
     [ -n "${s_pid:-}" ] && kill "$s_pid" 2>/dev/null && wait "$s_pid" 2>/dev/null
     # The supervisor of this daemon only: the one whose arguments name our exec root.
-    pkill -f -- "supervisor --root $work/exec" 2>/dev/null
+    pkill -f -- "supervisor --root $run/exec" 2>/dev/null
     sleep 0.3
     ip link del "$bridge" 2>/dev/null
     nft delete table ip "$table" 2>/dev/null
-    grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$work"
+    grep -o -E " ($work|${run:-$work})[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    rm -rf "$work" ${run:+"$run"}
 }

@@ -1631,7 +1631,6 @@ impl Backend for EngineBackend {
     async fn container_inspect(&self, id: &str, size: bool) -> Result<ContainerInspect, ApiError> {
         let r = self.rec(id)?;
         let (path, args) = convert::path_and_args(&r);
-        let dir = self.engine.container_dir(&r.id);
         let net_id = network_id(r.network.name());
         let networks = convert::endpoint_settings(&r, &net_id);
         let mut ns = NetworkSettings {
@@ -1677,8 +1676,8 @@ impl Backend for EngineBackend {
             .collect();
         // A joined container uses its target's /etc files.
         let etc_dir = match &r.network {
-            NetworkMode::Container(target) => self.engine.container_dir(target),
-            _ => dir.clone(),
+            NetworkMode::Container(target) => self.engine.etc_dir(target),
+            _ => self.engine.etc_dir(&r.id),
         };
         let etc = |name: &str| {
             let p = etc_dir.join(name);

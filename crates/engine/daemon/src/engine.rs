@@ -341,6 +341,8 @@ pub struct Engine {
     /// Containers whose start request is under way: their start records
     /// the status the supervisor reports, so its start event need not.
     starting: Mutex<std::collections::HashSet<String>>,
+    /// Network namespaces made ahead of the starts that take them.
+    netns_pool: Arc<crate::netns::Pool>,
 }
 
 /// Images whose accounts are remembered; beyond, the table starts over.
@@ -403,12 +405,26 @@ fn link_env(alias: &str, path: &str, ip: std::net::Ipv4Addr, t: &Record) -> Vec<
 const DETACHED_HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
 
 /// The mount points of a container's last run (from its bundle's
-/// config.json), which its layer's changes leave out.
+/// config.json), which its layer's changes leave out. Without the bundle
+/// (the exec root is emptied by a reboot), the mount points every start
+/// makes.
 fn layer_ignore(config: &Path) -> Vec<String> {
-    let spec: serde_json::Value = fs::read(config)
+    let Some(spec) = fs::read(config)
         .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return [
+            "/etc/hosts",
+            "/etc/hostname",
+            "/etc/resolv.conf",
+            "/proc",
+            "/sys",
+            "/dev",
+            "/.dockerenv",
+        ]
+        .map(String::from)
+        .to_vec();
+    };
     let mut ignore: Vec<String> = spec["mounts"]
         .as_array()
         .into_iter()
@@ -435,6 +451,7 @@ impl Engine {
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
         fs::create_dir_all(cfg.data_root.join("containers")).map_err(internal)?;
         fs::create_dir_all(&cfg.exec_root).map_err(internal)?;
+        empty_trash(cfg.data_root.join("trash"));
         let images = ImageStore::open(&cfg.data_root.join("images")).map_err(internal)?;
         let mut ncfg = cfg
             .network
@@ -455,6 +472,7 @@ impl Engine {
             me: std::sync::OnceLock::new(),
             accounts: Mutex::default(),
             starting: Mutex::default(),
+            netns_pool: Arc::new(crate::netns::Pool::new()),
         });
         let _ = engine.me.set(Arc::downgrade(&engine));
         // Re-adopted containers keep resolving each other's names.
@@ -510,6 +528,11 @@ impl Engine {
         self.cfg.data_root.join("containers").join(id)
     }
 
+    /// Where removed containers' directories wait for their deletion.
+    fn trash(&self) -> PathBuf {
+        self.cfg.data_root.join("trash")
+    }
+
     /// Where an earlier strato pinned a container's network namespace.
     fn netns_path(&self, id: &str) -> PathBuf {
         self.cfg.exec_root.join("netns").join(id)
@@ -520,14 +543,39 @@ impl Engine {
         self.dir(id).join(format!("{id}-json.log"))
     }
 
-    /// A container's directory (record, log, /etc files, bundle).
-    pub fn container_dir(&self, id: &str) -> PathBuf {
-        self.dir(id)
+    /// What a container's runs need and each start writes anew, on the
+    /// exec root (tmpfs by default, as containerd keeps its bundles): its
+    /// OCI bundle (config.json, the rootfs mount point) and its /etc files.
+    /// Files made and deleted per container cost more on a disk (inode
+    /// allocation, block discards) than in memory.
+    fn run_dir(&self, id: &str) -> PathBuf {
+        self.cfg.exec_root.join("containers").join(id)
     }
 
-    /// A container's OCI bundle (config.json, rootfs mount point).
+    /// Where a container's /etc files (hosts, resolv.conf, hostname) are:
+    /// its run directory, or its directory for one last started by an
+    /// older strato (which kept them there).
+    pub fn etc_dir(&self, id: &str) -> PathBuf {
+        let run = self.run_dir(id);
+        let old = self.dir(id);
+        if !run.join("hostname").exists() && old.join("hostname").exists() {
+            old
+        } else {
+            run
+        }
+    }
+
+    /// A container's OCI bundle (config.json, rootfs mount point): its run
+    /// directory, or `bundle` in its directory for one last started by an
+    /// older strato.
     pub fn bundle_path(&self, id: &str) -> PathBuf {
-        self.dir(id).join("bundle")
+        let run = self.run_dir(id);
+        let old = self.dir(id).join("bundle");
+        if !run.join("config.json").exists() && old.join("config.json").exists() {
+            old
+        } else {
+            run
+        }
     }
 
     /// A container's root directory as the host reaches it: its process's
@@ -716,7 +764,15 @@ impl Engine {
                 self.emit(&id, "start", None);
             }
             E::Exit { id, code, .. } => {
-                let status = self.refresh(&id).await;
+                // An AutoRemove container's record is not saved once more
+                // just before it is deleted.
+                let auto_remove = self
+                    .records
+                    .lock()
+                    .expect("records lock")
+                    .get(&id)
+                    .is_some_and(|r| r.auto_remove);
+                let status = self.refresh_saved(&id, !auto_remove).await;
                 // Resources stay while a restart is pending; else they are
                 // released before anyone waiting hears of the exit.
                 let exited = status.is_some_and(|s| s.phase == Phase::Exited);
@@ -724,14 +780,7 @@ impl Engine {
                     self.release(&id).await;
                 }
                 self.emit(&id, "die", Some(code));
-                let auto = exited
-                    && self
-                        .records
-                        .lock()
-                        .expect("records lock")
-                        .get(&id)
-                        .is_some_and(|r| r.auto_remove);
-                if auto {
+                if exited && auto_remove {
                     let _ = self.remove(&id, true).await;
                 }
             }
@@ -745,6 +794,11 @@ impl Engine {
 
     /// Re-reads a container's status from the supervisor into its record.
     async fn refresh(&self, id: &str) -> Option<ContainerStatus> {
+        self.refresh_saved(id, true).await
+    }
+
+    /// [`Engine::refresh`], saving the record only if `save`.
+    async fn refresh_saved(&self, id: &str, save: bool) -> Option<ContainerStatus> {
         let owned = id.to_string();
         let status = self.sup(move |c| c.state(&owned)).await.ok();
         let mut recs = self.records.lock().expect("records lock");
@@ -754,9 +808,11 @@ impl Engine {
             // file renamed over the old one.
             if status.is_some() && r.status != status {
                 r.status = status.clone();
-                let r = r.clone();
-                drop(recs);
-                let _ = self.save(&r);
+                if save {
+                    let r = r.clone();
+                    drop(recs);
+                    let _ = self.save(&r);
+                }
             }
         }
         status
@@ -943,8 +999,7 @@ impl Engine {
             }
         }
         let id = r.id.clone();
-        let dir = self.dir(&id);
-        let bundle = dir.join("bundle");
+        let bundle = self.run_dir(&id);
         let rootfs = bundle.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(internal)?;
         // Rootfs: the image's layers under the container's writable layer,
@@ -970,9 +1025,7 @@ impl Engine {
         .map_err(|e| {
             EngineError::Internal(format!("prepare the container's root filesystem: {e}"))
         })?;
-        let result = self
-            .start_mounted(&mut r, &dir, &bundle, &rootfs, &overlay)
-            .await;
+        let result = self.start_mounted(&mut r, &bundle, &rootfs, &overlay).await;
         if let Err(e) = result {
             self.release(&id).await;
             // As dockerd: a failed start is a "die" (with the shell's code
@@ -990,7 +1043,6 @@ impl Engine {
     async fn start_mounted(
         &self,
         r: &mut Record,
-        dir: &Path,
         bundle: &Path,
         rootfs: &Path,
         overlay: &strato_image::Overlay,
@@ -1009,19 +1061,16 @@ impl Engine {
                 cfg.hostname = joined.hostname;
             }
             NetworkMode::Host => cfg.netns = None,
-            NetworkMode::None => cfg.netns = Some(String::new()),
+            NetworkMode::None => {
+                // A namespace with only its loopback, up.
+                netns = Some(self.new_netns(crate::netns::Kind::Plain).await?);
+                cfg.netns = Some(String::new());
+            }
             NetworkMode::Bridge(_) if r.first_detached => {
                 // On no network: a namespace of its own (a later connect
                 // wires it through the container's process) and files
                 // without peers.
-                netns = Some(
-                    tokio::task::spawn_blocking(crate::netns::create)
-                        .await
-                        .map_err(internal)?
-                        .map_err(|e| {
-                            EngineError::Internal(format!("create network namespace: {e}"))
-                        })?,
-                );
+                netns = Some(self.new_netns(crate::netns::Kind::Plain).await?);
                 let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
                 for (name, text) in [
                     ("hosts", DETACHED_HOSTS.to_string()),
@@ -1031,7 +1080,7 @@ impl Engine {
                     ),
                     ("hostname", format!("{}\n", cfg.hostname)),
                 ] {
-                    let p = dir.join(name);
+                    let p = bundle.join(name);
                     fs::write(&p, text).map_err(internal)?;
                     cfg.etc_files
                         .push((p.display().to_string(), format!("/etc/{name}")));
@@ -1039,12 +1088,7 @@ impl Engine {
                 cfg.netns = Some(String::new());
             }
             NetworkMode::Bridge(net) => {
-                // Off the async workers: a new network namespace costs the
-                // kernel milliseconds, and the daemon has one worker per CPU.
-                let fd = tokio::task::spawn_blocking(crate::netns::create_wired)
-                    .await
-                    .map_err(internal)?
-                    .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))?;
+                let fd = self.new_netns(crate::netns::Kind::Wired).await?;
                 let ns = crate::netns::fd_path(&fd);
                 netns = Some(fd);
                 let network = Self::bridge_network(net);
@@ -1081,7 +1125,7 @@ impl Engine {
                     ("resolv.conf", &files.resolv_conf),
                     ("hostname", &files.hostname),
                 ] {
-                    let p = dir.join(name);
+                    let p = bundle.join(name);
                     fs::write(&p, text).map_err(internal)?;
                     cfg.etc_files
                         .push((p.display().to_string(), format!("/etc/{name}")));
@@ -1103,7 +1147,7 @@ impl Engine {
             }
         }
         if matches!(r.network, NetworkMode::Host | NetworkMode::None) {
-            let hostname = dir.join("hostname");
+            let hostname = bundle.join("hostname");
             fs::write(&hostname, format!("{}\n", cfg.hostname)).map_err(internal)?;
             cfg.etc_files
                 .push((hostname.display().to_string(), "/etc/hostname".into()));
@@ -1182,6 +1226,20 @@ impl Engine {
             r.status = Some(s);
         }
         Ok(())
+    }
+
+    /// A new network namespace for a start: a ready one from the pool, or
+    /// one made now, off the async workers (the kernel takes about a
+    /// millisecond, and the daemon has one worker per CPU).
+    async fn new_netns(&self, kind: crate::netns::Kind) -> Result<OwnedFd, EngineError> {
+        if let Some(fd) = self.netns_pool.take_ready(kind) {
+            return Ok(fd);
+        }
+        let pool = self.netns_pool.clone();
+        tokio::task::spawn_blocking(move || pool.take(kind))
+            .await
+            .map_err(internal)?
+            .map_err(|e| EngineError::Internal(format!("create network namespace: {e}")))
     }
 
     /// The /etc/passwd and /etc/group a container's user is resolved
@@ -1277,7 +1335,7 @@ impl Engine {
                     EngineError::Conflict(format!("cannot join network of container {}: {e}", t.id))
                 })
             };
-            let dir = self.dir(&t.id);
+            let dir = self.etc_dir(&t.id);
             let own = |names: &[&str]| -> Vec<(String, String)> {
                 names
                     .iter()
@@ -1394,7 +1452,7 @@ impl Engine {
     /// bind-mounted, so the file must keep its inode): its own line for
     /// each connected network after the generated part.
     fn rewrite_hosts(&self, r: &Record) {
-        let path = self.dir(&r.id).join("hosts");
+        let path = self.etc_dir(&r.id).join("hosts");
         let Ok(text) = fs::read_to_string(&path) else {
             return;
         };
@@ -1424,7 +1482,7 @@ impl Engine {
         if !n.user_defined {
             return;
         }
-        let path = self.dir(&r.id).join("resolv.conf");
+        let path = self.etc_dir(&r.id).join("resolv.conf");
         let current = fs::read_to_string(&path).unwrap_or_default();
         let mut ours = Vec::new();
         for other in self.net.list().await.into_iter().filter(|o| o.user_defined) {
@@ -1593,7 +1651,7 @@ impl Engine {
                 .await
             {
                 own_etc_lines(&r.config, ep_gateway(&r), &mut files);
-                let dir = self.dir(&r.id);
+                let dir = self.etc_dir(&r.id);
                 for (name, text) in [("hosts", &files.hosts), ("resolv.conf", &files.resolv_conf)] {
                     if let Err(e) = fs::write(dir.join(name), text) {
                         tracing::warn!(id = %r.id, error = %e, "update /etc/{name}");
@@ -1796,14 +1854,32 @@ impl Engine {
             Err(e) => return Err(e),
         }
         self.release(&id).await;
-        {
-            let images = self.images.clone();
-            let idc = id.clone();
-            let _ = tokio::task::spawn_blocking(move || images.remove_container_layer(&idc)).await;
-        }
+        // The layer and the container's directory leave their places at
+        // once (renames); their files are deleted after the answer, off the
+        // path of `wait --condition removed` (a freed block can cost a
+        // synchronous discard). A restart empties what is left.
+        let images = self.images.clone();
+        let (idc, dir, trash) = (id.clone(), self.dir(&id), self.trash());
+        let run = self.run_dir(&id);
+        let retired = tokio::task::spawn_blocking(move || {
+            // On tmpfs: deleted with the rest, nothing to move first.
+            let mut out: Vec<PathBuf> = vec![run];
+            match images.retire_container_layer(&idc) {
+                Ok(layer) => out.extend(layer),
+                Err(e) => tracing::warn!(id = idc, error = %e, "remove container layer"),
+            }
+            out.extend(retire_dir(&dir, &trash, &idc));
+            out
+        })
+        .await
+        .unwrap_or_default();
         self.records.lock().expect("records lock").remove(&id);
-        let _ = fs::remove_dir_all(self.dir(&id));
         self.emit(&id, "destroy", None);
+        tokio::task::spawn_blocking(move || {
+            for d in retired {
+                let _ = fs::remove_dir_all(d);
+            }
+        });
         Ok(())
     }
 
@@ -2143,9 +2219,73 @@ fn own_etc_lines(
     files.resolv_conf = out;
 }
 
+/// Moves a removed container's directory `dir` into `trash` and returns
+/// where it went; `None` if it was not there. Should the rename fail, the
+/// directory is deleted in place.
+fn retire_dir(dir: &Path, trash: &Path, id: &str) -> Option<PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let to = trash.join(format!("{id}-{nanos}"));
+    let _ = fs::create_dir_all(trash);
+    match fs::rename(dir, &to) {
+        Ok(()) => Some(to),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => {
+            let _ = fs::remove_dir_all(dir);
+            None
+        }
+    }
+}
+
+/// Deletes, on a thread of its own, what removals of an earlier run left
+/// in `trash`.
+fn empty_trash(trash: PathBuf) {
+    let Ok(entries) = fs::read_dir(&trash) else {
+        return;
+    };
+    let left: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    if left.is_empty() {
+        return;
+    }
+    std::thread::spawn(move || {
+        for p in left {
+            let _ = fs::remove_dir_all(p);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removed_directory_goes_to_the_trash_and_a_restart_empties_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (containers, trash) = (dir.path().join("containers"), dir.path().join("trash"));
+        let c = containers.join("c1");
+        fs::create_dir_all(c.join("bundle/rootfs")).unwrap();
+        fs::write(c.join("record.json"), "{}").unwrap();
+        let moved = retire_dir(&c, &trash, "c1").expect("moved");
+        assert!(!c.exists());
+        assert!(moved.starts_with(&trash));
+        assert!(moved.join("bundle/rootfs").is_dir());
+        // Gone already: nothing to move.
+        assert!(retire_dir(&c, &trash, "c1").is_none());
+        empty_trash(trash.clone());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while moved.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the trash was not emptied"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // An empty or missing trash is fine.
+        empty_trash(trash);
+        empty_trash(dir.path().join("none"));
+    }
 
     #[test]
     fn a_layer_ignores_mount_points_but_not_the_root_mount() {

@@ -599,19 +599,36 @@ impl ImageStore {
     /// Deletes a container's writable layer (unmount it first) and drops
     /// its hold on the image. Removing an unknown container is not an error.
     pub fn remove_container_layer(&self, container_id: &str) -> Result<()> {
+        if let Some(retired) = self.retire_container_layer(container_id)? {
+            fs::remove_dir_all(&retired).map_err(io_err("remove container layer", retired))?;
+        }
+        Ok(())
+    }
+
+    /// Takes a container's writable layer out of the store at once (a
+    /// rename into the store's `tmp`, which a restart empties) and drops
+    /// its hold on the image, leaving the deletion of its files to the
+    /// caller: the returned directory, if the container had a layer.
+    /// Deleting costs a discard per freed block on some file systems, so a
+    /// `--rm` container is answered as removed before its files are gone.
+    pub fn retire_container_layer(&self, container_id: &str) -> Result<Option<PathBuf>> {
         validate_container_id(container_id)?;
         let _lock = self.layout.lock()?;
         let dir = self.layout.containers().join(container_id);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        let retired = self
+            .layout
+            .tmp()
+            .join(store::unique(&format!("removed-{container_id}")));
+        let moved = match fs::rename(&dir, &retired) {
+            Ok(()) => Some(retired),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err("remove container layer", dir)(e)),
-        }
+        };
         let mut index: Index = self.layout.read_index()?;
         if index.containers.remove(container_id).is_some() {
             self.layout.write_index(&index)?;
         }
-        Ok(())
+        Ok(moved)
     }
 
     /// Bytes in a container's writable layer (`SizeRw`): regular files

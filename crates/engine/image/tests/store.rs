@@ -452,6 +452,37 @@ fn container_holds_live_with_the_layer_and_old_index_holds_count() {
 }
 
 #[test]
+fn a_retired_layer_leaves_at_once_and_a_reopened_store_deletes_it() {
+    let (dir, s) = store();
+    let id = s.import(&gzip(&base_layer())[..], Some("r:1")).unwrap();
+    let target = dir.path().join("rootfs");
+    fs::create_dir(&target).unwrap();
+    let m = s.rootfs_for("r:1", "gone", &target).unwrap();
+    fs::write(target.join("data"), b"x").unwrap();
+    m.unmount().unwrap();
+    let retired = s
+        .retire_container_layer("gone")
+        .unwrap()
+        .expect("the layer was there");
+    // Out of the store's view at once: no layer, no hold on the image.
+    assert!(!s.root().join("containers/gone").exists());
+    assert_eq!(s.list().unwrap()[0].containers, 0);
+    s.remove(id.as_str(), false)
+        .expect("an image no container holds is removed without force");
+    // Its files wait where a restart finds them.
+    assert!(
+        retired.starts_with(s.root().join("tmp")),
+        "{}",
+        retired.display()
+    );
+    assert_eq!(fs::read(retired.join("upper/data")).unwrap(), b"x");
+    assert!(s.retire_container_layer("gone").unwrap().is_none());
+    drop(s);
+    let _s = ImageStore::open(&dir.path().join("store")).unwrap();
+    assert!(!retired.exists(), "open left a retired layer behind");
+}
+
+#[test]
 fn many_layers_fit_the_mount_options() {
     let (dir, s) = store();
     // 130 layers need ~5 KiB of lowerdir even with short links: more than

@@ -229,6 +229,19 @@ pub struct Supervisor {
     /// held for their restarts until they exit for good or are deleted.
     netns: BTreeMap<String, OwnedFd>,
     outputs: Outputs,
+    /// Clean-up of deleted containers, done after the answer to the
+    /// request that deleted them and before the next request is read:
+    /// their runtime state and cgroups, and their directory, already moved
+    /// out of `containers/` (so a restart does not see them).
+    chores: Vec<Chore>,
+}
+
+/// What a deletion leaves for [`Supervisor::do_chores`].
+enum Chore {
+    /// The runtime's delete of a stopped container: cgroups, state.
+    RuntimeDelete(String),
+    /// A directory moved into `ROOT/trash`.
+    RemoveDir(PathBuf),
 }
 
 fn set_nonblocking(fd: RawFd) {
@@ -369,6 +382,14 @@ fn now() -> String {
     strato_container::state::now_rfc3339()
 }
 
+/// A suffix that keeps names in the trash apart.
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
 impl Supervisor {
     /// Sets up the root directory, the socket and signal handling.
     /// Must be called from a single-threaded process.
@@ -416,8 +437,10 @@ impl Supervisor {
             next_client: 0,
             netns: BTreeMap::new(),
             outputs: Outputs::new().map_err(Error::Epoll)?,
+            chores: Vec::new(),
         };
         sup.load_records();
+        sup.sweep_leftovers();
         Ok(sup)
     }
 
@@ -449,6 +472,39 @@ impl Supervisor {
             let m = Managed::at_rest(status);
             self.save(&m.status);
             self.containers.insert(id, m);
+        }
+    }
+
+    /// What a supervisor that stopped between a deletion and its clean-up
+    /// left: its trash, and runtime states of containers it no longer has.
+    fn sweep_leftovers(&mut self) {
+        if let Ok(rd) = fs::read_dir(self.root.join("trash")) {
+            for e in rd.flatten() {
+                self.chores.push(Chore::RemoveDir(e.path()));
+            }
+        }
+        if let Ok(states) = self.runtime.list() {
+            for (st, _) in states {
+                if !self.containers.contains_key(&st.id) {
+                    self.chores.push(Chore::RuntimeDelete(st.id.clone()));
+                }
+            }
+        }
+        self.do_chores();
+    }
+
+    /// Runs the clean-ups deletions left (see [`Supervisor::chores`]).
+    fn do_chores(&mut self) {
+        for chore in std::mem::take(&mut self.chores) {
+            match chore {
+                Chore::RuntimeDelete(id) => match self.runtime.delete(&id, true) {
+                    Ok(()) | Err(strato_container::Error::NotFound(_)) => {}
+                    Err(e) => tracing::warn!(id, error = %e, "runtime delete"),
+                },
+                Chore::RemoveDir(dir) => {
+                    let _ = fs::remove_dir_all(dir);
+                }
+            }
         }
     }
 
@@ -508,6 +564,7 @@ impl Supervisor {
                 .retain(|c| c.stream.as_raw_fd() >= 0 && !c.buf.ends_with(b"\0"));
             self.fire_timers();
             self.finish_exits();
+            self.do_chores();
         }
     }
 
@@ -716,6 +773,8 @@ impl Supervisor {
                         Err(f) => (f.into_response(), Vec::new()),
                     };
                     let _ = self.reply(&stream, &resp, &fds);
+                    // After the answer, before the next request.
+                    self.do_chores();
                 }
                 Err(e) => {
                     let resp = Response::Error {
@@ -961,6 +1020,9 @@ impl Supervisor {
     /// completes it when the report arrives. When the starter exits, the
     /// container is reparented to us (we are its nearest subreaper).
     fn start(&mut self, spec: ContainerSpec, restart_count: u32, waiter: Waiter) {
+        // An exit or delete of this container handled in the same round has
+        // its runtime state still to release.
+        self.do_chores();
         if let Err((waiter, f)) = self.spawn_starter(spec, restart_count, waiter) {
             // Nothing was forked (no log, no pipes): answered at once.
             self.answer(waiter, Err(f));
@@ -1429,10 +1491,9 @@ impl Supervisor {
         m.status.oom_killed = code == 137 && oom_killed(&self.runtime, id);
         let ran_ms = m.started.elapsed().as_millis() as u64;
         let status = m.status.clone();
-        // The process is gone: release its runtime state, cgroup and mounts now.
-        if let Err(e) = self.runtime.delete(id, true) {
-            tracing::warn!(id, error = %e, "runtime delete after exit");
-        }
+        // The process is gone: its runtime state, cgroup and mounts are
+        // released right after the exit is told (before the next request).
+        self.chores.push(Chore::RuntimeDelete(id.to_string()));
         self.emit(Event::Exit {
             id: id.to_string(),
             code,
@@ -1545,7 +1606,7 @@ impl Supervisor {
             self.finish_exit(id);
         }
         self.timers.retain(|(_, t)| t != id);
-        let _ = self.runtime.delete(id, true);
+        self.chores.push(Chore::RuntimeDelete(id.to_string()));
         self.forget(id);
         Ok(())
     }
@@ -1554,7 +1615,16 @@ impl Supervisor {
         self.unwatch_outputs(id);
         self.containers.remove(id);
         self.netns.remove(id);
-        let _ = fs::remove_dir_all(self.root.join("containers").join(id));
+        let dir = self.root.join("containers").join(id);
+        let trash = self.root.join("trash");
+        let _ = fs::create_dir_all(&trash);
+        let to = trash.join(format!("{id}-{}", now_nanos()));
+        match fs::rename(&dir, &to) {
+            Ok(()) => self.chores.push(Chore::RemoveDir(to)),
+            Err(_) => {
+                let _ = fs::remove_dir_all(&dir);
+            }
+        }
         self.emit(Event::Destroy {
             id: id.to_string(),
             time: now(),

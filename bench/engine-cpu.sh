@@ -40,7 +40,9 @@ table=strato_cpu$$
 export STRATO_HOST=unix://$sock DOCKER_HOST=unix://$sock
 
 . "$repo/bench/strato-daemon.sh"
+. "$repo/bench/settle.sh"
 trap strato_daemon_stop EXIT
+settle_base=$(settle_netns_count)
 
 strato_daemon_start 198.18.128.0/17 20
 "$repo/scripts/mkrootfs.sh" "$work/rootfs" >/dev/null
@@ -87,6 +89,7 @@ if [ -n "${PERF:-}" ]; then
     sleep 1
 fi
 echo "strato: $STRATO"
+settle_host
 echo "host:   $(uname -r), $(nproc) cpus, load $(cut -d' ' -f1 /proc/loadavg)"
 round "$N" "first $N"
 if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi

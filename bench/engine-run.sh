@@ -14,7 +14,9 @@
 #    containerd, and shims: RSS growth / count). The strato daemon is timed
 #    twice: driven by the docker CLI (the ratio), and by strato's own client
 #    (`strato run -d`), which shows the daemon's pace without the docker
-#    CLI's own cost (about 22 ms of CPU per call here).
+#    CLI's own cost (about 22 ms of CPU per call here). Each of these
+#    phases starts once the host has settled from the previous phase's
+#    removals (bench/settle.sh).
 #
 # Not a test: no assertions, only numbers. Needs root and Debian's docker.io
 # (dockerd, containerd). Both daemons get private sockets, data and exec
@@ -40,6 +42,8 @@ if [ -z "${STRATO:-}" ]; then
 fi
 
 . "$repo/bench/engine-daemons.sh"
+. "$repo/bench/settle.sh"
+settle_base=$(settle_netns_count)
 engine_daemons run 198.18.128.0/17 20 198.18.0.1/21
 import_busybox
 
@@ -100,6 +104,7 @@ for who in strato docker strato_own; do
     else
         sock=$d_sock; pats=("dockerd -H unix://$d_sock" "containerd.*($work|$run)" "containerd-shim")
     fi
+    settle_host
     before=$(rss_kb "${pats[@]}")
     t0=${EPOCHREALTIME/[.,]/}000
     # Failed runs show as fewer running, rather than ending the script.

@@ -85,6 +85,9 @@ EOF
 chown 1000:1000 "$tmp/home/app"
 echo strato >"$tmp/etc/hostname"
 : >"$tmp/etc/resolv.conf"
+# The engine binds its /etc files over these; without them each container's
+# layer gets /etc and a mount point copied up.
+: >"$tmp/etc/hosts"
 chmod 0755 "$tmp"
 
 # Someone else may have finished first; theirs is as good as ours.

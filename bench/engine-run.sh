@@ -7,7 +7,12 @@
 #   STRATO=/path/to/strato DOCKERD=/usr/sbin/dockerd bench/engine-run.sh
 #
 # 1. `docker run --rm busybox true`, with the default bridge network and with
-#    `--network none`, RUNS each, interleaved; medians and strato/docker.
+#    `--network none`, RUNS each, PAUSE (0.5) seconds apart; medians and
+#    strato/docker; and as many `strato run --rm` (strato's own client),
+#    interleaved with strato's docker CLI runs. Each daemon's runs come in a
+#    block of their own on a settled host: a run of one daemon right after
+#    the other's pays for the other's deletions (see bench/settle.sh; the
+#    docker runs made the strato runs 9 ms slower when interleaved).
 # 2. For each count in N (default 100, then 500): that many `docker run -d
 #    busybox sleep` containers with networking, PAR clients in parallel: wall
 #    time until all run, and memory per container (daemon, supervisor or
@@ -50,11 +55,15 @@ import_busybox
 ms() { echo $(( ($2 - $1) / 1000000 )).$(( (($2 - $1) / 10000) % 100 )); }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
-run_once() { # sock, extra args -> prints ms
-    local sock=$1; shift
+run_once() { # sock, client, extra args -> prints ms
+    local sock=$1 client=$2; shift 2
     local t0 t1
+    # Each run on a quiet host: what the previous run (either daemon's)
+    # left to finish in the background (shim exits, namespace teardown,
+    # deferred deletions) does not land on this one.
+    sleep "${PAUSE:-0.5}"
     t0=${EPOCHREALTIME/[.,]/}000
-    DOCKER_HOST=unix://$sock docker run --rm "$@" busybox:bench true >/dev/null
+    DOCKER_HOST=unix://$sock STRATO_HOST=unix://$sock "$client" run --rm "$@" busybox:bench true >/dev/null
     t1=${EPOCHREALTIME/[.,]/}000
     ms "$t0" "$t1"
 }
@@ -66,21 +75,27 @@ echo
 for mode in bridge none; do
     extra=()
     [ "$mode" = none ] && extra=(--network none)
-    : >"$work/s.$mode"; : >"$work/d.$mode"
+    : >"$work/s.$mode"; : >"$work/d.$mode"; : >"$work/o.$mode"
+    settle_host
     for i in $(seq 1 "$RUNS"); do
         if [ $((i % 2)) = 0 ]; then
-            run_once "$s_sock" "${extra[@]}" >>"$work/s.$mode"
-            run_once "$d_sock" "${extra[@]}" >>"$work/d.$mode"
+            run_once "$s_sock" docker "${extra[@]}" >>"$work/s.$mode"
+            run_once "$s_sock" "$STRATO" "${extra[@]}" >>"$work/o.$mode"
         else
-            run_once "$d_sock" "${extra[@]}" >>"$work/d.$mode"
-            run_once "$s_sock" "${extra[@]}" >>"$work/s.$mode"
+            run_once "$s_sock" "$STRATO" "${extra[@]}" >>"$work/o.$mode"
+            run_once "$s_sock" docker "${extra[@]}" >>"$work/s.$mode"
         fi
     done
-    s_med=$(median <"$work/s.$mode"); d_med=$(median <"$work/d.$mode")
-    echo "docker run --rm true, network $mode: $RUNS runs each, interleaved"
+    settle_host
+    for i in $(seq 1 "$RUNS"); do
+        run_once "$d_sock" docker "${extra[@]}" >>"$work/d.$mode"
+    done
+    s_med=$(median <"$work/s.$mode"); d_med=$(median <"$work/d.$mode"); o_med=$(median <"$work/o.$mode")
+    echo "docker run --rm true, network $mode: $RUNS runs each"
     echo "  strato median: $s_med ms"
     echo "  docker median: $d_med ms"
     echo "  ratio strato/docker: $(awk -v a="$s_med" -v b="$d_med" 'BEGIN {printf "%.2f", a/b}')"
+    echo "  strato run --rm (own client) median: $o_med ms, ratio to docker: $(awk -v a="$o_med" -v b="$d_med" 'BEGIN {printf "%.2f", a/b}')"
 done
 
 rss_kb() { # pattern... -> summed RSS in KB of matching processes

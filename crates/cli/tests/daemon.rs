@@ -739,6 +739,17 @@ fn running_containers_hold_no_mounts_on_the_host() {
     // The joiner is in its target's namespace, the others each in their own.
     assert_eq!(netns(&a), netns(&joiner));
     assert_ne!(netns(&a), netns(&none));
+    // Its namespace of its own has its loopback up, as with Docker.
+    assert_eq!(
+        run(&[
+            "exec",
+            &none,
+            "sh",
+            "-c",
+            "ping -c1 -W2 127.0.0.1 >/dev/null && echo up",
+        ]),
+        "up"
+    );
     assert_ne!(netns(&a), fs::read_link("/proc/self/ns/net").unwrap());
     assert_eq!(
         run(&["inspect", "-f", "{{.NetworkSettings.SandboxKey}}", &a]),

@@ -87,10 +87,11 @@ pub enum Kind {
 /// Namespaces made ahead of the starts that take them. A new network
 /// namespace costs the kernel about a millisecond (its sysctl tables,
 /// loopback, per-namespace state), on the path of every `docker run`;
-/// a thread of the pool makes the next ones while a container starts. At
-/// most [`Pool::SPARE`] of each kind wait, so an idle daemon holds a few
-/// empty namespaces; when starts outpace the thread, `take` makes one
-/// itself, as before.
+/// a thread of the pool makes the next ones once starts pause
+/// ([`Pool::QUIET`] after the last take: on a small host, making them while
+/// a container starts would take its CPU). At most [`Pool::SPARE`] of each
+/// kind wait, so an idle daemon holds a few empty namespaces; when starts
+/// come faster, `take` makes one itself, as before.
 pub struct Pool {
     shared: std::sync::Arc<Shared>,
 }
@@ -105,6 +106,8 @@ struct Ready {
     plain: Vec<OwnedFd>,
     wired: Vec<OwnedFd>,
     stop: bool,
+    /// When a start last took one.
+    last_take: Option<std::time::Instant>,
 }
 
 impl Ready {
@@ -137,6 +140,9 @@ fn setup_of(kind: Kind) -> fn() -> io::Result<()> {
 impl Pool {
     /// Namespaces of each kind kept ready.
     pub const SPARE: usize = 2;
+    /// How long after the last take the pool's thread waits before it makes
+    /// more: about a container start.
+    pub const QUIET: std::time::Duration = std::time::Duration::from_millis(20);
 
     /// A pool and its thread, which fills it at once.
     pub fn new() -> Pool {
@@ -166,13 +172,11 @@ impl Pool {
     /// A ready namespace of `kind`, if there is one; the pool's thread
     /// makes the next.
     pub fn take_ready(&self, kind: Kind) -> Option<OwnedFd> {
-        let ready = self
-            .shared
-            .ready
-            .lock()
-            .expect("netns pool lock")
-            .of(kind)
-            .pop();
+        let ready = {
+            let mut r = self.shared.ready.lock().expect("netns pool lock");
+            r.last_take = Some(std::time::Instant::now());
+            r.of(kind).pop()
+        };
         self.shared.wake.notify_one();
         ready
     }
@@ -211,10 +215,18 @@ fn fill(shared: std::sync::Weak<Shared>) {
                 if r.stop {
                     return;
                 }
-                if let Some(k) = r.wanted() {
-                    break k;
+                let quiet_for = r.last_take.map_or(Pool::QUIET, |t| t.elapsed());
+                match r.wanted() {
+                    Some(k) if quiet_for >= Pool::QUIET => break k,
+                    Some(_) => {
+                        r = s
+                            .wake
+                            .wait_timeout(r, Pool::QUIET - quiet_for)
+                            .expect("netns pool lock")
+                            .0
+                    }
+                    None => r = s.wake.wait(r).expect("netns pool lock"),
                 }
-                r = s.wake.wait(r).expect("netns pool lock");
             }
         };
         match new_here(setup_of(kind)) {

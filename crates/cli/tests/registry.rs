@@ -38,6 +38,22 @@ fn sha256(data: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
+/// The status of `GET /v2/` on `port`, or `None` if the exchange failed.
+fn v2_status(port: u16) -> Option<u16> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    String::from_utf8_lossy(&raw)
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// One HTTP/1.0 exchange on `stream` (the server closes after answering):
 /// status, headers (lowercase names) and body.
 fn http10(
@@ -131,8 +147,9 @@ impl Registry {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
-                let (status, _, _) = http10(s, "GET", "/v2/", &[], b"");
+            // A connection can be reset while the registry starts up: asked
+            // again until it answers.
+            if let Some(status) = v2_status(port) {
                 assert!(status == 200 || status == 401, "registry /v2/: {status}");
                 return r;
             }

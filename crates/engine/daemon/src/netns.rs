@@ -56,11 +56,7 @@ fn loopback_up() -> io::Result<()> {
     }
     // SAFETY: `sock` is a new descriptor that nothing else owns.
     let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(sock) };
-    // SAFETY: ifreq is plain data; all zeroes is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
+    let mut req = loopback_request();
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
     unsafe {
         if libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) < 0 {
@@ -72,6 +68,16 @@ fn loopback_up() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An interface request naming `lo`, for the SIOC?IFFLAGS ioctls.
+fn loopback_request() -> libc::ifreq {
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req
 }
 
 /// Which namespaces a [`Pool`] keeps ready.
@@ -302,11 +308,7 @@ mod tests {
                 let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
                 nix::sched::setns(ns, CloneFlags::CLONE_NEWNET).unwrap();
                 let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-                // SAFETY: ifreq is plain data; all zeroes is a valid value.
-                let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-                for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
-                    *d = *s as libc::c_char;
-                }
+                let mut req = loopback_request();
                 // SAFETY: reads into the ifreq we own.
                 let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
                 assert_eq!(rc, 0);

@@ -412,13 +412,20 @@ fn launch_direct(l: &Launch, parent: Channel, child: Channel) -> Result<Launched
 
 /// C2 forked by P: its namespaces and cgroups, then the container process.
 fn direct_child(l: &Launch, ch: &Channel) -> ! {
-    if let Err(e) = direct_setup(l, ch) {
-        die(ch, e, 1)
-    }
-    container_process(l, ch, false)
+    let cgroups_pending = match direct_setup(l, ch) {
+        Ok(pending) => pending,
+        Err(e) => die(ch, e, 1),
+    };
+    container_process(l, ch, false, cgroups_pending)
 }
 
-fn direct_setup(l: &Launch, ch: &Channel) -> std::result::Result<(), String> {
+/// Namespaces, and the cgroups unless they wait for the mounts: returns
+/// true when the container process still has to enter them
+/// ([`enter_cgroups`], called by the rootfs setup before its first cgroup
+/// mount). They wait unless a mount namespace is joined (where the host's
+/// cgroup paths may not be the same), so the first mounts (the root
+/// overlay, /proc, /dev, /sys) overlap with P making the cgroups.
+fn direct_setup(l: &Launch, ch: &Channel) -> std::result::Result<bool, String> {
     // Created while P makes the cgroups; the cgroup namespace waits until we
     // are in the container's cgroups, its root.
     let now = l.ns.new - CloneFlags::CLONE_NEWPID - CloneFlags::CLONE_NEWCGROUP;
@@ -426,16 +433,32 @@ fn direct_setup(l: &Launch, ch: &Channel) -> std::result::Result<(), String> {
         nix::sched::unshare(now)
             .map_err(|e| format!("create namespaces {}: {e}", flag_names(now)))?;
     }
+    if !l.ns.joins_mount() {
+        // Joined now: /sys, mounted before the cgroups, shows the network
+        // namespace it is mounted in.
+        join_namespaces(l)?;
+        return Ok(true);
+    }
+    enter_cgroups(l, ch, false)?;
+    tracing::debug!("container process: namespaces and cgroups set up");
+    Ok(false)
+}
+
+/// Waits for P's `Go` (the cgroups are made), enters them and makes the
+/// cgroup namespace, whose root they become; namespaces to join are joined
+/// in between unless `joined`.
+fn enter_cgroups(l: &Launch, ch: &Channel, joined: bool) -> std::result::Result<(), String> {
     ch.expect(&Msg::Go)?;
     set_affinity_initial(l)?;
     set_oom_score_adj(l)?;
     (l.enter_cgroup)().map_err(|e| e.to_string())?;
-    join_namespaces(l)?;
+    if !joined {
+        join_namespaces(l)?;
+    }
     if l.ns.new.contains(CloneFlags::CLONE_NEWCGROUP) {
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| format!("create namespaces cgroup: {e}"))?;
     }
-    tracing::debug!("container process: namespaces and cgroups set up");
     Ok(())
 }
 
@@ -673,7 +696,7 @@ fn intermediate(l: &Launch, ch: &Channel) -> ! {
         }
     };
     match forked {
-        Ok(ForkResult::Child) => container_process(l, ch, true),
+        Ok(ForkResult::Child) => container_process(l, ch, true, false),
         Ok(ForkResult::Parent { child }) => {
             let code = if ch.send(&Msg::Pid(child.as_raw())).is_ok() {
                 0
@@ -936,8 +959,9 @@ fn flag_names(f: CloneFlags) -> String {
 }
 
 /// C2: becomes the container process; never returns. Forked by C1, it
-/// first waits for P's `Go` (`await_go`).
-fn container_process(l: &Launch, ch: &Channel, await_go: bool) -> ! {
+/// first waits for P's `Go` (`await_go`); forked by P, it may still have to
+/// enter its cgroups (`cgroups_pending`, see [`direct_setup`]).
+fn container_process(l: &Launch, ch: &Channel, await_go: bool, cgroups_pending: bool) -> ! {
     if l.ns.in_userns() {
         if let Err(e) = become_userns_root() {
             die(ch, e, 1)
@@ -973,7 +997,16 @@ fn container_process(l: &Launch, ch: &Channel, await_go: bool) -> ! {
             bundle,
             cgroup,
             fifo_dir,
-        } => init_setup(l, ch, spec, rootfs, bundle, cgroup, fifo_dir.as_ref()),
+        } => init_setup(
+            l,
+            ch,
+            spec,
+            rootfs,
+            bundle,
+            cgroup,
+            fifo_dir.as_ref(),
+            cgroups_pending,
+        ),
         Role::Exec => exec_setup(l),
     };
     if let Err(e) = res {
@@ -1016,6 +1049,7 @@ fn init_setup(
     bundle: &Path,
     cgroup: &CgroupView,
     fifo_dir: Option<&OwnedFd>,
+    cgroups_pending: bool,
 ) -> std::result::Result<(), String> {
     let sys = Linux;
     let s = |e: Error| e.to_string();
@@ -1046,6 +1080,7 @@ fn init_setup(
         ch.recv_fd()
             .map_err(|e| Error::Init(format!("{}: {e}", what())))
     };
+    let enter = || enter_cgroups(l, ch, true).map_err(Error::Init);
     let ctx = RootfsContext {
         rootfs,
         bundle,
@@ -1058,12 +1093,20 @@ fn init_setup(
             .new_user
             .then_some(&open_source as &rootfs::OpenMountSource),
         own_mount_ns: l.ns.has_mount_ns(),
+        enter_cgroups: cgroups_pending.then_some(&enter as &rootfs::EnterCgroups),
     };
     tracing::debug!("container process: mounting");
     rootfs::prepare(&sys, &ctx).map_err(s)?;
-    ch.send(&Msg::RunCreateRuntimeHooks)
-        .map_err(|e| e.to_string())?;
-    ch.expect(&Msg::Go)?;
+    // P runs prestart and createRuntime hooks, in the runtime namespace;
+    // without any, no round trip.
+    if [HookKind::Prestart, HookKind::CreateRuntime]
+        .into_iter()
+        .any(|k| !hooks::hooks_of(spec, k).is_empty())
+    {
+        ch.send(&Msg::RunCreateRuntimeHooks)
+            .map_err(|e| e.to_string())?;
+        ch.expect(&Msg::Go)?;
+    }
     hooks::run(spec, HookKind::CreateContainer, &(l.hook_state)(host_pid)).map_err(s)?;
     if ctx.own_mount_ns {
         tracing::debug!("container process: pivot_root");

@@ -37,7 +37,15 @@ pub struct RootfsContext<'a> {
     /// namespace beneath a private bind of the rootfs, and the process
     /// enters the rootfs by chroot, not pivot_root.
     pub own_mount_ns: bool,
+    /// Puts the process into the container's cgroups, where it was not yet:
+    /// called once, before the first cgroup mount (which shows the cgroup
+    /// namespace that this call creates), or after the last mount. The
+    /// mounts before it overlap with the runtime making the cgroups.
+    pub enter_cgroups: Option<&'a EnterCgroups<'a>>,
 }
+
+/// Enters the container's cgroups and makes its cgroup namespace.
+pub type EnterCgroups<'a> = dyn Fn() -> Result<()> + 'a;
 
 /// Opens a bind-mount source `(path, recursive)` as a detached mount.
 pub type OpenMountSource<'a> = dyn Fn(&Path, bool) -> Result<std::os::fd::OwnedFd> + 'a;
@@ -377,13 +385,23 @@ pub fn prepare(sys: &dyn Syscall, ctx: &RootfsContext) -> Result<()> {
     // end, so mounts (and device nodes) can still be made beneath them.
     let mut read_only = Vec::new();
     let mut recursive_attrs = Vec::new();
+    let mut enter_cgroups = ctx.enter_cgroups;
     for m in &mounts {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            if let Some(enter) = enter_cgroups.take() {
+                enter()?;
+            }
+        }
         mount_one(sys, ctx, m, &mut read_only)?;
         let o = parse_options(m.options().as_deref().unwrap_or(&[]));
         if o.rec_set != 0 || o.rec_clear != 0 {
             let dest = secure_join(ctx.rootfs, &container_path(ctx.rootfs, m.destination()))?;
             recursive_attrs.push((dest, o.rec_set, o.rec_clear));
         }
+    }
+    // Device nodes are made inside the devices cgroup, as before.
+    if let Some(enter) = enter_cgroups {
+        enter()?;
     }
     let dev_mounted = mounts.iter().any(|m| m.destination() == Path::new("/dev"));
     // Directories device nodes went into: (in the container, on the host).
@@ -1249,6 +1267,7 @@ mod tests {
             userns,
             mount_source: None,
             own_mount_ns: true,
+            enter_cgroups: None,
         }
     }
 
@@ -1286,6 +1305,72 @@ mod tests {
                 Call::Chroot(".".into()),
                 Call::Chdir("/".into())
             ]
+        );
+    }
+
+    /// The calls recorded when `enter_cgroups` ran, for each prepare of
+    /// `spec`'s mounts.
+    fn entered_after(spec: &Spec) -> (Vec<usize>, Vec<Call>) {
+        let root = tempfile::tempdir().unwrap();
+        let rec = Recorder::default();
+        let entered = std::cell::RefCell::new(Vec::new());
+        let enter = || {
+            entered.borrow_mut().push(rec.calls().len());
+            Ok(())
+        };
+        let ctx = RootfsContext {
+            enter_cgroups: Some(&enter),
+            ..context(root.path(), spec, &CgroupView::V2, false)
+        };
+        prepare(&rec, &ctx).unwrap();
+        (entered.into_inner(), rec.calls())
+    }
+
+    fn mount_types(calls: &[Call]) -> Vec<&str> {
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount {
+                    fstype: Some(t), ..
+                } => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cgroups_are_entered_once_right_before_the_first_cgroup_mount() {
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","mounts":[
+                {"destination":"/proc","type":"proc","source":"proc"},
+                {"destination":"/sys/fs/cgroup","type":"cgroup","source":"cgroup"},
+                {"destination":"/dev/mqueue","type":"mqueue","source":"mqueue"}
+            ]}"#,
+        );
+        let (entered, calls) = entered_after(&spec);
+        assert_eq!(entered.len(), 1, "entered once: {entered:?}");
+        let (before, after) = calls.split_at(entered[0]);
+        assert_eq!(mount_types(before), ["proc"], "{calls:?}");
+        assert_eq!(mount_types(after), ["cgroup2", "mqueue"], "{calls:?}");
+    }
+
+    #[test]
+    fn without_a_cgroup_mount_cgroups_are_entered_after_the_mounts() {
+        let spec = spec_with(
+            r#"{"ociVersion":"1.0.2","mounts":[
+                {"destination":"/proc","type":"proc","source":"proc"},
+                {"destination":"/dev","type":"tmpfs","source":"tmpfs"}
+            ]}"#,
+        );
+        let (entered, calls) = entered_after(&spec);
+        assert_eq!(entered.len(), 1, "entered once: {entered:?}");
+        let (before, after) = calls.split_at(entered[0]);
+        assert_eq!(mount_types(before), ["proc", "tmpfs"], "{calls:?}");
+        // Device nodes are made inside the devices cgroup.
+        assert!(!before.iter().any(|c| matches!(c, Call::Mknod(..))));
+        assert!(
+            after.iter().any(|c| matches!(c, Call::Mknod(..))),
+            "{calls:?}"
         );
     }
 

@@ -1,7 +1,7 @@
 # Sourced by the engine benchmarks (engine-run.sh, engine-build.sh,
 # engine-pull.sh): `strato daemon` and Debian's dockerd side by side, each on
-# private sockets and data roots under one temp dir, exec roots under one in
-# /run (tmpfs, where both keep them by default), and its own bridge (dockerd
+# private sockets and data roots under one temp dir, exec roots under one
+# tmpfs in /run (where both keep them by default), and its own bridge (dockerd
 # with --iptables=false), removed with everything they made on exit.
 #
 #   engine_daemons TAG STRATO_POOL STRATO_PREFIX DOCKER_BRIDGE_CIDR
@@ -14,9 +14,12 @@
 engine_daemons() {
     local tag=$1 pool=$2 prefix=$3 dcidr=$4
     work=$(mktemp -d "/tmp/strato-$tag-bench.XXXXXX")
-    # Exec roots on tmpfs, where both daemons keep them by default
-    # (/run/docker with containerd's state, /run/strato).
+    # Exec roots on a tmpfs, as /run is on most hosts and both daemons keep
+    # them there by default (/run/docker with containerd's state,
+    # /run/strato). Mounted here because /run is not always one (on this
+    # project's VMs it is a directory of the ext4 root).
     run=$(mktemp -d "/run/strato-$tag-bench.XXXXXX")
+    mount -t tmpfs -o mode=0755 "strato-$tag-bench" "$run"
     s_sock=$work/strato.sock
     d_sock=$work/docker.sock
     ed_bridge=s$tag$$

@@ -8,8 +8,10 @@
 
 strato_daemon_start() {
     sock=$work/strato.sock
-    # The exec root on tmpfs, as the default /run/strato/engine.
+    # The exec root on a tmpfs, as the default /run/strato/engine is on
+    # most hosts (mounted here: /run is not always a tmpfs).
     run=$(mktemp -d /run/strato-bench.XXXXXX)
+    mount -t tmpfs -o mode=0755 strato-bench "$run"
     "$STRATO" daemon --host "unix://$sock" --data-root "$work/data" --exec-root "$run/exec" \
         --bridge-name "$bridge" --nft-table "$table" --bridge-pool "$1" --subnet-prefix "$2" \
         >"$work/daemon.log" 2>&1 &

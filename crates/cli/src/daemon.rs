@@ -49,6 +49,11 @@ pub struct DaemonArgs {
     /// loopback registries always may. Repeatable.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
+    /// Prepare a new container's start right after its create (its process
+    /// waits, created, for the start), for containers with `--network none`
+    /// or `host`. `false` makes every start do all of its work.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    prepare_starts: bool,
     /// Persistent state: images, containers, volumes, networks.
     #[arg(long, default_value = "/var/lib/strato")]
     data_root: PathBuf,
@@ -260,6 +265,7 @@ async fn serve(
         strato_bin,
         network,
         insecure_registries: args.insecure_registries.clone(),
+        prepare_starts: args.prepare_starts,
     })
     .await
     .map_err(|e| anyhow::anyhow!("open the engine at {}: {e}", args.data_root.display()))?;

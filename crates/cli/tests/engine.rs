@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -75,6 +76,7 @@ async fn env(name: &str) -> Env {
         strato_bin: PathBuf::from(env!("CARGO_BIN_EXE_strato")),
         network: Some(net),
         insecure_registries: Vec::new(),
+        prepare_starts: true,
     })
     .await
     .expect("open the engine");
@@ -179,4 +181,111 @@ async fn names_conflicts_and_removing_a_running_container() {
     let err = e.create(request(&[], NetworkMode::None)).await;
     // busybox from a rootfs import has no Cmd: a command is required.
     assert!(err.is_err());
+}
+
+/// The pid of the process the supervisor's runtime holds for `id` (a
+/// prepared start's, while it waits), once there is one.
+async fn prepared_pid(env: &Env, id: &str) -> i32 {
+    let state = env
+        .exec_root
+        .join("supervisor/runtime")
+        .join(id)
+        .join("state.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["pid"].as_i64())
+        {
+            return pid as i32;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no start was prepared for {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn run_to_exit(e: &Arc<Engine>, id: &str) -> i32 {
+    let waiter = {
+        let (e, id) = (e.clone(), id.to_string());
+        tokio::spawn(async move { e.wait(&id, true).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    e.start(id).await.expect("start");
+    tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("wait timed out")
+        .unwrap()
+        .expect("wait")
+}
+
+/// A create as the docker CLI's `run` sends it: attached to the output.
+fn attached(cmd: &[&str]) -> CreateRequest {
+    let mut req = request(cmd, NetworkMode::None);
+    req.raw = serde_json::json!({"AttachStdout": true, "AttachStderr": true});
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_prepared_at_create_run_and_outdated_or_unused_ones_go() {
+    let env = env("engine-prepared").await;
+    let e = &env.engine;
+    let cmd = [
+        "sh",
+        "-c",
+        "echo from $(hostname); cat /x 2>/dev/null; exit 5",
+    ];
+
+    // Not attached (`run -d`): started at once, nothing prepared.
+    let id = e.create(request(&cmd, NetworkMode::None)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!env.exec_root.join("supervisor/runtime").join(&id).exists());
+    e.remove(&id, false).await.unwrap();
+
+    // Created: its process waits; the start runs that very process.
+    let id = e.create(attached(&cmd)).await.unwrap();
+    let pid = prepared_pid(&env, &id).await;
+    assert!(proc_alive(pid));
+    assert!(e.record(&id).unwrap().status.is_none(), "still created");
+    assert_eq!(run_to_exit(e, &id).await, 5);
+    let st = e.record(&id).unwrap().status.unwrap();
+    assert_eq!(st.pid, 0, "exited: {st:?}");
+    assert!(log_text(e, &id).contains(&format!("from {}", &id[..12])));
+    e.remove(&id, false).await.unwrap();
+
+    // Renamed after the create: the record changed, the start makes a new
+    // process (the prepared one goes), and the container runs all the same.
+    let id = e.create(attached(&cmd)).await.unwrap();
+    let pid = prepared_pid(&env, &id).await;
+    e.rename(&id, "prepared-renamed").unwrap();
+    assert_eq!(run_to_exit(e, "prepared-renamed").await, 5);
+    assert!(!proc_alive(pid), "the outdated prepared process is gone");
+    e.remove(&id, false).await.unwrap();
+
+    // Discarded before a copy reaches the layer: what it wrote is seen.
+    let id = e.create(attached(&cmd)).await.unwrap();
+    let pid = prepared_pid(&env, &id).await;
+    e.unprepare(&id).await;
+    assert!(!proc_alive(pid));
+    // As a copy into a created container writes (through a mount of its own).
+    let upper = e
+        .config()
+        .data_root
+        .join("images/containers")
+        .join(&id)
+        .join("upper");
+    fs::write(upper.join("x"), "copied\n").unwrap();
+    assert_eq!(run_to_exit(e, &id).await, 5);
+    assert!(log_text(e, &id).contains("copied\n"));
+    e.remove(&id, false).await.unwrap();
+
+    // Removed while created: no process, no runtime state.
+    let id = e.create(attached(&cmd)).await.unwrap();
+    let pid = prepared_pid(&env, &id).await;
+    e.remove(&id, false).await.unwrap();
+    assert!(!proc_alive(pid));
+    assert!(!env.exec_root.join("supervisor/runtime").join(&id).exists());
 }

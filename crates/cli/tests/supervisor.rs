@@ -492,3 +492,87 @@ fn a_failed_start_reports_the_error_and_leaves_nothing() {
     c.delete(&ok, true).expect("delete");
     c.delete(&id, false).expect("delete the failed one");
 }
+
+/// Whether process `pid` is gone (or a zombie left for its reaper).
+fn process_gone(pid: i32) -> bool {
+    strato_container::state::process_start_time(pid).is_none()
+}
+
+fn wait_gone(pid: i32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !process_gone(pid) {
+        assert!(Instant::now() < deadline, "process {pid} is still there");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_prepared_container_waits_unlisted_and_its_start_runs_that_process() {
+    let ctx = Ctx::new("sup-prep");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("echo ran; exit 4");
+    let s = spec(&ctx, &b, &id);
+    let pid = c.prepare(s.clone(), None).expect("prepare");
+    assert!(!process_gone(pid), "the prepared process waits");
+    assert!(sup.runtime_root().join(&id).exists());
+    assert!(
+        c.list().expect("list").iter().all(|st| st.spec.id != id),
+        "a prepared container is not listed"
+    );
+    assert!(c.state(&id).is_err(), "nor has it a status");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        log_lines(&s.log_path).is_empty(),
+        "nothing ran before the start"
+    );
+    let (started, status) = c.start_status(s.clone(), None, true).expect("start");
+    assert_eq!(started, pid, "the start runs the prepared process");
+    assert!(status.is_some_and(|st| st.pid == pid));
+    let st = wait_exited(&mut c, &id);
+    assert_eq!(st.exit_code, Some(4), "{st:?}");
+    assert_eq!(log_lines(&s.log_path), [(Stream::Stdout, "ran\n".into())]);
+}
+
+#[test]
+fn a_prepared_container_goes_with_a_delete_a_start_without_it_or_its_time() {
+    let ctx = Ctx::new("sup-unprep");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("echo ran");
+    let s = spec(&ctx, &b, &id);
+
+    // A delete: nothing is left.
+    let pid = c.prepare(s.clone(), None).expect("prepare");
+    c.delete(&id, false).expect("delete a prepared container");
+    wait_gone(pid);
+    assert!(!sup.runtime_root().join(&id).exists());
+
+    // A start that does not ask for it: a new process runs.
+    let old = c.prepare(s.clone(), None).expect("prepare");
+    let (new, _) = c.start_status(s.clone(), None, false).expect("start");
+    assert_ne!(new, old);
+    wait_gone(old);
+    let st = wait_exited(&mut c, &id);
+    assert_eq!(st.exit_code, Some(0), "{st:?}");
+    c.delete(&id, false).expect("delete");
+
+    // Unstarted for PREPARED_TTL: discarded.
+    let pid = c.prepare(s.clone(), None).expect("prepare");
+    std::thread::sleep(strato_supervisor::protocol::PREPARED_TTL + Duration::from_millis(500));
+    wait_gone(pid);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sup.runtime_root().join(&id).exists() {
+        assert!(Instant::now() < deadline, "the runtime state stayed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A start that asks for it then starts anew.
+    let (pid2, _) = c.start_status(s.clone(), None, true).expect("start");
+    assert_ne!(pid2, pid);
+    let st = wait_exited(&mut c, &id);
+    assert_eq!(st.exit_code, Some(0), "{st:?}");
+}

@@ -1987,7 +1987,9 @@ impl Backend for EngineBackend {
     }
 
     async fn container_archive_stat(&self, id: &str, path: &str) -> Result<PathStat, ApiError> {
-        let (src, name) = copy::RootSource::of(&self.engine, &self.rec(id)?);
+        let r = self.rec(id)?;
+        self.engine.unprepare(&r.id).await;
+        let (src, name) = copy::RootSource::of(&self.engine, &r);
         let path = path.to_string();
         copy::spawn(src, move |root| copy::stat(root, &path, &name))
             .await
@@ -1997,6 +1999,7 @@ impl Backend for EngineBackend {
 
     async fn container_export(&self, id: &str) -> Result<ByteStream, ApiError> {
         let r = self.rec(id)?;
+        self.engine.unprepare(&r.id).await;
         let src = copy::RootSource::for_export(&self.engine, &r);
         let name = r.name.clone();
         let (stat_tx, stat_rx) = tokio::sync::oneshot::channel();
@@ -2023,7 +2026,9 @@ impl Backend for EngineBackend {
         id: &str,
         path: &str,
     ) -> Result<(PathStat, ByteStream), ApiError> {
-        let (src, name) = copy::RootSource::of(&self.engine, &self.rec(id)?);
+        let r = self.rec(id)?;
+        self.engine.unprepare(&r.id).await;
+        let (src, name) = copy::RootSource::of(&self.engine, &r);
         let path = path.to_string();
         let (stat_tx, stat_rx) = tokio::sync::oneshot::channel();
         let (mut w, stream) = BodyWriter::new();
@@ -2051,6 +2056,9 @@ impl Backend for EngineBackend {
         body: ByteStream,
     ) -> Result<(), ApiError> {
         let r = self.rec(id)?;
+        // Copies reach the layer through a mount of their own: a start
+        // prepared over the layer before would not see what they write.
+        self.engine.unprepare(&r.id).await;
         let (src, name) = copy::RootSource::of(&self.engine, &r);
         // copyUIDGID: entries belong to the container's user, as in Docker;
         // otherwise they keep the tar's ids.

@@ -35,6 +35,9 @@ pub struct EngineConfig {
     /// Registries (`HOST[:PORT]`) reachable over plain HTTP besides loopback
     /// ones (`--insecure-registry`).
     pub insecure_registries: Vec<String>,
+    /// Prepare each new container's start right after its create (see
+    /// [`Engine::start`]).
+    pub prepare_starts: bool,
 }
 
 /// Engine failures, mapped by the API to Docker's status codes.
@@ -343,6 +346,26 @@ pub struct Engine {
     starting: Mutex<std::collections::HashSet<String>>,
     /// Network namespaces made ahead of the starts that take them.
     netns_pool: Arc<crate::netns::Pool>,
+    /// Starts prepared after a create, each locked while it is made.
+    prepared: Mutex<std::collections::HashMap<String, PreparedSlot>>,
+}
+
+/// A start prepared after a create: the container is created in the
+/// supervisor (its process waits to execute) from the bundle below.
+struct Prepared {
+    /// The record it was made from: a start whose record differs (renamed,
+    /// updated, connected) does not use it.
+    record: Vec<u8>,
+    spec: ContainerSpec,
+    netns: Option<OwnedFd>,
+    hostname: String,
+}
+
+type PreparedSlot = Arc<tokio::sync::Mutex<Option<Prepared>>>;
+
+/// What a prepared start is compared on.
+fn record_bytes(r: &Record) -> Vec<u8> {
+    serde_json::to_vec(r).unwrap_or_default()
 }
 
 /// Images whose accounts are remembered; beyond, the table starts over.
@@ -473,6 +496,7 @@ impl Engine {
             accounts: Mutex::default(),
             starting: Mutex::default(),
             netns_pool: Arc::new(crate::netns::Pool::new()),
+            prepared: Mutex::default(),
         });
         let _ = engine.me.set(Arc::downgrade(&engine));
         // Re-adopted containers keep resolving each other's names.
@@ -763,7 +787,9 @@ impl Engine {
                 }
                 self.emit(&id, "start", None);
             }
-            E::Exit { id, code, .. } => {
+            E::Exit {
+                id, code, status, ..
+            } => {
                 // An AutoRemove container's record is not saved once more
                 // just before it is deleted.
                 let auto_remove = self
@@ -772,7 +798,10 @@ impl Engine {
                     .expect("records lock")
                     .get(&id)
                     .is_some_and(|r| r.auto_remove);
-                let status = self.refresh_saved(&id, !auto_remove).await;
+                let status = match status {
+                    Some(s) => self.set_status(&id, Some(*s), !auto_remove),
+                    None => self.refresh_saved(&id, !auto_remove).await,
+                };
                 // Resources stay while a restart is pending; else they are
                 // released before anyone waiting hears of the exit.
                 let exited = status.is_some_and(|s| s.phase == Phase::Exited);
@@ -801,6 +830,17 @@ impl Engine {
     async fn refresh_saved(&self, id: &str, save: bool) -> Option<ContainerStatus> {
         let owned = id.to_string();
         let status = self.sup(move |c| c.state(&owned)).await.ok();
+        self.set_status(id, status, save)
+    }
+
+    /// Puts a status the supervisor gave into the container's record, saved
+    /// if `save` and it changed.
+    fn set_status(
+        &self,
+        id: &str,
+        status: Option<ContainerStatus>,
+        save: bool,
+    ) -> Option<ContainerStatus> {
         let mut recs = self.records.lock().expect("records lock");
         if let Some(r) = recs.get_mut(id) {
             // Saved only when it changed: a run asks the status several
@@ -975,7 +1015,88 @@ impl Engine {
             return Err(e);
         }
         self.emit(&id, "create", None);
+        // A client that attaches starts after its attach and wait requests
+        // (the docker CLI's `run` and `create`); one that does not starts at
+        // once (`run -d`), with no time for a preparation to save.
+        let attaches = ["AttachStdin", "AttachStdout", "AttachStderr"]
+            .iter()
+            .any(|k| record.raw[k].as_bool() == Some(true));
+        if attaches {
+            self.prepare_soon(&record);
+        }
         Ok(id)
+    }
+
+    /// Prepares the start of a container just created, in the background:
+    /// the `docker` CLI attaches and asks for its exit between create and
+    /// start (several milliseconds of its own), and that time goes into
+    /// the start. Only for containers whose start changes nothing outside
+    /// them (`--network none` or `host`): a bridge endpoint is made at the
+    /// start. Unused, the supervisor discards it after `PREPARED_TTL`.
+    fn prepare_soon(&self, r: &Record) {
+        if !self.cfg.prepare_starts || !matches!(r.network, NetworkMode::None | NetworkMode::Host) {
+            return;
+        }
+        let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) else {
+            return;
+        };
+        let slot: PreparedSlot = Arc::default();
+        let Ok(mut guard) = slot.clone().try_lock_owned() else {
+            return;
+        };
+        self.prepared
+            .lock()
+            .expect("prepared lock")
+            .insert(r.id.clone(), slot);
+        let id = r.id.clone();
+        tokio::spawn(async move {
+            match me.prepare(&id).await {
+                Ok(p) => *guard = Some(p),
+                Err(e) => tracing::debug!(id, error = %e, "start not prepared"),
+            }
+        });
+    }
+
+    /// The bundle of container `id` and its creation in the supervisor, as
+    /// a start would make them.
+    async fn prepare(&self, id: &str) -> Result<Prepared, EngineError> {
+        let mut r = self.record(id)?;
+        let record = record_bytes(&r);
+        let (bundle, rootfs, overlay) = self.layer_for(&r).await?;
+        let (spec, netns, hostname) = self.bundle_for(&mut r, &bundle, &rootfs, &overlay).await?;
+        let send = spec.clone();
+        let fd = netns
+            .as_ref()
+            .map(|f| f.try_clone())
+            .transpose()
+            .map_err(internal)?;
+        self.sup(move |c| c.prepare(send, fd.as_ref().map(|f| f.as_fd())))
+            .await?;
+        Ok(Prepared {
+            record,
+            spec,
+            netns,
+            hostname,
+        })
+    }
+
+    /// The start prepared for container `id`, once made (it may be under
+    /// way); `None` if there is none.
+    async fn take_prepared(&self, id: &str) -> Option<Prepared> {
+        let slot = self.prepared.lock().expect("prepared lock").remove(id)?;
+        let mut guard = slot.lock().await;
+        guard.take()
+    }
+
+    /// Discards the start prepared for container `id`, if any, before
+    /// something else uses its root filesystem (a copy, an export).
+    pub async fn unprepare(&self, id: &str) {
+        if self.take_prepared(id).await.is_some() {
+            let idc = id.to_string();
+            if let Err(e) = self.sup(move |c| c.delete(&idc, true)).await {
+                tracing::warn!(id, error = %e, "discard a prepared start");
+            }
+        }
     }
 
     fn bridge_network(name: &str) -> String {
@@ -987,7 +1108,10 @@ impl Engine {
         }
     }
 
-    /// `docker start`.
+    /// `docker start`. A start prepared after the create (see
+    /// [`Engine::prepare_soon`]) is finished if the record is still the
+    /// one it was made from; otherwise the supervisor discards it and the
+    /// container starts from a new bundle.
     pub async fn start(&self, name_or_id: &str) -> Result<(), EngineError> {
         let mut r = self.record(name_or_id)?;
         if let Some(s) = &r.status {
@@ -999,7 +1123,42 @@ impl Engine {
             }
         }
         let id = r.id.clone();
-        let bundle = self.run_dir(&id);
+        let prepared = self
+            .take_prepared(&id)
+            .await
+            .filter(|p| p.record == record_bytes(&r));
+        let result = match prepared {
+            Some(p) => {
+                self.launch(&mut r, p.spec, p.netns, &p.hostname, true)
+                    .await
+            }
+            None => {
+                let (bundle, rootfs, overlay) = self.layer_for(&r).await?;
+                self.start_mounted(&mut r, &bundle, &rootfs, &overlay).await
+            }
+        };
+        if let Err(e) = result {
+            self.release(&id).await;
+            // As dockerd: a failed start is a "die" (with the shell's code
+            // for a missing or unrunnable command), which ends attached
+            // streams and wakes waiters; an AutoRemove container goes.
+            self.emit(&id, "die", Some(start_failure_code(&e.to_string())));
+            if r.auto_remove {
+                let _ = self.remove(&id, true).await;
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The container's bundle directory, its rootfs mount point and its
+    /// writable layer over the image's (not mounted: the runtime mounts it
+    /// in the container's own mount namespace).
+    async fn layer_for(
+        &self,
+        r: &Record,
+    ) -> Result<(PathBuf, PathBuf, strato_image::Overlay), EngineError> {
+        let bundle = self.run_dir(&r.id);
         let rootfs = bundle.join("rootfs");
         fs::create_dir_all(&rootfs).map_err(internal)?;
         // Rootfs: the image's layers under the container's writable layer,
@@ -1009,7 +1168,7 @@ impl Engine {
         // cost more as containers ran). One left on the host by an earlier
         // strato is taken down first.
         let images = self.images.clone();
-        let (image, cid, target) = (r.image_id.clone(), id.clone(), rootfs.clone());
+        let (image, cid, target) = (r.image_id.clone(), r.id.clone(), rootfs.clone());
         // A --rm container's layer goes with it: never synced.
         let opts = strato_image::RootfsOptions {
             volatile: r.auto_remove,
@@ -1025,19 +1184,7 @@ impl Engine {
         .map_err(|e| {
             EngineError::Internal(format!("prepare the container's root filesystem: {e}"))
         })?;
-        let result = self.start_mounted(&mut r, &bundle, &rootfs, &overlay).await;
-        if let Err(e) = result {
-            self.release(&id).await;
-            // As dockerd: a failed start is a "die" (with the shell's code
-            // for a missing or unrunnable command), which ends attached
-            // streams and wakes waiters; an AutoRemove container goes.
-            self.emit(&id, "die", Some(start_failure_code(&e.to_string())));
-            if r.auto_remove {
-                let _ = self.remove(&id, true).await;
-            }
-            return Err(e);
-        }
-        Ok(())
+        Ok((bundle, rootfs, overlay))
     }
 
     async fn start_mounted(
@@ -1047,6 +1194,20 @@ impl Engine {
         rootfs: &Path,
         overlay: &strato_image::Overlay,
     ) -> Result<(), EngineError> {
+        let (spec, netns, hostname) = self.bundle_for(r, bundle, rootfs, overlay).await?;
+        self.launch(r, spec, netns, &hostname, false).await
+    }
+
+    /// Everything a start needs before the supervisor's part: the network
+    /// namespace (wired to its networks), the /etc files, config.json.
+    /// Returns the supervisor's spec, the namespace and the hostname.
+    async fn bundle_for(
+        &self,
+        r: &mut Record,
+        bundle: &Path,
+        rootfs: &Path,
+        overlay: &strato_image::Overlay,
+    ) -> Result<(ContainerSpec, Option<OwnedFd>, String), EngineError> {
         let id = r.id.clone();
         let mut cfg = r.config.clone();
         // The network namespace the container joins, held by descriptor
@@ -1181,18 +1342,36 @@ impl Engine {
             auto_remove: false,
             netns: netns.is_some(),
         };
+        Ok((spec, netns, cfg.hostname))
+    }
+
+    /// The supervisor's part of a start (finishing the prepared container
+    /// if `prepared`), then the record of it.
+    async fn launch(
+        &self,
+        r: &mut Record,
+        spec: ContainerSpec,
+        netns: Option<OwnedFd>,
+        hostname: &str,
+        prepared: bool,
+    ) -> Result<(), EngineError> {
+        let id = r.id.clone();
         // One connection: the start, then the status it left.
         self.starting
             .lock()
             .expect("starting lock")
             .insert(id.clone());
+        // A container that never ran has no record in the supervisor.
+        let ran_before = r.status.is_some();
         let started = self
             .sup(move |c| {
                 // A record of an earlier run is replaced.
-                let _ = c.delete(&spec.id, false);
-                let id = spec.id.clone();
-                c.start_in(spec, netns.as_ref().map(|fd| fd.as_fd()))?;
-                Ok(c.state(&id).ok())
+                if ran_before {
+                    let _ = c.delete(&spec.id, false);
+                }
+                let (_, status) =
+                    c.start_status(spec, netns.as_ref().map(|fd| fd.as_fd()), prepared)?;
+                Ok(status)
             })
             .await;
         let status = match started {
@@ -1206,11 +1385,19 @@ impl Engine {
             let mut recs = self.records.lock().expect("records lock");
             recs.get_mut(&id).map(|rec| {
                 // A joiner's hostname is its target's, as dockerd records it.
-                rec.config.hostname = cfg.hostname.clone();
+                rec.config.hostname = hostname.to_string();
                 rec.endpoint = r.endpoint.clone();
                 rec.extra_endpoints = r.extra_endpoints.clone();
-                if status.is_some() {
-                    rec.status = status.clone();
+                // The status of the start, unless the record holds a later
+                // one of the same run already: a process that exits at once
+                // may have had its exit handled first.
+                let same_run = |cur: &ContainerStatus, new: &ContainerStatus| {
+                    cur.started_at.is_some() && cur.started_at == new.started_at
+                };
+                if let Some(st) = &status {
+                    if !rec.status.as_ref().is_some_and(|cur| same_run(cur, st)) {
+                        rec.status = Some(st.clone());
+                    }
                 }
                 rec.clone()
             })
@@ -1389,14 +1576,21 @@ impl Engine {
         // The namespace goes with its last holder (the supervisor lets go
         // of it at the final exit); only pins and root mounts left on the
         // host by an earlier strato are removed here.
+        // Two lookups tell whether there are any (a thread hop for each
+        // release cost more than they do).
         let (netns, rootfs) = (self.netns_path(id), self.dir(id).join("bundle/rootfs"));
-        let mounts = tokio::task::spawn_blocking(move || {
-            let _ = crate::netns::remove_pin(&netns);
-            if is_mountpoint(&rootfs) {
-                let _ = strato_image::unmount(&rootfs);
+        let mounts = async move {
+            if netns.exists() || rootfs.exists() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    let _ = crate::netns::remove_pin(&netns);
+                    if is_mountpoint(&rootfs) {
+                        let _ = strato_image::unmount(&rootfs);
+                    }
+                })
+                .await;
             }
-        });
-        let ((), _) = tokio::join!(network, mounts);
+        };
+        let ((), ()) = tokio::join!(network, mounts);
         let mut recs = self.records.lock().expect("records lock");
         if let Some(r) = recs.get_mut(id) {
             // Released twice for --rm (at exit, then by the removal): the
@@ -1848,6 +2042,8 @@ impl Engine {
                 "You cannot remove a running container {id}. Stop the container before attempting removal or force remove"
             )));
         }
+        // A start prepared (or being prepared) goes with the delete below.
+        let _ = self.take_prepared(&id).await;
         let idc = id.clone();
         match self.sup(move |c| c.delete(&idc, true)).await {
             Ok(()) | Err(EngineError::NoSuchContainer(_)) => {}

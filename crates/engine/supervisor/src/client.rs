@@ -90,34 +90,68 @@ impl Client {
 
     /// Starts a container; returns its host pid.
     pub fn start(&mut self, spec: ContainerSpec) -> Result<i32, ClientError> {
-        self.start_with(spec, None)
+        self.start_with(spec, None, false).map(|(pid, _)| pid)
+    }
+
+    /// Prepares a container for a later start (see [`Request::Prepare`]);
+    /// returns the pid of its waiting process.
+    pub fn prepare(
+        &mut self,
+        mut spec: ContainerSpec,
+        netns: Option<BorrowedFd>,
+    ) -> Result<i32, ClientError> {
+        spec.netns = netns.is_some();
+        match self.call_with(&Request::Prepare { spec }, netns)?.0 {
+            Response::Prepared { pid } => Ok(pid),
+            other => Err(ClientError::Protocol(format!("{other:?}"))),
+        }
     }
 
     /// Starts a container in the network namespace `netns` (which the
     /// supervisor then holds for its restarts; `spec.netns` is set).
     pub fn start_in(
         &mut self,
-        mut spec: ContainerSpec,
+        spec: ContainerSpec,
         netns: Option<BorrowedFd>,
     ) -> Result<i32, ClientError> {
+        self.start_status(spec, netns, false).map(|(pid, _)| pid)
+    }
+
+    /// [`Client::start_in`], finishing the container prepared for it if
+    /// `prepared` (see [`Request::Start`]), and also returning the
+    /// container's status after the start (asked for separately of a
+    /// supervisor that does not send it; `None` if that fails).
+    pub fn start_status(
+        &mut self,
+        mut spec: ContainerSpec,
+        netns: Option<BorrowedFd>,
+        prepared: bool,
+    ) -> Result<(i32, Option<ContainerStatus>), ClientError> {
         spec.netns = netns.is_some();
-        self.start_with(spec, netns)
+        let id = spec.id.clone();
+        let (pid, status) = self.start_with(spec, netns, prepared)?;
+        let status = match status {
+            Some(s) => Some(*s),
+            None => self.state(&id).ok(),
+        };
+        Ok((pid, status))
     }
 
     fn start_with(
         &mut self,
         spec: ContainerSpec,
         netns: Option<BorrowedFd>,
-    ) -> Result<i32, ClientError> {
-        match self.call_with(&Request::Start { spec }, netns)?.0 {
-            Response::Started { pid } => Ok(pid),
+        prepared: bool,
+    ) -> Result<(i32, Option<Box<ContainerStatus>>), ClientError> {
+        match self.call_with(&Request::Start { spec, prepared }, netns)?.0 {
+            Response::Started { pid, status } => Ok((pid, status)),
             other => Err(ClientError::Protocol(format!("{other:?}"))),
         }
     }
 
     pub fn restart(&mut self, id: &str) -> Result<i32, ClientError> {
         match self.call(&Request::Restart { id: id.into() })?.0 {
-            Response::Started { pid } => Ok(pid),
+            Response::Started { pid, .. } => Ok(pid),
             other => Err(ClientError::Protocol(format!("{other:?}"))),
         }
     }

@@ -89,6 +89,10 @@ pub struct ExecStatus {
     pub exit_code: Option<i32>,
 }
 
+/// How long a prepared container waits for its start before it is
+/// discarded: its process and namespaces cost little, but nothing.
+pub const PREPARED_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A request line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -98,6 +102,18 @@ pub enum Request {
     /// `spec.netns`, its network namespace comes with the request
     /// (`SCM_RIGHTS`, one descriptor).
     Start {
+        spec: ContainerSpec,
+        /// Finish the container prepared for this start (see `Prepare`) if
+        /// it is still there; without it, one prepared is discarded first.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        prepared: bool,
+    },
+    /// Create a container up to the exec of its process (the runtime's
+    /// `create`), ahead of the `Start` that finishes it. A prepared
+    /// container is not listed and has no events; a `Delete`, a `Start`
+    /// without `prepared`, or [`PREPARED_TTL`] without a start discards it.
+    /// Its network namespace comes as with `Start`.
+    Prepare {
         spec: ContainerSpec,
     },
     /// Start an exited container again with its recorded spec.
@@ -166,7 +182,7 @@ impl Request {
     /// The container a request is about, if it names one.
     pub fn container(&self) -> Option<&str> {
         match self {
-            Request::Start { spec } => Some(&spec.id),
+            Request::Start { spec, .. } | Request::Prepare { spec } => Some(&spec.id),
             Request::Exec { spec } => Some(&spec.container),
             Request::Restart { id }
             | Request::Kill { id, .. }
@@ -194,8 +210,16 @@ pub enum Response {
     Pong {
         pid: i32,
     },
+    /// A container is prepared: its process waits for the start.
+    Prepared {
+        pid: i32,
+    },
     Started {
         pid: i32,
+        /// The container's status right after the start, which spares the
+        /// caller a `State` request (older supervisors do not send it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<Box<ContainerStatus>>,
     },
     Status {
         status: ContainerStatus,
@@ -243,6 +267,11 @@ pub enum Event {
         code: i32,
         oom_killed: bool,
         time: String,
+        /// The container's status once its exit was handled (`Restarting`
+        /// when a restart is due), which spares a `State` request (older
+        /// supervisors do not send it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<Box<ContainerStatus>>,
     },
     Restart {
         id: String,

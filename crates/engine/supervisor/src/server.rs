@@ -27,7 +27,7 @@ use crate::logs::{LogWriter, Stream};
 use crate::policy::backoff_ms;
 use crate::protocol::{
     ContainerSpec, ContainerStatus, ErrorKind, Event, ExecSpec, ExecStatus, Phase, Request,
-    Response,
+    Response, PREPARED_TTL,
 };
 
 /// The socket the supervisor listens on, under its root.
@@ -221,6 +221,8 @@ pub struct Supervisor {
     timers: Vec<(Instant, String)>,
     /// Starts in progress.
     starting: Vec<Starting>,
+    /// Containers created ahead of their start, waiting for it.
+    prepared: BTreeMap<String, PreparedInit>,
     /// Children reaped while starts were pending that matched nothing: a
     /// container can exit before its starter's report arrives.
     orphans: Vec<(i32, i32)>,
@@ -336,6 +338,23 @@ enum Held {
     Console(ConsolePair),
 }
 
+/// What a starter runs.
+enum Job {
+    /// The runtime's create and start.
+    Run(CreateOptions),
+    /// The runtime's create alone: the process waits for its start.
+    Prepare(CreateOptions),
+}
+
+/// A container created ahead of its start ([`Request::Prepare`]).
+struct PreparedInit {
+    spec: ContainerSpec,
+    pid: i32,
+    log: LogWriter,
+    stdio: Stdio,
+    since: Instant,
+}
+
 /// Our ends of a starting container's stdio (the starter holds the others).
 enum Stdio {
     Pipes {
@@ -351,11 +370,24 @@ enum Stdio {
 struct Starting {
     spec: ContainerSpec,
     restart_count: u32,
+    /// A preparation ([`Job::Prepare`]), which ends in `prepared`, not as a
+    /// running container.
+    prepares: bool,
     /// The forked process running the runtime's create and start.
     starter: i32,
     /// Its report (a [`StartReport`] line), read until whole.
     report: OwnedFd,
     buf: Vec<u8>,
+    log: LogWriter,
+    stdio: Stdio,
+    waiter: Waiter,
+}
+
+/// What a start has once its process runs (or failed), for
+/// [`Supervisor::complete_start`].
+struct Begun {
+    spec: ContainerSpec,
+    restart_count: u32,
     log: LogWriter,
     stdio: Stdio,
     waiter: Waiter,
@@ -433,6 +465,7 @@ impl Supervisor {
             subscribers: Vec::new(),
             timers: Vec::new(),
             starting: Vec::new(),
+            prepared: BTreeMap::new(),
             orphans: Vec::new(),
             next_client: 0,
             netns: BTreeMap::new(),
@@ -530,10 +563,12 @@ impl Supervisor {
     /// Runs the loop until SIGTERM or SIGINT. Containers keep running.
     pub fn run(mut self) -> Result<(), Error> {
         loop {
+            let prepared_due = self.expire_prepared();
             let timeout = self
                 .timers
                 .iter()
                 .map(|(t, _)| t.saturating_duration_since(Instant::now()))
+                .chain(prepared_due)
                 .min()
                 .map(|d| {
                     PollTimeout::try_from(d.as_millis().min(60_000) as u32 + 1)
@@ -709,38 +744,11 @@ impl Supervisor {
                     self.clients[i].buf = vec![0];
                     return;
                 }
-                Ok(Request::Start { spec }) => {
-                    let id = spec.id.clone();
-                    self.settle(&id);
-                    let netns = if spec.netns && !self.clients[i].fds.is_empty() {
-                        Some(self.clients[i].fds.remove(0))
-                    } else {
-                        None
-                    };
-                    match self.containers.get(&id) {
-                        Some(m) if m.status.phase != Phase::Exited => {
-                            let f = Failure::new(
-                                ErrorKind::Conflict,
-                                format!("container {id} is already running"),
-                            );
-                            let _ = self.reply(&stream, &f.into_response(), &[]);
-                        }
-                        _ if spec.netns && netns.is_none() => {
-                            let f = Failure::new(
-                                ErrorKind::Invalid,
-                                format!("the start of container {id} names a network namespace descriptor, but none came with it"),
-                            );
-                            let _ = self.reply(&stream, &f.into_response(), &[]);
-                        }
-                        _ => {
-                            match netns {
-                                Some(fd) => self.netns.insert(id.clone(), fd),
-                                None => self.netns.remove(&id),
-                            };
-                            let waiter = self.wait_for_start(i, stream);
-                            self.start(spec, 0, waiter);
-                        }
-                    }
+                Ok(Request::Start { spec, prepared }) => {
+                    self.start_request(i, stream, spec, Some(prepared));
+                }
+                Ok(Request::Prepare { spec }) => {
+                    self.start_request(i, stream, spec, None);
                 }
                 Ok(Request::Restart { id }) => {
                     self.settle(&id);
@@ -820,10 +828,9 @@ impl Supervisor {
                 pid: std::process::id() as i32,
             }),
             // Answered when the start completes (`serve_lines`).
-            Request::Start { .. } | Request::Restart { .. } => Err(Failure::new(
-                ErrorKind::Internal,
-                "a start is not handled here",
-            )),
+            Request::Start { .. } | Request::Prepare { .. } | Request::Restart { .. } => Err(
+                Failure::new(ErrorKind::Internal, "a start is not handled here"),
+            ),
             Request::Kill { id, signal, stop } => {
                 let sig = Signal::try_from(signal).map_err(|_| {
                     Failure::new(ErrorKind::Invalid, format!("signal {signal} is not valid"))
@@ -863,6 +870,13 @@ impl Supervisor {
                 .set_paused(&id, false)
                 .map(|()| (Response::Ok, Vec::new())),
             Request::Delete { id, force } => {
+                // A prepared container never ran: it has no record besides.
+                if let Some(p) = self.prepared.remove(&id) {
+                    self.discard(p);
+                    if !self.containers.contains_key(&id) {
+                        return none(Response::Ok);
+                    }
+                }
                 self.delete(&id, force)?;
                 none(Response::Ok)
             }
@@ -1020,13 +1034,89 @@ impl Supervisor {
     /// completes it when the report arrives. When the starter exits, the
     /// container is reparented to us (we are its nearest subreaper).
     fn start(&mut self, spec: ContainerSpec, restart_count: u32, waiter: Waiter) {
+        self.begin(spec, restart_count, waiter, false);
+    }
+
+    /// [`Supervisor::start`], or with `prepare` the runtime's create alone
+    /// ([`Request::Prepare`]).
+    fn begin(&mut self, spec: ContainerSpec, restart_count: u32, waiter: Waiter, prepare: bool) {
         // An exit or delete of this container handled in the same round has
         // its runtime state still to release.
         self.do_chores();
-        if let Err((waiter, f)) = self.spawn_starter(spec, restart_count, waiter) {
+        if let Err((waiter, f)) = self.spawn_starter(spec, restart_count, waiter, prepare) {
             // Nothing was forked (no log, no pipes): answered at once.
             self.answer(waiter, Err(f));
         }
+    }
+
+    /// Finishes the start of a prepared container here, without a starter:
+    /// the runtime's start lets its process execute (a short wait: the
+    /// process only has its exec left), and the start completes as any other.
+    fn finish_prepared(&mut self, p: PreparedInit, waiter: Waiter) {
+        let PreparedInit {
+            spec,
+            pid,
+            log,
+            stdio,
+            ..
+        } = p;
+        let report = match self.runtime.start(&spec.id) {
+            Ok(()) => StartReport::Started { pid },
+            Err(e) => StartReport::Failed {
+                message: e.to_string(),
+            },
+        };
+        let started = Begun {
+            spec,
+            restart_count: 0,
+            log,
+            stdio,
+            waiter,
+        };
+        self.complete_start(started, false, report);
+    }
+
+    /// Takes the container prepared for the start of `spec` if `wanted`
+    /// and it was prepared with the same spec; any other is discarded.
+    fn take_prepared(&mut self, spec: &ContainerSpec, wanted: bool) -> Option<PreparedInit> {
+        let p = self.prepared.remove(&spec.id)?;
+        if wanted && p.spec == *spec {
+            return Some(p);
+        }
+        self.discard(p);
+        None
+    }
+
+    /// Ends a prepared container: its process is killed, its cgroups and
+    /// runtime state removed (its namespaces go with the process).
+    fn discard(&mut self, p: PreparedInit) {
+        let id = p.spec.id.clone();
+        tracing::debug!(id, pid = p.pid, "prepared container discarded");
+        if let Err(e) = self.runtime.delete(&id, true) {
+            tracing::warn!(id, error = %e, "discard a prepared container");
+        }
+        self.netns.remove(&id);
+    }
+
+    /// Discards the prepared containers that waited [`PREPARED_TTL`]; returns
+    /// how long until the next one is due.
+    fn expire_prepared(&mut self) -> Option<Duration> {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .prepared
+            .iter()
+            .filter(|(_, p)| now.duration_since(p.since) >= PREPARED_TTL)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            if let Some(p) = self.prepared.remove(&id) {
+                self.discard(p);
+            }
+        }
+        self.prepared
+            .values()
+            .map(|p| (p.since + PREPARED_TTL).saturating_duration_since(now))
+            .min()
     }
 
     #[allow(clippy::result_large_err)]
@@ -1035,6 +1125,7 @@ impl Supervisor {
         spec: ContainerSpec,
         restart_count: u32,
         waiter: Waiter,
+        prepare: bool,
     ) -> Result<(), (Waiter, Failure)> {
         // Leftovers of an earlier run of the same id.
         if self.runtime.load(&spec.id).is_ok() {
@@ -1060,7 +1151,6 @@ impl Supervisor {
                     ))
                 }
             };
-            let (report_r, report_w) = pipe().map_err(internal)?;
             let mut opts = CreateOptions {
                 id: spec.id.clone(),
                 bundle: spec.bundle.clone(),
@@ -1078,12 +1168,37 @@ impl Supervisor {
                 opts.stdio = Some(pipes.child_raw());
                 Held::Pipes(pipes)
             };
-            Ok((log, report_r, report_w, opts, stdio))
+            Ok((log, opts, stdio))
         })();
-        let (log, report_r, report_w, opts, stdio) = match prepared {
+        let (log, opts, stdio) = match prepared {
             Ok(p) => p,
             Err(f) => return Err((waiter, f)),
         };
+        let job = if prepare {
+            Job::Prepare(opts)
+        } else {
+            Job::Run(opts)
+        };
+        self.fork_starter(spec, restart_count, waiter, log, stdio, job)
+    }
+
+    /// Forks the starter that runs `job` and reports on a pipe; the start
+    /// is pending until [`Supervisor::read_report`] gets the report.
+    #[allow(clippy::result_large_err)]
+    fn fork_starter(
+        &mut self,
+        spec: ContainerSpec,
+        restart_count: u32,
+        waiter: Waiter,
+        log: LogWriter,
+        stdio: Held,
+        job: Job,
+    ) -> Result<(), (Waiter, Failure)> {
+        let (report_r, report_w) = match pipe() {
+            Ok(p) => p,
+            Err(e) => return Err((waiter, internal(e))),
+        };
+        let prepares = matches!(job, Job::Prepare(_));
         // SAFETY: this process is single-threaded (the supervisor's
         // invariant, checked again by the launch in the child), so the child
         // may run ordinary Rust code; it leaves with `_exit`, never returning
@@ -1093,11 +1208,13 @@ impl Supervisor {
             Ok(nix::unistd::ForkResult::Child) => {
                 drop(report_r);
                 let runtime = &self.runtime;
-                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    runtime.run_detached(&opts)
-                }));
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &job {
+                        Job::Run(opts) => runtime.run_detached(opts).map(|st| st.pid),
+                        Job::Prepare(opts) => runtime.create(opts).map(|st| st.pid),
+                    }));
                 let report = match result {
-                    Ok(Ok(state)) => StartReport::Started { pid: state.pid },
+                    Ok(Ok(pid)) => StartReport::Started { pid },
                     Ok(Err(e)) => StartReport::Failed {
                         message: e.to_string(),
                     },
@@ -1129,6 +1246,7 @@ impl Supervisor {
         self.starting.push(Starting {
             spec,
             restart_count,
+            prepares,
             starter,
             report: report_r,
             buf: Vec::new(),
@@ -1189,11 +1307,55 @@ impl Supervisor {
         let Starting {
             spec,
             restart_count,
-            mut log,
+            prepares,
+            log,
             stdio,
             waiter,
             ..
         } = s;
+        let started = Begun {
+            spec,
+            restart_count,
+            log,
+            stdio,
+            waiter,
+        };
+        self.complete_start(started, prepares, report);
+    }
+
+    /// [`Supervisor::finish_start`] with the start's parts.
+    fn complete_start(&mut self, started: Begun, prepares: bool, report: StartReport) {
+        let Begun {
+            spec,
+            restart_count,
+            mut log,
+            stdio,
+            waiter,
+        } = started;
+        if prepares {
+            // Waits for its start; a failed preparation leaves no record.
+            let result = match report {
+                StartReport::Started { pid } => {
+                    self.prepared.insert(
+                        spec.id.clone(),
+                        PreparedInit {
+                            spec,
+                            pid,
+                            log,
+                            stdio,
+                            since: Instant::now(),
+                        },
+                    );
+                    Ok(Response::Prepared { pid })
+                }
+                StartReport::Failed { message } => {
+                    self.netns.remove(&spec.id);
+                    Err(Failure::new(ErrorKind::Invalid, message))
+                }
+            };
+            self.answer(waiter, result);
+            return;
+        }
         let pid = match report {
             StartReport::Started { pid } => pid,
             StartReport::Failed { message } => {
@@ -1245,6 +1407,10 @@ impl Supervisor {
             error: None,
         };
         self.save(&status);
+        let started = matches!(waiter, Waiter::Client { .. }).then(|| Response::Started {
+            pid,
+            status: Some(Box::new(status.clone())),
+        });
         let backoff = self
             .containers
             .get(&spec.id)
@@ -1278,14 +1444,13 @@ impl Supervisor {
             pid,
             time: started_at,
         });
-        if let Waiter::Timer { .. } = waiter {
-            self.emit(Event::Restart {
+        match started {
+            Some(started) => self.answer(waiter, Ok(started)),
+            None => self.emit(Event::Restart {
                 id: spec.id,
                 count: restart_count,
                 time: now(),
-            });
-        } else {
-            self.answer(waiter, Ok(pid));
+            }),
         }
     }
 
@@ -1320,15 +1485,59 @@ impl Supervisor {
         }
     }
 
+    /// A `Start` (`prepared`: whether to finish a prepared container) or,
+    /// with `None`, a `Prepare` from client `i`, answered on `stream` once
+    /// its starter reports.
+    fn start_request(
+        &mut self,
+        i: usize,
+        stream: UnixStream,
+        spec: ContainerSpec,
+        prepared: Option<bool>,
+    ) {
+        let id = spec.id.clone();
+        self.settle(&id);
+        let netns = if spec.netns && !self.clients[i].fds.is_empty() {
+            Some(self.clients[i].fds.remove(0))
+        } else {
+            None
+        };
+        let failure = match self.containers.get(&id) {
+            Some(m) if m.status.phase != Phase::Exited => Some(Failure::new(
+                ErrorKind::Conflict,
+                format!("container {id} is already running"),
+            )),
+            _ if spec.netns && netns.is_none() => Some(Failure::new(
+                ErrorKind::Invalid,
+                format!("the start of container {id} names a network namespace descriptor, but none came with it"),
+            )),
+            _ => None,
+        };
+        if let Some(f) = failure {
+            let _ = self.reply(&stream, &f.into_response(), &[]);
+            return;
+        }
+        // A container prepared before is finished by a start that asks for
+        // it (with the same spec), else discarded first, its namespace too.
+        let finish = self.take_prepared(&spec, prepared == Some(true));
+        match netns {
+            Some(fd) => self.netns.insert(id.clone(), fd),
+            None => self.netns.remove(&id),
+        };
+        let waiter = self.wait_for_start(i, stream);
+        match (finish, prepared) {
+            (Some(p), _) => self.finish_prepared(p, waiter),
+            (None, Some(_)) => self.start(spec, 0, waiter),
+            (None, None) => self.begin(spec, 0, waiter, true),
+        }
+    }
+
     /// Sends the answer to a start to the client that asked for it, then
     /// serves that client's further requests.
-    fn answer(&mut self, waiter: Waiter, result: Result<i32, Failure>) {
+    fn answer(&mut self, waiter: Waiter, result: Result<Response, Failure>) {
         match waiter {
             Waiter::Client { client, stream } => {
-                let resp = match result {
-                    Ok(pid) => Response::Started { pid },
-                    Err(f) => f.into_response(),
-                };
+                let resp = result.unwrap_or_else(Failure::into_response);
                 let _ = stream.set_nonblocking(false);
                 let _ = self.reply(&stream, &resp, &[]);
                 let _ = stream.set_nonblocking(true);
@@ -1494,12 +1703,6 @@ impl Supervisor {
         // The process is gone: its runtime state, cgroup and mounts are
         // released right after the exit is told (before the next request).
         self.chores.push(Chore::RuntimeDelete(id.to_string()));
-        self.emit(Event::Exit {
-            id: id.to_string(),
-            code,
-            oom_killed: status.oom_killed,
-            time: time.clone(),
-        });
         let spec = &status.spec;
         if spec
             .restart
@@ -1521,6 +1724,15 @@ impl Supervisor {
             self.netns.remove(id);
             self.save(&status);
         }
+        // Told once decided, with the status it left.
+        let after = self.containers.get(id).map(|m| Box::new(m.status.clone()));
+        self.emit(Event::Exit {
+            id: id.to_string(),
+            code,
+            oom_killed: status.oom_killed,
+            time,
+            status: after,
+        });
     }
 
     fn fire_timers(&mut self) {

@@ -1188,6 +1188,23 @@ fn config_with_a_wrong_type_is_refused() {
 }
 
 #[test]
+fn a_command_that_is_not_there_fails_the_create() {
+    // As runc: the create, not the start, reports it (the engine's
+    // prepared starts rely on it to answer the start with the error).
+    let ctx = Ctx::new("nocmd");
+    for (cmd, words) in [
+        ("no-such-command", ["no-such-command", "not found"]),
+        ("/no/such/command", ["/no/such/command", "no such file"]),
+    ] {
+        let id = ctx.id();
+        let mut b = ctx.bundle(&id);
+        b.args(&[cmd]);
+        ctx.create(&b, &id).failed().stderr_mentions(&words);
+        ctx.assert_gone(&id, None);
+    }
+}
+
+#[test]
 fn config_that_is_not_json_is_refused() {
     let ctx = Ctx::new("notjson");
     let id = ctx.id();

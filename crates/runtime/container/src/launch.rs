@@ -1138,6 +1138,9 @@ fn init_setup(
         // runtime, which `create` leaves before `start`.
         process::install_late_seccomp(&l.plan)?;
     }
+    if fifo_dir.is_some() {
+        process::check_executable(&l.plan)?;
+    }
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?;
     // Held open (close-on-exec) until exec, so `start` sees end-of-file only
     // once startContainer hooks ran and the process executed (or failed to).

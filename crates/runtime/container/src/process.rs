@@ -799,6 +799,22 @@ pub fn find_executable(cmd: &str, path_var: &str) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
+/// Checks that the command can be found and executed, as runc does before
+/// a created process waits for its start: a missing command fails the
+/// create, where its error still reaches the caller, not the start.
+pub fn check_executable(plan: &ProcessPlan) -> std::result::Result<(), String> {
+    let arg0 = plan.args[0].to_string_lossy();
+    match find_executable(&arg0, &plan.path_var) {
+        None => Err(format!(
+            "exec {arg0:?}: executable file not found in $PATH ({})",
+            plan.path_var
+        )),
+        Some(p) if !p.exists() => Err(format!("exec {}: no such file or directory", p.display())),
+        Some(p) if !is_executable(&p) => Err(format!("exec {}: permission denied", p.display())),
+        Some(_) => Ok(()),
+    }
+}
+
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)

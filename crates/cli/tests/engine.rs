@@ -288,4 +288,29 @@ async fn starts_prepared_at_create_run_and_outdated_or_unused_ones_go() {
     e.remove(&id, false).await.unwrap();
     assert!(!proc_alive(pid));
     assert!(!env.exec_root.join("supervisor/runtime").join(&id).exists());
+
+    // On the bridge: the address comes with the start, into the prepared
+    // namespace, and /etc/hosts (mounted at the create) names it.
+    let mut req = attached(&["sh", "-c", "ip -4 addr show eth0; cat /etc/hosts; exit 6"]);
+    req.network = Some(NetworkMode::Bridge("bridge".into()));
+    let id = e.create(req).await.unwrap();
+    let pid = prepared_pid(&env, &id).await;
+    assert!(e.record(&id).unwrap().endpoint.is_none(), "no address yet");
+    assert_eq!(run_to_exit(e, &id).await, 6);
+    let text = log_text(e, &id);
+    let ip = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(ip.starts_with("198.18."), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&ip) && l.contains(&id[..12])),
+        "{text}"
+    );
+    e.remove(&id, false).await.unwrap();
+    assert!(!proc_alive(pid));
 }

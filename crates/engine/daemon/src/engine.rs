@@ -1030,11 +1030,22 @@ impl Engine {
     /// Prepares the start of a container just created, in the background:
     /// the `docker` CLI attaches and asks for its exit between create and
     /// start (several milliseconds of its own), and that time goes into
-    /// the start. Only for containers whose start changes nothing outside
-    /// them (`--network none` or `host`): a bridge endpoint is made at the
-    /// start. Unused, the supervisor discards it after `PREPARED_TTL`.
+    /// the start. A bridge network is wired at the start itself (the
+    /// address is the start's, as in Docker); a container that joins
+    /// another's namespace, has legacy links or several networks is not
+    /// prepared. Unused, the supervisor discards it after `PREPARED_TTL`.
     fn prepare_soon(&self, r: &Record) {
-        if !self.cfg.prepare_starts || !matches!(r.network, NetworkMode::None | NetworkMode::Host) {
+        let network = match &r.network {
+            NetworkMode::None | NetworkMode::Host => true,
+            // Wired at the start (see `launch`); not with what the start
+            // of another container decides (legacy links' addresses) or
+            // more networks than one.
+            NetworkMode::Bridge(_) => {
+                !r.first_detached && r.links.is_empty() && r.extra_networks.is_empty()
+            }
+            NetworkMode::Container(_) => false,
+        };
+        if !self.cfg.prepare_starts || !network {
             return;
         }
         let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) else {
@@ -1054,6 +1065,15 @@ impl Engine {
                 Ok(p) => *guard = Some(p),
                 Err(e) => tracing::debug!(id, error = %e, "start not prepared"),
             }
+            drop(guard);
+            // Unused, it goes when the supervisor discards its part: the
+            // network namespace it holds with it.
+            let weak = Arc::downgrade(&me);
+            drop(me);
+            tokio::time::sleep(strato_supervisor::protocol::PREPARED_TTL).await;
+            if let Some(me) = weak.upgrade() {
+                me.prepared.lock().expect("prepared lock").remove(&id);
+            }
         });
     }
 
@@ -1063,7 +1083,9 @@ impl Engine {
         let mut r = self.record(id)?;
         let record = record_bytes(&r);
         let (bundle, rootfs, overlay) = self.layer_for(&r).await?;
-        let (spec, netns, hostname) = self.bundle_for(&mut r, &bundle, &rootfs, &overlay).await?;
+        let (spec, netns, hostname) = self
+            .bundle_for(&mut r, &bundle, &rootfs, &overlay, false)
+            .await?;
         let send = spec.clone();
         let fd = netns
             .as_ref()
@@ -1194,19 +1216,21 @@ impl Engine {
         rootfs: &Path,
         overlay: &strato_image::Overlay,
     ) -> Result<(), EngineError> {
-        let (spec, netns, hostname) = self.bundle_for(r, bundle, rootfs, overlay).await?;
+        let (spec, netns, hostname) = self.bundle_for(r, bundle, rootfs, overlay, true).await?;
         self.launch(r, spec, netns, &hostname, false).await
     }
 
     /// Everything a start needs before the supervisor's part: the network
-    /// namespace (wired to its networks), the /etc files, config.json.
-    /// Returns the supervisor's spec, the namespace and the hostname.
+    /// namespace (wired to its bridge networks unless `wire` is false, as
+    /// for a prepared start), the /etc files, config.json. Returns the
+    /// supervisor's spec, the namespace and the hostname.
     async fn bundle_for(
         &self,
         r: &mut Record,
         bundle: &Path,
         rootfs: &Path,
         overlay: &strato_image::Overlay,
+        wire: bool,
     ) -> Result<(ContainerSpec, Option<OwnedFd>, String), EngineError> {
         let id = r.id.clone();
         let mut cfg = r.config.clone();
@@ -1249,62 +1273,24 @@ impl Engine {
                 cfg.netns = Some(String::new());
             }
             NetworkMode::Bridge(net) => {
+                let net = net.clone();
                 let fd = self.new_netns(crate::netns::Kind::Wired).await?;
-                let ns = crate::netns::fd_path(&fd);
-                netns = Some(fd);
-                let network = Self::bridge_network(net);
-                let network = if network.is_empty() {
-                    self.net.ensure_default().await.map_err(internal)?.name
-                } else {
-                    network
-                };
-                let mut req =
-                    AttachRequest::new(&network, &id, strato_network::Netns::Path(ns.clone()));
-                req.names = r.dns_names(&r.aliases);
-                req.ports = r.ports.clone();
-                req.ip = r.first_opts.ip;
-                req.ip6 = r.first_opts.ip6;
-                req.mac = parse_mac(r.first_opts.mac.as_deref())?;
-                let ep = self.net.attach(req).await.map_err(attach_error)?;
-                // Recorded at once, so a failure below releases it.
-                r.endpoint = Some(ep);
-                r.extra_endpoints.clear();
-                self.set_endpoints(r);
-                self.serve_dns_for(&network).await;
-                let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-                let mut files = self
-                    .net
-                    .container_files(&network, &id, &cfg.hostname, &host_resolv)
-                    .await
-                    .map_err(internal)?;
-                own_etc_lines(&cfg, ep_gateway(r), &mut files);
-                let (link_env, link_hosts) = self.legacy_links(r)?;
-                cfg.env.extend(link_env);
-                let hosts = format!("{}{link_hosts}", files.hosts);
-                for (name, text) in [
-                    ("hosts", &hosts),
-                    ("resolv.conf", &files.resolv_conf),
-                    ("hostname", &files.hostname),
-                ] {
+                // The /etc files are bind-mounted from the bundle; a start
+                // that is prepared has them written, in place, once wired.
+                for name in ["hosts", "resolv.conf", "hostname"] {
                     let p = bundle.join(name);
-                    fs::write(&p, text).map_err(internal)?;
+                    if !wire {
+                        fs::write(&p, "").map_err(internal)?;
+                    }
                     cfg.etc_files
                         .push((p.display().to_string(), format!("/etc/{name}")));
                 }
                 cfg.netns = Some(String::new());
-                for extra in r.extra_networks.clone() {
-                    let ep = self
-                        .attach_extra(r, &extra, strato_network::Netns::Path(ns.clone()))
-                        .await?;
-                    r.extra_endpoints.push(ep);
-                    self.set_endpoints(r);
+                if wire {
+                    let link_env = self.wire_bridge(r, &net, &fd, bundle).await?;
+                    cfg.env.extend(link_env);
                 }
-                if !r.extra_endpoints.is_empty() {
-                    self.rewrite_hosts(r);
-                }
-                for extra in &r.extra_networks {
-                    self.use_embedded_dns(r, &extra.name).await;
-                }
+                netns = Some(fd);
             }
         }
         if matches!(r.network, NetworkMode::Host | NetworkMode::None) {
@@ -1345,6 +1331,69 @@ impl Engine {
         Ok((spec, netns, cfg.hostname))
     }
 
+    /// Wires a container's network namespace `ns` to its bridge network
+    /// `net` (and its other networks) and writes its /etc files into the
+    /// bundle (in place: they may be mounted already). Returns the
+    /// environment of its legacy links.
+    async fn wire_bridge(
+        &self,
+        r: &mut Record,
+        net: &str,
+        ns: &OwnedFd,
+        bundle: &Path,
+    ) -> Result<Vec<String>, EngineError> {
+        let id = r.id.clone();
+        let ns = crate::netns::fd_path(ns);
+        let network = Self::bridge_network(net);
+        let network = if network.is_empty() {
+            self.net.ensure_default().await.map_err(internal)?.name
+        } else {
+            network
+        };
+        let mut req = AttachRequest::new(&network, &id, strato_network::Netns::Path(ns.clone()));
+        req.names = r.dns_names(&r.aliases);
+        req.ports = r.ports.clone();
+        req.ip = r.first_opts.ip;
+        req.ip6 = r.first_opts.ip6;
+        req.mac = parse_mac(r.first_opts.mac.as_deref())?;
+        let ep = self.net.attach(req).await.map_err(attach_error)?;
+        // Recorded at once, so a failure below releases it.
+        r.endpoint = Some(ep);
+        r.extra_endpoints.clear();
+        self.set_endpoints(r);
+        self.serve_dns_for(&network).await;
+        let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let mut files = self
+            .net
+            .container_files(&network, &id, &r.config.hostname, &host_resolv)
+            .await
+            .map_err(internal)?;
+        own_etc_lines(&r.config, ep_gateway(r), &mut files);
+        let (link_env, link_hosts) = self.legacy_links(r)?;
+        let hosts = format!("{}{link_hosts}", files.hosts);
+        for (name, text) in [
+            ("hosts", &hosts),
+            ("resolv.conf", &files.resolv_conf),
+            ("hostname", &files.hostname),
+        ] {
+            fs::write(bundle.join(name), text).map_err(internal)?;
+        }
+        for extra in r.extra_networks.clone() {
+            let ep = self
+                .attach_extra(r, &extra, strato_network::Netns::Path(ns.clone()))
+                .await?;
+            r.extra_endpoints.push(ep);
+            self.set_endpoints(r);
+        }
+        if !r.extra_endpoints.is_empty() {
+            self.rewrite_hosts(r);
+        }
+        for extra in &r.extra_networks {
+            self.use_embedded_dns(r, &extra.name).await;
+        }
+        Ok(link_env)
+    }
+
     /// The supervisor's part of a start (finishing the prepared container
     /// if `prepared`), then the record of it.
     async fn launch(
@@ -1356,6 +1405,11 @@ impl Engine {
         prepared: bool,
     ) -> Result<(), EngineError> {
         let id = r.id.clone();
+        // A prepared start's namespace is wired now, as Docker gives a
+        // container its address at the start.
+        if let (true, NetworkMode::Bridge(net), Some(ns)) = (prepared, r.network.clone(), &netns) {
+            self.wire_bridge(r, &net, ns, &spec.bundle).await?;
+        }
         // One connection: the start, then the status it left.
         self.starting
             .lock()

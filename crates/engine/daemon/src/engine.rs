@@ -348,6 +348,8 @@ pub struct Engine {
     netns_pool: Arc<crate::netns::Pool>,
     /// Starts prepared after a create, each locked while it is made.
     prepared: Mutex<std::collections::HashMap<String, PreparedSlot>>,
+    /// Held while a record is written (see [`Engine::save`]).
+    saving: Mutex<()>,
 }
 
 /// A start prepared after a create: the container is created in the
@@ -497,6 +499,7 @@ impl Engine {
             starting: Mutex::default(),
             netns_pool: Arc::new(crate::netns::Pool::new()),
             prepared: Mutex::default(),
+            saving: Mutex::default(),
         });
         let _ = engine.me.set(Arc::downgrade(&engine));
         // Re-adopted containers keep resolving each other's names.
@@ -656,9 +659,23 @@ impl Engine {
     }
 
     fn save(&self, r: &Record) -> Result<(), EngineError> {
+        // One save at a time, of the record as it is now: two saves at once
+        // (a container's exit and a request about it) shared the temporary
+        // file, and the later snapshot could be renamed over by the earlier.
+        let _one = self.saving.lock().expect("saving lock");
+        let current = self
+            .records
+            .lock()
+            .expect("records lock")
+            .get(&r.id)
+            .cloned();
+        // Gone from the table: removed, nothing to keep.
+        let Some(r) = current else {
+            return Ok(());
+        };
         let dir = self.dir(&r.id);
         let tmp = dir.join(".record.json.tmp");
-        let text = serde_json::to_vec(r).map_err(internal)?;
+        let text = serde_json::to_vec(&r).map_err(internal)?;
         // The directory is made by the first save only (not tried again at
         // every later one: a mkdir that finds it costs a lookup and a lock).
         match fs::write(&tmp, &text) {

@@ -592,15 +592,7 @@ fn exec_inner(plan: &ProcessPlan) -> (String, nix::errno::Errno) {
     let arg0 = plan.args[0].to_string_lossy().into_owned();
     let path = match find_executable(&arg0, &plan.path_var) {
         Some(p) => p,
-        None => {
-            return (
-                format!(
-                    "exec {arg0:?}: executable file not found in $PATH ({})",
-                    plan.path_var
-                ),
-                Errno::ENOENT,
-            )
-        }
+        None => return (not_in_path(&arg0, &plan.path_var), Errno::ENOENT),
     };
     let env = with_home(&plan.env, plan.uid);
     let Ok(cpath) = CString::new(path.as_os_str().as_encoded_bytes()) else {
@@ -805,14 +797,16 @@ pub fn find_executable(cmd: &str, path_var: &str) -> Option<PathBuf> {
 pub fn check_executable(plan: &ProcessPlan) -> std::result::Result<(), String> {
     let arg0 = plan.args[0].to_string_lossy();
     match find_executable(&arg0, &plan.path_var) {
-        None => Err(format!(
-            "exec {arg0:?}: executable file not found in $PATH ({})",
-            plan.path_var
-        )),
+        None => Err(not_in_path(&arg0, &plan.path_var)),
         Some(p) if !p.exists() => Err(format!("exec {}: no such file or directory", p.display())),
         Some(p) if !is_executable(&p) => Err(format!("exec {}: permission denied", p.display())),
         Some(_) => Ok(()),
     }
+}
+
+/// The error for a command that no directory of PATH holds.
+fn not_in_path(cmd: &str, path_var: &str) -> String {
+    format!("exec {cmd:?}: executable file not found in $PATH ({path_var})")
 }
 
 fn is_executable(p: &Path) -> bool {

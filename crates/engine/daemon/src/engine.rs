@@ -475,6 +475,7 @@ impl Engine {
     /// and follows its events.
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
         fs::create_dir_all(cfg.data_root.join("containers")).map_err(internal)?;
+        strato_image::spread_subdirectories(&cfg.data_root.join("containers"));
         fs::create_dir_all(&cfg.exec_root).map_err(internal)?;
         empty_trash(cfg.data_root.join("trash"));
         let images = ImageStore::open(&cfg.data_root.join("images")).map_err(internal)?;

@@ -72,7 +72,7 @@ pub use error::{Error, Result};
 pub use oci_spec::image::ImageConfiguration;
 pub use overlay::{unmount, Mount, Overlay};
 pub use reference::Reference;
-pub use store::GcReport;
+pub use store::{spread_subdirectories, GcReport};
 
 use error::io_err;
 use store::{Index, Layout};
@@ -160,6 +160,7 @@ impl ImageStore {
         ] {
             fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
+        store::spread_subdirectories(&layout.containers());
         {
             // Under the lock: a concurrent index write has its temp file there.
             let _lock = layout.lock()?;

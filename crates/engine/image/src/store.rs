@@ -106,6 +106,30 @@ impl Index {
     }
 }
 
+/// Asks the file system to spread the subdirectories of `dir` over its
+/// allocation groups, as it does for those of its root (ext4's `TOPDIR`
+/// flag, `chattr +T`; other file systems refuse it, which is fine).
+///
+/// Why: a container's directories and files are allocated in the group of
+/// their parent. Without a journal, ext4 skips an inode freed in the last
+/// minute (six while its table block is dirty) and looks each one up, from
+/// the start of the group, at every allocation; an overlay mount alone
+/// frees four in its work directory. With every container in one group, a
+/// start scanned past the inodes freed by all recent ones: 2.5 ms of CPU
+/// per container over 300 starts, measured on this project's VM.
+pub fn spread_subdirectories(dir: &Path) {
+    use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+    let Ok(f) = File::open(dir) else { return };
+    match ioctl_getflags(&f) {
+        Ok(flags) if !flags.contains(IFlags::TOPDIR) => {
+            if let Err(e) = ioctl_setflags(&f, flags | IFlags::TOPDIR) {
+                tracing::debug!(dir = %dir.display(), error = %e, "cannot mark the directory a top directory");
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Holds the store's exclusive lock (an `flock` on `ROOT/lock`) while alive.
 pub(crate) struct LockGuard {
     _file: File,

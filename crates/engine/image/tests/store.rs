@@ -723,3 +723,25 @@ fn derived_images_cache_lookup_and_prune_keeping_ancestors() {
     assert_eq!(s.prune().unwrap(), [scratch]);
     assert!(s.inspect(child.as_str()).is_ok());
 }
+
+#[test]
+fn container_layers_are_spread_over_the_file_system_where_it_can() {
+    use rustix::fs::{ioctl_getflags, IFlags};
+    let flags = |p: &Path| ioctl_getflags(fs::File::open(p).unwrap());
+    let (dir, s) = store();
+    let containers = dir.path().join("store/containers");
+    // ext4 (as on the machines this runs on) keeps the flag; a file system
+    // without inode flags refuses to tell, and the store opens all the same.
+    match flags(&containers) {
+        Ok(f) => assert!(f.contains(IFlags::TOPDIR), "{containers:?}: {f:?}"),
+        Err(e) => eprintln!("{containers:?}: no inode flags here ({e})"),
+    }
+    // Marking it again (every daemon start) changes nothing.
+    strato_image::spread_subdirectories(&containers);
+    if let Ok(f) = flags(&containers) {
+        assert!(f.contains(IFlags::TOPDIR));
+    }
+    // A missing directory is not an error.
+    strato_image::spread_subdirectories(&dir.path().join("nowhere"));
+    drop(s);
+}

@@ -1009,14 +1009,16 @@ fn container_process(l: &Launch, ch: &Channel, await_go: bool, cgroups_pending: 
         ),
         Role::Exec => exec_setup(l),
     };
-    if let Err(e) = res {
-        die(ch, e, 1)
-    }
-    let (err, code) = process::exec(&l.plan);
+    let resolved = match res {
+        Ok(r) => r,
+        Err(e) => die(ch, e, 1),
+    };
+    let (err, code) = process::exec(&l.plan, resolved);
     die(ch, err, code)
 }
 
-fn exec_setup(l: &Launch) -> std::result::Result<(), String> {
+/// Returns no resolved command: an exec searches PATH as it executes.
+fn exec_setup(l: &Launch) -> std::result::Result<Option<PathBuf>, String> {
     if let Some(root) = &l.plan.root {
         let sys = Linux;
         rootfs::chroot_into(&sys, root).map_err(|e| e.to_string())?;
@@ -1037,7 +1039,7 @@ fn exec_setup(l: &Launch) -> std::result::Result<(), String> {
     if l.plan.seccomp_listener.is_some() {
         process::install_late_seccomp(&l.plan)?;
     }
-    Ok(())
+    Ok(None)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1050,7 +1052,7 @@ fn init_setup(
     cgroup: &CgroupView,
     fifo_dir: Option<&OwnedFd>,
     cgroups_pending: bool,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Option<PathBuf>, String> {
     let sys = Linux;
     let s = |e: Error| e.to_string();
     // Device nodes and mount points get exactly the modes asked for; the
@@ -1138,9 +1140,10 @@ fn init_setup(
         // runtime, which `create` leaves before `start`.
         process::install_late_seccomp(&l.plan)?;
     }
-    if fifo_dir.is_some() {
-        process::check_executable(&l.plan)?;
-    }
+    let resolved = match fifo_dir {
+        Some(_) => Some(process::resolve_executable(&l.plan)?),
+        None => None,
+    };
     ch.send(&Msg::Ready).map_err(|e| e.to_string())?;
     // Held open (close-on-exec) until exec, so `start` sees end-of-file only
     // once startContainer hooks ran and the process executed (or failed to).
@@ -1152,7 +1155,7 @@ fn init_setup(
     process::install_late_seccomp(&l.plan)?;
     hooks::run(spec, HookKind::StartContainer, &(l.hook_state)(host_pid)).map_err(s)?;
     std::mem::forget(_started);
-    Ok(())
+    Ok(resolved)
 }
 
 /// Blocks until `start` opens the exec fifo for reading, then tells it we go on.

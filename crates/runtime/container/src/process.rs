@@ -563,11 +563,13 @@ pub fn apply(plan: &ProcessPlan, in_userns: bool) -> std::result::Result<(), Str
 /// Resolves the command through PATH, loads a seccomp filter that waited for
 /// no_new_privs, and executes. Returns only on failure, with the message and
 /// the shell's exit code for it (127: not found, 126: not executable).
-pub fn exec(plan: &ProcessPlan) -> (String, i32) {
+/// `resolved`: the command's path when [`resolve_executable`] found it
+/// already (at create, as runc does); otherwise PATH is searched here.
+pub fn exec(plan: &ProcessPlan, resolved: Option<PathBuf>) -> (String, i32) {
     if let Err(e) = install_late_seccomp(plan) {
         return (e, 126);
     }
-    let (msg, errno) = exec_inner(plan);
+    let (msg, errno) = exec_inner(plan, resolved);
     let code = if errno == nix::errno::Errno::ENOENT {
         127
     } else {
@@ -576,7 +578,7 @@ pub fn exec(plan: &ProcessPlan) -> (String, i32) {
     (msg, code)
 }
 
-fn exec_inner(plan: &ProcessPlan) -> (String, nix::errno::Errno) {
+fn exec_inner(plan: &ProcessPlan, resolved: Option<PathBuf>) -> (String, nix::errno::Errno) {
     use nix::errno::Errno;
     // Everything from fd 3 on (but the preserved ones) closes on exec.
     let first = 3 + plan.preserve_fds;
@@ -590,7 +592,7 @@ fn exec_inner(plan: &ProcessPlan) -> (String, nix::errno::Errno) {
         )
     };
     let arg0 = plan.args[0].to_string_lossy().into_owned();
-    let path = match find_executable(&arg0, &plan.path_var) {
+    let path = match resolved.or_else(|| find_executable(&arg0, &plan.path_var)) {
         Some(p) => p,
         None => return (not_in_path(&arg0, &plan.path_var), Errno::ENOENT),
     };
@@ -791,17 +793,29 @@ pub fn find_executable(cmd: &str, path_var: &str) -> Option<PathBuf> {
         .find(|p| is_executable(p))
 }
 
-/// Checks that the command can be found and executed, as runc does before
+/// Finds the command and checks that it can be executed, as runc does before
 /// a created process waits for its start: a missing command fails the
-/// create, where its error still reaches the caller, not the start.
-pub fn check_executable(plan: &ProcessPlan) -> std::result::Result<(), String> {
+/// create, where its error still reaches the caller, not the start. The
+/// path found is the one executed then (PATH is not searched twice: each
+/// miss is a lookup through every layer of the overlay).
+pub fn resolve_executable(plan: &ProcessPlan) -> std::result::Result<PathBuf, String> {
     let arg0 = plan.args[0].to_string_lossy();
-    match find_executable(&arg0, &plan.path_var) {
-        None => Err(not_in_path(&arg0, &plan.path_var)),
-        Some(p) if !p.exists() => Err(format!("exec {}: no such file or directory", p.display())),
-        Some(p) if !is_executable(&p) => Err(format!("exec {}: permission denied", p.display())),
-        Some(_) => Ok(()),
+    let Some(p) = find_executable(&arg0, &plan.path_var) else {
+        return Err(not_in_path(&arg0, &plan.path_var));
+    };
+    // A PATH search only returns executable files; a path given as is was
+    // not looked at yet.
+    if arg0.contains('/') {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(&p) {
+            Err(_) => return Err(format!("exec {}: no such file or directory", p.display())),
+            Ok(m) if !(m.is_file() && m.permissions().mode() & 0o111 != 0) => {
+                return Err(format!("exec {}: permission denied", p.display()))
+            }
+            Ok(_) => {}
+        }
     }
+    Ok(p)
 }
 
 /// The error for a command that no directory of PATH holds.

@@ -806,10 +806,9 @@ pub fn resolve_executable(plan: &ProcessPlan) -> std::result::Result<PathBuf, St
     // A PATH search only returns executable files; a path given as is was
     // not looked at yet.
     if arg0.contains('/') {
-        use std::os::unix::fs::PermissionsExt;
         match std::fs::metadata(&p) {
             Err(_) => return Err(format!("exec {}: no such file or directory", p.display())),
-            Ok(m) if !(m.is_file() && m.permissions().mode() & 0o111 != 0) => {
+            Ok(m) if !executable(&m) => {
                 return Err(format!("exec {}: permission denied", p.display()))
             }
             Ok(_) => {}
@@ -824,8 +823,12 @@ fn not_in_path(cmd: &str, path_var: &str) -> String {
 }
 
 fn is_executable(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| executable(&m))
+}
+
+fn executable(m: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    m.is_file() && m.permissions().mode() & 0o111 != 0
 }
 
 /// Installs `fds` as stdin, stdout and stderr. Copies them above the stdio

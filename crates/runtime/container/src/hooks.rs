@@ -33,21 +33,22 @@ impl HookKind {
     }
 }
 
-/// The hooks of `kind` in `spec`, in order.
-pub fn hooks_of(spec: &Spec, kind: HookKind) -> Vec<Hook> {
+/// The hooks of `kind` in `spec`, in order (borrowed: asking whether there
+/// are any copies nothing).
+pub fn hooks_of(spec: &Spec, kind: HookKind) -> &[Hook] {
     let Some(h) = spec.hooks().as_ref() else {
-        return Vec::new();
+        return &[];
     };
     #[allow(deprecated)]
     let list = match kind {
-        HookKind::Prestart => h.prestart().clone(),
-        HookKind::CreateRuntime => h.create_runtime().clone(),
-        HookKind::CreateContainer => h.create_container().clone(),
-        HookKind::StartContainer => h.start_container().clone(),
-        HookKind::Poststart => h.poststart().clone(),
-        HookKind::Poststop => h.poststop().clone(),
+        HookKind::Prestart => h.prestart(),
+        HookKind::CreateRuntime => h.create_runtime(),
+        HookKind::CreateContainer => h.create_container(),
+        HookKind::StartContainer => h.start_container(),
+        HookKind::Poststart => h.poststart(),
+        HookKind::Poststop => h.poststop(),
     };
-    list.unwrap_or_default()
+    list.as_deref().unwrap_or_default()
 }
 
 /// An exit status as Go (and so runc) words it: `exit status 1`,

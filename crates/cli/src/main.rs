@@ -94,6 +94,12 @@ fn main() {
         let cli = RuntimeCli::parse_from::<_, std::ffi::OsString>(argv);
         std::process::exit(run_runtime(cli.args));
     }
+    // `run` above all (started once per container): its line alone.
+    if std::env::args_os().any(|a| a == "run") {
+        if let Some((global, verb)) = client::parse_run_alone(std::env::args_os()) {
+            std::process::exit(run_client(global, verb));
+        }
+    }
     if let Ok(cli) = ClientCli::try_parse() {
         std::process::exit(run_client(cli.client, cli.verb));
     }
@@ -179,6 +185,46 @@ mod tests {
             panic!("not the runtime: {whole:?}");
         };
         assert_eq!(format!("{:?}", alone.args), format!("{whole:?}"));
+    }
+
+    #[test]
+    fn run_alone_parses_what_the_client_line_does() {
+        for argv in [
+            &["strato", "run", "--rm", "busybox", "true"][..],
+            &[
+                "strato",
+                "-H",
+                "unix:///x",
+                "run",
+                "-d",
+                "-p",
+                "80:80",
+                "--name",
+                "a",
+                "img",
+            ][..],
+            &[
+                "strato", "run", "-it", "-e", "A=1", "img", "sh", "-c", "exit 3",
+            ][..],
+            &["strato", "run", "--network", "none", "img", "run", "--rm"][..],
+        ] {
+            let os = argv.iter().map(std::ffi::OsString::from);
+            let (g, v) = crate::client::parse_run_alone(os).expect("parsed");
+            let whole = super::ClientCli::try_parse_from(argv).unwrap();
+            assert_eq!(
+                format!("{g:?} {v:?}"),
+                format!("{:?} {:?}", whole.client, whole.verb)
+            );
+        }
+        // Not `run`: the other lines parse it.
+        for argv in [
+            &["strato", "exec", "c", "run"][..],
+            &["strato", "ps"][..],
+            &["strato", "run", "--help"][..],
+        ] {
+            let os = argv.iter().map(std::ffi::OsString::from);
+            assert!(crate::client::parse_run_alone(os).is_none(), "{argv:?}");
+        }
     }
 
     #[test]

@@ -537,6 +537,72 @@ fn a_prepared_container_waits_unlisted_and_its_start_runs_that_process() {
 }
 
 #[test]
+fn a_start_sent_behind_its_preparation_finishes_it_or_starts_anew() {
+    let ctx = Ctx::new("sup-pipe");
+    let sup = Sup::start(&ctx);
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("echo ran; exit 4");
+    let s = spec(&ctx, &b, &id);
+    // Both on one connection, the start before the preparation answered.
+    let mut c = sup.client();
+    c.send_prepare(s.clone(), None)
+        .expect("send the preparation");
+    let (pid, status, prepared) = c.start_prepared(s.clone(), None).expect("start");
+    assert_eq!(prepared, Some(pid), "the start runs the prepared process");
+    assert!(status.is_some_and(|st| st.pid == pid));
+    let st = wait_exited(&mut c, &id);
+    assert_eq!(st.exit_code, Some(4), "{st:?}");
+    assert_eq!(log_lines(&s.log_path), [(Stream::Stdout, "ran\n".into())]);
+
+    // A preparation that fails: the start behind it fails the same way,
+    // recorded as any failed start.
+    let id2 = ctx.id();
+    let mut b2 = ctx.bundle(&id2);
+    b2.args(&["/no/such/command"]);
+    let s2 = spec(&ctx, &b2, &id2);
+    let mut c2 = sup.client();
+    c2.send_prepare(s2.clone(), None)
+        .expect("send the preparation");
+    let err = c2.start_prepared(s2, None).expect_err("no such command");
+    assert!(err.to_string().contains("/no/such/command"), "{err}");
+    let st = c2.state(&id2).expect("a failed start's record");
+    assert_eq!(
+        (st.phase, st.exit_code),
+        (Phase::Exited, Some(127)),
+        "{st:?}"
+    );
+    assert!(st.error.is_some_and(|e| e.contains("/no/such/command")));
+}
+
+#[test]
+fn an_auto_remove_container_is_forgotten_once_its_exit_is_told() {
+    let ctx = Ctx::new("sup-autorm");
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let events = sup.client().events().expect("events");
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("exit 5");
+    let mut s = spec(&ctx, &b, &id);
+    s.auto_remove = true;
+    c.start(s).expect("start");
+    let seen: Vec<Event> = events.take(3).map(|e| e.expect("event")).collect();
+    // The exit carries the last status, then the container is gone.
+    assert!(
+        matches!(&seen[1], Event::Exit { id: i, code: 5, status: Some(st), .. }
+            if *i == id && st.phase == Phase::Exited && st.exit_code == Some(5)),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(&seen[2], Event::Destroy { id: i, .. } if *i == id),
+        "{seen:?}"
+    );
+    assert!(c.state(&id).is_err(), "forgotten");
+    assert_gone_soon(&sup.runtime_root().join(&id));
+}
+
+#[test]
 fn a_prepared_container_goes_with_a_delete_a_start_without_it_or_its_time() {
     let ctx = Ctx::new("sup-unprep");
     let sup = Sup::start(&ctx);

@@ -81,6 +81,21 @@ impl GlobalArgs {
     }
 }
 
+/// `strato run …` parsed with the run verb's command line alone, built
+/// without the other verbs' (see main.rs); `None` for anything else.
+pub fn parse_run_alone(
+    argv: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Option<(GlobalArgs, Verb)> {
+    use clap::{Command, FromArgMatches};
+    let cmd = GlobalArgs::augment_args(Command::new("strato"))
+        .subcommand(containers::RunArgs::augment_args(Command::new("run")))
+        .subcommand_required(true);
+    let m = cmd.try_get_matches_from(argv).ok()?;
+    let global = GlobalArgs::from_arg_matches(&m).ok()?;
+    let verb = Verb::from_arg_matches(&m).ok()?;
+    Some((global, verb))
+}
+
 /// The client verbs, mirroring docker's.
 #[derive(Debug, Subcommand)]
 pub enum Verb {

@@ -361,6 +361,9 @@ struct Prepared {
     spec: ContainerSpec,
     netns: Option<OwnedFd>,
     hostname: String,
+    /// The supervisor connection its `Prepare` went on, unanswered: the
+    /// start goes on it too (see [`Client::send_prepare`]).
+    conn: Client,
 }
 
 type PreparedSlot = Arc<tokio::sync::Mutex<Option<Prepared>>>;
@@ -816,6 +819,9 @@ impl Engine {
                     .expect("records lock")
                     .get(&id)
                     .is_some_and(|r| r.auto_remove);
+                // The supervisor forgot an AutoRemove container as it told
+                // its exit: nothing to delete there.
+                let forgotten = status.as_ref().is_some_and(|s| s.spec.auto_remove);
                 let status = match status {
                     Some(s) => self.set_status(&id, Some(*s), !auto_remove),
                     None => self.refresh_saved(&id, !auto_remove).await,
@@ -828,7 +834,7 @@ impl Engine {
                 }
                 self.emit(&id, "die", Some(code));
                 if exited && auto_remove {
-                    let _ = self.remove(&id, true).await;
+                    let _ = self.remove_with(&id, true, !forgotten).await;
                 }
             }
             E::Restart { id, .. } => {
@@ -885,7 +891,27 @@ impl Engine {
             .cloned()
             .collect();
         for id in ids {
-            self.refresh(&id).await;
+            let owned = id.clone();
+            match self.sup(move |c| c.state(&owned)).await {
+                Ok(status) => {
+                    self.set_status(&id, Some(status), true);
+                }
+                // An AutoRemove container that ran and exited while the
+                // daemon was away: the supervisor forgot it at its exit, and
+                // it goes now, as dockerd removes those when it restarts.
+                Err(EngineError::NoSuchContainer(_)) => {
+                    let gone = self
+                        .records
+                        .lock()
+                        .expect("records lock")
+                        .get(&id)
+                        .is_some_and(|r| r.auto_remove && r.status.is_some());
+                    if gone {
+                        let _ = self.remove_with(&id, true, false).await;
+                    }
+                }
+                Err(e) => tracing::warn!(id, error = %e, "container status"),
+            }
         }
     }
 
@@ -1096,7 +1122,8 @@ impl Engine {
     }
 
     /// The bundle of container `id` and its creation in the supervisor, as
-    /// a start would make them.
+    /// a start would make them. Returns once the supervisor was asked: the
+    /// start need not wait for the answer (see [`Client::send_prepare`]).
     async fn prepare(&self, id: &str) -> Result<Prepared, EngineError> {
         let mut r = self.record(id)?;
         let record = record_bytes(&r);
@@ -1110,13 +1137,21 @@ impl Engine {
             .map(|f| f.try_clone())
             .transpose()
             .map_err(internal)?;
-        self.sup(move |c| c.prepare(send, fd.as_ref().map(|f| f.as_fd())))
-            .await?;
+        let root = self.sup_root();
+        let conn = tokio::task::spawn_blocking(move || {
+            let mut c = Client::connect(&root).map_err(internal)?;
+            c.send_prepare(send, fd.as_ref().map(|f| f.as_fd()))
+                .map_err(sup_err)?;
+            Ok::<_, EngineError>(c)
+        })
+        .await
+        .map_err(internal)??;
         Ok(Prepared {
             record,
             spec,
             netns,
             hostname,
+            conn,
         })
     }
 
@@ -1169,7 +1204,7 @@ impl Engine {
             .filter(|p| p.record == record_bytes(&r));
         let result = match prepared {
             Some(p) => {
-                self.launch(&mut r, p.spec, p.netns, &p.hostname, true)
+                self.launch(&mut r, p.spec, p.netns, &p.hostname, Some(p.conn))
                     .await
             }
             None => {
@@ -1235,7 +1270,7 @@ impl Engine {
         overlay: &strato_image::Overlay,
     ) -> Result<(), EngineError> {
         let (spec, netns, hostname) = self.bundle_for(r, bundle, rootfs, overlay, true).await?;
-        self.launch(r, spec, netns, &hostname, false).await
+        self.launch(r, spec, netns, &hostname, None).await
     }
 
     /// Everything a start needs before the supervisor's part: the network
@@ -1343,7 +1378,8 @@ impl Engine {
             tty: cfg.tty,
             open_stdin: cfg.open_stdin,
             restart: r.restart.clone(),
-            auto_remove: false,
+            // The supervisor forgets it at its exit; the engine removes the rest.
+            auto_remove: r.auto_remove,
             netns: netns.is_some(),
         };
         Ok((spec, netns, cfg.hostname))
@@ -1413,19 +1449,23 @@ impl Engine {
     }
 
     /// The supervisor's part of a start (finishing the prepared container
-    /// if `prepared`), then the record of it.
+    /// if `prepared`: the connection its preparation went on), then the
+    /// record of it.
     async fn launch(
         &self,
         r: &mut Record,
         spec: ContainerSpec,
         netns: Option<OwnedFd>,
         hostname: &str,
-        prepared: bool,
+        prepared: Option<Client>,
     ) -> Result<(), EngineError> {
         let id = r.id.clone();
         // A prepared start's namespace is wired now, as Docker gives a
-        // container its address at the start.
-        if let (true, NetworkMode::Bridge(net), Some(ns)) = (prepared, r.network.clone(), &netns) {
+        // container its address at the start (while the supervisor may
+        // still be preparing it).
+        if let (true, NetworkMode::Bridge(net), Some(ns)) =
+            (prepared.is_some(), r.network.clone(), &netns)
+        {
             self.wire_bridge(r, &net, ns, &spec.bundle).await?;
         }
         // One connection: the start, then the status it left.
@@ -1435,17 +1475,29 @@ impl Engine {
             .insert(id.clone());
         // A container that never ran has no record in the supervisor.
         let ran_before = r.status.is_some();
-        let started = self
-            .sup(move |c| {
-                // A record of an earlier run is replaced.
-                if ran_before {
-                    let _ = c.delete(&spec.id, false);
-                }
-                let (_, status) =
-                    c.start_status(spec, netns.as_ref().map(|fd| fd.as_fd()), prepared)?;
-                Ok(status)
+        let started = match prepared {
+            // Prepared after its create: it never ran.
+            Some(mut conn) => tokio::task::spawn_blocking(move || {
+                conn.start_prepared(spec, netns.as_ref().map(|fd| fd.as_fd()))
+                    .map(|(_, status, _)| status)
+                    .map_err(sup_err)
             })
-            .await;
+            .await
+            .map_err(internal)
+            .and_then(|r| r),
+            None => {
+                self.sup(move |c| {
+                    // A record of an earlier run is replaced.
+                    if ran_before {
+                        let _ = c.delete(&spec.id, false);
+                    }
+                    let (_, status) =
+                        c.start_status(spec, netns.as_ref().map(|fd| fd.as_fd()), false)?;
+                    Ok(status)
+                })
+                .await
+            }
+        };
         let status = match started {
             Ok(status) => status,
             Err(e) => {
@@ -2103,6 +2155,17 @@ impl Engine {
 
     /// `docker rm`.
     pub async fn remove(&self, name_or_id: &str, force: bool) -> Result<(), EngineError> {
+        self.remove_with(name_or_id, force, true).await
+    }
+
+    /// [`Engine::remove`]; `in_supervisor`: whether the supervisor may still
+    /// hold the container (false once it told the exit of an AutoRemove one).
+    async fn remove_with(
+        &self,
+        name_or_id: &str,
+        force: bool,
+        in_supervisor: bool,
+    ) -> Result<(), EngineError> {
         let id = self.resolve(name_or_id)?;
         let r = self.record(&id)?;
         let running = r
@@ -2117,9 +2180,11 @@ impl Engine {
         // A start prepared (or being prepared) goes with the delete below.
         let _ = self.take_prepared(&id).await;
         let idc = id.clone();
-        match self.sup(move |c| c.delete(&idc, true)).await {
-            Ok(()) | Err(EngineError::NoSuchContainer(_)) => {}
-            Err(e) => return Err(e),
+        if in_supervisor {
+            match self.sup(move |c| c.delete(&idc, true)).await {
+                Ok(()) | Err(EngineError::NoSuchContainer(_)) => {}
+                Err(e) => return Err(e),
+            }
         }
         self.release(&id).await;
         // The layer and the container's directory leave their places at

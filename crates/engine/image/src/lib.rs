@@ -81,6 +81,10 @@ use store::{Index, Layout};
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     layout: Layout,
+    /// Whether the index may still name containers' images (as an older
+    /// strato recorded them; a container's layer records its image now):
+    /// only then does a removal read and rewrite the index.
+    legacy_holds: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One line of [`ImageStore::list`].
@@ -166,7 +170,11 @@ impl ImageStore {
             let _lock = layout.lock()?;
             store::clean_tmp(&layout)?;
         }
-        Ok(ImageStore { layout })
+        let legacy = !layout.read_index()?.containers.is_empty();
+        Ok(ImageStore {
+            layout,
+            legacy_holds: std::sync::Arc::new(legacy.into()),
+        })
     }
 
     /// The store's root directory.
@@ -625,9 +633,15 @@ impl ImageStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err("remove container layer", dir)(e)),
         };
-        let mut index: Index = self.layout.read_index()?;
-        if index.containers.remove(container_id).is_some() {
-            self.layout.write_index(&index)?;
+        use std::sync::atomic::Ordering;
+        if self.legacy_holds.load(Ordering::Relaxed) {
+            let mut index: Index = self.layout.read_index()?;
+            if index.containers.remove(container_id).is_some() {
+                self.layout.write_index(&index)?;
+            }
+            if index.containers.is_empty() {
+                self.legacy_holds.store(false, Ordering::Relaxed);
+            }
         }
         Ok(moved)
     }

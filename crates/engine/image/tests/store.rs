@@ -441,6 +441,8 @@ fn container_holds_live_with_the_layer_and_old_index_holds_count() {
     let mut v: serde_json::Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
     v["containers"] = serde_json::json!({ "old": id.to_string() });
     fs::write(&index, serde_json::to_vec(&v).unwrap()).unwrap();
+    // (found as the store opens, as after an upgrade)
+    let s = ImageStore::open(s.root()).unwrap();
     assert_eq!(s.list().unwrap()[0].containers, 1);
     assert!(s.prune().unwrap().is_empty());
     assert!(matches!(

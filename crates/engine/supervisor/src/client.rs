@@ -26,6 +26,9 @@ pub enum ClientError {
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
+    /// Bytes read past the last response (the next one's, when requests
+    /// were sent ahead: [`Client::start_prepared`]).
+    buf: Vec<u8>,
 }
 
 impl Client {
@@ -33,6 +36,7 @@ impl Client {
     pub fn connect(root: &Path) -> io::Result<Client> {
         Ok(Client {
             stream: UnixStream::connect(root.join(SOCKET))?,
+            buf: Vec::new(),
         })
     }
 
@@ -47,6 +51,13 @@ impl Client {
         req: &Request,
         fd: Option<BorrowedFd>,
     ) -> Result<(Response, Vec<OwnedFd>), ClientError> {
+        self.send_with(req, fd)?;
+        self.response()
+    }
+
+    /// Sends one request (and a descriptor beside it) without reading its
+    /// response.
+    fn send_with(&mut self, req: &Request, fd: Option<BorrowedFd>) -> io::Result<()> {
         let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
         line.push(b'\n');
         match fd {
@@ -68,7 +79,12 @@ impl Client {
                 self.stream.write_all(&line[n..])?;
             }
         }
-        let (text, fds) = read_line_with_fds(&self.stream)?;
+        Ok(())
+    }
+
+    /// Reads the response to the oldest request not answered yet.
+    fn response(&mut self) -> Result<(Response, Vec<OwnedFd>), ClientError> {
+        let (text, fds) = read_line_with_fds(&self.stream, &mut self.buf)?;
         let resp: Response =
             serde_json::from_str(&text).map_err(|_| ClientError::Protocol(text.clone()))?;
         if let Response::Error { kind, message } = resp {
@@ -105,6 +121,59 @@ impl Client {
             Response::Prepared { pid } => Ok(pid),
             other => Err(ClientError::Protocol(format!("{other:?}"))),
         }
+    }
+
+    /// Sends a [`Request::Prepare`] and returns at once: its answer is read
+    /// by [`Client::start_prepared`] on this same connection, whose start
+    /// the supervisor takes right after the preparation (requests of one
+    /// connection are served in order), with no round trip between.
+    pub fn send_prepare(
+        &mut self,
+        mut spec: ContainerSpec,
+        netns: Option<BorrowedFd>,
+    ) -> Result<(), ClientError> {
+        spec.netns = netns.is_some();
+        Ok(self.send_with(&Request::Prepare { spec }, netns)?)
+    }
+
+    /// The start of the container whose preparation went on this
+    /// connection ([`Client::send_prepare`]): the prepared container is
+    /// finished, or, if the preparation failed, the container starts anew.
+    /// Returns its pid and status, as [`Client::start_status`], and the pid
+    /// the preparation reported (`None` if it failed).
+    pub fn start_prepared(
+        &mut self,
+        mut spec: ContainerSpec,
+        netns: Option<BorrowedFd>,
+    ) -> Result<(i32, Option<ContainerStatus>, Option<i32>), ClientError> {
+        spec.netns = netns.is_some();
+        let id = spec.id.clone();
+        self.send_with(
+            &Request::Start {
+                spec,
+                prepared: true,
+            },
+            netns,
+        )?;
+        let prepared = match self.response() {
+            Ok((Response::Prepared { pid }, _)) => Some(pid),
+            Ok((other, _)) => return Err(ClientError::Protocol(format!("{other:?}"))),
+            // The start that follows does it all.
+            Err(ClientError::Failed { message, .. }) => {
+                tracing::debug!(id, message, "start not prepared");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        let (pid, status) = match self.response()?.0 {
+            Response::Started { pid, status } => (pid, status),
+            other => return Err(ClientError::Protocol(format!("{other:?}"))),
+        };
+        let status = match status {
+            Some(s) => Some(*s),
+            None => self.state(&id).ok(),
+        };
+        Ok((pid, status, prepared))
     }
 
     /// Starts a container in the network namespace `netns` (which the

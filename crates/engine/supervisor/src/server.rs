@@ -223,6 +223,11 @@ pub struct Supervisor {
     starting: Vec<Starting>,
     /// Containers created ahead of their start, waiting for it.
     prepared: BTreeMap<String, PreparedInit>,
+    /// Preparations that failed, with why, for the start that may already
+    /// be queued behind them ([`Request::Start`] `prepared`): it fails the
+    /// same way without trying again (a second try on the same root
+    /// filesystem can fail for another reason while the first is undone).
+    failed_prepares: BTreeMap<String, (ContainerSpec, String, Instant)>,
     /// Children reaped while starts were pending that matched nothing: a
     /// container can exit before its starter's report arrives.
     orphans: Vec<(i32, i32)>,
@@ -479,6 +484,7 @@ impl Supervisor {
             timers: Vec::new(),
             starting: Vec::new(),
             prepared: BTreeMap::new(),
+            failed_prepares: BTreeMap::new(),
             orphans: Vec::new(),
             next_client: 0,
             netns: BTreeMap::new(),
@@ -1126,6 +1132,8 @@ impl Supervisor {
                 self.discard(p);
             }
         }
+        self.failed_prepares
+            .retain(|_, (.., since)| now.duration_since(*since) < PREPARED_TTL);
         self.prepared
             .values()
             .map(|p| (p.since + PREPARED_TTL).saturating_duration_since(now))
@@ -1372,6 +1380,8 @@ impl Supervisor {
                 }
                 StartReport::Failed { message } => {
                     self.netns.remove(&spec.id);
+                    self.failed_prepares
+                        .insert(spec.id.clone(), (spec, message.clone(), Instant::now()));
                     Err(Failure::new(ErrorKind::Invalid, message))
                 }
             };
@@ -1542,6 +1552,19 @@ impl Supervisor {
         // A container prepared before is finished by a start that asks for
         // it (with the same spec), else discarded first, its namespace too.
         let finish = self.take_prepared(&spec, prepared == Some(true));
+        let failed = self
+            .failed_prepares
+            .remove(&id)
+            .filter(|(s, ..)| prepared == Some(true) && *s == spec);
+        if let Some((_, message, _)) = failed {
+            if let Ok(mut log) = LogWriter::open(&spec.log_path) {
+                let _ = log.write(Stream::Stderr, format!("strato: {message}\n").as_bytes());
+            }
+            self.start_failed(&spec, 0, &message);
+            let f = Failure::new(ErrorKind::Invalid, message);
+            let _ = self.reply(&stream, &f.into_response(), &[]);
+            return;
+        }
         match netns {
             Some(fd) => self.netns.insert(id.clone(), fd),
             None => self.netns.remove(&id),
@@ -1726,10 +1749,10 @@ impl Supervisor {
         // released right after the exit is told (before the next request).
         self.chores.push(Chore::RuntimeDelete(id.to_string()));
         let spec = &status.spec;
-        if spec
-            .restart
-            .should_restart(code, status.restart_count, status.stopped_by_user)
-        {
+        let restarts =
+            spec.restart
+                .should_restart(code, status.restart_count, status.stopped_by_user);
+        if restarts {
             let m = self.containers.get_mut(id).expect("present");
             m.backoff_ms = backoff_ms(m.backoff_ms, ran_ms);
             m.status.phase = Phase::Restarting;
@@ -1740,13 +1763,13 @@ impl Supervisor {
                 Instant::now() + Duration::from_millis(delay),
                 id.to_string(),
             ));
-        } else if spec.auto_remove {
-            self.forget(id);
-        } else {
+        } else if !spec.auto_remove {
             self.netns.remove(id);
             self.save(&status);
         }
-        // Told once decided, with the status it left.
+        // Told once decided, with the status it left (an AutoRemove
+        // container's last one: it is forgotten right after, so the engine
+        // removes the rest without asking here again).
         let after = self.containers.get(id).map(|m| Box::new(m.status.clone()));
         self.emit(Event::Exit {
             id: id.to_string(),
@@ -1755,6 +1778,9 @@ impl Supervisor {
             time,
             status: after,
         });
+        if status.spec.auto_remove && !restarts {
+            self.forget(id);
+        }
     }
 
     fn fire_timers(&mut self) {
@@ -1970,14 +1996,24 @@ fn oom_killed(runtime: &Runtime, id: &str) -> bool {
     runtime.oom_killed(id).unwrap_or(false)
 }
 
-/// Reads one response line and the descriptors sent with it. Requests and
-/// responses alternate, so nothing follows the line.
-pub(crate) fn read_line_with_fds(stream: &UnixStream) -> io::Result<(String, Vec<OwnedFd>)> {
+/// Reads one response line and the descriptors sent with it; bytes read
+/// past the line stay in `buf` for the next call. (Only responses without
+/// descriptors are ever read ahead: those of a start sent behind its
+/// preparation.)
+pub(crate) fn read_line_with_fds(
+    stream: &UnixStream,
+    buf: &mut Vec<u8>,
+) -> io::Result<(String, Vec<OwnedFd>)> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut line = Vec::new();
     let mut fds = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
+        // A line already here (read with the one before it) is served first.
+        if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let mut line: Vec<u8> = buf.drain(..=pos).collect();
+            line.pop();
+            return Ok((String::from_utf8_lossy(&line).into_owned(), fds));
+        }
         let mut iov = [io::IoSliceMut::new(&mut chunk)];
         let mut cmsg = nix::cmsg_space!([RawFd; 4]);
         let msg = recvmsg::<()>(
@@ -2001,10 +2037,6 @@ pub(crate) fn read_line_with_fds(stream: &UnixStream) -> io::Result<(String, Vec
                 "the supervisor closed the connection",
             ));
         }
-        line.extend_from_slice(&chunk[..n]);
-        if line.ends_with(b"\n") {
-            line.pop();
-            return Ok((String::from_utf8_lossy(&line).into_owned(), fds));
-        }
+        buf.extend_from_slice(&chunk[..n]);
     }
 }

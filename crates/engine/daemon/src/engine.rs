@@ -373,6 +373,33 @@ fn record_bytes(r: &Record) -> Vec<u8> {
     serde_json::to_vec(r).unwrap_or_default()
 }
 
+/// Writes `text` as `dir/record.json`, whole or not at all: into the spare
+/// file beside it (the previous record's), whose name is then exchanged
+/// with the record's. No file is freed: on a file system mounted with
+/// `discard` a rename over the old record, or a truncation to nothing,
+/// discards its block inside the call (a quarter of a millisecond here).
+fn write_record(dir: &Path, text: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let spare = dir.join(".record.json.tmp");
+    let record = dir.join("record.json");
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&spare)?;
+    f.write_all_at(text, 0)?;
+    f.set_len(text.len() as u64)?;
+    drop(f);
+    let cwd = rustix::fs::CWD;
+    match rustix::fs::renameat_with(cwd, &spare, cwd, &record, rustix::fs::RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        // The first record: nothing to exchange with (or a file system
+        // that cannot exchange names).
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => fs::rename(&spare, &record),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Images whose accounts are remembered; beyond, the table starts over.
 const ACCOUNTS_KEPT: usize = 256;
 
@@ -678,18 +705,16 @@ impl Engine {
             return Ok(());
         };
         let dir = self.dir(&r.id);
-        let tmp = dir.join(".record.json.tmp");
         let text = serde_json::to_vec(&r).map_err(internal)?;
         // The directory is made by the first save only (not tried again at
         // every later one: a mkdir that finds it costs a lookup and a lock).
-        match fs::write(&tmp, &text) {
+        match write_record(&dir, &text) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 fs::create_dir_all(&dir).map_err(internal)?;
-                fs::write(&tmp, &text).map_err(internal)?;
+                write_record(&dir, &text).map_err(internal)
             }
-            r => r.map_err(internal)?,
+            r => r.map_err(internal),
         }
-        fs::rename(&tmp, dir.join("record.json")).map_err(internal)
     }
 
     fn emit(&self, id: &str, action: &str, exit_code: Option<i32>) {
@@ -2592,6 +2617,28 @@ fn empty_trash(trash: PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_is_rewritten_whole_in_one_of_two_files() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let ino = || fs::metadata(dir.path().join("record.json")).unwrap().ino();
+        let long = vec![b'a'; 5000];
+        let short = b"{\"short\":1}".to_vec();
+        write_record(dir.path(), &long).unwrap();
+        let first = ino();
+        write_record(dir.path(), &short).unwrap();
+        assert_eq!(fs::read(dir.path().join("record.json")).unwrap(), short);
+        let second = ino();
+        assert_ne!(first, second, "written beside, then exchanged");
+        write_record(dir.path(), &long).unwrap();
+        assert_eq!(fs::read(dir.path().join("record.json")).unwrap(), long);
+        // The two files take turns: no third one is made.
+        assert_eq!(ino(), first);
+        write_record(dir.path(), &short).unwrap();
+        assert_eq!(ino(), second);
+        assert_eq!(fs::read(dir.path().join("record.json")).unwrap(), short);
+    }
 
     #[test]
     fn a_removed_directory_goes_to_the_trash_and_a_restart_empties_it() {

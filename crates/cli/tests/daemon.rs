@@ -89,10 +89,16 @@ impl Daemon {
 
     /// Kills the daemon with SIGKILL and starts a new one on the same roots.
     fn kill9_and_restart(&mut self) {
+        self.kill9_and_restart_after(Duration::ZERO);
+    }
+
+    /// Kills the daemon, lets it stay away for `away`, starts it again.
+    fn kill9_and_restart_after(&mut self, away: Duration) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+        std::thread::sleep(away);
         self.child = Some(spawn_daemon(
             &self.dir,
             &self.sock,
@@ -669,7 +675,15 @@ fn containers_outlive_a_killed_daemon_and_are_found_again() {
         }
     };
     get();
-    d.kill9_and_restart();
+    // An AutoRemove container that ends while the daemon is away goes when
+    // it is back, as with dockerd.
+    d.docker(&[
+        "run", "-d", "--rm", "--name", "brief", "busybox", "sleep", "0.3",
+    ])
+    .ok();
+    d.kill9_and_restart_after(Duration::from_millis(1500));
+    let all = d.docker(&["ps", "-a", "--format", "{{.Names}}"]).ok();
+    assert!(!all.stdout.contains("brief"), "{all}");
     // The container kept running and serving; the new daemon knows it.
     get();
     let ps = d.docker(&["ps", "--format", "{{.Names}} {{.Status}}"]).ok();

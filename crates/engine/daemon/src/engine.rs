@@ -1153,9 +1153,11 @@ impl Engine {
         let mut r = self.record(id)?;
         let record = record_bytes(&r);
         let (bundle, rootfs, overlay) = self.layer_for(&r).await?;
+        tracing::debug!(id, "prepare: layer ready");
         let (spec, netns, hostname) = self
             .bundle_for(&mut r, &bundle, &rootfs, &overlay, false)
             .await?;
+        tracing::debug!(id, "prepare: bundle written");
         let send = spec.clone();
         let fd = netns
             .as_ref()

@@ -350,6 +350,8 @@ pub struct Engine {
     prepared: Mutex<std::collections::HashMap<String, PreparedSlot>>,
     /// Held while a record is written (see [`Engine::save`]).
     saving: Mutex<()>,
+    /// Container directories (`DATA/containers/ID`) made ahead.
+    container_dirs: Arc<strato_image::SpareDirs>,
 }
 
 /// A start prepared after a create: the container is created in the
@@ -399,6 +401,9 @@ fn write_record(dir: &Path, text: &[u8]) -> std::io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// Container directories kept made ahead ([`strato_image::SpareDirs`]).
+const SPARE_DIRS_KEPT: usize = 8;
 
 /// Images whose accounts are remembered; beyond, the table starts over.
 const ACCOUNTS_KEPT: usize = 256;
@@ -504,8 +509,9 @@ impl Engine {
     /// Opens the stores, restores networks, makes sure the supervisor runs,
     /// and follows its events.
     pub async fn open(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
-        fs::create_dir_all(cfg.data_root.join("containers")).map_err(internal)?;
-        strato_image::spread_subdirectories(&cfg.data_root.join("containers"));
+        let containers_dir = cfg.data_root.join("containers");
+        fs::create_dir_all(&containers_dir).map_err(internal)?;
+        strato_image::spread_subdirectories(&containers_dir);
         fs::create_dir_all(&cfg.exec_root).map_err(internal)?;
         empty_trash(cfg.data_root.join("trash"));
         let images = ImageStore::open(&cfg.data_root.join("images")).map_err(internal)?;
@@ -531,6 +537,11 @@ impl Engine {
             netns_pool: Arc::new(crate::netns::Pool::new()),
             prepared: Mutex::default(),
             saving: Mutex::default(),
+            container_dirs: Arc::new(strato_image::SpareDirs::new(
+                &containers_dir,
+                &[],
+                SPARE_DIRS_KEPT,
+            )),
         });
         let _ = engine.me.set(Arc::downgrade(&engine));
         // Re-adopted containers keep resolving each other's names.
@@ -538,6 +549,11 @@ impl Engine {
             engine.serve_dns(&n).await;
         }
         engine.load_records();
+        let (dirs, images) = (engine.container_dirs.clone(), engine.images.clone());
+        tokio::task::spawn_blocking(move || {
+            dirs.refill();
+            images.refill_spares();
+        });
         engine.ensure_supervisor().await?;
         engine.follow_supervisor();
         engine.sync_statuses().await;
@@ -1078,6 +1094,10 @@ impl Engine {
             }
             recs.insert(id.clone(), record.clone());
         }
+        // Its directory: one made ahead if ready (else `save` makes it).
+        let _ = self.container_dirs.make(&id);
+        let dirs = self.container_dirs.clone();
+        tokio::task::spawn_blocking(move || dirs.refill());
         if let Err(e) = self.save(&record) {
             self.records.lock().expect("records lock").remove(&id);
             let _ = fs::remove_dir_all(self.dir(&id));
@@ -1286,6 +1306,8 @@ impl Engine {
         .map_err(|e| {
             EngineError::Internal(format!("prepare the container's root filesystem: {e}"))
         })?;
+        let images = self.images.clone();
+        tokio::task::spawn_blocking(move || images.refill_spares());
         Ok((bundle, rootfs, overlay))
     }
 

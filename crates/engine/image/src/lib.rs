@@ -72,10 +72,13 @@ pub use error::{Error, Result};
 pub use oci_spec::image::ImageConfiguration;
 pub use overlay::{unmount, Mount, Overlay};
 pub use reference::Reference;
-pub use store::{spread_subdirectories, GcReport};
+pub use store::{spread_subdirectories, GcReport, SpareDirs, SPARE_PREFIX};
 
 use error::io_err;
 use store::{Index, Layout};
+
+/// Container layer directories kept made ahead.
+const SPARES_KEPT: usize = 8;
 
 /// The image store rooted at one directory.
 #[derive(Debug, Clone)]
@@ -85,6 +88,8 @@ pub struct ImageStore {
     /// strato recorded them; a container's layer records its image now):
     /// only then does a removal read and rewrite the index.
     legacy_holds: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Container layer directories (with `upper` and `work`) made ahead.
+    spares: std::sync::Arc<SpareDirs>,
 }
 
 /// One line of [`ImageStore::list`].
@@ -171,9 +176,11 @@ impl ImageStore {
             store::clean_tmp(&layout)?;
         }
         let legacy = !layout.read_index()?.containers.is_empty();
+        let spares = SpareDirs::new(&layout.containers(), &["upper", "work"], SPARES_KEPT);
         Ok(ImageStore {
             layout,
             legacy_holds: std::sync::Arc::new(legacy.into()),
+            spares: std::sync::Arc::new(spares),
         })
     }
 
@@ -571,6 +578,11 @@ impl ImageStore {
         let (upper, work) = (dir.join("upper"), dir.join("work"));
         let fresh = !dir.exists();
         let made = (|| {
+            if fresh {
+                self.spares
+                    .make(container_id)
+                    .map_err(io_err("create", &dir))?;
+            }
             for d in [&upper, &work] {
                 fs::create_dir_all(d).map_err(io_err("create", d))?;
             }
@@ -598,6 +610,12 @@ impl ImageStore {
             let _ = fs::remove_dir_all(&dir);
         }
         made
+    }
+
+    /// Makes container layer directories ahead ([`SpareDirs`]), for the
+    /// next [`ImageStore::overlay_for`]s. Blocking.
+    pub fn refill_spares(&self) {
+        self.spares.refill();
     }
 
     /// Unmounts a container's overlay (the layer itself is kept).

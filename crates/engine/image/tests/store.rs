@@ -747,3 +747,66 @@ fn container_layers_are_spread_over_the_file_system_where_it_can() {
     strato_image::spread_subdirectories(&dir.path().join("nowhere"));
     drop(s);
 }
+
+#[test]
+fn container_directories_made_ahead_are_taken_by_rename_and_outlive_a_restart() {
+    use strato_image::{SpareDirs, SPARE_PREFIX};
+    let dir = tempfile::tempdir().unwrap();
+    let parent = dir.path();
+    let spares = |p: &Path| {
+        fs::read_dir(p)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(SPARE_PREFIX))
+            .count()
+    };
+    let d = SpareDirs::new(parent, &["upper", "work"], 2);
+    // None ready: made on the spot, subdirectories included.
+    let a = d.make("a").unwrap();
+    assert!(a.join("upper").is_dir() && a.join("work").is_dir());
+    d.refill();
+    assert_eq!(spares(parent), 2);
+    let b = d.make("b").unwrap();
+    assert!(b.join("upper").is_dir() && b.join("work").is_dir());
+    assert_eq!(spares(parent), 1, "one spare taken");
+    // A name in use is refused, and the spare stays for the next one.
+    fs::write(b.join("upper/file"), b"x").unwrap();
+    assert_eq!(
+        d.make("b").unwrap_err().kind(),
+        std::io::ErrorKind::AlreadyExists
+    );
+    assert_eq!(fs::read(b.join("upper/file")).unwrap(), b"x");
+    // Leftovers of an earlier run are taken up.
+    let again = SpareDirs::new(parent, &["upper", "work"], 2);
+    again.make("c").unwrap();
+    assert_eq!(spares(parent), 0);
+    again.refill();
+    assert_eq!(spares(parent), 2);
+}
+
+#[test]
+fn a_store_makes_layer_directories_ahead_and_they_hold_no_image() {
+    let (dir, s) = store();
+    let id = s.import(&gzip(&base_layer())[..], Some("sp:1")).unwrap();
+    s.refill_spares();
+    let containers = dir.path().join("store/containers");
+    let before = fs::read_dir(&containers).unwrap().count();
+    assert!(before > 0, "spares made");
+    let target = dir.path().join("rootfs");
+    fs::create_dir(&target).unwrap();
+    let m = s.rootfs_for("sp:1", "c1", &target).unwrap();
+    assert_eq!(
+        fs::read_dir(&containers).unwrap().count(),
+        before,
+        "a spare became c1"
+    );
+    assert_eq!(
+        s.list().unwrap()[0].containers,
+        1,
+        "spares are no containers"
+    );
+    m.unmount().unwrap();
+    s.remove_container_layer("c1").unwrap();
+    assert_eq!(s.list().unwrap()[0].containers, 0);
+    s.remove(id.as_str(), false).unwrap();
+}

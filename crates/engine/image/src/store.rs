@@ -196,11 +196,16 @@ impl SpareDirs {
                 Err(_) => {}
             }
         }
-        fs::create_dir(&target)?;
-        for d in self.subdirs {
-            fs::create_dir(target.join(d))?;
-        }
+        self.make_new(&target)?;
         Ok(target)
+    }
+
+    /// `path` and its subdirectories, made now.
+    fn make_new(&self, path: &Path) -> io::Result<()> {
+        fs::create_dir(path)?;
+        self.subdirs
+            .iter()
+            .try_for_each(|d| fs::create_dir(path.join(d)))
     }
 
     /// Makes spares until `want` are ready; one caller at a time does it,
@@ -211,12 +216,7 @@ impl SpareDirs {
         }
         while self.ready.lock().expect("spares lock").len() < self.want {
             let path = self.parent.join(unique(SPARE_PREFIX));
-            let made = fs::create_dir(&path).and_then(|()| {
-                self.subdirs
-                    .iter()
-                    .try_for_each(|d| fs::create_dir(path.join(d)))
-            });
-            match made {
+            match self.make_new(&path) {
                 Ok(()) => self.ready.lock().expect("spares lock").push(path),
                 Err(e) => {
                     tracing::debug!(dir = %path.display(), error = %e, "spare directory");

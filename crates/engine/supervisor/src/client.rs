@@ -169,11 +169,20 @@ impl Client {
             Response::Started { pid, status } => (pid, status),
             other => return Err(ClientError::Protocol(format!("{other:?}"))),
         };
-        let status = match status {
+        Ok((pid, self.status_or_ask(&id, status), prepared))
+    }
+
+    /// The status a start answered with, else asked for (of a supervisor
+    /// that does not send it; `None` if that fails).
+    fn status_or_ask(
+        &mut self,
+        id: &str,
+        status: Option<Box<ContainerStatus>>,
+    ) -> Option<ContainerStatus> {
+        match status {
             Some(s) => Some(*s),
-            None => self.state(&id).ok(),
-        };
-        Ok((pid, status, prepared))
+            None => self.state(id).ok(),
+        }
     }
 
     /// Starts a container in the network namespace `netns` (which the
@@ -199,11 +208,7 @@ impl Client {
         spec.netns = netns.is_some();
         let id = spec.id.clone();
         let (pid, status) = self.start_with(spec, netns, prepared)?;
-        let status = match status {
-            Some(s) => Some(*s),
-            None => self.state(&id).ok(),
-        };
-        Ok((pid, status))
+        Ok((pid, self.status_or_ask(&id, status)))
     }
 
     fn start_with(

@@ -1358,7 +1358,7 @@ impl Supervisor {
         let Begun {
             spec,
             restart_count,
-            mut log,
+            log,
             stdio,
             waiter,
         } = started;
@@ -1391,9 +1391,7 @@ impl Supervisor {
         let pid = match report {
             StartReport::Started { pid } => pid,
             StartReport::Failed { message } => {
-                let _ = log.write(Stream::Stderr, format!("strato: {message}\n").as_bytes());
-                drop(log);
-                self.start_failed(&spec, restart_count, &message);
+                self.start_failed(&spec, restart_count, Some(log), &message);
                 self.answer(waiter, Err(Failure::new(ErrorKind::Invalid, message)));
                 return;
             }
@@ -1487,7 +1485,17 @@ impl Supervisor {
     }
 
     /// A start that failed: the container is recorded exited, with the error.
-    fn start_failed(&mut self, spec: &ContainerSpec, restart_count: u32, msg: &str) {
+    fn start_failed(
+        &mut self,
+        spec: &ContainerSpec,
+        restart_count: u32,
+        log: Option<LogWriter>,
+        msg: &str,
+    ) {
+        // Why, in the container's log too.
+        if let Some(mut log) = log {
+            let _ = log.write(Stream::Stderr, format!("strato: {msg}\n").as_bytes());
+        }
         self.netns.remove(&spec.id);
         self.unwatch_outputs(&spec.id);
         let status = ContainerStatus {
@@ -1557,10 +1565,7 @@ impl Supervisor {
             .remove(&id)
             .filter(|(s, ..)| prepared == Some(true) && *s == spec);
         if let Some((_, message, _)) = failed {
-            if let Ok(mut log) = LogWriter::open(&spec.log_path) {
-                let _ = log.write(Stream::Stderr, format!("strato: {message}\n").as_bytes());
-            }
-            self.start_failed(&spec, 0, &message);
+            self.start_failed(&spec, 0, LogWriter::open(&spec.log_path).ok(), &message);
             let f = Failure::new(ErrorKind::Invalid, message);
             let _ = self.reply(&stream, &f.into_response(), &[]);
             return;

@@ -1,7 +1,7 @@
 //! A blocking client of the supervisor (the engine calls it from
 //! `spawn_blocking` or a dedicated thread).
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -334,8 +334,10 @@ impl Client {
     /// Turns this connection into an event stream.
     pub fn events(mut self) -> Result<Events, ClientError> {
         self.expect_ok(&Request::Events)?;
+        // Events read together with the answer come first.
+        let read_ahead = io::Cursor::new(std::mem::take(&mut self.buf));
         Ok(Events {
-            reader: BufReader::new(self.stream),
+            reader: BufReader::new(read_ahead.chain(self.stream)),
         })
     }
 }
@@ -343,7 +345,7 @@ impl Client {
 /// The supervisor's event stream.
 #[derive(Debug)]
 pub struct Events {
-    reader: BufReader<UnixStream>,
+    reader: BufReader<io::Chain<io::Cursor<Vec<u8>>, UnixStream>>,
 }
 
 impl Iterator for Events {
@@ -358,5 +360,56 @@ impl Iterator for Events {
             }
             Err(e) => Some(Err(e.into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The supervisor may send the first events in the same read as the
+    /// subscription's answer: they come first, not lost with the client.
+    #[test]
+    fn events_read_with_the_subscriptions_answer_are_kept() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let supervisor = std::thread::spawn(move || {
+            let mut request = String::new();
+            BufReader::new(theirs.try_clone().unwrap())
+                .read_line(&mut request)
+                .unwrap();
+            assert!(request.contains("events"), "{request}");
+            let ok = serde_json::to_string(&Response::Ok).unwrap();
+            let first = serde_json::to_string(&Event::Destroy {
+                id: "c1".into(),
+                time: "t1".into(),
+            })
+            .unwrap();
+            (&theirs)
+                .write_all(format!("{ok}\n{first}\n").as_bytes())
+                .unwrap();
+            let second = serde_json::to_string(&Event::Destroy {
+                id: "c2".into(),
+                time: "t2".into(),
+            })
+            .unwrap();
+            (&theirs)
+                .write_all(format!("{second}\n").as_bytes())
+                .unwrap();
+        });
+        let client = Client {
+            stream: ours,
+            buf: Vec::new(),
+        };
+        // Both lines are in the socket before the answer is read.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut events = client.events().expect("subscribed");
+        let ids: Vec<String> = (0..2)
+            .map(|_| match events.next().unwrap().unwrap() {
+                Event::Destroy { id, .. } => id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, ["c1", "c2"]);
+        supervisor.join().unwrap();
     }
 }

@@ -579,12 +579,14 @@ impl ImageStore {
         let fresh = !dir.exists();
         let made = (|| {
             if fresh {
+                // With its upper and work directories.
                 self.spares
                     .make(container_id)
                     .map_err(io_err("create", &dir))?;
-            }
-            for d in [&upper, &work] {
-                fs::create_dir_all(d).map_err(io_err("create", d))?;
+            } else {
+                for d in [&upper, &work] {
+                    fs::create_dir_all(d).map_err(io_err("create", d))?;
+                }
             }
             let mut lowers: Vec<PathBuf> = Vec::new();
             for c in rec.chain.iter().rev() {

@@ -144,13 +144,24 @@ fn run_runtime(args: runtime::RuntimeArgs) -> i32 {
 
 /// Runs the supervisor loop in this (single-threaded) process.
 fn supervisor(root: &std::path::Path) -> i32 {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STRATO_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // The log goes to a close-on-exec copy of stderr, which container
+    // processes keep until they execute: a container's own setup is logged
+    // with the supervisor's lines, never on the container's stderr (which
+    // its init has set up by the time it mounts).
+    use std::os::fd::{AsFd, AsRawFd};
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => {
+            let log = std::fs::File::from(fd);
+            strato_container::process::keep_until_exec(log.as_raw_fd());
+            let _ = builder.with_writer(std::sync::Mutex::new(log)).try_init();
+        }
+        Err(_) => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+        }
+    }
     let result = strato_supervisor::Supervisor::new(root).and_then(|s| s.run());
     match result {
         Ok(()) => 0,

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,8 +24,14 @@ struct Sup {
 
 impl Sup {
     fn start(ctx: &Ctx) -> Sup {
+        Sup::start_with(ctx, Command::new(env!("CARGO_BIN_EXE_strato")))
+    }
+
+    /// Starts the supervisor from `cmd` (the strato binary, with the
+    /// environment or stdio a test wants).
+    fn start_with(ctx: &Ctx, mut cmd: Command) -> Sup {
         let root = ctx.dir().join("sup");
-        let child = Command::new(env!("CARGO_BIN_EXE_strato"))
+        let child = cmd
             .args(["supervisor", "--root"])
             .arg(&root)
             .stdin(Stdio::null())
@@ -165,6 +172,100 @@ fn output_is_logged_and_the_exit_code_recorded() {
     assert_gone_soon(&sup.runtime_root().join(&id));
     c.delete(&id, false).expect("delete");
     assert!(c.state(&id).is_err());
+}
+
+#[test]
+fn the_runtime_debug_log_stays_out_of_the_container_stderr() {
+    let ctx = Ctx::new("sup-dbglog");
+    let sup_log = ctx.dir().join("supervisor.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strato"));
+    cmd.env("STRATO_LOG", "debug")
+        .stderr(std::fs::File::create(&sup_log).expect("supervisor log"));
+    let sup = Sup::start_with(&ctx, cmd);
+    let mut c = sup.client();
+    let id = ctx.id();
+    let mut b = ctx.bundle(&id);
+    b.sh("echo err1 >&2");
+    let s = spec(&ctx, &b, &id);
+    c.start(s.clone()).expect("start");
+    assert_eq!(wait_exited(&mut c, &id).exit_code, Some(0));
+    // Only the container's own line is on its stderr; the container
+    // process's setup went to the supervisor's log.
+    assert_eq!(
+        log_lines(&s.log_path),
+        vec![(Stream::Stderr, "err1\n".into())]
+    );
+    let logged = std::fs::read_to_string(&sup_log).expect("read supervisor log");
+    assert!(logged.contains("container process: mounting"), "{logged}");
+    c.delete(&id, false).expect("delete");
+}
+
+#[test]
+fn starts_take_the_spare_cgroups_made_while_idle() {
+    use strato_cgroups::{SPARES, SPARE_PREFIX};
+    let ctx = Ctx::new("sup-spares");
+    // A parent of this test's own: no other test takes its spares.
+    let parent = format!("/strato-it-spares-{}", std::process::id());
+    // Dropped last: after the supervisor, which makes spares when idle.
+    let _gone = Gone(parent.clone());
+    let sup = Sup::start(&ctx);
+    let mut c = sup.client();
+    let run = |c: &mut Client, script: &str| {
+        let id = ctx.id();
+        let mut b = ctx.bundle(&id);
+        b.sh(script)
+            .set("/linux/cgroupsPath", json!(format!("{parent}/{id}")));
+        c.start(spec(&ctx, &b, &id)).expect("start");
+        id
+    };
+    /// Removes the spares and the parent of this test, passed or failed.
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            for k in 0..SPARES {
+                for d in cgroup_dirs(&format!("{}/{SPARE_PREFIX}{k}", self.0)) {
+                    let _ = fs::remove_dir(&d);
+                }
+            }
+            for d in cgroup_dirs(&self.0) {
+                let _ = fs::remove_dir(&d);
+            }
+        }
+    }
+    let first = run(&mut c, "true");
+    wait_exited(&mut c, &first);
+    let spares = |h: &str| -> Vec<PathBuf> {
+        (0..SPARES)
+            .flat_map(|k| cgroup_dirs(&format!("{parent}/{SPARE_PREFIX}{k}")))
+            .filter(|d| d.starts_with(Path::new("/sys/fs/cgroup").join(h)))
+            // A hybrid host's cgroup2 has none either.
+            .filter(|d| !d.starts_with("/sys/fs/cgroup/unified"))
+            .collect()
+    };
+    if cgroup_v2() {
+        // cgroup2 cannot rename: none are made.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(spares("").iter().all(|d| !d.exists()));
+    } else {
+        // Made once the supervisor was idle a moment, in every hierarchy.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !spares("").iter().all(|d| d.is_dir()) {
+            assert!(Instant::now() < deadline, "no spares: {:?}", spares(""));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Marked, to be told from a cgroup made by mkdir.
+        for d in spares("pids") {
+            fs::write(d.join("pids.max"), "4321").expect("mark a spare");
+        }
+        let second = run(&mut c, "sleep 30");
+        let pids = Path::new("/sys/fs/cgroup/pids").join(parent.trim_start_matches('/'));
+        let max = fs::read_to_string(pids.join(&second).join("pids.max")).expect("pids.max");
+        assert_eq!(max.trim(), "4321", "the start made its own cgroup");
+        c.delete(&second, true).expect("delete");
+    }
+    c.delete(&first, false).expect("delete");
+    // Stopped before its spares go: it makes them again when idle.
+    drop(sup);
 }
 
 #[test]

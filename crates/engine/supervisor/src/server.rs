@@ -116,6 +116,11 @@ struct ExecRec {
 /// forgotten, so periodic execs (health checks) do not grow the table.
 const EXITED_EXECS_KEPT: usize = 64;
 
+/// After a start, the supervisor makes the spare cgroups that the next
+/// creates take (`CreateOptions::cgroup_spares`) once this long went by
+/// with nothing to do: off every start's path, and never in a burst.
+const SPARES_AFTER_IDLE: Duration = Duration::from_millis(10);
+
 struct Client {
     id: u64,
     stream: UnixStream,
@@ -223,6 +228,9 @@ pub struct Supervisor {
     starting: Vec<Starting>,
     /// Containers created ahead of their start, waiting for it.
     prepared: BTreeMap<String, PreparedInit>,
+    /// The cgroups path of a container started since the spare cgroups
+    /// were last made (see [`SPARES_AFTER_IDLE`]).
+    spares_for: Option<PathBuf>,
     /// Preparations that failed, with why, for the start that may already
     /// be queued behind them ([`Request::Start`] `prepared`): it fails the
     /// same way without trying again (a second try on the same root
@@ -424,8 +432,16 @@ enum Waiter {
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 enum StartReport {
-    Started { pid: i32 },
-    Failed { message: String },
+    Started {
+        pid: i32,
+        /// The container's cgroups path, beside which the supervisor makes
+        /// spare cgroups when idle.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup: Option<PathBuf>,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 fn now() -> String {
@@ -484,6 +500,7 @@ impl Supervisor {
             timers: Vec::new(),
             starting: Vec::new(),
             prepared: BTreeMap::new(),
+            spares_for: None,
             failed_prepares: BTreeMap::new(),
             orphans: Vec::new(),
             next_client: 0,
@@ -588,6 +605,8 @@ impl Supervisor {
                 .iter()
                 .map(|(t, _)| t.saturating_duration_since(Instant::now()))
                 .chain(prepared_due)
+                // Spare cgroups are made once nothing happened for a while.
+                .chain(self.spares_for.as_ref().map(|_| SPARES_AFTER_IDLE))
                 .min()
                 .map(|d| {
                     PollTimeout::try_from(d.as_millis().min(60_000) as u32 + 1)
@@ -595,6 +614,12 @@ impl Supervisor {
                 })
                 .unwrap_or(PollTimeout::NONE);
             let (ready, stop) = self.wait_ready(timeout);
+            if ready.is_empty() && self.starting.is_empty() {
+                if let Some(cg) = self.spares_for.take() {
+                    let made = self.runtime.make_cgroup_spares(&cg);
+                    tracing::debug!(made, "spare cgroups made");
+                }
+            }
             if stop {
                 self.settle_all();
                 tracing::info!("supervisor stopping; containers keep running");
@@ -1080,7 +1105,7 @@ impl Supervisor {
             ..
         } = p;
         let report = match self.runtime.start(&spec.id) {
-            Ok(()) => StartReport::Started { pid },
+            Ok(()) => StartReport::Started { pid, cgroup: None },
             Err(e) => StartReport::Failed {
                 message: e.to_string(),
             },
@@ -1176,6 +1201,7 @@ impl Supervisor {
                 id: spec.id.clone(),
                 bundle: spec.bundle.clone(),
                 netns_fd,
+                cgroup_spares: true,
                 ..Default::default()
             };
             let stdio = if spec.tty {
@@ -1240,11 +1266,14 @@ impl Supervisor {
                 let runtime = &self.runtime;
                 let result =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &job {
-                        Job::Run(opts) => runtime.run_detached(opts).map(|st| st.pid),
-                        Job::Prepare(opts) => runtime.create(opts).map(|st| st.pid),
+                        Job::Run(opts) => runtime.run_detached(opts),
+                        Job::Prepare(opts) => runtime.create(opts),
                     }));
                 let report = match result {
-                    Ok(Ok(pid)) => StartReport::Started { pid },
+                    Ok(Ok(st)) => StartReport::Started {
+                        pid: st.pid,
+                        cgroup: Some(st.cgroups_path),
+                    },
                     Ok(Err(e)) => StartReport::Failed {
                         message: e.to_string(),
                     },
@@ -1307,6 +1336,13 @@ impl Supervisor {
         let report = serde_json::from_slice::<StartReport>(&s.buf).unwrap_or(StartReport::Failed {
             message: "the container's start process ended without a report".into(),
         });
+        if let StartReport::Started {
+            cgroup: Some(cg), ..
+        } = &report
+        {
+            // It may have taken a spare: made again once idle.
+            self.spares_for = Some(cg.clone());
+        }
         self.finish_start(s, report);
         if self.starting.is_empty() {
             self.orphans.clear();
@@ -1365,7 +1401,7 @@ impl Supervisor {
         if prepares {
             // Waits for its start; a failed preparation leaves no record.
             let result = match report {
-                StartReport::Started { pid } => {
+                StartReport::Started { pid, .. } => {
                     self.prepared.insert(
                         spec.id.clone(),
                         PreparedInit {
@@ -1389,7 +1425,7 @@ impl Supervisor {
             return;
         }
         let pid = match report {
-            StartReport::Started { pid } => pid,
+            StartReport::Started { pid, .. } => pid,
             StartReport::Failed { message } => {
                 self.start_failed(&spec, restart_count, Some(log), &message);
                 self.answer(waiter, Err(Failure::new(ErrorKind::Invalid, message)));

@@ -115,6 +115,15 @@ impl CgroupIo for TreeIo {
         std::fs::remove_dir_all(path)
     }
 
+    fn rename_dir(&self, from: &Path, to: &Path) -> io::Result<()> {
+        // cgroupfs never replaces a directory (a plain file system would
+        // replace an empty one).
+        if to.exists() {
+            return Err(io::Error::from(Errno::EEXIST));
+        }
+        std::fs::rename(from, to)
+    }
+
     fn subdirs(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
         list_subdirs(path)
     }

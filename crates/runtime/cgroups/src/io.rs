@@ -33,6 +33,10 @@ pub trait CgroupIo: Debug + Send + Sync {
     fn create_dir(&self, path: &Path) -> io::Result<()>;
     /// Removes one cgroup directory (control files do not count as content).
     fn remove_dir(&self, path: &Path) -> io::Result<()>;
+    /// Renames the cgroup directory `from` to `to`, in the same parent (v1
+    /// only: cgroup2 has no rename). An existing `to` is
+    /// [`io::ErrorKind::AlreadyExists`], as cgroupfs answers.
+    fn rename_dir(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// The sub-directories (child cgroups) of `path`.
     fn subdirs(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
     /// Sends `signal` to the process `pid`.
@@ -77,6 +81,10 @@ impl CgroupIo for HostIo {
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_dir(path)
+    }
+
+    fn rename_dir(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     fn subdirs(&self, path: &Path) -> io::Result<Vec<PathBuf>> {

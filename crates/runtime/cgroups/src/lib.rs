@@ -47,7 +47,7 @@ use std::path::PathBuf;
 
 pub use detect::{detect, detect_from, parse_mountinfo, Hierarchy, MountInfo, V1Mount};
 pub use io::{CgroupIo, HostIo};
-pub use manager::{CgroupDir, Manager, Version};
+pub use manager::{CgroupDir, Manager, Version, SPARES, SPARE_PREFIX};
 pub use path::normalize_cgroups_path;
 pub use resources::{
     cpu_max_value, device_rule, shares_to_weight, swap_to_v2, CPU_PERIOD_DEFAULT_US,

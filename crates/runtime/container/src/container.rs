@@ -41,6 +41,9 @@ pub struct CreateOptions {
     /// holds a container's namespace by descriptor (no bind mount) starts
     /// it.
     pub netns_fd: Option<RawFd>,
+    /// Takes the container's v1 cgroup directories from the spares made
+    /// ahead ([`Runtime::make_cgroup_spares`]) where there are some.
+    pub cgroup_spares: bool,
 }
 
 /// Options of `exec`.
@@ -364,6 +367,10 @@ impl Runtime {
     /// Runs poststart hooks. A failing one ends the container, as in runc:
     /// its processes are killed (it is left stopped, for `delete`).
     fn poststart(&self, state: &State) -> Result<()> {
+        // Without hooks, no state to give them (it reads /proc).
+        if hooks::hooks_of(&state.spec, HookKind::Poststart).is_empty() {
+            return Ok(());
+        }
         let status = self.store.status(state);
         let result = hooks::run(&state.spec, HookKind::Poststart, &state.oci_state(status));
         if result.is_err() {
@@ -426,7 +433,7 @@ impl Runtime {
             cgroup: None,
             armed: true,
         };
-        let cg = cgroup_manager(&cgroups_path_of(spec, &opts.id))?;
+        let cg = cgroup_manager(&cgroups_path_of(spec, &opts.id))?.with_spares(opts.cgroup_spares);
         // Checked before `cleanup` owns the cgroup: undoing a failed create
         // kills the cgroup's processes and removes it, which must never hit
         // a cgroup that is someone else's.
@@ -556,6 +563,14 @@ impl Runtime {
         status
     }
 
+    /// Makes the spare cgroup directories that creates with
+    /// [`CreateOptions::cgroup_spares`] take, beside the container
+    /// cgroup `cgroups_path` (a supervisor's idle work; see
+    /// [`Manager::make_spares`]). Returns how many were made.
+    pub fn make_cgroup_spares(&self, cgroups_path: &Path) -> usize {
+        cgroup_manager(cgroups_path).map_or(0, |cg| cg.make_spares())
+    }
+
     /// `start`: lets a created container run its process.
     pub fn start(&self, id: &str) -> Result<()> {
         let (st, status) = self.load(id)?;
@@ -577,7 +592,8 @@ impl Runtime {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // The process writes one byte once it may go on, and its end of the
         // fifo closes when it executes: read up to end-of-file, so poststart
-        // hooks run only after startContainer hooks and the exec.
+        // hooks run only after startContainer hooks and the exec (and, as
+        // with runc, a started container runs its own command).
         let mut buf = [0u8; 16];
         let mut got_byte = false;
         loop {
@@ -589,7 +605,12 @@ impl Runtime {
             match nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf) {
                 Ok(0) if got_byte => break,
                 Ok(0) => {}
-                Ok(_) => got_byte = true,
+                // Progress: no need to look at the process (its /proc
+                // entry is slow to read while it executes).
+                Ok(_) => {
+                    got_byte = true;
+                    continue;
+                }
                 Err(nix::errno::Errno::EAGAIN) => {}
                 Err(e) => return Err(Error::io(format!("read {}", fifo.display()), e.into())),
             }

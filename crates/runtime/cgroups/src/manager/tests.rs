@@ -187,6 +187,77 @@ fn an_empty_cpuset_parent_made_by_someone_else_is_filled_first() {
 }
 
 #[test]
+fn a_create_with_spares_renames_one_into_place_in_each_v1_hierarchy() {
+    let f = v1("/strato/c1");
+    // No parent yet: no spares, and nothing made at the hierarchy roots.
+    assert_eq!(f.mgr.make_spares(), 0);
+    f.mgr.create().unwrap();
+    assert_eq!(f.mgr.make_spares(), 8 * SPARES);
+    // Those there are not made twice.
+    assert_eq!(f.mgr.make_spares(), 0);
+    let spare = |h: &str, k: usize| f.root().join(format!("{h}/strato/{SPARE_PREFIX}{k}"));
+    // Made as a create makes a cgroup: cpuset inherited.
+    assert_eq!(
+        fs::read_to_string(spare("cpuset", 0).join("cpuset.cpus")).unwrap(),
+        "0-3"
+    );
+    let h = Hierarchy::V1 {
+        mounts: f
+            .mgr
+            .paths()
+            .iter()
+            .map(|d| V1Mount {
+                mount_point: d.mount_point.clone(),
+                root: "/".into(),
+                controllers: d.controllers.clone(),
+            })
+            .collect(),
+        unified: Some(f.root().join("unified")),
+    };
+    let with = |id: &str, on: bool| {
+        Manager::with_io(&h, Path::new(&format!("/strato/{id}")), f.io.clone())
+            .unwrap()
+            .with_spares(on)
+    };
+    // Without spares asked for, a create leaves them alone.
+    with("c2", false).create().unwrap();
+    assert!(spare("memory", 0).is_dir());
+    // With: the first one left is taken, in every hierarchy.
+    fs::write(spare("memory", 0).join("mark"), "").unwrap();
+    let c3 = with("c3", true);
+    c3.create().unwrap();
+    assert!(f.root().join("memory/strato/c3/mark").is_file());
+    for d in c3.paths() {
+        assert!(d.path.is_dir());
+        assert!(!d
+            .mount_point
+            .join(format!("strato/{SPARE_PREFIX}0"))
+            .exists());
+    }
+    assert!(f.root().join("unified/strato/c3").is_dir());
+    // The next takes the next; once they are gone, it makes its own.
+    with("c4", true).create().unwrap();
+    assert!(!spare("pids", 1).exists() && spare("pids", 2).is_dir());
+    for id in ["c5", "c6", "c7"] {
+        with(id, true).create().unwrap();
+    }
+    assert!(f.root().join("pids/strato/c7").is_dir());
+    assert!((0..SPARES).all(|k| !spare("pids", k).exists()));
+    // An existing cgroup keeps its name: the spares stay.
+    assert_eq!(f.mgr.make_spares(), 8 * SPARES);
+    with("c7", true).create().unwrap();
+    assert!((0..SPARES).all(|k| spare("pids", k).is_dir()));
+}
+
+#[test]
+fn cgroup2_has_no_spares() {
+    let g = v2("strato/c1");
+    g.mgr.create().unwrap();
+    assert_eq!(g.mgr.make_spares(), 0);
+    g.mgr.clone().with_spares(true).create().unwrap();
+}
+
+#[test]
 fn create_fails_naming_the_directory() {
     let f = v1("/strato/c1");
     fs::remove_dir(f.root().join("memory")).unwrap();

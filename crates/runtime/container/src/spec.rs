@@ -56,8 +56,12 @@ pub fn load(dir: &Path) -> Result<Bundle> {
 }
 
 /// Parses a configuration, naming the JSON path of the first fault.
-pub fn parse<R: std::io::Read>(reader: R) -> std::result::Result<Spec, String> {
-    parse_config(reader).map(|(spec, _)| spec)
+pub fn parse<R: std::io::Read>(mut reader: R) -> std::result::Result<Spec, String> {
+    let mut text = Vec::new();
+    reader
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read the configuration: {e}"))?;
+    parse_config_bytes(&text).map(|(spec, _)| spec)
 }
 
 /// [`parse_config`] of a whole file. The common case, a configuration

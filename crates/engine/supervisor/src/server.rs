@@ -231,6 +231,10 @@ pub struct Supervisor {
     /// The cgroups path of a container started since the spare cgroups
     /// were last made (see [`SPARES_AFTER_IDLE`]).
     spares_for: Option<PathBuf>,
+    /// How many starts may still find a spare cgroup: those made when last
+    /// idle, less the starts since. At none, a start asks for no spare,
+    /// so a burst does not try the renames that can only fail.
+    spares_left: usize,
     /// Preparations that failed, with why, for the start that may already
     /// be queued behind them ([`Request::Start`] `prepared`): it fails the
     /// same way without trying again (a second try on the same root
@@ -501,6 +505,7 @@ impl Supervisor {
             starting: Vec::new(),
             prepared: BTreeMap::new(),
             spares_for: None,
+            spares_left: 0,
             failed_prepares: BTreeMap::new(),
             orphans: Vec::new(),
             next_client: 0,
@@ -617,6 +622,7 @@ impl Supervisor {
             if ready.is_empty() && self.starting.is_empty() {
                 if let Some(cg) = self.spares_for.take() {
                     let made = self.runtime.make_cgroup_spares(&cg);
+                    self.spares_left = strato_container::Runtime::CGROUP_SPARES;
                     tracing::debug!(made, "spare cgroups made");
                 }
             }
@@ -1201,7 +1207,7 @@ impl Supervisor {
                 id: spec.id.clone(),
                 bundle: spec.bundle.clone(),
                 netns_fd,
-                cgroup_spares: true,
+                cgroup_spares: self.spares_left > 0,
                 ..Default::default()
             };
             let stdio = if spec.tty {
@@ -1221,6 +1227,7 @@ impl Supervisor {
             Ok(p) => p,
             Err(f) => return Err((waiter, f)),
         };
+        self.spares_left = self.spares_left.saturating_sub(1);
         let job = if prepare {
             Job::Prepare(opts)
         } else {

@@ -563,6 +563,10 @@ impl Runtime {
         status
     }
 
+    /// How many spare cgroup directories [`Runtime::make_cgroup_spares`]
+    /// keeps beside a cgroup (per hierarchy).
+    pub const CGROUP_SPARES: usize = strato_cgroups::SPARES;
+
     /// Makes the spare cgroup directories that creates with
     /// [`CreateOptions::cgroup_spares`] take, beside the container
     /// cgroup `cgroups_path` (a supervisor's idle work; see

@@ -50,7 +50,12 @@ pub struct MemPolicy {
 
 /// Reads `linux.memoryPolicy` from a configuration; `None` when absent.
 pub fn from_config(config: &serde_json::Value) -> Result<Option<MemPolicy>, String> {
-    match config.pointer("/linux/memoryPolicy") {
+    from_value(config.pointer("/linux/memoryPolicy"))
+}
+
+/// Reads the value of `linux.memoryPolicy`, if there is one.
+pub fn from_value(value: Option<&serde_json::Value>) -> Result<Option<MemPolicy>, String> {
+    match value {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v) => parse(v)
             .map(Some)

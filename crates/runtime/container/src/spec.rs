@@ -84,12 +84,7 @@ fn parse_config_bytes(
     if let Ok(spec) = serde_json::from_slice::<Spec>(text) {
         if let Ok(extra) = serde_json::from_slice::<Extra>(text) {
             let policy = extra.linux.and_then(|l| l.memory_policy);
-            let memory_policy = match policy {
-                None | Some(serde_json::Value::Null) => None,
-                Some(v) => crate::mempolicy::from_config(&serde_json::json!({
-                    "linux": {"memoryPolicy": v}
-                }))?,
-            };
+            let memory_policy = crate::mempolicy::from_value(policy.as_ref())?;
             return Ok((spec, memory_policy));
         }
     }

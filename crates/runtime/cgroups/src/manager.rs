@@ -85,6 +85,12 @@ pub const SPARE_PREFIX: &str = ".spare-";
 /// How many spare directories [`Manager::make_spares`] keeps per hierarchy.
 pub const SPARES: usize = 4;
 
+/// Spare directory `k` in `parent`: the one name both the maker and the
+/// taker use.
+fn spare_dir(parent: &Path, k: usize) -> PathBuf {
+    parent.join(format!("{SPARE_PREFIX}{k}"))
+}
+
 impl Manager {
     /// A manager for `cgroups_path` on the real host.
     ///
@@ -347,7 +353,7 @@ impl Manager {
             return false;
         };
         for k in 0..SPARES {
-            let spare = parent.join(format!("{SPARE_PREFIX}{k}"));
+            let spare = spare_dir(parent, k);
             match self.io.rename_dir(&spare, path) {
                 Ok(()) => {
                     debug!(path = %path.display(), spare = k, "cgroup taken from the spares");
@@ -380,7 +386,7 @@ impl Manager {
             }
             let cpuset = dir.controllers.iter().any(|c| c == "cpuset");
             for k in 0..SPARES {
-                let spare = parent.join(format!("{SPARE_PREFIX}{k}"));
+                let spare = spare_dir(parent, k);
                 match self.io.create_dir(&spare) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

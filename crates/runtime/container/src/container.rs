@@ -486,22 +486,20 @@ impl Runtime {
             None
         };
 
-        let mut st = State {
-            id: opts.id.clone(),
-            pid: 0,
-            pid_start: 0,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            created: state::now_rfc3339(),
-            cgroups_path: cg.cgroups_path().to_path_buf(),
-            spec: spec.clone(),
-            memory_policy: bundle.memory_policy.clone(),
-        };
-        let base = st.clone();
-        let hook_state = move |pid: i32| {
-            let mut s = base.clone();
-            s.pid = pid;
-            s.oci_state(Status::Creating)
+        // The state is built once the process runs, from the bundle's own
+        // spec (a copy of the spec is about 700 allocations, made and freed
+        // again at every start); the hooks get their document from parts.
+        let created = state::now_rfc3339();
+        let hook_state = |pid: i32| {
+            state::oci_state_of(
+                spec,
+                &opts.id,
+                pid,
+                &bundle.dir,
+                &bundle.rootfs,
+                &created,
+                Status::Creating,
+            )
         };
         let enter = || cg.enter().map_err(|e| Error::Cgroup(e.to_string()));
         launch::become_subreaper()?;
@@ -533,8 +531,17 @@ impl Runtime {
             hook_state: &hook_state,
         })?;
         tracing::debug!(pid = launched.pid, "container process ready");
-        st.pid = launched.pid;
-        st.pid_start = state::process_start_time(launched.pid).unwrap_or(0);
+        let st = State {
+            id: opts.id.clone(),
+            pid: launched.pid,
+            pid_start: state::process_start_time(launched.pid).unwrap_or(0),
+            bundle: bundle.dir,
+            rootfs: bundle.rootfs,
+            created,
+            cgroups_path: cg.cgroups_path().to_path_buf(),
+            spec: bundle.spec,
+            memory_policy: bundle.memory_policy,
+        };
         self.store.save(&st)?;
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, st.pid)?;

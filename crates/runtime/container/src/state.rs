@@ -75,22 +75,40 @@ impl State {
 
     /// The state document of the OCI runtime spec (`runc state` output).
     pub fn oci_state(&self, status: Status) -> serde_json::Value {
-        let pid = if status == Status::Stopped {
-            0
-        } else {
-            self.pid
-        };
-        serde_json::json!({
-            "ociVersion": self.spec.version(),
-            "id": self.id,
-            "status": status.as_str(),
-            "pid": pid,
-            "bundle": self.bundle,
-            "rootfs": self.rootfs,
-            "created": self.created,
-            "annotations": self.spec.annotations().clone().unwrap_or_default(),
-        })
+        oci_state_of(
+            &self.spec,
+            &self.id,
+            self.pid,
+            &self.bundle,
+            &self.rootfs,
+            &self.created,
+            status,
+        )
     }
+}
+
+/// The OCI state document from its parts, for a container whose [`State`]
+/// is not built yet (the hooks of a create).
+pub fn oci_state_of(
+    spec: &Spec,
+    id: &str,
+    pid: i32,
+    bundle: &Path,
+    rootfs: &Path,
+    created: &str,
+    status: Status,
+) -> serde_json::Value {
+    let pid = if status == Status::Stopped { 0 } else { pid };
+    serde_json::json!({
+        "ociVersion": spec.version(),
+        "id": id,
+        "status": status.as_str(),
+        "pid": pid,
+        "bundle": bundle,
+        "rootfs": rootfs,
+        "created": created,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    })
 }
 
 /// The directory that holds every container's state.

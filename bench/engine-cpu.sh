@@ -9,7 +9,7 @@
 # Starts a daemon on private paths, imports a busybox rootfs, starts one
 # container to warm up, then N `strato run -d busybox sleep` (PAR clients at
 # once) and prints, per container:
-#   - the CPU time of the daemon and the supervisor, with their reaped
+#   - the CPU time of the daemon, the supervisor and its forker, with their reaped
 #     children (starters, nft), from /proc/PID/stat utime+stime+cutime+cstime;
 #   - the CPU time the containers' own processes spent before they executed
 #     `sleep` (their setup: mounts, pivot_root), summed over their pids;
@@ -51,15 +51,20 @@ netargs=()
 [ "$NET" = none ] && netargs=(--network none)
 "$STRATO" run -d "${netargs[@]}" busybox:bench sleep 3600 >/dev/null
 sup=$(pgrep -f "supervisor --root $run/exec" | head -1)
+# The supervisor's forker forks the starters and reaps them: their CPU is in
+# its cutime+cstime. (None with builds from before the forker.)
+forker=$(pgrep -P "$sup" -x strato-forker | head -1 || true)
 
 hz=$(getconf CLK_TCK)
 ticks() { # pid -> utime+stime+cutime+cstime in clock ticks
     awk '{print $14 + $15 + $16 + $17}' "/proc/$1/stat" 2>/dev/null || echo 0
 }
+forker_ticks() { if [ -n "$forker" ]; then ticks "$forker"; else echo 0; fi; }
 kids_ticks() { # CPU of the supervisor's children (the containers), in ticks
     # schedstat is in ns: exact for short-lived setup work, unlike stat's ticks.
     local ns=0 p
     for p in $(cat /proc/"$sup"/task/*/children); do
+        [ "$p" = "$forker" ] && continue
         ns=$(( ns + $(awk '{print $1}' "/proc/$p/schedstat" 2>/dev/null || echo 0) ))
     done
     echo $(( ns * hz / 1000000000 ))
@@ -68,11 +73,11 @@ per() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN {printf "%.2f", t * 1000 / hz
 
 round() { # count label
     local n=$1 label=$2 d0 s0 k0 m0 t0 d1 s1 k1 m1 t1
-    d0=$(ticks "$s_pid"); s0=$(ticks "$sup"); k0=$(kids_ticks); m0=$(wc -l </proc/self/mountinfo)
+    d0=$(ticks "$s_pid"); s0=$(( $(ticks "$sup") + $(forker_ticks) )); k0=$(kids_ticks); m0=$(wc -l </proc/self/mountinfo)
     t0=${EPOCHREALTIME/[.,]/}000
     seq 1 "$n" | xargs -P "$PAR" -I{} "$STRATO" run -d "${netargs[@]}" busybox:bench sleep 3600 >/dev/null || true
     t1=${EPOCHREALTIME/[.,]/}000
-    d1=$(ticks "$s_pid"); s1=$(ticks "$sup"); k1=$(kids_ticks); m1=$(wc -l </proc/self/mountinfo)
+    d1=$(ticks "$s_pid"); s1=$(( $(ticks "$sup") + $(forker_ticks) )); k1=$(kids_ticks); m1=$(wc -l </proc/self/mountinfo)
     local all=$(( d1 - d0 + s1 - s0 + k1 - k0 ))
     echo "$label: $n starts, $PAR clients, network $NET"
     echo "  CPU per container: $(per "$all" "$n") ms (daemon $(per $((d1 - d0)) "$n"), supervisor+starters $(per $((s1 - s0)) "$n"), container setup $(per $((k1 - k0)) "$n"))"
@@ -81,10 +86,10 @@ round() { # count label
 }
 
 # PERF=FILE: the first round runs under `perf record -g` of the daemon and
-# the supervisor (with the starters they fork), written to FILE.
+# the supervisor (with the starters they and the forker fork), written to FILE.
 perf_pid=
 if [ -n "${PERF:-}" ]; then
-    perf record -q -g -o "$PERF" -p "$s_pid,$sup" 2>/dev/null &
+    perf record -q -g -o "$PERF" -p "$s_pid,$sup${forker:+,$forker}" 2>/dev/null &
     perf_pid=$!
     sleep 1
 fi

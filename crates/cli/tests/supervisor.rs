@@ -268,6 +268,117 @@ fn starts_take_the_spare_cgroups_made_while_idle() {
     drop(sup);
 }
 
+/// The supervisor's children named `strato-forker`.
+fn forkers(sup: &Sup) -> Vec<i32> {
+    let pid = sup.child.as_ref().expect("running").id();
+    let kids = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    kids.split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "strato-forker")
+        })
+        .collect()
+}
+
+/// The parent of process `pid` (0 once it is gone).
+fn parent_of(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the comm's closing parenthesis: state, then ppid.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_forker_forks_the_starters_and_a_lost_one_is_replaced() {
+    let ctx = Ctx::new("sup-forker");
+    let sup_log = ctx.dir().join("supervisor.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strato"));
+    cmd.env("STRATO_LOG", "debug")
+        .stderr(fs::File::create(&sup_log).expect("supervisor log"));
+    let sup = Sup::start_with(&ctx, cmd);
+    let sup_pid = sup.child.as_ref().expect("running").id() as i32;
+    let mut c = sup.client();
+    let forked = || {
+        fs::read_to_string(&sup_log)
+            .expect("read supervisor log")
+            .matches("starter forked by the forker")
+            .count()
+    };
+    let run = |c: &mut Client, script: &str| {
+        let id = ctx.id();
+        let mut b = ctx.bundle(&id);
+        b.sh(script);
+        let pid = c.start(spec(&ctx, &b, &id)).expect("start");
+        // The starter is gone once the start is answered: its container
+        // is the supervisor's child.
+        assert_eq!(parent_of(pid), sup_pid, "{id}: not the supervisor's child");
+        id
+    };
+    // Forked (and named) by the supervisor as it starts, maybe after its
+    // socket answers.
+    let one_forker = || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let f = forkers(&sup);
+            if f.len() == 1 {
+                return f[0];
+            }
+            assert!(Instant::now() < deadline, "not one forker: {f:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let forker = one_forker();
+    // It holds none of the supervisor's descriptors: its stdio, the log, its
+    // socket and its signalfd.
+    let fds = fs::read_dir(format!("/proc/{forker}/fd"))
+        .expect("fds")
+        .count();
+    assert!(fds <= 6, "the forker holds {fds} descriptors");
+
+    let first = run(&mut c, "sleep 30");
+    assert_eq!(forked(), 1, "the start did not go through the forker");
+
+    // Lost: the next start still runs, through a new forker.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(forker),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the forker");
+    wait_gone(forker);
+    let second = run(&mut c, "sleep 30");
+    assert_eq!(
+        forked(),
+        2,
+        "the second start did not go through a new forker"
+    );
+    let again = one_forker();
+    assert_ne!(again, forker);
+    // It reaps its starters.
+    let zombie = |p: &str| {
+        fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let kids =
+            fs::read_to_string(format!("/proc/{again}/task/{again}/children")).unwrap_or_default();
+        if !kids.split_whitespace().any(zombie) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "unreaped starters: {kids}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for id in [&first, &second] {
+        let st = c.state(id).expect("state");
+        assert_eq!(st.phase, Phase::Running, "{id}: {st:?}");
+        c.delete(id, true).expect("delete");
+    }
+}
+
 #[test]
 fn on_failure_restarts_up_to_the_limit() {
     let ctx = Ctx::new("sup-restart");

@@ -7,7 +7,9 @@
 //! over `ROOT/supervisor.sock`), so containers keep running, logging and
 //! restarting while the daemon is stopped, and a restarted daemon finds them
 //! here. Being single-threaded, it may fork containers directly through
-//! strato-container (no runtime process per container, no shim).
+//! strato-container (no runtime process per container, no shim); the forks
+//! are made by its forker ([`crate::forker`]), a helper forked before it held
+//! anything, so they do not inherit what it holds for every container.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,6 +25,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use strato_container::{CreateOptions, ExecOptions, Runtime};
 
+use crate::forker::{ForkJob, Forker};
 use crate::logs::{LogWriter, Stream};
 use crate::policy::backoff_ms;
 use crate::protocol::{
@@ -235,6 +238,11 @@ pub struct Supervisor {
     /// idle, less the starts since. At none, a start asks for no spare,
     /// so a burst does not try the renames that can only fail.
     spares_left: usize,
+    /// The helper that forks starters ([`crate::forker`]); `None` while
+    /// there is none (starters are then forked here).
+    forker: Option<Forker>,
+    /// The sequence number of the last start begun.
+    start_seq: u64,
     /// Preparations that failed, with why, for the start that may already
     /// be queued behind them ([`Request::Start`] `prepared`): it fails the
     /// same way without trying again (a second try on the same root
@@ -403,8 +411,11 @@ struct Starting {
     /// A preparation ([`Job::Prepare`]), which ends in `prepared`, not as a
     /// running container.
     prepares: bool,
-    /// The forked process running the runtime's create and start.
-    starter: i32,
+    /// The process running the runtime's create and start, when this
+    /// process forked it (not the forker).
+    starter: Option<i32>,
+    /// Tells this start from the others while it is pending.
+    seq: u64,
     /// Its report (a [`StartReport`] line), read until whole.
     report: OwnedFd,
     buf: Vec<u8>,
@@ -435,7 +446,7 @@ enum Waiter {
 /// A starter's one line to the supervisor.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
-enum StartReport {
+pub(crate) enum StartReport {
     Started {
         pid: i32,
         /// The container's cgroups path, beside which the supervisor makes
@@ -489,8 +500,13 @@ impl Supervisor {
         // SAFETY: plain prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         let runtime = Runtime::new(root.join("runtime"));
-        // Starters are forks of this process: they inherit the layout.
+        // Starters are forks of this process (through the forker): they
+        // inherit the layout.
         runtime.warm_host_caches();
+        // Forked while this process holds nothing of any container.
+        let forker = Forker::spawn(&runtime)
+            .inspect_err(|e| tracing::warn!(error = %e, "no forker; starters are forked here"))
+            .ok();
         let mut sup = Supervisor {
             runtime,
             root: root.to_path_buf(),
@@ -506,6 +522,8 @@ impl Supervisor {
             prepared: BTreeMap::new(),
             spares_for: None,
             spares_left: 0,
+            forker,
+            start_seq: 0,
             failed_prepares: BTreeMap::new(),
             orphans: Vec::new(),
             next_client: 0,
@@ -638,8 +656,8 @@ impl Supervisor {
                     Ready::Client(i) => self.read_client(i),
                     Ready::Output(id, i) => self.read_output(&id, i),
                     Ready::Outputs => {}
-                    Ready::Report(starter) => {
-                        if let Some(i) = self.starting.iter().position(|s| s.starter == starter) {
+                    Ready::Report(seq) => {
+                        if let Some(i) = self.starting.iter().position(|s| s.seq == seq) {
                             self.read_report(i);
                         }
                     }
@@ -664,7 +682,7 @@ impl Supervisor {
             fds.push(PollFd::new(c.stream.as_fd(), PollFlags::POLLIN));
         }
         for s in &self.starting {
-            tags.push(Ready::Report(s.starter));
+            tags.push(Ready::Report(s.seq));
             fds.push(PollFd::new(s.report.as_fd(), PollFlags::POLLIN));
         }
         tags.push(Ready::Outputs);
@@ -1236,6 +1254,46 @@ impl Supervisor {
         self.fork_starter(spec, restart_count, waiter, log, stdio, job)
     }
 
+    /// Hands a start to the forker (spawned again if it is gone, or if it
+    /// took no job); false if none can take it, and this process must fork
+    /// the starter itself.
+    fn hand_to_forker(&mut self, prepare: bool, opts: &CreateOptions, report: &OwnedFd) -> bool {
+        let Some(stdio) = opts.stdio else {
+            return false;
+        };
+        let job = ForkJob {
+            prepare,
+            id: opts.id.clone(),
+            bundle: opts.bundle.clone(),
+            cgroup_spares: opts.cgroup_spares,
+            netns: opts.netns_fd.is_some(),
+            console: opts.console_fd.is_some(),
+        };
+        let mut fds = vec![report.as_raw_fd()];
+        fds.extend(stdio);
+        fds.extend(opts.netns_fd);
+        fds.extend(opts.console_fd);
+        for _ in 0..2 {
+            if self.forker.is_none() {
+                self.forker = Forker::spawn(&self.runtime)
+                    .inspect_err(|e| tracing::warn!(error = %e, "spawn a forker"))
+                    .ok();
+            }
+            let Some(forker) = &self.forker else {
+                return false;
+            };
+            match forker.send(&job, &fds) {
+                Ok(()) => return true,
+                Err(e) => {
+                    // Gone (killed): its exit is reaped as any orphan's.
+                    tracing::warn!(error = %e, pid = forker.pid, "the forker took no job");
+                    self.forker = None;
+                }
+            }
+        }
+        false
+    }
+
     /// Forks the starter that runs `job` and reports on a pipe; the start
     /// is pending until [`Supervisor::read_report`] gets the report.
     #[allow(clippy::result_large_err)]
@@ -1253,49 +1311,30 @@ impl Supervisor {
             Err(e) => return Err((waiter, internal(e))),
         };
         let prepares = matches!(job, Job::Prepare(_));
-        // SAFETY: this process is single-threaded (the supervisor's
-        // invariant, checked again by the launch in the child), so the child
-        // may run ordinary Rust code; it leaves with `_exit`, never returning
-        // into our loop.
-        let starter = match unsafe { nix::unistd::fork() } {
-            Err(e) => return Err((waiter, internal(format!("fork a starter: {e}")))),
-            Ok(nix::unistd::ForkResult::Child) => {
-                drop(report_r);
-                // Leave the supervisor's descriptors behind at once (each
-                // running container's pipes, log and namespace: thousands
-                // with hundreds running). Kept, every process the runtime
-                // forks would copy them and close them again: at 500
-                // running, that was 3% of a start's CPU.
-                strato_container::process::close_inherited_fds(
-                    3,
-                    &[&[report_w.as_raw_fd()][..], &job.fds()].concat(),
-                );
-                let runtime = &self.runtime;
-                let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &job {
-                        Job::Run(opts) => runtime.run_detached(opts),
-                        Job::Prepare(opts) => runtime.create(opts),
-                    }));
-                let report = match result {
-                    Ok(Ok(st)) => StartReport::Started {
-                        pid: st.pid,
-                        cgroup: Some(st.cgroups_path),
-                    },
-                    Ok(Err(e)) => StartReport::Failed {
-                        message: e.to_string(),
-                    },
-                    Err(_) => StartReport::Failed {
-                        message: "the container's start panicked".into(),
-                    },
-                };
-                let mut line = serde_json::to_vec(&report).unwrap_or_default();
-                line.push(b'\n');
-                let code = i32::from(fs::File::from(report_w).write_all(&line).is_err());
-                // SAFETY: ends this child at once, without running our
-                // parent's destructors or atexit handlers.
-                unsafe { libc::_exit(code) }
+        let (Job::Run(opts) | Job::Prepare(opts)) = &job;
+        let starter = if self.hand_to_forker(prepares, opts, &report_w) {
+            None
+        } else {
+            // SAFETY: this process is single-threaded (the supervisor's
+            // invariant, checked again by the launch in the child), so the
+            // child may run ordinary Rust code; it leaves with `_exit`,
+            // never returning into our loop.
+            match unsafe { nix::unistd::fork() } {
+                Err(e) => return Err((waiter, internal(format!("fork a starter: {e}")))),
+                Ok(nix::unistd::ForkResult::Child) => {
+                    drop(report_r);
+                    // Leave the supervisor's descriptors behind at once
+                    // (each running container's pipes and namespace):
+                    // kept, every process the runtime forks would copy
+                    // them and close them again.
+                    strato_container::process::close_inherited_fds(
+                        3,
+                        &[&[report_w.as_raw_fd()][..], &job.fds()].concat(),
+                    );
+                    run_starter(&self.runtime, prepares, opts, report_w.as_raw_fd())
+                }
+                Ok(nix::unistd::ForkResult::Parent { child }) => Some(child.as_raw()),
             }
-            Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
         };
         drop(report_w);
         set_nonblocking(report_r.as_raw_fd());
@@ -1308,12 +1347,14 @@ impl Supervisor {
             },
             Held::Console(c) => Stdio::Console(c.ours),
         };
-        tracing::debug!(id = %spec.id, starter, "container starting");
+        tracing::debug!(id = %spec.id, ?starter, "container starting");
+        self.start_seq += 1;
         self.starting.push(Starting {
             spec,
             restart_count,
             prepares,
             starter,
+            seq: self.start_seq,
             report: report_r,
             buf: Vec::new(),
             log,
@@ -1758,7 +1799,16 @@ impl Supervisor {
             return;
         }
         // A container whose starter has not reported yet (or a starter).
-        if !self.starting.is_empty() && !self.starting.iter().any(|s| s.starter == pid) {
+        if self.forker.as_ref().is_some_and(|f| f.pid == pid) {
+            tracing::warn!(
+                pid,
+                code,
+                "the forker exited; starters are forked here until a new one runs"
+            );
+            self.forker = None;
+            return;
+        }
+        if !self.starting.is_empty() && !self.starting.iter().any(|s| s.starter == Some(pid)) {
             self.orphans.push((pid, code));
         }
     }
@@ -2024,8 +2074,59 @@ enum Ready {
     Output(String, usize),
     /// Some of the outputs (see [`Outputs`]).
     Outputs,
-    /// The report pipe of the starter with this pid.
-    Report(i32),
+    /// The report pipe of the start with this sequence number.
+    Report(u64),
+}
+
+/// The starter's work, in a forked child (of this process or of the
+/// forker) holding `report` and the descriptors `opts` names: the runtime's
+/// create (`prepare`) or create and start, then one [`StartReport`] line on
+/// `report`. Never returns.
+pub(crate) fn run_starter(
+    runtime: &Runtime,
+    prepare: bool,
+    opts: &CreateOptions,
+    report: RawFd,
+) -> ! {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if prepare {
+            runtime.create(opts)
+        } else {
+            runtime.run_detached(opts)
+        }
+    }));
+    let report_line = match result {
+        Ok(Ok(st)) => {
+            let line = StartReport::Started {
+                pid: st.pid,
+                cgroup: Some(st.cgroups_path.clone()),
+            };
+            // This process ends in a moment: freeing the state's spec
+            // (hundreds of allocations) would be waste.
+            std::mem::forget(st);
+            line
+        }
+        Ok(Err(e)) => StartReport::Failed {
+            message: e.to_string(),
+        },
+        Err(_) => StartReport::Failed {
+            message: "the container's start panicked".into(),
+        },
+    };
+    let code = i32::from(write_report(report, &report_line).is_err());
+    // SAFETY: ends this child at once, without running our parent's
+    // destructors or atexit handlers.
+    unsafe { libc::_exit(code) }
+}
+
+/// Writes one [`StartReport`] line to the report pipe `fd` (borrowed).
+pub(crate) fn write_report(fd: RawFd, report: &StartReport) -> io::Result<()> {
+    let mut line = serde_json::to_vec(report).map_err(io::Error::other)?;
+    line.push(b'\n');
+    // SAFETY: the caller holds `fd` open for the call; ManuallyDrop keeps
+    // it open after.
+    let mut f = std::mem::ManuallyDrop::new(unsafe { fs::File::from_raw_fd(fd) });
+    f.write_all(&line)
 }
 
 fn resize(fd: RawFd, height: u16, width: u16) {

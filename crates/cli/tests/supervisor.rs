@@ -311,9 +311,17 @@ fn the_forker_forks_the_starters_and_a_lost_one_is_replaced() {
         let mut b = ctx.bundle(&id);
         b.sh(script);
         let pid = c.start(spec(&ctx, &b, &id)).expect("start");
-        // The starter is gone once the start is answered: its container
-        // is the supervisor's child.
-        assert_eq!(parent_of(pid), sup_pid, "{id}: not the supervisor's child");
+        // Once the starter (which reported, then exits) is gone, its
+        // container is the supervisor's child.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while parent_of(pid) != sup_pid {
+            assert!(
+                Instant::now() < deadline,
+                "{id}: the parent of {pid} is {}, not the supervisor",
+                parent_of(pid)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         id
     };
     // Forked (and named) by the supervisor as it starts, maybe after its

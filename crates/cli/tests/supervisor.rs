@@ -48,6 +48,16 @@ impl Sup {
         }
     }
 
+    /// Starts the supervisor with `STRATO_LOG=debug` and its stderr in a
+    /// file of the test's scratch dir, whose path comes back.
+    fn start_debug_logged(ctx: &Ctx) -> (Sup, PathBuf) {
+        let log = ctx.dir().join("supervisor.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strato"));
+        cmd.env("STRATO_LOG", "debug")
+            .stderr(fs::File::create(&log).expect("supervisor log"));
+        (Sup::start_with(ctx, cmd), log)
+    }
+
     fn client(&self) -> Client {
         Client::connect(&self.root).expect("connect")
     }
@@ -177,11 +187,7 @@ fn output_is_logged_and_the_exit_code_recorded() {
 #[test]
 fn the_runtime_debug_log_stays_out_of_the_container_stderr() {
     let ctx = Ctx::new("sup-dbglog");
-    let sup_log = ctx.dir().join("supervisor.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strato"));
-    cmd.env("STRATO_LOG", "debug")
-        .stderr(std::fs::File::create(&sup_log).expect("supervisor log"));
-    let sup = Sup::start_with(&ctx, cmd);
+    let (sup, sup_log) = Sup::start_debug_logged(&ctx);
     let mut c = sup.client();
     let id = ctx.id();
     let mut b = ctx.bundle(&id);
@@ -293,11 +299,7 @@ fn parent_of(pid: i32) -> i32 {
 #[test]
 fn the_forker_forks_the_starters_and_a_lost_one_is_replaced() {
     let ctx = Ctx::new("sup-forker");
-    let sup_log = ctx.dir().join("supervisor.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strato"));
-    cmd.env("STRATO_LOG", "debug")
-        .stderr(fs::File::create(&sup_log).expect("supervisor log"));
-    let sup = Sup::start_with(&ctx, cmd);
+    let (sup, sup_log) = Sup::start_debug_logged(&ctx);
     let sup_pid = sup.child.as_ref().expect("running").id() as i32;
     let mut c = sup.client();
     let forked = || {

@@ -63,18 +63,7 @@ impl Client {
         match fd {
             None => self.stream.write_all(&line)?,
             Some(fd) => {
-                use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-                let raw = [fd.as_raw_fd()];
-                let cmsg = [ControlMessage::ScmRights(&raw)];
-                let iov = [io::IoSlice::new(&line)];
-                let n = sendmsg::<()>(
-                    self.stream.as_raw_fd(),
-                    &iov,
-                    &cmsg,
-                    MsgFlags::empty(),
-                    None,
-                )
-                .map_err(io::Error::from)?;
+                let n = crate::fdpass::send(self.stream.as_raw_fd(), &line, &[fd.as_raw_fd()])?;
                 // The descriptor went with the first bytes; the rest follow.
                 self.stream.write_all(&line[n..])?;
             }

@@ -21,16 +21,13 @@
 //! (see [`crate::server`]).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
-};
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use strato_container::{CreateOptions, Runtime};
 
@@ -52,6 +49,29 @@ pub(crate) struct ForkJob {
 }
 
 impl ForkJob {
+    /// The job of a start with these options (their descriptors: see
+    /// [`ForkJob::descriptors`]).
+    pub fn new(prepare: bool, opts: &CreateOptions) -> ForkJob {
+        ForkJob {
+            prepare,
+            id: opts.id.clone(),
+            bundle: opts.bundle.clone(),
+            cgroup_spares: opts.cgroup_spares,
+            netns: opts.netns_fd.is_some(),
+            console: opts.console_fd.is_some(),
+        }
+    }
+
+    /// The descriptors of a start, in the order a job carries them:
+    /// `report`, then those `opts` names (stdio, namespace, console).
+    pub fn descriptors(opts: &CreateOptions, report: RawFd) -> Vec<RawFd> {
+        std::iter::once(report)
+            .chain(opts.stdio.into_iter().flatten())
+            .chain(opts.netns_fd)
+            .chain(opts.console_fd)
+            .collect()
+    }
+
     /// How many descriptors come with the job.
     fn fd_count(&self) -> usize {
         4 + usize::from(self.netns) + usize::from(self.console)
@@ -61,15 +81,9 @@ impl ForkJob {
     /// the job's order, the report pipe first).
     fn options(&self, fds: &[OwnedFd]) -> CreateOptions {
         let raw = |i: usize| fds[i].as_raw_fd();
-        let mut next = 4;
-        let mut take = |on: bool| {
-            on.then(|| {
-                next += 1;
-                raw(next - 1)
-            })
-        };
-        let netns_fd = take(self.netns);
-        let console_fd = take(self.console);
+        let mut rest = fds[4..].iter().map(|f| f.as_raw_fd());
+        let netns_fd = if self.netns { rest.next() } else { None };
+        let console_fd = if self.console { rest.next() } else { None };
         CreateOptions {
             id: self.id.clone(),
             bundle: self.bundle.clone(),
@@ -123,25 +137,12 @@ impl Forker {
         }
     }
 
-    /// Hands a job and its descriptors (see [`ForkJob`]) to the forker.
+    /// Hands a job and its descriptors ([`ForkJob::descriptors`]) to the
+    /// forker.
     pub fn send(&self, job: &ForkJob, fds: &[RawFd]) -> io::Result<()> {
         debug_assert_eq!(fds.len(), job.fd_count());
         let body = serde_json::to_vec(job).map_err(io::Error::other)?;
-        let iov = [io::IoSlice::new(&body)];
-        let cmsg = [ControlMessage::ScmRights(fds)];
-        loop {
-            match sendmsg::<()>(
-                self.sock.as_raw_fd(),
-                &iov,
-                &cmsg,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            ) {
-                Ok(_) => return Ok(()),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        crate::fdpass::send(self.sock.as_raw_fd(), &body, fds).map(|_| ())
     }
 }
 
@@ -202,35 +203,17 @@ fn receive(
     sock: &OwnedFd,
     buf: &mut [u8],
 ) -> io::Result<Option<(Result<ForkJob, serde_json::Error>, Vec<OwnedFd>)>> {
-    loop {
-        let mut iov = [io::IoSliceMut::new(buf)];
-        let mut cmsg = nix::cmsg_space!([RawFd; 8]);
-        let msg = match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) => m,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let mut fds = Vec::new();
-        for c in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(list) = c {
-                // SAFETY: the kernel installed these descriptors for us.
-                fds.extend(
-                    list.into_iter()
-                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                );
-            }
+    let mut fds = Vec::new();
+    let n = loop {
+        match crate::fdpass::recv(sock.as_raw_fd(), buf, &mut fds, MsgFlags::empty()) {
+            Err(nix::errno::Errno::EINTR) => {}
+            received => break received?,
         }
-        let n = msg.bytes;
-        if n == 0 && fds.is_empty() {
-            return Ok(None);
-        }
-        return Ok(Some((serde_json::from_slice(&buf[..n]), fds)));
+    };
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
     }
+    Ok(Some((serde_json::from_slice(&buf[..n]), fds)))
 }
 
 /// Forks the starter of `job`; the forker's copies of the descriptors are
@@ -318,6 +301,24 @@ mod tests {
         assert_eq!(both.fd_count(), 6);
         let o = both.options(&held);
         assert_eq!((o.netns_fd, o.console_fd), (Some(raw[4]), Some(raw[5])));
+    }
+
+    #[test]
+    fn a_start_gives_its_descriptors_in_the_order_its_job_reads_them() {
+        let mut opts = CreateOptions {
+            id: "c2".into(),
+            stdio: Some([10, 11, 12]),
+            netns_fd: Some(13),
+            ..Default::default()
+        };
+        let job = ForkJob::new(true, &opts);
+        assert!(job.prepare && job.netns && !job.console);
+        assert_eq!(ForkJob::descriptors(&opts, 9), vec![9, 10, 11, 12, 13]);
+        assert_eq!(job.fd_count(), 5);
+        opts.console_fd = Some(14);
+        let job = ForkJob::new(false, &opts);
+        assert_eq!(ForkJob::descriptors(&opts, 9), vec![9, 10, 11, 12, 13, 14]);
+        assert_eq!(job.fd_count(), 6);
     }
 
     #[test]

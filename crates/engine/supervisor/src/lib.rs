@@ -8,6 +8,7 @@
 //! json-file log format, [`policy`] Docker's restart policies.
 
 pub mod client;
+mod fdpass;
 mod forker;
 pub mod logs;
 pub mod policy;

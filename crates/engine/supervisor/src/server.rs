@@ -371,19 +371,6 @@ enum Job {
     Prepare(CreateOptions),
 }
 
-impl Job {
-    /// The descriptors the runtime is given by number: the starter keeps them.
-    fn fds(&self) -> Vec<RawFd> {
-        let (Job::Run(o) | Job::Prepare(o)) = self;
-        o.stdio
-            .into_iter()
-            .flatten()
-            .chain(o.netns_fd)
-            .chain(o.console_fd)
-            .collect()
-    }
-}
-
 /// A container created ahead of its start ([`Request::Prepare`]).
 struct PreparedInit {
     spec: ContainerSpec,
@@ -749,31 +736,17 @@ impl Supervisor {
     }
 
     fn read_client(&mut self, i: usize) {
-        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         let mut chunk = [0u8; 8192];
         let Some(client) = self.clients.get_mut(i) else {
             return;
         };
         loop {
-            let mut iov = [io::IoSliceMut::new(&mut chunk)];
-            let mut cmsg = nix::cmsg_space!([RawFd; 4]);
-            let received = recvmsg::<()>(
+            let received = crate::fdpass::recv(
                 client.stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-            )
-            .map(|msg| {
-                for c in msg.cmsgs().into_iter().flatten() {
-                    if let ControlMessageOwned::ScmRights(list) = c {
-                        for fd in list {
-                            // SAFETY: the kernel installed these descriptors for us.
-                            client.fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                        }
-                    }
-                }
-                msg.bytes
-            });
+                &mut chunk,
+                &mut client.fds,
+                nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            );
             match received {
                 Ok(0) => {
                     client.buf.push(0); // mark closed
@@ -881,12 +854,10 @@ impl Supervisor {
         if fds.is_empty() {
             return (&*stream).write_all(&line);
         }
-        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
         let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
-        let iov = [io::IoSlice::new(&line)];
-        let cmsg = [ControlMessage::ScmRights(&raw)];
-        sendmsg::<()>(stream.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
-        Ok(())
+        let n = crate::fdpass::send(stream.as_raw_fd(), &line, &raw)?;
+        // The descriptors went with the first bytes; the rest follow.
+        (&*stream).write_all(&line[n..])
     }
 
     fn handle(&mut self, req: Request) -> Result<(Response, Vec<OwnedFd>), Failure> {
@@ -1258,21 +1229,11 @@ impl Supervisor {
     /// took no job); false if none can take it, and this process must fork
     /// the starter itself.
     fn hand_to_forker(&mut self, prepare: bool, opts: &CreateOptions, report: &OwnedFd) -> bool {
-        let Some(stdio) = opts.stdio else {
+        if opts.stdio.is_none() {
             return false;
-        };
-        let job = ForkJob {
-            prepare,
-            id: opts.id.clone(),
-            bundle: opts.bundle.clone(),
-            cgroup_spares: opts.cgroup_spares,
-            netns: opts.netns_fd.is_some(),
-            console: opts.console_fd.is_some(),
-        };
-        let mut fds = vec![report.as_raw_fd()];
-        fds.extend(stdio);
-        fds.extend(opts.netns_fd);
-        fds.extend(opts.console_fd);
+        }
+        let job = ForkJob::new(prepare, opts);
+        let fds = ForkJob::descriptors(opts, report.as_raw_fd());
         for _ in 0..2 {
             if self.forker.is_none() {
                 self.forker = Forker::spawn(&self.runtime)
@@ -1329,7 +1290,7 @@ impl Supervisor {
                     // them and close them again.
                     strato_container::process::close_inherited_fds(
                         3,
-                        &[&[report_w.as_raw_fd()][..], &job.fds()].concat(),
+                        &ForkJob::descriptors(opts, report_w.as_raw_fd()),
                     );
                     run_starter(&self.runtime, prepares, opts, report_w.as_raw_fd())
                 }
@@ -2153,7 +2114,6 @@ pub(crate) fn read_line_with_fds(
     stream: &UnixStream,
     buf: &mut Vec<u8>,
 ) -> io::Result<(String, Vec<OwnedFd>)> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut fds = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
@@ -2163,23 +2123,12 @@ pub(crate) fn read_line_with_fds(
             line.pop();
             return Ok((String::from_utf8_lossy(&line).into_owned(), fds));
         }
-        let mut iov = [io::IoSliceMut::new(&mut chunk)];
-        let mut cmsg = nix::cmsg_space!([RawFd; 4]);
-        let msg = recvmsg::<()>(
+        let n = crate::fdpass::recv(
             stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
+            &mut chunk,
+            &mut fds,
+            nix::sys::socket::MsgFlags::empty(),
         )?;
-        for c in msg.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(list) = c {
-                for fd in list {
-                    // SAFETY: the kernel installed these descriptors for us.
-                    fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        let n = msg.bytes;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

@@ -1764,7 +1764,7 @@ impl Supervisor {
             tracing::warn!(
                 pid,
                 code,
-                "the forker exited; starters are forked here until a new one runs"
+                "the forker exited; the next start forks a new one"
             );
             self.forker = None;
             return;

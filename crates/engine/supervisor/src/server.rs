@@ -1759,7 +1759,6 @@ impl Supervisor {
             self.emit(ev);
             return;
         }
-        // A container whose starter has not reported yet (or a starter).
         if self.forker.as_ref().is_some_and(|f| f.pid == pid) {
             tracing::warn!(
                 pid,
@@ -1769,6 +1768,7 @@ impl Supervisor {
             self.forker = None;
             return;
         }
+        // A container whose starter has not reported yet (or a starter).
         if !self.starting.is_empty() && !self.starting.iter().any(|s| s.starter == Some(pid)) {
             self.orphans.push((pid, code));
         }

@@ -124,11 +124,35 @@ pub enum FirewallBackend {
 #[derive(Debug)]
 pub struct LinuxHost {
     backend: FirewallBackend,
+    /// Bridge name to interface index, as last looked up: each plug names
+    /// its bridge by index, and a lookup is a netlink round trip whose
+    /// answer (the whole link) costs more to parse than the rest of the
+    /// plug's requests. Forgotten when the link is deleted; an entry gone
+    /// stale otherwise (the bridge deleted behind the daemon) fails the
+    /// veth's creation, which then looks the bridge up again once. The
+    /// kernel hands out interface indexes cyclically, so a stale index
+    /// does not name another interface.
+    bridges: Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl LinuxHost {
     pub fn new(backend: FirewallBackend) -> Self {
-        Self { backend }
+        Self {
+            backend,
+            bridges: Mutex::default(),
+        }
+    }
+
+    fn cached_bridge(&self, name: &str) -> Option<u32> {
+        self.bridges.lock().expect("bridges lock").get(name).copied()
+    }
+
+    fn remember_bridge(&self, name: &str, index: Option<u32>) {
+        let mut bridges = self.bridges.lock().expect("bridges lock");
+        match index {
+            Some(i) => bridges.insert(name.to_string(), i),
+            None => bridges.remove(name),
+        };
     }
 }
 
@@ -311,6 +335,18 @@ async fn ensure_address(
     if present {
         return Ok(());
     }
+    add_address(handle, index, name, ip, prefix).await
+}
+
+/// Adds `ip/prefix` to link `index` (`name` for errors); one there already
+/// is no error.
+async fn add_address(
+    handle: &Handle,
+    index: u32,
+    name: &str,
+    ip: IpAddr,
+    prefix: u8,
+) -> Result<()> {
     let mut req = handle.address().add(index, ip, prefix);
     if ip.is_ipv6() {
         // No duplicate address detection: the address is ours by IPAM, and
@@ -330,17 +366,21 @@ async fn ensure_address(
 /// Inside the container's namespace: lo up, `ifname` up with its address,
 /// default route via the gateway.
 async fn configure_inside(handle: Handle, p: &Plug) -> Result<()> {
-    let lo = link_index(&handle, "lo")
-        .await?
-        .ok_or_else(|| Error::LinkNotFound("lo".into()))?;
-    set_up(&handle, lo, "lo").await?;
+    // By name: no lookup of lo's index.
+    handle
+        .link()
+        .set(LinkUnspec::new_with_name("lo").up().build())
+        .execute()
+        .await
+        .map_err(nl("setting link \"lo\" up"))?;
     let idx = link_index(&handle, &p.ifname)
         .await?
         .ok_or_else(|| Error::LinkNotFound(p.ifname.clone()))?;
-    ensure_address(&handle, idx, &p.ifname, IpAddr::V4(p.ip), p.prefix).await?;
+    // The interface was just made: it has no address to look for first.
+    add_address(&handle, idx, &p.ifname, IpAddr::V4(p.ip), p.prefix).await?;
     set_up(&handle, idx, &p.ifname).await?;
     if let Some(v6) = &p.ipv6 {
-        ensure_address(&handle, idx, &p.ifname, IpAddr::V6(v6.ip), v6.prefix).await?;
+        add_address(&handle, idx, &p.ifname, IpAddr::V6(v6.ip), v6.prefix).await?;
     }
     if !p.default_route {
         return Ok(());
@@ -603,12 +643,15 @@ impl Host for LinuxHost {
                 .execute()
                 .await
                 .map_err(nl(format!("setting the address of bridge {name:?}")))?;
-            set_up(&h, index, name).await
+            set_up(&h, index, name).await?;
+            self.remember_bridge(name, Some(index));
+            Ok(())
         })
         .await
     }
 
     async fn delete_link(&self, name: &str) -> Result<bool> {
+        self.remember_bridge(name, None);
         with_netlink(None, |h| async move {
             let Some(index) = link_index(&h, name).await? else {
                 return Ok(false);
@@ -673,20 +716,38 @@ impl Host for LinuxHost {
         // The veth is created with its peer already in the container's
         // namespace under its final name: nothing to move or rename later.
         with_netlink(None, |h| async move {
-            let bridge = link_index(&h, &p.bridge)
-                .await?
-                .ok_or_else(|| Error::LinkNotFound(p.bridge.clone()))?;
-            let peer = LinkMessageBuilder::<LinkUnspec>::new()
-                .name(p.ifname.clone())
-                .address(p.mac.to_vec())
-                .setns_by_fd(ns_fd)
-                .build();
-            let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-                .name(p.host_veth.clone())
-                .controller(bridge)
-                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
-                .build();
-            h.link().add(msg).execute().await.map_err(nl(format!(
+            let veth = |bridge: u32| {
+                let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                    .name(p.ifname.clone())
+                    .address(p.mac.to_vec())
+                    .setns_by_fd(ns_fd)
+                    .build();
+                let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                    .name(p.host_veth.clone())
+                    .controller(bridge)
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                    .build();
+                h.link().add(msg).execute()
+            };
+            let looked_up = || async {
+                let index = link_index(&h, &p.bridge)
+                    .await?
+                    .ok_or_else(|| Error::LinkNotFound(p.bridge.clone()))?;
+                self.remember_bridge(&p.bridge, Some(index));
+                Ok::<_, Error>(index)
+            };
+            let made = match self.cached_bridge(&p.bridge) {
+                Some(index) => match veth(index).await {
+                    // Possibly a stale index: once more with a fresh one.
+                    Err(e) if !is_errno(&e, libc::EEXIST) => {
+                        self.remember_bridge(&p.bridge, None);
+                        veth(looked_up().await?).await
+                    }
+                    r => r,
+                },
+                None => veth(looked_up().await?).await,
+            };
+            made.map_err(nl(format!(
                 "creating veth {:?} with peer {:?} in {}",
                 p.host_veth,
                 p.ifname,

@@ -457,6 +457,88 @@ async fn dual_stack_namespaces_reach_each_other_over_ipv6() {
     assert_eq!(nft_table_of("ip6", &table), None, "the ip6 table is gone");
 }
 
+/// The host remembers a bridge's interface index between plugs: a bridge
+/// deleted behind the manager is made again at the next attach, and one
+/// deleted and made again by someone else (same name, new index) is the one
+/// the next veth joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_replaced_behind_the_manager_is_found_again() {
+    let pid = std::process::id();
+    let tag = format!("{:05}", pid % 100_000);
+    let name = format!("nettest-r-{tag}");
+    let table = format!("strato_test_r{tag}");
+    let bridge = format!("stbr{tag}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path());
+    config.table = table.clone();
+    let m = NetworkManager::with_host(config, LinuxHost::new(FirewallBackend::Nft)).unwrap();
+    let ids = ["ctr-a", "ctr-b", "ctr-c"];
+    let _leftovers = Leftovers {
+        links: std::iter::once(bridge.clone())
+            .chain(ids.iter().map(|c| strato_network::host_veth_name(&name, c)))
+            .collect(),
+        table: table.clone(),
+    };
+    m.create(NetworkSpec {
+        name: name.clone(),
+        bridge: Some(bridge.clone()),
+        subnet: Some(format!("198.19.{}.0/24", (pid + 64) % 256).parse().unwrap()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let index = || {
+        std::fs::read_to_string(format!("/sys/class/net/{bridge}/ifindex"))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let master = |veth: &str| {
+        std::fs::read_link(format!("/sys/class/net/{veth}/master"))
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
+    };
+    let ip = |args: &[&str]| {
+        assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+    };
+    let ns = NetnsFixture::new(format!("strato-nt-{tag}-r"));
+    let first = index();
+    let ea = m
+        .attach(AttachRequest::new(&name, ids[0], Netns::Path(ns.path())))
+        .await
+        .unwrap();
+    assert_eq!(master(&ea.host_veth), bridge);
+    m.detach(&name, ids[0]).await.unwrap();
+
+    // Deleted: made again.
+    ip(&["link", "del", &bridge]);
+    let eb = m
+        .attach(AttachRequest::new(&name, ids[1], Netns::Path(ns.path())))
+        .await
+        .unwrap();
+    assert_eq!(master(&eb.host_veth), bridge);
+    let second = index();
+    assert_ne!(first, second);
+    m.detach(&name, ids[1]).await.unwrap();
+
+    // Replaced by someone else's bridge of the same name: that one is joined.
+    ip(&["link", "del", &bridge]);
+    ip(&["link", "add", "name", &bridge, "type", "bridge"]);
+    let third = index();
+    assert_ne!(second, third);
+    let ec = m
+        .attach(AttachRequest::new(&name, ids[2], Netns::Path(ns.path())))
+        .await
+        .unwrap();
+    assert_eq!(master(&ec.host_veth), bridge);
+    assert_eq!(index(), third);
+    m.detach(&name, ids[2]).await.unwrap();
+    m.remove(&name).await.unwrap();
+}
+
 #[test]
 fn works_from_a_current_thread_runtime_without_spawning() {
     // The supervisor's case: one thread, a current-thread runtime.

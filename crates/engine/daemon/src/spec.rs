@@ -455,10 +455,13 @@ mod tests {
             .unwrap();
             let read = strato_container::spec::parse(text.as_slice()).unwrap();
             assert_eq!(read, spec);
-            assert_eq!(
-                read.linux().as_ref().unwrap().seccomp().is_some(),
-                !privileged
-            );
+            let seccomp = read.linux().as_ref().unwrap().seccomp().as_ref();
+            assert_eq!(seccomp.is_some(), !privileged);
+            // A container with the default capabilities has the profile the
+            // supervisor compiles ahead: its starts reuse that program.
+            if let Some(s) = seccomp {
+                assert!(*s == strato_seccomp::default_profile());
+            }
         }
     }
 

@@ -144,7 +144,11 @@ impl LinuxHost {
     }
 
     fn cached_bridge(&self, name: &str) -> Option<u32> {
-        self.bridges.lock().expect("bridges lock").get(name).copied()
+        self.bridges
+            .lock()
+            .expect("bridges lock")
+            .get(name)
+            .copied()
     }
 
     fn remember_bridge(&self, name: &str, index: Option<u32>) {

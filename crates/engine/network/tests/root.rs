@@ -502,7 +502,10 @@ async fn a_bridge_replaced_behind_the_manager_is_found_again() {
             .into_owned()
     };
     let ip = |args: &[&str]| {
-        assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+        assert!(
+            Command::new("ip").args(args).status().unwrap().success(),
+            "ip {args:?}"
+        );
     };
     let ns = NetnsFixture::new(format!("strato-nt-{tag}-r"));
     let first = index();

@@ -315,9 +315,15 @@ impl Runtime {
     /// it instead of each reading all of /proc/self/mountinfo, which grows
     /// with every running container. An error is left for the first
     /// operation that needs the layout to report.
+    /// Docker's default seccomp profile (the engine's default
+    /// capabilities) is compiled now too, for the forks' starts whose
+    /// profile is that one.
     pub fn warm_host_caches(&self) {
         if let Err(e) = host_hierarchy() {
             tracing::debug!(error = %e, "cgroup layout not detected yet");
+        }
+        if let Err(e) = strato_seccomp::prime(strato_seccomp::default_profile()) {
+            tracing::debug!(error = %e, "default seccomp profile not compiled ahead");
         }
     }
 

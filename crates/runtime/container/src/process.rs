@@ -261,7 +261,7 @@ impl ProcessPlan {
         let mut seccomp_listener = None;
         let compiled = match seccomp {
             Some(s) => {
-                let f = strato_seccomp::compile(s)
+                let f = strato_seccomp::compile_primed(s)
                     .map_err(|e| Error::Seccomp(e.to_string()))?
                     .for_single_thread();
                 tracing::debug!("seccomp filter flags: {}", f.flags());

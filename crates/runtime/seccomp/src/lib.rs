@@ -403,6 +403,29 @@ fn filter_flags(flags: &[LinuxSeccompFilterFlag], notify: bool) -> libc::c_ulong
     bits
 }
 
+/// The one filter compiled ahead by [`prime`], with its profile.
+static PRIMED: std::sync::OnceLock<(LinuxSeccomp, Filter)> = std::sync::OnceLock::new();
+
+/// Compiles `profile` now and keeps it for [`compile_primed`], in this
+/// process and in the children it forks later: a long-lived process that
+/// forks container starts (the engine's supervisor) compiles Docker's
+/// default profile once instead of at every start. The first call wins.
+pub fn prime(profile: LinuxSeccomp) -> Result<(), SeccompError> {
+    let filter = compile(&profile)?;
+    let _ = PRIMED.set((profile, filter));
+    Ok(())
+}
+
+/// [`compile`], answered from the filter [`prime`] made when `profile` is
+/// equal to its profile (the whole profile compared, so a hit is the same
+/// program).
+pub fn compile_primed(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
+    match PRIMED.get() {
+        Some((primed, filter)) if primed == profile => Ok(filter.clone()),
+        _ => compile(profile),
+    }
+}
+
 /// Compiles an OCI seccomp profile into one BPF program for this machine.
 ///
 /// See the crate documentation for the program's shape and rule precedence.

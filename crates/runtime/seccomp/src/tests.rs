@@ -1019,3 +1019,20 @@ fn random_profiles_over_the_whole_table_agree_with_the_reference() {
         }
     }
 }
+
+#[test]
+fn a_primed_profile_is_answered_with_its_own_program_and_others_are_compiled() {
+    let default = default_profile();
+    prime(default.clone()).unwrap();
+    // As the starter reads it: from JSON, equal to the primed one.
+    let read: LinuxSeccomp =
+        serde_json::from_slice(&serde_json::to_vec(&default).unwrap()).unwrap();
+    assert!(read == default);
+    assert_eq!(compile_primed(&read).unwrap(), compile(&default).unwrap());
+    // Another profile is not the primed program.
+    let admin = default_profile_for(&["CAP_SYS_ADMIN".to_string()]);
+    assert!(admin != default);
+    let got = compile_primed(&admin).unwrap();
+    assert_eq!(got, compile(&admin).unwrap());
+    assert_ne!(got, compile(&default).unwrap());
+}

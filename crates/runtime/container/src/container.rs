@@ -315,6 +315,7 @@ impl Runtime {
     /// it instead of each reading all of /proc/self/mountinfo, which grows
     /// with every running container. An error is left for the first
     /// operation that needs the layout to report.
+    ///
     /// Docker's default seccomp profile (the engine's default
     /// capabilities) is compiled now too, for the forks' starts whose
     /// profile is that one.

@@ -719,7 +719,9 @@ impl Host for LinuxHost {
         let ns_fd = std::os::fd::AsRawFd::as_raw_fd(&ns_file);
         // The veth is created with its peer already in the container's
         // namespace under its final name: nothing to move or rename later.
-        with_netlink(None, |h| async move {
+        // An error here made nothing; one in `configured`, after the veth
+        // was made, deletes it.
+        let configured = with_netlink(None, |h| async move {
             let veth = |bridge: u32| {
                 let peer = LinkMessageBuilder::<LinkUnspec>::new()
                     .name(p.ifname.clone())
@@ -757,6 +759,8 @@ impl Host for LinuxHost {
                 p.ifname,
                 p.netns.path().display()
             )))?;
+            // The veth exists: from here a failure deletes it. Its two ends
+            // are set up at once, each over its own socket.
             // A bridge port needs no IPv6 address. Left on, each new port's
             // duplicate address detection and multicast reports went to
             // every other port of the bridge: work in proportion to the
@@ -766,35 +770,40 @@ impl Host for LinuxHost {
             // exists. (Not disable_ipv6: that sysctl takes the rtnl lock by
             // trylock and restarts until it gets it, spinning while other
             // starts make links.) By name: no lookup of the index.
-            let up = || LinkUnspec::new_with_name(&p.host_veth).up();
-            let no_addresses = up()
-                .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-                    vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
-                )]))
-                .build();
-            match h.link().set(no_addresses).execute().await {
-                // A kernel without IPv6 has no addresses to generate.
-                Err(e) if is_errno(&e, libc::EAFNOSUPPORT) => {
-                    h.link().set(up().build()).execute().await
+            let host_end = async {
+                let up = || LinkUnspec::new_with_name(&p.host_veth).up();
+                let no_addresses = up()
+                    .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                        vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                    )]))
+                    .build();
+                match h.link().set(no_addresses).execute().await {
+                    // A kernel without IPv6 has no addresses to generate.
+                    Err(e) if is_errno(&e, libc::EAFNOSUPPORT) => {
+                        h.link().set(up().build()).execute().await
+                    }
+                    r => r,
                 }
-                r => r,
-            }
-            .map_err(nl(format!("setting link {:?} up", p.host_veth)))
+                .map_err(nl(format!("setting link {:?} up", p.host_veth)))
+            };
+            let inside = async {
+                // On an IPv4-only network the container's interface gets no
+                // IPv6 either (as Docker 26+), for the same reason as the
+                // host end; a namespace without IPv6 at all has nothing to
+                // turn off.
+                let socket = if p.ipv6.is_some() {
+                    socket_in(&p.netns, ipv6_sysctls(&p.ifname), None).await?
+                } else {
+                    socket_in(&p.netns, Vec::new(), Some(p.ifname.clone())).await?
+                };
+                with_netlink(Some(socket), |h| configure_inside(h, p)).await
+            };
+            let (host_end, inside) = tokio::join!(host_end, inside);
+            Ok(host_end.and(inside))
         })
         .await?;
         drop(ns_file);
-        let inside = async {
-            // On an IPv4-only network the container's interface gets no
-            // IPv6 either (as Docker 26+), for the same reason as the host
-            // end; a namespace without IPv6 at all has nothing to turn off.
-            let socket = if p.ipv6.is_some() {
-                socket_in(&p.netns, ipv6_sysctls(&p.ifname), None).await?
-            } else {
-                socket_in(&p.netns, Vec::new(), Some(p.ifname.clone())).await?
-            };
-            with_netlink(Some(socket), |h| configure_inside(h, p)).await
-        };
-        if let Err(e) = inside.await {
+        if let Err(e) = configured {
             let _ = self.delete_link(&p.host_veth).await;
             return Err(e);
         }

@@ -129,44 +129,23 @@ fn free_port() -> u16 {
 }
 
 /// A test's own names, told apart by `kind` and this process's id (tests
-/// of other runs may share the host), and its manager's config in a
-/// temporary directory, using the test's nft table.
-struct Setup {
-    tag: String,
-    name: String,
-    table: String,
-    bridge: String,
-    config: Config,
-    _dir: tempfile::TempDir,
-}
-
-fn setup(kind: &str) -> Setup {
+/// of other runs may share the host): the tag, the network, the nft table
+/// and the bridge; and its manager's config in a temporary directory (kept
+/// while the last member lives), using that table.
+fn setup(kind: &str) -> (String, String, String, String, Config, tempfile::TempDir) {
     let tag = format!("{:05}", std::process::id() % 100_000);
     let table = format!("strato_test_{kind}{tag}");
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(dir.path());
     config.table = table.clone();
-    Setup {
-        name: format!("nettest-{kind}-{tag}"),
-        bridge: format!("stb{kind}{tag}"),
-        tag,
-        table,
-        config,
-        _dir: dir,
-    }
+    let (name, bridge) = (format!("nettest-{kind}-{tag}"), format!("stb{kind}{tag}"));
+    (tag, name, table, bridge, config, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridge_attach_ping_publish_and_teardown() {
     let pid = std::process::id();
-    let Setup {
-        tag,
-        name,
-        table,
-        bridge,
-        config,
-        _dir,
-    } = setup("t");
+    let (tag, name, table, bridge, config, _dir) = setup("t");
     let third = pid % 256;
     let subnet = format!("198.18.{third}.0/24");
     let m =
@@ -359,14 +338,7 @@ async fn bridge_attach_ping_publish_and_teardown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dual_stack_namespaces_reach_each_other_over_ipv6() {
     let pid = std::process::id();
-    let Setup {
-        tag,
-        name,
-        table,
-        bridge,
-        config,
-        _dir,
-    } = setup("6");
+    let (tag, name, table, bridge, config, _dir) = setup("6");
     let third = (pid + 128) % 256;
     let m = NetworkManager::with_host(config, LinuxHost::new(FirewallBackend::Nft)).unwrap();
     let _leftovers = Leftovers {
@@ -494,14 +466,7 @@ async fn dual_stack_namespaces_reach_each_other_over_ipv6() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_replaced_behind_the_manager_is_found_again() {
     let pid = std::process::id();
-    let Setup {
-        tag,
-        name,
-        table,
-        bridge,
-        config,
-        _dir,
-    } = setup("r");
+    let (tag, name, table, bridge, config, _dir) = setup("r");
     let m = NetworkManager::with_host(config, LinuxHost::new(FirewallBackend::Nft)).unwrap();
     let ids = ["ctr-a", "ctr-b", "ctr-c"];
     let _leftovers = Leftovers {

@@ -19,9 +19,10 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # What the engine needs from Debian: busybox for the sample image, nftables
-# (or iptables) for NAT and published ports, curl for the last step.
+# (or iptables) for NAT and published ports, tini for `--init` containers,
+# curl for the last step.
 missing=()
-for pkg in busybox-static nftables iptables curl; do
+for pkg in busybox-static nftables iptables tini curl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -54,6 +54,15 @@ pub struct DaemonArgs {
     /// or `host`. `false` makes every start do all of its work.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     prepare_starts: bool,
+    /// Run an init (tini) as process 1 of every container that does not
+    /// choose with `--init` / `--init=false` itself.
+    #[arg(long)]
+    init: bool,
+    /// The init binary of `--init` containers, bound at /sbin/docker-init;
+    /// it must be statically linked [default: docker-init or tini-static on
+    /// PATH].
+    #[arg(long, value_name = "PATH")]
+    init_path: Option<PathBuf>,
     /// Persistent state: images, containers, volumes, networks.
     #[arg(long, default_value = "/var/lib/strato")]
     data_root: PathBuf,
@@ -266,6 +275,8 @@ async fn serve(
         network,
         insecure_registries: args.insecure_registries.clone(),
         prepare_starts: args.prepare_starts,
+        init: args.init,
+        init_path: args.init_path.clone(),
     })
     .await
     .map_err(|e| anyhow::anyhow!("open the engine at {}: {e}", args.data_root.display()))?;

@@ -215,6 +215,10 @@ fn run_output_exit_codes_stdin_and_flags() {
     d.strato(&["run", "--rm", "--read-only", "busybox", "touch", "/x"])
         .failed()
         .stderr_mentions(&["read-only"]);
+    let out = d
+        .strato(&["run", "--rm", "--init", "busybox", "cat", "/proc/1/comm"])
+        .ok();
+    assert_eq!(out.stdout, "docker-init\n");
     // A command that is not there: 127, and the daemon's reason.
     d.strato(&["run", "--rm", "busybox", "nosuchcmd"])
         .code_is(127)

@@ -296,10 +296,10 @@ fn run_rm_exit_codes_and_stdin() {
     d.docker(&["rm", "nocmd"]).ok();
 }
 
-/// `--add-host`, `--dns*`, `--device` and `--privileged` as dockerd gives
-/// them, with bad values refused before anything is created.
+/// `--add-host`, `--dns*`, `--device`, `--privileged` and `--init` as
+/// dockerd gives them, with bad values refused before anything is created.
 #[test]
-fn run_hosts_dns_devices_and_privileged() {
+fn run_hosts_dns_devices_privileged_and_init() {
     let d = Daemon::start("daemon-hostcfg");
     d.load_busybox();
     let out = d
@@ -381,6 +381,43 @@ fn run_hosts_dns_devices_and_privileged() {
         ])
         .ok();
     assert_eq!(out.stdout.trim(), format!("CapEff:\t{bnd}"), "{out}");
+    // ... and the host's device nodes, with their numbers, which others lack.
+    let script = "stat -c '%F %t:%T' /dev/kmsg /dev/net/tun";
+    let out = d
+        .docker(&["run", "--rm", "--privileged", "busybox", "sh", "-c", script])
+        .ok();
+    assert_eq!(
+        out.stdout, "character special file 1:b\ncharacter special file a:c8\n",
+        "{out}"
+    );
+    d.docker(&["run", "--rm", "busybox", "sh", "-c", script])
+        .code_is(1);
+    // --init: the host's init is process 1 and runs the command as its
+    // child, whose exit code is the container's; the command is still the
+    // container's Path and Args.
+    let out = d
+        .docker(&[
+            "run",
+            "--init",
+            "--name",
+            "withinit",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /proc/1/comm; cat /proc/$$/stat | cut -d' ' -f4; exit 3",
+        ])
+        .code_is(3);
+    assert_eq!(out.stdout, "docker-init\n1\n", "{out}");
+    let out = d
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Init}} {{.Path}} {{index .Args 0}}",
+            "withinit",
+        ])
+        .ok();
+    assert_eq!(out.stdout.trim(), "true sh -c", "{out}");
+    d.docker(&["rm", "withinit"]).ok();
     assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
 }
 

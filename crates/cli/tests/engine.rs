@@ -77,6 +77,8 @@ async fn env(name: &str) -> Env {
         network: Some(net),
         insecure_registries: Vec::new(),
         prepare_starts: true,
+        init: false,
+        init_path: None,
     })
     .await
     .expect("open the engine");

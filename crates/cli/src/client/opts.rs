@@ -78,6 +78,9 @@ pub struct ContainerOpts {
     /// Give extended privileges to this container.
     #[arg(long)]
     pub privileged: bool,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
     /// Signal to stop the container.
     #[arg(long)]
     pub stop_signal: Option<String>,
@@ -199,6 +202,9 @@ pub fn create_config(
     h.pids_limit = o.pids_limit;
     h.readonly_rootfs = o.read_only;
     h.privileged = o.privileged;
+    if o.init {
+        h.init = Some(true);
+    }
     if !o.cap_add.is_empty() {
         h.cap_add = Some(o.cap_add.clone());
     }

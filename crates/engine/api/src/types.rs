@@ -314,7 +314,7 @@ impl Default for SystemInfo {
             },
             live_restore_enabled: false,
             isolation: String::new(),
-            init_binary: String::new(),
+            init_binary: "docker-init".into(),
             containerd_commit: CommitInfo::default(),
             runc_commit: CommitInfo::default(),
             init_commit: CommitInfo::default(),

@@ -349,6 +349,7 @@ pub fn create_request(
             .flatten()
             .map(device)
             .collect::<Result<_, _>>()?,
+        init: h.init,
         ..Default::default()
     };
     let network = match h.network_mode.as_str() {
@@ -1195,6 +1196,8 @@ fn device(d: &strato_api::types::DeviceMapping) -> Result<DeviceSpec, ApiError> 
         minor: libc::minor(rdev) as u64,
         mode: meta.mode() & 0o7777,
         access,
+        uid: meta.uid(),
+        gid: meta.gid(),
     })
 }
 

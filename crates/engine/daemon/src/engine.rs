@@ -38,6 +38,11 @@ pub struct EngineConfig {
     /// Prepare each new container's start right after its create (see
     /// [`Engine::start`]).
     pub prepare_starts: bool,
+    /// Run an init as process 1 of containers that do not say (`--init`).
+    pub init: bool,
+    /// The init binary of `--init` containers (`--init-path`); `None`:
+    /// looked for on PATH (see [`crate::hostdev::find_init`]).
+    pub init_path: Option<PathBuf>,
 }
 
 /// Engine failures, mapped by the API to Docker's status codes.
@@ -1406,6 +1411,20 @@ impl Engine {
                 cfg.etc_files
                     .push(("/etc/hosts".into(), "/etc/hosts".into()));
             }
+        }
+        if cfg.init.unwrap_or(self.cfg.init) {
+            let path = std::env::var("PATH").unwrap_or_default();
+            let init = crate::hostdev::find_init(self.cfg.init_path.as_deref(), &path)
+                .map_err(EngineError::Invalid)?;
+            cfg.init_binary = Some(init.display().to_string());
+        }
+        // As dockerd: a privileged container sees the host's devices, as
+        // they are at its start.
+        if cfg.privileged {
+            let given: Vec<String> = cfg.devices.iter().map(|d| d.path.clone()).collect();
+            let host = crate::hostdev::host_devices(Path::new("/dev"));
+            cfg.devices
+                .extend(host.into_iter().filter(|d| !given.contains(&d.path)));
         }
         let accounts = self.accounts(r, overlay).await?;
         // Compact, as containerd writes it: the starter parses it per start,

@@ -17,6 +17,7 @@ pub mod distribution;
 pub mod dns;
 pub mod engine;
 pub mod health;
+pub mod hostdev;
 pub mod hostinfo;
 pub mod ids;
 pub mod model;

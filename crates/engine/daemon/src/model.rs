@@ -45,6 +45,11 @@ pub struct DeviceSpec {
     pub mode: u32,
     /// cgroup access: some of `r`, `w`, `m`.
     pub access: String,
+    /// The node's owner on the host.
+    #[serde(default)]
+    pub uid: u32,
+    #[serde(default)]
+    pub gid: u32,
 }
 
 /// Resource limits (Docker's HostConfig resource fields).
@@ -209,6 +214,14 @@ pub struct ContainerConfig {
     /// `--device`.
     #[serde(default)]
     pub devices: Vec<DeviceSpec>,
+    /// `--init` (HostConfig.Init); `None`: the daemon's `--init`.
+    #[serde(default)]
+    pub init: Option<bool>,
+    /// The host's init binary, bound at /sbin/docker-init and run as the
+    /// container's process 1 before its command: set by the engine at each
+    /// start of an `--init` container, never saved.
+    #[serde(skip)]
+    pub init_binary: Option<String>,
 }
 
 #[cfg(test)]

@@ -172,9 +172,14 @@ pub fn build_json(
     } else {
         image.cmd.clone()
     };
-    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    let mut args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
         return Err(BuildError::NoCommand);
+    }
+    // `--init`: the host's init runs first, as process 1, and runs the
+    // command as its child (it reaps orphans and passes signals on).
+    if cfg.init_binary.is_some() {
+        args.splice(0..0, [crate::hostdev::INIT_TARGET.to_string(), "--".into()]);
     }
     let user_str = if cfg.user.is_empty() {
         &image.user
@@ -238,6 +243,9 @@ pub fn build_json(
     for (path, dest) in &cfg.etc_files {
         mounts.push(json!({"destination": dest, "type": "bind", "source": path, "options": ["rbind", "rprivate"]}));
     }
+    if let Some(init) = &cfg.init_binary {
+        mounts.push(json!({"destination": crate::hostdev::INIT_TARGET, "type": "bind", "source": init, "options": ["bind", "ro", "rprivate"]}));
+    }
     for m in &cfg.mounts {
         if !m.target.starts_with('/') {
             return Err(BuildError::MountTarget(m.target.clone()));
@@ -299,7 +307,7 @@ pub fn build_json(
         linux["devices"] = cfg
             .devices
             .iter()
-            .map(|d| json!({"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor, "fileMode": d.mode, "uid": 0, "gid": 0}))
+            .map(|d| json!({"path": d.path, "type": d.kind, "major": d.major, "minor": d.minor, "fileMode": d.mode, "uid": d.uid, "gid": d.gid}))
             .collect();
     }
     // As dockerd: a shared bind makes the root rshared (else pivot_root's
@@ -552,6 +560,48 @@ mod tests {
             try_build(&cfg(), &img, r.path()).unwrap_err(),
             BuildError::NoCommand
         );
+    }
+
+    #[test]
+    fn an_init_runs_the_command_and_is_bound_read_only() {
+        let r = rootfs();
+        let mut img = image();
+        img.entrypoint = vec!["/entry".into()];
+        img.cmd = vec!["arg".into()];
+        let mut c = cfg();
+        c.init_binary = Some("/usr/bin/tini-static".into());
+        let spec = try_build(&c, &img, r.path()).unwrap();
+        assert_eq!(
+            spec.process().as_ref().unwrap().args().as_ref().unwrap(),
+            &vec![
+                "/sbin/docker-init".to_string(),
+                "--".into(),
+                "/entry".into(),
+                "arg".into()
+            ]
+        );
+        let mounts = spec.mounts().as_ref().unwrap();
+        let init = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/sbin/docker-init"))
+            .expect("init mount");
+        assert_eq!(
+            init.source().as_deref(),
+            Some(Path::new("/usr/bin/tini-static"))
+        );
+        assert!(init.options().as_ref().unwrap().contains(&"ro".to_string()));
+        // Without one: the command alone, nothing bound.
+        let spec = try_build(&cfg(), &img, r.path()).unwrap();
+        assert_eq!(
+            spec.process().as_ref().unwrap().args().as_ref().unwrap()[0],
+            "/entry"
+        );
+        assert!(!spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|m| m.destination() == Path::new("/sbin/docker-init")));
     }
 
     #[test]

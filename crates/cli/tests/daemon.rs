@@ -360,6 +360,15 @@ fn run_hosts_dns_devices_privileged_and_init() {
         ])
         .code_is(125);
     assert!(out.stderr.contains("/dev/strato-no-such"), "{out}");
+    // Options with nothing behind them here are refused, not ignored.
+    let out = d
+        .docker(&["run", "--rm", "--storage-opt", "size=1G", "busybox", "true"])
+        .code_is(125);
+    assert!(out.stderr.contains("--storage-opt"), "{out}");
+    let out = d
+        .docker(&["run", "--rm", "--gpus", "all", "busybox", "true"])
+        .code_is(125);
+    assert!(out.stderr.contains("--gpus"), "{out}");
     // --privileged: every capability the daemon holds (no more: capset
     // would refuse it), and the devices cgroup open.
     let own = fs::read_to_string("/proc/self/status").unwrap();

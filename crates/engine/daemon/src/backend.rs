@@ -1222,6 +1222,30 @@ impl Backend for EngineBackend {
                 "unknown or invalid runtime name: {runtime}: this engine has runc (strato's built-in runtime, also named strato)"
             )));
         }
+        // No per-container size quota on the overlay snapshots (dockerd's
+        // overlay2 has one only over xfs with pquota), and no device
+        // drivers (`--gpus`): refused, not silently ignored.
+        if config
+            .host_config
+            .storage_opt
+            .as_ref()
+            .is_some_and(|o| !o.is_empty())
+        {
+            return Err(ApiError::bad_parameter(
+                "--storage-opt is not supported: this engine's overlay snapshots have no per-container size quota; leave the option out",
+            ));
+        }
+        if config
+            .host_config
+            .extra
+            .get("DeviceRequests")
+            .and_then(|v| v.as_array())
+            .is_some_and(|a| !a.is_empty())
+        {
+            return Err(ApiError::bad_parameter(
+                "could not select a device driver for the container's device requests (--gpus): this engine has none; give device nodes with --device instead",
+            ));
+        }
         // Logs are always kept as json-file by the supervisor; other drivers
         // (syslog, journald, ...) are refused with dockerd's wording.
         let driver = config.host_config.log_config.kind.as_str();

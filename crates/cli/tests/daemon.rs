@@ -484,6 +484,116 @@ fn export_writes_the_root_filesystem_only() {
     d.docker(&["rm", "ex2"]).ok();
 }
 
+/// What a server on host port `port` of 127.0.0.1 sends before it closes
+/// the connection, once it answers (within 10 s).
+fn answer_on(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            let mut buf = String::new();
+            s.read_to_string(&mut buf)?;
+            Ok(buf)
+        });
+        match got {
+            Ok(text) if !text.is_empty() => return text,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("no answer on 127.0.0.1:{port}: {other:?}"),
+        }
+    }
+}
+
+/// `--volumes-from` (binds and volumes, with their mode or another) and
+/// `-P` (every exposed port, the image's too, on a free host port).
+#[test]
+fn volumes_from_and_publish_all_ports() {
+    let d = Daemon::start("daemon-from");
+    d.load_busybox();
+    let host = d.dir.join("shared");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("h"), "from-host\n").unwrap();
+    let bind = format!("{}:/host:ro", host.display());
+    d.docker(&[
+        "run",
+        "--name",
+        "src",
+        "-v",
+        "/data",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo v > /data/f",
+    ])
+    .ok();
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src",
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/f /host/h; echo w > /data/g && echo wrote",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "v\nfrom-host\nwrote\n", "{out}");
+    // :ro makes the volume read-only here; a mount of the new container's
+    // own at the same place wins.
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--volumes-from",
+            "src:ro",
+            "--tmpfs",
+            "/host",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /host | wc -l; echo x > /data/h || echo read-only",
+        ])
+        .ok();
+    assert_eq!(out.stdout.lines().next(), Some("0"), "{out}");
+    assert!(out.stdout.ends_with("read-only\n"), "{out}");
+    let out = d
+        .docker(&["run", "--rm", "--volumes-from", "nosuch", "busybox", "true"])
+        .code_is(125);
+    assert!(out.stderr.contains("nosuch"), "{out}");
+    d.docker(&["rm", "src"]).ok();
+    d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "pa",
+        "-P",
+        "--expose",
+        "8080",
+        "--expose",
+        "9000-9001/udp",
+        "busybox",
+        "nc",
+        "-ll",
+        "-p",
+        "8080",
+        "-e",
+        "echo",
+        "hello",
+    ])
+    .ok();
+    let out = d.docker(&["port", "pa"]).ok();
+    let ports: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(ports.len(), 3, "{out}");
+    for (p, want) in ports.iter().zip(["8080/tcp", "9000/udp", "9001/udp"]) {
+        assert!(p.starts_with(&format!("{want} -> 0.0.0.0:")), "{out}");
+    }
+    let port: u16 = ports[0].rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(answer_on(port), "hello\n");
+    d.docker(&["rm", "-f", "pa"]).ok();
+}
+
 #[test]
 fn detached_container_ps_exec_logs_port_stop_rm() {
     let d = Daemon::start("daemon-web");
@@ -515,21 +625,7 @@ fn detached_container_ps_exec_logs_port_stop_rm() {
     assert_eq!(out.stdout, "from-exec\n");
     d.docker(&["exec", "web", "sh", "-c", "exit 5"]).code_is(5);
     // The published port, from the host.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let reply = loop {
-        let got = TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-            s.set_read_timeout(Some(Duration::from_secs(3)))?;
-            let mut buf = String::new();
-            s.read_to_string(&mut buf)?;
-            Ok(buf)
-        });
-        match got {
-            Ok(text) if !text.is_empty() => break text,
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            other => panic!("no answer on 127.0.0.1:{port}: {other:?}"),
-        }
-    };
-    assert_eq!(reply, "hello\n");
+    assert_eq!(answer_on(port), "hello\n");
     let logs = d.docker(&["logs", "web"]).ok();
     assert_eq!(logs.stdout, "started\n");
     let state = d

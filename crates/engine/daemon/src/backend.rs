@@ -1256,19 +1256,52 @@ impl Backend for EngineBackend {
         }
         // The image first: a missing one is the 404 that makes the CLI pull.
         let image = config.config.image.clone();
-        {
+        // With -P, the image's exposed ports too (read only then).
+        let publish_all = config.host_config.publish_all_ports;
+        let image_exposed: Vec<String> = {
             let images = self.engine.images().clone();
             let i = image.clone();
-            tokio::task::spawn_blocking(move || images.resolve(&i))
-                .await
-                .map_err(join_err)?
-                .map_err(|e| image_err(&familiar_ref(&image), e))?;
-        }
+            tokio::task::spawn_blocking(move || {
+                if !publish_all {
+                    return images.resolve(&i).map(|_| Vec::new());
+                }
+                images.inspect(&i).map(|d| {
+                    d.config
+                        .config()
+                        .as_ref()
+                        .and_then(|c| c.exposed_ports().clone())
+                        .unwrap_or_default()
+                })
+            })
+            .await
+            .map_err(join_err)?
+            .map_err(|e| image_err(&familiar_ref(&image), e))?
+        };
         if config.host_config.nano_cpus != 0 {
             // Only then: counting CPUs reads the cgroup's quota files.
             check_nano_cpus(config.host_config.nano_cpus, crate::hostinfo::ncpu())?;
         }
         let (mut req, vols) = convert::create_request(name, &config, self.volumes.dir())?;
+        // --volumes-from: the binds and volumes of other containers, at the
+        // same places, unless this one mounts something there itself.
+        for from in config.host_config.volumes_from.iter().flatten() {
+            let (source, read_only) = convert::volumes_from(from)?;
+            let src = self.engine.record(source).map_err(|_| {
+                ApiError::bad_parameter(format!(
+                    "No such container: {source}: --volumes-from must name an existing container"
+                ))
+            })?;
+            for m in src.config.mounts.iter().filter(|m| m.kind != "tmpfs") {
+                if req.config.mounts.iter().any(|x| x.target == m.target) {
+                    continue;
+                }
+                let mut m = m.clone();
+                if let Some(ro) = read_only {
+                    m.read_only = ro;
+                }
+                req.config.mounts.push(m);
+            }
+        }
         // Legacy link targets by id (they may be renamed later).
         for l in &mut req.links {
             let t = self.engine.record(&l.target).map_err(|_| {
@@ -1306,6 +1339,22 @@ impl Backend for EngineBackend {
                 }
                 for x in req.extra_networks.iter_mut().filter(|x| &x.name == n) {
                     x.name = found.name.clone();
+                }
+            }
+        }
+        // -P: every exposed port (the container's and the image's) not
+        // published otherwise, on a free host port.
+        if publish_all {
+            let own = config.config.exposed_ports.iter().flat_map(|m| m.keys());
+            for key in own.chain(image_exposed.iter()) {
+                for p in convert::exposed_port(key)? {
+                    if !req
+                        .ports
+                        .iter()
+                        .any(|q| q.container_port == p.container_port && q.protocol == p.protocol)
+                    {
+                        req.ports.push(p);
+                    }
                 }
             }
         }

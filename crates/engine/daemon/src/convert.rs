@@ -125,6 +125,40 @@ pub fn port_mappings(bindings: &api::PortMap) -> Result<Vec<PortMapping>, ApiErr
     Ok(out)
 }
 
+/// An exposed port (`80/tcp`, `53/udp`, `8000-8002/tcp`) as the mappings
+/// `-P` publishes: on any host address, the host port to be chosen.
+pub fn exposed_port(key: &str) -> Result<Vec<PortMapping>, ApiError> {
+    let (ports, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+    let protocol = match proto {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        other => {
+            return Err(ApiError::bad_parameter(format!(
+                "unsupported protocol {other:?} in exposed port {key:?}: use tcp or udp"
+            )))
+        }
+    };
+    let bad = || {
+        ApiError::bad_parameter(format!(
+            "invalid exposed port {key:?}: expected PORT[-PORT][/tcp|/udp]"
+        ))
+    };
+    let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
+    let lo: u16 = lo.parse().map_err(|_| bad())?;
+    let hi: u16 = hi.parse().map_err(|_| bad())?;
+    if lo == 0 || hi < lo {
+        return Err(bad());
+    }
+    Ok((lo..=hi)
+        .map(|container_port| PortMapping {
+            host_ip: None,
+            host_port: 0,
+            container_port,
+            protocol,
+        })
+        .collect())
+}
+
 /// The directory of volume `name` under `volumes_dir`.
 pub fn volume_data(volumes_dir: &Path, name: &str) -> PathBuf {
     volumes_dir.join(name).join("_data")
@@ -132,6 +166,36 @@ pub fn volume_data(volumes_dir: &Path, name: &str) -> PathBuf {
 
 /// Maps a create body to the engine's request. Named volumes it refers to
 /// are returned too, for the caller to create before the container.
+/// A `--volumes-from CONTAINER[:MODE]` entry: the container, and whether
+/// its mounts are read-only here (`ro`), writable (`rw`) or as they are
+/// there (no mode). SELinux labels (`z`, `Z`) are accepted and mean nothing
+/// here.
+pub fn volumes_from(spec: &str) -> Result<(&str, Option<bool>), ApiError> {
+    let (name, mode) = match spec.split_once(':') {
+        Some((n, m)) => (n, m),
+        None => (spec, ""),
+    };
+    if name.is_empty() {
+        return Err(ApiError::bad_parameter(format!(
+            "invalid --volumes-from {spec:?}: expected CONTAINER[:ro|rw]"
+        )));
+    }
+    let mut read_only = None;
+    for m in mode.split(',').filter(|m| !m.is_empty()) {
+        match m {
+            "ro" => read_only = Some(true),
+            "rw" => read_only = Some(false),
+            "z" | "Z" => {}
+            other => {
+                return Err(ApiError::bad_parameter(format!(
+                    "invalid mode {other:?} in --volumes-from {spec:?}: use ro or rw"
+                )))
+            }
+        }
+    }
+    Ok((name, read_only))
+}
+
 pub fn create_request(
     name: Option<String>,
     body: &api::ContainerCreateConfig,
@@ -1241,6 +1305,32 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not an ip address"));
+    }
+
+    #[test]
+    fn exposed_ports_become_mappings_to_free_host_ports() {
+        let m = exposed_port("80/tcp").unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].container_port, m[0].host_port), (80, 0));
+        assert_eq!(m[0].protocol, Protocol::Tcp);
+        assert_eq!(exposed_port("53/udp").unwrap()[0].protocol, Protocol::Udp);
+        let r = exposed_port("8000-8002").unwrap();
+        let ports: Vec<u16> = r.iter().map(|p| p.container_port).collect();
+        assert_eq!(ports, [8000, 8001, 8002]);
+        for bad in ["x/tcp", "80/sctp", "9-8", "0"] {
+            let e = exposed_port(bad).unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn volumes_from_entries_name_a_container_and_a_mode() {
+        assert_eq!(volumes_from("db").unwrap(), ("db", None));
+        assert_eq!(volumes_from("db:ro").unwrap(), ("db", Some(true)));
+        assert_eq!(volumes_from("db:rw,z").unwrap(), ("db", Some(false)));
+        let e = volumes_from("db:rx").unwrap_err();
+        assert!(e.to_string().contains("\"rx\""), "{e}");
+        assert!(volumes_from(":ro").is_err());
     }
 
     fn body(json: &str) -> api::ContainerCreateConfig {

@@ -430,6 +430,94 @@ fn run_hosts_dns_devices_privileged_and_init() {
     assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
 }
 
+/// A block device of the host: its /dev path and `MAJOR:MINOR`.
+fn a_block_device() -> (String, String) {
+    let mut names: Vec<_> = fs::read_dir("/sys/block")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .find_map(|n| {
+            let numbers = fs::read_to_string(format!("/sys/block/{n}/dev")).ok()?;
+            let dev = format!("/dev/{n}");
+            Path::new(&dev)
+                .exists()
+                .then(|| (dev, numbers.trim().to_string()))
+        })
+        .expect("the host has a block device under /sys/block with a /dev node")
+}
+
+/// Block I/O throttles, swappiness and the OOM killer reach the
+/// container's cgroup; a weight the host cannot apply is dropped with
+/// dockerd's warning; bad values are refused before anything is made.
+#[test]
+fn block_io_swappiness_and_oom_killer_limits() {
+    let d = Daemon::start("daemon-blkio");
+    d.load_busybox();
+    let (dev, numbers) = a_block_device();
+    let read = format!("{dev}:1mb");
+    let iops = format!("{dev}:50");
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--device-read-bps",
+            &read,
+            "--device-write-iops",
+            &iops,
+            "--memory-swappiness",
+            "10",
+            "--oom-kill-disable",
+            "-m",
+            "64m",
+            "busybox",
+            "sh",
+            "-c",
+            "cd /sys/fs/cgroup; cat blkio/blkio.throttle.read_bps_device \
+             blkio/blkio.throttle.write_iops_device memory/memory.swappiness; \
+             grep oom_kill_disable memory/memory.oom_control",
+        ])
+        .ok();
+    assert_eq!(
+        out.stdout,
+        format!("{numbers} 1048576\n{numbers} 50\n10\noom_kill_disable 1\n"),
+        "{out}"
+    );
+    // A weight: applied where the host's blkio has a weight file (CFQ or
+    // BFQ), else dropped with a warning.
+    let out = d
+        .docker(&[
+            "run", "--rm", "--blkio-weight", "300", "busybox", "sh", "-c",
+            "cat /sys/fs/cgroup/blkio/blkio.weight /sys/fs/cgroup/blkio/blkio.bfq.weight 2>/dev/null; true",
+        ])
+        .ok();
+    if out.stderr.contains("Weight discarded") {
+        assert_eq!(out.stdout, "", "{out}");
+    } else {
+        assert!(out.stdout.contains("300"), "{out}");
+    }
+    for (args, words) in [
+        (
+            vec!["--device-read-bps", "/dev/null:1mb"],
+            vec!["/dev/null", "block device"],
+        ),
+        (vec!["--memory-swappiness", "101"], vec!["101"]),
+        (vec!["--blkio-weight", "5"], vec!["10 to 1000"]),
+    ] {
+        let mut all = vec!["run", "--rm"];
+        all.extend(args);
+        all.extend(["busybox", "true"]);
+        let out = d.docker(&all).code_is(125);
+        for w in words {
+            assert!(out.stderr.contains(w), "{out}");
+        }
+    }
+    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
+}
+
 /// `docker export`: the root filesystem (image and container layer), not
 /// volumes or /proc, of a running and of a stopped container.
 #[test]

@@ -1342,6 +1342,29 @@ impl Backend for EngineBackend {
                 }
             }
         }
+        // Limits the host's cgroups cannot apply: a weight is dropped with
+        // dockerd's warning, a real-time budget refused (as dockerd).
+        let mut warnings = Vec::new();
+        let res = &mut req.config.resources;
+        let wants_rt = res.cpu_rt_runtime != 0 || res.cpu_rt_period != 0;
+        let wants_weight =
+            res.blkio_weight > 0 || res.blkio_devices.iter().any(|d| d.kind == "weight");
+        if wants_rt || wants_weight {
+            let features = crate::hostinfo::cgroup_features(Path::new("/sys/fs/cgroup"));
+            if wants_rt && !features.cpu_realtime {
+                return Err(ApiError::bad_parameter(
+                    "Your kernel does not support CPU real-time scheduler (no cpu.rt_runtime_us: the kernel lacks CONFIG_RT_GROUP_SCHED, or cgroup v2): leave out --cpu-rt-runtime and --cpu-rt-period",
+                ));
+            }
+            if wants_weight && !features.blkio_weight {
+                warnings.push(
+                    "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+                        .to_string(),
+                );
+                res.blkio_weight = 0;
+                res.blkio_devices.retain(|d| d.kind != "weight");
+            }
+        }
         // -P: every exposed port (the container's and the image's) not
         // published otherwise, on a free host port.
         if publish_all {
@@ -1377,7 +1400,6 @@ impl Backend for EngineBackend {
             }
         }
         let id = self.engine.create(req).await.map_err(api_err)?;
-        let mut warnings = Vec::new();
         if config.host_config.memory > 0 && config.host_config.memory < 6 * 1024 * 1024 {
             warnings.push("Minimum memory limit allowed is 6MB.".to_string());
         }

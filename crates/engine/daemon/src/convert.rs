@@ -14,7 +14,7 @@ use strato_network::{PortMapping, Protocol};
 use strato_supervisor::{ContainerStatus, Phase, RestartPolicy};
 
 use crate::engine::{CreateRequest, NetworkMode, Record};
-use crate::model::{ContainerConfig, DeviceSpec, MountSpec, ResourceUpdate, Resources};
+use crate::model::{BlkioRule, ContainerConfig, DeviceSpec, MountSpec, ResourceUpdate, Resources};
 use crate::time;
 
 /// The name of the default runtime in info and inspect (dockerd's); the
@@ -119,6 +119,107 @@ pub fn port_mappings(bindings: &api::PortMap) -> Result<Vec<PortMapping>, ApiErr
                 host_port,
                 container_port,
                 protocol,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `--memory-swappiness`: 0–100, or -1 (and none) for the kernel's.
+fn swappiness(v: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match v {
+        None | Some(-1) => Ok(None),
+        Some(n @ 0..=100) => Ok(Some(n)),
+        Some(n) => Err(ApiError::bad_parameter(format!(
+            "invalid --memory-swappiness {n}: the range is 0 to 100 (or -1 for the kernel's)"
+        ))),
+    }
+}
+
+/// `--blkio-weight`: 10–1000, or 0 for the kernel's.
+fn blkio_weight(v: Option<&serde_json::Value>) -> Result<u16, ApiError> {
+    let n = v.and_then(|v| v.as_i64()).unwrap_or(0);
+    match n {
+        0 => Ok(0),
+        10..=1000 => Ok(n as u16),
+        _ => Err(ApiError::bad_parameter(format!(
+            "invalid --blkio-weight {n}: the range is 10 to 1000"
+        ))),
+    }
+}
+
+/// The per-device block I/O lists of a HostConfig (`BlkioWeightDevice`:
+/// `[{Path, Weight}]`; `BlkioDeviceReadBps` & co.: `[{Path, Rate}]`), each
+/// device resolved to its numbers.
+fn blkio_devices(extra: &api::Extra) -> Result<Vec<BlkioRule>, ApiError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let lists = [
+        (
+            "BlkioWeightDevice",
+            "Weight",
+            "weight",
+            "--blkio-weight-device",
+        ),
+        (
+            "BlkioDeviceReadBps",
+            "Rate",
+            "read_bps",
+            "--device-read-bps",
+        ),
+        (
+            "BlkioDeviceWriteBps",
+            "Rate",
+            "write_bps",
+            "--device-write-bps",
+        ),
+        (
+            "BlkioDeviceReadIOps",
+            "Rate",
+            "read_iops",
+            "--device-read-iops",
+        ),
+        (
+            "BlkioDeviceWriteIOps",
+            "Rate",
+            "write_iops",
+            "--device-write-iops",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (field, value_key, kind, flag) in lists {
+        for item in extra
+            .get(field)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let path = item
+                .get("Path")
+                .and_then(|p| p.as_str())
+                .unwrap_or_default();
+            let value = item.get(value_key).and_then(|v| v.as_u64()).ok_or_else(|| {
+                ApiError::bad_parameter(format!(
+                    "invalid {flag} entry {item}: expected {{\"Path\": ..., \"{value_key}\": a number}}"
+                ))
+            })?;
+            if kind == "weight" && !(10..=1000).contains(&value) {
+                return Err(ApiError::bad_parameter(format!(
+                    "invalid {flag} weight {value} for {path}: the range is 10 to 1000"
+                )));
+            }
+            let meta = std::fs::metadata(path).map_err(|e| {
+                ApiError::bad_parameter(format!("{flag} {path:?}: {e}: give a block device"))
+            })?;
+            if !meta.file_type().is_block_device() {
+                return Err(ApiError::bad_parameter(format!(
+                    "{flag} {path:?} is not a block device: give one like /dev/sda"
+                )));
+            }
+            out.push(BlkioRule {
+                kind: kind.into(),
+                major: libc::major(meta.rdev()) as u64,
+                minor: libc::minor(meta.rdev()) as u64,
+                value,
             });
         }
     }
@@ -395,6 +496,20 @@ pub fn create_request(
             cpuset_cpus: h.cpuset_cpus.clone(),
             cpuset_mems: h.cpuset_mems.clone(),
             pids_limit: h.pids_limit.unwrap_or(0),
+            memory_swappiness: swappiness(h.memory_swappiness)?,
+            oom_kill_disable: h.oom_kill_disable.unwrap_or(false),
+            blkio_weight: blkio_weight(h.extra.get("BlkioWeight"))?,
+            blkio_devices: blkio_devices(&h.extra)?,
+            cpu_rt_runtime: h
+                .extra
+                .get("CpuRealtimeRuntime")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
+            cpu_rt_period: h
+                .extra
+                .get("CpuRealtimePeriod")
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0),
         },
         shm_size: h.shm_size,
         sysctls: h.sysctls.clone().unwrap_or_default(),
@@ -1320,6 +1435,83 @@ mod tests {
         for bad in ["x/tcp", "80/sctp", "9-8", "0"] {
             let e = exposed_port(bad).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn swappiness_and_blkio_values_are_checked() {
+        assert_eq!(swappiness(None).unwrap(), None);
+        assert_eq!(swappiness(Some(-1)).unwrap(), None);
+        assert_eq!(swappiness(Some(60)).unwrap(), Some(60));
+        assert!(swappiness(Some(101))
+            .unwrap_err()
+            .to_string()
+            .contains("101"));
+        assert_eq!(blkio_weight(None).unwrap(), 0);
+        assert_eq!(blkio_weight(Some(&serde_json::json!(300))).unwrap(), 300);
+        let e = blkio_weight(Some(&serde_json::json!(5))).unwrap_err();
+        assert!(e.to_string().contains("10 to 1000"), "{e}");
+    }
+
+    #[test]
+    fn blkio_device_rules_resolve_block_devices_only() {
+        use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+        let dir = tempfile::tempdir().unwrap();
+        let blk = dir.path().join("disk");
+        mknod(
+            &blk,
+            SFlag::S_IFBLK,
+            Mode::from_bits_truncate(0o600),
+            makedev(8, 16),
+        )
+        .expect("mknod (the tests run as root)");
+        let extra =
+            |json: serde_json::Value| -> api::Extra { serde_json::from_value(json).unwrap() };
+        let p = blk.display().to_string();
+        let rules = blkio_devices(&extra(serde_json::json!({
+            "BlkioDeviceReadBps": [{"Path": p, "Rate": 1048576}],
+            "BlkioWeightDevice": [{"Path": p, "Weight": 200}],
+        })))
+        .unwrap();
+        assert_eq!(
+            rules,
+            vec![
+                BlkioRule {
+                    kind: "weight".into(),
+                    major: 8,
+                    minor: 16,
+                    value: 200
+                },
+                BlkioRule {
+                    kind: "read_bps".into(),
+                    major: 8,
+                    minor: 16,
+                    value: 1 << 20
+                },
+            ]
+        );
+        // Not a block device, not there, or a weight out of range: refused,
+        // naming the flag and the path.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        for (json, words) in [
+            (
+                serde_json::json!({"BlkioDeviceWriteIOps": [{"Path": file, "Rate": 5}]}),
+                vec!["--device-write-iops", "not a block device"],
+            ),
+            (
+                serde_json::json!({"BlkioDeviceReadBps": [{"Path": "/no/such", "Rate": 5}]}),
+                vec!["--device-read-bps", "/no/such"],
+            ),
+            (
+                serde_json::json!({"BlkioWeightDevice": [{"Path": p, "Weight": 5}]}),
+                vec!["--blkio-weight-device", "10 to 1000"],
+            ),
+        ] {
+            let e = blkio_devices(&extra(json)).unwrap_err().to_string();
+            for w in words {
+                assert!(e.contains(w), "{e}");
+            }
         }
     }
 

@@ -158,3 +158,50 @@ mod tests {
         assert!(system_cpu_ns() > 0);
     }
 }
+
+/// What the host's cgroups can limit beyond memory, cpu and pids: whether
+/// block I/O weights have a file to go to (CFQ's or BFQ's on v1; the io
+/// controller on v2), and whether v1's cpu controller has real-time
+/// budgets (a kernel with CONFIG_RT_GROUP_SCHED).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupFeatures {
+    pub blkio_weight: bool,
+    pub cpu_realtime: bool,
+}
+
+/// [`CgroupFeatures`] of the cgroups mounted at `root`.
+pub fn cgroup_features(root: &Path) -> CgroupFeatures {
+    use strato_cgroups::Hierarchy;
+    match strato_cgroups::detect(root) {
+        Ok(Hierarchy::V2 { mount_point }) => CgroupFeatures {
+            blkio_weight: std::fs::read_to_string(mount_point.join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "io")),
+            cpu_realtime: false,
+        },
+        Ok(h) => {
+            // Some files exist in child cgroups only (BFQ's weights): the
+            // root, then its first child directory, are looked at.
+            let has = |controller: &str, files: &[&str]| {
+                let Some(m) = h.v1_mount(controller) else {
+                    return false;
+                };
+                let child = std::fs::read_dir(&m.mount_point).ok().and_then(|d| {
+                    d.flatten()
+                        .find(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path())
+                });
+                std::iter::once(m.mount_point.clone())
+                    .chain(child)
+                    .any(|dir| files.iter().any(|f| dir.join(f).exists()))
+            };
+            CgroupFeatures {
+                blkio_weight: has("blkio", &["blkio.weight", "blkio.bfq.weight"]),
+                cpu_realtime: has("cpu", &["cpu.rt_runtime_us"]),
+            }
+        }
+        Err(_) => CgroupFeatures {
+            blkio_weight: false,
+            cpu_realtime: false,
+        },
+    }
+}

@@ -69,6 +69,34 @@ pub struct Resources {
     pub cpuset_mems: String,
     /// 0 or -1 = unlimited.
     pub pids_limit: i64,
+    /// 0–100; `None`: the kernel's.
+    #[serde(default)]
+    pub memory_swappiness: Option<i64>,
+    #[serde(default)]
+    pub oom_kill_disable: bool,
+    /// Block I/O weight, 10–1000; 0: the kernel's.
+    #[serde(default)]
+    pub blkio_weight: u16,
+    /// Per-device block I/O rules, devices by number.
+    #[serde(default)]
+    pub blkio_devices: Vec<BlkioRule>,
+    /// Real-time scheduling budget and period, microseconds (v1 cpu.rt_*).
+    #[serde(default)]
+    pub cpu_rt_runtime: i64,
+    #[serde(default)]
+    pub cpu_rt_period: i64,
+}
+
+/// One per-device block I/O setting (`--blkio-weight-device`,
+/// `--device-read-bps` & co.), its device resolved to numbers at create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlkioRule {
+    /// `weight`, `read_bps`, `write_bps`, `read_iops` or `write_iops`.
+    pub kind: String,
+    pub major: u64,
+    pub minor: u64,
+    /// The weight, or bytes or operations per second.
+    pub value: u64,
 }
 
 /// The limits of a `docker update`: zero or empty fields keep the

@@ -390,6 +390,12 @@ pub fn limits(r: &Resources) -> Vec<(&'static str, Value)> {
     if r.memory_reservation > 0 {
         memory.insert("reservation".into(), json!(r.memory_reservation));
     }
+    if let Some(n) = r.memory_swappiness {
+        memory.insert("swappiness".into(), json!(n));
+    }
+    if r.oom_kill_disable {
+        memory.insert("disableOOMKiller".into(), json!(true));
+    }
     if !memory.is_empty() {
         out.push(("memory", Value::Object(memory)));
     }
@@ -415,8 +421,38 @@ pub fn limits(r: &Resources) -> Vec<(&'static str, Value)> {
     if !r.cpuset_mems.is_empty() {
         cpu.insert("mems".into(), json!(r.cpuset_mems));
     }
+    if r.cpu_rt_runtime != 0 {
+        cpu.insert("realtimeRuntime".into(), json!(r.cpu_rt_runtime));
+    }
+    if r.cpu_rt_period > 0 {
+        cpu.insert("realtimePeriod".into(), json!(r.cpu_rt_period));
+    }
     if !cpu.is_empty() {
         out.push(("cpu", Value::Object(cpu)));
+    }
+    let mut bio = serde_json::Map::new();
+    if r.blkio_weight > 0 {
+        bio.insert("weight".into(), json!(r.blkio_weight));
+    }
+    for (kind, key, value_key) in [
+        ("weight", "weightDevice", "weight"),
+        ("read_bps", "throttleReadBpsDevice", "rate"),
+        ("write_bps", "throttleWriteBpsDevice", "rate"),
+        ("read_iops", "throttleReadIOPSDevice", "rate"),
+        ("write_iops", "throttleWriteIOPSDevice", "rate"),
+    ] {
+        let list: Vec<Value> = r
+            .blkio_devices
+            .iter()
+            .filter(|d| d.kind == kind)
+            .map(|d| json!({"major": d.major, "minor": d.minor, value_key: d.value}))
+            .collect();
+        if !list.is_empty() {
+            bio.insert(key.into(), Value::Array(list));
+        }
+    }
+    if !bio.is_empty() {
+        out.push(("blockIO", Value::Object(bio)));
     }
     if r.pids_limit > 0 {
         out.push(("pids", json!({"limit": r.pids_limit})));
@@ -679,6 +715,54 @@ mod tests {
             spec.process().as_ref().unwrap().no_new_privileges(),
             Some(true)
         );
+    }
+
+    #[test]
+    fn swappiness_oom_killer_realtime_and_block_io_limits() {
+        use crate::model::BlkioRule;
+        let r = rootfs();
+        let mut c = cfg();
+        let none = spec_for(&c, r.path());
+        let res = none.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        assert!(res.block_io().is_none() && res.memory().is_none());
+        c.resources.memory_swappiness = Some(0);
+        c.resources.oom_kill_disable = true;
+        c.resources.cpu_rt_runtime = 950_000;
+        c.resources.cpu_rt_period = 1_000_000;
+        c.resources.blkio_weight = 300;
+        let rule = |kind: &str, value| BlkioRule {
+            kind: kind.into(),
+            major: 8,
+            minor: 16,
+            value,
+        };
+        c.resources.blkio_devices = vec![
+            rule("weight", 500),
+            rule("read_bps", 1 << 20),
+            rule("write_bps", 2 << 20),
+            rule("read_iops", 100),
+            rule("write_iops", 200),
+        ];
+        let spec = spec_for(&c, r.path());
+        let res = spec.linux().as_ref().unwrap().resources().as_ref().unwrap();
+        let mem = res.memory().as_ref().unwrap();
+        assert_eq!(mem.swappiness(), Some(0));
+        assert_eq!(mem.disable_oom_killer(), Some(true));
+        let cpu = res.cpu().as_ref().unwrap();
+        assert_eq!(cpu.realtime_runtime(), Some(950_000));
+        assert_eq!(cpu.realtime_period(), Some(1_000_000));
+        let bio = res.block_io().as_ref().unwrap();
+        assert_eq!(bio.weight(), Some(300));
+        let wd = &bio.weight_device().as_ref().unwrap()[0];
+        assert_eq!((wd.major(), wd.minor(), wd.weight()), (8, 16, Some(500)));
+        let rate = |l: &Option<Vec<oci_spec::runtime::LinuxThrottleDevice>>| {
+            let t = &l.as_ref().unwrap()[0];
+            (t.major(), t.minor(), t.rate())
+        };
+        assert_eq!(rate(bio.throttle_read_bps_device()), (8, 16, 1 << 20));
+        assert_eq!(rate(bio.throttle_write_bps_device()), (8, 16, 2 << 20));
+        assert_eq!(rate(bio.throttle_read_iops_device()), (8, 16, 100));
+        assert_eq!(rate(bio.throttle_write_iops_device()), (8, 16, 200));
     }
 
     #[test]

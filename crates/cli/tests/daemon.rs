@@ -1987,7 +1987,7 @@ fn health_checks_from_run_flags_and_image_config() {
 }
 
 #[test]
-fn prune_space_wait_under_a_restart_policy_and_volume_drivers() {
+fn prune_space_wait_under_a_restart_policy_and_volume_drivers_and_options() {
     let d = Daemon::start("daemon-misc");
     d.load_busybox();
     d.docker(&[
@@ -2095,6 +2095,115 @@ fn prune_space_wait_under_a_restart_policy_and_volume_drivers() {
         .docker(&["volume", "create", "-d", "nosuch", "v1"])
         .failed();
     assert!(e.stderr.contains("plugin \"nosuch\" not found"), "{e}");
+    // The local driver's options: a tmpfs volume shared between runs, a
+    // bind of a host directory (read-only too), one made by `--mount
+    // volume-opt=`; removing them unmounts and leaves the host's files.
+    let host = d.dir.join("bound");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("keep"), "kept\n").unwrap();
+    let device = format!("device={}", host.display());
+    d.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "--opt",
+        "o=size=1m",
+        "vt",
+    ])
+    .ok();
+    d.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind",
+        "--opt",
+        &device,
+        "vb",
+    ])
+    .ok();
+    d.docker(&[
+        "volume",
+        "create",
+        "--opt",
+        "type=none",
+        "--opt",
+        "o=bind,ro",
+        "--opt",
+        &device,
+        "vro",
+    ])
+    .ok();
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "-v",
+            "vt:/t",
+            "-v",
+            "vb:/b",
+            "-v",
+            "vro:/r",
+            "busybox",
+            "sh",
+            "-c",
+            "df -k /t | tail -1 | tr -s ' ' | cut -d' ' -f1,2; echo x > /t/f; cat /b/keep; \
+             echo new > /b/new; touch /r/x 2>/dev/null || echo read-only",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "tmpfs 1024\nkept\nread-only\n", "{out}");
+    assert_eq!(fs::read_to_string(host.join("new")).unwrap(), "new\n");
+    let out = d
+        .docker(&["run", "--rm", "-v", "vt:/t", "busybox", "cat", "/t/f"])
+        .ok();
+    assert_eq!(out.stdout, "x\n", "{out}");
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,src=vm,dst=/m,volume-opt=type=tmpfs,volume-opt=device=tmpfs",
+            "busybox",
+            "sh",
+            "-c",
+            "df /m | tail -1 | cut -d' ' -f1",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "tmpfs\n", "{out}");
+    for (opts, words) in [
+        (
+            vec!["--opt", "foo=bar"],
+            vec!["\"foo\"", "type, device and o"],
+        ),
+        (vec!["--opt", "type=tmpfs"], vec!["type and device"]),
+        (
+            vec![
+                "--opt",
+                "type=none",
+                "--opt",
+                "o=bind",
+                "--opt",
+                "device=/no/such",
+            ],
+            vec!["/no/such"],
+        ),
+    ] {
+        let mut args = vec!["volume", "create"];
+        args.extend(opts);
+        args.push("bad");
+        let e = d.docker(&args).failed();
+        for w in words {
+            assert!(e.stderr.contains(w), "{e}");
+        }
+    }
+    d.docker(&["volume", "rm", "vt", "vb", "vro", "vm"]).ok();
+    assert_eq!(fs::read_to_string(host.join("keep")).unwrap(), "kept\n");
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!table.contains(&d.dir.display().to_string()), "{table}");
 }
 
 #[test]

@@ -1384,11 +1384,29 @@ impl Backend for EngineBackend {
         for p in req.ports.iter_mut().filter(|p| p.host_port == 0) {
             p.host_port = free_port(p)?;
         }
+        // `--mount type=volume,volume-opt=K=V`: the options of a volume
+        // made for it (one that exists keeps its own, as in dockerd).
+        let mut volume_opts: BTreeMap<String, StringMap> = BTreeMap::new();
+        for m in config.host_config.mounts.iter().flatten() {
+            let opts = m
+                .extra
+                .get("VolumeOptions")
+                .and_then(|v| v.get("DriverConfig"))
+                .and_then(|v| v.get("Options"))
+                .and_then(|v| serde_json::from_value::<StringMap>(v.clone()).ok())
+                .filter(|o| !o.is_empty());
+            if let (Some(opts), false) = (opts, m.source.is_empty()) {
+                crate::volumes::check_options(&opts)
+                    .map_err(|e| ApiError::bad_parameter(format!("volume {}: {e}", m.source)))?;
+                volume_opts.insert(m.source.clone(), opts);
+            }
+        }
         for v in vols {
             let anonymous = v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit());
             let meta = VolumeMeta {
                 created_at: time::format(time::now_f64() as i64, 0),
                 anonymous,
+                options: volume_opts.remove(&v).unwrap_or_default(),
                 ..Default::default()
             };
             let existed = self.volumes.get(&v).is_some();
@@ -3287,11 +3305,9 @@ impl Backend for EngineBackend {
                 req.driver
             )));
         }
-        if req.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
-            return Err(ApiError::not_implemented(
-                "volume driver options (--opt) are not implemented yet",
-            ));
-        }
+        let options = req.driver_opts.clone().unwrap_or_default();
+        crate::volumes::check_options(&options)
+            .map_err(|e| ApiError::bad_parameter(format!("create volume: {e}")))?;
         let (name, anonymous) = if req.name.is_empty() {
             (crate::ids::new_id(), true)
         } else {
@@ -3310,7 +3326,7 @@ impl Backend for EngineBackend {
                 VolumeMeta {
                     created_at: time::format(time::now_f64() as i64, 0),
                     labels: req.labels.clone().unwrap_or_default(),
-                    options: StringMap::new(),
+                    options,
                     anonymous,
                 },
             )

@@ -1412,6 +1412,23 @@ impl Engine {
                     .push(("/etc/hosts".into(), "/etc/hosts".into()));
             }
         }
+        // Volumes with mount options (the local driver's type, device, o)
+        // are mounted on the host as their first container starts.
+        let volumes = crate::volumes::Volumes::new(self.cfg.data_root.join("volumes"));
+        let sources: Vec<PathBuf> = cfg
+            .mounts
+            .iter()
+            .filter(|m| m.kind == "bind" && Path::new(&m.source).starts_with(volumes.dir()))
+            .map(|m| PathBuf::from(&m.source))
+            .collect();
+        if !sources.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                sources.iter().try_for_each(|s| volumes.mount_if_needed(s))
+            })
+            .await
+            .map_err(internal)?
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        }
         if cfg.init.unwrap_or(self.cfg.init) {
             let path = std::env::var("PATH").unwrap_or_default();
             let init = crate::hostdev::find_init(self.cfg.init_path.as_deref(), &path)

@@ -515,7 +515,49 @@ fn block_io_swappiness_and_oom_killer_limits() {
             assert!(out.stderr.contains(w), "{out}");
         }
     }
-    assert_eq!(d.docker(&["ps", "-aq"]).ok().stdout.trim(), "");
+    // --cgroup-parent: the container's cgroup goes there, with its limits
+    // and statistics, and nothing else is made there (no spare cgroups).
+    let parent = format!("strato-test-parent-{}", std::process::id());
+    let arg = format!("/{parent}");
+    let id = d
+        .docker(&[
+            "run",
+            "-d",
+            "--cgroup-parent",
+            &arg,
+            "-m",
+            "32m",
+            "busybox",
+            "sleep",
+            "100",
+        ])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let memory = Path::new("/sys/fs/cgroup/memory").join(&parent);
+    let limit = fs::read_to_string(memory.join(&id).join("memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), "33554432");
+    let out = d
+        .docker(&["stats", "--no-stream", "--format", "{{.MemUsage}}", &id])
+        .ok();
+    assert!(out.stdout.contains("/ 32MiB"), "{out}");
+    d.docker(&["rm", "-f", &id]).ok();
+    let mut left: Vec<String> = Vec::new();
+    eventually("the container's cgroup is gone", || {
+        left = fs::read_dir(&memory)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.is_empty()
+    });
+    for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = fs::remove_dir(h.path().join(&parent));
+    }
+    d.docker(&["run", "--rm", "--cgroup-parent", "/../x", "busybox", "true"])
+        .code_is(125);
 }
 
 /// `docker export`: the root filesystem (image and container layer), not

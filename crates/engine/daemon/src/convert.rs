@@ -125,6 +125,20 @@ pub fn port_mappings(bindings: &api::PortMap) -> Result<Vec<PortMapping>, ApiErr
     Ok(out)
 }
 
+/// `--cgroup-parent`: a cgroup path from the hierarchies' roots, without
+/// `.` or `..` (which would leave them).
+fn cgroup_parent(p: &str) -> Result<String, ApiError> {
+    let bad = p
+        .split('/')
+        .any(|c| c == "." || c == ".." || c.contains('\0'));
+    if bad {
+        return Err(ApiError::bad_parameter(format!(
+            "invalid --cgroup-parent {p:?}: give a cgroup path like /mygroup, without . or .."
+        )));
+    }
+    Ok(p.to_string())
+}
+
 /// `--memory-swappiness`: 0–100, or -1 (and none) for the kernel's.
 fn swappiness(v: Option<i64>) -> Result<Option<i64>, ApiError> {
     match v {
@@ -529,6 +543,7 @@ pub fn create_request(
             .map(device)
             .collect::<Result<_, _>>()?,
         init: h.init,
+        cgroup_parent: cgroup_parent(&h.cgroup_parent)?,
         ..Default::default()
     };
     let network = match h.network_mode.as_str() {
@@ -1436,6 +1451,23 @@ mod tests {
             let e = exposed_port(bad).unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
+    }
+
+    #[test]
+    fn cgroup_parents_stay_under_the_roots() {
+        assert_eq!(cgroup_parent("/mygroup").unwrap(), "/mygroup");
+        assert_eq!(cgroup_parent("").unwrap(), "");
+        for bad in ["/../etc", "a/./b", ".."] {
+            let e = cgroup_parent(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+        let mut c = ContainerConfig {
+            id: "abc".into(),
+            ..Default::default()
+        };
+        assert_eq!(c.cgroups_path(), "/strato/abc");
+        c.cgroup_parent = "mygroup/".into();
+        assert_eq!(c.cgroups_path(), "/mygroup/abc");
     }
 
     #[test]

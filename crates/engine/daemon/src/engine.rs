@@ -2431,19 +2431,17 @@ impl Engine {
 
     /// cgroup statistics of a running container.
     pub fn stats(&self, name_or_id: &str) -> Result<strato_cgroups::Stats, EngineError> {
-        let id = self.resolve(name_or_id)?;
+        let path = self.record(name_or_id)?.config.cgroups_path();
         let h = strato_cgroups::detect(Path::new("/sys/fs/cgroup")).map_err(internal)?;
-        let m = strato_cgroups::Manager::new(&h, Path::new(&format!("/strato/{id}")))
-            .map_err(internal)?;
+        let m = strato_cgroups::Manager::new(&h, Path::new(&path)).map_err(internal)?;
         m.stats().map_err(internal)
     }
 
     /// Host pids of a running container's processes.
     pub fn pids(&self, name_or_id: &str) -> Result<Vec<i32>, EngineError> {
-        let id = self.resolve(name_or_id)?;
+        let path = self.record(name_or_id)?.config.cgroups_path();
         let h = strato_cgroups::detect(Path::new("/sys/fs/cgroup")).map_err(internal)?;
-        let m = strato_cgroups::Manager::new(&h, Path::new(&format!("/strato/{id}")))
-            .map_err(internal)?;
+        let m = strato_cgroups::Manager::new(&h, Path::new(&path)).map_err(internal)?;
         m.pids().map_err(internal)
     }
 

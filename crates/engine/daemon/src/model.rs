@@ -52,6 +52,19 @@ pub struct DeviceSpec {
     pub gid: u32,
 }
 
+impl ContainerConfig {
+    /// The container's cgroup, from the roots of the cgroup hierarchies.
+    pub fn cgroups_path(&self) -> String {
+        let parent = self.cgroup_parent.trim_matches('/');
+        if parent.is_empty() {
+            let engine = strato_supervisor::protocol::ENGINE_CGROUP_PARENT;
+            format!("{engine}/{}", self.id)
+        } else {
+            format!("/{parent}/{}", self.id)
+        }
+    }
+}
+
 /// Resource limits (Docker's HostConfig resource fields).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resources {
@@ -245,6 +258,10 @@ pub struct ContainerConfig {
     /// `--init` (HostConfig.Init); `None`: the daemon's `--init`.
     #[serde(default)]
     pub init: Option<bool>,
+    /// `--cgroup-parent`: the cgroup (from the hierarchies' roots) the
+    /// container's goes under; empty: `/strato`.
+    #[serde(default)]
+    pub cgroup_parent: String,
     /// The host's init binary, bound at /sbin/docker-init and run as the
     /// container's process 1 before its command: set by the engine at each
     /// start of an `--init` container, never saved.

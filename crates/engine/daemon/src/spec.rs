@@ -300,7 +300,7 @@ pub fn build_json(
     let mut linux = json!({
         "namespaces": namespaces,
         "resources": resources,
-        "cgroupsPath": format!("/strato/{}", cfg.id),
+        "cgroupsPath": cfg.cgroups_path(),
         "sysctl": cfg.sysctls,
     });
     if !cfg.devices.is_empty() {

@@ -93,6 +93,11 @@ pub struct ExecStatus {
 /// discarded: its process and namespaces cost little, but nothing.
 pub const PREPARED_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The cgroup (from the hierarchies' roots) the engine's containers go
+/// under unless given another parent (`--cgroup-parent`). Spare cgroups are
+/// made ahead only here: another parent is the user's, left as it is.
+pub const ENGINE_CGROUP_PARENT: &str = "/strato";
+
 /// A request line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

@@ -1349,8 +1349,11 @@ impl Supervisor {
             cgroup: Some(cg), ..
         } = &report
         {
-            // It may have taken a spare: made again once idle.
-            self.spares_for = Some(cg.clone());
+            // It may have taken a spare: made again once idle (under the
+            // engine's own parent only).
+            if cg.parent() == Some(Path::new(crate::protocol::ENGINE_CGROUP_PARENT)) {
+                self.spares_for = Some(cg.clone());
+            }
         }
         self.finish_start(s, report);
         if self.starting.is_empty() {

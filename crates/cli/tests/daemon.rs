@@ -633,10 +633,11 @@ fn answer_on(port: u16) -> String {
     }
 }
 
-/// `--volumes-from` (binds and volumes, with their mode or another) and
-/// `-P` (every exposed port, the image's too, on a free host port).
+/// `--volumes-from` (binds and volumes, with their mode or another), `-P`
+/// (every exposed port, the image's too, on a free host port), and the
+/// filters of `docker ps` and `docker images` on them.
 #[test]
-fn volumes_from_and_publish_all_ports() {
+fn volumes_from_publish_all_ports_and_their_filters() {
     let d = Daemon::start("daemon-from");
     d.load_busybox();
     let host = d.dir.join("shared");
@@ -721,7 +722,41 @@ fn volumes_from_and_publish_all_ports() {
     }
     let port: u16 = ports[0].rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(answer_on(port), "hello\n");
-    d.docker(&["rm", "-f", "pa"]).ok();
+    // `docker ps` filters on volumes, ports and creation order.
+    d.docker(&[
+        "run", "-d", "--name", "vo", "-v", "named:/n", "busybox", "sleep", "100",
+    ])
+    .ok();
+    let ps = |filter: &str| {
+        let out = d
+            .docker(&["ps", "--filter", filter, "--format", "{{.Names}}"])
+            .ok();
+        out.stdout
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(ps("volume=named"), "vo");
+    assert_eq!(ps("volume=/n"), "vo");
+    assert_eq!(ps("expose=8080"), "pa");
+    assert_eq!(ps("expose=9000-9001/udp"), "pa");
+    assert_eq!(ps("expose=9000/tcp"), "");
+    assert_eq!(ps(&format!("publish={port}")), "pa");
+    assert_eq!(ps("before=vo"), "pa");
+    assert_eq!(ps("since=pa"), "vo");
+    // `docker images --filter reference=` takes globs.
+    let out = d
+        .docker(&[
+            "images",
+            "--filter",
+            "reference=busy*",
+            "--format",
+            "{{.Repository}}",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "busybox\n", "{out}");
+    d.docker(&["rm", "-f", "pa", "vo"]).ok();
 }
 
 #[test]

@@ -133,6 +133,32 @@ fn check_nano_cpus(nano_cpus: i64, ncpu: i64) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The `reference` filter of `docker images`: `pattern` (shell globs, `*`
+/// not crossing `/`, as dockerd's path.Match) against the familiar tag
+/// `tag` or its repository alone.
+fn reference_matches(pattern: &str, tag: &str) -> bool {
+    let repo = match tag.rfind(':') {
+        Some(i) if !tag[i..].contains('/') => &tag[..i],
+        _ => tag,
+    };
+    let glob = |name: &str| crate::build::ignore::glob_match(pattern, name, false);
+    glob(tag) || glob(repo) || familiar_ref(pattern) == tag
+}
+
+/// The `before` and `since` filters of `docker ps`: created before (after)
+/// the container named, by name or id, among `all`. A name that is no
+/// container matches nothing.
+fn created_between(r: &Record, all: &[Record], f: &Filters) -> bool {
+    let created = |name: &str| {
+        all.iter()
+            .find(|o| o.name == name.trim_start_matches('/') || o.id.starts_with(name))
+            .map(|o| time::parse_f64(&o.created).unwrap_or(0.0))
+    };
+    let at = time::parse_f64(&r.created).unwrap_or(0.0);
+    f.match_any("before", |v| created(v).is_some_and(|t| at < t))
+        && f.match_any("since", |v| created(v).is_some_and(|t| at > t))
+}
+
 fn is_running(r: &Record) -> bool {
     r.status
         .as_ref()
@@ -1705,7 +1731,8 @@ impl Backend for EngineBackend {
             .clone()
             .into_iter()
             .filter(|r| opts.all || opts.limit.is_some() || is_running(r))
-            .filter(|r| convert::matches_filters(r, &opts.filters))
+            .filter(|r| convert::matches_filters(r, &opts.filters, self.volumes.dir()))
+            .filter(|r| created_between(r, &all, &opts.filters))
             .filter(|r| {
                 let h = self.health_of(r);
                 let word = h.as_ref().map_or("none", |h| h.status.as_str());
@@ -2467,9 +2494,7 @@ impl Backend for EngineBackend {
         list.retain(|i| {
             f.match_any("dangling", |v| (v == "true") == i.repo_tags.is_empty())
                 && f.match_any("reference", |v| {
-                    i.repo_tags
-                        .iter()
-                        .any(|t| t == v || t.split(':').next() == Some(v) || familiar_ref(v) == *t)
+                    i.repo_tags.iter().any(|t| reference_matches(v, t))
                 })
         });
         Ok(list)
@@ -3413,6 +3438,21 @@ mod tests {
                 "Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available"
             );
         }
+    }
+
+    #[test]
+    fn image_reference_filters_glob_the_tag_or_the_repository() {
+        assert!(reference_matches("busybox", "busybox:latest"));
+        assert!(reference_matches("busy*", "busybox:bench"));
+        assert!(reference_matches("busybox:b*", "busybox:bench"));
+        assert!(!reference_matches("busybox:x*", "busybox:bench"));
+        assert!(reference_matches(
+            "localhost:5000/app",
+            "localhost:5000/app:1"
+        ));
+        // `*` does not cross `/`.
+        assert!(!reference_matches("*", "localhost:5000/app:1"));
+        assert!(reference_matches("*/app", "localhost:5000/app:1"));
     }
 
     #[test]

@@ -1099,8 +1099,12 @@ pub fn summary(
 }
 
 /// Whether `r` passes the `docker ps` filters.
-pub fn matches_filters(r: &Record, f: &api::Filters) -> bool {
+/// Whether container `r` passes the `docker ps` filters `f` that need only
+/// its record (`before` and `since` need the others: see the backend).
+/// Volumes are found under `volumes_dir`.
+pub fn matches_filters(r: &Record, f: &api::Filters, volumes_dir: &Path) -> bool {
     let state = state_word(r.status.as_ref());
+    let ports = || ports_list(r);
     f.match_any("id", |v| r.id.starts_with(v))
         && f.match_any("name", |v| r.name.contains(v.trim_start_matches('/')))
         && f.match_labels("label", &r.config.labels)
@@ -1120,6 +1124,55 @@ pub fn matches_filters(r: &Record, f: &api::Filters) -> bool {
         && f.match_any("network", |v| {
             !matches!(r.network, NetworkMode::Container(_)) && r.network.name() == v
         })
+        && f.match_any("volume", |v| {
+            r.config.mounts.iter().any(|m| {
+                m.target == v
+                    || (m.kind == "bind"
+                        && Path::new(&m.source).starts_with(volumes_dir)
+                        && Path::new(&m.source) == volume_data(volumes_dir, v))
+            })
+        })
+        && f.match_any("publish", |v| {
+            port_filter(v).is_some_and(|want| {
+                ports()
+                    .iter()
+                    .any(|p| p.public_port.is_some_and(|h| want.matches(h, &p.kind)))
+            })
+        })
+        && f.match_any("expose", |v| {
+            port_filter(v).is_some_and(|want| {
+                ports()
+                    .iter()
+                    .any(|p| want.matches(p.private_port, &p.kind))
+            })
+        })
+}
+
+/// A `publish=` or `expose=` filter value: `80`, `80/udp`, `8000-8080/tcp`.
+struct PortFilter {
+    lo: u16,
+    hi: u16,
+    /// `None`: any protocol.
+    proto: Option<String>,
+}
+
+impl PortFilter {
+    fn matches(&self, port: u16, proto: &str) -> bool {
+        (self.lo..=self.hi).contains(&port) && self.proto.as_deref().is_none_or(|p| p == proto)
+    }
+}
+
+fn port_filter(v: &str) -> Option<PortFilter> {
+    let (ports, proto) = match v.split_once('/') {
+        Some((p, proto)) => (p, Some(proto.to_string())),
+        None => (v, None),
+    };
+    let (lo, hi) = ports.split_once('-').unwrap_or((ports, ports));
+    Some(PortFilter {
+        lo: lo.parse().ok()?,
+        hi: hi.parse().ok()?,
+        proto,
+    })
 }
 
 /// `State` of inspect.
@@ -1471,6 +1524,16 @@ mod tests {
     }
 
     #[test]
+    fn port_filters_take_a_port_a_range_and_a_protocol() {
+        let f = port_filter("80").unwrap();
+        assert!(f.matches(80, "tcp") && f.matches(80, "udp") && !f.matches(81, "tcp"));
+        let f = port_filter("8000-8080/udp").unwrap();
+        assert!(f.matches(8000, "udp") && f.matches(8080, "udp"));
+        assert!(!f.matches(8001, "tcp") && !f.matches(8081, "udp"));
+        assert!(port_filter("x").is_none());
+    }
+
+    #[test]
     fn swappiness_and_blkio_values_are_checked() {
         assert_eq!(swappiness(None).unwrap(), None);
         assert_eq!(swappiness(Some(-1)).unwrap(), None);
@@ -1794,7 +1857,7 @@ mod tests {
         assert_eq!(s.host_config.network_mode, "container:0123abcd");
         assert!(s.network_settings.networks.is_empty());
         let f = api::Filters::parse(r#"{"network":["container"]}"#).unwrap();
-        assert!(!matches_filters(&r, &f));
+        assert!(!matches_filters(&r, &f, Path::new("/v")));
     }
 
     #[test]

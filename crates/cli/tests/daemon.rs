@@ -789,6 +789,24 @@ fn detached_container_ps_exec_logs_port_stop_rm() {
     let out = d.docker(&["exec", "web", "echo", "from-exec"]).ok();
     assert_eq!(out.stdout, "from-exec\n");
     d.docker(&["exec", "web", "sh", "-c", "exit 5"]).code_is(5);
+    // exec --privileged: every capability the daemon holds.
+    let own = fs::read_to_string("/proc/self/status").unwrap();
+    let bnd = own
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    let out = d
+        .docker(&[
+            "exec",
+            "--privileged",
+            "web",
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ])
+        .ok();
+    assert_eq!(out.stdout.trim(), format!("CapEff:\t{bnd}"), "{out}");
     // The published port, from the host.
     assert_eq!(answer_on(port), "hello\n");
     let logs = d.docker(&["logs", "web"]).ok();

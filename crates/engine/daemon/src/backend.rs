@@ -1015,7 +1015,8 @@ fn top_row(pid: i32, btime: i64, ticks: u64) -> Option<Vec<String>> {
 }
 
 /// The OCI process of an exec: the container's process with the exec's
-/// command, terminal, environment, directory and user.
+/// command, terminal, environment, directory, user and (privileged) every
+/// capability.
 fn exec_process(spec_process: &Value, cfg: &ExecConfig, rootfs: &Path) -> Result<Value, ApiError> {
     let mut p = spec_process.clone();
     p["args"] = json!(cfg.cmd);
@@ -1041,6 +1042,12 @@ fn exec_process(spec_process: &Value, cfg: &ExecConfig, rootfs: &Path) -> Result
         let u = crate::users::resolve(rootfs, &cfg.user, &[])
             .map_err(|e| ApiError::bad_parameter(format!("exec user {:?}: {e}", cfg.user)))?;
         p["user"] = json!({"uid": u.uid, "gid": u.gid, "additionalGids": u.additional_gids});
+    }
+    // `exec --privileged`: every capability the daemon holds, whatever the
+    // container's (as dockerd).
+    if cfg.privileged {
+        let all = crate::spec::all_caps();
+        p["capabilities"] = json!({"bounding": all, "effective": all, "permitted": all});
     }
     if let (true, Some([h, w])) = (cfg.tty, cfg.console_size) {
         p["consoleSize"] = json!({"height": h, "width": w});
@@ -3479,6 +3486,15 @@ mod tests {
         assert_eq!(p["env"], json!(["PATH=/bin", "A=2", "B=3"]));
         assert_eq!(p["cwd"], "/tmp");
         assert!(p.get("consoleSize").is_none());
+        assert!(p.get("capabilities").is_none());
+        let privileged = ExecConfig {
+            privileged: true,
+            ..cfg
+        };
+        let p = exec_process(&spec, &privileged, d.path()).unwrap();
+        let all = json!(crate::spec::all_caps());
+        assert_eq!(p["capabilities"]["effective"], all);
+        assert_eq!(p["capabilities"]["bounding"], all);
     }
 
     #[test]

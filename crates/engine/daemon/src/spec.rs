@@ -39,7 +39,7 @@ pub fn masked_paths() -> Vec<&'static str> {
 /// `--cap-add ALL`): a container gets no more than the daemon holds, and
 /// asking for one the daemon lacks fails the container's `capset` (hosts
 /// that drop some, as sandboxes do, exist).
-fn all_caps() -> Vec<String> {
+pub fn all_caps() -> Vec<String> {
     let held = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
     let mut v: Vec<String> = held.into_iter().map(|c| c.to_string()).collect();
     v.sort();

@@ -789,6 +789,26 @@ fn detached_container_ps_exec_logs_port_stop_rm() {
     let out = d.docker(&["exec", "web", "echo", "from-exec"]).ok();
     assert_eq!(out.stdout, "from-exec\n");
     d.docker(&["exec", "web", "sh", "-c", "exit 5"]).code_is(5);
+    // Sizes: the writable layer (what exec wrote), and with the image's.
+    d.docker(&["exec", "web", "sh", "-c", "head -c 50000 /dev/zero > /blob"])
+        .ok();
+    let out = d
+        .docker(&[
+            "inspect",
+            "--size",
+            "-f",
+            "{{.SizeRw}} {{.SizeRootFs}}",
+            "web",
+        ])
+        .ok();
+    let sizes: Vec<u64> = out
+        .stdout
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(sizes[0] >= 50_000 && sizes[1] > sizes[0] + 500_000, "{out}");
+    let out = d.docker(&["ps", "-s", "--format", "{{.Size}}"]).ok();
+    assert!(out.stdout.contains("(virtual "), "{out}");
     // exec --privileged: every capability the daemon holds.
     let own = fs::read_to_string("/proc/self/status").unwrap();
     let bnd = own

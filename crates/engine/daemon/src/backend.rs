@@ -531,6 +531,20 @@ impl EngineBackend {
             .unwrap_or(0)
     }
 
+    /// `SizeRw` and `SizeRootFs` of container `id` of image `image`: its
+    /// writable layer, and that with the image's layers.
+    async fn sizes(&self, id: &str, image: &str) -> (i64, i64) {
+        let rw = self.layer_size(id).await as i64;
+        let images = self.engine.images().clone();
+        let image = image.to_string();
+        let base = tokio::task::spawn_blocking(move || images.inspect(&image).map(|d| d.size))
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or(0) as i64;
+        (rw, rw + base)
+    }
+
     fn rec(&self, id: &str) -> Result<Record, ApiError> {
         self.engine.record(id).map_err(|e| match e {
             EngineError::NoSuchContainer(_) => ApiError::no_such_container(id),
@@ -1751,7 +1765,7 @@ impl Backend for EngineBackend {
             records.truncate(n);
         }
         let now = time::now_f64();
-        Ok(records
+        let list = records
             .iter()
             .map(|r| {
                 let mut s =
@@ -1772,11 +1786,25 @@ impl Backend for EngineBackend {
                 }
                 s
             })
-            .collect())
+            .collect::<Vec<_>>();
+        let mut list = list;
+        if opts.size {
+            for s in &mut list {
+                let (rw, root) = self.sizes(&s.id, &s.image_id).await;
+                s.size_rw = Some(rw);
+                s.size_root_fs = Some(root);
+            }
+        }
+        Ok(list)
     }
 
     async fn container_inspect(&self, id: &str, size: bool) -> Result<ContainerInspect, ApiError> {
         let r = self.rec(id)?;
+        let sizes = if size {
+            Some(self.sizes(&r.id, &r.image_id).await)
+        } else {
+            None
+        };
         let (path, args) = convert::path_and_args(&r);
         let net_id = network_id(r.network.name());
         let networks = convert::endpoint_settings(&r, &net_id);
@@ -1891,11 +1919,8 @@ impl Backend for EngineBackend {
                 c
             },
             network_settings: ns,
-            size_rw: if size {
-                Some(self.layer_size(&r.id).await as i64)
-            } else {
-                None
-            },
+            size_rw: sizes.map(|(rw, _)| rw),
+            size_root_fs: sizes.map(|(_, root)| root),
             ..Default::default()
         })
     }

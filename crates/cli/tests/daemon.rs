@@ -1382,6 +1382,26 @@ fn user_network_names_connect_disconnect_and_daemon_restart() {
         .ok();
     d.docker(&["exec", "late", "ping", "-c1", "-W3", "cli"])
         .ok();
+    // An internal network: peers by name, but no route out of it.
+    let inner = format!("{net}i");
+    d.docker(&["network", "create", "--internal", &inner]).ok();
+    run("in1", &["--network", &inner]);
+    let out = d
+        .docker(&[
+            "run",
+            "--rm",
+            "--network",
+            &inner,
+            "busybox",
+            "sh",
+            "-c",
+            "ping -c1 -W3 in1 >/dev/null && echo peer; ip route",
+        ])
+        .ok();
+    assert!(out.stdout.starts_with("peer\n"), "{out}");
+    assert!(!out.stdout.contains("default"), "{out}");
+    d.docker(&["rm", "-f", "in1"]).ok();
+    d.docker(&["network", "rm", &inner]).ok();
     // A renamed container answers to its new name.
     d.docker(&["rename", "late", "later"]).ok();
     d.docker(&["exec", "web", "ping", "-c1", "-W3", "later"])

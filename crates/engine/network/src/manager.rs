@@ -779,7 +779,9 @@ impl<H: Host> NetworkManager<H> {
                 ip,
                 prefix: ep.prefix,
                 gateway: network.gateway,
-                default_route: req.default_route,
+                // An internal network leads nowhere: no route out through
+                // it (as dockerd gives no gateway there).
+                default_route: req.default_route && !network.internal,
                 ipv6,
             };
             (ep, plug, network)
@@ -1127,6 +1129,38 @@ mod tests {
         drop(m);
         let m = manager(dir.path());
         assert_eq!(m.get("metanet").await.unwrap().meta, meta);
+    }
+
+    #[tokio::test]
+    async fn an_internal_network_gives_no_default_route() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = manager(dir.path());
+        for (name, internal, subnet) in [
+            ("inner", true, "198.18.8.0/24"),
+            ("outer", false, "198.18.9.0/24"),
+        ] {
+            m.create(NetworkSpec {
+                name: name.into(),
+                subnet: Some(subnet.parse().unwrap()),
+                internal,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+            m.attach(AttachRequest::new(name, &format!("c-{name}"), ns()))
+                .await
+                .unwrap();
+        }
+        let calls = m.host().calls.lock().unwrap().clone();
+        let plug = |net: &str| {
+            calls
+                .iter()
+                .find(|c| c.starts_with("plug") && c.contains(&format!("198.18.{net}.")))
+                .cloned()
+                .unwrap_or_else(|| panic!("no plug on 198.18.{net}: {calls:?}"))
+        };
+        assert!(plug("8").contains(" gateway "), "{calls:?}");
+        assert!(plug("9").contains(" via "), "{calls:?}");
     }
 
     #[tokio::test]

@@ -1382,9 +1382,17 @@ fn user_network_names_connect_disconnect_and_daemon_restart() {
         .ok();
     d.docker(&["exec", "late", "ping", "-c1", "-W3", "cli"])
         .ok();
-    // An internal network: peers by name, but no route out of it.
+    // An internal network: peers by name, but no route out of it; its MTU.
     let inner = format!("{net}i");
-    d.docker(&["network", "create", "--internal", &inner]).ok();
+    d.docker(&[
+        "network",
+        "create",
+        "--internal",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        &inner,
+    ])
+    .ok();
     run("in1", &["--network", &inner]);
     let out = d
         .docker(&[
@@ -1395,10 +1403,10 @@ fn user_network_names_connect_disconnect_and_daemon_restart() {
             "busybox",
             "sh",
             "-c",
-            "ping -c1 -W3 in1 >/dev/null && echo peer; ip route",
+            "ping -c1 -W3 in1 >/dev/null && echo peer; cat /sys/class/net/eth0/mtu; ip route",
         ])
         .ok();
-    assert!(out.stdout.starts_with("peer\n"), "{out}");
+    assert!(out.stdout.starts_with("peer\n1400\n"), "{out}");
     assert!(!out.stdout.contains("default"), "{out}");
     d.docker(&["rm", "-f", "in1"]).ok();
     d.docker(&["network", "rm", &inner]).ok();

@@ -3129,6 +3129,13 @@ impl Backend for EngineBackend {
             .as_ref()
             .and_then(|o| o.get("com.docker.network.bridge.name"))
             .cloned();
+        if let Some(mtu) = req
+            .options
+            .as_ref()
+            .and_then(|o| o.get(strato_network::state::MTU_OPTION))
+        {
+            strato_network::state::parse_mtu(mtu).map_err(ApiError::bad_parameter)?;
+        }
         if !matches!(
             req.ipam.as_ref().map(|i| i.driver.as_str()),
             None | Some("" | "default")

@@ -71,6 +71,9 @@ pub struct Plug {
     /// The IPv6 address and gateway on a dual-stack network (the default
     /// IPv6 route too, with `default_route`).
     pub ipv6: Option<EndpointV6>,
+    /// The MTU of both ends (the network's `com.docker.network.driver.mtu`);
+    /// `None`: the kernel's default.
+    pub mtu: Option<u32>,
 }
 
 /// The OS effects the network manager needs.
@@ -723,15 +726,19 @@ impl Host for LinuxHost {
         // was made, deletes it.
         let configured = with_netlink(None, |h| async move {
             let veth = |bridge: u32| {
-                let peer = LinkMessageBuilder::<LinkUnspec>::new()
+                let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
                     .name(p.ifname.clone())
                     .address(p.mac.to_vec())
-                    .setns_by_fd(ns_fd)
-                    .build();
-                let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                    .setns_by_fd(ns_fd);
+                let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
                     .name(p.host_veth.clone())
-                    .controller(bridge)
-                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+                    .controller(bridge);
+                if let Some(mtu) = p.mtu {
+                    peer = peer.mtu(mtu);
+                    host = host.mtu(mtu);
+                }
+                let msg = host
+                    .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
                     .build();
                 h.link().add(msg).execute()
             };
@@ -917,17 +924,19 @@ impl Host for Recorder {
         let v6 = p.ipv6.map_or(String::new(), |v| {
             format!(" {}/{} {}", v.ip, v.prefix, v.gateway)
         });
-        self.record(format!(
-            "plug {} {} {}:{} {}/{} {} {}{v6}",
-            p.bridge,
-            p.host_veth,
-            p.netns.path().display(),
-            p.ifname,
-            p.ip,
-            p.prefix,
-            if p.default_route { "via" } else { "gateway" },
-            p.gateway
-        ))?;
+        self.record(
+            format!(
+                "plug {} {} {}:{} {}/{} {} {}{v6}",
+                p.bridge,
+                p.host_veth,
+                p.netns.path().display(),
+                p.ifname,
+                p.ip,
+                p.prefix,
+                if p.default_route { "via" } else { "gateway" },
+                p.gateway
+            ) + &p.mtu.map(|m| format!(" mtu {m}")).unwrap_or_default(),
+        )?;
         self.links.lock().unwrap().insert(p.host_veth.clone());
         Ok(())
     }

@@ -783,6 +783,7 @@ impl<H: Host> NetworkManager<H> {
                 // it (as dockerd gives no gateway there).
                 default_route: req.default_route && !network.internal,
                 ipv6,
+                mtu: network.mtu(),
             };
             (ep, plug, network)
         };
@@ -1132,7 +1133,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_internal_network_gives_no_default_route() {
+    async fn internal_networks_give_no_default_route_and_mtus_reach_the_plugs() {
         let dir = tempfile::tempdir().unwrap();
         let m = manager(dir.path());
         for (name, internal, subnet) in [
@@ -1161,6 +1162,32 @@ mod tests {
         };
         assert!(plug("8").contains(" gateway "), "{calls:?}");
         assert!(plug("9").contains(" via "), "{calls:?}");
+        assert!(!plug("9").contains(" mtu "), "{calls:?}");
+        // A network's MTU option reaches its plugs.
+        let mut meta = crate::NetworkMeta::default();
+        meta.options
+            .insert(crate::state::MTU_OPTION.into(), "1400".into());
+        m.create(NetworkSpec {
+            name: "small".into(),
+            subnet: Some("198.18.10.0/24".parse().unwrap()),
+            meta,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        m.attach(AttachRequest::new("small", "c-small", ns()))
+            .await
+            .unwrap();
+        let calls = m.host().calls.lock().unwrap().clone();
+        let small = calls
+            .iter()
+            .find(|c| c.starts_with("plug") && c.contains("198.18.10."))
+            .unwrap();
+        assert!(small.ends_with(" mtu 1400"), "{small}");
+        assert_eq!(crate::state::parse_mtu("9000"), Ok(9000));
+        for bad in ["20", "70000", "x"] {
+            assert!(crate::state::parse_mtu(bad).unwrap_err().contains(bad));
+        }
     }
 
     #[tokio::test]

@@ -44,6 +44,30 @@ pub struct Network {
     pub ipv6: Option<Ipv6Config>,
 }
 
+/// The option of a network's MTU (dockerd's name).
+pub const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
+impl Network {
+    /// The MTU of its containers' interfaces, from its options (checked
+    /// when it was made: see [`parse_mtu`]).
+    pub fn mtu(&self) -> Option<u32> {
+        self.meta
+            .options
+            .get(MTU_OPTION)
+            .and_then(|v| parse_mtu(v).ok())
+    }
+}
+
+/// A network MTU option's value: 68 (IPv4's least) to 65535.
+pub fn parse_mtu(v: &str) -> Result<u32, String> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if (68..=65535).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid {MTU_OPTION} {v:?}: give a number from 68 to 65535"
+        )),
+    }
+}
+
 /// A network's IPv6 addressing: the bridge has `gateway` besides its IPv4
 /// address, and every container gets an address of `subnet` too.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

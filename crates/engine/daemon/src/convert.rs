@@ -79,15 +79,7 @@ pub fn port_mappings(bindings: &api::PortMap) -> Result<Vec<PortMapping>, ApiErr
                 "invalid container port {key:?}: expected PORT/tcp or PORT/udp"
             ))
         })?;
-        let protocol = match proto {
-            "tcp" => Protocol::Tcp,
-            "udp" => Protocol::Udp,
-            other => {
-                return Err(ApiError::bad_parameter(format!(
-                    "unsupported protocol {other:?} in {key:?}: use tcp or udp"
-                )))
-            }
-        };
+        let protocol = protocol(proto, key)?;
         for b in list.iter().flatten() {
             let host_ip = match b.host_ip.as_str() {
                 "" | "0.0.0.0" | "::" | "[::]" => None,
@@ -240,19 +232,22 @@ fn blkio_devices(extra: &api::Extra) -> Result<Vec<BlkioRule>, ApiError> {
     Ok(out)
 }
 
+/// The protocol `proto` of port `key` (`80/udp`): tcp or udp.
+fn protocol(proto: &str, key: &str) -> Result<Protocol, ApiError> {
+    match proto {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        other => Err(ApiError::bad_parameter(format!(
+            "unsupported protocol {other:?} in {key:?}: use tcp or udp"
+        ))),
+    }
+}
+
 /// An exposed port (`80/tcp`, `53/udp`, `8000-8002/tcp`) as the mappings
 /// `-P` publishes: on any host address, the host port to be chosen.
 pub fn exposed_port(key: &str) -> Result<Vec<PortMapping>, ApiError> {
     let (ports, proto) = key.split_once('/').unwrap_or((key, "tcp"));
-    let protocol = match proto {
-        "tcp" => Protocol::Tcp,
-        "udp" => Protocol::Udp,
-        other => {
-            return Err(ApiError::bad_parameter(format!(
-                "unsupported protocol {other:?} in exposed port {key:?}: use tcp or udp"
-            )))
-        }
-    };
+    let protocol = protocol(proto, key)?;
     let bad = || {
         ApiError::bad_parameter(format!(
             "invalid exposed port {key:?}: expected PORT[-PORT][/tcp|/udp]"

@@ -135,30 +135,6 @@ pub fn user_name(uid: u32) -> String {
         .unwrap_or_else(|| uid.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn os_release_fields() {
-        let (p, v) = parse_os_release(
-            "NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\n",
-        );
-        assert_eq!(p, "Debian GNU/Linux 12 (bookworm)");
-        assert_eq!(v, "12");
-        assert_eq!(parse_os_release("").0, "Linux");
-    }
-
-    #[test]
-    fn host_facts_are_read() {
-        assert!(!kernel_version().is_empty());
-        assert!(mem_total() > 0);
-        assert!(ncpu() >= 1);
-        assert!(boot_time() > 0);
-        assert!(system_cpu_ns() > 0);
-    }
-}
-
 /// What the host's cgroups can limit beyond memory, cpu and pids: whether
 /// block I/O weights have a file to go to (CFQ's or BFQ's on v1; the io
 /// controller on v2), and whether v1's cpu controller has real-time
@@ -203,5 +179,29 @@ pub fn cgroup_features(root: &Path) -> CgroupFeatures {
             blkio_weight: false,
             cpu_realtime: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_release_fields() {
+        let (p, v) = parse_os_release(
+            "NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\n",
+        );
+        assert_eq!(p, "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(v, "12");
+        assert_eq!(parse_os_release("").0, "Linux");
+    }
+
+    #[test]
+    fn host_facts_are_read() {
+        assert!(!kernel_version().is_empty());
+        assert!(mem_total() > 0);
+        assert!(ncpu() >= 1);
+        assert!(boot_time() > 0);
+        assert!(system_cpu_ns() > 0);
     }
 }

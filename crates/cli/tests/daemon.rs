@@ -494,11 +494,31 @@ fn block_io_swappiness_and_oom_killer_limits() {
             "cat /sys/fs/cgroup/blkio/blkio.weight /sys/fs/cgroup/blkio/blkio.bfq.weight 2>/dev/null; true",
         ])
         .ok();
-    if out.stderr.contains("Weight discarded") {
+    let discarded = out.stderr.contains("Weight discarded");
+    if discarded {
         assert_eq!(out.stdout, "", "{out}");
     } else {
         assert!(out.stdout.contains("300"), "{out}");
     }
+    // ... and `docker update --blkio-weight` of a running container.
+    d.docker(&["run", "-d", "--name", "bw", "busybox", "sleep", "100"])
+        .ok();
+    if discarded {
+        let out = d
+            .docker(&["update", "--blkio-weight", "400", "bw"])
+            .failed();
+        assert!(out.stderr.contains("blkio"), "{out}");
+    } else {
+        d.docker(&["update", "--blkio-weight", "400", "bw"]).ok();
+        let out = d
+            .docker(&[
+                "exec", "bw", "sh", "-c",
+                "cat /sys/fs/cgroup/blkio/blkio.weight /sys/fs/cgroup/blkio/blkio.bfq.weight 2>/dev/null; true",
+            ])
+            .ok();
+        assert!(out.stdout.contains("400"), "{out}");
+    }
+    d.docker(&["rm", "-f", "bw"]).ok();
     for (args, words) in [
         (
             vec!["--device-read-bps", "/dev/null:1mb"],

@@ -1234,6 +1234,7 @@ pub fn container_update(
     let unsupported: Vec<&str> = u
         .extra
         .iter()
+        .filter(|(k, _)| k.as_str() != "BlkioWeight")
         .filter(|(_, v)| match v {
             serde_json::Value::Null => false,
             serde_json::Value::Number(n) => n.as_f64() != Some(0.0),
@@ -1246,7 +1247,7 @@ pub fn container_update(
         .collect();
     if !unsupported.is_empty() {
         return Err(ApiError::bad_parameter(format!(
-            "cannot update {}: this engine updates Memory, MemorySwap, MemoryReservation, NanoCpus, CpuShares, CpuPeriod, CpuQuota, CpusetCpus, CpusetMems, PidsLimit and RestartPolicy",
+            "cannot update {}: this engine updates Memory, MemorySwap, MemoryReservation, NanoCpus, CpuShares, CpuPeriod, CpuQuota, CpusetCpus, CpusetMems, PidsLimit, BlkioWeight and RestartPolicy",
             unsupported.join(", ")
         )));
     }
@@ -1263,6 +1264,7 @@ pub fn container_update(
             cpuset_cpus: u.cpuset_cpus.clone(),
             cpuset_mems: u.cpuset_mems.clone(),
             pids_limit: u.pids_limit,
+            blkio_weight: blkio_weight(u.extra.get("BlkioWeight"))?,
         },
         restart,
     ))

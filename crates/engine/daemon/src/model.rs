@@ -126,6 +126,8 @@ pub struct ResourceUpdate {
     pub cpuset_cpus: String,
     pub cpuset_mems: String,
     pub pids_limit: Option<i64>,
+    /// Block I/O weight, 10–1000 (checked by the caller); 0 keeps it.
+    pub blkio_weight: u16,
 }
 
 /// The smallest memory limit dockerd accepts (6 MiB).
@@ -162,6 +164,9 @@ impl ResourceUpdate {
         }
         if let Some(p) = self.pids_limit {
             r.pids_limit = p.max(0);
+        }
+        if self.blkio_weight != 0 {
+            r.blkio_weight = self.blkio_weight;
         }
         if self.nano_cpus != 0 && (self.cpu_quota != 0 || self.cpu_period != 0) {
             return Err(
@@ -286,10 +291,12 @@ mod tests {
             memory: 300 << 20,
             cpu_quota: 50_000,
             pids_limit: Some(-1),
+            blkio_weight: 400,
             ..Default::default()
         };
         let r = u.merge(&cur).unwrap();
         assert_eq!(r.memory, 300 << 20);
+        assert_eq!(r.blkio_weight, 400);
         assert_eq!(r.cpu_shares, 2, "unset: kept");
         assert_eq!(
             (r.nano_cpus, r.cpu_quota),

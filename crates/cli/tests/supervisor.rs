@@ -116,6 +116,7 @@ fn spec(ctx: &Ctx, b: &Bundle, id: &str) -> ContainerSpec {
         restart: RestartPolicy::No,
         auto_remove: false,
         netns: false,
+        own_cgroup_parent: false,
     }
 }
 

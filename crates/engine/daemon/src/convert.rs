@@ -1884,6 +1884,7 @@ mod tests {
                 restart: RestartPolicy::No,
                 auto_remove: false,
                 netns: false,
+                own_cgroup_parent: false,
             },
             phase,
             pid: 1,

@@ -1466,6 +1466,7 @@ impl Engine {
             // The supervisor forgets it at its exit; the engine removes the rest.
             auto_remove: r.auto_remove,
             netns: netns.is_some(),
+            own_cgroup_parent: !cfg.cgroup_parent.is_empty(),
         };
         Ok((spec, netns, cfg.hostname))
     }

@@ -35,6 +35,10 @@ pub struct ContainerSpec {
     /// or is deleted. Nothing pins it on the host's mount table.
     #[serde(default)]
     pub netns: bool,
+    /// Its cgroup's parent is the user's (`--cgroup-parent`): no spare
+    /// cgroups are made beside it, as they are beside the engine's own.
+    #[serde(default)]
+    pub own_cgroup_parent: bool,
 }
 
 /// Lifecycle of a supervised container, Docker's vocabulary.
@@ -94,8 +98,8 @@ pub struct ExecStatus {
 pub const PREPARED_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The cgroup (from the hierarchies' roots) the engine's containers go
-/// under unless given another parent (`--cgroup-parent`). Spare cgroups are
-/// made ahead only here: another parent is the user's, left as it is.
+/// under unless given another parent (`--cgroup-parent`, which the start
+/// says with [`ContainerSpec::own_cgroup_parent`]).
 pub const ENGINE_CGROUP_PARENT: &str = "/strato";
 
 /// A request line.

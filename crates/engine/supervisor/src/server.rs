@@ -1349,9 +1349,9 @@ impl Supervisor {
             cgroup: Some(cg), ..
         } = &report
         {
-            // It may have taken a spare: made again once idle (under the
-            // engine's own parent only).
-            if cg.parent() == Some(Path::new(crate::protocol::ENGINE_CGROUP_PARENT)) {
+            // It may have taken a spare: made again once idle (not beside
+            // a cgroup under the user's parent).
+            if !s.spec.own_cgroup_parent {
                 self.spares_for = Some(cg.clone());
             }
         }

@@ -2914,10 +2914,10 @@ fn exec_start_failures_diff_and_update() {
         &d,
         "POST",
         "/containers/up/update",
-        r#"{"BlkioWeight":300}"#,
+        r#"{"CpuRealtimeRuntime":1000}"#,
     );
     assert_eq!(st, 400);
-    assert!(String::from_utf8_lossy(&out).contains("BlkioWeight"));
+    assert!(String::from_utf8_lossy(&out).contains("CpuRealtimeRuntime"));
     assert_eq!(cgroup("memory", mem_file), "209715200", "unchanged");
     // A created container: recorded, applied when it starts.
     d.docker(&["create", "--name", "cr", "busybox", "sleep", "600"])
